@@ -1,0 +1,2 @@
+//! The smimekit command-line interface.
+fn main() {}

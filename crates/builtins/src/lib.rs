@@ -1,0 +1,1 @@
+//! Links and registers the first-party plugins.

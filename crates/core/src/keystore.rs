@@ -1,0 +1,116 @@
+//! The key-store port: private keys that sign digests, unwrap content-encryption keys and
+//! derive ECDH secrets, without ever handing out key material.
+//!
+//! Unlocking is a protocol, not a callback: a store (or key) that needs a password or PIN
+//! reports [`Protection::Locked`] or fails with [`KeyStoreError::Locked`]; the application asks
+//! the person, then calls `unlock` and tries again.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::{CertDer, RsaPadding, Secret, SignatureScheme};
+
+/// Whether a store or key can be used now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum Protection {
+    Unlocked,
+    /// A password or PIN is needed. `tries_left` is shown when the store reports it.
+    Locked { hint: String, tries_left: Option<u32> },
+}
+
+/// The kind of a private key, as far as the message layer cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum KeyKind {
+    Rsa { bits: u32 },
+    /// An EC key on a named curve (`curve` is the OID in dotted form's short name: `P-256`…).
+    Ec { curve: &'static str },
+    Other,
+}
+
+/// What `keys list` shows for one key.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyInfo {
+    /// The store-specific selector that opens this key again (`#0` for a p12's first key…).
+    pub selector: String,
+    pub label: Option<String>,
+    pub kind: KeyKind,
+    #[serde(skip)]
+    pub certificate: Option<CertDer>,
+    #[serde(skip)]
+    pub chain: Vec<CertDer>,
+}
+
+/// Errors of a key store. Variants say what the caller can do next.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyStoreError {
+    /// Ask for the secret, call `unlock`, then retry.
+    #[error("{key} is locked: {hint}")]
+    Locked { key: String, hint: String },
+    /// The password or PIN was wrong.
+    #[error("wrong password or PIN for {key}{}", tries_left.map(|t| format!(" ({t} tries left)")).unwrap_or_default())]
+    BadSecret { key: String, tries_left: Option<u32> },
+    #[error("{key}: no such key: {detail}")]
+    NotFound { key: String, detail: String },
+    /// The stored data could not be parsed.
+    #[error("{key}: malformed key store: {detail}")]
+    Malformed { key: String, detail: String },
+    /// The key cannot do this operation (wrong key type, mechanism missing on a token…).
+    #[error("{key}: operation not supported: {detail}")]
+    Unsupported { key: String, detail: String },
+    /// A cryptographic operation failed (e.g. a decryption with the wrong key).
+    #[error("{key}: {detail}")]
+    Failed { key: String, detail: String },
+    /// The store could not be reached or read.
+    #[error("{key}: {detail}")]
+    Io { key: String, detail: String },
+}
+
+/// A collection of keys (a PKCS#12 file, a token, a system store).
+#[async_trait]
+pub trait KeyStore: Debug + Send + Sync {
+    /// A name for messages: the path or URI the store was opened from.
+    fn id(&self) -> &str;
+
+    /// Whether `unlock` must be called before `list`/`open`.
+    async fn protection(&self) -> Protection;
+
+    /// Supplies the store password or PIN.
+    async fn unlock(&self, secret: Secret) -> Result<(), KeyStoreError>;
+
+    /// The keys in the store, with their certificates.
+    async fn list(&self) -> Result<Vec<KeyInfo>, KeyStoreError>;
+
+    /// Opens one key; `None` selects the only (or first) key that has a certificate.
+    async fn open(&self, selector: Option<&str>) -> Result<Arc<dyn PrivateKey>, KeyStoreError>;
+}
+
+/// A private key with its certificate. Implementations keep the key where it lives.
+#[async_trait]
+pub trait PrivateKey: Debug + Send + Sync {
+    /// The public half.
+    fn certificate(&self) -> &CertDer;
+
+    /// Other certificates that came with the key (issuers), leaf excluded.
+    fn chain(&self) -> &[CertDer];
+
+    fn kind(&self) -> KeyKind;
+
+    /// Signs a precomputed digest. RSA PKCS#1 v1.5 wraps it in a DigestInfo; ECDSA returns DER.
+    async fn sign_digest(
+        &self,
+        scheme: SignatureScheme,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, KeyStoreError>;
+
+    /// Decrypts an RSA-encrypted content-encryption key.
+    async fn decrypt_key(&self, padding: &RsaPadding, wrapped: &[u8]) -> Result<Secret, KeyStoreError>;
+
+    /// ECDH with a peer's public point (uncompressed SEC1), returning the shared secret Z.
+    async fn ecdh(&self, peer_point: &[u8]) -> Result<Secret, KeyStoreError>;
+}

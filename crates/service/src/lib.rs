@@ -1,0 +1,1 @@
+//! The application API of smimekit: the only crate the apps call.

@@ -1,0 +1,1 @@
+//! Test support: pinned clock, in-memory directory, corpus helpers.

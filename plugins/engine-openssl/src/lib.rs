@@ -1,0 +1,1 @@
+//! CryptoEngine implemented on OpenSSL.

@@ -1,0 +1,1 @@
+//! Key store for PKCS#12 and PEM/DER key files.

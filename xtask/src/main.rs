@@ -1,0 +1,2 @@
+//! Project automation: benchmarks, test PKI regeneration.
+fn main() {}
