@@ -1,2 +1,38 @@
-//! The smimekit command-line interface.
-fn main() {}
+//! `smimekit`: the command-line front end. Parses arguments, builds requests, calls
+//! `smimekit-service`, renders text or JSON, and maps failures to the documented exit codes.
+
+mod cli;
+mod commands;
+mod io;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let json = cli.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("smimekit: cannot start the runtime: {e}");
+            return ExitCode::from(commands::EXIT_IO);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = commands::exit_code(&e);
+            if json {
+                let body = serde_json::json!({ "error": format!("{e:#}"), "exit_code": code });
+                println!("{body}");
+            }
+            eprintln!("smimekit: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,1 +1,12 @@
-//! Links and registers the first-party plugins.
+//! Links the first-party plugins into a binary so that their `inventory` registrations run.
+//!
+//! rustc drops a crate nobody references; [`link`] references each plugin crate (one feature
+//! each), which keeps its `inventory::submit!` items. This crate has no logic of its own.
+
+/// Call once (the service does) to keep every enabled first-party plugin in the binary.
+pub fn link() {
+    #[cfg(feature = "keystore-file")]
+    smimekit_keystore_file::link();
+    #[cfg(feature = "engine-openssl")]
+    smimekit_engine_openssl::link();
+}

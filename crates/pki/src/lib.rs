@@ -1,1 +1,23 @@
 //! Certificate containers (PEM, DER, PKCS#7 certs-only, Microsoft SST) and certificate facts.
+//!
+//! * [`container`]: sniff and read any supported container ([`load_certificates`]); write
+//!   PEM and `.p7b`.
+//! * [`sst`]: the Microsoft serialized certificate store used by Exchange Online uploads.
+//! * [`certinfo`]: subject, issuer, serial, validity, e-mail addresses, key usages,
+//!   thumbprints — parsed leniently from the DER.
+//! * [`ber`]: BER → DER normalisation, shared with the message crate.
+//!
+//! Pure Rust, no OpenSSL. This crate never verifies signatures or builds chains; certificates
+//! travel as [`smimekit_core::CertDer`] and are never re-encoded.
+
+pub mod ber;
+pub mod certinfo;
+pub mod container;
+mod error;
+pub mod sst;
+mod tlv;
+
+pub use certinfo::{CertInfo, KeyUsageBits};
+pub use container::{load_certificates, write_p7b, write_pem};
+pub use error::PkiError;
+pub use sst::{SstEntry, SstError, read_sst, write_sst};

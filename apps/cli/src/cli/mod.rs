@@ -1,0 +1,212 @@
+//! The command-line contract (clap definitions). Scripts depend on these names: extend,
+//! never rename.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "smimekit",
+    version,
+    about = "S/MIME for an organisation: sign, verify, encrypt, decrypt and open mail; manage keys and certificates.",
+    after_help = "Exit codes: 0 success (every signature valid), 1 a signature invalid or untrusted, \
+2 usage error, 3 malformed input, 4 key/password/recipient problem, 5 other I/O.\n\
+Passwords come from SMIMEKIT_PASSWORD, --password-file, or an interactive prompt."
+)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sign a message (detached multipart/signed by default).
+    Sign(SignArgs),
+    /// Encrypt a message to recipients' certificates.
+    Encrypt(EncryptArgs),
+    /// Verify a signed message and write its content.
+    Verify(VerifyArgs),
+    /// Remove the encryption layer of a message.
+    Decrypt(DecryptArgs),
+    /// Do what a mail client does: decrypt and verify every layer, write the innermost content.
+    Open(OpenArgs),
+    /// Keys in a key store.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Certificates: show and export.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// List the registered plugins, by port.
+    Plugins,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Where a secret comes from, besides SMIMEKIT_PASSWORD and the prompt.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PasswordArgs {
+    /// Read the key store password from this file (first line).
+    #[arg(long, value_name = "F")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct IoArgs {
+    /// Input file (default: standard input).
+    #[arg(long = "in", value_name = "F")]
+    pub input: Option<PathBuf>,
+    /// Output file (default: standard output).
+    #[arg(long = "out", value_name = "F")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The signing key: a .p12/.pfx file, or a PEM/DER key file with --cert.
+    #[arg(long, value_name = "KEYREF")]
+    pub key: String,
+    /// The certificate for a key file that holds none.
+    #[arg(long, value_name = "F")]
+    pub cert: Option<String>,
+    /// Opaque application/pkcs7-mime signed-data instead of multipart/signed.
+    #[arg(long)]
+    pub opaque: bool,
+    /// Digest algorithm: sha256, sha384 or sha512.
+    #[arg(long, default_value = "sha256")]
+    pub digest: String,
+    /// RSA-PSS instead of RSA PKCS#1 v1.5 (RSA keys only).
+    #[arg(long)]
+    pub pss: bool,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+    #[command(flatten)]
+    pub io: IoArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CipherArg {
+    #[value(name = "aes-256-cbc")]
+    Aes256Cbc,
+    #[value(name = "aes-192-cbc")]
+    Aes192Cbc,
+    #[value(name = "aes-128-cbc")]
+    Aes128Cbc,
+    #[value(name = "aes-256-gcm")]
+    Aes256Gcm,
+}
+
+#[derive(Debug, Args)]
+pub struct EncryptArgs {
+    /// Recipient certificate file (PEM, DER, PKCS#7, SST); repeat for several recipients.
+    #[arg(long, value_name = "CERTFILE", required = true, num_args = 1..)]
+    pub to: Vec<PathBuf>,
+    /// Content cipher. AES-256-GCM (AuthEnvelopedData) only for recipients known to read it.
+    #[arg(long, value_enum, default_value = "aes-256-cbc")]
+    pub cipher: CipherArg,
+    /// RSA-OAEP (SHA-256) key transport instead of PKCS#1 v1.5.
+    #[arg(long)]
+    pub oaep: bool,
+    #[command(flatten)]
+    pub io: IoArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TrustArgs {
+    /// Trust anchors (PEM, DER, SST, PKCS#7); repeatable.
+    #[arg(long, value_name = "F")]
+    pub trust: Vec<PathBuf>,
+    /// Untrusted intermediate or signer certificates; repeatable.
+    #[arg(long, value_name = "F")]
+    pub cert: Vec<PathBuf>,
+    /// Validate at this time (RFC 3339, e.g. 2026-01-26T14:40:07Z) instead of now.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// For a raw CMS detached signature: the signed content.
+    #[arg(long, value_name = "F")]
+    pub content: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    #[command(flatten)]
+    pub io: IoArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DecryptArgs {
+    /// The recipient key: a .p12/.pfx file, or a PEM/DER key file with --cert.
+    #[arg(long, value_name = "KEYREF")]
+    pub key: String,
+    /// The certificate for a key file that holds none.
+    #[arg(long = "cert", alias = "key-cert", value_name = "F")]
+    pub key_cert: Option<String>,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+    #[command(flatten)]
+    pub io: IoArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// Recipient keys to try; repeatable.
+    #[arg(long, value_name = "KEYREF")]
+    pub key: Vec<String>,
+    /// The certificate for a key file that holds none (else each --cert file is tried).
+    #[arg(long = "key-cert", value_name = "F")]
+    pub key_cert: Option<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+    #[command(flatten)]
+    pub io: IoArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the keys in a store with their certificates.
+    List {
+        /// The store: a .p12/.pfx or key file.
+        #[arg(long, value_name = "KEYREF")]
+        store: String,
+        #[arg(long, value_name = "F")]
+        cert: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Show the certificates in a file (PEM, DER, PKCS#7, SST, or a .p12 with --p12).
+    Show {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Export a key's certificate (and chain) as DER or PEM, as Exchange's -UserCertificate wants.
+    Export {
+        /// A key store (.p12/.pfx) or a certificate file.
+        #[arg(value_name = "KEYREF")]
+        source: String,
+        #[arg(long, conflicts_with = "pem")]
+        der: bool,
+        #[arg(long)]
+        pem: bool,
+        /// Include the issuers (PEM only).
+        #[arg(long)]
+        chain: bool,
+        #[arg(long = "out", value_name = "F")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+}

@@ -1,0 +1,120 @@
+//! keys list, cert show, cert export.
+
+use std::path::Path;
+
+use anyhow::Result;
+use smimekit_service::{CertSummary, ErrorKind, ExportFormat, KeyRequest, Service, ServiceError};
+
+use super::{EXIT_OK, open_key, print_json};
+use crate::cli::{CertCommand, PasswordArgs};
+use crate::io;
+
+pub async fn keys_list(
+    service: &Service,
+    store: String,
+    cert: Option<String>,
+    password: &PasswordArgs,
+    json: bool,
+) -> Result<u8> {
+    let mut req = KeyRequest {
+        reference: store.clone(),
+        certificate: cert,
+        ..KeyRequest::default()
+    };
+    let keys = match service.list_keys(&req).await {
+        Err(e) if e.kind == ErrorKind::Locked => {
+            req.secret = Some(io::secret(password, &store)?);
+            service.list_keys(&req).await?
+        }
+        other => other?,
+    };
+    if json {
+        print_json(&keys)?;
+    } else {
+        for k in &keys {
+            println!(
+                "{} {} {:?}{}",
+                k.store,
+                k.selector,
+                k.kind,
+                k.label.as_deref().map(|l| format!(" \"{l}\"")).unwrap_or_default()
+            );
+            if let Some(c) = &k.certificate {
+                print_cert(c, "  ");
+            }
+            for c in &k.chain {
+                println!("  issuer certificate: {}", c.subject);
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn print_cert(c: &CertSummary, indent: &str) {
+    println!("{indent}subject:  {}", c.subject);
+    println!("{indent}issuer:   {}", c.issuer);
+    if !c.emails.is_empty() {
+        println!("{indent}email:    {}", c.emails.join(", "));
+    }
+    println!("{indent}valid:    {} .. {} ({})", c.not_before, c.not_after, c.validity);
+    println!("{indent}serial:   {}", c.serial);
+    println!("{indent}sha1:     {}", c.sha1_thumbprint);
+    println!("{indent}sha256:   {}", c.sha256_fingerprint);
+}
+
+fn is_key_store(source: &str) -> bool {
+    let lower = source.to_ascii_lowercase();
+    lower.ends_with(".p12") || lower.ends_with(".pfx") || source.contains(':') && !Path::new(source).exists()
+}
+
+pub async fn run(service: &Service, c: CertCommand, json: bool) -> Result<u8> {
+    match c {
+        CertCommand::Show { file } => {
+            let certs = service.load_certificates(&file)?;
+            let summaries: Vec<CertSummary> = certs.iter().map(|c| service.summarize(c)).collect();
+            if json {
+                print_json(&summaries)?;
+            } else {
+                for (i, s) in summaries.iter().enumerate() {
+                    println!("certificate {}:", i + 1);
+                    print_cert(s, "  ");
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        CertCommand::Export {
+            source,
+            der,
+            pem,
+            chain,
+            output,
+            password,
+        } => {
+            let format = match (der, pem) {
+                (true, _) => ExportFormat::Der,
+                (_, true) => ExportFormat::Pem,
+                _ => {
+                    return Err(ServiceError::new(ErrorKind::Usage, "cert export needs --der or --pem").into());
+                }
+            };
+            let mut certs = if is_key_store(&source) {
+                let key = open_key(service, &source, None, &password).await?;
+                let mut v = vec![key.certificate().clone()];
+                v.extend(key.chain().iter().cloned());
+                v
+            } else {
+                service.load_certificates(Path::new(&source))?
+            };
+            if !chain {
+                certs.truncate(1);
+            }
+            let bytes = service.export_certificates(&certs, format)?;
+            io::write_output(output.as_deref(), &bytes)?;
+            if json && output.is_some() {
+                let s: Vec<CertSummary> = certs.iter().map(|c| service.summarize(c)).collect();
+                print_json(&s)?;
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}

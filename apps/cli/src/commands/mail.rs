@@ -1,0 +1,173 @@
+//! sign, encrypt, verify, decrypt, open.
+
+use anyhow::Result;
+use smimekit_service::{
+    ContentCipher, DecryptRequest, DigestAlg, EncryptRequest, ErrorKind, OpenRequest, OpenResult,
+    Service, ServiceError, SignRequest,
+};
+
+use super::{EXIT_INVALID, EXIT_OK, open_key, print_json};
+use crate::cli::{CipherArg, DecryptArgs, EncryptArgs, OpenArgs, SignArgs, TrustArgs, VerifyArgs};
+use crate::io;
+
+pub async fn sign(service: &Service, a: SignArgs, json: bool) -> Result<u8> {
+    let digest = match DigestAlg::from_name(&a.digest) {
+        Some(d @ (DigestAlg::Sha256 | DigestAlg::Sha384 | DigestAlg::Sha512)) => d,
+        _ => {
+            return Err(ServiceError::new(
+                ErrorKind::Usage,
+                format!("--digest {}: use sha256, sha384 or sha512", a.digest),
+            )
+            .into());
+        }
+    };
+    let message = io::read_input(a.io.input.as_deref())?;
+    let key = open_key(service, &a.key, a.cert.clone(), &a.password).await?;
+    let out = service
+        .sign(SignRequest {
+            key,
+            digest,
+            pss: a.pss,
+            opaque: a.opaque,
+            message,
+        })
+        .await?;
+    io::write_output(a.io.output.as_deref(), &out)?;
+    if json && a.io.output.is_some() {
+        print_json(&serde_json::json!({ "signed": true, "bytes": out.len(), "digest": digest.name(), "opaque": a.opaque }))?;
+    }
+    Ok(EXIT_OK)
+}
+
+pub fn encrypt(service: &Service, a: EncryptArgs, json: bool) -> Result<u8> {
+    let cipher = match a.cipher {
+        CipherArg::Aes256Cbc => ContentCipher::Aes256Cbc,
+        CipherArg::Aes192Cbc => ContentCipher::Aes192Cbc,
+        CipherArg::Aes128Cbc => ContentCipher::Aes128Cbc,
+        CipherArg::Aes256Gcm => ContentCipher::Aes256Gcm,
+    };
+    let message = io::read_input(a.io.input.as_deref())?;
+    let out = service.encrypt(EncryptRequest {
+        to: a.to.clone(),
+        cipher,
+        oaep: a.oaep,
+        message,
+    })?;
+    io::write_output(a.io.output.as_deref(), &out)?;
+    if json && a.io.output.is_some() {
+        print_json(&serde_json::json!({ "encrypted": true, "bytes": out.len(), "cipher": cipher.name(), "recipients": a.to }))?;
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn verify(service: &Service, a: VerifyArgs, json: bool) -> Result<u8> {
+    let req = open_request(&a.trust, io::read_input(a.io.input.as_deref())?, Vec::new())?;
+    let result = service.open(req).await?;
+    finish(result, a.io.output.as_deref(), json)
+}
+
+pub async fn decrypt(service: &Service, a: DecryptArgs, json: bool) -> Result<u8> {
+    let message = io::read_input(a.io.input.as_deref())?;
+    let key = open_key(service, &a.key, a.key_cert.clone(), &a.password).await?;
+    let result = service
+        .decrypt(DecryptRequest {
+            keys: vec![key],
+            message,
+        })
+        .await?;
+    io::write_output(a.io.output.as_deref(), &result.content)?;
+    if json {
+        print_json(&result.report)?;
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn open(service: &Service, a: OpenArgs, json: bool) -> Result<u8> {
+    let mut keys = Vec::new();
+    for k in &a.key {
+        let key = match (&a.key_cert, a.trust.cert.as_slice()) {
+            (Some(c), _) => open_key(service, k, Some(c.clone()), &a.password).await?,
+            (None, []) => open_key(service, k, None, &a.password).await?,
+            (None, certs) => {
+                // A key file without a certificate: try the --cert files in turn.
+                let mut found = open_key(service, k, None, &a.password).await;
+                for c in certs {
+                    if found.is_ok() {
+                        break;
+                    }
+                    found = open_key(service, k, Some(c.display().to_string()), &a.password).await;
+                }
+                found?
+            }
+        };
+        keys.push(key);
+    }
+    let req = open_request(&a.trust, io::read_input(a.io.input.as_deref())?, keys)?;
+    let result = service.open(req).await?;
+    finish(result, a.io.output.as_deref(), json)
+}
+
+fn open_request(
+    t: &TrustArgs,
+    message: Vec<u8>,
+    keys: Vec<std::sync::Arc<dyn smimekit_service::PrivateKey>>,
+) -> Result<OpenRequest> {
+    let at = t.at.as_deref().map(parse_time).transpose()?;
+    let detached_content = t
+        .content
+        .as_deref()
+        .map(|p| io::read_input(Some(p)))
+        .transpose()?;
+    Ok(OpenRequest {
+        keys,
+        trust: t.trust.clone(),
+        certs: t.cert.clone(),
+        crls: Vec::new(),
+        at,
+        message,
+        detached_content,
+    })
+}
+
+fn parse_time(s: &str) -> Result<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| {
+            ServiceError::new(ErrorKind::Usage, format!("--at {s}: not an RFC 3339 time ({e})")).into()
+        })
+}
+
+/// Writes the content, prints the report, and turns the verdict into the exit code.
+fn finish(result: OpenResult, out: Option<&std::path::Path>, json: bool) -> Result<u8> {
+    let OpenResult { report, content } = result;
+    if json {
+        print_json(&report)?;
+        // With --json, standard output carries the report; the content goes to --out only.
+        if out.is_some() {
+            io::write_output(out, &content)?;
+        }
+    } else {
+        io::write_output(out, &content)?;
+        for (i, layer) in report.layers.iter().enumerate() {
+            let kind = serde_json::to_value(layer.kind).unwrap_or_default();
+            let kind = kind.as_str().unwrap_or("layer");
+            eprintln!("layer {}: {kind} {}", i + 1, layer.algorithm);
+            if let Some(r) = &layer.recipient {
+                eprintln!("  decrypted for {r}");
+            }
+            for s in &layer.signers {
+                let status = serde_json::to_value(s.status).unwrap_or_default();
+                eprintln!(
+                    "  signer {} — {}{}",
+                    s.address.as_deref().unwrap_or("?"),
+                    status.as_str().unwrap_or("?"),
+                    s.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(match report.valid {
+        Some(false) => EXIT_INVALID,
+        _ => EXIT_OK,
+    })
+}

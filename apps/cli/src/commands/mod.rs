@@ -1,0 +1,93 @@
+//! Thin command bodies: build the request, call the service, render.
+
+mod cert;
+mod mail;
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::CommandFactory;
+use smimekit_service::{ErrorKind, KeyRequest, PrivateKey, Service, ServiceError};
+
+use crate::cli::{Cli, Command, KeysCommand, PasswordArgs};
+use crate::io;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_INVALID: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_MALFORMED: u8 = 3;
+pub const EXIT_KEY: u8 = 4;
+pub const EXIT_IO: u8 = 5;
+
+/// Maps an error to the documented exit code, once.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<ServiceError>().map(|s| s.kind) {
+        Some(ErrorKind::Usage) => EXIT_USAGE,
+        Some(ErrorKind::Malformed) | Some(ErrorKind::Unsupported) => EXIT_MALFORMED,
+        Some(ErrorKind::Key) | Some(ErrorKind::Locked) => EXIT_KEY,
+        Some(ErrorKind::Io) => EXIT_IO,
+        Some(_) => EXIT_IO,
+        None => EXIT_IO,
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<u8> {
+    let json = cli.json;
+    let service = Service::builder().build()?;
+    match cli.command {
+        Command::Sign(a) => mail::sign(&service, a, json).await,
+        Command::Encrypt(a) => mail::encrypt(&service, a, json),
+        Command::Verify(a) => mail::verify(&service, a, json).await,
+        Command::Decrypt(a) => mail::decrypt(&service, a, json).await,
+        Command::Open(a) => mail::open(&service, a, json).await,
+        Command::Keys(KeysCommand::List {
+            store,
+            cert,
+            password,
+        }) => cert::keys_list(&service, store, cert, &password, json).await,
+        Command::Cert(c) => cert::run(&service, c, json).await,
+        Command::Plugins => {
+            let plugins = service.plugins();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plugins)?);
+            } else {
+                for p in plugins {
+                    println!("{:<14} {:<10} {:<9} {}", p.port, p.id, p.origin, p.description);
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "smimekit", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// Opens a key, asking for the password only when the store says it is locked.
+pub async fn open_key(
+    service: &Service,
+    reference: &str,
+    certificate: Option<String>,
+    password: &PasswordArgs,
+) -> Result<Arc<dyn PrivateKey>> {
+    let mut req = KeyRequest {
+        reference: reference.to_string(),
+        certificate,
+        ..KeyRequest::default()
+    };
+    match service.open_key(&req).await {
+        Err(e) if e.kind == ErrorKind::Locked => {
+            req.secret = Some(io::secret(password, reference)?);
+            Ok(service.open_key(&req).await?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Prints a DTO as pretty JSON.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Input, output and secrets for the CLI: files or stdio, passwords from the environment, a
+//! file or a prompt (never from argv).
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use smimekit_service::{ErrorKind, Secret, ServiceError};
+
+use crate::cli::PasswordArgs;
+
+/// An input file that is missing or unreadable is an I/O error naming the file.
+pub fn read_input(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match path {
+        Some(p) => std::fs::read(p).map_err(|e| io_err(p, e)),
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading standard input")?;
+            Ok(buf)
+        }
+    }
+}
+
+pub fn write_output(path: Option<&Path>, data: &[u8]) -> anyhow::Result<()> {
+    match path {
+        Some(p) => std::fs::write(p, data).map_err(|e| io_err(p, e)),
+        None => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(data).and_then(|_| out.flush()) {
+                // A closed pipe (`| head`) is not a failure.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other.context("writing standard output"),
+            }
+        }
+    }
+}
+
+fn io_err(p: &Path, e: std::io::Error) -> anyhow::Error {
+    ServiceError::new(ErrorKind::Io, format!("{}: {e}", p.display())).into()
+}
+
+/// The secret for a locked key store: SMIMEKIT_PASSWORD, then --password-file, then a prompt
+/// when a terminal is attached.
+pub fn secret(args: &PasswordArgs, what: &str) -> anyhow::Result<Secret> {
+    if let Some(file) = &args.password_file {
+        return read_password_file(file);
+    }
+    if let Ok(p) = std::env::var("SMIMEKIT_PASSWORD") {
+        return Ok(Secret::from(p));
+    }
+    if std::io::stdin().is_terminal() {
+        let p = rpassword::prompt_password(format!("Password for {what}: "))
+            .context("reading the password")?;
+        return Ok(Secret::from(p));
+    }
+    Err(ServiceError::new(
+        ErrorKind::Key,
+        format!("{what} needs a password: set SMIMEKIT_PASSWORD or use --password-file"),
+    )
+    .into())
+}
+
+fn read_password_file(file: &PathBuf) -> anyhow::Result<Secret> {
+    let text = std::fs::read(file).map_err(|e| io_err(file, e))?;
+    let text = Secret::new(text);
+    // The password is the first line, without its line end.
+    let first = text
+        .expose()
+        .split(|b| *b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let first = first.strip_suffix(b"\r").unwrap_or(first);
+    Ok(Secret::new(first.to_vec()))
+}

@@ -1,0 +1,639 @@
+//! CMS EnvelopedData (RFC 5652 §6) and AuthEnvelopedData (RFC 5083): encrypt to recipients'
+//! certificates, decrypt with a [`PrivateKey`].
+//!
+//! RSA recipients get KeyTransRecipientInfo (PKCS#1 v1.5 by default, OAEP on request); EC
+//! recipients get KeyAgreeRecipientInfo with ephemeral-static ECDH (RFC 5753). Recipients are
+//! identified by issuerAndSerialNumber; when decrypting, subjectKeyIdentifier matches too.
+//! Password (pwri), KEK and KEM recipients are recognised and reported, not handled.
+
+use std::sync::Arc;
+
+use const_oid::ObjectIdentifier as Oid;
+use smimekit_core::{CertDer, ContentCipher, CryptoEngine, DigestAlg, PrivateKey, RsaPadding, Secret};
+use smimekit_pki::certinfo;
+
+use crate::asn1::{self, TAG_OCTET_STRING, TAG_SEQUENCE, TAG_SET, Tlv};
+use crate::signed::read_oid;
+use crate::{MessageError, oids};
+
+/// How to encrypt.
+#[derive(Debug, Clone)]
+pub struct EncryptOptions {
+    pub cipher: ContentCipher,
+    /// RSA-OAEP with SHA-256 instead of PKCS#1 v1.5 for RSA recipients.
+    pub oaep: bool,
+}
+
+/// Encrypts `content` to every certificate; returns a DER ContentInfo (EnvelopedData, or
+/// AuthEnvelopedData for GCM ciphers).
+pub fn encrypt(
+    engine: &CryptoEngine,
+    recipients: &[CertDer],
+    content: &[u8],
+    opts: &EncryptOptions,
+) -> Result<Vec<u8>, MessageError> {
+    if recipients.is_empty() {
+        return Err(MessageError::BadRecipient {
+            subject: String::new(),
+            detail: "no recipients".into(),
+        });
+    }
+    let cipher = opts.cipher;
+    let cipher_oid = oids::cipher_oid(cipher)
+        .filter(|_| matches!(cipher, ContentCipher::Aes128Cbc | ContentCipher::Aes192Cbc | ContentCipher::Aes256Cbc | ContentCipher::Aes128Gcm | ContentCipher::Aes192Gcm | ContentCipher::Aes256Gcm))
+        .ok_or_else(|| MessageError::Unsupported(format!("encrypting with {}", cipher.name())))?;
+    let mut cek = vec![0u8; cipher.key_len()];
+    engine.primitives.fill_random(&mut cek)?;
+    let cek = Secret::new(cek);
+    let mut iv = vec![0u8; cipher.iv_len()];
+    engine.primitives.fill_random(&mut iv)?;
+
+    let mut infos = Vec::with_capacity(recipients.len());
+    let mut any_kari = false;
+    for cert in recipients {
+        let (ri, kari) = recipient_info(engine, cert, &cek, cipher, opts)?;
+        any_kari |= kari;
+        infos.push(ri);
+    }
+    let info_refs: Vec<&[u8]> = infos.iter().map(Vec::as_slice).collect();
+    let recipient_infos = asn1::constructed(TAG_SET, &info_refs);
+
+    let (ciphertext, tag) = engine.crypter.encrypt(cipher, cek.expose(), &iv, &[], content)?;
+    if cipher.is_aead() {
+        let params = asn1::seq(&[&asn1::octet_string(&iv), &asn1::small_int(tag.len() as u32)]);
+        let alg = asn1::seq(&[&oids::encode(&cipher_oid), &params]);
+        let eci = asn1::seq(&[
+            &oids::encode(&oids::ID_DATA),
+            &alg,
+            &asn1::context_primitive(0, &ciphertext),
+        ]);
+        let aed = asn1::seq(&[
+            &asn1::small_int(0),
+            &recipient_infos,
+            &eci,
+            &asn1::octet_string(&tag),
+        ]);
+        Ok(asn1::seq(&[
+            &oids::encode(&oids::ID_AUTH_ENVELOPED_DATA),
+            &asn1::context_constructed(0, &[&aed]),
+        ]))
+    } else {
+        let alg = asn1::seq(&[&oids::encode(&cipher_oid), &asn1::octet_string(&iv)]);
+        let eci = asn1::seq(&[
+            &oids::encode(&oids::ID_DATA),
+            &alg,
+            &asn1::context_primitive(0, &ciphertext),
+        ]);
+        // RFC 5652 §6.1: version 2 when a recipient info has a version other than 0.
+        let version = if any_kari { 2 } else { 0 };
+        let ed = asn1::seq(&[&asn1::small_int(version), &recipient_infos, &eci]);
+        Ok(asn1::seq(&[
+            &oids::encode(&oids::ID_ENVELOPED_DATA),
+            &asn1::context_constructed(0, &[&ed]),
+        ]))
+    }
+}
+
+fn oaep_sha256_params() -> Vec<u8> {
+    let hash = asn1::seq(&[&oids::encode(&oids::SHA256)]);
+    let mgf = asn1::seq(&[&oids::encode(&oids::MGF1), &hash]);
+    asn1::seq(&[
+        &asn1::context_constructed(0, &[&hash]),
+        &asn1::context_constructed(1, &[&mgf]),
+    ])
+}
+
+/// Builds one RecipientInfo; the flag tells whether it is a KeyAgreeRecipientInfo.
+fn recipient_info(
+    engine: &CryptoEngine,
+    cert: &CertDer,
+    cek: &Secret,
+    cipher: ContentCipher,
+    opts: &EncryptOptions,
+) -> Result<(Vec<u8>, bool), MessageError> {
+    let info = certinfo::parse(cert)?;
+    let bad = |detail: String| MessageError::BadRecipient {
+        subject: certinfo::primary_address(&info),
+        detail,
+    };
+    let spki = certinfo::spki_der(cert)?;
+    let pk = engine.verifier.public_key_info(&spki).map_err(|e| bad(e.to_string()))?;
+    let (issuer, serial) = certinfo::issuer_and_serial(cert)?;
+    let ias = asn1::seq(&[&issuer, &asn1::encode(asn1::TAG_INTEGER, &serial)]);
+    match pk.algorithm.as_str() {
+        "rsa" => {
+            let (padding, alg) = if opts.oaep {
+                (
+                    RsaPadding::Oaep {
+                        hash: DigestAlg::Sha256,
+                        mgf1: DigestAlg::Sha256,
+                        label: Vec::new(),
+                    },
+                    asn1::seq(&[&oids::encode(&oids::RSAES_OAEP), &oaep_sha256_params()]),
+                )
+            } else {
+                (
+                    RsaPadding::Pkcs1v15,
+                    asn1::seq(&[&oids::encode(&oids::RSA_ENCRYPTION), &asn1::null()]),
+                )
+            };
+            let wrapped = engine
+                .key_transport
+                .rsa_encrypt(&spki, &padding, cek.expose())
+                .map_err(|e| bad(e.to_string()))?;
+            let ktri = asn1::seq(&[
+                &asn1::small_int(0),
+                &ias,
+                &alg,
+                &asn1::octet_string(&wrapped),
+            ]);
+            Ok((ktri, false))
+        }
+        "ec" => {
+            let (kdf, kdf_oid) = match pk.bits {
+                b if b > 384 => (DigestAlg::Sha512, oids::DH_SHA512KDF),
+                b if b > 256 => (DigestAlg::Sha384, oids::DH_SHA384KDF),
+                _ => (DigestAlg::Sha256, oids::DH_SHA256KDF),
+            };
+            let wrap_oid = wrap_oid_for(cipher.key_len());
+            let kek_len = cipher.key_len().max(16);
+            let (eph_point, z) = engine
+                .key_transport
+                .ecdh_ephemeral(&spki)
+                .map_err(|e| bad(e.to_string()))?;
+            let wrap_alg = asn1::seq(&[&oids::encode(&wrap_oid)]);
+            let shared_info = ecc_cms_shared_info(&wrap_alg, None, kek_len);
+            let kek = engine.key_transport.kdf_x963(kdf, z.expose(), &shared_info, kek_len)?;
+            let wrapped = engine.key_transport.aes_wrap(kek.expose(), cek.expose())?;
+            let originator_key = asn1::context_constructed(
+                1,
+                &[
+                    &asn1::seq(&[&oids::encode(&oids::EC_PUBLIC_KEY)]),
+                    &asn1::bit_string(&eph_point),
+                ],
+            );
+            let kari = asn1::context_constructed(
+                1,
+                &[
+                    &asn1::small_int(3),
+                    &asn1::context_constructed(0, &[&originator_key]),
+                    &asn1::seq(&[&oids::encode(&kdf_oid), &wrap_alg]),
+                    &asn1::seq(&[&asn1::seq(&[&ias, &asn1::octet_string(&wrapped)])]),
+                ],
+            );
+            Ok((kari, true))
+        }
+        other => Err(bad(format!("cannot encrypt to a {other} key"))),
+    }
+}
+
+fn wrap_oid_for(key_len: usize) -> Oid {
+    match key_len {
+        0..=16 => oids::AES128_WRAP,
+        17..=24 => oids::AES192_WRAP,
+        _ => oids::AES256_WRAP,
+    }
+}
+
+/// ECC-CMS-SharedInfo (RFC 5753 §7.2).
+fn ecc_cms_shared_info(wrap_alg: &[u8], ukm: Option<&[u8]>, kek_len: usize) -> Vec<u8> {
+    let bits = ((kek_len * 8) as u32).to_be_bytes();
+    let supp = asn1::context_constructed(2, &[&asn1::octet_string(&bits)]);
+    match ukm {
+        Some(u) => asn1::seq(&[
+            wrap_alg,
+            &asn1::context_constructed(0, &[&asn1::octet_string(u)]),
+            &supp,
+        ]),
+        None => asn1::seq(&[wrap_alg, &supp]),
+    }
+}
+
+/// The outcome of decrypting one layer.
+#[derive(Debug)]
+pub struct Decrypted {
+    pub content: Vec<u8>,
+    pub cipher: String,
+    pub key_algorithms: Vec<String>,
+    /// The address of the key that opened it.
+    pub recipient: String,
+    pub authenticated: bool,
+}
+
+/// One recipient info, parsed enough to match and unwrap.
+struct Recip<'a> {
+    kind: RecipKind<'a>,
+    alg_name: String,
+}
+
+enum RecipKind<'a> {
+    Ktri {
+        rid: Tlv<'a>,
+        alg: Tlv<'a>,
+        wrapped: Vec<u8>,
+    },
+    Kari {
+        originator_point: Vec<u8>,
+        ukm: Option<Vec<u8>>,
+        alg: Tlv<'a>,
+        keys: Vec<(Tlv<'a>, Vec<u8>)>,
+    },
+    Other,
+}
+
+/// Decrypts an EnvelopedData or AuthEnvelopedData ContentInfo `[0]` element with one of `keys`.
+pub async fn decrypt(
+    engine: &CryptoEngine,
+    explicit: &Tlv<'_>,
+    authenticated: bool,
+    keys: &[Arc<dyn PrivateKey>],
+) -> Result<Decrypted, MessageError> {
+    let ed = explicit.children().read_tag(TAG_SEQUENCE, "EnvelopedData")?;
+    let mut r = ed.children();
+    r.read("version")?;
+    r.optional(0xa0)?; // originatorInfo
+    let ris = r.read_tag(TAG_SET, "recipientInfos")?;
+    let eci = r.read_tag(TAG_SEQUENCE, "encryptedContentInfo")?;
+    let mut recips = Vec::new();
+    let mut rr = ris.children();
+    while let Some(ri) = rr.next()? {
+        recips.push(parse_recipient(&ri)?);
+    }
+    let key_algorithms: Vec<String> = recips.iter().map(|r| r.alg_name.clone()).collect();
+
+    let mut er = eci.children();
+    read_oid(&mut er, "contentType")?;
+    let alg = er.read_tag(TAG_SEQUENCE, "contentEncryptionAlgorithm")?;
+    let ciphertext = match er.next()? {
+        Some(t) if t.tag & 0x1f == 0 && t.tag & 0xc0 == 0x80 => t.octets()?.into_owned(),
+        Some(t) => {
+            return Err(MessageError::Malformed(format!(
+                "encryptedContent has tag 0x{:02x}",
+                t.tag
+            )));
+        }
+        None => {
+            return Err(MessageError::Unsupported(
+                "detached encrypted content (no encryptedContent)".into(),
+            ));
+        }
+    };
+    let (mac, aad) = if authenticated {
+        let mut aad = None;
+        let mut mac = None;
+        while let Some(t) = r.next()? {
+            match t.tag {
+                0xa1 => {
+                    // authAttrs are authenticated as a DER SET.
+                    let mut der = asn1::to_der(&t)?;
+                    der[0] = TAG_SET;
+                    aad = Some(der);
+                }
+                TAG_OCTET_STRING => mac = Some(t.octets()?.into_owned()),
+                _ => {}
+            }
+        }
+        (
+            Some(mac.ok_or_else(|| MessageError::Malformed("AuthEnvelopedData has no mac".into()))?),
+            aad.unwrap_or_default(),
+        )
+    } else {
+        (None, Vec::new())
+    };
+    let (cipher, iv) = content_cipher(&alg)?;
+
+    // Find a key for a recipient: exact identifier first, then any key of the right type.
+    let mut last_err = None;
+    for pass in 0..2 {
+        for key in keys {
+            for rec in &recips {
+                let cek = match unwrap_for(engine, rec, key.as_ref(), cipher, pass == 1).await {
+                    Ok(Some(cek)) => cek,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        last_err = Some(e);
+                        continue;
+                    }
+                };
+                match engine.crypter.decrypt(cipher, cek.expose(), &iv, &aad, &ciphertext, mac.as_deref()) {
+                    Ok(content) => {
+                        let info = certinfo::parse(key.certificate())?;
+                        return Ok(Decrypted {
+                            content,
+                            cipher: cipher.name(),
+                            key_algorithms,
+                            recipient: certinfo::primary_address(&info),
+                            authenticated,
+                        });
+                    }
+                    Err(e) => last_err = Some(MessageError::from(e)),
+                }
+            }
+        }
+        if last_err.is_some() {
+            break;
+        }
+    }
+    if let Some(e) = last_err {
+        return Err(e);
+    }
+    if keys.is_empty() {
+        return Err(MessageError::NeedsKey);
+    }
+    Err(MessageError::NoRecipientKey {
+        recipients: describe_recipients(&recips),
+    })
+}
+
+fn describe_recipients(recips: &[Recip<'_>]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for r in recips {
+        let rid = match &r.kind {
+            RecipKind::Ktri { rid, .. } => vec![*rid],
+            RecipKind::Kari { keys, .. } => keys.iter().map(|(rid, _)| *rid).collect(),
+            RecipKind::Other => vec![],
+        };
+        for t in rid {
+            out.push(match t.tag {
+                TAG_SEQUENCE => {
+                    let serial = t.children().next().ok().flatten().and_then(|_| {
+                        let mut c = t.children();
+                        c.next().ok()?;
+                        c.next().ok().flatten()
+                    });
+                    format!(
+                        "serial {}",
+                        serial.map(|s| hex::encode(s.content)).unwrap_or_default()
+                    )
+                }
+                _ => format!("key id {}", hex::encode(t.content)),
+            });
+        }
+        if matches!(r.kind, RecipKind::Other) {
+            out.push(format!("{} recipient", r.alg_name));
+        }
+    }
+    out.join(", ")
+}
+
+/// Does `key` match this recipient identifier?
+fn rid_matches(rid: &Tlv<'_>, cert: &CertDer) -> bool {
+    match rid.tag {
+        TAG_SEQUENCE => {
+            let mut r = rid.children();
+            let (Ok(Some(issuer)), Ok(Some(serial))) = (r.next(), r.next()) else {
+                return false;
+            };
+            certinfo::issuer_and_serial(cert)
+                .map(|(i, s)| i == issuer.raw && s == serial.content)
+                .unwrap_or(false)
+        }
+        // [0] subjectKeyIdentifier (ktri) or rKeyId [0] { SKI ... } (kari).
+        0x80 => ski_of(cert).is_some_and(|s| s == rid.content),
+        0xa0 => rid
+            .children()
+            .next()
+            .ok()
+            .flatten()
+            .is_some_and(|ski| ski_of(cert).is_some_and(|s| s == ski.content)),
+        _ => false,
+    }
+}
+
+fn ski_of(cert: &CertDer) -> Option<Vec<u8>> {
+    certinfo::parse(cert).ok()?.subject_key_id
+}
+
+/// Unwraps the content-encryption key if `key` is this recipient (or, with `any`, might be).
+async fn unwrap_for(
+    engine: &CryptoEngine,
+    rec: &Recip<'_>,
+    key: &dyn PrivateKey,
+    cipher: ContentCipher,
+    any: bool,
+) -> Result<Option<Secret>, MessageError> {
+    let cert = key.certificate();
+    match &rec.kind {
+        RecipKind::Ktri { rid, alg, wrapped } => {
+            if !(rid_matches(rid, cert) || any && matches!(key.kind(), smimekit_core::KeyKind::Rsa { .. })) {
+                return Ok(None);
+            }
+            let padding = rsa_padding(alg)?;
+            let cek = key.decrypt_key(&padding, wrapped).await?;
+            // A PKCS#1 v1.5 unwrap with a wrong key can "succeed" with garbage: check its size
+            // where the cipher fixes it (RC2 keys vary).
+            if !matches!(cipher, ContentCipher::Rc2Cbc(_)) && cek.len() != cipher.key_len() {
+                return Err(MessageError::DecryptFailed(format!(
+                    "unwrapped key has {} bytes, {} needs {}",
+                    cek.len(),
+                    cipher.name(),
+                    cipher.key_len()
+                )));
+            }
+            Ok(Some(cek))
+        }
+        RecipKind::Kari { originator_point, ukm, alg, keys } => {
+            let Some((_, wrapped)) = keys.iter().find(|(rid, _)| {
+                rid_matches(rid, cert) || any && matches!(key.kind(), smimekit_core::KeyKind::Ec { .. })
+            }) else {
+                return Ok(None);
+            };
+            let mut ar = alg.children();
+            let kdf_oid = read_oid(&mut ar, "keyEncryptionAlgorithm")?;
+            let kdf = match kdf_oid {
+                oids::DH_SHA1KDF => DigestAlg::Sha1,
+                oids::DH_SHA224KDF => DigestAlg::Sha224,
+                oids::DH_SHA256KDF => DigestAlg::Sha256,
+                oids::DH_SHA384KDF => DigestAlg::Sha384,
+                oids::DH_SHA512KDF => DigestAlg::Sha512,
+                other => {
+                    return Err(MessageError::Unsupported(format!(
+                        "key agreement {}",
+                        oids::name(&other)
+                    )));
+                }
+            };
+            let wrap_alg = ar.read_tag(TAG_SEQUENCE, "key wrap algorithm")?;
+            let wrap_oid = read_oid(&mut wrap_alg.children(), "key wrap OID")?;
+            let kek_len = match wrap_oid {
+                oids::AES128_WRAP => 16,
+                oids::AES192_WRAP => 24,
+                oids::AES256_WRAP => 32,
+                other => {
+                    return Err(MessageError::Unsupported(format!("key wrap {}", oids::name(&other))));
+                }
+            };
+            let z = key.ecdh(originator_point).await?;
+            // SharedInfo's keyInfo is the wrap AlgorithmIdentifier as received.
+            let shared = ecc_cms_shared_info(wrap_alg.raw, ukm.as_deref(), kek_len);
+            let kek = engine.key_transport.kdf_x963(kdf, z.expose(), &shared, kek_len)?;
+            Ok(Some(engine.key_transport.aes_unwrap(kek.expose(), wrapped)?))
+        }
+        RecipKind::Other => Ok(None),
+    }
+}
+
+fn parse_recipient<'a>(ri: &Tlv<'a>) -> Result<Recip<'a>, MessageError> {
+    match ri.tag {
+        TAG_SEQUENCE => {
+            let mut r = ri.children();
+            r.read("version")?;
+            let rid = r.read("rid")?;
+            let alg = r.read_tag(TAG_SEQUENCE, "keyEncryptionAlgorithm")?;
+            let wrapped = r.read_tag(TAG_OCTET_STRING, "encryptedKey")?.octets()?.into_owned();
+            let alg_name = oids::name(&read_oid(&mut alg.children(), "alg")?);
+            Ok(Recip {
+                kind: RecipKind::Ktri { rid, alg, wrapped },
+                alg_name,
+            })
+        }
+        0xa1 => {
+            let mut r = ri.children();
+            r.read("version")?;
+            let originator = r.read_tag(0xa0, "originator")?;
+            let orig = originator.children().read("originator key")?;
+            let originator_point = if orig.tag == 0xa1 {
+                let mut or = orig.children();
+                or.read_tag(TAG_SEQUENCE, "originator algorithm")?;
+                let bits = or.read_tag(asn1::TAG_BIT_STRING, "originator public key")?.octets()?;
+                bits.get(1..).unwrap_or_default().to_vec()
+            } else {
+                return Err(MessageError::Unsupported(
+                    "key agreement with a static originator certificate".into(),
+                ));
+            };
+            let mut ukm = None;
+            let mut next = r.read("keyEncryptionAlgorithm")?;
+            if next.tag == 0xa1 {
+                ukm = Some(next.children().read_tag(TAG_OCTET_STRING, "ukm")?.octets()?.into_owned());
+                next = r.read("keyEncryptionAlgorithm")?;
+            }
+            let alg = next.expect(TAG_SEQUENCE, "keyEncryptionAlgorithm")?;
+            let reks = r.read_tag(TAG_SEQUENCE, "recipientEncryptedKeys")?;
+            let mut keys = Vec::new();
+            let mut kr = reks.children();
+            while let Some(rek) = kr.next()? {
+                let mut rr = rek.children();
+                let rid = rr.read("rid")?;
+                let ek = rr.read_tag(TAG_OCTET_STRING, "encryptedKey")?.octets()?.into_owned();
+                keys.push((rid, ek));
+            }
+            let alg_name = oids::name(&read_oid(&mut alg.children(), "alg")?);
+            Ok(Recip {
+                kind: RecipKind::Kari {
+                    originator_point,
+                    ukm,
+                    alg,
+                    keys,
+                },
+                alg_name,
+            })
+        }
+        0xa2 => Ok(Recip { kind: RecipKind::Other, alg_name: "kekri".into() }),
+        0xa3 => Ok(Recip { kind: RecipKind::Other, alg_name: "pwri".into() }),
+        _ => Ok(Recip { kind: RecipKind::Other, alg_name: "ori".into() }),
+    }
+}
+
+fn rsa_padding(alg: &Tlv<'_>) -> Result<RsaPadding, MessageError> {
+    let mut r = alg.children();
+    let oid = read_oid(&mut r, "keyEncryptionAlgorithm")?;
+    match oid {
+        oids::RSA_ENCRYPTION => Ok(RsaPadding::Pkcs1v15),
+        oids::RSAES_OAEP => {
+            // RSAES-OAEP-params: [0] hash (default SHA-1), [1] MGF1(hash) (default SHA-1), [2] label.
+            let (mut hash, mut mgf1, mut label) = (DigestAlg::Sha1, DigestAlg::Sha1, Vec::new());
+            if let Some(params) = r.next()? {
+                let mut pr = params.children();
+                while let Some(p) = pr.next()? {
+                    let inner = p.children().read_tag(TAG_SEQUENCE, "OAEP parameter")?;
+                    let mut ir = inner.children();
+                    let poid = read_oid(&mut ir, "OAEP parameter OID")?;
+                    match p.tag {
+                        0xa0 => {
+                            hash = oids::digest_from_oid(&poid).ok_or_else(|| {
+                                MessageError::Unsupported(format!("OAEP hash {}", oids::name(&poid)))
+                            })?;
+                        }
+                        0xa1 => {
+                            let h = ir.read_tag(TAG_SEQUENCE, "MGF1 hash")?;
+                            let hoid = read_oid(&mut h.children(), "MGF1 hash OID")?;
+                            mgf1 = oids::digest_from_oid(&hoid).ok_or_else(|| {
+                                MessageError::Unsupported(format!("MGF1 hash {}", oids::name(&hoid)))
+                            })?;
+                        }
+                        0xa2 => {
+                            if let Some(l) = ir.next()? {
+                                label = l.octets()?.into_owned();
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok(RsaPadding::Oaep { hash, mgf1, label })
+        }
+        other => Err(MessageError::Unsupported(format!("key transport {}", oids::name(&other)))),
+    }
+}
+
+/// The content cipher and IV (or GCM nonce) from a contentEncryptionAlgorithm.
+fn content_cipher(alg: &Tlv<'_>) -> Result<(ContentCipher, Vec<u8>), MessageError> {
+    let mut r = alg.children();
+    let oid = read_oid(&mut r, "contentEncryptionAlgorithm")?;
+    let params = r.next()?;
+    let iv_of = |p: Option<Tlv<'_>>| -> Result<Vec<u8>, MessageError> {
+        let p = p.ok_or_else(|| MessageError::Malformed("cipher parameters missing".into()))?;
+        Ok(p.expect(TAG_OCTET_STRING, "IV")?.octets()?.into_owned())
+    };
+    let cipher = match oid {
+        oids::AES128_CBC => ContentCipher::Aes128Cbc,
+        oids::AES192_CBC => ContentCipher::Aes192Cbc,
+        oids::AES256_CBC => ContentCipher::Aes256Cbc,
+        oids::DES_EDE3_CBC => ContentCipher::DesEde3Cbc,
+        oids::DES_CBC => ContentCipher::DesCbc,
+        oids::AES128_GCM | oids::AES192_GCM | oids::AES256_GCM => {
+            let p = params.ok_or_else(|| MessageError::Malformed("GCM parameters missing".into()))?;
+            let nonce = p.children().read_tag(TAG_OCTET_STRING, "GCM nonce")?.octets()?.into_owned();
+            let c = match oid {
+                oids::AES128_GCM => ContentCipher::Aes128Gcm,
+                oids::AES192_GCM => ContentCipher::Aes192Gcm,
+                _ => ContentCipher::Aes256Gcm,
+            };
+            return Ok((c, nonce));
+        }
+        oids::RC2_CBC => {
+            // RC2-CBC-Parameter ::= SEQUENCE { rc2ParameterVersion INTEGER OPTIONAL, iv OCTET STRING }
+            let p = params.ok_or_else(|| MessageError::Malformed("RC2 parameters missing".into()))?;
+            let (bits, iv) = if p.tag == TAG_SEQUENCE {
+                let mut pr = p.children();
+                let first = pr.read("RC2 parameters")?;
+                if first.tag == asn1::TAG_INTEGER {
+                    let v = first.small_uint()?;
+                    let bits = match v {
+                        160 => 40,
+                        120 => 64,
+                        58 => 128,
+                        v if v >= 256 => v as u16,
+                        v => {
+                            return Err(MessageError::Unsupported(format!("RC2 parameter version {v}")));
+                        }
+                    };
+                    (bits, pr.read_tag(TAG_OCTET_STRING, "RC2 IV")?.octets()?.into_owned())
+                } else {
+                    (32, first.expect(TAG_OCTET_STRING, "RC2 IV")?.octets()?.into_owned())
+                }
+            } else {
+                (32, iv_of(Some(p))?)
+            };
+            return Ok((ContentCipher::Rc2Cbc(bits), iv));
+        }
+        other => {
+            return Err(MessageError::Unsupported(format!(
+                "content encryption {}",
+                oids::name(&other)
+            )));
+        }
+    };
+    Ok((cipher, iv_of(params)?))
+}

@@ -1,0 +1,390 @@
+//! Reading and writing certificate containers: PEM, DER certificate, PKCS#7 certs-only
+//! (`.p7b`/`.p7c`, DER or BER) and Microsoft serialized stores (`.sst`).
+//!
+//! [`load_certificates`] sniffs the format from the bytes (never from the file name):
+//!
+//! 1. `00 00 00 00 'CERT'` → SST ([`crate::sst`]);
+//! 2. a DER/BER SEQUENCE → a certificate if its first child is a SEQUENCE, a PKCS#7
+//!    `ContentInfo` if it is an OBJECT IDENTIFIER (BER is normalised with
+//!    [`crate::ber::ber_to_der`] first). Trailing NUL/whitespace padding is tolerated;
+//! 3. text containing `-----BEGIN ` → PEM: every `CERTIFICATE`, `X509 CERTIFICATE`,
+//!    `TRUSTED CERTIFICATE` (the OpenSSL trust auxiliary data is dropped), `PKCS7`,
+//!    `PKCS #7 SIGNED DATA` and `CMS` block, in file order. Other blocks (keys, parameters)
+//!    and text around blocks are ignored; a PEM file with only such blocks yields no
+//!    certificates (an empty `Vec`, not an error). A `CERTIFICATE` block that actually holds
+//!    PKCS#7 (a Windows export quirk) is read as PKCS#7.
+//!
+//! From PKCS#7 only `SignedData.certificates` is taken (any SignedData works, also a signed
+//! message); attribute certificates and other choices are skipped, and the signature, if any,
+//! is not checked. Certificates are returned byte-for-byte as stored (never re-encoded) and are
+//! only checked for their outer shape (SEQUENCE of TBS SEQUENCE, AlgorithmIdentifier, BIT
+//! STRING); [`crate::certinfo::parse`] does the field-level parsing.
+//!
+//! Writers: [`write_pem`], [`write_p7b`] (DER certs-only SignedData, certificates in the given
+//! order rather than DER SET OF order, so the leaf stays first) and [`crate::sst::write_sst`].
+
+use base64::Engine as _;
+use smimekit_core::CertDer;
+
+use crate::ber;
+use crate::error::PkiError;
+use crate::sst;
+use crate::tlv::{self, Elements, WalkError};
+
+/// DER content octets of id-signedData (1.2.840.113549.1.7.2).
+const OID_SIGNED_DATA: &[u8] = const_oid::db::rfc5911::ID_SIGNED_DATA.as_bytes();
+/// DER content octets of id-data (1.2.840.113549.1.7.1).
+const OID_DATA: &[u8] = const_oid::db::rfc5911::ID_DATA.as_bytes();
+
+/// Loads every certificate from a container in any supported format. `name` (a file name or
+/// other label) is used in error messages only.
+pub fn load_certificates(bytes: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
+    if bytes.is_empty() {
+        return Err(PkiError::container(name, "empty input"));
+    }
+    if bytes.starts_with(&sst::SST_MAGIC) {
+        return sst::read_sst_certificates(bytes).map_err(|error| PkiError::Sst {
+            name: name.to_string(),
+            error,
+        });
+    }
+    if bytes[0] == 0x30 {
+        return load_der(bytes, name);
+    }
+    if find(bytes, b"-----BEGIN ").is_some() {
+        return load_pem(bytes, name);
+    }
+    Err(PkiError::container(
+        name,
+        format!(
+            "not a certificate, PKCS#7 or SST container (first byte 0x{:02x})",
+            bytes[0]
+        ),
+    ))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn is_padding(b: &[u8]) -> bool {
+    b.iter().all(|c| matches!(c, 0 | b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+fn walk_err(name: &str, what: &str, e: WalkError) -> PkiError {
+    PkiError::container(name, format!("{what}: {e}"))
+}
+
+/// A DER (or BER) blob: a certificate or a PKCS#7 ContentInfo.
+fn load_der(bytes: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
+    let h = tlv::read_header(bytes, 0)
+        .map_err(|_| PkiError::container(name, "truncated DER header"))?;
+    match h.end() {
+        Some(end) => {
+            if end > bytes.len() {
+                return Err(PkiError::container(
+                    name,
+                    format!(
+                        "DER element length {} runs past end of file ({} bytes): truncated?",
+                        h.len.unwrap_or(0),
+                        bytes.len()
+                    ),
+                ));
+            }
+            if !is_padding(&bytes[end..]) {
+                return Err(PkiError::container(
+                    name,
+                    format!("{} unexpected bytes after the DER element", bytes.len() - end),
+                ));
+            }
+            load_der_element(&bytes[..end], name)
+        }
+        None => {
+            // Indefinite length: only PKCS#7 (BER) can look like this.
+            let der = match ber::ber_to_der(bytes) {
+                Ok(d) => d,
+                Err(ber::BerError::TrailingData { offset, .. }) if is_padding(&bytes[offset..]) => {
+                    ber::ber_to_der(&bytes[..offset]).map_err(|error| PkiError::Ber {
+                        name: name.to_string(),
+                        error,
+                    })?
+                }
+                Err(error) => {
+                    return Err(PkiError::Ber {
+                        name: name.to_string(),
+                        error,
+                    });
+                }
+            };
+            pkcs7_certificates(&der, name)
+        }
+    }
+}
+
+/// One complete definite-length element.
+fn load_der_element(der: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
+    if is_content_info(der) {
+        if ber::needs_conversion(der) {
+            let converted = ber::ber_to_der(der).map_err(|error| PkiError::Ber {
+                name: name.to_string(),
+                error,
+            })?;
+            return pkcs7_certificates(&converted, name);
+        }
+        return pkcs7_certificates(der, name);
+    }
+    check_certificate_shape(der).map_err(|reason| {
+        PkiError::container(name, format!("not a certificate or PKCS#7 ContentInfo: {reason}"))
+    })?;
+    Ok(vec![CertDer::new(der)])
+}
+
+/// True if `der` is a SEQUENCE whose first child is an OBJECT IDENTIFIER (ContentInfo).
+fn is_content_info(der: &[u8]) -> bool {
+    match tlv::read_header(der, 0) {
+        Ok(h) => h.tag0 == 0x30 && der.get(h.content_start) == Some(&0x06),
+        Err(_) => false,
+    }
+}
+
+/// Checks the outer shape of a Certificate: SEQUENCE { SEQUENCE, SEQUENCE, BIT STRING }
+/// spanning exactly `der`, with a TBSCertificate that starts like one.
+pub(crate) fn check_certificate_shape(der: &[u8]) -> Result<(), String> {
+    let outer = tlv::read_single(der).map_err(|e| e.to_string())?;
+    if outer.tag0 != 0x30 {
+        return Err(format!("expected SEQUENCE, found tag 0x{:02x}", outer.tag0));
+    }
+    let mut els = Elements::new(outer.content);
+    let tbs = els.expect("missing tbsCertificate").map_err(|e| e.to_string())?;
+    let alg = els.expect("missing signatureAlgorithm").map_err(|e| e.to_string())?;
+    let sig = els.expect("missing signatureValue").map_err(|e| e.to_string())?;
+    if tbs.tag0 != 0x30 || alg.tag0 != 0x30 || sig.tag0 != 0x03 {
+        return Err(format!(
+            "certificate fields have tags 0x{:02x}, 0x{:02x}, 0x{:02x} (expected 0x30, 0x30, 0x03)",
+            tbs.tag0, alg.tag0, sig.tag0
+        ));
+    }
+    if !els.is_empty() {
+        return Err("extra data after signatureValue".into());
+    }
+    let first = tbs.content.first().copied();
+    if !matches!(first, Some(0xA0) | Some(0x02)) {
+        return Err("tbsCertificate does not start with a version or serial number".into());
+    }
+    Ok(())
+}
+
+/// Extracts `SignedData.certificates` from a DER ContentInfo.
+fn pkcs7_certificates(der: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
+    let ci = tlv::read_single(der).map_err(|e| walk_err(name, "PKCS#7 ContentInfo", e))?;
+    let mut els = Elements::new(ci.content);
+    let oid = els
+        .expect("missing contentType")
+        .map_err(|e| walk_err(name, "PKCS#7 ContentInfo", e))?;
+    if oid.tag0 != 0x06 {
+        return Err(PkiError::container(name, "PKCS#7 ContentInfo: contentType is not an OID"));
+    }
+    if oid.content != OID_SIGNED_DATA {
+        return Err(PkiError::container(
+            name,
+            format!(
+                "PKCS#7 content type {} is not signedData (1.2.840.113549.1.7.2)",
+                crate::certinfo::oid_to_string(oid.content)
+            ),
+        ));
+    }
+    let explicit = els
+        .expect("missing content")
+        .map_err(|e| walk_err(name, "PKCS#7 ContentInfo", e))?;
+    if explicit.tag0 != 0xA0 {
+        return Err(PkiError::container(name, "PKCS#7 ContentInfo: content is not [0] EXPLICIT"));
+    }
+    let sd = tlv::read_single(explicit.content).map_err(|e| walk_err(name, "PKCS#7 SignedData", e))?;
+    if sd.tag0 != 0x30 {
+        return Err(PkiError::container(name, "PKCS#7 SignedData is not a SEQUENCE"));
+    }
+    let mut els = Elements::new(sd.content);
+    let sd_err = |e| walk_err(name, "PKCS#7 SignedData", e);
+    let version = els.expect("missing version").map_err(sd_err)?;
+    let digests = els.expect("missing digestAlgorithms").map_err(sd_err)?;
+    let encap = els.expect("missing encapContentInfo").map_err(sd_err)?;
+    if version.tag0 != 0x02 || digests.tag0 != 0x31 || encap.tag0 != 0x30 {
+        return Err(PkiError::container(
+            name,
+            "PKCS#7 SignedData: version, digestAlgorithms or encapContentInfo malformed",
+        ));
+    }
+    let Some(set) = els.optional(0xA0).map_err(sd_err)? else {
+        return Ok(Vec::new());
+    };
+    let mut certs = Vec::new();
+    let mut items = Elements::new(set.content);
+    let mut index = 0usize;
+    while let Some(item) = items.next_tlv().map_err(|e| walk_err(name, "PKCS#7 certificates", e))? {
+        index += 1;
+        // Only the plain `certificate` choice; [0] extendedCertificate, [1]/[2] attribute
+        // certificates and [3] other formats are skipped.
+        if item.tag0 != 0x30 {
+            continue;
+        }
+        check_certificate_shape(item.raw).map_err(|reason| {
+            PkiError::container(name, format!("PKCS#7 certificate #{index}: {reason}"))
+        })?;
+        certs.push(CertDer::new(item.raw));
+    }
+    Ok(certs)
+}
+
+const PKCS7_LABELS: &[&str] = &["PKCS7", "PKCS #7 SIGNED DATA", "CMS"];
+const CERT_LABELS: &[&str] = &["CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"];
+
+fn trim_ascii(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if first.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = s {
+        if last.is_ascii_whitespace() {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+fn pem_label<'a>(line: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    line.strip_prefix(prefix)?.strip_suffix(b"-----")
+}
+
+fn load_pem(bytes: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let mut certs = Vec::new();
+    // (label, line number of BEGIN, base64 body) of the block being read.
+    let mut open: Option<(String, usize, Vec<u8>)> = None;
+    let mut saw_block = false;
+    for (i, raw_line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let line_no = i + 1;
+        let line = trim_ascii(raw_line);
+        if let Some(label) = pem_label(line, b"-----BEGIN ") {
+            if let Some((l, start, _)) = &open {
+                return Err(PkiError::container(
+                    name,
+                    format!("line {line_no}: BEGIN inside the {l} block started at line {start}"),
+                ));
+            }
+            open = Some((String::from_utf8_lossy(label).into_owned(), line_no, Vec::new()));
+            saw_block = true;
+            continue;
+        }
+        if let Some(label) = pem_label(line, b"-----END ") {
+            let Some((l, start, body)) = open.take() else {
+                return Err(PkiError::container(name, format!("line {line_no}: END without BEGIN")));
+            };
+            if label != l.as_bytes() {
+                return Err(PkiError::container(
+                    name,
+                    format!(
+                        "line {line_no}: END {} does not match BEGIN {l} at line {start}",
+                        String::from_utf8_lossy(label)
+                    ),
+                ));
+            }
+            let wanted_cert = CERT_LABELS.contains(&l.as_str());
+            let wanted_p7 = PKCS7_LABELS.contains(&l.as_str());
+            if !wanted_cert && !wanted_p7 {
+                continue;
+            }
+            let der = engine.decode(&body).map_err(|e| {
+                PkiError::container(
+                    name,
+                    format!("PEM {l} block at line {start}: invalid base64: {e}"),
+                )
+            })?;
+            let block_name = format!("{name} (PEM {l} block at line {start})");
+            if der.is_empty() {
+                return Err(PkiError::container(&block_name, "empty block"));
+            }
+            if wanted_p7 || is_content_info(&der) {
+                certs.extend(load_der(&der, &block_name)?);
+            } else if l == "TRUSTED CERTIFICATE" {
+                // DER certificate followed by OpenSSL's X509_CERT_AUX: keep the certificate.
+                let first = tlv::read_tlv(&der, 0)
+                    .map_err(|e| walk_err(&block_name, "certificate", e))?;
+                check_certificate_shape(first.raw)
+                    .map_err(|r| PkiError::container(&block_name, r))?;
+                certs.push(CertDer::new(first.raw));
+            } else {
+                check_certificate_shape(&der).map_err(|r| PkiError::container(&block_name, r))?;
+                certs.push(CertDer::new(der));
+            }
+            continue;
+        }
+        if let Some((_, _, body)) = open.as_mut() {
+            // RFC 1421 headers ("Proc-Type: ...") are skipped; they only occur in key blocks.
+            if !line.contains(&b':') {
+                body.extend(line.iter().filter(|b| !b.is_ascii_whitespace()));
+            }
+        }
+    }
+    if let Some((l, start, _)) = open {
+        return Err(PkiError::container(
+            name,
+            format!("PEM {l} block at line {start} has no END line"),
+        ));
+    }
+    if !saw_block {
+        return Err(PkiError::container(name, "no complete PEM block found"));
+    }
+    Ok(certs)
+}
+
+/// Encodes certificates as concatenated PEM `CERTIFICATE` blocks (64-column base64, LF).
+pub fn write_pem(certs: &[CertDer]) -> String {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let mut out = String::new();
+    for c in certs {
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        let b64 = engine.encode(c.as_bytes());
+        // Base64 output is ASCII, so splitting at any byte index is a char boundary.
+        for chunk in b64.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(chunk));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
+}
+
+/// Encodes certificates as a DER PKCS#7 certs-only SignedData (`.p7b`): version 1, no digest
+/// algorithms, encapContentInfo id-data without content, the certificates in the given order,
+/// no CRLs, no signers. With no certificates the optional `certificates` field is left out.
+pub fn write_p7b(certs: &[CertDer]) -> Vec<u8> {
+    let mut sd = Vec::new();
+    tlv::push_tlv(&mut sd, 0x02, &[0x01]); // version 1
+    tlv::push_tlv(&mut sd, 0x31, &[]); // digestAlgorithms
+    let mut encap = Vec::new();
+    tlv::push_tlv(&mut encap, 0x06, OID_DATA);
+    tlv::push_tlv(&mut sd, 0x30, &encap);
+    if !certs.is_empty() {
+        let set: Vec<u8> = certs.iter().flat_map(|c| c.as_bytes().iter().copied()).collect();
+        tlv::push_tlv(&mut sd, 0xA0, &set);
+    }
+    tlv::push_tlv(&mut sd, 0x31, &[]); // signerInfos
+    let mut sd_seq = Vec::with_capacity(sd.len() + 8);
+    tlv::push_tlv(&mut sd_seq, 0x30, &sd);
+    let mut ci = Vec::with_capacity(sd_seq.len() + 24);
+    tlv::push_tlv(&mut ci, 0x06, OID_SIGNED_DATA);
+    tlv::push_tlv(&mut ci, 0xA0, &sd_seq);
+    let mut out = Vec::with_capacity(ci.len() + 8);
+    tlv::push_tlv(&mut out, 0x30, &ci);
+    out
+}

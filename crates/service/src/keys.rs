@@ -1,0 +1,86 @@
+//! Opening key stores and keys from a KEYREF, with the locked → unlock flow.
+
+use std::sync::Arc;
+
+use smimekit_core::plugin::{self, KeyStoreParams};
+use smimekit_core::{KeyKind, KeyStore, PrivateKey, Protection, Secret};
+
+use crate::{ErrorKind, Service, ServiceError, certs};
+
+/// Which key to open.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRequest {
+    /// A path to a `.p12`/`.pfx`/PEM key, or a store URI.
+    pub reference: String,
+    /// A separate certificate file, for key files without one.
+    pub certificate: Option<String>,
+    /// Which key in a store with several (`#1`…).
+    pub selector: Option<String>,
+    /// The password or PIN, when known.
+    pub secret: Option<Secret>,
+}
+
+/// One key, as `keys list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeySummary {
+    pub store: String,
+    pub selector: String,
+    pub label: Option<String>,
+    pub kind: KeyKind,
+    pub certificate: Option<certs::CertSummary>,
+    pub chain: Vec<certs::CertSummary>,
+}
+
+impl Service {
+    /// Opens the store a KEYREF names and unlocks it when a secret is given.
+    pub async fn open_key_store(&self, req: &KeyRequest) -> Result<Box<dyn KeyStore>, ServiceError> {
+        let factory = plugin::key_stores()
+            .find(|f| (f.accepts)(&req.reference))
+            .ok_or_else(|| {
+                ServiceError::new(
+                    ErrorKind::Usage,
+                    format!("{}: no key store handles this reference", req.reference),
+                )
+            })?;
+        let store = (factory.open)(&KeyStoreParams {
+            reference: &req.reference,
+            certificate: req.certificate.as_deref(),
+        })?;
+        if let Protection::Locked { hint, tries_left } = store.protection().await {
+            match &req.secret {
+                Some(secret) => store.unlock(secret.clone()).await?,
+                None => {
+                    let tries = tries_left.map(|t| format!(" ({t} tries left)")).unwrap_or_default();
+                    return Err(ServiceError::new(
+                        ErrorKind::Locked,
+                        format!("{}: {hint}{tries}", req.reference),
+                    ));
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    /// Opens one key.
+    pub async fn open_key(&self, req: &KeyRequest) -> Result<Arc<dyn PrivateKey>, ServiceError> {
+        let store = self.open_key_store(req).await?;
+        Ok(store.open(req.selector.as_deref()).await?)
+    }
+
+    /// Lists the keys of a store.
+    pub async fn list_keys(&self, req: &KeyRequest) -> Result<Vec<KeySummary>, ServiceError> {
+        let store = self.open_key_store(req).await?;
+        let keys = store.list().await?;
+        Ok(keys
+            .into_iter()
+            .map(|k| KeySummary {
+                store: store.id().to_string(),
+                selector: k.selector,
+                label: k.label,
+                kind: k.kind,
+                certificate: k.certificate.as_ref().map(|c| certs::summarize(c, self.now())),
+                chain: k.chain.iter().map(|c| certs::summarize(c, self.now())).collect(),
+            })
+            .collect())
+    }
+}

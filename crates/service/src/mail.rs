@@ -1,0 +1,133 @@
+//! Mail operations: sign, encrypt, verify, decrypt and open.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use smimekit_core::{ContentCipher, DigestAlg, PrivateKey};
+use smimekit_message::envelope::EncryptOptions;
+use smimekit_message::report::OpenReport;
+use smimekit_message::signed::{SignOptions, VerifyContext};
+use smimekit_message::smime::{self, OpenOptions};
+
+use crate::{ErrorKind, Service, ServiceError};
+
+/// `smimekit sign`.
+#[derive(Debug, Clone)]
+pub struct SignRequest {
+    pub key: Arc<dyn PrivateKey>,
+    pub digest: DigestAlg,
+    pub pss: bool,
+    pub opaque: bool,
+    pub message: Vec<u8>,
+}
+
+/// `smimekit encrypt`.
+#[derive(Debug, Clone)]
+pub struct EncryptRequest {
+    /// Certificate files of the recipients (every certificate in each file is a recipient).
+    pub to: Vec<PathBuf>,
+    pub cipher: ContentCipher,
+    pub oaep: bool,
+    pub message: Vec<u8>,
+}
+
+/// `smimekit open` (and `verify`).
+#[derive(Debug, Clone, Default)]
+pub struct OpenRequest {
+    pub keys: Vec<Arc<dyn PrivateKey>>,
+    pub trust: Vec<PathBuf>,
+    pub certs: Vec<PathBuf>,
+    pub crls: Vec<Vec<u8>>,
+    /// Validation time (Unix seconds); the service clock when absent.
+    pub at: Option<i64>,
+    pub message: Vec<u8>,
+    /// Content of a raw CMS detached signature.
+    pub detached_content: Option<Vec<u8>>,
+}
+
+/// `smimekit decrypt`: remove the outer encryption layer only.
+#[derive(Debug, Clone)]
+pub struct DecryptRequest {
+    pub keys: Vec<Arc<dyn PrivateKey>>,
+    pub message: Vec<u8>,
+}
+
+/// The report and the innermost content.
+#[derive(Debug, Clone)]
+pub struct OpenResult {
+    pub report: OpenReport,
+    pub content: Vec<u8>,
+}
+
+impl Service {
+    pub async fn sign(&self, req: SignRequest) -> Result<Vec<u8>, ServiceError> {
+        let opts = SignOptions {
+            digest: req.digest,
+            pss: req.pss,
+            detached: !req.opaque,
+            signing_time: self.now(),
+        };
+        Ok(smime::sign_message(self.engine(), req.key.as_ref(), &req.message, &opts).await?)
+    }
+
+    pub fn encrypt(&self, req: EncryptRequest) -> Result<Vec<u8>, ServiceError> {
+        if req.to.is_empty() {
+            return Err(ServiceError::new(ErrorKind::Usage, "encrypt needs at least one --to"));
+        }
+        let recipients = self.load_all_certificates(&req.to)?;
+        if req.cipher.is_aead() && req.oaep {
+            // Allowed: OAEP and GCM are independent choices.
+        }
+        let opts = EncryptOptions {
+            cipher: req.cipher,
+            oaep: req.oaep,
+        };
+        Ok(smime::encrypt_message(self.engine(), &recipients, &req.message, &opts)?)
+    }
+
+    pub async fn open(&self, req: OpenRequest) -> Result<OpenResult, ServiceError> {
+        let opts = self.open_options(&req, false)?;
+        let opened = smime::open(self.engine(), req.message, &req.keys, &opts).await?;
+        Ok(OpenResult {
+            report: opened.report,
+            content: opened.content,
+        })
+    }
+
+    pub async fn decrypt(&self, req: DecryptRequest) -> Result<OpenResult, ServiceError> {
+        let opts = OpenOptions {
+            single_layer: true,
+            ..OpenOptions::default()
+        };
+        let opened = smime::open(self.engine(), req.message, &req.keys, &opts).await?;
+        if !opened
+            .report
+            .layers
+            .first()
+            .is_some_and(|l| matches!(l.kind, smimekit_message::report::LayerKind::Enveloped | smimekit_message::report::LayerKind::AuthEnveloped))
+        {
+            return Err(ServiceError::new(
+                ErrorKind::Malformed,
+                "the message is not encrypted (use verify or open)",
+            ));
+        }
+        Ok(OpenResult {
+            report: opened.report,
+            content: opened.content,
+        })
+    }
+
+    fn open_options(&self, req: &OpenRequest, single: bool) -> Result<OpenOptions, ServiceError> {
+        Ok(OpenOptions {
+            verify: VerifyContext {
+                anchors: self.load_all_certificates(&req.trust)?,
+                extra_certs: self.load_all_certificates(&req.certs)?,
+                crls: req.crls.clone(),
+                at: req.at.unwrap_or_else(|| self.now()),
+                from: None,
+            },
+            detached_content: req.detached_content.clone(),
+            single_layer: single,
+        })
+    }
+}

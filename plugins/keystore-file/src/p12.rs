@@ -1,0 +1,356 @@
+//! PKCS#12 files: OpenSSL's `PKCS12_parse` does the MAC check and the decryption; a small
+//! structural walk adds what it drops (further keys, key friendly names) and recognises
+//! RFC 9579 PBMAC1, which OpenSSL 3.0 cannot verify.
+
+use std::borrow::Cow;
+
+use openssl::error::ErrorStack;
+use openssl::hash::MessageDigest;
+use openssl::pkcs12::Pkcs12;
+use openssl::pkey::PKey;
+use openssl::sign::Signer;
+use smimekit_core::{KeyStoreError, Secret};
+use zeroize::Zeroizing;
+
+use crate::bundle::{Bundle, RawCert, RawKey, assemble};
+use crate::der::{self, TAG_CONTEXT_0, TAG_INTEGER, TAG_OID, TAG_SEQUENCE, TAG_SET, Tlv};
+use crate::pem;
+
+// OID contents octets.
+const OID_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01];
+const OID_KEY_BAG: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x01];
+const OID_SHROUDED_KEY_BAG: &[u8] =
+    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x02];
+const OID_SAFE_CONTENTS_BAG: &[u8] =
+    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x06];
+const OID_FRIENDLY_NAME: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x14];
+const OID_PBMAC1: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0e];
+const OID_PBKDF2: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0c];
+/// hmacWithSHA1 … hmacWithSHA512 are 1.2.840.113549.2.{7,8,9,10,11}.
+const OID_HMAC_PREFIX: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02];
+
+/// The message for PBMAC1 files that cannot be opened on this OpenSSL.
+pub const PBMAC1_UNSUPPORTED: &str = "PBMAC1 MAC (RFC 9579) needs OpenSSL ≥ 3.4";
+
+/// Whether `data` is a PKCS#12 file by content: PEM `PKCS12` armour, or a DER/BER SEQUENCE
+/// whose first element is INTEGER 3.
+pub(crate) fn looks_like_p12(data: &[u8]) -> bool {
+    if pem::is_pem(data) {
+        return std::str::from_utf8(data)
+            .map(|t| pem::blocks(t).iter().any(|b| b.label == "PKCS12"))
+            .unwrap_or(false);
+    }
+    let Ok((seq, _)) = der::read(data) else { return false };
+    seq.tag == TAG_SEQUENCE
+        && der::read(seq.value)
+            .map(|(v, _)| v.tag == TAG_INTEGER && v.value == [3])
+            .unwrap_or(false)
+}
+
+/// The DER of a PKCS#12 file, PEM armour removed.
+fn unarmour<'a>(id: &str, data: &'a [u8]) -> Result<Cow<'a, [u8]>, KeyStoreError> {
+    if !pem::is_pem(data) {
+        return Ok(Cow::Borrowed(data));
+    }
+    let text = std::str::from_utf8(data).map_err(|_| malformed(id, "PEM file is not text"))?;
+    let blocks = pem::blocks(text);
+    let block = blocks
+        .iter()
+        .find(|b| b.label == "PKCS12")
+        .ok_or_else(|| malformed(id, "no -----BEGIN PKCS12----- block"))?;
+    let der = block.decode().map_err(|e| malformed(id, &e))?;
+    Ok(Cow::Owned(der))
+}
+
+fn malformed(id: &str, detail: &str) -> KeyStoreError {
+    KeyStoreError::Malformed { key: id.to_string(), detail: detail.to_string() }
+}
+
+/// `Locked` when no password was given (so the caller asks for one), `BadSecret` otherwise.
+fn needs_password(id: &str, given: bool) -> KeyStoreError {
+    if given {
+        KeyStoreError::BadSecret { key: id.to_string(), tries_left: None }
+    } else {
+        KeyStoreError::Locked { key: id.to_string(), hint: "PKCS#12 password".into() }
+    }
+}
+
+/// The reasons in an OpenSSL error stack, for messages.
+pub(crate) fn describe(e: &ErrorStack) -> String {
+    let parts: Vec<String> = e
+        .errors()
+        .iter()
+        .map(|e| match (e.library(), e.reason()) {
+            (Some(lib), Some(r)) => format!("{lib}: {r}"),
+            (None, Some(r)) => r.to_string(),
+            _ => format!("error {:#x}", e.code()),
+        })
+        .collect();
+    if parts.is_empty() { "unknown OpenSSL error".into() } else { parts.join("; ") }
+}
+
+/// The parts of a PFX this module looks at.
+struct Pfx<'a> {
+    version: Tlv<'a>,
+    auth_safe: Tlv<'a>,
+    /// The authSafe's `data` content: what the MAC covers.
+    auth_safe_data: Cow<'a, [u8]>,
+    mac_data: Option<Tlv<'a>>,
+}
+
+fn parse_pfx(der_bytes: &[u8]) -> Result<Pfx<'_>, String> {
+    let (pfx, rest) = der::read(der_bytes)?;
+    if !rest.iter().all(|b| *b == 0) {
+        return Err("trailing data after the PFX".into());
+    }
+    let kids = pfx.expect(TAG_SEQUENCE, "PFX")?.children()?;
+    let [version, auth_safe, rest @ ..] = kids.as_slice() else {
+        return Err("PFX has too few elements".into());
+    };
+    if version.uint()? != 3 {
+        return Err(format!("PFX version {} (expected 3)", version.uint()?));
+    }
+    let ci = auth_safe.expect(TAG_SEQUENCE, "authSafe")?.children()?;
+    let [ctype, content, ..] = ci.as_slice() else {
+        return Err("authSafe ContentInfo has no content".into());
+    };
+    if ctype.expect(TAG_OID, "authSafe contentType")?.value != OID_DATA {
+        return Err("authSafe is not of type data (public-key integrity mode is not supported)".into());
+    }
+    let inner = content.expect(TAG_CONTEXT_0, "authSafe content")?.children()?;
+    let octets = inner.first().ok_or("empty authSafe content")?.octets()?;
+    Ok(Pfx { version: *version, auth_safe: *auth_safe, auth_safe_data: octets, mac_data: rest.first().copied() })
+}
+
+/// PBMAC1 parameters, if `mac_data` uses PBMAC1.
+struct Pbmac1<'a> {
+    salt: Cow<'a, [u8]>,
+    iterations: usize,
+    key_len: Option<usize>,
+    prf: MessageDigest,
+    mac: MessageDigest,
+    expected: Cow<'a, [u8]>,
+}
+
+fn hmac_digest(alg_id: &Tlv<'_>) -> Result<MessageDigest, String> {
+    let kids = alg_id.expect(TAG_SEQUENCE, "AlgorithmIdentifier")?.children()?;
+    let oid = kids.first().ok_or("empty AlgorithmIdentifier")?.expect(TAG_OID, "algorithm")?;
+    match oid.value.strip_prefix(OID_HMAC_PREFIX) {
+        Some([7]) => Ok(MessageDigest::sha1()),
+        Some([8]) => Ok(MessageDigest::sha224()),
+        Some([9]) => Ok(MessageDigest::sha256()),
+        Some([10]) => Ok(MessageDigest::sha384()),
+        Some([11]) => Ok(MessageDigest::sha512()),
+        _ => Err("unsupported PBMAC1 HMAC algorithm".into()),
+    }
+}
+
+fn pbmac1_params<'a>(mac_data: &Tlv<'a>) -> Result<Option<Pbmac1<'a>>, String> {
+    let kids = mac_data.expect(TAG_SEQUENCE, "MacData")?.children()?;
+    let digest_info = kids.first().ok_or("empty MacData")?.expect(TAG_SEQUENCE, "DigestInfo")?;
+    let di = digest_info.children()?;
+    let [alg, digest, ..] = di.as_slice() else { return Err("short DigestInfo".into()) };
+    let alg_kids = alg.expect(TAG_SEQUENCE, "MAC algorithm")?.children()?;
+    let oid = alg_kids.first().ok_or("empty MAC algorithm")?.expect(TAG_OID, "MAC OID")?;
+    if oid.value != OID_PBMAC1 {
+        return Ok(None);
+    }
+    // PBMAC1-params ::= SEQUENCE { keyDerivationFunc AlgorithmIdentifier, messageAuthScheme AlgorithmIdentifier }
+    let params = alg_kids.get(1).ok_or("PBMAC1 without parameters")?.children()?;
+    let [kdf, scheme, ..] = params.as_slice() else { return Err("short PBMAC1 parameters".into()) };
+    let kdf_kids = kdf.expect(TAG_SEQUENCE, "PBMAC1 KDF")?.children()?;
+    if kdf_kids.first().map(|o| o.value) != Some(OID_PBKDF2) {
+        return Err("PBMAC1 key derivation is not PBKDF2".into());
+    }
+    // PBKDF2-params ::= SEQUENCE { salt OCTET STRING, iterationCount INTEGER,
+    //                              keyLength INTEGER OPTIONAL, prf AlgorithmIdentifier DEFAULT hmacWithSHA1 }
+    let p = kdf_kids.get(1).ok_or("PBKDF2 without parameters")?.children()?;
+    let salt = p.first().ok_or("PBKDF2 without salt")?.octets()?;
+    let iterations = p.get(1).ok_or("PBKDF2 without iteration count")?.uint()?;
+    let mut key_len = None;
+    let mut prf = MessageDigest::sha1();
+    for extra in &p[2..] {
+        match extra.tag {
+            TAG_INTEGER => key_len = Some(extra.uint()?),
+            TAG_SEQUENCE => prf = hmac_digest(extra)?,
+            _ => return Err("unexpected element in PBKDF2 parameters".into()),
+        }
+    }
+    let to_usize = |v: u64| usize::try_from(v).map_err(|_| "value too large".to_string());
+    Ok(Some(Pbmac1 {
+        salt,
+        iterations: to_usize(iterations)?,
+        key_len: key_len.map(to_usize).transpose()?,
+        prf,
+        mac: hmac_digest(scheme)?,
+        expected: digest.octets()?,
+    }))
+}
+
+/// Checks an RFC 9579 PBMAC1: HMAC over the authSafe data with a PBKDF2 key derived from the
+/// UTF-8 password. `Ok(false)` = MAC mismatch (wrong password or altered file).
+fn verify_pbmac1(p: &Pbmac1<'_>, data: &[u8], password: &[u8]) -> Result<bool, String> {
+    let key_len = p.key_len.ok_or("PBMAC1 PBKDF2 parameters lack keyLength (RFC 9579 requires it)")?;
+    if key_len == 0 || key_len > 1024 || p.iterations == 0 || p.iterations > 10_000_000 {
+        return Err("unreasonable PBMAC1 parameters".into());
+    }
+    let mut key = Zeroizing::new(vec![0u8; key_len]);
+    openssl::pkcs5::pbkdf2_hmac(password, &p.salt, p.iterations, p.prf, &mut key)
+        .map_err(|e| describe(&e))?;
+    let hkey = PKey::hmac(&key).map_err(|e| describe(&e))?;
+    let mut signer = Signer::new(p.mac, &hkey).map_err(|e| describe(&e))?;
+    signer.update(data).map_err(|e| describe(&e))?;
+    let mac = signer.sign_to_vec().map_err(|e| describe(&e))?;
+    Ok(mac.len() == p.expected.len() && openssl::memcmp::eq(&mac, &p.expected))
+}
+
+/// Reads a PKCS#12 file. `password: None` tries the empty and the absent password and fails
+/// with `Locked` if neither opens the file.
+pub(crate) fn read(
+    id: &str,
+    data: &[u8],
+    password: Option<&Secret>,
+) -> Result<Bundle, KeyStoreError> {
+    let given = password.is_some();
+    let pass: &str = match password {
+        None => "",
+        Some(s) => match s.as_str() {
+            Some(p) if !p.contains('\0') => p,
+            _ => return Err(needs_password(id, true)),
+        },
+    };
+    // RC2-40 bags (the default of many writers) need the legacy provider; without it OpenSSL
+    // reports an unsupported algorithm, which is mapped below.
+    let _ = smimekit_engine_openssl::load_legacy_provider();
+
+    let der_bytes = unarmour(id, data)?;
+    let pfx = parse_pfx(&der_bytes).map_err(|e| malformed(id, &e))?;
+
+    let mut stripped = None;
+    if let Some(mac_data) = &pfx.mac_data {
+        if let Some(p) = pbmac1_params(mac_data).map_err(|e| malformed(id, &e))? {
+            match verify_pbmac1(&p, &pfx.auth_safe_data, pass.as_bytes()) {
+                Ok(true) => {}
+                Ok(false) => return Err(needs_password(id, given)),
+                Err(e) => return Err(malformed(id, &e)),
+            }
+            // The MAC is good. OpenSSL < 3.4 cannot check PBMAC1 itself: hand it the PFX
+            // without MacData so that it only decrypts.
+            let mut body = pfx.version.raw.to_vec();
+            body.extend_from_slice(pfx.auth_safe.raw);
+            stripped = Some(der::encode(TAG_SEQUENCE, &body));
+        }
+    }
+    let to_parse: &[u8] = stripped.as_deref().unwrap_or(&der_bytes);
+
+    let p12 = Pkcs12::from_der(to_parse).map_err(|e| malformed(id, &describe(&e)))?;
+    let parsed = p12.parse2(pass).map_err(|e| {
+        let why = describe(&e);
+        let lower = why.to_ascii_lowercase();
+        if stripped.is_some() && lower.contains("mac absent") {
+            KeyStoreError::Unsupported { key: id.to_string(), detail: PBMAC1_UNSUPPORTED.into() }
+        } else if lower.contains("mac verify failure")
+            || lower.contains("bad decrypt")
+            || lower.contains("cipherfinal")
+        {
+            needs_password(id, given)
+        } else if lower.contains("unsupported") || lower.contains("unknown pbe") {
+            KeyStoreError::Unsupported { key: id.to_string(), detail: why }
+        } else {
+            malformed(id, &why)
+        }
+    })?;
+
+    // Keys in unencrypted safes (where nearly every writer puts its shrouded key bags), with
+    // their friendly names; PKCS12_parse returns only the first key and drops key names.
+    let mut keys = Vec::new();
+    // Best effort: OpenSSL has already accepted the structure, and its first key is added
+    // below in any case.
+    for ci in der::read(&pfx.auth_safe_data).and_then(|(t, _)| t.children()).unwrap_or_default() {
+        let _ = walk_content_info(&ci, pass, &mut keys);
+    }
+    if let Some(first) = parsed.pkey {
+        if !keys.iter().any(|k: &RawKey| k.pkey.public_eq(&first)) {
+            keys.insert(0, RawKey { pkey: first, label: None });
+        }
+    }
+
+    let mut certs = Vec::new();
+    for x509 in parsed.cert.into_iter().chain(parsed.ca.into_iter().flatten()) {
+        let label = x509.alias().and_then(|a| String::from_utf8(a.to_vec()).ok());
+        certs.push(RawCert { x509, label });
+    }
+    assemble(id, keys, certs)
+}
+
+/// Collects the keys of one ContentInfo of the authSafe, if it is unencrypted `data`.
+fn walk_content_info(ci: &Tlv<'_>, pass: &str, keys: &mut Vec<RawKey>) -> Result<(), String> {
+    let kids = ci.children()?;
+    let [ctype, content, ..] = kids.as_slice() else { return Ok(()) };
+    if ctype.value != OID_DATA {
+        return Ok(()); // encryptedData / envelopedData: OpenSSL handled those
+    }
+    let inner = content.children()?;
+    let octets = inner.first().ok_or("empty content")?.octets()?;
+    let (safe_contents, _) = der::read(&octets)?;
+    walk_bags(&safe_contents, pass, keys, 0)
+}
+
+fn walk_bags(
+    safe_contents: &Tlv<'_>,
+    pass: &str,
+    keys: &mut Vec<RawKey>,
+    depth: usize,
+) -> Result<(), String> {
+    if depth > 4 {
+        return Err("safeContentsBag nesting too deep".into());
+    }
+    for bag in safe_contents.children()? {
+        let parts = bag.children()?;
+        let [bag_id, value, attrs @ ..] = parts.as_slice() else { continue };
+        let value = value.children()?.into_iter().next().ok_or("empty bag value")?;
+        let label = attrs.first().and_then(|a| friendly_name(a).ok().flatten());
+        match bag_id.value {
+            OID_KEY_BAG => {
+                if let Ok(pkey) = PKey::private_key_from_pkcs8(value.raw) {
+                    keys.push(RawKey { pkey, label });
+                }
+            }
+            OID_SHROUDED_KEY_BAG => {
+                if let Ok(pkey) = PKey::private_key_from_pkcs8_passphrase(value.raw, pass.as_bytes()) {
+                    keys.push(RawKey { pkey, label });
+                }
+            }
+            OID_SAFE_CONTENTS_BAG => walk_bags(&value, pass, keys, depth + 1)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The friendlyName in a bag's attribute SET, if any.
+fn friendly_name(attrs: &Tlv<'_>) -> Result<Option<String>, String> {
+    for attr in attrs.expect(TAG_SET, "bagAttributes")?.children()? {
+        let kids = attr.children()?;
+        if let [oid, values, ..] = kids.as_slice() {
+            if oid.value == OID_FRIENDLY_NAME {
+                return Ok(values.children()?.first().and_then(der::text));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Base64 of DER, for tests that want to armour a PFX.
+#[cfg(test)]
+pub(crate) fn armour(der_bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der_bytes);
+    let mut out = String::from("-----BEGIN PKCS12-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END PKCS12-----\n");
+    out
+}

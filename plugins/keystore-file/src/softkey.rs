@@ -1,0 +1,121 @@
+//! [`SoftKey`]: an OpenSSL private key held in memory, with its certificate and chain.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use openssl::nid::Nid;
+use openssl::pkey::{HasParams, Id, PKey, PKeyRef, Private};
+use smimekit_core::{
+    CertDer, EngineError, KeyKind, KeyStoreError, PrivateKey, RsaPadding, Secret, SignatureScheme,
+};
+
+/// A private key loaded from a file. The key material never leaves this value: operations
+/// run through `smimekit-engine-openssl`, and `Debug` shows only the id and kind.
+pub struct SoftKey {
+    id: String,
+    label: Option<String>,
+    pkey: PKey<Private>,
+    certificate: CertDer,
+    chain: Vec<CertDer>,
+}
+
+impl SoftKey {
+    pub(crate) fn new(
+        id: String,
+        label: Option<String>,
+        pkey: PKey<Private>,
+        certificate: CertDer,
+        chain: Vec<CertDer>,
+    ) -> Self {
+        Self { id, label, pkey, certificate, chain }
+    }
+
+    /// `FILE#N`: the store path and the key's selector.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The friendly name from the file, if any.
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+
+    fn engine_error(&self, e: EngineError) -> KeyStoreError {
+        match e {
+            EngineError::Unsupported(detail) => {
+                KeyStoreError::Unsupported { key: self.id.clone(), detail }
+            }
+            other => KeyStoreError::Failed { key: self.id.clone(), detail: other.to_string() },
+        }
+    }
+}
+
+/// The [`KeyKind`] of an OpenSSL key.
+pub(crate) fn key_kind<T: HasParams>(pkey: &PKeyRef<T>) -> KeyKind {
+    match pkey.id() {
+        Id::RSA | Id::RSA_PSS => KeyKind::Rsa { bits: pkey.bits() },
+        Id::EC => {
+            let curve = pkey
+                .ec_key()
+                .ok()
+                .and_then(|ec| ec.group().curve_name())
+                .and_then(|nid| match nid {
+                    Nid::X9_62_PRIME256V1 => Some("P-256"),
+                    Nid::SECP384R1 => Some("P-384"),
+                    Nid::SECP521R1 => Some("P-521"),
+                    _ => None,
+                });
+            curve.map_or(KeyKind::Other, |curve| KeyKind::Ec { curve })
+        }
+        _ => KeyKind::Other,
+    }
+}
+
+impl fmt::Debug for SoftKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SoftKey")
+            .field("id", &self.id)
+            .field("label", &self.label)
+            .field("kind", &key_kind(&self.pkey))
+            .field("certificate", &self.certificate)
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl PrivateKey for SoftKey {
+    fn certificate(&self) -> &CertDer {
+        &self.certificate
+    }
+
+    fn chain(&self) -> &[CertDer] {
+        &self.chain
+    }
+
+    fn kind(&self) -> KeyKind {
+        key_kind(&self.pkey)
+    }
+
+    async fn sign_digest(
+        &self,
+        scheme: SignatureScheme,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, KeyStoreError> {
+        smimekit_engine_openssl::sign_digest_with(&self.pkey, scheme, digest)
+            .map_err(|e| self.engine_error(e))
+    }
+
+    async fn decrypt_key(
+        &self,
+        padding: &RsaPadding,
+        wrapped: &[u8],
+    ) -> Result<Secret, KeyStoreError> {
+        smimekit_engine_openssl::rsa_decrypt_with(&self.pkey, padding, wrapped)
+            .map_err(|e| self.engine_error(e))
+    }
+
+    async fn ecdh(&self, peer_point: &[u8]) -> Result<Secret, KeyStoreError> {
+        smimekit_engine_openssl::ecdh_with(&self.pkey, peer_point).map_err(|e| self.engine_error(e))
+    }
+}
