@@ -29,14 +29,19 @@
 //! Robustness: no function here panics on any input (no `unwrap`, no panicking index/slice, no
 //! unchecked arithmetic on lengths); limits are [`MAX_HEADER_BLOCK`], [`MAX_HEADER_FIELD`] and
 //! [`MAX_PARTS`].
-#![warn(clippy::indexing_slicing, clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+#![warn(
+    clippy::indexing_slicing,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unwrap_used
+)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use base64::alphabet;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 
 /// Largest accepted header block (all header fields of one entity), in bytes.
 pub const MAX_HEADER_BLOCK: usize = 1024 * 1024;
@@ -174,7 +179,10 @@ impl ContentType {
             None => false,
         };
         if valid {
-            ContentType { mime_type: token, params }
+            ContentType {
+                mime_type: token,
+                params,
+            }
         } else {
             ContentType::default()
         }
@@ -300,14 +308,23 @@ pub fn parse(input: &[u8]) -> Result<Entity<'_>, MimeError> {
             break;
         }
         if pos > MAX_HEADER_BLOCK {
-            return Err(MimeError::HeaderTooLong { what: "header block", limit: MAX_HEADER_BLOCK });
+            return Err(MimeError::HeaderTooLong {
+                what: "header block",
+                limit: MAX_HEADER_BLOCK,
+            });
         }
         let rest = input.get(pos..).unwrap_or(&[]);
         // Only look as far as the block limit allows, so a huge line without LF costs O(limit).
-        let window = rest.get(..MAX_HEADER_BLOCK.saturating_add(2)).unwrap_or(rest);
+        let window = rest
+            .get(..MAX_HEADER_BLOCK.saturating_add(2))
+            .unwrap_or(rest);
         let (line_len, content_len) = match window.iter().position(|&b| b == b'\n') {
             Some(i) => {
-                let content = if i > 0 && window.get(i - 1) == Some(&b'\r') { i - 1 } else { i };
+                let content = if i > 0 && window.get(i - 1) == Some(&b'\r') {
+                    i - 1
+                } else {
+                    i
+                };
                 (i + 1, content)
             }
             None if window.len() < rest.len() => {
@@ -346,7 +363,10 @@ pub fn parse(input: &[u8]) -> Result<Entity<'_>, MimeError> {
         }
         if header_name_len(content).is_some() {
             if content_len > MAX_HEADER_FIELD {
-                return Err(MimeError::HeaderTooLong { what: "header field", limit: MAX_HEADER_FIELD });
+                return Err(MimeError::HeaderTooLong {
+                    what: "header field",
+                    limit: MAX_HEADER_FIELD,
+                });
             }
             if let Some((start, _)) = cur.take() {
                 headers.push(make_header(input, start, pos));
@@ -367,7 +387,10 @@ pub fn parse(input: &[u8]) -> Result<Entity<'_>, MimeError> {
         headers.push(make_header(input, start, header_end.min(body_start)));
     }
     if header_end > MAX_HEADER_BLOCK.saturating_add(2) {
-        return Err(MimeError::HeaderTooLong { what: "header block", limit: MAX_HEADER_BLOCK });
+        return Err(MimeError::HeaderTooLong {
+            what: "header block",
+            limit: MAX_HEADER_BLOCK,
+        });
     }
     Ok(Entity {
         headers,
@@ -379,7 +402,9 @@ pub fn parse(input: &[u8]) -> Result<Entity<'_>, MimeError> {
 
 /// If `line` starts with a header field name followed by optional WSP and ':', the name length.
 fn header_name_len(line: &[u8]) -> Option<usize> {
-    let n = line.iter().position(|&b| !(33..=126).contains(&b) || b == b':')?;
+    let n = line
+        .iter()
+        .position(|&b| !(33..=126).contains(&b) || b == b':')?;
     if n == 0 {
         return None;
     }
@@ -392,7 +417,9 @@ fn header_name_len(line: &[u8]) -> Option<usize> {
 fn make_header(input: &[u8], start: usize, end: usize) -> Header {
     let raw = input.get(start..end).unwrap_or(&[]);
     let colon = raw.iter().position(|&b| b == b':').unwrap_or(raw.len());
-    let name = String::from_utf8_lossy(raw.get(..colon).unwrap_or(&[])).trim().to_owned();
+    let name = String::from_utf8_lossy(raw.get(..colon).unwrap_or(&[]))
+        .trim()
+        .to_owned();
     let value_raw = raw.get(colon.saturating_add(1)..).unwrap_or(&[]);
     // Remove the CR of each CRLF (but keep lone CRs that are not line ends).
     let mut cleaned = Vec::with_capacity(value_raw.len());
@@ -407,7 +434,11 @@ fn make_header(input: &[u8], start: usize, end: usize) -> Header {
         cleaned.push(b);
     }
     let value = String::from_utf8_lossy(&cleaned).trim().to_owned();
-    Header { name, value, raw: raw.to_vec() }
+    Header {
+        name,
+        value,
+        raw: raw.to_vec(),
+    }
 }
 
 impl<'a> Entity<'a> {
@@ -429,19 +460,27 @@ impl<'a> Entity<'a> {
 
     /// The Content-Type; `text/plain; charset=us-ascii` when absent or syntactically invalid.
     pub fn content_type(&self) -> ContentType {
-        self.header("content-type").map(ContentType::parse).unwrap_or_default()
+        self.header("content-type")
+            .map(ContentType::parse)
+            .unwrap_or_default()
     }
 
     /// The Content-Disposition (type in `mime_type`, e.g. `attachment`), if present.
     pub fn content_disposition(&self) -> Option<ContentType> {
         let v = self.header("content-disposition")?;
         let (token, params) = parse_params(v);
-        Some(ContentType { mime_type: token, params })
+        Some(ContentType {
+            mime_type: token,
+            params,
+        })
     }
 
     /// The attachment file name: Content-Disposition `filename`, else Content-Type `name`.
     pub fn filename(&self) -> Option<String> {
-        if let Some(f) = self.content_disposition().and_then(|d| d.param("filename").map(str::to_owned)) {
+        if let Some(f) = self
+            .content_disposition()
+            .and_then(|d| d.param("filename").map(str::to_owned))
+        {
             return Some(f);
         }
         self.content_type().param("name").map(str::to_owned)
@@ -467,7 +506,9 @@ impl<'a> Entity<'a> {
             None | Some("" | "7bit" | "8bit" | "binary") => Ok(self.body.to_vec()),
             Some("base64") => decode_base64(self.body),
             Some("quoted-printable") => Ok(decode_quoted_printable(self.body)),
-            Some(other) => Err(MimeError::UnsupportedEncoding { encoding: other.to_owned() }),
+            Some(other) => Err(MimeError::UnsupportedEncoding {
+                encoding: other.to_owned(),
+            }),
         }
     }
 
@@ -496,7 +537,9 @@ pub fn decode_base64(data: &[u8]) -> Result<Vec<u8>, MimeError> {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' => {
                 if let Some(p) = pad_at {
                     return Err(MimeError::BadBase64 {
-                        detail: format!("data after '=' padding (padding at offset {p}, data at offset {i})"),
+                        detail: format!(
+                            "data after '=' padding (padding at offset {p}, data at offset {i})"
+                        ),
                     });
                 }
                 clean.push(b);
@@ -513,12 +556,17 @@ pub fn decode_base64(data: &[u8]) -> Result<Vec<u8>, MimeError> {
     }
     if clean.len() % 4 == 1 {
         return Err(MimeError::BadBase64 {
-            detail: format!("truncated: {} base64 characters is not a whole number of bytes", clean.len()),
+            detail: format!(
+                "truncated: {} base64 characters is not a whole number of bytes",
+                clean.len()
+            ),
         });
     }
     B64_LENIENT
         .decode(&clean)
-        .map_err(|e| MimeError::BadBase64 { detail: e.to_string() })
+        .map_err(|e| MimeError::BadBase64 {
+            detail: e.to_string(),
+        })
 }
 
 /// Decodes quoted-printable: `=XX` (either hex case), soft line breaks (`=` at the end of a
@@ -533,7 +581,10 @@ pub fn decode_quoted_printable(data: &[u8]) -> Vec<u8> {
         let (line, brk, next) = match rest.iter().position(|&b| b == b'\n') {
             Some(i) => {
                 let (content, brk) = if i > 0 && rest.get(i - 1) == Some(&b'\r') {
-                    (rest.get(..i - 1).unwrap_or(&[]), rest.get(i - 1..=i).unwrap_or(&[]))
+                    (
+                        rest.get(..i - 1).unwrap_or(&[]),
+                        rest.get(i - 1..=i).unwrap_or(&[]),
+                    )
                 } else {
                     (rest.get(..i).unwrap_or(&[]), rest.get(i..=i).unwrap_or(&[]))
                 };
@@ -542,7 +593,10 @@ pub fn decode_quoted_printable(data: &[u8]) -> Vec<u8> {
             None => (rest, &[][..], data.len()),
         };
         // Trailing whitespace is transport padding.
-        let trimmed_len = line.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(0, |i| i + 1);
+        let trimmed_len = line
+            .iter()
+            .rposition(|&b| b != b' ' && b != b'\t')
+            .map_or(0, |i| i + 1);
         let line = line.get(..trimmed_len).unwrap_or(&[]);
         let (line, soft) = match line.split_last() {
             Some((b'=', head)) => (head, true),
@@ -592,18 +646,26 @@ fn hex_val(c: u8) -> Option<u8> {
 pub fn multipart_parts<'a>(entity: &Entity<'a>) -> Result<Vec<&'a [u8]>, MimeError> {
     let ct = entity.content_type();
     if !ct.is_multipart() {
-        return Err(MimeError::NotMultipart { mime_type: ct.mime_type });
+        return Err(MimeError::NotMultipart {
+            mime_type: ct.mime_type,
+        });
     }
     let boundary = ct.param("boundary").unwrap_or("");
     if boundary.is_empty() {
         return Err(MimeError::MissingBoundary);
     }
-    split_multipart_body(entity.body, boundary.as_bytes())
-        .ok_or_else(|| MimeError::BoundaryNotFound { boundary: boundary.to_owned() })?
+    split_multipart_body(entity.body, boundary.as_bytes()).ok_or_else(|| {
+        MimeError::BoundaryNotFound {
+            boundary: boundary.to_owned(),
+        }
+    })?
 }
 
 /// `None` when no part was found; `Some(Err)` on too many parts.
-fn split_multipart_body<'a>(body: &'a [u8], boundary: &[u8]) -> Option<Result<Vec<&'a [u8]>, MimeError>> {
+fn split_multipart_body<'a>(
+    body: &'a [u8],
+    boundary: &[u8],
+) -> Option<Result<Vec<&'a [u8]>, MimeError>> {
     let mut dash = Vec::with_capacity(boundary.len() + 2);
     dash.extend_from_slice(b"--");
     dash.extend_from_slice(boundary);
@@ -613,7 +675,14 @@ fn split_multipart_body<'a>(body: &'a [u8], boundary: &[u8]) -> Option<Result<Ve
     while pos < body.len() {
         let rest = body.get(pos..).unwrap_or(&[]);
         let (line_len, content_len) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, if i > 0 && rest.get(i - 1) == Some(&b'\r') { i - 1 } else { i }),
+            Some(i) => (
+                i + 1,
+                if i > 0 && rest.get(i - 1) == Some(&b'\r') {
+                    i - 1
+                } else {
+                    i
+                },
+            ),
             None => (rest.len(), rest.len()),
         };
         let line = rest.get(..content_len).unwrap_or(&[]);
@@ -654,7 +723,11 @@ fn split_multipart_body<'a>(body: &'a [u8], boundary: &[u8]) -> Option<Result<Ve
             return Some(Err(MimeError::TooManyParts { limit: MAX_PARTS }));
         }
     }
-    if parts.is_empty() { None } else { Some(Ok(parts)) }
+    if parts.is_empty() {
+        None
+    } else {
+        Some(Ok(parts))
+    }
 }
 
 /// Converts every lone LF to CRLF; existing CRLF pairs are kept and a lone CR is kept as is.
@@ -680,7 +753,9 @@ pub fn is_smime_type(ct: &ContentType) -> Option<SmimeKind> {
     match ct.mime_type.as_str() {
         "multipart/signed" => match ct.param("protocol").map(|p| p.trim().to_ascii_lowercase()) {
             None => Some(SmimeKind::SignedMultipart),
-            Some(p) if p.is_empty() || is_pkcs7_signature_type(&p) => Some(SmimeKind::SignedMultipart),
+            Some(p) if p.is_empty() || is_pkcs7_signature_type(&p) => {
+                Some(SmimeKind::SignedMultipart)
+            }
             Some(_) => None, // e.g. application/pgp-signature
         },
         "application/pkcs7-mime" | "application/x-pkcs7-mime" => Some(SmimeKind::Pkcs7Mime),
@@ -740,13 +815,20 @@ pub fn base64_lines(data: &[u8]) -> Vec<u8> {
 }
 
 /// Header names the builders set themselves; such names in `extra_headers` are skipped.
-const BUILDER_OWNED: [&str; 4] =
-    ["content-type", "content-transfer-encoding", "content-disposition", "content-description"];
+const BUILDER_OWNED: [&str; 4] = [
+    "content-type",
+    "content-transfer-encoding",
+    "content-disposition",
+    "content-description",
+];
 
 /// Writes `extra_headers` (skipping the ones the builder writes itself).
 fn write_extra_headers(out: &mut Vec<u8>, extra_headers: &[(String, String)]) {
     for (name, value) in extra_headers {
-        if BUILDER_OWNED.iter().any(|o| name.trim().eq_ignore_ascii_case(o)) {
+        if BUILDER_OWNED
+            .iter()
+            .any(|o| name.trim().eq_ignore_ascii_case(o))
+        {
             continue;
         }
         write_header(out, name, value);
@@ -759,7 +841,10 @@ fn write_extra_headers(out: &mut Vec<u8>, extra_headers: &[(String, String)]) {
 /// dropped. Non-ASCII values of unstructured fields (Subject, Comments, Content-Description) are
 /// RFC 2047 encoded; other values are written as given.
 fn write_header(out: &mut Vec<u8>, name: &str, value: &str) {
-    let name: String = name.chars().filter(|c| c.is_ascii_graphic() && *c != ':').collect();
+    let name: String = name
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != ':')
+        .collect();
     if name.is_empty() {
         return;
     }
@@ -811,12 +896,17 @@ fn fold_line(out: &mut Vec<u8>, line: &[u8]) {
     while cur.len() > LIMIT {
         let is_ws = |b: &u8| *b == b' ' || *b == b'\t';
         // Must keep a non-whitespace character before the fold point.
-        let Some(first_text) = cur.iter().position(|b| !is_ws(b)) else { break };
+        let Some(first_text) = cur.iter().position(|b| !is_ws(b)) else {
+            break;
+        };
         let search_from = first_text.saturating_add(1);
         let window = cur.get(search_from..=LIMIT).unwrap_or(&[]);
         let at = match window.iter().rposition(is_ws) {
             Some(i) => search_from + i,
-            None => match cur.get(search_from.max(LIMIT)..).and_then(|r| r.iter().position(is_ws)) {
+            None => match cur
+                .get(search_from.max(LIMIT)..)
+                .and_then(|r| r.iter().position(is_ws))
+            {
                 Some(i) => search_from.max(LIMIT) + i,
                 None => break,
             },
@@ -852,7 +942,8 @@ fn encode_rfc2047(value: &str) -> String {
 /// -Disposition/-Description among them are skipped), then
 ///
 /// ```text
-/// Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"
+/// Content-Type: application/pkcs7-mime; smime-type=enveloped-data;
+///  name="smime.p7m"
 /// Content-Transfer-Encoding: base64
 /// Content-Disposition: attachment; filename="smime.p7m"
 /// ```
@@ -860,14 +951,18 @@ fn encode_rfc2047(value: &str) -> String {
 /// an empty line and `der` as [`base64_lines`]. `smime_type` is e.g. `enveloped-data`,
 /// `signed-data`, `authEnveloped-data` (characters other than letters, digits, `-`, `.`, `_` are
 /// dropped). MIME-Version is not added: pass it in `extra_headers` for a top-level message.
-pub fn build_pkcs7_mime(smime_type: &str, der: &[u8], extra_headers: &[(String, String)]) -> Vec<u8> {
+pub fn build_pkcs7_mime(
+    smime_type: &str,
+    der: &[u8],
+    extra_headers: &[(String, String)],
+) -> Vec<u8> {
     let smime_type = sanitize_token(smime_type);
     let body = base64_lines(der);
     let mut out = Vec::with_capacity(body.len() + 512);
     write_extra_headers(&mut out, extra_headers);
     out.extend_from_slice(b"Content-Type: application/pkcs7-mime; smime-type=");
     out.extend_from_slice(smime_type.as_bytes());
-    out.extend_from_slice(b"; name=\"smime.p7m\"\r\n");
+    out.extend_from_slice(b";\r\n name=\"smime.p7m\"\r\n");
     out.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n");
     out.extend_from_slice(b"Content-Disposition: attachment; filename=\"smime.p7m\"\r\n");
     out.extend_from_slice(b"\r\n");
@@ -910,16 +1005,21 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// from a hash of the content, the signature and a process-wide counter; regenerated on the
 /// (astronomically unlikely) collision.
 fn make_boundary(content: &[u8], signature: &[u8]) -> String {
-    make_boundary_with(content, signature, || BOUNDARY_COUNTER.fetch_add(1, Ordering::Relaxed))
+    let seed = fnv1a(content, fnv1a(signature, 0));
+    make_boundary_with(content, seed, || {
+        BOUNDARY_COUNTER.fetch_add(1, Ordering::Relaxed)
+    })
 }
 
-fn make_boundary_with(content: &[u8], signature: &[u8], mut counter: impl FnMut() -> u64) -> String {
-    let h = fnv1a(content, fnv1a(signature, 0));
+fn boundary_candidate(seed: u64, n: u64) -> String {
+    let a = splitmix(seed ^ n);
+    let b = splitmix(a ^ 0x5851_f42d_4c95_7f2d ^ n.rotate_left(32));
+    format!("smimekit-{a:016x}{b:016x}")
+}
+
+fn make_boundary_with(content: &[u8], seed: u64, mut counter: impl FnMut() -> u64) -> String {
     loop {
-        let n = counter();
-        let a = splitmix(h ^ n);
-        let b = splitmix(a ^ 0x5851_f42d_4c95_7f2d ^ n.rotate_left(32));
-        let boundary = format!("smimekit-{a:016x}{b:016x}");
+        let boundary = boundary_candidate(seed, counter());
         if !contains(content, boundary.as_bytes()) {
             return boundary;
         }
@@ -955,7 +1055,9 @@ pub fn build_signed_multipart(
     out.extend_from_slice(micalg.as_bytes());
     out.extend_from_slice(b";\r\n boundary=\"");
     out.extend_from_slice(boundary.as_bytes());
-    out.extend_from_slice(b"\"\r\n\r\nThis is a cryptographically signed message in MIME format.\r\n\r\n--");
+    out.extend_from_slice(
+        b"\"\r\n\r\nThis is a cryptographically signed message in MIME format.\r\n\r\n--",
+    );
     out.extend_from_slice(boundary.as_bytes());
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(content_entity);
@@ -1161,7 +1263,12 @@ pub fn encode_quoted_printable(body: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic
+)]
 mod tests {
     use super::*;
     use std::path::{Path, PathBuf};
@@ -1200,13 +1307,20 @@ mod tests {
             for i in 16..64 {
                 let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
                 let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-                w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+                w[i] = w[i - 16]
+                    .wrapping_add(s0)
+                    .wrapping_add(w[i - 7])
+                    .wrapping_add(s1);
             }
             let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
             for i in 0..64 {
                 let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
                 let ch = (e & f) ^ (!e & g);
-                let t1 = hh.wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
+                let t1 = hh
+                    .wrapping_add(s1)
+                    .wrapping_add(ch)
+                    .wrapping_add(K[i])
+                    .wrapping_add(w[i]);
                 let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
                 let maj = (a & b) ^ (a & c) ^ (b & c);
                 let t2 = s0.wrapping_add(maj);
@@ -1301,13 +1415,18 @@ mod tests {
         if dir.join("manifest.json").is_file() {
             Some(dir)
         } else {
-            eprintln!("corpus not found at {} (set SMIMEKIT_CORPUS); skipping", dir.display());
+            eprintln!(
+                "corpus not found at {} (set SMIMEKIT_CORPUS); skipping",
+                dir.display()
+            );
             None
         }
     }
 
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for entry in rd.flatten() {
             let p = entry.path();
             if p.is_dir() {
@@ -1354,7 +1473,11 @@ mod tests {
     }
 
     fn expected_kind(case: &Case) -> Option<SmimeKind> {
-        let outer = case.layers.first().map(String::as_str).unwrap_or(case.kind.as_str());
+        let outer = case
+            .layers
+            .first()
+            .map(String::as_str)
+            .unwrap_or(case.kind.as_str());
         match outer {
             "signed-detached" => Some(SmimeKind::SignedMultipart),
             "signed-opaque" | "enveloped" | "auth-enveloped" | "signed+enveloped" => {
@@ -1383,8 +1506,14 @@ mod tests {
         assert!(parts.len() >= 2, "{name}: {} parts", parts.len());
         let sig = parse(parts[1]).unwrap_or_else(|err| panic!("{name}: sig part: {err}"));
         assert_eq!(smime_kind(&sig), Some(SmimeKind::Pkcs7Signature), "{name}");
-        let der = sig.decoded_body().unwrap_or_else(|err| panic!("{name}: sig body: {err}"));
-        assert_eq!(der.first(), Some(&0x30), "{name}: signature is not a DER SEQUENCE");
+        let der = sig
+            .decoded_body()
+            .unwrap_or_else(|err| panic!("{name}: sig body: {err}"));
+        assert_eq!(
+            der.first(),
+            Some(&0x30),
+            "{name}: signature is not a DER SEQUENCE"
+        );
         parts[0].to_vec()
     }
 
@@ -1402,15 +1531,25 @@ mod tests {
         assert!(files.len() >= 90, "only {} messages found", files.len());
         let (mut hashed, mut lf_checked) = (0, 0);
         for path in &files {
-            let rel = path.strip_prefix(&dir).unwrap().to_string_lossy().replace('\\', "/");
-            let case = cases.iter().find(|c| c.file == rel).unwrap_or_else(|| panic!("{rel} not in manifest"));
+            let rel = path
+                .strip_prefix(&dir)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            let case = cases
+                .iter()
+                .find(|c| c.file == rel)
+                .unwrap_or_else(|| panic!("{rel} not in manifest"));
             let data = std::fs::read(path).unwrap();
             let e = parse(&data).unwrap_or_else(|err| panic!("{rel}: {err}"));
             // Byte exactness of the header split.
             assert_eq!([e.header_bytes, e.body].concat(), data, "{rel}");
             let mut hdrs: Vec<u8> = e.headers.iter().flat_map(|h| h.raw.clone()).collect();
             let blank = &e.header_bytes[hdrs.len().min(e.header_bytes.len())..];
-            assert!(blank == b"\r\n" || blank == b"\n", "{rel}: header block tail {blank:?}");
+            assert!(
+                blank == b"\r\n" || blank == b"\n",
+                "{rel}: header block tail {blank:?}"
+            );
             hdrs.extend_from_slice(blank);
             assert_eq!(hdrs, e.header_bytes, "{rel}");
 
@@ -1420,36 +1559,74 @@ mod tests {
                 Some(SmimeKind::SignedMultipart) => {
                     let part1 = check_signed_multipart(&rel, &data);
                     let single_layer = case.layers.len() <= 1;
-                    if let (true, Some(want)) = (single_layer, &case.plaintext_sha256) {
-                        if want != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
-                            assert_eq!(&sha256_hex(&canonicalize_crlf(&part1)), want, "{rel}: part 1 digest");
+                    // The manifest records SHA-256("") where OpenSSL could not verify (PKITS DSA
+                    // parameter inheritance); nothing to compare there.
+                    const EMPTY: &str =
+                        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+                    match &case.plaintext_sha256 {
+                        Some(want) if single_layer && want != EMPTY => {
+                            assert_eq!(
+                                &sha256_hex(&canonicalize_crlf(&part1)),
+                                want,
+                                "{rel}: part 1 digest"
+                            );
                             hashed += 1;
                         }
+                        _ => {}
                     }
                     // LF-only transport: same parts, same canonical first part.
                     let lf = lf_only(&data);
                     let lf_part1 = check_signed_multipart(&format!("{rel} (LF)"), &lf);
-                    assert_eq!(canonicalize_crlf(&lf_part1), canonicalize_crlf(&part1), "{rel} (LF)");
-                    if !part1.windows(1).enumerate().any(|(i, w)| w == b"\n" && (i == 0 || part1[i - 1] != b'\r')) {
-                        assert_eq!(canonicalize_crlf(&lf_part1), part1, "{rel}: CRLF part 1 from LF");
+                    assert_eq!(
+                        canonicalize_crlf(&lf_part1),
+                        canonicalize_crlf(&part1),
+                        "{rel} (LF)"
+                    );
+                    if !part1
+                        .windows(1)
+                        .enumerate()
+                        .any(|(i, w)| w == b"\n" && (i == 0 || part1[i - 1] != b'\r'))
+                    {
+                        assert_eq!(
+                            canonicalize_crlf(&lf_part1),
+                            part1,
+                            "{rel}: CRLF part 1 from LF"
+                        );
                     }
                     let n = multipart_parts(&e).unwrap().len();
-                    assert_eq!(multipart_parts(&parse(&lf).unwrap()).unwrap().len(), n, "{rel} (LF)");
+                    assert_eq!(
+                        multipart_parts(&parse(&lf).unwrap()).unwrap().len(),
+                        n,
+                        "{rel} (LF)"
+                    );
                     lf_checked += 1;
                 }
                 Some(SmimeKind::Pkcs7Mime) => {
-                    let der = e.decoded_body().unwrap_or_else(|err| panic!("{rel}: {err}"));
+                    let der = e
+                        .decoded_body()
+                        .unwrap_or_else(|err| panic!("{rel}: {err}"));
                     assert_eq!(der.first(), Some(&0x30), "{rel}");
                     let lf = lf_only(&data);
-                    assert_eq!(parse(&lf).unwrap().decoded_body().unwrap(), der, "{rel} (LF)");
+                    assert_eq!(
+                        parse(&lf).unwrap().decoded_body().unwrap(),
+                        der,
+                        "{rel} (LF)"
+                    );
                 }
                 Some(SmimeKind::Pkcs7Signature) => panic!("{rel}: bare signature at top level"),
                 None => {
-                    assert!(find_smime(&data, 4).is_some(), "{rel}: no S/MIME entity inside the wrapper");
+                    assert!(
+                        find_smime(&data, 4).is_some(),
+                        "{rel}: no S/MIME entity inside the wrapper"
+                    );
                 }
             }
             exercise(&data);
         }
+        eprintln!(
+            "{} messages, {hashed} part-1 digests, {lf_checked} LF variants",
+            files.len()
+        );
         assert!(hashed >= 30, "only {hashed} part digests checked");
         assert!(lf_checked >= 30, "only {lf_checked} LF variants checked");
     }
@@ -1464,7 +1641,9 @@ mod tests {
             "protected-headers-lamps/smime-multipart-signed.eml",
         ];
         let mut rng = Rng(0x9e3779b97f4a7c15);
-        let interesting = [b'\r', b'\n', b'-', b':', b'=', b' ', b'\t', b'"', b';', 0xff, 0];
+        let interesting = [
+            b'\r', b'\n', b'-', b':', b'=', b' ', b'\t', b'"', b';', 0xff, 0,
+        ];
         for f in small {
             let data = std::fs::read(dir.join(f)).unwrap();
             for cut in 0..=data.len() {
@@ -1494,37 +1673,68 @@ mod tests {
     fn garbage_inputs_are_errors() {
         assert_eq!(parse(b""), Err(MimeError::Empty));
         // DER / PEM / text are not MIME entities.
-        assert_eq!(parse(&[0x30, 0x82, 0x01, 0x00, 0x06, 0x09]), Err(MimeError::NotMime));
-        assert_eq!(parse(b"-----BEGIN PKCS7-----\nMIIB\n"), Err(MimeError::NotMime));
+        assert_eq!(
+            parse(&[0x30, 0x82, 0x01, 0x00, 0x06, 0x09]),
+            Err(MimeError::NotMime)
+        );
+        assert_eq!(
+            parse(b"-----BEGIN PKCS7-----\nMIIB\n"),
+            Err(MimeError::NotMime)
+        );
         assert_eq!(parse(b"hello world\r\n"), Err(MimeError::NotMime));
-        assert_eq!(parse(b" leading: continuation\r\n"), Err(MimeError::NotMime));
+        assert_eq!(
+            parse(b" leading: continuation\r\n"),
+            Err(MimeError::NotMime)
+        );
         assert_eq!(parse(b":no name\r\n"), Err(MimeError::NotMime));
 
-        let no_boundary = parse(b"Content-Type: multipart/signed\r\n\r\n--x\r\na\r\n--x--\r\n").unwrap();
-        assert_eq!(multipart_parts(&no_boundary), Err(MimeError::MissingBoundary));
-        let empty_boundary = parse(b"Content-Type: multipart/mixed; boundary=\"\"\r\n\r\n--\r\n").unwrap();
-        assert_eq!(multipart_parts(&empty_boundary), Err(MimeError::MissingBoundary));
-        let not_found = parse(b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n--x\r\na\r\n").unwrap();
+        let no_boundary =
+            parse(b"Content-Type: multipart/signed\r\n\r\n--x\r\na\r\n--x--\r\n").unwrap();
+        assert_eq!(
+            multipart_parts(&no_boundary),
+            Err(MimeError::MissingBoundary)
+        );
+        let empty_boundary =
+            parse(b"Content-Type: multipart/mixed; boundary=\"\"\r\n\r\n--\r\n").unwrap();
+        assert_eq!(
+            multipart_parts(&empty_boundary),
+            Err(MimeError::MissingBoundary)
+        );
+        let not_found =
+            parse(b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n--x\r\na\r\n").unwrap();
         assert_eq!(
             multipart_parts(&not_found),
-            Err(MimeError::BoundaryNotFound { boundary: "zz".into() })
+            Err(MimeError::BoundaryNotFound {
+                boundary: "zz".into()
+            })
         );
-        let close_only = parse(b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n--zz--\r\n").unwrap();
-        assert!(matches!(multipart_parts(&close_only), Err(MimeError::BoundaryNotFound { .. })));
+        let close_only =
+            parse(b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n--zz--\r\n").unwrap();
+        assert!(matches!(
+            multipart_parts(&close_only),
+            Err(MimeError::BoundaryNotFound { .. })
+        ));
         let text = parse(b"Content-Type: text/plain\r\n\r\nhi").unwrap();
         assert_eq!(
             multipart_parts(&text),
-            Err(MimeError::NotMultipart { mime_type: "text/plain".into() })
+            Err(MimeError::NotMultipart {
+                mime_type: "text/plain".into()
+            })
         );
 
         let bad64 = parse(b"Content-Transfer-Encoding: base64\r\n\r\nMIIB*AAA\r\n").unwrap();
-        assert!(matches!(bad64.decoded_body(), Err(MimeError::BadBase64 { .. })));
+        assert!(matches!(
+            bad64.decoded_body(),
+            Err(MimeError::BadBase64 { .. })
+        ));
         let err = bad64.decoded_body().unwrap_err().to_string();
         assert!(err.contains("0x2a") && err.contains("offset 4"), "{err}");
         let unknown = parse(b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin").unwrap();
         assert_eq!(
             unknown.decoded_body(),
-            Err(MimeError::UnsupportedEncoding { encoding: "x-uuencode".into() })
+            Err(MimeError::UnsupportedEncoding {
+                encoding: "x-uuencode".into()
+            })
         );
     }
 
@@ -1534,21 +1744,41 @@ mod tests {
         let mut m = b"Subject: ".to_vec();
         m.extend(std::iter::repeat_n(b'a', MAX_HEADER_FIELD + 1));
         m.extend_from_slice(b"\r\n\r\nbody");
-        assert_eq!(parse(&m), Err(MimeError::HeaderTooLong { what: "header field", limit: MAX_HEADER_FIELD }));
+        assert_eq!(
+            parse(&m),
+            Err(MimeError::HeaderTooLong {
+                what: "header field",
+                limit: MAX_HEADER_FIELD
+            })
+        );
         // Folded field over 64 KiB unfolded.
         let mut m = b"X-Long: a\r\n".to_vec();
         for _ in 0..2000 {
-            m.extend_from_slice(b" aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+            m.extend_from_slice(
+                b" aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+            );
         }
         m.extend_from_slice(b"\r\n");
-        assert!(matches!(parse(&m), Err(MimeError::HeaderTooLong { what: "header field", .. })));
+        assert!(matches!(
+            parse(&m),
+            Err(MimeError::HeaderTooLong {
+                what: "header field",
+                ..
+            })
+        ));
         // Many small fields over 1 MiB in total.
         let mut m = Vec::new();
         while m.len() <= MAX_HEADER_BLOCK + 100 {
             m.extend_from_slice(b"X-Filler: 0123456789012345678901234567890123456789\r\n");
         }
         m.extend_from_slice(b"\r\nbody");
-        assert!(matches!(parse(&m), Err(MimeError::HeaderTooLong { what: "header block", .. })));
+        assert!(matches!(
+            parse(&m),
+            Err(MimeError::HeaderTooLong {
+                what: "header block",
+                ..
+            })
+        ));
         // A 3 MiB line without any line break.
         let mut m = b"X: ".to_vec();
         m.extend(std::iter::repeat_n(b'b', 3 * 1024 * 1024));
@@ -1572,7 +1802,10 @@ mod tests {
             m
         };
         let ok = build(MAX_PARTS);
-        assert_eq!(multipart_parts(&parse(&ok).unwrap()).unwrap().len(), MAX_PARTS);
+        assert_eq!(
+            multipart_parts(&parse(&ok).unwrap()).unwrap().len(),
+            MAX_PARTS
+        );
         let bad = build(MAX_PARTS + 1);
         assert_eq!(
             multipart_parts(&parse(&bad).unwrap()),
@@ -1634,7 +1867,10 @@ mod tests {
         assert_eq!(e.header("received"), Some("1"));
         assert_eq!(e.header_all("RECEIVED").collect::<Vec<_>>(), ["1", "2"]);
         // Obsolete "Name : value".
-        assert_eq!(parse(b"Subject : x\r\n\r\n").unwrap().header("subject"), Some("x"));
+        assert_eq!(
+            parse(b"Subject : x\r\n\r\n").unwrap().header("subject"),
+            Some("x")
+        );
     }
 
     #[test]
@@ -1679,10 +1915,17 @@ mod tests {
         assert_eq!(ContentType::parse("text/html").params, vec![]);
         assert_eq!(ContentType::parse("garbage"), ContentType::default());
         assert_eq!(ContentType::parse(""), ContentType::default());
-        assert_eq!(ContentType::parse("a/b; x=\"unterminated").param("x"), Some("unterminated"));
-        let e = parse(b"content-type: Application/PKCS7-MIME; smime-type=enveloped-data\r\n\r\n").unwrap();
+        assert_eq!(
+            ContentType::parse("a/b; x=\"unterminated").param("x"),
+            Some("unterminated")
+        );
+        let e = parse(b"content-type: Application/PKCS7-MIME; smime-type=enveloped-data\r\n\r\n")
+            .unwrap();
         assert_eq!(e.content_type().param("smime-type"), Some("enveloped-data"));
-        assert_eq!(parse(b"X: y\r\n\r\n").unwrap().content_type(), ContentType::default());
+        assert_eq!(
+            parse(b"X: y\r\n\r\n").unwrap().content_type(),
+            ContentType::default()
+        );
     }
 
     #[test]
@@ -1693,9 +1936,18 @@ mod tests {
         assert_eq!(decode_base64(b" TU lN\r\nRQ== \r\n").unwrap(), b"MIME");
         assert_eq!(decode_base64(b"TUlNRQ=").unwrap(), b"MIME");
         assert_eq!(decode_base64(b"").unwrap(), b"");
-        assert!(matches!(decode_base64(b"TU=lNRQ"), Err(MimeError::BadBase64 { .. })));
-        assert!(matches!(decode_base64(b"TUlNR"), Err(MimeError::BadBase64 { .. })));
-        assert!(matches!(decode_base64(b"TUlN-RQ"), Err(MimeError::BadBase64 { .. })));
+        assert!(matches!(
+            decode_base64(b"TU=lNRQ"),
+            Err(MimeError::BadBase64 { .. })
+        ));
+        assert!(matches!(
+            decode_base64(b"TUlNR"),
+            Err(MimeError::BadBase64 { .. })
+        ));
+        assert!(matches!(
+            decode_base64(b"TUlN-RQ"),
+            Err(MimeError::BadBase64 { .. })
+        ));
 
         assert_eq!(
             decode_quoted_printable(b"caf=C3=a9 =\r\nsoft  \r\nhard=\nx=ZZ=4"),
@@ -1706,15 +1958,25 @@ mod tests {
         assert_eq!(e.decoded_body().unwrap(), b"a=b\n");
         for cte in ["7bit", "8bit", "binary"] {
             let m = format!("Content-Transfer-Encoding: {cte}\r\n\r\n=41\r\n");
-            assert_eq!(parse(m.as_bytes()).unwrap().decoded_body().unwrap(), b"=41\r\n");
+            assert_eq!(
+                parse(m.as_bytes()).unwrap().decoded_body().unwrap(),
+                b"=41\r\n"
+            );
         }
-        assert_eq!(parse(b"X: y\r\n\r\n=41").unwrap().decoded_body().unwrap(), b"=41");
+        assert_eq!(
+            parse(b"X: y\r\n\r\n=41").unwrap().decoded_body().unwrap(),
+            b"=41"
+        );
     }
 
     // ---------------------------------------------------------------- multipart
 
     fn parts_of(m: &[u8]) -> Vec<Vec<u8>> {
-        multipart_parts(&parse(m).unwrap()).unwrap().into_iter().map(<[u8]>::to_vec).collect()
+        multipart_parts(&parse(m).unwrap())
+            .unwrap()
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect()
     }
 
     #[test]
@@ -1723,14 +1985,27 @@ mod tests {
                   A: 1\r\n\r\none\r\n\r\n--b \t\r\n\r\ntwo\r\n--bb\r\nstill two\r\n--b--  \r\nepilogue\r\n--b\r\nignored\r\n";
         assert_eq!(
             parts_of(m),
-            vec![b"A: 1\r\n\r\none\r\n".to_vec(), b"\r\ntwo\r\n--bb\r\nstill two".to_vec()]
+            vec![
+                b"A: 1\r\n\r\none\r\n".to_vec(),
+                b"\r\ntwo\r\n--bb\r\nstill two".to_vec()
+            ]
         );
         // LF-only.
         let lf = lf_only(m);
-        assert_eq!(parts_of(&lf), vec![b"A: 1\n\none\n".to_vec(), b"\ntwo\n--bb\nstill two".to_vec()]);
+        assert_eq!(
+            parts_of(&lf),
+            vec![
+                b"A: 1\n\none\n".to_vec(),
+                b"\ntwo\n--bb\nstill two".to_vec()
+            ]
+        );
         // No preamble, empty parts, missing close delimiter.
-        let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n--b\r\n\r\n--b\r\nlast\r\n";
-        assert_eq!(parts_of(m), vec![b"".to_vec(), b"".to_vec(), b"last\r\n".to_vec()]);
+        let m =
+            b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n--b\r\n\r\n--b\r\nlast\r\n";
+        assert_eq!(
+            parts_of(m),
+            vec![b"".to_vec(), b"".to_vec(), b"last\r\n".to_vec()]
+        );
         // Truncated right after the opening delimiter: one empty part.
         let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b";
         assert_eq!(parts_of(m), vec![b"".to_vec()]);
@@ -1742,13 +2017,17 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(parts_of(&p[0]), vec![b"\r\nx".to_vec()]);
         // Mixed line ends: the part keeps its own bytes; only the break before the delimiter goes.
-        let m = b"Content-Type: multipart/signed; boundary=b\n\n--b\nA: 1\r\n\r\nx\n--b\r\ny\r\n--b--";
+        let m =
+            b"Content-Type: multipart/signed; boundary=b\n\n--b\nA: 1\r\n\r\nx\n--b\r\ny\r\n--b--";
         assert_eq!(parts_of(m), vec![b"A: 1\r\n\r\nx".to_vec(), b"y".to_vec()]);
     }
 
     #[test]
     fn canonicalization() {
-        assert_eq!(canonicalize_crlf(b"a\nb\r\nc\rd\n\n"), b"a\r\nb\r\nc\rd\r\n\r\n");
+        assert_eq!(
+            canonicalize_crlf(b"a\nb\r\nc\rd\n\n"),
+            b"a\r\nb\r\nc\rd\r\n\r\n"
+        );
         assert_eq!(canonicalize_crlf(b""), b"");
         assert_eq!(canonicalize_crlf(b"\r\n\r\n"), b"\r\n\r\n");
         assert_eq!(canonicalize_crlf(b"\r\r\n"), b"\r\r\n");
@@ -1757,16 +2036,45 @@ mod tests {
     #[test]
     fn smime_kinds() {
         let k = |ct: &str| is_smime_type(&ContentType::parse(ct));
-        assert_eq!(k("multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=x"), Some(SmimeKind::SignedMultipart));
-        assert_eq!(k("Multipart/Signed; Protocol=\"Application/X-PKCS7-Signature\""), Some(SmimeKind::SignedMultipart));
-        assert_eq!(k("multipart/signed; boundary=x"), Some(SmimeKind::SignedMultipart));
-        assert_eq!(k("multipart/signed; protocol=\"application/pgp-signature\""), None);
-        assert_eq!(k("application/pkcs7-mime; smime-type=enveloped-data"), Some(SmimeKind::Pkcs7Mime));
+        assert_eq!(
+            k(
+                "multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=x"
+            ),
+            Some(SmimeKind::SignedMultipart)
+        );
+        assert_eq!(
+            k("Multipart/Signed; Protocol=\"Application/X-PKCS7-Signature\""),
+            Some(SmimeKind::SignedMultipart)
+        );
+        assert_eq!(
+            k("multipart/signed; boundary=x"),
+            Some(SmimeKind::SignedMultipart)
+        );
+        assert_eq!(
+            k("multipart/signed; protocol=\"application/pgp-signature\""),
+            None
+        );
+        assert_eq!(
+            k("application/pkcs7-mime; smime-type=enveloped-data"),
+            Some(SmimeKind::Pkcs7Mime)
+        );
         assert_eq!(k("APPLICATION/X-PKCS7-MIME"), Some(SmimeKind::Pkcs7Mime));
-        assert_eq!(k("application/pkcs7-mime; smime-type=certs-only"), Some(SmimeKind::Pkcs7Mime));
-        assert_eq!(k("application/pkcs7-signature"), Some(SmimeKind::Pkcs7Signature));
-        assert_eq!(k("application/x-pkcs7-signature; name=smime.p7s"), Some(SmimeKind::Pkcs7Signature));
-        assert_eq!(k("application/octet-stream; name=\"SMIME.P7M\""), Some(SmimeKind::Pkcs7Mime));
+        assert_eq!(
+            k("application/pkcs7-mime; smime-type=certs-only"),
+            Some(SmimeKind::Pkcs7Mime)
+        );
+        assert_eq!(
+            k("application/pkcs7-signature"),
+            Some(SmimeKind::Pkcs7Signature)
+        );
+        assert_eq!(
+            k("application/x-pkcs7-signature; name=smime.p7s"),
+            Some(SmimeKind::Pkcs7Signature)
+        );
+        assert_eq!(
+            k("application/octet-stream; name=\"SMIME.P7M\""),
+            Some(SmimeKind::Pkcs7Mime)
+        );
         assert_eq!(k("application/octet-stream; name=x.bin"), None);
         assert_eq!(k("text/plain"), None);
         assert_eq!(k("multipart/mixed; boundary=x"), None);
@@ -1780,7 +2088,10 @@ mod tests {
     // ---------------------------------------------------------------- builders
 
     fn assert_7bit_crlf(out: &[u8], max_line: usize) {
-        assert!(out.iter().all(|&b| b < 0x80 && b != 0), "8-bit byte in output");
+        assert!(
+            out.iter().all(|&b| b < 0x80 && b != 0),
+            "8-bit byte in output"
+        );
         for (i, &b) in out.iter().enumerate() {
             if b == b'\n' {
                 assert!(i > 0 && out[i - 1] == b'\r', "bare LF at {i}");
@@ -1790,7 +2101,11 @@ mod tests {
             }
         }
         for line in out.split(|&b| b == b'\n') {
-            assert!(line.len() <= max_line + 1, "line too long: {}", String::from_utf8_lossy(line));
+            assert!(
+                line.len() <= max_line + 1,
+                "line too long: {}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
@@ -1824,7 +2139,10 @@ mod tests {
     }
 
     fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -1833,7 +2151,10 @@ mod tests {
         let extra = hdrs(&[
             ("From", "Alice <alice@example.com>"),
             ("To", "bob@example.com"),
-            ("Subject", "Grüße aus Köln — a rather long subject line that needs more than one encoded word"),
+            (
+                "Subject",
+                "Grüße aus Köln — a rather long subject line that needs more than one encoded word",
+            ),
             ("MIME-Version", "1.0"),
             ("Content-Type", "text/plain"), // skipped: the builder owns it
         ]);
@@ -1858,14 +2179,24 @@ mod tests {
         let subject = parse(&out).unwrap().header("subject").unwrap().to_owned();
         let decoded: Vec<u8> = subject
             .split_whitespace()
-            .flat_map(|w| decode_base64(w.trim_start_matches("=?UTF-8?B?").trim_end_matches("?=").as_bytes()).unwrap())
+            .flat_map(|w| {
+                decode_base64(
+                    w.trim_start_matches("=?UTF-8?B?")
+                        .trim_end_matches("?=")
+                        .as_bytes(),
+                )
+                .unwrap()
+            })
             .collect();
         assert_eq!(String::from_utf8(decoded).unwrap(), extra[2].1);
     }
 
     #[test]
     fn builder_headers_are_sanitized_and_folded() {
-        let long_refs: String = (0..60).map(|i| format!("<msg{i}@example.com>")).collect::<Vec<_>>().join(" ");
+        let long_refs: String = (0..60)
+            .map(|i| format!("<msg{i}@example.com>"))
+            .collect::<Vec<_>>()
+            .join(" ");
         let extra = hdrs(&[
             ("Subject", "hi\r\nBcc: evil@example.com"),
             ("X-Multi", "a\n\n\r\nb"),
@@ -1881,13 +2212,24 @@ mod tests {
         assert_eq!(e.header("x-multi"), Some("a b"));
         assert_eq!(e.header("BadName"), Some("v"));
         assert_eq!(e.header("references"), Some(long_refs.as_str()));
-        assert!(e.headers.iter().find(|h| h.name == "References").unwrap().raw.len() > 1000);
+        assert!(
+            e.headers
+                .iter()
+                .find(|h| h.name == "References")
+                .unwrap()
+                .raw
+                .len()
+                > 1000
+        );
     }
 
     #[test]
     fn build_signed_multipart_roundtrip() {
-        let content = b"Content-Type: text/plain; charset=us-ascii\r\n\r\nHello\r\n--not-a-boundary\r\n\r\n";
-        let sig: Vec<u8> = std::iter::once(0x30).chain((0..1500u32).map(|i| i as u8)).collect();
+        let content =
+            b"Content-Type: text/plain; charset=us-ascii\r\n\r\nHello\r\n--not-a-boundary\r\n\r\n";
+        let sig: Vec<u8> = std::iter::once(0x30)
+            .chain((0..1500u32).map(|i| i as u8))
+            .collect();
         let extra = hdrs(&[("From", "a@example.com"), ("MIME-Version", "1.0")]);
         let out = build_signed_multipart(content, &sig, "SHA-256", &extra);
         assert_7bit_crlf(&out, 998);
@@ -1902,10 +2244,16 @@ mod tests {
         assert!(!contains(content, boundary.as_bytes()));
         let parts = multipart_parts(&e).unwrap();
         assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0], content, "part 1 must be the content entity byte for byte");
+        assert_eq!(
+            parts[0], content,
+            "part 1 must be the content entity byte for byte"
+        );
         let p2 = parse(parts[1]).unwrap();
         assert_eq!(smime_kind(&p2), Some(SmimeKind::Pkcs7Signature));
-        assert_eq!(p2.header("content-description"), Some("S/MIME Cryptographic Signature"));
+        assert_eq!(
+            p2.header("content-description"),
+            Some("S/MIME Cryptographic Signature")
+        );
         assert_eq!(p2.filename().as_deref(), Some("smime.p7s"));
         assert_eq!(p2.decoded_body().unwrap(), sig);
         // LF transport of the built message still gives the same canonical part 1.
@@ -1913,8 +2261,12 @@ mod tests {
         let lf_parts = multipart_parts(&parse(&lf).unwrap()).unwrap();
         assert_eq!(canonicalize_crlf(lf_parts[0]), content);
         // Content without trailing line break.
-        let out = build_signed_multipart(b"Content-Type: text/plain\r\n\r\nx", &sig, "sha-512", &[]);
-        assert_eq!(multipart_parts(&parse(&out).unwrap()).unwrap()[0], b"Content-Type: text/plain\r\n\r\nx");
+        let out =
+            build_signed_multipart(b"Content-Type: text/plain\r\n\r\nx", &sig, "sha-512", &[]);
+        assert_eq!(
+            multipart_parts(&parse(&out).unwrap()).unwrap()[0],
+            b"Content-Type: text/plain\r\n\r\nx"
+        );
     }
 
     #[test]
@@ -1923,40 +2275,31 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..1000 {
             let out = build_signed_multipart(content, b"\x30\x00", "sha-256", &[]);
-            let b = parse(&out).unwrap().content_type().param("boundary").unwrap().to_owned();
+            let b = parse(&out)
+                .unwrap()
+                .content_type()
+                .param("boundary")
+                .unwrap()
+                .to_owned();
             assert!(seen.insert(b), "boundary repeated");
         }
-        // Content that contains the boundary the generator would pick first: it must move on.
-        let mut n = 0u64;
-        let first = make_boundary_with(b"", b"sig", || 7);
-        let mut evil = b"Content-Type: text/plain\r\n\r\n--".to_vec();
-        evil.extend_from_slice(first.as_bytes());
-        evil.extend_from_slice(b"\r\n");
-        // Same hash input must be used: make the hash of the evil content collide by construction
-        // is impossible, so instead check the contains() rejection with a counter-driven generator.
-        let picked = make_boundary_with(&evil, b"sig", || {
+        // Content that contains the first candidates: the generator moves on to the next one.
+        let seed = 0x1234_5678_9abc_def0;
+        let (c0, c1, c2) = (
+            boundary_candidate(seed, 0),
+            boundary_candidate(seed, 1),
+            boundary_candidate(seed, 2),
+        );
+        assert!(c0 != c1 && c1 != c2);
+        let evil = format!("Content-Type: text/plain\r\n\r\n--{c0}\r\nx{c1}--\r\n");
+        let mut n = 0;
+        let picked = make_boundary_with(evil.as_bytes(), seed, || {
             n += 1;
-            n
+            n - 1
         });
-        assert!(!contains(&evil, picked.as_bytes()));
-        let mut calls = 0;
-        let forced = {
-            let h_first = make_boundary_with(&evil, b"sig", || 0);
-            let mut evil2 = evil.clone();
-            evil2.extend_from_slice(h_first.as_bytes());
-            // evil2 hashes differently, so compute what counter 0 gives for evil2 and embed it too.
-            let b0 = make_boundary_with(&evil2, b"sig", || 0);
-            let mut evil3 = evil2.clone();
-            evil3.extend_from_slice(b0.as_bytes());
-            (evil3, make_boundary_with(&evil2, b"sig", || 0))
-        };
-        // For a fixed content the generator skips candidates that occur in it.
-        let (c, _) = forced;
-        let cand0 = make_boundary_with(&c, b"sig", || 0);
-        let mut c2 = c.clone();
-        c2.extend_from_slice(cand0.as_bytes());
-        let _ = &mut calls;
-        assert!(!contains(&c2, make_boundary_with(&c2, b"sig", || { calls += 1; calls }).as_bytes()));
+        assert_eq!(picked, c2);
+        assert_eq!(n, 3);
+        assert_eq!(make_boundary_with(b"", seed, || 0), c0);
     }
 
     #[test]
@@ -1967,7 +2310,12 @@ mod tests {
         let (outer, inner) = split_for_protection(msg).unwrap();
         assert_eq!(
             outer,
-            hdrs(&[("From", "a@example.com"), ("To", "b@example.com"), ("Subject", "hi"), ("Message-ID", "<1@x>")])
+            hdrs(&[
+                ("From", "a@example.com"),
+                ("To", "b@example.com"),
+                ("Subject", "hi"),
+                ("Message-ID", "<1@x>")
+            ])
         );
         assert_eq!(
             inner,
@@ -1976,13 +2324,19 @@ mod tests {
         // No Content-Type: one is added.
         let (outer, inner) = split_for_protection(b"Subject: x\r\n\r\nplain\r\n").unwrap();
         assert_eq!(outer, hdrs(&[("Subject", "x")]));
-        assert_eq!(inner, b"Content-Type: text/plain; charset=us-ascii\r\n\r\nplain\r\n");
+        assert_eq!(
+            inner,
+            b"Content-Type: text/plain; charset=us-ascii\r\n\r\nplain\r\n"
+        );
         // Not header-shaped: everything is the body.
         let (outer, inner) = split_for_protection(b"just text\nline 2: with colon\n").unwrap();
         assert!(outer.is_empty());
         assert_eq!(inner, b"Content-Type: text/plain; charset=us-ascii\r\n\r\njust text\r\nline 2: with colon\r\n");
         let (_, inner) = split_for_protection(b"\nA: b\n").unwrap();
-        assert_eq!(inner, b"Content-Type: text/plain; charset=us-ascii\r\n\r\n\r\nA: b\r\n");
+        assert_eq!(
+            inner,
+            b"Content-Type: text/plain; charset=us-ascii\r\n\r\n\r\nA: b\r\n"
+        );
         let (_, inner) = split_for_protection("Grüße\n".as_bytes()).unwrap();
         assert!(inner.starts_with(b"Content-Type: text/plain; charset=utf-8\r\n\r\n"));
         let (_, inner) = split_for_protection(b"").unwrap();
@@ -1993,7 +2347,10 @@ mod tests {
         assert_eq!(inner, b"Content-Type: text/plain; charset=us-ascii\r\n\r\n");
         // Inner entity parses back as MIME.
         let (_, inner) = split_for_protection(msg).unwrap();
-        assert_eq!(parse(&inner).unwrap().content_type().param("charset"), Some("utf-8"));
+        assert_eq!(
+            parse(&inner).unwrap().content_type().param("charset"),
+            Some("utf-8")
+        );
     }
 
     #[test]
@@ -2002,8 +2359,11 @@ mod tests {
         let plain = b"Content-Type: text/plain\n\nhello\n";
         assert_eq!(to_7bit_safe(plain), canonicalize_crlf(plain));
         // 8-bit text -> quoted-printable, and it decodes back to the canonical body.
-        let body = "Grüße, From the team\r\nFrom here\r\ntrailing space \r\n.\r\n= sign\r\n".repeat(3);
-        let mut m = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".to_vec();
+        let body =
+            "Grüße, From the team\r\nFrom here\r\ntrailing space \r\n.\r\n= sign\r\n".repeat(3);
+        let mut m =
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+                .to_vec();
         m.extend_from_slice(body.as_bytes());
         let out = to_7bit_safe(&m);
         assert_7bit_crlf(&out, 76);
@@ -2016,9 +2376,14 @@ mod tests {
         let long = format!("Content-Type: text/plain\r\n\r\n{}\r\n", "x".repeat(2000));
         let out = to_7bit_safe(long.as_bytes());
         assert_7bit_crlf(&out, 76);
-        assert_eq!(parse(&out).unwrap().decoded_body().unwrap(), format!("{}\r\n", "x".repeat(2000)).as_bytes());
+        assert_eq!(
+            parse(&out).unwrap().decoded_body().unwrap(),
+            format!("{}\r\n", "x".repeat(2000)).as_bytes()
+        );
         // Binary -> base64.
-        let mut bin = b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n".to_vec();
+        let mut bin =
+            b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+                .to_vec();
         let payload: Vec<u8> = (0..=255u8).collect();
         bin.extend_from_slice(&payload);
         let out = to_7bit_safe(&bin);
@@ -2043,13 +2408,15 @@ mod tests {
         let mut rng = Rng(42);
         for _ in 0..300 {
             let len = rng.below(400);
-            let raw: Vec<u8> = (0..len).map(|_| match rng.below(6) {
-                0 => b' ',
-                1 => b'\n',
-                2 => b'=',
-                3 => rng.next() as u8,
-                _ => b'a' + rng.below(26) as u8,
-            }).collect();
+            let raw: Vec<u8> = (0..len)
+                .map(|_| match rng.below(6) {
+                    0 => b' ',
+                    1 => b'\n',
+                    2 => b'=',
+                    3 => rng.next() as u8,
+                    _ => b'a' + rng.below(26) as u8,
+                })
+                .collect();
             let canon = canonicalize_crlf(&raw);
             let enc = encode_quoted_printable(&canon);
             assert_7bit_crlf(&enc, 76);

@@ -106,7 +106,8 @@ pub fn digest_oid(alg: DigestAlg) -> Oid {
         DigestAlg::Sha256 => SHA256,
         DigestAlg::Sha384 => SHA384,
         DigestAlg::Sha512 => SHA512,
-        // `DigestAlg` is non-exhaustive for other crates only; every variant is listed above.
+        // `DigestAlg` is non-exhaustive: a digest added later defaults to SHA-256 until mapped.
+        _ => SHA256,
     }
 }
 

@@ -505,7 +505,7 @@ impl<'a> SignedData<'a> {
 /// e-mail protection. (The chain validator checks the EKU of the issuers.)
 fn check_usage(info: &certinfo::CertInfo) -> Result<(), (SignerStatus, String)> {
     if let Some(ku) = &info.key_usage {
-        if !ku.digital_signature && !ku.non_repudiation {
+        if ku.0 & (certinfo::KeyUsageBits::DIGITAL_SIGNATURE | certinfo::KeyUsageBits::NON_REPUDIATION) == 0 {
             return Err((
                 SignerStatus::WrongKeyUsage,
                 "the certificate's keyUsage allows neither digitalSignature nor nonRepudiation".into(),

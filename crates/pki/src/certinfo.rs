@@ -145,6 +145,13 @@ fn split(der: &[u8]) -> Result<RawCert<'_>, PkiError> {
         .expect("missing signatureAlgorithm")
         .map_err(|e| bad("certificate", e))?;
     expect_tag(signature_alg, 0x30, "signatureAlgorithm")?;
+    let signature = top
+        .expect("missing signatureValue")
+        .map_err(|e| bad("certificate", e))?;
+    expect_tag(signature, 0x03, "signatureValue")?;
+    if !top.is_empty() {
+        return Err(PkiError::Certificate("extra data after signatureValue".into()));
+    }
 
     let mut f = Elements::new(tbs.content);
     let e = |x| bad("tbsCertificate", x);
@@ -185,6 +192,12 @@ fn split(der: &[u8]) -> Result<RawCert<'_>, PkiError> {
         signature_alg,
         extensions,
     })
+}
+
+/// Checks that `der` has the structure of a Certificate down to the subjectPublicKeyInfo
+/// (the cheap test [`crate::container`] applies to everything it returns).
+pub(crate) fn check_shape(der: &[u8]) -> Result<(), PkiError> {
+    split(der).map(|_| ())
 }
 
 /// The issuer Name (complete DER, tag included, exactly as in the certificate) and the serial
@@ -424,7 +437,7 @@ fn attribute_short_name(oid: &[u8]) -> Option<&'static str> {
             6 => "C",
             7 => "L",
             8 => "ST",
-            9 => "street",
+            9 => "STREET",
             10 => "O",
             11 => "OU",
             12 => "title",

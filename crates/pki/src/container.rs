@@ -17,8 +17,8 @@
 //! From PKCS#7 only `SignedData.certificates` is taken (any SignedData works, also a signed
 //! message); attribute certificates and other choices are skipped, and the signature, if any,
 //! is not checked. Certificates are returned byte-for-byte as stored (never re-encoded) and are
-//! only checked for their outer shape (SEQUENCE of TBS SEQUENCE, AlgorithmIdentifier, BIT
-//! STRING); [`crate::certinfo::parse`] does the field-level parsing.
+//! only checked for their structure down to the subjectPublicKeyInfo (so a CRL or a key is not
+//! mistaken for a certificate); [`crate::certinfo::parse`] does the field-level parsing.
 //!
 //! Writers: [`write_pem`], [`write_p7b`] (DER certs-only SignedData, certificates in the given
 //! order rather than DER SET OF order, so the leaf stays first) and [`crate::sst::write_sst`].
@@ -147,31 +147,12 @@ fn is_content_info(der: &[u8]) -> bool {
     }
 }
 
-/// Checks the outer shape of a Certificate: SEQUENCE { SEQUENCE, SEQUENCE, BIT STRING }
-/// spanning exactly `der`, with a TBSCertificate that starts like one.
+/// Checks the structure of a Certificate (see [`crate::certinfo`]), as a message.
 pub(crate) fn check_certificate_shape(der: &[u8]) -> Result<(), String> {
-    let outer = tlv::read_single(der).map_err(|e| e.to_string())?;
-    if outer.tag0 != 0x30 {
-        return Err(format!("expected SEQUENCE, found tag 0x{:02x}", outer.tag0));
-    }
-    let mut els = Elements::new(outer.content);
-    let tbs = els.expect("missing tbsCertificate").map_err(|e| e.to_string())?;
-    let alg = els.expect("missing signatureAlgorithm").map_err(|e| e.to_string())?;
-    let sig = els.expect("missing signatureValue").map_err(|e| e.to_string())?;
-    if tbs.tag0 != 0x30 || alg.tag0 != 0x30 || sig.tag0 != 0x03 {
-        return Err(format!(
-            "certificate fields have tags 0x{:02x}, 0x{:02x}, 0x{:02x} (expected 0x30, 0x30, 0x03)",
-            tbs.tag0, alg.tag0, sig.tag0
-        ));
-    }
-    if !els.is_empty() {
-        return Err("extra data after signatureValue".into());
-    }
-    let first = tbs.content.first().copied();
-    if !matches!(first, Some(0xA0) | Some(0x02)) {
-        return Err("tbsCertificate does not start with a version or serial number".into());
-    }
-    Ok(())
+    crate::certinfo::check_shape(der).map_err(|e| match e {
+        PkiError::Certificate(reason) => reason,
+        other => other.to_string(),
+    })
 }
 
 /// Extracts `SignedData.certificates` from a DER ContentInfo.

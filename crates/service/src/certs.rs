@@ -103,7 +103,7 @@ impl Service {
     /// Encodes certificates for `cert export`: DER holds one certificate, PEM any number.
     pub fn export_certificates(&self, certs: &[CertDer], format: ExportFormat) -> Result<Vec<u8>, ServiceError> {
         match format {
-            ExportFormat::Pem => Ok(container::write_pem(certs)),
+            ExportFormat::Pem => Ok(container::write_pem(certs).into_bytes()),
             ExportFormat::Der => match certs {
                 [one] => Ok(one.as_bytes().to_vec()),
                 _ => Err(ServiceError::new(

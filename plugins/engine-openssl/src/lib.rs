@@ -134,3 +134,6 @@ mod tests {
         assert_eq!((factory.engine)().name, "openssl");
     }
 }
+
+/// Referenced by `smimekit-builtins` so that the linker keeps this crate's registration.
+pub fn link() {}

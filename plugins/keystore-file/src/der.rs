@@ -168,9 +168,10 @@ pub(crate) fn encode(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Decodes a BMPString (UTF-16BE) or UTF8String attribute value.
+/// Decodes a BMPString (UTF-16BE) or UTF8String attribute value; trailing NULs (which
+/// some writers include) are dropped.
 pub(crate) fn text(t: &Tlv<'_>) -> Option<String> {
-    match t.tag {
+    let s = match t.tag {
         TAG_BMP_STRING => {
             if t.value.len() % 2 != 0 {
                 return None;
@@ -181,7 +182,8 @@ pub(crate) fn text(t: &Tlv<'_>) -> Option<String> {
         }
         TAG_UTF8_STRING => String::from_utf8(t.value.to_vec()).ok(),
         _ => None,
-    }
+    }?;
+    Some(s.trim_end_matches('\0').to_string())
 }
 
 #[cfg(test)]

@@ -32,7 +32,6 @@ mod pem;
 mod softkey;
 
 pub use bundle::{Bundle, BundleCert};
-pub use p12::PBMAC1_UNSUPPORTED;
 pub use softkey::SoftKey;
 
 use keyfile::KeyFile;
@@ -237,3 +236,6 @@ mod tests {
         assert!(!accepts(""));
     }
 }
+
+/// Referenced by `smimekit-builtins` so that the linker keeps this crate's registration.
+pub fn link() {}

@@ -29,8 +29,6 @@ const OID_PBKDF2: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0c
 /// hmacWithSHA1 … hmacWithSHA512 are 1.2.840.113549.2.{7,8,9,10,11}.
 const OID_HMAC_PREFIX: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02];
 
-/// The message for PBMAC1 files that cannot be opened on this OpenSSL.
-pub const PBMAC1_UNSUPPORTED: &str = "PBMAC1 MAC (RFC 9579) needs OpenSSL ≥ 3.4";
 
 /// Whether `data` is a PKCS#12 file by content: PEM `PKCS12` armour, or a DER/BER SEQUENCE
 /// whose first element is INTEGER 3.
@@ -204,6 +202,69 @@ fn verify_pbmac1(p: &Pbmac1<'_>, data: &[u8], password: &[u8]) -> Result<bool, S
     Ok(mac.len() == p.expected.len() && openssl::memcmp::eq(&mac, &p.expected))
 }
 
+/// The password as a PKCS#12 BMPString: UTF-16BE with a two-byte terminator; the empty
+/// password is just the terminator (OpenSSL's `""`, as opposed to its NULL password).
+fn bmp_password(pass: &str) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(pass.len() * 2 + 2));
+    for unit in pass.encode_utf16() {
+        out.extend_from_slice(&unit.to_be_bytes());
+    }
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+/// The RFC 7292 appendix B key derivation with SHA-256 (block 64 bytes), ID 3 (MAC key).
+fn pkcs12_mac_key(pass: &str, salt: &[u8], iterations: usize) -> Result<Zeroizing<Vec<u8>>, String> {
+    const V: usize = 64;
+    const U: usize = 32;
+    let repeat = |src: &[u8]| -> Zeroizing<Vec<u8>> {
+        let len = src.len().div_ceil(V) * V;
+        Zeroizing::new(src.iter().copied().cycle().take(len).collect())
+    };
+    let p = bmp_password(pass);
+    let mut i_buf = repeat(salt);
+    i_buf.extend_from_slice(&repeat(&p));
+    let sha = |data: &[&[u8]]| -> Result<Vec<u8>, String> {
+        let mut h = openssl::hash::Hasher::new(MessageDigest::sha256()).map_err(|e| describe(&e))?;
+        for d in data {
+            h.update(d).map_err(|e| describe(&e))?;
+        }
+        Ok(h.finish().map_err(|e| describe(&e))?.to_vec())
+    };
+    // One block of output is all a SHA-256 HMAC key needs (n = u = 32).
+    let mut a = Zeroizing::new(sha(&[&[3u8; V], &i_buf])?);
+    for _ in 1..iterations {
+        *a = sha(&[&a])?;
+    }
+    debug_assert_eq!(a.len(), U);
+    Ok(a)
+}
+
+/// A copy of the PFX with a classic HMAC-SHA-256 MacData for `pass` (see `read`).
+fn reseal(pfx: &Pfx<'_>, pass: &str) -> Result<Vec<u8>, String> {
+    const SHA256_ALG: &[u8] = &[
+        0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00,
+    ];
+    let mut salt = [0u8; 16];
+    openssl::rand::rand_bytes(&mut salt).map_err(|e| describe(&e))?;
+    let key = pkcs12_mac_key(pass, &salt, 1)?;
+    let hkey = PKey::hmac(&key).map_err(|e| describe(&e))?;
+    let mut signer = Signer::new(MessageDigest::sha256(), &hkey).map_err(|e| describe(&e))?;
+    signer.update(&pfx.auth_safe_data).map_err(|e| describe(&e))?;
+    let mac = signer.sign_to_vec().map_err(|e| describe(&e))?;
+
+    let mut digest_info = SHA256_ALG.to_vec();
+    digest_info.extend_from_slice(&der::encode(der::TAG_OCTET_STRING, &mac));
+    let mut mac_data = der::encode(TAG_SEQUENCE, &digest_info);
+    mac_data.extend_from_slice(&der::encode(der::TAG_OCTET_STRING, &salt));
+    mac_data.extend_from_slice(&der::encode(TAG_INTEGER, &[1]));
+
+    let mut body = pfx.version.raw.to_vec();
+    body.extend_from_slice(pfx.auth_safe.raw);
+    body.extend_from_slice(&der::encode(TAG_SEQUENCE, &mac_data));
+    Ok(der::encode(TAG_SEQUENCE, &body))
+}
+
 /// Reads a PKCS#12 file. `password: None` tries the empty and the absent password and fails
 /// with `Locked` if neither opens the file.
 pub(crate) fn read(
@@ -226,30 +287,37 @@ pub(crate) fn read(
     let der_bytes = unarmour(id, data)?;
     let pfx = parse_pfx(&der_bytes).map_err(|e| malformed(id, &e))?;
 
-    let mut stripped = None;
-    if let Some(mac_data) = &pfx.mac_data {
-        if let Some(p) = pbmac1_params(mac_data).map_err(|e| malformed(id, &e))? {
-            match verify_pbmac1(&p, &pfx.auth_safe_data, pass.as_bytes()) {
-                Ok(true) => {}
-                Ok(false) => return Err(needs_password(id, given)),
-                Err(e) => return Err(malformed(id, &e)),
+    // OpenSSL 3.0's PKCS12_parse insists on a classic PKCS#12 MAC whenever the password is
+    // not empty. Two kinds of file lack one:
+    // * PBMAC1 (RFC 9579) files, whose MAC is verified here (PBKDF2 + HMAC, both OpenSSL's);
+    // * files without MacData at all (no integrity to check; a wrong password shows up as a
+    //   decryption failure).
+    // For those, an in-memory copy gets a classic MAC computed for the given password, so
+    // that OpenSSL decrypts the bags. Integrity is never weaker than the file's own.
+    let mut resealed = None;
+    match &pfx.mac_data {
+        Some(mac_data) => {
+            if let Some(p) = pbmac1_params(mac_data).map_err(|e| malformed(id, &e))? {
+                match verify_pbmac1(&p, &pfx.auth_safe_data, pass.as_bytes()) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(needs_password(id, given)),
+                    Err(e) => return Err(malformed(id, &e)),
+                }
+                resealed = Some(reseal(&pfx, pass).map_err(|e| malformed(id, &e))?);
             }
-            // The MAC is good. OpenSSL < 3.4 cannot check PBMAC1 itself: hand it the PFX
-            // without MacData so that it only decrypts.
-            let mut body = pfx.version.raw.to_vec();
-            body.extend_from_slice(pfx.auth_safe.raw);
-            stripped = Some(der::encode(TAG_SEQUENCE, &body));
         }
+        None if !pass.is_empty() => {
+            resealed = Some(reseal(&pfx, pass).map_err(|e| malformed(id, &e))?);
+        }
+        None => {}
     }
-    let to_parse: &[u8] = stripped.as_deref().unwrap_or(&der_bytes);
+    let to_parse: &[u8] = resealed.as_deref().unwrap_or(&der_bytes);
 
     let p12 = Pkcs12::from_der(to_parse).map_err(|e| malformed(id, &describe(&e)))?;
     let parsed = p12.parse2(pass).map_err(|e| {
         let why = describe(&e);
         let lower = why.to_ascii_lowercase();
-        if stripped.is_some() && lower.contains("mac absent") {
-            KeyStoreError::Unsupported { key: id.to_string(), detail: PBMAC1_UNSUPPORTED.into() }
-        } else if lower.contains("mac verify failure")
+        if lower.contains("mac verify failure")
             || lower.contains("bad decrypt")
             || lower.contains("cipherfinal")
         {
@@ -263,28 +331,45 @@ pub(crate) fn read(
 
     // Keys in unencrypted safes (where nearly every writer puts its shrouded key bags), with
     // their friendly names; PKCS12_parse returns only the first key and drops key names.
-    let mut keys = Vec::new();
+    let mut walked = Walked::default();
     // Best effort: OpenSSL has already accepted the structure, and its first key is added
     // below in any case.
     for ci in der::read(&pfx.auth_safe_data).and_then(|(t, _)| t.children()).unwrap_or_default() {
-        let _ = walk_content_info(&ci, pass, &mut keys);
+        let _ = walk_content_info(&ci, pass, &mut walked);
     }
+    let mut keys = walked.found;
     if let Some(first) = parsed.pkey {
-        if !keys.iter().any(|k: &RawKey| k.pkey.public_eq(&first)) {
-            keys.insert(0, RawKey { pkey: first, label: None });
+        if !keys.iter().any(|k| k.pkey.public_eq(&first)) {
+            // OpenSSL opened a bag the walk could not: if that is unambiguous, it is that
+            // bag's key, and its friendly name applies.
+            let label = match walked.undecrypted.as_slice() {
+                [only] => only.clone(),
+                _ => None,
+            };
+            keys.insert(0, RawKey { pkey: first, label });
         }
     }
 
     let mut certs = Vec::new();
     for x509 in parsed.cert.into_iter().chain(parsed.ca.into_iter().flatten()) {
-        let label = x509.alias().and_then(|a| String::from_utf8(a.to_vec()).ok());
+        let label = x509
+            .alias()
+            .and_then(|a| String::from_utf8(a.to_vec()).ok())
+            .map(|a| a.trim_end_matches('\0').to_string());
         certs.push(RawCert { x509, label });
     }
     assemble(id, keys, certs)
 }
 
+/// Keys found by the structural walk, and the friendly names of key bags it could not open.
+#[derive(Default)]
+struct Walked {
+    found: Vec<RawKey>,
+    undecrypted: Vec<Option<String>>,
+}
+
 /// Collects the keys of one ContentInfo of the authSafe, if it is unencrypted `data`.
-fn walk_content_info(ci: &Tlv<'_>, pass: &str, keys: &mut Vec<RawKey>) -> Result<(), String> {
+fn walk_content_info(ci: &Tlv<'_>, pass: &str, keys: &mut Walked) -> Result<(), String> {
     let kids = ci.children()?;
     let [ctype, content, ..] = kids.as_slice() else { return Ok(()) };
     if ctype.value != OID_DATA {
@@ -299,7 +384,7 @@ fn walk_content_info(ci: &Tlv<'_>, pass: &str, keys: &mut Vec<RawKey>) -> Result
 fn walk_bags(
     safe_contents: &Tlv<'_>,
     pass: &str,
-    keys: &mut Vec<RawKey>,
+    keys: &mut Walked,
     depth: usize,
 ) -> Result<(), String> {
     if depth > 4 {
@@ -311,14 +396,16 @@ fn walk_bags(
         let value = value.children()?.into_iter().next().ok_or("empty bag value")?;
         let label = attrs.first().and_then(|a| friendly_name(a).ok().flatten());
         match bag_id.value {
-            OID_KEY_BAG => {
-                if let Ok(pkey) = PKey::private_key_from_pkcs8(value.raw) {
-                    keys.push(RawKey { pkey, label });
-                }
-            }
+            OID_KEY_BAG => match PKey::private_key_from_pkcs8(value.raw) {
+                Ok(pkey) => keys.found.push(RawKey { pkey, label }),
+                Err(_) => keys.undecrypted.push(label),
+            },
+            // The safe API can only pass a non-NULL password, so a bag encrypted under the
+            // absent (NULL) password lands in `undecrypted`; PKCS12_parse returns that key.
             OID_SHROUDED_KEY_BAG => {
-                if let Ok(pkey) = PKey::private_key_from_pkcs8_passphrase(value.raw, pass.as_bytes()) {
-                    keys.push(RawKey { pkey, label });
+                match PKey::private_key_from_pkcs8_passphrase(value.raw, pass.as_bytes()) {
+                    Ok(pkey) => keys.found.push(RawKey { pkey, label }),
+                    Err(_) => keys.undecrypted.push(label),
                 }
             }
             OID_SAFE_CONTENTS_BAG => walk_bags(&value, pass, keys, depth + 1)?,
@@ -339,18 +426,4 @@ fn friendly_name(attrs: &Tlv<'_>) -> Result<Option<String>, String> {
         }
     }
     Ok(None)
-}
-
-/// Base64 of DER, for tests that want to armour a PFX.
-#[cfg(test)]
-pub(crate) fn armour(der_bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der_bytes);
-    let mut out = String::from("-----BEGIN PKCS12-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END PKCS12-----\n");
-    out
 }

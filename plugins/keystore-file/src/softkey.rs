@@ -4,7 +4,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use openssl::nid::Nid;
-use openssl::pkey::{HasParams, Id, PKey, PKeyRef, Private};
+use openssl::pkey::{Id, PKey, PKeyRef, Private};
 use smimekit_core::{
     CertDer, EngineError, KeyKind, KeyStoreError, PrivateKey, RsaPadding, Secret, SignatureScheme,
 };
@@ -51,7 +51,7 @@ impl SoftKey {
 }
 
 /// The [`KeyKind`] of an OpenSSL key.
-pub(crate) fn key_kind<T: HasParams>(pkey: &PKeyRef<T>) -> KeyKind {
+pub(crate) fn key_kind(pkey: &PKeyRef<Private>) -> KeyKind {
     match pkey.id() {
         Id::RSA | Id::RSA_PSS => KeyKind::Rsa { bits: pkey.bits() },
         Id::EC => {

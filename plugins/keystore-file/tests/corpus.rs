@@ -10,7 +10,7 @@ use openssl::nid::Nid;
 use openssl::x509::X509;
 use serde_json::Value;
 use smimekit_core::{KeyStoreError, Secret};
-use smimekit_keystore_file::{Bundle, PBMAC1_UNSUPPORTED, read_bundle};
+use smimekit_keystore_file::{Bundle, read_bundle};
 
 /// Files (relative to the corpus) that must fail here, and why.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[];
@@ -38,9 +38,7 @@ fn emails(der: &[u8]) -> BTreeSet<String> {
         }
     }
     for entry in cert.subject_name().entries_by_nid(Nid::PKCS9_EMAILADDRESS) {
-        if let Ok(s) = entry.data().as_utf8() {
-            out.insert(s.to_string().to_ascii_lowercase());
-        }
+        out.insert(String::from_utf8_lossy(entry.data().as_slice()).to_ascii_lowercase());
     }
     out
 }
@@ -133,8 +131,9 @@ fn corpus_p12_cases() {
             (false, Err(e)) => problems.push(format!("{file}: {e}")),
             (false, Ok(b)) => match check(&b, expect) {
                 Ok(()) => {
-                    // A password-protected file must not open without its password.
-                    if password.is_some() {
+                    // A password-protected file must not open without its password (files
+                    // without a MAC have nothing to check a password against).
+                    if password.is_some() && !expect["mac"].is_null() {
                         match read_bundle(&dir.join(file), None) {
                             Err(KeyStoreError::Locked { .. }) => {}
                             other => problems.push(format!(
@@ -164,6 +163,5 @@ fn corpus_p12_cases() {
             problems.push(format!("{file}: in EXPECTED_FAILURES but not in the manifest"));
         }
     }
-    let _ = PBMAC1_UNSUPPORTED;
     assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
 }

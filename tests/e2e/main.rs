@@ -1,0 +1,9 @@
+//! End-to-end tests: one binary, one module per area.
+//!
+//! They run the real `smimekit` binary (built by cargo for this test target) and the real
+//! `openssl` and `gpgsm`, and read the interop corpus in place from `../shared/corpus`.
+
+mod common;
+mod corpus;
+mod interop;
+mod bad_input;
