@@ -30,7 +30,13 @@ pub fn smimekit_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/e2e-HASH -> target/<profile>/smimekit
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    dir.join(format!("smimekit{}", std::env::consts::EXE_SUFFIX))
+    let bin = dir.join(format!("smimekit{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo xtask test` runs `cargo build --bins` before the tests)",
+        bin.display()
+    );
+    bin
 }
 
 /// Runs `smimekit` with arguments and extra environment.

@@ -15,6 +15,8 @@ pub mod certinfo;
 pub mod container;
 mod error;
 pub mod sst;
+#[cfg(test)]
+mod testcert;
 mod tlv;
 
 pub use certinfo::{CertInfo, KeyUsageBits};

@@ -46,11 +46,11 @@ impl Bundle {
     /// Every friendly name in the file (keys' and certificates'), deduplicated, in order.
     pub fn friendly_names(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        let names = self
-            .keys
-            .iter()
-            .filter_map(|k| k.label.clone())
-            .chain(self.certificates.iter().filter_map(|c| c.friendly_name.clone()));
+        let names = self.keys.iter().filter_map(|k| k.label.clone()).chain(
+            self.certificates
+                .iter()
+                .filter_map(|c| c.friendly_name.clone()),
+        );
         for n in names {
             if !out.contains(&n) {
                 out.push(n);
@@ -62,7 +62,10 @@ impl Bundle {
     /// Finds a key: `None` is the first key with a certificate; `#N` by index; anything else
     /// by friendly name.
     pub fn key(&self, selector: Option<&str>) -> Result<Arc<SoftKey>, KeyStoreError> {
-        let not_found = |detail: String| KeyStoreError::NotFound { key: self.id.clone(), detail };
+        let not_found = |detail: String| KeyStoreError::NotFound {
+            key: self.id.clone(),
+            detail,
+        };
         let index = match selector {
             None => {
                 return self.soft.iter().flatten().next().cloned().ok_or_else(|| {
@@ -78,18 +81,29 @@ impl Bundle {
                     .strip_prefix('#')
                     .and_then(|n| n.parse::<usize>().ok())
                     .filter(|i| *i < self.keys.len());
-                let by_label = || self.keys.iter().position(|k| k.label.as_deref() == Some(sel));
+                let by_label = || {
+                    self.keys
+                        .iter()
+                        .position(|k| k.label.as_deref() == Some(sel))
+                };
                 by_index.or_else(by_label).ok_or_else(|| {
                     not_found(format!(
                         "no key {sel:?} (the file has {} key(s): {})",
                         self.keys.len(),
-                        self.keys.iter().map(|k| k.selector.as_str()).collect::<Vec<_>>().join(", ")
+                        self.keys
+                            .iter()
+                            .map(|k| k.selector.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                 })?
             }
         };
         self.soft[index].clone().ok_or_else(|| {
-            not_found(format!("key {} has no certificate in the file", self.keys[index].selector))
+            not_found(format!(
+                "key {} has no certificate in the file",
+                self.keys[index].selector
+            ))
         })
     }
 }
@@ -117,7 +131,10 @@ pub(crate) fn assemble(
         .iter()
         .map(|c| c.x509.to_der().map(CertDer::from))
         .collect::<Result<_, _>>()
-        .map_err(|e| KeyStoreError::Malformed { key: id.into(), detail: e.to_string() })?;
+        .map_err(|e| KeyStoreError::Malformed {
+            key: id.into(),
+            detail: e.to_string(),
+        })?;
 
     // Which certificate belongs to which key.
     let mut owner: Vec<Option<usize>> = vec![None; certs.len()];
@@ -125,7 +142,11 @@ pub(crate) fn assemble(
     for (k, key) in keys.iter().enumerate() {
         let found = certs.iter().enumerate().position(|(c, cert)| {
             owner[c].is_none()
-                && cert.x509.public_key().map(|p| p.public_eq(&key.pkey)).unwrap_or(false)
+                && cert
+                    .x509
+                    .public_key()
+                    .map(|p| p.public_eq(&key.pkey))
+                    .unwrap_or(false)
         });
         if let Some(c) = found {
             owner[c] = Some(k);
@@ -137,10 +158,15 @@ pub(crate) fn assemble(
     let mut soft = Vec::with_capacity(keys.len());
     for (k, key) in keys.into_iter().enumerate() {
         let selector = format!("#{k}");
-        let label = key.label.or_else(|| leaf_of[k].and_then(|c| certs[c].label.clone()));
+        let label = key
+            .label
+            .or_else(|| leaf_of[k].and_then(|c| certs[c].label.clone()));
         let kind = key_kind(&key.pkey);
         let chain: Vec<CertDer> = match leaf_of[k] {
-            Some(leaf) => chain_for(leaf, &certs, &owner).into_iter().map(|c| ders[c].clone()).collect(),
+            Some(leaf) => chain_for(leaf, &certs, &owner)
+                .into_iter()
+                .map(|c| ders[c].clone())
+                .collect(),
             None => Vec::new(),
         };
         let certificate = leaf_of[k].map(|c| ders[c].clone());
@@ -153,7 +179,13 @@ pub(crate) fn assemble(
                 chain.clone(),
             ))
         }));
-        infos.push(KeyInfo { selector, label, kind, certificate, chain });
+        infos.push(KeyInfo {
+            selector,
+            label,
+            kind,
+            certificate,
+            chain,
+        });
     }
 
     let mut order: Vec<usize> = leaf_of.iter().flatten().copied().collect();
@@ -167,7 +199,12 @@ pub(crate) fn assemble(
         })
         .collect();
 
-    Ok(Bundle { keys: infos, certificates, soft, id: id.to_string() })
+    Ok(Bundle {
+        keys: infos,
+        certificates,
+        soft,
+        id: id.to_string(),
+    })
 }
 
 /// Issuers of `leaf` among the certificates that belong to no key, nearest first, then the
@@ -190,7 +227,10 @@ fn chain_for(leaf: usize, certs: &[RawCert], owner: &[Option<usize>]) -> Vec<usi
             None => break,
         }
     }
-    let rest: Vec<usize> = candidates.into_iter().filter(|c| !chain.contains(c)).collect();
+    let rest: Vec<usize> = candidates
+        .into_iter()
+        .filter(|c| !chain.contains(c))
+        .collect();
     chain.extend(rest);
     chain
 }

@@ -54,7 +54,10 @@ impl<'a> Tlv<'a> {
             }
             return Ok(Cow::Owned(out));
         }
-        Err(format!("expected OCTET STRING, found tag {:#04x}", self.tag))
+        Err(format!(
+            "expected OCTET STRING, found tag {:#04x}",
+            self.tag
+        ))
     }
 
     /// A non-negative INTEGER that fits in a u64.
@@ -77,7 +80,10 @@ impl<'a> Tlv<'a> {
         if self.tag == tag {
             Ok(self)
         } else {
-            Err(format!("{what}: expected tag {tag:#04x}, found {:#04x}", self.tag))
+            Err(format!(
+                "{what}: expected tag {tag:#04x}, found {:#04x}",
+                self.tag
+            ))
         }
     }
 }
@@ -110,7 +116,11 @@ fn read_at(input: &[u8], depth: usize) -> Result<(Tlv<'_>, &[u8]), String> {
                 let end = input.len() - rest.len();
                 let raw_end = end + 2;
                 return Ok((
-                    Tlv { tag, value: &input[start..end], raw: &input[..raw_end] },
+                    Tlv {
+                        tag,
+                        value: &input[start..end],
+                        raw: &input[..raw_end],
+                    },
                     &input[raw_end..],
                 ));
             }
@@ -130,11 +140,20 @@ fn read_at(input: &[u8], depth: usize) -> Result<(Tlv<'_>, &[u8]), String> {
         }
         let bytes = input.get(pos..pos + n).ok_or_else(truncated)?;
         pos += n;
-        bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+        bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
     };
     let end = pos.checked_add(len).ok_or_else(truncated)?;
     let value = input.get(pos..end).ok_or_else(truncated)?;
-    Ok((Tlv { tag, value, raw: &input[..end] }, &input[end..]))
+    Ok((
+        Tlv {
+            tag,
+            value,
+            raw: &input[..end],
+        },
+        &input[end..],
+    ))
 }
 
 fn read_all(mut input: &[u8], depth: usize) -> Result<Vec<Tlv<'_>>, String> {
@@ -173,11 +192,14 @@ pub(crate) fn encode(tag: u8, content: &[u8]) -> Vec<u8> {
 pub(crate) fn text(t: &Tlv<'_>) -> Option<String> {
     let s = match t.tag {
         TAG_BMP_STRING => {
-            if t.value.len() % 2 != 0 {
+            if !t.value.len().is_multiple_of(2) {
                 return None;
             }
-            let units: Vec<u16> =
-                t.value.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+            let units: Vec<u16> = t
+                .value
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
             String::from_utf16(&units).ok()
         }
         TAG_UTF8_STRING => String::from_utf8(t.value.to_vec()).ok(),

@@ -49,7 +49,10 @@ fn der_key_kind(data: &[u8]) -> Option<bool> {
 
 /// Certificates from a PEM or DER file.
 pub(crate) fn parse_certs(id: &str, data: &[u8]) -> Result<Vec<X509>, KeyStoreError> {
-    let bad = |detail: String| KeyStoreError::Malformed { key: id.to_string(), detail };
+    let bad = |detail: String| KeyStoreError::Malformed {
+        key: id.to_string(),
+        detail,
+    };
     if pem::is_pem(data) {
         let text = std::str::from_utf8(data).map_err(|_| bad("PEM file is not text".into()))?;
         pem::blocks(text)
@@ -93,7 +96,10 @@ impl KeyFile {
                 }
             }
         } else if let Some(encrypted) = der_key_kind(data) {
-            keys.push(KeySource::Der { der: data.to_vec(), encrypted });
+            keys.push(KeySource::Der {
+                der: data.to_vec(),
+                encrypted,
+            });
         }
         if keys.is_empty() {
             return Ok(None);
@@ -126,12 +132,26 @@ impl KeyFile {
     }
 
     /// Decrypts the keys and matches them with the certificates.
-    pub(crate) fn read(&self, id: &str, password: Option<&Secret>) -> Result<Bundle, KeyStoreError> {
+    pub(crate) fn read(
+        &self,
+        id: &str,
+        password: Option<&Secret>,
+    ) -> Result<Bundle, KeyStoreError> {
         let mut keys = Vec::with_capacity(self.keys.len());
         for (i, source) in self.keys.iter().enumerate() {
-            keys.push(RawKey { pkey: decode_key(id, i, source, password)?, label: None });
+            keys.push(RawKey {
+                pkey: decode_key(id, i, source, password)?,
+                label: None,
+            });
         }
-        let certs = self.certs.iter().map(|c| RawCert { x509: c.clone(), label: None }).collect();
+        let certs = self
+            .certs
+            .iter()
+            .map(|c| RawCert {
+                x509: c.clone(),
+                label: None,
+            })
+            .collect();
         let bundle = assemble(id, keys, certs)?;
         if let Some(k) = bundle.keys.iter().find(|k| k.certificate.is_none()) {
             return Err(KeyStoreError::Malformed {
@@ -154,10 +174,16 @@ fn decode_key(
 ) -> Result<PKey<Private>, KeyStoreError> {
     if source.encrypted() {
         let Some(pw) = password else {
-            return Err(KeyStoreError::Locked { key: id.to_string(), hint: "key file password".into() });
+            return Err(KeyStoreError::Locked {
+                key: id.to_string(),
+                hint: "key file password".into(),
+            });
         };
         if pw.expose().contains(&0) {
-            return Err(KeyStoreError::BadSecret { key: id.to_string(), tries_left: None });
+            return Err(KeyStoreError::BadSecret {
+                key: id.to_string(),
+                tries_left: None,
+            });
         }
         let r = match source {
             KeySource::Pem { text, .. } => {
@@ -167,7 +193,10 @@ fn decode_key(
         };
         // A structurally broken block was already ruled out as far as we can tell; failure
         // to decrypt means the password.
-        r.map_err(|_| KeyStoreError::BadSecret { key: id.to_string(), tries_left: None })
+        r.map_err(|_| KeyStoreError::BadSecret {
+            key: id.to_string(),
+            tries_left: None,
+        })
     } else {
         let r = match source {
             KeySource::Pem { text, .. } => PKey::private_key_from_pem(text.as_bytes()),

@@ -17,6 +17,8 @@
 //! [`read_bundle`] gives everything a file holds (keys, all certificates, friendly names),
 //! including certificate-only PKCS#12 files, which list no keys.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -74,10 +76,13 @@ impl std::fmt::Debug for FileKeyStore {
         };
         f.debug_struct("FileKeyStore")
             .field("id", &self.id)
-            .field("kind", &match self.source {
-                Source::P12(_) => "pkcs12",
-                Source::KeyFile(_) => "key file",
-            })
+            .field(
+                "kind",
+                &match self.source {
+                    Source::P12(_) => "pkcs12",
+                    Source::KeyFile(_) => "key file",
+                },
+            )
             .field("state", &state)
             .finish()
     }
@@ -103,7 +108,9 @@ fn source_for(path: &str, certificate: Option<&str>) -> Result<Source, KeyStoreE
     if has_p12_extension(path) || p12::looks_like_p12(&data) {
         return Ok(Source::P12(data));
     }
-    let cert_data = certificate.map(|c| read_file(c).map(|d| (c, d))).transpose()?;
+    let cert_data = certificate
+        .map(|c| read_file(c).map(|d| (c, d)))
+        .transpose()?;
     let cert = cert_data.as_ref().map(|(c, d)| (*c, d.as_slice()));
     match KeyFile::parse(path, &data, cert)? {
         Some(kf) => Ok(Source::KeyFile(kf)),
@@ -133,7 +140,11 @@ impl FileKeyStore {
                 Err(e) => return Err(e),
             },
         };
-        Ok(Self { id, source, unlocked: Mutex::new(initial) })
+        Ok(Self {
+            id,
+            source,
+            unlocked: Mutex::new(initial),
+        })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, Option<Arc<Bundle>>> {
@@ -173,7 +184,10 @@ impl KeyStore for FileKeyStore {
     async fn protection(&self) -> Protection {
         match &*self.state() {
             Some(_) => Protection::Unlocked,
-            None => Protection::Locked { hint: self.source.hint().into(), tries_left: None },
+            None => Protection::Locked {
+                hint: self.source.hint().into(),
+                tries_left: None,
+            },
         }
     }
 
@@ -200,10 +214,14 @@ impl KeyStore for FileKeyStore {
 /// Whether `reference` starts with a URI scheme (`pkcs11:`, `windows:`…) rather than being a
 /// path. A one-letter "scheme" is a Windows drive (`C:\keys\me.p12`).
 fn has_uri_scheme(reference: &str) -> bool {
-    let Some((scheme, _)) = reference.split_once(':') else { return false };
+    let Some((scheme, _)) = reference.split_once(':') else {
+        return false;
+    };
     scheme.len() > 1
         && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// Whether the file store handles `reference`: any path, but not a URI of another store,

@@ -18,17 +18,20 @@ use crate::pem;
 
 // OID contents octets.
 const OID_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01];
-const OID_KEY_BAG: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x01];
-const OID_SHROUDED_KEY_BAG: &[u8] =
-    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x02];
-const OID_SAFE_CONTENTS_BAG: &[u8] =
-    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x06];
+const OID_KEY_BAG: &[u8] = &[
+    0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x01,
+];
+const OID_SHROUDED_KEY_BAG: &[u8] = &[
+    0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x02,
+];
+const OID_SAFE_CONTENTS_BAG: &[u8] = &[
+    0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x06,
+];
 const OID_FRIENDLY_NAME: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x14];
 const OID_PBMAC1: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0e];
 const OID_PBKDF2: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0c];
 /// hmacWithSHA1 … hmacWithSHA512 are 1.2.840.113549.2.{7,8,9,10,11}.
 const OID_HMAC_PREFIX: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02];
-
 
 /// Whether `data` is a PKCS#12 file by content: PEM `PKCS12` armour, or a DER/BER SEQUENCE
 /// whose first element is INTEGER 3.
@@ -38,7 +41,9 @@ pub(crate) fn looks_like_p12(data: &[u8]) -> bool {
             .map(|t| pem::blocks(t).iter().any(|b| b.label == "PKCS12"))
             .unwrap_or(false);
     }
-    let Ok((seq, _)) = der::read(data) else { return false };
+    let Ok((seq, _)) = der::read(data) else {
+        return false;
+    };
     seq.tag == TAG_SEQUENCE
         && der::read(seq.value)
             .map(|(v, _)| v.tag == TAG_INTEGER && v.value == [3])
@@ -61,15 +66,24 @@ fn unarmour<'a>(id: &str, data: &'a [u8]) -> Result<Cow<'a, [u8]>, KeyStoreError
 }
 
 fn malformed(id: &str, detail: &str) -> KeyStoreError {
-    KeyStoreError::Malformed { key: id.to_string(), detail: detail.to_string() }
+    KeyStoreError::Malformed {
+        key: id.to_string(),
+        detail: detail.to_string(),
+    }
 }
 
 /// `Locked` when no password was given (so the caller asks for one), `BadSecret` otherwise.
 fn needs_password(id: &str, given: bool) -> KeyStoreError {
     if given {
-        KeyStoreError::BadSecret { key: id.to_string(), tries_left: None }
+        KeyStoreError::BadSecret {
+            key: id.to_string(),
+            tries_left: None,
+        }
     } else {
-        KeyStoreError::Locked { key: id.to_string(), hint: "PKCS#12 password".into() }
+        KeyStoreError::Locked {
+            key: id.to_string(),
+            hint: "PKCS#12 password".into(),
+        }
     }
 }
 
@@ -84,7 +98,11 @@ pub(crate) fn describe(e: &ErrorStack) -> String {
             _ => format!("error {:#x}", e.code()),
         })
         .collect();
-    if parts.is_empty() { "unknown OpenSSL error".into() } else { parts.join("; ") }
+    if parts.is_empty() {
+        "unknown OpenSSL error".into()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// The parts of a PFX this module looks at.
@@ -113,11 +131,20 @@ fn parse_pfx(der_bytes: &[u8]) -> Result<Pfx<'_>, String> {
         return Err("authSafe ContentInfo has no content".into());
     };
     if ctype.expect(TAG_OID, "authSafe contentType")?.value != OID_DATA {
-        return Err("authSafe is not of type data (public-key integrity mode is not supported)".into());
+        return Err(
+            "authSafe is not of type data (public-key integrity mode is not supported)".into(),
+        );
     }
-    let inner = content.expect(TAG_CONTEXT_0, "authSafe content")?.children()?;
+    let inner = content
+        .expect(TAG_CONTEXT_0, "authSafe content")?
+        .children()?;
     let octets = inner.first().ok_or("empty authSafe content")?.octets()?;
-    Ok(Pfx { version: *version, auth_safe: *auth_safe, auth_safe_data: octets, mac_data: rest.first().copied() })
+    Ok(Pfx {
+        version: *version,
+        auth_safe: *auth_safe,
+        auth_safe_data: octets,
+        mac_data: rest.first().copied(),
+    })
 }
 
 /// PBMAC1 parameters, if `mac_data` uses PBMAC1.
@@ -131,8 +158,13 @@ struct Pbmac1<'a> {
 }
 
 fn hmac_digest(alg_id: &Tlv<'_>) -> Result<MessageDigest, String> {
-    let kids = alg_id.expect(TAG_SEQUENCE, "AlgorithmIdentifier")?.children()?;
-    let oid = kids.first().ok_or("empty AlgorithmIdentifier")?.expect(TAG_OID, "algorithm")?;
+    let kids = alg_id
+        .expect(TAG_SEQUENCE, "AlgorithmIdentifier")?
+        .children()?;
+    let oid = kids
+        .first()
+        .ok_or("empty AlgorithmIdentifier")?
+        .expect(TAG_OID, "algorithm")?;
     match oid.value.strip_prefix(OID_HMAC_PREFIX) {
         Some([7]) => Ok(MessageDigest::sha1()),
         Some([8]) => Ok(MessageDigest::sha224()),
@@ -145,24 +177,40 @@ fn hmac_digest(alg_id: &Tlv<'_>) -> Result<MessageDigest, String> {
 
 fn pbmac1_params<'a>(mac_data: &Tlv<'a>) -> Result<Option<Pbmac1<'a>>, String> {
     let kids = mac_data.expect(TAG_SEQUENCE, "MacData")?.children()?;
-    let digest_info = kids.first().ok_or("empty MacData")?.expect(TAG_SEQUENCE, "DigestInfo")?;
+    let digest_info = kids
+        .first()
+        .ok_or("empty MacData")?
+        .expect(TAG_SEQUENCE, "DigestInfo")?;
     let di = digest_info.children()?;
-    let [alg, digest, ..] = di.as_slice() else { return Err("short DigestInfo".into()) };
+    let [alg, digest, ..] = di.as_slice() else {
+        return Err("short DigestInfo".into());
+    };
     let alg_kids = alg.expect(TAG_SEQUENCE, "MAC algorithm")?.children()?;
-    let oid = alg_kids.first().ok_or("empty MAC algorithm")?.expect(TAG_OID, "MAC OID")?;
+    let oid = alg_kids
+        .first()
+        .ok_or("empty MAC algorithm")?
+        .expect(TAG_OID, "MAC OID")?;
     if oid.value != OID_PBMAC1 {
         return Ok(None);
     }
     // PBMAC1-params ::= SEQUENCE { keyDerivationFunc AlgorithmIdentifier, messageAuthScheme AlgorithmIdentifier }
-    let params = alg_kids.get(1).ok_or("PBMAC1 without parameters")?.children()?;
-    let [kdf, scheme, ..] = params.as_slice() else { return Err("short PBMAC1 parameters".into()) };
+    let params = alg_kids
+        .get(1)
+        .ok_or("PBMAC1 without parameters")?
+        .children()?;
+    let [kdf, scheme, ..] = params.as_slice() else {
+        return Err("short PBMAC1 parameters".into());
+    };
     let kdf_kids = kdf.expect(TAG_SEQUENCE, "PBMAC1 KDF")?.children()?;
     if kdf_kids.first().map(|o| o.value) != Some(OID_PBKDF2) {
         return Err("PBMAC1 key derivation is not PBKDF2".into());
     }
     // PBKDF2-params ::= SEQUENCE { salt OCTET STRING, iterationCount INTEGER,
     //                              keyLength INTEGER OPTIONAL, prf AlgorithmIdentifier DEFAULT hmacWithSHA1 }
-    let p = kdf_kids.get(1).ok_or("PBKDF2 without parameters")?.children()?;
+    let p = kdf_kids
+        .get(1)
+        .ok_or("PBKDF2 without parameters")?
+        .children()?;
     let salt = p.first().ok_or("PBKDF2 without salt")?.octets()?;
     let iterations = p.get(1).ok_or("PBKDF2 without iteration count")?.uint()?;
     let mut key_len = None;
@@ -188,7 +236,9 @@ fn pbmac1_params<'a>(mac_data: &Tlv<'a>) -> Result<Option<Pbmac1<'a>>, String> {
 /// Checks an RFC 9579 PBMAC1: HMAC over the authSafe data with a PBKDF2 key derived from the
 /// UTF-8 password. `Ok(false)` = MAC mismatch (wrong password or altered file).
 fn verify_pbmac1(p: &Pbmac1<'_>, data: &[u8], password: &[u8]) -> Result<bool, String> {
-    let key_len = p.key_len.ok_or("PBMAC1 PBKDF2 parameters lack keyLength (RFC 9579 requires it)")?;
+    let key_len = p
+        .key_len
+        .ok_or("PBMAC1 PBKDF2 parameters lack keyLength (RFC 9579 requires it)")?;
     if key_len == 0 || key_len > 1024 || p.iterations == 0 || p.iterations > 10_000_000 {
         return Err("unreasonable PBMAC1 parameters".into());
     }
@@ -214,7 +264,11 @@ fn bmp_password(pass: &str) -> Zeroizing<Vec<u8>> {
 }
 
 /// The RFC 7292 appendix B key derivation with SHA-256 (block 64 bytes), ID 3 (MAC key).
-fn pkcs12_mac_key(pass: &str, salt: &[u8], iterations: usize) -> Result<Zeroizing<Vec<u8>>, String> {
+fn pkcs12_mac_key(
+    pass: &str,
+    salt: &[u8],
+    iterations: usize,
+) -> Result<Zeroizing<Vec<u8>>, String> {
     const V: usize = 64;
     const U: usize = 32;
     let repeat = |src: &[u8]| -> Zeroizing<Vec<u8>> {
@@ -225,7 +279,8 @@ fn pkcs12_mac_key(pass: &str, salt: &[u8], iterations: usize) -> Result<Zeroizin
     let mut i_buf = repeat(salt);
     i_buf.extend_from_slice(&repeat(&p));
     let sha = |data: &[&[u8]]| -> Result<Vec<u8>, String> {
-        let mut h = openssl::hash::Hasher::new(MessageDigest::sha256()).map_err(|e| describe(&e))?;
+        let mut h =
+            openssl::hash::Hasher::new(MessageDigest::sha256()).map_err(|e| describe(&e))?;
         for d in data {
             h.update(d).map_err(|e| describe(&e))?;
         }
@@ -250,7 +305,9 @@ fn reseal(pfx: &Pfx<'_>, pass: &str) -> Result<Vec<u8>, String> {
     let key = pkcs12_mac_key(pass, &salt, 1)?;
     let hkey = PKey::hmac(&key).map_err(|e| describe(&e))?;
     let mut signer = Signer::new(MessageDigest::sha256(), &hkey).map_err(|e| describe(&e))?;
-    signer.update(&pfx.auth_safe_data).map_err(|e| describe(&e))?;
+    signer
+        .update(&pfx.auth_safe_data)
+        .map_err(|e| describe(&e))?;
     let mac = signer.sign_to_vec().map_err(|e| describe(&e))?;
 
     let mut digest_info = SHA256_ALG.to_vec();
@@ -323,7 +380,10 @@ pub(crate) fn read(
         {
             needs_password(id, given)
         } else if lower.contains("unsupported") || lower.contains("unknown pbe") {
-            KeyStoreError::Unsupported { key: id.to_string(), detail: why }
+            KeyStoreError::Unsupported {
+                key: id.to_string(),
+                detail: why,
+            }
         } else {
             malformed(id, &why)
         }
@@ -334,7 +394,10 @@ pub(crate) fn read(
     let mut walked = Walked::default();
     // Best effort: OpenSSL has already accepted the structure, and its first key is added
     // below in any case.
-    for ci in der::read(&pfx.auth_safe_data).and_then(|(t, _)| t.children()).unwrap_or_default() {
+    for ci in der::read(&pfx.auth_safe_data)
+        .and_then(|(t, _)| t.children())
+        .unwrap_or_default()
+    {
         let _ = walk_content_info(&ci, pass, &mut walked);
     }
     let mut keys = walked.found;
@@ -351,7 +414,11 @@ pub(crate) fn read(
     }
 
     let mut certs = Vec::new();
-    for x509 in parsed.cert.into_iter().chain(parsed.ca.into_iter().flatten()) {
+    for x509 in parsed
+        .cert
+        .into_iter()
+        .chain(parsed.ca.into_iter().flatten())
+    {
         let label = x509
             .alias()
             .and_then(|a| String::from_utf8(a.to_vec()).ok())
@@ -371,7 +438,9 @@ struct Walked {
 /// Collects the keys of one ContentInfo of the authSafe, if it is unencrypted `data`.
 fn walk_content_info(ci: &Tlv<'_>, pass: &str, keys: &mut Walked) -> Result<(), String> {
     let kids = ci.children()?;
-    let [ctype, content, ..] = kids.as_slice() else { return Ok(()) };
+    let [ctype, content, ..] = kids.as_slice() else {
+        return Ok(());
+    };
     if ctype.value != OID_DATA {
         return Ok(()); // encryptedData / envelopedData: OpenSSL handled those
     }
@@ -392,8 +461,14 @@ fn walk_bags(
     }
     for bag in safe_contents.children()? {
         let parts = bag.children()?;
-        let [bag_id, value, attrs @ ..] = parts.as_slice() else { continue };
-        let value = value.children()?.into_iter().next().ok_or("empty bag value")?;
+        let [bag_id, value, attrs @ ..] = parts.as_slice() else {
+            continue;
+        };
+        let value = value
+            .children()?
+            .into_iter()
+            .next()
+            .ok_or("empty bag value")?;
         let label = attrs.first().and_then(|a| friendly_name(a).ok().flatten());
         match bag_id.value {
             OID_KEY_BAG => match PKey::private_key_from_pkcs8(value.raw) {

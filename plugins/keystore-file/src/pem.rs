@@ -46,10 +46,14 @@ pub(crate) fn blocks(text: &str) -> Vec<Block<'_>> {
     while let Some(b) = rest.find("-----BEGIN ") {
         let start = offset + b;
         let after = &text[start + 11..];
-        let Some(close) = after.find("-----") else { break };
+        let Some(close) = after.find("-----") else {
+            break;
+        };
         let label = after[..close].trim();
         let end_marker = format!("-----END {label}-----");
-        let Some(end_rel) = text[start..].find(&end_marker) else { break };
+        let Some(end_rel) = text[start..].find(&end_marker) else {
+            break;
+        };
         let end = start + end_rel + end_marker.len();
         let block = &text[start..end];
         out.push(Block {
@@ -77,7 +81,10 @@ pub(crate) fn is_key_label(label: &str) -> bool {
 }
 
 pub(crate) fn is_cert_label(label: &str) -> bool {
-    matches!(label, "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE")
+    matches!(
+        label,
+        "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE"
+    )
 }
 
 #[cfg(test)]

@@ -27,7 +27,13 @@ impl SoftKey {
         certificate: CertDer,
         chain: Vec<CertDer>,
     ) -> Self {
-        Self { id, label, pkey, certificate, chain }
+        Self {
+            id,
+            label,
+            pkey,
+            certificate,
+            chain,
+        }
     }
 
     /// `FILE#N`: the store path and the key's selector.
@@ -42,10 +48,14 @@ impl SoftKey {
 
     fn engine_error(&self, e: EngineError) -> KeyStoreError {
         match e {
-            EngineError::Unsupported(detail) => {
-                KeyStoreError::Unsupported { key: self.id.clone(), detail }
-            }
-            other => KeyStoreError::Failed { key: self.id.clone(), detail: other.to_string() },
+            EngineError::Unsupported(detail) => KeyStoreError::Unsupported {
+                key: self.id.clone(),
+                detail,
+            },
+            other => KeyStoreError::Failed {
+                key: self.id.clone(),
+                detail: other.to_string(),
+            },
         }
     }
 }

@@ -3,6 +3,8 @@
 //! Cases this crate cannot support are listed in [`EXPECTED_FAILURES`]; the test checks that
 //! they still fail, so the table stays true. Nothing is skipped.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -47,14 +49,20 @@ fn check(bundle: &Bundle, expect: &Value) -> Result<(), String> {
     let want_certs = expect["certs"].as_u64().unwrap_or(0) as usize;
     let want_keys = expect["keys"].as_u64().unwrap_or(0) as usize;
     if bundle.certificates.len() != want_certs {
-        return Err(format!("{} certs, expected {want_certs}", bundle.certificates.len()));
+        return Err(format!(
+            "{} certs, expected {want_certs}",
+            bundle.certificates.len()
+        ));
     }
     if bundle.keys.len() != want_keys {
         return Err(format!("{} keys, expected {want_keys}", bundle.keys.len()));
     }
     if let Some(list) = expect["leaf_emails"].as_array() {
-        let want: BTreeSet<String> =
-            list.iter().filter_map(Value::as_str).map(str::to_ascii_lowercase).collect();
+        let want: BTreeSet<String> = list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_ascii_lowercase)
+            .collect();
         let leaf = bundle
             .keys
             .iter()
@@ -88,7 +96,11 @@ fn corpus_p12_cases() {
         .iter()
         .filter(|c| c["kind"] == "p12")
         .collect();
-    assert!(cases.len() >= 60, "only {} p12 cases in the manifest", cases.len());
+    assert!(
+        cases.len() >= 60,
+        "only {} p12 cases in the manifest",
+        cases.len()
+    );
 
     let mut problems = Vec::new();
     let mut passed = 0;
@@ -97,7 +109,10 @@ fn corpus_p12_cases() {
     for case in &cases {
         let file = case["file"].as_str().expect("file");
         let expect = &case["expect"];
-        let password = expect["password"].as_str().filter(|p| !p.is_empty()).map(Secret::from);
+        let password = expect["password"]
+            .as_str()
+            .filter(|p| !p.is_empty())
+            .map(Secret::from);
         let must_reject = expect["parse_ok"] == false || expect["mac_ok"] == false;
         let result = read_bundle(&dir.join(file), password.as_ref());
 
@@ -118,7 +133,10 @@ fn corpus_p12_cases() {
                 let ok_kind = if expect["parse_ok"] == false {
                     matches!(e, KeyStoreError::Malformed { .. })
                 } else {
-                    matches!(e, KeyStoreError::BadSecret { .. } | KeyStoreError::Malformed { .. })
+                    matches!(
+                        e,
+                        KeyStoreError::BadSecret { .. } | KeyStoreError::Malformed { .. }
+                    )
                 };
                 if ok_kind {
                     println!("rejected {file}: {e}");
@@ -147,7 +165,11 @@ fn corpus_p12_cases() {
                             )),
                         }
                     }
-                    println!("ok {file}: {} key(s), {} cert(s)", b.keys.len(), b.certificates.len());
+                    println!(
+                        "ok {file}: {} key(s), {} cert(s)",
+                        b.keys.len(),
+                        b.certificates.len()
+                    );
                     passed += 1;
                 }
                 Err(why) => problems.push(format!("{file}: {why}")),
@@ -160,8 +182,15 @@ fn corpus_p12_cases() {
     );
     for (file, _) in EXPECTED_FAILURES {
         if !cases.iter().any(|c| c["file"] == *file) {
-            problems.push(format!("{file}: in EXPECTED_FAILURES but not in the manifest"));
+            problems.push(format!(
+                "{file}: in EXPECTED_FAILURES but not in the manifest"
+            ));
         }
     }
-    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }

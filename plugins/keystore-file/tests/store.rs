@@ -1,6 +1,8 @@
 //! The key store through its ports: locking, PEM/DER key files, and key operations checked
 //! against OpenSSL.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use openssl::asn1::Asn1Time;
@@ -21,14 +23,19 @@ use smimekit_core::{
 use smimekit_keystore_file::{FileKeyStore, read_bundle};
 
 fn corpus(file: &str) -> String {
-    let base = std::env::var_os("SMIMEKIT_CORPUS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
-    });
+    let base = std::env::var_os("SMIMEKIT_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
+        });
     base.join(file).to_string_lossy().into_owned()
 }
 
 fn open(reference: &str, certificate: Option<&str>) -> Result<Box<dyn KeyStore>, KeyStoreError> {
-    FileKeyStore::open(&KeyStoreParams { reference, certificate })
+    FileKeyStore::open(&KeyStoreParams {
+        reference,
+        certificate,
+    })
 }
 
 fn self_signed(pkey: &PKey<Private>, cn: &str) -> X509 {
@@ -37,12 +44,15 @@ fn self_signed(pkey: &PKey<Private>, cn: &str) -> X509 {
     let name = name.build();
     let mut b = X509::builder().unwrap();
     b.set_version(2).unwrap();
-    b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap()).unwrap();
+    b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
     b.set_subject_name(&name).unwrap();
     b.set_issuer_name(&name).unwrap();
     b.set_pubkey(pkey).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(30).unwrap()).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
     b.sign(pkey, MessageDigest::sha256()).unwrap();
     b.build()
 }
@@ -59,7 +69,9 @@ fn rsa_key() -> PKey<Private> {
 
 #[test]
 fn registered_with_inventory() {
-    let f = key_stores().find(|f| f.id == "file").expect("file key store registered");
+    let f = key_stores()
+        .find(|f| f.id == "file")
+        .expect("file key store registered");
     assert!((f.accepts)("me.p12"));
     assert!(!(f.accepts)("pkcs11:token=x"));
 }
@@ -68,15 +80,30 @@ fn registered_with_inventory() {
 async fn p12_locked_until_unlocked_and_wrong_password_is_bad_secret() {
     let path = corpus("thunderbird-nss/smime/Alice.p12");
     let store = open(&path, None).unwrap();
-    assert!(matches!(store.protection().await, Protection::Locked { .. }));
-    assert!(matches!(store.list().await, Err(KeyStoreError::Locked { .. })));
-    assert!(matches!(store.open(None).await, Err(KeyStoreError::Locked { .. })));
+    assert!(matches!(
+        store.protection().await,
+        Protection::Locked { .. }
+    ));
+    assert!(matches!(
+        store.list().await,
+        Err(KeyStoreError::Locked { .. })
+    ));
+    assert!(matches!(
+        store.open(None).await,
+        Err(KeyStoreError::Locked { .. })
+    ));
 
     match store.unlock(Secret::from("wrong")).await {
-        Err(KeyStoreError::BadSecret { key, tries_left: None }) => assert_eq!(key, path),
+        Err(KeyStoreError::BadSecret {
+            key,
+            tries_left: None,
+        }) => assert_eq!(key, path),
         other => panic!("expected BadSecret, got {other:?}"),
     }
-    assert!(matches!(store.protection().await, Protection::Locked { .. }));
+    assert!(matches!(
+        store.protection().await,
+        Protection::Locked { .. }
+    ));
 
     store.unlock(Secret::from("nss")).await.unwrap();
     assert_eq!(store.protection().await, Protection::Unlocked);
@@ -90,7 +117,10 @@ async fn p12_locked_until_unlocked_and_wrong_password_is_bad_secret() {
     assert_eq!(key.certificate(), keys[0].certificate.as_ref().unwrap());
     assert!(store.open(Some("Alice")).await.is_ok());
     assert!(store.open(Some("#0")).await.is_ok());
-    assert!(matches!(store.open(Some("#1")).await, Err(KeyStoreError::NotFound { .. })));
+    assert!(matches!(
+        store.open(Some("#1")).await,
+        Err(KeyStoreError::NotFound { .. })
+    ));
 }
 
 #[tokio::test]
@@ -99,7 +129,10 @@ async fn p12_without_password_opens_at_once() {
     assert_eq!(store.protection().await, Protection::Unlocked);
     assert_eq!(store.list().await.unwrap().len(), 1);
     let store = open(&corpus("pyca-vectors/pkcs12/name-all-no-pwd.p12"), None).unwrap();
-    assert_eq!(store.list().await.unwrap()[0].kind, KeyKind::Ec { curve: "P-256" });
+    assert_eq!(
+        store.list().await.unwrap()[0].kind,
+        KeyKind::Ec { curve: "P-256" }
+    );
 }
 
 #[tokio::test]
@@ -109,7 +142,10 @@ async fn pem_armoured_p12_and_ec_p384() {
     assert_eq!(store.list().await.unwrap().len(), 1);
     let store = open(&corpus("thunderbird-nss/smime/Alice-ec.p12"), None).unwrap();
     store.unlock(Secret::from("nss")).await.unwrap();
-    assert_eq!(store.open(None).await.unwrap().kind(), KeyKind::Ec { curve: "P-384" });
+    assert_eq!(
+        store.open(None).await.unwrap().kind(),
+        KeyKind::Ec { curve: "P-384" }
+    );
 }
 
 #[tokio::test]
@@ -117,10 +153,16 @@ async fn several_keys_get_selectors() {
     let store = open(&corpus("simple-java-mail/smime_keystore.pkcs12"), None).unwrap();
     store.unlock(Secret::from("letmein")).await.unwrap();
     let keys = store.list().await.unwrap();
-    assert_eq!(keys.iter().map(|k| k.selector.as_str()).collect::<Vec<_>>(), ["#0", "#1"]);
+    assert_eq!(
+        keys.iter().map(|k| k.selector.as_str()).collect::<Vec<_>>(),
+        ["#0", "#1"]
+    );
     let mut labels: Vec<_> = keys.iter().filter_map(|k| k.label.clone()).collect();
     labels.sort();
-    assert_eq!(labels, ["smime_test_user_alias_dsa", "smime_test_user_alias_rsa"]);
+    assert_eq!(
+        labels,
+        ["smime_test_user_alias_dsa", "smime_test_user_alias_rsa"]
+    );
     let rsa = store.open(Some("smime_test_user_alias_rsa")).await.unwrap();
     assert!(matches!(rsa.kind(), KeyKind::Rsa { .. }));
 }
@@ -153,9 +195,15 @@ fn missing_file_is_io_error_naming_the_path() {
 fn garbage_is_malformed() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "junk.p12", b"\x30\x03\x02\x01\x03");
-    assert!(matches!(open(&p, None), Err(KeyStoreError::Malformed { .. })));
+    assert!(matches!(
+        open(&p, None),
+        Err(KeyStoreError::Malformed { .. })
+    ));
     let p = write(dir.path(), "junk.bin", b"hello");
-    assert!(matches!(open(&p, None), Err(KeyStoreError::Malformed { .. })));
+    assert!(matches!(
+        open(&p, None),
+        Err(KeyStoreError::Malformed { .. })
+    ));
 }
 
 #[tokio::test]
@@ -163,7 +211,11 @@ async fn pem_key_with_separate_cert_signs_verifiably() {
     let dir = tempfile::tempdir().unwrap();
     let pkey = rsa_key();
     let cert = self_signed(&pkey, "pem rsa");
-    let key_path = write(dir.path(), "key.pem", &pkey.rsa().unwrap().private_key_to_pem().unwrap());
+    let key_path = write(
+        dir.path(),
+        "key.pem",
+        &pkey.rsa().unwrap().private_key_to_pem().unwrap(),
+    );
     let cert_path = write(dir.path(), "cert.pem", &cert.to_pem().unwrap());
 
     match open(&key_path, None) {
@@ -175,36 +227,58 @@ async fn pem_key_with_separate_cert_signs_verifiably() {
     assert_eq!(store.protection().await, Protection::Unlocked);
     let key = store.open(None).await.unwrap();
     assert_eq!(key.kind(), KeyKind::Rsa { bits: 2048 });
-    assert_eq!(key.certificate().as_bytes(), cert.to_der().unwrap().as_slice());
+    assert_eq!(
+        key.certificate().as_bytes(),
+        cert.to_der().unwrap().as_slice()
+    );
 
     let message = b"S/MIME signed attributes";
     let digest = hash(MessageDigest::sha256(), message).unwrap();
-    for scheme in [SignatureScheme::RsaPkcs1(DigestAlg::Sha256), SignatureScheme::RsaPss(DigestAlg::Sha256)] {
+    for scheme in [
+        SignatureScheme::RsaPkcs1(DigestAlg::Sha256),
+        SignatureScheme::RsaPss(DigestAlg::Sha256),
+    ] {
         let sig = key.sign_digest(scheme, &digest).await.unwrap();
         let public = cert.public_key().unwrap();
         let mut v = Verifier::new(MessageDigest::sha256(), &public).unwrap();
         if matches!(scheme, SignatureScheme::RsaPss(_)) {
             v.set_rsa_padding(Padding::PKCS1_PSS).unwrap();
             v.set_rsa_mgf1_md(MessageDigest::sha256()).unwrap();
-            v.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::DIGEST_LENGTH).unwrap();
+            v.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::DIGEST_LENGTH)
+                .unwrap();
         }
         v.update(message).unwrap();
-        assert!(v.verify(&sig).unwrap(), "{scheme:?} signature does not verify");
+        assert!(
+            v.verify(&sig).unwrap(),
+            "{scheme:?} signature does not verify"
+        );
     }
 
     // Key transport: what the public key encrypts, the store's key decrypts.
     let cek = [0x42u8; 32];
     let rsa_pub = cert.public_key().unwrap().rsa().unwrap();
     let mut wrapped = vec![0u8; rsa_pub.size() as usize];
-    let n = rsa_pub.public_encrypt(&cek, &mut wrapped, Padding::PKCS1).unwrap();
-    let got = key.decrypt_key(&RsaPadding::Pkcs1v15, &wrapped[..n]).await.unwrap();
+    let n = rsa_pub
+        .public_encrypt(&cek, &mut wrapped, Padding::PKCS1)
+        .unwrap();
+    let got = key
+        .decrypt_key(&RsaPadding::Pkcs1v15, &wrapped[..n])
+        .await
+        .unwrap();
     assert_eq!(got.expose(), cek);
-    assert!(key.decrypt_key(&RsaPadding::Pkcs1v15, &wrapped[..n - 1]).await.is_err());
+    assert!(
+        key.decrypt_key(&RsaPadding::Pkcs1v15, &wrapped[..n - 1])
+            .await
+            .is_err()
+    );
 
     // A certificate for another key is refused.
     let other = self_signed(&rsa_key(), "other");
     let other_path = write(dir.path(), "other.pem", &other.to_pem().unwrap());
-    assert!(matches!(open(&key_path, Some(&other_path)), Err(KeyStoreError::Malformed { .. })));
+    assert!(matches!(
+        open(&key_path, Some(&other_path)),
+        Err(KeyStoreError::Malformed { .. })
+    ));
 }
 
 #[tokio::test]
@@ -231,12 +305,20 @@ async fn encrypted_pem_key_is_locked() {
     let dir = tempfile::tempdir().unwrap();
     let pkey = rsa_key();
     let cert = self_signed(&pkey, "encrypted");
-    let pem = pkey.private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), b"sesame").unwrap();
+    let pem = pkey
+        .private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), b"sesame")
+        .unwrap();
     let key_path = write(dir.path(), "enc.pem", &pem);
     let cert_path = write(dir.path(), "cert.pem", &cert.to_pem().unwrap());
     let store = open(&key_path, Some(&cert_path)).unwrap();
-    assert!(matches!(store.protection().await, Protection::Locked { .. }));
-    assert!(matches!(store.open(None).await, Err(KeyStoreError::Locked { .. })));
+    assert!(matches!(
+        store.protection().await,
+        Protection::Locked { .. }
+    ));
+    assert!(matches!(
+        store.open(None).await,
+        Err(KeyStoreError::Locked { .. })
+    ));
     assert!(matches!(
         store.unlock(Secret::from("wrong")).await,
         Err(KeyStoreError::BadSecret { .. })
@@ -245,12 +327,21 @@ async fn encrypted_pem_key_is_locked() {
     assert!(store.open(None).await.is_ok());
 
     // Legacy "Proc-Type: 4,ENCRYPTED" RSA PEM.
-    let legacy =
-        pkey.rsa().unwrap().private_key_to_pem_passphrase(Cipher::aes_128_cbc(), b"sesame").unwrap();
+    let legacy = pkey
+        .rsa()
+        .unwrap()
+        .private_key_to_pem_passphrase(Cipher::aes_128_cbc(), b"sesame")
+        .unwrap();
     let legacy_path = write(dir.path(), "legacy.pem", &legacy);
     let store = open(&legacy_path, Some(&cert_path)).unwrap();
-    assert!(matches!(store.protection().await, Protection::Locked { .. }));
-    assert!(matches!(store.unlock(Secret::from("nope")).await, Err(KeyStoreError::BadSecret { .. })));
+    assert!(matches!(
+        store.protection().await,
+        Protection::Locked { .. }
+    ));
+    assert!(matches!(
+        store.unlock(Secret::from("nope")).await,
+        Err(KeyStoreError::BadSecret { .. })
+    ));
     store.unlock(Secret::from("sesame")).await.unwrap();
 }
 
@@ -260,8 +351,11 @@ async fn ec_key_agrees_with_peer() {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
     let ours = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
     let cert = self_signed(&ours, "ec");
-    let key_path =
-        write(dir.path(), "ec.pem", &ours.ec_key().unwrap().private_key_to_pem().unwrap());
+    let key_path = write(
+        dir.path(),
+        "ec.pem",
+        &ours.ec_key().unwrap().private_key_to_pem().unwrap(),
+    );
     let cert_path = write(dir.path(), "ec-cert.pem", &cert.to_pem().unwrap());
     let store = open(&key_path, Some(&cert_path)).unwrap();
     let key = store.open(None).await.unwrap();
@@ -283,7 +377,10 @@ async fn ec_key_agrees_with_peer() {
 
     // ECDSA signatures verify too.
     let digest = hash(MessageDigest::sha256(), b"ec message").unwrap();
-    let sig = key.sign_digest(SignatureScheme::Ecdsa(DigestAlg::Sha256), &digest).await.unwrap();
+    let sig = key
+        .sign_digest(SignatureScheme::Ecdsa(DigestAlg::Sha256), &digest)
+        .await
+        .unwrap();
     let mut v = Verifier::new(MessageDigest::sha256(), &our_public).unwrap();
     v.update(b"ec message").unwrap();
     assert!(v.verify(&sig).unwrap());
@@ -315,8 +412,16 @@ async fn debug_does_not_leak_key_material() {
     let p_hex = rsa.p().unwrap().to_hex_str().unwrap().to_string();
     assert!(!shown.contains(&d_hex[..16]), "{shown}");
     assert!(!shown.contains(&d_dec[..16]), "{shown}");
-    assert!(!shown.to_ascii_uppercase().contains(&p_hex[..16]), "{shown}");
-    let body: String = String::from_utf8(pem).unwrap().lines().nth(3).unwrap().to_string();
+    assert!(
+        !shown.to_ascii_uppercase().contains(&p_hex[..16]),
+        "{shown}"
+    );
+    let body: String = String::from_utf8(pem)
+        .unwrap()
+        .lines()
+        .nth(3)
+        .unwrap()
+        .to_string();
     assert!(!shown.contains(&body), "{shown}");
     assert!(shown.contains("SoftKey"), "{shown}");
 }
