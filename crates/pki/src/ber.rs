@@ -49,7 +49,9 @@ pub enum BerError {
     UnexpectedEoc { offset: usize },
     #[error("offset {offset}: indefinite-length element has no end-of-contents marker")]
     MissingEoc { offset: usize },
-    #[error("offset {offset}: chunk of a constructed OCTET STRING is not an OCTET STRING (tag 0x{tag:02x})")]
+    #[error(
+        "offset {offset}: chunk of a constructed OCTET STRING is not an OCTET STRING (tag 0x{tag:02x})"
+    )]
     BadChunk { offset: usize, tag: u8 },
     #[error("offset {offset}: nesting deeper than {MAX_DEPTH} levels")]
     TooDeep { offset: usize },
@@ -156,7 +158,8 @@ impl Converter<'_> {
                 None => None,
             };
             let mut data = Vec::new();
-            let end = self.chunks_until(h.content_start, content_limit, limit, &mut data, depth + 1)?;
+            let end =
+                self.chunks_until(h.content_start, content_limit, limit, &mut data, depth + 1)?;
             tlv::push_tlv(out, 0x04, &data);
             return Ok((end, true));
         }
@@ -299,6 +302,7 @@ impl Converter<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -318,7 +322,9 @@ mod tests {
 
     #[test]
     fn indefinite_lengths_become_definite() {
-        let ber = [0x30, 0x80, 0x02, 0x01, 0x05, 0xA0, 0x80, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00];
+        let ber = [
+            0x30, 0x80, 0x02, 0x01, 0x05, 0xA0, 0x80, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00,
+        ];
         let der = [0x30, 0x07, 0x02, 0x01, 0x05, 0xA0, 0x02, 0x05, 0x00];
         assert_eq!(ber_to_der(&ber).unwrap(), der);
         assert!(needs_conversion(&ber));
@@ -360,25 +366,55 @@ mod tests {
         assert_eq!(concat_octet_chunks(&der[2..]).unwrap(), b"xy");
         assert!(matches!(
             concat_octet_chunks(&[0x02, 0x01, 0x00]),
-            Err(BerError::BadChunk { offset: 0, tag: 0x02 })
+            Err(BerError::BadChunk {
+                offset: 0,
+                tag: 0x02
+            })
         ));
     }
 
     #[test]
     fn malformed_input_is_rejected_with_offsets() {
         assert_eq!(ber_to_der(&[]), Err(BerError::Empty));
-        assert_eq!(ber_to_der(&[0x30, 0x80, 0x05, 0x00]), Err(BerError::MissingEoc { offset: 0 }));
-        assert_eq!(ber_to_der(&[0x04, 0x80, 0x00, 0x00]), Err(BerError::IndefinitePrimitive { offset: 0 }));
-        assert_eq!(ber_to_der(&[0x00, 0x00]), Err(BerError::UnexpectedEoc { offset: 0 }));
-        assert!(matches!(ber_to_der(&[0x30, 0x05, 0x00]), Err(BerError::Overrun { offset: 0, .. })));
-        assert!(matches!(ber_to_der(&[0x30, 0x03, 0x02, 0x05, 0x00]), Err(BerError::Overrun { offset: 2, .. })));
-        assert!(matches!(ber_to_der(&[0x24, 0x03, 0x02, 0x01, 0x00]), Err(BerError::BadChunk { offset: 2, tag: 0x02 })));
+        assert_eq!(
+            ber_to_der(&[0x30, 0x80, 0x05, 0x00]),
+            Err(BerError::MissingEoc { offset: 0 })
+        );
+        assert_eq!(
+            ber_to_der(&[0x04, 0x80, 0x00, 0x00]),
+            Err(BerError::IndefinitePrimitive { offset: 0 })
+        );
+        assert_eq!(
+            ber_to_der(&[0x00, 0x00]),
+            Err(BerError::UnexpectedEoc { offset: 0 })
+        );
+        assert!(matches!(
+            ber_to_der(&[0x30, 0x05, 0x00]),
+            Err(BerError::Overrun { offset: 0, .. })
+        ));
+        assert!(matches!(
+            ber_to_der(&[0x30, 0x03, 0x02, 0x05, 0x00]),
+            Err(BerError::Overrun { offset: 2, .. })
+        ));
+        assert!(matches!(
+            ber_to_der(&[0x24, 0x03, 0x02, 0x01, 0x00]),
+            Err(BerError::BadChunk {
+                offset: 2,
+                tag: 0x02
+            })
+        ));
         assert_eq!(
             ber_to_der(&[0x05, 0x00, 0x01]),
-            Err(BerError::TrailingData { offset: 2, count: 1 })
+            Err(BerError::TrailingData {
+                offset: 2,
+                count: 1
+            })
         );
         // An EOC inside a definite-length element.
-        assert_eq!(ber_to_der(&[0x30, 0x02, 0x00, 0x00]), Err(BerError::UnexpectedEoc { offset: 2 }));
+        assert_eq!(
+            ber_to_der(&[0x30, 0x02, 0x00, 0x00]),
+            Err(BerError::UnexpectedEoc { offset: 2 })
+        );
     }
 
     #[test]
@@ -395,7 +431,10 @@ mod tests {
         for _ in 0..100 {
             deep_chunks.extend_from_slice(&[0x24, 0x80]);
         }
-        assert!(matches!(ber_to_der(&deep_chunks), Err(BerError::TooDeep { .. })));
+        assert!(matches!(
+            ber_to_der(&deep_chunks),
+            Err(BerError::TooDeep { .. })
+        ));
         let mut ok = Vec::new();
         for _ in 0..MAX_DEPTH {
             ok.extend_from_slice(&[0x30, 0x80]);

@@ -139,34 +139,38 @@ fn split(der: &[u8]) -> Result<RawCert<'_>, PkiError> {
     let outer = tlv::read_single(der).map_err(|e| bad("certificate", e))?;
     expect_tag(outer, 0x30, "certificate")?;
     let mut top = Elements::new(outer.content);
-    let tbs = top.expect("missing tbsCertificate").map_err(|e| bad("certificate", e))?;
+    let tbs = top
+        .require("missing tbsCertificate")
+        .map_err(|e| bad("certificate", e))?;
     expect_tag(tbs, 0x30, "tbsCertificate")?;
     let signature_alg = top
-        .expect("missing signatureAlgorithm")
+        .require("missing signatureAlgorithm")
         .map_err(|e| bad("certificate", e))?;
     expect_tag(signature_alg, 0x30, "signatureAlgorithm")?;
     let signature = top
-        .expect("missing signatureValue")
+        .require("missing signatureValue")
         .map_err(|e| bad("certificate", e))?;
     expect_tag(signature, 0x03, "signatureValue")?;
     if !top.is_empty() {
-        return Err(PkiError::Certificate("extra data after signatureValue".into()));
+        return Err(PkiError::Certificate(
+            "extra data after signatureValue".into(),
+        ));
     }
 
     let mut f = Elements::new(tbs.content);
     let e = |x| bad("tbsCertificate", x);
     f.optional(0xA0).map_err(e)?; // version
-    let serial = f.expect("missing serialNumber").map_err(e)?;
+    let serial = f.require("missing serialNumber").map_err(e)?;
     expect_tag(serial, 0x02, "serialNumber")?;
-    let sig = f.expect("missing signature").map_err(e)?;
+    let sig = f.require("missing signature").map_err(e)?;
     expect_tag(sig, 0x30, "signature")?;
-    let issuer = f.expect("missing issuer").map_err(e)?;
+    let issuer = f.require("missing issuer").map_err(e)?;
     expect_tag(issuer, 0x30, "issuer")?;
-    let validity = f.expect("missing validity").map_err(e)?;
+    let validity = f.require("missing validity").map_err(e)?;
     expect_tag(validity, 0x30, "validity")?;
-    let subject = f.expect("missing subject").map_err(e)?;
+    let subject = f.require("missing subject").map_err(e)?;
     expect_tag(subject, 0x30, "subject")?;
-    let spki = f.expect("missing subjectPublicKeyInfo").map_err(e)?;
+    let spki = f.require("missing subjectPublicKeyInfo").map_err(e)?;
     expect_tag(spki, 0x30, "subjectPublicKeyInfo")?;
     let mut extensions = None;
     while let Some(t) = f.next_tlv().map_err(e)? {
@@ -178,9 +182,11 @@ fn split(der: &[u8]) -> Result<RawCert<'_>, PkiError> {
     }
     let mut v = Elements::new(validity.content);
     let not_before = v
-        .expect("missing notBefore")
+        .require("missing notBefore")
         .map_err(|x| bad("validity", x))?;
-    let not_after = v.expect("missing notAfter").map_err(|x| bad("validity", x))?;
+    let not_after = v
+        .require("missing notAfter")
+        .map_err(|x| bad("validity", x))?;
     Ok(RawCert {
         tbs,
         serial,
@@ -231,14 +237,14 @@ pub fn parse(cert: &CertDer) -> Result<CertInfo, PkiError> {
     let raw = split(der)?;
     let subject = format_name(raw.subject.raw)?;
     let issuer = format_name(raw.issuer.raw)?;
-    let not_before = parse_time(raw.not_before)
-        .map_err(|r| PkiError::Certificate(format!("notBefore: {r}")))?;
+    let not_before =
+        parse_time(raw.not_before).map_err(|r| PkiError::Certificate(format!("notBefore: {r}")))?;
     let not_after =
         parse_time(raw.not_after).map_err(|r| PkiError::Certificate(format!("notAfter: {r}")))?;
 
     let mut spki = Elements::new(raw.spki.content);
     let spki_alg = spki
-        .expect("missing algorithm")
+        .require("missing algorithm")
         .map_err(|e| bad("subjectPublicKeyInfo", e))?;
     let public_key_algorithm = algorithm_oid(spki_alg, "subjectPublicKeyInfo algorithm")?;
     let signature_algorithm = algorithm_oid(raw.signature_alg, "signatureAlgorithm")?;
@@ -276,7 +282,7 @@ pub fn parse(cert: &CertDer) -> Result<CertInfo, PkiError> {
 fn algorithm_oid(alg: Tlv<'_>, what: &str) -> Result<String, PkiError> {
     expect_tag(alg, 0x30, what)?;
     let oid = Elements::new(alg.content)
-        .expect("missing algorithm OID")
+        .require("missing algorithm OID")
         .map_err(|e| bad(what, e))?;
     expect_tag(oid, 0x06, what)?;
     Ok(oid_to_string(oid.content))
@@ -298,14 +304,14 @@ fn read_extensions(exts: Tlv<'_>, info: &mut CertInfo) -> Result<(), PkiError> {
     while let Some(ext) = list.next_tlv().map_err(e)? {
         expect_tag(ext, 0x30, "extension")?;
         let mut f = Elements::new(ext.content);
-        let oid = f.expect("missing extnID").map_err(e)?;
+        let oid = f.require("missing extnID").map_err(e)?;
         expect_tag(oid, 0x06, "extnID")?;
-        let mut next = f.expect("missing extnValue").map_err(e)?;
+        let mut next = f.require("missing extnValue").map_err(e)?;
         let mut critical = false;
         if next.tag0 == 0x01 {
             // Lenient BOOLEAN: any non-zero octet is TRUE (BER), explicit FALSE accepted.
             critical = next.content.iter().any(|b| *b != 0);
-            next = f.expect("missing extnValue").map_err(e)?;
+            next = f.require("missing extnValue").map_err(e)?;
         }
         expect_tag(next, 0x04, "extnValue")?;
         // RFC 5280 forbids duplicates; the first occurrence wins.
@@ -460,9 +466,45 @@ fn attribute_short_name(oid: &[u8]) -> Option<&'static str> {
         [0x09, 0x92, 0x26, 0x89, 0x93, 0xF2, 0x2C, 0x64, 0x01, 0x19] => "DC",
         [0x09, 0x92, 0x26, 0x89, 0x93, 0xF2, 0x2C, 0x64, 0x01, 0x01] => "UID",
         // 1.3.6.1.4.1.311.60.2.1.{1,2,3}: EV jurisdiction attributes
-        [0x2B, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x3C, 0x02, 0x01, 0x01] => "jurisdictionL",
-        [0x2B, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x3C, 0x02, 0x01, 0x02] => "jurisdictionST",
-        [0x2B, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x3C, 0x02, 0x01, 0x03] => "jurisdictionC",
+        [
+            0x2B,
+            0x06,
+            0x01,
+            0x04,
+            0x01,
+            0x82,
+            0x37,
+            0x3C,
+            0x02,
+            0x01,
+            0x01,
+        ] => "jurisdictionL",
+        [
+            0x2B,
+            0x06,
+            0x01,
+            0x04,
+            0x01,
+            0x82,
+            0x37,
+            0x3C,
+            0x02,
+            0x01,
+            0x02,
+        ] => "jurisdictionST",
+        [
+            0x2B,
+            0x06,
+            0x01,
+            0x04,
+            0x01,
+            0x82,
+            0x37,
+            0x3C,
+            0x02,
+            0x01,
+            0x03,
+        ] => "jurisdictionC",
         _ => return None,
     })
 }
@@ -531,9 +573,9 @@ fn for_each_atv<'a>(
         while let Some(atv) = atvs.next_tlv().map_err(e)? {
             expect_tag(atv, 0x30, "attribute")?;
             let mut p = Elements::new(atv.content);
-            let oid = p.expect("missing attribute type").map_err(e)?;
+            let oid = p.require("missing attribute type").map_err(e)?;
             expect_tag(oid, 0x06, "attribute type")?;
-            let value = p.expect("missing attribute value").map_err(e)?;
+            let value = p.require("missing attribute value").map_err(e)?;
             f(index, oid.content, value);
         }
         index += 1;
@@ -546,9 +588,7 @@ fn name_values(name_der: &[u8], oid: &[u8]) -> Result<Vec<String>, PkiError> {
     let mut out = Vec::new();
     for_each_atv(name_der, |_, t, v| {
         if t == oid {
-            if let Some(s) = decode_string(v) {
-                out.push(s);
-            }
+            out.extend(decode_string(v));
         }
     })?;
     Ok(out)
@@ -626,7 +666,12 @@ fn parse_time(t: Tlv<'_>) -> Result<i64, String> {
             sign * (digits(tail, 1, 2)? * 3600 + digits(tail, 3, 2)? * 60)
         }
     };
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return Err(format!("time out of range: {s:?}"));
     }
     let days = days_from_civil(year, month, day);
@@ -638,7 +683,8 @@ fn digits(s: &str, at: usize, n: usize) -> Result<i64, String> {
         .get(at..at + n)
         .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| format!("malformed time {s:?}"))?;
-    part.parse::<i64>().map_err(|_| format!("malformed time {s:?}"))
+    part.parse::<i64>()
+        .map_err(|_| format!("malformed time {s:?}"))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -653,6 +699,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -671,7 +718,14 @@ mod tests {
         assert_eq!(time(0x17, "700101010000+0100"), Ok(0));
         assert_eq!(time(0x18, "99991231235959Z"), Ok(253_402_300_799));
         assert_eq!(time(0x18, "20000229120000.123Z"), Ok(951_825_600));
-        for bad in ["", "7001", "700101000000", "701301000000Z", "7001010000+01", "70010100000Zx"] {
+        for bad in [
+            "",
+            "7001",
+            "700101000000",
+            "701301000000Z",
+            "7001010000+01",
+            "70010100000Zx",
+        ] {
             assert!(time(0x17, bad).is_err(), "{bad}");
         }
         assert!(time(0x18, "2000").is_err());
@@ -680,7 +734,10 @@ mod tests {
 
     #[test]
     fn oids() {
-        assert_eq!(oid_to_string(&[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x01]), "1.2.840.113549.1.9.1");
+        assert_eq!(
+            oid_to_string(&[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x01]),
+            "1.2.840.113549.1.9.1"
+        );
         assert_eq!(oid_to_string(&[0x55, 0x04, 0x03]), "2.5.4.3");
         assert_eq!(oid_to_string(&[0x88, 0x37, 0x01]), "2.999.1");
         assert_eq!(oid_to_string(&[]), "invalid-oid:");
@@ -702,13 +759,175 @@ mod tests {
     #[test]
     fn key_usage_bit_order() {
         // digitalSignature | keyEncipherment: 0b1010_0000, 5 unused bits.
-        assert_eq!(key_usage_bits(&[0x05, 0xA0]), KeyUsageBits::DIGITAL_SIGNATURE | KeyUsageBits::KEY_ENCIPHERMENT);
-        assert_eq!(key_usage_bits(&[0x07, 0x00, 0x80]), KeyUsageBits::DECIPHER_ONLY);
-        assert_eq!(KeyUsageBits(0b11).names(), vec!["digitalSignature", "nonRepudiation"]);
+        assert_eq!(
+            key_usage_bits(&[0x05, 0xA0]),
+            KeyUsageBits::DIGITAL_SIGNATURE | KeyUsageBits::KEY_ENCIPHERMENT
+        );
+        assert_eq!(
+            key_usage_bits(&[0x07, 0x00, 0x80]),
+            KeyUsageBits::DECIPHER_ONLY
+        );
+        assert_eq!(
+            KeyUsageBits(0b11).names(),
+            vec!["digitalSignature", "nonRepudiation"]
+        );
         assert_eq!(key_usage_bits(&[]), 0);
     }
 
-    fn name(rdns: &[&[(&[u8], u8, &[u8])]]) -> Vec<u8> {
+    fn oid_der(oid: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        tlv::push_tlv(&mut v, 0x06, oid);
+        v
+    }
+
+    fn wrap(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        tlv::push_tlv(&mut v, tag, content);
+        v
+    }
+
+    #[test]
+    fn parses_synthetic_certificate_with_extensions() {
+        use crate::testcert::{cert, ext};
+        let san = wrap(
+            0x30,
+            &[
+                wrap(0x82, b"mail.example.com"),
+                wrap(0x81, b"Alice@Example.com"),
+                wrap(0x81, b"alice@example.com"),
+                wrap(0x81, b"al\xefce@example.com"),
+            ]
+            .concat(),
+        );
+        let eku = wrap(
+            0x30,
+            &[
+                oid_der(&[0x2B, 6, 1, 5, 5, 7, 3, 4]),
+                oid_der(&[0x2B, 6, 1, 5, 5, 7, 3, 2]),
+            ]
+            .concat(),
+        );
+        let der = cert(
+            &[0x80, 0x01],
+            "Issuer CA",
+            "Alice",
+            &[
+                ext(OID_KU, Some(true), &wrap(0x03, &[0x05, 0xA0])),
+                ext(OID_EKU, Some(false), &eku),
+                ext(OID_BC, None, &wrap(0x30, &[0x01, 0x01, 0x00])),
+                ext(OID_SKI, None, &wrap(0x04, &[1, 2, 3])),
+                ext(OID_SAN, None, &san),
+                // A duplicate KU is ignored (first wins).
+                ext(OID_KU, None, &wrap(0x03, &[0x07, 0x80])),
+                // Unknown extension.
+                ext(&[0x2A, 0x03, 0x04], Some(true), &[0xFF]),
+            ],
+        );
+        let info = parse(&CertDer::new(der.clone())).unwrap();
+        assert_eq!(info.subject, "CN=Alice");
+        assert_eq!(info.issuer, "CN=Issuer CA");
+        assert!(!info.self_signed);
+        assert_eq!(info.serial_hex, "8001");
+        assert_eq!(info.not_before, 1_577_836_800);
+        assert_eq!(info.not_after, 253_402_300_799);
+        assert_eq!(
+            info.emails,
+            vec!["Alice@Example.com", "al\u{ef}ce@example.com"]
+        );
+        assert_eq!(info.dns_names, vec!["mail.example.com"]);
+        assert_eq!(
+            info.key_usage.unwrap().names(),
+            vec!["digitalSignature", "keyEncipherment"]
+        );
+        assert!(info.key_usage_critical);
+        assert_eq!(
+            info.extended_key_usage.as_deref(),
+            Some(
+                &[
+                    "1.3.6.1.5.5.7.3.4".to_string(),
+                    "1.3.6.1.5.5.7.3.2".to_string()
+                ][..]
+            )
+        );
+        assert!(!info.is_ca);
+        assert_eq!(info.subject_key_id.as_deref(), Some(&[1u8, 2, 3][..]));
+        assert_eq!(info.public_key_algorithm, "1.2.840.113549.1.1.1");
+        assert_eq!(info.signature_algorithm, "1.2.840.113549.1.1.11");
+        assert_eq!(info.sha256_fingerprint, hex::encode(Sha256::digest(&der)));
+        assert_eq!(info.sha1_thumbprint, hex::encode_upper(Sha1::digest(&der)));
+        assert_eq!(primary_address(&info), "Alice@Example.com");
+
+        let (issuer, serial) = issuer_and_serial(&CertDer::new(der.clone())).unwrap();
+        assert_eq!(issuer, crate::testcert::cn_name("Issuer CA"));
+        assert_eq!(serial, vec![0x80, 0x01]);
+        let spki = spki_der(&CertDer::new(der.clone())).unwrap();
+        assert_eq!(spki[0], 0x30);
+        assert!(der.windows(spki.len()).any(|w| w == spki.as_slice()));
+        let tbs = tbs_der(&CertDer::new(der.clone())).unwrap();
+        assert_eq!(&der[4..4 + tbs.len()], tbs.as_slice());
+    }
+
+    #[test]
+    fn self_signed_ca_without_extensions_and_json() {
+        let der = crate::testcert::cert(&[0x01], "Root", "Root", &[]);
+        let info = parse(&CertDer::new(der)).unwrap();
+        assert!(info.self_signed);
+        assert!(info.key_usage.is_none() && info.extended_key_usage.is_none());
+        assert_eq!(primary_address(&info), "CN=Root");
+        let ca = crate::testcert::cert(
+            &[0x01],
+            "Root",
+            "Root",
+            &[crate::testcert::ext(
+                OID_BC,
+                Some(true),
+                &wrap(0x30, &[0x01, 0x01, 0xFF]),
+            )],
+        );
+        assert!(parse(&CertDer::new(ca)).unwrap().is_ca);
+    }
+
+    #[test]
+    fn hostile_certificates_error_without_panicking() {
+        use crate::testcert::{cert, ext};
+        let good = cert(
+            &[0x01],
+            "I",
+            "S",
+            &[ext(OID_SAN, None, &wrap(0x30, &wrap(0x81, b"a@b")))],
+        );
+        assert!(parse(&CertDer::new(good.clone())).is_ok());
+        for cut in 0..good.len() {
+            assert!(parse(&CertDer::new(good[..cut].to_vec())).is_err());
+        }
+        for i in 0..good.len() {
+            for v in [
+                0x00, 0x01, 0x02, 0x03, 0x04, 0x17, 0x30, 0x31, 0x80, 0x81, 0xFF,
+            ] {
+                let mut m = good.clone();
+                m[i] = v;
+                let c = CertDer::new(m);
+                let _ = parse(&c);
+                let _ = issuer_and_serial(&c);
+                let _ = spki_der(&c);
+            }
+        }
+        // Malformed known extension values are errors, not panics.
+        let bad_ku = cert(&[0x01], "I", "S", &[ext(OID_KU, None, &[0x04, 0x00])]);
+        assert!(parse(&CertDer::new(bad_ku)).is_err());
+        let bad_time = {
+            let mut c = cert(&[0x01], "I", "S", &[]);
+            let p = c.windows(2).position(|w| w == b"20").unwrap();
+            c[p] = b'x';
+            c
+        };
+        let err = parse(&CertDer::new(bad_time)).unwrap_err().to_string();
+        assert!(err.contains("notBefore"), "{err}");
+    }
+
+    type Atv<'a> = (&'a [u8], u8, &'a [u8]);
+
+    fn name(rdns: &[&[Atv<'_>]]) -> Vec<u8> {
         let mut seq = Vec::new();
         for rdn in rdns {
             let mut set = Vec::new();
@@ -735,7 +954,10 @@ mod tests {
         let n = name(&[
             &[(c, 0x13, b"US")],
             &[(o, 0x14, b"Caf\xe9, Inc")],
-            &[(ou, 0x1E, &[0, b'A', 0, b'+']), (cn, 0x0C, "Zoë".as_bytes())],
+            &[
+                (ou, 0x1E, &[0, b'A', 0, b'+']),
+                (cn, 0x0C, "Zoë".as_bytes()),
+            ],
             &[(OID_EMAIL_ADDRESS, 0x16, b"a@b.c")],
             &[(unknown, 0x02, &[0x05])],
         ]);

@@ -68,7 +68,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn is_padding(b: &[u8]) -> bool {
-    b.iter().all(|c| matches!(c, 0 | b' ' | b'\t' | b'\r' | b'\n'))
+    b.iter()
+        .all(|c| matches!(c, 0 | b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 fn walk_err(name: &str, what: &str, e: WalkError) -> PkiError {
@@ -94,7 +95,10 @@ fn load_der(bytes: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
             if !is_padding(&bytes[end..]) {
                 return Err(PkiError::container(
                     name,
-                    format!("{} unexpected bytes after the DER element", bytes.len() - end),
+                    format!(
+                        "{} unexpected bytes after the DER element",
+                        bytes.len() - end
+                    ),
                 ));
             }
             load_der_element(&bytes[..end], name)
@@ -134,7 +138,10 @@ fn load_der_element(der: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
         return pkcs7_certificates(der, name);
     }
     check_certificate_shape(der).map_err(|reason| {
-        PkiError::container(name, format!("not a certificate or PKCS#7 ContentInfo: {reason}"))
+        PkiError::container(
+            name,
+            format!("not a certificate or PKCS#7 ContentInfo: {reason}"),
+        )
     })?;
     Ok(vec![CertDer::new(der)])
 }
@@ -160,10 +167,13 @@ fn pkcs7_certificates(der: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> 
     let ci = tlv::read_single(der).map_err(|e| walk_err(name, "PKCS#7 ContentInfo", e))?;
     let mut els = Elements::new(ci.content);
     let oid = els
-        .expect("missing contentType")
+        .require("missing contentType")
         .map_err(|e| walk_err(name, "PKCS#7 ContentInfo", e))?;
     if oid.tag0 != 0x06 {
-        return Err(PkiError::container(name, "PKCS#7 ContentInfo: contentType is not an OID"));
+        return Err(PkiError::container(
+            name,
+            "PKCS#7 ContentInfo: contentType is not an OID",
+        ));
     }
     if oid.content != OID_SIGNED_DATA {
         return Err(PkiError::container(
@@ -175,20 +185,27 @@ fn pkcs7_certificates(der: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> 
         ));
     }
     let explicit = els
-        .expect("missing content")
+        .require("missing content")
         .map_err(|e| walk_err(name, "PKCS#7 ContentInfo", e))?;
     if explicit.tag0 != 0xA0 {
-        return Err(PkiError::container(name, "PKCS#7 ContentInfo: content is not [0] EXPLICIT"));
+        return Err(PkiError::container(
+            name,
+            "PKCS#7 ContentInfo: content is not [0] EXPLICIT",
+        ));
     }
-    let sd = tlv::read_single(explicit.content).map_err(|e| walk_err(name, "PKCS#7 SignedData", e))?;
+    let sd =
+        tlv::read_single(explicit.content).map_err(|e| walk_err(name, "PKCS#7 SignedData", e))?;
     if sd.tag0 != 0x30 {
-        return Err(PkiError::container(name, "PKCS#7 SignedData is not a SEQUENCE"));
+        return Err(PkiError::container(
+            name,
+            "PKCS#7 SignedData is not a SEQUENCE",
+        ));
     }
     let mut els = Elements::new(sd.content);
     let sd_err = |e| walk_err(name, "PKCS#7 SignedData", e);
-    let version = els.expect("missing version").map_err(sd_err)?;
-    let digests = els.expect("missing digestAlgorithms").map_err(sd_err)?;
-    let encap = els.expect("missing encapContentInfo").map_err(sd_err)?;
+    let version = els.require("missing version").map_err(sd_err)?;
+    let digests = els.require("missing digestAlgorithms").map_err(sd_err)?;
+    let encap = els.require("missing encapContentInfo").map_err(sd_err)?;
     if version.tag0 != 0x02 || digests.tag0 != 0x31 || encap.tag0 != 0x30 {
         return Err(PkiError::container(
             name,
@@ -201,7 +218,10 @@ fn pkcs7_certificates(der: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> 
     let mut certs = Vec::new();
     let mut items = Elements::new(set.content);
     let mut index = 0usize;
-    while let Some(item) = items.next_tlv().map_err(|e| walk_err(name, "PKCS#7 certificates", e))? {
+    while let Some(item) = items
+        .next_tlv()
+        .map_err(|e| walk_err(name, "PKCS#7 certificates", e))?
+    {
         index += 1;
         // Only the plain `certificate` choice; [0] extendedCertificate, [1]/[2] attribute
         // certificates and [3] other formats are skipped.
@@ -262,13 +282,20 @@ fn load_pem(bytes: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
                     format!("line {line_no}: BEGIN inside the {l} block started at line {start}"),
                 ));
             }
-            open = Some((String::from_utf8_lossy(label).into_owned(), line_no, Vec::new()));
+            open = Some((
+                String::from_utf8_lossy(label).into_owned(),
+                line_no,
+                Vec::new(),
+            ));
             saw_block = true;
             continue;
         }
         if let Some(label) = pem_label(line, b"-----END ") {
             let Some((l, start, body)) = open.take() else {
-                return Err(PkiError::container(name, format!("line {line_no}: END without BEGIN")));
+                return Err(PkiError::container(
+                    name,
+                    format!("line {line_no}: END without BEGIN"),
+                ));
             };
             if label != l.as_bytes() {
                 return Err(PkiError::container(
@@ -298,8 +325,8 @@ fn load_pem(bytes: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
                 certs.extend(load_der(&der, &block_name)?);
             } else if l == "TRUSTED CERTIFICATE" {
                 // DER certificate followed by OpenSSL's X509_CERT_AUX: keep the certificate.
-                let first = tlv::read_tlv(&der, 0)
-                    .map_err(|e| walk_err(&block_name, "certificate", e))?;
+                let first =
+                    tlv::read_tlv(&der, 0).map_err(|e| walk_err(&block_name, "certificate", e))?;
                 check_certificate_shape(first.raw)
                     .map_err(|r| PkiError::container(&block_name, r))?;
                 certs.push(CertDer::new(first.raw));
@@ -356,7 +383,10 @@ pub fn write_p7b(certs: &[CertDer]) -> Vec<u8> {
     tlv::push_tlv(&mut encap, 0x06, OID_DATA);
     tlv::push_tlv(&mut sd, 0x30, &encap);
     if !certs.is_empty() {
-        let set: Vec<u8> = certs.iter().flat_map(|c| c.as_bytes().iter().copied()).collect();
+        let set: Vec<u8> = certs
+            .iter()
+            .flat_map(|c| c.as_bytes().iter().copied())
+            .collect();
         tlv::push_tlv(&mut sd, 0xA0, &set);
     }
     tlv::push_tlv(&mut sd, 0x31, &[]); // signerInfos
@@ -368,4 +398,216 @@ pub fn write_p7b(certs: &[CertDer]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ci.len() + 8);
     tlv::push_tlv(&mut out, 0x30, &ci);
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::testcert::cert;
+
+    fn certs() -> Vec<CertDer> {
+        vec![
+            CertDer::new(cert(&[0x01], "CA", "Alice", &[])),
+            CertDer::new(cert(&[0x02], "CA", "Bob", &[])),
+        ]
+    }
+
+    fn b64(der: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(der)
+    }
+
+    fn err(bytes: &[u8], name: &str) -> String {
+        load_certificates(bytes, name).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn der_certificate_and_padding() {
+        let c = certs();
+        assert_eq!(
+            load_certificates(c[0].as_bytes(), "a.cer").unwrap(),
+            vec![c[0].clone()]
+        );
+        let mut padded = c[0].as_bytes().to_vec();
+        padded.extend_from_slice(b"\r\n\0\0");
+        assert_eq!(
+            load_certificates(&padded, "a.cer").unwrap(),
+            vec![c[0].clone()]
+        );
+        let mut junk = c[0].as_bytes().to_vec();
+        junk.push(b'x');
+        assert!(err(&junk, "a.cer").starts_with("a.cer: 1 unexpected bytes"));
+        let truncated = &c[0].as_bytes()[..20];
+        assert!(err(truncated, "a.cer").contains("runs past end of file"));
+    }
+
+    #[test]
+    fn unknown_formats_name_the_source_and_first_byte() {
+        assert_eq!(
+            err(b"hello", "alice.p7b"),
+            "alice.p7b: not a certificate, PKCS#7 or SST container (first byte 0x68)"
+        );
+        assert_eq!(err(b"", "x"), "x: empty input");
+        // A SEQUENCE that is neither a certificate nor a ContentInfo.
+        let e = err(&[0x30, 0x03, 0x02, 0x01, 0x00], "k.der");
+        assert!(
+            e.starts_with("k.der: not a certificate or PKCS#7 ContentInfo"),
+            "{e}"
+        );
+        // SST errors carry the offset.
+        let mut sst_bytes = crate::sst::SST_MAGIC.to_vec();
+        sst_bytes.extend_from_slice(&[32, 0, 0, 0, 1, 0, 0, 0, 0x9F, 0x86, 0x01, 0x00]);
+        assert_eq!(
+            err(&sst_bytes, "u.sst"),
+            "u.sst: SST: offset 8: element length 99999 runs past end of file (20 bytes)"
+        );
+    }
+
+    #[test]
+    fn pkcs7_der_ber_and_non_signed_data() {
+        let c = certs();
+        let p7 = write_p7b(&c);
+        assert_eq!(load_certificates(&p7, "a.p7b").unwrap(), c);
+        // Same structure with indefinite lengths everywhere (as Windows writes).
+        let mut sd = Vec::new();
+        sd.extend_from_slice(&[0x02, 0x01, 0x01, 0x31, 0x00, 0x30, 0x80, 0x06, 0x09]);
+        sd.extend_from_slice(OID_DATA);
+        sd.extend_from_slice(&[0x00, 0x00, 0xA0, 0x80]);
+        for x in &c {
+            sd.extend_from_slice(x.as_bytes());
+        }
+        sd.extend_from_slice(&[0x00, 0x00, 0x31, 0x00]);
+        let mut ber_p7 = vec![0x30, 0x80, 0x06, 0x09];
+        ber_p7.extend_from_slice(OID_SIGNED_DATA);
+        ber_p7.extend_from_slice(&[0xA0, 0x80, 0x30, 0x80]);
+        ber_p7.extend_from_slice(&sd);
+        ber_p7.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        assert_eq!(load_certificates(&ber_p7, "w.p7b").unwrap(), c);
+        let mut padded = ber_p7.clone();
+        padded.extend_from_slice(b"\n\0");
+        assert_eq!(load_certificates(&padded, "w.p7b").unwrap(), c);
+        let e = err(&ber_p7[..ber_p7.len() - 3], "w.p7b");
+        assert!(e.starts_with("w.p7b: BER: "), "{e}");
+        // envelopedData is refused with its OID named.
+        let mut env = vec![0x30, 0x0F, 0x06, 0x09];
+        env.extend_from_slice(&[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x03]);
+        env.extend_from_slice(&[0xA0, 0x02, 0x30, 0x00]);
+        assert_eq!(
+            err(&env, "e.p7m"),
+            "e.p7m: PKCS#7 content type 1.2.840.113549.1.7.3 is not signedData (1.2.840.113549.1.7.2)"
+        );
+        // A certificates set with a bogus certificate names its index.
+        let mut bogus = c.clone();
+        bogus.push(CertDer::new(vec![0x30, 0x00]));
+        let e = err(&write_p7b(&bogus), "b.p7b");
+        assert!(e.starts_with("b.p7b: PKCS#7 certificate #3: "), "{e}");
+    }
+
+    #[test]
+    fn pem_variants() {
+        let c = certs();
+        let p7 = write_p7b(&c);
+        let text = format!(
+            "Bag Attributes\n    friendlyName: x\n-----BEGIN TRUSTED CERTIFICATE-----\n{}\n-----END TRUSTED CERTIFICATE-----\n\
+             -----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\nAAAA\n-----END RSA PRIVATE KEY-----\n\
+             -----BEGIN X509 CERTIFICATE-----\n{}\n-----END X509 CERTIFICATE-----\n\
+             -----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            // Trusted certificate: DER followed by auxiliary trust data.
+            b64(&[c[0].as_bytes(), &[0x30, 0x00]].concat()),
+            b64(c[1].as_bytes()),
+            // A CERTIFICATE block that really holds PKCS#7.
+            b64(&p7),
+        );
+        let got = load_certificates(text.as_bytes(), "mix.pem").unwrap();
+        assert_eq!(
+            got,
+            vec![c[0].clone(), c[1].clone(), c[0].clone(), c[1].clone()]
+        );
+        // Only a key: no certificates, not an error.
+        let key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        assert!(
+            load_certificates(key.as_bytes(), "k.pem")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn pem_errors() {
+        let e = err(b"-----BEGIN CERTIFICATE-----\nAAAA\n", "a.pem");
+        assert_eq!(e, "a.pem: PEM CERTIFICATE block at line 1 has no END line");
+        let e = err(
+            b"x\n-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+            "a.pem",
+        );
+        assert!(
+            e.starts_with("a.pem: PEM CERTIFICATE block at line 2: invalid base64"),
+            "{e}"
+        );
+        let e = err(
+            b"-----BEGIN CERTIFICATE-----\n-----END PKCS7-----\n",
+            "a.pem",
+        );
+        assert!(e.contains("does not match BEGIN CERTIFICATE"), "{e}");
+        let e = err(
+            b"-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
+            "a.pem",
+        );
+        assert!(
+            e.starts_with("a.pem (PEM CERTIFICATE block at line 1): "),
+            "{e}"
+        );
+        let e = err(
+            b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+            "a.pem",
+        );
+        assert!(e.ends_with("empty block"), "{e}");
+        let e = err(b"text -----BEGIN nothing", "a.pem");
+        assert_eq!(e, "a.pem: no complete PEM block found");
+    }
+
+    #[test]
+    fn writers() {
+        let c = certs();
+        let pem = write_pem(&c);
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert_eq!(pem.matches("-----END CERTIFICATE-----\n").count(), 2);
+        assert_eq!(load_certificates(pem.as_bytes(), "w.pem").unwrap(), c);
+        assert_eq!(write_pem(&[]), "");
+        // Certs-only SignedData: version 1, empty digest set, id-data without content.
+        let p7 = write_p7b(&c);
+        assert!(!ber::needs_conversion(&p7));
+        let empty = write_p7b(&[]);
+        let mut want = vec![0x30, 0x23, 0x06, 0x09];
+        want.extend_from_slice(OID_SIGNED_DATA);
+        want.extend_from_slice(&[
+            0xA0, 0x16, 0x30, 0x14, 0x02, 0x01, 0x01, 0x31, 0x00, 0x30, 0x0B, 0x06, 0x09,
+        ]);
+        want.extend_from_slice(OID_DATA);
+        want.extend_from_slice(&[0x31, 0x00]);
+        assert_eq!(empty, want);
+    }
+
+    #[test]
+    fn hostile_inputs_never_panic() {
+        let c = certs();
+        let samples = [
+            write_p7b(&c),
+            write_pem(&c).into_bytes(),
+            crate::sst::write_sst(&c),
+            c[0].as_bytes().to_vec(),
+        ];
+        for s in &samples {
+            for cut in 0..s.len() {
+                let _ = load_certificates(&s[..cut], "t");
+            }
+            for i in (0..s.len()).step_by(3) {
+                for v in [0x00, 0x24, 0x30, 0x80, 0xA0, 0xFF] {
+                    let mut m = s.clone();
+                    m[i] = v;
+                    let _ = load_certificates(&m, "m");
+                }
+            }
+        }
+    }
 }

@@ -213,6 +213,7 @@ pub fn write_sst(certs: &[CertDer]) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -233,7 +234,10 @@ mod tests {
         for (e, c) in entries.iter().zip(certs()) {
             assert_eq!(e.certificate, c);
             assert_eq!(e.properties.len(), 1);
-            assert_eq!(e.property(SHA1_HASH_PROP_ID).unwrap(), &Sha1::digest(c.as_bytes())[..]);
+            assert_eq!(
+                e.property(SHA1_HASH_PROP_ID).unwrap(),
+                &Sha1::digest(c.as_bytes())[..]
+            );
         }
         // Exact layout of the first element: id 3, enc 1, len 20.
         assert_eq!(&bytes[8..20], &[3, 0, 0, 0, 1, 0, 0, 0, 20, 0, 0, 0]);
@@ -259,7 +263,10 @@ mod tests {
         push_element(&mut b, CERT_CONTEXT_ID, &[0x30, 0x00]);
         let e = read_sst(&b).unwrap();
         assert_eq!(e.len(), 1);
-        assert_eq!(e[0].properties, vec![(11, vec![b'B', 0, 0, 0]), (20, vec![1, 2])]);
+        assert_eq!(
+            e[0].properties,
+            vec![(11, vec![b'B', 0, 0, 0]), (20, vec![1, 2])]
+        );
         assert_eq!(e[0].friendly_name().as_deref(), Some("B"));
     }
 
@@ -272,13 +279,23 @@ mod tests {
         let cut = &good[..8 + 32 + 17 + 4];
         assert_eq!(
             read_sst(cut),
-            Err(SstError::TruncatedHeader { offset: 57, remaining: 4 })
+            Err(SstError::TruncatedHeader {
+                offset: 57,
+                remaining: 4
+            })
         );
         // Length past the end.
         let mut b = SST_MAGIC.to_vec();
         b.extend_from_slice(&[32, 0, 0, 0, 1, 0, 0, 0, 0x9F, 0x86, 0x01, 0x00, 0x30]);
         let err = read_sst(&b).unwrap_err();
-        assert_eq!(err, SstError::Overrun { offset: 8, len: 99999, file_len: 21 });
+        assert_eq!(
+            err,
+            SstError::Overrun {
+                offset: 8,
+                len: 99999,
+                file_len: 21
+            }
+        );
         assert_eq!(
             err.to_string(),
             "offset 8: element length 99999 runs past end of file (21 bytes)"
@@ -290,11 +307,23 @@ mod tests {
         // Property id out of range.
         let mut b = SST_MAGIC.to_vec();
         push_element(&mut b, 0x10000, &[]);
-        assert_eq!(read_sst(&b), Err(SstError::BadPropertyId { offset: 8, id: 0x10000 }));
+        assert_eq!(
+            read_sst(&b),
+            Err(SstError::BadPropertyId {
+                offset: 8,
+                id: 0x10000
+            })
+        );
         // Properties at the end without a certificate.
         let mut b = SST_MAGIC.to_vec();
         push_element(&mut b, 3, &[0; 20]);
-        assert_eq!(read_sst(&b), Err(SstError::DanglingProperties { offset: 8, count: 1 }));
+        assert_eq!(
+            read_sst(&b),
+            Err(SstError::DanglingProperties {
+                offset: 8,
+                count: 1
+            })
+        );
         // Empty certificate.
         let mut b = SST_MAGIC.to_vec();
         push_element(&mut b, 32, &[]);

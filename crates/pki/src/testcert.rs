@@ -14,7 +14,10 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
 
 /// `Name` with a single CN (UTF8String).
 pub(crate) fn cn_name(cn: &str) -> Vec<u8> {
-    let atv = tlv(0x30, &cat(&[&tlv(0x06, &[0x55, 0x04, 0x03]), &tlv(0x0C, cn.as_bytes())]));
+    let atv = tlv(
+        0x30,
+        &cat(&[&tlv(0x06, &[0x55, 0x04, 0x03]), &tlv(0x0C, cn.as_bytes())]),
+    );
     tlv(0x30, &tlv(0x31, &atv))
 }
 

@@ -79,7 +79,9 @@ pub(crate) fn read_header(input: &[u8], pos: usize) -> Result<Header, HeaderErro
         if n > std::mem::size_of::<usize>() {
             return Err(HeaderError::BadLength(len_pos));
         }
-        let bytes = input.get(p..p + n).ok_or(HeaderError::Truncated(input.len()))?;
+        let bytes = input
+            .get(p..p + n)
+            .ok_or(HeaderError::Truncated(input.len()))?;
         p += n;
         let mut v: usize = 0;
         for b in bytes {
@@ -158,7 +160,7 @@ impl<'a> Elements<'a> {
     }
 
     /// Reads the next element, which must exist.
-    pub fn expect(&mut self, what: &'static str) -> Result<Tlv<'a>, WalkError> {
+    pub fn require(&mut self, what: &'static str) -> Result<Tlv<'a>, WalkError> {
         let at = self.pos;
         self.next_tlv()?.ok_or(WalkError {
             offset: at,
@@ -251,6 +253,7 @@ pub(crate) fn push_tlv(out: &mut Vec<u8>, tag0: u8, content: &[u8]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -270,12 +273,18 @@ mod tests {
     fn rejects_malformed_headers() {
         assert_eq!(read_header(&[], 0), Err(HeaderError::Truncated(0)));
         assert_eq!(read_header(&[0x30], 0), Err(HeaderError::Truncated(1)));
-        assert_eq!(read_header(&[0x30, 0xFF], 0), Err(HeaderError::BadLength(1)));
+        assert_eq!(
+            read_header(&[0x30, 0xFF], 0),
+            Err(HeaderError::BadLength(1))
+        );
         assert!(matches!(
             read_header(&[0x30, 0x89, 1, 1, 1, 1, 1, 1, 1, 1, 1], 0),
             Err(HeaderError::BadLength(1))
         ));
-        assert!(matches!(read_header(&[0x30, 0x82, 1], 0), Err(HeaderError::Truncated(_))));
+        assert!(matches!(
+            read_header(&[0x30, 0x82, 1], 0),
+            Err(HeaderError::Truncated(_))
+        ));
         assert!(matches!(
             read_header(&[0x1F, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 1, 0], 0),
             Err(HeaderError::BadTag(0))

@@ -4,6 +4,8 @@
 //!
 //! Corpus root: `$SMIMEKIT_CORPUS`, else `shared/corpus` beside the workspace.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -15,8 +17,17 @@ use smimekit_pki::{ber, certinfo, load_certificates, read_sst, write_p7b, write_
 fn corpus() -> PathBuf {
     let p = std::env::var_os("SMIMEKIT_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus")));
-    assert!(p.join("manifest.json").is_file(), "corpus not found at {} (set SMIMEKIT_CORPUS)", p.display());
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/corpus"
+            ))
+        });
+    assert!(
+        p.join("manifest.json").is_file(),
+        "corpus not found at {} (set SMIMEKIT_CORPUS)",
+        p.display()
+    );
     p
 }
 
@@ -47,11 +58,25 @@ fn manifest_cert_cases() {
         let file = case["file"].as_str().unwrap();
         let expect = &case["expect"];
         let certs = load(file);
-        assert_eq!(certs.len() as u64, expect["certs"].as_u64().unwrap(), "{file}: count");
-        let want_sha: Vec<&str> = expect["cert_sha256"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(
+            certs.len() as u64,
+            expect["certs"].as_u64().unwrap(),
+            "{file}: count"
+        );
+        let want_sha: Vec<&str> = expect["cert_sha256"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
         let got_sha: Vec<String> = certs.iter().map(|c| sha256_hex(c.as_bytes())).collect();
         assert_eq!(got_sha, want_sha, "{file}: sha256 list");
-        let want_subjects: Vec<&str> = expect["subjects"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let want_subjects: Vec<&str> = expect["subjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
         for (i, (cert, want)) in certs.iter().zip(&want_subjects).enumerate() {
             let info = certinfo::parse(cert).unwrap_or_else(|e| panic!("{file}#{i}: {e}"));
             assert_eq!(info.sha256_fingerprint, want_sha[i]);
@@ -94,19 +119,18 @@ fn tsv_names(dn: &str) -> String {
     let mut rest = dn;
     let mut at_attr_start = true;
     while !rest.is_empty() {
-        if at_attr_start {
-            if let Some((from, to)) = MAP.iter().find(|(f, _)| rest.starts_with(f)) {
-                out.push_str(to);
-                rest = &rest[from.len()..];
-            }
+        if let Some((from, to)) = MAP
+            .iter()
+            .find(|(f, _)| at_attr_start && rest.starts_with(f))
+        {
+            out.push_str(to);
+            rest = &rest[from.len()..];
         }
         let mut chars = rest.chars();
         let Some(c) = chars.next() else { break };
         out.push(c);
         if c == '\\' {
-            if let Some(n) = chars.next() {
-                out.push(n);
-            }
+            out.extend(chars.next());
         }
         at_attr_start = c == ',' || c == '+';
         rest = chars.as_str();
@@ -120,11 +144,21 @@ fn windows_roots_sst() {
     let file = case["file"].as_str().unwrap();
     let bytes = std::fs::read(corpus().join(file)).unwrap();
     let entries = read_sst(&bytes).unwrap();
-    assert_eq!(entries.len() as u64, case["expect"]["certs"].as_u64().unwrap());
+    assert_eq!(
+        entries.len() as u64,
+        case["expect"]["certs"].as_u64().unwrap()
+    );
     assert_eq!(entries.len(), 434);
 
-    let tsv = std::fs::read_to_string(corpus().join(case["expect"]["cert_sha256_list"].as_str().unwrap())).unwrap();
-    let rows: Vec<Vec<&str>> = tsv.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).map(|l| l.split('\t').collect()).collect();
+    let tsv = std::fs::read_to_string(
+        corpus().join(case["expect"]["cert_sha256_list"].as_str().unwrap()),
+    )
+    .unwrap();
+    let rows: Vec<Vec<&str>> = tsv
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split('\t').collect())
+        .collect();
     assert_eq!(rows.len(), 434);
     let mut mismatches = Vec::new();
     for (i, (entry, row)) in entries.iter().zip(&rows).enumerate() {
@@ -135,21 +169,35 @@ fn windows_roots_sst() {
         assert_eq!(ids, want_ids, "cert {i}: property ids");
         // Windows' SHA-1 property is the thumbprint.
         let info = certinfo::parse(&entry.certificate).unwrap_or_else(|e| panic!("cert {i}: {e}"));
-        assert_eq!(hex::encode_upper(entry.property(3).unwrap()), info.sha1_thumbprint);
+        assert_eq!(
+            hex::encode_upper(entry.property(3).unwrap()),
+            info.sha1_thumbprint
+        );
         assert_eq!(date(info.not_after), row[1], "cert {i}: notAfter");
         let want = tsv_names(row[2]);
         if info.subject != want {
             mismatches.push((i, info.subject.clone(), want));
         }
     }
-    assert_eq!(sha256_hex(entries[0].certificate.as_bytes()), case["expect"]["first_cert_sha256"].as_str().unwrap());
-    assert_eq!(sha256_hex(entries[433].certificate.as_bytes()), case["expect"]["last_cert_sha256"].as_str().unwrap());
-    let known: Vec<(usize, String, String)> =
-        KNOWN_SST_SUBJECT_MISMATCHES.iter().map(|(i, a, b)| (*i, a.to_string(), b.to_string())).collect();
+    assert_eq!(
+        sha256_hex(entries[0].certificate.as_bytes()),
+        case["expect"]["first_cert_sha256"].as_str().unwrap()
+    );
+    assert_eq!(
+        sha256_hex(entries[433].certificate.as_bytes()),
+        case["expect"]["last_cert_sha256"].as_str().unwrap()
+    );
+    let known: Vec<(usize, String, String)> = KNOWN_SST_SUBJECT_MISMATCHES
+        .iter()
+        .map(|(i, a, b)| (*i, a.to_string(), b.to_string()))
+        .collect();
     assert_eq!(mismatches, known, "subject mismatches (ours, expected)");
 
     // The friendly name of the first root is readable.
-    assert_eq!(entries[0].friendly_name().as_deref(), Some("TrustCor RootCert CA-1"));
+    assert_eq!(
+        entries[0].friendly_name().as_deref(),
+        Some("TrustCor RootCert CA-1")
+    );
     // load_certificates sniffs the SST too.
     assert_eq!(load(file).len(), 434);
 }
@@ -192,11 +240,15 @@ fn rfc4134_ber_samples_convert_and_decode() {
         // Idempotent, and DER now as far as the RustCrypto decoder is concerned.
         assert_eq!(ber::ber_to_der(&der).unwrap(), der);
         assert!(!ber::needs_conversion(&der), "{}", path.display());
-        cms::content_info::ContentInfo::from_der(&der).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        cms::content_info::ContentInfo::from_der(&der)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         n += 1;
     }
     assert_eq!(n, 16);
-    assert!(converted >= 2, "expected the indefinite-length samples (3.1, 4.5) to change");
+    assert!(
+        converted >= 2,
+        "expected the indefinite-length samples (3.1, 4.5) to change"
+    );
 }
 
 /// Every file in the corpus: `load_certificates` returns (Ok or Err) without panicking, and
@@ -218,7 +270,9 @@ fn whole_corpus_never_panics_and_agrees_with_x509_cert() {
             let name = path.display().to_string();
             if let Ok(certs) = load_certificates(&bytes, &name) {
                 for c in certs {
-                    certs_seen.entry(sha256_hex(c.as_bytes())).or_insert((name.clone(), c));
+                    certs_seen
+                        .entry(sha256_hex(c.as_bytes()))
+                        .or_insert((name.clone(), c));
                 }
             }
             // Truncations of every file must not panic either.
@@ -240,19 +294,34 @@ fn whole_corpus_never_panics_and_agrees_with_x509_cert() {
                 let tbs = x.tbs_certificate();
                 assert_eq!(tbs.serial_number().as_bytes(), &serial[..], "{name}");
                 assert_eq!(hex::encode_upper(&serial), info.serial_hex);
-                assert_eq!(tbs.subject_public_key_info().to_der().unwrap(), spki, "{name}");
+                assert_eq!(
+                    tbs.subject_public_key_info().to_der().unwrap(),
+                    spki,
+                    "{name}"
+                );
                 assert_eq!(tbs.issuer().to_der().unwrap(), issuer, "{name}");
                 let nb = tbs.validity().not_before.to_unix_duration().as_secs() as i64;
                 let na = tbs.validity().not_after.to_unix_duration().as_secs() as i64;
                 assert_eq!((info.not_before, info.not_after), (nb, na), "{name}");
-                assert_eq!(x.signature_algorithm().oid.to_string(), info.signature_algorithm, "{name}");
-                assert_eq!(tbs.subject_public_key_info().algorithm.oid.to_string(), info.public_key_algorithm);
+                assert_eq!(
+                    x.signature_algorithm().oid.to_string(),
+                    info.signature_algorithm,
+                    "{name}"
+                );
+                assert_eq!(
+                    tbs.subject_public_key_info().algorithm.oid.to_string(),
+                    info.public_key_algorithm
+                );
             }
             Err(e) => strict_failures.push(format!("{name}: {e}")),
         }
     }
     // Certificates the strict decoder rejects but we read (documented leniency).
-    eprintln!("{} distinct certificates; strict x509-cert rejects {}: {strict_failures:#?}", certs_seen.len(), strict_failures.len());
+    eprintln!(
+        "{} distinct certificates; strict x509-cert rejects {}: {strict_failures:#?}",
+        certs_seen.len(),
+        strict_failures.len()
+    );
     assert!(strict_failures.len() <= 5, "{strict_failures:#?}");
 }
 
@@ -300,7 +369,11 @@ fn round_trips() {
     let certs = sample_certs();
     // SST
     let sst = write_sst(&certs);
-    let back: Vec<CertDer> = read_sst(&sst).unwrap().into_iter().map(|e| e.certificate).collect();
+    let back: Vec<CertDer> = read_sst(&sst)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.certificate)
+        .collect();
     assert_eq!(back, certs);
     assert_eq!(load_certificates(&sst, "x.sst").unwrap(), certs);
     // PKCS#7, also accepted by the RustCrypto cms decoder.
@@ -322,24 +395,36 @@ fn round_trips() {
     assert!(pem.lines().all(|l| l.len() <= 64));
     assert_eq!(load_certificates(pem.as_bytes(), "x.pem").unwrap(), certs);
     // PEM with CRLF and text around blocks.
-    let crlf = format!("Subject: whatever\r\n\r\n{}\r\ntrailer", pem.replace('\n', "\r\n"));
+    let crlf = format!(
+        "Subject: whatever\r\n\r\n{}\r\ntrailer",
+        pem.replace('\n', "\r\n")
+    );
     assert_eq!(load_certificates(crlf.as_bytes(), "x.pem").unwrap(), certs);
     // Empty inputs.
     assert!(read_sst(&write_sst(&[])).unwrap().is_empty());
-    assert!(load_certificates(&write_p7b(&[]), "empty.p7b").unwrap().is_empty());
+    assert!(
+        load_certificates(&write_p7b(&[]), "empty.p7b")
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
 fn sst_speed_10000_certs() {
     let certs = sample_certs();
-    let many: Vec<CertDer> = (0..10_000).map(|i| certs[i % certs.len()].clone()).collect();
+    let many: Vec<CertDer> = (0..10_000)
+        .map(|i| certs[i % certs.len()].clone())
+        .collect();
     let t = std::time::Instant::now();
     let bytes = write_sst(&many);
     let back = read_sst(&bytes).unwrap();
     let elapsed = t.elapsed();
     assert_eq!(back.len(), 10_000);
     if !cfg!(debug_assertions) {
-        assert!(elapsed.as_millis() < 50, "10,000-cert SST encode+decode took {elapsed:?}");
+        assert!(
+            elapsed.as_millis() < 50,
+            "10,000-cert SST encode+decode took {elapsed:?}"
+        );
     }
     eprintln!("10,000-cert SST encode+decode: {elapsed:?}");
 }

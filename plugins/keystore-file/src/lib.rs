@@ -239,6 +239,9 @@ inventory::submit! {
     }
 }
 
+/// Referenced by `smimekit-builtins` so that the linker keeps this crate's registration.
+pub fn link() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +257,3 @@ mod tests {
         assert!(!accepts(""));
     }
 }
-
-/// Referenced by `smimekit-builtins` so that the linker keeps this crate's registration.
-pub fn link() {}

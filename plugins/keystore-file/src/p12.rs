@@ -1,6 +1,8 @@
 //! PKCS#12 files: OpenSSL's `PKCS12_parse` does the MAC check and the decryption; a small
-//! structural walk adds what it drops (further keys, key friendly names) and recognises
-//! RFC 9579 PBMAC1, which OpenSSL 3.0 cannot verify.
+//! structural walk adds what it drops (further keys, key friendly names) and handles RFC 9579
+//! PBMAC1, which OpenSSL 3.0 cannot verify: the PBMAC1 MAC is checked here with OpenSSL's
+//! PBKDF2 and HMAC, then OpenSSL decrypts an in-memory copy carrying a classic MAC (see
+//! `reseal`). Nothing here decrypts a bag by hand.
 
 use std::borrow::Cow;
 
@@ -115,10 +117,8 @@ struct Pfx<'a> {
 }
 
 fn parse_pfx(der_bytes: &[u8]) -> Result<Pfx<'_>, String> {
-    let (pfx, rest) = der::read(der_bytes)?;
-    if !rest.iter().all(|b| *b == 0) {
-        return Err("trailing data after the PFX".into());
-    }
+    // Trailing bytes are ignored, as OpenSSL's d2i_PKCS12 does.
+    let (pfx, _) = der::read(der_bytes)?;
     let kids = pfx.expect(TAG_SEQUENCE, "PFX")?.children()?;
     let [version, auth_safe, rest @ ..] = kids.as_slice() else {
         return Err("PFX has too few elements".into());
@@ -401,16 +401,16 @@ pub(crate) fn read(
         let _ = walk_content_info(&ci, pass, &mut walked);
     }
     let mut keys = walked.found;
-    if let Some(first) = parsed.pkey {
-        if !keys.iter().any(|k| k.pkey.public_eq(&first)) {
-            // OpenSSL opened a bag the walk could not: if that is unambiguous, it is that
-            // bag's key, and its friendly name applies.
-            let label = match walked.undecrypted.as_slice() {
-                [only] => only.clone(),
-                _ => None,
-            };
-            keys.insert(0, RawKey { pkey: first, label });
-        }
+    if let Some(first) = parsed.pkey
+        && !keys.iter().any(|k| k.pkey.public_eq(&first))
+    {
+        // OpenSSL opened a bag the walk could not: if that is unambiguous, it is that
+        // bag's key, and its friendly name applies.
+        let label = match walked.undecrypted.as_slice() {
+            [only] => only.clone(),
+            _ => None,
+        };
+        keys.insert(0, RawKey { pkey: first, label });
     }
 
     let mut certs = Vec::new();
@@ -494,10 +494,10 @@ fn walk_bags(
 fn friendly_name(attrs: &Tlv<'_>) -> Result<Option<String>, String> {
     for attr in attrs.expect(TAG_SET, "bagAttributes")?.children()? {
         let kids = attr.children()?;
-        if let [oid, values, ..] = kids.as_slice() {
-            if oid.value == OID_FRIENDLY_NAME {
-                return Ok(values.children()?.first().and_then(der::text));
-            }
+        if let [oid, values, ..] = kids.as_slice()
+            && oid.value == OID_FRIENDLY_NAME
+        {
+            return Ok(values.children()?.first().and_then(der::text));
         }
     }
     Ok(None)
