@@ -1,0 +1,283 @@
+//! The interop corpus (`../shared/corpus/manifest.json`): every case, in process, through the
+//! service API. One table-driven test collects every mismatch, prints a pass table per kind
+//! and the overall line `corpus: N passed, M failed, K expected-failure`, then asserts.
+//!
+//! Cases that cannot pass for a good reason are listed in [`EXPECTED_FAILURES`]; the test
+//! checks that they still fail, so the table stays true.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use smimekit_service::{KeyRequest, OpenRequest, PrivateKey, Secret, Service};
+
+use crate::common;
+
+/// Cases that fail for a documented reason (file, reason).
+const EXPECTED_FAILURES: &[(&str, &str)] = &[
+    (
+        "rfc4134/5.2.bin",
+        "KEK recipient (secretkey:…): symmetric key-encryption keys are not supported by the service/CLI",
+    ),
+];
+
+/// Validation time for cases without `verify_at`.
+const FIXED_TIME: i64 = 1_700_000_000; // 2023-11-14T22:13:20Z
+
+/// The certificate that goes with a bare private-key file, when the manifest names only the key.
+const KEY_CERTS: &[(&str, &str)] = &[
+    ("rfc4134/BobPrivRSAEncrypt.pri", "rfc4134/BobRSASignByCarl.cer"),
+    ("pyca-vectors/pkcs7/x509-custom-ca-rsa_key.pem", "pyca-vectors/pkcs7/x509-custom-ca-rsa_ca.pem"),
+    ("openssl/cms-data/ee-key.pem", "openssl/cms-data/ee-cert.pem"),
+];
+
+fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn strings(v: &Value, key: &str) -> Vec<String> {
+    match v.get(key) {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn parse_time(t: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| format!("verify_at {t:?}: {e}"))
+}
+
+/// Every CRL in a directory, PEM or DER, as DER.
+fn load_crls(dir: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        out.extend(smimekit_service::crls_from_bytes(&bytes).map_err(|e| format!("{}: {e}", p.display()))?);
+    }
+    Ok(out)
+}
+
+async fn open_key(
+    service: &Service,
+    root: &Path,
+    reference: &str,
+    password: Option<&str>,
+) -> Result<Arc<dyn PrivateKey>, String> {
+    let certificate = KEY_CERTS
+        .iter()
+        .find(|(k, _)| *k == reference)
+        .map(|(_, c)| root.join(c).display().to_string());
+    service
+        .open_key(&KeyRequest {
+            reference: root.join(reference).display().to_string(),
+            certificate,
+            selector: None,
+            secret: password.map(Secret::from),
+        })
+        .await
+        .map_err(|e| format!("key {reference}: {e}"))
+}
+
+/// Checks one message-like case; Ok when the outcome matches the manifest.
+async fn check_message(service: &Service, root: &Path, case: &Value) -> Result<(), String> {
+    let file = s(case, "file").unwrap_or_default();
+    let kind = s(case, "kind").unwrap_or_default();
+    let expect = &case["expect"];
+    let message = std::fs::read(root.join(file)).map_err(|e| format!("read: {e}"))?;
+
+    let mut keys = Vec::new();
+    if let Some(with) = s(expect, "decrypt_with") {
+        if with.starts_with("secretkey:") {
+            return Err("KEK (secretkey:) recipients are not supported".into());
+        }
+        keys.push(open_key(service, root, with, s(expect, "password")).await?);
+    }
+    let crls = match s(case, "crls_dir") {
+        Some(d) => load_crls(&root.join(d))?,
+        None => Vec::new(),
+    };
+    let at = match s(expect, "verify_at") {
+        Some(t) => parse_time(t)?,
+        None => FIXED_TIME,
+    };
+    let detached_content = match s(case, "detached_content") {
+        Some(d) => Some(std::fs::read(root.join(d)).map_err(|e| format!("read {d}: {e}"))?),
+        None => None,
+    };
+    let req = OpenRequest {
+        keys,
+        trust: strings(case, "trust_anchors").iter().map(|p| root.join(p)).collect(),
+        certs: strings(case, "extra_certs").iter().map(|p| root.join(p)).collect(),
+        crls,
+        at: Some(at),
+        message,
+        detached_content,
+    };
+    let must_fail = expect.get("decrypt_ok") == Some(&Value::Bool(false))
+        || expect.get("parse_ok") == Some(&Value::Bool(false));
+    let result = service.open(req).await;
+    if kind == "encrypted-data" {
+        return match result {
+            Err(e) if e.to_string().contains("encryptedData") => Ok(()),
+            Err(e) => Err(format!("expected an Unsupported encryptedData error, got: {e}")),
+            Ok(_) => Err("encryptedData opened without a key".into()),
+        };
+    }
+    let opened = match result {
+        Ok(o) => o,
+        Err(_) if must_fail => return Ok(()),
+        Err(e) => return Err(format!("open failed: {e}")),
+    };
+    if must_fail {
+        return Err("opened, but the manifest says it must fail".into());
+    }
+    let report = &opened.report;
+    let mut problems = Vec::new();
+    let want_valid = expect.get("valid").and_then(Value::as_bool);
+    if report.valid != want_valid {
+        let reasons: Vec<String> = report
+            .layers
+            .iter()
+            .filter_map(|l| l.reason.clone())
+            .collect();
+        problems.push(format!(
+            "valid {:?}, expected {want_valid:?} ({})",
+            report.valid,
+            reasons.join("; ")
+        ));
+    }
+    if let Some(want) = s(expect, "signer") {
+        if !report.signer.as_deref().is_some_and(|g| g.eq_ignore_ascii_case(want)) {
+            problems.push(format!("signer {:?}, expected {want:?}", report.signer));
+        }
+    }
+    if let Some(want) = s(expect, "plaintext_sha256") {
+        if !report.content_sha256.eq_ignore_ascii_case(want) {
+            problems.push(format!("content sha256 {} differs", &report.content_sha256[..12]));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+}
+
+/// PKCS#12: list the keys with the password; malformed or MAC-failing files must be refused.
+async fn check_p12(service: &Service, root: &Path, case: &Value) -> Result<(), String> {
+    let file = s(case, "file").unwrap_or_default();
+    let expect = &case["expect"];
+    let must_fail = expect.get("parse_ok") == Some(&Value::Bool(false))
+        || expect.get("mac_ok") == Some(&Value::Bool(false));
+    let listed = service
+        .list_keys(&KeyRequest {
+            reference: root.join(file).display().to_string(),
+            secret: s(expect, "password").map(Secret::from),
+            ..KeyRequest::default()
+        })
+        .await;
+    match listed {
+        Err(_) if must_fail => Ok(()),
+        Err(e) => Err(format!("list_keys failed: {e}")),
+        Ok(_) if must_fail => Err("listed, but the manifest says it must be refused".into()),
+        Ok(keys) => {
+            let want = expect.get("keys").and_then(Value::as_u64).unwrap_or(0) as usize;
+            if keys.len() == want {
+                Ok(())
+            } else {
+                Err(format!("{} keys, expected {want}", keys.len()))
+            }
+        }
+    }
+}
+
+/// Certificates and SST stores: the number of certificates loaded.
+fn check_certs(service: &Service, root: &Path, case: &Value) -> Result<(), String> {
+    let file = s(case, "file").unwrap_or_default();
+    let expect = &case["expect"];
+    let must_fail = expect.get("parse_ok") == Some(&Value::Bool(false));
+    match service.load_certificates(&root.join(file)) {
+        Err(_) if must_fail => Ok(()),
+        Err(e) => Err(format!("load failed: {e}")),
+        Ok(_) if must_fail => Err("loaded, but the manifest says it must be refused".into()),
+        Ok(certs) => match expect.get("certs").and_then(Value::as_u64) {
+            Some(n) if certs.len() as u64 != n => Err(format!("{} certificates, expected {n}", certs.len())),
+            _ => Ok(()),
+        },
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+    expected: usize,
+}
+
+#[tokio::test]
+async fn corpus_manifest() {
+    let root = common::corpus();
+    let manifest_path = root.join("manifest.json");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(&manifest_path).unwrap_or_else(|e| panic!("{}: {e}", manifest_path.display())),
+    )
+    .expect("manifest.json is JSON");
+    let cases = manifest["cases"].as_array().expect("manifest has cases");
+    let service = Service::builder().build().expect("service");
+
+    let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut seen_expected = Vec::new();
+    for case in cases {
+        let file = s(case, "file").unwrap_or_default().to_string();
+        let kind = s(case, "kind").unwrap_or_default().to_string();
+        let outcome = match kind.as_str() {
+            "p12" => check_p12(&service, &root, case).await,
+            "cert" | "sst" => check_certs(&service, &root, case),
+            _ => check_message(&service, &root, case).await,
+        };
+        let tally = groups.entry(kind.clone()).or_default();
+        match (EXPECTED_FAILURES.iter().find(|(f, _)| *f == file), outcome) {
+            (Some((_, reason)), Err(got)) => {
+                tally.expected += 1;
+                seen_expected.push(file.clone());
+                println!("XFAIL {kind:18} {file}: {reason} [{got}]");
+            }
+            (Some(_), Ok(())) => {
+                tally.failed += 1;
+                seen_expected.push(file.clone());
+                failures.push(format!("{kind} {file}: passes now: remove it from EXPECTED_FAILURES"));
+            }
+            (None, Ok(())) => tally.passed += 1,
+            (None, Err(e)) => {
+                tally.failed += 1;
+                failures.push(format!("{kind} {file}: {e}"));
+            }
+        }
+    }
+    for (f, _) in EXPECTED_FAILURES {
+        if !seen_expected.iter().any(|s| s == f) {
+            failures.push(format!("EXPECTED_FAILURES names {f}, which is not in the manifest"));
+        }
+    }
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    let mut total = Tally::default();
+    for (kind, t) in &groups {
+        println!("{kind:18} {:4} passed, {:3} failed, {:3} expected-failure", t.passed, t.failed, t.expected);
+        total.passed += t.passed;
+        total.failed += t.failed;
+        total.expected += t.expected;
+    }
+    println!(
+        "corpus: {} passed, {} failed, {} expected-failure",
+        total.passed, total.failed, total.expected
+    );
+    assert!(failures.is_empty(), "{} corpus failures:\n{}", failures.len(), failures.join("\n"));
+}

@@ -43,10 +43,16 @@ pub fn load_certificates(bytes: &[u8], name: &str) -> Result<Vec<CertDer>, PkiEr
         return Err(PkiError::container(name, "empty input"));
     }
     if bytes.starts_with(&sst::SST_MAGIC) {
-        return sst::read_sst_certificates(bytes).map_err(|error| PkiError::Sst {
+        let certs = sst::read_sst_certificates(bytes).map_err(|error| PkiError::Sst {
             name: name.to_string(),
             error,
-        });
+        })?;
+        for (i, c) in certs.iter().enumerate() {
+            check_certificate_shape(c.as_bytes()).map_err(|reason| {
+                PkiError::container(name, format!("SST certificate #{}: {reason}", i + 1))
+            })?;
+        }
+        return Ok(certs);
     }
     if bytes[0] == 0x30 {
         return load_der(bytes, name);
@@ -461,6 +467,10 @@ mod tests {
             err(&sst_bytes, "u.sst"),
             "u.sst: SST: offset 8: element length 99999 runs past end of file (20 bytes)"
         );
+        // A structurally valid store holding something that is not a certificate.
+        let junk = crate::sst::write_sst(&[certs()[0].clone(), CertDer::new(vec![0x30, 0x00])]);
+        let e = err(&junk, "j.sst");
+        assert!(e.starts_with("j.sst: SST certificate #2: "), "{e}");
     }
 
     #[test]

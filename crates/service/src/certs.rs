@@ -114,3 +114,43 @@ impl Service {
         }
     }
 }
+
+/// The CRLs in a file's bytes, as DER: one DER CRL, or any number of PEM `X509 CRL` blocks.
+pub fn crls_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, ServiceError> {
+    let malformed = |d: &str| ServiceError::new(ErrorKind::Malformed, format!("CRL: {d}"));
+    if bytes.first() == Some(&0x30) {
+        return Ok(vec![bytes.to_vec()]);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| malformed("neither DER nor PEM"))?;
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(begin) = rest.find("-----BEGIN X509 CRL-----") {
+        let body = &rest[begin + "-----BEGIN X509 CRL-----".len()..];
+        let end = body.find("-----END X509 CRL-----").ok_or_else(|| malformed("PEM block without END"))?;
+        let b64: String = body[..end].split_whitespace().collect();
+        use base64::Engine as _;
+        out.push(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| malformed(&format!("bad base64: {e}")))?,
+        );
+        rest = &body[end..];
+    }
+    if out.is_empty() {
+        return Err(malformed("no X509 CRL PEM block and not DER"));
+    }
+    Ok(out)
+}
+
+impl Service {
+    /// Reads every CRL in the given files (DER or PEM), for [`crate::OpenRequest::crls`].
+    pub fn load_crls(&self, paths: &[impl AsRef<Path>]) -> Result<Vec<Vec<u8>>, ServiceError> {
+        let mut out = Vec::new();
+        for p in paths {
+            let p = p.as_ref();
+            let bytes = std::fs::read(p).map_err(|e| ServiceError::io(p, e))?;
+            out.extend(crls_from_bytes(&bytes)?);
+        }
+        Ok(out)
+    }
+}

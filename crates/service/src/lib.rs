@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use smimekit_core::{CryptoEngine, plugin};
 
-pub use certs::{CertSummary, ExportFormat};
+pub use certs::{CertSummary, ExportFormat, crls_from_bytes};
 pub use error::{ErrorKind, ServiceError};
 pub use keys::{KeyRequest, KeySummary};
 pub use mail::{DecryptRequest, EncryptRequest, OpenRequest, OpenResult, SignRequest};
