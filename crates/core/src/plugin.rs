@@ -33,12 +33,15 @@ pub struct EngineFactory {
     pub engine: fn() -> &'static CryptoEngine,
 }
 
-/// A directory-backend plugin; `open` receives the backend's name and its configuration as TOML text.
+/// Opens a configured directory from its name and its configuration as TOML text.
+pub type OpenDirectory = fn(name: &str, config: &str) -> Result<Box<dyn Directory>, DirectoryError>;
+
+/// A directory-backend plugin.
 #[derive(Debug)]
 pub struct DirectoryFactory {
     pub kind: &'static str,
     pub description: &'static str,
-    pub open: fn(name: &str, config: &str) -> Result<Box<dyn Directory>, DirectoryError>,
+    pub open: OpenDirectory,
 }
 
 inventory::collect!(KeyStoreFactory);
