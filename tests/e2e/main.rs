@@ -7,3 +7,4 @@ mod common;
 mod corpus;
 mod interop;
 mod bad_input;
+mod tidy;
