@@ -23,7 +23,7 @@ const AT: &str = "2026-06-01T00:00:00Z";
 
 pub fn run(_args: &[String]) -> Result<()> {
     crate::run(cargo().args(["build", "--release", "-p", "smimekit-cli"]))?;
-    let bin = root().join("target/release/smimekit");
+    let bin = crate::target_dir().join("release/smimekit");
     let pki = root().join("tests/fixtures/pki");
     let dir = tempfile::tempdir()?;
     let d = dir.path();

@@ -4,7 +4,8 @@
 //! not accepted, so an intermediate given as an anchor does not end a path). Validation happens
 //! at the request's time; with `smime_purpose` the S/MIME signing purpose applies (which accepts
 //! certificates without an EKU). When CRLs are given, every certificate in the path must be
-//! covered by one (`CRL_CHECK | CRL_CHECK_ALL`). CRLs are not fetched, OCSP is not consulted.
+//! covered by one (`CRL_CHECK | CRL_CHECK_ALL`, with indirect/scoped and delta CRLs), and RFC 5280
+//! policy processing is on. CRLs are not fetched, OCSP is not consulted.
 //! A failure is an outcome with a reason, never an error or a panic.
 
 use openssl::stack::Stack;
@@ -63,9 +64,16 @@ fn validate(request: &ChainRequest) -> Result<ChainOutcome, String> {
         .try_into()
         .map_err(|_| format!("validation time {} out of range", request.at))?;
     param.set_time(at);
-    let mut flags = X509VerifyFlags::USE_CHECK_TIME;
+    // RFC 5280 policy processing (initial policy set anyPolicy, no explicit policy required):
+    // without it OpenSSL ignores policy constraints, inhibitAnyPolicy and policy mappings.
+    let mut flags = X509VerifyFlags::USE_CHECK_TIME | X509VerifyFlags::POLICY_CHECK;
     if !request.crls.is_empty() {
-        flags |= X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL;
+        // Indirect CRLs, distribution-point scopes, and delta CRLs are part of RFC 5280
+        // revocation checking; without these flags OpenSSL rejects valid scoped CRLs.
+        flags |= X509VerifyFlags::CRL_CHECK
+            | X509VerifyFlags::CRL_CHECK_ALL
+            | X509VerifyFlags::EXTENDED_CRL_SUPPORT
+            | X509VerifyFlags::USE_DELTAS;
     }
     param.set_flags(flags).map_err(|e| describe(&e))?;
     if request.smime_purpose {
