@@ -7,4 +7,5 @@ mod common;
 mod corpus;
 mod interop;
 mod bad_input;
+mod cli;
 mod tidy;

@@ -60,6 +60,9 @@ pub enum LayerKind {
     AuthEnveloped,
     Digested,
     Data,
+    /// A plain multipart (or a non-S/MIME multipart/signed, e.g. PGP) around the S/MIME part:
+    /// only that part is protected, its siblings are not.
+    MimeWrapper,
 }
 
 /// One layer peeled by `open`, outermost first.

@@ -188,8 +188,44 @@ async fn peel(
             let der = decode_cms_body(&entity)?;
             cms_layer(engine, &der, keys, ctx, detached).await.map(Some)
         }
+        None if first => wrapper_layer(&entity),
         None => Ok(None),
     }
+}
+
+/// An outermost plain multipart (mailing-list footer added to a signed message, EFAIL-style
+/// multipart/alternative, a PGP/MIME signature around S/MIME) whose direct child is S/MIME:
+/// peel into the first such child and say, in the report, that the rest is unprotected.
+fn wrapper_layer(entity: &mime::Entity<'_>) -> Result<Option<(Layer, Vec<u8>)>, MessageError> {
+    let ct = entity.content_type();
+    if !ct.mime_type.starts_with("multipart/") {
+        return Ok(None);
+    }
+    let parts = mime::multipart_parts(entity)?;
+    for (i, part) in parts.iter().enumerate() {
+        let Ok(child) = mime::parse(part) else { continue };
+        if matches!(
+            mime::smime_kind(&child),
+            Some(SmimeKind::SignedMultipart | SmimeKind::Pkcs7Mime)
+        ) {
+            let layer = Layer {
+                kind: LayerKind::MimeWrapper,
+                algorithm: ct.mime_type.clone(),
+                key_algorithms: Vec::new(),
+                recipient: None,
+                signers: Vec::new(),
+                valid: None,
+                reason: Some(format!(
+                    "only part {} of {} of the {} is S/MIME; the other parts are not protected",
+                    i + 1,
+                    parts.len(),
+                    ct.mime_type
+                )),
+            };
+            return Ok(Some((layer, part.to_vec())));
+        }
+    }
+    Ok(None)
 }
 
 /// Decodes the body of an `application/pkcs7-*` entity to DER/BER bytes.
