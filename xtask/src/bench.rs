@@ -13,7 +13,8 @@
 //! `<target dir>/bench.json`. Rates of the in-process runs are per CPU-second of the process,
 //! as `openssl speed` counts them, so builds running beside the bench skew both alike; the
 //! wall-clock rates are in the JSON too. `--quick` is a smoke run with short timings;
-//! `--strict` fails when a target is missed.
+//! `--strict` fails when a target is missed; `--keep` keeps the tempdir (keys, messages) for
+//! profiling.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,8 @@ const CLI_VS_CMS: f64 = 1.5;
 struct Opts {
     quick: bool,
     strict: bool,
+    /// Keep the tempdir (keys, messages) for profiling.
+    keep: bool,
     /// Timed runs per figure (the median is reported).
     runs: usize,
     /// Each run lasts at least this long…
@@ -57,26 +60,31 @@ impl Opts {
     fn parse(args: &[String]) -> Result<Self> {
         let mut quick = false;
         let mut strict = false;
+        let mut keep = false;
         for a in args {
             match a.as_str() {
                 "--quick" => quick = true,
                 "--strict" => strict = true,
+                "--keep" => keep = true,
                 "-h" | "--help" => {
-                    println!("usage: cargo xtask bench [--quick] [--strict]");
+                    println!("usage: cargo xtask bench [--quick] [--strict] [--keep]");
                     std::process::exit(0);
                 }
-                other => bail!("bench: unknown argument {other:?} (try --quick, --strict)"),
+                other => bail!("bench: unknown argument {other:?} (try --quick, --strict, --keep)"),
             }
         }
         Ok(if quick {
-            Opts { quick, strict, runs: 3, min_time: Duration::from_millis(150), min_iters: 1, cms_runs: 10, speed_seconds: 1 }
+            Opts { quick, strict, keep, runs: 3, min_time: Duration::from_millis(150), min_iters: 1, cms_runs: 10, speed_seconds: 1 }
         } else {
-            Opts { quick, strict, runs: 5, min_time: Duration::from_millis(1000), min_iters: 3, cms_runs: 50, speed_seconds: 2 }
+            Opts { quick, strict, keep, runs: 5, min_time: Duration::from_millis(1000), min_iters: 3, cms_runs: 50, speed_seconds: 2 }
         })
     }
 }
 
 pub fn run(args: &[String]) -> Result<()> {
+    if let Some(("--rss-of", cmd)) = args.split_first().map(|(a, rest)| (a.as_str(), rest)) {
+        return rss_helper(cmd);
+    }
     let opts = Opts::parse(args)?;
     let target_dir = target_dir();
     eprintln!("bench: building the release smimekit binary");
@@ -87,12 +95,14 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     let tmp = tempfile::tempdir().context("creating a tempdir")?;
-    let dir = tmp.path();
+    let dir = tmp.path().to_path_buf();
+    let dir = dir.as_path();
     eprintln!("bench: generating the test PKI in {}", dir.display());
     let pki = make_pki(dir)?;
     let small = make_message(SMALL);
     let large = make_message(LARGE);
     fs::write(dir.join("small.eml"), &small)?;
+    fs::write(dir.join("large.eml"), &large)?;
 
     eprintln!("bench: openssl speed ({} s per figure)", opts.speed_seconds);
     let speed = openssl_speed(opts.speed_seconds)?;
@@ -150,6 +160,10 @@ pub fn run(args: &[String]) -> Result<()> {
     fs::write(&out, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", out.display()))?;
     println!("\nfigures written to {}", out.display());
+
+    if opts.keep {
+        println!("keys and messages kept in {}", tmp.keep().display());
+    }
 
     let missed: Vec<&str> = targets.iter().filter(|t| !t.pass).map(|t| t.name.as_str()).collect();
     if opts.strict && !missed.is_empty() {
@@ -634,21 +648,53 @@ impl Memory {
     }
 }
 
-/// Runs `cmd` to completion and returns its peak resident set (bytes) from `wait4`.
-#[allow(unsafe_code)]
-fn peak_rss(mut cmd: Command) -> Result<(u64, Duration)> {
-    let shown = format!("{cmd:?}");
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+/// Runs `program args…` to completion and returns its peak resident set (bytes) and wall
+/// time.
+///
+/// The peak comes from `wait4`, but not taken here: Linux folds the parent's high-water mark
+/// into `ru_maxrss` when a child spawned with vfork (as std does) calls exec, and this
+/// process holds the 10 MiB messages. A fresh, small `xtask bench --rss-of` process spawns the
+/// command instead and prints the figure.
+fn peak_rss(program: &Path, args: &[String]) -> Result<(u64, Duration)> {
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
     let t0 = Instant::now();
-    let child = cmd.spawn().with_context(|| format!("starting {shown}"))?;
+    let out = Command::new(exe)
+        .args(["bench", "--rss-of"])
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("starting the rss helper")?;
+    let took = t0.elapsed();
+    if !out.status.success() {
+        bail!("{} {} failed", program.display(), args.join(" "));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let peak = text.trim().parse().with_context(|| format!("rss helper said {text:?}"))?;
+    Ok((peak, took))
+}
+
+/// `xtask bench --rss-of PROGRAM ARGS…`: runs the command with no input or output and prints
+/// its `ru_maxrss` in bytes.
+#[allow(unsafe_code)]
+fn rss_helper(cmd: &[String]) -> Result<()> {
+    let (program, args) = cmd.split_first().context("--rss-of needs a command")?;
+    let shown = cmd.join(" ");
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {shown}"))?;
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain old data; all-zero is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `pid` is our own unwaited child; `status` and `usage` are valid and writable.
-    // The child is reaped here; `Child` is dropped without waiting, which is allowed.
+    // The child is reaped here; dropping `Child` afterwards does not wait, which is allowed.
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let took = t0.elapsed();
     drop(child);
     if rc != pid {
         bail!("wait4 on {shown}: {}", std::io::Error::last_os_error());
@@ -657,19 +703,23 @@ fn peak_rss(mut cmd: Command) -> Result<(u64, Duration)> {
         bail!("{shown} failed (wait status {status})");
     }
     // Linux reports ru_maxrss in KiB.
-    Ok((usage.ru_maxrss as u64 * 1024, took))
+    println!("{}", usage.ru_maxrss as u64 * 1024);
+    Ok(())
 }
 
 fn bench_memory(smimekit: &Path, pki: &Pki, file: &Path) -> Result<Memory> {
     let rsa = pki.keys.iter().find(|k| k.name == "RSA-2048").context("no RSA key")?;
-    let mut cmd = Command::new(smimekit);
-    cmd.arg("open").arg("--key").arg(&rsa.key).arg("--key-cert").arg(&rsa.cert)
-        .arg("--trust").arg(&pki.ca).arg("--in").arg(file).arg("--out").arg("/dev/null");
-    let (smimekit_peak, took) = peak_rss(cmd)?;
-    let mut ossl = Command::new("openssl");
-    ossl.args(["cms", "-decrypt"]).arg("-recip").arg(&rsa.cert).arg("-inkey").arg(&rsa.key)
-        .arg("-in").arg(file).arg("-out").arg("/dev/null");
-    let openssl_decrypt_peak = peak_rss(ossl).ok().map(|(p, _)| p);
+    let s = |p: &Path| p.display().to_string();
+    let (key, cert, ca, input) = (s(&rsa.key), s(&rsa.cert), s(&pki.ca), s(file));
+    let args = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let (smimekit_peak, took) = peak_rss(smimekit, &args(&[
+        "open", "--key", &key, "--key-cert", &cert, "--trust", &ca, "--in", &input, "--out", "/dev/null",
+    ]))?;
+    let openssl_decrypt_peak = peak_rss(Path::new("openssl"), &args(&[
+        "cms", "-decrypt", "-recip", &cert, "-inkey", &key, "-in", &input, "-out", "/dev/null",
+    ]))
+    .ok()
+    .map(|(p, _)| p);
     Ok(Memory {
         input_bytes: fs::metadata(file)?.len(),
         message_bytes: LARGE as u64,

@@ -120,6 +120,13 @@ pub trait KeyTransport: Debug + Send + Sync {
 
     /// RFC 3394 AES key unwrap.
     fn aes_unwrap(&self, kek: &[u8], wrapped: &[u8]) -> Result<Secret, EngineError>;
+
+    /// RFC 3217 Triple-DES key unwrap (id-alg-CMS3DESwrap), which older ECDH senders used
+    /// with 3DES content. Decryption of old mail only; engines may leave it unsupported.
+    fn des3_unwrap(&self, kek: &[u8], wrapped: &[u8]) -> Result<Secret, EngineError> {
+        let _ = (kek, wrapped);
+        Err(EngineError::Unsupported("3DES key wrap".into()))
+    }
 }
 
 /// What to validate: a leaf, candidate intermediates, trust anchors, a time and CRLs.

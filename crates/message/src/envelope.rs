@@ -459,6 +459,8 @@ async fn unwrap_for(
                 oids::AES128_WRAP => 16,
                 oids::AES192_WRAP => 24,
                 oids::AES256_WRAP => 32,
+                // RFC 3217 3DES wrap (OpenSSL 1.1.1 sent it with 3DES content): a 24-byte KEK.
+                oids::CMS3DES_WRAP => 24,
                 other => {
                     return Err(MessageError::Unsupported(format!("key wrap {}", oids::name(&other))));
                 }
@@ -467,7 +469,11 @@ async fn unwrap_for(
             // SharedInfo's keyInfo is the wrap AlgorithmIdentifier as received.
             let shared = ecc_cms_shared_info(wrap_alg.raw, ukm.as_deref(), kek_len);
             let kek = engine.key_transport.kdf_x963(kdf, z.expose(), &shared, kek_len)?;
-            Ok(Some(engine.key_transport.aes_unwrap(kek.expose(), wrapped)?))
+            Ok(Some(if wrap_oid == oids::CMS3DES_WRAP {
+                engine.key_transport.des3_unwrap(kek.expose(), wrapped)?
+            } else {
+                engine.key_transport.aes_unwrap(kek.expose(), wrapped)?
+            }))
         }
         RecipKind::Other => Ok(None),
     }

@@ -9,7 +9,7 @@ use smimekit_core::{CertDer, CryptoEngine, DigestAlg, PrivateKey};
 use crate::asn1::{self, TAG_SEQUENCE, Tlv};
 use crate::envelope::{self, EncryptOptions};
 use crate::mime::{self, SmimeKind};
-use crate::report::{Layer, LayerKind, OpenReport, SignerReport, SignerStatus};
+use crate::report::{Layer, LayerKind, OpenReport, SignerReport};
 use crate::signed::{self, SignOptions, SignedData, VerifyContext, read_oid};
 use crate::{MessageError, oids};
 
@@ -172,16 +172,11 @@ async fn peel(
                 )));
             }
             let sd = SignedData::parse(&explicit)?;
-            // Hash the first part canonicalized to CRLF; if that fails, try it as received
-            // (interop.md: verify both before declaring failure).
+            // The signature covers the first part in canonical (CRLF) form (RFC 8551 §3.1.1).
+            // Bytes signed with bare LFs are not accepted: OpenSSL (text mode), NSS and
+            // Thunderbird all reject them, and the corpus expects that.
             let canonical = mime::canonicalize_crlf(content);
-            let mut signers = sd.verify(engine, &canonical, ctx);
-            if canonical.as_slice() != *content && signers.iter().any(|s| s.status == SignerStatus::BadSignature) {
-                let raw = sd.verify(engine, content, ctx);
-                if raw.iter().all(SignerReport::is_valid) {
-                    signers = raw;
-                }
-            }
+            let signers = sd.verify(engine, &canonical, ctx);
             Ok(Some((signed_layer(LayerKind::SignedDetached, signers), canonical)))
         }
         Some(SmimeKind::Pkcs7Mime) | Some(SmimeKind::Pkcs7Signature) => {

@@ -188,6 +188,21 @@ impl KeyTransport for OsslKeyTransport {
             .map_err(decrypt_failed("AES key unwrap (wrong KEK or tampered)"))?;
         Ok(Secret::new(std::mem::take(&mut *out)))
     }
+
+    fn des3_unwrap(&self, kek: &[u8], wrapped: &[u8]) -> Result<Secret, EngineError> {
+        if kek.len() != 24 || wrapped.len() < 16 || wrapped.len() % 8 != 0 {
+            return Err(EngineError::Invalid(format!(
+                "3DES key unwrap of {} bytes with a {}-byte KEK",
+                wrapped.len(),
+                kek.len()
+            )));
+        }
+        let cipher = openssl::cipher::Cipher::fetch(None, "DES3-WRAP", None)
+            .map_err(unsupported("3DES key wrap"))?;
+        let mut out = key_wrap(&cipher, kek, wrapped, false)
+            .map_err(decrypt_failed("3DES key unwrap (wrong KEK or tampered)"))?;
+        Ok(Secret::new(std::mem::take(&mut *out)))
+    }
 }
 
 /// ECDH between our key and the peer's public key: the shared secret Z.
