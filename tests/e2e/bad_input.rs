@@ -238,11 +238,13 @@ fn cases(w: &Work) -> Vec<Case> {
         case("wrong password file", &["decrypt", "--key", &alice_p12, "--password-file", &p("wrong-password.txt"), "--in", &p("sealed.eml")], 4,
             &["wrong password"]).env(&[]),
         case("keys list, wrong password", &["keys", "list", "--store", &alice_p12], 4, &["wrong password"]).env(&[("SMIMEKIT_PASSWORD", "nope")]),
+        case("encrypt to a CA certificate", &["encrypt", "--to", &root, "--in", &msg], 4, &["Root CA", "is a CA certificate"]),
         case("wrong recipient key (carol for alice)", &["decrypt", "--key", &carol_p12, "--in", &p("sealed.eml")], 4, &["no key for any recipient"]),
         case("open with the wrong key", &["open", "--key", &carol_p12, "--trust", &root, "--at", AT, "--in", &p("sealed.eml")], 4,
             &["no key for any recipient"]),
         // --- usage: 2
         case("bad --at", &["verify", "--trust", &root, "--at", "yesterday", "--in", &p("signed.eml")], 2, &["--at yesterday", "RFC 3339"]),
+        case("--pss with an EC key", &["sign", "--key", &pki("bob.p12"), "--pss", "--in", &msg], 2, &["--pss needs an RSA key"]),
         case("bad --digest", &["sign", "--key", &alice_p12, "--digest", "md5", "--in", &msg], 2, &["--digest md5"]),
         case("bad --cipher (clap)", &["encrypt", "--cipher", "des-ede3-cbc", "--to", &alice_pem, "--in", &msg], 2,
             &["invalid value 'des-ede3-cbc'", "--cipher"]),

@@ -118,6 +118,26 @@ fn recipient_info(
     };
     let spki = certinfo::spki_der(cert)?;
     let pk = engine.verifier.public_key_info(&spki).map_err(|e| bad(e.to_string()))?;
+    // Refuse what no mail client encrypts to: a CA, a keyUsage without the bit the key
+    // algorithm needs, an extendedKeyUsage without emailProtection.
+    if info.is_ca {
+        return Err(bad("is a CA certificate, not a mail recipient".into()));
+    }
+    let needed = match pk.algorithm.as_str() {
+        "rsa" => Some((certinfo::KeyUsageBits::KEY_ENCIPHERMENT, "keyEncipherment")),
+        "ec" => Some((certinfo::KeyUsageBits::KEY_AGREEMENT, "keyAgreement")),
+        _ => None,
+    };
+    if let (Some(ku), Some((bit, name))) = (info.key_usage, needed)
+        && !ku.contains(bit)
+    {
+        return Err(bad(format!("keyUsage lacks {name}, so it cannot be used for encryption")));
+    }
+    if let Some(eku) = &info.extended_key_usage
+        && !eku.iter().any(|o| o == "1.3.6.1.5.5.7.3.4" || o == "2.5.29.37.0")
+    {
+        return Err(bad("extendedKeyUsage lacks emailProtection".into()));
+    }
     let (issuer, serial) = certinfo::issuer_and_serial(cert)?;
     let ias = asn1::seq(&[&issuer, &asn1::encode(asn1::TAG_INTEGER, &serial)]);
     match pk.algorithm.as_str() {

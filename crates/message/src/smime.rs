@@ -84,15 +84,15 @@ pub async fn open(
     let mut layers: Vec<Layer> = Vec::new();
     let mut detached = opts.detached_content.clone();
     loop {
-        if layers.len() >= MAX_LAYERS {
-            return Err(MessageError::TooDeep(MAX_LAYERS));
-        }
         let first = layers.is_empty();
         let Some((layer, next)) =
             peel(engine, &current, keys, &mut ctx, first, detached.take()).await?
         else {
             break;
         };
+        if layers.len() == MAX_LAYERS {
+            return Err(MessageError::TooDeep(MAX_LAYERS));
+        }
         layers.push(layer);
         current = next;
         if opts.single_layer {

@@ -61,6 +61,9 @@ pub struct OpenResult {
 
 impl Service {
     pub async fn sign(&self, req: SignRequest) -> Result<Vec<u8>, ServiceError> {
+        if req.pss && !matches!(req.key.kind(), smimekit_core::KeyKind::Rsa { .. }) {
+            return Err(ServiceError::new(ErrorKind::Usage, "--pss needs an RSA key (this key is not RSA)"));
+        }
         let opts = SignOptions {
             digest: req.digest,
             pss: req.pss,
@@ -74,7 +77,20 @@ impl Service {
         if req.to.is_empty() {
             return Err(ServiceError::new(ErrorKind::Usage, "encrypt needs at least one --to"));
         }
-        let recipients = self.load_all_certificates(&req.to)?;
+        // A file may carry the recipient with its issuers (a PKCS#7 or PEM bundle, `cert export
+        // --chain`): encrypt to its end-entity certificates, never to the CAs beside them.
+        let mut recipients = Vec::new();
+        for path in &req.to {
+            let certs = self.load_certificates(path)?;
+            let is_ca = |c: &smimekit_core::CertDer| {
+                smimekit_pki::certinfo::parse(c).is_ok_and(|i| i.is_ca)
+            };
+            if certs.iter().any(|c| !is_ca(c)) {
+                recipients.extend(certs.into_iter().filter(|c| !is_ca(c)));
+            } else {
+                recipients.extend(certs);
+            }
+        }
         if req.cipher.is_aead() && req.oaep {
             // Allowed: OAEP and GCM are independent choices.
         }

@@ -49,12 +49,14 @@ fn validate(request: &ChainRequest) -> Result<ChainOutcome, String> {
     if anchors == 0 {
         return Err("no trust anchors".into());
     }
-    for der in &request.crls {
-        let crl =
-            X509Crl::from_der(der).map_err(|e| format!("cannot parse a CRL: {}", describe(&e)))?;
-        ffi::store_add_crl(&mut store, &crl)
-            .map_err(|e| format!("cannot use a CRL: {}", describe(&e)))?;
-    }
+    // The CRLs go to the verification context, not the store: OpenSSL looks CRLs up in a store
+    // only by the certificate's issuer name, which never finds an indirect CRL (cRLIssuer).
+    let crls = request
+        .crls
+        .iter()
+        .map(|der| X509Crl::from_der(der))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot parse a CRL: {}", describe(&e)))?;
 
     let mut param = X509VerifyParam::new().map_err(|e| describe(&e))?;
     // time_t is i64 on this platform but not on every one.
@@ -92,8 +94,10 @@ fn validate(request: &ChainRequest) -> Result<ChainOutcome, String> {
     }
 
     let mut ctx = X509StoreContext::new().map_err(|e| describe(&e))?;
-    ctx.init(&store, &leaf, &untrusted, |c| Ok(outcome(c, request)))
-        .map_err(|e| describe(&e))
+    ctx.init(&store, &leaf, &untrusted, |c| {
+        ffi::with_ctx_crls(c, &crls, |c| outcome(c, request))
+    })
+    .map_err(|e| format!("cannot use the CRLs: {}", describe(&e)))
 }
 
 /// Runs the verification on an initialised context and reads the result.
