@@ -24,7 +24,8 @@ pub struct SignRequest {
 /// `smimekit encrypt`.
 #[derive(Debug, Clone)]
 pub struct EncryptRequest {
-    /// Certificate files of the recipients (every certificate in each file is a recipient).
+    /// Certificate files of the recipients: every end-entity certificate in each file is a
+    /// recipient; CA certificates bundled beside them are not.
     pub to: Vec<PathBuf>,
     pub cipher: ContentCipher,
     pub oaep: bool,
@@ -90,9 +91,6 @@ impl Service {
             } else {
                 recipients.extend(certs);
             }
-        }
-        if req.cipher.is_aead() && req.oaep {
-            // Allowed: OAEP and GCM are independent choices.
         }
         let opts = EncryptOptions {
             cipher: req.cipher,

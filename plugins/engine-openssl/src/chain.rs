@@ -97,7 +97,7 @@ fn validate(request: &ChainRequest) -> Result<ChainOutcome, String> {
     ctx.init(&store, &leaf, &untrusted, |c| {
         ffi::with_ctx_crls(c, &crls, |c| outcome(c, request))
     })
-    .map_err(|e| format!("cannot use the CRLs: {}", describe(&e)))
+    .map_err(|e| describe(&e))
 }
 
 /// Runs the verification on an initialised context and reads the result.
