@@ -35,22 +35,70 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
         "a code-signing chain (intermediate EKU codeSigning only): the S/MIME signing purpose rejects \
          it, as `openssl cms -verify` does without `-purpose any`",
     ),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest1.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest11.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest12.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest13.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest14.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest3.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest5.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest6.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest9.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidRequireExplicitPolicyTest4.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidSelfIssuedinhibitAnyPolicyTest7.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidSelfIssuedinhibitAnyPolicyTest9.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidSelfIssuedinhibitPolicyMappingTest7.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidinhibitAnyPolicyTest2.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidinhibitPolicyMappingTest2.eml", POLICY),
-    ("pyca-vectors/pkits/smime/SignedValidinhibitPolicyMappingTest4.eml", POLICY),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest1.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest11.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest12.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest13.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest14.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest3.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest5.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest6.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest9.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidRequireExplicitPolicyTest4.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidSelfIssuedinhibitAnyPolicyTest7.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidSelfIssuedinhibitAnyPolicyTest9.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidSelfIssuedinhibitPolicyMappingTest7.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidinhibitAnyPolicyTest2.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidinhibitPolicyMappingTest2.eml",
+        POLICY,
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidinhibitPolicyMappingTest4.eml",
+        POLICY,
+    ),
     (
         "pyca-vectors/pkits/smime/SignedValidcRLIssuerTest30.eml",
         "the indirect CRL issuer's own certificate (indirectCRL CA4 cRLIssuer) is covered only by the \
@@ -72,25 +120,82 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
 const EXPECTED_FAILURE_MUST_MENTION: &[(&str, &str)] = &[
     ("rfc4134/4.4.bin", "certificate revoked"),
     ("rfc4134/4.6.bin", "decode error"),
-    ("pyca-vectors/pkits/smime/SignedValidDSAParameterInheritanceTest5.eml", "public key"),
-    ("go-pkcs7/firefox-addon.p7s.pem", "unsuitable certificate purpose"),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest1.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest11.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest12.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest13.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest14.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest3.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest5.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest6.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidPolicyMappingTest9.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidRequireExplicitPolicyTest4.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidSelfIssuedinhibitAnyPolicyTest7.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidSelfIssuedinhibitAnyPolicyTest9.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidSelfIssuedinhibitPolicyMappingTest7.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidinhibitAnyPolicyTest2.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidinhibitPolicyMappingTest2.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidinhibitPolicyMappingTest4.eml", "no explicit policy"),
-    ("pyca-vectors/pkits/smime/SignedValidcRLIssuerTest30.eml", "CRL path validation error"),
+    (
+        "pyca-vectors/pkits/smime/SignedValidDSAParameterInheritanceTest5.eml",
+        "public key",
+    ),
+    (
+        "go-pkcs7/firefox-addon.p7s.pem",
+        "unsuitable certificate purpose",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest1.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest11.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest12.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest13.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest14.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest3.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest5.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest6.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidPolicyMappingTest9.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidRequireExplicitPolicyTest4.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidSelfIssuedinhibitAnyPolicyTest7.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidSelfIssuedinhibitAnyPolicyTest9.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidSelfIssuedinhibitPolicyMappingTest7.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidinhibitAnyPolicyTest2.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidinhibitPolicyMappingTest2.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidinhibitPolicyMappingTest4.eml",
+        "no explicit policy",
+    ),
+    (
+        "pyca-vectors/pkits/smime/SignedValidcRLIssuerTest30.eml",
+        "CRL path validation error",
+    ),
     ("rfc4134/7.1.bin", "encryptedData"),
     ("rfc4134/7.2.bin", "encryptedData"),
 ];
@@ -98,16 +203,26 @@ const EXPECTED_FAILURE_MUST_MENTION: &[(&str, &str)] = &[
 /// PKITS policy paths that OpenSSL 3's policy-tree processing rejects (manifest notes: "with
 /// -policy_check accepts=False"); policy checking stays on because without it OpenSSL accepts
 /// the Invalid policy paths.
-const POLICY: &str = "OpenSSL 3.0 RFC 5280 policy processing rejects this valid PKITS path (no explicit policy)";
+const POLICY: &str =
+    "OpenSSL 3.0 RFC 5280 policy processing rejects this valid PKITS path (no explicit policy)";
 
 /// Validation time for cases without `verify_at`.
 const FIXED_TIME: i64 = 1_700_000_000; // 2023-11-14T22:13:20Z
 
 /// The certificate that goes with a bare private-key file, when the manifest names only the key.
 const KEY_CERTS: &[(&str, &str)] = &[
-    ("rfc4134/BobPrivRSAEncrypt.pri", "rfc4134/BobRSASignByCarl.cer"),
-    ("pyca-vectors/pkcs7/x509-custom-ca-rsa_key.pem", "pyca-vectors/pkcs7/x509-custom-ca-rsa_ca.pem"),
-    ("openssl/cms-data/ee-key.pem", "openssl/cms-data/ee-cert.pem"),
+    (
+        "rfc4134/BobPrivRSAEncrypt.pri",
+        "rfc4134/BobRSASignByCarl.cer",
+    ),
+    (
+        "pyca-vectors/pkcs7/x509-custom-ca-rsa_key.pem",
+        "pyca-vectors/pkcs7/x509-custom-ca-rsa_ca.pem",
+    ),
+    (
+        "openssl/cms-data/ee-key.pem",
+        "openssl/cms-data/ee-cert.pem",
+    ),
 ];
 
 fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -117,7 +232,10 @@ fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 fn strings(v: &Value, key: &str) -> Vec<String> {
     match v.get(key) {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -139,7 +257,10 @@ fn load_crls(dir: &Path) -> Result<Vec<Vec<u8>>, String> {
     entries.sort();
     for p in entries {
         let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        out.extend(smimekit_service::crls_from_bytes(&bytes).map_err(|e| format!("{}: {e}", p.display()))?);
+        out.extend(
+            smimekit_service::crls_from_bytes(&bytes)
+                .map_err(|e| format!("{}: {e}", p.display()))?,
+        );
     }
     Ok(out)
 }
@@ -174,14 +295,20 @@ async fn check_message(service: &Service, root: &Path, case: &Value) -> Result<(
 
     if kind == "encrypted-data" {
         let result = service
-            .open(OpenRequest { message, at: Some(FIXED_TIME), ..OpenRequest::default() })
+            .open(OpenRequest {
+                message,
+                at: Some(FIXED_TIME),
+                ..OpenRequest::default()
+            })
             .await;
         return match (result, s(expect, "decrypt_with")) {
             // A key is published but cannot be given: an expected failure.
             (Err(e), Some(with)) => Err(format!("cannot pass {with}: {e}")),
             // No key published: recognising the type is all that can be checked.
             (Err(e), None) if e.to_string().contains("encryptedData") => Ok(()),
-            (Err(e), None) => Err(format!("expected an Unsupported encryptedData error, got: {e}")),
+            (Err(e), None) => Err(format!(
+                "expected an Unsupported encryptedData error, got: {e}"
+            )),
             (Ok(_), _) => Err("encryptedData opened without a key".into()),
         };
     }
@@ -206,8 +333,14 @@ async fn check_message(service: &Service, root: &Path, case: &Value) -> Result<(
     };
     let req = OpenRequest {
         keys,
-        trust: strings(case, "trust_anchors").iter().map(|p| root.join(p)).collect(),
-        certs: strings(case, "extra_certs").iter().map(|p| root.join(p)).collect(),
+        trust: strings(case, "trust_anchors")
+            .iter()
+            .map(|p| root.join(p))
+            .collect(),
+        certs: strings(case, "extra_certs")
+            .iter()
+            .map(|p| root.join(p))
+            .collect(),
         crls,
         at: Some(at),
         message,
@@ -216,14 +349,20 @@ async fn check_message(service: &Service, root: &Path, case: &Value) -> Result<(
     let layer_undecryptable = case
         .get("layers")
         .and_then(Value::as_array)
-        .is_some_and(|ls| ls.iter().any(|l| l.get("decrypt_ok") == Some(&Value::Bool(false))));
+        .is_some_and(|ls| {
+            ls.iter()
+                .any(|l| l.get("decrypt_ok") == Some(&Value::Bool(false)))
+        });
     let must_fail = expect.get("decrypt_ok") == Some(&Value::Bool(false))
         || expect.get("parse_ok") == Some(&Value::Bool(false))
         || (layer_undecryptable && expect.get("valid").is_none_or(Value::is_null));
     let result = service.open(req).await;
     if std::env::var("CORPUS_DEBUG").is_ok_and(|d| !d.is_empty() && file.contains(&d)) {
         match &result {
-            Ok(o) => println!("DEBUG {file}: {}", serde_json::to_string_pretty(&o.report).unwrap_or_default()),
+            Ok(o) => println!(
+                "DEBUG {file}: {}",
+                serde_json::to_string_pretty(&o.report).unwrap_or_default()
+            ),
             Err(e) => println!("DEBUG {file}: error {e}"),
         }
     }
@@ -267,12 +406,18 @@ async fn check_message(service: &Service, root: &Path, case: &Value) -> Result<(
             problems.push(format!("signer {:?}, expected {want:?}", report.signer));
         }
     }
-    if let Some(want) = s(expect, "plaintext_sha256") {
-        if !report.content_sha256.eq_ignore_ascii_case(want) {
-            problems.push(format!("content sha256 {} differs", &report.content_sha256[..12]));
+    if let Some(want) = s(expect, "plaintext_sha256")
+        && !report.content_sha256.eq_ignore_ascii_case(want) {
+            problems.push(format!(
+                "content sha256 {} differs",
+                &report.content_sha256[..12]
+            ));
         }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
 }
 
 /// PKCS#12: list the keys with the password; malformed or MAC-failing files must be refused.
@@ -316,7 +461,9 @@ fn check_certs(service: &Service, root: &Path, case: &Value) -> Result<(), Strin
         Err(e) => Err(format!("load failed: {e}")),
         Ok(_) if must_fail => Err("loaded, but the manifest says it must be refused".into()),
         Ok(certs) => match want {
-            Some(n) if certs.len() as u64 != n => Err(format!("{} certificates, expected {n}", certs.len())),
+            Some(n) if certs.len() as u64 != n => {
+                Err(format!("{} certificates, expected {n}", certs.len()))
+            }
             _ => Ok(()),
         },
     }
@@ -334,7 +481,8 @@ async fn corpus_manifest() {
     let root = common::corpus();
     let manifest_path = root.join("manifest.json");
     let manifest: Value = serde_json::from_slice(
-        &std::fs::read(&manifest_path).unwrap_or_else(|e| panic!("{}: {e}", manifest_path.display())),
+        &std::fs::read(&manifest_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", manifest_path.display())),
     )
     .expect("manifest.json is JSON");
     let cases = manifest["cases"].as_array().expect("manifest has cases");
@@ -366,12 +514,16 @@ async fn corpus_manifest() {
             (Some(_), Err(got)) => {
                 tally.failed += 1;
                 seen_expected.push(file.clone());
-                failures.push(format!("{kind} {file}: fails, but not for the documented reason: {got}"));
+                failures.push(format!(
+                    "{kind} {file}: fails, but not for the documented reason: {got}"
+                ));
             }
             (Some(_), Ok(())) => {
                 tally.failed += 1;
                 seen_expected.push(file.clone());
-                failures.push(format!("{kind} {file}: passes now: remove it from EXPECTED_FAILURES"));
+                failures.push(format!(
+                    "{kind} {file}: passes now: remove it from EXPECTED_FAILURES"
+                ));
             }
             (None, Ok(())) => tally.passed += 1,
             (None, Err(e)) => {
@@ -382,7 +534,9 @@ async fn corpus_manifest() {
     }
     for (f, _) in EXPECTED_FAILURES {
         if !seen_expected.iter().any(|s| s == f) {
-            failures.push(format!("EXPECTED_FAILURES names {f}, which is not in the manifest"));
+            failures.push(format!(
+                "EXPECTED_FAILURES names {f}, which is not in the manifest"
+            ));
         }
     }
     for f in &failures {
@@ -390,7 +544,10 @@ async fn corpus_manifest() {
     }
     let mut total = Tally::default();
     for (kind, t) in &groups {
-        println!("{kind:18} {:4} passed, {:3} failed, {:3} expected-failure", t.passed, t.failed, t.expected);
+        println!(
+            "{kind:18} {:4} passed, {:3} failed, {:3} expected-failure",
+            t.passed, t.failed, t.expected
+        );
         total.passed += t.passed;
         total.failed += t.failed;
         total.expected += t.expected;
@@ -399,5 +556,10 @@ async fn corpus_manifest() {
         "corpus: {} passed, {} failed, {} expected-failure",
         total.passed, total.failed, total.expected
     );
-    assert!(failures.is_empty(), "{} corpus failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} corpus failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

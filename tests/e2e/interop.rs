@@ -36,7 +36,11 @@ const DIGESTS: [&str; 3] = ["sha256", "sha384", "sha512"];
 // helpers
 
 fn pki(name: &str) -> String {
-    common::fixtures().join("pki").join(name).display().to_string()
+    common::fixtures()
+        .join("pki")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -67,14 +71,22 @@ fn p(path: &Path) -> String {
 /// Runs smimekit with the fixture password and asserts success.
 fn sk_ok(args: &[&str]) -> Output {
     let out = common::smimekit(args, &[("SMIMEKIT_PASSWORD", PASSWORD)]);
-    assert!(out.status.success(), "{}", show(&format!("smimekit {}", args.join(" ")), &out));
+    assert!(
+        out.status.success(),
+        "{}",
+        show(&format!("smimekit {}", args.join(" ")), &out)
+    );
     out
 }
 
 fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     if let Some(data) = stdin {
         let mut s = child.stdin.take().expect("stdin");
@@ -89,7 +101,11 @@ fn openssl(args: &[&str]) -> Output {
 
 fn openssl_ok(args: &[&str]) -> Output {
     let out = openssl(args);
-    assert!(out.status.success(), "{}", show(&format!("openssl {}", args.join(" ")), &out));
+    assert!(
+        out.status.success(),
+        "{}",
+        show(&format!("openssl {}", args.join(" ")), &out)
+    );
     out
 }
 
@@ -97,7 +113,9 @@ fn openssl_ok(args: &[&str]) -> Output {
 fn sk_open_json(input: &Path, keys: &[&str]) -> serde_json::Value {
     let input = p(input);
     let root = pki("root.pem");
-    let mut args = vec!["open", "--json", "--trust", &root, "--at", AT, "--in", &input];
+    let mut args = vec![
+        "open", "--json", "--trust", &root, "--at", AT, "--in", &input,
+    ];
     for k in keys {
         args.extend(["--key", k]);
     }
@@ -109,8 +127,14 @@ fn sk_open_json(input: &Path, keys: &[&str]) -> serde_json::Value {
 /// The DER in the base64 body of an `application/pkcs7-mime` entity.
 fn mime_body_der(mime: &[u8]) -> Vec<u8> {
     let at = find(mime, b"\r\n\r\n").expect("header/body separator") + 4;
-    let b64: Vec<u8> = mime[at..].iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).expect("base64 body")
+    let b64: Vec<u8> = mime[at..]
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64 body")
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -144,8 +168,12 @@ fn split_multipart_signed(mime: &[u8]) -> (Vec<u8>, Vec<u8>) {
 #[test]
 fn smimekit_sign_openssl_verify() {
     let (dir, msg) = scratch();
-    let signers: [(&str, bool); 4] =
-        [("alice.p12", false), ("alice.p12", true), ("bob.p12", false), ("carol.p12", false)];
+    let signers: [(&str, bool); 4] = [
+        ("alice.p12", false),
+        ("alice.p12", true),
+        ("bob.p12", false),
+        ("carol.p12", false),
+    ];
     let mut n = 0;
     for (key, pss) in signers {
         for digest in DIGESTS {
@@ -155,7 +183,9 @@ fn smimekit_sign_openssl_verify() {
                 let ours = dir.path().join(format!("ours-{n}.eml"));
                 let theirs = dir.path().join(format!("theirs-{n}.eml"));
                 let (key, msg_s, signed_s) = (pki(key), p(&msg), p(&signed));
-                let mut args = vec!["sign", "--key", &key, "--digest", digest, "--in", &msg_s, "--out", &signed_s];
+                let mut args = vec![
+                    "sign", "--key", &key, "--digest", digest, "--in", &msg_s, "--out", &signed_s,
+                ];
                 if opaque {
                     args.push("--opaque");
                 }
@@ -163,18 +193,38 @@ fn smimekit_sign_openssl_verify() {
                     args.push("--pss");
                 }
                 sk_ok(&args);
-                sk_ok(&["verify", "--trust", &pki("root.pem"), "--at", AT, "--in", &signed_s, "--out", &p(&ours)]);
+                sk_ok(&[
+                    "verify",
+                    "--trust",
+                    &pki("root.pem"),
+                    "--at",
+                    AT,
+                    "--in",
+                    &signed_s,
+                    "--out",
+                    &p(&ours),
+                ]);
                 let root = pki("root.pem");
                 let theirs_s = p(&theirs);
                 let ctx = format!("{key} {digest} opaque={opaque} pss={pss}");
                 let out = openssl(&[
-                    "cms", "-verify", "-in", &signed_s, "-CAfile", &root, "-purpose", "any", "-attime", AT_UNIX,
-                    "-out", &theirs_s,
+                    "cms", "-verify", "-in", &signed_s, "-CAfile", &root, "-purpose", "any",
+                    "-attime", AT_UNIX, "-out", &theirs_s,
                 ]);
-                assert!(out.status.success(), "{ctx}: {}", show("openssl cms -verify", &out));
-                let (a, b) = (std::fs::read(&ours).expect("ours"), std::fs::read(&theirs).expect("theirs"));
+                assert!(
+                    out.status.success(),
+                    "{ctx}: {}",
+                    show("openssl cms -verify", &out)
+                );
+                let (a, b) = (
+                    std::fs::read(&ours).expect("ours"),
+                    std::fs::read(&theirs).expect("theirs"),
+                );
                 assert_eq!(a, b, "{ctx}: openssl and smimekit disagree on the content");
-                assert!(find(&a, b"the figures are attached").is_some(), "{ctx}: content lost");
+                assert!(
+                    find(&a, b"the figures are attached").is_some(),
+                    "{ctx}: content lost"
+                );
                 // micalg names the digest actually used.
                 if !opaque {
                     let text = std::fs::read_to_string(&signed).expect("signed");
@@ -191,7 +241,12 @@ fn smimekit_sign_openssl_verify() {
 #[test]
 fn smimekit_encrypt_openssl_decrypt() {
     let (dir, msg) = scratch();
-    let recipients: [(&str, bool); 4] = [("alice", false), ("alice", true), ("bob", false), ("carol", false)];
+    let recipients: [(&str, bool); 4] = [
+        ("alice", false),
+        ("alice", true),
+        ("bob", false),
+        ("carol", false),
+    ];
     let mut n = 0;
     for (who, oaep) in recipients {
         for cipher in CIPHERS {
@@ -201,27 +256,67 @@ fn smimekit_encrypt_openssl_decrypt() {
             let ours = p(&dir.path().join(format!("ours-{n}.eml")));
             let theirs = p(&dir.path().join(format!("theirs-{n}.eml")));
             let cert = pki(&format!("{who}.pem"));
-            let mut args = vec!["encrypt", "--to", &cert, "--cipher", cipher, "--in", &p(&msg), "--out", &sealed]
-                .into_iter()
-                .map(String::from)
-                .collect::<Vec<_>>();
+            let mut args = vec![
+                "encrypt",
+                "--to",
+                &cert,
+                "--cipher",
+                cipher,
+                "--in",
+                &p(&msg),
+                "--out",
+                &sealed,
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
             if oaep {
                 args.push("--oaep".into());
             }
             sk_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
             let text = std::fs::read_to_string(&sealed).expect("sealed");
-            assert!(text.contains("smime-type=enveloped-data") || text.contains("smime-type=authEnveloped-data"), "{ctx}: {text}");
-            sk_ok(&["decrypt", "--key", &pki(&format!("{who}.p12")), "--in", &sealed, "--out", &ours]);
+            assert!(
+                text.contains("smime-type=enveloped-data")
+                    || text.contains("smime-type=authEnveloped-data"),
+                "{ctx}: {text}"
+            );
+            sk_ok(&[
+                "decrypt",
+                "--key",
+                &pki(&format!("{who}.p12")),
+                "--in",
+                &sealed,
+                "--out",
+                &ours,
+            ]);
             let key = pki(&format!("{who}.key"));
-            let out = openssl(&["cms", "-decrypt", "-in", &sealed, "-recip", &cert, "-inkey", &key, "-out", &theirs]);
-            assert!(out.status.success(), "{ctx}: {}", show("openssl cms -decrypt", &out));
-            let (a, b) = (std::fs::read(&ours).expect("ours"), std::fs::read(&theirs).expect("theirs"));
-            assert_eq!(a, b, "{ctx}: openssl and smimekit disagree on the plaintext");
-            assert!(find(&a, b"the figures are attached").is_some(), "{ctx}: content lost");
+            let out = openssl(&[
+                "cms", "-decrypt", "-in", &sealed, "-recip", &cert, "-inkey", &key, "-out", &theirs,
+            ]);
+            assert!(
+                out.status.success(),
+                "{ctx}: {}",
+                show("openssl cms -decrypt", &out)
+            );
+            let (a, b) = (
+                std::fs::read(&ours).expect("ours"),
+                std::fs::read(&theirs).expect("theirs"),
+            );
+            assert_eq!(
+                a, b,
+                "{ctx}: openssl and smimekit disagree on the plaintext"
+            );
+            assert!(
+                find(&a, b"the figures are attached").is_some(),
+                "{ctx}: content lost"
+            );
             if cipher == "aes-256-gcm" {
                 let info = openssl_ok(&["cms", "-cmsout", "-print", "-in", &sealed]);
                 let info = String::from_utf8_lossy(&info.stdout);
-                assert!(info.contains("authEnvelopedData"), "{ctx}: GCM must be AuthEnvelopedData");
+                assert!(
+                    info.contains("authEnvelopedData"),
+                    "{ctx}: GCM must be AuthEnvelopedData"
+                );
             }
         }
     }
@@ -236,8 +331,12 @@ fn smimekit_encrypt_openssl_decrypt() {
 fn openssl_sign_smimekit_open() {
     let (dir, msg) = scratch();
     let want = sha256_hex(MESSAGE);
-    let signers: [(&str, &str, bool); 4] =
-        [("alice", "alice@example.org", false), ("alice", "alice@example.org", true), ("bob", "bob@example.org", false), ("carol", "carol@example.org", false)];
+    let signers: [(&str, &str, bool); 4] = [
+        ("alice", "alice@example.org", false),
+        ("alice", "alice@example.org", true),
+        ("bob", "bob@example.org", false),
+        ("carol", "carol@example.org", false),
+    ];
     let mut n = 0;
     for (who, address, pss) in signers {
         for digest in DIGESTS {
@@ -245,11 +344,27 @@ fn openssl_sign_smimekit_open() {
                 n += 1;
                 let ctx = format!("{who} {digest} opaque={opaque} pss={pss}");
                 let signed = dir.path().join(format!("signed-{n}.eml"));
-                let (cert, key, inter) = (pki(&format!("{who}.pem")), pki(&format!("{who}.key")), pki("intermediate.pem"));
+                let (cert, key, inter) = (
+                    pki(&format!("{who}.pem")),
+                    pki(&format!("{who}.key")),
+                    pki("intermediate.pem"),
+                );
                 let (msg_s, signed_s) = (p(&msg), p(&signed));
                 let mut args = vec![
-                    "cms", "-sign", "-in", &msg_s, "-out", &signed_s, "-signer", &cert, "-inkey", &key, "-certfile", &inter,
-                    "-md", digest,
+                    "cms",
+                    "-sign",
+                    "-in",
+                    &msg_s,
+                    "-out",
+                    &signed_s,
+                    "-signer",
+                    &cert,
+                    "-inkey",
+                    &key,
+                    "-certfile",
+                    &inter,
+                    "-md",
+                    digest,
                 ];
                 if pss {
                     args.extend(["-keyopt", "rsa_padding_mode:pss"]);
@@ -263,10 +378,20 @@ fn openssl_sign_smimekit_open() {
                 assert_eq!(report["signer"], address, "{ctx}: {report:#}");
                 assert_eq!(report["content_sha256"], want.as_str(), "{ctx}: {report:#}");
                 let layer = &report["layers"][0];
-                assert_eq!(layer["type"], if opaque { "signed-opaque" } else { "signed-detached" }, "{ctx}");
+                assert_eq!(
+                    layer["type"],
+                    if opaque {
+                        "signed-opaque"
+                    } else {
+                        "signed-detached"
+                    },
+                    "{ctx}"
+                );
                 assert_eq!(layer["algorithm"], digest, "{ctx}");
                 if pss {
-                    let alg = layer["signers"][0]["signature_algorithm"].as_str().unwrap_or_default();
+                    let alg = layer["signers"][0]["signature_algorithm"]
+                        .as_str()
+                        .unwrap_or_default();
                     assert!(alg.contains("pss"), "{ctx}: {alg}");
                 }
             }
@@ -296,16 +421,26 @@ fn openssl_encrypt_smimekit_open() {
             let sealed = dir.path().join(format!("sealed-{n}.eml"));
             let cert = pki(&format!("{who}.pem"));
             let (msg_s, sealed_s, c) = (p(&msg), p(&sealed), format!("-{cipher}"));
-            let mut args = vec!["cms", "-encrypt", &c, "-in", &msg_s, "-out", &sealed_s, "-recip", &cert];
+            let mut args = vec![
+                "cms", "-encrypt", &c, "-in", &msg_s, "-out", &sealed_s, "-recip", &cert,
+            ];
             args.extend(keyopt);
             openssl_ok(&args);
             let report = sk_open_json(&sealed, &[&pki(&format!("{who}.p12"))]);
             assert_eq!(report["content_sha256"], want.as_str(), "{ctx}: {report:#}");
             let layer = &report["layers"][0];
-            let kind = if cipher.ends_with("gcm") { "auth-enveloped" } else { "enveloped" };
+            let kind = if cipher.ends_with("gcm") {
+                "auth-enveloped"
+            } else {
+                "enveloped"
+            };
             assert_eq!(layer["type"], kind, "{ctx}: {report:#}");
             assert_eq!(layer["algorithm"], cipher, "{ctx}: {report:#}");
-            assert_eq!(layer["recipient"], format!("{who}@example.org"), "{ctx}: {report:#}");
+            assert_eq!(
+                layer["recipient"],
+                format!("{who}@example.org"),
+                "{ctx}: {report:#}"
+            );
         }
     }
 }
@@ -316,7 +451,17 @@ fn openssl_encrypt_smimekit_open() {
 fn openssl_gcm_is_auth_enveloped() {
     let (dir, msg) = scratch();
     let sealed = p(&dir.path().join("gcm.eml"));
-    openssl_ok(&["cms", "-encrypt", "-aes-256-gcm", "-in", &p(&msg), "-out", &sealed, "-recip", &pki("alice.pem")]);
+    openssl_ok(&[
+        "cms",
+        "-encrypt",
+        "-aes-256-gcm",
+        "-in",
+        &p(&msg),
+        "-out",
+        &sealed,
+        "-recip",
+        &pki("alice.pem"),
+    ]);
     let info = openssl_ok(&["cms", "-cmsout", "-print", "-in", &sealed]);
     assert!(String::from_utf8_lossy(&info.stdout).contains("authEnvelopedData"));
 }
@@ -326,21 +471,90 @@ fn openssl_gcm_is_auth_enveloped() {
 fn nested_sign_encrypt_both_ways() {
     let (dir, msg) = scratch();
     let d = |n: &str| p(&dir.path().join(n));
-    sk_ok(&["sign", "--key", &pki("alice.p12"), "--in", &p(&msg), "--out", &d("signed.eml")]);
-    sk_ok(&["encrypt", "--to", &pki("bob.pem"), "--in", &d("signed.eml"), "--out", &d("sealed.eml")]);
-    openssl_ok(&["cms", "-decrypt", "-in", &d("sealed.eml"), "-recip", &pki("bob.pem"), "-inkey", &pki("bob.key"), "-out", &d("o-signed.eml")]);
-    openssl_ok(&["cms", "-verify", "-in", &d("o-signed.eml"), "-CAfile", &pki("root.pem"), "-attime", AT_UNIX, "-out", &d("o-content.eml")]);
+    sk_ok(&[
+        "sign",
+        "--key",
+        &pki("alice.p12"),
+        "--in",
+        &p(&msg),
+        "--out",
+        &d("signed.eml"),
+    ]);
+    sk_ok(&[
+        "encrypt",
+        "--to",
+        &pki("bob.pem"),
+        "--in",
+        &d("signed.eml"),
+        "--out",
+        &d("sealed.eml"),
+    ]);
+    openssl_ok(&[
+        "cms",
+        "-decrypt",
+        "-in",
+        &d("sealed.eml"),
+        "-recip",
+        &pki("bob.pem"),
+        "-inkey",
+        &pki("bob.key"),
+        "-out",
+        &d("o-signed.eml"),
+    ]);
+    openssl_ok(&[
+        "cms",
+        "-verify",
+        "-in",
+        &d("o-signed.eml"),
+        "-CAfile",
+        &pki("root.pem"),
+        "-attime",
+        AT_UNIX,
+        "-out",
+        &d("o-content.eml"),
+    ]);
     let report = sk_open_json(Path::new(&d("sealed.eml")), &[&pki("bob.p12")]);
     assert_eq!(report["valid"], true, "{report:#}");
     let content = std::fs::read(d("o-content.eml")).expect("content");
-    assert_eq!(report["content_sha256"], sha256_hex(&content).as_str(), "{report:#}");
+    assert_eq!(
+        report["content_sha256"],
+        sha256_hex(&content).as_str(),
+        "{report:#}"
+    );
 
-    openssl_ok(&["cms", "-sign", "-in", &p(&msg), "-out", &d("os.eml"), "-signer", &pki("bob.pem"), "-inkey", &pki("bob.key"), "-certfile", &pki("intermediate.pem")]);
-    openssl_ok(&["cms", "-encrypt", "-aes-256-cbc", "-in", &d("os.eml"), "-out", &d("oe.eml"), "-recip", &pki("alice.pem")]);
+    openssl_ok(&[
+        "cms",
+        "-sign",
+        "-in",
+        &p(&msg),
+        "-out",
+        &d("os.eml"),
+        "-signer",
+        &pki("bob.pem"),
+        "-inkey",
+        &pki("bob.key"),
+        "-certfile",
+        &pki("intermediate.pem"),
+    ]);
+    openssl_ok(&[
+        "cms",
+        "-encrypt",
+        "-aes-256-cbc",
+        "-in",
+        &d("os.eml"),
+        "-out",
+        &d("oe.eml"),
+        "-recip",
+        &pki("alice.pem"),
+    ]);
     let report = sk_open_json(Path::new(&d("oe.eml")), &[&pki("alice.p12")]);
     assert_eq!(report["valid"], true, "{report:#}");
     assert_eq!(report["signer"], "bob@example.org", "{report:#}");
-    assert_eq!(report["content_sha256"], sha256_hex(MESSAGE).as_str(), "{report:#}");
+    assert_eq!(
+        report["content_sha256"],
+        sha256_hex(MESSAGE).as_str(),
+        "{report:#}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -365,10 +579,18 @@ impl Drop for Gpgsm {
 
 fn gpgsm_version() -> (u32, u32) {
     let out = run(Command::new("gpgsm").arg("--version"), None);
-    assert!(out.status.success(), "gpgsm is required: {}", show("gpgsm --version", &out));
+    assert!(
+        out.status.success(),
+        "gpgsm is required: {}",
+        show("gpgsm --version", &out)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     // "gpgsm (GnuPG) 2.2.40"
-    let v = text.lines().next().and_then(|l| l.split_whitespace().last()).unwrap_or("0.0");
+    let v = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or("0.0");
     let mut it = v.split('.').map(|x| x.parse::<u32>().unwrap_or(0));
     (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
@@ -376,7 +598,10 @@ fn gpgsm_version() -> (u32, u32) {
 impl Gpgsm {
     fn new() -> Self {
         let version = gpgsm_version();
-        let home = tempfile::Builder::new().prefix("gh").tempdir_in("/tmp").expect("GNUPGHOME");
+        let home = tempfile::Builder::new()
+            .prefix("gh")
+            .tempdir_in("/tmp")
+            .expect("GNUPGHOME");
         let h = home.path();
         #[cfg(unix)]
         {
@@ -384,13 +609,32 @@ impl Gpgsm {
             std::fs::set_permissions(h, std::fs::Permissions::from_mode(0o700)).expect("chmod");
         }
         std::fs::write(h.join("gpg-agent.conf"), "allow-loopback-pinentry\n").expect("agent conf");
-        std::fs::write(h.join("gpgsm.conf"), "disable-crl-checks\ndisable-policy-checks\n").expect("gpgsm conf");
-        let fpr = openssl_ok(&["x509", "-in", &pki("root.pem"), "-noout", "-fingerprint", "-sha1"]);
+        std::fs::write(
+            h.join("gpgsm.conf"),
+            "disable-crl-checks\ndisable-policy-checks\n",
+        )
+        .expect("gpgsm conf");
+        let fpr = openssl_ok(&[
+            "x509",
+            "-in",
+            &pki("root.pem"),
+            "-noout",
+            "-fingerprint",
+            "-sha1",
+        ]);
         let fpr = String::from_utf8_lossy(&fpr.stdout);
-        let fpr = fpr.trim().split('=').nth(1).expect("fingerprint").to_string();
+        let fpr = fpr
+            .trim()
+            .split('=')
+            .nth(1)
+            .expect("fingerprint")
+            .to_string();
         std::fs::write(h.join("trustlist.txt"), format!("{fpr} S relax\n")).expect("trustlist");
         let g = Gpgsm { home, version };
-        g.ok(&["--import", &pki("root.pem"), &pki("intermediate.pem")], None);
+        g.ok(
+            &["--import", &pki("root.pem"), &pki("intermediate.pem")],
+            None,
+        );
         g.import_rsa_p12("alice");
         g.install_ec_key("bob");
         g
@@ -403,7 +647,13 @@ impl Gpgsm {
     fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut cmd = Command::new("gpgsm");
         cmd.env("GNUPGHOME", self.home.path())
-            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0"])
+            .args([
+                "--batch",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase-fd",
+                "0",
+            ])
             .args(args);
         // --passphrase-fd 0: the passphrase is the first line of stdin.
         run(&mut cmd, Some(stdin.unwrap_or(b"test\n")))
@@ -411,7 +661,11 @@ impl Gpgsm {
 
     fn ok(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let out = self.run(args, stdin);
-        assert!(out.status.success(), "{}", show(&format!("gpgsm {}", args.join(" ")), &out));
+        assert!(
+            out.status.success(),
+            "{}",
+            show(&format!("gpgsm {}", args.join(" ")), &out)
+        );
         out
     }
 
@@ -420,7 +674,9 @@ impl Gpgsm {
     /// with the legacy PKCS#12 3DES scheme, which it reads. (Pinned in `gpgsm_reads_committed_p12`.)
     fn import_rsa_p12(&self, who: &str) {
         let out = self.run(&["--import", &pki(&format!("{who}.p12"))], None);
-        if out.status.success() && String::from_utf8_lossy(&out.stderr).contains("secret keys imported: 1") {
+        if out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("secret keys imported: 1")
+        {
             return;
         }
         let p12 = p(&self.home.path().join(format!("{who}-3des.p12")));
@@ -442,7 +698,14 @@ impl Gpgsm {
     /// written unprotected in the agent's extended key format.
     fn install_ec_key(&self, who: &str) {
         self.ok(&["--import", &pki(&format!("{who}.pem"))], None);
-        let out = self.ok(&["--with-keygrip", "--list-keys", &format!("{who}@example.org")], None);
+        let out = self.ok(
+            &[
+                "--with-keygrip",
+                "--list-keys",
+                &format!("{who}@example.org"),
+            ],
+            None,
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         let grip = text
             .lines()
@@ -450,7 +713,13 @@ impl Gpgsm {
             .expect("keygrip")
             .trim()
             .to_string();
-        let dump = openssl_ok(&["pkey", "-in", &pki(&format!("{who}.key")), "-text", "-noout"]);
+        let dump = openssl_ok(&[
+            "pkey",
+            "-in",
+            &pki(&format!("{who}.key")),
+            "-text",
+            "-noout",
+        ]);
         let dump = String::from_utf8_lossy(&dump.stdout);
         let field = |name: &str| -> String {
             let mut lines = dump.lines().skip_while(|l| !l.starts_with(name)).skip(1);
@@ -464,7 +733,11 @@ impl Gpgsm {
             hex
         };
         let (d, q) = (field("priv:"), field("pub:"));
-        let curve = if dump.contains("P-384") { "NIST P-384" } else { "NIST P-256" };
+        let curve = if dump.contains("P-384") {
+            "NIST P-384"
+        } else {
+            "NIST P-256"
+        };
         let dir = self.home.path().join("private-keys-v1.d");
         std::fs::create_dir_all(&dir).expect("private-keys-v1.d");
         std::fs::write(
@@ -473,16 +746,35 @@ impl Gpgsm {
         )
         .expect("agent key");
         let out = self.ok(&["--list-secret-keys", &format!("{who}@example.org")], None);
-        assert!(!out.stdout.is_empty(), "the EC key is not seen as secret: {}", show("list", &out));
+        assert!(
+            !out.stdout.is_empty(),
+            "the EC key is not seen as secret: {}",
+            show("list", &out)
+        );
     }
 }
 
 /// key + cert + chain as a PKCS#12 with PBE-SHA1-3DES and a SHA-1 MAC (what gpgsm 2.2 reads).
 fn legacy_p12(who: &str, out: &str) {
     openssl_ok(&[
-        "pkcs12", "-export", "-inkey", &pki(&format!("{who}.key")), "-in", &pki(&format!("{who}.pem")), "-certfile",
-        &pki("chain.pem"), "-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1", "-passout",
-        "pass:test", "-out", out,
+        "pkcs12",
+        "-export",
+        "-inkey",
+        &pki(&format!("{who}.key")),
+        "-in",
+        &pki(&format!("{who}.pem")),
+        "-certfile",
+        &pki("chain.pem"),
+        "-keypbe",
+        "PBE-SHA1-3DES",
+        "-certpbe",
+        "PBE-SHA1-3DES",
+        "-macalg",
+        "sha1",
+        "-passout",
+        "pass:test",
+        "-out",
+        out,
     ]);
 }
 
@@ -495,12 +787,17 @@ fn gpgsm_reads_committed_p12() {
     let err = String::from_utf8_lossy(&out.stderr);
     if g.is_2_2() {
         assert!(
-            err.contains("pkcs5PBES2-params") || err.contains("error parsing or decrypting the PKCS#12"),
+            err.contains("pkcs5PBES2-params")
+                || err.contains("error parsing or decrypting the PKCS#12"),
             "expected gpgsm 2.2 to refuse PBES2/HMAC-SHA256 (if it reads it now, drop the 3DES fallback): {}",
             show("gpgsm --import alice.p12", &out)
         );
     } else {
-        assert!(out.status.success(), "{}", show("gpgsm --import alice.p12", &out));
+        assert!(
+            out.status.success(),
+            "{}",
+            show("gpgsm --import alice.p12", &out)
+        );
     }
 }
 
@@ -513,12 +810,17 @@ fn gpgsm_imports_ec_p12() {
     let out = g.run(&["--import", &p12], None);
     if g.is_2_2() {
         assert!(
-            !out.status.success() || !String::from_utf8_lossy(&out.stderr).contains("secret keys imported: 1"),
+            !out.status.success()
+                || !String::from_utf8_lossy(&out.stderr).contains("secret keys imported: 1"),
             "expected gpgsm 2.2 to fail importing an EC PKCS#12 (it crashed here); it works now: {}",
             show("gpgsm --import carol.p12", &out)
         );
     } else {
-        assert!(out.status.success(), "{}", show("gpgsm --import carol.p12", &out));
+        assert!(
+            out.status.success(),
+            "{}",
+            show("gpgsm --import carol.p12", &out)
+        );
     }
 }
 
@@ -527,8 +829,12 @@ fn gpgsm_imports_ec_p12() {
 fn smimekit_sign_gpgsm_verify() {
     let g = Gpgsm::new();
     let (dir, msg) = scratch();
-    let signers: [(&str, bool); 4] =
-        [("alice.p12", false), ("alice.p12", true), ("bob.p12", false), ("carol.p12", false)];
+    let signers: [(&str, bool); 4] = [
+        ("alice.p12", false),
+        ("alice.p12", true),
+        ("bob.p12", false),
+        ("carol.p12", false),
+    ];
     let mut n = 0;
     for (key, pss) in signers {
         for digest in DIGESTS {
@@ -536,10 +842,20 @@ fn smimekit_sign_gpgsm_verify() {
                 n += 1;
                 let ctx = format!("{key} {digest} opaque={opaque} pss={pss}");
                 let d = |name: &str| p(&dir.path().join(format!("{name}-{n}")));
-                let mut args = vec!["sign", "--key", &pki(key), "--digest", digest, "--in", &p(&msg), "--out", &d("signed")]
-                    .into_iter()
-                    .map(String::from)
-                    .collect::<Vec<_>>();
+                let mut args = vec![
+                    "sign",
+                    "--key",
+                    &pki(key),
+                    "--digest",
+                    digest,
+                    "--in",
+                    &p(&msg),
+                    "--out",
+                    &d("signed"),
+                ]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>();
                 if opaque {
                     args.push("--opaque".into());
                 }
@@ -547,7 +863,17 @@ fn smimekit_sign_gpgsm_verify() {
                     args.push("--pss".into());
                 }
                 sk_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-                sk_ok(&["verify", "--trust", &pki("root.pem"), "--at", AT, "--in", &d("signed"), "--out", &d("ours")]);
+                sk_ok(&[
+                    "verify",
+                    "--trust",
+                    &pki("root.pem"),
+                    "--at",
+                    AT,
+                    "--in",
+                    &d("signed"),
+                    "--out",
+                    &d("ours"),
+                ]);
                 let ours = std::fs::read(d("ours")).expect("ours");
                 let signed = std::fs::read(d("signed")).expect("signed");
                 // gpgsm insists on a digest at least as long as the ECC key ("a 256 bit hash is
@@ -556,19 +882,35 @@ fn smimekit_sign_gpgsm_verify() {
                 let short_hash = key == "carol.p12" && digest == "sha256";
                 let gpgsm_ok = |out: &Output| {
                     let err = String::from_utf8_lossy(&out.stderr);
-                    assert!(err.contains("Good signature"), "{ctx}: {}", show("gpgsm --verify", out));
+                    assert!(
+                        err.contains("Good signature"),
+                        "{ctx}: {}",
+                        show("gpgsm --verify", out)
+                    );
                     if short_hash {
-                        assert!(!out.status.success() && err.contains("hash is not valid for a 384 bit ECC key"),
-                            "{ctx}: gpgsm now accepts SHA-256 with P-384; flip this: {}", show("gpgsm --verify", out));
+                        assert!(
+                            !out.status.success()
+                                && err.contains("hash is not valid for a 384 bit ECC key"),
+                            "{ctx}: gpgsm now accepts SHA-256 with P-384; flip this: {}",
+                            show("gpgsm --verify", out)
+                        );
                     } else {
-                        assert!(out.status.success(), "{ctx}: {}", show("gpgsm --verify", out));
+                        assert!(
+                            out.status.success(),
+                            "{ctx}: {}",
+                            show("gpgsm --verify", out)
+                        );
                     }
                 };
                 if opaque {
                     std::fs::write(d("p7m"), mime_body_der(&signed)).expect("p7m");
                     let out = g.run(&["--verify", "--output", &d("theirs"), &d("p7m")], None);
                     gpgsm_ok(&out);
-                    assert_eq!(std::fs::read(d("theirs")).expect("theirs"), ours, "{ctx}: content differs");
+                    assert_eq!(
+                        std::fs::read(d("theirs")).expect("theirs"),
+                        ours,
+                        "{ctx}: content differs"
+                    );
                 } else {
                     let (content, sig) = split_multipart_signed(&signed);
                     assert_eq!(content, ours, "{ctx}: the first part is the content");
@@ -592,20 +934,61 @@ fn gpgsm_sign_smimekit_verify() {
         let user = format!("{who}@example.org");
         // Opaque: gpgsm's DER SignedData with encapsulated content.
         let opaque = d(&format!("{who}.p7m"));
-        g.ok(&["--local-user", &user, "--include-certs", "-1", "--sign", "--output", &opaque, &p(&msg)], None);
+        g.ok(
+            &[
+                "--local-user",
+                &user,
+                "--include-certs",
+                "-1",
+                "--sign",
+                "--output",
+                &opaque,
+                &p(&msg),
+            ],
+            None,
+        );
         let report = sk_open_json(Path::new(&opaque), &[]);
         assert_eq!(report["valid"], true, "{who}: {report:#}");
         assert_eq!(report["signer"], user.as_str(), "{who}: {report:#}");
-        assert_eq!(report["content_sha256"], sha256_hex(MESSAGE).as_str(), "{who}: {report:#}");
+        assert_eq!(
+            report["content_sha256"],
+            sha256_hex(MESSAGE).as_str(),
+            "{who}: {report:#}"
+        );
         // Detached: a raw signature plus --content.
         let sig = d(&format!("{who}.p7s"));
-        g.ok(&["--local-user", &user, "--include-certs", "-1", "--detach-sign", "--output", &sig, &p(&msg)], None);
+        g.ok(
+            &[
+                "--local-user",
+                &user,
+                "--include-certs",
+                "-1",
+                "--detach-sign",
+                "--output",
+                &sig,
+                &p(&msg),
+            ],
+            None,
+        );
         let out = sk_ok(&[
-            "verify", "--json", "--trust", &pki("root.pem"), "--at", AT, "--content", &p(&msg), "--in", &sig,
+            "verify",
+            "--json",
+            "--trust",
+            &pki("root.pem"),
+            "--at",
+            AT,
+            "--content",
+            &p(&msg),
+            "--in",
+            &sig,
         ]);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         assert_eq!(report["valid"], true, "{who}: {report:#}");
-        assert_eq!(report["content_sha256"], sha256_hex(MESSAGE).as_str(), "{who}: {report:#}");
+        assert_eq!(
+            report["content_sha256"],
+            sha256_hex(MESSAGE).as_str(),
+            "{who}: {report:#}"
+        );
     }
 }
 
@@ -617,18 +1000,52 @@ fn smimekit_encrypt_gpgsm_decrypt_rsa() {
     let (dir, msg) = scratch();
     for cipher in CIPHERS {
         let d = |name: &str| p(&dir.path().join(format!("{name}-{cipher}")));
-        sk_ok(&["encrypt", "--to", &pki("alice.pem"), "--cipher", cipher, "--in", &p(&msg), "--out", &d("sealed")]);
-        sk_ok(&["decrypt", "--key", &pki("alice.p12"), "--in", &d("sealed"), "--out", &d("ours")]);
-        std::fs::write(d("p7m"), mime_body_der(&std::fs::read(d("sealed")).expect("sealed"))).expect("p7m");
+        sk_ok(&[
+            "encrypt",
+            "--to",
+            &pki("alice.pem"),
+            "--cipher",
+            cipher,
+            "--in",
+            &p(&msg),
+            "--out",
+            &d("sealed"),
+        ]);
+        sk_ok(&[
+            "decrypt",
+            "--key",
+            &pki("alice.p12"),
+            "--in",
+            &d("sealed"),
+            "--out",
+            &d("ours"),
+        ]);
+        std::fs::write(
+            d("p7m"),
+            mime_body_der(&std::fs::read(d("sealed")).expect("sealed")),
+        )
+        .expect("p7m");
         let out = g.run(&["--decrypt", "--output", &d("theirs"), &d("p7m")], None);
         if cipher == "aes-256-gcm" && g.is_2_2() {
             // gpgsm 2.2 has no AuthEnvelopedData ("error getting IV: Buffer too short"); OpenSSL's
             // own GCM output fails the same way, so this is gpgsm, not smimekit.
-            assert!(!out.status.success(), "gpgsm 2.2 decrypted AuthEnvelopedData; flip this: {}", show("gpgsm", &out));
+            assert!(
+                !out.status.success(),
+                "gpgsm 2.2 decrypted AuthEnvelopedData; flip this: {}",
+                show("gpgsm", &out)
+            );
             continue;
         }
-        assert!(out.status.success(), "{cipher}: {}", show("gpgsm --decrypt", &out));
-        assert_eq!(std::fs::read(d("theirs")).expect("theirs"), std::fs::read(d("ours")).expect("ours"), "{cipher}");
+        assert!(
+            out.status.success(),
+            "{cipher}: {}",
+            show("gpgsm --decrypt", &out)
+        );
+        assert_eq!(
+            std::fs::read(d("theirs")).expect("theirs"),
+            std::fs::read(d("ours")).expect("ours"),
+            "{cipher}"
+        );
     }
 }
 
@@ -639,19 +1056,64 @@ fn smimekit_encrypt_gpgsm_decrypt_ec() {
     let g = Gpgsm::new();
     let (dir, msg) = scratch();
     let d = |name: &str| p(&dir.path().join(name));
-    sk_ok(&["encrypt", "--to", &pki("bob.pem"), "--in", &p(&msg), "--out", &d("sealed")]);
-    sk_ok(&["decrypt", "--key", &pki("bob.p12"), "--in", &d("sealed"), "--out", &d("ours")]);
-    std::fs::write(d("p7m"), mime_body_der(&std::fs::read(d("sealed")).expect("sealed"))).expect("p7m");
+    sk_ok(&[
+        "encrypt",
+        "--to",
+        &pki("bob.pem"),
+        "--in",
+        &p(&msg),
+        "--out",
+        &d("sealed"),
+    ]);
+    sk_ok(&[
+        "decrypt",
+        "--key",
+        &pki("bob.p12"),
+        "--in",
+        &d("sealed"),
+        "--out",
+        &d("ours"),
+    ]);
+    std::fs::write(
+        d("p7m"),
+        mime_body_der(&std::fs::read(d("sealed")).expect("sealed")),
+    )
+    .expect("p7m");
     let out = g.run(&["--decrypt", "--output", &d("theirs"), &d("p7m")], None);
     if g.is_2_2() {
-        assert!(!out.status.success(), "gpgsm 2.2 decrypted ECDH CMS; flip this: {}", show("gpgsm", &out));
+        assert!(
+            !out.status.success(),
+            "gpgsm 2.2 decrypted ECDH CMS; flip this: {}",
+            show("gpgsm", &out)
+        );
         // The same failure with OpenSSL's ECDH, so it is gpgsm's limit.
-        openssl_ok(&["cms", "-encrypt", "-aes-256-cbc", "-in", &p(&msg), "-outform", "DER", "-out", &d("o.p7m"), &pki("bob.pem")]);
-        let o = g.run(&["--decrypt", "--output", &d("o-theirs"), &d("o.p7m")], None);
-        assert!(!o.status.success(), "gpgsm decrypts OpenSSL's ECDH but not ours: {}", show("gpgsm", &out));
+        openssl_ok(&[
+            "cms",
+            "-encrypt",
+            "-aes-256-cbc",
+            "-in",
+            &p(&msg),
+            "-outform",
+            "DER",
+            "-out",
+            &d("o.p7m"),
+            &pki("bob.pem"),
+        ]);
+        let o = g.run(
+            &["--decrypt", "--output", &d("o-theirs"), &d("o.p7m")],
+            None,
+        );
+        assert!(
+            !o.status.success(),
+            "gpgsm decrypts OpenSSL's ECDH but not ours: {}",
+            show("gpgsm", &out)
+        );
     } else {
         assert!(out.status.success(), "{}", show("gpgsm --decrypt", &out));
-        assert_eq!(std::fs::read(d("theirs")).expect("theirs"), std::fs::read(d("ours")).expect("ours"));
+        assert_eq!(
+            std::fs::read(d("theirs")).expect("theirs"),
+            std::fs::read(d("ours")).expect("ours")
+        );
     }
 }
 
@@ -662,23 +1124,69 @@ fn gpgsm_encrypt_smimekit_decrypt() {
     let g = Gpgsm::new();
     let (dir, msg) = scratch();
     let d = |name: &str| p(&dir.path().join(name));
-    for (algo, name) in [("AES128", "aes-128-cbc"), ("AES192", "aes-192-cbc"), ("AES256", "aes-256-cbc")] {
+    for (algo, name) in [
+        ("AES128", "aes-128-cbc"),
+        ("AES192", "aes-192-cbc"),
+        ("AES256", "aes-256-cbc"),
+    ] {
         let sealed = d(&format!("{algo}.p7m"));
-        g.ok(&["--encrypt", "--cipher-algo", algo, "--recipient", "alice@example.org", "--output", &sealed, &p(&msg)], None);
+        g.ok(
+            &[
+                "--encrypt",
+                "--cipher-algo",
+                algo,
+                "--recipient",
+                "alice@example.org",
+                "--output",
+                &sealed,
+                &p(&msg),
+            ],
+            None,
+        );
         let report = sk_open_json(Path::new(&sealed), &[&pki("alice.p12")]);
-        assert_eq!(report["content_sha256"], sha256_hex(MESSAGE).as_str(), "{algo}: {report:#}");
+        assert_eq!(
+            report["content_sha256"],
+            sha256_hex(MESSAGE).as_str(),
+            "{algo}: {report:#}"
+        );
         assert_eq!(report["layers"][0]["algorithm"], name, "{algo}: {report:#}");
         let out = sk_ok(&["decrypt", "--key", &pki("alice.p12"), "--in", &sealed]);
         assert_eq!(out.stdout, MESSAGE, "{algo}");
     }
     let sealed = d("bob.p7m");
-    let out = g.run(&["--encrypt", "--recipient", "bob@example.org", "--output", &sealed, &p(&msg)], None);
+    let out = g.run(
+        &[
+            "--encrypt",
+            "--recipient",
+            "bob@example.org",
+            "--output",
+            &sealed,
+            &p(&msg),
+        ],
+        None,
+    );
     if g.is_2_2() {
-        assert!(!out.status.success(), "gpgsm 2.2 encrypted to an EC key; flip this: {}", show("gpgsm", &out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("Wrong key usage"), "{}", show("gpgsm", &out));
+        assert!(
+            !out.status.success(),
+            "gpgsm 2.2 encrypted to an EC key; flip this: {}",
+            show("gpgsm", &out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Wrong key usage"),
+            "{}",
+            show("gpgsm", &out)
+        );
     } else {
-        assert!(out.status.success(), "{}", show("gpgsm --encrypt to bob", &out));
+        assert!(
+            out.status.success(),
+            "{}",
+            show("gpgsm --encrypt to bob", &out)
+        );
         let report = sk_open_json(Path::new(&sealed), &[&pki("bob.p12")]);
-        assert_eq!(report["content_sha256"], sha256_hex(MESSAGE).as_str(), "{report:#}");
+        assert_eq!(
+            report["content_sha256"],
+            sha256_hex(MESSAGE).as_str(),
+            "{report:#}"
+        );
     }
 }

@@ -3,9 +3,9 @@
 //! They run the real `smimekit` binary (built by cargo for this test target) and the real
 //! `openssl` and `gpgsm`, and read the interop corpus in place from `../shared/corpus`.
 
+mod bad_input;
+mod cli;
 mod common;
 mod corpus;
 mod interop;
-mod bad_input;
-mod cli;
 mod tidy;

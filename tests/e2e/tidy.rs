@@ -16,14 +16,13 @@ fn dependencies(member: &str) -> Vec<String> {
             in_deps = line == "[dependencies]";
             continue;
         }
-        if in_deps {
-            if let Some((name, _)) = line.split_once('=') {
+        if in_deps
+            && let Some((name, _)) = line.split_once('=') {
                 let name = name.trim();
                 if !name.is_empty() && !name.starts_with('#') {
                     out.push(name.split('.').next().unwrap_or(name).to_string());
                 }
             }
-        }
     }
     out
 }
@@ -39,7 +38,10 @@ fn apps_talk_only_to_the_service() {
 fn core_has_no_io_runtime_or_openssl() {
     let deps = dependencies("crates/core");
     for banned in ["openssl", "tokio", "reqwest", "clap", "axum", "ratatui"] {
-        assert!(!deps.iter().any(|d| d == banned), "crates/core depends on {banned}");
+        assert!(
+            !deps.iter().any(|d| d == banned),
+            "crates/core depends on {banned}"
+        );
     }
 }
 
@@ -47,14 +49,25 @@ fn core_has_no_io_runtime_or_openssl() {
 fn service_knows_no_front_end() {
     let deps = dependencies("crates/service");
     for banned in ["clap", "axum", "ratatui", "openssl"] {
-        assert!(!deps.iter().any(|d| d == banned), "crates/service depends on {banned}");
+        assert!(
+            !deps.iter().any(|d| d == banned),
+            "crates/service depends on {banned}"
+        );
     }
 }
 
 #[test]
 fn message_layer_uses_ports_not_openssl() {
     let deps = dependencies("crates/message");
-    for banned in ["openssl", "tokio", "smimekit-engine-openssl", "smimekit-keystore-file"] {
-        assert!(!deps.iter().any(|d| d == banned), "crates/message depends on {banned}");
+    for banned in [
+        "openssl",
+        "tokio",
+        "smimekit-engine-openssl",
+        "smimekit-keystore-file",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == banned),
+            "crates/message depends on {banned}"
+        );
     }
 }

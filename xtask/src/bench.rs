@@ -451,6 +451,9 @@ fn measure<I>(opts: &Opts, mut prepare: impl FnMut() -> I, mut op: impl FnMut(I)
     Ok(Measure { cpu_ops: median(cpu_rates), wall_ops: median(wall_rates), iterations: total })
 }
 
+/// One operation's figures: `sign`, `verify`, `encrypt`, `decrypt` or `open`.
+type OpMeasure = (&'static str, Measure);
+
 /// Sign, verify, encrypt, decrypt and open of `msg` with one key. Returns the figures and the
 /// signed-then-encrypted message.
 fn bench_service(
@@ -461,7 +464,7 @@ fn bench_service(
     key: &KeyFiles,
     private: &Arc<dyn PrivateKey>,
     msg: &[u8],
-) -> Result<(Vec<(&'static str, Measure)>, Vec<u8>)> {
+) -> Result<(Vec<OpMeasure>, Vec<u8>)> {
     let sign_req = |message: Vec<u8>| SignRequest {
         key: private.clone(),
         digest: DigestAlg::Sha256,
@@ -675,7 +678,8 @@ fn peak_rss(program: &Path, args: &[String]) -> Result<(u64, Duration)> {
     Ok((peak, took))
 }
 
-/// `xtask bench --rss-of PROGRAM ARGS…`: runs the command with no input or output and prints
+/// `xtask bench --rss-of PROGRAM ARGS…`: runs the command with no input or output (its report
+/// on standard error dropped too) and prints
 /// its `ru_maxrss` in bytes.
 #[allow(unsafe_code)]
 fn rss_helper(cmd: &[String]) -> Result<()> {
@@ -685,7 +689,7 @@ fn rss_helper(cmd: &[String]) -> Result<()> {
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("starting {shown}"))?;
     let pid = child.id() as libc::pid_t;

@@ -231,7 +231,10 @@ mod tests {
     #[test]
     fn cipher_names_round_trip() {
         for c in ["aes-128-cbc", "aes-192-cbc", "aes-256-cbc", "aes-256-gcm"] {
-            assert_eq!(ContentCipher::from_name(c).map(|c| c.name()), Some(c.to_string()));
+            assert_eq!(
+                ContentCipher::from_name(c).map(|c| c.name()),
+                Some(c.to_string())
+            );
         }
     }
 }

@@ -117,13 +117,22 @@ mod tests {
 
     #[test]
     fn parses_bare_and_named_addresses() {
-        assert_eq!(Mailbox::parse("alice@example.com").unwrap().as_str(), "alice@example.com");
+        assert_eq!(
+            Mailbox::parse("alice@example.com").unwrap().as_str(),
+            "alice@example.com"
+        );
         assert_eq!(
             Mailbox::parse("Alice <Alice@Example.com>").unwrap(),
             Mailbox::parse("alice@example.com").unwrap()
         );
-        assert!(matches!(Mailbox::parse("alice"), Err(MailboxError::MissingAt(_))));
+        assert!(matches!(
+            Mailbox::parse("alice"),
+            Err(MailboxError::MissingAt(_))
+        ));
         assert!(matches!(Mailbox::parse("@x"), Err(MailboxError::Empty(_))));
-        assert!(matches!(Mailbox::parse("a b@x"), Err(MailboxError::BadCharacter(_))));
+        assert!(matches!(
+            Mailbox::parse("a b@x"),
+            Err(MailboxError::BadCharacter(_))
+        ));
     }
 }

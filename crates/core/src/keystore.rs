@@ -19,16 +19,23 @@ use crate::{CertDer, RsaPadding, Secret, SignatureScheme};
 pub enum Protection {
     Unlocked,
     /// A password or PIN is needed. `tries_left` is shown when the store reports it.
-    Locked { hint: String, tries_left: Option<u32> },
+    Locked {
+        hint: String,
+        tries_left: Option<u32>,
+    },
 }
 
 /// The kind of a private key, as far as the message layer cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum KeyKind {
-    Rsa { bits: u32 },
+    Rsa {
+        bits: u32,
+    },
     /// An EC key on a named curve (`curve` is the OID in dotted form's short name: `P-256`…).
-    Ec { curve: &'static str },
+    Ec {
+        curve: &'static str,
+    },
     Other,
 }
 
@@ -54,7 +61,10 @@ pub enum KeyStoreError {
     Locked { key: String, hint: String },
     /// The password or PIN was wrong.
     #[error("wrong password or PIN for {key}{}", tries_left.map(|t| format!(" ({t} tries left)")).unwrap_or_default())]
-    BadSecret { key: String, tries_left: Option<u32> },
+    BadSecret {
+        key: String,
+        tries_left: Option<u32>,
+    },
     #[error("{key}: no such key: {detail}")]
     NotFound { key: String, detail: String },
     /// The stored data could not be parsed.
@@ -109,7 +119,11 @@ pub trait PrivateKey: Debug + Send + Sync {
     ) -> Result<Vec<u8>, KeyStoreError>;
 
     /// Decrypts an RSA-encrypted content-encryption key.
-    async fn decrypt_key(&self, padding: &RsaPadding, wrapped: &[u8]) -> Result<Secret, KeyStoreError>;
+    async fn decrypt_key(
+        &self,
+        padding: &RsaPadding,
+        wrapped: &[u8],
+    ) -> Result<Secret, KeyStoreError>;
 
     /// ECDH with a peer's public point (uncompressed SEC1), returning the shared secret Z.
     async fn ecdh(&self, peer_point: &[u8]) -> Result<Secret, KeyStoreError>;

@@ -191,7 +191,9 @@ fn parse_one(data: &[u8], pos: usize, depth: usize) -> Result<(Tlv<'_>, usize), 
             detail: "multi-byte tags are not used by CMS".into(),
         });
     }
-    let first_len = *rest.get(1).ok_or(Asn1Error::Truncated { offset: pos + 1 })?;
+    let first_len = *rest
+        .get(1)
+        .ok_or(Asn1Error::Truncated { offset: pos + 1 })?;
     let (header_len, content_len, indefinite) = if first_len < 0x80 {
         (2usize, usize::from(first_len), false)
     } else if first_len == 0x80 {
@@ -225,7 +227,9 @@ fn parse_one(data: &[u8], pos: usize, depth: usize) -> Result<(Tlv<'_>, usize), 
         let bytes = rest
             .get(2..2 + n)
             .ok_or(Asn1Error::Truncated { offset: pos + 2 })?;
-        let len = bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         (2 + n, len, false)
     };
     let end = header_len
@@ -266,8 +270,10 @@ pub fn to_der(tlv: &Tlv<'_>) -> Result<Vec<u8>, Asn1Error> {
         return Ok(tlv.raw.to_vec());
     }
     // Constructed universal string types become primitive.
-    let string_tag = matches!(tlv.tag & 0x1f, 0x03 | 0x04 | 0x0c | 0x13 | 0x14 | 0x16 | 0x1e)
-        && tlv.tag & 0xc0 == 0;
+    let string_tag = matches!(
+        tlv.tag & 0x1f,
+        0x03 | 0x04 | 0x0c | 0x13 | 0x14 | 0x16 | 0x1e
+    ) && tlv.tag & 0xc0 == 0;
     if string_tag && tlv.is_constructed() {
         return Ok(encode(tlv.tag & !0x20, &tlv.octets()?));
     }
@@ -383,7 +389,10 @@ mod tests {
         assert_eq!(&*s.octets().unwrap(), b"abc");
         assert!(r.next().unwrap().is_none());
         let der = to_der(&top).unwrap();
-        assert_eq!(der, [0x30, 0x08, 0x02, 0x01, 0x05, 0x04, 0x03, b'a', b'b', b'c']);
+        assert_eq!(
+            der,
+            [0x30, 0x08, 0x02, 0x01, 0x05, 0x04, 0x03, b'a', b'b', b'c']
+        );
     }
 
     #[test]
@@ -414,6 +423,9 @@ mod tests {
         assert_eq!(encode(4, &[0; 300])[..4], [4, 0x82, 1, 44]);
         assert_eq!(small_int(0), [2, 1, 0]);
         assert_eq!(small_int(128), [2, 2, 0, 128]);
-        assert_eq!(set_of(vec![vec![2, 1, 9], vec![2, 1, 1]]), [0x31, 6, 2, 1, 1, 2, 1, 9]);
+        assert_eq!(
+            set_of(vec![vec![2, 1, 9], vec![2, 1, 1]]),
+            [0x31, 6, 2, 1, 1, 2, 1, 9]
+        );
     }
 }

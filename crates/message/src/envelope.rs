@@ -9,12 +9,14 @@
 use std::sync::Arc;
 
 use const_oid::ObjectIdentifier as Oid;
-use smimekit_core::{CertDer, ContentCipher, CryptoEngine, DigestAlg, PrivateKey, RsaPadding, Secret};
+use smimekit_core::{
+    CertDer, ContentCipher, CryptoEngine, DigestAlg, PrivateKey, RsaPadding, Secret,
+};
 use smimekit_pki::certinfo;
 
 use crate::asn1::{self, TAG_OCTET_STRING, TAG_SEQUENCE, TAG_SET, Tlv};
 use crate::signed::read_oid;
-use crate::{MessageError, oids};
+use crate::{MessageError, certid, oids};
 
 /// How to encrypt.
 #[derive(Debug, Clone)]
@@ -40,7 +42,17 @@ pub fn encrypt(
     }
     let cipher = opts.cipher;
     let cipher_oid = oids::cipher_oid(cipher)
-        .filter(|_| matches!(cipher, ContentCipher::Aes128Cbc | ContentCipher::Aes192Cbc | ContentCipher::Aes256Cbc | ContentCipher::Aes128Gcm | ContentCipher::Aes192Gcm | ContentCipher::Aes256Gcm))
+        .filter(|_| {
+            matches!(
+                cipher,
+                ContentCipher::Aes128Cbc
+                    | ContentCipher::Aes192Cbc
+                    | ContentCipher::Aes256Cbc
+                    | ContentCipher::Aes128Gcm
+                    | ContentCipher::Aes192Gcm
+                    | ContentCipher::Aes256Gcm
+            )
+        })
         .ok_or_else(|| MessageError::Unsupported(format!("encrypting with {}", cipher.name())))?;
     let mut cek = vec![0u8; cipher.key_len()];
     engine.primitives.fill_random(&mut cek)?;
@@ -58,7 +70,9 @@ pub fn encrypt(
     let info_refs: Vec<&[u8]> = infos.iter().map(Vec::as_slice).collect();
     let recipient_infos = asn1::constructed(TAG_SET, &info_refs);
 
-    let (ciphertext, tag) = engine.crypter.encrypt(cipher, cek.expose(), &iv, &[], content)?;
+    let (ciphertext, tag) = engine
+        .crypter
+        .encrypt(cipher, cek.expose(), &iv, &[], content)?;
     if cipher.is_aead() {
         let params = asn1::seq(&[&asn1::octet_string(&iv), &asn1::small_int(tag.len() as u32)]);
         let alg = asn1::seq(&[&oids::encode(&cipher_oid), &params]);
@@ -117,7 +131,10 @@ fn recipient_info(
         detail,
     };
     let spki = certinfo::spki_der(cert)?;
-    let pk = engine.verifier.public_key_info(&spki).map_err(|e| bad(e.to_string()))?;
+    let pk = engine
+        .verifier
+        .public_key_info(&spki)
+        .map_err(|e| bad(e.to_string()))?;
     // Refuse what no mail client encrypts to: a CA, a keyUsage without the bit the key
     // algorithm needs, an extendedKeyUsage without emailProtection.
     if info.is_ca {
@@ -131,10 +148,14 @@ fn recipient_info(
     if let (Some(ku), Some((bit, name))) = (info.key_usage, needed)
         && !ku.contains(bit)
     {
-        return Err(bad(format!("keyUsage lacks {name}, so it cannot be used for encryption")));
+        return Err(bad(format!(
+            "keyUsage lacks {name}, so it cannot be used for encryption"
+        )));
     }
     if let Some(eku) = &info.extended_key_usage
-        && !eku.iter().any(|o| o == "1.3.6.1.5.5.7.3.4" || o == "2.5.29.37.0")
+        && !eku
+            .iter()
+            .any(|o| o == "1.3.6.1.5.5.7.3.4" || o == "2.5.29.37.0")
     {
         return Err(bad("extendedKeyUsage lacks emailProtection".into()));
     }
@@ -183,7 +204,9 @@ fn recipient_info(
                 .map_err(|e| bad(e.to_string()))?;
             let wrap_alg = asn1::seq(&[&oids::encode(&wrap_oid)]);
             let shared_info = ecc_cms_shared_info(&wrap_alg, None, kek_len);
-            let kek = engine.key_transport.kdf_x963(kdf, z.expose(), &shared_info, kek_len)?;
+            let kek = engine
+                .key_transport
+                .kdf_x963(kdf, z.expose(), &shared_info, kek_len)?;
             let wrapped = engine.key_transport.aes_wrap(kek.expose(), cek.expose())?;
             let originator_key = asn1::context_constructed(
                 1,
@@ -268,7 +291,9 @@ pub async fn decrypt(
     authenticated: bool,
     keys: &[Arc<dyn PrivateKey>],
 ) -> Result<Decrypted, MessageError> {
-    let ed = explicit.children().read_tag(TAG_SEQUENCE, "EnvelopedData")?;
+    let ed = explicit
+        .children()
+        .read_tag(TAG_SEQUENCE, "EnvelopedData")?;
     let mut r = ed.children();
     r.read("version")?;
     r.optional(0xa0)?; // originatorInfo
@@ -314,7 +339,9 @@ pub async fn decrypt(
             }
         }
         (
-            Some(mac.ok_or_else(|| MessageError::Malformed("AuthEnvelopedData has no mac".into()))?),
+            Some(
+                mac.ok_or_else(|| MessageError::Malformed("AuthEnvelopedData has no mac".into()))?,
+            ),
             aad.unwrap_or_default(),
         )
     } else {
@@ -335,7 +362,14 @@ pub async fn decrypt(
                         continue;
                     }
                 };
-                match engine.crypter.decrypt(cipher, cek.expose(), &iv, &aad, &ciphertext, mac.as_deref()) {
+                match engine.crypter.decrypt(
+                    cipher,
+                    cek.expose(),
+                    &iv,
+                    &aad,
+                    &ciphertext,
+                    mac.as_deref(),
+                ) {
                     Ok(content) => {
                         let info = certinfo::parse(key.certificate())?;
                         return Ok(Decrypted {
@@ -396,34 +430,6 @@ fn describe_recipients(recips: &[Recip<'_>]) -> String {
     out.join(", ")
 }
 
-/// Does `key` match this recipient identifier?
-fn rid_matches(rid: &Tlv<'_>, cert: &CertDer) -> bool {
-    match rid.tag {
-        TAG_SEQUENCE => {
-            let mut r = rid.children();
-            let (Ok(Some(issuer)), Ok(Some(serial))) = (r.next(), r.next()) else {
-                return false;
-            };
-            certinfo::issuer_and_serial(cert)
-                .map(|(i, s)| i == issuer.raw && s == serial.content)
-                .unwrap_or(false)
-        }
-        // [0] subjectKeyIdentifier (ktri) or rKeyId [0] { SKI ... } (kari).
-        0x80 => ski_of(cert).is_some_and(|s| s == rid.content),
-        0xa0 => rid
-            .children()
-            .next()
-            .ok()
-            .flatten()
-            .is_some_and(|ski| ski_of(cert).is_some_and(|s| s == ski.content)),
-        _ => false,
-    }
-}
-
-fn ski_of(cert: &CertDer) -> Option<Vec<u8>> {
-    certinfo::parse(cert).ok()?.subject_key_id
-}
-
 /// Unwraps the content-encryption key if `key` is this recipient (or, with `any`, might be).
 async fn unwrap_for(
     engine: &CryptoEngine,
@@ -435,7 +441,9 @@ async fn unwrap_for(
     let cert = key.certificate();
     match &rec.kind {
         RecipKind::Ktri { rid, alg, wrapped } => {
-            if !(rid_matches(rid, cert) || any && matches!(key.kind(), smimekit_core::KeyKind::Rsa { .. })) {
+            if !(certid::matches(rid, cert)
+                || any && matches!(key.kind(), smimekit_core::KeyKind::Rsa { .. }))
+            {
                 return Ok(None);
             }
             let padding = rsa_padding(alg)?;
@@ -452,9 +460,15 @@ async fn unwrap_for(
             }
             Ok(Some(cek))
         }
-        RecipKind::Kari { originator_point, ukm, alg, keys } => {
+        RecipKind::Kari {
+            originator_point,
+            ukm,
+            alg,
+            keys,
+        } => {
             let Some((_, wrapped)) = keys.iter().find(|(rid, _)| {
-                rid_matches(rid, cert) || any && matches!(key.kind(), smimekit_core::KeyKind::Ec { .. })
+                certid::matches(rid, cert)
+                    || any && matches!(key.kind(), smimekit_core::KeyKind::Ec { .. })
             }) else {
                 return Ok(None);
             };
@@ -482,13 +496,18 @@ async fn unwrap_for(
                 // RFC 3217 3DES wrap (OpenSSL 1.1.1 sent it with 3DES content): a 24-byte KEK.
                 oids::CMS3DES_WRAP => 24,
                 other => {
-                    return Err(MessageError::Unsupported(format!("key wrap {}", oids::name(&other))));
+                    return Err(MessageError::Unsupported(format!(
+                        "key wrap {}",
+                        oids::name(&other)
+                    )));
                 }
             };
             let z = key.ecdh(originator_point).await?;
             // SharedInfo's keyInfo is the wrap AlgorithmIdentifier as received.
             let shared = ecc_cms_shared_info(wrap_alg.raw, ukm.as_deref(), kek_len);
-            let kek = engine.key_transport.kdf_x963(kdf, z.expose(), &shared, kek_len)?;
+            let kek = engine
+                .key_transport
+                .kdf_x963(kdf, z.expose(), &shared, kek_len)?;
             Ok(Some(if wrap_oid == oids::CMS3DES_WRAP {
                 engine.key_transport.des3_unwrap(kek.expose(), wrapped)?
             } else {
@@ -506,7 +525,10 @@ fn parse_recipient<'a>(ri: &Tlv<'a>) -> Result<Recip<'a>, MessageError> {
             r.read("version")?;
             let rid = r.read("rid")?;
             let alg = r.read_tag(TAG_SEQUENCE, "keyEncryptionAlgorithm")?;
-            let wrapped = r.read_tag(TAG_OCTET_STRING, "encryptedKey")?.octets()?.into_owned();
+            let wrapped = r
+                .read_tag(TAG_OCTET_STRING, "encryptedKey")?
+                .octets()?
+                .into_owned();
             let alg_name = oids::name(&read_oid(&mut alg.children(), "alg")?);
             Ok(Recip {
                 kind: RecipKind::Ktri { rid, alg, wrapped },
@@ -521,7 +543,9 @@ fn parse_recipient<'a>(ri: &Tlv<'a>) -> Result<Recip<'a>, MessageError> {
             let originator_point = if orig.tag == 0xa1 {
                 let mut or = orig.children();
                 or.read_tag(TAG_SEQUENCE, "originator algorithm")?;
-                let bits = or.read_tag(asn1::TAG_BIT_STRING, "originator public key")?.octets()?;
+                let bits = or
+                    .read_tag(asn1::TAG_BIT_STRING, "originator public key")?
+                    .octets()?;
                 bits.get(1..).unwrap_or_default().to_vec()
             } else {
                 return Err(MessageError::Unsupported(
@@ -531,7 +555,12 @@ fn parse_recipient<'a>(ri: &Tlv<'a>) -> Result<Recip<'a>, MessageError> {
             let mut ukm = None;
             let mut next = r.read("keyEncryptionAlgorithm")?;
             if next.tag == 0xa1 {
-                ukm = Some(next.children().read_tag(TAG_OCTET_STRING, "ukm")?.octets()?.into_owned());
+                ukm = Some(
+                    next.children()
+                        .read_tag(TAG_OCTET_STRING, "ukm")?
+                        .octets()?
+                        .into_owned(),
+                );
                 next = r.read("keyEncryptionAlgorithm")?;
             }
             let alg = next.expect(TAG_SEQUENCE, "keyEncryptionAlgorithm")?;
@@ -541,7 +570,10 @@ fn parse_recipient<'a>(ri: &Tlv<'a>) -> Result<Recip<'a>, MessageError> {
             while let Some(rek) = kr.next()? {
                 let mut rr = rek.children();
                 let rid = rr.read("rid")?;
-                let ek = rr.read_tag(TAG_OCTET_STRING, "encryptedKey")?.octets()?.into_owned();
+                let ek = rr
+                    .read_tag(TAG_OCTET_STRING, "encryptedKey")?
+                    .octets()?
+                    .into_owned();
                 keys.push((rid, ek));
             }
             let alg_name = oids::name(&read_oid(&mut alg.children(), "alg")?);
@@ -555,9 +587,18 @@ fn parse_recipient<'a>(ri: &Tlv<'a>) -> Result<Recip<'a>, MessageError> {
                 alg_name,
             })
         }
-        0xa2 => Ok(Recip { kind: RecipKind::Other, alg_name: "kekri".into() }),
-        0xa3 => Ok(Recip { kind: RecipKind::Other, alg_name: "pwri".into() }),
-        _ => Ok(Recip { kind: RecipKind::Other, alg_name: "ori".into() }),
+        0xa2 => Ok(Recip {
+            kind: RecipKind::Other,
+            alg_name: "kekri".into(),
+        }),
+        0xa3 => Ok(Recip {
+            kind: RecipKind::Other,
+            alg_name: "pwri".into(),
+        }),
+        _ => Ok(Recip {
+            kind: RecipKind::Other,
+            alg_name: "ori".into(),
+        }),
     }
 }
 
@@ -578,14 +619,20 @@ fn rsa_padding(alg: &Tlv<'_>) -> Result<RsaPadding, MessageError> {
                     match p.tag {
                         0xa0 => {
                             hash = oids::digest_from_oid(&poid).ok_or_else(|| {
-                                MessageError::Unsupported(format!("OAEP hash {}", oids::name(&poid)))
+                                MessageError::Unsupported(format!(
+                                    "OAEP hash {}",
+                                    oids::name(&poid)
+                                ))
                             })?;
                         }
                         0xa1 => {
                             let h = ir.read_tag(TAG_SEQUENCE, "MGF1 hash")?;
                             let hoid = read_oid(&mut h.children(), "MGF1 hash OID")?;
                             mgf1 = oids::digest_from_oid(&hoid).ok_or_else(|| {
-                                MessageError::Unsupported(format!("MGF1 hash {}", oids::name(&hoid)))
+                                MessageError::Unsupported(format!(
+                                    "MGF1 hash {}",
+                                    oids::name(&hoid)
+                                ))
                             })?;
                         }
                         0xa2 => {
@@ -599,7 +646,10 @@ fn rsa_padding(alg: &Tlv<'_>) -> Result<RsaPadding, MessageError> {
             }
             Ok(RsaPadding::Oaep { hash, mgf1, label })
         }
-        other => Err(MessageError::Unsupported(format!("key transport {}", oids::name(&other)))),
+        other => Err(MessageError::Unsupported(format!(
+            "key transport {}",
+            oids::name(&other)
+        ))),
     }
 }
 
@@ -619,8 +669,13 @@ fn content_cipher(alg: &Tlv<'_>) -> Result<(ContentCipher, Vec<u8>), MessageErro
         oids::DES_EDE3_CBC => ContentCipher::DesEde3Cbc,
         oids::DES_CBC => ContentCipher::DesCbc,
         oids::AES128_GCM | oids::AES192_GCM | oids::AES256_GCM => {
-            let p = params.ok_or_else(|| MessageError::Malformed("GCM parameters missing".into()))?;
-            let nonce = p.children().read_tag(TAG_OCTET_STRING, "GCM nonce")?.octets()?.into_owned();
+            let p =
+                params.ok_or_else(|| MessageError::Malformed("GCM parameters missing".into()))?;
+            let nonce = p
+                .children()
+                .read_tag(TAG_OCTET_STRING, "GCM nonce")?
+                .octets()?
+                .into_owned();
             let c = match oid {
                 oids::AES128_GCM => ContentCipher::Aes128Gcm,
                 oids::AES192_GCM => ContentCipher::Aes192Gcm,
@@ -630,7 +685,8 @@ fn content_cipher(alg: &Tlv<'_>) -> Result<(ContentCipher, Vec<u8>), MessageErro
         }
         oids::RC2_CBC => {
             // RC2-CBC-Parameter ::= SEQUENCE { rc2ParameterVersion INTEGER OPTIONAL, iv OCTET STRING }
-            let p = params.ok_or_else(|| MessageError::Malformed("RC2 parameters missing".into()))?;
+            let p =
+                params.ok_or_else(|| MessageError::Malformed("RC2 parameters missing".into()))?;
             let (bits, iv) = if p.tag == TAG_SEQUENCE {
                 let mut pr = p.children();
                 let first = pr.read("RC2 parameters")?;
@@ -642,12 +698,25 @@ fn content_cipher(alg: &Tlv<'_>) -> Result<(ContentCipher, Vec<u8>), MessageErro
                         58 => 128,
                         v if v >= 256 => v as u16,
                         v => {
-                            return Err(MessageError::Unsupported(format!("RC2 parameter version {v}")));
+                            return Err(MessageError::Unsupported(format!(
+                                "RC2 parameter version {v}"
+                            )));
                         }
                     };
-                    (bits, pr.read_tag(TAG_OCTET_STRING, "RC2 IV")?.octets()?.into_owned())
+                    (
+                        bits,
+                        pr.read_tag(TAG_OCTET_STRING, "RC2 IV")?
+                            .octets()?
+                            .into_owned(),
+                    )
                 } else {
-                    (32, first.expect(TAG_OCTET_STRING, "RC2 IV")?.octets()?.into_owned())
+                    (
+                        32,
+                        first
+                            .expect(TAG_OCTET_STRING, "RC2 IV")?
+                            .octets()?
+                            .into_owned(),
+                    )
                 }
             } else {
                 (32, iv_of(Some(p))?)

@@ -14,6 +14,7 @@
 //! A bad signature is not an error: it is a [`report::SignerReport`] with a status.
 
 pub mod asn1;
+mod certid;
 pub mod envelope;
 pub mod error;
 pub mod mime;

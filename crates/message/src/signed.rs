@@ -15,7 +15,7 @@ use smimekit_pki::certinfo;
 
 use crate::asn1::{self, Reader, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE, TAG_SET, Tlv};
 use crate::report::{SignerReport, SignerStatus};
-use crate::{MessageError, oids, time_fmt};
+use crate::{MessageError, certid, oids, time_fmt};
 
 /// How to sign.
 #[derive(Debug, Clone)]
@@ -69,7 +69,10 @@ pub async fn sign(
     let caps_refs: Vec<&[u8]> = caps.iter().map(Vec::as_slice).collect();
     let signed_attrs = asn1::set_of(vec![
         attr(oids::ATTR_CONTENT_TYPE, oids::encode(&oids::ID_DATA)),
-        attr(oids::ATTR_SIGNING_TIME, time_fmt::encode_time(opts.signing_time)),
+        attr(
+            oids::ATTR_SIGNING_TIME,
+            time_fmt::encode_time(opts.signing_time),
+        ),
         attr(oids::ATTR_MESSAGE_DIGEST, asn1::octet_string(&digest)),
         attr(oids::ATTR_SMIME_CAPABILITIES, asn1::seq(&caps_refs)),
     ]);
@@ -290,7 +293,10 @@ impl<'a> SignedData<'a> {
         report: &mut SignerReport,
     ) -> Result<(), (SignerStatus, String)> {
         let malformed = |e: &dyn std::fmt::Display| {
-            (SignerStatus::BadAttributes, format!("malformed SignerInfo: {e}"))
+            (
+                SignerStatus::BadAttributes,
+                format!("malformed SignerInfo: {e}"),
+            )
         };
         let mut r = si.children();
         r.read("version").map_err(|e| malformed(&e))?;
@@ -298,8 +304,8 @@ impl<'a> SignedData<'a> {
         let digest_alg_tlv = r
             .read_tag(TAG_SEQUENCE, "digestAlgorithm")
             .map_err(|e| malformed(&e))?;
-        let digest_oid = read_oid(&mut digest_alg_tlv.children(), "digest OID")
-            .map_err(|e| malformed(&e))?;
+        let digest_oid =
+            read_oid(&mut digest_alg_tlv.children(), "digest OID").map_err(|e| malformed(&e))?;
         report.digest = oids::name(&digest_oid);
         let signed_attrs = r.optional(0xa0).map_err(|e| malformed(&e))?;
         let sig_alg_tlv = r
@@ -322,7 +328,10 @@ impl<'a> SignedData<'a> {
                 )
             })?;
         let info = certinfo::parse(&cert).map_err(|e| {
-            (SignerStatus::MissingCertificate, format!("signer certificate unreadable: {e}"))
+            (
+                SignerStatus::MissingCertificate,
+                format!("signer certificate unreadable: {e}"),
+            )
         })?;
         report.address = Some(certinfo::primary_address(&info));
         report.subject = Some(info.subject.clone());
@@ -333,7 +342,10 @@ impl<'a> SignedData<'a> {
         let digest_alg = oids::digest_from_oid(&digest_oid).ok_or_else(|| {
             (
                 SignerStatus::Unsupported,
-                format!("digest algorithm {} is not supported", oids::name(&digest_oid)),
+                format!(
+                    "digest algorithm {} is not supported",
+                    oids::name(&digest_oid)
+                ),
             )
         })?;
         let scheme = signature_scheme(&sig_alg_tlv, digest_alg)
@@ -447,8 +459,16 @@ impl<'a> SignedData<'a> {
         match content_type.as_slice() {
             [vals] => match vals.as_slice() {
                 [v] if v.tag == TAG_OID && oids::parse(v.content) == Some(self.econtent_type) => {}
-                [_] => return Err(bad("contentType attribute differs from the content's type".into())),
-                _ => return Err(bad("contentType attribute must have exactly one value".into())),
+                [_] => {
+                    return Err(bad(
+                        "contentType attribute differs from the content's type".into()
+                    ));
+                }
+                _ => {
+                    return Err(bad(
+                        "contentType attribute must have exactly one value".into()
+                    ));
+                }
             },
             [] => return Err(bad("signed attributes lack contentType".into())),
             _ => return Err(bad("contentType attribute appears more than once".into())),
@@ -463,7 +483,11 @@ impl<'a> SignedData<'a> {
                         ));
                     }
                 }
-                _ => return Err(bad("messageDigest attribute must have exactly one OCTET STRING".into())),
+                _ => {
+                    return Err(bad(
+                        "messageDigest attribute must have exactly one OCTET STRING".into(),
+                    ));
+                }
             },
             [] => return Err(bad("signed attributes lack messageDigest".into())),
             _ => return Err(bad("messageDigest attribute appears more than once".into())),
@@ -472,50 +496,31 @@ impl<'a> SignedData<'a> {
     }
 
     fn find_signer_certificate(&self, sid: &Tlv<'_>, extra: &[CertDer]) -> Option<CertDer> {
-        let candidates = self.certificates.iter().chain(extra.iter());
-        match sid.tag {
-            TAG_SEQUENCE => {
-                let mut r = sid.children();
-                let issuer = r.read("issuer").ok()?;
-                let serial = r.read("serial").ok()?;
-                candidates
-                    .filter(|c| {
-                        certinfo::issuer_and_serial(c)
-                            .map(|(i, s)| i == issuer.raw && s == serial.content)
-                            .unwrap_or(false)
-                    })
-                    .next()
-                    .cloned()
-            }
-            0x80 => candidates
-                .filter(|c| {
-                    certinfo::parse(c)
-                        .ok()
-                        .and_then(|i| i.subject_key_id)
-                        .is_some_and(|ski| ski == sid.content)
-                })
-                .next()
-                .cloned(),
-            _ => None,
-        }
+        self.certificates
+            .iter()
+            .chain(extra.iter())
+            .find(|c| certid::matches(sid, c))
+            .cloned()
     }
 }
 
 /// keyUsage, where present, must allow signing; extendedKeyUsage, where present, must allow
 /// e-mail protection. (The chain validator checks the EKU of the issuers.)
 fn check_usage(info: &certinfo::CertInfo) -> Result<(), (SignerStatus, String)> {
-    if let Some(ku) = &info.key_usage {
-        if ku.0 & (certinfo::KeyUsageBits::DIGITAL_SIGNATURE | certinfo::KeyUsageBits::NON_REPUDIATION) == 0 {
-            return Err((
-                SignerStatus::WrongKeyUsage,
-                "the certificate's keyUsage allows neither digitalSignature nor nonRepudiation".into(),
-            ));
-        }
+    if let Some(ku) = &info.key_usage
+        && ku.0
+            & (certinfo::KeyUsageBits::DIGITAL_SIGNATURE | certinfo::KeyUsageBits::NON_REPUDIATION)
+            == 0
+    {
+        return Err((
+            SignerStatus::WrongKeyUsage,
+            "the certificate's keyUsage allows neither digitalSignature nor nonRepudiation".into(),
+        ));
     }
     if let Some(eku) = &info.extended_key_usage {
-        let ok = eku
-            .iter()
-            .any(|o| o == &oids::EKU_EMAIL_PROTECTION.to_string() || o == &oids::EKU_ANY.to_string());
+        let ok = eku.iter().any(|o| {
+            o == &oids::EKU_EMAIL_PROTECTION.to_string() || o == &oids::EKU_ANY.to_string()
+        });
         if !ok {
             return Err((
                 SignerStatus::WrongKeyUsage,
@@ -564,7 +569,12 @@ fn signature_scheme(alg: &Tlv<'_>, digest: DigestAlg) -> Result<SignatureScheme,
             SignatureScheme::Dsa(by_oid.unwrap_or(digest))
         }
         _ if by_oid.is_some() => SignatureScheme::RsaPkcs1(by_oid.unwrap_or(digest)),
-        other => return Err(format!("signature algorithm {} is not supported", oids::name(&other))),
+        other => {
+            return Err(format!(
+                "signature algorithm {} is not supported",
+                oids::name(&other)
+            ));
+        }
     })
 }
 

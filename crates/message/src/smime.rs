@@ -177,7 +177,10 @@ async fn peel(
             // Thunderbird all reject them, and the corpus expects that.
             let canonical = mime::canonicalize_crlf(content);
             let signers = sd.verify(engine, &canonical, ctx);
-            Ok(Some((signed_layer(LayerKind::SignedDetached, signers), canonical)))
+            Ok(Some((
+                signed_layer(LayerKind::SignedDetached, signers),
+                canonical,
+            )))
         }
         Some(SmimeKind::Pkcs7Mime) | Some(SmimeKind::Pkcs7Signature) => {
             let der = decode_cms_body(&entity)?;
@@ -198,7 +201,9 @@ fn wrapper_layer(entity: &mime::Entity<'_>) -> Result<Option<(Layer, Vec<u8>)>, 
     }
     let parts = mime::multipart_parts(entity)?;
     for (i, part) in parts.iter().enumerate() {
-        let Ok(child) = mime::parse(part) else { continue };
+        let Ok(child) = mime::parse(part) else {
+            continue;
+        };
         if matches!(
             mime::smime_kind(&child),
             Some(SmimeKind::SignedMultipart | SmimeKind::Pkcs7Mime)
@@ -291,13 +296,15 @@ async fn cms_layer(
                 (None, Some(d)) => (d, LayerKind::SignedDetached),
                 (None, None) => {
                     return Err(MessageError::Malformed(
-                        "detached signature without its content (give the content separately)".into(),
+                        "detached signature without its content (give the content separately)"
+                            .into(),
                     ));
                 }
             };
             if sd.signer_count() == 0 {
                 return Err(MessageError::Malformed(
-                    "SignedData without signers (a certificates-only bundle, not a signed message)".into(),
+                    "SignedData without signers (a certificates-only bundle, not a signed message)"
+                        .into(),
                 ));
             }
             let signers = sd.verify(engine, &content, ctx);
@@ -310,7 +317,11 @@ async fn cms_layer(
             }
             let d = envelope::decrypt(engine, &explicit, auth, keys).await?;
             let layer = Layer {
-                kind: if auth { LayerKind::AuthEnveloped } else { LayerKind::Enveloped },
+                kind: if auth {
+                    LayerKind::AuthEnveloped
+                } else {
+                    LayerKind::Enveloped
+                },
                 algorithm: d.cipher,
                 key_algorithms: d.key_algorithms,
                 recipient: Some(d.recipient),
@@ -344,7 +355,10 @@ async fn cms_layer(
 }
 
 /// DigestedData (RFC 5652 §7): check the digest, return the content.
-fn digested_layer(engine: &CryptoEngine, explicit: &Tlv<'_>) -> Result<(Layer, Vec<u8>), MessageError> {
+fn digested_layer(
+    engine: &CryptoEngine,
+    explicit: &Tlv<'_>,
+) -> Result<(Layer, Vec<u8>), MessageError> {
     let dd = explicit.children().read_tag(TAG_SEQUENCE, "DigestedData")?;
     let mut r = dd.children();
     r.read("version")?;

@@ -45,7 +45,11 @@ pub fn decode_time(tlv: &Tlv<'_>) -> Option<i64> {
     let date = time::Date::from_calendar_date(year, month, n(2)?).ok()?;
     let sec = if rest.len() == 10 { n(8)? } else { 0 };
     let t = time::Time::from_hms(n(4)?, n(6)?, sec).ok()?;
-    Some(PrimitiveDateTime::new(date, t).assume_utc().unix_timestamp())
+    Some(
+        PrimitiveDateTime::new(date, t)
+            .assume_utc()
+            .unix_timestamp(),
+    )
 }
 
 /// RFC 3339 text for reports.

@@ -69,7 +69,10 @@ pub(crate) fn summarize(cert: &CertDer, now: i64) -> CertSummary {
 pub(crate) fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| unix.to_string())
 }
 
@@ -88,7 +91,10 @@ impl Service {
     }
 
     /// Reads every file and concatenates their certificates.
-    pub fn load_all_certificates(&self, paths: &[impl AsRef<Path>]) -> Result<Vec<CertDer>, ServiceError> {
+    pub fn load_all_certificates(
+        &self,
+        paths: &[impl AsRef<Path>],
+    ) -> Result<Vec<CertDer>, ServiceError> {
         let mut out = Vec::new();
         for p in paths {
             out.extend(self.load_certificates(p.as_ref())?);
@@ -101,7 +107,11 @@ impl Service {
     }
 
     /// Encodes certificates for `cert export`: DER holds one certificate, PEM any number.
-    pub fn export_certificates(&self, certs: &[CertDer], format: ExportFormat) -> Result<Vec<u8>, ServiceError> {
+    pub fn export_certificates(
+        &self,
+        certs: &[CertDer],
+        format: ExportFormat,
+    ) -> Result<Vec<u8>, ServiceError> {
         match format {
             ExportFormat::Pem => Ok(container::write_pem(certs).into_bytes()),
             ExportFormat::Der => match certs {
@@ -126,7 +136,9 @@ pub fn crls_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, ServiceError> {
     let mut rest = text;
     while let Some(begin) = rest.find("-----BEGIN X509 CRL-----") {
         let body = &rest[begin + "-----BEGIN X509 CRL-----".len()..];
-        let end = body.find("-----END X509 CRL-----").ok_or_else(|| malformed("PEM block without END"))?;
+        let end = body
+            .find("-----END X509 CRL-----")
+            .ok_or_else(|| malformed("PEM block without END"))?;
         let b64: String = body[..end].split_whitespace().collect();
         use base64::Engine as _;
         out.push(

@@ -33,7 +33,10 @@ pub struct KeySummary {
 
 impl Service {
     /// Opens the store a KEYREF names and unlocks it when a secret is given.
-    pub async fn open_key_store(&self, req: &KeyRequest) -> Result<Box<dyn KeyStore>, ServiceError> {
+    pub async fn open_key_store(
+        &self,
+        req: &KeyRequest,
+    ) -> Result<Box<dyn KeyStore>, ServiceError> {
         let factory = plugin::key_stores()
             .find(|f| (f.accepts)(&req.reference))
             .ok_or_else(|| {
@@ -50,7 +53,9 @@ impl Service {
             match &req.secret {
                 Some(secret) => store.unlock(secret.clone()).await?,
                 None => {
-                    let tries = tries_left.map(|t| format!(" ({t} tries left)")).unwrap_or_default();
+                    let tries = tries_left
+                        .map(|t| format!(" ({t} tries left)"))
+                        .unwrap_or_default();
                     return Err(ServiceError::new(
                         ErrorKind::Locked,
                         format!("{}: {hint}{tries}", req.reference),
@@ -78,8 +83,15 @@ impl Service {
                 selector: k.selector,
                 label: k.label,
                 kind: k.kind,
-                certificate: k.certificate.as_ref().map(|c| certs::summarize(c, self.now())),
-                chain: k.chain.iter().map(|c| certs::summarize(c, self.now())).collect(),
+                certificate: k
+                    .certificate
+                    .as_ref()
+                    .map(|c| certs::summarize(c, self.now())),
+                chain: k
+                    .chain
+                    .iter()
+                    .map(|c| certs::summarize(c, self.now()))
+                    .collect(),
             })
             .collect())
     }

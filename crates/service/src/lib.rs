@@ -20,7 +20,7 @@ pub use certs::{CertSummary, ExportFormat, crls_from_bytes};
 pub use error::{ErrorKind, ServiceError};
 pub use keys::{KeyRequest, KeySummary};
 pub use mail::{DecryptRequest, EncryptRequest, OpenRequest, OpenResult, SignRequest};
-pub use smimekit_core::{CertDer, DigestAlg, ContentCipher, PrivateKey, Secret};
+pub use smimekit_core::{CertDer, ContentCipher, DigestAlg, PrivateKey, Secret};
 pub use smimekit_message::report::{Layer, OpenReport, SignerReport, SignerStatus};
 
 /// Where the current time comes from (pinned in tests).
@@ -35,7 +35,9 @@ pub struct Service {
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service").field("engine", &self.engine.name).finish()
+        f.debug_struct("Service")
+            .field("engine", &self.engine.name)
+            .finish()
     }
 }
 
@@ -48,7 +50,9 @@ pub struct ServiceBuilder {
 
 impl std::fmt::Debug for ServiceBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceBuilder").field("engine", &self.engine).finish()
+        f.debug_struct("ServiceBuilder")
+            .field("engine", &self.engine)
+            .finish()
     }
 }
 
@@ -75,9 +79,9 @@ impl ServiceBuilder {
                 ServiceError::new(ErrorKind::Unsupported, "no crypto engine is registered")
             })?,
         };
-        let clock = self.clock.unwrap_or_else(|| {
-            Arc::new(|| time::OffsetDateTime::now_utc().unix_timestamp())
-        });
+        let clock = self
+            .clock
+            .unwrap_or_else(|| Arc::new(|| time::OffsetDateTime::now_utc().unix_timestamp()));
         Ok(Service {
             engine: (factory.engine)(),
             clock,

@@ -63,7 +63,10 @@ pub struct OpenResult {
 impl Service {
     pub async fn sign(&self, req: SignRequest) -> Result<Vec<u8>, ServiceError> {
         if req.pss && !matches!(req.key.kind(), smimekit_core::KeyKind::Rsa { .. }) {
-            return Err(ServiceError::new(ErrorKind::Usage, "--pss needs an RSA key (this key is not RSA)"));
+            return Err(ServiceError::new(
+                ErrorKind::Usage,
+                "--pss needs an RSA key (this key is not RSA)",
+            ));
         }
         let opts = SignOptions {
             digest: req.digest,
@@ -76,7 +79,10 @@ impl Service {
 
     pub fn encrypt(&self, req: EncryptRequest) -> Result<Vec<u8>, ServiceError> {
         if req.to.is_empty() {
-            return Err(ServiceError::new(ErrorKind::Usage, "encrypt needs at least one --to"));
+            return Err(ServiceError::new(
+                ErrorKind::Usage,
+                "encrypt needs at least one --to",
+            ));
         }
         // A file may carry the recipient with its issuers (a PKCS#7 or PEM bundle, `cert export
         // --chain`): encrypt to its end-entity certificates, never to the CAs beside them.
@@ -96,7 +102,12 @@ impl Service {
             cipher: req.cipher,
             oaep: req.oaep,
         };
-        Ok(smime::encrypt_message(self.engine(), &recipients, &req.message, &opts)?)
+        Ok(smime::encrypt_message(
+            self.engine(),
+            &recipients,
+            &req.message,
+            &opts,
+        )?)
     }
 
     pub async fn open(&self, req: OpenRequest) -> Result<OpenResult, ServiceError> {
@@ -114,12 +125,13 @@ impl Service {
             ..OpenOptions::default()
         };
         let opened = smime::open(self.engine(), req.message, &req.keys, &opts).await?;
-        if !opened
-            .report
-            .layers
-            .first()
-            .is_some_and(|l| matches!(l.kind, smimekit_message::report::LayerKind::Enveloped | smimekit_message::report::LayerKind::AuthEnveloped))
-        {
+        if !opened.report.layers.first().is_some_and(|l| {
+            matches!(
+                l.kind,
+                smimekit_message::report::LayerKind::Enveloped
+                    | smimekit_message::report::LayerKind::AuthEnveloped
+            )
+        }) {
             return Err(ServiceError::new(
                 ErrorKind::Malformed,
                 "the message is not encrypted (use verify or open)",

@@ -34,7 +34,9 @@ impl MemoryDirectory {
         }
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, Recipient>>, DirectoryError> {
+    fn lock(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, Recipient>>, DirectoryError> {
         self.entries
             .lock()
             .map_err(|_| DirectoryError::Other("directory lock poisoned".into()))
@@ -108,17 +110,38 @@ mod tests {
         let d = MemoryDirectory::new("mem");
         let a = Mailbox::parse("Alice@Example.org").unwrap();
         let same = Mailbox::parse("alice@example.org").unwrap();
-        d.publish(&a, RecipientKind::Mailbox, &cert(1), PublishMode::Merge).await.unwrap();
-        let after = d.publish(&same, RecipientKind::Mailbox, &cert(2), PublishMode::Merge).await.unwrap();
-        assert_eq!(after, vec![cert(1), cert(2)], "merge keeps the old certificate");
-        let again = d.publish(&a, RecipientKind::Mailbox, &cert(2), PublishMode::Merge).await.unwrap();
+        d.publish(&a, RecipientKind::Mailbox, &cert(1), PublishMode::Merge)
+            .await
+            .unwrap();
+        let after = d
+            .publish(&same, RecipientKind::Mailbox, &cert(2), PublishMode::Merge)
+            .await
+            .unwrap();
+        assert_eq!(
+            after,
+            vec![cert(1), cert(2)],
+            "merge keeps the old certificate"
+        );
+        let again = d
+            .publish(&a, RecipientKind::Mailbox, &cert(2), PublishMode::Merge)
+            .await
+            .unwrap();
         assert_eq!(again.len(), 2, "publishing twice does not duplicate");
-        let replaced = d.publish(&a, RecipientKind::Mailbox, &cert(3), PublishMode::Replace).await.unwrap();
+        let replaced = d
+            .publish(&a, RecipientKind::Mailbox, &cert(3), PublishMode::Replace)
+            .await
+            .unwrap();
         assert_eq!(replaced, vec![cert(3)]);
         assert_eq!(d.lookup(&same).await.unwrap(), vec![cert(3)]);
-        assert_eq!(d.unpublish(&a, &cert(3)).await.unwrap(), Vec::<CertDer>::new());
+        assert_eq!(
+            d.unpublish(&a, &cert(3)).await.unwrap(),
+            Vec::<CertDer>::new()
+        );
         let nobody = Mailbox::parse("nobody@example.org").unwrap();
-        assert!(matches!(d.unpublish(&nobody, &cert(1)).await, Err(DirectoryError::NotFound(_))));
+        assert!(matches!(
+            d.unpublish(&nobody, &cert(1)).await,
+            Err(DirectoryError::NotFound(_))
+        ));
         assert!(d.lookup(&nobody).await.unwrap().is_empty());
         assert_eq!(d.recipients().await.unwrap().len(), 1);
     }

@@ -125,6 +125,9 @@ pub(crate) fn decrypt_failed(what: &'static str) -> impl Fn(ErrorStack) -> Engin
     move |e| EngineError::DecryptFailed(format!("{what}: {}", describe(&e)))
 }
 
+/// Referenced by `smimekit-builtins` so that the linker keeps this crate's registration.
+pub fn link() {}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -134,6 +137,3 @@ mod tests {
         assert_eq!((factory.engine)().name, "openssl");
     }
 }
-
-/// Referenced by `smimekit-builtins` so that the linker keeps this crate's registration.
-pub fn link() {}

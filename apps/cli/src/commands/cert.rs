@@ -37,7 +37,10 @@ pub async fn keys_list(
                 k.store,
                 k.selector,
                 k.kind,
-                k.label.as_deref().map(|l| format!(" \"{l}\"")).unwrap_or_default()
+                k.label
+                    .as_deref()
+                    .map(|l| format!(" \"{l}\""))
+                    .unwrap_or_default()
             );
             if let Some(c) = &k.certificate {
                 print_cert(c, "  ");
@@ -56,7 +59,10 @@ fn print_cert(c: &CertSummary, indent: &str) {
     if !c.emails.is_empty() {
         println!("{indent}email:    {}", c.emails.join(", "));
     }
-    println!("{indent}valid:    {} .. {} ({})", c.not_before, c.not_after, c.validity);
+    println!(
+        "{indent}valid:    {} .. {} ({})",
+        c.not_before, c.not_after, c.validity
+    );
     println!("{indent}serial:   {}", c.serial);
     println!("{indent}sha1:     {}", c.sha1_thumbprint);
     println!("{indent}sha256:   {}", c.sha256_fingerprint);
@@ -64,7 +70,9 @@ fn print_cert(c: &CertSummary, indent: &str) {
 
 fn is_key_store(source: &str) -> bool {
     let lower = source.to_ascii_lowercase();
-    lower.ends_with(".p12") || lower.ends_with(".pfx") || source.contains(':') && !Path::new(source).exists()
+    lower.ends_with(".p12")
+        || lower.ends_with(".pfx")
+        || source.contains(':') && !Path::new(source).exists()
 }
 
 pub async fn run(service: &Service, c: CertCommand, json: bool) -> Result<u8> {
@@ -94,7 +102,11 @@ pub async fn run(service: &Service, c: CertCommand, json: bool) -> Result<u8> {
                 (true, _) => ExportFormat::Der,
                 (_, true) => ExportFormat::Pem,
                 _ => {
-                    return Err(ServiceError::new(ErrorKind::Usage, "cert export needs --der or --pem").into());
+                    return Err(ServiceError::new(
+                        ErrorKind::Usage,
+                        "cert export needs --der or --pem",
+                    )
+                    .into());
                 }
             };
             let mut certs = if is_key_store(&source) {

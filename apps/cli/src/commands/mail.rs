@@ -34,7 +34,9 @@ pub async fn sign(service: &Service, a: SignArgs, json: bool) -> Result<u8> {
         .await?;
     io::write_output(a.io.output.as_deref(), &out)?;
     if json && a.io.output.is_some() {
-        print_json(&serde_json::json!({ "signed": true, "bytes": out.len(), "digest": digest.name(), "opaque": a.opaque }))?;
+        print_json(
+            &serde_json::json!({ "signed": true, "bytes": out.len(), "digest": digest.name(), "opaque": a.opaque }),
+        )?;
     }
     Ok(EXIT_OK)
 }
@@ -55,7 +57,9 @@ pub fn encrypt(service: &Service, a: EncryptArgs, json: bool) -> Result<u8> {
     })?;
     io::write_output(a.io.output.as_deref(), &out)?;
     if json && a.io.output.is_some() {
-        print_json(&serde_json::json!({ "encrypted": true, "bytes": out.len(), "cipher": cipher.name(), "recipients": a.to }))?;
+        print_json(
+            &serde_json::json!({ "encrypted": true, "bytes": out.len(), "cipher": cipher.name(), "recipients": a.to }),
+        )?;
     }
     Ok(EXIT_OK)
 }
@@ -133,7 +137,11 @@ fn parse_time(s: &str) -> Result<i64> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp())
         .map_err(|e| {
-            ServiceError::new(ErrorKind::Usage, format!("--at {s}: not an RFC 3339 time ({e})")).into()
+            ServiceError::new(
+                ErrorKind::Usage,
+                format!("--at {s}: not an RFC 3339 time ({e})"),
+            )
+            .into()
         })
 }
 
@@ -161,7 +169,10 @@ fn finish(result: OpenResult, out: Option<&std::path::Path>, json: bool) -> Resu
                     "  signer {} — {}{}",
                     s.address.as_deref().unwrap_or("?"),
                     status.as_str().unwrap_or("?"),
-                    s.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                    s.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
                 );
             }
         }

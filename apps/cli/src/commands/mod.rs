@@ -52,7 +52,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 println!("{}", serde_json::to_string_pretty(&plugins)?);
             } else {
                 for p in plugins {
-                    println!("{:<14} {:<10} {:<9} {}", p.port, p.id, p.origin, p.description);
+                    println!(
+                        "{:<14} {:<10} {:<9} {}",
+                        p.port, p.id, p.origin, p.description
+                    );
                 }
             }
             Ok(EXIT_OK)
