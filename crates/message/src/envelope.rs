@@ -310,7 +310,7 @@ pub async fn decrypt(
     read_oid(&mut er, "contentType")?;
     let alg = er.read_tag(TAG_SEQUENCE, "contentEncryptionAlgorithm")?;
     let ciphertext = match er.next()? {
-        Some(t) if t.tag & 0x1f == 0 && t.tag & 0xc0 == 0x80 => t.octets()?.into_owned(),
+        Some(t) if t.tag & 0x1f == 0 && t.tag & 0xc0 == 0x80 => t.octets()?,
         Some(t) => {
             return Err(MessageError::Malformed(format!(
                 "encryptedContent has tag 0x{:02x}",

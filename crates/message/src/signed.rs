@@ -163,6 +163,38 @@ pub struct VerifyContext {
     pub from: Option<String>,
 }
 
+/// Digests of one content, computed at most once per algorithm (several signers, and the
+/// report's SHA-256, share them: a 10 MiB message is hashed once, not three times).
+#[derive(Debug, Default)]
+pub struct ContentDigests {
+    computed: Vec<(DigestAlg, Vec<u8>)>,
+}
+
+impl ContentDigests {
+    /// The digest of `content` (always the same content for one cache) under `alg`.
+    pub fn of(
+        &mut self,
+        engine: &CryptoEngine,
+        alg: DigestAlg,
+        content: &[u8],
+    ) -> Result<Vec<u8>, smimekit_core::EngineError> {
+        if let Some((_, d)) = self.computed.iter().find(|(a, _)| *a == alg) {
+            return Ok(d.clone());
+        }
+        let d = engine.primitives.digest(alg, &[content])?;
+        self.computed.push((alg, d.clone()));
+        Ok(d)
+    }
+
+    /// The SHA-256 digest, if it has been computed.
+    pub fn sha256(&self) -> Option<&[u8]> {
+        self.computed
+            .iter()
+            .find(|(a, _)| *a == DigestAlg::Sha256)
+            .map(|(_, d)| d.as_slice())
+    }
+}
+
 /// A parsed SignedData.
 #[derive(Debug)]
 pub struct SignedData<'a> {
@@ -245,15 +277,17 @@ impl<'a> SignedData<'a> {
     }
 
     /// Verifies every signer over `content` (the encapsulated content, or the detached one).
+    /// Digests of the content are computed once per algorithm and left in `digests`.
     pub fn verify(
         &self,
         engine: &CryptoEngine,
         content: &[u8],
         ctx: &VerifyContext,
+        digests: &mut ContentDigests,
     ) -> Vec<SignerReport> {
         self.signer_infos
             .iter()
-            .map(|si| self.verify_signer(engine, si, content, ctx))
+            .map(|si| self.verify_signer(engine, si, content, ctx, digests))
             .collect()
     }
 
@@ -263,6 +297,7 @@ impl<'a> SignedData<'a> {
         si: &Tlv<'a>,
         content: &[u8],
         ctx: &VerifyContext,
+        digests: &mut ContentDigests,
     ) -> SignerReport {
         let mut report = SignerReport {
             status: SignerStatus::Unsupported,
@@ -277,7 +312,7 @@ impl<'a> SignedData<'a> {
             matches_from: None,
             reason: None,
         };
-        if let Err(e) = self.check_signer(engine, si, content, ctx, &mut report) {
+        if let Err(e) = self.check_signer(engine, si, content, ctx, digests, &mut report) {
             report.status = e.0;
             report.reason = Some(e.1);
         }
@@ -290,6 +325,7 @@ impl<'a> SignedData<'a> {
         si: &Tlv<'a>,
         content: &[u8],
         ctx: &VerifyContext,
+        digests: &mut ContentDigests,
         report: &mut SignerReport,
     ) -> Result<(), (SignerStatus, String)> {
         let malformed = |e: &dyn std::fmt::Display| {
@@ -353,9 +389,8 @@ impl<'a> SignedData<'a> {
         report.signature_algorithm = scheme.name();
 
         // What the signature covers: the DER signed attributes, or the content itself.
-        let content_digest = engine
-            .primitives
-            .digest(digest_alg, &[content])
+        let content_digest = digests
+            .of(engine, digest_alg, content)
             .map_err(|e| (SignerStatus::Unsupported, e.to_string()))?;
         let signed_bytes: Cow<'_, [u8]> = match &signed_attrs {
             Some(attrs) => {

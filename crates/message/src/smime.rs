@@ -2,6 +2,7 @@
 //! received message: peel every layer in any order, verify each signature, return the
 //! innermost content with a report).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use smimekit_core::{CertDer, CryptoEngine, DigestAlg, PrivateKey};
@@ -10,7 +11,7 @@ use crate::asn1::{self, TAG_SEQUENCE, Tlv};
 use crate::envelope::{self, EncryptOptions};
 use crate::mime::{self, SmimeKind};
 use crate::report::{Layer, LayerKind, OpenReport, SignerReport};
-use crate::signed::{self, SignOptions, SignedData, VerifyContext, read_oid};
+use crate::signed::{self, ContentDigests, SignOptions, SignedData, VerifyContext, read_oid};
 use crate::{MessageError, oids};
 
 /// The deepest nesting `open` peels before giving up (hostile input).
@@ -62,6 +63,24 @@ pub struct Opened {
     pub content: Vec<u8>,
 }
 
+/// One peeled layer: its report, the content inside, and that content's SHA-256 when a
+/// signature check already computed it.
+struct Peeled {
+    layer: Layer,
+    content: Vec<u8>,
+    sha256: Option<Vec<u8>>,
+}
+
+impl From<(Layer, Vec<u8>)> for Peeled {
+    fn from((layer, content): (Layer, Vec<u8>)) -> Self {
+        Self {
+            layer,
+            content,
+            sha256: None,
+        }
+    }
+}
+
 /// Options for [`open`].
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
@@ -83,18 +102,20 @@ pub async fn open(
     let mut current = input;
     let mut layers: Vec<Layer> = Vec::new();
     let mut detached = opts.detached_content.clone();
+    // SHA-256 of `current`, when a signature check already computed it.
+    let mut current_sha256 = None;
     loop {
         let first = layers.is_empty();
-        let Some((layer, next)) =
-            peel(engine, &current, keys, &mut ctx, first, detached.take()).await?
+        let Some(peeled) = peel(engine, &current, keys, &mut ctx, first, detached.take()).await?
         else {
             break;
         };
         if layers.len() == MAX_LAYERS {
             return Err(MessageError::TooDeep(MAX_LAYERS));
         }
-        layers.push(layer);
-        current = next;
+        layers.push(peeled.layer);
+        current = peeled.content;
+        current_sha256 = peeled.sha256;
         if opts.single_layer {
             break;
         }
@@ -110,7 +131,10 @@ pub async fn open(
         .iter()
         .find(|l| !l.signers.is_empty())
         .and_then(|l| l.signers[0].address.clone());
-    let digest = engine.primitives.digest(DigestAlg::Sha256, &[&current])?;
+    let digest = match current_sha256 {
+        Some(d) => d,
+        None => engine.primitives.digest(DigestAlg::Sha256, &[&current])?,
+    };
     Ok(Opened {
         report: OpenReport {
             valid,
@@ -130,7 +154,7 @@ async fn peel(
     ctx: &mut VerifyContext,
     first: bool,
     detached: Option<Vec<u8>>,
-) -> Result<Option<(Layer, Vec<u8>)>, MessageError> {
+) -> Result<Option<Peeled>, MessageError> {
     let entity = match mime::parse(data) {
         Ok(e) if !e.headers.is_empty() => e,
         parsed => {
@@ -176,11 +200,13 @@ async fn peel(
             // Bytes signed with bare LFs are not accepted: OpenSSL (text mode), NSS and
             // Thunderbird all reject them, and the corpus expects that.
             let canonical = mime::canonicalize_crlf(content);
-            let signers = sd.verify(engine, &canonical, ctx);
-            Ok(Some((
-                signed_layer(LayerKind::SignedDetached, signers),
-                canonical,
-            )))
+            let mut digests = ContentDigests::default();
+            let signers = sd.verify(engine, &canonical, ctx, &mut digests);
+            Ok(Some(Peeled {
+                layer: signed_layer(LayerKind::SignedDetached, signers),
+                content: canonical.into_owned(),
+                sha256: digests.sha256().map(<[u8]>::to_vec),
+            }))
         }
         Some(SmimeKind::Pkcs7Mime) | Some(SmimeKind::Pkcs7Signature) => {
             let der = decode_cms_body(&entity)?;
@@ -194,7 +220,7 @@ async fn peel(
 /// An outermost plain multipart (mailing-list footer added to a signed message, EFAIL-style
 /// multipart/alternative, a PGP/MIME signature around S/MIME) whose direct child is S/MIME:
 /// peel into the first such child and say, in the report, that the rest is unprotected.
-fn wrapper_layer(entity: &mime::Entity<'_>) -> Result<Option<(Layer, Vec<u8>)>, MessageError> {
+fn wrapper_layer(entity: &mime::Entity<'_>) -> Result<Option<Peeled>, MessageError> {
     let ct = entity.content_type();
     if !ct.mime_type.starts_with("multipart/") {
         return Ok(None);
@@ -222,7 +248,7 @@ fn wrapper_layer(entity: &mime::Entity<'_>) -> Result<Option<(Layer, Vec<u8>)>, 
                     ct.mime_type
                 )),
             };
-            return Ok(Some((layer, part.to_vec())));
+            return Ok(Some((layer, part.to_vec()).into()));
         }
     }
     Ok(None)
@@ -234,11 +260,16 @@ fn decode_cms_body(entity: &mime::Entity<'_>) -> Result<Vec<u8>, MessageError> {
     if body.is_empty() {
         return Err(MessageError::Malformed("the CMS body is empty".into()));
     }
-    Ok(raw_cms(&body).unwrap_or(body))
+    // Borrowed means the body is already the DER/BER object: keep it, with no copy.
+    Ok(match raw_cms(&body) {
+        Some(Cow::Owned(decoded)) => decoded,
+        Some(Cow::Borrowed(der)) if der.len() != body.len() => der.to_vec(),
+        _ => body,
+    })
 }
 
 /// Recognises a bare CMS object: BER/DER starting with a SEQUENCE, or PEM armour.
-fn raw_cms(data: &[u8]) -> Option<Vec<u8>> {
+fn raw_cms(data: &[u8]) -> Option<Cow<'_, [u8]>> {
     let trimmed = data.trim_ascii_start();
     if trimmed.first() == Some(&TAG_SEQUENCE) {
         let ci = asn1::parse_single(trimmed).ok()?;
@@ -252,7 +283,7 @@ fn raw_cms(data: &[u8]) -> Option<Vec<u8>> {
             oids::ID_ENCRYPTED_DATA,
             oids::ID_COMPRESSED_DATA,
         ];
-        return known.contains(&oid).then(|| trimmed.to_vec());
+        return known.contains(&oid).then_some(Cow::Borrowed(trimmed));
     }
     let text = std::str::from_utf8(trimmed).ok()?;
     let begin = text.find("-----BEGIN ")?;
@@ -267,7 +298,8 @@ fn raw_cms(data: &[u8]) -> Option<Vec<u8>> {
     let b64: String = rest.get(body_start..end)?.split_whitespace().collect();
     use base64::Engine as _;
     let der = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    raw_cms(&der)
+    raw_cms(&der)?;
+    Some(Cow::Owned(der))
 }
 
 /// Splits a ContentInfo into its type and `[0]` element.
@@ -285,7 +317,7 @@ async fn cms_layer(
     keys: &[Arc<dyn PrivateKey>],
     ctx: &VerifyContext,
     detached: Option<Vec<u8>>,
-) -> Result<(Layer, Vec<u8>), MessageError> {
+) -> Result<Peeled, MessageError> {
     let ci = asn1::parse_single(der)?;
     let (oid, explicit) = content_info(&ci)?;
     match oid {
@@ -307,8 +339,13 @@ async fn cms_layer(
                         .into(),
                 ));
             }
-            let signers = sd.verify(engine, &content, ctx);
-            Ok((signed_layer(kind, signers), content))
+            let mut digests = ContentDigests::default();
+            let signers = sd.verify(engine, &content, ctx, &mut digests);
+            Ok(Peeled {
+                layer: signed_layer(kind, signers),
+                sha256: digests.sha256().map(<[u8]>::to_vec),
+                content,
+            })
         }
         oids::ID_ENVELOPED_DATA | oids::ID_AUTH_ENVELOPED_DATA => {
             let auth = oid == oids::ID_AUTH_ENVELOPED_DATA;
@@ -329,7 +366,7 @@ async fn cms_layer(
                 valid: None,
                 reason: None,
             };
-            Ok((layer, d.content))
+            Ok((layer, d.content).into())
         }
         oids::ID_DATA => {
             let content = explicit.children().read("data")?.octets()?.into_owned();
@@ -344,7 +381,8 @@ async fn cms_layer(
                     reason: None,
                 },
                 content,
-            ))
+            )
+                .into())
         }
         oids::ID_DIGESTED_DATA => digested_layer(engine, &explicit),
         other => Err(MessageError::Unsupported(format!(
@@ -355,10 +393,7 @@ async fn cms_layer(
 }
 
 /// DigestedData (RFC 5652 §7): check the digest, return the content.
-fn digested_layer(
-    engine: &CryptoEngine,
-    explicit: &Tlv<'_>,
-) -> Result<(Layer, Vec<u8>), MessageError> {
+fn digested_layer(engine: &CryptoEngine, explicit: &Tlv<'_>) -> Result<Peeled, MessageError> {
     let dd = explicit.children().read_tag(TAG_SEQUENCE, "DigestedData")?;
     let mut r = dd.children();
     r.read("version")?;
@@ -387,7 +422,8 @@ fn digested_layer(
             reason: (!ok).then(|| "digest mismatch".to_string()),
         },
         content,
-    ))
+    )
+        .into())
 }
 
 fn signed_layer(kind: LayerKind, signers: Vec<SignerReport>) -> Layer {
