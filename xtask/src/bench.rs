@@ -85,6 +85,16 @@ pub fn run(args: &[String]) -> Result<()> {
     if let Some(("--rss-of", cmd)) = args.split_first().map(|(a, rest)| (a.as_str(), rest)) {
         return rss_helper(cmd);
     }
+    if cfg!(debug_assertions) {
+        // `cargo xtask` builds xtask without optimizations; the in-process figures need the
+        // release build of the library, so run this task again from a release build.
+        eprintln!("bench: re-running from a release build of xtask");
+        return crate::run(
+            crate::cargo()
+                .args(["run", "--release", "--quiet", "-p", "xtask", "--", "bench"])
+                .args(args),
+        );
+    }
     let opts = Opts::parse(args)?;
     let target_dir = target_dir();
     eprintln!("bench: building the release smimekit binary");
