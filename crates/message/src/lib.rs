@@ -6,14 +6,14 @@
 //! system-store keys work with no change here. This crate does no I/O and starts no runtime.
 //!
 //! Layers:
-//! * [`asn1`]: a BER reader that keeps raw bytes, and a DER writer;
+//! * [`asn1`] (from `smimekit-pki`): a BER reader that keeps raw bytes, and a DER writer;
 //! * [`mime`]: parsing and building MIME entities, canonical form;
 //! * [`signed`] and [`envelope`]: CMS SignedData, EnvelopedData and AuthEnvelopedData;
 //! * [`smime`]: whole messages: sign, encrypt, and `open` (peel every layer, verify each).
 //!
 //! A bad signature is not an error: it is a [`report::SignerReport`] with a status.
 
-pub mod asn1;
+pub use smimekit_pki::asn1;
 mod certid;
 pub mod envelope;
 pub mod error;

@@ -5,11 +5,14 @@
 //! * [`sst`]: the Microsoft serialized certificate store used by Exchange Online uploads.
 //! * [`certinfo`]: subject, issuer, serial, validity, e-mail addresses, key usages,
 //!   thumbprints — parsed leniently from the DER.
-//! * [`ber`]: BER → DER normalisation, shared with the message crate.
+//! * [`asn1`]: the BER reader (raw bytes kept, indefinite lengths, chunked strings) and DER
+//!   writer that every smimekit crate parsing or building ASN.1 uses.
+//! * [`ber`]: BER → DER normalisation.
 //!
 //! Pure Rust, no OpenSSL. This crate never verifies signatures or builds chains; certificates
 //! travel as [`smimekit_core::CertDer`] and are never re-encoded.
 
+pub mod asn1;
 pub mod ber;
 pub mod certinfo;
 pub mod container;
