@@ -4,8 +4,11 @@
 //! `openssl` and `gpgsm`, and read the interop corpus in place from `../shared/corpus`.
 
 mod bad_input;
+mod ca;
 mod cli;
 mod common;
 mod corpus;
+mod directory;
 mod interop;
+mod pki;
 mod tidy;

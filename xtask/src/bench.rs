@@ -483,7 +483,7 @@ fn bench_service(
         message,
     };
     let encrypt_req = |message: Vec<u8>| EncryptRequest {
-        to: vec![key.cert.clone()],
+        to: vec![key.cert.clone().into()],
         cipher: ContentCipher::Aes256Cbc,
         oaep: false,
         message,
@@ -497,8 +497,8 @@ fn bench_service(
 
     // The inputs, and a check that they open as they should.
     let signed = rt.block_on(service.sign(sign_req(msg.to_vec())))?;
-    let encrypted = service.encrypt(encrypt_req(msg.to_vec()))?;
-    let signed_enc = service.encrypt(encrypt_req(signed.clone()))?;
+    let encrypted = rt.block_on(service.encrypt(encrypt_req(msg.to_vec())))?;
+    let signed_enc = rt.block_on(service.encrypt(encrypt_req(signed.clone())))?;
     let verified = rt.block_on(service.open(open_req(signed.clone())))?;
     if verified.report.valid != Some(true) {
         bail!("{}: the signed message does not verify: {:?}", key.name, verified.report);
@@ -519,7 +519,7 @@ fn bench_service(
         Ok(())
     })?));
     out.push(("encrypt", measure(opts, || msg.to_vec(), |m| {
-        service.encrypt(encrypt_req(m))?;
+        rt.block_on(service.encrypt(encrypt_req(m)))?;
         Ok(())
     })?));
     out.push(("decrypt", measure(opts, || encrypted.clone(), |m| {

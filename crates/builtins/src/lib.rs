@@ -9,4 +9,6 @@ pub fn link() {
     smimekit_keystore_file::link();
     #[cfg(feature = "engine-openssl")]
     smimekit_engine_openssl::link();
+    #[cfg(feature = "directory-local")]
+    smimekit_directory_local::link();
 }

@@ -52,6 +52,15 @@ pub enum DirectoryError {
     ReadBackMismatch { address: Mailbox, detail: String },
     #[error("directory unavailable: {0}")]
     Unavailable(String),
+    /// The directory's configuration is wrong (missing or unknown key, bad value).
+    #[error("directory configuration: {0}")]
+    Config(String),
+    /// The stored directory cannot be read (names the file or entry and the cause).
+    #[error("directory data corrupt: {0}")]
+    Corrupt(String),
+    /// The backend does not implement this operation.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("directory: {0}")]
     Other(String),
 }
@@ -82,4 +91,59 @@ pub trait Directory: Debug + Send + Sync {
         address: &Mailbox,
         certificate: &CertDer,
     ) -> Result<Vec<CertDer>, DirectoryError>;
+
+    /// One recipient with its kind and certificates, `None` when the directory has no entry.
+    ///
+    /// The default scans [`Directory::recipients`]; backends with an index override it.
+    async fn recipient(&self, address: &Mailbox) -> Result<Option<Recipient>, DirectoryError> {
+        Ok(self
+            .recipients()
+            .await?
+            .into_iter()
+            .find(|r| &r.address == address))
+    }
+
+    /// [`Directory::publish`], and in the same write remove the listed certificate values
+    /// (those of them present; `certificate` itself is never removed). This is how callers
+    /// prune expired certificates: they decide which values are expired, the directory drops
+    /// exactly those and nothing it was not told to drop, even when another writer added
+    /// certificates meanwhile.
+    ///
+    /// The default publishes, then unpublishes each value: backends that can write both in
+    /// one atomic step override it.
+    async fn publish_removing(
+        &self,
+        address: &Mailbox,
+        kind: RecipientKind,
+        certificate: &CertDer,
+        mode: PublishMode,
+        remove: &[CertDer],
+    ) -> Result<Vec<CertDer>, DirectoryError> {
+        let mut after = self.publish(address, kind, certificate, mode).await?;
+        for old in remove {
+            if old != certificate && after.contains(old) {
+                after = self.unpublish(address, old).await?;
+            }
+        }
+        Ok(after)
+    }
+
+    /// The organisation's trust chain (root and intermediates, as Exchange Online's
+    /// `SMIMECertificateIssuingCA` holds it), in stored order.
+    async fn trust_chain(&self) -> Result<Vec<CertDer>, DirectoryError> {
+        Err(DirectoryError::Unsupported(format!(
+            "directory {}: keeps no trust chain",
+            self.name()
+        )))
+    }
+
+    /// Replaces the trust chain with `chain` (as Set-SmimeConfig does with an SST); returns
+    /// the chain as read back.
+    async fn set_trust_chain(&self, chain: &[CertDer]) -> Result<Vec<CertDer>, DirectoryError> {
+        let _ = chain;
+        Err(DirectoryError::Unsupported(format!(
+            "directory {}: cannot store a trust chain",
+            self.name()
+        )))
+    }
 }

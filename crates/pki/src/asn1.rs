@@ -6,6 +6,12 @@
 //! signed attributes and certificates are hashed exactly as received. It handles only
 //! single-byte tags (all CMS needs) and refuses anything deeper than [`MAX_DEPTH`].
 //!
+//! [`Reader::definite`] (and [`parse_definite`]) switch to the lenient definite-length walk
+//! used for certificates and certificate containers: indefinite lengths are refused,
+//! high-tag-number identifiers are accepted (`tag` is then the first identifier octet) and
+//! long-form lengths may use up to `size_of::<usize>()` octets. [`read_header`] is the single
+//! header decoder underneath both, also used directly by [`crate::ber`].
+//!
 //! The writer emits DER for the structures we build; callers keep SET OF order canonical
 //! where DER requires it (signed attributes are sorted by [`set_of`]).
 
@@ -20,8 +26,10 @@ pub const TAG_BIT_STRING: u8 = 0x03;
 pub const TAG_OCTET_STRING: u8 = 0x04;
 pub const TAG_NULL: u8 = 0x05;
 pub const TAG_OID: u8 = 0x06;
+pub const TAG_UTF8_STRING: u8 = 0x0c;
 pub const TAG_UTC_TIME: u8 = 0x17;
 pub const TAG_GENERALIZED_TIME: u8 = 0x18;
+pub const TAG_BMP_STRING: u8 = 0x1e;
 pub const TAG_SEQUENCE: u8 = 0x30;
 pub const TAG_SET: u8 = 0x31;
 
@@ -41,9 +49,21 @@ pub enum Asn1Error {
     Missing(&'static str),
 }
 
+/// Which encodings a [`Reader`] accepts; children inherit it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// CMS BER: indefinite lengths, single-byte tags, long-form lengths of at most 4 octets.
+    Ber,
+    /// Lenient definite-length walk (certificates, containers): no indefinite lengths, any
+    /// tag form, long-form lengths up to `size_of::<usize>()` octets.
+    Definite,
+}
+
 /// One element as received.
 #[derive(Debug, Clone, Copy)]
 pub struct Tlv<'a> {
+    /// The first identifier octet (class, constructed bit, tag number or 0x1f for the
+    /// high-tag-number form, which only [`Reader::definite`] accepts).
     pub tag: u8,
     /// The element's contents (for indefinite lengths: up to, not including, the end-of-contents).
     pub content: &'a [u8],
@@ -51,6 +71,9 @@ pub struct Tlv<'a> {
     pub raw: &'a [u8],
     pub indefinite: bool,
     depth: usize,
+    mode: Mode,
+    /// Number of identifier octets at the start of `raw`.
+    tag_len: usize,
 }
 
 impl<'a> Tlv<'a> {
@@ -63,12 +86,13 @@ impl<'a> Tlv<'a> {
         (self.tag & 0xc0 == 0x80).then_some(self.tag & 0x1f)
     }
 
-    /// A reader over the children of a constructed element.
+    /// A reader over the children of a constructed element (same mode as this element's).
     pub fn children(&self) -> Reader<'a> {
         Reader {
             data: self.content,
             pos: 0,
             depth: self.depth + 1,
+            mode: self.mode,
         }
     }
 
@@ -85,6 +109,26 @@ impl<'a> Tlv<'a> {
         Ok(Cow::Owned(out))
     }
 
+    /// The value of an OCTET STRING, primitive or BER-chunked; unlike [`Tlv::octets`], this
+    /// element and every chunk must be tagged OCTET STRING.
+    pub fn octet_string(&self) -> Result<Cow<'a, [u8]>, Asn1Error> {
+        match self.tag {
+            TAG_OCTET_STRING => Ok(Cow::Borrowed(self.content)),
+            t if t == TAG_OCTET_STRING | 0x20 => {
+                let mut out = Vec::with_capacity(self.content.len());
+                let mut r = self.children();
+                while let Some(chunk) = r.next()? {
+                    out.extend_from_slice(&chunk.octet_string()?);
+                }
+                Ok(Cow::Owned(out))
+            }
+            found => Err(Asn1Error::UnexpectedTag {
+                expected: "OCTET STRING",
+                found,
+            }),
+        }
+    }
+
     pub fn expect(self, tag: u8, what: &'static str) -> Result<Self, Asn1Error> {
         if self.tag == tag {
             Ok(self)
@@ -96,7 +140,7 @@ impl<'a> Tlv<'a> {
         }
     }
 
-    /// A small non-negative INTEGER (versions, iteration counts).
+    /// A small non-negative INTEGER (versions, iteration counts) that fits in a `u64`.
     pub fn small_uint(&self) -> Result<u64, Asn1Error> {
         if self.tag != TAG_INTEGER || self.content.is_empty() || self.content.len() > 9 {
             return Err(Asn1Error::Invalid {
@@ -112,10 +156,13 @@ impl<'a> Tlv<'a> {
         }
         let mut v: u64 = 0;
         for b in self.content {
-            v = v.checked_shl(8).ok_or(Asn1Error::Invalid {
-                offset: 0,
-                detail: "INTEGER too large".into(),
-            })? | u64::from(*b);
+            if v >> 56 != 0 {
+                return Err(Asn1Error::Invalid {
+                    offset: 0,
+                    detail: "INTEGER too large".into(),
+                });
+            }
+            v = (v << 8) | u64::from(*b);
         }
         Ok(v)
     }
@@ -127,22 +174,41 @@ pub struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
     depth: usize,
+    mode: Mode,
 }
 
 impl<'a> Reader<'a> {
+    /// A BER reader (see the module documentation).
     pub fn new(data: &'a [u8]) -> Self {
         Self {
             data,
             pos: 0,
             depth: 0,
+            mode: Mode::Ber,
         }
+    }
+
+    /// A definite-length reader (see the module documentation). Structural errors are
+    /// [`Asn1Error::Truncated`] (a header cut short, at the offset of the missing octet) or
+    /// [`Asn1Error::Invalid`] (invalid tag or length, indefinite length, or an element running
+    /// past the end of its container).
+    pub fn definite(data: &'a [u8]) -> Self {
+        Self {
+            mode: Mode::Definite,
+            ..Self::new(data)
+        }
+    }
+
+    /// Offset of the next element within the slice being read.
+    pub fn position(&self) -> usize {
+        self.pos
     }
 
     pub fn is_empty(&self) -> bool {
         self.pos >= self.data.len()
     }
 
-    /// The tag of the next element, without consuming it.
+    /// The first identifier octet of the next element, without consuming it.
     pub fn peek_tag(&self) -> Option<u8> {
         self.data.get(self.pos).copied()
     }
@@ -153,7 +219,7 @@ impl<'a> Reader<'a> {
         if self.is_empty() {
             return Ok(None);
         }
-        let (tlv, len) = parse_one(self.data, self.pos, self.depth)?;
+        let (tlv, len) = parse_one(self.data, self.pos, self.depth, self.mode)?;
         self.pos += len;
         Ok(Some(tlv))
     }
@@ -176,76 +242,202 @@ impl<'a> Reader<'a> {
             Ok(None)
         }
     }
+
+    /// All remaining elements; the first malformed one is an error.
+    pub fn read_all(mut self) -> Result<Vec<Tlv<'a>>, Asn1Error> {
+        let mut out = Vec::new();
+        while let Some(t) = self.next()? {
+            out.push(t);
+        }
+        Ok(out)
+    }
 }
 
-/// Parses one element starting at `pos`; returns it and its total length.
-fn parse_one(data: &[u8], pos: usize, depth: usize) -> Result<(Tlv<'_>, usize), Asn1Error> {
-    if depth > MAX_DEPTH {
-        return Err(Asn1Error::TooDeep);
+/// One element header, as decoded by [`read_header`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Offset of the first identifier octet.
+    pub start: usize,
+    /// Number of identifier octets (1 unless the high-tag-number form is used).
+    pub tag_len: usize,
+    /// The first identifier octet (class, constructed bit, and low tag number or 0x1f).
+    pub tag: u8,
+    /// Offset of the first content octet.
+    pub content_start: usize,
+    /// Content length; `None` for the indefinite form (0x80).
+    pub len: Option<usize>,
+}
+
+impl Header {
+    pub fn constructed(&self) -> bool {
+        self.tag & 0x20 != 0
     }
-    let rest = &data[pos.min(data.len())..];
+
+    /// Offset just past the content, for definite lengths (`None` also if it overflows).
+    pub fn end(&self) -> Option<usize> {
+        self.len.and_then(|l| self.content_start.checked_add(l))
+    }
+}
+
+/// Why [`read_header`] failed. Offsets are absolute positions in its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The input ends inside the header at this offset.
+    Truncated(usize),
+    /// Reserved length octet 0xff, or a length that does not fit in `usize`.
+    BadLength(usize),
+    /// A high-tag-number form that never terminates or is absurdly long.
+    BadTag(usize),
+}
+
+/// Decodes the header of the element starting at `pos`: any tag form, definite or indefinite
+/// length. Does not check that the content fits in `input`.
+pub fn read_header(input: &[u8], pos: usize) -> Result<Header, HeaderError> {
+    let tag = *input.get(pos).ok_or(HeaderError::Truncated(pos))?;
+    let mut p = pos + 1;
+    if tag & 0x1f == 0x1f {
+        // High-tag-number form: base-128 continuation octets. Four octets cover any tag
+        // number anyone uses; more is treated as garbage.
+        loop {
+            let b = *input.get(p).ok_or(HeaderError::Truncated(p))?;
+            p += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            if p - pos > 5 {
+                return Err(HeaderError::BadTag(pos));
+            }
+        }
+    }
+    let tag_len = p - pos;
+    let l0 = *input.get(p).ok_or(HeaderError::Truncated(p))?;
+    let len_pos = p;
+    p += 1;
+    let len = if l0 < 0x80 {
+        Some(usize::from(l0))
+    } else if l0 == 0x80 {
+        None
+    } else if l0 == 0xff {
+        return Err(HeaderError::BadLength(len_pos));
+    } else {
+        let n = usize::from(l0 & 0x7f);
+        if n > std::mem::size_of::<usize>() {
+            return Err(HeaderError::BadLength(len_pos));
+        }
+        let bytes = input
+            .get(p..p + n)
+            .ok_or(HeaderError::Truncated(input.len()))?;
+        p += n;
+        let mut v: usize = 0;
+        for b in bytes {
+            v = v
+                .checked_mul(256)
+                .and_then(|v| v.checked_add(usize::from(*b)))
+                .ok_or(HeaderError::BadLength(len_pos))?;
+        }
+        Some(v)
+    };
+    Ok(Header {
+        start: pos,
+        tag_len,
+        tag,
+        content_start: p,
+        len,
+    })
+}
+
+/// The header of the element at the start of `rest` under `mode`'s rules; `pos` (the offset of
+/// `rest` in the caller's slice) is only added to error offsets.
+fn mode_header(rest: &[u8], pos: usize, mode: Mode) -> Result<Header, Asn1Error> {
+    let at = |detail: &str, o: usize| Asn1Error::Invalid {
+        offset: pos + o,
+        detail: detail.into(),
+    };
+    if mode == Mode::Definite {
+        return read_header(rest, 0).map_err(|e| match e {
+            HeaderError::Truncated(o) => Asn1Error::Truncated { offset: pos + o },
+            HeaderError::BadLength(o) => at("invalid length", o),
+            HeaderError::BadTag(o) => at("invalid tag", o),
+        });
+    }
+    // CMS BER: refuse what CMS never uses before decoding.
     let tag = *rest.first().ok_or(Asn1Error::Truncated { offset: pos })?;
     if tag & 0x1f == 0x1f {
-        return Err(Asn1Error::Invalid {
-            offset: pos,
-            detail: "multi-byte tags are not used by CMS".into(),
-        });
+        return Err(at("multi-byte tags are not used by CMS", 0));
     }
     let first_len = *rest
         .get(1)
         .ok_or(Asn1Error::Truncated { offset: pos + 1 })?;
-    let (header_len, content_len, indefinite) = if first_len < 0x80 {
-        (2usize, usize::from(first_len), false)
-    } else if first_len == 0x80 {
-        if tag & 0x20 == 0 {
-            return Err(Asn1Error::Invalid {
-                offset: pos,
-                detail: "indefinite length on a primitive element".into(),
-            });
-        }
-        // Scan children until the end-of-contents marker.
-        let mut off = 2usize;
-        loop {
-            match (rest.get(off), rest.get(off + 1)) {
-                (Some(0), Some(0)) => break,
-                (Some(_), _) => {
-                    let (_, n) = parse_one(rest, off, depth + 1)?;
-                    off += n;
-                }
-                (None, _) => return Err(Asn1Error::Truncated { offset: pos + off }),
-            }
-        }
-        (2usize, off - 2, true)
-    } else {
-        let n = usize::from(first_len & 0x7f);
-        if n > 4 {
-            return Err(Asn1Error::Invalid {
-                offset: pos,
-                detail: format!("length of {n} bytes is too large"),
-            });
-        }
-        let bytes = rest
-            .get(2..2 + n)
-            .ok_or(Asn1Error::Truncated { offset: pos + 2 })?;
-        let len = bytes
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (2 + n, len, false)
+    let n = usize::from(first_len & 0x7f);
+    if first_len > 0x80 && n > 4 {
+        return Err(at(&format!("length of {n} bytes is too large"), 0));
+    }
+    // With a one-octet tag and at most 4 length octets, the only failure left is running
+    // out of length octets.
+    read_header(rest, 0).map_err(|_| Asn1Error::Truncated { offset: pos + 2 })
+}
+
+/// Parses one element starting at `pos`; returns it and its total length.
+fn parse_one(
+    data: &[u8],
+    pos: usize,
+    depth: usize,
+    mode: Mode,
+) -> Result<(Tlv<'_>, usize), Asn1Error> {
+    if depth > MAX_DEPTH {
+        return Err(Asn1Error::TooDeep);
+    }
+    let rest = &data[pos.min(data.len())..];
+    let h = mode_header(rest, pos, mode)?;
+    let header_len = h.content_start;
+    let invalid = |detail: &str| Asn1Error::Invalid {
+        offset: pos,
+        detail: detail.into(),
     };
-    let end = header_len
-        .checked_add(content_len)
-        .ok_or(Asn1Error::Truncated { offset: pos })?;
+    let (content_len, indefinite) = match h.len {
+        Some(len) => (len, false),
+        None if mode == Mode::Definite => {
+            return Err(invalid(
+                "indefinite length (BER) where a definite length is required",
+            ));
+        }
+        None if !h.constructed() => {
+            return Err(invalid("indefinite length on a primitive element"));
+        }
+        None => {
+            // Scan children until the end-of-contents marker.
+            let mut off = header_len;
+            loop {
+                match (rest.get(off), rest.get(off + 1)) {
+                    (Some(0), Some(0)) => break,
+                    (Some(_), _) => {
+                        let (_, n) = parse_one(rest, off, depth + 1, mode)?;
+                        off += n;
+                    }
+                    (None, _) => return Err(Asn1Error::Truncated { offset: pos + off }),
+                }
+            }
+            (off - header_len, true)
+        }
+    };
+    let overrun = || match mode {
+        Mode::Ber => Asn1Error::Truncated { offset: pos },
+        Mode::Definite => invalid("element length runs past the end of its container"),
+    };
+    let end = header_len.checked_add(content_len).ok_or_else(overrun)?;
     let total = if indefinite { end + 2 } else { end };
     if total > rest.len() {
-        return Err(Asn1Error::Truncated { offset: pos });
+        return Err(overrun());
     }
     Ok((
         Tlv {
-            tag,
+            tag: h.tag,
             content: &rest[header_len..end],
             raw: &rest[..total],
             indefinite,
             depth,
+            mode,
+            tag_len: h.tag_len,
         },
         total,
     ))
@@ -253,11 +445,24 @@ fn parse_one(data: &[u8], pos: usize, depth: usize) -> Result<(Tlv<'_>, usize), 
 
 /// Parses exactly one element covering all of `data` (trailing zero padding is tolerated).
 pub fn parse_single(data: &[u8]) -> Result<Tlv<'_>, Asn1Error> {
-    let (tlv, len) = parse_one(data, 0, 0)?;
+    let (tlv, len) = parse_one(data, 0, 0, Mode::Ber)?;
     if data[len..].iter().any(|b| *b != 0) {
         return Err(Asn1Error::Invalid {
             offset: len,
             detail: format!("{} bytes of trailing data", data.len() - len),
+        });
+    }
+    Ok(tlv)
+}
+
+/// Parses exactly one definite-length element (see [`Reader::definite`]) covering all of
+/// `data`; any trailing byte is an error.
+pub fn parse_definite(data: &[u8]) -> Result<Tlv<'_>, Asn1Error> {
+    let (tlv, len) = parse_one(data, 0, 0, Mode::Definite)?;
+    if len != data.len() {
+        return Err(Asn1Error::Invalid {
+            offset: len,
+            detail: "trailing bytes after the element".into(),
         });
     }
     Ok(tlv)
@@ -277,26 +482,38 @@ pub fn to_der(tlv: &Tlv<'_>) -> Result<Vec<u8>, Asn1Error> {
     if string_tag && tlv.is_constructed() {
         return Ok(encode(tlv.tag & !0x20, &tlv.octets()?));
     }
+    // The identifier octets as received (more than one only for high tag numbers, which
+    // definite-mode readers accept). `raw` starts with the whole header, so this is in range.
+    let identifier = &tlv.raw[..tlv.tag_len];
+    let with_header = |content: &[u8]| {
+        let mut out = Vec::with_capacity(content.len() + identifier.len() + 5);
+        out.extend_from_slice(identifier);
+        push_len(&mut out, content.len());
+        out.extend_from_slice(content);
+        out
+    };
     if !tlv.is_constructed() {
-        return Ok(encode(tlv.tag, tlv.content));
+        return Ok(with_header(tlv.content));
     }
     let mut content = Vec::with_capacity(tlv.content.len());
     let mut r = tlv.children();
     while let Some(child) = r.next()? {
         content.extend_from_slice(&to_der(&child)?);
     }
-    Ok(encode(tlv.tag, &content))
+    Ok(with_header(&content))
 }
 
 // ---- writer ----
 
-/// Appends a DER length.
+/// Appends a DER length (minimal form).
 pub fn push_len(out: &mut Vec<u8>, len: usize) {
     if len < 0x80 {
+        // Fits in 7 bits, checked just above.
         out.push(len as u8);
     } else {
         let bytes = len.to_be_bytes();
         let skip = bytes.iter().take_while(|b| **b == 0).count();
+        // At most size_of::<usize>() octets, so the count fits in the low 7 bits.
         out.push(0x80 | (bytes.len() - skip) as u8);
         out.extend_from_slice(&bytes[skip..]);
     }
@@ -305,10 +522,15 @@ pub fn push_len(out: &mut Vec<u8>, len: usize) {
 /// One DER element.
 pub fn encode(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + 6);
-    out.push(tag);
-    push_len(&mut out, content.len());
-    out.extend_from_slice(content);
+    push_tlv(&mut out, tag, content);
     out
+}
+
+/// Appends one DER element with a one-octet tag.
+pub fn push_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+    out.push(tag);
+    push_len(out, content.len());
+    out.extend_from_slice(content);
 }
 
 /// A constructed element from already-encoded children.
@@ -427,5 +649,128 @@ mod tests {
             set_of(vec![vec![2, 1, 9], vec![2, 1, 1]]),
             [0x31, 6, 2, 1, 1, 2, 1, 9]
         );
+    }
+
+    #[test]
+    fn small_uint_limits() {
+        let int = |c: &[u8]| encode(TAG_INTEGER, c);
+        let v = int(&[0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(parse_single(&v).unwrap().small_uint().unwrap(), u64::MAX);
+        let v = int(&[0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(parse_single(&v).unwrap().small_uint().is_err());
+        let v = int(&[0x80]);
+        assert!(parse_single(&v).unwrap().small_uint().is_err());
+    }
+
+    #[test]
+    fn octet_string_requires_octet_string_chunks() {
+        let ok = [
+            0x24, 0x80, 0x04, 0x01, b'a', 0x24, 0x03, 0x04, 0x01, b'b', 0, 0,
+        ];
+        assert_eq!(&*parse_single(&ok).unwrap().octet_string().unwrap(), b"ab");
+        let bad = [0x24, 0x03, 0x0c, 0x01, b'a'];
+        let t = parse_single(&bad).unwrap();
+        assert_eq!(&*t.octets().unwrap(), b"a");
+        assert!(t.octet_string().is_err());
+        assert!(
+            parse_single(&[0x02, 0x01, 0x00])
+                .unwrap()
+                .octet_string()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn reads_short_long_and_indefinite_headers() {
+        let h = read_header(&[0x30, 0x03, 1, 2, 3], 0).unwrap();
+        assert_eq!((h.tag_len, h.content_start, h.len), (1, 2, Some(3)));
+        let h = read_header(&[0x04, 0x82, 0x01, 0x00], 0).unwrap();
+        assert_eq!((h.content_start, h.len), (4, Some(256)));
+        let h = read_header(&[0x30, 0x80], 0).unwrap();
+        assert_eq!(h.len, None);
+        let h = read_header(&[0x9f, 0x81, 0x01, 0x00], 0).unwrap();
+        assert_eq!((h.tag_len, h.len), (3, Some(0)));
+    }
+
+    #[test]
+    fn rejects_malformed_headers() {
+        assert_eq!(read_header(&[], 0), Err(HeaderError::Truncated(0)));
+        assert_eq!(read_header(&[0x30], 0), Err(HeaderError::Truncated(1)));
+        assert_eq!(
+            read_header(&[0x30, 0xff], 0),
+            Err(HeaderError::BadLength(1))
+        );
+        assert!(matches!(
+            read_header(&[0x30, 0x89, 1, 1, 1, 1, 1, 1, 1, 1, 1], 0),
+            Err(HeaderError::BadLength(1))
+        ));
+        assert!(matches!(
+            read_header(&[0x30, 0x82, 1], 0),
+            Err(HeaderError::Truncated(_))
+        ));
+        assert!(matches!(
+            read_header(&[0x1f, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 1, 0], 0),
+            Err(HeaderError::BadTag(0))
+        ));
+    }
+
+    #[test]
+    fn definite_mode() {
+        // High tag numbers and 8-octet lengths are read; children inherit the mode.
+        let v = [
+            0x30, 0x88, 0, 0, 0, 0, 0, 0, 0, 5, 0x9f, 0x81, 0x01, 0x01, 0xaa,
+        ];
+        let t = parse_definite(&v).unwrap();
+        let mut r = t.children();
+        assert_eq!(r.position(), 0);
+        let hi = r.read("high tag").unwrap();
+        assert_eq!((hi.tag, hi.content, hi.raw.len()), (0x9f, &[0xaa][..], 5));
+        assert_eq!(r.position(), 5);
+        assert!(r.is_empty());
+        assert!(parse_single(&v).is_err());
+        let text = |d: &[u8]| parse_definite(d).unwrap_err().to_string();
+        assert_eq!(
+            text(&[0x30, 0x80, 0, 0]),
+            "offset 0: indefinite length (BER) where a definite length is required"
+        );
+        assert_eq!(
+            text(&[0x30, 0x05, 0x00]),
+            "offset 0: element length runs past the end of its container"
+        );
+        assert_eq!(
+            text(&[0x05, 0x00, 0x00]),
+            "offset 2: trailing bytes after the element"
+        );
+        assert_eq!(text(&[0x30]), "offset 1: data ends inside an element");
+        assert_eq!(text(&[0x30, 0xff]), "offset 1: invalid length");
+        let mut r = Reader::definite(&[0x05, 0x00, 0x30, 0x04, 0x02, 0x01, 0x00]);
+        assert!(r.next().unwrap().is_some());
+        assert_eq!(
+            r.next().unwrap_err(),
+            Asn1Error::Invalid {
+                offset: 2,
+                detail: "element length runs past the end of its container".into()
+            }
+        );
+        // to_der keeps multi-octet identifiers.
+        let c = [0xbf, 0x81, 0x01, 0x03, 0x02, 0x01, 0x07];
+        assert_eq!(to_der(&parse_definite(&c).unwrap()).unwrap(), c);
+    }
+
+    #[test]
+    fn push_len_is_minimal() {
+        for (len, want) in [
+            (0usize, vec![0u8]),
+            (0x7f, vec![0x7f]),
+            (0x80, vec![0x81, 0x80]),
+            (0x1234, vec![0x82, 0x12, 0x34]),
+        ] {
+            let mut v = Vec::new();
+            push_len(&mut v, len);
+            assert_eq!(v, want);
+        }
+        let mut v = vec![9];
+        push_tlv(&mut v, 0x04, &[1]);
+        assert_eq!(v, [9, 0x04, 0x01, 0x01]);
     }
 }

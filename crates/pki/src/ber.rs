@@ -20,7 +20,7 @@
 //!
 //! Nesting is limited to [`MAX_DEPTH`] levels so hostile input cannot exhaust the stack.
 
-use crate::tlv::{self, CONSTRUCTED, HeaderError};
+use crate::asn1::{self, HeaderError, Reader};
 
 /// Maximum nesting of constructed elements accepted by [`ber_to_der`].
 pub const MAX_DEPTH: usize = 64;
@@ -59,13 +59,11 @@ pub enum BerError {
     TrailingData { offset: usize, count: usize },
 }
 
-impl From<HeaderError> for BerError {
-    fn from(e: HeaderError) -> Self {
-        match e {
-            HeaderError::Truncated(offset) => BerError::Truncated { offset },
-            HeaderError::BadLength(offset) => BerError::BadLength { offset },
-            HeaderError::BadTag(offset) => BerError::BadTag { offset },
-        }
+fn header_error(e: HeaderError) -> BerError {
+    match e {
+        HeaderError::Truncated(offset) => BerError::Truncated { offset },
+        HeaderError::BadLength(offset) => BerError::BadLength { offset },
+        HeaderError::BadTag(offset) => BerError::BadTag { offset },
     }
 }
 
@@ -92,12 +90,12 @@ pub fn ber_to_der(input: &[u8]) -> Result<Vec<u8>, BerError> {
 /// converter's precise error.
 pub fn needs_conversion(input: &[u8]) -> bool {
     fn scan(input: &[u8], depth: usize) -> Result<bool, ()> {
-        let mut els = tlv::Elements::new(input);
-        while let Some(t) = els.next_tlv().map_err(|_| ())? {
-            if t.tag0 == 0x24 {
+        let mut els = Reader::definite(input);
+        while let Some(t) = els.next().map_err(|_| ())? {
+            if t.tag == 0x24 {
                 return Ok(true);
             }
-            if t.tag0 & CONSTRUCTED != 0 {
+            if t.is_constructed() {
                 if depth >= MAX_DEPTH {
                     return Err(());
                 }
@@ -137,8 +135,8 @@ impl Converter<'_> {
         out: &mut Vec<u8>,
         depth: usize,
     ) -> Result<(usize, bool), BerError> {
-        let h = tlv::read_header(&self.input[..limit], pos)?;
-        if h.tag0 == 0 && h.tag_len == 1 {
+        let h = asn1::read_header(&self.input[..limit], pos).map_err(header_error)?;
+        if h.tag == 0 && h.tag_len == 1 {
             return Err(BerError::UnexpectedEoc { offset: pos });
         }
         if !h.constructed() {
@@ -152,7 +150,7 @@ impl Converter<'_> {
         if depth >= MAX_DEPTH {
             return Err(BerError::TooDeep { offset: pos });
         }
-        if h.tag0 == 0x24 {
+        if h.tag == 0x24 {
             let content_limit = match h.len {
                 Some(len) => Some(self.definite_end(pos, h.content_start, len, limit)?),
                 None => None,
@@ -160,7 +158,7 @@ impl Converter<'_> {
             let mut data = Vec::new();
             let end =
                 self.chunks_until(h.content_start, content_limit, limit, &mut data, depth + 1)?;
-            tlv::push_tlv(out, 0x04, &data);
+            asn1::push_tlv(out, 0x04, &data);
             return Ok((end, true));
         }
         let mark = out.len();
@@ -194,7 +192,7 @@ impl Converter<'_> {
         // nothing changed (keeps non-minimal lengths byte-identical), a fresh one otherwise.
         let header: Vec<u8> = if changed {
             let mut hdr = self.input[pos..pos + h.tag_len].to_vec();
-            tlv::push_len(&mut hdr, out.len() - mark);
+            asn1::push_len(&mut hdr, out.len() - mark);
             hdr
         } else {
             self.input[pos..h.content_start].to_vec()
@@ -279,8 +277,8 @@ impl Converter<'_> {
         if depth >= MAX_DEPTH {
             return Err(BerError::TooDeep { offset: pos });
         }
-        let h = tlv::read_header(&self.input[..limit], pos)?;
-        match h.tag0 {
+        let h = asn1::read_header(&self.input[..limit], pos).map_err(header_error)?;
+        match h.tag {
             0x04 => {
                 let Some(len) = h.len else {
                     return Err(BerError::IndefinitePrimitive { offset: pos });

@@ -19,8 +19,8 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use smimekit_core::CertDer;
 
+use crate::asn1::{self, Asn1Error, Reader, Tlv};
 use crate::error::PkiError;
-use crate::tlv::{self, Elements, Tlv, WalkError};
 
 /// KeyUsage bits (RFC 5280 §4.2.1.3); bit 0 is `digitalSignature`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,36 +120,51 @@ struct RawCert<'a> {
     extensions: Option<Tlv<'a>>,
 }
 
-fn bad(what: &str, e: WalkError) -> PkiError {
-    PkiError::Certificate(format!("{what}: {e}"))
+/// A structural error of the definite-length walk, as `"<reason> at offset <n>"` (offsets
+/// relative to the slice being walked).
+pub(crate) fn walk_text(e: &Asn1Error) -> String {
+    match e {
+        Asn1Error::Truncated { offset } => format!("truncated element header at offset {offset}"),
+        Asn1Error::Invalid { offset, detail } => format!("{detail} at offset {offset}"),
+        other => other.to_string(),
+    }
 }
 
-fn expect_tag(t: Tlv<'_>, tag0: u8, what: &str) -> Result<(), PkiError> {
-    if t.tag0 == tag0 {
+/// The next element, which must exist; `what` is the reason given if it does not.
+pub(crate) fn require<'a>(r: &mut Reader<'a>, what: &str) -> Result<Tlv<'a>, Asn1Error> {
+    let offset = r.position();
+    r.next()?.ok_or_else(|| Asn1Error::Invalid {
+        offset,
+        detail: what.into(),
+    })
+}
+
+fn bad(what: &str, e: Asn1Error) -> PkiError {
+    PkiError::Certificate(format!("{what}: {}", walk_text(&e)))
+}
+
+fn expect_tag(t: Tlv<'_>, tag: u8, what: &str) -> Result<(), PkiError> {
+    if t.tag == tag {
         Ok(())
     } else {
         Err(PkiError::Certificate(format!(
-            "{what}: expected tag 0x{tag0:02x}, found 0x{:02x}",
-            t.tag0
+            "{what}: expected tag 0x{tag:02x}, found 0x{:02x}",
+            t.tag
         )))
     }
 }
 
 fn split(der: &[u8]) -> Result<RawCert<'_>, PkiError> {
-    let outer = tlv::read_single(der).map_err(|e| bad("certificate", e))?;
+    let outer = asn1::parse_definite(der).map_err(|e| bad("certificate", e))?;
     expect_tag(outer, 0x30, "certificate")?;
-    let mut top = Elements::new(outer.content);
-    let tbs = top
-        .require("missing tbsCertificate")
-        .map_err(|e| bad("certificate", e))?;
+    let mut top = outer.children();
+    let tbs = require(&mut top, "missing tbsCertificate").map_err(|e| bad("certificate", e))?;
     expect_tag(tbs, 0x30, "tbsCertificate")?;
-    let signature_alg = top
-        .require("missing signatureAlgorithm")
-        .map_err(|e| bad("certificate", e))?;
+    let signature_alg =
+        require(&mut top, "missing signatureAlgorithm").map_err(|e| bad("certificate", e))?;
     expect_tag(signature_alg, 0x30, "signatureAlgorithm")?;
-    let signature = top
-        .require("missing signatureValue")
-        .map_err(|e| bad("certificate", e))?;
+    let signature =
+        require(&mut top, "missing signatureValue").map_err(|e| bad("certificate", e))?;
     expect_tag(signature, 0x03, "signatureValue")?;
     if !top.is_empty() {
         return Err(PkiError::Certificate(
@@ -157,36 +172,32 @@ fn split(der: &[u8]) -> Result<RawCert<'_>, PkiError> {
         ));
     }
 
-    let mut f = Elements::new(tbs.content);
+    let mut f = tbs.children();
     let e = |x| bad("tbsCertificate", x);
     f.optional(0xA0).map_err(e)?; // version
-    let serial = f.require("missing serialNumber").map_err(e)?;
+    let serial = require(&mut f, "missing serialNumber").map_err(e)?;
     expect_tag(serial, 0x02, "serialNumber")?;
-    let sig = f.require("missing signature").map_err(e)?;
+    let sig = require(&mut f, "missing signature").map_err(e)?;
     expect_tag(sig, 0x30, "signature")?;
-    let issuer = f.require("missing issuer").map_err(e)?;
+    let issuer = require(&mut f, "missing issuer").map_err(e)?;
     expect_tag(issuer, 0x30, "issuer")?;
-    let validity = f.require("missing validity").map_err(e)?;
+    let validity = require(&mut f, "missing validity").map_err(e)?;
     expect_tag(validity, 0x30, "validity")?;
-    let subject = f.require("missing subject").map_err(e)?;
+    let subject = require(&mut f, "missing subject").map_err(e)?;
     expect_tag(subject, 0x30, "subject")?;
-    let spki = f.require("missing subjectPublicKeyInfo").map_err(e)?;
+    let spki = require(&mut f, "missing subjectPublicKeyInfo").map_err(e)?;
     expect_tag(spki, 0x30, "subjectPublicKeyInfo")?;
     let mut extensions = None;
-    while let Some(t) = f.next_tlv().map_err(e)? {
+    while let Some(t) = f.next().map_err(e)? {
         // [1] issuerUniqueID and [2] subjectUniqueID (primitive or, rarely, constructed) are
         // skipped; [3] holds the extensions.
-        if t.tag0 == 0xA3 {
+        if t.tag == 0xA3 {
             extensions = Some(t);
         }
     }
-    let mut v = Elements::new(validity.content);
-    let not_before = v
-        .require("missing notBefore")
-        .map_err(|x| bad("validity", x))?;
-    let not_after = v
-        .require("missing notAfter")
-        .map_err(|x| bad("validity", x))?;
+    let mut v = validity.children();
+    let not_before = require(&mut v, "missing notBefore").map_err(|x| bad("validity", x))?;
+    let not_after = require(&mut v, "missing notAfter").map_err(|x| bad("validity", x))?;
     Ok(RawCert {
         tbs,
         serial,
@@ -242,10 +253,9 @@ pub fn parse(cert: &CertDer) -> Result<CertInfo, PkiError> {
     let not_after =
         parse_time(raw.not_after).map_err(|r| PkiError::Certificate(format!("notAfter: {r}")))?;
 
-    let mut spki = Elements::new(raw.spki.content);
-    let spki_alg = spki
-        .require("missing algorithm")
-        .map_err(|e| bad("subjectPublicKeyInfo", e))?;
+    let mut spki = raw.spki.children();
+    let spki_alg =
+        require(&mut spki, "missing algorithm").map_err(|e| bad("subjectPublicKeyInfo", e))?;
     let public_key_algorithm = algorithm_oid(spki_alg, "subjectPublicKeyInfo algorithm")?;
     let signature_algorithm = algorithm_oid(raw.signature_alg, "signatureAlgorithm")?;
 
@@ -281,9 +291,7 @@ pub fn parse(cert: &CertDer) -> Result<CertInfo, PkiError> {
 
 fn algorithm_oid(alg: Tlv<'_>, what: &str) -> Result<String, PkiError> {
     expect_tag(alg, 0x30, what)?;
-    let oid = Elements::new(alg.content)
-        .require("missing algorithm OID")
-        .map_err(|e| bad(what, e))?;
+    let oid = require(&mut alg.children(), "missing algorithm OID").map_err(|e| bad(what, e))?;
     expect_tag(oid, 0x06, what)?;
     Ok(oid_to_string(oid.content))
 }
@@ -297,21 +305,21 @@ const OID_EKU: &[u8] = const_oid::db::rfc5280::ID_CE_EXT_KEY_USAGE.as_bytes();
 
 fn read_extensions(exts: Tlv<'_>, info: &mut CertInfo) -> Result<(), PkiError> {
     let e = |x| bad("extensions", x);
-    let seq = tlv::read_single(exts.content).map_err(e)?;
+    let seq = asn1::parse_definite(exts.content).map_err(e)?;
     expect_tag(seq, 0x30, "extensions")?;
-    let mut list = Elements::new(seq.content);
+    let mut list = seq.children();
     let mut seen: Vec<&[u8]> = Vec::new();
-    while let Some(ext) = list.next_tlv().map_err(e)? {
+    while let Some(ext) = list.next().map_err(e)? {
         expect_tag(ext, 0x30, "extension")?;
-        let mut f = Elements::new(ext.content);
-        let oid = f.require("missing extnID").map_err(e)?;
+        let mut f = ext.children();
+        let oid = require(&mut f, "missing extnID").map_err(e)?;
         expect_tag(oid, 0x06, "extnID")?;
-        let mut next = f.require("missing extnValue").map_err(e)?;
+        let mut next = require(&mut f, "missing extnValue").map_err(e)?;
         let mut critical = false;
-        if next.tag0 == 0x01 {
+        if next.tag == 0x01 {
             // Lenient BOOLEAN: any non-zero octet is TRUE (BER), explicit FALSE accepted.
             critical = next.content.iter().any(|b| *b != 0);
-            next = f.require("missing extnValue").map_err(e)?;
+            next = require(&mut f, "missing extnValue").map_err(e)?;
         }
         expect_tag(next, 0x04, "extnValue")?;
         // RFC 5280 forbids duplicates; the first occurrence wins.
@@ -324,41 +332,41 @@ fn read_extensions(exts: Tlv<'_>, info: &mut CertInfo) -> Result<(), PkiError> {
         let ve = |x| bad(&format!("extension {what}"), x);
         match oid.content {
             OID_SKI => {
-                let t = tlv::read_single(value).map_err(ve)?;
+                let t = asn1::parse_definite(value).map_err(ve)?;
                 expect_tag(t, 0x04, "subjectKeyIdentifier")?;
                 info.subject_key_id = Some(t.content.to_vec());
             }
             OID_KU => {
-                let t = tlv::read_single(value).map_err(ve)?;
+                let t = asn1::parse_definite(value).map_err(ve)?;
                 expect_tag(t, 0x03, "keyUsage")?;
                 info.key_usage = Some(KeyUsageBits(key_usage_bits(t.content)));
                 info.key_usage_critical = critical;
             }
             OID_EKU => {
-                let t = tlv::read_single(value).map_err(ve)?;
+                let t = asn1::parse_definite(value).map_err(ve)?;
                 expect_tag(t, 0x30, "extKeyUsage")?;
                 let mut oids = Vec::new();
-                let mut it = Elements::new(t.content);
-                while let Some(o) = it.next_tlv().map_err(ve)? {
+                let mut it = t.children();
+                while let Some(o) = it.next().map_err(ve)? {
                     expect_tag(o, 0x06, "extKeyUsage purpose")?;
                     oids.push(oid_to_string(o.content));
                 }
                 info.extended_key_usage = Some(oids);
             }
             OID_BC => {
-                let t = tlv::read_single(value).map_err(ve)?;
+                let t = asn1::parse_definite(value).map_err(ve)?;
                 expect_tag(t, 0x30, "basicConstraints")?;
-                let mut it = Elements::new(t.content);
+                let mut it = t.children();
                 if let Some(b) = it.optional(0x01).map_err(ve)? {
                     info.is_ca = b.content.iter().any(|x| *x != 0);
                 }
             }
             OID_SAN => {
-                let t = tlv::read_single(value).map_err(ve)?;
+                let t = asn1::parse_definite(value).map_err(ve)?;
                 expect_tag(t, 0x30, "subjectAltName")?;
-                let mut it = Elements::new(t.content);
-                while let Some(gn) = it.next_tlv().map_err(ve)? {
-                    match gn.tag0 {
+                let mut it = t.children();
+                while let Some(gn) = it.next().map_err(ve)? {
+                    match gn.tag {
                         0x81 => info.emails.push(lossy_ascii(gn.content)),
                         0x82 => info.dns_names.push(lossy_ascii(gn.content)),
                         _ => {}
@@ -512,7 +520,7 @@ fn attribute_short_name(oid: &[u8]) -> Option<&'static str> {
 /// Decodes a directory string value by its tag. `None` for types that are not strings.
 fn decode_string(t: Tlv<'_>) -> Option<String> {
     let b = t.content;
-    Some(match t.tag0 {
+    Some(match t.tag {
         // UTF8String
         0x0C => String::from_utf8_lossy(b).into_owned(),
         // PrintableString, IA5String, VisibleString, NumericString, GeneralString,
@@ -563,19 +571,19 @@ fn for_each_atv<'a>(
     mut f: impl FnMut(usize, &'a [u8], Tlv<'a>),
 ) -> Result<(), PkiError> {
     let e = |x| bad("name", x);
-    let name = tlv::read_single(name_der).map_err(e)?;
+    let name = asn1::parse_definite(name_der).map_err(e)?;
     expect_tag(name, 0x30, "name")?;
-    let mut rdns = Elements::new(name.content);
+    let mut rdns = name.children();
     let mut index = 0usize;
-    while let Some(rdn) = rdns.next_tlv().map_err(e)? {
+    while let Some(rdn) = rdns.next().map_err(e)? {
         expect_tag(rdn, 0x31, "relative distinguished name")?;
-        let mut atvs = Elements::new(rdn.content);
-        while let Some(atv) = atvs.next_tlv().map_err(e)? {
+        let mut atvs = rdn.children();
+        while let Some(atv) = atvs.next().map_err(e)? {
             expect_tag(atv, 0x30, "attribute")?;
-            let mut p = Elements::new(atv.content);
-            let oid = p.require("missing attribute type").map_err(e)?;
+            let mut p = atv.children();
+            let oid = require(&mut p, "missing attribute type").map_err(e)?;
             expect_tag(oid, 0x06, "attribute type")?;
-            let value = p.require("missing attribute value").map_err(e)?;
+            let value = require(&mut p, "missing attribute value").map_err(e)?;
             f(index, oid.content, value);
         }
         index += 1;
@@ -629,7 +637,7 @@ pub fn format_name(name_der: &[u8]) -> Result<String, PkiError> {
 /// `+hhmm`/`-hhmm` offsets (BER leftovers in old certificates).
 fn parse_time(t: Tlv<'_>) -> Result<i64, String> {
     let s = std::str::from_utf8(t.content).map_err(|_| "time is not ASCII".to_string())?;
-    let (year, rest) = match t.tag0 {
+    let (year, rest) = match t.tag {
         0x17 => {
             let yy = digits(s, 0, 2)?;
             (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &s[2..])
@@ -653,7 +661,7 @@ fn parse_time(t: Tlv<'_>) -> Result<i64, String> {
     }
     let offset = match tail {
         "Z" => 0,
-        "" if t.tag0 == 0x18 => 0, // local time; treat as UTC
+        "" if t.tag == 0x18 => 0, // local time; treat as UTC
         _ => {
             let sign = match tail.as_bytes().first() {
                 Some(b'+') => -1,
@@ -705,8 +713,8 @@ mod tests {
 
     fn time(tag0: u8, s: &str) -> Result<i64, String> {
         let mut der = Vec::new();
-        tlv::push_tlv(&mut der, tag0, s.as_bytes());
-        parse_time(tlv::read_single(&der).unwrap())
+        asn1::push_tlv(&mut der, tag0, s.as_bytes());
+        parse_time(asn1::parse_definite(&der).unwrap())
     }
 
     #[test]
@@ -776,13 +784,13 @@ mod tests {
 
     fn oid_der(oid: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
-        tlv::push_tlv(&mut v, 0x06, oid);
+        asn1::push_tlv(&mut v, 0x06, oid);
         v
     }
 
     fn wrap(tag: u8, content: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
-        tlv::push_tlv(&mut v, tag, content);
+        asn1::push_tlv(&mut v, tag, content);
         v
     }
 
@@ -933,14 +941,14 @@ mod tests {
             let mut set = Vec::new();
             for (oid, tag, val) in *rdn {
                 let mut atv = Vec::new();
-                tlv::push_tlv(&mut atv, 0x06, oid);
-                tlv::push_tlv(&mut atv, *tag, val);
-                tlv::push_tlv(&mut set, 0x30, &atv);
+                asn1::push_tlv(&mut atv, 0x06, oid);
+                asn1::push_tlv(&mut atv, *tag, val);
+                asn1::push_tlv(&mut set, 0x30, &atv);
             }
-            tlv::push_tlv(&mut seq, 0x31, &set);
+            asn1::push_tlv(&mut seq, 0x31, &set);
         }
         let mut out = Vec::new();
-        tlv::push_tlv(&mut out, 0x30, &seq);
+        asn1::push_tlv(&mut out, 0x30, &seq);
         out
     }
 

@@ -26,10 +26,11 @@
 use base64::Engine as _;
 use smimekit_core::CertDer;
 
+use crate::asn1::{self, Asn1Error, Reader};
 use crate::ber;
+use crate::certinfo::{require, walk_text};
 use crate::error::PkiError;
 use crate::sst;
-use crate::tlv::{self, Elements, WalkError};
 
 /// DER content octets of id-signedData (1.2.840.113549.1.7.2).
 const OID_SIGNED_DATA: &[u8] = const_oid::db::rfc5911::ID_SIGNED_DATA.as_bytes();
@@ -78,13 +79,13 @@ fn is_padding(b: &[u8]) -> bool {
         .all(|c| matches!(c, 0 | b' ' | b'\t' | b'\r' | b'\n'))
 }
 
-fn walk_err(name: &str, what: &str, e: WalkError) -> PkiError {
-    PkiError::container(name, format!("{what}: {e}"))
+fn walk_err(name: &str, what: &str, e: Asn1Error) -> PkiError {
+    PkiError::container(name, format!("{what}: {}", walk_text(&e)))
 }
 
 /// A DER (or BER) blob: a certificate or a PKCS#7 ContentInfo.
 fn load_der(bytes: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
-    let h = tlv::read_header(bytes, 0)
+    let h = asn1::read_header(bytes, 0)
         .map_err(|_| PkiError::container(name, "truncated DER header"))?;
     match h.end() {
         Some(end) => {
@@ -154,8 +155,8 @@ fn load_der_element(der: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
 
 /// True if `der` is a SEQUENCE whose first child is an OBJECT IDENTIFIER (ContentInfo).
 fn is_content_info(der: &[u8]) -> bool {
-    match tlv::read_header(der, 0) {
-        Ok(h) => h.tag0 == 0x30 && der.get(h.content_start) == Some(&0x06),
+    match asn1::read_header(der, 0) {
+        Ok(h) => h.tag == 0x30 && der.get(h.content_start) == Some(&0x06),
         Err(_) => false,
     }
 }
@@ -170,12 +171,11 @@ pub(crate) fn check_certificate_shape(der: &[u8]) -> Result<(), String> {
 
 /// Extracts `SignedData.certificates` from a DER ContentInfo.
 fn pkcs7_certificates(der: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
-    let ci = tlv::read_single(der).map_err(|e| walk_err(name, "PKCS#7 ContentInfo", e))?;
-    let mut els = Elements::new(ci.content);
-    let oid = els
-        .require("missing contentType")
+    let ci = asn1::parse_definite(der).map_err(|e| walk_err(name, "PKCS#7 ContentInfo", e))?;
+    let mut els = ci.children();
+    let oid = require(&mut els, "missing contentType")
         .map_err(|e| walk_err(name, "PKCS#7 ContentInfo", e))?;
-    if oid.tag0 != 0x06 {
+    if oid.tag != 0x06 {
         return Err(PkiError::container(
             name,
             "PKCS#7 ContentInfo: contentType is not an OID",
@@ -190,29 +190,28 @@ fn pkcs7_certificates(der: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> 
             ),
         ));
     }
-    let explicit = els
-        .require("missing content")
+    let explicit = require(&mut els, "missing content")
         .map_err(|e| walk_err(name, "PKCS#7 ContentInfo", e))?;
-    if explicit.tag0 != 0xA0 {
+    if explicit.tag != 0xA0 {
         return Err(PkiError::container(
             name,
             "PKCS#7 ContentInfo: content is not [0] EXPLICIT",
         ));
     }
-    let sd =
-        tlv::read_single(explicit.content).map_err(|e| walk_err(name, "PKCS#7 SignedData", e))?;
-    if sd.tag0 != 0x30 {
+    let sd = asn1::parse_definite(explicit.content)
+        .map_err(|e| walk_err(name, "PKCS#7 SignedData", e))?;
+    if sd.tag != 0x30 {
         return Err(PkiError::container(
             name,
             "PKCS#7 SignedData is not a SEQUENCE",
         ));
     }
-    let mut els = Elements::new(sd.content);
+    let mut els = sd.children();
     let sd_err = |e| walk_err(name, "PKCS#7 SignedData", e);
-    let version = els.require("missing version").map_err(sd_err)?;
-    let digests = els.require("missing digestAlgorithms").map_err(sd_err)?;
-    let encap = els.require("missing encapContentInfo").map_err(sd_err)?;
-    if version.tag0 != 0x02 || digests.tag0 != 0x31 || encap.tag0 != 0x30 {
+    let version = require(&mut els, "missing version").map_err(sd_err)?;
+    let digests = require(&mut els, "missing digestAlgorithms").map_err(sd_err)?;
+    let encap = require(&mut els, "missing encapContentInfo").map_err(sd_err)?;
+    if version.tag != 0x02 || digests.tag != 0x31 || encap.tag != 0x30 {
         return Err(PkiError::container(
             name,
             "PKCS#7 SignedData: version, digestAlgorithms or encapContentInfo malformed",
@@ -222,16 +221,16 @@ fn pkcs7_certificates(der: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> 
         return Ok(Vec::new());
     };
     let mut certs = Vec::new();
-    let mut items = Elements::new(set.content);
+    let mut items = set.children();
     let mut index = 0usize;
     while let Some(item) = items
-        .next_tlv()
+        .next()
         .map_err(|e| walk_err(name, "PKCS#7 certificates", e))?
     {
         index += 1;
         // Only the plain `certificate` choice; [0] extendedCertificate, [1]/[2] attribute
         // certificates and [3] other formats are skipped.
-        if item.tag0 != 0x30 {
+        if item.tag != 0x30 {
             continue;
         }
         check_certificate_shape(item.raw).map_err(|reason| {
@@ -331,8 +330,8 @@ fn load_pem(bytes: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
                 certs.extend(load_der(&der, &block_name)?);
             } else if l == "TRUSTED CERTIFICATE" {
                 // DER certificate followed by OpenSSL's X509_CERT_AUX: keep the certificate.
-                let first =
-                    tlv::read_tlv(&der, 0).map_err(|e| walk_err(&block_name, "certificate", e))?;
+                let first = require(&mut Reader::definite(&der), "missing certificate")
+                    .map_err(|e| walk_err(&block_name, "certificate", e))?;
                 check_certificate_shape(first.raw)
                     .map_err(|r| PkiError::container(&block_name, r))?;
                 certs.push(CertDer::new(first.raw));
@@ -383,26 +382,26 @@ pub fn write_pem(certs: &[CertDer]) -> String {
 /// no CRLs, no signers. With no certificates the optional `certificates` field is left out.
 pub fn write_p7b(certs: &[CertDer]) -> Vec<u8> {
     let mut sd = Vec::new();
-    tlv::push_tlv(&mut sd, 0x02, &[0x01]); // version 1
-    tlv::push_tlv(&mut sd, 0x31, &[]); // digestAlgorithms
+    asn1::push_tlv(&mut sd, 0x02, &[0x01]); // version 1
+    asn1::push_tlv(&mut sd, 0x31, &[]); // digestAlgorithms
     let mut encap = Vec::new();
-    tlv::push_tlv(&mut encap, 0x06, OID_DATA);
-    tlv::push_tlv(&mut sd, 0x30, &encap);
+    asn1::push_tlv(&mut encap, 0x06, OID_DATA);
+    asn1::push_tlv(&mut sd, 0x30, &encap);
     if !certs.is_empty() {
         let set: Vec<u8> = certs
             .iter()
             .flat_map(|c| c.as_bytes().iter().copied())
             .collect();
-        tlv::push_tlv(&mut sd, 0xA0, &set);
+        asn1::push_tlv(&mut sd, 0xA0, &set);
     }
-    tlv::push_tlv(&mut sd, 0x31, &[]); // signerInfos
+    asn1::push_tlv(&mut sd, 0x31, &[]); // signerInfos
     let mut sd_seq = Vec::with_capacity(sd.len() + 8);
-    tlv::push_tlv(&mut sd_seq, 0x30, &sd);
+    asn1::push_tlv(&mut sd_seq, 0x30, &sd);
     let mut ci = Vec::with_capacity(sd_seq.len() + 24);
-    tlv::push_tlv(&mut ci, 0x06, OID_SIGNED_DATA);
-    tlv::push_tlv(&mut ci, 0xA0, &sd_seq);
+    asn1::push_tlv(&mut ci, 0x06, OID_SIGNED_DATA);
+    asn1::push_tlv(&mut ci, 0xA0, &sd_seq);
     let mut out = Vec::with_capacity(ci.len() + 8);
-    tlv::push_tlv(&mut out, 0x30, &ci);
+    asn1::push_tlv(&mut out, 0x30, &ci);
     out
 }
 

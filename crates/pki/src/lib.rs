@@ -13,14 +13,16 @@
 //! travel as [`smimekit_core::CertDer`] and are never re-encoded.
 
 pub mod asn1;
+pub mod ca;
 pub mod ber;
 pub mod certinfo;
+pub mod chain;
 pub mod container;
 mod error;
+pub mod lint;
 pub mod sst;
 #[cfg(test)]
 mod testcert;
-mod tlv;
 
 pub use certinfo::{CertInfo, KeyUsageBits};
 pub use container::{load_certificates, write_p7b, write_pem};

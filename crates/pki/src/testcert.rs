@@ -1,6 +1,6 @@
 //! Test-only builder for small synthetic certificates (structure only; the signature is junk).
 
-use crate::tlv::push_tlv;
+use crate::asn1::push_tlv;
 
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();

@@ -1,6 +1,6 @@
 //! The service's error: a stable kind for the apps, and a message naming file and cause.
 
-use smimekit_core::KeyStoreError;
+use smimekit_core::{DirectoryError, KeyStoreError};
 use smimekit_message::MessageError;
 
 /// What kind of failure, for the app to map once (the CLI maps these to exit codes).
@@ -96,5 +96,19 @@ fn clone_key_error(e: &KeyStoreError) -> KeyStoreError {
 impl From<smimekit_pki::PkiError> for ServiceError {
     fn from(e: smimekit_pki::PkiError) -> Self {
         Self::new(ErrorKind::Malformed, e.to_string())
+    }
+}
+
+impl From<DirectoryError> for ServiceError {
+    fn from(e: DirectoryError) -> Self {
+        let kind = match &e {
+            DirectoryError::Config(_) => ErrorKind::Usage,
+            DirectoryError::Corrupt(_) => ErrorKind::Malformed,
+            DirectoryError::Unsupported(_) => ErrorKind::Unsupported,
+            DirectoryError::Unavailable(_) => ErrorKind::Io,
+            // A recipient problem: missing, duplicate, rejected value, read-back mismatch.
+            _ => ErrorKind::Key,
+        };
+        Self::new(kind, e.to_string())
     }
 }

@@ -7,19 +7,39 @@
 //! locked key comes back as [`ErrorKind::Locked`], the app asks, then calls again with the
 //! secret.
 
+mod ca;
 mod certs;
+mod config;
+mod directory;
 mod error;
 mod keys;
+mod lint;
 mod mail;
+mod pki_ops;
 
 use std::sync::Arc;
 
 use smimekit_core::{CryptoEngine, plugin};
 
+pub use ca::{
+    CaCrlRequest, CaCrlResult, CaInitRequest, CaInitResult, CaIssueRequest, CaIssueResult, CaKeyType,
+    CaRevokeRequest, CaRevokeResult, DEFAULT_LEAF_DAYS, IssueSource, IssuedRecord,
+};
+pub use smimekit_pki::ca::RevocationReason;
 pub use certs::{CertSummary, ExportFormat, crls_from_bytes};
+pub use config::{Config, DirectoryConfig};
+pub use directory::{
+    DirectoryCert, LookupRequest, LookupResult, PublishRequest, PublishResult, TrustPushRequest,
+    TrustResult, UnpublishRequest,
+};
 pub use error::{ErrorKind, ServiceError};
 pub use keys::{KeyRequest, KeySummary};
-pub use mail::{DecryptRequest, EncryptRequest, OpenRequest, OpenResult, SignRequest};
+pub use lint::{Finding, LintRequest, LintResult, LintedFileCert, Profile, RULES, Rule, Severity};
+pub use pki_ops::{
+    ChainBuildReport, ChainBuildRequest, ExtractedCert, PathCert, PathSummary, ProblemSummary,
+    SstBench, StoreEntry, StoreFormat, StoreListing, StoreProperty, bench_sst,
+};
+pub use mail::{DecryptRequest, EncryptRequest, EncryptTo, OpenRequest, OpenResult, SignRequest};
 pub use smimekit_core::{CertDer, ContentCipher, DigestAlg, PrivateKey, Secret};
 pub use smimekit_message::report::{Layer, OpenReport, SignerReport, SignerStatus};
 
@@ -31,6 +51,7 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 pub struct Service {
     engine: &'static CryptoEngine,
     clock: Clock,
+    config: Arc<Config>,
 }
 
 impl std::fmt::Debug for Service {
@@ -46,6 +67,7 @@ impl std::fmt::Debug for Service {
 pub struct ServiceBuilder {
     engine: Option<String>,
     clock: Option<Clock>,
+    config: Option<Config>,
 }
 
 impl std::fmt::Debug for ServiceBuilder {
@@ -60,6 +82,13 @@ impl ServiceBuilder {
     /// Chooses a crypto engine by plugin id (default: the first registered, `openssl`).
     pub fn engine(mut self, id: impl Into<String>) -> Self {
         self.engine = Some(id.into());
+        self
+    }
+
+    /// The configuration (directories); default: [`Config::embedded_default`]. Load it
+    /// with [`Config::load`].
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
         self
     }
 
@@ -85,6 +114,7 @@ impl ServiceBuilder {
         Ok(Service {
             engine: (factory.engine)(),
             clock,
+            config: Arc::new(self.config.unwrap_or_else(Config::embedded_default)),
         })
     }
 }

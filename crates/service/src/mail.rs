@@ -21,12 +21,42 @@ pub struct SignRequest {
     pub message: Vec<u8>,
 }
 
+/// One `--to` of `smimekit encrypt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncryptTo {
+    /// A certificate file: every end-entity certificate in it is a recipient; CA certificates
+    /// bundled beside them are not.
+    File(PathBuf),
+    /// An address, resolved through the configured directories (in search order) to its
+    /// usable certificate ([`Service::resolve_recipient`]).
+    Address(String),
+}
+
+impl From<PathBuf> for EncryptTo {
+    fn from(p: PathBuf) -> Self {
+        EncryptTo::File(p)
+    }
+}
+
+impl EncryptTo {
+    /// How the CLI reads a `--to` value: an existing file is a file; otherwise something
+    /// with an `@` and no path separator is an address; anything else is a (missing) file,
+    /// so the error names it as before.
+    pub fn from_arg(arg: &str) -> Self {
+        let p = std::path::Path::new(arg);
+        if !p.exists() && arg.contains('@') && !arg.contains('/') && !arg.contains('\\') {
+            EncryptTo::Address(arg.to_string())
+        } else {
+            EncryptTo::File(p.to_path_buf())
+        }
+    }
+}
+
 /// `smimekit encrypt`.
 #[derive(Debug, Clone)]
 pub struct EncryptRequest {
-    /// Certificate files of the recipients: every end-entity certificate in each file is a
-    /// recipient; CA certificates bundled beside them are not.
-    pub to: Vec<PathBuf>,
+    /// The recipients: certificate files or addresses.
+    pub to: Vec<EncryptTo>,
     pub cipher: ContentCipher,
     pub oaep: bool,
     pub message: Vec<u8>,
@@ -77,7 +107,7 @@ impl Service {
         Ok(smime::sign_message(self.engine(), req.key.as_ref(), &req.message, &opts).await?)
     }
 
-    pub fn encrypt(&self, req: EncryptRequest) -> Result<Vec<u8>, ServiceError> {
+    pub async fn encrypt(&self, req: EncryptRequest) -> Result<Vec<u8>, ServiceError> {
         if req.to.is_empty() {
             return Err(ServiceError::new(
                 ErrorKind::Usage,
@@ -87,7 +117,14 @@ impl Service {
         // A file may carry the recipient with its issuers (a PKCS#7 or PEM bundle, `cert export
         // --chain`): encrypt to its end-entity certificates, never to the CAs beside them.
         let mut recipients = Vec::new();
-        for path in &req.to {
+        for to in &req.to {
+            let path = match to {
+                EncryptTo::File(p) => p,
+                EncryptTo::Address(a) => {
+                    recipients.push(self.resolve_recipient(a, None).await?);
+                    continue;
+                }
+            };
             let certs = self.load_certificates(path)?;
             let is_ca = |c: &smimekit_core::CertDer| {
                 smimekit_pki::certinfo::parse(c).is_ok_and(|i| i.is_ca)

@@ -3,10 +3,10 @@
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use smimekit_core::{KeyStoreError, Secret};
+use smimekit_pki::asn1::{Reader, TAG_OCTET_STRING, TAG_SEQUENCE};
 
 use crate::bundle::{Bundle, RawCert, RawKey, assemble};
-use crate::der::{self, TAG_OCTET_STRING, TAG_SEQUENCE};
-use crate::p12::describe;
+use crate::p12::{describe, kids};
 use crate::pem;
 
 /// One private key as stored.
@@ -35,13 +35,14 @@ pub(crate) struct KeyFile {
 
 /// Whether `data` is a DER private key (PKCS#8, encrypted PKCS#8, or traditional RSA/EC).
 fn der_key_kind(data: &[u8]) -> Option<bool> {
-    let (seq, rest) = der::read(data).ok()?;
-    if seq.tag != TAG_SEQUENCE || !rest.is_empty() {
+    let mut r = Reader::new(data);
+    let seq = r.next().ok()??;
+    if seq.tag != TAG_SEQUENCE || !r.is_empty() {
         return None;
     }
-    let kids = seq.children().ok()?;
+    let parts = kids(&seq).ok()?;
     // EncryptedPrivateKeyInfo ::= SEQUENCE { AlgorithmIdentifier, OCTET STRING }
-    if kids.len() == 2 && kids[0].tag == TAG_SEQUENCE && kids[1].tag == TAG_OCTET_STRING {
+    if parts.len() == 2 && parts[0].tag == TAG_SEQUENCE && parts[1].tag == TAG_OCTET_STRING {
         return Some(true);
     }
     PKey::private_key_from_der(data).ok().map(|_| false)

@@ -27,13 +27,14 @@ use smimekit_core::plugin::{KeyStoreFactory, KeyStoreParams};
 use smimekit_core::{KeyInfo, KeyStore, KeyStoreError, PrivateKey, Protection, Secret};
 
 mod bundle;
-mod der;
+mod generate;
 mod keyfile;
 mod p12;
 mod pem;
 mod softkey;
 
 pub use bundle::{Bundle, BundleCert};
+pub use generate::{GeneratedKey, KeySpec};
 pub use softkey::SoftKey;
 
 use keyfile::KeyFile;

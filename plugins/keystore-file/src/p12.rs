@@ -12,11 +12,16 @@ use openssl::pkcs12::Pkcs12;
 use openssl::pkey::PKey;
 use openssl::sign::Signer;
 use smimekit_core::{KeyStoreError, Secret};
+use smimekit_pki::asn1::{
+    self, Asn1Error, Reader, TAG_BMP_STRING, TAG_INTEGER, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE,
+    TAG_SET, TAG_UTF8_STRING, Tlv,
+};
 use zeroize::Zeroizing;
 
 use crate::bundle::{Bundle, RawCert, RawKey, assemble};
-use crate::der::{self, TAG_CONTEXT_0, TAG_INTEGER, TAG_OID, TAG_SEQUENCE, TAG_SET, Tlv};
 use crate::pem;
+
+const TAG_CONTEXT_0: u8 = 0xa0;
 
 // OID contents octets.
 const OID_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01];
@@ -43,13 +48,88 @@ pub(crate) fn looks_like_p12(data: &[u8]) -> bool {
             .map(|t| pem::blocks(t).iter().any(|b| b.label == "PKCS12"))
             .unwrap_or(false);
     }
-    let Ok((seq, _)) = der::read(data) else {
+    let Ok(seq) = first(data) else {
         return false;
     };
     seq.tag == TAG_SEQUENCE
-        && der::read(seq.value)
-            .map(|(v, _)| v.tag == TAG_INTEGER && v.value == [3])
+        && first(seq.content)
+            .map(|v| v.tag == TAG_INTEGER && v.content == [3])
             .unwrap_or(false)
+}
+
+/// A structural error as shown in messages.
+fn why(e: Asn1Error) -> String {
+    match e {
+        Asn1Error::Truncated { .. } => "truncated element".into(),
+        Asn1Error::TooDeep => "nesting too deep".into(),
+        Asn1Error::Invalid { detail, .. } => detail,
+        other => other.to_string(),
+    }
+}
+
+/// The first element of `data`; trailing bytes are ignored.
+pub(crate) fn first(data: &[u8]) -> Result<Tlv<'_>, String> {
+    Reader::new(data)
+        .next()
+        .map_err(why)?
+        .ok_or_else(|| "truncated element".into())
+}
+
+/// The children of a constructed element.
+pub(crate) fn kids<'a>(t: &Tlv<'a>) -> Result<Vec<Tlv<'a>>, String> {
+    if !t.is_constructed() {
+        return Err(format!("tag {:#04x} is not constructed", t.tag));
+    }
+    t.children().read_all().map_err(why)
+}
+
+/// The bytes of an OCTET STRING, primitive or (BER) constructed.
+fn octets<'a>(t: &Tlv<'a>) -> Result<Cow<'a, [u8]>, String> {
+    t.octet_string().map_err(why)
+}
+
+/// A non-negative INTEGER that fits in a u64.
+fn uint(t: &Tlv<'_>) -> Result<u64, String> {
+    if t.tag != TAG_INTEGER {
+        return Err(format!("expected INTEGER, found tag {:#04x}", t.tag));
+    }
+    t.small_uint().map_err(why)
+}
+
+/// An element's tag must be `tag`.
+fn expect<'a>(t: &Tlv<'a>, tag: u8, what: &'static str) -> Result<Tlv<'a>, String> {
+    t.expect(tag, what).map_err(why)
+}
+
+/// The first of `list` (`empty` if there is none), which must carry `tag`.
+fn first_of<'a>(
+    list: &[Tlv<'a>],
+    empty: &str,
+    tag: u8,
+    what: &'static str,
+) -> Result<Tlv<'a>, String> {
+    expect(list.first().ok_or(empty)?, tag, what)
+}
+
+/// Decodes a BMPString (UTF-16BE) or UTF8String attribute value; trailing NULs (which
+/// some writers include) are dropped.
+fn text(t: &Tlv<'_>) -> Option<String> {
+    let s = match t.tag {
+        TAG_BMP_STRING => {
+            if !t.content.len().is_multiple_of(2) {
+                return None;
+            }
+            let units: Vec<u16> = t
+                .content
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
+            String::from_utf16(&units).ok()
+        }
+        TAG_UTF8_STRING => String::from_utf8(t.content.to_vec()).ok(),
+        _ => None,
+    }?;
+    Some(s.trim_end_matches('\0').to_string())
 }
 
 /// The DER of a PKCS#12 file, PEM armour removed.
@@ -118,27 +198,25 @@ struct Pfx<'a> {
 
 fn parse_pfx(der_bytes: &[u8]) -> Result<Pfx<'_>, String> {
     // Trailing bytes are ignored, as OpenSSL's d2i_PKCS12 does.
-    let (pfx, _) = der::read(der_bytes)?;
-    let kids = pfx.expect(TAG_SEQUENCE, "PFX")?.children()?;
-    let [version, auth_safe, rest @ ..] = kids.as_slice() else {
+    let pfx = first(der_bytes)?;
+    let pfx_kids = kids(&expect(&pfx, TAG_SEQUENCE, "PFX")?)?;
+    let [version, auth_safe, rest @ ..] = pfx_kids.as_slice() else {
         return Err("PFX has too few elements".into());
     };
-    if version.uint()? != 3 {
-        return Err(format!("PFX version {} (expected 3)", version.uint()?));
+    if uint(version)? != 3 {
+        return Err(format!("PFX version {} (expected 3)", uint(version)?));
     }
-    let ci = auth_safe.expect(TAG_SEQUENCE, "authSafe")?.children()?;
+    let ci = kids(&expect(auth_safe, TAG_SEQUENCE, "authSafe")?)?;
     let [ctype, content, ..] = ci.as_slice() else {
         return Err("authSafe ContentInfo has no content".into());
     };
-    if ctype.expect(TAG_OID, "authSafe contentType")?.value != OID_DATA {
+    if expect(ctype, TAG_OID, "authSafe contentType")?.content != OID_DATA {
         return Err(
             "authSafe is not of type data (public-key integrity mode is not supported)".into(),
         );
     }
-    let inner = content
-        .expect(TAG_CONTEXT_0, "authSafe content")?
-        .children()?;
-    let octets = inner.first().ok_or("empty authSafe content")?.octets()?;
+    let inner = kids(&expect(content, TAG_CONTEXT_0, "authSafe content")?)?;
+    let octets = octets(inner.first().ok_or("empty authSafe content")?)?;
     Ok(Pfx {
         version: *version,
         auth_safe: *auth_safe,
@@ -158,14 +236,9 @@ struct Pbmac1<'a> {
 }
 
 fn hmac_digest(alg_id: &Tlv<'_>) -> Result<MessageDigest, String> {
-    let kids = alg_id
-        .expect(TAG_SEQUENCE, "AlgorithmIdentifier")?
-        .children()?;
-    let oid = kids
-        .first()
-        .ok_or("empty AlgorithmIdentifier")?
-        .expect(TAG_OID, "algorithm")?;
-    match oid.value.strip_prefix(OID_HMAC_PREFIX) {
+    let alg_kids = kids(&expect(alg_id, TAG_SEQUENCE, "AlgorithmIdentifier")?)?;
+    let oid = first_of(&alg_kids, "empty AlgorithmIdentifier", TAG_OID, "algorithm")?;
+    match oid.content.strip_prefix(OID_HMAC_PREFIX) {
         Some([7]) => Ok(MessageDigest::sha1()),
         Some([8]) => Ok(MessageDigest::sha224()),
         Some([9]) => Ok(MessageDigest::sha256()),
@@ -176,48 +249,36 @@ fn hmac_digest(alg_id: &Tlv<'_>) -> Result<MessageDigest, String> {
 }
 
 fn pbmac1_params<'a>(mac_data: &Tlv<'a>) -> Result<Option<Pbmac1<'a>>, String> {
-    let kids = mac_data.expect(TAG_SEQUENCE, "MacData")?.children()?;
-    let digest_info = kids
-        .first()
-        .ok_or("empty MacData")?
-        .expect(TAG_SEQUENCE, "DigestInfo")?;
-    let di = digest_info.children()?;
+    let mac_kids = kids(&expect(mac_data, TAG_SEQUENCE, "MacData")?)?;
+    let digest_info = first_of(&mac_kids, "empty MacData", TAG_SEQUENCE, "DigestInfo")?;
+    let di = kids(&digest_info)?;
     let [alg, digest, ..] = di.as_slice() else {
         return Err("short DigestInfo".into());
     };
-    let alg_kids = alg.expect(TAG_SEQUENCE, "MAC algorithm")?.children()?;
-    let oid = alg_kids
-        .first()
-        .ok_or("empty MAC algorithm")?
-        .expect(TAG_OID, "MAC OID")?;
-    if oid.value != OID_PBMAC1 {
+    let alg_kids = kids(&expect(alg, TAG_SEQUENCE, "MAC algorithm")?)?;
+    let oid = first_of(&alg_kids, "empty MAC algorithm", TAG_OID, "MAC OID")?;
+    if oid.content != OID_PBMAC1 {
         return Ok(None);
     }
     // PBMAC1-params ::= SEQUENCE { keyDerivationFunc AlgorithmIdentifier, messageAuthScheme AlgorithmIdentifier }
-    let params = alg_kids
-        .get(1)
-        .ok_or("PBMAC1 without parameters")?
-        .children()?;
+    let params = kids(alg_kids.get(1).ok_or("PBMAC1 without parameters")?)?;
     let [kdf, scheme, ..] = params.as_slice() else {
         return Err("short PBMAC1 parameters".into());
     };
-    let kdf_kids = kdf.expect(TAG_SEQUENCE, "PBMAC1 KDF")?.children()?;
-    if kdf_kids.first().map(|o| o.value) != Some(OID_PBKDF2) {
+    let kdf_kids = kids(&expect(kdf, TAG_SEQUENCE, "PBMAC1 KDF")?)?;
+    if kdf_kids.first().map(|o| o.content) != Some(OID_PBKDF2) {
         return Err("PBMAC1 key derivation is not PBKDF2".into());
     }
     // PBKDF2-params ::= SEQUENCE { salt OCTET STRING, iterationCount INTEGER,
     //                              keyLength INTEGER OPTIONAL, prf AlgorithmIdentifier DEFAULT hmacWithSHA1 }
-    let p = kdf_kids
-        .get(1)
-        .ok_or("PBKDF2 without parameters")?
-        .children()?;
-    let salt = p.first().ok_or("PBKDF2 without salt")?.octets()?;
-    let iterations = p.get(1).ok_or("PBKDF2 without iteration count")?.uint()?;
+    let p = kids(kdf_kids.get(1).ok_or("PBKDF2 without parameters")?)?;
+    let salt = octets(p.first().ok_or("PBKDF2 without salt")?)?;
+    let iterations = uint(p.get(1).ok_or("PBKDF2 without iteration count")?)?;
     let mut key_len = None;
     let mut prf = MessageDigest::sha1();
     for extra in &p[2..] {
         match extra.tag {
-            TAG_INTEGER => key_len = Some(extra.uint()?),
+            TAG_INTEGER => key_len = Some(uint(extra)?),
             TAG_SEQUENCE => prf = hmac_digest(extra)?,
             _ => return Err("unexpected element in PBKDF2 parameters".into()),
         }
@@ -229,7 +290,7 @@ fn pbmac1_params<'a>(mac_data: &Tlv<'a>) -> Result<Option<Pbmac1<'a>>, String> {
         key_len: key_len.map(to_usize).transpose()?,
         prf,
         mac: hmac_digest(scheme)?,
-        expected: digest.octets()?,
+        expected: octets(digest)?,
     }))
 }
 
@@ -311,15 +372,15 @@ fn reseal(pfx: &Pfx<'_>, pass: &str) -> Result<Vec<u8>, String> {
     let mac = signer.sign_to_vec().map_err(|e| describe(&e))?;
 
     let mut digest_info = SHA256_ALG.to_vec();
-    digest_info.extend_from_slice(&der::encode(der::TAG_OCTET_STRING, &mac));
-    let mut mac_data = der::encode(TAG_SEQUENCE, &digest_info);
-    mac_data.extend_from_slice(&der::encode(der::TAG_OCTET_STRING, &salt));
-    mac_data.extend_from_slice(&der::encode(TAG_INTEGER, &[1]));
+    digest_info.extend_from_slice(&asn1::encode(TAG_OCTET_STRING, &mac));
+    let mut mac_data = asn1::encode(TAG_SEQUENCE, &digest_info);
+    mac_data.extend_from_slice(&asn1::encode(TAG_OCTET_STRING, &salt));
+    mac_data.extend_from_slice(&asn1::encode(TAG_INTEGER, &[1]));
 
     let mut body = pfx.version.raw.to_vec();
     body.extend_from_slice(pfx.auth_safe.raw);
-    body.extend_from_slice(&der::encode(TAG_SEQUENCE, &mac_data));
-    Ok(der::encode(TAG_SEQUENCE, &body))
+    body.extend_from_slice(&asn1::encode(TAG_SEQUENCE, &mac_data));
+    Ok(asn1::encode(TAG_SEQUENCE, &body))
 }
 
 /// Reads a PKCS#12 file. `password: None` tries the empty and the absent password and fails
@@ -394,8 +455,8 @@ pub(crate) fn read(
     let mut walked = Walked::default();
     // Best effort: OpenSSL has already accepted the structure, and its first key is added
     // below in any case.
-    for ci in der::read(&pfx.auth_safe_data)
-        .and_then(|(t, _)| t.children())
+    for ci in first(&pfx.auth_safe_data)
+        .and_then(|t| kids(&t))
         .unwrap_or_default()
     {
         let _ = walk_content_info(&ci, pass, &mut walked);
@@ -437,16 +498,16 @@ struct Walked {
 
 /// Collects the keys of one ContentInfo of the authSafe, if it is unencrypted `data`.
 fn walk_content_info(ci: &Tlv<'_>, pass: &str, keys: &mut Walked) -> Result<(), String> {
-    let kids = ci.children()?;
-    let [ctype, content, ..] = kids.as_slice() else {
+    let ci_kids = kids(ci)?;
+    let [ctype, content, ..] = ci_kids.as_slice() else {
         return Ok(());
     };
-    if ctype.value != OID_DATA {
+    if ctype.content != OID_DATA {
         return Ok(()); // encryptedData / envelopedData: OpenSSL handled those
     }
-    let inner = content.children()?;
-    let octets = inner.first().ok_or("empty content")?.octets()?;
-    let (safe_contents, _) = der::read(&octets)?;
+    let inner = kids(content)?;
+    let octets = octets(inner.first().ok_or("empty content")?)?;
+    let safe_contents = first(&octets)?;
     walk_bags(&safe_contents, pass, keys, 0)
 }
 
@@ -459,18 +520,14 @@ fn walk_bags(
     if depth > 4 {
         return Err("safeContentsBag nesting too deep".into());
     }
-    for bag in safe_contents.children()? {
-        let parts = bag.children()?;
+    for bag in kids(safe_contents)? {
+        let parts = kids(&bag)?;
         let [bag_id, value, attrs @ ..] = parts.as_slice() else {
             continue;
         };
-        let value = value
-            .children()?
-            .into_iter()
-            .next()
-            .ok_or("empty bag value")?;
+        let value = kids(value)?.into_iter().next().ok_or("empty bag value")?;
         let label = attrs.first().and_then(|a| friendly_name(a).ok().flatten());
-        match bag_id.value {
+        match bag_id.content {
             OID_KEY_BAG => match PKey::private_key_from_pkcs8(value.raw) {
                 Ok(pkey) => keys.found.push(RawKey { pkey, label }),
                 Err(_) => keys.undecrypted.push(label),
@@ -492,12 +549,12 @@ fn walk_bags(
 
 /// The friendlyName in a bag's attribute SET, if any.
 fn friendly_name(attrs: &Tlv<'_>) -> Result<Option<String>, String> {
-    for attr in attrs.expect(TAG_SET, "bagAttributes")?.children()? {
-        let kids = attr.children()?;
-        if let [oid, values, ..] = kids.as_slice()
-            && oid.value == OID_FRIENDLY_NAME
+    for attr in kids(&expect(attrs, TAG_SET, "bagAttributes")?)? {
+        let attr_kids = kids(&attr)?;
+        if let [oid, values, ..] = attr_kids.as_slice()
+            && oid.content == OID_FRIENDLY_NAME
         {
-            return Ok(values.children()?.first().and_then(der::text));
+            return Ok(kids(values)?.first().and_then(text));
         }
     }
     Ok(None)

@@ -5,6 +5,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod directory;
+pub use directory::{LookupArgs, PublishArgs, TrustCommand, UnpublishArgs};
+
+mod pki;
+pub use pki::{ChainCommand, LintArgs, ProfileArg, SstCommand, StoreFormatArg};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "smimekit",
@@ -18,6 +24,10 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Config file (directories) [default: $XDG_CONFIG_HOME/smimekit/config.toml, else the
+    /// embedded local directory].
+    #[arg(long, global = true, value_name = "F", env = "SMIMEKIT_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -40,6 +50,26 @@ pub enum Command {
     /// Certificates: show and export.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// A private S/MIME CA: init, issue, revoke, crl.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Certification paths: build every path from a certificate to trust anchors.
+    #[command(subcommand)]
+    Chain(ChainCommand),
+    /// Certificate stores: Microsoft .sst (and .p7b/PEM) create, list, extract.
+    #[command(subcommand)]
+    Sst(SstCommand),
+    /// Check certificates against the rules of Outlook, OWA, Thunderbird and Apple Mail.
+    Lint(LintArgs),
+    /// Look up the certificates published for an address.
+    Lookup(LookupArgs),
+    /// Publish a certificate for an address (added; --replace / --prune-expired drop others).
+    Publish(PublishArgs),
+    /// Remove a published certificate.
+    Unpublish(UnpublishArgs),
+    /// The organisation's trust chain kept in the directory.
+    #[command(subcommand)]
+    Trust(TrustCommand),
     /// List the registered plugins, by port.
     Plugins,
     /// Print a shell completion script.
@@ -104,9 +134,10 @@ pub enum CipherArg {
 
 #[derive(Debug, Args)]
 pub struct EncryptArgs {
-    /// Recipient certificate file (PEM, DER, PKCS#7, SST); repeat for several recipients.
-    #[arg(long, value_name = "CERTFILE", required = true, num_args = 1..)]
-    pub to: Vec<PathBuf>,
+    /// Recipient certificate file (PEM, DER, PKCS#7, SST), or an address looked up in the
+    /// configured directories; repeat for several recipients.
+    #[arg(long, value_name = "CERTFILE|ADDRESS", required = true, num_args = 1..)]
+    pub to: Vec<String>,
     /// Content cipher. AES-256-GCM (AuthEnvelopedData) only for recipients known to read it.
     #[arg(long, value_enum, default_value = "aes-256-cbc")]
     pub cipher: CipherArg,
@@ -206,6 +237,92 @@ pub enum CertCommand {
         chain: bool,
         #[arg(long = "out", value_name = "F")]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create a root and an issuing intermediate CA in a directory.
+    Init {
+        /// The CA directory (created).
+        #[arg(long, value_name = "D")]
+        dir: PathBuf,
+        /// CA key type: rsa2048, rsa3072, rsa4096, p256 or p384.
+        #[arg(long, default_value = "p256")]
+        key_type: String,
+        /// Organisation name, used in the CA names.
+        #[arg(long, default_value = "smimekit")]
+        name: String,
+        /// CRL distribution point URL written into issued certificates.
+        #[arg(long, value_name = "URL")]
+        crl_url: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Issue an S/MIME certificate (BR mailbox-validated strict) from a CSR or for a new key.
+    Issue {
+        #[arg(long, value_name = "D")]
+        dir: PathBuf,
+        /// A PKCS#10 request (PEM or DER); the certificate goes to --out.
+        #[arg(long, value_name = "F", conflicts_with = "p12")]
+        csr: Option<PathBuf>,
+        /// Where to write the certificate (PEM) for --csr.
+        #[arg(long, value_name = "CERT")]
+        out: Option<PathBuf>,
+        /// The mailbox address (required with --p12; checked against the CSR otherwise).
+        #[arg(long, value_name = "ADDR")]
+        email: Option<String>,
+        /// Generate the key and write key + certificate + chain to this PKCS#12.
+        #[arg(long, value_name = "OUT")]
+        p12: Option<PathBuf>,
+        /// Key type for --p12: rsa2048, rsa3072, rsa4096, p256 or p384.
+        #[arg(long, default_value = "rsa2048")]
+        key_type: String,
+        /// Validity in days (at most 825).
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// 3DES PKCS#12 for old Windows instead of PBES2/AES-256.
+        #[arg(long)]
+        legacy_p12: bool,
+        /// Issue although the address already has a valid certificate.
+        #[arg(long, alias = "force")]
+        renew: bool,
+        /// Password of the new PKCS#12 (else SMIMEKIT_P12_PASSWORD, else the CA password).
+        #[arg(long, value_name = "F")]
+        p12_password_file: Option<PathBuf>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Revoke an issued certificate (published by the next `ca crl`).
+    Revoke {
+        #[arg(long, value_name = "D")]
+        dir: PathBuf,
+        /// Serial number in hex.
+        #[arg(
+            long,
+            value_name = "HEX",
+            required_unless_present = "cert",
+            conflicts_with = "cert"
+        )]
+        serial: Option<String>,
+        /// Or the certificate file.
+        #[arg(long, value_name = "F")]
+        cert: Option<PathBuf>,
+        /// unspecified, key-compromise, affiliation-changed, superseded, cessation-of-operation.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+    /// Write a CRL signed by the issuing CA key.
+    Crl {
+        #[arg(long, value_name = "D")]
+        dir: PathBuf,
+        #[arg(long, value_name = "F")]
+        out: PathBuf,
+        /// nextUpdate, in days from now.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
         #[command(flatten)]
         password: PasswordArgs,
     },

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use smimekit_service::{
-    ContentCipher, DecryptRequest, DigestAlg, EncryptRequest, ErrorKind, OpenRequest, OpenResult,
+    ContentCipher, DecryptRequest, DigestAlg, EncryptRequest, EncryptTo, ErrorKind, OpenRequest, OpenResult,
     Service, ServiceError, SignRequest,
 };
 
@@ -41,7 +41,7 @@ pub async fn sign(service: &Service, a: SignArgs, json: bool) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
-pub fn encrypt(service: &Service, a: EncryptArgs, json: bool) -> Result<u8> {
+pub async fn encrypt(service: &Service, a: EncryptArgs, json: bool) -> Result<u8> {
     let cipher = match a.cipher {
         CipherArg::Aes256Cbc => ContentCipher::Aes256Cbc,
         CipherArg::Aes192Cbc => ContentCipher::Aes192Cbc,
@@ -49,12 +49,14 @@ pub fn encrypt(service: &Service, a: EncryptArgs, json: bool) -> Result<u8> {
         CipherArg::Aes256Gcm => ContentCipher::Aes256Gcm,
     };
     let message = io::read_input(a.io.input.as_deref())?;
-    let out = service.encrypt(EncryptRequest {
-        to: a.to.clone(),
-        cipher,
-        oaep: a.oaep,
-        message,
-    })?;
+    let out = service
+        .encrypt(EncryptRequest {
+            to: a.to.iter().map(|t| EncryptTo::from_arg(t)).collect(),
+            cipher,
+            oaep: a.oaep,
+            message,
+        })
+        .await?;
     io::write_output(a.io.output.as_deref(), &out)?;
     if json && a.io.output.is_some() {
         print_json(

@@ -1,7 +1,11 @@
 //! Thin command bodies: build the request, call the service, render.
 
+mod ca;
 mod cert;
+mod directory;
+mod lint;
 mod mail;
+mod pki;
 
 use std::sync::Arc;
 
@@ -33,10 +37,11 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 
 pub async fn run(cli: Cli) -> Result<u8> {
     let json = cli.json;
-    let service = Service::builder().build()?;
+    let config = smimekit_service::Config::load(cli.config.as_deref())?;
+    let service = Service::builder().config(config).build()?;
     match cli.command {
         Command::Sign(a) => mail::sign(&service, a, json).await,
-        Command::Encrypt(a) => mail::encrypt(&service, a, json),
+        Command::Encrypt(a) => mail::encrypt(&service, a, json).await,
         Command::Verify(a) => mail::verify(&service, a, json).await,
         Command::Decrypt(a) => mail::decrypt(&service, a, json).await,
         Command::Open(a) => mail::open(&service, a, json).await,
@@ -46,6 +51,14 @@ pub async fn run(cli: Cli) -> Result<u8> {
             password,
         }) => cert::keys_list(&service, store, cert, &password, json).await,
         Command::Cert(c) => cert::run(&service, c, json).await,
+        Command::Ca(c) => ca::run(&service, c, json).await,
+        Command::Chain(c) => pki::chain(&service, c, json),
+        Command::Sst(c) => pki::sst(&service, c, json),
+        Command::Lint(a) => lint::run(&service, a, json),
+        Command::Lookup(a) => directory::lookup(&service, a, json).await,
+        Command::Publish(a) => directory::publish(&service, a, json).await,
+        Command::Unpublish(a) => directory::unpublish(&service, a, json).await,
+        Command::Trust(c) => directory::trust(&service, c, json).await,
         Command::Plugins => {
             let plugins = service.plugins();
             if json {

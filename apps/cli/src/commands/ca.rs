@@ -1,0 +1,200 @@
+//! ca init, ca issue, ca revoke, ca crl.
+
+use anyhow::Result;
+use smimekit_service::{
+    CaCrlRequest, CaInitRequest, CaIssueRequest, CaKeyType, CaRevokeRequest, ErrorKind,
+    IssueSource, RevocationReason, Secret, Service, ServiceError,
+};
+
+use super::{EXIT_OK, print_json};
+use crate::cli::{CaCommand, PasswordArgs};
+use crate::io;
+
+fn key_type(name: &str) -> Result<CaKeyType> {
+    CaKeyType::from_name(name).ok_or_else(|| {
+        ServiceError::new(
+            ErrorKind::Usage,
+            format!("--key-type {name}: use rsa2048, rsa3072, rsa4096, p256 or p384"),
+        )
+        .into()
+    })
+}
+
+fn ca_secret(password: &PasswordArgs) -> Result<Secret> {
+    io::secret(password, "the CA key")
+}
+
+/// The p12 password: --p12-password-file, SMIMEKIT_P12_PASSWORD, else the CA password source.
+fn p12_secret(file: Option<&std::path::Path>, password: &PasswordArgs) -> Result<Secret> {
+    if let Some(f) = file {
+        return io::secret(
+            &PasswordArgs {
+                password_file: Some(f.to_path_buf()),
+            },
+            "the PKCS#12 file",
+        );
+    }
+    if let Ok(p) = std::env::var("SMIMEKIT_P12_PASSWORD") {
+        return Ok(Secret::from(p));
+    }
+    io::secret(password, "the PKCS#12 file")
+}
+
+pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
+    match c {
+        CaCommand::Init {
+            dir,
+            key_type: kt,
+            name,
+            crl_url,
+            password,
+        } => {
+            let req = CaInitRequest {
+                dir,
+                name,
+                key_type: key_type(&kt)?,
+                secret: ca_secret(&password)?,
+                crl_url,
+            };
+            let r = service.ca_init(&req).await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!("CA created in {}", r.dir);
+                println!(
+                    "  root:    {} (sha1 {})",
+                    r.root.subject, r.root.sha1_thumbprint
+                );
+                println!(
+                    "  issuing: {} (sha1 {})",
+                    r.issuing.subject, r.issuing.sha1_thumbprint
+                );
+                println!("  trust anchor: {}", r.root_cert);
+                println!("  chain:        {}", r.chain);
+                println!("  keys:         {}, {}", r.root_key, r.issuing_key);
+            }
+            Ok(EXIT_OK)
+        }
+        CaCommand::Issue {
+            dir,
+            csr,
+            out,
+            email,
+            p12,
+            key_type: kt,
+            days,
+            legacy_p12,
+            renew,
+            p12_password_file,
+            password,
+        } => {
+            let source = match (csr, p12) {
+                (Some(csr), None) => {
+                    let out = out.ok_or_else(|| {
+                        ServiceError::new(ErrorKind::Usage, "ca issue --csr needs --out CERT")
+                    })?;
+                    IssueSource::Csr { csr, out, email }
+                }
+                (None, Some(p12)) => {
+                    let email = email.ok_or_else(|| {
+                        ServiceError::new(ErrorKind::Usage, "ca issue --p12 needs --email ADDR")
+                    })?;
+                    IssueSource::Generate {
+                        email,
+                        key_type: key_type(&kt)?,
+                        p12,
+                        p12_secret: p12_secret(p12_password_file.as_deref(), &password)?,
+                        legacy: legacy_p12,
+                    }
+                }
+                _ => {
+                    return Err(ServiceError::new(
+                        ErrorKind::Usage,
+                        "ca issue needs either --csr F --out CERT, or --email ADDR --p12 OUT",
+                    )
+                    .into());
+                }
+            };
+            let req = CaIssueRequest {
+                dir,
+                ca_secret: Some(ca_secret(&password)?),
+                source,
+                days,
+                renew,
+            };
+            let r = service.ca_issue(&req).await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!("issued {} serial {}", r.email, r.serial);
+                println!("  valid:  {} .. {}", r.not_before, r.not_after);
+                println!("  sha1:   {}", r.sha1_thumbprint);
+                if let Some(f) = &r.cert_file {
+                    println!("  certificate: {f}");
+                }
+                if let Some(f) = &r.p12_file {
+                    println!("  PKCS#12:     {f}");
+                }
+                if !r.supersedes.is_empty() {
+                    println!("  supersedes:  {}", r.supersedes.join(", "));
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        CaCommand::Revoke {
+            dir,
+            serial,
+            cert,
+            reason,
+        } => {
+            let reason = RevocationReason::from_name(&reason).ok_or_else(|| {
+                ServiceError::new(
+                    ErrorKind::Usage,
+                    format!("--reason {reason}: use unspecified, key-compromise, affiliation-changed, superseded or cessation-of-operation"),
+                )
+            })?;
+            let r = service.ca_revoke(&CaRevokeRequest {
+                dir,
+                serial,
+                cert,
+                reason,
+            })?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "revoked {} ({}) at {}: run `smimekit ca crl` to publish",
+                    r.serial, r.email, r.revoked_at
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        CaCommand::Crl {
+            dir,
+            out,
+            days,
+            password,
+        } => {
+            let r = service
+                .ca_crl(&CaCrlRequest {
+                    dir,
+                    ca_secret: Some(ca_secret(&password)?),
+                    out,
+                    days,
+                })
+                .await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "CRL #{} with {} revoked certificate(s) written to {} (next update {})",
+                    r.crl_number,
+                    r.revoked.len(),
+                    r.out,
+                    r.next_update
+                );
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}

@@ -1,0 +1,1080 @@
+//! A private S/MIME CA in a directory: `ca init`, `ca issue`, `ca revoke`, `ca crl`.
+//!
+//! Layout of a CA directory:
+//!
+//! | file | what |
+//! |---|---|
+//! | `ca.json` | configuration: name, key type, CRL URL, and the KEYREF + certificate of the root and the issuing CA |
+//! | `state.json` | serials ever used, issued certificates (address, serial, thumbprint, not_after), revocations, the last cRLNumber |
+//! | `root.pem`, `issuing.pem`, `chain.pem` | the CA certificates (`chain.pem`: issuing then root) |
+//! | `root.p12`, `issuing.p12` | the CA keys (file key store; a `pkcs11:` KEYREF in `ca.json` works the same) |
+//! | `issued/SERIAL.pem` | every certificate issued |
+//! | `ca.lock` | present while a command runs: a second concurrent run is refused |
+//!
+//! Keys: after `ca init`, CA keys are only ever opened through the key-store plugins by their
+//! KEYREF and used through the [`PrivateKey`] port (`sign_digest`); nothing assumes they can be
+//! exported. Key generation (for `ca init` and `ca issue --email`) uses the file key store's
+//! [`GeneratedKey`], which is a `PrivateKey` too.
+//!
+//! Crash safety: every file is written to a temporary file, fsynced, then renamed over the old
+//! one. A serial number is recorded in `state.json` *before* its certificate is signed and
+//! returned, so a crash can lose a certificate but never reuse a serial; the cRLNumber is
+//! advanced the same way.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use smimekit_core::{CertDer, PrivateKey, Secret};
+use smimekit_keystore_file::{GeneratedKey, KeySpec};
+use smimekit_pki::ca::{self as pkica, CaError, CaProfile, Name, RevocationReason};
+use smimekit_pki::{certinfo, write_pem};
+
+use crate::certs::{CertSummary, rfc3339, summarize};
+use crate::{ErrorKind, KeyRequest, Service, ServiceError};
+
+const DAY: i64 = 86_400;
+const ROOT_DAYS: i64 = 20 * 365;
+const ISSUING_DAYS: i64 = 10 * 365;
+/// Default validity of an end-entity certificate.
+pub const DEFAULT_LEAF_DAYS: u32 = 365;
+
+/// Key types a CA or a user key can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaKeyType {
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+    P256,
+    P384,
+}
+
+impl CaKeyType {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().replace('-', "").as_str() {
+            "rsa2048" | "rsa" => Self::Rsa2048,
+            "rsa3072" => Self::Rsa3072,
+            "rsa4096" => Self::Rsa4096,
+            "p256" | "ec" | "ecp256" | "prime256v1" | "secp256r1" => Self::P256,
+            "p384" | "ecp384" | "secp384r1" => Self::P384,
+            _ => return None,
+        })
+    }
+
+    fn spec(self) -> KeySpec {
+        match self {
+            Self::Rsa2048 => KeySpec::Rsa(2048),
+            Self::Rsa3072 => KeySpec::Rsa(3072),
+            Self::Rsa4096 => KeySpec::Rsa(4096),
+            Self::P256 => KeySpec::EcP256,
+            Self::P384 => KeySpec::EcP384,
+        }
+    }
+}
+
+impl From<CaError> for ServiceError {
+    fn from(e: CaError) -> Self {
+        let kind = match &e {
+            CaError::Malformed { .. } | CaError::BadSignature => ErrorKind::Malformed,
+            CaError::Unsupported(_) => ErrorKind::Unsupported,
+            CaError::Profile(_) => ErrorKind::Usage,
+            CaError::Key(k) => return ServiceError::from(clone_key(k)),
+            _ => ErrorKind::Key,
+        };
+        ServiceError::new(kind, e.to_string())
+    }
+}
+
+fn clone_key(e: &smimekit_core::KeyStoreError) -> smimekit_core::KeyStoreError {
+    use smimekit_core::KeyStoreError as K;
+    match e {
+        K::Locked { key, hint } => K::Locked {
+            key: key.clone(),
+            hint: hint.clone(),
+        },
+        other => K::Failed {
+            key: String::new(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+// ---- files -------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CaKeyConfig {
+    /// KEYREF: a path relative to the CA directory, an absolute path, or a store URI.
+    key: String,
+    /// The certificate file, relative to the CA directory.
+    cert: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CaConfig {
+    version: u32,
+    name: String,
+    key_type: CaKeyType,
+    crl_url: Option<String>,
+    root: CaKeyConfig,
+    issuing: CaKeyConfig,
+}
+
+/// One issued certificate, as the state file records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuedRecord {
+    pub email: String,
+    /// Uppercase hex of the serial's INTEGER content octets.
+    pub serial: String,
+    pub sha1_thumbprint: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub revoked_at: Option<i64>,
+    pub reason: Option<RevocationReason>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct CaState {
+    version: u32,
+    /// Every serial ever reserved, issued or not (never reused).
+    serials: BTreeSet<String>,
+    issued: Vec<IssuedRecord>,
+    crl_number: u64,
+}
+
+const CONFIG: &str = "ca.json";
+const STATE: &str = "state.json";
+const LOCK: &str = "ca.lock";
+
+/// Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync
+/// the directory.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ServiceError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // Persist the rename; not every platform can open a directory, so best effort.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        ServiceError::io(path, e)
+    })
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ServiceError> {
+    let text = serde_json::to_vec_pretty(value)
+        .map_err(|e| ServiceError::new(ErrorKind::Io, format!("{}: {e}", path.display())))?;
+    write_atomic(path, &text)
+}
+
+/// Held while a CA command runs; removes `ca.lock` when dropped.
+#[derive(Debug)]
+struct CaLock(PathBuf);
+
+impl CaLock {
+    fn acquire(dir: &Path) -> Result<Self, ServiceError> {
+        let path = dir.join(LOCK);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                let _ = writeln!(f, "{}", std::process::id());
+                Ok(CaLock(path))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(ServiceError::new(
+                ErrorKind::Io,
+                format!(
+                    "{}: another smimekit ca command is running on this CA (if none is, a crashed run left the lock: remove the file)",
+                    path.display()
+                ),
+            )),
+            Err(e) => Err(ServiceError::io(&path, e)),
+        }
+    }
+}
+
+impl Drop for CaLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// An opened CA directory.
+#[derive(Debug)]
+struct CaDir {
+    dir: PathBuf,
+    config: CaConfig,
+    state: CaState,
+    _lock: CaLock,
+}
+
+impl CaDir {
+    fn open(dir: &Path) -> Result<Self, ServiceError> {
+        let cfg_path = dir.join(CONFIG);
+        if !cfg_path.is_file() {
+            return Err(ServiceError::new(
+                ErrorKind::Io,
+                format!(
+                    "{}: not a CA directory (no {CONFIG}); create one with `smimekit ca init --dir {}`",
+                    dir.display(),
+                    dir.display()
+                ),
+            ));
+        }
+        let lock = CaLock::acquire(dir)?;
+        let config: CaConfig = read_json(&cfg_path)?;
+        let state_path = dir.join(STATE);
+        let state: CaState = if state_path.exists() {
+            read_json(&state_path)?
+        } else {
+            CaState::default()
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            state,
+            _lock: lock,
+        })
+    }
+
+    fn save_state(&self) -> Result<(), ServiceError> {
+        write_json(&self.dir.join(STATE), &self.state)
+    }
+
+    fn key_reference(&self, reference: &str) -> String {
+        resolve_ref(&self.dir, reference)
+    }
+}
+
+fn resolve_ref(dir: &Path, reference: &str) -> String {
+    let is_uri = reference
+        .split_once(':')
+        .is_some_and(|(s, _)| s.len() > 1 && s.chars().all(|c| c.is_ascii_alphanumeric()));
+    if is_uri || Path::new(reference).is_absolute() {
+        reference.to_string()
+    } else {
+        dir.join(reference).to_string_lossy().into_owned()
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ServiceError> {
+    let data = std::fs::read(path).map_err(|e| ServiceError::io(path, e))?;
+    serde_json::from_slice(&data).map_err(|e| {
+        ServiceError::new(
+            ErrorKind::Malformed,
+            format!("{}: corrupt CA file: {e}", path.display()),
+        )
+    })
+}
+
+fn normalize_serial(s: &str) -> String {
+    let hex: String = s
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let trimmed = hex.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".into()
+    } else {
+        trimmed.into()
+    }
+}
+
+// ---- requests and results ----------------------------------------------------------------
+
+/// `ca init`.
+#[derive(Debug)]
+pub struct CaInitRequest {
+    pub dir: PathBuf,
+    /// Organisation name (O=, and in the CA common names).
+    pub name: String,
+    pub key_type: CaKeyType,
+    /// Password of the CA key files.
+    pub secret: Secret,
+    /// The CRL distribution point put into issued certificates.
+    pub crl_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaInitResult {
+    pub dir: String,
+    pub name: String,
+    pub key_type: CaKeyType,
+    pub root: CertSummary,
+    pub issuing: CertSummary,
+    pub root_cert: String,
+    pub issuing_cert: String,
+    pub chain: String,
+    pub root_key: String,
+    pub issuing_key: String,
+}
+
+/// Where the subject key of `ca issue` comes from.
+#[derive(Debug)]
+pub enum IssueSource {
+    /// A PKCS#10 request (PEM or DER); the certificate goes to `out` (PEM).
+    Csr {
+        csr: PathBuf,
+        out: PathBuf,
+        /// The address to certify when the request names none (must match if it does).
+        email: Option<String>,
+    },
+    /// Generate the key and write key + certificate + chain as a PKCS#12.
+    Generate {
+        email: String,
+        key_type: CaKeyType,
+        p12: PathBuf,
+        p12_secret: Secret,
+        /// 3DES PKCS#12 for old Windows instead of PBES2/AES-256.
+        legacy: bool,
+    },
+}
+
+/// `ca issue`.
+#[derive(Debug)]
+pub struct CaIssueRequest {
+    pub dir: PathBuf,
+    /// The CA key password (`None`: the key is not protected, or the caller will retry).
+    pub ca_secret: Option<Secret>,
+    pub source: IssueSource,
+    pub days: u32,
+    /// Issue even though the address has a valid certificate (renewal).
+    pub renew: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaIssueResult {
+    pub email: String,
+    pub serial: String,
+    pub sha1_thumbprint: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub certificate: CertSummary,
+    /// The PEM certificate written (CSR flow) and its copy in the CA directory.
+    pub cert_file: Option<String>,
+    pub p12_file: Option<String>,
+    pub ca_copy: String,
+    /// Serials of still-valid certificates for the same address (renewal).
+    pub supersedes: Vec<String>,
+}
+
+/// `ca revoke`.
+#[derive(Debug)]
+pub struct CaRevokeRequest {
+    pub dir: PathBuf,
+    /// Serial in hex (colons and case ignored).
+    pub serial: Option<String>,
+    /// Or the certificate file.
+    pub cert: Option<PathBuf>,
+    pub reason: RevocationReason,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaRevokeResult {
+    pub serial: String,
+    pub email: String,
+    pub revoked_at: String,
+    pub reason: RevocationReason,
+}
+
+/// `ca crl`.
+#[derive(Debug)]
+pub struct CaCrlRequest {
+    pub dir: PathBuf,
+    pub ca_secret: Option<Secret>,
+    pub out: PathBuf,
+    /// nextUpdate = now + days.
+    pub days: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaCrlResult {
+    pub out: String,
+    pub crl_number: u64,
+    pub revoked: Vec<String>,
+    pub this_update: String,
+    pub next_update: String,
+}
+
+// ---- operations --------------------------------------------------------------------------
+
+async fn sign_cert(
+    service: &Service,
+    key: &dyn PrivateKey,
+    tbs_for: impl FnOnce(&[u8]) -> Result<Vec<u8>, CaError>,
+) -> Result<CertDer, ServiceError> {
+    let (scheme, alg) = pkica::signature_algorithm(key.kind())?;
+    let tbs = tbs_for(&alg)?;
+    let der = pkica::sign_tbs(&tbs, scheme, &alg, key, service.engine().primitives).await?;
+    Ok(CertDer::new(der))
+}
+
+/// Checks a certificate's signature against the issuer's public key (catches a key that does
+/// not match its certificate before anything is handed out).
+fn check_signed_by(
+    service: &Service,
+    cert: &CertDer,
+    issuer_spki: &[u8],
+) -> Result<(), ServiceError> {
+    let top = smimekit_pki::asn1::parse_single(cert.as_bytes())
+        .map_err(|e| ServiceError::new(ErrorKind::Key, format!("issued certificate: {e}")))?;
+    let mut r = top.children();
+    let parts = (|| {
+        let tbs = r.read("tbs")?;
+        let _alg = r.read("alg")?;
+        let sig = r.read("sig")?;
+        Ok::<_, smimekit_pki::asn1::Asn1Error>((tbs, sig))
+    })()
+    .map_err(|e| ServiceError::new(ErrorKind::Key, format!("issued certificate: {e}")))?;
+    let (tbs, sig) = parts;
+    let info = service
+        .engine()
+        .verifier
+        .public_key_info(issuer_spki)
+        .map_err(|e| ServiceError::new(ErrorKind::Key, e.to_string()))?;
+    let scheme = match (info.algorithm.as_str(), info.curve.as_deref()) {
+        ("rsa", _) => smimekit_core::SignatureScheme::RsaPkcs1(smimekit_core::DigestAlg::Sha256),
+        (_, Some("P-384")) => {
+            smimekit_core::SignatureScheme::Ecdsa(smimekit_core::DigestAlg::Sha384)
+        }
+        _ => smimekit_core::SignatureScheme::Ecdsa(smimekit_core::DigestAlg::Sha256),
+    };
+    let ok = service
+        .engine()
+        .verifier
+        .verify(
+            issuer_spki,
+            scheme,
+            tbs.raw,
+            sig.content.get(1..).unwrap_or_default(),
+        )
+        .map_err(|e| ServiceError::new(ErrorKind::Key, e.to_string()))?;
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::new(
+            ErrorKind::Key,
+            "the CA key does not match the CA certificate: the signature it produced does not verify",
+        ))
+    }
+}
+
+impl Service {
+    /// Creates a root and an issuing intermediate CA in `dir`.
+    pub async fn ca_init(&self, req: &CaInitRequest) -> Result<CaInitResult, ServiceError> {
+        let dir = &req.dir;
+        if dir.join(CONFIG).exists() {
+            return Err(ServiceError::new(
+                ErrorKind::Usage,
+                format!("{}: a CA already exists here", dir.display()),
+            ));
+        }
+        if req.name.trim().is_empty() {
+            return Err(ServiceError::new(ErrorKind::Usage, "the CA name is empty"));
+        }
+        std::fs::create_dir_all(dir.join("issued")).map_err(|e| ServiceError::io(dir, e))?;
+        let _lock = CaLock::acquire(dir)?;
+        let now = self.now();
+        let prim = self.engine().primitives;
+        let root_key_path = dir.join("root.p12");
+        let issuing_key_path = dir.join("issuing.p12");
+
+        // Root: self-signed with its fresh key, through the PrivateKey port.
+        let mut root_key =
+            GeneratedKey::generate(&root_key_path.to_string_lossy(), req.key_type.spec())?;
+        let root_spki = root_key.spki_der()?;
+        let root_name = Name::new()
+            .organization(&req.name)
+            .common_name(&format!("{} S/MIME Root CA", req.name))
+            .to_der();
+        let root_serial = pkica::random_serial(prim)?;
+        let root_kid = pkica::key_identifier(&root_spki)?;
+        let root = sign_cert(self, &root_key, |alg| {
+            pkica::build_tbs(&pkica::TbsRequest {
+                serial: &root_serial,
+                signature_algorithm: alg,
+                issuer: &root_name,
+                subject: &root_name,
+                spki: &root_spki,
+                issuer_key_id: &root_kid,
+                not_before: now,
+                not_after: now + ROOT_DAYS * DAY,
+                profile: CaProfile::Root,
+            })
+        })
+        .await?;
+        check_signed_by(self, &root, &root_spki)?;
+        root_key.set_certificate(root.clone());
+
+        // Issuing CA, signed by the root.
+        let issuing_key =
+            GeneratedKey::generate(&issuing_key_path.to_string_lossy(), req.key_type.spec())?;
+        let issuing_spki = issuing_key.spki_der()?;
+        let issuing_name = Name::new()
+            .organization(&req.name)
+            .common_name(&format!("{} S/MIME Issuing CA", req.name))
+            .to_der();
+        let issuing_serial = pkica::random_serial(prim)?;
+        let issuing = sign_cert(self, &root_key, |alg| {
+            pkica::build_tbs(&pkica::TbsRequest {
+                serial: &issuing_serial,
+                signature_algorithm: alg,
+                issuer: &root_name,
+                subject: &issuing_name,
+                spki: &issuing_spki,
+                issuer_key_id: &root_kid,
+                not_before: now,
+                not_after: now + ISSUING_DAYS * DAY,
+                profile: CaProfile::Intermediate { crl_url: None },
+            })
+        })
+        .await?;
+        check_signed_by(self, &issuing, &root_spki)?;
+
+        let root_p12 = root_key.to_p12(
+            &format!("{} S/MIME Root CA", req.name),
+            &root,
+            &[],
+            &req.secret,
+            false,
+        )?;
+        let issuing_p12 = issuing_key.to_p12(
+            &format!("{} S/MIME Issuing CA", req.name),
+            &issuing,
+            std::slice::from_ref(&root),
+            &req.secret,
+            false,
+        )?;
+        write_atomic(&root_key_path, &root_p12)?;
+        write_atomic(&issuing_key_path, &issuing_p12)?;
+        write_atomic(
+            &dir.join("root.pem"),
+            write_pem(std::slice::from_ref(&root)).as_bytes(),
+        )?;
+        write_atomic(
+            &dir.join("issuing.pem"),
+            write_pem(std::slice::from_ref(&issuing)).as_bytes(),
+        )?;
+        write_atomic(
+            &dir.join("chain.pem"),
+            write_pem(&[issuing.clone(), root.clone()]).as_bytes(),
+        )?;
+        let mut state = CaState {
+            version: 1,
+            ..CaState::default()
+        };
+        state.serials.insert(hex::encode_upper(&root_serial));
+        state.serials.insert(hex::encode_upper(&issuing_serial));
+        write_json(&dir.join(STATE), &state)?;
+        let config = CaConfig {
+            version: 1,
+            name: req.name.clone(),
+            key_type: req.key_type,
+            crl_url: req.crl_url.clone(),
+            root: CaKeyConfig {
+                key: "root.p12".into(),
+                cert: "root.pem".into(),
+            },
+            issuing: CaKeyConfig {
+                key: "issuing.p12".into(),
+                cert: "issuing.pem".into(),
+            },
+        };
+        // ca.json last: its presence marks a complete CA.
+        write_json(&dir.join(CONFIG), &config)?;
+        let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        Ok(CaInitResult {
+            dir: dir.to_string_lossy().into_owned(),
+            name: req.name.clone(),
+            key_type: req.key_type,
+            root: summarize(&root, now),
+            issuing: summarize(&issuing, now),
+            root_cert: p("root.pem"),
+            issuing_cert: p("issuing.pem"),
+            chain: p("chain.pem"),
+            root_key: p("root.p12"),
+            issuing_key: p("issuing.p12"),
+        })
+    }
+
+    /// Opens the issuing CA key through its key store; a missing key is a key error.
+    async fn ca_key(
+        &self,
+        ca: &CaDir,
+        secret: Option<Secret>,
+    ) -> Result<Arc<dyn PrivateKey>, ServiceError> {
+        let reference = ca.key_reference(&ca.config.issuing.key);
+        let req = KeyRequest {
+            reference: reference.clone(),
+            secret,
+            ..KeyRequest::default()
+        };
+        self.open_key(&req).await.map_err(|e| match e.kind {
+            ErrorKind::Io | ErrorKind::Usage => ServiceError::new(
+                ErrorKind::Key,
+                format!(
+                    "the issuing CA key is missing or unreachable: {}",
+                    e.message
+                ),
+            ),
+            ErrorKind::Locked => ServiceError::new(
+                ErrorKind::Locked,
+                format!("the issuing CA key is locked: {}", e.message),
+            ),
+            _ => e.context("issuing CA key"),
+        })
+    }
+
+    /// Issues an S/MIME certificate from a CSR or for a freshly generated key.
+    pub async fn ca_issue(&self, req: &CaIssueRequest) -> Result<CaIssueResult, ServiceError> {
+        if i64::from(req.days) > pkica::MAX_LEAF_DAYS || req.days == 0 {
+            return Err(ServiceError::new(
+                ErrorKind::Usage,
+                format!(
+                    "--days {}: an S/MIME certificate is valid for 1 to {} days (CA/B Forum S/MIME Baseline Requirements)",
+                    req.days,
+                    pkica::MAX_LEAF_DAYS
+                ),
+            ));
+        }
+        let mut ca = CaDir::open(&req.dir)?;
+        let now = self.now();
+
+        // The subject key and the address.
+        let (email, spki, generated) = match &req.source {
+            IssueSource::Csr { csr, email, .. } => {
+                let data = std::fs::read(csr).map_err(|e| ServiceError::io(csr, e))?;
+                let parsed = pkica::parse_csr(&data, self.engine().verifier)
+                    .map_err(|e| ServiceError::from(e).context(csr.display()))?;
+                let email = match (email, parsed.email) {
+                    (Some(given), Some(asked)) if !given.eq_ignore_ascii_case(&asked) => {
+                        return Err(ServiceError::new(
+                            ErrorKind::Usage,
+                            format!("{}: the request is for {asked}, not {given}", csr.display()),
+                        ));
+                    }
+                    (Some(given), _) => given.clone(),
+                    (None, Some(asked)) => asked,
+                    (None, None) => {
+                        return Err(ServiceError::new(
+                            ErrorKind::Usage,
+                            format!(
+                                "{}: the request names no e-mail address: pass --email",
+                                csr.display()
+                            ),
+                        ));
+                    }
+                };
+                self.check_subscriber_key(&parsed.spki)?;
+                (email, parsed.spki, None)
+            }
+            IssueSource::Generate {
+                email,
+                key_type,
+                p12,
+                ..
+            } => {
+                let key = GeneratedKey::generate(&p12.to_string_lossy(), key_type.spec())?;
+                let spki = key.spki_der()?;
+                (email.clone(), spki, Some(key))
+            }
+        };
+        let email = smimekit_pki::ca::cert::normalize_email(&email)?;
+
+        // One valid certificate per address unless renewing.
+        let current: Vec<String> = ca
+            .state
+            .issued
+            .iter()
+            .filter(|r| {
+                r.email.eq_ignore_ascii_case(&email) && r.revoked_at.is_none() && r.not_after > now
+            })
+            .map(|r| r.serial.clone())
+            .collect();
+        if !current.is_empty() && !req.renew {
+            return Err(ServiceError::new(
+                ErrorKind::Usage,
+                format!(
+                    "{email} already has a valid certificate (serial {}); use --renew to issue another, or revoke it first",
+                    current.join(", ")
+                ),
+            ));
+        }
+
+        let key = self.ca_key(&ca, req.ca_secret.clone()).await?;
+        let issuer_cert = key.certificate().clone();
+        let issuer = pkica::issuer_parts(issuer_cert.as_bytes())?;
+
+        // Reserve a fresh serial, durably, before signing.
+        let serial = loop {
+            let s = pkica::random_serial(self.engine().primitives)?;
+            if !ca.state.serials.contains(&hex::encode_upper(&s)) {
+                break s;
+            }
+        };
+        let serial_hex = hex::encode_upper(&serial);
+        ca.state.serials.insert(serial_hex.clone());
+        ca.save_state()?;
+
+        let subject = Name::new().common_name(&email).email(&email).to_der();
+        let not_after = now + i64::from(req.days) * DAY;
+        let crl_url = ca.config.crl_url.clone();
+        let cert = sign_cert(self, key.as_ref(), |alg| {
+            pkica::build_tbs(&pkica::TbsRequest {
+                serial: &serial,
+                signature_algorithm: alg,
+                issuer: &issuer.subject,
+                subject: &subject,
+                spki: &spki,
+                issuer_key_id: &issuer.key_id,
+                not_before: now,
+                not_after,
+                profile: CaProfile::Leaf {
+                    email: email.clone(),
+                    crl_url,
+                },
+            })
+        })
+        .await?;
+        check_signed_by(self, &cert, &issuer.spki)?;
+        let info = certinfo::parse(&cert)?;
+
+        // Outputs.
+        let mut chain = vec![issuer_cert.clone()];
+        chain.extend(
+            key.chain()
+                .iter()
+                .filter(|c| c.as_bytes() != issuer_cert.as_bytes())
+                .cloned(),
+        );
+        let ca_copy = ca.dir.join("issued").join(format!("{serial_hex}.pem"));
+        std::fs::create_dir_all(ca.dir.join("issued")).map_err(|e| ServiceError::io(&ca.dir, e))?;
+        write_atomic(&ca_copy, write_pem(std::slice::from_ref(&cert)).as_bytes())?;
+        let (cert_file, p12_file) = match (&req.source, generated) {
+            (IssueSource::Csr { out, .. }, _) => {
+                write_atomic(out, write_pem(std::slice::from_ref(&cert)).as_bytes())?;
+                (Some(out.to_string_lossy().into_owned()), None)
+            }
+            (
+                IssueSource::Generate {
+                    p12,
+                    p12_secret,
+                    legacy,
+                    ..
+                },
+                Some(gk),
+            ) => {
+                let der = gk.to_p12(&email, &cert, &chain, p12_secret, *legacy)?;
+                write_atomic(p12, &der)?;
+                (None, Some(p12.to_string_lossy().into_owned()))
+            }
+            (IssueSource::Generate { .. }, None) => {
+                return Err(ServiceError::new(
+                    ErrorKind::Key,
+                    "internal: no generated key",
+                ));
+            }
+        };
+
+        ca.state.issued.push(IssuedRecord {
+            email: email.clone(),
+            serial: serial_hex.clone(),
+            sha1_thumbprint: info.sha1_thumbprint.clone(),
+            not_before: now,
+            not_after,
+            revoked_at: None,
+            reason: None,
+        });
+        ca.save_state()?;
+        Ok(CaIssueResult {
+            email,
+            serial: serial_hex,
+            sha1_thumbprint: info.sha1_thumbprint,
+            not_before: rfc3339(now),
+            not_after: rfc3339(not_after),
+            certificate: summarize(&cert, now),
+            cert_file,
+            p12_file,
+            ca_copy: ca_copy.to_string_lossy().into_owned(),
+            supersedes: current,
+        })
+    }
+
+    /// RSA 2048–8192 or EC P-256/P-384/P-521, as the S/MIME BR allow.
+    fn check_subscriber_key(&self, spki: &[u8]) -> Result<(), ServiceError> {
+        let info = self
+            .engine()
+            .verifier
+            .public_key_info(spki)
+            .map_err(|e| ServiceError::new(ErrorKind::Malformed, format!("public key: {e}")))?;
+        let ok = match info.algorithm.as_str() {
+            "rsa" => (2048..=8192).contains(&info.bits),
+            "ec" => matches!(info.curve.as_deref(), Some("P-256" | "P-384" | "P-521")),
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ServiceError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "public key {} {} bits{}: S/MIME certificates need RSA ≥ 2048 bits or EC P-256/P-384/P-521",
+                    info.algorithm,
+                    info.bits,
+                    info.curve.map(|c| format!(" ({c})")).unwrap_or_default()
+                ),
+            ))
+        }
+    }
+
+    /// Marks a certificate revoked (it appears in the next CRL).
+    pub fn ca_revoke(&self, req: &CaRevokeRequest) -> Result<CaRevokeResult, ServiceError> {
+        let mut ca = CaDir::open(&req.dir)?;
+        let serial = match (&req.serial, &req.cert) {
+            (Some(s), None) => normalize_serial(s),
+            (None, Some(path)) => {
+                let certs = self.load_certificates(path)?;
+                let first = certs.first().ok_or_else(|| {
+                    ServiceError::new(
+                        ErrorKind::Malformed,
+                        format!("{}: no certificate", path.display()),
+                    )
+                })?;
+                normalize_serial(&certinfo::parse(first)?.serial_hex)
+            }
+            _ => {
+                return Err(ServiceError::new(
+                    ErrorKind::Usage,
+                    "ca revoke needs exactly one of --serial or --cert",
+                ));
+            }
+        };
+        let now = self.now();
+        let record = ca
+            .state
+            .issued
+            .iter_mut()
+            .find(|r| normalize_serial(&r.serial) == serial)
+            .ok_or_else(|| {
+                ServiceError::new(
+                    ErrorKind::Usage,
+                    format!(
+                        "serial {serial} was not issued by this CA ({})",
+                        req.dir.display()
+                    ),
+                )
+            })?;
+        if record.revoked_at.is_some() {
+            return Err(ServiceError::new(
+                ErrorKind::Usage,
+                format!("serial {serial} is already revoked"),
+            ));
+        }
+        record.revoked_at = Some(now);
+        record.reason = Some(req.reason);
+        let result = CaRevokeResult {
+            serial: record.serial.clone(),
+            email: record.email.clone(),
+            revoked_at: rfc3339(now),
+            reason: req.reason,
+        };
+        ca.save_state()?;
+        Ok(result)
+    }
+
+    /// Writes a CRL signed by the issuing CA key.
+    pub async fn ca_crl(&self, req: &CaCrlRequest) -> Result<CaCrlResult, ServiceError> {
+        if req.days == 0 {
+            return Err(ServiceError::new(
+                ErrorKind::Usage,
+                "--days must be at least 1",
+            ));
+        }
+        let mut ca = CaDir::open(&req.dir)?;
+        let key = self.ca_key(&ca, req.ca_secret.clone()).await?;
+        let issuer = pkica::issuer_parts(key.certificate().as_bytes())?;
+        let now = self.now();
+        let next = now + i64::from(req.days) * DAY;
+        // Advance the cRLNumber durably first: it must never repeat.
+        ca.state.crl_number += 1;
+        let number = ca.state.crl_number;
+        ca.save_state()?;
+        let mut revoked = Vec::new();
+        let mut serials = Vec::new();
+        for r in &ca.state.issued {
+            if let (Some(at), Some(reason)) = (r.revoked_at, r.reason) {
+                let serial = hex::decode(&r.serial).map_err(|e| {
+                    ServiceError::new(
+                        ErrorKind::Malformed,
+                        format!("state.json: serial {}: {e}", r.serial),
+                    )
+                })?;
+                revoked.push(pkica::RevokedEntry {
+                    serial,
+                    revoked_at: at,
+                    reason,
+                });
+                serials.push(r.serial.clone());
+            }
+        }
+        let (scheme, alg) = pkica::signature_algorithm(key.kind())?;
+        let tbs = pkica::build_tbs_crl(&pkica::CrlRequest {
+            signature_algorithm: &alg,
+            issuer: &issuer.subject,
+            issuer_key_id: &issuer.key_id,
+            this_update: now,
+            next_update: next,
+            number,
+            revoked: &revoked,
+        })?;
+        let crl =
+            pkica::sign_tbs(&tbs, scheme, &alg, key.as_ref(), self.engine().primitives).await?;
+        let pem = pem_block("X509 CRL", &crl);
+        write_atomic(&req.out, pem.as_bytes())?;
+        Ok(CaCrlResult {
+            out: req.out.to_string_lossy().into_owned(),
+            crl_number: number,
+            revoked: serials,
+            this_update: rfc3339(now),
+            next_update: rfc3339(next),
+        })
+    }
+
+    /// The issued-certificate records of a CA (for listings and tests).
+    pub fn ca_issued(&self, dir: &Path) -> Result<Vec<IssuedRecord>, ServiceError> {
+        let ca = CaDir::open(dir)?;
+        Ok(ca.state.issued.clone())
+    }
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// 2026-03-01T00:00:00Z.
+    const NOW: i64 = 1_772_323_200;
+
+    fn service() -> Service {
+        Service::builder().clock(Arc::new(|| NOW)).build().unwrap()
+    }
+
+    #[tokio::test]
+    async fn init_issue_revoke_crl_with_a_pinned_clock() {
+        let s = service();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        let secret = Secret::from("pw");
+        let init = s
+            .ca_init(&CaInitRequest {
+                dir: dir.clone(),
+                name: "Test Org".into(),
+                key_type: CaKeyType::P256,
+                secret: secret.clone(),
+                crl_url: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(init.root.not_before, "2026-03-01T00:00:00Z");
+        assert!(init.issuing.is_ca);
+
+        let issue = |email: &str, days: u32, renew: bool| CaIssueRequest {
+            dir: dir.clone(),
+            ca_secret: Some(secret.clone()),
+            source: IssueSource::Generate {
+                email: email.into(),
+                key_type: CaKeyType::P256,
+                p12: tmp.path().join(format!("{email}.p12")),
+                p12_secret: secret.clone(),
+                legacy: false,
+            },
+            days,
+            renew,
+        };
+        let r = s
+            .ca_issue(&issue("a@Example.org", 30, false))
+            .await
+            .unwrap();
+        assert_eq!(r.email, "a@example.org");
+        assert_eq!(r.not_after, "2026-03-31T00:00:00Z");
+        let e = s
+            .ca_issue(&issue("A@example.org", 30, false))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Usage, "{e}");
+        let e = s
+            .ca_issue(&issue("b@example.org", 826, false))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Usage, "{e}");
+
+        // A wrong CA password is a key error, and the refused attempts reserved no serial.
+        let mut bad = issue("c@example.org", 30, false);
+        bad.ca_secret = Some(Secret::from("nope"));
+        assert_eq!(s.ca_issue(&bad).await.unwrap_err().kind, ErrorKind::Key);
+        assert_eq!(s.ca_issued(&dir).unwrap().len(), 1);
+
+        let rev = s
+            .ca_revoke(&CaRevokeRequest {
+                dir: dir.clone(),
+                serial: Some(r.serial.to_ascii_lowercase()),
+                cert: None,
+                reason: RevocationReason::Superseded,
+            })
+            .unwrap();
+        assert_eq!(rev.revoked_at, "2026-03-01T00:00:00Z");
+        let crl = s
+            .ca_crl(&CaCrlRequest {
+                dir: dir.clone(),
+                ca_secret: Some(secret.clone()),
+                out: tmp.path().join("x.crl"),
+                days: 7,
+            })
+            .await
+            .unwrap();
+        assert_eq!(crl.crl_number, 1);
+        assert_eq!(crl.revoked, vec![r.serial.clone()]);
+        assert_eq!(crl.next_update, "2026-03-08T00:00:00Z");
+        // Revoked: a new certificate for the address needs no --renew.
+        s.ca_issue(&issue("a@example.org", 30, false))
+            .await
+            .unwrap();
+        assert!(!dir.join(LOCK).exists());
+    }
+
+    #[test]
+    fn serial_normalisation() {
+        assert_eq!(normalize_serial("00:4a:BC"), "4ABC");
+        assert_eq!(normalize_serial("0"), "0");
+    }
+}

@@ -1,0 +1,281 @@
+//! The configuration file: named directories, in search order.
+//!
+//! ```toml
+//! [directory.local]
+//! kind = "local"
+//! path = "~/.local/share/smimekit/directory.json"
+//!
+//! [directory.partners]
+//! kind = "local"
+//! path = "partners.json"      # relative paths are relative to this file's folder
+//! ```
+//!
+//! Where it comes from: `--config F` (or `SMIMEKIT_CONFIG`), else
+//! `$XDG_CONFIG_HOME/smimekit/config.toml` (`~/.config/smimekit/config.toml`; on Windows
+//! `%APPDATA%\smimekit\config.toml`) when that file exists, else the embedded default: one
+//! directory `local` of kind `local` at `$XDG_DATA_HOME/smimekit/directory.json`
+//! (`~/.local/share/smimekit/directory.json`; `%APPDATA%\smimekit\directory.json`). A file
+//! without `[directory.*]` tables also gets the embedded default.
+//!
+//! Directories are searched in file order for lookups (and `encrypt --to ADDRESS`); writes go
+//! to `--directory NAME`, else to the first one. Each table is handed, as TOML text, to the
+//! plugin registered for its `kind`, which checks its own keys.
+
+use std::path::{Path, PathBuf};
+
+use smimekit_core::plugin;
+
+use crate::{ErrorKind, ServiceError};
+
+/// One `[directory.NAME]` table.
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    pub name: String,
+    pub kind: String,
+    /// The table, with `path` made absolute, as TOML text for the plugin.
+    pub settings: String,
+}
+
+/// The parsed configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from; `None` for the embedded default.
+    pub source: Option<PathBuf>,
+    /// In search order.
+    pub directories: Vec<DirectoryConfig>,
+}
+
+/// The top-level keys a config file may have.
+const KNOWN_KEYS: &[&str] = &["directory"];
+
+fn usage(msg: impl Into<String>) -> ServiceError {
+    ServiceError::new(ErrorKind::Usage, msg)
+}
+
+fn env_dir(var: &str) -> Option<PathBuf> {
+    // The XDG spec says relative values are to be ignored.
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+}
+
+fn home() -> Option<PathBuf> {
+    env_dir("HOME").or_else(|| env_dir("USERPROFILE"))
+}
+
+impl Config {
+    /// `$XDG_CONFIG_HOME/smimekit/config.toml` or its fallbacks.
+    pub fn default_path() -> Option<PathBuf> {
+        let base = env_dir("XDG_CONFIG_HOME")
+            .or_else(|| cfg!(windows).then(|| env_dir("APPDATA")).flatten())
+            .or_else(|| home().map(|h| h.join(".config")))?;
+        Some(base.join("smimekit").join("config.toml"))
+    }
+
+    /// Where the embedded default directory lives.
+    pub fn default_directory_path() -> Option<PathBuf> {
+        let base = env_dir("XDG_DATA_HOME")
+            .or_else(|| cfg!(windows).then(|| env_dir("APPDATA")).flatten())
+            .or_else(|| home().map(|h| h.join(".local").join("share")))?;
+        Some(base.join("smimekit").join("directory.json"))
+    }
+
+    /// The configuration used without a file: the `local` directory at its XDG data path
+    /// (none when neither `XDG_DATA_HOME` nor a home folder is known).
+    pub fn embedded_default() -> Self {
+        let directories = Self::default_directory_path()
+            .map(|p| {
+                let mut t = toml::Table::new();
+                t.insert("kind".into(), "local".into());
+                t.insert("path".into(), p.display().to_string().into());
+                vec![DirectoryConfig {
+                    name: "local".into(),
+                    kind: "local".into(),
+                    settings: t.to_string(),
+                }]
+            })
+            .unwrap_or_default();
+        Self {
+            source: None,
+            directories,
+        }
+    }
+
+    /// The configuration for this run: `explicit` (which must exist), else the default file
+    /// if present, else [`Config::embedded_default`].
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ServiceError> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => match Self::default_path() {
+                Some(p) if p.is_file() => p,
+                _ => return Ok(Self::embedded_default()),
+            },
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            usage(format!("config file {}: {e}", path.display()))
+        })?;
+        Self::from_toml(&text, &path)
+    }
+
+    /// Parses config text; `source` names the file in errors and anchors relative paths.
+    pub fn from_toml(text: &str, source: &Path) -> Result<Self, ServiceError> {
+        let file = source.display();
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let (line, col) = line_col(text, s.start);
+                    format!("line {line} column {col}: ")
+                })
+                .unwrap_or_default();
+            usage(format!(
+                "config file {file}: {at}{}",
+                e.message().trim_end()
+            ))
+        })?;
+        for key in table.keys() {
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                return Err(usage(format!(
+                    "config file {file}: unknown key {key:?} (known: {})",
+                    KNOWN_KEYS.join(", ")
+                )));
+            }
+        }
+        let base = source.parent().unwrap_or(Path::new(""));
+        let mut directories = Vec::new();
+        if let Some(dirs) = table.get("directory") {
+            let dirs = dirs.as_table().ok_or_else(|| {
+                usage(format!(
+                    "config file {file}: `directory` must be tables like [directory.local]"
+                ))
+            })?;
+            smimekit_builtins::link();
+            for (name, value) in dirs {
+                let mut t = value
+                    .as_table()
+                    .ok_or_else(|| {
+                        usage(format!(
+                            "config file {file}: directory.{name} must be a table ([directory.{name}])"
+                        ))
+                    })?
+                    .clone();
+                let kind = t
+                    .get("kind")
+                    .and_then(|k| k.as_str())
+                    .ok_or_else(|| {
+                        usage(format!(
+                            "config file {file}: [directory.{name}] needs kind = \"…\" (a string)"
+                        ))
+                    })?
+                    .to_string();
+                if !plugin::directories().any(|f| f.kind == kind) {
+                    let kinds: Vec<&str> = plugin::directories().map(|f| f.kind).collect();
+                    return Err(usage(format!(
+                        "config file {file}: [directory.{name}] kind {kind:?} is not a known directory kind (known: {})",
+                        kinds.join(", ")
+                    )));
+                }
+                if let Some(p) = t.get("path") {
+                    let p = p.as_str().ok_or_else(|| {
+                        usage(format!(
+                            "config file {file}: [directory.{name}] path must be a string"
+                        ))
+                    })?;
+                    let resolved = resolve_path(base, p);
+                    t.insert("path".into(), resolved.display().to_string().into());
+                }
+                directories.push(DirectoryConfig {
+                    name: name.clone(),
+                    kind,
+                    settings: t.to_string(),
+                });
+            }
+        }
+        if directories.is_empty() {
+            let mut d = Self::embedded_default();
+            d.source = Some(source.to_path_buf());
+            return Ok(d);
+        }
+        Ok(Self {
+            source: Some(source.to_path_buf()),
+            directories,
+        })
+    }
+
+    /// The configured directory names, in search order.
+    pub fn directory_names(&self) -> Vec<&str> {
+        self.directories.iter().map(|d| d.name.as_str()).collect()
+    }
+}
+
+/// `~/x` is in the home folder; a relative path is relative to the config file's folder.
+fn resolve_path(base: &Path, p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/")
+        && let Some(h) = home()
+    {
+        return h.join(rest);
+    }
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_directories_in_file_order_with_paths_resolved() {
+        let c = Config::from_toml(
+            "[directory.zeta]\nkind = \"local\"\npath = \"z.json\"\n\n[directory.alpha]\nkind = \"local\"\npath = \"/abs/a.json\"\n",
+            Path::new("/etc/smimekit/config.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.directory_names(), ["zeta", "alpha"]);
+        assert!(c.directories[0].settings.contains("/etc/smimekit/z.json"), "{}", c.directories[0].settings);
+        assert!(c.directories[1].settings.contains("\"/abs/a.json\""));
+    }
+
+    #[test]
+    fn bad_toml_names_file_line_and_cause() {
+        let e = Config::from_toml(
+            "[directory.local]\nkind = \"local\"\npath = \n",
+            Path::new("/x/config.toml"),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Usage);
+        assert!(e.message.contains("/x/config.toml") && e.message.contains("line 3"), "{}", e.message);
+    }
+
+    #[test]
+    fn unknown_kind_and_keys_are_usage_errors() {
+        let e = Config::from_toml("[directory.x]\nkind = \"ldap9\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(e.message.contains("ldap9") && e.message.contains("local"), "{}", e.message);
+        let e = Config::from_toml("[directry.x]\nkind = \"local\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(e.message.contains("directry"), "{}", e.message);
+        let e = Config::from_toml("[directory.x]\npath = \"p\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(e.message.contains("kind"), "{}", e.message);
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("", 0), (1, 1));
+    }
+}

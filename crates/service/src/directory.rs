@@ -1,0 +1,627 @@
+//! Directory operations: lookup, publish (with read-back), unpublish, trust chain, and
+//! resolving `encrypt --to ADDRESS`.
+//!
+//! Every write is checked by reading the directory back: the service works out what the
+//! directory should hold afterwards and fails with [`ErrorKind::Key`] (exit 4, a recipient
+//! problem) when the read-back says otherwise, naming what is missing or unexpected.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use smimekit_core::{CertDer, Directory, Mailbox, PublishMode, RecipientKind, plugin};
+use smimekit_pki::certinfo::{self, CertInfo};
+
+use crate::certs::{CertSummary, rfc3339, summarize};
+use crate::{ErrorKind, Service, ServiceError};
+
+const OID_EMAIL_PROTECTION: &str = "1.3.6.1.5.5.7.3.4";
+const OID_ANY_EKU: &str = "2.5.29.37.0";
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
+const OID_EC: &str = "1.2.840.10045.2.1";
+
+/// A certificate as a directory holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DirectoryCert {
+    #[serde(flatten)]
+    pub cert: CertSummary,
+    /// The certificate's primary e-mail address (SAN rfc822Name, else subject emailAddress).
+    pub address: String,
+    /// Valid now, emailProtection, and a key that can receive (keyEncipherment for RSA,
+    /// keyAgreement for EC).
+    pub usable_for_encryption: bool,
+    /// Why not, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unusable_reason: Option<String>,
+}
+
+/// `smimekit lookup`.
+#[derive(Debug, Clone)]
+pub struct LookupRequest {
+    pub address: String,
+    /// Only this directory; else every configured one, in order, until one has certificates.
+    pub directory: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LookupResult {
+    pub address: String,
+    /// The directory the certificates come from.
+    pub directory: String,
+    pub kind: Option<RecipientKind>,
+    pub searched: Vec<String>,
+    pub certificates: Vec<DirectoryCert>,
+}
+
+/// `smimekit publish`.
+#[derive(Debug, Clone, Default)]
+pub struct PublishRequest {
+    pub address: String,
+    /// A file with the certificate (PEM, DER, PKCS#7, SST; CA certificates beside it are
+    /// ignored).
+    pub certificate: PathBuf,
+    pub directory: Option<String>,
+    /// Create the recipient as an external contact (when it does not exist yet).
+    pub contact: bool,
+    /// Keep only this certificate.
+    pub replace: bool,
+    /// Remove the certificates that are expired at the service clock.
+    pub prune_expired: bool,
+    /// Publish even when the certificate does not name the address.
+    pub force: bool,
+}
+
+/// What a write changed, as read back.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishResult {
+    pub directory: String,
+    pub address: String,
+    pub kind: Option<RecipientKind>,
+    pub mode: PublishMode,
+    pub added: Vec<DirectoryCert>,
+    pub kept: Vec<DirectoryCert>,
+    pub removed: Vec<DirectoryCert>,
+    /// Everything the directory holds for the address afterwards.
+    pub certificates: Vec<DirectoryCert>,
+}
+
+/// `smimekit unpublish`.
+#[derive(Debug, Clone)]
+pub struct UnpublishRequest {
+    pub address: String,
+    pub certificate: PathBuf,
+    pub directory: Option<String>,
+}
+
+/// `smimekit trust push`: the new trust chain (replaces the stored one, as Set-SmimeConfig
+/// does with an SST).
+#[derive(Debug, Clone, Default)]
+pub struct TrustPushRequest {
+    /// Files (SST, PEM, DER, PKCS#7); every certificate in them, in order.
+    pub files: Vec<PathBuf>,
+    pub directory: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrustResult {
+    pub directory: String,
+    pub added: Vec<CertSummary>,
+    pub kept: Vec<CertSummary>,
+    pub removed: Vec<CertSummary>,
+    pub certificates: Vec<CertSummary>,
+}
+
+fn key_err(msg: impl Into<String>) -> ServiceError {
+    ServiceError::new(ErrorKind::Key, msg)
+}
+
+fn parse_address(s: &str) -> Result<Mailbox, ServiceError> {
+    Mailbox::parse(s).map_err(|e| ServiceError::new(ErrorKind::Usage, e.to_string()))
+}
+
+fn thumb(c: &CertDer) -> String {
+    certinfo::parse(c)
+        .map(|i| format!("{} ({})", i.sha1_thumbprint, i.subject))
+        .unwrap_or_else(|_| format!("<unreadable certificate, {} bytes>", c.as_bytes().len()))
+}
+
+fn list(certs: &[&CertDer]) -> String {
+    certs.iter().map(|c| thumb(c)).collect::<Vec<_>>().join(", ")
+}
+
+/// Why a certificate cannot receive encrypted mail at `now`, or `Ok`.
+pub(crate) fn encryption_usability(info: &CertInfo, now: i64) -> Result<(), String> {
+    if now < info.not_before {
+        return Err(format!("not valid before {}", rfc3339(info.not_before)));
+    }
+    if now > info.not_after {
+        return Err(format!("expired on {}", rfc3339(info.not_after)));
+    }
+    if info.is_ca {
+        return Err("a CA certificate".into());
+    }
+    if let Some(eku) = &info.extended_key_usage
+        && !eku
+            .iter()
+            .any(|o| o == OID_EMAIL_PROTECTION || o == OID_ANY_EKU)
+    {
+        return Err("extendedKeyUsage lacks emailProtection".into());
+    }
+    let (bit, name) = match info.public_key_algorithm.as_str() {
+        OID_RSA => (
+            certinfo::KeyUsageBits::KEY_ENCIPHERMENT,
+            "keyEncipherment (RSA)",
+        ),
+        OID_EC => (certinfo::KeyUsageBits::KEY_AGREEMENT, "keyAgreement (EC)"),
+        other => return Err(format!("public key algorithm {other} cannot receive mail")),
+    };
+    if let Some(ku) = info.key_usage
+        && !ku.contains(bit)
+    {
+        return Err(format!("keyUsage lacks {name}"));
+    }
+    Ok(())
+}
+
+impl Service {
+    /// The configured directory names, in search order.
+    pub fn directory_names(&self) -> Vec<String> {
+        self.config
+            .directory_names()
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
+    fn configured(&self) -> String {
+        let names = self.config.directory_names();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// Opens a configured directory by name.
+    pub fn open_directory(&self, name: &str) -> Result<Box<dyn Directory>, ServiceError> {
+        let d = self
+            .config
+            .directories
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| {
+                ServiceError::new(
+                    ErrorKind::Usage,
+                    format!(
+                        "no directory named {name:?} (configured: {}{})",
+                        self.configured(),
+                        self.config_source()
+                    ),
+                )
+            })?;
+        let factory = plugin::directories()
+            .find(|f| f.kind == d.kind)
+            .ok_or_else(|| {
+                ServiceError::new(
+                    ErrorKind::Usage,
+                    format!("directory {name}: no plugin for kind {:?}", d.kind),
+                )
+            })?;
+        Ok((factory.open)(&d.name, &d.settings)?)
+    }
+
+    fn config_source(&self) -> String {
+        match &self.config.source {
+            Some(p) => format!("; config {}", p.display()),
+            None => "; no config file, embedded default".into(),
+        }
+    }
+
+    /// The directory a write goes to: the named one, else the first configured.
+    fn target_directory(&self, name: Option<&str>) -> Result<Box<dyn Directory>, ServiceError> {
+        match name {
+            Some(n) => self.open_directory(n),
+            None => match self.config.directories.first() {
+                Some(d) => self.open_directory(&d.name.clone()),
+                None => Err(ServiceError::new(
+                    ErrorKind::Usage,
+                    format!(
+                        "no directory configured{}: add a [directory.NAME] table",
+                        self.config_source()
+                    ),
+                )),
+            },
+        }
+    }
+
+    /// The directories a lookup searches, in order.
+    fn search_directories(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Vec<Box<dyn Directory>>, ServiceError> {
+        match name {
+            Some(n) => Ok(vec![self.open_directory(n)?]),
+            None => {
+                if self.config.directories.is_empty() {
+                    return Err(ServiceError::new(
+                        ErrorKind::Usage,
+                        format!("no directory configured{}", self.config_source()),
+                    ));
+                }
+                self.config
+                    .directories
+                    .iter()
+                    .map(|d| self.open_directory(&d.name))
+                    .collect()
+            }
+        }
+    }
+
+    pub fn directory_cert(&self, cert: &CertDer) -> DirectoryCert {
+        let now = self.now();
+        let summary = summarize(cert, now);
+        let (address, usable) = match certinfo::parse(cert) {
+            Ok(info) => (
+                certinfo::primary_address(&info),
+                encryption_usability(&info, now),
+            ),
+            Err(e) => (String::new(), Err(format!("unreadable: {e}"))),
+        };
+        DirectoryCert {
+            cert: summary,
+            address,
+            usable_for_encryption: usable.is_ok(),
+            unusable_reason: usable.err(),
+        }
+    }
+
+    /// `smimekit lookup`: the certificates of the first directory (in search order) that has
+    /// any for the address. None anywhere is [`ErrorKind::Key`].
+    pub async fn lookup(&self, req: &LookupRequest) -> Result<LookupResult, ServiceError> {
+        let address = parse_address(&req.address)?;
+        let dirs = self.search_directories(req.directory.as_deref())?;
+        let searched: Vec<String> = dirs.iter().map(|d| d.name().to_string()).collect();
+        for d in &dirs {
+            if let Some(r) = d.recipient(&address).await?
+                && !r.certificates.is_empty()
+            {
+                return Ok(LookupResult {
+                    address: address.to_string(),
+                    directory: d.name().to_string(),
+                    kind: Some(r.kind),
+                    searched,
+                    certificates: r
+                        .certificates
+                        .iter()
+                        .map(|c| self.directory_cert(c))
+                        .collect(),
+                });
+            }
+        }
+        Err(key_err(format!(
+            "{address}: no certificate published (searched {})",
+            searched.join(", ")
+        )))
+    }
+
+    /// `smimekit publish`, checked by reading back.
+    pub async fn publish(&self, req: &PublishRequest) -> Result<PublishResult, ServiceError> {
+        let address = parse_address(&req.address)?;
+        let certificate = self.publishable_certificate(&req.certificate, &address, req.force)?;
+        let dir = self.target_directory(req.directory.as_deref())?;
+        let before = dir
+            .recipient(&address)
+            .await?
+            .map(|r| r.certificates)
+            .unwrap_or_default();
+        let now = self.now();
+        let remove: Vec<CertDer> = if req.prune_expired {
+            before
+                .iter()
+                .filter(|c| *c != &certificate)
+                .filter(|c| certinfo::parse(c).is_ok_and(|i| i.not_after < now))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mode = if req.replace {
+            PublishMode::Replace
+        } else {
+            PublishMode::Merge
+        };
+        let mut intended: Vec<CertDer> = match mode {
+            PublishMode::Replace => Vec::new(),
+            PublishMode::Merge => before
+                .iter()
+                .filter(|c| !remove.contains(c))
+                .cloned()
+                .collect(),
+        };
+        if !intended.contains(&certificate) {
+            intended.push(certificate.clone());
+        }
+        let kind = if req.contact {
+            RecipientKind::Contact
+        } else {
+            RecipientKind::Mailbox
+        };
+        dir.publish_removing(&address, kind, &certificate, mode, &remove)
+            .await?;
+        // The read-back: what any later reader will get.
+        let back = dir.recipient(&address).await?;
+        let (after_kind, after) = match back {
+            Some(r) => (Some(r.kind), r.certificates),
+            None => (None, Vec::new()),
+        };
+        self.check_read_back(dir.name(), &address, &intended, &after, "publish")?;
+        let pick = |v: &[CertDer], pred: &dyn Fn(&CertDer) -> bool| -> Vec<DirectoryCert> {
+            v.iter()
+                .filter(|c| pred(c))
+                .map(|c| self.directory_cert(c))
+                .collect()
+        };
+        Ok(PublishResult {
+            directory: dir.name().to_string(),
+            address: address.to_string(),
+            kind: after_kind,
+            mode,
+            added: pick(&after, &|c| !before.contains(c)),
+            kept: pick(&after, &|c| before.contains(c)),
+            removed: pick(&before, &|c| !after.contains(c)),
+            certificates: pick(&after, &|_| true),
+        })
+    }
+
+    fn check_read_back(
+        &self,
+        directory: &str,
+        address: &Mailbox,
+        intended: &[CertDer],
+        after: &[CertDer],
+        what: &str,
+    ) -> Result<(), ServiceError> {
+        let missing: Vec<&CertDer> = intended.iter().filter(|c| !after.contains(c)).collect();
+        let unexpected: Vec<&CertDer> = after.iter().filter(|c| !intended.contains(c)).collect();
+        if missing.is_empty() && unexpected.is_empty() {
+            return Ok(());
+        }
+        let mut parts = Vec::new();
+        if !missing.is_empty() {
+            parts.push(format!("missing {}", list(&missing)));
+        }
+        if !unexpected.is_empty() {
+            parts.push(format!("unexpected {}", list(&unexpected)));
+        }
+        Err(key_err(format!(
+            "directory {directory}: read-back after {what} for {address} contradicts it: {}",
+            parts.join("; ")
+        )))
+    }
+
+    /// The one end-entity certificate in a file, checked against the address.
+    fn publishable_certificate(
+        &self,
+        path: &std::path::Path,
+        address: &Mailbox,
+        force: bool,
+    ) -> Result<CertDer, ServiceError> {
+        let certs = self.load_certificates(path)?;
+        let mut infos = Vec::new();
+        for c in &certs {
+            let info = certinfo::parse(c)
+                .map_err(|e| ServiceError::from(e).context(path.display()))?;
+            infos.push((c, info));
+        }
+        let leaves: Vec<&(&CertDer, CertInfo)> = infos.iter().filter(|(_, i)| !i.is_ca).collect();
+        let (cert, info) = match leaves.as_slice() {
+            [one] => (*one).clone(),
+            [] if force && infos.len() == 1 => infos[0].clone(),
+            [] => {
+                return Err(key_err(format!(
+                    "{}: holds only CA certificates, no certificate for a recipient",
+                    path.display()
+                )));
+            }
+            more => {
+                return Err(ServiceError::new(
+                    ErrorKind::Usage,
+                    format!(
+                        "{}: holds {} end-entity certificates; publish one at a time",
+                        path.display(),
+                        more.len()
+                    ),
+                ));
+            }
+        };
+        if !force
+            && !info
+                .emails
+                .iter()
+                .any(|e| e.eq_ignore_ascii_case(address.as_str()))
+        {
+            let names = if info.emails.is_empty() {
+                "no e-mail address".to_string()
+            } else {
+                info.emails.join(", ")
+            };
+            return Err(key_err(format!(
+                "{}: the certificate ({}) is for {names}, not {address}; use --force to publish it anyway",
+                path.display(),
+                info.subject
+            )));
+        }
+        Ok(cert.clone())
+    }
+
+    /// `smimekit unpublish`: removes the certificate(s) in a file, checked by reading back.
+    pub async fn unpublish(&self, req: &UnpublishRequest) -> Result<PublishResult, ServiceError> {
+        let address = parse_address(&req.address)?;
+        let certs = self.load_certificates(&req.certificate)?;
+        let dir = self.target_directory(req.directory.as_deref())?;
+        let before = dir
+            .recipient(&address)
+            .await?
+            .ok_or_else(|| {
+                key_err(format!(
+                    "{address}: no such recipient in directory {}",
+                    dir.name()
+                ))
+            })?
+            .certificates;
+        let targets: Vec<CertDer> = certs.into_iter().filter(|c| before.contains(c)).collect();
+        if targets.is_empty() {
+            return Err(key_err(format!(
+                "{}: not published for {address} in directory {}",
+                req.certificate.display(),
+                dir.name()
+            )));
+        }
+        for c in &targets {
+            dir.unpublish(&address, c).await?;
+        }
+        let back = dir.recipient(&address).await?;
+        let (kind, after) = match back {
+            Some(r) => (Some(r.kind), r.certificates),
+            None => (None, Vec::new()),
+        };
+        let intended: Vec<CertDer> = before
+            .iter()
+            .filter(|c| !targets.contains(c))
+            .cloned()
+            .collect();
+        self.check_read_back(dir.name(), &address, &intended, &after, "unpublish")?;
+        Ok(PublishResult {
+            directory: dir.name().to_string(),
+            address: address.to_string(),
+            kind,
+            mode: PublishMode::Merge,
+            added: Vec::new(),
+            kept: after.iter().map(|c| self.directory_cert(c)).collect(),
+            removed: targets.iter().map(|c| self.directory_cert(c)).collect(),
+            certificates: after.iter().map(|c| self.directory_cert(c)).collect(),
+        })
+    }
+
+    /// `smimekit trust push`: replaces the trust chain, checked by reading back.
+    pub async fn trust_push(&self, req: &TrustPushRequest) -> Result<TrustResult, ServiceError> {
+        if req.files.is_empty() {
+            return Err(ServiceError::new(
+                ErrorKind::Usage,
+                "trust push needs --sst F or certificate files",
+            ));
+        }
+        let mut chain: Vec<CertDer> = Vec::new();
+        for f in &req.files {
+            for c in self.load_certificates(f)? {
+                let info = certinfo::parse(&c)
+                    .map_err(|e| ServiceError::from(e).context(f.display()))?;
+                if !info.is_ca {
+                    return Err(ServiceError::new(
+                        ErrorKind::Usage,
+                        format!(
+                            "{}: {} is not a CA certificate; the trust chain holds roots and intermediates",
+                            f.display(),
+                            info.subject
+                        ),
+                    ));
+                }
+                if !chain.contains(&c) {
+                    chain.push(c);
+                }
+            }
+        }
+        let dir = self.target_directory(req.directory.as_deref())?;
+        let before = dir.trust_chain().await?;
+        dir.set_trust_chain(&chain).await?;
+        let after = dir.trust_chain().await?;
+        if after != chain {
+            let missing: Vec<&CertDer> = chain.iter().filter(|c| !after.contains(c)).collect();
+            let unexpected: Vec<&CertDer> = after.iter().filter(|c| !chain.contains(c)).collect();
+            return Err(key_err(format!(
+                "directory {}: read-back after trust push contradicts it: missing [{}]; unexpected [{}]",
+                dir.name(),
+                list(&missing),
+                list(&unexpected)
+            )));
+        }
+        let now = self.now();
+        let pick = |v: &[CertDer], pred: &dyn Fn(&CertDer) -> bool| -> Vec<CertSummary> {
+            v.iter()
+                .filter(|c| pred(c))
+                .map(|c| summarize(c, now))
+                .collect()
+        };
+        Ok(TrustResult {
+            directory: dir.name().to_string(),
+            added: pick(&after, &|c| !before.contains(c)),
+            kept: pick(&after, &|c| before.contains(c)),
+            removed: pick(&before, &|c| !after.contains(c)),
+            certificates: pick(&after, &|_| true),
+        })
+    }
+
+    /// `smimekit trust show`.
+    pub async fn trust_show(&self, directory: Option<&str>) -> Result<TrustResult, ServiceError> {
+        let dir = self.target_directory(directory)?;
+        let chain = dir.trust_chain().await?;
+        let now = self.now();
+        Ok(TrustResult {
+            directory: dir.name().to_string(),
+            added: Vec::new(),
+            kept: Vec::new(),
+            removed: Vec::new(),
+            certificates: chain.iter().map(|c| summarize(c, now)).collect(),
+        })
+    }
+
+    /// The certificate to encrypt to for an address: the usable one (valid now,
+    /// emailProtection, a key that can receive) with the latest expiry, from the first
+    /// directory in search order that has one. None is [`ErrorKind::Key`] naming the address
+    /// and why each published certificate does not qualify.
+    pub async fn resolve_recipient(
+        &self,
+        address: &str,
+        directory: Option<&str>,
+    ) -> Result<CertDer, ServiceError> {
+        let address = parse_address(address)?;
+        let now = self.now();
+        let dirs = self.search_directories(directory)?;
+        let mut reasons = Vec::new();
+        for d in &dirs {
+            let mut best: Option<(i64, CertDer)> = None;
+            for c in d.lookup(&address).await? {
+                match certinfo::parse(&c) {
+                    Ok(info) => match encryption_usability(&info, now) {
+                        Ok(()) => {
+                            if best.as_ref().is_none_or(|(na, _)| info.not_after > *na) {
+                                best = Some((info.not_after, c.clone()));
+                            }
+                        }
+                        Err(why) => reasons.push(format!(
+                            "{}: {} ({}): {why}",
+                            d.name(),
+                            info.sha1_thumbprint,
+                            info.subject
+                        )),
+                    },
+                    Err(e) => reasons.push(format!("{}: unreadable certificate: {e}", d.name())),
+                }
+            }
+            if let Some((_, c)) = best {
+                return Ok(c);
+            }
+        }
+        let searched: Vec<&str> = dirs.iter().map(|d| d.name()).collect();
+        Err(key_err(if reasons.is_empty() {
+            format!(
+                "{address}: no certificate published (searched {})",
+                searched.join(", ")
+            )
+        } else {
+            format!(
+                "{address}: no usable certificate for encryption: {}",
+                reasons.join("; ")
+            )
+        }))
+    }
+}
