@@ -26,7 +26,9 @@ impl Setup {
         let mut cfg = String::from("# test config\n");
         for n in names {
             // Relative paths are relative to the config file.
-            cfg.push_str(&format!("[directory.{n}]\nkind = \"local\"\npath = \"{n}.json\"\n\n"));
+            cfg.push_str(&format!(
+                "[directory.{n}]\nkind = \"local\"\npath = \"{n}.json\"\n\n"
+            ));
         }
         let config = dir.path().join("config.toml");
         std::fs::write(&config, cfg).unwrap();
@@ -87,16 +89,46 @@ keyUsage = critical, digitalSignature, keyEncipherment\n",
     std::fs::write(dir.join("index.txt"), "").unwrap();
     std::fs::write(dir.join("serial"), "01\n").unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", text(&out.stderr));
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            text(&out.stderr)
+        );
     };
     run(&[
-        "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "old.key", "-subj",
-        "/CN=Alice Old", "-out", "old.csr",
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "old.key",
+        "-subj",
+        "/CN=Alice Old",
+        "-out",
+        "old.csr",
     ]);
     run(&[
-        "ca", "-batch", "-config", "ca.cnf", "-selfsign", "-keyfile", "old.key", "-in", "old.csr",
-        "-startdate", "20200101000000Z", "-enddate", "20210101000000Z", "-notext", "-out",
+        "ca",
+        "-batch",
+        "-config",
+        "ca.cnf",
+        "-selfsign",
+        "-keyfile",
+        "old.key",
+        "-in",
+        "old.csr",
+        "-startdate",
+        "20200101000000Z",
+        "-enddate",
+        "20210101000000Z",
+        "-notext",
+        "-out",
         "old.pem",
     ]);
     dir.join("old.pem").display().to_string()
@@ -139,7 +171,13 @@ fn publish_merges_replaces_prunes_and_unpublishes() {
     assert_eq!(r["kept"].as_array().unwrap().len(), 2);
 
     // --prune-expired drops the expired one, keeps the valid one.
-    let r = s.ok_json(&["publish", "alice@example.org", "--cert", &alice, "--prune-expired"]);
+    let r = s.ok_json(&[
+        "publish",
+        "alice@example.org",
+        "--cert",
+        &alice,
+        "--prune-expired",
+    ]);
     assert_eq!(thumbprints(&r, "removed"), [openssl_sha1(&old)]);
     assert_eq!(thumbprints(&r, "certificates"), [openssl_sha1(&alice)]);
 
@@ -152,22 +190,43 @@ fn publish_merges_replaces_prunes_and_unpublishes() {
     // Unpublish, then it is gone; unpublishing again is a recipient problem.
     let out = s.run(&["unpublish", "alice@example.org", "--cert", &old]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("1 removed"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("1 removed"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = s.run(&["lookup", "alice@example.org"]);
     assert_eq!(out.status.code(), Some(4));
-    assert!(text(&out.stderr).contains("alice@example.org"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("alice@example.org"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = s.run(&["unpublish", "alice@example.org", "--cert", &old]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("not published"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not published"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A contact, and the text form.
-    let out = s.run(&["publish", "bob@example.org", "--cert", &pki("bob.pem"), "--contact"]);
+    let out = s.run(&[
+        "publish",
+        "bob@example.org",
+        "--cert",
+        &pki("bob.pem"),
+        "--contact",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let l = s.ok_json(&["lookup", "bob@example.org"]);
     assert_eq!(l["kind"], "contact");
     let out = s.run(&["lookup", "bob@example.org"]);
     let t = text(&out.stdout);
-    assert!(t.contains(&openssl_sha1(&pki("bob.pem"))) && t.contains("usable"), "{t}");
+    assert!(
+        t.contains(&openssl_sha1(&pki("bob.pem"))) && t.contains("usable"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -176,9 +235,20 @@ fn publish_refuses_a_certificate_for_another_address_unless_forced() {
     let out = s.run(&["publish", "bob@example.org", "--cert", &pki("alice.pem")]);
     assert_eq!(out.status.code(), Some(4));
     let err = text(&out.stderr);
-    assert!(err.contains("alice@example.org") && err.contains("bob@example.org") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("alice@example.org")
+            && err.contains("bob@example.org")
+            && err.contains("--force"),
+        "{err}"
+    );
     assert!(!s.path("local.json").exists(), "nothing written");
-    let r = s.ok_json(&["publish", "bob@example.org", "--cert", &pki("alice.pem"), "--force"]);
+    let r = s.ok_json(&[
+        "publish",
+        "bob@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--force",
+    ]);
     assert_eq!(r["added"].as_array().unwrap().len(), 1);
     // A file with only CA certificates is no recipient's certificate.
     let out = s.run(&["publish", "bob@example.org", "--cert", &pki("root.pem")]);
@@ -219,18 +289,31 @@ fn trust_push_from_sst_and_certificates_then_show() {
     let r = s.ok_json(&["trust", "push", "--sst", sst.to_str().unwrap()]);
     assert_eq!(
         thumbprints(&r, "added"),
-        [openssl_sha1(&pki("root.pem")), openssl_sha1(&pki("intermediate.pem"))]
+        [
+            openssl_sha1(&pki("root.pem")),
+            openssl_sha1(&pki("intermediate.pem"))
+        ]
     );
     let show = s.ok_json(&["trust", "show"]);
-    assert_eq!(thumbprints(&show, "certificates"), thumbprints(&r, "certificates"));
+    assert_eq!(
+        thumbprints(&show, "certificates"),
+        thumbprints(&r, "certificates")
+    );
 
     // Pushing certificates replaces the chain: the root is kept, the intermediate removed.
     let r = s.ok_json(&["trust", "push", &pki("root.pem")]);
     assert_eq!(thumbprints(&r, "kept"), [openssl_sha1(&pki("root.pem"))]);
-    assert_eq!(thumbprints(&r, "removed"), [openssl_sha1(&pki("intermediate.pem"))]);
+    assert_eq!(
+        thumbprints(&r, "removed"),
+        [openssl_sha1(&pki("intermediate.pem"))]
+    );
     let out = s.run(&["trust", "show"]);
     assert!(out.status.success());
-    assert!(text(&out.stdout).contains("1 certificate"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("1 certificate"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // A leaf is not part of a trust chain.
     let out = s.run(&["trust", "push", &pki("alice.pem")]);
@@ -253,29 +336,61 @@ fn encrypt_to_an_address_resolves_through_the_directories_in_order() {
     assert_eq!(l["searched"], serde_json::json!(["corp", "partners"]));
 
     let msg = s.path("msg.txt");
-    std::fs::write(&msg, "Content-Type: text/plain\r\n\r\nfor alice and bob\r\n").unwrap();
+    std::fs::write(
+        &msg,
+        "Content-Type: text/plain\r\n\r\nfor alice and bob\r\n",
+    )
+    .unwrap();
     let enc = s.path("enc.eml");
     let out = s.run(&[
-        "encrypt", "--to", "alice@example.org", "--to", "bob@example.org", "--in",
-        msg.to_str().unwrap(), "--out", enc.to_str().unwrap(),
+        "encrypt",
+        "--to",
+        "alice@example.org",
+        "--to",
+        "bob@example.org",
+        "--in",
+        msg.to_str().unwrap(),
+        "--out",
+        enc.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     for who in ["alice", "bob"] {
         let out = smimekit(
-            &["open", "--key", &pki(&format!("{who}.p12")), "--in", enc.to_str().unwrap()],
+            &[
+                "open",
+                "--key",
+                &pki(&format!("{who}.p12")),
+                "--in",
+                enc.to_str().unwrap(),
+            ],
             &[("SMIMEKIT_PASSWORD", "test")],
         );
         assert!(out.status.success(), "{who}: {}", text(&out.stderr));
         assert!(text(&out.stdout).contains("for alice and bob"));
     }
     // A file path still works as before.
-    let out = s.run(&["encrypt", "--to", &pki("carol.pem"), "--in", msg.to_str().unwrap()]);
+    let out = s.run(&[
+        "encrypt",
+        "--to",
+        &pki("carol.pem"),
+        "--in",
+        msg.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     // An address nobody published: exit 4 naming it and where we looked.
-    let out = s.run(&["encrypt", "--to", "nobody@example.org", "--in", msg.to_str().unwrap()]);
+    let out = s.run(&[
+        "encrypt",
+        "--to",
+        "nobody@example.org",
+        "--in",
+        msg.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(4));
     let err = text(&out.stderr);
-    assert!(err.contains("nobody@example.org") && err.contains("corp, partners"), "{err}");
+    assert!(
+        err.contains("nobody@example.org") && err.contains("corp, partners"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -283,10 +398,19 @@ fn encrypt_to_an_address_with_only_an_expired_certificate_says_why() {
     let s = Setup::new(&["local"]);
     let old = expired_alice(s.dir.path());
     s.ok_json(&["publish", "alice@example.org", "--cert", &old]);
-    let out = s.run(&["encrypt", "--to", "alice@example.org", "--in", &pki("alice.pem")]);
+    let out = s.run(&[
+        "encrypt",
+        "--to",
+        "alice@example.org",
+        "--in",
+        &pki("alice.pem"),
+    ]);
     assert_eq!(out.status.code(), Some(4));
     let err = text(&out.stderr);
-    assert!(err.contains("alice@example.org") && err.contains("expired"), "{err}");
+    assert!(
+        err.contains("alice@example.org") && err.contains("expired"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -295,26 +419,56 @@ fn unknown_directory_and_bad_config_are_usage_errors() {
     let out = s.run(&["lookup", "alice@example.org", "--directory", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("\"nope\"") && err.contains("corp, partners"), "{err}");
+    assert!(
+        err.contains("\"nope\"") && err.contains("corp, partners"),
+        "{err}"
+    );
 
     let bad = s.path("bad.toml");
-    std::fs::write(&bad, "[directory.local]\nkind = \"local\"\npath = \"x.json\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[directory.local]\nkind = \"local\"\npath = \"x.json\n",
+    )
+    .unwrap();
     // --config before the subcommand, too.
-    let out = smimekit(&["--config", bad.to_str().unwrap(), "lookup", "a@example.org"], &[]);
+    let out = smimekit(
+        &["--config", bad.to_str().unwrap(), "lookup", "a@example.org"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("bad.toml") && err.contains("line 3"), "{err}");
 
     let unknown = s.path("kind.toml");
     std::fs::write(&unknown, "[directory.x]\nkind = \"ldapp\"\n").unwrap();
-    let out = smimekit(&["lookup", "a@example.org", "--config", unknown.to_str().unwrap()], &[]);
+    let out = smimekit(
+        &[
+            "lookup",
+            "a@example.org",
+            "--config",
+            unknown.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("ldapp"), "{}", text(&out.stderr));
 
     let missing = s.path("missing.toml");
-    let out = smimekit(&["lookup", "a@example.org", "--config", missing.to_str().unwrap()], &[]);
+    let out = smimekit(
+        &[
+            "lookup",
+            "a@example.org",
+            "--config",
+            missing.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("missing.toml"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("missing.toml"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -322,7 +476,11 @@ fn without_a_config_the_embedded_default_lives_in_xdg_data_home() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path().to_str().unwrap();
     let data = home.path().join("data");
-    let env = [("HOME", h), ("XDG_CONFIG_HOME", h), ("XDG_DATA_HOME", data.to_str().unwrap())];
+    let env = [
+        ("HOME", h),
+        ("XDG_CONFIG_HOME", h),
+        ("XDG_DATA_HOME", data.to_str().unwrap()),
+    ];
     let mut cmd = Command::new(smimekit_bin());
     cmd.args(["publish", "alice@example.org", "--cert", &pki("alice.pem")])
         .env_remove("SMIMEKIT_CONFIG");
@@ -359,7 +517,11 @@ fn a_corrupt_directory_file_is_malformed_input_naming_it() {
     std::fs::write(s.path("local.json"), "{ not json").unwrap();
     let out = s.run(&["lookup", "alice@example.org"]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out.stderr).contains("local.json"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("local.json"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -381,7 +543,15 @@ fn killing_publishers_mid_write_never_corrupts_the_directory() {
     let certs = [pki("alice.pem")];
     for delay_ms in [0u64, 1, 3, 5, 10, 20, 40, 80] {
         let mut child = Command::new(smimekit_bin())
-            .args(["publish", "alice@example.org", "--cert", &certs[0], "--replace", "--config", &s.config])
+            .args([
+                "publish",
+                "alice@example.org",
+                "--cert",
+                &certs[0],
+                "--replace",
+                "--config",
+                &s.config,
+            ])
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
@@ -392,7 +562,10 @@ fn killing_publishers_mid_write_never_corrupts_the_directory() {
         let v: serde_json::Value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("after a kill at {delay_ms} ms: {e}"));
         let n = v["recipients"].as_array().unwrap().len();
-        assert!(n == 4000 || n == 4001, "{n} recipients after a kill at {delay_ms} ms");
+        assert!(
+            n == 4000 || n == 4001,
+            "{n} recipients after a kill at {delay_ms} ms"
+        );
     }
     let out = s.run(&["publish", "alice@example.org", "--cert", &certs[0]]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -7,6 +7,7 @@
 //! * `cargo xtask bench`: speed and memory figures beside `openssl speed` and `openssl cms`.
 
 mod bench;
+mod bench_pki;
 mod sample;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("sample") => sample::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("bench-pki") => bench_pki::run(&args[1..]),
         _ => {
             eprintln!("usage: cargo xtask <test|sample|bench>");
             bail!("unknown or missing task")

@@ -111,9 +111,8 @@ impl Config {
                 _ => return Ok(Self::embedded_default()),
             },
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            usage(format!("config file {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| usage(format!("config file {}: {e}", path.display())))?;
         Self::from_toml(&text, &path)
     }
 
@@ -248,7 +247,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.directory_names(), ["zeta", "alpha"]);
-        assert!(c.directories[0].settings.contains("/etc/smimekit/z.json"), "{}", c.directories[0].settings);
+        assert!(
+            c.directories[0].settings.contains("/etc/smimekit/z.json"),
+            "{}",
+            c.directories[0].settings
+        );
         assert!(c.directories[1].settings.contains("\"/abs/a.json\""));
     }
 
@@ -260,16 +263,27 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Usage);
-        assert!(e.message.contains("/x/config.toml") && e.message.contains("line 3"), "{}", e.message);
+        assert!(
+            e.message.contains("/x/config.toml") && e.message.contains("line 3"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn unknown_kind_and_keys_are_usage_errors() {
-        let e = Config::from_toml("[directory.x]\nkind = \"ldap9\"\n", Path::new("c.toml")).unwrap_err();
-        assert!(e.message.contains("ldap9") && e.message.contains("local"), "{}", e.message);
-        let e = Config::from_toml("[directry.x]\nkind = \"local\"\n", Path::new("c.toml")).unwrap_err();
+        let e = Config::from_toml("[directory.x]\nkind = \"ldap9\"\n", Path::new("c.toml"))
+            .unwrap_err();
+        assert!(
+            e.message.contains("ldap9") && e.message.contains("local"),
+            "{}",
+            e.message
+        );
+        let e =
+            Config::from_toml("[directry.x]\nkind = \"local\"\n", Path::new("c.toml")).unwrap_err();
         assert!(e.message.contains("directry"), "{}", e.message);
-        let e = Config::from_toml("[directory.x]\npath = \"p\"\n", Path::new("c.toml")).unwrap_err();
+        let e =
+            Config::from_toml("[directory.x]\npath = \"p\"\n", Path::new("c.toml")).unwrap_err();
         assert!(e.message.contains("kind"), "{}", e.message);
     }
 

@@ -125,7 +125,11 @@ fn thumb(c: &CertDer) -> String {
 }
 
 fn list(certs: &[&CertDer]) -> String {
-    certs.iter().map(|c| thumb(c)).collect::<Vec<_>>().join(", ")
+    certs
+        .iter()
+        .map(|c| thumb(c))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Why a certificate cannot receive encrypted mail at `now`, or `Ok`.
@@ -408,8 +412,8 @@ impl Service {
         let certs = self.load_certificates(path)?;
         let mut infos = Vec::new();
         for c in &certs {
-            let info = certinfo::parse(c)
-                .map_err(|e| ServiceError::from(e).context(path.display()))?;
+            let info =
+                certinfo::parse(c).map_err(|e| ServiceError::from(e).context(path.display()))?;
             infos.push((c, info));
         }
         let leaves: Vec<&(&CertDer, CertInfo)> = infos.iter().filter(|(_, i)| !i.is_ca).collect();
@@ -513,8 +517,8 @@ impl Service {
         let mut chain: Vec<CertDer> = Vec::new();
         for f in &req.files {
             for c in self.load_certificates(f)? {
-                let info = certinfo::parse(&c)
-                    .map_err(|e| ServiceError::from(e).context(f.display()))?;
+                let info =
+                    certinfo::parse(&c).map_err(|e| ServiceError::from(e).context(f.display()))?;
                 if !info.is_ca {
                     return Err(ServiceError::new(
                         ErrorKind::Usage,

@@ -37,7 +37,7 @@ pub use keys::{KeyRequest, KeySummary};
 pub use lint::{Finding, LintRequest, LintResult, LintedFileCert, Profile, RULES, Rule, Severity};
 pub use pki_ops::{
     ChainBuildReport, ChainBuildRequest, ExtractedCert, PathCert, PathSummary, ProblemSummary,
-    SstBench, StoreEntry, StoreFormat, StoreListing, StoreProperty, bench_sst,
+    ChainBench, SstBench, StoreEntry, StoreFormat, StoreListing, StoreProperty, bench_sst,
 };
 pub use mail::{DecryptRequest, EncryptRequest, EncryptTo, OpenRequest, OpenResult, SignRequest};
 pub use smimekit_core::{CertDer, ContentCipher, DigestAlg, PrivateKey, Secret};

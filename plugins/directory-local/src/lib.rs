@@ -59,7 +59,10 @@ fn fault_from_env() -> Option<Fault> {
     if !cfg!(debug_assertions) {
         return None;
     }
-    match std::env::var("SMIMEKIT_LOCAL_DIRECTORY_FAULT").ok()?.as_str() {
+    match std::env::var("SMIMEKIT_LOCAL_DIRECTORY_FAULT")
+        .ok()?
+        .as_str()
+    {
         "crash-before-rename" => Some(Fault::CrashBeforeRename),
         "drop-published" => Some(Fault::DropPublished),
         _ => None,
@@ -177,7 +180,8 @@ impl LocalDirectory {
         let mut data = (*self.snapshot()?).clone();
         let value = change(&mut data)?;
         let bytes = store::encode(&self.path, &data)?;
-        let fault = (self.fault == Some(Fault::CrashBeforeRename)).then_some(WriteFault::BeforeRename);
+        let fault =
+            (self.fault == Some(Fault::CrashBeforeRename)).then_some(WriteFault::BeforeRename);
         store::replace(&self.path, &bytes, fault)?;
         // Read back from disk, not from memory: this is what the next reader will see.
         self.remember(None);

@@ -23,7 +23,10 @@ async fn publish_merges_replaces_and_prunes_like_the_memory_directory() {
     let d = LocalDirectory::open("local", &path);
     let a = mbox("Alice@Example.org");
     let same = mbox("alice@example.org");
-    assert!(d.lookup(&a).await.unwrap().is_empty(), "missing file = empty");
+    assert!(
+        d.lookup(&a).await.unwrap().is_empty(),
+        "missing file = empty"
+    );
     d.publish(&a, RecipientKind::Mailbox, &cert(1), PublishMode::Merge)
         .await
         .unwrap();
@@ -31,7 +34,11 @@ async fn publish_merges_replaces_and_prunes_like_the_memory_directory() {
         .publish(&same, RecipientKind::Contact, &cert(2), PublishMode::Merge)
         .await
         .unwrap();
-    assert_eq!(after, vec![cert(1), cert(2)], "merge keeps the old certificate");
+    assert_eq!(
+        after,
+        vec![cert(1), cert(2)],
+        "merge keeps the old certificate"
+    );
     let again = d
         .publish(&a, RecipientKind::Mailbox, &cert(2), PublishMode::Merge)
         .await
@@ -39,7 +46,13 @@ async fn publish_merges_replaces_and_prunes_like_the_memory_directory() {
     assert_eq!(again.len(), 2, "publishing twice does not duplicate");
     // Prune: drop exactly the listed values (cert 1 "expired"), keep the rest, add the new.
     let pruned = d
-        .publish_removing(&a, RecipientKind::Mailbox, &cert(3), PublishMode::Merge, &[cert(1), cert(9)])
+        .publish_removing(
+            &a,
+            RecipientKind::Mailbox,
+            &cert(3),
+            PublishMode::Merge,
+            &[cert(1), cert(9)],
+        )
         .await
         .unwrap();
     assert_eq!(pruned, vec![cert(2), cert(3)]);
@@ -55,7 +68,10 @@ async fn publish_merges_replaces_and_prunes_like_the_memory_directory() {
     assert_eq!(r.kind, RecipientKind::Mailbox);
     assert_eq!(r.address.as_str(), "Alice@Example.org");
     assert_eq!(r.certificates, vec![cert(4)]);
-    assert_eq!(other.unpublish(&a, &cert(4)).await.unwrap(), Vec::<CertDer>::new());
+    assert_eq!(
+        other.unpublish(&a, &cert(4)).await.unwrap(),
+        Vec::<CertDer>::new()
+    );
     // The first handle notices the file was replaced.
     assert!(d.lookup(&a).await.unwrap().is_empty());
     let nobody = mbox("nobody@example.org");
@@ -87,7 +103,10 @@ async fn trust_chain_is_stored_in_order_without_duplicates() {
     assert_eq!(back, vec![cert(1), cert(2)]);
     let other = LocalDirectory::open("local", &path);
     assert_eq!(other.trust_chain().await.unwrap(), vec![cert(1), cert(2)]);
-    assert_eq!(other.set_trust_chain(&[cert(3)]).await.unwrap(), vec![cert(3)]);
+    assert_eq!(
+        other.set_trust_chain(&[cert(3)]).await.unwrap(),
+        vec![cert(3)]
+    );
     assert_eq!(d.trust_chain().await.unwrap(), vec![cert(3)]);
 }
 
@@ -139,7 +158,10 @@ async fn a_dropped_value_shows_in_the_read_back() {
         .publish(&a, RecipientKind::Mailbox, &cert(1), PublishMode::Merge)
         .await
         .unwrap();
-    assert!(back.is_empty(), "the read-back reports what is stored, not what was meant");
+    assert!(
+        back.is_empty(),
+        "the read-back reports what is stored, not what was meant"
+    );
 }
 
 #[test]
@@ -173,7 +195,12 @@ async fn a_writer_waits_for_the_lock_then_gives_up_naming_it() {
     let held = store::lock(&path, Duration::from_secs(1)).unwrap();
     let d = LocalDirectory::open("local", &path).with_lock_timeout(Duration::from_millis(50));
     let err = d
-        .publish(&mbox("a@example.org"), RecipientKind::Mailbox, &cert(1), PublishMode::Merge)
+        .publish(
+            &mbox("a@example.org"),
+            RecipientKind::Mailbox,
+            &cert(1),
+            PublishMode::Merge,
+        )
         .await
         .unwrap_err();
     assert!(
@@ -181,9 +208,14 @@ async fn a_writer_waits_for_the_lock_then_gives_up_naming_it() {
         "{err}"
     );
     drop(held);
-    d.publish(&mbox("a@example.org"), RecipientKind::Mailbox, &cert(1), PublishMode::Merge)
-        .await
-        .unwrap();
+    d.publish(
+        &mbox("a@example.org"),
+        RecipientKind::Mailbox,
+        &cert(1),
+        PublishMode::Merge,
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -193,10 +225,19 @@ async fn a_corrupt_file_is_a_clear_error_naming_it() {
     let a = mbox("a@example.org");
     let cases: &[(&str, &str)] = &[
         ("", "empty file"),
-        ("{\"format\": \"smimekit-local-directory\", \"version\": 1, \"recip", "line 1 column"),
+        (
+            "{\"format\": \"smimekit-local-directory\", \"version\": 1, \"recip",
+            "line 1 column",
+        ),
         ("[1, 2]", "not a smimekit directory file"),
-        ("{\"format\": \"something-else\", \"version\": 1}", "expected \"smimekit-local-directory\""),
-        ("{\"format\": \"smimekit-local-directory\", \"version\": 9}", "version 9"),
+        (
+            "{\"format\": \"something-else\", \"version\": 1}",
+            "expected \"smimekit-local-directory\"",
+        ),
+        (
+            "{\"format\": \"smimekit-local-directory\", \"version\": 9}",
+            "version 9",
+        ),
         (
             "{\"format\": \"smimekit-local-directory\", \"version\": 1, \"recipients\": [{\"address\": \"a@x\", \"kind\": \"mailbox\", \"certificates\": [\"!!\"]}]}",
             "a@x: certificate 1: bad base64",
@@ -212,26 +253,44 @@ async fn a_corrupt_file_is_a_clear_error_naming_it() {
         let err = d.lookup(&a).await.unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, DirectoryError::Corrupt(_)), "{msg}");
-        assert!(msg.contains("directory.json") && msg.contains(needle), "{text:?}: {msg}");
+        assert!(
+            msg.contains("directory.json") && msg.contains(needle),
+            "{text:?}: {msg}"
+        );
         // A write does not paper over corruption either.
         let err = d
             .publish(&a, RecipientKind::Mailbox, &cert(1), PublishMode::Merge)
             .await
             .unwrap_err();
         assert!(matches!(err, DirectoryError::Corrupt(_)), "{err}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), *text, "left as found");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            *text,
+            "left as found"
+        );
     }
 }
 
 #[test]
 fn config_needs_a_path_and_rejects_unknown_keys() {
-    let d = LocalDirectory::from_config("local", "kind = \"local\"\npath = \"/tmp/x.json\"\nlock_timeout_secs = 5\n").unwrap();
+    let d = LocalDirectory::from_config(
+        "local",
+        "kind = \"local\"\npath = \"/tmp/x.json\"\nlock_timeout_secs = 5\n",
+    )
+    .unwrap();
     assert_eq!(d.path(), Path::new("/tmp/x.json"));
     assert_eq!(d.lock_timeout, Duration::from_secs(5));
     let err = LocalDirectory::from_config("corp", "kind = \"local\"\n").unwrap_err();
-    assert!(matches!(&err, DirectoryError::Config(m) if m.contains("corp") && m.contains("path")), "{err}");
-    let err = LocalDirectory::from_config("corp", "kind = \"local\"\npath = \"x\"\npaht = \"y\"\n").unwrap_err();
-    assert!(matches!(&err, DirectoryError::Config(m) if m.contains("paht")), "{err}");
+    assert!(
+        matches!(&err, DirectoryError::Config(m) if m.contains("corp") && m.contains("path")),
+        "{err}"
+    );
+    let err = LocalDirectory::from_config("corp", "kind = \"local\"\npath = \"x\"\npaht = \"y\"\n")
+        .unwrap_err();
+    assert!(
+        matches!(&err, DirectoryError::Config(m) if m.contains("paht")),
+        "{err}"
+    );
 }
 
 #[test]

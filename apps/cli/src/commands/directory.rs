@@ -12,7 +12,11 @@ use crate::cli::{LookupArgs, PublishArgs, TrustCommand, UnpublishArgs};
 fn cert_line(mark: &str, c: &DirectoryCert) {
     println!(
         "  {mark} {}  {}  [{}, {} .. {}]",
-        c.cert.sha1_thumbprint, c.cert.subject, c.cert.validity, c.cert.not_before, c.cert.not_after
+        c.cert.sha1_thumbprint,
+        c.cert.subject,
+        c.cert.validity,
+        c.cert.not_before,
+        c.cert.not_after
     );
 }
 
@@ -162,7 +166,9 @@ pub async fn trust(service: &Service, c: TrustCommand, json: bool) -> Result<u8>
                 true,
             )
         }
-        TrustCommand::Show { directory } => (service.trust_show(directory.as_deref()).await?, false),
+        TrustCommand::Show { directory } => {
+            (service.trust_show(directory.as_deref()).await?, false)
+        }
     };
     if json {
         print_json(&r)?;
