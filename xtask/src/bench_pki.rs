@@ -44,13 +44,40 @@ fn issue(dir: &Path, name: &str, issuer: Option<&str>, ext: &str) -> Result<()> 
         format!("{name}.ext"),
     );
     std::fs::write(dir.join(&extfile), format!("[x]\n{ext}\n"))?;
-    openssl(dir, &[
-        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", &key, "-out", &csr, "-subj", &format!("/O=smimekit bench/CN={name}"),
-    ])?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/O=smimekit bench/CN={name}"),
+        ],
+    )?;
     let mut args = vec![
-        "x509", "-req", "-in", &csr, "-out", &pem, "-days", "3650", "-sha256", "-extfile",
-        &extfile, "-extensions", "x", "-set_serial", "0x7F00000000000001",
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-out",
+        &pem,
+        "-days",
+        "3650",
+        "-sha256",
+        "-extfile",
+        &extfile,
+        "-extensions",
+        "x",
+        "-set_serial",
+        "0x7F00000000000001",
     ];
     match issuer {
         Some(i) => {
@@ -76,13 +103,30 @@ pub fn pki_figures(n: usize) -> Result<Value> {
     let dir = tmp.path();
     let ca = "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash";
     issue(dir, "root", None, ca)?;
-    issue(dir, "int1", Some("root"), &format!("{ca}\nauthorityKeyIdentifier=keyid"))?;
-    issue(dir, "int2", Some("int1"), &format!("{ca}\nauthorityKeyIdentifier=keyid"))?;
-    issue(dir, "leaf", Some("int2"), "basicConstraints=critical,CA:FALSE\n\
+    issue(
+        dir,
+        "int1",
+        Some("root"),
+        &format!("{ca}\nauthorityKeyIdentifier=keyid"),
+    )?;
+    issue(
+        dir,
+        "int2",
+        Some("int1"),
+        &format!("{ca}\nauthorityKeyIdentifier=keyid"),
+    )?;
+    issue(
+        dir,
+        "leaf",
+        Some("int2"),
+        "basicConstraints=critical,CA:FALSE\n\
         keyUsage=critical,digitalSignature,keyAgreement\nextendedKeyUsage=emailProtection\n\
-        subjectAltName=email:leaf@bench.example\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid")?;
+        subjectAltName=email:leaf@bench.example\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid",
+    )?;
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let service = Service::builder().build()?;
     let (root, int1, int2, template) = (
         load(&service, dir, "root")?,
@@ -107,7 +151,10 @@ pub fn pki_figures(n: usize) -> Result<Value> {
     let now = service.now();
     let chain = service.bench_chain(&leaves, &[int2, int1], &[root], now)?;
     if chain.valid != n {
-        bail!("chain bench: only {} of {n} leaves had a valid path", chain.valid);
+        bail!(
+            "chain bench: only {} of {n} leaves had a valid path",
+            chain.valid
+        );
     }
     let verdict = |ms: f64, target: f64| if ms <= target { "PASS" } else { "MISS" };
     Ok(json!({

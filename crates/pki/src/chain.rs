@@ -175,7 +175,9 @@ fn signature_scheme(alg: &Tlv<'_>, oid: &str) -> Result<SignatureScheme, String>
         "1.2.840.10040.4.3" => Dsa(Sha1),
         "2.16.840.1.101.3.4.3.1" => Dsa(Sha224),
         "2.16.840.1.101.3.4.3.2" => Dsa(Sha256),
-        "1.2.840.113549.1.1.10" => RsaPss(pss_hash(alg).ok_or("unsupported RSASSA-PSS parameters")?),
+        "1.2.840.113549.1.1.10" => {
+            RsaPss(pss_hash(alg).ok_or("unsupported RSASSA-PSS parameters")?)
+        }
         other => return Err(format!("signature algorithm {other} is not supported")),
     })
 }
@@ -226,7 +228,11 @@ pub enum PathProblem {
     /// `cert` issued another certificate but is not a CA (basicConstraints cA false/absent).
     NotACa { cert: usize },
     /// More intermediate CAs below `cert` than its pathLenConstraint allows.
-    PathLenExceeded { cert: usize, path_len: u64, below: u64 },
+    PathLenExceeded {
+        cert: usize,
+        path_len: u64,
+        below: u64,
+    },
     /// `cert` issued another certificate but its keyUsage lacks keyCertSign.
     MissingKeyCertSign { cert: usize },
     /// `cert`'s issuer is already on the path.
@@ -291,10 +297,17 @@ impl PathProblem {
                 s(*cert)
             ),
             PathProblem::UncheckedSignature { cert, reason } => {
-                format!("the signature on {:?} could not be checked: {reason}", s(*cert))
+                format!(
+                    "the signature on {:?} could not be checked: {reason}",
+                    s(*cert)
+                )
             }
             PathProblem::Expired { cert, not_after } => {
-                format!("{:?} expired at {}", s(*cert), crate::lint::rfc3339(*not_after))
+                format!(
+                    "{:?} expired at {}",
+                    s(*cert),
+                    crate::lint::rfc3339(*not_after)
+                )
             }
             PathProblem::NotYetValid { cert, not_before } => format!(
                 "{:?} is not valid before {}",
@@ -321,7 +334,10 @@ impl PathProblem {
                 format!("the issuer of {:?} is already on the path (loop)", s(*cert))
             }
             PathProblem::UntrustedRoot { cert } => {
-                format!("the path ends at {:?}, a root that is not trusted", s(*cert))
+                format!(
+                    "the path ends at {:?}, a root that is not trusted",
+                    s(*cert)
+                )
             }
             PathProblem::TooLong { cert } => format!(
                 "the path is longer than {MAX_DEPTH} certificates at {:?}",
@@ -481,16 +497,19 @@ impl<'e> ChainBuilder<'e> {
             let handles: Vec<_> = leaves
                 .chunks(chunk)
                 .map(|part| {
-                    scope.spawn(move || {
-                        part.iter().map(|l| self.build(l, at)).collect::<Vec<_>>()
-                    })
+                    scope.spawn(move || part.iter().map(|l| self.build(l, at)).collect::<Vec<_>>())
                 })
                 .collect();
             handles
                 .into_iter()
                 .flat_map(|h| {
                     h.join().unwrap_or_else(|_| {
-                        vec![Err(PkiError::Certificate("path building thread panicked".into())); chunk]
+                        vec![
+                            Err(PkiError::Certificate(
+                                "path building thread panicked".into()
+                            ));
+                            chunk
+                        ]
                     })
                 })
                 .take(leaves.len())
@@ -533,7 +552,14 @@ impl<'e> ChainBuilder<'e> {
             .into_iter()
             .map(|(idx, end)| self.check_path(leaf_node, &idx, end, at))
             .collect();
-        paths.sort_by_key(|p| (!p.is_valid(), !p.anchored, p.problems.len(), p.certificates.len()));
+        paths.sort_by_key(|p| {
+            (
+                !p.is_valid(),
+                !p.anchored,
+                p.problems.len(),
+                p.certificates.len(),
+            )
+        });
         Ok(ChainReport { paths })
     }
 
@@ -606,19 +632,27 @@ impl<'e> ChainBuilder<'e> {
         cands
     }
 
-    fn verify_link(&self, child: Node, child_cert: &ChainCert, issuer: usize) -> Result<bool, String> {
-        if let Node::Pool(ci) = child {
-            if let Ok(cache) = self.sig_cache.lock() {
-                if let Some(r) = cache.get(&(ci, issuer)) {
-                    return r.clone();
-                }
-            }
+    fn verify_link(
+        &self,
+        child: Node,
+        child_cert: &ChainCert,
+        issuer: usize,
+    ) -> Result<bool, String> {
+        let Node::Pool(ci) = child else {
+            return self.verify_raw(child_cert, &self.certs[issuer]);
+        };
+        // A poisoned lock only loses the cache, never the answer.
+        let cached = self
+            .sig_cache
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&(ci, issuer)).cloned());
+        if let Some(r) = cached {
+            return r;
         }
         let r = self.verify_raw(child_cert, &self.certs[issuer]);
-        if let Node::Pool(ci) = child {
-            if let Ok(mut cache) = self.sig_cache.lock() {
-                cache.insert((ci, issuer), r.clone());
-            }
+        if let Ok(mut cache) = self.sig_cache.lock() {
+            cache.insert((ci, issuer), r.clone());
         }
         r
     }
@@ -662,20 +696,23 @@ impl<'e> ChainBuilder<'e> {
                 if !cert.info.is_ca && !lenient {
                     problems.push(PathProblem::NotACa { cert: pos });
                 }
-                if let Some(ku) = cert.info.key_usage {
-                    if !ku.contains(crate::KeyUsageBits::KEY_CERT_SIGN) {
-                        problems.push(PathProblem::MissingKeyCertSign { cert: pos });
-                    }
+                if cert
+                    .info
+                    .key_usage
+                    .is_some_and(|ku| !ku.contains(crate::KeyUsageBits::KEY_CERT_SIGN))
+                {
+                    problems.push(PathProblem::MissingKeyCertSign { cert: pos });
                 }
                 // Intermediates strictly between this issuer and the leaf.
-                if let Some(pl) = cert.path_len {
-                    if cert.info.is_ca && non_self_issued_below > pl {
+                match cert.path_len {
+                    Some(pl) if cert.info.is_ca && non_self_issued_below > pl => {
                         problems.push(PathProblem::PathLenExceeded {
                             cert: pos,
                             path_len: pl,
                             below: non_self_issued_below,
                         });
                     }
+                    _ => {}
                 }
                 if !cert.is_self_issued() {
                     non_self_issued_below += 1;
@@ -743,7 +780,7 @@ pub fn build_chain(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::cloned_ref_to_slice_refs)]
 pub(crate) mod tests {
     //! Synthetic certificates signed by a fake verifier: signature = SHA-256(issuer SPKI ||
     //! TBS), so a wrong issuer or a tampered TBS fails exactly like a real signature.
@@ -859,7 +896,10 @@ pub(crate) mod tests {
     }
 
     fn name(cn: &str) -> Vec<u8> {
-        let atv = seq(&[&encode(0x06, &[0x55, 0x04, 0x03]), &encode(0x0C, cn.as_bytes())]);
+        let atv = seq(&[
+            &encode(0x06, &[0x55, 0x04, 0x03]),
+            &encode(0x0C, cn.as_bytes()),
+        ]);
         seq(&[&encode(0x31, &atv)])
     }
 
@@ -871,11 +911,18 @@ pub(crate) mod tests {
         };
         let mut bits = vec![0u8];
         bits.extend_from_slice(label.as_bytes());
-        seq(&[&seq(&[&encode(0x06, rsa), &[0x05, 0x00]]), &encode(0x03, &bits)])
+        seq(&[
+            &seq(&[&encode(0x06, rsa), &[0x05, 0x00]]),
+            &encode(0x03, &bits),
+        ])
     }
 
     fn ext(oid: &[u8], critical: bool, value: &[u8]) -> Vec<u8> {
-        let crit = if critical { encode(0x01, &[0xFF]) } else { Vec::new() };
+        let crit = if critical {
+            encode(0x01, &[0xFF])
+        } else {
+            Vec::new()
+        };
         seq(&[&encode(0x06, oid), &crit, &encode(0x04, value)])
     }
 
@@ -904,7 +951,11 @@ pub(crate) mod tests {
                     b[i / 8] |= 0x80 >> (i % 8);
                 }
             }
-            let v = if b[1] == 0 { encode(0x03, &[0, b[0]]) } else { encode(0x03, &[7, b[0], b[1]]) };
+            let v = if b[1] == 0 {
+                encode(0x03, &[0, b[0]])
+            } else {
+                encode(0x03, &[7, b[0], b[1]])
+            };
             exts.push(ext(&[0x55, 0x1D, 0x0F], crit, &v));
         }
         if let Some(ekus) = &s.eku {
@@ -960,7 +1011,14 @@ pub(crate) mod tests {
     #[test]
     fn valid_path_leaf_to_root() {
         let (root, int, leaf) = pki();
-        let r = build_chain(&FakeVerifier, &leaf, &[int.clone(), root.clone()], &[root.clone()], AT).unwrap();
+        let r = build_chain(
+            &FakeVerifier,
+            &leaf,
+            &[int.clone(), root.clone()],
+            &[root.clone()],
+            AT,
+        )
+        .unwrap();
         assert!(r.is_valid(), "{r:?}");
         let p = r.valid_path().unwrap();
         assert_eq!(p.certificates, vec![leaf, int, root]);
@@ -1007,7 +1065,14 @@ pub(crate) mod tests {
         // pathLen 0 on the intermediate with another intermediate below it.
         let int2 = make(&Spec::ca("Int2", "Int", None));
         let leaf2 = make(&Spec::leaf("Bob", "Int2"));
-        let r = build_chain(&FakeVerifier, &leaf2, &[int2, int.clone()], &[root.clone()], AT).unwrap();
+        let r = build_chain(
+            &FakeVerifier,
+            &leaf2,
+            &[int2, int.clone()],
+            &[root.clone()],
+            AT,
+        )
+        .unwrap();
         assert_eq!(kinds(&r), vec!["path-len-exceeded"]);
         assert_eq!(r.paths[0].problems[0].cert(), 2);
         // A loop: two CAs that certify each other, no anchor reachable.
@@ -1015,7 +1080,12 @@ pub(crate) mod tests {
         let b = make(&Spec::ca("B", "A", None));
         let leaf3 = make(&Spec::leaf("Carol", "A"));
         let r = build_chain(&FakeVerifier, &leaf3, &[a, b], &[root.clone()], AT).unwrap();
-        assert!(r.paths.iter().any(|p| p.problems.iter().any(|x| x.kind() == "loop")), "{r:?}");
+        assert!(
+            r.paths
+                .iter()
+                .any(|p| p.problems.iter().any(|x| x.kind() == "loop")),
+            "{r:?}"
+        );
         assert!(!r.is_valid());
     }
 
@@ -1031,10 +1101,22 @@ pub(crate) mod tests {
             aki: Some(b"Old".to_vec()),
             ..Spec::ca("Int", "Root", Some(0))
         });
-        let r = build_chain(&FakeVerifier, &leaf, &[cross, old_root, int, root.clone()], &[root], AT).unwrap();
+        let r = build_chain(
+            &FakeVerifier,
+            &leaf,
+            &[cross, old_root, int, root.clone()],
+            &[root],
+            AT,
+        )
+        .unwrap();
         assert_eq!(r.paths.len(), 2);
         assert!(r.paths[0].is_valid());
-        assert_eq!(kinds(&ChainReport { paths: r.paths[1..].to_vec() }), vec!["untrusted-root"]);
+        assert_eq!(
+            kinds(&ChainReport {
+                paths: r.paths[1..].to_vec()
+            }),
+            vec!["untrusted-root"]
+        );
     }
 
     #[test]

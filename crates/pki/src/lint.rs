@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 use smimekit_core::{CertDer, SignatureVerifier};
 
+use crate::KeyUsageBits;
 use crate::certinfo::{self, CertInfo};
 use crate::chain::{ChainBuilder, ChainCert};
-use crate::KeyUsageBits;
 
 /// How bad a finding is. Any `Error` makes `smimekit lint` exit 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -263,7 +263,12 @@ pub const RULES: &[Rule] = &[
     Rule {
         id: "key-ec-owa",
         severity: I,
-        profiles: &[(Owa, Some(W)), (Generic, None), (Thunderbird, None), (Apple, None)],
+        profiles: &[
+            (Owa, Some(W)),
+            (Generic, None),
+            (Thunderbird, None),
+            (Apple, None),
+        ],
         title: "EC key for Outlook on the web",
         explanation: "Outlook for Windows handles EC (ECDSA/ECDH) S/MIME certificates, but support in OWA and the new \
             Outlook is unverified: users of those may be unable to encrypt to this certificate.",
@@ -499,7 +504,11 @@ pub fn lint(verifier: &dyn SignatureVerifier, certs: &[CertDer], opts: &LintOpti
             .filter(|c| certinfo::parse(c).is_ok_and(|i| i.self_signed))
             .cloned()
             .collect();
-        let anchors = if roots.is_empty() { store.clone() } else { roots };
+        let anchors = if roots.is_empty() {
+            store.clone()
+        } else {
+            roots
+        };
         let mut pool = store.clone();
         pool.extend(certs.iter().cloned());
         (ChainBuilder::new(verifier, &pool, &anchors), store)
@@ -625,34 +634,50 @@ fn lint_one(
                 );
             }
             let have = ku.names().join(", ");
-            if !ku.contains(KeyUsageBits::DIGITAL_SIGNATURE)
-                && !(opts.profile == Profile::Owa && ku.contains(KeyUsageBits::NON_REPUDIATION))
-            {
+            // OWA accepts nonRepudiation in place of digitalSignature for signatures.
+            let owa_nr = opts.profile == Profile::Owa && ku.contains(KeyUsageBits::NON_REPUDIATION);
+            if !ku.contains(KeyUsageBits::DIGITAL_SIGNATURE) && !owa_nr {
                 ctx.hit("ku-no-digital-signature", format!("keyUsage is {have}"));
             }
             if is_rsa && !ku.contains(KeyUsageBits::KEY_ENCIPHERMENT) {
-                ctx.hit("ku-rsa-no-key-encipherment", format!("RSA key, keyUsage is {have}"));
+                ctx.hit(
+                    "ku-rsa-no-key-encipherment",
+                    format!("RSA key, keyUsage is {have}"),
+                );
             }
             if is_ec && !ku.contains(KeyUsageBits::KEY_AGREEMENT) {
-                ctx.hit("ku-ec-no-key-agreement", format!("EC key, keyUsage is {have}"));
+                ctx.hit(
+                    "ku-ec-no-key-agreement",
+                    format!("EC key, keyUsage is {have}"),
+                );
             }
             if is_ec && ku.contains(KeyUsageBits::KEY_ENCIPHERMENT) {
-                ctx.hit("ku-ec-key-encipherment", format!("EC key, keyUsage is {have}"));
+                ctx.hit(
+                    "ku-ec-key-encipherment",
+                    format!("EC key, keyUsage is {have}"),
+                );
             }
         }
     }
 
     // Addresses.
     if info.emails.is_empty() {
-        ctx.hit("san-email-missing", "neither subjectAltName rfc822Name nor subject emailAddress");
+        ctx.hit(
+            "san-email-missing",
+            "neither subjectAltName rfc822Name nor subject emailAddress",
+        );
     } else if san_rfc822_names(cert).is_empty() {
         ctx.hit(
             "san-email-subject-only",
             format!("address {} only in the subject", info.emails.join(", ")),
         );
     }
-    if let Some(want) = &opts.address {
-        if !info.emails.iter().any(|e| addresses_equal(e, want)) {
+    let wanted = opts
+        .address
+        .as_ref()
+        .filter(|want| !info.emails.iter().any(|e| addresses_equal(e, want)));
+    if let Some(want) = wanted {
+        {
             ctx.hit(
                 "san-address-mismatch",
                 format!(
@@ -667,10 +692,11 @@ fn lint_one(
         }
     }
     for e in &info.emails {
-        if let Some((_, domain)) = e.rsplit_once('@') {
-            if domain.chars().any(|c| c.is_uppercase()) {
-                ctx.hit("san-domain-not-lowercase", format!("address {e}"));
-            }
+        let upper = e
+            .rsplit_once('@')
+            .is_some_and(|(_, domain)| domain.chars().any(char::is_uppercase));
+        if upper {
+            ctx.hit("san-domain-not-lowercase", format!("address {e}"));
         }
     }
 
@@ -796,7 +822,10 @@ fn check_chain(
     let builder = match builder {
         Ok(b) => b,
         Err(e) => {
-            ctx.hit("chain-incomplete", format!("the trust store is unusable: {e}"));
+            ctx.hit(
+                "chain-incomplete",
+                format!("the trust store is unusable: {e}"),
+            );
             return;
         }
     };
@@ -879,12 +908,22 @@ fn check_chain(
     }
 }
 
-fn duplicates(ctx: &mut Ctx<'_>, index: usize, certs: &[CertDer], infos: &[Result<CertInfo, String>]) {
-    let Some(Ok(me)) = infos.get(index) else { return };
+fn duplicates(
+    ctx: &mut Ctx<'_>,
+    index: usize,
+    certs: &[CertDer],
+    infos: &[Result<CertInfo, String>],
+) {
+    let Some(Ok(me)) = infos.get(index) else {
+        return;
+    };
     if certs[..index].contains(&certs[index]) {
         ctx.hit(
             "cert-duplicate",
-            format!("same certificate as an earlier one ({})", me.sha1_thumbprint),
+            format!(
+                "same certificate as an earlier one ({})",
+                me.sha1_thumbprint
+            ),
         );
         return;
     }
@@ -905,7 +944,9 @@ fn duplicates(ctx: &mut Ctx<'_>, index: usize, certs: &[CertDer], infos: &[Resul
         }
         for e in &o.emails {
             if let Some(m) = mine.iter().find(|m| **m == e.to_lowercase()) {
-                newer.entry(m.as_str()).or_insert((o.sha1_thumbprint.as_str(), o.not_after));
+                newer
+                    .entry(m.as_str())
+                    .or_insert((o.sha1_thumbprint.as_str(), o.not_after));
             }
         }
     }
@@ -959,7 +1000,11 @@ pub fn rules_markdown() -> String {
             "| `{}` | {} | {} | {} |\n",
             r.id,
             r.severity.name(),
-            if prof.is_empty() { "—".to_string() } else { prof.join(", ") },
+            if prof.is_empty() {
+                "—".to_string()
+            } else {
+                prof.join(", ")
+            },
             r.title
         ));
     }
@@ -980,10 +1025,10 @@ fn squash(s: &str) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::cloned_ref_to_slice_refs)]
 mod tests {
     use super::*;
-    use crate::chain::tests::{make, FakeVerifier, Spec, AT, EKU_SERVER, SHA1_RSA};
+    use crate::chain::tests::{AT, EKU_SERVER, FakeVerifier, SHA1_RSA, Spec, make};
 
     fn opts() -> LintOptions {
         LintOptions {
@@ -1013,7 +1058,10 @@ mod tests {
 
     #[test]
     fn good_certificate_has_only_the_chain_note() {
-        assert_eq!(ids(&[make(&good())], &opts()), vec![vec!["chain-not-checked"]]);
+        assert_eq!(
+            ids(&[make(&good())], &opts()),
+            vec![vec!["chain-not-checked"]]
+        );
     }
 
     #[test]
@@ -1024,37 +1072,141 @@ mod tests {
             ..good()
         };
         let cases: Vec<(Spec, Vec<&str>)> = vec![
-            (Spec { not_after: "260301000000Z", not_before: "250101000000Z", ..good() }, vec!["validity-expired"]),
-            (Spec { not_before: "270101000000Z", not_after: "280101000000Z", ..good() }, vec!["validity-not-yet-valid"]),
-            (Spec { not_after: "260615000000Z", ..good() }, vec!["validity-expiring-soon"]),
-            (Spec { not_before: "250101000000Z", not_after: "300101000000Z", ..good() }, vec!["validity-too-long"]),
-            (Spec { sig_oid: SHA1_RSA, ..good() }, vec!["sig-sha1"]),
-            (Spec { eku: None, ..good() }, vec!["eku-missing"]),
-            (Spec { eku: Some(vec![EKU_SERVER]), ..good() }, vec!["eku-no-email-protection"]),
+            (
+                Spec {
+                    not_after: "260301000000Z",
+                    not_before: "250101000000Z",
+                    ..good()
+                },
+                vec!["validity-expired"],
+            ),
+            (
+                Spec {
+                    not_before: "270101000000Z",
+                    not_after: "280101000000Z",
+                    ..good()
+                },
+                vec!["validity-not-yet-valid"],
+            ),
+            (
+                Spec {
+                    not_after: "260615000000Z",
+                    ..good()
+                },
+                vec!["validity-expiring-soon"],
+            ),
+            (
+                Spec {
+                    not_before: "250101000000Z",
+                    not_after: "300101000000Z",
+                    ..good()
+                },
+                vec!["validity-too-long"],
+            ),
+            (
+                Spec {
+                    sig_oid: SHA1_RSA,
+                    ..good()
+                },
+                vec!["sig-sha1"],
+            ),
+            (
+                Spec {
+                    eku: None,
+                    ..good()
+                },
+                vec!["eku-missing"],
+            ),
+            (
+                Spec {
+                    eku: Some(vec![EKU_SERVER]),
+                    ..good()
+                },
+                vec!["eku-no-email-protection"],
+            ),
             (Spec { ku: None, ..good() }, vec!["ku-missing"]),
-            (Spec { ku: Some((0b101, false)), ..good() }, vec!["ku-not-critical"]),
-            (Spec { ku: Some((0b1, true)), ..good() }, vec!["ku-rsa-no-key-encipherment"]),
-            (Spec { ku: Some((0b100, true)), ..good() }, vec!["ku-no-digital-signature"]),
-            (ec(0b101), vec!["ku-ec-no-key-agreement", "ku-ec-key-encipherment"]),
+            (
+                Spec {
+                    ku: Some((0b101, false)),
+                    ..good()
+                },
+                vec!["ku-not-critical"],
+            ),
+            (
+                Spec {
+                    ku: Some((0b1, true)),
+                    ..good()
+                },
+                vec!["ku-rsa-no-key-encipherment"],
+            ),
+            (
+                Spec {
+                    ku: Some((0b100, true)),
+                    ..good()
+                },
+                vec!["ku-no-digital-signature"],
+            ),
+            (
+                ec(0b101),
+                vec!["ku-ec-no-key-agreement", "ku-ec-key-encipherment"],
+            ),
             (ec(0b10001), vec![]),
-            (Spec { key: "rsa-1024".into(), ..good() }, vec!["key-rsa-too-small"]),
-            (Spec { san: vec![], ..good() }, vec!["san-email-missing"]),
-            (Spec { san: vec!["alice@Example.ORG".into()], ..good() }, vec!["san-domain-not-lowercase"]),
-            (Spec { bc: Some((true, None)), ..good() }, vec!["bc-leaf-is-ca"]),
+            (
+                Spec {
+                    key: "rsa-1024".into(),
+                    ..good()
+                },
+                vec!["key-rsa-too-small"],
+            ),
+            (
+                Spec {
+                    san: vec![],
+                    ..good()
+                },
+                vec!["san-email-missing"],
+            ),
+            (
+                Spec {
+                    san: vec!["alice@Example.ORG".into()],
+                    ..good()
+                },
+                vec!["san-domain-not-lowercase"],
+            ),
+            (
+                Spec {
+                    bc: Some((true, None)),
+                    ..good()
+                },
+                vec!["bc-leaf-is-ca"],
+            ),
         ];
         for (spec, want) in cases {
             let got = &ids(&[make(&spec)], &opts())[0];
-            let got: Vec<&str> = got.iter().copied().filter(|r| *r != "chain-not-checked").collect();
+            let got: Vec<&str> = got
+                .iter()
+                .copied()
+                .filter(|r| *r != "chain-not-checked")
+                .collect();
             assert_eq!(got, want, "{spec:?}");
         }
     }
 
     #[test]
     fn profiles_adjust_severity() {
-        let sha1 = make(&Spec { sig_oid: SHA1_RSA, ..good() });
+        let sha1 = make(&Spec {
+            sig_oid: SHA1_RSA,
+            ..good()
+        });
         let sev = |p| {
-            lint(&FakeVerifier, &[sha1.clone()], &LintOptions { profile: p, ..opts() })
-                .certificates[0]
+            lint(
+                &FakeVerifier,
+                &[sha1.clone()],
+                &LintOptions {
+                    profile: p,
+                    ..opts()
+                },
+            )
+            .certificates[0]
                 .findings
                 .iter()
                 .find(|f| f.rule == "sig-sha1")
@@ -1063,18 +1215,46 @@ mod tests {
         };
         assert_eq!(sev(Profile::Generic), Severity::Warning);
         assert_eq!(sev(Profile::Thunderbird), Severity::Error);
-        let ec = make(&Spec { key: "ec-P-256".into(), ku: Some((0b10001, true)), ..good() });
-        let r = lint(&FakeVerifier, &[ec.clone()], &LintOptions { profile: Profile::Owa, ..opts() });
-        let rules: Vec<_> = r.certificates[0].findings.iter().map(|f| (f.rule, f.severity)).collect();
-        assert_eq!(rules, vec![("key-ec-owa", Severity::Warning), ("chain-not-checked", Severity::Warning)]);
+        let ec = make(&Spec {
+            key: "ec-P-256".into(),
+            ku: Some((0b10001, true)),
+            ..good()
+        });
+        let r = lint(
+            &FakeVerifier,
+            &[ec.clone()],
+            &LintOptions {
+                profile: Profile::Owa,
+                ..opts()
+            },
+        );
+        let rules: Vec<_> = r.certificates[0]
+            .findings
+            .iter()
+            .map(|f| (f.rule, f.severity))
+            .collect();
+        assert_eq!(
+            rules,
+            vec![
+                ("key-ec-owa", Severity::Warning),
+                ("chain-not-checked", Severity::Warning)
+            ]
+        );
         assert!(!r.has_errors());
     }
 
     #[test]
     fn address_duplicates_and_chain() {
         let a = make(&good());
-        let newer = make(&Spec { serial: 2, not_after: "280101000000Z", ..good() });
-        let o = LintOptions { address: Some("bob@example.org".into()), ..opts() };
+        let newer = make(&Spec {
+            serial: 2,
+            not_after: "280101000000Z",
+            ..good()
+        });
+        let o = LintOptions {
+            address: Some("bob@example.org".into()),
+            ..opts()
+        };
         let got = ids(&[a.clone(), newer.clone(), a.clone()], &o);
         assert!(got[0].contains(&"san-address-mismatch"));
         assert!(got[0].contains(&"cert-superseded"), "{got:?}");
@@ -1084,13 +1264,20 @@ mod tests {
         let root = make(&Spec::ca("Root", "Root", None));
         let int = make(&Spec::ca("Int", "Root", Some(0)));
         let with = |store: Vec<CertDer>| {
-            let o = LintOptions { trust_store: Some(store), ..opts() };
+            let o = LintOptions {
+                trust_store: Some(store),
+                ..opts()
+            };
             ids(&[a.clone()], &o).remove(0)
         };
         assert!(with(vec![root.clone(), int.clone()]).is_empty());
         assert_eq!(with(vec![root.clone()]), vec!["chain-incomplete"]);
         assert_eq!(with(vec![int.clone()]), vec!["chain-incomplete"]);
-        let old_int = make(&Spec { not_after: "260101000000Z", not_before: "200101000000Z", ..Spec::ca("Int", "Root", Some(0)) });
+        let old_int = make(&Spec {
+            not_after: "260101000000Z",
+            not_before: "200101000000Z",
+            ..Spec::ca("Int", "Root", Some(0))
+        });
         assert_eq!(with(vec![root, old_int]), vec!["chain-invalid"]);
     }
 
@@ -1112,11 +1299,16 @@ mod tests {
     fn docs_lint_md_matches_the_rule_table() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/lint.md");
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        let (begin, end) = ("<!-- rules:begin (generated from crates/pki/src/lint.rs; SMIMEKIT_BLESS=1 cargo test -p smimekit-pki lint) -->\n", "<!-- rules:end -->");
+        let (begin, end) = (
+            "<!-- rules:begin (generated from crates/pki/src/lint.rs; SMIMEKIT_BLESS=1 cargo test -p smimekit-pki lint) -->\n",
+            "<!-- rules:end -->",
+        );
         let generated = rules_markdown();
-        let current = text
-            .find(begin)
-            .and_then(|b| text[b + begin.len()..].find(end).map(|e| &text[b + begin.len()..b + begin.len() + e]));
+        let current = text.find(begin).and_then(|b| {
+            text[b + begin.len()..]
+                .find(end)
+                .map(|e| &text[b + begin.len()..b + begin.len() + e])
+        });
         if current != Some(generated.as_str()) {
             if std::env::var_os("SMIMEKIT_BLESS").is_some() {
                 let new = match (text.find(begin), text.find(end)) {
@@ -1125,11 +1317,17 @@ mod tests {
                 };
                 std::fs::write(path, new).unwrap();
             } else {
-                panic!("docs/lint.md is out of date with RULES: run SMIMEKIT_BLESS=1 cargo test -p smimekit-pki lint");
+                panic!(
+                    "docs/lint.md is out of date with RULES: run SMIMEKIT_BLESS=1 cargo test -p smimekit-pki lint"
+                );
             }
         }
         for r in RULES {
-            assert!(text.contains(r.id) || std::env::var_os("SMIMEKIT_BLESS").is_some(), "{}", r.id);
+            assert!(
+                text.contains(r.id) || std::env::var_os("SMIMEKIT_BLESS").is_some(),
+                "{}",
+                r.id
+            );
         }
     }
 }

@@ -158,10 +158,13 @@ fn property_name(id: u32) -> String {
     }
 }
 
+/// SST properties of one certificate: `(id, raw value)`.
+type Properties = Vec<(u32, Vec<u8>)>;
+
 /// A store file's certificates with their SST properties (empty for other formats).
 struct LoadedStore {
     format: &'static str,
-    entries: Vec<(CertDer, Vec<(u32, Vec<u8>)>)>,
+    entries: Vec<(CertDer, Properties)>,
 }
 
 fn malformed(msg: String) -> ServiceError {
@@ -372,7 +375,11 @@ impl Service {
     }
 
     /// Writes each certificate of a store to `dir` as `<SHA-1 thumbprint>.cer` (DER).
-    pub fn extract_store(&self, path: &Path, dir: &Path) -> Result<Vec<ExtractedCert>, ServiceError> {
+    pub fn extract_store(
+        &self,
+        path: &Path,
+        dir: &Path,
+    ) -> Result<Vec<ExtractedCert>, ServiceError> {
         let store = load_store(path)?;
         std::fs::create_dir_all(dir).map_err(|e| ServiceError::io(dir, e))?;
         let mut out = Vec::with_capacity(store.entries.len());
@@ -414,7 +421,10 @@ pub struct SstBench {
 /// into an `.sst` and decodes it again, timing each step.
 pub fn bench_sst(certs: &[CertDer], n: usize) -> Result<SstBench, ServiceError> {
     if certs.is_empty() {
-        return Err(ServiceError::new(ErrorKind::Usage, "bench_sst needs a certificate"));
+        return Err(ServiceError::new(
+            ErrorKind::Usage,
+            "bench_sst needs a certificate",
+        ));
     }
     let list: Vec<CertDer> = (0..n).map(|i| certs[i % certs.len()].clone()).collect();
     let t = std::time::Instant::now();
@@ -424,13 +434,19 @@ pub fn bench_sst(certs: &[CertDer], n: usize) -> Result<SstBench, ServiceError> 
     let entries = sst::read_sst(&bytes).map_err(|e| malformed(format!("bench: {e}")))?;
     let decode = t.elapsed();
     if entries.len() != n {
-        return Err(malformed(format!("bench: {} of {n} certificates read back", entries.len())));
+        return Err(malformed(format!(
+            "bench: {} of {n} certificates read back",
+            entries.len()
+        )));
     }
     let t = std::time::Instant::now();
     let loaded = container::load_certificates(&bytes, "bench.sst")?;
     let load = t.elapsed();
     if loaded.len() != n {
-        return Err(malformed(format!("bench: {} of {n} certificates loaded", loaded.len())));
+        return Err(malformed(format!(
+            "bench: {} of {n} certificates loaded",
+            loaded.len()
+        )));
     }
     Ok(SstBench {
         certificates: n,
@@ -474,8 +490,12 @@ impl Service {
         let bad = |e: asn1::Asn1Error| malformed(format!("template certificate: {e}"));
         let outer = asn1::parse_single(template.as_bytes()).map_err(bad)?;
         let mut top = outer.children();
-        let tbs = top.read_tag(asn1::TAG_SEQUENCE, "tbsCertificate").map_err(bad)?;
-        let alg = top.read_tag(asn1::TAG_SEQUENCE, "signatureAlgorithm").map_err(bad)?;
+        let tbs = top
+            .read_tag(asn1::TAG_SEQUENCE, "tbsCertificate")
+            .map_err(bad)?;
+        let alg = top
+            .read_tag(asn1::TAG_SEQUENCE, "signatureAlgorithm")
+            .map_err(bad)?;
         let mut f = tbs.children();
         f.optional(0xA0).map_err(bad)?;
         let serial = f.read_tag(asn1::TAG_INTEGER, "serialNumber").map_err(bad)?;
@@ -483,7 +503,9 @@ impl Service {
         let at = serial.content.as_ptr() as usize - tbs.raw.as_ptr() as usize;
         let len = serial.content.len();
         if len < 4 {
-            return Err(malformed("template serial number shorter than 4 bytes".into()));
+            return Err(malformed(
+                "template serial number shorter than 4 bytes".into(),
+            ));
         }
         let scheme = match issuer_key.kind() {
             smimekit_core::KeyKind::Ec { .. } => {
@@ -549,7 +571,9 @@ impl Service {
             build_ms: build.as_secs_f64() * 1e3,
             per_leaf_us: build.as_secs_f64() * 1e6 / leaves.len().max(1) as f64,
             single_thread_ms: single.as_secs_f64() * 1e3,
-            threads: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            threads: std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1),
             valid,
         })
     }

@@ -26,6 +26,32 @@ pub(crate) fn public_key(spki_der: &[u8]) -> Result<PKey<Public>, EngineError> {
     PKey::public_key_from_der(spki_der).map_err(invalid("public key"))
 }
 
+/// [`public_key`] with a one-entry per-thread cache: OpenSSL 3's SPKI decoder takes longer
+/// than an ECDSA verification, and path building verifies thousands of leaves against the
+/// same issuer key. A parsed `EVP_PKEY` is immutable and reference-counted, so handing out
+/// clones is safe.
+fn cached_public_key(spki_der: &[u8]) -> Result<PKey<Public>, EngineError> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(Vec<u8>, PKey<Public>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|cell| {
+        let hit = cell.try_borrow().ok().and_then(|last| {
+            last.as_ref()
+                .filter(|(der, _)| der.as_slice() == spki_der)
+                .map(|(_, key)| key.clone())
+        });
+        if let Some(key) = hit {
+            return Ok(key);
+        }
+        let key = public_key(spki_der)?;
+        if let Ok(mut last) = cell.try_borrow_mut() {
+            *last = Some((spki_der.to_vec(), key.clone()));
+        }
+        Ok(key)
+    })
+}
+
 /// Checks that the key type can produce signatures of `scheme`.
 fn check_key_fits(pkey: &PKey<Public>, scheme: SignatureScheme) -> Result<(), EngineError> {
     let id = pkey.id();
@@ -60,7 +86,7 @@ impl SignatureVerifier for OsslVerifier {
         message: &[u8],
         signature: &[u8],
     ) -> Result<bool, EngineError> {
-        let pkey = public_key(spki_der)?;
+        let pkey = cached_public_key(spki_der)?;
         check_key_fits(&pkey, scheme)?;
         let md = message_digest(scheme.digest())?;
         let mut verifier = Verifier::new(md, &pkey).map_err(unsupported("verifier"))?;

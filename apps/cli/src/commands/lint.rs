@@ -33,7 +33,10 @@ pub fn run(service: &Service, a: LintArgs, json: bool) -> Result<u8> {
                 format!("{} <{}>", c.cert.subject, c.cert.emails.join(", "))
             };
             println!("{} #{}: {who}", c.file, c.cert.index + 1);
-            println!("  sha1 {}, expires {}", c.cert.sha1_thumbprint, c.cert.not_after);
+            println!(
+                "  sha1 {}, expires {}",
+                c.cert.sha1_thumbprint, c.cert.not_after
+            );
             if c.cert.findings.is_empty() {
                 println!("  ok");
             }
@@ -57,7 +60,11 @@ pub fn run(service: &Service, a: LintArgs, json: bool) -> Result<u8> {
             result.at
         );
     }
-    Ok(if result.has_errors() { EXIT_INVALID } else { EXIT_OK })
+    Ok(if result.has_errors() {
+        EXIT_INVALID
+    } else {
+        EXIT_OK
+    })
 }
 
 fn profile_name(p: Profile) -> &'static str {

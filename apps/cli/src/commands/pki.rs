@@ -41,7 +41,11 @@ pub fn chain(service: &Service, c: ChainCommand, json: bool) -> Result<u8> {
         println!(
             "{}: {} at {}",
             report.leaf,
-            if report.valid { "valid path" } else { "NO valid path" },
+            if report.valid {
+                "valid path"
+            } else {
+                "NO valid path"
+            },
             report.at
         );
         for s in &report.skipped {
@@ -60,7 +64,10 @@ pub fn chain(service: &Service, c: ChainCommand, json: bool) -> Result<u8> {
                 }
             );
             for (n, c) in p.certificates.iter().enumerate() {
-                println!("  [{n}] {}  (sha1 {}, until {})", c.subject, c.sha1_thumbprint, c.not_after);
+                println!(
+                    "  [{n}] {}  (sha1 {}, until {})",
+                    c.subject, c.sha1_thumbprint, c.not_after
+                );
             }
             for x in &p.problems {
                 println!("  {}: {}", x.kind, x.message);
@@ -108,7 +115,12 @@ pub fn sst(service: &Service, c: SstCommand, json: bool) -> Result<u8> {
             if json {
                 print_json(&listing)?;
             } else {
-                println!("{}: {} certificate(s) ({})", file.display(), listing.count, listing.format);
+                println!(
+                    "{}: {} certificate(s) ({})",
+                    file.display(),
+                    listing.count,
+                    listing.format
+                );
                 for e in &listing.certificates {
                     println!("{:>4}  {}", e.index + 1, e.subject);
                     println!("      issuer:  {}", e.issuer);
