@@ -175,6 +175,10 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("keys and messages kept in {}", tmp.keep().display());
     }
 
+    println!("\ncertificate stores, chains and the local directory:");
+    let pki_args: Vec<String> = if opts.quick { vec!["--quick".into()] } else { Vec::new() };
+    crate::bench_pki::run(&pki_args)?;
+
     let missed: Vec<&str> = targets.iter().filter(|t| !t.pass).map(|t| t.name.as_str()).collect();
     if opts.strict && !missed.is_empty() {
         bail!("targets missed: {}", missed.join("; "));

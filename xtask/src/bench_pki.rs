@@ -208,6 +208,17 @@ pub fn run(args: &[String]) -> Result<()> {
         v["chain"]["index_ms"].as_f64().unwrap_or(f64::NAN),
         v["chain"]["verdict"].as_str().unwrap_or("?"),
     );
+    let dir = tempfile::tempdir()?;
+    let d = smimekit_directory_local::bench_publish_lookup(dir.path(), n)?;
+    println!(
+        "local directory, {n} recipients: publish {:.0}/s (batched), {:.1}/s (one write each on the full file), lookup {:.0}/s, file {:.1} MB",
+        d.publish_per_s,
+        d.single_publish_per_s,
+        d.lookup_per_s,
+        d.file_bytes as f64 / 1e6
+    );
+    let mut v = v;
+    v["directory"] = serde_json::to_value(&d)?;
     let out = crate::target_dir().join("bench-pki.json");
     std::fs::write(&out, serde_json::to_string_pretty(&v)?)
         .with_context(|| format!("writing {}", out.display()))?;
