@@ -81,6 +81,38 @@ pub enum KeyStoreError {
     Io { key: String, detail: String },
 }
 
+/// What key to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeySpec {
+    /// RSA with this modulus size (2048..=4096, a multiple of 8).
+    Rsa(u32),
+    EcP256,
+    EcP384,
+}
+
+/// A key a store has just generated, before its certificate exists. It signs through the
+/// [`PrivateKey`] port like any other key (a CA's root signs itself that way).
+pub trait NewKey: PrivateKey {
+    /// The public key as a DER SubjectPublicKeyInfo (what a certificate or CSR carries).
+    fn spki_der(&self) -> Result<Vec<u8>, KeyStoreError>;
+
+    /// Records the certificate issued for this key.
+    fn set_certificate(&mut self, cert: CertDer);
+
+    /// Writes key, certificate and chain as a PKCS#12 protected by `password` (PBES2/AES-256,
+    /// or 3DES with `legacy`). Keys that cannot leave their store (tokens) return
+    /// [`KeyStoreError::Unsupported`].
+    fn export_pkcs12(
+        &self,
+        friendly_name: &str,
+        certificate: &CertDer,
+        chain: &[CertDer],
+        password: &Secret,
+        legacy: bool,
+    ) -> Result<Vec<u8>, KeyStoreError>;
+}
+
 /// A collection of keys (a PKCS#12 file, a token, a system store).
 #[async_trait]
 pub trait KeyStore: Debug + Send + Sync {

@@ -27,5 +27,7 @@ pub use engine::{
     ChainOutcome, ChainRequest, ContentCrypter, CryptoEngine, EngineError, KeyTransport,
     Primitives, PublicKeyInfo, SignatureVerifier,
 };
-pub use keystore::{KeyInfo, KeyKind, KeyStore, KeyStoreError, PrivateKey, Protection};
+pub use keystore::{
+    KeyInfo, KeyKind, KeySpec, KeyStore, KeyStoreError, NewKey, PrivateKey, Protection,
+};
 pub use secret::Secret;

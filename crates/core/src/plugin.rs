@@ -4,7 +4,7 @@
 //! `main`. `smimekit-builtins` names each plugin crate so that the linker keeps it.
 
 use crate::directory::Directory;
-use crate::{CryptoEngine, DirectoryError, KeyStore, KeyStoreError};
+use crate::{CryptoEngine, DirectoryError, KeySpec, KeyStore, KeyStoreError, NewKey};
 
 /// What a key reference names, as given by the user.
 #[derive(Debug, Clone, Copy)]
@@ -15,6 +15,9 @@ pub struct KeyStoreParams<'a> {
     pub certificate: Option<&'a str>,
 }
 
+/// Generates a key in a store; the first argument names it in errors (a path, a label).
+pub type GenerateKey = fn(&str, KeySpec) -> Result<Box<dyn NewKey>, KeyStoreError>;
+
 /// A key-store plugin.
 #[derive(Debug)]
 pub struct KeyStoreFactory {
@@ -23,6 +26,8 @@ pub struct KeyStoreFactory {
     /// Whether this store handles the reference (by scheme or file type).
     pub accepts: fn(&str) -> bool,
     pub open: fn(&KeyStoreParams<'_>) -> Result<Box<dyn KeyStore>, KeyStoreError>,
+    /// Key generation, for stores that can make keys (`None`: not supported).
+    pub generate: Option<GenerateKey>,
 }
 
 /// A crypto-engine plugin.

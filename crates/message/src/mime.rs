@@ -2489,7 +2489,6 @@ mod tests {
 #[cfg(test)]
 mod base64_fast_tests {
     use super::*;
-    use base64::Engine as _;
 
     /// The fast decoder and the careful one agree wherever the fast one answers.
     #[test]

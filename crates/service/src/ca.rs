@@ -14,7 +14,7 @@
 //! Keys: after `ca init`, CA keys are only ever opened through the key-store plugins by their
 //! KEYREF and used through the [`PrivateKey`] port (`sign_digest`); nothing assumes they can be
 //! exported. Key generation (for `ca init` and `ca issue --email`) uses the file key store's
-//! [`GeneratedKey`], which is a `PrivateKey` too.
+//! a [`smimekit_core::NewKey`] from a key store's generator, which is a `PrivateKey` too.
 //!
 //! Crash safety: every file is written to a temporary file, fsynced, then renamed over the old
 //! one. A serial number is recorded in `state.json` *before* its certificate is signed and
@@ -27,8 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use smimekit_core::{CertDer, PrivateKey, Secret};
-use smimekit_keystore_file::{GeneratedKey, KeySpec};
+use smimekit_core::{CertDer, KeySpec, PrivateKey, Secret};
 use smimekit_pki::ca::{self as pkica, CaError, CaProfile, Name, RevocationReason};
 use smimekit_pki::{certinfo, write_pem};
 
@@ -498,7 +497,7 @@ impl Service {
 
         // Root: self-signed with its fresh key, through the PrivateKey port.
         let mut root_key =
-            GeneratedKey::generate(&root_key_path.to_string_lossy(), req.key_type.spec())?;
+            self.generate_key(&root_key_path.to_string_lossy(), req.key_type.spec())?;
         let root_spki = root_key.spki_der()?;
         let root_name = Name::new()
             .organization(&req.name)
@@ -506,7 +505,7 @@ impl Service {
             .to_der();
         let root_serial = pkica::random_serial(prim)?;
         let root_kid = pkica::key_identifier(&root_spki)?;
-        let root = sign_cert(self, &root_key, |alg| {
+        let root = sign_cert(self, root_key.as_ref(), |alg| {
             pkica::build_tbs(&pkica::TbsRequest {
                 serial: &root_serial,
                 signature_algorithm: alg,
@@ -525,14 +524,14 @@ impl Service {
 
         // Issuing CA, signed by the root.
         let issuing_key =
-            GeneratedKey::generate(&issuing_key_path.to_string_lossy(), req.key_type.spec())?;
+            self.generate_key(&issuing_key_path.to_string_lossy(), req.key_type.spec())?;
         let issuing_spki = issuing_key.spki_der()?;
         let issuing_name = Name::new()
             .organization(&req.name)
             .common_name(&format!("{} S/MIME Issuing CA", req.name))
             .to_der();
         let issuing_serial = pkica::random_serial(prim)?;
-        let issuing = sign_cert(self, &root_key, |alg| {
+        let issuing = sign_cert(self, root_key.as_ref(), |alg| {
             pkica::build_tbs(&pkica::TbsRequest {
                 serial: &issuing_serial,
                 signature_algorithm: alg,
@@ -548,14 +547,14 @@ impl Service {
         .await?;
         check_signed_by(self, &issuing, &root_spki)?;
 
-        let root_p12 = root_key.to_p12(
+        let root_p12 = root_key.export_pkcs12(
             &format!("{} S/MIME Root CA", req.name),
             &root,
             &[],
             &req.secret,
             false,
         )?;
-        let issuing_p12 = issuing_key.to_p12(
+        let issuing_p12 = issuing_key.export_pkcs12(
             &format!("{} S/MIME Issuing CA", req.name),
             &issuing,
             std::slice::from_ref(&root),
@@ -691,7 +690,7 @@ impl Service {
                 p12,
                 ..
             } => {
-                let key = GeneratedKey::generate(&p12.to_string_lossy(), key_type.spec())?;
+                let key = self.generate_key(&p12.to_string_lossy(), key_type.spec())?;
                 let spki = key.spki_der()?;
                 (email.clone(), spki, Some(key))
             }
@@ -781,7 +780,7 @@ impl Service {
                 },
                 Some(gk),
             ) => {
-                let der = gk.to_p12(&email, &cert, &chain, p12_secret, *legacy)?;
+                let der = gk.export_pkcs12(&email, &cert, &chain, p12_secret, *legacy)?;
                 write_atomic(p12, &der)?;
                 (None, Some(p12.to_string_lossy().into_owned()))
             }

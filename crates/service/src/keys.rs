@@ -66,6 +66,30 @@ impl Service {
         Ok(store)
     }
 
+    /// Generates a key in the store that handles `reference` (a p12 path for the file store),
+    /// through its plugin's generator.
+    pub fn generate_key(
+        &self,
+        reference: &str,
+        spec: smimekit_core::KeySpec,
+    ) -> Result<Box<dyn smimekit_core::NewKey>, ServiceError> {
+        let factory = plugin::key_stores()
+            .find(|f| (f.accepts)(reference))
+            .ok_or_else(|| {
+                ServiceError::new(
+                    ErrorKind::Usage,
+                    format!("{reference}: no key store handles this reference"),
+                )
+            })?;
+        let generate = factory.generate.ok_or_else(|| {
+            ServiceError::new(
+                ErrorKind::Unsupported,
+                format!("{reference}: the {} key store cannot generate keys", factory.id),
+            )
+        })?;
+        Ok(generate(reference, spec)?)
+    }
+
     /// Opens one key.
     pub async fn open_key(&self, req: &KeyRequest) -> Result<Arc<dyn PrivateKey>, ServiceError> {
         let store = self.open_key_store(req).await?;

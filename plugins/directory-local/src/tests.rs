@@ -332,12 +332,3 @@ fn bench_runs_small() {
     assert!(f.publish_per_s > 0.0 && f.lookup_per_s > 0.0 && f.single_publish_per_s > 0.0);
     assert!(!dir.path().join("bench-directory.json").exists());
 }
-
-/// `cargo test --release -p smimekit-directory-local -- --ignored --nocapture bench_10k`
-#[test]
-#[ignore = "benchmark: run in release with --ignored"]
-fn bench_10k() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = bench_publish_lookup(dir.path(), 10_000).unwrap();
-    println!("{}", serde_json::to_string_pretty(&f).unwrap());
-}

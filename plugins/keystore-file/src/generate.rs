@@ -3,7 +3,7 @@
 //! [`GeneratedKey::generate`] makes an RSA (2048–4096) or EC (P-256/P-384) key with OpenSSL.
 //! The key is a [`PrivateKey`] at once (with an empty certificate until one is issued), so a
 //! CA signs its own root, and a user's certificate is issued, through the same port a token key
-//! uses. [`GeneratedKey::to_p12`] then writes key + certificate + chain as a PKCS#12:
+//! uses. [`NewKey::export_pkcs12`] then writes key + certificate + chain as a PKCS#12:
 //!
 //! * default: PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) for key and certificates, HMAC-SHA256
 //!   MAC — what Windows 10 1709+/Outlook, macOS and OpenSSL 3 import;
@@ -20,19 +20,11 @@ use openssl::rsa::Rsa;
 use openssl::stack::Stack;
 use openssl::x509::X509;
 use smimekit_core::{
-    CertDer, KeyKind, KeyStoreError, PrivateKey, RsaPadding, Secret, SignatureScheme,
+    CertDer, KeyKind, KeySpec, KeyStoreError, NewKey, PrivateKey, RsaPadding, Secret,
+    SignatureScheme,
 };
 
 use crate::softkey::key_kind;
-
-/// What key to generate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeySpec {
-    /// RSA with this modulus size (2048..=4096, a multiple of 8).
-    Rsa(u32),
-    EcP256,
-    EcP384,
-}
 
 /// A fresh key held in memory until it is written to a PKCS#12.
 pub struct GeneratedKey {
@@ -92,20 +84,24 @@ impl GeneratedKey {
         })
     }
 
-    /// The public key as a DER SubjectPublicKeyInfo.
-    pub fn spki_der(&self) -> Result<Vec<u8>, KeyStoreError> {
+    /// [`GeneratedKey::generate`] boxed, for the key-store factory.
+    pub fn generate_boxed(id: &str, spec: KeySpec) -> Result<Box<dyn NewKey>, KeyStoreError> {
+        Ok(Box::new(Self::generate(id, spec)?))
+    }
+}
+
+impl NewKey for GeneratedKey {
+    fn spki_der(&self) -> Result<Vec<u8>, KeyStoreError> {
         self.pkey
             .public_key_to_der()
             .map_err(|e| failed(&self.id, "public key encoding", e))
     }
 
-    /// Records the certificate issued for this key (what [`PrivateKey::certificate`] returns).
-    pub fn set_certificate(&mut self, cert: CertDer) {
+    fn set_certificate(&mut self, cert: CertDer) {
         self.certificate = cert;
     }
 
-    /// The key, its certificate and the chain (issuers, leaf excluded) as a PKCS#12.
-    pub fn to_p12(
+    fn export_pkcs12(
         &self,
         friendly_name: &str,
         certificate: &CertDer,
@@ -210,7 +206,7 @@ mod tests {
         let cert = CertDer::new(b.build().to_der().unwrap());
         for legacy in [false, true] {
             let der = k
-                .to_p12("t", &cert, &[], &Secret::from("pw".to_string()), legacy)
+                .export_pkcs12("t", &cert, &[], &Secret::from("pw".to_string()), legacy)
                 .unwrap();
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("t.p12");
