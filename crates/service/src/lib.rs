@@ -10,6 +10,7 @@
 mod ca;
 mod certs;
 mod config;
+mod demo;
 mod directory;
 mod error;
 mod keys;
@@ -28,6 +29,9 @@ pub use ca::{
 pub use smimekit_pki::ca::RevocationReason;
 pub use certs::{CertSummary, ExportFormat, crls_from_bytes};
 pub use config::{Config, DirectoryConfig};
+pub use demo::{
+    DEMO_ALICE, DEMO_BOB, DEMO_DIRECTORY, DEMO_PASSWORD, DemoReport, DemoRequest, DemoStep,
+};
 pub use directory::{
     DirectoryCert, LookupRequest, LookupResult, PublishRequest, PublishResult, TrustPushRequest,
     TrustResult, UnpublishRequest,

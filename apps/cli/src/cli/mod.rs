@@ -70,6 +70,10 @@ pub enum Command {
     /// The organisation's trust chain kept in the directory.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Run the main job end to end on this machine, no server needed: a CA, two users, the
+    /// local directory, the Exchange Online .sst, lint, sign, encrypt, open, and an openssl
+    /// cross-check.
+    Demo(DemoArgs),
     /// List the registered plugins, by port.
     Plugins,
     /// Print a shell completion script.
@@ -77,6 +81,14 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Work in this directory (created if missing, must be empty) and keep the files;
+    /// default: a temporary directory, removed at the end.
+    #[arg(long, value_name = "D")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Where a secret comes from, besides SMIMEKIT_PASSWORD and the prompt.

@@ -2,6 +2,7 @@
 
 mod ca;
 mod cert;
+mod demo;
 mod directory;
 mod lint;
 mod mail;
@@ -59,6 +60,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Publish(a) => directory::publish(&service, a, json).await,
         Command::Unpublish(a) => directory::unpublish(&service, a, json).await,
         Command::Trust(c) => directory::trust(&service, c, json).await,
+        Command::Demo(a) => demo::run(&service, a, json).await,
         Command::Plugins => {
             let plugins = service.plugins();
             if json {

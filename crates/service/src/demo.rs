@@ -1,0 +1,570 @@
+//! `smimekit demo`: the main job end to end, on a fresh machine, with no server.
+//!
+//! In a work directory (a temporary one, removed afterwards, unless the caller names one):
+//! write a config whose only directory is a local one in that folder (the user's own
+//! directory is never touched), create a private CA, issue alice@example.org (RSA-2048) and
+//! bob@example.org (EC P-256) with PKCS#12 files, publish both certificates and the trust
+//! chain to the local directory, write the chain as `org-chain.sst` (what an Exchange Online
+//! admin uploads with `Set-SmimeConfig -SMIMECertificateIssuingCA`), lint every certificate
+//! with the OWA profile against that store, sign a message as alice, encrypt it to bob's
+//! certificate as the directory resolves his address, open it as bob (decrypt + verify
+//! against the demo root), and check that `openssl cms` decrypts and verifies the same
+//! message to the same content.
+//!
+//! Every step lands in a [`DemoReport`] (name, ok, detail, files) that any front end can show.
+//! The first failing step ends the run; the report then ends with it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use serde::Serialize;
+use smimekit_core::{CertDer, ContentCipher, DigestAlg, Secret};
+use smimekit_message::report::LayerKind;
+
+use crate::{
+    CaInitRequest, CaIssueRequest, CaKeyType, Config, DEFAULT_LEAF_DAYS, EncryptRequest,
+    EncryptTo, ErrorKind, IssueSource, KeyRequest, LintRequest, OpenRequest, Profile,
+    PublishRequest, Service, ServiceError, SignRequest, StoreFormat, TrustPushRequest,
+};
+
+/// The password of every key file the demo writes (CA keys and user PKCS#12 files). It is
+/// the demo's own, printed in the report: these keys protect nothing.
+pub const DEMO_PASSWORD: &str = "demo";
+/// The sender (RSA-2048 key).
+pub const DEMO_ALICE: &str = "alice@example.org";
+/// The recipient (EC P-256 key).
+pub const DEMO_BOB: &str = "bob@example.org";
+/// The name of the directory in the demo's config file.
+pub const DEMO_DIRECTORY: &str = "demo";
+const CA_NAME: &str = "Example Org Demo";
+
+const MESSAGE: &str = "From: Alice <alice@example.org>\r\n\
+To: Bob <bob@example.org>\r\n\
+Subject: Quarterly figures\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+Bob, the figures are attached in the usual place.\r\n";
+
+/// `smimekit demo`.
+#[derive(Debug, Clone, Default)]
+pub struct DemoRequest {
+    /// Work here and keep the files (created if missing; must be empty). `None`: a
+    /// temporary directory, removed at the end.
+    pub dir: Option<PathBuf>,
+}
+
+/// One step of the demo.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoStep {
+    pub name: String,
+    /// Passed (a skipped step counts as passed).
+    pub ok: bool,
+    /// Not run, for a reason given in `detail` (e.g. `openssl` is not on PATH).
+    pub skipped: bool,
+    pub detail: String,
+    /// Files the step wrote or checked, relative to the work directory.
+    pub files: Vec<String>,
+}
+
+/// What `smimekit demo` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoReport {
+    /// Every step passed.
+    pub ok: bool,
+    /// The work directory.
+    pub dir: String,
+    /// Whether the work directory is kept (`--dir`) or was removed.
+    pub kept: bool,
+    /// The password of the key files in the work directory.
+    pub password: String,
+    /// The config file written for the demo (relative to `dir`).
+    pub config: String,
+    pub steps: Vec<DemoStep>,
+}
+
+/// A failed step: its name and why.
+type Halt = (String, ServiceError);
+
+fn at(name: &str) -> impl FnOnce(ServiceError) -> Halt + '_ {
+    move |e| (name.to_string(), e)
+}
+
+fn io_at<'a>(name: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Halt + 'a {
+    move |e| (name.to_string(), ServiceError::io(path, e))
+}
+
+fn fail(name: &str, kind: ErrorKind, msg: impl Into<String>) -> Halt {
+    (name.to_string(), ServiceError::new(kind, msg))
+}
+
+fn secret() -> Secret {
+    Secret::new(DEMO_PASSWORD.as_bytes().to_vec())
+}
+
+fn done(name: impl Into<String>, detail: impl Into<String>, files: &[&str]) -> DemoStep {
+    DemoStep {
+        name: name.into(),
+        ok: true,
+        skipped: false,
+        detail: detail.into(),
+        files: files.iter().map(|f| f.to_string()).collect(),
+    }
+}
+
+/// The work directory: the given one (created, must be empty) or a fresh temporary one.
+fn work_dir(req: &DemoRequest) -> Result<(PathBuf, bool), ServiceError> {
+    if let Some(dir) = &req.dir {
+        std::fs::create_dir_all(dir).map_err(|e| ServiceError::io(dir, e))?;
+        let mut entries = std::fs::read_dir(dir).map_err(|e| ServiceError::io(dir, e))?;
+        if entries.next().is_some() {
+            return Err(ServiceError::new(
+                ErrorKind::Usage,
+                format!(
+                    "{}: not empty; the demo writes a CA, keys and a directory there: give a new or empty directory",
+                    dir.display()
+                ),
+            ));
+        }
+        let dir = std::fs::canonicalize(dir).map_err(|e| ServiceError::io(dir, e))?;
+        return Ok((dir, true));
+    }
+    let base = std::env::temp_dir();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    for attempt in 0..100u32 {
+        let dir = base.join(format!(
+            "smimekit-demo-{}-{nanos:08x}-{attempt}",
+            std::process::id()
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok((dir, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(ServiceError::io(&dir, e)),
+        }
+    }
+    Err(ServiceError::new(
+        ErrorKind::Io,
+        format!("{}: could not create a temporary directory", base.display()),
+    ))
+}
+
+impl Service {
+    /// Runs the demo. `Err` only when the work directory cannot be set up (not empty,
+    /// unwritable); a failing step is reported in the [`DemoReport`].
+    pub async fn demo(&self, req: &DemoRequest) -> Result<DemoReport, ServiceError> {
+        let (dir, kept) = work_dir(req)?;
+        let mut steps = Vec::new();
+        if let Err((name, e)) = self.demo_steps(&dir, &mut steps).await {
+            steps.push(DemoStep {
+                name,
+                ok: false,
+                skipped: false,
+                detail: e.message,
+                files: Vec::new(),
+            });
+        }
+        if !kept {
+            // Best effort: a leftover temporary directory is no failure of the demo.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        Ok(DemoReport {
+            ok: steps.iter().all(|s| s.ok),
+            dir: dir.display().to_string(),
+            kept,
+            password: DEMO_PASSWORD.to_string(),
+            config: "config.toml".into(),
+            steps,
+        })
+    }
+
+    async fn demo_steps(&self, dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
+        let p = |f: &str| dir.join(f);
+
+        // 1. A config with one local directory inside the work directory.
+        let name = "config";
+        let config_path = p("config.toml");
+        let config_text = format!(
+            "# Written by `smimekit demo`: one local directory, in this folder.\n\
+             [directory.{DEMO_DIRECTORY}]\nkind = \"local\"\npath = \"directory.json\"\n"
+        );
+        std::fs::write(&config_path, &config_text).map_err(io_at(name, &config_path))?;
+        let config = Config::load(Some(&config_path)).map_err(at(name))?;
+        let svc = Service {
+            engine: self.engine,
+            clock: self.clock.clone(),
+            config: Arc::new(config),
+        };
+        steps.push(done(
+            name,
+            format!(
+                "directory {DEMO_DIRECTORY:?} (kind local) at {}; your own directory is not touched",
+                p("directory.json").display()
+            ),
+            &["config.toml"],
+        ));
+
+        // 2. The CA.
+        let name = "ca init";
+        let ca_dir = p("ca");
+        let init = svc
+            .ca_init(&CaInitRequest {
+                dir: ca_dir.clone(),
+                name: CA_NAME.into(),
+                key_type: CaKeyType::Rsa2048,
+                secret: secret(),
+                crl_url: None,
+            })
+            .await
+            .map_err(at(name))?;
+        steps.push(done(
+            name,
+            format!(
+                "RSA-2048 root \"{}\" and issuing CA \"{}\"",
+                init.root.subject, init.issuing.subject
+            ),
+            &["ca/root.pem", "ca/issuing.pem", "ca/chain.pem", "ca/root.p12", "ca/issuing.p12"],
+        ));
+
+        // 3. The two users, each with a PKCS#12 and a PEM copy of the certificate.
+        let mut user_certs = Vec::new();
+        for (email, key_type, label, user) in [
+            (DEMO_ALICE, CaKeyType::Rsa2048, "RSA-2048", "alice"),
+            (DEMO_BOB, CaKeyType::P256, "EC P-256", "bob"),
+        ] {
+            let name = format!("issue {email}");
+            let p12 = format!("{user}.p12");
+            let pem = format!("{user}.pem");
+            let issued = svc
+                .ca_issue(&CaIssueRequest {
+                    dir: ca_dir.clone(),
+                    ca_secret: Some(secret()),
+                    source: IssueSource::Generate {
+                        email: email.into(),
+                        key_type,
+                        p12: p(&p12),
+                        p12_secret: secret(),
+                        legacy: false,
+                    },
+                    days: DEFAULT_LEAF_DAYS,
+                    renew: false,
+                })
+                .await
+                .map_err(at(&name))?;
+            let pem_path = p(&pem);
+            std::fs::copy(&issued.ca_copy, &pem_path).map_err(io_at(&name, &pem_path))?;
+            steps.push(done(
+                &name,
+                format!(
+                    "{label}, serial {}, valid until {}, sha1 {}",
+                    issued.serial, issued.not_after, issued.sha1_thumbprint
+                ),
+                &[&p12, &pem],
+            ));
+            user_certs.push((email, pem_path));
+        }
+
+        // 4. Publish the certificates and the trust chain to the local directory.
+        let name = "publish";
+        let mut published = Vec::new();
+        for (email, pem) in &user_certs {
+            let r = svc
+                .publish(&PublishRequest {
+                    address: email.to_string(),
+                    certificate: pem.clone(),
+                    directory: Some(DEMO_DIRECTORY.into()),
+                    ..PublishRequest::default()
+                })
+                .await
+                .map_err(at(name))?;
+            published.push(format!("{email} ({} cert)", r.certificates.len()));
+        }
+        let trust = svc
+            .trust_push(&TrustPushRequest {
+                files: vec![init.chain.clone().into()],
+                directory: Some(DEMO_DIRECTORY.into()),
+            })
+            .await
+            .map_err(at(name))?;
+        steps.push(done(
+            name,
+            format!(
+                "{} and a trust chain of {} CA certificates in directory {DEMO_DIRECTORY:?}",
+                published.join(", "),
+                trust.certificates.len()
+            ),
+            &["directory.json"],
+        ));
+
+        // 5. The trust chain as a Microsoft serialized store, for Exchange Online.
+        let name = "org-chain.sst";
+        let chain: Vec<CertDer> = svc
+            .load_certificates(Path::new(&init.chain))
+            .map_err(at(name))?;
+        let sst = svc
+            .create_store(&chain, StoreFormat::Sst)
+            .map_err(at(name))?;
+        let sst_path = p("org-chain.sst");
+        std::fs::write(&sst_path, &sst).map_err(io_at(name, &sst_path))?;
+        steps.push(done(
+            name,
+            format!(
+                "{} CA certificates, {} bytes: upload with Set-SmimeConfig -SMIMECertificateIssuingCA ([IO.File]::ReadAllBytes(\"org-chain.sst\"))",
+                chain.len(),
+                sst.len()
+            ),
+            &["org-chain.sst"],
+        ));
+
+        // 6. Lint everything with the OWA profile against that store.
+        let name = "lint";
+        let mut lint_files = vec![PathBuf::from(&init.root_cert), init.issuing_cert.clone().into()];
+        lint_files.extend(user_certs.iter().map(|(_, pem)| pem.clone()));
+        let lint = svc
+            .lint(&LintRequest {
+                certs: lint_files,
+                profile: Profile::Owa,
+                chain: Some(sst_path.clone()),
+                at: None,
+                expiring_days: 30,
+                address: None,
+            })
+            .map_err(at(name))?;
+        let findings: Vec<String> = lint
+            .certificates
+            .iter()
+            .flat_map(|c| {
+                let who = c.cert.emails.first().cloned().unwrap_or_else(|| c.cert.subject.clone());
+                c.cert
+                    .findings
+                    .iter()
+                    .map(move |f| format!("{:?} {} ({who})", f.severity, f.rule).to_lowercase())
+            })
+            .collect();
+        let summary = format!(
+            "{} certificates, profile owa, against org-chain.sst: {} errors, {} warnings, {} notes{}",
+            lint.certificates.len(),
+            lint.errors,
+            lint.warnings,
+            lint.infos,
+            if findings.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", findings.join("; "))
+            }
+        );
+        if lint.has_errors() {
+            return Err(fail(name, ErrorKind::Key, summary));
+        }
+        steps.push(done(name, summary, &["org-chain.sst"]));
+
+        // 7. Sign as alice.
+        let name = "sign";
+        let alice_key = svc
+            .open_key(&KeyRequest {
+                reference: p("alice.p12").display().to_string(),
+                secret: Some(secret()),
+                ..KeyRequest::default()
+            })
+            .await
+            .map_err(at(name))?;
+        let message_path = p("message.eml");
+        std::fs::write(&message_path, MESSAGE).map_err(io_at(name, &message_path))?;
+        let signed = svc
+            .sign(SignRequest {
+                key: alice_key,
+                digest: DigestAlg::Sha256,
+                pss: false,
+                opaque: false,
+                message: MESSAGE.as_bytes().to_vec(),
+            })
+            .await
+            .map_err(at(name))?;
+        let signed_path = p("signed.eml");
+        std::fs::write(&signed_path, &signed).map_err(io_at(name, &signed_path))?;
+        steps.push(done(
+            name,
+            format!("as {DEMO_ALICE}: SHA-256, RSA, detached multipart/signed ({} bytes)", signed.len()),
+            &["message.eml", "signed.eml"],
+        ));
+
+        // 8. Encrypt to bob, his certificate looked up in the directory by address.
+        let name = "encrypt";
+        let bob_cert = svc
+            .resolve_recipient(DEMO_BOB, None)
+            .await
+            .map_err(at(name))?;
+        let bob_summary = svc.directory_cert(&bob_cert);
+        let sealed = svc
+            .encrypt(EncryptRequest {
+                to: vec![EncryptTo::Address(DEMO_BOB.into())],
+                cipher: ContentCipher::Aes256Cbc,
+                oaep: false,
+                message: signed,
+            })
+            .await
+            .map_err(at(name))?;
+        let sealed_path = p("sealed.eml");
+        std::fs::write(&sealed_path, &sealed).map_err(io_at(name, &sealed_path))?;
+        steps.push(done(
+            name,
+            format!(
+                "to {DEMO_BOB} (certificate sha1 {} found in directory {DEMO_DIRECTORY:?}): ECDH + AES-256-CBC ({} bytes)",
+                bob_summary.cert.sha1_thumbprint,
+                sealed.len()
+            ),
+            &["sealed.eml"],
+        ));
+
+        // 9. Open as bob: decrypt, verify against the demo root.
+        let name = "open";
+        let bob_key = svc
+            .open_key(&KeyRequest {
+                reference: p("bob.p12").display().to_string(),
+                secret: Some(secret()),
+                ..KeyRequest::default()
+            })
+            .await
+            .map_err(at(name))?;
+        let opened = svc
+            .open(OpenRequest {
+                keys: vec![bob_key],
+                trust: vec![init.root_cert.clone().into()],
+                message: sealed,
+                ..OpenRequest::default()
+            })
+            .await
+            .map_err(at(name))?;
+        let opened_path = p("opened.eml");
+        std::fs::write(&opened_path, &opened.content).map_err(io_at(name, &opened_path))?;
+        let report = &opened.report;
+        let decrypted = report
+            .layers
+            .iter()
+            .any(|l| matches!(l.kind, LayerKind::Enveloped | LayerKind::AuthEnveloped));
+        let signer = report.signer.clone().unwrap_or_default();
+        if !decrypted {
+            return Err(fail(name, ErrorKind::Malformed, "the message had no encryption layer"));
+        }
+        if report.valid != Some(true) {
+            let why: Vec<String> = report
+                .layers
+                .iter()
+                .flat_map(|l| l.signers.iter().filter_map(|s| s.reason.clone()))
+                .collect();
+            return Err(fail(
+                name,
+                ErrorKind::Key,
+                format!("the signature did not verify: {}", why.join("; ")),
+            ));
+        }
+        if !signer.eq_ignore_ascii_case(DEMO_ALICE) {
+            return Err(fail(
+                name,
+                ErrorKind::Key,
+                format!("signed by {signer:?}, not {DEMO_ALICE}"),
+            ));
+        }
+        if opened.content != MESSAGE.as_bytes() {
+            return Err(fail(
+                name,
+                ErrorKind::Malformed,
+                "the opened content differs from the message sent",
+            ));
+        }
+        steps.push(done(
+            name,
+            format!(
+                "as {DEMO_BOB}: decrypted, signature by {signer} valid (chain to the demo root), content identical ({} bytes)",
+                opened.content.len()
+            ),
+            &["opened.eml"],
+        ));
+
+        // 10. Another implementation reads what we wrote.
+        steps.push(openssl_cms_check(dir, &opened.content).map_err(at("openssl cms"))?);
+        Ok(())
+    }
+}
+
+/// The interop check: `openssl cms` decrypts `sealed.eml` with bob's key (exported from his
+/// PKCS#12 to `bob.key`) and verifies the result against `ca/root.pem`, and the content is
+/// `expected`. Skipped (not failed) when `openssl` is not on PATH. The one place the service
+/// runs another program.
+fn openssl_cms_check(dir: &Path, expected: &[u8]) -> Result<DemoStep, ServiceError> {
+    const NAME: &str = "openssl cms";
+    const PASS_VAR: &str = "SMIMEKIT_DEMO_P12_PASSWORD";
+    let run = |args: &[&str]| -> Result<Option<String>, ServiceError> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            // The child's environment only: how `-passin env:` gets the demo password.
+            .env(PASS_VAR, DEMO_PASSWORD)
+            .output();
+        match out {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ServiceError::new(
+                ErrorKind::Io,
+                format!("starting openssl: {e}"),
+            )),
+            Ok(o) if o.status.success() => Ok(Some(String::from_utf8_lossy(&o.stdout).trim().to_string())),
+            Ok(o) => Err(ServiceError::new(
+                ErrorKind::Key,
+                format!(
+                    "openssl {} failed ({}): {}",
+                    args.join(" "),
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+            )),
+        }
+    };
+    let Some(version) = run(&["version"])? else {
+        return Ok(DemoStep {
+            name: NAME.into(),
+            ok: true,
+            skipped: true,
+            detail: "skipped: openssl is not on PATH".into(),
+            files: Vec::new(),
+        });
+    };
+    let passin = format!("env:{PASS_VAR}");
+    let steps: [&[&str]; 3] = [
+        &["pkcs12", "-in", "bob.p12", "-nocerts", "-nodes", "-passin", &passin, "-out", "bob.key"],
+        &[
+            "cms", "-decrypt", "-in", "sealed.eml", "-recip", "bob.pem", "-inkey", "bob.key",
+            "-out", "openssl-signed.eml",
+        ],
+        &[
+            "cms", "-verify", "-in", "openssl-signed.eml", "-CAfile", "ca/root.pem", "-out",
+            "openssl-content.eml",
+        ],
+    ];
+    for args in steps {
+        if run(args)?.is_none() {
+            return Err(ServiceError::new(ErrorKind::Io, "openssl disappeared from PATH"));
+        }
+    }
+    let content_path = dir.join("openssl-content.eml");
+    let theirs = std::fs::read(&content_path).map_err(|e| ServiceError::io(&content_path, e))?;
+    if theirs != expected {
+        return Err(ServiceError::new(
+            ErrorKind::Malformed,
+            format!(
+                "openssl and smimekit disagree on the content ({} vs {} bytes)",
+                theirs.len(),
+                expected.len()
+            ),
+        ));
+    }
+    Ok(done(
+        NAME,
+        format!(
+            "{version}: cms -decrypt (bob.key) and -verify (-CAfile ca/root.pem) OK, same content ({} bytes)",
+            theirs.len()
+        ),
+        &["bob.key", "openssl-signed.eml", "openssl-content.eml"],
+    ))
+}
