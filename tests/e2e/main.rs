@@ -8,6 +8,7 @@ mod ca;
 mod cli;
 mod common;
 mod corpus;
+mod demo;
 mod directory;
 mod interop;
 mod pki;

@@ -2,13 +2,14 @@
 //!
 //! * `cargo xtask test`: the whole test suite (what CI runs): builds the binaries the
 //!   end-to-end tests execute, then runs every test of the workspace.
-//! * `cargo xtask sample`: the main job on the embedded default: sign, encrypt and open a
-//!   sample message with the committed test PKI, and show that `openssl cms` agrees.
+//! * `cargo xtask demo` (alias `sample`): builds the release binary and runs `smimekit demo`,
+//!   the main job end to end with no server (CA, users, directory, .sst, lint, sign,
+//!   encrypt, open), and shows that `openssl cms` agrees.
 //! * `cargo xtask bench`: speed and memory figures beside `openssl speed` and `openssl cms`.
 
 mod bench;
 mod bench_pki;
-mod sample;
+mod demo;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,11 +20,11 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
-        Some("sample") => sample::run(&args[1..]),
+        Some("demo" | "sample") => demo::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("bench-pki") => bench_pki::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test|sample|bench>");
+            eprintln!("usage: cargo xtask <test|demo|bench>");
             bail!("unknown or missing task")
         }
     }
