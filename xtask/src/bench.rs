@@ -220,7 +220,7 @@ struct Pki {
 }
 
 /// Runs `openssl` with `args` in `dir`, returning its standard output.
-fn openssl(dir: &Path, args: &[&str]) -> Result<String> {
+pub(crate) fn openssl(dir: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)

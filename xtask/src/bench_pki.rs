@@ -9,7 +9,6 @@
 //! Targets from issue 3: SST encode+decode ≤ 50 ms, chain building ≤ 1 s.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -19,20 +18,7 @@ const SST_TARGET_MS: f64 = 50.0;
 const CHAIN_TARGET_MS: f64 = 1000.0;
 
 fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .context("running openssl (is it installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "openssl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    crate::bench::openssl(dir, args).map(drop)
 }
 
 /// Issues `name` signed by `issuer` (`None`: self-signed) with a fresh P-256 key.

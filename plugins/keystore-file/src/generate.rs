@@ -1,6 +1,6 @@
 //! Key generation and PKCS#12 writing, for `smimekit ca`.
 //!
-//! [`GeneratedKey::generate`] makes an RSA (2048–4096) or EC (P-256/P-384) key with OpenSSL.
+//! [`generate`] makes an RSA (2048–4096) or EC (P-256/P-384) key with OpenSSL.
 //! The key is a [`PrivateKey`] at once (with an empty certificate until one is issued), so a
 //! CA signs its own root, and a user's certificate is issued, through the same port a token key
 //! uses. [`NewKey::export_pkcs12`] then writes key + certificate + chain as a PKCS#12:
@@ -10,38 +10,17 @@
 //! * `legacy`: pbeWithSHAAnd3-KeyTripleDES-CBC for key and certificates and a SHA-1 MAC, for
 //!   Windows 7/8/Server 2012-era importers (and gpgsm 2.2).
 
-use async_trait::async_trait;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkcs12::Pkcs12;
-use openssl::pkey::{PKey, Private};
+use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::stack::Stack;
 use openssl::x509::X509;
-use smimekit_core::{
-    CertDer, KeyKind, KeySpec, KeyStoreError, NewKey, PrivateKey, RsaPadding, Secret,
-    SignatureScheme,
-};
+use smimekit_core::{CertDer, KeySpec, KeyStoreError, NewKey, Secret};
 
-use crate::softkey::key_kind;
-
-/// A fresh key held in memory until it is written to a PKCS#12.
-pub struct GeneratedKey {
-    id: String,
-    pkey: PKey<Private>,
-    /// Empty until [`GeneratedKey::set_certificate`].
-    certificate: CertDer,
-}
-
-impl std::fmt::Debug for GeneratedKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GeneratedKey")
-            .field("id", &self.id)
-            .field("kind", &key_kind(&self.pkey))
-            .finish_non_exhaustive()
-    }
-}
+use crate::softkey::SoftKey;
 
 fn failed(id: &str, what: &str, e: impl std::fmt::Display) -> KeyStoreError {
     KeyStoreError::Failed {
@@ -50,55 +29,56 @@ fn failed(id: &str, what: &str, e: impl std::fmt::Display) -> KeyStoreError {
     }
 }
 
-impl GeneratedKey {
-    /// Generates a key; `id` names it in errors (e.g. the p12 path it will go to).
-    pub fn generate(id: &str, spec: KeySpec) -> Result<Self, KeyStoreError> {
-        let pkey = match spec {
-            KeySpec::Rsa(bits) => {
-                if !(2048..=4096).contains(&bits) || bits % 8 != 0 {
-                    return Err(KeyStoreError::Unsupported {
-                        key: id.to_string(),
-                        detail: format!("RSA-{bits}: use 2048, 3072 or 4096 bits"),
-                    });
-                }
-                Rsa::generate(bits)
-                    .and_then(PKey::from_rsa)
-                    .map_err(|e| failed(id, "RSA key generation", e))?
+/// Generates a key held in memory, as a [`SoftKey`] with an empty certificate until one is
+/// issued; `id` names it in errors (e.g. the p12 path it will go to).
+pub fn generate(id: &str, spec: KeySpec) -> Result<SoftKey, KeyStoreError> {
+    let pkey = match spec {
+        KeySpec::Rsa(bits) => {
+            if !(2048..=4096).contains(&bits) || bits % 8 != 0 {
+                return Err(KeyStoreError::Unsupported {
+                    key: id.to_string(),
+                    detail: format!("RSA-{bits}: use 2048, 3072 or 4096 bits"),
+                });
             }
-            KeySpec::EcP256 | KeySpec::EcP384 => {
-                let nid = if spec == KeySpec::EcP256 {
-                    Nid::X9_62_PRIME256V1
-                } else {
-                    Nid::SECP384R1
-                };
-                EcGroup::from_curve_name(nid)
-                    .and_then(|g| EcKey::generate(&g))
-                    .and_then(PKey::from_ec_key)
-                    .map_err(|e| failed(id, "EC key generation", e))?
-            }
-        };
-        Ok(Self {
-            id: id.to_string(),
-            pkey,
-            certificate: CertDer::new(Vec::new()),
-        })
-    }
-
-    /// [`GeneratedKey::generate`] boxed, for the key-store factory.
-    pub fn generate_boxed(id: &str, spec: KeySpec) -> Result<Box<dyn NewKey>, KeyStoreError> {
-        Ok(Box::new(Self::generate(id, spec)?))
-    }
+            Rsa::generate(bits)
+                .and_then(PKey::from_rsa)
+                .map_err(|e| failed(id, "RSA key generation", e))?
+        }
+        KeySpec::EcP256 | KeySpec::EcP384 => {
+            let nid = if spec == KeySpec::EcP256 {
+                Nid::X9_62_PRIME256V1
+            } else {
+                Nid::SECP384R1
+            };
+            EcGroup::from_curve_name(nid)
+                .and_then(|g| EcKey::generate(&g))
+                .and_then(PKey::from_ec_key)
+                .map_err(|e| failed(id, "EC key generation", e))?
+        }
+    };
+    Ok(SoftKey::new(
+        id.to_string(),
+        None,
+        pkey,
+        CertDer::new(Vec::new()),
+        Vec::new(),
+    ))
 }
 
-impl NewKey for GeneratedKey {
+/// [`generate`] boxed, for the key-store factory.
+pub fn generate_boxed(id: &str, spec: KeySpec) -> Result<Box<dyn NewKey>, KeyStoreError> {
+    Ok(Box::new(generate(id, spec)?))
+}
+
+impl NewKey for SoftKey {
     fn spki_der(&self) -> Result<Vec<u8>, KeyStoreError> {
-        self.pkey
+        self.pkey()
             .public_key_to_der()
-            .map_err(|e| failed(&self.id, "public key encoding", e))
+            .map_err(|e| failed(self.id(), "public key encoding", e))
     }
 
     fn set_certificate(&mut self, cert: CertDer) {
-        self.certificate = cert;
+        self.set_certificate_inner(cert);
     }
 
     fn export_pkcs12(
@@ -109,7 +89,7 @@ impl NewKey for GeneratedKey {
         password: &Secret,
         legacy: bool,
     ) -> Result<Vec<u8>, KeyStoreError> {
-        let id = self.id.as_str();
+        let id = self.id();
         let pass =
             std::str::from_utf8(password.expose()).map_err(|_| KeyStoreError::Unsupported {
                 key: id.to_string(),
@@ -123,7 +103,7 @@ impl NewKey for GeneratedKey {
             ca.push(x).map_err(|e| failed(id, "PKCS#12", e))?;
         }
         let mut b = Pkcs12::builder();
-        b.name(friendly_name).pkey(&self.pkey).cert(&cert).ca(ca);
+        b.name(friendly_name).pkey(self.pkey()).cert(&cert).ca(ca);
         if legacy {
             b.key_algorithm(Nid::PBE_WITHSHA1AND3_KEY_TRIPLEDES_CBC)
                 .cert_algorithm(Nid::PBE_WITHSHA1AND3_KEY_TRIPLEDES_CBC)
@@ -142,54 +122,17 @@ impl NewKey for GeneratedKey {
     }
 }
 
-#[async_trait]
-impl PrivateKey for GeneratedKey {
-    fn certificate(&self) -> &CertDer {
-        &self.certificate
-    }
-
-    fn chain(&self) -> &[CertDer] {
-        &[]
-    }
-
-    fn kind(&self) -> KeyKind {
-        key_kind(&self.pkey)
-    }
-
-    async fn sign_digest(
-        &self,
-        scheme: SignatureScheme,
-        digest: &[u8],
-    ) -> Result<Vec<u8>, KeyStoreError> {
-        smimekit_engine_openssl::sign_digest_with(&self.pkey, scheme, digest)
-            .map_err(|e| failed(&self.id, "signing", e))
-    }
-
-    async fn decrypt_key(
-        &self,
-        padding: &RsaPadding,
-        wrapped: &[u8],
-    ) -> Result<Secret, KeyStoreError> {
-        smimekit_engine_openssl::rsa_decrypt_with(&self.pkey, padding, wrapped)
-            .map_err(|e| failed(&self.id, "decryption", e))
-    }
-
-    async fn ecdh(&self, peer_point: &[u8]) -> Result<Secret, KeyStoreError> {
-        smimekit_engine_openssl::ecdh_with(&self.pkey, peer_point)
-            .map_err(|e| failed(&self.id, "ECDH", e))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smimekit_core::{KeyKind, PrivateKey};
 
     #[tokio::test]
     async fn generate_and_p12_round_trip() {
-        let k = GeneratedKey::generate("t", KeySpec::EcP256).unwrap();
+        let k = generate("t", KeySpec::EcP256).unwrap();
         assert_eq!(k.kind(), KeyKind::Ec { curve: "P-256" });
         assert!(!k.spki_der().unwrap().is_empty());
-        assert!(GeneratedKey::generate("t", KeySpec::Rsa(1024)).is_err());
+        assert!(generate("t", KeySpec::Rsa(1024)).is_err());
         // A throwaway self-signed certificate from OpenSSL, just to have one to bundle.
         let mut name = openssl::x509::X509NameBuilder::new().unwrap();
         name.append_entry_by_nid(Nid::COMMONNAME, "t").unwrap();
@@ -197,12 +140,12 @@ mod tests {
         let mut b = openssl::x509::X509Builder::new().unwrap();
         b.set_subject_name(&name).unwrap();
         b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&k.pkey).unwrap();
+        b.set_pubkey(k.pkey()).unwrap();
         b.set_not_before(&openssl::asn1::Asn1Time::from_unix(0).unwrap())
             .unwrap();
         b.set_not_after(&openssl::asn1::Asn1Time::from_unix(1_000_000).unwrap())
             .unwrap();
-        b.sign(&k.pkey, MessageDigest::sha256()).unwrap();
+        b.sign(k.pkey(), MessageDigest::sha256()).unwrap();
         let cert = CertDer::new(b.build().to_der().unwrap());
         for legacy in [false, true] {
             let der = k

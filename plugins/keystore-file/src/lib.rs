@@ -34,7 +34,7 @@ mod pem;
 mod softkey;
 
 pub use bundle::{Bundle, BundleCert};
-pub use generate::GeneratedKey;
+pub use generate::{generate, generate_boxed};
 pub use softkey::SoftKey;
 
 use keyfile::KeyFile;
@@ -237,7 +237,7 @@ inventory::submit! {
         description: "PKCS#12 (.p12/.pfx), PEM/DER key files",
         accepts,
         open: FileKeyStore::open,
-        generate: Some(GeneratedKey::generate_boxed),
+        generate: Some(generate_boxed),
     }
 }
 

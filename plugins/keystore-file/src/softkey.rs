@@ -46,6 +46,15 @@ impl SoftKey {
         self.label.as_deref()
     }
 
+    pub(crate) fn pkey(&self) -> &PKeyRef<Private> {
+        &self.pkey
+    }
+
+    /// Records the certificate issued for a freshly generated key.
+    pub(crate) fn set_certificate_inner(&mut self, cert: CertDer) {
+        self.certificate = cert;
+    }
+
     fn engine_error(&self, e: EngineError) -> KeyStoreError {
         match e {
             EngineError::Unsupported(detail) => KeyStoreError::Unsupported {
