@@ -6,22 +6,9 @@ use std::process::{Command, Output, Stdio};
 
 use base64::Engine;
 
-use crate::common;
+use crate::common::{self, GpgHome, p, show};
 
 const PW: &str = "ca-secret";
-
-fn show(what: &str, out: &Output) -> String {
-    format!(
-        "{what}: {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn p(path: &Path) -> String {
-    path.display().to_string()
-}
 
 fn sk(args: &[&str]) -> Output {
     common::smimekit(args, &[("SMIMEKIT_PASSWORD", PW)])
@@ -151,59 +138,6 @@ fn verify_smime(ca: &Path, cert: &Path, extra: &[&str]) -> Output {
 }
 
 /// A throwaway GNUPGHOME trusting `root` (CRL and policy checks off).
-struct GpgHome(tempfile::TempDir);
-
-impl GpgHome {
-    fn new(root: &Path) -> Self {
-        let home = tempfile::Builder::new()
-            .prefix("gh")
-            .tempdir_in("/tmp")
-            .expect("GNUPGHOME");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700))
-                .expect("chmod");
-        }
-        std::fs::write(
-            home.path().join("gpgsm.conf"),
-            "disable-crl-checks\ndisable-policy-checks\n",
-        )
-        .expect("gpgsm.conf");
-        let fpr = openssl_ok(&["x509", "-in", &p(root), "-noout", "-fingerprint", "-sha1"]);
-        let fpr = String::from_utf8_lossy(&fpr.stdout);
-        let fpr = fpr
-            .trim()
-            .split('=')
-            .nth(1)
-            .expect("fingerprint")
-            .to_string();
-        std::fs::write(
-            home.path().join("trustlist.txt"),
-            format!("{fpr} S relax\n"),
-        )
-        .expect("trustlist");
-        GpgHome(home)
-    }
-
-    fn gpgsm(&self, args: &[&str]) -> Output {
-        Command::new("gpgsm")
-            .env("GNUPGHOME", self.0.path())
-            .arg("--batch")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run gpgsm")
-    }
-}
-
-impl Drop for GpgHome {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .args(["--homedir", &p(self.0.path()), "--kill", "gpg-agent"])
-            .output();
-    }
-}
 
 /// The DER inside an opaque application/pkcs7-mime message.
 fn mime_body_der(mime: &[u8]) -> Vec<u8> {
@@ -254,14 +188,17 @@ fn sign_and_verify(ca: &Path, p12: &Path, work: &Path, gpg: &GpgHome, tag: &str)
         mime_body_der(&std::fs::read(&signed).expect("signed")),
     )
     .expect("p7m");
-    let out = gpg.gpgsm(&[
-        "--import",
-        &p(&ca.join("root.pem")),
-        &p(&ca.join("issuing.pem")),
-    ]);
+    let out = gpg.gpgsm(
+        &[
+            "--import",
+            &p(&ca.join("root.pem")),
+            &p(&ca.join("issuing.pem")),
+        ],
+        None,
+    );
     assert!(out.status.success(), "{}", show("gpgsm --import", &out));
     let theirs = work.join(format!("{tag}.gpgsm"));
-    let out = gpg.gpgsm(&["--verify", "--output", &p(&theirs), &p(&p7m)]);
+    let out = gpg.gpgsm(&["--verify", "--output", &p(&theirs), &p(&p7m)], None);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && err.contains("Good signature"),

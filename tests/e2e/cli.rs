@@ -1,10 +1,6 @@
 //! The CLI contract beyond mail: keys, certificates, plugins, completions.
 
-use crate::common::{fixtures, smimekit};
-
-fn pki(name: &str) -> String {
-    fixtures().join("pki").join(name).display().to_string()
-}
+use crate::common::{pki, smimekit};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

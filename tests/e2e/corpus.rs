@@ -407,12 +407,13 @@ async fn check_message(service: &Service, root: &Path, case: &Value) -> Result<(
         }
     }
     if let Some(want) = s(expect, "plaintext_sha256")
-        && !report.content_sha256.eq_ignore_ascii_case(want) {
-            problems.push(format!(
-                "content sha256 {} differs",
-                &report.content_sha256[..12]
-            ));
-        }
+        && !report.content_sha256.eq_ignore_ascii_case(want)
+    {
+        problems.push(format!(
+            "content sha256 {} differs",
+            &report.content_sha256[..12]
+        ));
+    }
     if problems.is_empty() {
         Ok(())
     } else {

@@ -4,11 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::{fixtures, smimekit, smimekit_bin};
-
-fn pki(name: &str) -> String {
-    fixtures().join("pki").join(name).display().to_string()
-}
+use crate::common::{pki, smimekit, smimekit_bin};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

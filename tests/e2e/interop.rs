@@ -7,14 +7,13 @@
 //! What gpgsm 2.2 cannot do is asserted as an expected failure with its reason (never skipped):
 //! when a newer gpgsm gains the feature, the assertion flips and the test says so.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::common;
+use crate::common::{self, openssl_ok, p, pki, run, show};
 
 /// 2026-06-01T00:00:00Z, for `--at`, and as seconds for `openssl -attime`.
 const AT: &str = "2026-06-01T00:00:00Z";
@@ -35,25 +34,8 @@ const DIGESTS: [&str; 3] = ["sha256", "sha384", "sha512"];
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-fn pki(name: &str) -> String {
-    common::fixtures()
-        .join("pki")
-        .join(name)
-        .display()
-        .to_string()
-}
-
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
-}
-
-fn show(what: &str, out: &Output) -> String {
-    format!(
-        "{what}: {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// A scratch directory with the sample message in it.
@@ -62,10 +44,6 @@ fn scratch() -> (tempfile::TempDir, PathBuf) {
     let msg = dir.path().join("message.eml");
     std::fs::write(&msg, MESSAGE).expect("write message");
     (dir, msg)
-}
-
-fn p(path: &Path) -> String {
-    path.display().to_string()
 }
 
 /// Runs smimekit with the fixture password and asserts success.
@@ -79,34 +57,8 @@ fn sk_ok(args: &[&str]) -> Output {
     out
 }
 
-fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    if let Some(data) = stdin {
-        let mut s = child.stdin.take().expect("stdin");
-        s.write_all(data).expect("write stdin");
-    }
-    child.wait_with_output().expect("wait")
-}
-
 fn openssl(args: &[&str]) -> Output {
     run(Command::new("openssl").args(args), None)
-}
-
-fn openssl_ok(args: &[&str]) -> Output {
-    let out = openssl(args);
-    assert!(
-        out.status.success(),
-        "{}",
-        show(&format!("openssl {}", args.join(" ")), &out)
-    );
-    out
 }
 
 /// smimekit `open --json` with the root trusted at the pinned time; returns the report.
@@ -563,18 +515,9 @@ fn nested_sign_encrypt_both_ways() {
 /// A throwaway GNUPGHOME: root and intermediate imported, the root trusted (`relax`), CRL
 /// checks off, loopback pinentry allowed; alice's key from her p12 and bob's EC key installed.
 struct Gpgsm {
-    home: tempfile::TempDir,
+    home: common::GpgHome,
     /// (major, minor) of the gpgsm on PATH.
     version: (u32, u32),
-}
-
-impl Drop for Gpgsm {
-    fn drop(&mut self) {
-        // Stop the agent this home started (it is bound to this home only).
-        let _ = Command::new("gpgconf")
-            .args(["--homedir", &p(self.home.path()), "--kill", "gpg-agent"])
-            .output();
-    }
 }
 
 fn gpgsm_version() -> (u32, u32) {
@@ -598,38 +541,7 @@ fn gpgsm_version() -> (u32, u32) {
 impl Gpgsm {
     fn new() -> Self {
         let version = gpgsm_version();
-        let home = tempfile::Builder::new()
-            .prefix("gh")
-            .tempdir_in("/tmp")
-            .expect("GNUPGHOME");
-        let h = home.path();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(h, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        }
-        std::fs::write(h.join("gpg-agent.conf"), "allow-loopback-pinentry\n").expect("agent conf");
-        std::fs::write(
-            h.join("gpgsm.conf"),
-            "disable-crl-checks\ndisable-policy-checks\n",
-        )
-        .expect("gpgsm conf");
-        let fpr = openssl_ok(&[
-            "x509",
-            "-in",
-            &pki("root.pem"),
-            "-noout",
-            "-fingerprint",
-            "-sha1",
-        ]);
-        let fpr = String::from_utf8_lossy(&fpr.stdout);
-        let fpr = fpr
-            .trim()
-            .split('=')
-            .nth(1)
-            .expect("fingerprint")
-            .to_string();
-        std::fs::write(h.join("trustlist.txt"), format!("{fpr} S relax\n")).expect("trustlist");
+        let home = common::GpgHome::new(std::path::Path::new(&pki("root.pem")));
         let g = Gpgsm { home, version };
         g.ok(
             &["--import", &pki("root.pem"), &pki("intermediate.pem")],
@@ -645,18 +557,10 @@ impl Gpgsm {
     }
 
     fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut cmd = Command::new("gpgsm");
-        cmd.env("GNUPGHOME", self.home.path())
-            .args([
-                "--batch",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase-fd",
-                "0",
-            ])
-            .args(args);
         // --passphrase-fd 0: the passphrase is the first line of stdin.
-        run(&mut cmd, Some(stdin.unwrap_or(b"test\n")))
+        let mut all = vec!["--pinentry-mode", "loopback", "--passphrase-fd", "0"];
+        all.extend_from_slice(args);
+        self.home.gpgsm(&all, Some(stdin.unwrap_or(b"test\n")))
     }
 
     fn ok(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {

@@ -11,5 +11,8 @@ mod corpus;
 mod demo;
 mod directory;
 mod interop;
+mod ldap;
+mod pkcs11;
 mod pki;
+mod softhsm;
 mod tidy;

@@ -7,17 +7,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::common;
+use crate::common::{self, pki};
 
 const AT: &str = "2026-06-01T00:00:00Z";
-
-fn pki(name: &str) -> String {
-    common::fixtures()
-        .join("pki")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 fn run(args: &[&str]) -> Output {
     let out = common::smimekit(args, &[]);

@@ -16,13 +16,12 @@ fn dependencies(member: &str) -> Vec<String> {
             in_deps = line == "[dependencies]";
             continue;
         }
-        if in_deps
-            && let Some((name, _)) = line.split_once('=') {
-                let name = name.trim();
-                if !name.is_empty() && !name.starts_with('#') {
-                    out.push(name.split('.').next().unwrap_or(name).to_string());
-                }
+        if in_deps && let Some((name, _)) = line.split_once('=') {
+            let name = name.trim();
+            if !name.is_empty() && !name.starts_with('#') {
+                out.push(name.split('.').next().unwrap_or(name).to_string());
             }
+        }
     }
     out
 }

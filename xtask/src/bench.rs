@@ -74,9 +74,27 @@ impl Opts {
             }
         }
         Ok(if quick {
-            Opts { quick, strict, keep, runs: 3, min_time: Duration::from_millis(150), min_iters: 1, cms_runs: 10, speed_seconds: 1 }
+            Opts {
+                quick,
+                strict,
+                keep,
+                runs: 3,
+                min_time: Duration::from_millis(150),
+                min_iters: 1,
+                cms_runs: 10,
+                speed_seconds: 1,
+            }
         } else {
-            Opts { quick, strict, keep, runs: 5, min_time: Duration::from_millis(1000), min_iters: 3, cms_runs: 50, speed_seconds: 2 }
+            Opts {
+                quick,
+                strict,
+                keep,
+                runs: 5,
+                min_time: Duration::from_millis(1000),
+                min_iters: 3,
+                cms_runs: 50,
+                speed_seconds: 2,
+            }
         })
     }
 }
@@ -84,16 +102,6 @@ impl Opts {
 pub fn run(args: &[String]) -> Result<()> {
     if let Some(("--rss-of", cmd)) = args.split_first().map(|(a, rest)| (a.as_str(), rest)) {
         return rss_helper(cmd);
-    }
-    if cfg!(debug_assertions) {
-        // `cargo xtask` builds xtask without optimizations; the in-process figures need the
-        // release build of the library, so run this task again from a release build.
-        eprintln!("bench: re-running from a release build of xtask");
-        return crate::run(
-            crate::cargo()
-                .args(["run", "--release", "--quiet", "-p", "xtask", "--", "bench"])
-                .args(args),
-        );
     }
     let opts = Opts::parse(args)?;
     let target_dir = target_dir();
@@ -141,11 +149,19 @@ pub fn run(args: &[String]) -> Result<()> {
                 fs::write(&path, &signed_enc)?;
                 large_open_file = Some(path);
             }
-            rows.extend(r.into_iter().map(|(op, m)| Row { key: key.name, size, op, m }));
+            rows.extend(r.into_iter().map(|(op, m)| Row {
+                key: key.name,
+                size,
+                op,
+                m,
+            }));
         }
     }
 
-    eprintln!("bench: smimekit against openssl cms, {} runs each", opts.cms_runs);
+    eprintln!(
+        "bench: smimekit against openssl cms, {} runs each",
+        opts.cms_runs
+    );
     let cli = bench_cli(&opts, &smimekit, &pki, dir)?;
 
     eprintln!("bench: peak memory of smimekit open (10 MiB)");
@@ -176,10 +192,24 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     println!("\ncertificate stores, chains and the local directory:");
-    let pki_args: Vec<String> = if opts.quick { vec!["--quick".into()] } else { Vec::new() };
+    let pki_args: Vec<String> = if opts.quick {
+        vec!["--quick".into()]
+    } else {
+        Vec::new()
+    };
     crate::bench_pki::run(&pki_args)?;
 
-    let missed: Vec<&str> = targets.iter().filter(|t| !t.pass).map(|t| t.name.as_str()).collect();
+    println!("\nLDAP directory (slapd vs ldapmodify):");
+    crate::bench_ldap::run(&pki_args)?;
+
+    println!("\nPKCS#11 token (SoftHSM2) vs pkcs11-tool and the same key as a file:");
+    crate::bench_pkcs11::run(&pki_args)?;
+
+    let missed: Vec<&str> = targets
+        .iter()
+        .filter(|t| !t.pass)
+        .map(|t| t.name.as_str())
+        .collect();
     if opts.strict && !missed.is_empty() {
         bail!("targets missed: {}", missed.join("; "));
     }
@@ -191,7 +221,11 @@ fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) => {
             let d = PathBuf::from(d);
-            if d.is_absolute() { d } else { crate::root().join(d) }
+            if d.is_absolute() {
+                d
+            } else {
+                crate::root().join(d)
+            }
         }
         None => crate::root().join("target"),
     }
@@ -238,21 +272,52 @@ pub(crate) fn openssl(dir: &Path, args: &[&str]) -> Result<String> {
 }
 
 fn make_pki(dir: &Path) -> Result<Pki> {
-    openssl(dir, &[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "3650", "-subj", "/CN=smimekit bench root CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        "-addext", "subjectKeyIdentifier=hash",
-    ])?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=smimekit bench root CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext",
+            "subjectKeyIdentifier=hash",
+        ],
+    )?;
     let mut keys = Vec::new();
     for (name, stem, newkey, usage) in [
-        ("RSA-2048", "rsa", &["-newkey", "rsa:2048"][..], "digitalSignature,nonRepudiation,keyEncipherment"),
-        ("P-256", "p256", &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"][..], "digitalSignature,nonRepudiation,keyAgreement"),
+        (
+            "RSA-2048",
+            "rsa",
+            &["-newkey", "rsa:2048"][..],
+            "digitalSignature,nonRepudiation,keyEncipherment",
+        ),
+        (
+            "P-256",
+            "p256",
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"][..],
+            "digitalSignature,nonRepudiation,keyAgreement",
+        ),
     ] {
         let email = format!("{stem}@bench.example");
-        let (key, csr, cert, ext) =
-            (format!("{stem}.key"), format!("{stem}.csr"), format!("{stem}.pem"), format!("{stem}.ext"));
+        let (key, csr, cert, ext) = (
+            format!("{stem}.key"),
+            format!("{stem}.csr"),
+            format!("{stem}.pem"),
+            format!("{stem}.ext"),
+        );
         fs::write(
             dir.join(&ext),
             format!(
@@ -266,13 +331,37 @@ fn make_pki(dir: &Path) -> Result<Pki> {
         args.extend_from_slice(newkey);
         args.extend_from_slice(&["-nodes", "-keyout", &key, "-out", &csr, "-subj", &subj]);
         openssl(dir, &args)?;
-        openssl(dir, &[
-            "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "365", "-sha256", "-extfile", &ext, "-out", &cert,
-        ])?;
-        keys.push(KeyFiles { name, key: dir.join(key), cert: dir.join(cert) });
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "365",
+                "-sha256",
+                "-extfile",
+                &ext,
+                "-out",
+                &cert,
+            ],
+        )?;
+        keys.push(KeyFiles {
+            name,
+            key: dir.join(key),
+            cert: dir.join(cert),
+        });
     }
-    Ok(Pki { ca: dir.join("ca.pem"), keys })
+    Ok(Pki {
+        ca: dir.join("ca.pem"),
+        keys,
+    })
 }
 
 /// An RFC 5322 text message of exactly `size` bytes: headers, then 7-bit CRLF lines of
@@ -385,7 +474,9 @@ fn block_rate(out: &str, block: u64) -> Result<f64> {
 }
 
 fn openssl_version() -> String {
-    openssl(Path::new("."), &["version"]).map(|v| v.trim().to_string()).unwrap_or_default()
+    openssl(Path::new("."), &["version"])
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -429,7 +520,10 @@ impl Row {
 /// CPU time of this whole process (the bench runs on one thread).
 #[allow(unsafe_code)]
 fn cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
     if rc != 0 {
@@ -445,7 +539,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Times `op` (which gets its input from `prepare`, outside the timed part): `runs` runs of
 /// at least `min_time` and `min_iters` iterations each, after one warm-up call.
-fn measure<I>(opts: &Opts, mut prepare: impl FnMut() -> I, mut op: impl FnMut(I) -> Result<()>) -> Result<Measure> {
+fn measure<I>(
+    opts: &Opts,
+    mut prepare: impl FnMut() -> I,
+    mut op: impl FnMut(I) -> Result<()>,
+) -> Result<Measure> {
     op(prepare())?;
     let (mut cpu_rates, mut wall_rates, mut total) = (Vec::new(), Vec::new(), 0);
     for _ in 0..opts.runs {
@@ -462,7 +560,11 @@ fn measure<I>(opts: &Opts, mut prepare: impl FnMut() -> I, mut op: impl FnMut(I)
         wall_rates.push(n as f64 / wall.as_secs_f64().max(1e-9));
         total += n;
     }
-    Ok(Measure { cpu_ops: median(cpu_rates), wall_ops: median(wall_rates), iterations: total })
+    Ok(Measure {
+        cpu_ops: median(cpu_rates),
+        wall_ops: median(wall_rates),
+        iterations: total,
+    })
 }
 
 /// One operation's figures: `sign`, `verify`, `encrypt`, `decrypt` or `open`.
@@ -505,36 +607,82 @@ fn bench_service(
     let signed_enc = rt.block_on(service.encrypt(encrypt_req(signed.clone())))?;
     let verified = rt.block_on(service.open(open_req(signed.clone())))?;
     if verified.report.valid != Some(true) {
-        bail!("{}: the signed message does not verify: {:?}", key.name, verified.report);
+        bail!(
+            "{}: the signed message does not verify: {:?}",
+            key.name,
+            verified.report
+        );
     }
     let opened = rt.block_on(service.open(open_req(signed_enc.clone())))?;
     if opened.report.valid != Some(true) || opened.report.layers.len() != 2 {
-        bail!("{}: the signed+encrypted message does not open: {:?}", key.name, opened.report);
+        bail!(
+            "{}: the signed+encrypted message does not open: {:?}",
+            key.name,
+            opened.report
+        );
     }
 
     let mut out = Vec::new();
-    out.push(("sign", measure(opts, || msg.to_vec(), |m| {
-        rt.block_on(service.sign(sign_req(m)))?;
-        Ok(())
-    })?));
-    out.push(("verify", measure(opts, || signed.clone(), |m| {
-        let r = rt.block_on(service.open(open_req(m)))?;
-        anyhow::ensure!(r.report.valid == Some(true), "verify failed");
-        Ok(())
-    })?));
-    out.push(("encrypt", measure(opts, || msg.to_vec(), |m| {
-        rt.block_on(service.encrypt(encrypt_req(m)))?;
-        Ok(())
-    })?));
-    out.push(("decrypt", measure(opts, || encrypted.clone(), |m| {
-        rt.block_on(service.decrypt(DecryptRequest { keys: vec![private.clone()], message: m }))?;
-        Ok(())
-    })?));
-    out.push(("open", measure(opts, || signed_enc.clone(), |m| {
-        let r = rt.block_on(service.open(open_req(m)))?;
-        anyhow::ensure!(r.report.valid == Some(true), "open failed");
-        Ok(())
-    })?));
+    out.push((
+        "sign",
+        measure(
+            opts,
+            || msg.to_vec(),
+            |m| {
+                rt.block_on(service.sign(sign_req(m)))?;
+                Ok(())
+            },
+        )?,
+    ));
+    out.push((
+        "verify",
+        measure(
+            opts,
+            || signed.clone(),
+            |m| {
+                let r = rt.block_on(service.open(open_req(m)))?;
+                anyhow::ensure!(r.report.valid == Some(true), "verify failed");
+                Ok(())
+            },
+        )?,
+    ));
+    out.push((
+        "encrypt",
+        measure(
+            opts,
+            || msg.to_vec(),
+            |m| {
+                rt.block_on(service.encrypt(encrypt_req(m)))?;
+                Ok(())
+            },
+        )?,
+    ));
+    out.push((
+        "decrypt",
+        measure(
+            opts,
+            || encrypted.clone(),
+            |m| {
+                rt.block_on(service.decrypt(DecryptRequest {
+                    keys: vec![private.clone()],
+                    message: m,
+                }))?;
+                Ok(())
+            },
+        )?,
+    ));
+    out.push((
+        "open",
+        measure(
+            opts,
+            || signed_enc.clone(),
+            |m| {
+                let r = rt.block_on(service.open(open_req(m)))?;
+                anyhow::ensure!(r.report.valid == Some(true), "open failed");
+                Ok(())
+            },
+        )?,
+    ));
     Ok((out, signed_enc))
 }
 
@@ -566,7 +714,10 @@ impl CliRow {
 
 fn command(program: &Path, args: &[&Path]) -> Command {
     let mut c = Command::new(program);
-    c.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     c
 }
 
@@ -577,7 +728,11 @@ fn run_once(mut cmd: Command) -> Result<Duration> {
     let out = cmd.output().with_context(|| format!("starting {shown}"))?;
     let took = t0.elapsed();
     if !out.status.success() {
-        bail!("{shown} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{shown} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(took)
 }
@@ -607,36 +762,200 @@ fn bench_cli(opts: &Opts, smimekit: &Path, pki: &Pki, dir: &Path) -> Result<Vec<
         let enc = dir.join(format!("small-{stem}.enc.eml"));
         let null = p("/dev/null");
         // Inputs made by smimekit, read by both.
-        run_once(command(smimekit, &[&p("sign"), &p("--key"), k, &p("--cert"), c, &p("--in"), &msg, &p("--out"), &signed]))?;
-        run_once(command(smimekit, &[&p("encrypt"), &p("--to"), c, &p("--in"), &msg, &p("--out"), &enc]))?;
+        run_once(command(
+            smimekit,
+            &[
+                &p("sign"),
+                &p("--key"),
+                k,
+                &p("--cert"),
+                c,
+                &p("--in"),
+                &msg,
+                &p("--out"),
+                &signed,
+            ],
+        ))?;
+        run_once(command(
+            smimekit,
+            &[
+                &p("encrypt"),
+                &p("--to"),
+                c,
+                &p("--in"),
+                &msg,
+                &p("--out"),
+                &enc,
+            ],
+        ))?;
 
         let (a, b) = race(
             opts.cms_runs,
-            &|| command(smimekit, &[&p("sign"), &p("--key"), k, &p("--cert"), c, &p("--in"), &msg, &p("--out"), &null]),
-            &|| command(ossl, &[&p("cms"), &p("-sign"), &p("-md"), &p("sha256"), &p("-signer"), c, &p("-inkey"), k, &p("-in"), &msg, &p("-out"), &null]),
+            &|| {
+                command(
+                    smimekit,
+                    &[
+                        &p("sign"),
+                        &p("--key"),
+                        k,
+                        &p("--cert"),
+                        c,
+                        &p("--in"),
+                        &msg,
+                        &p("--out"),
+                        &null,
+                    ],
+                )
+            },
+            &|| {
+                command(
+                    ossl,
+                    &[
+                        &p("cms"),
+                        &p("-sign"),
+                        &p("-md"),
+                        &p("sha256"),
+                        &p("-signer"),
+                        c,
+                        &p("-inkey"),
+                        k,
+                        &p("-in"),
+                        &msg,
+                        &p("-out"),
+                        &null,
+                    ],
+                )
+            },
         )?;
-        rows.push(CliRow { op: "sign", key: key.name, smimekit_per_s: a, openssl_per_s: b });
+        rows.push(CliRow {
+            op: "sign",
+            key: key.name,
+            smimekit_per_s: a,
+            openssl_per_s: b,
+        });
 
         let (a, b) = race(
             opts.cms_runs,
-            &|| command(smimekit, &[&p("verify"), &p("--trust"), ca, &p("--in"), &signed, &p("--out"), &null]),
-            &|| command(ossl, &[&p("cms"), &p("-verify"), &p("-CAfile"), ca, &p("-purpose"), &p("smimesign"), &p("-in"), &signed, &p("-out"), &null]),
+            &|| {
+                command(
+                    smimekit,
+                    &[
+                        &p("verify"),
+                        &p("--trust"),
+                        ca,
+                        &p("--in"),
+                        &signed,
+                        &p("--out"),
+                        &null,
+                    ],
+                )
+            },
+            &|| {
+                command(
+                    ossl,
+                    &[
+                        &p("cms"),
+                        &p("-verify"),
+                        &p("-CAfile"),
+                        ca,
+                        &p("-purpose"),
+                        &p("smimesign"),
+                        &p("-in"),
+                        &signed,
+                        &p("-out"),
+                        &null,
+                    ],
+                )
+            },
         )?;
-        rows.push(CliRow { op: "verify", key: key.name, smimekit_per_s: a, openssl_per_s: b });
+        rows.push(CliRow {
+            op: "verify",
+            key: key.name,
+            smimekit_per_s: a,
+            openssl_per_s: b,
+        });
 
         let (a, b) = race(
             opts.cms_runs,
-            &|| command(smimekit, &[&p("encrypt"), &p("--to"), c, &p("--in"), &msg, &p("--out"), &null]),
-            &|| command(ossl, &[&p("cms"), &p("-encrypt"), &p("-aes-256-cbc"), &p("-in"), &msg, &p("-out"), &null, c]),
+            &|| {
+                command(
+                    smimekit,
+                    &[
+                        &p("encrypt"),
+                        &p("--to"),
+                        c,
+                        &p("--in"),
+                        &msg,
+                        &p("--out"),
+                        &null,
+                    ],
+                )
+            },
+            &|| {
+                command(
+                    ossl,
+                    &[
+                        &p("cms"),
+                        &p("-encrypt"),
+                        &p("-aes-256-cbc"),
+                        &p("-in"),
+                        &msg,
+                        &p("-out"),
+                        &null,
+                        c,
+                    ],
+                )
+            },
         )?;
-        rows.push(CliRow { op: "encrypt", key: key.name, smimekit_per_s: a, openssl_per_s: b });
+        rows.push(CliRow {
+            op: "encrypt",
+            key: key.name,
+            smimekit_per_s: a,
+            openssl_per_s: b,
+        });
 
         let (a, b) = race(
             opts.cms_runs,
-            &|| command(smimekit, &[&p("decrypt"), &p("--key"), k, &p("--cert"), c, &p("--in"), &enc, &p("--out"), &null]),
-            &|| command(ossl, &[&p("cms"), &p("-decrypt"), &p("-recip"), c, &p("-inkey"), k, &p("-in"), &enc, &p("-out"), &null]),
+            &|| {
+                command(
+                    smimekit,
+                    &[
+                        &p("decrypt"),
+                        &p("--key"),
+                        k,
+                        &p("--cert"),
+                        c,
+                        &p("--in"),
+                        &enc,
+                        &p("--out"),
+                        &null,
+                    ],
+                )
+            },
+            &|| {
+                command(
+                    ossl,
+                    &[
+                        &p("cms"),
+                        &p("-decrypt"),
+                        &p("-recip"),
+                        c,
+                        &p("-inkey"),
+                        k,
+                        &p("-in"),
+                        &enc,
+                        &p("-out"),
+                        &null,
+                    ],
+                )
+            },
         )?;
-        rows.push(CliRow { op: "decrypt", key: key.name, smimekit_per_s: a, openssl_per_s: b });
+        rows.push(CliRow {
+            op: "decrypt",
+            key: key.name,
+            smimekit_per_s: a,
+            openssl_per_s: b,
+        });
     }
     Ok(rows)
 }
@@ -688,7 +1007,10 @@ fn peak_rss(program: &Path, args: &[String]) -> Result<(u64, Duration)> {
         bail!("{} {} failed", program.display(), args.join(" "));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let peak = text.trim().parse().with_context(|| format!("rss helper said {text:?}"))?;
+    let peak = text
+        .trim()
+        .parse()
+        .with_context(|| format!("rss helper said {text:?}"))?;
     Ok((peak, took))
 }
 
@@ -726,16 +1048,45 @@ fn rss_helper(cmd: &[String]) -> Result<()> {
 }
 
 fn bench_memory(smimekit: &Path, pki: &Pki, file: &Path) -> Result<Memory> {
-    let rsa = pki.keys.iter().find(|k| k.name == "RSA-2048").context("no RSA key")?;
+    let rsa = pki
+        .keys
+        .iter()
+        .find(|k| k.name == "RSA-2048")
+        .context("no RSA key")?;
     let s = |p: &Path| p.display().to_string();
     let (key, cert, ca, input) = (s(&rsa.key), s(&rsa.cert), s(&pki.ca), s(file));
     let args = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let (smimekit_peak, took) = peak_rss(smimekit, &args(&[
-        "open", "--key", &key, "--key-cert", &cert, "--trust", &ca, "--in", &input, "--out", "/dev/null",
-    ]))?;
-    let openssl_decrypt_peak = peak_rss(Path::new("openssl"), &args(&[
-        "cms", "-decrypt", "-recip", &cert, "-inkey", &key, "-in", &input, "-out", "/dev/null",
-    ]))
+    let (smimekit_peak, took) = peak_rss(
+        smimekit,
+        &args(&[
+            "open",
+            "--key",
+            &key,
+            "--key-cert",
+            &cert,
+            "--trust",
+            &ca,
+            "--in",
+            &input,
+            "--out",
+            "/dev/null",
+        ]),
+    )?;
+    let openssl_decrypt_peak = peak_rss(
+        Path::new("openssl"),
+        &args(&[
+            "cms",
+            "-decrypt",
+            "-recip",
+            &cert,
+            "-inkey",
+            &key,
+            "-in",
+            &input,
+            "-out",
+            "/dev/null",
+        ]),
+    )
     .ok()
     .map(|(p, _)| p);
     Ok(Memory {
@@ -773,7 +1124,8 @@ impl Target {
 }
 
 fn find<'a>(rows: &'a [Row], key: &str, size: usize, op: &str) -> Option<&'a Row> {
-    rows.iter().find(|r| r.key == key && r.size == size && r.op == op)
+    rows.iter()
+        .find(|r| r.key == key && r.size == size && r.op == op)
 }
 
 fn targets(rows: &[Row], speed: &Speed, cli: &[CliRow], mem: &Memory) -> Vec<Target> {
@@ -824,16 +1176,45 @@ fn targets(rows: &[Row], speed: &Speed, cli: &[CliRow], mem: &Memory) -> Vec<Tar
     t
 }
 
-fn print_report(opts: &Opts, rows: &[Row], speed: &Speed, cli: &[CliRow], mem: &Memory, targets: &[Target]) {
+fn print_report(
+    opts: &Opts,
+    rows: &[Row],
+    speed: &Speed,
+    cli: &[CliRow],
+    mem: &Memory,
+    targets: &[Target],
+) {
     println!();
-    println!("smimekit bench{} ({})", if opts.quick { " --quick" } else { "" }, openssl_version());
+    println!(
+        "smimekit bench{} ({})",
+        if opts.quick { " --quick" } else { "" },
+        openssl_version()
+    );
     println!();
-    println!("openssl speed -seconds {} -mr (per CPU-second):", opts.speed_seconds);
-    println!("  RSA-2048      {:>10.0} sign/s {:>10.0} verify/s", speed.rsa2048_sign, speed.rsa2048_verify);
-    println!("  ECDSA P-256   {:>10.0} sign/s {:>10.0} verify/s", speed.p256_sign, speed.p256_verify);
-    println!("  AES-256-CBC   {:>10.0} MB/s   (16384-byte blocks)", speed.aes256cbc / MB);
-    println!("  SHA-256       {:>10.0} MB/s   (16384-byte blocks)", speed.sha256 / MB);
-    println!("  AES+SHA-256   {:>10.0} MB/s   combined, 1/(1/aes + 1/sha)", speed.combined() / MB);
+    println!(
+        "openssl speed -seconds {} -mr (per CPU-second):",
+        opts.speed_seconds
+    );
+    println!(
+        "  RSA-2048      {:>10.0} sign/s {:>10.0} verify/s",
+        speed.rsa2048_sign, speed.rsa2048_verify
+    );
+    println!(
+        "  ECDSA P-256   {:>10.0} sign/s {:>10.0} verify/s",
+        speed.p256_sign, speed.p256_verify
+    );
+    println!(
+        "  AES-256-CBC   {:>10.0} MB/s   (16384-byte blocks)",
+        speed.aes256cbc / MB
+    );
+    println!(
+        "  SHA-256       {:>10.0} MB/s   (16384-byte blocks)",
+        speed.sha256 / MB
+    );
+    println!(
+        "  AES+SHA-256   {:>10.0} MB/s   combined, 1/(1/aes + 1/sha)",
+        speed.combined() / MB
+    );
     println!();
     println!(
         "in-process, smimekit-service (median of {} runs; per CPU-second; MB = 10^6 bytes of plaintext):",
@@ -859,15 +1240,27 @@ fn print_report(opts: &Opts, rows: &[Row], speed: &Speed, cli: &[CliRow], mem: &
         .map(|r| r.m.cpu_ops / r.m.wall_ops)
         .fold(0.0f64, f64::max);
     if busy > 1.25 {
-        println!("  note: wall-clock rates were up to {busy:.1}x lower than CPU rates (a busy machine); see bench.json");
+        println!(
+            "  note: wall-clock rates were up to {busy:.1}x lower than CPU rates (a busy machine); see bench.json"
+        );
     }
     println!();
-    println!("process per message, 4 KiB, {} sequential runs each (wall clock):", opts.cms_runs);
-    println!("  {:<9} {:<8} {:>14} {:>14} {:>7}", "key", "op", "smimekit msg/s", "openssl cms", "ratio");
+    println!(
+        "process per message, 4 KiB, {} sequential runs each (wall clock):",
+        opts.cms_runs
+    );
+    println!(
+        "  {:<9} {:<8} {:>14} {:>14} {:>7}",
+        "key", "op", "smimekit msg/s", "openssl cms", "ratio"
+    );
     for r in cli {
         println!(
             "  {:<9} {:<8} {:>14.1} {:>14.1} {:>6.2}x",
-            r.key, r.op, r.smimekit_per_s, r.openssl_per_s, r.ratio()
+            r.key,
+            r.op,
+            r.smimekit_per_s,
+            r.openssl_per_s,
+            r.ratio()
         );
     }
     println!();
@@ -881,11 +1274,17 @@ fn print_report(opts: &Opts, rows: &[Row], speed: &Speed, cli: &[CliRow], mem: &
         mem.smimekit_secs,
     );
     if let Some(p) = mem.openssl_decrypt_peak {
-        println!("  (openssl cms -decrypt of the same file: peak RSS {:.1} MiB)", p as f64 / 1048576.0);
+        println!(
+            "  (openssl cms -decrypt of the same file: peak RSS {:.1} MiB)",
+            p as f64 / 1048576.0
+        );
     }
     println!();
     println!("targets:");
-    println!("  {:<62} {:>12} {:>12} {:>7} {:>8}  result", "", "measured", "reference", "ratio", "goal");
+    println!(
+        "  {:<62} {:>12} {:>12} {:>7} {:>8}  result",
+        "", "measured", "reference", "ratio", "goal"
+    );
     for t in targets {
         println!(
             "  {:<62} {:>12} {:>12} {:>6.2}x {:>8}  {}",

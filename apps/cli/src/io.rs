@@ -41,25 +41,37 @@ fn io_err(p: &Path, e: std::io::Error) -> anyhow::Error {
     ServiceError::new(ErrorKind::Io, format!("{}: {e}", p.display())).into()
 }
 
-/// The secret for a locked key store: SMIMEKIT_PASSWORD, then --password-file, then a prompt
-/// when a terminal is attached.
+/// The secret for a locked key store: --password-file, then (for `pkcs11:` tokens)
+/// SMIMEKIT_PIN, then SMIMEKIT_PASSWORD, then SMIMEKIT_PIN, then a prompt when a terminal is
+/// attached. Never echoed, never logged.
 pub fn secret(args: &PasswordArgs, what: &str) -> anyhow::Result<Secret> {
+    let token = what
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("pkcs11:"));
     if let Some(file) = &args.password_file {
         return read_password_file(file);
+    }
+    if token && let Ok(p) = std::env::var("SMIMEKIT_PIN") {
+        return Ok(Secret::from(p));
     }
     if let Ok(p) = std::env::var("SMIMEKIT_PASSWORD") {
         return Ok(Secret::from(p));
     }
+    if let Ok(p) = std::env::var("SMIMEKIT_PIN") {
+        return Ok(Secret::from(p));
+    }
+    let word = if token { "PIN" } else { "Password" };
     if std::io::stdin().is_terminal() {
-        let p = rpassword::prompt_password(format!("Password for {what}: "))
+        let p = rpassword::prompt_password(format!("{word} for {what}: "))
             .context("reading the password")?;
         return Ok(Secret::from(p));
     }
-    Err(ServiceError::new(
-        ErrorKind::Key,
-        format!("{what} needs a password: set SMIMEKIT_PASSWORD or use --password-file"),
-    )
-    .into())
+    let how = if token {
+        "a PIN: set SMIMEKIT_PIN, use --password-file, or pin-source= in the URI"
+    } else {
+        "a password: set SMIMEKIT_PASSWORD or use --password-file"
+    };
+    Err(ServiceError::new(ErrorKind::Key, format!("{what} needs {how}")).into())
 }
 
 fn read_password_file(file: &PathBuf) -> anyhow::Result<Secret> {

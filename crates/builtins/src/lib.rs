@@ -7,8 +7,12 @@
 pub fn link() {
     #[cfg(feature = "keystore-file")]
     smimekit_keystore_file::link();
+    #[cfg(feature = "keystore-pkcs11")]
+    smimekit_keystore_pkcs11::link();
     #[cfg(feature = "engine-openssl")]
     smimekit_engine_openssl::link();
     #[cfg(feature = "directory-local")]
     smimekit_directory_local::link();
+    #[cfg(feature = "directory-ldap")]
+    smimekit_directory_ldap::link();
 }

@@ -27,6 +27,32 @@ pub struct Recipient {
     pub certificates: Vec<CertDer>,
 }
 
+/// One stored value of a recipient, as a backend with several attributes keeps it (LDAP:
+/// `userCertificate` and `userSMIMECertificate`), for hygiene checks.
+#[derive(Clone, Debug)]
+pub struct StoredValue {
+    /// The attribute or field holding it (`userCertificate`, `userSMIMECertificate`).
+    pub attribute: String,
+    /// The certificates in the value: one for a DER certificate, leaf and chain for PKCS#7.
+    pub certificates: Vec<CertDer>,
+    /// Mail clients read this attribute's values before the others' (Outlook reads
+    /// `userSMIMECertificate` first, and only without one `userCertificate`).
+    pub preferred: bool,
+    /// Why the value cannot be read (then `certificates` is empty).
+    pub problem: Option<String>,
+}
+
+/// A recipient with every stored value and every address it answers to.
+#[derive(Clone, Debug)]
+pub struct RecipientValues {
+    pub recipient: Recipient,
+    /// Other addresses of the recipient (AD `proxyAddresses`), besides `recipient.address`.
+    pub aliases: Vec<String>,
+    /// Where the entry lives (an LDAP DN), for reports.
+    pub location: Option<String>,
+    pub values: Vec<StoredValue>,
+}
+
 /// How `publish` treats the certificates already there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -126,6 +152,13 @@ pub trait Directory: Debug + Send + Sync {
             }
         }
         Ok(after)
+    }
+
+    /// Every recipient with its stored values per attribute, for backends that keep
+    /// certificates in more than one place (`None`: the backend has one list per recipient,
+    /// and [`Directory::recipients`] says everything).
+    async fn recipient_values(&self) -> Result<Option<Vec<RecipientValues>>, DirectoryError> {
+        Ok(None)
     }
 
     /// The organisation's trust chain (root and intermediates, as Exchange Online's

@@ -111,6 +111,18 @@ pub trait NewKey: PrivateKey {
         password: &Secret,
         legacy: bool,
     ) -> Result<Vec<u8>, KeyStoreError>;
+
+    /// Stores the issued certificate (and its issuers) beside the key where the key lives and
+    /// returns the KEYREF that opens the key again. A token writes certificate objects under
+    /// the key's CKA_ID and label; soft keys are stored by [`NewKey::export_pkcs12`] instead
+    /// and return `Ok(None)` (the default).
+    fn store_certificate(
+        &mut self,
+        _certificate: &CertDer,
+        _chain: &[CertDer],
+    ) -> Result<Option<String>, KeyStoreError> {
+        Ok(None)
+    }
 }
 
 /// A collection of keys (a PKCS#12 file, a token, a system store).
@@ -130,6 +142,20 @@ pub trait KeyStore: Debug + Send + Sync {
 
     /// Opens one key; `None` selects the only (or first) key that has a certificate.
     async fn open(&self, selector: Option<&str>) -> Result<Arc<dyn PrivateKey>, KeyStoreError>;
+
+    /// Puts a PKCS#12 bundle's key, certificate and chain into the store (tokens), labelled
+    /// `label` (default: from the certificate). Stores that cannot take keys say Unsupported.
+    async fn import_pkcs12(
+        &self,
+        _data: &[u8],
+        _password: &Secret,
+        _label: Option<&str>,
+    ) -> Result<KeyInfo, KeyStoreError> {
+        Err(KeyStoreError::Unsupported {
+            key: self.id().to_string(),
+            detail: "this key store cannot import keys".into(),
+        })
+    }
 }
 
 /// A private key with its certificate. Implementations keep the key where it lives.

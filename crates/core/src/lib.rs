@@ -22,7 +22,9 @@ pub mod secret;
 
 pub use alg::{ContentCipher, DigestAlg, KeyAgreeAlg, RsaPadding, SignatureScheme};
 pub use cert::{CertDer, Mailbox, MailboxError};
-pub use directory::{Directory, DirectoryError, PublishMode, Recipient, RecipientKind};
+pub use directory::{
+    Directory, DirectoryError, PublishMode, Recipient, RecipientKind, RecipientValues, StoredValue,
+};
 pub use engine::{
     ChainOutcome, ChainRequest, ContentCrypter, CryptoEngine, EngineError, KeyTransport,
     Primitives, PublicKeyInfo, SignatureVerifier,

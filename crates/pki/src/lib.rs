@@ -13,8 +13,8 @@
 //! travel as [`smimekit_core::CertDer`] and are never re-encoded.
 
 pub mod asn1;
-pub mod ca;
 pub mod ber;
+pub mod ca;
 pub mod certinfo;
 pub mod chain;
 pub mod container;

@@ -63,7 +63,7 @@ impl CaKeyType {
         })
     }
 
-    fn spec(self) -> KeySpec {
+    pub(crate) fn spec(self) -> KeySpec {
         match self {
             Self::Rsa2048 => KeySpec::Rsa(2048),
             Self::Rsa3072 => KeySpec::Rsa(3072),
@@ -478,7 +478,33 @@ fn check_signed_by(
 impl Service {
     /// Creates a root and an issuing intermediate CA in `dir`.
     pub async fn ca_init(&self, req: &CaInitRequest) -> Result<CaInitResult, ServiceError> {
+        self.ca_init_on(req, None).await
+    }
+
+    /// [`Service::ca_init`] with the CA keys generated in a key store (a `pkcs11:` token URI:
+    /// the keys are labelled "NAME Root CA" and "NAME Issuing CA", their certificates are
+    /// written beside them, `ca.json` records their URIs, and `req.secret` is the token PIN).
+    pub async fn ca_init_on(
+        &self,
+        req: &CaInitRequest,
+        key_store: Option<&str>,
+    ) -> Result<CaInitResult, ServiceError> {
         let dir = &req.dir;
+        if let Some(store) = key_store {
+            // Unlocks the token for this process (login state is per token).
+            self.open_key_store(&KeyRequest {
+                reference: store.to_string(),
+                secret: Some(req.secret.clone()),
+                ..KeyRequest::default()
+            })
+            .await?;
+        }
+        let key_ref = |file: &Path, label: String| -> Result<String, ServiceError> {
+            match key_store {
+                Some(store) => crate::token::with_object(store, &label),
+                None => Ok(file.to_string_lossy().into_owned()),
+            }
+        };
         if dir.join(CONFIG).exists() {
             return Err(ServiceError::new(
                 ErrorKind::Usage,
@@ -496,8 +522,10 @@ impl Service {
         let issuing_key_path = dir.join("issuing.p12");
 
         // Root: self-signed with its fresh key, through the PrivateKey port.
-        let mut root_key =
-            self.generate_key(&root_key_path.to_string_lossy(), req.key_type.spec())?;
+        let mut root_key = self.generate_key(
+            &key_ref(&root_key_path, format!("{} Root CA", req.name))?,
+            req.key_type.spec(),
+        )?;
         let root_spki = root_key.spki_der()?;
         let root_name = Name::new()
             .organization(&req.name)
@@ -523,8 +551,10 @@ impl Service {
         root_key.set_certificate(root.clone());
 
         // Issuing CA, signed by the root.
-        let issuing_key =
-            self.generate_key(&issuing_key_path.to_string_lossy(), req.key_type.spec())?;
+        let mut issuing_key = self.generate_key(
+            &key_ref(&issuing_key_path, format!("{} Issuing CA", req.name))?,
+            req.key_type.spec(),
+        )?;
         let issuing_spki = issuing_key.spki_der()?;
         let issuing_name = Name::new()
             .organization(&req.name)
@@ -547,22 +577,31 @@ impl Service {
         .await?;
         check_signed_by(self, &issuing, &root_spki)?;
 
-        let root_p12 = root_key.export_pkcs12(
-            &format!("{} S/MIME Root CA", req.name),
-            &root,
-            &[],
-            &req.secret,
-            false,
-        )?;
-        let issuing_p12 = issuing_key.export_pkcs12(
-            &format!("{} S/MIME Issuing CA", req.name),
-            &issuing,
-            std::slice::from_ref(&root),
-            &req.secret,
-            false,
-        )?;
-        write_atomic(&root_key_path, &root_p12)?;
-        write_atomic(&issuing_key_path, &issuing_p12)?;
+        // Keys that live in a store (tokens) keep their certificates there; soft keys go to
+        // PKCS#12 files.
+        let root_stored = root_key.store_certificate(&root, &[])?;
+        let issuing_stored =
+            issuing_key.store_certificate(&issuing, std::slice::from_ref(&root))?;
+        if root_stored.is_none() {
+            let root_p12 = root_key.export_pkcs12(
+                &format!("{} S/MIME Root CA", req.name),
+                &root,
+                &[],
+                &req.secret,
+                false,
+            )?;
+            write_atomic(&root_key_path, &root_p12)?;
+        }
+        if issuing_stored.is_none() {
+            let issuing_p12 = issuing_key.export_pkcs12(
+                &format!("{} S/MIME Issuing CA", req.name),
+                &issuing,
+                std::slice::from_ref(&root),
+                &req.secret,
+                false,
+            )?;
+            write_atomic(&issuing_key_path, &issuing_p12)?;
+        }
         write_atomic(
             &dir.join("root.pem"),
             write_pem(std::slice::from_ref(&root)).as_bytes(),
@@ -588,11 +627,13 @@ impl Service {
             key_type: req.key_type,
             crl_url: req.crl_url.clone(),
             root: CaKeyConfig {
-                key: "root.p12".into(),
+                key: root_stored.clone().unwrap_or_else(|| "root.p12".into()),
                 cert: "root.pem".into(),
             },
             issuing: CaKeyConfig {
-                key: "issuing.p12".into(),
+                key: issuing_stored
+                    .clone()
+                    .unwrap_or_else(|| "issuing.p12".into()),
                 cert: "issuing.pem".into(),
             },
         };
@@ -608,8 +649,8 @@ impl Service {
             root_cert: p("root.pem"),
             issuing_cert: p("issuing.pem"),
             chain: p("chain.pem"),
-            root_key: p("root.p12"),
-            issuing_key: p("issuing.p12"),
+            root_key: root_stored.unwrap_or_else(|| p("root.p12")),
+            issuing_key: issuing_stored.unwrap_or_else(|| p("issuing.p12")),
         })
     }
 
@@ -963,7 +1004,7 @@ impl Service {
     }
 }
 
-fn pem_block(label: &str, der: &[u8]) -> String {
+pub(crate) fn pem_block(label: &str, der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");

@@ -43,10 +43,30 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// In search order.
     pub directories: Vec<DirectoryConfig>,
+    /// `[keystore.NAME]` tables (PKCS#11 modules), in file order.
+    pub keystores: Vec<KeyStoreConfig>,
+}
+
+/// One `[keystore.NAME]` table:
+///
+/// ```toml
+/// [keystore.hsm]
+/// kind = "pkcs11"
+/// module = "/usr/lib/softhsm/libsofthsm2.so"
+/// ```
+///
+/// A `pkcs11:` KEYREF without `module-path=` uses the module of the table named by its
+/// `module-name=` attribute, else that of the first `pkcs11` table.
+#[derive(Debug, Clone)]
+pub struct KeyStoreConfig {
+    pub name: String,
+    pub kind: String,
+    /// The PKCS#11 module (absolute, or relative to the config file's folder).
+    pub module: Option<PathBuf>,
 }
 
 /// The top-level keys a config file may have.
-const KNOWN_KEYS: &[&str] = &["directory"];
+const KNOWN_KEYS: &[&str] = &["directory", "keystore"];
 
 fn usage(msg: impl Into<String>) -> ServiceError {
     ServiceError::new(ErrorKind::Usage, msg)
@@ -98,6 +118,7 @@ impl Config {
         Self {
             source: None,
             directories,
+            keystores: Vec::new(),
         }
     }
 
@@ -174,14 +195,21 @@ impl Config {
                         kinds.join(", ")
                     )));
                 }
-                if let Some(p) = t.get("path") {
-                    let p = p.as_str().ok_or_else(|| {
+                // File keys: `path`, and the LDAP backend's `*_file` keys (password_file,
+                // ca_file, chain_file) are relative to the config file's folder.
+                let file_keys: Vec<String> = t
+                    .keys()
+                    .filter(|k| *k == "path" || k.ends_with("_file"))
+                    .cloned()
+                    .collect();
+                for key in file_keys {
+                    let p = t.get(&key).and_then(|p| p.as_str()).ok_or_else(|| {
                         usage(format!(
-                            "config file {file}: [directory.{name}] path must be a string"
+                            "config file {file}: [directory.{name}] {key} must be a string"
                         ))
                     })?;
                     let resolved = resolve_path(base, p);
-                    t.insert("path".into(), resolved.display().to_string().into());
+                    t.insert(key, resolved.display().to_string().into());
                 }
                 directories.push(DirectoryConfig {
                     name: name.clone(),
@@ -190,21 +218,92 @@ impl Config {
                 });
             }
         }
+        let keystores = keystores(&table, &file.to_string(), base)?;
         if directories.is_empty() {
             let mut d = Self::embedded_default();
             d.source = Some(source.to_path_buf());
+            d.keystores = keystores;
             return Ok(d);
         }
         Ok(Self {
             source: Some(source.to_path_buf()),
             directories,
+            keystores,
         })
+    }
+
+    /// The PKCS#11 module for a `pkcs11:` reference without `module-path=`: the
+    /// `[keystore.NAME]` its `module-name=` names, else the first `pkcs11` table.
+    pub fn pkcs11_module(&self, module_name: Option<&str>) -> Option<&Path> {
+        let p11 = || self.keystores.iter().filter(|k| k.kind == "pkcs11");
+        module_name
+            .and_then(|n| p11().find(|k| k.name == n))
+            .or_else(|| p11().next())
+            .and_then(|k| k.module.as_deref())
     }
 
     /// The configured directory names, in search order.
     pub fn directory_names(&self) -> Vec<&str> {
         self.directories.iter().map(|d| d.name.as_str()).collect()
     }
+}
+
+/// The `[keystore.NAME]` tables.
+fn keystores(
+    table: &toml::Table,
+    file: &str,
+    base: &Path,
+) -> Result<Vec<KeyStoreConfig>, ServiceError> {
+    let Some(stores) = table.get("keystore") else {
+        return Ok(Vec::new());
+    };
+    let stores = stores.as_table().ok_or_else(|| {
+        usage(format!(
+            "config file {file}: `keystore` must be tables like [keystore.hsm]"
+        ))
+    })?;
+    let mut out = Vec::new();
+    for (name, value) in stores {
+        let t = value.as_table().ok_or_else(|| {
+            usage(format!(
+                "config file {file}: keystore.{name} must be a table ([keystore.{name}])"
+            ))
+        })?;
+        let kind = t.get("kind").and_then(|k| k.as_str()).ok_or_else(|| {
+            usage(format!(
+                "config file {file}: [keystore.{name}] needs kind = \"pkcs11\""
+            ))
+        })?;
+        if kind != "pkcs11" {
+            return Err(usage(format!(
+                "config file {file}: [keystore.{name}] kind {kind:?} is not a known key store kind (known: pkcs11)"
+            )));
+        }
+        for key in t.keys() {
+            if !["kind", "module"].contains(&key.as_str()) {
+                return Err(usage(format!(
+                    "config file {file}: [keystore.{name}] unknown key {key:?} (known: kind, module)"
+                )));
+            }
+        }
+        let module = match t.get("module") {
+            None => None,
+            Some(m) => Some(resolve_path(
+                base,
+                m.as_str().ok_or_else(|| {
+                    usage(format!(
+                        "config file {file}: [keystore.{name}] module must be a string"
+                    ))
+                })?,
+            )),
+        };
+        out.push(KeyStoreConfig {
+            name: name.clone(),
+            kind: kind.to_string(),
+            module,
+        });
+    }
+    Ok(out)
 }
 
 /// `~/x` is in the home folder; a relative path is relative to the config file's folder.
@@ -285,6 +384,27 @@ mod tests {
         let e =
             Config::from_toml("[directory.x]\npath = \"p\"\n", Path::new("c.toml")).unwrap_err();
         assert!(e.message.contains("kind"), "{}", e.message);
+    }
+
+    #[test]
+    fn keystore_tables_name_pkcs11_modules() {
+        let c = Config::from_toml(
+            "[keystore.hsm]\nkind = \"pkcs11\"\nmodule = \"lib/p11.so\"\n[keystore.card]\nkind = \"pkcs11\"\nmodule = \"/usr/lib/opensc-pkcs11.so\"\n",
+            Path::new("/etc/smimekit/config.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.pkcs11_module(None),
+            Some(Path::new("/etc/smimekit/lib/p11.so"))
+        );
+        assert_eq!(
+            c.pkcs11_module(Some("card")),
+            Some(Path::new("/usr/lib/opensc-pkcs11.so"))
+        );
+        assert!(!c.directories.is_empty() || Config::default_directory_path().is_none());
+        let e =
+            Config::from_toml("[keystore.x]\nkind = \"tpm\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(e.message.contains("pkcs11"), "{}", e.message);
     }
 
     #[test]

@@ -49,15 +49,19 @@ impl ServiceError {
     }
 }
 
+/// The kind of a key-store failure.
+fn key_error_kind(e: &KeyStoreError) -> ErrorKind {
+    match e {
+        KeyStoreError::Locked { .. } => ErrorKind::Locked,
+        KeyStoreError::Malformed { .. } => ErrorKind::Malformed,
+        KeyStoreError::Io { .. } => ErrorKind::Io,
+        _ => ErrorKind::Key,
+    }
+}
+
 impl From<KeyStoreError> for ServiceError {
     fn from(e: KeyStoreError) -> Self {
-        let kind = match &e {
-            KeyStoreError::Locked { .. } => ErrorKind::Locked,
-            KeyStoreError::Malformed { .. } => ErrorKind::Malformed,
-            KeyStoreError::Io { .. } => ErrorKind::Io,
-            _ => ErrorKind::Key,
-        };
-        Self::new(kind, e.to_string())
+        Self::new(key_error_kind(&e), e.to_string())
     }
 }
 
@@ -69,27 +73,10 @@ impl From<MessageError> for ServiceError {
             | MessageError::Malformed(_)
             | MessageError::TooDeep(_) => ErrorKind::Malformed,
             MessageError::Unsupported(_) => ErrorKind::Unsupported,
-            MessageError::Key(k) => return ServiceError::from(clone_key_error(k)),
+            MessageError::Key(k) => key_error_kind(k),
             _ => ErrorKind::Key,
         };
         Self::new(kind, e.to_string())
-    }
-}
-
-fn clone_key_error(e: &KeyStoreError) -> KeyStoreError {
-    match e {
-        KeyStoreError::Locked { key, hint } => KeyStoreError::Locked {
-            key: key.clone(),
-            hint: hint.clone(),
-        },
-        KeyStoreError::Malformed { key, detail } => KeyStoreError::Malformed {
-            key: key.clone(),
-            detail: detail.clone(),
-        },
-        other => KeyStoreError::Failed {
-            key: String::new(),
-            detail: other.to_string(),
-        },
     }
 }
 

@@ -37,8 +37,9 @@ impl Service {
         &self,
         req: &KeyRequest,
     ) -> Result<Box<dyn KeyStore>, ServiceError> {
+        let reference = self.resolve_reference(&req.reference);
         let factory = plugin::key_stores()
-            .find(|f| (f.accepts)(&req.reference))
+            .find(|f| (f.accepts)(&reference))
             .ok_or_else(|| {
                 ServiceError::new(
                     ErrorKind::Usage,
@@ -46,7 +47,7 @@ impl Service {
                 )
             })?;
         let store = (factory.open)(&KeyStoreParams {
-            reference: &req.reference,
+            reference: &reference,
             certificate: req.certificate.as_deref(),
         })?;
         if let Protection::Locked { hint, tries_left } = store.protection().await {
@@ -73,6 +74,7 @@ impl Service {
         reference: &str,
         spec: smimekit_core::KeySpec,
     ) -> Result<Box<dyn smimekit_core::NewKey>, ServiceError> {
+        let reference = &self.resolve_reference(reference);
         let factory = plugin::key_stores()
             .find(|f| (f.accepts)(reference))
             .ok_or_else(|| {
@@ -84,7 +86,10 @@ impl Service {
         let generate = factory.generate.ok_or_else(|| {
             ServiceError::new(
                 ErrorKind::Unsupported,
-                format!("{reference}: the {} key store cannot generate keys", factory.id),
+                format!(
+                    "{reference}: the {} key store cannot generate keys",
+                    factory.id
+                ),
             )
         })?;
         Ok(generate(reference, spec)?)

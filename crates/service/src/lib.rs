@@ -7,6 +7,7 @@
 //! locked key comes back as [`ErrorKind::Locked`], the app asks, then calls again with the
 //! secret.
 
+mod audit;
 mod ca;
 mod certs;
 mod config;
@@ -17,18 +18,19 @@ mod keys;
 mod lint;
 mod mail;
 mod pki_ops;
+mod token;
 
 use std::sync::Arc;
 
 use smimekit_core::{CryptoEngine, plugin};
 
+pub use audit::{AuditFinding, AuditProblem, AuditRequest, AuditResult, DirectoryAudit};
 pub use ca::{
-    CaCrlRequest, CaCrlResult, CaInitRequest, CaInitResult, CaIssueRequest, CaIssueResult, CaKeyType,
-    CaRevokeRequest, CaRevokeResult, DEFAULT_LEAF_DAYS, IssueSource, IssuedRecord,
+    CaCrlRequest, CaCrlResult, CaInitRequest, CaInitResult, CaIssueRequest, CaIssueResult,
+    CaKeyType, CaRevokeRequest, CaRevokeResult, DEFAULT_LEAF_DAYS, IssueSource, IssuedRecord,
 };
-pub use smimekit_pki::ca::RevocationReason;
 pub use certs::{CertSummary, ExportFormat, crls_from_bytes};
-pub use config::{Config, DirectoryConfig};
+pub use config::{Config, DirectoryConfig, KeyStoreConfig};
 pub use demo::{
     DEMO_ALICE, DEMO_BOB, DEMO_DIRECTORY, DEMO_PASSWORD, DemoReport, DemoRequest, DemoStep,
 };
@@ -39,13 +41,15 @@ pub use directory::{
 pub use error::{ErrorKind, ServiceError};
 pub use keys::{KeyRequest, KeySummary};
 pub use lint::{Finding, LintRequest, LintResult, LintedFileCert, Profile, RULES, Rule, Severity};
-pub use pki_ops::{
-    ChainBuildReport, ChainBuildRequest, ExtractedCert, PathCert, PathSummary, ProblemSummary,
-    ChainBench, SstBench, StoreEntry, StoreFormat, StoreListing, StoreProperty, bench_sst,
-};
 pub use mail::{DecryptRequest, EncryptRequest, EncryptTo, OpenRequest, OpenResult, SignRequest};
+pub use pki_ops::{
+    ChainBench, ChainBuildReport, ChainBuildRequest, ExtractedCert, PathCert, PathSummary,
+    ProblemSummary, SstBench, StoreEntry, StoreFormat, StoreListing, StoreProperty, bench_sst,
+};
 pub use smimekit_core::{CertDer, ContentCipher, DigestAlg, PrivateKey, Secret};
 pub use smimekit_message::report::{Layer, OpenReport, SignerReport, SignerStatus};
+pub use smimekit_pki::ca::RevocationReason;
+pub use token::{TokenEnrollRequest, TokenEnrollResult, TokenImportRequest};
 
 /// Where the current time comes from (pinned in tests).
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;

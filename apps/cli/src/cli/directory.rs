@@ -70,3 +70,18 @@ pub enum TrustCommand {
         directory: Option<String>,
     },
 }
+
+#[derive(Debug, Subcommand)]
+pub enum DirectoryCommand {
+    /// Per recipient: expired, revoked (with --crl), superseded, wrong-EKU and
+    /// mismatched-address certificates, and stale userSMIMECertificate values that shadow a
+    /// newer userCertificate. Exit 1 when anything is found.
+    Audit {
+        /// Only this configured directory (default: every configured one).
+        #[arg(long, value_name = "NAME")]
+        directory: Option<String>,
+        /// A CRL (DER or PEM); repeat for several.
+        #[arg(long = "crl", value_name = "F")]
+        crls: Vec<PathBuf>,
+    },
+}

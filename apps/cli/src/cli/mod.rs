@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod directory;
-pub use directory::{LookupArgs, PublishArgs, TrustCommand, UnpublishArgs};
+pub use directory::{DirectoryCommand, LookupArgs, PublishArgs, TrustCommand, UnpublishArgs};
 
 mod pki;
+mod token;
 pub use pki::{ChainCommand, LintArgs, ProfileArg, SstCommand, StoreFormatArg};
+pub use token::TokenCommand;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,7 +20,8 @@ pub use pki::{ChainCommand, LintArgs, ProfileArg, SstCommand, StoreFormatArg};
     about = "S/MIME for an organisation: sign, verify, encrypt, decrypt and open mail; manage keys and certificates.",
     after_help = "Exit codes: 0 success (every signature valid), 1 a signature invalid or untrusted, \
 2 usage error, 3 malformed input, 4 key/password/recipient problem, 5 other I/O.\n\
-Passwords come from SMIMEKIT_PASSWORD, --password-file, or an interactive prompt."
+Passwords come from SMIMEKIT_PASSWORD, --password-file, or an interactive prompt; token PINs from \
+SMIMEKIT_PIN (then the same sources), or pin-value=/pin-source= in a pkcs11: URI."
 )]
 pub struct Cli {
     /// Print machine-readable JSON instead of text.
@@ -53,6 +56,9 @@ pub enum Command {
     /// A private S/MIME CA: init, issue, revoke, crl.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// PKCS#11 tokens (smartcards, HSMs): enroll a key generated on the token, import a .p12.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Certification paths: build every path from a certificate to trust anchors.
     #[command(subcommand)]
     Chain(ChainCommand),
@@ -70,6 +76,9 @@ pub enum Command {
     /// The organisation's trust chain kept in the directory.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Directory hygiene: audit the published certificates.
+    #[command(subcommand)]
+    Directory(DirectoryCommand),
     /// Run the main job end to end on this machine, no server needed: a CA, two users, the
     /// local directory, the Exchange Online .sst, lint, sign, encrypt, open, and an openssl
     /// cross-check.
@@ -270,6 +279,10 @@ pub enum CaCommand {
         /// CRL distribution point URL written into issued certificates.
         #[arg(long, value_name = "URL")]
         crl_url: Option<String>,
+        /// Generate the CA keys on this token (pkcs11:token=LABEL) instead of in .p12 files;
+        /// ca.json then records their pkcs11: URIs and the password is the token PIN.
+        #[arg(long, value_name = "URI")]
+        key_store: Option<String>,
         #[command(flatten)]
         password: PasswordArgs,
     },

@@ -47,16 +47,21 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
             key_type: kt,
             name,
             crl_url,
+            key_store,
             password,
         } => {
+            let secret = match &key_store {
+                Some(store) => io::secret(&password, store)?,
+                None => ca_secret(&password)?,
+            };
             let req = CaInitRequest {
                 dir,
                 name,
                 key_type: key_type(&kt)?,
-                secret: ca_secret(&password)?,
+                secret,
                 crl_url,
             };
-            let r = service.ca_init(&req).await?;
+            let r = service.ca_init_on(&req, key_store.as_deref()).await?;
             if json {
                 print_json(&r)?;
             } else {

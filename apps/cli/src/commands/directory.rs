@@ -1,13 +1,13 @@
-//! lookup, publish, unpublish, trust push, trust show.
+//! lookup, publish, unpublish, trust push, trust show, directory audit.
 
 use anyhow::Result;
 use smimekit_service::{
-    CertSummary, DirectoryCert, LookupRequest, PublishRequest, PublishResult, Service,
-    TrustPushRequest, TrustResult, UnpublishRequest,
+    AuditRequest, CertSummary, DirectoryCert, LookupRequest, PublishRequest, PublishResult,
+    Service, TrustPushRequest, TrustResult, UnpublishRequest,
 };
 
-use super::{EXIT_OK, print_json};
-use crate::cli::{LookupArgs, PublishArgs, TrustCommand, UnpublishArgs};
+use super::{EXIT_INVALID, EXIT_OK, print_json};
+use crate::cli::{DirectoryCommand, LookupArgs, PublishArgs, TrustCommand, UnpublishArgs};
 
 fn cert_line(mark: &str, c: &DirectoryCert) {
     println!(
@@ -176,4 +176,40 @@ pub async fn trust(service: &Service, c: TrustCommand, json: bool) -> Result<u8>
         print_trust(&r, changed);
     }
     Ok(EXIT_OK)
+}
+
+pub async fn directory(service: &Service, c: DirectoryCommand, json: bool) -> Result<u8> {
+    let DirectoryCommand::Audit { directory, crls } = c;
+    let r = service.audit(&AuditRequest { directory, crls }).await?;
+    if json {
+        print_json(&r)?;
+    } else {
+        for d in &r.directories {
+            println!(
+                "directory {}: {} recipient(s), {} certificate(s), {} finding(s)",
+                d.directory,
+                d.recipients,
+                d.certificates,
+                d.findings.len()
+            );
+            for f in &d.findings {
+                let problem = serde_json::to_value(f.problem)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                let attr = f
+                    .attribute
+                    .as_deref()
+                    .map(|a| format!(" [{a}]"))
+                    .unwrap_or_default();
+                let thumb = f
+                    .certificate
+                    .as_ref()
+                    .map(|c| format!(" {}", c.sha1_thumbprint))
+                    .unwrap_or_default();
+                println!("  {} {problem}{attr}{thumb}: {}", f.address, f.detail);
+            }
+        }
+    }
+    Ok(if r.is_clean() { EXIT_OK } else { EXIT_INVALID })
 }

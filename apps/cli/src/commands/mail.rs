@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use smimekit_service::{
-    ContentCipher, DecryptRequest, DigestAlg, EncryptRequest, EncryptTo, ErrorKind, OpenRequest, OpenResult,
-    Service, ServiceError, SignRequest,
+    ContentCipher, DecryptRequest, DigestAlg, EncryptRequest, EncryptTo, ErrorKind, OpenRequest,
+    OpenResult, Service, ServiceError, SignRequest,
 };
 
 use super::{EXIT_INVALID, EXIT_OK, open_key, print_json};

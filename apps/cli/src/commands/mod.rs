@@ -7,6 +7,7 @@ mod directory;
 mod lint;
 mod mail;
 mod pki;
+mod token;
 
 use std::sync::Arc;
 
@@ -53,6 +54,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         }) => cert::keys_list(&service, store, cert, &password, json).await,
         Command::Cert(c) => cert::run(&service, c, json).await,
         Command::Ca(c) => ca::run(&service, c, json).await,
+        Command::Token(c) => token::run(&service, c, json).await,
         Command::Chain(c) => pki::chain(&service, c, json),
         Command::Sst(c) => pki::sst(&service, c, json),
         Command::Lint(a) => lint::run(&service, a, json),
@@ -60,6 +62,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Publish(a) => directory::publish(&service, a, json).await,
         Command::Unpublish(a) => directory::unpublish(&service, a, json).await,
         Command::Trust(c) => directory::trust(&service, c, json).await,
+        Command::Directory(c) => directory::directory(&service, c, json).await,
         Command::Demo(a) => demo::run(&service, a, json).await,
         Command::Plugins => {
             let plugins = service.plugins();

@@ -211,3 +211,32 @@ fn subject_email(subject: Tlv<'_>) -> Result<Option<String>, asn1::Asn1Error> {
     }
     Ok(cn)
 }
+
+/// Builds a PKCS#10 request for `spki` with `subject` (a DER Name) and, when `email` is given,
+/// a subjectAltName rfc822Name in an extensionRequest; signed through the [`PrivateKey`] port
+/// (so a token key signs its own request). Returns DER.
+///
+/// [`PrivateKey`]: smimekit_core::PrivateKey
+pub async fn build_csr(
+    subject: &[u8],
+    spki: &[u8],
+    email: Option<&str>,
+    key: &dyn smimekit_core::PrivateKey,
+    primitives: &dyn smimekit_core::Primitives,
+) -> Result<Vec<u8>, CaError> {
+    let attrs = match email {
+        Some(addr) => {
+            let san = asn1::seq(&[&asn1::context_primitive(1, addr.as_bytes())]);
+            let ext = asn1::seq(&[&der::oid(der::OID_EXT_SAN), &asn1::octet_string(&san)]);
+            let attr = asn1::seq(&[
+                &der::oid(&[1, 2, 840, 113549, 1, 9, 14]),
+                &asn1::set_of(vec![asn1::seq(&[&ext])]),
+            ]);
+            asn1::context_constructed(0, &[&attr])
+        }
+        None => asn1::context_constructed(0, &[]),
+    };
+    let info = asn1::seq(&[&asn1::small_int(0), subject, spki, &attrs]);
+    let (scheme, alg) = super::signature_algorithm(key.kind())?;
+    super::sign_tbs(&info, scheme, &alg, key, primitives).await
+}

@@ -24,7 +24,7 @@ use crate::asn1::{self, Asn1Error, Reader, TAG_BIT_STRING, TAG_INTEGER, TAG_OID,
 
 pub use cert::{CaProfile, MAX_LEAF_DAYS, TbsRequest, build_tbs};
 pub use crl::{CrlRequest, RevocationReason, RevokedEntry, build_tbs_crl};
-pub use csr::{Csr, parse_csr};
+pub use csr::{Csr, build_csr, parse_csr};
 pub use der::{Name, encode_time};
 
 /// Why a CA operation failed.

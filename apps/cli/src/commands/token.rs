@@ -1,0 +1,120 @@
+//! token enroll, token import.
+
+use anyhow::Result;
+use smimekit_service::{
+    CaKeyType, ErrorKind, Secret, Service, ServiceError, TokenEnrollRequest, TokenImportRequest,
+};
+
+use super::{EXIT_OK, print_json};
+use crate::cli::{PasswordArgs, TokenCommand};
+use crate::io;
+
+/// The token PIN, unless the URI names its own (`pin-value`, `pin-source`). `None` when no
+/// source is available: the service then reports the token as locked if it needs a PIN.
+fn pin(token: &str, password: &PasswordArgs) -> Result<Option<Secret>> {
+    let lower = token.to_ascii_lowercase();
+    if lower.contains("pin-value=") || lower.contains("pin-source=") {
+        return Ok(None);
+    }
+    Ok(Some(io::secret(password, token)?))
+}
+
+pub async fn run(service: &Service, c: TokenCommand, json: bool) -> Result<u8> {
+    match c {
+        TokenCommand::Enroll {
+            token,
+            email,
+            label,
+            key_type,
+            ca,
+            csr_out,
+            days,
+            password,
+        } => {
+            let key_type = CaKeyType::from_name(&key_type).ok_or_else(|| {
+                ServiceError::new(
+                    ErrorKind::Usage,
+                    format!("--key-type {key_type}: use rsa2048, rsa3072, rsa4096, p256 or p384"),
+                )
+            })?;
+            let secret = pin(&token, &password)?;
+            let ca_secret = match &ca {
+                Some(_) => std::env::var("SMIMEKIT_PASSWORD")
+                    .ok()
+                    .map(Secret::from)
+                    .or_else(|| secret.clone()),
+                None => None,
+            };
+            let r = service
+                .token_enroll(&TokenEnrollRequest {
+                    token,
+                    secret,
+                    label,
+                    email,
+                    key_type,
+                    ca,
+                    ca_secret,
+                    csr_out,
+                    days,
+                })
+                .await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!("key:         {}", r.key);
+                if let Some(f) = &r.csr_file {
+                    println!("request:     {f}");
+                }
+                if let Some(c) = &r.certificate {
+                    println!(
+                        "certificate: {} (serial {}), written to the token",
+                        c.subject, c.serial
+                    );
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        TokenCommand::Import {
+            p12,
+            token,
+            label,
+            p12_password_file,
+            password,
+        } => {
+            let p12_secret = match &p12_password_file {
+                Some(f) => io::secret(
+                    &PasswordArgs {
+                        password_file: Some(f.clone()),
+                    },
+                    "the PKCS#12 file",
+                )?,
+                None => match std::env::var("SMIMEKIT_P12_PASSWORD") {
+                    Ok(p) => Secret::from(p),
+                    Err(_) => io::secret(&PasswordArgs::default(), "the PKCS#12 file")?,
+                },
+            };
+            let secret = pin(&token, &password)?;
+            let k = service
+                .token_import(&TokenImportRequest {
+                    token,
+                    secret,
+                    p12,
+                    p12_secret,
+                    label,
+                })
+                .await?;
+            if json {
+                print_json(&k)?;
+            } else {
+                println!("imported: {}", k.selector);
+                if let Some(c) = &k.certificate {
+                    println!("  subject: {}", c.subject);
+                }
+                for c in &k.chain {
+                    println!("  issuer certificate: {}", c.subject);
+                }
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The `[directory.NAME]` table of an LDAP directory, checked and resolved.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use smimekit_core::{DirectoryError, Secret};
+
+/// Which schema conventions the server follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flavor {
+    /// OpenLDAP (inetOrgPerson): `userCertificate;binary`, plain `userSMIMECertificate`, `mail`.
+    Openldap,
+    /// Active Directory: plain `userCertificate`, `userSMIMECertificate`, `mail` and
+    /// `proxyAddresses` (`SMTP:`/`smtp:`), external partners as `contact` objects.
+    ActiveDirectory,
+}
+
+/// The TOML table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[allow(dead_code)]
+    kind: String,
+    url: String,
+    #[serde(default)]
+    starttls: bool,
+    base_dn: String,
+    #[serde(default)]
+    bind_dn: Option<String>,
+    #[serde(default)]
+    password_env: Option<String>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default = "yes")]
+    tls_verify: bool,
+    #[serde(default = "openldap")]
+    flavor: Flavor,
+    #[serde(default)]
+    filter: Option<String>,
+    #[serde(default)]
+    mail_attribute: Option<String>,
+    #[serde(default)]
+    proxy_addresses_attribute: Option<String>,
+    #[serde(default)]
+    certificate_attribute: Option<String>,
+    #[serde(default)]
+    smime_attribute: Option<String>,
+    #[serde(default = "yes")]
+    write_smime: bool,
+    #[serde(default)]
+    contacts_dn: Option<String>,
+    #[serde(default)]
+    chain_file: Option<PathBuf>,
+    #[serde(default)]
+    page_size: Option<i32>,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+    #[serde(default)]
+    max_value_bytes: Option<usize>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn openldap() -> Flavor {
+    Flavor::Openldap
+}
+
+/// AD's rangeUpper for `userCertificate` and `userSMIMECertificate`.
+pub const AD_MAX_VALUE_BYTES: usize = 32_768;
+
+/// The resolved settings of one LDAP directory.
+#[derive(Debug)]
+pub struct Settings {
+    pub url: String,
+    pub starttls: bool,
+    pub base_dn: String,
+    pub bind_dn: Option<String>,
+    /// The bind password; never logged (`Secret` redacts itself in `Debug`).
+    pub password: Option<Secret>,
+    pub ca_file: Option<PathBuf>,
+    pub tls_verify: bool,
+    pub flavor: Flavor,
+    /// Extra filter ANDed to every search, e.g. `(objectClass=person)`.
+    pub filter: Option<String>,
+    pub mail_attr: String,
+    pub proxy_attr: Option<String>,
+    pub cert_attr: String,
+    pub smime_attr: String,
+    pub write_smime: bool,
+    pub contacts_dn: Option<String>,
+    pub chain_file: Option<PathBuf>,
+    pub page_size: i32,
+    pub timeout: Duration,
+    pub max_value_bytes: usize,
+}
+
+impl Settings {
+    /// Parses and checks a `[directory.NAME]` table; reads the password (env or file) now, so
+    /// a missing one is a configuration error before any connection is made.
+    pub fn from_toml(name: &str, text: &str) -> Result<Self, DirectoryError> {
+        let cfg = |m: String| DirectoryError::Config(format!("directory {name}: {m}"));
+        let r: Raw = toml::from_str(text).map_err(|e| cfg(e.message().trim_end().to_string()))?;
+        let lower = r.url.to_ascii_lowercase();
+        let tls_url = lower.starts_with("ldaps://");
+        if !tls_url && !lower.starts_with("ldap://") {
+            return Err(cfg(format!(
+                "url {:?} must start with ldap:// or ldaps://",
+                r.url
+            )));
+        }
+        if tls_url && r.starttls {
+            return Err(cfg(
+                "starttls = true needs an ldap:// url (ldaps:// is TLS already)".into(),
+            ));
+        }
+        if r.base_dn.trim().is_empty() {
+            return Err(cfg("base_dn is empty".into()));
+        }
+        if let Some(f) = &r.filter
+            && !(f.starts_with('(') && f.ends_with(')'))
+        {
+            return Err(cfg(format!(
+                "filter {f:?} must be an LDAP filter in parentheses"
+            )));
+        }
+        let password = match (&r.password_env, &r.password_file) {
+            (Some(_), Some(_)) => {
+                return Err(cfg("set password_env or password_file, not both".into()));
+            }
+            (Some(var), None) => Some(Secret::from(std::env::var(var).map_err(|_| {
+                cfg(format!(
+                    "password_env: environment variable {var} is not set"
+                ))
+            })?)),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| cfg(format!("password_file {}: {e}", path.display())))?;
+                let first = text.lines().next().unwrap_or("").to_string();
+                Some(Secret::from(first))
+            }
+            (None, None) => None,
+        };
+        if password.is_some() && r.bind_dn.is_none() {
+            return Err(cfg("a password is set but bind_dn is not".into()));
+        }
+        if r.bind_dn.is_some() && password.is_none() {
+            return Err(cfg("bind_dn needs password_env or password_file".into()));
+        }
+        let ad = r.flavor == Flavor::ActiveDirectory;
+        let page_size = r.page_size.unwrap_or(500);
+        if page_size < 1 {
+            return Err(cfg("page_size must be at least 1".into()));
+        }
+        Ok(Self {
+            url: r.url,
+            starttls: r.starttls,
+            base_dn: r.base_dn,
+            bind_dn: r.bind_dn,
+            password,
+            ca_file: r.ca_file,
+            tls_verify: r.tls_verify,
+            flavor: r.flavor,
+            filter: r.filter,
+            mail_attr: r.mail_attribute.unwrap_or_else(|| "mail".into()),
+            proxy_attr: r
+                .proxy_addresses_attribute
+                .or_else(|| ad.then(|| "proxyAddresses".into()))
+                .filter(|a| !a.is_empty()),
+            cert_attr: r.certificate_attribute.unwrap_or_else(|| {
+                if ad {
+                    "userCertificate".into()
+                } else {
+                    "userCertificate;binary".into()
+                }
+            }),
+            smime_attr: r
+                .smime_attribute
+                .unwrap_or_else(|| "userSMIMECertificate".into()),
+            write_smime: r.write_smime,
+            contacts_dn: r.contacts_dn,
+            chain_file: r.chain_file,
+            page_size,
+            timeout: Duration::from_secs(r.timeout_secs.unwrap_or(15).max(1)),
+            max_value_bytes: r.max_value_bytes.unwrap_or(AD_MAX_VALUE_BYTES),
+        })
+    }
+
+    /// Whether the connection uses TLS (ldaps:// or StartTLS).
+    pub fn uses_tls(&self) -> bool {
+        self.starttls || self.url.to_ascii_lowercase().starts_with("ldaps://")
+    }
+}
+
+/// An attribute name without its options (`userCertificate;binary` → `userCertificate`).
+pub fn base_name(attr: &str) -> &str {
+    attr.split(';').next().unwrap_or(attr)
+}
+
+/// Whether a returned attribute name is the configured one (case and options ignored).
+pub fn same_attr(returned: &str, configured: &str) -> bool {
+    base_name(returned).eq_ignore_ascii_case(base_name(configured))
+}

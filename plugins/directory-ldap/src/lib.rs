@@ -1,0 +1,845 @@
+//! LDAP / Active Directory [`Directory`] backend on `ldap3` (async, tokio).
+//!
+//! Lookup by address matches `mail` and, for AD, `proxyAddresses` (`SMTP:`/`smtp:`, case
+//! ignored by the server's caseIgnoreMatch). A recipient's certificates are the DER values of
+//! `userCertificate` (`userCertificate;binary` on OpenLDAP) followed by the end-entity
+//! certificates inside the PKCS#7 values of `userSMIMECertificate`.
+//!
+//! Writes have the port's merge semantics and keep the two attributes consistent:
+//! `userCertificate` holds exactly the recipient's certificates, and `userSMIMECertificate`
+//! keeps every existing value whose certificates are all still published (byte for byte) and
+//! gets a certs-only PKCS#7 SignedData (leaf plus the chain from `chain_file`) for each
+//! certificate no kept value covers. Outlook's own "Publish to GAL" value is a SignedData
+//! *signed by the user's key* with an smimeCapabilities signed attribute; a directory tool
+//! has no user key, so it writes the certs-only form MS-OXLDAP also allows (Outlook ignores
+//! the signature and reads the certificates).
+//!
+//! Every write is one LDAP modify (or add) operation, which the server applies atomically:
+//! value-level deletes and adds for the certificate attribute (a delete of a value another
+//! writer removed meanwhile fails the whole operation, so nothing is half-written) and a
+//! replace of userSMIMECertificate (OpenLDAP's Binary syntax has no equality rule to delete
+//! values by). Values over `max_value_bytes` (AD's rangeUpper, 32,768) are refused before
+//! anything is sent. After the write the entry is read back and compared byte for byte.
+//!
+//! Configuration (`[directory.NAME]`, `kind = "ldap"`): see the README's "LDAP and Active
+//! Directory" section and [`config::Settings`].
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod config;
+mod entry;
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use ldap3::adapters::{EntriesOnly, PagedResults};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, Scope};
+use smimekit_core::plugin::DirectoryFactory;
+use smimekit_core::{
+    CertDer, Directory, DirectoryError, Mailbox, PublishMode, Recipient, RecipientKind,
+    RecipientValues, StoredValue,
+};
+use smimekit_pki::certinfo;
+use tokio::sync::Mutex;
+
+pub use config::{Flavor, Settings};
+use entry::{Entry, RawEntry, Target};
+
+/// An LDAP directory; one connection per handle, opened (and bound) on first use.
+#[derive(Debug)]
+pub struct LdapDirectory {
+    name: String,
+    s: Settings,
+    conn: Mutex<Option<Ldap>>,
+    /// `chain_file`'s certificates, read once.
+    pool: std::sync::OnceLock<Vec<CertDer>>,
+}
+
+/// LDAP result codes this backend names.
+mod rc {
+    pub const NO_SUCH_ATTRIBUTE: u32 = 16;
+    pub const UNDEFINED_ATTRIBUTE_TYPE: u32 = 17;
+    pub const INAPPROPRIATE_MATCHING: u32 = 18;
+    pub const CONSTRAINT_VIOLATION: u32 = 19;
+    pub const ATTRIBUTE_OR_VALUE_EXISTS: u32 = 20;
+    pub const INVALID_ATTRIBUTE_SYNTAX: u32 = 21;
+    pub const NO_SUCH_OBJECT: u32 = 32;
+    pub const INVALID_CREDENTIALS: u32 = 49;
+    pub const INSUFFICIENT_ACCESS: u32 = 50;
+    pub const BUSY: u32 = 51;
+    pub const UNAVAILABLE: u32 = 52;
+    pub const OBJECT_CLASS_VIOLATION: u32 = 65;
+    pub const ENTRY_ALREADY_EXISTS: u32 = 68;
+    pub const SIZE_LIMIT_EXCEEDED: u32 = 4;
+}
+
+impl LdapDirectory {
+    /// Opens from the TOML text of a `[directory.NAME]` table. Reads the password now; makes
+    /// no connection.
+    pub fn from_config(name: &str, config: &str) -> Result<Self, DirectoryError> {
+        Ok(Self {
+            name: name.to_string(),
+            s: Settings::from_toml(name, config)?,
+            conn: Mutex::new(None),
+            pool: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The resolved settings.
+    pub fn settings(&self) -> &Settings {
+        &self.s
+    }
+
+    fn tls_connector(&self) -> Result<native_tls::TlsConnector, DirectoryError> {
+        let mut b = native_tls::TlsConnector::builder();
+        if let Some(path) = &self.s.ca_file {
+            let bytes = std::fs::read(path).map_err(|e| {
+                DirectoryError::Config(format!(
+                    "directory {}: ca_file {}: {e}",
+                    self.name,
+                    path.display()
+                ))
+            })?;
+            let certs = smimekit_pki::load_certificates(&bytes, &path.display().to_string())
+                .map_err(|e| {
+                    DirectoryError::Config(format!("directory {}: ca_file: {e}", self.name))
+                })?;
+            for c in certs {
+                let cert = native_tls::Certificate::from_der(c.as_bytes()).map_err(|e| {
+                    DirectoryError::Config(format!(
+                        "directory {}: ca_file {}: {e}",
+                        self.name,
+                        path.display()
+                    ))
+                })?;
+                b.add_root_certificate(cert);
+            }
+        }
+        if !self.s.tls_verify {
+            b.danger_accept_invalid_certs(true);
+            b.danger_accept_invalid_hostnames(true);
+        }
+        b.build()
+            .map_err(|e| DirectoryError::Config(format!("directory {}: TLS setup: {e}", self.name)))
+    }
+
+    /// An LDAP error as a directory error naming this directory and what was being done.
+    fn err(&self, what: &str, e: LdapError) -> DirectoryError {
+        let n = &self.name;
+        match e {
+            LdapError::LdapResult { result } => self.result_err(what, result.rc, &result.text),
+            LdapError::NativeTLS { source } => DirectoryError::Unavailable(format!(
+                "directory {n} ({}): {what}: TLS failed: {source} (is ca_file the CA that \
+                 issued the server's certificate, and does the certificate name the host in the url?)",
+                self.s.url
+            )),
+            LdapError::Timeout { .. } => DirectoryError::Unavailable(format!(
+                "directory {n} ({}): {what}: no answer within {} s",
+                self.s.url,
+                self.s.timeout.as_secs()
+            )),
+            LdapError::UrlParsing { .. } | LdapError::UnknownScheme(_) => {
+                DirectoryError::Config(format!("directory {n}: url {:?}: {e}", self.s.url))
+            }
+            other => DirectoryError::Unavailable(format!(
+                "directory {n} ({}): {what}: {other}",
+                self.s.url
+            )),
+        }
+    }
+
+    fn result_err(&self, what: &str, code: u32, text: &str) -> DirectoryError {
+        let n = &self.name;
+        let text = if text.is_empty() {
+            String::new()
+        } else {
+            format!(": {text}")
+        };
+        let hint = if text.contains("binary") {
+            format!(
+                " (the server and the attribute names disagree about the ;binary option: \
+                 certificate_attribute = {:?}, smime_attribute = {:?}; OpenLDAP needs \
+                 userCertificate;binary and plain userSMIMECertificate, AD plain names)",
+                self.s.cert_attr, self.s.smime_attr
+            )
+        } else {
+            String::new()
+        };
+        let m = format!("directory {n}: {what}: LDAP result {code}{text}{hint}");
+        match code {
+            rc::INVALID_CREDENTIALS => DirectoryError::Other(format!(
+                "{n}: bind as {:?} refused: invalid credentials (LDAP 49); check bind_dn and \
+                 password_env/password_file",
+                self.s.bind_dn.as_deref().unwrap_or("")
+            )),
+            rc::BUSY | rc::UNAVAILABLE => DirectoryError::Unavailable(m),
+            rc::NO_SUCH_OBJECT => DirectoryError::Config(m),
+            rc::NO_SUCH_ATTRIBUTE
+            | rc::UNDEFINED_ATTRIBUTE_TYPE
+            | rc::INAPPROPRIATE_MATCHING
+            | rc::CONSTRAINT_VIOLATION
+            | rc::ATTRIBUTE_OR_VALUE_EXISTS
+            | rc::INVALID_ATTRIBUTE_SYNTAX
+            | rc::INSUFFICIENT_ACCESS
+            | rc::OBJECT_CLASS_VIOLATION
+            | rc::ENTRY_ALREADY_EXISTS => DirectoryError::Rejected(m),
+            _ => DirectoryError::Other(m),
+        }
+    }
+
+    /// The connection, opened and bound on first use (and again if the server closed it).
+    async fn ldap(&self) -> Result<Ldap, DirectoryError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(l) = guard.as_mut()
+            && !l.is_closed()
+        {
+            return Ok(l.clone());
+        }
+        let mut settings = LdapConnSettings::new().set_conn_timeout(self.s.timeout);
+        if self.s.uses_tls() {
+            settings = settings
+                .set_connector(self.tls_connector()?)
+                .set_starttls(self.s.starttls);
+        }
+        let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &self.s.url)
+            .await
+            .map_err(|e| self.err("connect", e))?;
+        tokio::spawn(async move {
+            // The driver ends when the connection closes; its error reaches the next
+            // operation as a closed handle, which reconnects.
+            let _ = conn.drive().await;
+        });
+        if let (Some(dn), Some(pw)) = (&self.s.bind_dn, &self.s.password) {
+            let pw = pw.as_str().ok_or_else(|| {
+                DirectoryError::Config(format!(
+                    "directory {}: the bind password is not UTF-8",
+                    self.name
+                ))
+            })?;
+            let r = ldap
+                .with_timeout(self.s.timeout)
+                .simple_bind(dn, pw)
+                .await
+                .map_err(|e| self.err("bind", e))?;
+            if r.rc != 0 {
+                return Err(self.result_err("bind", r.rc, &r.text));
+            }
+        }
+        *guard = Some(ldap.clone());
+        Ok(ldap)
+    }
+
+    fn attrs(&self) -> Vec<String> {
+        let mut a = vec![
+            "objectClass".to_string(),
+            self.s.mail_attr.clone(),
+            self.s.cert_attr.clone(),
+            self.s.smime_attr.clone(),
+        ];
+        if let Some(p) = &self.s.proxy_attr {
+            a.push(p.clone());
+        }
+        a
+    }
+
+    fn with_extra(&self, f: String) -> String {
+        match &self.s.filter {
+            Some(extra) => format!("(&{extra}{f})"),
+            None => f,
+        }
+    }
+
+    /// The filter matching an address: `mail`, and the SMTP proxy addresses.
+    fn address_filter(&self, address: &Mailbox) -> String {
+        let a = ldap3::ldap_escape(address.as_str());
+        let mut f = format!("({}={a})", self.s.mail_attr);
+        if let Some(p) = &self.s.proxy_attr {
+            f = format!("(|{f}({p}=smtp:{a}))");
+        }
+        self.with_extra(f)
+    }
+
+    async fn search(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+    ) -> Result<Vec<RawEntry>, DirectoryError> {
+        let mut ldap = self.ldap().await?;
+        let r = ldap
+            .with_timeout(self.s.timeout)
+            .search(base, scope, filter, self.attrs())
+            .await
+            .map_err(|e| self.err("search", e))?;
+        let (entries, res) = (r.0, r.1);
+        if res.rc != 0 && res.rc != rc::SIZE_LIMIT_EXCEEDED {
+            return Err(self.result_err(&format!("search {filter}"), res.rc, &res.text));
+        }
+        self.parse_all(entries)
+    }
+
+    fn parse_all(&self, entries: Vec<ldap3::ResultEntry>) -> Result<Vec<RawEntry>, DirectoryError> {
+        entries
+            .into_iter()
+            .map(|e| {
+                entry::parse(e).ok_or_else(|| {
+                    DirectoryError::Corrupt(format!(
+                        "directory {}: the server sent a malformed search entry",
+                        self.name
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// The entries answering to an address.
+    async fn find(&self, address: &Mailbox) -> Result<Vec<Entry>, DirectoryError> {
+        let raw = self
+            .search(
+                &self.s.base_dn,
+                Scope::Subtree,
+                &self.address_filter(address),
+            )
+            .await?;
+        Ok(raw.iter().map(|r| Entry::from_raw(r, &self.s)).collect())
+    }
+
+    /// The one entry answering to an address (`None` if none; several is an error).
+    async fn find_one(&self, address: &Mailbox) -> Result<Option<Entry>, DirectoryError> {
+        let mut found = self.find(address).await?;
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.pop()),
+            n => Err(DirectoryError::Rejected(format!(
+                "directory {}: {n} entries answer to {address} ({}); refusing to guess",
+                self.name,
+                found
+                    .iter()
+                    .map(|e| e.dn.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))),
+        }
+    }
+
+    async fn read_dn(&self, dn: &str) -> Result<Option<Entry>, DirectoryError> {
+        let raw = self.search(dn, Scope::Base, "(objectClass=*)").await?;
+        Ok(raw.first().map(|r| Entry::from_raw(r, &self.s)))
+    }
+
+    /// Every entry with an address and a certificate, read page by page (RFC 2696).
+    pub async fn entries_with_certificates(&self) -> Result<Vec<Entry>, DirectoryError> {
+        let mut ldap = self.ldap().await?;
+        let mut addr = format!("({}=*)", self.s.mail_attr);
+        if let Some(p) = &self.s.proxy_attr {
+            addr = format!("(|{addr}({p}=*))");
+        }
+        let filter = self.with_extra(format!(
+            "(&{addr}(|({}=*)({}=*)))",
+            config::base_name(&self.s.cert_attr),
+            config::base_name(&self.s.smime_attr)
+        ));
+        let adapters: Vec<Box<dyn ldap3::adapters::Adapter<'_, String, Vec<String>>>> = vec![
+            Box::new(EntriesOnly::new()),
+            Box::new(PagedResults::new(self.s.page_size)),
+        ];
+        let mut stream = ldap
+            .streaming_search_with(
+                adapters,
+                &self.s.base_dn,
+                Scope::Subtree,
+                &filter,
+                self.attrs(),
+            )
+            .await
+            .map_err(|e| self.err("paged search", e))?;
+        let mut out = Vec::new();
+        loop {
+            match stream.next().await {
+                Ok(Some(e)) => match entry::parse(e) {
+                    Some(raw) => out.push(Entry::from_raw(&raw, &self.s)),
+                    None => {
+                        return Err(DirectoryError::Corrupt(format!(
+                            "directory {}: the server sent a malformed search entry",
+                            self.name
+                        )));
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => return Err(self.err("paged search", e)),
+            }
+        }
+        let res = stream.finish().await;
+        if res.rc != 0 {
+            return Err(self.result_err("paged search", res.rc, &res.text));
+        }
+        Ok(out)
+    }
+
+    fn recipient_of(&self, e: &Entry, address: Option<&Mailbox>) -> Option<Recipient> {
+        let address = match address {
+            Some(a) => a.clone(),
+            None => Mailbox::parse(e.primary_address()?).ok()?,
+        };
+        Some(Recipient {
+            address,
+            kind: if e.is_contact(&self.s) {
+                RecipientKind::Contact
+            } else {
+                RecipientKind::Mailbox
+            },
+            certificates: e.certificates(),
+        })
+    }
+
+    /// The chain for a leaf from `chain_file` (issuer by issuer, root included).
+    fn chain_for(&self, pool: &[CertDer], leaf: &CertDer) -> Vec<CertDer> {
+        let mut out = Vec::new();
+        let mut cur = match certinfo::parse(leaf) {
+            Ok(i) => i,
+            Err(_) => return out,
+        };
+        while !cur.self_signed {
+            let next = pool.iter().find_map(|c| {
+                let i = certinfo::parse(c).ok()?;
+                (i.subject == cur.issuer && !out.contains(c)).then(|| (c.clone(), i))
+            });
+            match next {
+                Some((c, i)) => {
+                    out.push(c);
+                    cur = i;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    fn chain_pool(&self) -> Result<Vec<CertDer>, DirectoryError> {
+        if let Some(p) = self.pool.get() {
+            return Ok(p.clone());
+        }
+        let pool = self.read_chain_file()?;
+        let _ = self.pool.set(pool.clone());
+        Ok(pool)
+    }
+
+    fn read_chain_file(&self) -> Result<Vec<CertDer>, DirectoryError> {
+        let Some(path) = &self.s.chain_file else {
+            return Ok(Vec::new());
+        };
+        let bytes = std::fs::read(path).map_err(|e| {
+            DirectoryError::Config(format!(
+                "directory {}: chain_file {}: {e}",
+                self.name,
+                path.display()
+            ))
+        })?;
+        smimekit_pki::load_certificates(&bytes, &path.display().to_string()).map_err(|e| {
+            DirectoryError::Config(format!("directory {}: chain_file: {e}", self.name))
+        })
+    }
+
+    fn check_sizes(&self, attr: &str, values: &[Vec<u8>]) -> Result<(), DirectoryError> {
+        for v in values {
+            if v.len() > self.s.max_value_bytes {
+                return Err(DirectoryError::Rejected(format!(
+                    "directory {}: a {attr} value of {} bytes exceeds the limit of {} bytes per \
+                     value (AD rangeUpper; max_value_bytes); nothing was written",
+                    self.name,
+                    v.len(),
+                    self.s.max_value_bytes
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The target values for the final set `fin` (see [`entry::target`]).
+    fn plan(&self, e: Option<&Entry>, fin: &[CertDer]) -> Result<Target, DirectoryError> {
+        let pool = self.chain_pool()?;
+        let chain = |c: &CertDer| self.chain_for(&pool, c);
+        let (certs, smime) = match e {
+            Some(e) => (e.certs.as_slice(), e.smime.as_slice()),
+            None => (&[][..], &[][..]),
+        };
+        let t = entry::target(certs, smime, fin, &chain, self.s.write_smime);
+        let new_certs: Vec<Vec<u8>> = t
+            .certs
+            .iter()
+            .filter(|v| !certs.contains(v))
+            .cloned()
+            .collect();
+        let new_smime: Vec<Vec<u8>> = t
+            .smime
+            .iter()
+            .filter(|v| !smime.contains(v))
+            .cloned()
+            .collect();
+        self.check_sizes(&self.s.cert_attr, &new_certs)?;
+        self.check_sizes(&self.s.smime_attr, &new_smime)?;
+        Ok(t)
+    }
+
+    /// Applies `t` to the entry in one modify operation, then reads back and compares.
+    async fn apply(
+        &self,
+        e: &Entry,
+        t: &Target,
+        address: &Mailbox,
+    ) -> Result<Entry, DirectoryError> {
+        let cert_attr = self.s.cert_attr.as_bytes().to_vec();
+        let smime_attr = self.s.smime_attr.as_bytes().to_vec();
+        let del: HashSet<Vec<u8>> = e
+            .certs
+            .iter()
+            .filter(|v| !t.certs.contains(v))
+            .cloned()
+            .collect();
+        let add: HashSet<Vec<u8>> = t
+            .certs
+            .iter()
+            .filter(|v| !e.certs.contains(v))
+            .cloned()
+            .collect();
+        let mut mods: Vec<Mod<Vec<u8>>> = Vec::new();
+        if !del.is_empty() {
+            mods.push(Mod::Delete(cert_attr.clone(), del));
+        }
+        if !add.is_empty() {
+            mods.push(Mod::Add(cert_attr, add));
+        }
+        if !entry::same_values(&e.smime, &t.smime) {
+            mods.push(Mod::Replace(smime_attr, t.smime.iter().cloned().collect()));
+        }
+        if !mods.is_empty() {
+            let mut ldap = self.ldap().await?;
+            let r = ldap
+                .with_timeout(self.s.timeout)
+                .modify(&e.dn, mods)
+                .await
+                .map_err(|err| self.err(&format!("modify {}", e.dn), err))?;
+            if r.rc != 0 {
+                return Err(self.result_err(
+                    &format!("modify {} (nothing was changed)", e.dn),
+                    r.rc,
+                    &r.text,
+                ));
+            }
+        }
+        self.read_back(&e.dn, t, address).await
+    }
+
+    async fn read_back(
+        &self,
+        dn: &str,
+        t: &Target,
+        address: &Mailbox,
+    ) -> Result<Entry, DirectoryError> {
+        let back = self
+            .read_dn(dn)
+            .await?
+            .ok_or_else(|| DirectoryError::ReadBackMismatch {
+                address: address.clone(),
+                detail: format!("entry {dn} is gone after the write"),
+            })?;
+        let mut problems = Vec::new();
+        if !entry::same_values(&back.certs, &t.certs) {
+            problems.push(format!(
+                "{} holds {} value(s), {} intended",
+                self.s.cert_attr,
+                back.certs.len(),
+                t.certs.len()
+            ));
+        }
+        if !entry::same_values(&back.smime, &t.smime) {
+            problems.push(format!(
+                "{} holds {} value(s), {} intended",
+                self.s.smime_attr,
+                back.smime.len(),
+                t.smime.len()
+            ));
+        }
+        if problems.is_empty() {
+            Ok(back)
+        } else {
+            Err(DirectoryError::ReadBackMismatch {
+                address: address.clone(),
+                detail: format!("{dn}: {}", problems.join("; ")),
+            })
+        }
+    }
+
+    /// Creates an external contact holding `t` in one add operation.
+    async fn create_contact(&self, address: &Mailbox, t: &Target) -> Result<Entry, DirectoryError> {
+        let Some(container) = &self.s.contacts_dn else {
+            return Err(DirectoryError::Config(format!(
+                "directory {}: {address} has no entry, and creating a contact needs contacts_dn \
+                 (the container for external contacts)",
+                self.name
+            )));
+        };
+        let addr = address.as_str();
+        let dn = format!("cn={},{container}", ldap3::dn_escape(addr));
+        let local = addr.split('@').next().unwrap_or(addr);
+        let class = match self.s.flavor {
+            Flavor::ActiveDirectory => "contact",
+            Flavor::Openldap => "inetOrgPerson",
+        };
+        let one = |v: &str| HashSet::from([v.as_bytes().to_vec()]);
+        let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![
+            (b"objectClass".to_vec(), one(class)),
+            (b"cn".to_vec(), one(addr)),
+            (b"sn".to_vec(), one(local)),
+            (b"displayName".to_vec(), one(addr)),
+            (self.s.mail_attr.as_bytes().to_vec(), one(addr)),
+        ];
+        if let Some(p) = &self.s.proxy_attr {
+            attrs.push((p.as_bytes().to_vec(), one(&format!("SMTP:{addr}"))));
+        }
+        if !t.certs.is_empty() {
+            attrs.push((
+                self.s.cert_attr.as_bytes().to_vec(),
+                t.certs.iter().cloned().collect(),
+            ));
+        }
+        if !t.smime.is_empty() {
+            attrs.push((
+                self.s.smime_attr.as_bytes().to_vec(),
+                t.smime.iter().cloned().collect(),
+            ));
+        }
+        let mut ldap = self.ldap().await?;
+        let r = ldap
+            .with_timeout(self.s.timeout)
+            .add(&dn, attrs)
+            .await
+            .map_err(|e| self.err(&format!("add {dn}"), e))?;
+        if r.rc != 0 {
+            return Err(self.result_err(&format!("add contact {dn}"), r.rc, &r.text));
+        }
+        self.read_back(&dn, t, address).await
+    }
+
+    /// The write behind publish, publish_removing and unpublish: `fin` computes the final
+    /// certificate set from the current one.
+    async fn write(
+        &self,
+        address: &Mailbox,
+        create: Option<RecipientKind>,
+        fin: impl FnOnce(Vec<CertDer>) -> Vec<CertDer>,
+    ) -> Result<Vec<CertDer>, DirectoryError> {
+        match self.find_one(address).await? {
+            Some(e) => {
+                let target = self.plan(Some(&e), &fin(e.certificates()))?;
+                Ok(self.apply(&e, &target, address).await?.certificates())
+            }
+            None => match create {
+                Some(RecipientKind::Contact) => {
+                    let target = self.plan(None, &fin(Vec::new()))?;
+                    Ok(self.create_contact(address, &target).await?.certificates())
+                }
+                Some(RecipientKind::Mailbox) => Err(DirectoryError::NotFound(address.clone())),
+                None => Err(DirectoryError::NotFound(address.clone())),
+            },
+        }
+    }
+
+    /// Publishes many certificates, up to `parallel` writes in flight on the one connection
+    /// (bulk loads and the benchmark). Stops at the first error.
+    pub async fn publish_many(
+        &self,
+        items: &[(Mailbox, CertDer)],
+        mode: PublishMode,
+        parallel: usize,
+    ) -> Result<usize, DirectoryError> {
+        let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+        let mut done = 0;
+        let mut set = Vec::new();
+        for (a, c) in items {
+            set.push(async {
+                let _permit = sem
+                    .acquire()
+                    .await
+                    .map_err(|e| DirectoryError::Other(e.to_string()))?;
+                self.publish(a, RecipientKind::Mailbox, c, mode).await
+            });
+        }
+        // Run them concurrently on this task: all futures share one connection.
+        let results = join_all(set).await;
+        for r in results {
+            r?;
+            done += 1;
+        }
+        Ok(done)
+    }
+}
+
+/// Polls every future to completion, concurrently, on the current task.
+async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    use std::pin::Pin;
+    use std::task::Poll;
+    let mut futs: Vec<Option<Pin<Box<F>>>> = futs.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut out: Vec<Option<F::Output>> = (0..futs.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in futs.iter_mut().enumerate() {
+            if let Some(fut) = f {
+                match fut.as_mut().poll(cx) {
+                    Poll::Ready(v) => {
+                        out[i] = Some(v);
+                        *f = None;
+                    }
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+#[async_trait]
+impl Directory for LdapDirectory {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn lookup(&self, address: &Mailbox) -> Result<Vec<CertDer>, DirectoryError> {
+        let mut out: Vec<CertDer> = Vec::new();
+        for e in self.find(address).await? {
+            for c in e.certificates() {
+                if !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn recipients(&self) -> Result<Vec<Recipient>, DirectoryError> {
+        Ok(self
+            .entries_with_certificates()
+            .await?
+            .iter()
+            .filter_map(|e| self.recipient_of(e, None))
+            .collect())
+    }
+
+    async fn recipient(&self, address: &Mailbox) -> Result<Option<Recipient>, DirectoryError> {
+        Ok(self
+            .find_one(address)
+            .await?
+            .and_then(|e| self.recipient_of(&e, Some(address))))
+    }
+
+    async fn publish(
+        &self,
+        address: &Mailbox,
+        kind: RecipientKind,
+        certificate: &CertDer,
+        mode: PublishMode,
+    ) -> Result<Vec<CertDer>, DirectoryError> {
+        self.publish_removing(address, kind, certificate, mode, &[])
+            .await
+    }
+
+    async fn publish_removing(
+        &self,
+        address: &Mailbox,
+        kind: RecipientKind,
+        certificate: &CertDer,
+        mode: PublishMode,
+        remove: &[CertDer],
+    ) -> Result<Vec<CertDer>, DirectoryError> {
+        self.write(address, Some(kind), |current| {
+            let mut fin: Vec<CertDer> = match mode {
+                PublishMode::Replace => Vec::new(),
+                PublishMode::Merge => current
+                    .into_iter()
+                    .filter(|c| c == certificate || !remove.contains(c))
+                    .collect(),
+            };
+            if !fin.contains(certificate) {
+                fin.push(certificate.clone());
+            }
+            fin
+        })
+        .await
+    }
+
+    async fn unpublish(
+        &self,
+        address: &Mailbox,
+        certificate: &CertDer,
+    ) -> Result<Vec<CertDer>, DirectoryError> {
+        self.write(address, None, |current| {
+            current.into_iter().filter(|c| c != certificate).collect()
+        })
+        .await
+    }
+
+    async fn recipient_values(&self) -> Result<Option<Vec<RecipientValues>>, DirectoryError> {
+        let mut out = Vec::new();
+        for e in self.entries_with_certificates().await? {
+            let Some(recipient) = self.recipient_of(&e, None) else {
+                continue;
+            };
+            let mut values = Vec::new();
+            for v in &e.certs {
+                values.push(StoredValue {
+                    attribute: config::base_name(&self.s.cert_attr).to_string(),
+                    certificates: vec![CertDer::new(v.clone())],
+                    preferred: false,
+                    problem: certinfo::parse(&CertDer::new(v.clone()))
+                        .err()
+                        .map(|e| e.to_string()),
+                });
+            }
+            for v in &e.smime {
+                let (certificates, problem) = match entry::smime_certificates(v) {
+                    Ok(c) => (c, None),
+                    Err(e) => (Vec::new(), Some(e)),
+                };
+                values.push(StoredValue {
+                    attribute: config::base_name(&self.s.smime_attr).to_string(),
+                    certificates,
+                    preferred: true,
+                    problem,
+                });
+            }
+            let aliases = e
+                .addresses()
+                .into_iter()
+                .filter(|a| !a.eq_ignore_ascii_case(recipient.address.as_str()))
+                .collect();
+            out.push(RecipientValues {
+                recipient,
+                aliases,
+                location: Some(e.dn.clone()),
+                values,
+            });
+        }
+        Ok(Some(out))
+    }
+}
+
+fn open_factory(name: &str, config: &str) -> Result<Box<dyn Directory>, DirectoryError> {
+    Ok(Box::new(LdapDirectory::from_config(name, config)?))
+}
+
+inventory::submit! {
+    DirectoryFactory {
+        kind: "ldap",
+        description: "LDAP / Active Directory: mail + proxyAddresses lookup, userCertificate + userSMIMECertificate, paged search",
+        open: open_factory,
+    }
+}
+
+/// Referenced by `smimekit-builtins` so that the linker keeps the registration.
+pub fn link() {}
