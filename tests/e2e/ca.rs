@@ -137,8 +137,6 @@ fn verify_smime(ca: &Path, cert: &Path, extra: &[&str]) -> Output {
     openssl(&args)
 }
 
-/// A throwaway GNUPGHOME trusting `root` (CRL and policy checks off).
-
 /// The DER inside an opaque application/pkcs7-mime message.
 fn mime_body_der(mime: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(mime);

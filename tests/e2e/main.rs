@@ -3,6 +3,9 @@
 //! They run the real `smimekit` binary (built by cargo for this test target) and the real
 //! `openssl` and `gpgsm`, and read the interop corpus in place from `../shared/corpus`.
 
+// Test code: a failed unwrap is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod bad_input;
 mod ca;
 mod cli;

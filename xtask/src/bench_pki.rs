@@ -204,7 +204,7 @@ pub fn run(args: &[String]) -> Result<()> {
         d.file_bytes as f64 / 1e6
     );
     let mut v = v;
-    v["directory"] = serde_json::to_value(&d)?;
+    v["directory"] = serde_json::to_value(d)?;
     let out = crate::target_dir().join("bench-pki.json");
     std::fs::write(&out, serde_json::to_string_pretty(&v)?)
         .with_context(|| format!("writing {}", out.display()))?;

@@ -573,7 +573,6 @@ fn decode_base64_fast(data: &[u8]) -> Option<Vec<u8>> {
         }
     }
     flush(&mut pending, &mut written)?;
-    drop(flush);
     out.truncate(written);
     Some(out)
 }
@@ -789,17 +788,17 @@ pub fn canonicalize_crlf(data: &[u8]) -> Cow<'_, [u8]> {
     let Some(first) = memchr::memchr_iter(b'\n', data).find(|&i| bare_lf(i)) else {
         return Cow::Borrowed(data);
     };
-    let extra = memchr::memchr_iter(b'\n', &data[first..]).count();
+    let extra = memchr::memchr_iter(b'\n', data.get(first..).unwrap_or_default()).count();
     let mut out = Vec::with_capacity(data.len().saturating_add(extra));
     let mut start = 0;
     for i in memchr::memchr_iter(b'\n', data).skip_while(|&i| i < first) {
         if bare_lf(i) {
-            out.extend_from_slice(&data[start..i]);
+            out.extend_from_slice(data.get(start..i).unwrap_or_default());
             out.extend_from_slice(b"\r");
             start = i;
         }
     }
-    out.extend_from_slice(&data[start..]);
+    out.extend_from_slice(data.get(start..).unwrap_or_default());
     Cow::Owned(out)
 }
 
@@ -1621,7 +1620,7 @@ mod tests {
                     match &case.plaintext_sha256 {
                         Some(want) if single_layer && want != EMPTY => {
                             assert_eq!(
-                                &sha256_hex(&canonicalize_crlf(&part1).into_owned()),
+                                &sha256_hex(&canonicalize_crlf(&part1)),
                                 want,
                                 "{rel}: part 1 digest"
                             );

@@ -265,7 +265,7 @@ async fn openldap_lookup_publish_replace_prune_unpublish() {
             RecipientKind::Mailbox,
             &alice2,
             PublishMode::Merge,
-            &[alice.clone()],
+            std::slice::from_ref(&alice),
         )
         .await
         .unwrap();
@@ -414,7 +414,7 @@ async fn active_directory_proxy_addresses_contacts_and_stale_smime() {
     s.ldapmodify(&format!(
         "dn: CN=Alice,cn=Users,{BASE}\nchangetype: modify\nadd: userCertificate;binary\nuserCertificate;binary:: {}\n-\nadd: userSMIMECertificate\nuserSMIMECertificate:: {}\n",
         b64(alice.as_bytes()),
-        b64(&smimekit_pki::write_p7b(&[bob.clone()]))
+        b64(&smimekit_pki::write_p7b(std::slice::from_ref(&bob)))
     ));
     let vals = d.recipient_values().await.unwrap().unwrap();
     let a = vals

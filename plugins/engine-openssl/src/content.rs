@@ -178,7 +178,7 @@ impl ContentCrypter for OsslCrypter {
             return run(&mut ctx, ciphertext)
                 .map_err(|_| EngineError::DecryptFailed("GCM authentication tag mismatch".into()));
         }
-        if ciphertext.is_empty() || ciphertext.len() % ctx.block_size() != 0 {
+        if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(ctx.block_size()) {
             return Err(EngineError::DecryptFailed(format!(
                 "{} ciphertext of {} bytes is not whole blocks",
                 cipher.name(),

@@ -165,7 +165,7 @@ impl KeyTransport for OsslKeyTransport {
 
     fn aes_wrap(&self, kek: &[u8], key: &[u8]) -> Result<Vec<u8>, EngineError> {
         let cipher = wrap_cipher(kek)?;
-        if key.len() < 16 || key.len() % 8 != 0 {
+        if key.len() < 16 || !key.len().is_multiple_of(8) {
             return Err(EngineError::Invalid(format!(
                 "cannot AES-wrap a {}-byte key",
                 key.len()
@@ -178,7 +178,7 @@ impl KeyTransport for OsslKeyTransport {
 
     fn aes_unwrap(&self, kek: &[u8], wrapped: &[u8]) -> Result<Secret, EngineError> {
         let cipher = wrap_cipher(kek)?;
-        if wrapped.len() < 24 || wrapped.len() % 8 != 0 {
+        if wrapped.len() < 24 || !wrapped.len().is_multiple_of(8) {
             return Err(EngineError::Invalid(format!(
                 "AES-wrapped key of {} bytes",
                 wrapped.len()
@@ -190,7 +190,7 @@ impl KeyTransport for OsslKeyTransport {
     }
 
     fn des3_unwrap(&self, kek: &[u8], wrapped: &[u8]) -> Result<Secret, EngineError> {
-        if kek.len() != 24 || wrapped.len() < 16 || wrapped.len() % 8 != 0 {
+        if kek.len() != 24 || wrapped.len() < 16 || !wrapped.len().is_multiple_of(8) {
             return Err(EngineError::Invalid(format!(
                 "3DES key unwrap of {} bytes with a {}-byte KEK",
                 wrapped.len(),
