@@ -202,6 +202,12 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("\nLDAP directory (slapd vs ldapmodify):");
     crate::bench_ldap::run(&pki_args)?;
 
+    println!("\nPlugin ABI overhead per call (vs the same operation built in):");
+    crate::bench_plugins::run(&pki_args)?;
+
+    println!("\nExchange Online (emulator, 429 every 20 requests):");
+    crate::bench_exchange::run(&pki_args)?;
+
     println!("\nPKCS#11 token (SoftHSM2) vs pkcs11-tool and the same key as a file:");
     crate::bench_pkcs11::run(&pki_args)?;
 
@@ -991,7 +997,7 @@ impl Memory {
 /// into `ru_maxrss` when a child spawned with vfork (as std does) calls exec, and this
 /// process holds the 10 MiB messages. A fresh, small `xtask bench --rss-of` process spawns the
 /// command instead and prints the figure.
-fn peak_rss(program: &Path, args: &[String]) -> Result<(u64, Duration)> {
+pub(crate) fn peak_rss(program: &Path, args: &[String]) -> Result<(u64, Duration)> {
     let exe = std::env::current_exe().context("locating the xtask binary")?;
     let t0 = Instant::now();
     let out = Command::new(exe)

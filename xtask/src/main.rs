@@ -10,12 +10,19 @@
 //!   * `bench-pki`: `.sst` encode+decode, chain building, local-directory publish and lookup;
 //!   * `bench-pkcs11`: signs per second with a SoftHSM key vs `pkcs11-tool` and a file key;
 //!   * `bench-ldap`: publishing to 10,000 recipients on slapd vs `ldapmodify`, lookups.
+//!   * `bench-exchange`: 10,000 mailboxes published to the Exchange Online emulator under throttling.
+//! * `cargo xtask windows-test`: the Windows certificate-store plugin cross-built for
+//!   x86_64-pc-windows-gnu and tested under Wine 8 ([`windows_test`]).
 
 mod bench;
+mod bench_exchange;
 mod bench_ldap;
 mod bench_pkcs11;
 mod bench_pki;
+mod bench_plugins;
 mod demo;
+mod samples;
+mod windows_test;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,8 +47,14 @@ fn main() -> Result<()> {
         Some("bench-pki") => bench_pki::run(&args[1..]),
         Some("bench-pkcs11") => bench_pkcs11::run(&args[1..]),
         Some("bench-ldap") => bench_ldap::run(&args[1..]),
+        Some("bench-exchange") => bench_exchange::run(&args[1..]),
+        Some("bench-plugins") => bench_plugins::run(&args[1..]),
+        Some("build-samples") => samples::run_task(&args[1..]),
+        Some("windows-test") => windows_test::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test|demo|bench|bench-pki|bench-pkcs11|bench-ldap>");
+            eprintln!(
+                "usage: cargo xtask <test|demo|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-plugins|build-samples|windows-test>"
+            );
             bail!("unknown or missing task")
         }
     }
@@ -84,6 +97,8 @@ fn cargo() -> Command {
 /// command line so features unify once.
 fn test(extra: &[String]) -> Result<()> {
     run(cargo().args(["build", "--workspace", "--bins"]))?;
+    // The e2e plugin tests load the sample vendor plugins from <target>/plugins.
+    samples::build(false)?;
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(extra))?;

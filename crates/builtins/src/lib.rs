@@ -9,10 +9,14 @@ pub fn link() {
     smimekit_keystore_file::link();
     #[cfg(feature = "keystore-pkcs11")]
     smimekit_keystore_pkcs11::link();
+    #[cfg(feature = "keystore-windows")]
+    smimekit_keystore_windows::link();
     #[cfg(feature = "engine-openssl")]
     smimekit_engine_openssl::link();
     #[cfg(feature = "directory-local")]
     smimekit_directory_local::link();
     #[cfg(feature = "directory-ldap")]
     smimekit_directory_ldap::link();
+    #[cfg(feature = "directory-exchange")]
+    smimekit_directory_exchange::link();
 }

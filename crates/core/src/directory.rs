@@ -170,6 +170,30 @@ pub trait Directory: Debug + Send + Sync {
         )))
     }
 
+    /// Authenticates now (interactive flows prompt here) and says how; backends without a
+    /// sign-in have nothing to do.
+    async fn connect(&self) -> Result<String, DirectoryError> {
+        Ok(format!("directory {}: no sign-in needed", self.name()))
+    }
+
+    /// Organisation-wide S/MIME settings by name (Exchange Online: the OWA* values of
+    /// Get-SmimeConfig), as text.
+    async fn org_settings(&self) -> Result<Vec<(String, String)>, DirectoryError> {
+        Err(DirectoryError::Unsupported(format!(
+            "directory {}: has no organisation S/MIME settings",
+            self.name()
+        )))
+    }
+
+    /// Changes some organisation settings; returns all of them as read back.
+    async fn set_org_settings(
+        &self,
+        values: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, DirectoryError> {
+        let _ = values;
+        self.org_settings().await
+    }
+
     /// Replaces the trust chain with `chain` (as Set-SmimeConfig does with an SST); returns
     /// the chain as read back.
     async fn set_trust_chain(&self, chain: &[CertDer]) -> Result<Vec<CertDer>, DirectoryError> {

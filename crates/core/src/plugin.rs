@@ -49,6 +49,49 @@ pub struct DirectoryFactory {
     pub open: OpenDirectory,
 }
 
+/// What a directory plugin asks for when it needs a private key of its own (Exchange Online
+/// signs its OAuth client assertion with one): a KEYREF, an optional separate certificate
+/// file, and the secret when the configuration names one.
+#[derive(Debug, Clone)]
+pub struct KeyOpenRequest {
+    pub reference: String,
+    pub certificate: Option<String>,
+    pub secret: Option<crate::Secret>,
+}
+
+/// Opens keys for directory plugins. The service implements it with its own KEYREF
+/// resolution (PKCS#11 modules from `[keystore.*]`, relative paths); plugins cannot call the
+/// service otherwise. Object-safe.
+#[async_trait::async_trait]
+pub trait KeyOpener: std::fmt::Debug + Send + Sync {
+    async fn open_key(
+        &self,
+        req: &KeyOpenRequest,
+    ) -> Result<std::sync::Arc<dyn crate::PrivateKey>, KeyStoreError>;
+}
+
+/// Opens a configured directory with help from the host (a [`KeyOpener`]).
+pub type OpenDirectoryWithKeys = fn(
+    name: &str,
+    config: &str,
+    keys: std::sync::Arc<dyn KeyOpener>,
+) -> Result<Box<dyn Directory>, DirectoryError>;
+
+/// A directory-backend plugin that needs host services (keys). Additive to
+/// [`DirectoryFactory`]: a plugin registers both (same `kind`); hosts that know this type
+/// (the service) prefer it, others use the plain factory.
+#[derive(Debug)]
+pub struct DirectoryFactoryWithKeys {
+    pub kind: &'static str,
+    pub open: OpenDirectoryWithKeys,
+}
+
+inventory::collect!(DirectoryFactoryWithKeys);
+
+pub fn directories_with_keys() -> impl Iterator<Item = &'static DirectoryFactoryWithKeys> {
+    inventory::iter::<DirectoryFactoryWithKeys>.into_iter()
+}
+
 inventory::collect!(KeyStoreFactory);
 inventory::collect!(EngineFactory);
 inventory::collect!(DirectoryFactory);

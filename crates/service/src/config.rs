@@ -45,6 +45,9 @@ pub struct Config {
     pub directories: Vec<DirectoryConfig>,
     /// `[keystore.NAME]` tables (PKCS#11 modules), in file order.
     pub keystores: Vec<KeyStoreConfig>,
+    /// `[plugins] paths = […]`: vendor plugin libraries or folders of them (absolute, or
+    /// relative to the config file's folder), loaded at start-up.
+    pub plugin_paths: Vec<PathBuf>,
 }
 
 /// One `[keystore.NAME]` table:
@@ -66,7 +69,7 @@ pub struct KeyStoreConfig {
 }
 
 /// The top-level keys a config file may have.
-const KNOWN_KEYS: &[&str] = &["directory", "keystore"];
+const KNOWN_KEYS: &[&str] = &["directory", "keystore", "plugins"];
 
 fn usage(msg: impl Into<String>) -> ServiceError {
     ServiceError::new(ErrorKind::Usage, msg)
@@ -119,6 +122,7 @@ impl Config {
             source: None,
             directories,
             keystores: Vec::new(),
+            plugin_paths: Vec::new(),
         }
     }
 
@@ -188,13 +192,8 @@ impl Config {
                         ))
                     })?
                     .to_string();
-                if !plugin::directories().any(|f| f.kind == kind) {
-                    let kinds: Vec<&str> = plugin::directories().map(|f| f.kind).collect();
-                    return Err(usage(format!(
-                        "config file {file}: [directory.{name}] kind {kind:?} is not a known directory kind (known: {})",
-                        kinds.join(", ")
-                    )));
-                }
+                // Kinds of vendor plugins are known only once they are loaded: the service
+                // checks every kind when it is built ([`Config::check_kinds`]).
                 // File keys: `path`, and the LDAP backend's `*_file` keys (password_file,
                 // ca_file, chain_file) are relative to the config file's folder.
                 let file_keys: Vec<String> = t
@@ -211,6 +210,15 @@ impl Config {
                     let resolved = resolve_path(base, p);
                     t.insert(key, resolved.display().to_string().into());
                 }
+                // The Exchange Online app credential: a KEYREF that is a plain path (no
+                // `pkcs11:`-style scheme) is relative to the config file's folder too.
+                if kind == "exchange-online"
+                    && let Some(c) = t.get("certificate").and_then(|v| v.as_str())
+                    && !c.contains(':')
+                {
+                    let resolved = resolve_path(base, c);
+                    t.insert("certificate".into(), resolved.display().to_string().into());
+                }
                 directories.push(DirectoryConfig {
                     name: name.clone(),
                     kind,
@@ -219,17 +227,44 @@ impl Config {
             }
         }
         let keystores = keystores(&table, &file.to_string(), base)?;
+        let plugin_paths = plugin_paths(&table, &file.to_string(), base)?;
         if directories.is_empty() {
             let mut d = Self::embedded_default();
             d.source = Some(source.to_path_buf());
             d.keystores = keystores;
+            d.plugin_paths = plugin_paths;
             return Ok(d);
         }
         Ok(Self {
             source: Some(source.to_path_buf()),
             directories,
             keystores,
+            plugin_paths,
         })
+    }
+
+    /// Fails when a directory's kind is neither built in nor in `extra` (the loaded vendor
+    /// plugins' kinds).
+    pub fn check_kinds(&self, extra: &[&str]) -> Result<(), ServiceError> {
+        smimekit_builtins::link();
+        for d in &self.directories {
+            if plugin::directories().any(|f| f.kind == d.kind) || extra.contains(&d.kind.as_str()) {
+                continue;
+            }
+            let mut kinds: Vec<&str> = plugin::directories().map(|f| f.kind).collect();
+            kinds.extend(extra);
+            let file = self
+                .source
+                .as_deref()
+                .map_or("(embedded)".into(), |p| p.display().to_string());
+            return Err(usage(format!(
+                "config file {file}: [directory.{}] kind {:?} is not a known directory kind (known: {})",
+                d.name,
+                d.kind,
+                kinds.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     /// The PKCS#11 module for a `pkcs11:` reference without `module-path=`: the
@@ -306,6 +341,37 @@ fn keystores(
     Ok(out)
 }
 
+/// `[plugins] paths = ["…", …]`.
+fn plugin_paths(
+    table: &toml::Table,
+    file: &str,
+    base: &Path,
+) -> Result<Vec<PathBuf>, ServiceError> {
+    let Some(plugins) = table.get("plugins") else {
+        return Ok(Vec::new());
+    };
+    let bad = || {
+        usage(format!(
+            "config file {file}: [plugins] must be paths = [\"FILE or FOLDER\", …]"
+        ))
+    };
+    let t = plugins.as_table().ok_or_else(bad)?;
+    if let Some(key) = t.keys().find(|k| *k != "paths") {
+        return Err(usage(format!(
+            "config file {file}: [plugins] unknown key {key:?} (known: paths)"
+        )));
+    }
+    let Some(paths) = t.get("paths") else {
+        return Ok(Vec::new());
+    };
+    paths
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|p| p.as_str().map(|p| resolve_path(base, p)).ok_or_else(bad))
+        .collect()
+}
+
 /// `~/x` is in the home folder; a relative path is relative to the config file's folder.
 fn resolve_path(base: &Path, p: &str) -> PathBuf {
     if let Some(rest) = p.strip_prefix("~/")
@@ -372,6 +438,7 @@ mod tests {
     #[test]
     fn unknown_kind_and_keys_are_usage_errors() {
         let e = Config::from_toml("[directory.x]\nkind = \"ldap9\"\n", Path::new("c.toml"))
+            .and_then(|c| c.check_kinds(&[]))
             .unwrap_err();
         assert!(
             e.message.contains("ldap9") && e.message.contains("local"),

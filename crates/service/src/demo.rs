@@ -202,6 +202,7 @@ impl Service {
             engine: self.engine,
             clock: self.clock.clone(),
             config: Arc::new(config),
+            plugins: self.plugins.clone(),
         };
         steps.push(done(
             name,

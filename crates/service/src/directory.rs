@@ -76,6 +76,10 @@ pub struct PublishResult {
     pub directory: String,
     pub address: String,
     pub kind: Option<RecipientKind>,
+    /// The Name of the external contact this publish created (users pick it in the GAL by
+    /// this name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_contact: Option<String>,
     pub mode: PublishMode,
     pub added: Vec<DirectoryCert>,
     pub kept: Vec<DirectoryCert>,
@@ -114,7 +118,7 @@ fn key_err(msg: impl Into<String>) -> ServiceError {
     ServiceError::new(ErrorKind::Key, msg)
 }
 
-fn parse_address(s: &str) -> Result<Mailbox, ServiceError> {
+pub(crate) fn parse_address(s: &str) -> Result<Mailbox, ServiceError> {
     Mailbox::parse(s).map_err(|e| ServiceError::new(ErrorKind::Usage, e.to_string()))
 }
 
@@ -202,6 +206,21 @@ impl Service {
                     ),
                 )
             })?;
+        // Plugins that need host services (a key opener) register a second factory.
+        if let Some(f) = plugin::directories_with_keys().find(|f| f.kind == d.kind) {
+            let keys = std::sync::Arc::new(crate::keys::ServiceKeyOpener(self.clone()));
+            return Ok((f.open)(&d.name, &d.settings, keys)?);
+        }
+        if !plugin::directories().any(|f| f.kind == d.kind)
+            && let Some(lib) = self.plugins.directory_kind(&d.kind)
+        {
+            let dir = smimekit_plugin_host::directory::PluginDirectory::open(
+                lib.clone(),
+                &d.name,
+                &d.settings,
+            )?;
+            return Ok(Box::new(dir));
+        }
         let factory = plugin::directories()
             .find(|f| f.kind == d.kind)
             .ok_or_else(|| {
@@ -221,7 +240,10 @@ impl Service {
     }
 
     /// The directory a write goes to: the named one, else the first configured.
-    fn target_directory(&self, name: Option<&str>) -> Result<Box<dyn Directory>, ServiceError> {
+    pub(crate) fn target_directory(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Box<dyn Directory>, ServiceError> {
         match name {
             Some(n) => self.open_directory(n),
             None => match self.config.directories.first() {
@@ -309,14 +331,22 @@ impl Service {
 
     /// `smimekit publish`, checked by reading back.
     pub async fn publish(&self, req: &PublishRequest) -> Result<PublishResult, ServiceError> {
+        let dir = self.target_directory(req.directory.as_deref())?;
+        self.publish_to(dir.as_ref(), req).await
+    }
+
+    /// [`Service::publish`] to an already opened directory (bulk runs share one, with its
+    /// token cache and concurrency limit); `req.directory` is ignored.
+    pub(crate) async fn publish_to(
+        &self,
+        dir: &dyn Directory,
+        req: &PublishRequest,
+    ) -> Result<PublishResult, ServiceError> {
         let address = parse_address(&req.address)?;
         let certificate = self.publishable_certificate(&req.certificate, &address, req.force)?;
-        let dir = self.target_directory(req.directory.as_deref())?;
-        let before = dir
-            .recipient(&address)
-            .await?
-            .map(|r| r.certificates)
-            .unwrap_or_default();
+        let existing = dir.recipient(&address).await?;
+        let existed = existing.is_some();
+        let before = existing.map(|r| r.certificates).unwrap_or_default();
         let now = self.now();
         let remove: Vec<CertDer> = if req.prune_expired {
             before
@@ -364,10 +394,13 @@ impl Service {
                 .map(|c| self.directory_cert(c))
                 .collect()
         };
+        let created_contact = (!existed && after_kind == Some(RecipientKind::Contact))
+            .then(|| self.contact_name_for(dir.name(), address.as_str()));
         Ok(PublishResult {
             directory: dir.name().to_string(),
             address: address.to_string(),
             kind: after_kind,
+            created_contact,
             mode,
             added: pick(&after, &|c| !before.contains(c)),
             kept: pick(&after, &|c| before.contains(c)),
@@ -403,7 +436,7 @@ impl Service {
     }
 
     /// The one end-entity certificate in a file, checked against the address.
-    fn publishable_certificate(
+    pub(crate) fn publishable_certificate(
         &self,
         path: &std::path::Path,
         address: &Mailbox,
@@ -498,6 +531,7 @@ impl Service {
             directory: dir.name().to_string(),
             address: address.to_string(),
             kind,
+            created_contact: None,
             mode: PublishMode::Merge,
             added: Vec::new(),
             kept: after.iter().map(|c| self.directory_cert(c)).collect(),
@@ -514,8 +548,20 @@ impl Service {
                 "trust push needs --sst F or certificate files",
             ));
         }
+        let chain = self.trust_chain_from_files(&req.files)?;
+        let dir = self.target_directory(req.directory.as_deref())?;
+        let before = dir.trust_chain().await?;
+        dir.set_trust_chain(&chain).await?;
+        self.trust_pushed(dir.as_ref(), &chain, before).await
+    }
+
+    /// Every CA certificate in the files, in order, without duplicates.
+    pub(crate) fn trust_chain_from_files(
+        &self,
+        files: &[PathBuf],
+    ) -> Result<Vec<CertDer>, ServiceError> {
         let mut chain: Vec<CertDer> = Vec::new();
-        for f in &req.files {
+        for f in files {
             for c in self.load_certificates(f)? {
                 let info =
                     certinfo::parse(&c).map_err(|e| ServiceError::from(e).context(f.display()))?;
@@ -534,9 +580,15 @@ impl Service {
                 }
             }
         }
-        let dir = self.target_directory(req.directory.as_deref())?;
-        let before = dir.trust_chain().await?;
-        dir.set_trust_chain(&chain).await?;
+        Ok(chain)
+    }
+
+    async fn trust_pushed(
+        &self,
+        dir: &dyn Directory,
+        chain: &[CertDer],
+        before: Vec<CertDer>,
+    ) -> Result<TrustResult, ServiceError> {
         let after = dir.trust_chain().await?;
         if after != chain {
             let missing: Vec<&CertDer> = chain.iter().filter(|c| !after.contains(c)).collect();

@@ -38,18 +38,30 @@ impl Service {
         req: &KeyRequest,
     ) -> Result<Box<dyn KeyStore>, ServiceError> {
         let reference = self.resolve_reference(&req.reference);
-        let factory = plugin::key_stores()
-            .find(|f| (f.accepts)(&reference))
-            .ok_or_else(|| {
-                ServiceError::new(
-                    ErrorKind::Usage,
-                    format!("{}: no key store handles this reference", req.reference),
-                )
-            })?;
-        let store = (factory.open)(&KeyStoreParams {
-            reference: &reference,
-            certificate: req.certificate.as_deref(),
-        })?;
+        let store: Box<dyn KeyStore> = match plugin::key_stores().find(|f| (f.accepts)(&reference))
+        {
+            Some(factory) => (factory.open)(&KeyStoreParams {
+                reference: &reference,
+                certificate: req.certificate.as_deref(),
+            })?,
+            // Vendor plugins are asked after the built-ins.
+            None => match self.plugins.key_store_for(&reference) {
+                Some(lib) => Box::new(
+                    smimekit_plugin_host::keystore::PluginKeyStore::open(
+                        lib.clone(),
+                        &reference,
+                        req.certificate.as_deref(),
+                    )
+                    .await?,
+                ),
+                None => {
+                    return Err(ServiceError::new(
+                        ErrorKind::Usage,
+                        format!("{}: no key store handles this reference", req.reference),
+                    ));
+                }
+            },
+        };
         if let Protection::Locked { hint, tries_left } = store.protection().await {
             match &req.secret {
                 Some(secret) => store.unlock(secret.clone()).await?,
@@ -101,6 +113,27 @@ impl Service {
         Ok(store.open(req.selector.as_deref()).await?)
     }
 
+    /// Every certificate of a key store (`windows:my?…`, a token, a .p12) with its chain,
+    /// for `sst create --from-store`; duplicates are left to the writer.
+    pub async fn store_certificates(
+        &self,
+        req: &KeyRequest,
+    ) -> Result<Vec<smimekit_core::CertDer>, ServiceError> {
+        let store = self.open_key_store(req).await?;
+        let mut out = Vec::new();
+        for k in store.list().await? {
+            out.extend(k.certificate);
+            out.extend(k.chain);
+        }
+        if out.is_empty() {
+            return Err(ServiceError::new(
+                ErrorKind::Key,
+                format!("{}: no certificates selected", req.reference),
+            ));
+        }
+        Ok(out)
+    }
+
     /// Lists the keys of a store.
     pub async fn list_keys(&self, req: &KeyRequest) -> Result<Vec<KeySummary>, ServiceError> {
         let store = self.open_key_store(req).await?;
@@ -123,5 +156,32 @@ impl Service {
                     .collect(),
             })
             .collect())
+    }
+}
+
+/// The service's [`plugin::KeyOpener`]: directory plugins open their own credentials (the
+/// Exchange Online app certificate) with the service's KEYREF resolution.
+#[derive(Debug)]
+pub(crate) struct ServiceKeyOpener(pub(crate) Service);
+
+#[async_trait::async_trait]
+impl plugin::KeyOpener for ServiceKeyOpener {
+    async fn open_key(
+        &self,
+        req: &plugin::KeyOpenRequest,
+    ) -> Result<Arc<dyn PrivateKey>, smimekit_core::KeyStoreError> {
+        let r = KeyRequest {
+            reference: req.reference.clone(),
+            certificate: req.certificate.clone(),
+            selector: None,
+            secret: req.secret.clone(),
+        };
+        self.0
+            .open_key(&r)
+            .await
+            .map_err(|e| smimekit_core::KeyStoreError::Failed {
+                key: req.reference.clone(),
+                detail: e.message,
+            })
     }
 }

@@ -14,10 +14,12 @@ mod config;
 mod demo;
 mod directory;
 mod error;
+mod exchange;
 mod keys;
 mod lint;
 mod mail;
 mod pki_ops;
+mod plugins;
 mod token;
 
 use std::sync::Arc;
@@ -39,6 +41,10 @@ pub use directory::{
     TrustResult, UnpublishRequest,
 };
 pub use error::{ErrorKind, ServiceError};
+pub use exchange::{
+    BulkItem, BulkPublishRequest, BulkReport, EmitResult, OrgSettingsResult, Progress, bulk_items,
+    org_settings_warnings,
+};
 pub use keys::{KeyRequest, KeySummary};
 pub use lint::{Finding, LintRequest, LintResult, LintedFileCert, Profile, RULES, Rule, Severity};
 pub use mail::{DecryptRequest, EncryptRequest, EncryptTo, OpenRequest, OpenResult, SignRequest};
@@ -60,6 +66,8 @@ pub struct Service {
     engine: &'static CryptoEngine,
     clock: Clock,
     config: Arc<Config>,
+    /// Vendor plugins loaded at start-up (beside the built-in `inventory` ones).
+    plugins: Arc<smimekit_plugin_host::Plugins>,
 }
 
 impl std::fmt::Debug for Service {
@@ -76,6 +84,8 @@ pub struct ServiceBuilder {
     engine: Option<String>,
     clock: Option<Clock>,
     config: Option<Config>,
+    plugin_files: Vec<std::path::PathBuf>,
+    plugin_env: Option<std::ffi::OsString>,
 }
 
 impl std::fmt::Debug for ServiceBuilder {
@@ -100,6 +110,20 @@ impl ServiceBuilder {
         self
     }
 
+    /// Vendor plugin libraries to load (`--plugin FILE`), besides the configuration's
+    /// `[plugins] paths`; one that cannot be loaded fails [`ServiceBuilder::build`].
+    pub fn plugins(mut self, files: impl IntoIterator<Item = std::path::PathBuf>) -> Self {
+        self.plugin_files.extend(files);
+        self
+    }
+
+    /// The value of `SMIMEKIT_PLUGIN_PATH` (a path list of files or folders), loaded after
+    /// the configuration's paths and before [`ServiceBuilder::plugins`].
+    pub fn plugin_path_env(mut self, value: Option<std::ffi::OsString>) -> Self {
+        self.plugin_env = value;
+        self
+    }
+
     /// Pins the clock (seconds since the Unix epoch).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
@@ -119,10 +143,14 @@ impl ServiceBuilder {
         let clock = self
             .clock
             .unwrap_or_else(|| Arc::new(|| time::OffsetDateTime::now_utc().unix_timestamp()));
+        let config = self.config.unwrap_or_else(Config::embedded_default);
+        let plugins = plugins::load(&config, self.plugin_env.as_deref(), &self.plugin_files)?;
+        config.check_kinds(&plugins.directory_kinds())?;
         Ok(Service {
             engine: (factory.engine)(),
             clock,
-            config: Arc::new(self.config.unwrap_or_else(Config::embedded_default)),
+            config: Arc::new(config),
+            plugins: Arc::new(plugins),
         })
     }
 }
@@ -131,9 +159,36 @@ impl ServiceBuilder {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PluginSummary {
     pub port: &'static str,
-    pub id: &'static str,
-    pub description: &'static str,
+    pub id: String,
+    pub description: String,
+    /// `built-in`, or `plugin` for a vendor library loaded at run time.
     pub origin: &'static str,
+    /// The vendor plugin's version (built-ins share smimekit's).
+    pub version: String,
+    /// The optional operations a vendor plugin provides (`sign`, `decrypt`, `publish`…).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// The library a vendor plugin was loaded from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<std::path::PathBuf>,
+    /// For vendor plugins: the ABI version and threading (`v1.0, thread-safe`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abi: Option<String>,
+}
+
+impl PluginSummary {
+    fn builtin(port: &'static str, id: &str, description: &str) -> Self {
+        Self {
+            port,
+            id: id.into(),
+            description: description.into(),
+            origin: "built-in",
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: Vec::new(),
+            file: None,
+            abi: None,
+        }
+    }
 }
 
 impl Service {
@@ -149,29 +204,15 @@ impl Service {
     pub fn plugins(&self) -> Vec<PluginSummary> {
         let mut out = Vec::new();
         for e in plugin::engines() {
-            out.push(PluginSummary {
-                port: "crypto-engine",
-                id: e.id,
-                description: e.description,
-                origin: "built-in",
-            });
+            out.push(PluginSummary::builtin("crypto-engine", e.id, e.description));
         }
         for k in plugin::key_stores() {
-            out.push(PluginSummary {
-                port: "key-store",
-                id: k.id,
-                description: k.description,
-                origin: "built-in",
-            });
+            out.push(PluginSummary::builtin("key-store", k.id, k.description));
         }
         for d in plugin::directories() {
-            out.push(PluginSummary {
-                port: "directory",
-                id: d.kind,
-                description: d.description,
-                origin: "built-in",
-            });
+            out.push(PluginSummary::builtin("directory", d.kind, d.description));
         }
+        out.extend(plugins::summaries(&self.plugins));
         out
     }
 

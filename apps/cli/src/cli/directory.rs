@@ -17,11 +17,34 @@ pub struct LookupArgs {
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     /// The recipient's e-mail address.
-    #[arg(value_name = "ADDRESS")]
-    pub address: String,
+    #[arg(
+        value_name = "ADDRESS",
+        required_unless_present = "from",
+        conflicts_with = "from"
+    )]
+    pub address: Option<String>,
     /// The certificate file (PEM, DER, PKCS#7, SST); CA certificates beside it are ignored.
-    #[arg(long, value_name = "F")]
-    pub cert: PathBuf,
+    #[arg(
+        long,
+        value_name = "F",
+        required_unless_present = "from",
+        conflicts_with = "from"
+    )]
+    pub cert: Option<PathBuf>,
+    /// Bulk: a CSV (address,certificate), a JSON list/map, or a folder of certificate files
+    /// named by address (alice@example.org.pem). Re-running is idempotent.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Bulk: write the JSON report here as well.
+    #[arg(long, value_name = "F", requires = "from")]
+    pub report: Option<PathBuf>,
+    /// Bulk: items in flight at once (the directory also bounds its own requests).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub parallel: usize,
+    /// Do not call the directory: write a PowerShell 7 script (ExchangeOnlineManagement) doing
+    /// the same operations, with read-back checks.
+    #[arg(long, value_name = "FILE")]
+    pub emit_powershell: Option<PathBuf>,
     /// The configured directory to write (default: the first configured).
     #[arg(long, value_name = "NAME")]
     pub directory: Option<String>,
@@ -63,6 +86,10 @@ pub enum TrustCommand {
         certs: Vec<PathBuf>,
         #[arg(long, value_name = "NAME")]
         directory: Option<String>,
+        /// Do not call the directory: write a PowerShell 7 script running Set-SmimeConfig
+        /// with this SST, and checking it by reading back.
+        #[arg(long, value_name = "FILE")]
+        emit_powershell: Option<PathBuf>,
     },
     /// Show the directory's trust chain.
     Show {
@@ -83,5 +110,31 @@ pub enum DirectoryCommand {
         /// A CRL (DER or PEM); repeat for several.
         #[arg(long = "crl", value_name = "F")]
         crls: Vec<PathBuf>,
+    },
+}
+
+/// `smimekit exchange …`: Exchange Online organisation settings.
+#[derive(Debug, Subcommand)]
+pub enum ExchangeCommand {
+    /// The OWA S/MIME settings (Get-SmimeConfig), with warnings for risky values.
+    #[command(subcommand)]
+    Config(ExchangeConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExchangeConfigCommand {
+    /// Show the settings.
+    Show {
+        #[arg(long, value_name = "NAME")]
+        directory: Option<String>,
+    },
+    /// Change settings (Set-SmimeConfig), e.g. OWASigningAlgorithms=800C
+    /// OWAIncludeCertificateChainWithoutRootCertificate=true; read back and linted.
+    Set {
+        /// NAME=VALUE pairs.
+        #[arg(value_name = "NAME=VALUE", required = true)]
+        values: Vec<String>,
+        #[arg(long, value_name = "NAME")]
+        directory: Option<String>,
     },
 }

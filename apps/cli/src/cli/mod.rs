@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod directory;
-pub use directory::{DirectoryCommand, LookupArgs, PublishArgs, TrustCommand, UnpublishArgs};
+pub use directory::{
+    DirectoryCommand, ExchangeCommand, ExchangeConfigCommand, LookupArgs, PublishArgs,
+    TrustCommand, UnpublishArgs,
+};
 
 mod pki;
 mod token;
@@ -31,8 +34,42 @@ pub struct Cli {
     /// embedded local directory].
     #[arg(long, global = true, value_name = "F", env = "SMIMEKIT_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Load a vendor plugin library (repeatable; before or after the subcommand), besides the
+    /// config's [plugins] paths and SMIMEKIT_PLUGIN_PATH. One that cannot be loaded is an error.
+    #[arg(long = "plugin", global = true, value_name = "FILE")]
+    pub plugins: Vec<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Every `--plugin FILE` of the command line, in order. clap keeps only one occurrence list
+/// of a global option (the subcommand's replaces the top level's), so `--plugin` given before
+/// and after the subcommand is read back from the arguments clap has already validated.
+pub fn plugin_files(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    parsed: &[PathBuf],
+) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut args = args.into_iter().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--" {
+            break;
+        }
+        if a == "--plugin" {
+            if let Some(v) = args.next() {
+                out.push(PathBuf::from(v));
+            }
+        } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--plugin=")) {
+            out.push(PathBuf::from(v));
+        }
+    }
+    // Whatever the scan missed (it cannot, for clap-valid input) is still loaded.
+    for p in parsed {
+        if !out.contains(p) {
+            out.push(p.clone());
+        }
+    }
+    out
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +116,15 @@ pub enum Command {
     /// Directory hygiene: audit the published certificates.
     #[command(subcommand)]
     Directory(DirectoryCommand),
+    /// Exchange Online: organisation S/MIME settings (OWA).
+    #[command(subcommand)]
+    Exchange(ExchangeCommand),
+    /// Sign in to a directory now (Exchange Online with auth = "device-code": the device-code
+    /// prompt), to check the credentials and permissions.
+    Login {
+        #[arg(long, value_name = "NAME")]
+        directory: Option<String>,
+    },
     /// Run the main job end to end on this machine, no server needed: a CA, two users, the
     /// local directory, the Exchange Online .sst, lint, sign, encrypt, open, and an openssl
     /// cross-check.
@@ -227,11 +273,30 @@ pub struct OpenArgs {
 pub enum KeysCommand {
     /// List the keys in a store with their certificates.
     List {
-        /// The store: a .p12/.pfx or key file.
+        /// The store: a .p12/.pfx or key file, a pkcs11: URI, windows:my.
         #[arg(long, value_name = "KEYREF")]
         store: String,
         #[arg(long, value_name = "F")]
         cert: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Import a PKCS#12's identities into a key store (`windows:my`, a pkcs11: token):
+    /// each identity's key in its own container, never exportable.
+    Import {
+        /// The .p12/.pfx file.
+        #[arg(value_name = "P12")]
+        p12: PathBuf,
+        /// The key store, e.g. windows:my or windows:my?location=machine.
+        #[arg(long, value_name = "KEYREF")]
+        store: String,
+        /// Label for stores that take one (default: from the certificate).
+        #[arg(long)]
+        label: Option<String>,
+        /// The PKCS#12 password (else SMIMEKIT_P12_PASSWORD, else SMIMEKIT_PASSWORD/prompt).
+        #[arg(long, value_name = "F")]
+        p12_password_file: Option<PathBuf>,
+        /// The store's PIN, for stores that need one.
         #[command(flatten)]
         password: PasswordArgs,
     },

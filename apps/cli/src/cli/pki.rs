@@ -46,8 +46,12 @@ pub enum SstCommand {
         #[arg(long, value_enum)]
         format: Option<StoreFormatArg>,
         /// Certificate files (PEM, DER, PKCS#7, SST).
-        #[arg(value_name = "CERT", required = true)]
+        #[arg(value_name = "CERT", required_unless_present = "from_store")]
         certs: Vec<PathBuf>,
+        /// Also take the certificates (and chains) a key store lists, e.g.
+        /// 'windows:my?email=alice@example.org' (repeatable).
+        #[arg(long = "from-store", value_name = "KEYREF")]
+        from_store: Vec<String>,
     },
     /// List a store's certificates: subject, issuer, SHA-1 thumbprint, SHA-256, expiry and
     /// SST properties. Reads .sst, .p7b and PEM.

@@ -2,12 +2,16 @@
 
 use anyhow::Result;
 use smimekit_service::{
-    AuditRequest, CertSummary, DirectoryCert, LookupRequest, PublishRequest, PublishResult,
-    Service, TrustPushRequest, TrustResult, UnpublishRequest,
+    AuditRequest, BulkPublishRequest, CertSummary, DirectoryCert, EmitResult, LookupRequest,
+    OrgSettingsResult, PublishRequest, PublishResult, Service, TrustPushRequest, TrustResult,
+    UnpublishRequest,
 };
 
 use super::{EXIT_INVALID, EXIT_OK, print_json};
-use crate::cli::{DirectoryCommand, LookupArgs, PublishArgs, TrustCommand, UnpublishArgs};
+use crate::cli::{
+    DirectoryCommand, ExchangeCommand, ExchangeConfigCommand, LookupArgs, PublishArgs,
+    TrustCommand, UnpublishArgs,
+};
 
 fn cert_line(mark: &str, c: &DirectoryCert) {
     println!(
@@ -82,24 +86,150 @@ fn print_change(verb: &str, r: &PublishResult) {
     }
 }
 
+fn print_emit(r: &EmitResult, json: bool) -> Result<()> {
+    if json {
+        print_json(r)?;
+    } else {
+        println!(
+            "wrote {} ({} operation(s); nothing was sent): run it with pwsh after Connect-ExchangeOnline",
+            r.file.display(),
+            r.operations.len()
+        );
+        for op in &r.operations {
+            println!("  {op}");
+        }
+    }
+    Ok(())
+}
+
 pub async fn publish(service: &Service, a: PublishArgs, json: bool) -> Result<u8> {
-    let r = service
-        .publish(&PublishRequest {
-            address: a.address,
-            certificate: a.cert,
-            directory: a.directory,
-            contact: a.contact,
-            replace: a.replace,
-            prune_expired: a.prune_expired,
-            force: a.force,
-        })
-        .await?;
+    if let Some(from) = a.from {
+        return publish_bulk(
+            service,
+            a.emit_powershell,
+            from,
+            a.report,
+            a.parallel,
+            a.directory,
+            a.contact,
+            a.replace,
+            a.prune_expired,
+            a.force,
+            json,
+        )
+        .await;
+    }
+    let (Some(address), Some(cert)) = (a.address, a.cert) else {
+        anyhow::bail!("publish needs ADDRESS and --cert F (or --from FILE)");
+    };
+    let req = PublishRequest {
+        address,
+        certificate: cert,
+        directory: a.directory,
+        contact: a.contact,
+        replace: a.replace,
+        prune_expired: a.prune_expired,
+        force: a.force,
+    };
+    if let Some(file) = a.emit_powershell {
+        print_emit(&service.emit_powershell_publish(&[req], &file)?, json)?;
+        return Ok(EXIT_OK);
+    }
+    let r = service.publish(&req).await?;
     if json {
         print_json(&r)?;
     } else {
         print_change("published for", &r);
+        if let Some(name) = &r.created_contact {
+            println!(
+                "  created the external contact {name:?}: senders must pick it in the address book (GAL) by this name, not type the address"
+            );
+        }
     }
     Ok(EXIT_OK)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn publish_bulk(
+    service: &Service,
+    emit: Option<std::path::PathBuf>,
+    from: std::path::PathBuf,
+    report: Option<std::path::PathBuf>,
+    parallel: usize,
+    directory: Option<String>,
+    contact: bool,
+    replace: bool,
+    prune_expired: bool,
+    force: bool,
+    json: bool,
+) -> Result<u8> {
+    use std::io::IsTerminal as _;
+    let mut req = BulkPublishRequest {
+        source: from,
+        directory,
+        contact,
+        replace,
+        prune_expired,
+        force,
+        parallel,
+        progress: None,
+    };
+    if let Some(file) = emit {
+        let items = service.bulk_requests(&req)?;
+        print_emit(&service.emit_powershell_publish(&items, &file)?, json)?;
+        return Ok(EXIT_OK);
+    }
+    // A progress bar only for a person watching (stderr is a terminal).
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    if let Some(b) = bar.clone() {
+        req.progress = Some(std::sync::Arc::new(move |done, total| {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+        }));
+    }
+    let r = service.bulk_publish(&req).await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Some(path) = &report {
+        std::fs::write(path, serde_json::to_vec_pretty(&r)?)?;
+    }
+    if json {
+        print_json(&r)?;
+    } else {
+        for i in r.items.iter().filter(|i| i.status == "failed") {
+            println!(
+                "  FAILED {}: {}",
+                i.address,
+                i.error.as_deref().unwrap_or("")
+            );
+        }
+        println!(
+            "bulk publish to directory {}: {} item(s): {} published, {} unchanged, {} failed in {:.1} s{}",
+            r.directory,
+            r.total,
+            r.published,
+            r.unchanged,
+            r.failed,
+            r.seconds,
+            report
+                .map(|p| format!("; report {}", p.display()))
+                .unwrap_or_default()
+        );
+    }
+    // A failed item is a recipient problem, like a failed single publish.
+    Ok(if r.failed == 0 {
+        EXIT_OK
+    } else {
+        super::EXIT_KEY
+    })
 }
 
 pub async fn unpublish(service: &Service, a: UnpublishArgs, json: bool) -> Result<u8> {
@@ -157,8 +287,13 @@ pub async fn trust(service: &Service, c: TrustCommand, json: bool) -> Result<u8>
             sst,
             certs,
             directory,
+            emit_powershell,
         } => {
-            let files = sst.into_iter().chain(certs).collect();
+            let files: Vec<std::path::PathBuf> = sst.into_iter().chain(certs).collect();
+            if let Some(file) = emit_powershell {
+                print_emit(&service.emit_powershell_trust(&files, &file)?, json)?;
+                return Ok(EXIT_OK);
+            }
             (
                 service
                     .trust_push(&TrustPushRequest { files, directory })
@@ -212,4 +347,54 @@ pub async fn directory(service: &Service, c: DirectoryCommand, json: bool) -> Re
         }
     }
     Ok(if r.is_clean() { EXIT_OK } else { EXIT_INVALID })
+}
+
+fn print_settings(r: &OrgSettingsResult, json: bool) -> Result<()> {
+    if json {
+        print_json(r)?;
+        return Ok(());
+    }
+    println!("S/MIME settings of directory {}:", r.directory);
+    for (k, v) in &r.settings {
+        println!("  {k:<52} {v}");
+    }
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
+pub async fn exchange(service: &Service, c: ExchangeCommand, json: bool) -> Result<u8> {
+    let ExchangeCommand::Config(c) = c;
+    match c {
+        ExchangeConfigCommand::Show { directory } => {
+            print_settings(&service.org_settings(directory.as_deref()).await?, json)?;
+        }
+        ExchangeConfigCommand::Set { values, directory } => {
+            let mut pairs = Vec::new();
+            for v in values {
+                let Some((k, val)) = v.split_once('=') else {
+                    anyhow::bail!("{v:?}: expected NAME=VALUE");
+                };
+                pairs.push((k.trim().to_string(), val.trim().to_string()));
+            }
+            print_settings(
+                &service
+                    .set_org_settings(directory.as_deref(), &pairs)
+                    .await?,
+                json,
+            )?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn login(service: &Service, directory: Option<String>, json: bool) -> Result<u8> {
+    let msg = service.login(directory.as_deref()).await?;
+    if json {
+        print_json(&serde_json::json!({ "status": msg }))?;
+    } else {
+        println!("{msg}");
+    }
+    Ok(EXIT_OK)
 }

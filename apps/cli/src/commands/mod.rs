@@ -40,7 +40,11 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 pub async fn run(cli: Cli) -> Result<u8> {
     let json = cli.json;
     let config = smimekit_service::Config::load(cli.config.as_deref())?;
-    let service = Service::builder().config(config).build()?;
+    let service = Service::builder()
+        .config(config)
+        .plugin_path_env(std::env::var_os("SMIMEKIT_PLUGIN_PATH"))
+        .plugins(crate::cli::plugin_files(std::env::args_os(), &cli.plugins))
+        .build()?;
     match cli.command {
         Command::Sign(a) => mail::sign(&service, a, json).await,
         Command::Encrypt(a) => mail::encrypt(&service, a, json).await,
@@ -52,17 +56,37 @@ pub async fn run(cli: Cli) -> Result<u8> {
             cert,
             password,
         }) => cert::keys_list(&service, store, cert, &password, json).await,
+        Command::Keys(KeysCommand::Import {
+            p12,
+            store,
+            label,
+            p12_password_file,
+            password,
+        }) => {
+            token::keys_import(
+                &service,
+                p12,
+                store,
+                label,
+                p12_password_file,
+                &password,
+                json,
+            )
+            .await
+        }
         Command::Cert(c) => cert::run(&service, c, json).await,
         Command::Ca(c) => ca::run(&service, c, json).await,
         Command::Token(c) => token::run(&service, c, json).await,
         Command::Chain(c) => pki::chain(&service, c, json),
-        Command::Sst(c) => pki::sst(&service, c, json),
+        Command::Sst(c) => pki::sst(&service, c, json).await,
         Command::Lint(a) => lint::run(&service, a, json),
         Command::Lookup(a) => directory::lookup(&service, a, json).await,
         Command::Publish(a) => directory::publish(&service, a, json).await,
         Command::Unpublish(a) => directory::unpublish(&service, a, json).await,
         Command::Trust(c) => directory::trust(&service, c, json).await,
         Command::Directory(c) => directory::directory(&service, c, json).await,
+        Command::Exchange(c) => directory::exchange(&service, c, json).await,
+        Command::Login { directory } => directory::login(&service, directory, json).await,
         Command::Demo(a) => demo::run(&service, a, json).await,
         Command::Plugins => {
             let plugins = service.plugins();
@@ -71,9 +95,18 @@ pub async fn run(cli: Cli) -> Result<u8> {
             } else {
                 for p in plugins {
                     println!(
-                        "{:<14} {:<10} {:<9} {}",
-                        p.port, p.id, p.origin, p.description
+                        "{:<14} {:<12} {:<9} {:<8} {}",
+                        p.port, p.id, p.origin, p.version, p.description
                     );
+                    if let Some(file) = &p.file {
+                        println!(
+                            "{:<14} {} ({}; {})",
+                            "",
+                            file.display(),
+                            p.abi.as_deref().unwrap_or(""),
+                            p.capabilities.join(", ")
+                        );
+                    }
                 }
             }
             Ok(EXIT_OK)

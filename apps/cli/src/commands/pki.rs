@@ -80,12 +80,13 @@ pub fn chain(service: &Service, c: ChainCommand, json: bool) -> Result<u8> {
     Ok(if report.valid { EXIT_OK } else { EXIT_INVALID })
 }
 
-pub fn sst(service: &Service, c: SstCommand, json: bool) -> Result<u8> {
+pub async fn sst(service: &Service, c: SstCommand, json: bool) -> Result<u8> {
     match c {
         SstCommand::Create {
             output,
             format,
             certs,
+            from_store,
         } => {
             let format = match format {
                 Some(StoreFormatArg::Sst) => StoreFormat::Sst,
@@ -93,7 +94,14 @@ pub fn sst(service: &Service, c: SstCommand, json: bool) -> Result<u8> {
                 Some(StoreFormatArg::Pem) => StoreFormat::Pem,
                 None => StoreFormat::from_path(&output),
             };
-            let list = service.load_all_certificates(&certs)?;
+            let mut list = service.load_all_certificates(&certs)?;
+            for reference in from_store {
+                let req = smimekit_service::KeyRequest {
+                    reference,
+                    ..Default::default()
+                };
+                list.extend(service.store_certificates(&req).await?);
+            }
             let bytes = service.create_store(&list, format)?;
             crate::io::write_output(Some(&output), &bytes)?;
             let listing = service.list_store(&output)?;

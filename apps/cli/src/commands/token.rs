@@ -19,6 +19,61 @@ fn pin(token: &str, password: &PasswordArgs) -> Result<Option<Secret>> {
     Ok(Some(io::secret(password, token)?))
 }
 
+/// The PKCS#12 password: `--p12-password-file`, else SMIMEKIT_P12_PASSWORD, else the usual
+/// password sources.
+fn p12_secret(file: &Option<std::path::PathBuf>) -> Result<Secret> {
+    Ok(match file {
+        Some(f) => io::secret(
+            &PasswordArgs {
+                password_file: Some(f.clone()),
+            },
+            "the PKCS#12 file",
+        )?,
+        None => match std::env::var("SMIMEKIT_P12_PASSWORD") {
+            Ok(p) => Secret::from(p),
+            Err(_) => io::secret(&PasswordArgs::default(), "the PKCS#12 file")?,
+        },
+    })
+}
+
+/// `keys import --store KEYREF F.p12`: the store's own import (Windows: PFXImportCertStore,
+/// each identity in its own container; tokens: objects under one CKA_ID). The store PIN is
+/// asked for only when the store reports itself locked.
+pub async fn keys_import(
+    service: &Service,
+    p12: std::path::PathBuf,
+    store: String,
+    label: Option<String>,
+    p12_password_file: Option<std::path::PathBuf>,
+    password: &PasswordArgs,
+    json: bool,
+) -> Result<u8> {
+    let p12_secret = p12_secret(&p12_password_file)?;
+    let mut req = TokenImportRequest {
+        token: store.clone(),
+        secret: None,
+        p12,
+        p12_secret,
+        label,
+    };
+    let k = match service.token_import(&req).await {
+        Err(e) if e.kind == ErrorKind::Locked => {
+            req.secret = Some(io::secret(password, &store)?);
+            service.token_import(&req).await?
+        }
+        other => other?,
+    };
+    if json {
+        print_json(&k)?;
+    } else {
+        println!("imported: {} {}", k.store, k.selector);
+        if let Some(c) = &k.certificate {
+            println!("certificate: {} (serial {})", c.subject, c.serial);
+        }
+    }
+    Ok(EXIT_OK)
+}
+
 pub async fn run(service: &Service, c: TokenCommand, json: bool) -> Result<u8> {
     match c {
         TokenCommand::Enroll {

@@ -1,0 +1,377 @@
+//! Loading, validating and calling one plugin library. Every `unsafe` block of the host is here.
+
+use std::ffi::{CStr, CString, c_char};
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+
+use smimekit_plugin_abi::{
+    ABI_MAJOR, Buf, DIRECTORY_INTERFACE, DirectoryV1, ENTRY_SYMBOL, EntryFn, FLAG_THREAD_SAFE,
+    Header, KEYSTORE_INTERFACE, KeyStoreV1, Status,
+};
+
+use crate::LoadError;
+use crate::lane::Lane;
+
+/// Name, version and capabilities of one interface of a plugin.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub abi_minor: u32,
+    pub thread_safe: bool,
+    /// The optional functions the table provides (`sign`, `decrypt`, `publish`…).
+    pub capabilities: Vec<&'static str>,
+}
+
+/// A loaded, validated plugin library.
+#[derive(Debug)]
+pub struct Library {
+    path: PathBuf,
+    keystore: Option<(KeyStoreV1, PluginInfo)>,
+    directory: Option<(DirectoryV1, PluginInfo)>,
+    pub(crate) lane: Lane,
+    // Kept for the life of the process (never unloaded): the tables point into it.
+    _lib: libloading::Library,
+}
+
+// SAFETY: the tables are copies of immutable plugin data (function pointers and static
+// strings); calls through them are serialised by `lane` unless the plugin declared
+// FLAG_THREAD_SAFE, as the ABI requires.
+unsafe impl Send for Library {}
+// SAFETY: as above; nothing in `Library` is mutated after loading.
+unsafe impl Sync for Library {}
+
+/// A plugin-owned handle, moved between the caller and the lane.
+#[derive(Debug)]
+pub(crate) struct Handle<T>(pub *mut T);
+
+impl<T> Clone for Handle<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Handle<T> {}
+
+impl<T> Handle<T> {
+    /// The pointer (a method, so closures capture the whole `Send` handle, not the field).
+    pub fn get(self) -> *mut T {
+        self.0
+    }
+}
+// SAFETY: the ABI lets the host use a handle from any thread as long as calls on a
+// non-thread-safe plugin are serialised (the lane does that).
+unsafe impl<T> Send for Handle<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for Handle<T> {}
+
+fn err(path: &Path, reason: impl Into<String>) -> LoadError {
+    LoadError {
+        file: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Copies a table of `T` whose header says `size`: fields beyond `size` stay zero (null).
+///
+/// # Safety
+/// `ptr` points at a table of at least `header.size` readable bytes.
+unsafe fn copy_table<T>(ptr: *const u8, size: usize) -> T {
+    let mut t = MaybeUninit::<T>::zeroed();
+    let n = size.min(std::mem::size_of::<T>());
+    // SAFETY: `ptr` has `size >= n` readable bytes (caller); `t` has size_of::<T>() >= n.
+    unsafe { std::ptr::copy_nonoverlapping(ptr, t.as_mut_ptr().cast::<u8>(), n) };
+    // SAFETY: every field of the ABI tables is an integer, a raw pointer or an
+    // `Option<fn>`, for all of which zero is a valid value.
+    unsafe { t.assume_init() }
+}
+
+fn c_text(path: &Path, what: &str, p: *const c_char) -> Result<String, LoadError> {
+    if p.is_null() {
+        return Err(err(path, format!("table field `{what}` is null")));
+    }
+    // SAFETY: the ABI requires static NUL-terminated strings for these fields.
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str()
+        .map(str::to_string)
+        .map_err(|_| err(path, format!("table field `{what}` is not UTF-8")))
+}
+
+fn check_name(path: &Path, name: &str) -> Result<(), LoadError> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(err(
+            path,
+            format!("name {name:?} must be non-empty [a-z0-9-]"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_header(path: &Path, iface: &str, h: &Header, min: usize) -> Result<(), LoadError> {
+    if h.abi_major != ABI_MAJOR {
+        return Err(err(
+            path,
+            format!(
+                "{iface}: wrong ABI version {}.{} (this smimekit speaks {ABI_MAJOR}.x)",
+                h.abi_major, h.abi_minor
+            ),
+        ));
+    }
+    if (h.size as usize) < min {
+        return Err(err(
+            path,
+            format!(
+                "{iface}: table too small ({} bytes; ABI v{ABI_MAJOR} needs at least {min})",
+                h.size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn required(path: &Path, iface: &str, missing: &[(&str, bool)]) -> Result<(), LoadError> {
+    match missing.iter().find(|(_, present)| !present) {
+        Some((name, _)) => Err(err(
+            path,
+            format!("{iface}: required function `{name}` is null"),
+        )),
+        None => Ok(()),
+    }
+}
+
+impl Library {
+    pub(crate) fn load(path: &Path) -> Result<Self, LoadError> {
+        Self::load_with(path, false)
+    }
+
+    pub(crate) fn load_with(path: &Path, inline: bool) -> Result<Self, LoadError> {
+        if !path.is_file() {
+            return Err(err(path, "no such file"));
+        }
+        // SAFETY: loading runs the library's initialisers; that is what loading a plugin
+        // means, and the user named this file as a plugin.
+        let lib = unsafe { libloading::Library::new(path) }
+            .map_err(|e| err(path, format!("not a loadable shared library: {e}")))?;
+        // SAFETY: the symbol's type is fixed by the ABI (EntryFn).
+        let entry: EntryFn = unsafe { lib.get::<EntryFn>(ENTRY_SYMBOL.as_bytes()) }
+            .map(|s| *s)
+            .map_err(|_| {
+                err(
+                    path,
+                    format!("no entry symbol `{ENTRY_SYMBOL}` (not a smimekit plugin)"),
+                )
+            })?;
+        let ask = |iface: &str| -> *const u8 {
+            let name = CString::new(iface).unwrap_or_default();
+            // SAFETY: `name` is NUL-terminated and outlives the call; the entry point's
+            // signature is the ABI's.
+            unsafe { entry(name.as_ptr(), ABI_MAJOR) }.cast::<u8>()
+        };
+        let mut thread_safe = true;
+        let keystore = match ask(KEYSTORE_INTERFACE) {
+            p if p.is_null() => None,
+            p => {
+                // SAFETY: a non-null table starts with a Header.
+                let h: Header = unsafe { p.cast::<Header>().read_unaligned() };
+                check_header(path, KEYSTORE_INTERFACE, &h, KeyStoreV1::MIN_SIZE)?;
+                // SAFETY: the header says `size` bytes are readable.
+                let t: KeyStoreV1 = unsafe { copy_table(p, h.size as usize) };
+                required(
+                    path,
+                    KEYSTORE_INTERFACE,
+                    &[
+                        ("free_buf", t.free_buf.is_some()),
+                        ("accepts", t.accepts.is_some()),
+                        ("store_open", t.store_open.is_some()),
+                        ("store_close", t.store_close.is_some()),
+                        ("key_open", t.key_open.is_some()),
+                        ("key_close", t.key_close.is_some()),
+                        ("key_certificate", t.key_certificate.is_some()),
+                        ("key_kind", t.key_kind.is_some()),
+                    ],
+                )?;
+                let name = c_text(path, "name", t.name)?;
+                check_name(path, &name)?;
+                let mut caps = Vec::new();
+                for (c, present) in [
+                    ("list", t.store_list.is_some()),
+                    ("unlock", t.store_unlock.is_some()),
+                    ("sign", t.key_sign_digest.is_some()),
+                    ("decrypt", t.key_decrypt.is_some()),
+                    ("ecdh", t.key_ecdh.is_some()),
+                ] {
+                    if present {
+                        caps.push(c);
+                    }
+                }
+                thread_safe &= h.flags & FLAG_THREAD_SAFE != 0;
+                let info = PluginInfo {
+                    name,
+                    version: c_text(path, "version", t.version)?,
+                    description: c_text(path, "description", t.description)?,
+                    abi_minor: h.abi_minor,
+                    thread_safe: h.flags & FLAG_THREAD_SAFE != 0,
+                    capabilities: caps,
+                };
+                Some((t, info))
+            }
+        };
+        let directory = match ask(DIRECTORY_INTERFACE) {
+            p if p.is_null() => None,
+            p => {
+                // SAFETY: a non-null table starts with a Header.
+                let h: Header = unsafe { p.cast::<Header>().read_unaligned() };
+                check_header(path, DIRECTORY_INTERFACE, &h, DirectoryV1::MIN_SIZE)?;
+                // SAFETY: the header says `size` bytes are readable.
+                let t: DirectoryV1 = unsafe { copy_table(p, h.size as usize) };
+                required(
+                    path,
+                    DIRECTORY_INTERFACE,
+                    &[
+                        ("free_buf", t.free_buf.is_some()),
+                        ("dir_open", t.dir_open.is_some()),
+                        ("dir_close", t.dir_close.is_some()),
+                        ("dir_lookup", t.dir_lookup.is_some()),
+                    ],
+                )?;
+                let name = c_text(path, "name", t.name)?;
+                check_name(path, &name)?;
+                let mut caps = vec!["lookup"];
+                for (c, present) in [
+                    ("recipients", t.dir_recipients.is_some()),
+                    ("publish", t.dir_publish.is_some()),
+                    ("unpublish", t.dir_unpublish.is_some()),
+                ] {
+                    if present {
+                        caps.push(c);
+                    }
+                }
+                thread_safe &= h.flags & FLAG_THREAD_SAFE != 0;
+                let info = PluginInfo {
+                    name,
+                    version: c_text(path, "version", t.version)?,
+                    description: c_text(path, "description", t.description)?,
+                    abi_minor: h.abi_minor,
+                    thread_safe: h.flags & FLAG_THREAD_SAFE != 0,
+                    capabilities: caps,
+                };
+                Some((t, info))
+            }
+        };
+        if keystore.is_none() && directory.is_none() {
+            return Err(err(
+                path,
+                format!(
+                    "the entry point returned null for every interface of ABI v{ABI_MAJOR} ({KEYSTORE_INTERFACE}, {DIRECTORY_INTERFACE})"
+                ),
+            ));
+        }
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let lane = if inline {
+            Lane::Inline
+        } else {
+            Lane::new(thread_safe, &stem).map_err(|e| {
+                err(
+                    path,
+                    format!("cannot start the plugin's worker thread: {e}"),
+                )
+            })?
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            keystore,
+            directory,
+            lane,
+            _lib: lib,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn keystore_info(&self) -> Option<&PluginInfo> {
+        self.keystore.as_ref().map(|k| &k.1)
+    }
+
+    pub fn directory_info(&self) -> Option<&PluginInfo> {
+        self.directory.as_ref().map(|d| &d.1)
+    }
+
+    /// The key-store id and directory kind this library provides.
+    pub fn names(&self) -> Vec<&str> {
+        self.keystore_info()
+            .into_iter()
+            .chain(self.directory_info())
+            .map(|i| i.name.as_str())
+            .collect()
+    }
+
+    pub(crate) fn ks(&self) -> Option<&KeyStoreV1> {
+        self.keystore.as_ref().map(|k| &k.0)
+    }
+
+    pub(crate) fn dir(&self) -> Option<&DirectoryV1> {
+        self.directory.as_ref().map(|d| &d.0)
+    }
+
+    /// Whether this library's key store takes `reference` (must not block, per the ABI).
+    pub fn accepts(&self, reference: &str) -> bool {
+        let Some(f) = self.ks().and_then(|t| t.accepts) else {
+            return false;
+        };
+        // SAFETY: `reference` is valid for the call; `accepts` is required to be callable
+        // from any thread and not to block.
+        unsafe { f(reference.as_ptr(), reference.len()) == 1 }
+    }
+}
+
+/// What a failed call returned: its status and message.
+#[derive(Debug, Clone)]
+pub struct CallError {
+    pub status: Status,
+    pub message: String,
+}
+
+/// Calls `f` with a fresh output buffer, copies the output and frees it with `free`; checks
+/// the status is one the ABI defines.
+pub(crate) fn call_buf(
+    free: Option<unsafe extern "C" fn(*mut u8, usize)>,
+    f: impl FnOnce(*mut Buf) -> Status,
+) -> Result<Vec<u8>, CallError> {
+    let mut buf = Buf::empty();
+    let status = f(&mut buf);
+    let bytes = if buf.ptr.is_null() || buf.len == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: the plugin returned `len` readable bytes at `ptr`, valid until freed.
+        unsafe { std::slice::from_raw_parts(buf.ptr, buf.len) }.to_vec()
+    };
+    if !buf.ptr.is_null()
+        && let Some(free) = free
+    {
+        // SAFETY: released once, with the plugin's own free_buf, as the ABI says.
+        unsafe { free(buf.ptr, buf.len) };
+    }
+    if status.0 > Status::MAX {
+        return Err(CallError {
+            status,
+            message: format!("plugin returned an out-of-range status {}", status.0),
+        });
+    }
+    if status == Status::OK {
+        Ok(bytes)
+    } else {
+        Err(CallError {
+            status,
+            message: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+    }
+}

@@ -1,0 +1,659 @@
+//! Exchange Online extras on top of the directory commands: bulk publishing
+//! (`publish --from FILE`), PowerShell emission (`--emit-powershell FILE`: the same
+//! operations as a PowerShell 7 script for admins who must run them themselves), and the
+//! organisation's OWA S/MIME settings (`exchange config show|set`) with lint warnings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Serialize;
+use smimekit_core::{CertDer, Directory};
+use smimekit_pki::certinfo;
+
+use crate::directory::{PublishRequest, parse_address};
+use crate::{ErrorKind, Service, ServiceError};
+
+/// Called after each bulk item: (done, total).
+pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+/// `smimekit publish --from FILE`.
+#[derive(Clone, Default)]
+pub struct BulkPublishRequest {
+    /// CSV (`address,certificate`), JSON (`[{"address","certificate"}]` or
+    /// `{"address": "certificate"}`), or a folder of certificate files named by address
+    /// (`alice@example.org.pem`). Relative certificate paths are relative to the file.
+    pub source: PathBuf,
+    pub directory: Option<String>,
+    pub contact: bool,
+    pub replace: bool,
+    pub prune_expired: bool,
+    pub force: bool,
+    /// Items in flight at once (the directory limits its own HTTP concurrency too).
+    pub parallel: usize,
+    pub progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for BulkPublishRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkPublishRequest")
+            .field("source", &self.source)
+            .field("directory", &self.directory)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One line of the bulk report.
+#[derive(Debug, Clone, Serialize)]
+pub struct BulkItem {
+    pub address: String,
+    pub certificate: PathBuf,
+    /// `published` (something changed), `unchanged` (already there) or `failed`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The JSON report of a bulk run.
+#[derive(Debug, Clone, Serialize)]
+pub struct BulkReport {
+    pub directory: String,
+    pub total: usize,
+    pub published: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub seconds: f64,
+    pub items: Vec<BulkItem>,
+}
+
+/// What `--emit-powershell` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmitResult {
+    pub file: PathBuf,
+    /// One line per operation the script performs.
+    pub operations: Vec<String>,
+}
+
+/// `smimekit exchange config show|set`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrgSettingsResult {
+    pub directory: String,
+    pub settings: Vec<(String, String)>,
+    /// Risky values (weak algorithms, CRL checks off…).
+    pub warnings: Vec<String>,
+}
+
+fn usage(msg: impl Into<String>) -> ServiceError {
+    ServiceError::new(ErrorKind::Usage, msg)
+}
+
+const CERT_EXTENSIONS: &[&str] = &["pem", "cer", "crt", "der", "p7b", "p7c"];
+
+/// The (address, certificate file) pairs of a bulk source.
+pub fn bulk_items(source: &Path) -> Result<Vec<(String, PathBuf)>, ServiceError> {
+    let base = source.parent().unwrap_or(Path::new(""));
+    let rel = |p: &str| {
+        let p = Path::new(p.trim());
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    let ctx = |e: std::io::Error| usage(format!("{}: {e}", source.display()));
+    if source.is_dir() {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(source).map_err(ctx)? {
+            let path = e.map_err(ctx)?.path();
+            let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
+            if !CERT_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()) {
+                continue;
+            }
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            if stem.contains('@') {
+                out.push((stem.to_string(), path.clone()));
+            }
+        }
+        out.sort();
+        return Ok(out);
+    }
+    let text = std::fs::read_to_string(source).map_err(ctx)?;
+    let is_json = source
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        || text.trim_start().starts_with(['[', '{']);
+    if is_json {
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| usage(format!("{}: {e}", source.display())))?;
+        let mut out = Vec::new();
+        match v {
+            serde_json::Value::Object(m) => {
+                for (a, c) in m {
+                    let c = c.as_str().ok_or_else(|| {
+                        usage(format!(
+                            "{}: {a}: the certificate must be a path",
+                            source.display()
+                        ))
+                    })?;
+                    out.push((a, rel(c)));
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, it) in items.iter().enumerate() {
+                    let a = it["address"].as_str();
+                    let c = it["certificate"].as_str().or_else(|| it["cert"].as_str());
+                    match (a, c) {
+                        (Some(a), Some(c)) => out.push((a.to_string(), rel(c))),
+                        _ => {
+                            return Err(usage(format!(
+                                "{}: item {i} needs \"address\" and \"certificate\"",
+                                source.display()
+                            )));
+                        }
+                    }
+                }
+            }
+            _ => {
+                return Err(usage(format!(
+                    "{}: expected an array or an object",
+                    source.display()
+                )));
+            }
+        }
+        return Ok(out);
+    }
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((a, c)) = line.split_once([',', ';', '\t']) else {
+            return Err(usage(format!(
+                "{}: line {}: expected address,certificate",
+                source.display(),
+                n + 1
+            )));
+        };
+        let a = a.trim().trim_matches('"');
+        if n == 0 && !a.contains('@') {
+            continue; // a header line
+        }
+        out.push((a.to_string(), rel(c.trim().trim_matches('"'))));
+    }
+    Ok(out)
+}
+
+/// PowerShell single-quoted string.
+fn ps(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn thumbprint(c: &CertDer) -> String {
+    certinfo::parse(c)
+        .map(|i| i.sha1_thumbprint)
+        .unwrap_or_default()
+}
+
+/// The `contact_name` convention of a directory's settings (as the Exchange plugin applies it).
+fn contact_name(settings: &str, address: &str) -> String {
+    let template = settings
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| {
+            t.get("contact_name")
+                .and_then(|v| v.as_str())
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "{address}".into());
+    let (local, domain) = address.split_once('@').unwrap_or((address, ""));
+    template
+        .replace("{address}", address)
+        .replace("{local}", local)
+        .replace("{domain}", domain)
+        .chars()
+        .take(64)
+        .collect()
+}
+
+const PS_HEADER: &str = r#"#Requires -Version 7
+# Generated by smimekit. Run it in a session connected with Connect-ExchangeOnline
+# (ExchangeOnlineManagement v3). Every operation is checked by reading back.
+$ErrorActionPreference = 'Stop'
+$failures = 0
+function Get-SmimekitThumbprint([byte[]]$Bytes) {
+    [System.Security.Cryptography.X509Certificates.X509Certificate2]::new($Bytes).Thumbprint
+}
+"#;
+
+impl Service {
+    /// The Name the Exchange plugin gives a new contact in directory `name`.
+    pub(crate) fn contact_name_for(&self, name: &str, address: &str) -> String {
+        let settings = self
+            .config
+            .directories
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.settings.as_str())
+            .unwrap_or("");
+        contact_name(settings, address)
+    }
+
+    fn directory_settings(&self, name: Option<&str>) -> Result<(String, String), ServiceError> {
+        let d = match name {
+            Some(n) => self.config.directories.iter().find(|d| d.name == n),
+            None => self.config.directories.first(),
+        };
+        Ok(d.map(|d| (d.name.clone(), d.settings.clone()))
+            .unwrap_or_else(|| (name.unwrap_or("exchange").to_string(), String::new())))
+    }
+
+    /// `publish --emit-powershell F` (one or many): the script instead of API calls.
+    pub fn emit_powershell_publish(
+        &self,
+        items: &[PublishRequest],
+        file: &Path,
+    ) -> Result<EmitResult, ServiceError> {
+        let (_, settings) =
+            self.directory_settings(items.first().and_then(|i| i.directory.as_deref()))?;
+        let now = self.now();
+        let mut script = String::from(PS_HEADER);
+        script.push_str("$items = @(\n");
+        let mut operations = Vec::new();
+        for req in items {
+            let address = parse_address(&req.address)?;
+            let cert = self.publishable_certificate(&req.certificate, &address, req.force)?;
+            let name = contact_name(&settings, address.as_str());
+            script.push_str(&format!(
+                "    @{{ Address = {}; Contact = ${}; ContactName = {}; Replace = ${}; PruneExpired = ${};\n       Thumbprint = {};\n       Certificate = [Convert]::FromBase64String({}) }}\n",
+                ps(address.as_str()),
+                req.contact,
+                ps(&name),
+                req.replace,
+                req.prune_expired,
+                ps(&thumbprint(&cert)),
+                ps(&B64.encode(cert.as_bytes())),
+            ));
+            operations.push(format!(
+                "{} {} -UserCertificate {} {}{}",
+                if req.contact {
+                    "Set-MailContact (New-MailContact if missing)"
+                } else {
+                    "Set-Mailbox"
+                },
+                address,
+                if req.replace { "=" } else { "Add" },
+                thumbprint(&cert),
+                if req.contact {
+                    format!(" (contact name {name:?})")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        script.push_str(")\n");
+        script.push_str(&format!(
+            "$now = [DateTime]::UtcNow  # smimekit clock: {now}\n"
+        ));
+        script.push_str(r#"foreach ($i in $items) {
+    try {
+        $r = Get-Recipient -Identity $i.Address -ErrorAction SilentlyContinue
+        if ($r -and ($r.PrimarySmtpAddress -ne $i.Address)) {
+            throw "$($i.Address): the identity resolves to $($r.Name) <$($r.PrimarySmtpAddress)>"
+        }
+        if (-not $r) {
+            if (-not $i.Contact) { throw "$($i.Address): no such mailbox" }
+            New-MailContact -Name $i.ContactName -ExternalEmailAddress $i.Address | Out-Null
+            Write-Host "$($i.Address): created the mail contact '$($i.ContactName)' (pick it in the GAL by this name)"
+            $isContact = $true
+        } else {
+            $isContact = $r.RecipientTypeDetails -eq 'MailContact'
+        }
+        $current = if ($isContact) { (Get-MailContact -Identity $i.Address).UserCertificate } else { (Get-Mailbox -Identity $i.Address).UserCertificate }
+        $remove = [System.Collections.ArrayList]::new()
+        foreach ($c in @($current)) {
+            if ($null -eq $c) { continue }
+            $x = [System.Security.Cryptography.X509Certificates.X509Certificate2]::new([byte[]]$c)
+            if ($x.Thumbprint -ne $i.Thumbprint -and ($i.Replace -or ($i.PruneExpired -and $x.NotAfter.ToUniversalTime() -lt $now))) {
+                [void]$remove.Add([byte[]]$c)
+            }
+        }
+        $value = @{ Add = @(,$i.Certificate) }
+        if ($remove.Count -gt 0) { $value.Remove = $remove.ToArray() }
+        if ($isContact) { Set-MailContact -Identity $i.Address -UserCertificate $value }
+        else { Set-Mailbox -Identity $i.Address -UserCertificate $value }
+        $back = if ($isContact) { (Get-MailContact -Identity $i.Address).UserCertificate } else { (Get-Mailbox -Identity $i.Address).UserCertificate }
+        $thumbs = @($back | Where-Object { $_ } | ForEach-Object { Get-SmimekitThumbprint ([byte[]]$_) })
+        if ($thumbs -notcontains $i.Thumbprint) { throw "$($i.Address): read-back does not show $($i.Thumbprint)" }
+        Write-Host "$($i.Address): OK ($($thumbs.Count) certificate(s): $($thumbs -join ', '))"
+    } catch {
+        $failures++
+        Write-Warning "$($i.Address): $_"
+    }
+}
+if ($failures) { Write-Error "$failures operation(s) failed" }
+"#);
+        std::fs::write(file, script).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+        Ok(EmitResult {
+            file: file.to_path_buf(),
+            operations,
+        })
+    }
+
+    /// `trust push --emit-powershell F`: Set-SmimeConfig with the SST smimekit builds,
+    /// refused here for what the service would refuse (expired, > 70,000 bytes).
+    pub fn emit_powershell_trust(
+        &self,
+        files: &[PathBuf],
+        file: &Path,
+    ) -> Result<EmitResult, ServiceError> {
+        let chain = self.trust_chain_from_files(files)?;
+        let now = self.now();
+        let mut expired = Vec::new();
+        for c in &chain {
+            if let Ok(i) = certinfo::parse(c)
+                && i.not_after < now
+            {
+                expired.push(format!("{} ({})", i.sha1_thumbprint, i.subject));
+            }
+        }
+        if !expired.is_empty() {
+            return Err(ServiceError::new(
+                ErrorKind::Key,
+                format!(
+                    "Set-SmimeConfig fails when a certificate is expired; expired: {}",
+                    expired.join(", ")
+                ),
+            ));
+        }
+        let sst = smimekit_pki::sst::write_sst(&chain);
+        if sst.len() > 70_000 {
+            return Err(ServiceError::new(
+                ErrorKind::Key,
+                format!(
+                    "the SST is {} bytes; Set-SmimeConfig refuses more than 70000 (SSTFileSizeExceedLimit)",
+                    sst.len()
+                ),
+            ));
+        }
+        let thumbs: Vec<String> = chain.iter().map(thumbprint).collect();
+        let mut script = String::from(PS_HEADER);
+        script.push_str(&format!(
+            "$sst = [Convert]::FromBase64String({})\n$expected = @({})\n",
+            ps(&B64.encode(&sst)),
+            thumbs.iter().map(|t| ps(t)).collect::<Vec<_>>().join(", ")
+        ));
+        script.push_str(r#"Set-SmimeConfig -SMIMECertificateIssuingCA $sst
+$back = (Get-SmimeConfig).SMIMECertificateIssuingCA
+if ([Convert]::ToBase64String([byte[]]$back) -ne [Convert]::ToBase64String($sst)) {
+    Write-Error 'read-back: SMIMECertificateIssuingCA differs from what was sent'
+}
+$store = [System.Security.Cryptography.X509Certificates.X509Certificate2Collection]::new()
+$store.Import([byte[]]$back)
+$got = @($store | ForEach-Object { $_.Thumbprint })
+foreach ($t in $expected) { if ($got -notcontains $t) { Write-Error "read-back: $t missing" } }
+Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((Get-SmimeConfig).SMIMECertificatesExpiryDate)"
+"#);
+        std::fs::write(file, script).map_err(|e| usage(format!("{}: {e}", file.display())))?;
+        Ok(EmitResult {
+            file: file.to_path_buf(),
+            operations: vec![format!(
+                "Set-SmimeConfig -SMIMECertificateIssuingCA <SST, {} bytes: {}>",
+                sst.len(),
+                thumbs.join(", ")
+            )],
+        })
+    }
+
+    /// `publish --from FILE`: every item through one opened directory, bounded parallelism,
+    /// each checked by reading back; failures are reported per item, never silently dropped.
+    pub async fn bulk_publish(&self, req: &BulkPublishRequest) -> Result<BulkReport, ServiceError> {
+        let items = bulk_items(&req.source)?;
+        let dir: Arc<dyn Directory> = Arc::from(self.target_directory(req.directory.as_deref())?);
+        let start = std::time::Instant::now();
+        let total = items.len();
+        let limit = Arc::new(tokio::sync::Semaphore::new(req.parallel.clamp(1, 64)));
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, (address, certificate)) in items.into_iter().enumerate() {
+            let svc = self.clone();
+            let dir = dir.clone();
+            let limit = limit.clone();
+            let done = done.clone();
+            let progress = req.progress.clone();
+            let one = PublishRequest {
+                address: address.clone(),
+                certificate: certificate.clone(),
+                directory: None,
+                contact: req.contact,
+                replace: req.replace,
+                prune_expired: req.prune_expired,
+                force: req.force,
+            };
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let r = svc.publish_to(dir.as_ref(), &one).await;
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if let Some(p) = progress {
+                    p(n, total);
+                }
+                let item = match r {
+                    Ok(r) => BulkItem {
+                        address,
+                        certificate,
+                        status: if r.added.is_empty() && r.removed.is_empty() {
+                            "unchanged"
+                        } else {
+                            "published"
+                        },
+                        added: r
+                            .added
+                            .iter()
+                            .map(|c| c.cert.sha1_thumbprint.clone())
+                            .collect(),
+                        removed: r
+                            .removed
+                            .iter()
+                            .map(|c| c.cert.sha1_thumbprint.clone())
+                            .collect(),
+                        error: None,
+                    },
+                    Err(e) => BulkItem {
+                        address,
+                        certificate,
+                        status: "failed",
+                        added: Vec::new(),
+                        removed: Vec::new(),
+                        error: Some(e.message),
+                    },
+                };
+                (index, item)
+            });
+        }
+        let mut out: Vec<(usize, BulkItem)> = Vec::with_capacity(total);
+        while let Some(r) = tasks.join_next().await {
+            let r = r.map_err(|e| {
+                ServiceError::new(ErrorKind::Unsupported, format!("bulk task: {e}"))
+            })?;
+            out.push(r);
+        }
+        out.sort_by_key(|(i, _)| *i);
+        let items: Vec<BulkItem> = out.into_iter().map(|(_, it)| it).collect();
+        let count = |s: &str| items.iter().filter(|i| i.status == s).count();
+        Ok(BulkReport {
+            directory: dir.name().to_string(),
+            total,
+            published: count("published"),
+            unchanged: count("unchanged"),
+            failed: count("failed"),
+            seconds: start.elapsed().as_secs_f64(),
+            items,
+        })
+    }
+
+    /// The bulk items as publish requests (for `--emit-powershell` with `--from`).
+    pub fn bulk_requests(
+        &self,
+        req: &BulkPublishRequest,
+    ) -> Result<Vec<PublishRequest>, ServiceError> {
+        Ok(bulk_items(&req.source)?
+            .into_iter()
+            .map(|(address, certificate)| PublishRequest {
+                address,
+                certificate,
+                directory: req.directory.clone(),
+                contact: req.contact,
+                replace: req.replace,
+                prune_expired: req.prune_expired,
+                force: req.force,
+            })
+            .collect())
+    }
+
+    /// `smimekit login --directory NAME`: signs in (device code for delegated auth).
+    pub async fn login(&self, directory: Option<&str>) -> Result<String, ServiceError> {
+        let dir = self.target_directory(directory)?;
+        Ok(dir.connect().await?)
+    }
+
+    /// `exchange config show`.
+    pub async fn org_settings(
+        &self,
+        directory: Option<&str>,
+    ) -> Result<OrgSettingsResult, ServiceError> {
+        let dir = self.target_directory(directory)?;
+        let settings = dir.org_settings().await?;
+        Ok(OrgSettingsResult {
+            directory: dir.name().to_string(),
+            warnings: org_settings_warnings(&settings),
+            settings,
+        })
+    }
+
+    /// `exchange config set NAME=VALUE…`: writes, reads back, and lints.
+    pub async fn set_org_settings(
+        &self,
+        directory: Option<&str>,
+        values: &[(String, String)],
+    ) -> Result<OrgSettingsResult, ServiceError> {
+        let dir = self.target_directory(directory)?;
+        let settings = dir.set_org_settings(values).await?;
+        for (k, v) in values {
+            let back = settings
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v);
+            if back.is_none_or(|b| !b.eq_ignore_ascii_case(v)) {
+                return Err(ServiceError::new(
+                    ErrorKind::Key,
+                    format!(
+                        "directory {}: read-back shows {k} = {:?}, not {v:?}",
+                        dir.name(),
+                        back
+                    ),
+                ));
+            }
+        }
+        Ok(OrgSettingsResult {
+            directory: dir.name().to_string(),
+            warnings: org_settings_warnings(&settings),
+            settings,
+        })
+    }
+}
+
+/// Lint of the OWA S/MIME settings (exchange-online.md §2.2, §5).
+pub fn org_settings_warnings(settings: &[(String, String)]) -> Vec<String> {
+    let get = |k: &str| {
+        settings
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str())
+    };
+    let mut w = Vec::new();
+    if let Some(enc) = get("OWAEncryptionAlgorithms") {
+        for (id, name) in [("6601", "DES"), ("6602", "RC2"), ("6603", "3DES")] {
+            if enc.split(';').any(|a| a.trim().starts_with(id)) {
+                w.push(format!("OWAEncryptionAlgorithms includes {name} ({id}): weak; use 6610 (AES-256) or 660E (AES-128)"));
+            }
+        }
+    }
+    if let Some(sig) = get("OWASigningAlgorithms") {
+        for (id, name) in [("8003", "MD5"), ("8004", "SHA-1")] {
+            if sig.split(';').any(|a| a.trim().starts_with(id)) {
+                w.push(format!("OWASigningAlgorithms includes {name} ({id}): broken for signatures; use 800C (SHA-256) or 800E (SHA-512)"));
+            }
+        }
+    }
+    if get("OWADisableCRLCheck").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        w.push("OWADisableCRLCheck = true: revoked certificates are accepted".into());
+    }
+    if get("OWAIncludeCertificateChainWithoutRootCertificate")
+        .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+        && get("OWAIncludeCertificateChainAndRootCertificate")
+            .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+    {
+        w.push("no certificate chain in signed mail: recipients without your intermediates cannot validate signatures (set OWAIncludeCertificateChainWithoutRootCertificate = true)".into());
+    }
+    if get("OWAAllowUserChoiceOfSigningCertificate").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        w.push("OWAAllowUserChoiceOfSigningCertificate = true: users may sign with any certificate they hold".into());
+    }
+    w
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_sources() {
+        let d = tempfile::tempdir().unwrap();
+        let csv = d.path().join("list.csv");
+        std::fs::write(
+            &csv,
+            "address,certificate\na@x.org,a.pem\n\"b@x.org\";/abs/b.pem\n",
+        )
+        .unwrap();
+        let items = bulk_items(&csv).unwrap();
+        assert_eq!(items[0], ("a@x.org".into(), d.path().join("a.pem")));
+        assert_eq!(items[1].1, PathBuf::from("/abs/b.pem"));
+        let json = d.path().join("list.json");
+        std::fs::write(&json, r#"{"c@x.org": "c.pem"}"#).unwrap();
+        assert_eq!(bulk_items(&json).unwrap()[0].0, "c@x.org");
+        std::fs::write(d.path().join("d@x.org.pem"), "").unwrap();
+        std::fs::write(d.path().join("notes.txt"), "").unwrap();
+        let items = bulk_items(d.path()).unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].0, "d@x.org");
+    }
+
+    #[test]
+    fn risky_settings_warn() {
+        let s = vec![
+            (
+                "OWAEncryptionAlgorithms".to_string(),
+                "6603;6610".to_string(),
+            ),
+            ("OWASigningAlgorithms".to_string(), "8004".to_string()),
+            ("OWADisableCRLCheck".to_string(), "True".to_string()),
+        ];
+        let w = org_settings_warnings(&s);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(
+            org_settings_warnings(&[("OWASigningAlgorithms".into(), "800C".into())]).is_empty()
+        );
+        assert_eq!(
+            contact_name("contact_name = \"{local} (ext)\"\n", "bo@x.org"),
+            "bo (ext)"
+        );
+    }
+}

@@ -1,0 +1,554 @@
+//! Auth (client credentials with a client-assertion JWT signed through the `PrivateKey`
+//! port) and the InvokeCommand transport: paging, throttling, back-off, bounded concurrency,
+//! typed errors. Tokens and assertions are never logged or put in error messages.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use smimekit_core::plugin::{KeyOpenRequest, KeyOpener};
+use smimekit_core::{DigestAlg, KeyKind, PrivateKey, Secret, SignatureScheme};
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::config::{AssertionAlg, AuthMode, Settings};
+
+/// Errors of the Exchange Online client, from the service's `ExNNNN|Type|text` details.
+#[derive(Debug, thiserror::Error)]
+pub enum ExoError {
+    #[error("{cmdlet}: not found: {text}")]
+    NotFound { cmdlet: String, text: String },
+    #[error("{cmdlet}: already exists: {text}")]
+    AlreadyExists { cmdlet: String, text: String },
+    #[error("{cmdlet}: invalid value ({id} {kind}): {text}")]
+    InvalidValue {
+        cmdlet: String,
+        id: String,
+        kind: String,
+        text: String,
+    },
+    #[error("{cmdlet}: still throttled after {tries} tries")]
+    Throttled { cmdlet: String, tries: u32 },
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("{cmdlet}: HTTP {status}: {text}")]
+    Service {
+        cmdlet: String,
+        status: u16,
+        text: String,
+    },
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+/// `(ErrorId, exception type, text)` from an error body (§1.6), with the documented fallbacks.
+pub fn parse_error_body(body: &str) -> (String, String, String) {
+    let Ok(v) = serde_json::from_str::<Value>(body) else {
+        return (
+            String::new(),
+            String::new(),
+            body.trim().chars().take(500).collect(),
+        );
+    };
+    let e = &v["error"];
+    if let Some(m) = e["details"][0]["message"].as_str() {
+        let mut parts = m.splitn(3, '|');
+        let a = parts.next().unwrap_or("");
+        match (parts.next(), parts.next()) {
+            (Some(b), Some(c)) => return (a.into(), b.into(), c.into()),
+            _ => return (String::new(), String::new(), m.into()),
+        }
+    }
+    let text = e["innererror"]["internalexception"]["message"]
+        .as_str()
+        .or_else(|| e["message"].as_str())
+        .or_else(|| v["error_description"].as_str())
+        .unwrap_or(body);
+    (String::new(), String::new(), text.into())
+}
+
+fn classify(cmdlet: &str, status: u16, body: &str) -> ExoError {
+    let (id, kind, text) = parse_error_body(body);
+    let cmdlet = cmdlet.to_string();
+    if status == 404 || kind.ends_with("ManagementObjectNotFoundException") {
+        return ExoError::NotFound { cmdlet, text };
+    }
+    if text.contains("already being used") || kind.ends_with("AlreadyExistsException") {
+        return ExoError::AlreadyExists { cmdlet, text };
+    }
+    if status == 400 {
+        return ExoError::InvalidValue {
+            cmdlet,
+            id,
+            kind,
+            text,
+        };
+    }
+    if status == 401 || status == 403 {
+        return ExoError::Auth(format!("{cmdlet}: HTTP {status}: {text}"));
+    }
+    ExoError::Service {
+        cmdlet,
+        status,
+        text,
+    }
+}
+
+fn retryable(status: u16, body: &str) -> bool {
+    matches!(status, 429 | 503 | 504 | 408)
+        || body.starts_with("You have reached the maximum number of concurrent requests per tenant")
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A random GUID-shaped string (v4 layout).
+pub fn guid() -> String {
+    let mut b = [0u8; 16];
+    // A failing OS RNG would leave zeros: the value is a correlation id, not a secret.
+    let _ = getrandom::fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn jitter_ms(max: u64) -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    if max == 0 {
+        0
+    } else {
+        u64::from_le_bytes(b) % max
+    }
+}
+
+struct Token {
+    value: Secret,
+    refresh_at: Instant,
+}
+
+/// The HTTP client of one directory.
+pub struct Client {
+    pub settings: Settings,
+    http: reqwest::Client,
+    keys: Arc<dyn KeyOpener>,
+    key: Mutex<Option<Arc<dyn PrivateKey>>>,
+    token: Mutex<Option<Token>>,
+    limit: Semaphore,
+    connection_id: String,
+    /// Requests sent, and 429/503 answers met (for reports and benchmarks).
+    pub stats: Stats,
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: std::sync::atomic::AtomicU64,
+    pub throttled: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("tenant", &self.settings.tenant)
+            .field("endpoint", &self.settings.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn new(settings: Settings, keys: Arc<dyn KeyOpener>) -> Result<Self, ExoError> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .build()
+            .map_err(|e| ExoError::Transport(e.to_string()))?;
+        Ok(Self {
+            limit: Semaphore::new(settings.concurrency),
+            settings,
+            http,
+            keys,
+            key: Mutex::new(None),
+            token: Mutex::new(None),
+            connection_id: guid(),
+            stats: Stats::default(),
+        })
+    }
+
+    async fn key(&self) -> Result<Arc<dyn PrivateKey>, ExoError> {
+        let mut k = self.key.lock().await;
+        if let Some(k) = k.as_ref() {
+            return Ok(k.clone());
+        }
+        let secret = match &self.settings.certificate_password_env {
+            Some(var) => Some(Secret::from(std::env::var(var).map_err(|_| {
+                ExoError::Auth(format!("certificate_password_env: {var} is not set"))
+            })?)),
+            None => None,
+        };
+        let opened = self
+            .keys
+            .open_key(&KeyOpenRequest {
+                reference: self.settings.certificate.clone(),
+                certificate: self.settings.certificate_file.clone(),
+                secret,
+            })
+            .await
+            .map_err(|e| ExoError::Auth(format!("app certificate: {e}")))?;
+        if !matches!(opened.kind(), KeyKind::Rsa { .. }) {
+            return Err(ExoError::Auth(
+                "app certificate: Entra ID client assertions need an RSA key".into(),
+            ));
+        }
+        *k = Some(opened.clone());
+        Ok(opened)
+    }
+
+    /// The signed client assertion (RFC 7523) for the token endpoint.
+    pub async fn client_assertion(&self) -> Result<String, ExoError> {
+        let key = self.key().await?;
+        let der = key.certificate().as_bytes();
+        let header = match self.settings.assertion {
+            AssertionAlg::Ps256 => json!({"alg": "PS256", "typ": "JWT",
+                "x5t#S256": B64URL.encode(sha2::Sha256::digest(der))}),
+            AssertionAlg::Rs256 => json!({"alg": "RS256", "typ": "JWT",
+                "x5t": B64URL.encode(sha1::Sha1::digest(der))}),
+        };
+        let now = now_secs();
+        let claims = json!({
+            "aud": self.settings.token_url(),
+            "iss": self.settings.client_id,
+            "sub": self.settings.client_id,
+            "jti": guid(),
+            "nbf": now,
+            "iat": now,
+            "exp": now + 600,
+        });
+        let input = format!(
+            "{}.{}",
+            B64URL.encode(header.to_string()),
+            B64URL.encode(claims.to_string())
+        );
+        let digest = sha2::Sha256::digest(input.as_bytes());
+        let scheme = match self.settings.assertion {
+            AssertionAlg::Ps256 => SignatureScheme::RsaPss(DigestAlg::Sha256),
+            AssertionAlg::Rs256 => SignatureScheme::RsaPkcs1(DigestAlg::Sha256),
+        };
+        let sig = key
+            .sign_digest(scheme, &digest)
+            .await
+            .map_err(|e| ExoError::Auth(format!("signing the client assertion: {e}")))?;
+        Ok(format!("{input}.{}", B64URL.encode(sig)))
+    }
+
+    /// A valid access token: the cached one, or a new one (refreshed 5 minutes before expiry).
+    async fn token(&self) -> Result<Secret, ExoError> {
+        let mut t = self.token.lock().await;
+        if let Some(tok) = t.as_ref()
+            && Instant::now() < tok.refresh_at
+        {
+            return Ok(tok.value.clone());
+        }
+        if self.settings.auth == AuthMode::DeviceCode {
+            let (value, expires) = self.device_code_token().await?;
+            *t = Some(Token {
+                value: value.clone(),
+                refresh_at: Instant::now()
+                    + Duration::from_secs(expires.saturating_sub(300).max(1)),
+            });
+            return Ok(value);
+        }
+        let assertion = self.client_assertion().await?;
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.settings.client_id.as_str()),
+            ("scope", "https://outlook.office365.com/.default"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ];
+        let resp = self
+            .http
+            .post(self.settings.token_url())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| ExoError::Transport(format!("token endpoint: {}", e.without_url())))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| ExoError::Transport(e.to_string()))?;
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if status != 200 {
+            // error_description carries the AADSTS code and text, never the token.
+            let desc = v["error_description"]
+                .as_str()
+                .map(|d| d.lines().next().unwrap_or(d).to_string())
+                .unwrap_or_else(|| body.chars().take(300).collect());
+            return Err(ExoError::Auth(format!(
+                "token endpoint: HTTP {status} {}: {desc}",
+                v["error"].as_str().unwrap_or("")
+            )));
+        }
+        let access = v["access_token"]
+            .as_str()
+            .ok_or_else(|| ExoError::Auth("token endpoint: no access_token".into()))?;
+        let expires = v["expires_in"].as_u64().unwrap_or(3599);
+        let value = Secret::from(access.to_string());
+        *t = Some(Token {
+            value: value.clone(),
+            refresh_at: Instant::now() + Duration::from_secs(expires.saturating_sub(300).max(1)),
+        });
+        Ok(value)
+    }
+
+    /// Authenticates now (device code: prompts the administrator on standard error).
+    pub async fn login(&self) -> Result<(), ExoError> {
+        self.token().await.map(|_| ())
+    }
+
+    async fn form_post(&self, url: &str, form: &[(&str, &str)]) -> Result<(u16, Value), ExoError> {
+        let resp =
+            self.http.post(url).form(form).send().await.map_err(|e| {
+                ExoError::Transport(format!("identity platform: {}", e.without_url()))
+            })?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| ExoError::Transport(e.to_string()))?;
+        Ok((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
+    }
+
+    /// The device-code flow (RFC 8628 as the Microsoft identity platform runs it): show the
+    /// message, poll until the administrator has signed in.
+    async fn device_code_token(&self) -> Result<(Secret, u64), ExoError> {
+        let scope = "https://outlook.office365.com/.default";
+        let (status, v) = self
+            .form_post(
+                &self.settings.device_code_url(),
+                &[
+                    ("client_id", self.settings.client_id.as_str()),
+                    ("scope", scope),
+                ],
+            )
+            .await?;
+        let aad = |v: &Value| {
+            v["error_description"]
+                .as_str()
+                .map(|d| d.lines().next().unwrap_or(d).to_string())
+                .unwrap_or_default()
+        };
+        if status != 200 {
+            return Err(ExoError::Auth(format!(
+                "device code: HTTP {status}: {}",
+                aad(&v)
+            )));
+        }
+        let device_code = v["device_code"]
+            .as_str()
+            .ok_or_else(|| ExoError::Auth("device code: no device_code".into()))?
+            .to_string();
+        let message = v["message"].as_str().map(String::from).unwrap_or_else(|| {
+            format!(
+                "To sign in, open {} and enter the code {}",
+                v["verification_uri"].as_str().unwrap_or(""),
+                v["user_code"].as_str().unwrap_or("")
+            )
+        });
+        // The user instruction (not a secret): the only thing this library prints.
+        eprintln!("{message}");
+        let mut interval = v["interval"].as_u64().unwrap_or(5);
+        let deadline =
+            Instant::now() + Duration::from_secs(v["expires_in"].as_u64().unwrap_or(900));
+        loop {
+            if Instant::now() > deadline {
+                return Err(ExoError::Auth("device code expired before sign-in".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(interval.saturating_mul(1000).max(50))).await;
+            let (status, v) = self
+                .form_post(
+                    &self.settings.token_url(),
+                    &[
+                        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                        ("client_id", self.settings.client_id.as_str()),
+                        ("device_code", device_code.as_str()),
+                    ],
+                )
+                .await?;
+            if status == 200 {
+                let access = v["access_token"]
+                    .as_str()
+                    .ok_or_else(|| ExoError::Auth("token endpoint: no access_token".into()))?;
+                return Ok((
+                    Secret::from(access.to_string()),
+                    v["expires_in"].as_u64().unwrap_or(3599),
+                ));
+            }
+            match v["error"].as_str() {
+                Some("authorization_pending") => {}
+                Some("slow_down") => interval += 5,
+                Some(e) => return Err(ExoError::Auth(format!("device code: {e}: {}", aad(&v)))),
+                None => return Err(ExoError::Auth(format!("device code: HTTP {status}"))),
+            }
+        }
+    }
+
+    /// Runs one cmdlet; returns every `value` item over all pages.
+    pub async fn invoke(&self, cmdlet: &str, params: Value) -> Result<Vec<Value>, ExoError> {
+        let body = json!({"CmdletInput": {"CmdletName": cmdlet, "Parameters": params}});
+        let mut url = self.settings.invoke_url();
+        let mut out = Vec::new();
+        loop {
+            let page = self.post(cmdlet, &url, &body).await?;
+            if let Some(items) = page["value"].as_array() {
+                out.extend(items.iter().cloned());
+            }
+            match page["@odata.nextLink"]
+                .as_str()
+                .or_else(|| page["odata.nextLink"].as_str())
+            {
+                Some(next) => url = next.replace(":446/", ":443/"),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn post(&self, cmdlet: &str, url: &str, body: &Value) -> Result<Value, ExoError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _permit = self
+            .limit
+            .acquire()
+            .await
+            .map_err(|e| ExoError::Transport(e.to_string()))?;
+        let mut attempt: u32 = 0;
+        let mut reauth = false;
+        loop {
+            let token = self.token().await?;
+            let p = &self.settings.protocol;
+            self.stats.requests.fetch_add(1, Relaxed);
+            let resp = self
+                .http
+                .post(url)
+                .bearer_auth(token.as_str().unwrap_or_default())
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json")
+                .header("X-CmdletName", cmdlet)
+                .header("X-ResponseFormat", "json")
+                .header("X-SerializationLevel", p.serialization_header())
+                .header("X-AnchorMailbox", p.anchor_header(&self.settings.tenant))
+                .header(
+                    "Prefer",
+                    format!("odata.maxpagesize={}", self.settings.page_size),
+                )
+                .header("client-request-id", guid())
+                .header("connection-id", &self.connection_id)
+                .header("X-ClientApplication", "smimekit")
+                .body(body.to_string())
+                .send()
+                .await;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e)
+                    if attempt < self.settings.max_retries
+                        && (e.is_timeout() || e.is_connect()) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(ExoError::Transport(format!(
+                        "{cmdlet}: {}",
+                        e.without_url()
+                    )));
+                }
+            };
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("Retry-After")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0);
+            let text = resp
+                .text()
+                .await
+                .map_err(|e| ExoError::Transport(e.to_string()))?;
+            if status == 200 {
+                return serde_json::from_str(&text).map_err(|e| {
+                    ExoError::Protocol(format!("{cmdlet}: response is not JSON: {e}"))
+                });
+            }
+            if status == 401 && !reauth {
+                // The token may have been revoked or expired early: get a new one once.
+                reauth = true;
+                *self.token.lock().await = None;
+                continue;
+            }
+            if retryable(status, &text) {
+                self.stats.throttled.fetch_add(1, Relaxed);
+                if attempt >= self.settings.max_retries {
+                    return Err(ExoError::Throttled {
+                        cmdlet: cmdlet.into(),
+                        tries: attempt + 1,
+                    });
+                }
+                attempt += 1;
+                let wait = match retry_after {
+                    Some(s) => Duration::from_secs_f64(s.min(300.0)),
+                    None => backoff(attempt),
+                };
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Err(classify(cmdlet, status, &text));
+        }
+    }
+}
+
+/// Exponential back-off with jitter: 0.5 s, 1 s, 2 s… capped at 30 s, plus up to 50 %.
+fn backoff(attempt: u32) -> Duration {
+    let base = 500u64.saturating_mul(1 << attempt.min(6)).min(30_000);
+    Duration::from_millis(base + jitter_ms(base / 2))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies() {
+        let b = r#"{"error":{"code":"NotFound","message":"Error executing cmdlet","details":[{"code":"Client","target":"","message":"Ex6F9304|Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException|The operation couldn't be performed because object 'x' couldn't be found on 'X'."}]}}"#;
+        let (id, kind, text) = parse_error_body(b);
+        assert_eq!(id, "Ex6F9304");
+        assert!(kind.ends_with("ManagementObjectNotFoundException"));
+        assert!(text.contains("couldn't be found"));
+        assert!(matches!(
+            classify("Get-Mailbox", 404, b),
+            ExoError::NotFound { .. }
+        ));
+        assert_eq!(parse_error_body("plain text").2, "plain text");
+        assert!(retryable(429, ""));
+        assert!(backoff(1) >= Duration::from_millis(1000));
+        assert_eq!(guid().len(), 36);
+    }
+}

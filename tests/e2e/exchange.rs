@@ -1,0 +1,739 @@
+//! Exchange Online against the in-repo emulator (tests/exchange-emulator): app-only auth and
+//! its rejections, trust push/show, publish with merge/replace and read-back, external
+//! contacts, bad input, and a throttled bulk run with zero lost updates.
+
+use std::process::Output;
+use std::sync::Arc;
+
+use smimekit_core::{CertDer, Directory, Mailbox, PublishMode, RecipientKind};
+use smimekit_directory_exchange::{ExchangeDirectory, PluginKeyOpener};
+use smimekit_exchange_emulator::{Emulator, EmulatorConfig};
+
+use crate::common::{pki, show, smimekit};
+
+const TENANT: &str = "contoso.onmicrosoft.com";
+const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
+
+fn der(name: &str) -> Vec<u8> {
+    let pem = std::fs::read(pki(name)).unwrap();
+    smimekit_pki::container::load_certificates(&pem, name).unwrap()[0]
+        .as_bytes()
+        .to_vec()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A running emulator (app registration certificate: alice's RSA one) and a config pointing at it.
+struct Exo {
+    rt: tokio::runtime::Runtime,
+    emu: Emulator,
+    _dir: tempfile::TempDir,
+    config: String,
+}
+
+impl Exo {
+    fn new(tweak: impl FnOnce(&mut EmulatorConfig)) -> Self {
+        Self::with_settings(tweak, "")
+    }
+
+    fn with_settings(tweak: impl FnOnce(&mut EmulatorConfig), extra: &str) -> Self {
+        let rt = runtime();
+        let mut cfg = EmulatorConfig::new(TENANT, CLIENT, der("alice.pem"));
+        cfg.mailboxes = vec!["alice@example.org".into(), "bob@example.org".into()];
+        tweak(&mut cfg);
+        let emu = rt.block_on(Emulator::start(cfg)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        let text = toml_for(&emu.base_url, &emu.base_url, extra);
+        std::fs::write(&config, text).unwrap();
+        Self {
+            rt,
+            emu,
+            config: config.display().to_string(),
+            _dir: dir,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut a = args.to_vec();
+        a.extend(["--config", &self.config]);
+        smimekit(&a, &[])
+    }
+
+    fn ok(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.run(&a);
+        assert!(out.status.success(), "{}", show(&format!("{args:?}"), &out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn fail(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "{}",
+            show(&format!("{args:?}"), &out)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn certs(&self, address: &str) -> Option<Vec<Vec<u8>>> {
+        self.rt.block_on(self.emu.certificates(address))
+    }
+}
+
+fn toml_for(endpoint: &str, authority: &str, extra: &str) -> String {
+    format!(
+        "[directory.exo]\nkind = \"exchange-online\"\ntenant = \"{TENANT}\"\nclient_id = \"{CLIENT}\"\n\
+         certificate = \"{}\"\ncertificate_file = \"{}\"\nendpoint = \"{endpoint}\"\nauthority = \"{authority}\"\n{extra}",
+        pki("alice.key"),
+        pki("alice.pem")
+    )
+}
+
+#[test]
+fn auth_success_and_rejections() {
+    let exo = Exo::new(|_| {});
+    let v = exo.ok(&[
+        "publish",
+        "alice@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "exo",
+    ]);
+    assert_eq!(v["added"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(
+        exo.emu
+            .counters
+            .tokens
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+
+    // RS256 / x5t works too.
+    std::fs::write(
+        &exo.config,
+        toml_for(
+            &exo.emu.base_url,
+            &exo.emu.base_url,
+            "assertion = \"rs256\"\n",
+        ),
+    )
+    .unwrap();
+    exo.ok(&["lookup", "alice@example.org", "--directory", "exo"]);
+
+    // An assertion signed by a key the app registration does not know.
+    let key = exo._dir.path().join("other.key");
+    let crt = exo._dir.path().join("other.pem");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=other app",
+            "-days",
+            "30",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show("openssl req", &out));
+    let other = toml_for(&exo.emu.base_url, &exo.emu.base_url, "")
+        .replace(&pki("alice.key"), &key.display().to_string())
+        .replace(&pki("alice.pem"), &crt.display().to_string());
+    std::fs::write(&exo.config, &other).unwrap();
+    let e = exo.fail(&["lookup", "alice@example.org", "--directory", "exo"]);
+    assert!(e.contains("AADSTS700027"), "{e}");
+
+    // Wrong audience: the same server under another name.
+    let port = exo.emu.base_url.rsplit(':').next().unwrap();
+    let alias = format!("http://localhost:{port}");
+    std::fs::write(&exo.config, toml_for(&exo.emu.base_url, &alias, "")).unwrap();
+    let e = exo.fail(&["lookup", "alice@example.org", "--directory", "exo"]);
+    assert!(e.contains("AADSTS700212") && e.contains("audience"), "{e}");
+
+    // No plain http to a non-loopback host.
+    std::fs::write(
+        &exo.config,
+        toml_for("http://exchange.example.com", &exo.emu.base_url, ""),
+    )
+    .unwrap();
+    let e = exo.fail(&["lookup", "alice@example.org", "--directory", "exo"]);
+    assert!(e.contains("loopback"), "{e}");
+}
+
+#[test]
+fn trust_push_and_show_round_trip() {
+    let exo = Exo::new(|_| {});
+    let v = exo.ok(&[
+        "trust",
+        "push",
+        &pki("root.pem"),
+        &pki("intermediate.pem"),
+        "--directory",
+        "exo",
+    ]);
+    assert_eq!(v["certificates"].as_array().unwrap().len(), 2, "{v}");
+    let blob = exo.rt.block_on(exo.emu.issuing_ca()).unwrap();
+    let stored = smimekit_pki::sst::read_sst_certificates(&blob).unwrap();
+    assert_eq!(stored[0].as_bytes(), der("root.pem").as_slice());
+    let v = exo.ok(&["trust", "show", "--directory", "exo"]);
+    assert_eq!(v["certificates"].as_array().unwrap().len(), 2, "{v}");
+    // An end-entity certificate is refused before anything is sent.
+    let e = exo.fail(&["trust", "push", &pki("alice.pem"), "--directory", "exo"]);
+    assert!(e.contains("not a CA certificate"), "{e}");
+}
+
+#[test]
+fn oversized_or_expired_trust_store_is_refused_before_sending() {
+    let root = CertDer::new(der("root.pem"));
+    let many: Vec<CertDer> = (0..120).map(|_| root.clone()).collect();
+    let e = smimekit_directory_exchange::check_trust_chain(&many, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("70000") && e.contains("SSTFileSizeExceedLimit"),
+        "{e}"
+    );
+    // 2046: the fixtures expire on 2045-01-01.
+    let e = smimekit_directory_exchange::check_trust_chain(&[root], 2_398_291_200)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("expired"), "{e}");
+}
+
+#[test]
+fn publish_merge_replace_with_read_back() {
+    let exo = Exo::new(|_| {});
+    let alice = der("alice.pem");
+    let bob = der("bob.pem");
+    exo.ok(&[
+        "publish",
+        "alice@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "exo",
+    ]);
+    // Merge: bob's certificate (forced) joins alice's.
+    let v = exo.ok(&[
+        "publish",
+        "alice@example.org",
+        "--cert",
+        &pki("bob.pem"),
+        "--force",
+        "--directory",
+        "exo",
+    ]);
+    assert_eq!(v["kept"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(
+        exo.certs("alice@example.org").unwrap(),
+        vec![alice.clone(), bob.clone()]
+    );
+    // Idempotent: publishing again changes nothing.
+    let v = exo.ok(&[
+        "publish",
+        "alice@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "exo",
+    ]);
+    assert!(v["added"].as_array().unwrap().is_empty(), "{v}");
+    // Replace keeps only the new one.
+    let v = exo.ok(&[
+        "publish",
+        "alice@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--replace",
+        "--directory",
+        "exo",
+    ]);
+    assert_eq!(v["removed"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(exo.certs("alice@example.org").unwrap(), vec![alice.clone()]);
+    // lookup decodes and shows thumbprints.
+    let v = exo.ok(&["lookup", "alice@example.org", "--directory", "exo"]);
+    assert_eq!(v["kind"], "mailbox");
+    assert_eq!(v["certificates"].as_array().unwrap().len(), 1);
+    // unpublish removes exactly that value.
+    exo.ok(&[
+        "unpublish",
+        "alice@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "exo",
+    ]);
+    assert!(exo.certs("alice@example.org").unwrap().is_empty());
+}
+
+#[test]
+fn int_array_byte_encoding_switch() {
+    let exo = Exo::with_settings(
+        |_| {},
+        "[directory.exo.protocol]\nbyte_encoding = \"int-array\"\n",
+    );
+    exo.ok(&[
+        "publish",
+        "alice@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "exo",
+    ]);
+    assert_eq!(
+        exo.certs("alice@example.org").unwrap(),
+        vec![der("alice.pem")]
+    );
+    // Partial serialization cannot show the bytes: a clear error naming the switch.
+    std::fs::write(
+        &exo.config,
+        toml_for(
+            &exo.emu.base_url,
+            &exo.emu.base_url,
+            "[directory.exo.protocol]\nserialization_level = \"Partial\"\n",
+        ),
+    )
+    .unwrap();
+    let e = exo.fail(&["lookup", "alice@example.org", "--directory", "exo"]);
+    assert!(e.contains("serialization_level"), "{e}");
+}
+
+#[test]
+fn contacts_are_created_once_and_reused() {
+    let exo = Exo::new(|c| {
+        c.contacts = vec![
+            ("carol".into(), "carol@elsewhere.example".into()),
+            ("erin@example.org".into(), "someone@else.example".into()),
+        ]
+    });
+    let v = exo.ok(&[
+        "publish",
+        "dave@partner.example",
+        "--cert",
+        &pki("bob.pem"),
+        "--force",
+        "--contact",
+        "--directory",
+        "exo",
+    ]);
+    assert_eq!(v["kind"], "contact", "{v}");
+    assert_eq!(
+        exo.rt
+            .block_on(exo.emu.contact_name("dave@partner.example"))
+            .as_deref(),
+        Some("dave@partner.example")
+    );
+    // Reuse: no second New-MailContact (which would fail on the name).
+    let v = exo.ok(&[
+        "publish",
+        "dave@partner.example",
+        "--cert",
+        &pki("alice.pem"),
+        "--force",
+        "--contact",
+        "--directory",
+        "exo",
+    ]);
+    assert_eq!(v["certificates"].as_array().unwrap().len(), 2, "{v}");
+    // The identity resolves, by Name, to another object: refused, nothing written.
+    let e = exo.fail(&[
+        "publish",
+        "erin@example.org",
+        "--cert",
+        &pki("carol.pem"),
+        "--force",
+        "--contact",
+        "--directory",
+        "exo",
+    ]);
+    assert!(e.contains("someone@else.example"), "{e}");
+    assert!(exo.certs("someone@else.example").unwrap().is_empty());
+    // New-MailContact refuses a Name already used: a clear error naming the setting.
+    std::fs::write(
+        &exo.config,
+        toml_for(
+            &exo.emu.base_url,
+            &exo.emu.base_url,
+            "contact_name = \"{local}\"\n",
+        ),
+    )
+    .unwrap();
+    let e = exo.fail(&[
+        "publish",
+        "carol@example.org",
+        "--cert",
+        &pki("carol.pem"),
+        "--contact",
+        "--directory",
+        "exo",
+    ]);
+    assert!(
+        e.contains("already being used") && e.contains("contact_name"),
+        "{e}"
+    );
+    assert!(exo.certs("carol@example.org").is_none());
+}
+
+#[test]
+fn bad_input_is_reported() {
+    let exo = Exo::new(|_| {});
+    let e = exo.fail(&[
+        "publish",
+        "nobody@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--force",
+        "--directory",
+        "exo",
+    ]);
+    assert!(
+        e.contains("nobody@example.org") && e.contains("no such recipient"),
+        "{e}"
+    );
+    let e = exo.fail(&[
+        "publish",
+        "bob@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "exo",
+    ]);
+    assert!(e.contains("--force"), "{e}");
+    assert!(exo.certs("bob@example.org").unwrap().is_empty());
+    exo.ok(&[
+        "publish",
+        "bob@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--force",
+        "--directory",
+        "exo",
+    ]);
+    let e = exo.fail(&["lookup", "nobody@example.org", "--directory", "exo"]);
+    assert!(e.contains("no certificate published"), "{e}");
+}
+
+fn open_directory(base: &str) -> ExchangeDirectory {
+    smimekit_builtins::link();
+    let text = toml_for(base, base, "concurrency = 3\npage_size = 100\n").replacen(
+        "[directory.exo]\n",
+        "",
+        1,
+    );
+    ExchangeDirectory::open("exo", &text, Arc::new(PluginKeyOpener)).unwrap()
+}
+
+#[test]
+fn bulk_under_throttling_loses_no_update() {
+    let n = 1000;
+    let addrs: Vec<String> = (0..n).map(|i| format!("user{i:04}@example.org")).collect();
+    let exo = Exo::new(|c| {
+        c.mailboxes = addrs.clone();
+        c.throttle_every = 7;
+        c.retry_after = "0.01".into();
+    });
+    let cert = CertDer::new(der("alice.pem"));
+    let dir = Arc::new(open_directory(&exo.emu.base_url));
+    let run = |dir: Arc<ExchangeDirectory>| {
+        let addrs = addrs.clone();
+        let cert = cert.clone();
+        exo.rt.block_on(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for a in addrs {
+                let dir = dir.clone();
+                let cert = cert.clone();
+                tasks.spawn(async move {
+                    let m = Mailbox::parse(&a).unwrap();
+                    dir.publish(&m, RecipientKind::Mailbox, &cert, PublishMode::Merge)
+                        .await
+                });
+            }
+            let mut ok = 0;
+            while let Some(r) = tasks.join_next().await {
+                assert_eq!(r.unwrap().unwrap().len(), 1);
+                ok += 1;
+            }
+            ok
+        })
+    };
+    assert_eq!(run(dir.clone()), n);
+    let throttled = exo
+        .emu
+        .counters
+        .throttled
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(throttled > 100, "{throttled}");
+    for a in &addrs {
+        assert_eq!(exo.certs(a).unwrap(), vec![cert.as_bytes().to_vec()], "{a}");
+    }
+    // Idempotent re-run: no writes at all.
+    let writes = exo
+        .emu
+        .counters
+        .writes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(run(dir.clone()), n);
+    assert_eq!(
+        exo.emu
+            .counters
+            .writes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        writes
+    );
+    // recipients() pages through everything.
+    let all = exo.rt.block_on(dir.recipients()).unwrap();
+    assert_eq!(all.len(), n);
+}
+
+/// Every `FromBase64String('…')` literal of a script, decoded.
+fn embedded(script: &str) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    script
+        .split("FromBase64String('")
+        .skip(1)
+        .map(|rest| {
+            let b64 = rest.split('\'').next().unwrap();
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn emit_powershell_embeds_the_right_bytes_and_sends_nothing() {
+    let exo = Exo::with_settings(|_| {}, "contact_name = \"{local} ({domain})\"\n");
+    let ps1 = exo._dir.path().join("publish.ps1");
+    let v = exo.ok(&[
+        "publish",
+        "dave@partner.example",
+        "--cert",
+        &pki("bob.pem"),
+        "--force",
+        "--contact",
+        "--directory",
+        "exo",
+        "--emit-powershell",
+        &ps1.display().to_string(),
+    ]);
+    assert_eq!(v["operations"].as_array().unwrap().len(), 1, "{v}");
+    let script = std::fs::read_to_string(&ps1).unwrap();
+    assert_eq!(embedded(&script), vec![der("bob.pem")]);
+    for needle in [
+        "#Requires -Version 7",
+        "New-MailContact -Name $i.ContactName",
+        "'dave (partner.example)'",
+        "Set-MailContact -Identity $i.Address -UserCertificate $value",
+        "@{ Add = @(,$i.Certificate) }",
+        "read-back",
+    ] {
+        assert!(script.contains(needle), "{needle} missing:\n{script}");
+    }
+    // The trust store: the SST decodes to root + intermediate.
+    let trust = exo._dir.path().join("trust.ps1");
+    exo.ok(&[
+        "trust",
+        "push",
+        &pki("root.pem"),
+        &pki("intermediate.pem"),
+        "--directory",
+        "exo",
+        "--emit-powershell",
+        &trust.display().to_string(),
+    ]);
+    let script = std::fs::read_to_string(&trust).unwrap();
+    let blobs = embedded(&script);
+    let certs = smimekit_pki::sst::read_sst_certificates(&blobs[0]).unwrap();
+    assert_eq!(certs.len(), 2);
+    assert_eq!(certs[1].as_bytes(), der("intermediate.pem").as_slice());
+    assert!(script.contains("Set-SmimeConfig -SMIMECertificateIssuingCA $sst"));
+    // Nothing went to the emulator.
+    assert_eq!(
+        exo.emu
+            .counters
+            .invoke
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    // Bulk emission: one entry per item.
+    let csv = exo._dir.path().join("list.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "address,certificate\nalice@example.org,{}\nbob@example.org,{}\n",
+            pki("alice.pem"),
+            pki("bob.pem")
+        ),
+    )
+    .unwrap();
+    let bulk = exo._dir.path().join("bulk.ps1");
+    exo.ok(&[
+        "publish",
+        "--from",
+        &csv.display().to_string(),
+        "--directory",
+        "exo",
+        "--emit-powershell",
+        &bulk.display().to_string(),
+    ]);
+    let script = std::fs::read_to_string(&bulk).unwrap();
+    assert_eq!(embedded(&script), vec![der("alice.pem"), der("bob.pem")]);
+}
+
+#[test]
+fn bulk_publish_cli_with_report_and_idempotent_rerun() {
+    let exo = Exo::new(|c| {
+        c.throttle_every = 5;
+        c.retry_after = "0.01".into();
+    });
+    let certs = exo._dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    std::fs::copy(pki("alice.pem"), certs.join("alice@example.org.pem")).unwrap();
+    std::fs::copy(pki("bob.pem"), certs.join("bob@example.org.pem")).unwrap();
+    std::fs::copy(pki("carol.pem"), certs.join("carol@example.org.pem")).unwrap();
+    let report = exo._dir.path().join("report.json");
+    let out = exo.run(&[
+        "publish",
+        "--from",
+        &certs.display().to_string(),
+        "--directory",
+        "exo",
+        "--report",
+        &report.display().to_string(),
+    ]);
+    // carol has no mailbox: reported, the others published.
+    assert_eq!(out.status.code(), Some(4), "{}", show("bulk", &out));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(
+        (r["published"].as_u64(), r["failed"].as_u64()),
+        (Some(2), Some(1)),
+        "{r}"
+    );
+    let failed = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["status"] == "failed")
+        .unwrap();
+    assert_eq!(failed["address"], "carol@example.org");
+    assert_eq!(
+        exo.certs("alice@example.org").unwrap(),
+        vec![der("alice.pem")]
+    );
+    // Re-run with --contact: alice and bob unchanged, carol becomes a contact.
+    let v = exo.ok(&[
+        "publish",
+        "--from",
+        &certs.display().to_string(),
+        "--directory",
+        "exo",
+        "--contact",
+    ]);
+    assert_eq!(
+        (
+            v["unchanged"].as_u64(),
+            v["published"].as_u64(),
+            v["failed"].as_u64()
+        ),
+        (Some(2), Some(1), Some(0)),
+        "{v}"
+    );
+    let v = exo.ok(&[
+        "publish",
+        "--from",
+        &certs.display().to_string(),
+        "--directory",
+        "exo",
+        "--contact",
+    ]);
+    assert_eq!(v["unchanged"].as_u64(), Some(3), "{v}");
+}
+
+#[test]
+fn exchange_config_show_set_and_lint() {
+    let exo = Exo::new(|_| {});
+    let out = exo.run(&["exchange", "config", "show", "--directory", "exo"]);
+    assert!(out.status.success(), "{}", show("show", &out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SHA-1"), "default 8004 is linted: {err}");
+    let v = exo.ok(&[
+        "exchange",
+        "config",
+        "set",
+        "OWASigningAlgorithms=800C",
+        "owaincludecertificatechainwithoutrootcertificate=true",
+        "--directory",
+        "exo",
+    ]);
+    assert!(v["warnings"].as_array().unwrap().is_empty(), "{v}");
+    let e = exo.fail(&[
+        "exchange",
+        "config",
+        "set",
+        "OWABogus=1",
+        "--directory",
+        "exo",
+    ]);
+    assert!(e.contains("unknown S/MIME setting"), "{e}");
+    let e = exo.fail(&[
+        "exchange",
+        "config",
+        "set",
+        "OWAAlwaysSign=maybe",
+        "--directory",
+        "exo",
+    ]);
+    assert!(e.contains("true or false"), "{e}");
+}
+
+#[test]
+fn device_code_login() {
+    let exo = Exo::new(|_| {});
+    let text = toml_for(
+        &exo.emu.base_url,
+        &exo.emu.base_url,
+        "auth = \"device-code\"\n",
+    )
+    .replace(&format!("certificate = \"{}\"\n", pki("alice.key")), "")
+    .replace(
+        &format!("certificate_file = \"{}\"\n", pki("alice.pem")),
+        "",
+    );
+    std::fs::write(&exo.config, text).unwrap();
+    let out = exo.run(&["login", "--directory", "exo"]);
+    assert!(out.status.success(), "{}", show("login", &out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("microsoft.com/devicelogin") && err.contains("enter the code"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("device code"));
+    // App-only without a certificate is a configuration error.
+    std::fs::write(
+        &exo.config,
+        toml_for(&exo.emu.base_url, &exo.emu.base_url, "")
+            .replace(&format!("certificate = \"{}\"\n", pki("alice.key")), ""),
+    )
+    .unwrap();
+    let e = exo.fail(&["login", "--directory", "exo"]);
+    assert!(
+        e.contains("certificate") && e.contains("device-code"),
+        "{e}"
+    );
+}
