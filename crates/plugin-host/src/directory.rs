@@ -92,22 +92,7 @@ impl PluginDirectory {
         what: &str,
         f: impl FnOnce(&abi::DirectoryV1, *mut Dir, *mut abi::Buf) -> Option<Status> + Send + 'static,
     ) -> Result<Vec<u8>, DirectoryError> {
-        let l = self.lib.clone();
-        let h = self.handle;
-        let r = self
-            .lib
-            .lane
-            .call(move || {
-                let t = l.dir()?;
-                let mut missing = false;
-                let r = call_buf(t.free_buf, |out| {
-                    f(t, h.get(), out).unwrap_or_else(|| {
-                        missing = true;
-                        Status::OK
-                    })
-                });
-                (!missing).then_some(r)
-            })
+        let r = crate::ffi::call_on_lane(&self.lib, Library::dir, self.handle, f)
             .await
             .map_err(|_| stopped(&self.name))?;
         match r {

@@ -333,6 +333,52 @@ impl Library {
     }
 }
 
+/// The plugin's own deallocator, present in every table.
+pub(crate) trait Table {
+    fn free_fn(&self) -> Option<unsafe extern "C" fn(*mut u8, usize)>;
+}
+
+impl Table for KeyStoreV1 {
+    fn free_fn(&self) -> Option<unsafe extern "C" fn(*mut u8, usize)> {
+        self.free_buf
+    }
+}
+
+impl Table for DirectoryV1 {
+    fn free_fn(&self) -> Option<unsafe extern "C" fn(*mut u8, usize)> {
+        self.free_buf
+    }
+}
+
+/// Runs one table call on `lib`'s lane: `table` picks the table, `f` makes the call with the
+/// handle and a fresh output buffer and returns `None` when the function is absent. `Ok(None)`:
+/// the table or the function is missing; `Err`: the lane has stopped.
+pub(crate) async fn call_on_lane<T, H>(
+    lib: &std::sync::Arc<Library>,
+    table: fn(&Library) -> Option<&T>,
+    handle: Handle<H>,
+    f: impl FnOnce(&T, *mut H, *mut Buf) -> Option<Status> + Send + 'static,
+) -> Result<Option<Result<Vec<u8>, CallError>>, crate::lane::Stopped>
+where
+    T: Table + 'static,
+    H: 'static,
+{
+    let l = lib.clone();
+    lib.lane
+        .call(move || {
+            let t = table(&l)?;
+            let mut missing = false;
+            let r = call_buf(t.free_fn(), |out| {
+                f(t, handle.get(), out).unwrap_or_else(|| {
+                    missing = true;
+                    Status::OK
+                })
+            });
+            (!missing).then_some(r)
+        })
+        .await
+}
+
 /// What a failed call returned: its status and message.
 #[derive(Debug, Clone)]
 pub struct CallError {

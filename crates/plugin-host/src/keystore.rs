@@ -136,22 +136,7 @@ impl PluginKeyStore {
         &self,
         f: impl FnOnce(&abi::KeyStoreV1, *mut Store, *mut abi::Buf) -> Option<Status> + Send + 'static,
     ) -> Result<Option<Vec<u8>>, KeyStoreError> {
-        let l = self.lib.clone();
-        let h = self.handle;
-        let r = self
-            .lib
-            .lane
-            .call(move || {
-                let t = l.ks()?;
-                let mut missing = false;
-                let r = call_buf(t.free_buf, |out| {
-                    f(t, h.get(), out).unwrap_or_else(|| {
-                        missing = true;
-                        Status::OK
-                    })
-                });
-                (!missing).then_some(r)
-            })
+        let r = crate::ffi::call_on_lane(&self.lib, Library::ks, self.handle, f)
             .await
             .map_err(|_| stopped(&self.id))?;
         match r {
@@ -340,22 +325,7 @@ impl PluginKey {
         what: &str,
         f: impl FnOnce(&abi::KeyStoreV1, *mut Key, *mut abi::Buf) -> Option<Status> + Send + 'static,
     ) -> Result<Vec<u8>, KeyStoreError> {
-        let l = self.lib.clone();
-        let h = self.handle;
-        let r = self
-            .lib
-            .lane
-            .call(move || {
-                let t = l.ks()?;
-                let mut missing = false;
-                let r = call_buf(t.free_buf, |out| {
-                    f(t, h.get(), out).unwrap_or_else(|| {
-                        missing = true;
-                        Status::OK
-                    })
-                });
-                (!missing).then_some(r)
-            })
+        let r = crate::ffi::call_on_lane(&self.lib, Library::ks, self.handle, f)
             .await
             .map_err(|_| stopped(&self.id))?;
         match r {
