@@ -1,7 +1,8 @@
 //! `cargo xtask`: everything that is not `cargo build`.
 //!
-//! * `cargo xtask test`: the whole test suite (what CI runs): builds the binaries the
-//!   end-to-end tests execute, then runs every test of the workspace.
+//! * `cargo xtask test`: the whole test suite (what CI runs): installs the system packages the
+//!   tests need when missing, builds the binaries and sample plugins the end-to-end tests
+//!   execute, runs every test of the workspace, then the Windows key store under Wine.
 //! * `cargo xtask demo` (alias `sample`): builds the release binary and runs `smimekit demo`,
 //!   the main job end to end with no server (CA, users, directory, .sst, lint, sign,
 //!   encrypt, open), and shows that `openssl cms` agrees.
@@ -22,6 +23,7 @@ mod bench_pki;
 mod bench_plugins;
 mod demo;
 mod samples;
+mod setup;
 mod windows_test;
 
 use std::path::{Path, PathBuf};
@@ -96,11 +98,13 @@ fn cargo() -> Command {
 /// Builds every binary (the e2e tests run `smimekit`), then runs all tests with one cargo
 /// command line so features unify once.
 fn test(extra: &[String]) -> Result<()> {
+    setup::ensure_test_packages()?;
     run(cargo().args(["build", "--workspace", "--bins"]))?;
     // The e2e plugin tests load the sample vendor plugins from <target>/plugins.
     samples::build(false)?;
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(extra))?;
-    Ok(())
+    // The Windows key store, cross-built and run under Wine (installs its own packages).
+    windows_test::run(&[])
 }

@@ -1,0 +1,118 @@
+//! Installs the system packages the tests need when they are missing (Debian, idempotent).
+//!
+//! `cargo xtask test` calls this first, so the README's test command works on a fresh machine:
+//! openssl and libssl-dev (the engine), gpgsm (interop), SoftHSM2 and OpenSC (PKCS#11),
+//! slapd and ldap-utils (LDAP). The Windows/Wine packages are `windows-test`'s own business.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// (what must exist, the Debian package that provides it).
+const NEEDS: &[(Probe, &str)] = &[
+    (Probe::Command("openssl"), "openssl"),
+    (Probe::Command("gpgsm"), "gpgsm"),
+    (Probe::Command("gpg-agent"), "gpg-agent"),
+    (Probe::Package("libssl-dev"), "libssl-dev"),
+    (Probe::Command("pkg-config"), "pkg-config"),
+    (Probe::Command("softhsm2-util"), "softhsm2"),
+    (Probe::Command("pkcs11-tool"), "opensc"),
+    (Probe::File("/usr/sbin/slapd"), "slapd"),
+    (Probe::Command("ldapmodify"), "ldap-utils"),
+];
+
+enum Probe {
+    Command(&'static str),
+    Package(&'static str),
+    File(&'static str),
+}
+
+impl Probe {
+    fn present(&self) -> bool {
+        match self {
+            Probe::Command(c) => quiet(Command::new("sh").args(["-c", &format!("command -v {c}")])),
+            Probe::Package(p) => quiet(Command::new("dpkg").args(["-s", p])),
+            Probe::File(f) => Path::new(f).exists(),
+        }
+    }
+}
+
+fn quiet(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs whatever is missing; does nothing (and needs no root) when all is there.
+pub fn ensure_test_packages() -> Result<()> {
+    let missing: Vec<&str> = NEEDS
+        .iter()
+        .filter(|(probe, _)| !probe.present())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("test: installing {}", missing.join(" "));
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let apt = |args: &[&str]| -> Result<()> {
+        let mut cmd = if root {
+            Command::new(args[0])
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg(args[0]);
+            c
+        };
+        cmd.args(&args[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        let status = cmd
+            .status()
+            .with_context(|| format!("running {}", args.join(" ")))?;
+        if !status.success() {
+            bail!("{} failed with {status}", args.join(" "));
+        }
+        Ok(())
+    };
+    if missing.contains(&"slapd") {
+        // No default database or configuration: the tests start their own slapd on 127.0.0.1.
+        let mut child = Command::new(if root {
+            "debconf-set-selections"
+        } else {
+            "sudo"
+        })
+        .args(if root {
+            vec![]
+        } else {
+            vec!["debconf-set-selections"]
+        })
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("running debconf-set-selections")?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin.write_all(b"slapd slapd/no_configuration boolean true\n")?;
+        }
+        child.wait()?;
+    }
+    apt(&["apt-get", "update", "-q"])?;
+    let mut install = vec![
+        "apt-get",
+        "-o",
+        "DPkg::Lock::Timeout=900",
+        "install",
+        "-y",
+        "--no-install-recommends",
+    ];
+    install.extend(&missing);
+    apt(&install)?;
+    if missing.contains(&"slapd") {
+        // Without the image's policy-rc.d the package may start the system slapd: stop it.
+        let _ = apt(&["service", "slapd", "stop"]);
+    }
+    Ok(())
+}
