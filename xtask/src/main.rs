@@ -102,9 +102,49 @@ fn test(extra: &[String]) -> Result<()> {
     run(cargo().args(["build", "--workspace", "--bins"]))?;
     // The e2e plugin tests load the sample vendor plugins from <target>/plugins.
     samples::build(false)?;
-    run(cargo()
-        .args(["test", "--workspace", "--no-fail-fast"])
-        .args(extra))?;
+    let (passed, failed) = cargo_test(extra)?;
     // The Windows key store, cross-built and run under Wine (installs its own packages).
-    windows_test::run(&[])
+    windows_test::run(&[])?;
+    // One plain closing line for whoever reads the end of the log.
+    println!("tests: {passed} passed, {failed} failed");
+    Ok(())
+}
+
+/// `cargo test --workspace`, its output passed through, with the `test result:` lines summed.
+fn cargo_test(extra: &[String]) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cargo()
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(extra)
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            // "test result: ok. 12 passed; 0 failed; 0 ignored; …"
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                for part in rest.split(';') {
+                    let mut words = part.split_whitespace().rev();
+                    let (Some(label), Some(n)) = (words.next(), words.next()) else {
+                        continue;
+                    };
+                    let n: u64 = n.parse().unwrap_or(0);
+                    match label {
+                        "passed" => passed += n,
+                        "failed" => failed += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("cargo test failed ({passed} passed, {failed} failed)");
+    }
+    Ok((passed, failed))
 }
