@@ -277,9 +277,9 @@ fn make_fixtures(fx: &Path) -> Result<()> {
         &["dgst", "-sha1", "-binary", "-out", "data.sha1", "data.txt"],
     )?;
     std::fs::write(fx.join("secret.bin"), b"content-encryption-key-0123456789")?;
-    openssl(
-        fx,
-        &[
+    // The same secret encrypted to alice's public key with each padding the tests decrypt.
+    let encrypt_to_alice = |out: &str, options: &[&str]| -> Result<()> {
+        let mut args = vec![
             "pkeyutl",
             "-encrypt",
             "-pubin",
@@ -287,46 +287,24 @@ fn make_fixtures(fx: &Path) -> Result<()> {
             "alice_pub.pem",
             "-in",
             "secret.bin",
-            "-out",
-            "alice_pkcs1.ct",
-        ],
+        ];
+        for o in options {
+            args.extend(["-pkeyopt", o]);
+        }
+        args.extend(["-out", out]);
+        openssl(fx, &args)
+    };
+    encrypt_to_alice("alice_pkcs1.ct", &[])?;
+    encrypt_to_alice(
+        "alice_oaep_sha1.ct",
+        &["rsa_padding_mode:oaep", "rsa_oaep_md:sha1"],
     )?;
-    openssl(
-        fx,
+    encrypt_to_alice(
+        "alice_oaep_sha256.ct",
         &[
-            "pkeyutl",
-            "-encrypt",
-            "-pubin",
-            "-inkey",
-            "alice_pub.pem",
-            "-in",
-            "secret.bin",
-            "-pkeyopt",
             "rsa_padding_mode:oaep",
-            "-pkeyopt",
-            "rsa_oaep_md:sha1",
-            "-out",
-            "alice_oaep_sha1.ct",
-        ],
-    )?;
-    openssl(
-        fx,
-        &[
-            "pkeyutl",
-            "-encrypt",
-            "-pubin",
-            "-inkey",
-            "alice_pub.pem",
-            "-in",
-            "secret.bin",
-            "-pkeyopt",
-            "rsa_padding_mode:oaep",
-            "-pkeyopt",
             "rsa_oaep_md:sha256",
-            "-pkeyopt",
             "rsa_mgf1_md:sha256",
-            "-out",
-            "alice_oaep_sha256.ct",
         ],
     )?;
     // an ECDH peer: the uncompressed point is the last 65 bytes of the P-256 SPKI

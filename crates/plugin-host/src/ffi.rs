@@ -171,97 +171,21 @@ impl Library {
             // signature is the ABI's.
             unsafe { entry(name.as_ptr(), ABI_MAJOR) }.cast::<u8>()
         };
-        let mut thread_safe = true;
         let keystore = match ask(KEYSTORE_INTERFACE) {
             p if p.is_null() => None,
-            p => {
-                // SAFETY: a non-null table starts with a Header.
-                let h: Header = unsafe { p.cast::<Header>().read_unaligned() };
-                check_header(path, KEYSTORE_INTERFACE, &h, KeyStoreV1::MIN_SIZE)?;
-                // SAFETY: the header says `size` bytes are readable.
-                let t: KeyStoreV1 = unsafe { copy_table(p, h.size as usize) };
-                required(
-                    path,
-                    KEYSTORE_INTERFACE,
-                    &[
-                        ("free_buf", t.free_buf.is_some()),
-                        ("accepts", t.accepts.is_some()),
-                        ("store_open", t.store_open.is_some()),
-                        ("store_close", t.store_close.is_some()),
-                        ("key_open", t.key_open.is_some()),
-                        ("key_close", t.key_close.is_some()),
-                        ("key_certificate", t.key_certificate.is_some()),
-                        ("key_kind", t.key_kind.is_some()),
-                    ],
-                )?;
-                let name = c_text(path, "name", t.name)?;
-                check_name(path, &name)?;
-                let mut caps = Vec::new();
-                for (c, present) in [
-                    ("list", t.store_list.is_some()),
-                    ("unlock", t.store_unlock.is_some()),
-                    ("sign", t.key_sign_digest.is_some()),
-                    ("decrypt", t.key_decrypt.is_some()),
-                    ("ecdh", t.key_ecdh.is_some()),
-                ] {
-                    if present {
-                        caps.push(c);
-                    }
-                }
-                thread_safe &= h.flags & FLAG_THREAD_SAFE != 0;
-                let info = PluginInfo {
-                    name,
-                    version: c_text(path, "version", t.version)?,
-                    description: c_text(path, "description", t.description)?,
-                    abi_minor: h.abi_minor,
-                    thread_safe: h.flags & FLAG_THREAD_SAFE != 0,
-                    capabilities: caps,
-                };
-                Some((t, info))
-            }
+            // SAFETY: a non-null table comes from the plugin's entry point, as the ABI says.
+            p => Some(unsafe { load_table::<KeyStoreV1>(path, p) }?),
         };
         let directory = match ask(DIRECTORY_INTERFACE) {
             p if p.is_null() => None,
-            p => {
-                // SAFETY: a non-null table starts with a Header.
-                let h: Header = unsafe { p.cast::<Header>().read_unaligned() };
-                check_header(path, DIRECTORY_INTERFACE, &h, DirectoryV1::MIN_SIZE)?;
-                // SAFETY: the header says `size` bytes are readable.
-                let t: DirectoryV1 = unsafe { copy_table(p, h.size as usize) };
-                required(
-                    path,
-                    DIRECTORY_INTERFACE,
-                    &[
-                        ("free_buf", t.free_buf.is_some()),
-                        ("dir_open", t.dir_open.is_some()),
-                        ("dir_close", t.dir_close.is_some()),
-                        ("dir_lookup", t.dir_lookup.is_some()),
-                    ],
-                )?;
-                let name = c_text(path, "name", t.name)?;
-                check_name(path, &name)?;
-                let mut caps = vec!["lookup"];
-                for (c, present) in [
-                    ("recipients", t.dir_recipients.is_some()),
-                    ("publish", t.dir_publish.is_some()),
-                    ("unpublish", t.dir_unpublish.is_some()),
-                ] {
-                    if present {
-                        caps.push(c);
-                    }
-                }
-                thread_safe &= h.flags & FLAG_THREAD_SAFE != 0;
-                let info = PluginInfo {
-                    name,
-                    version: c_text(path, "version", t.version)?,
-                    description: c_text(path, "description", t.description)?,
-                    abi_minor: h.abi_minor,
-                    thread_safe: h.flags & FLAG_THREAD_SAFE != 0,
-                    capabilities: caps,
-                };
-                Some((t, info))
-            }
+            // SAFETY: as above.
+            p => Some(unsafe { load_table::<DirectoryV1>(path, p) }?),
         };
+        let thread_safe = keystore
+            .iter()
+            .map(|(_, i)| i)
+            .chain(directory.iter().map(|(_, i)| i))
+            .all(|i| i.thread_safe);
         if keystore.is_none() && directory.is_none() {
             return Err(err(
                 path,
@@ -333,21 +257,122 @@ impl Library {
     }
 }
 
-/// The plugin's own deallocator, present in every table.
-pub(crate) trait Table {
+/// What the loader and the lanes need to know about each interface's table.
+pub(crate) trait Table: Sized {
+    /// The interface name the entry point is asked for.
+    const INTERFACE: &'static str;
+    /// The smallest table size a plugin may declare (the v1.0 functions).
+    const MIN_SIZE: usize;
+    /// The plugin's own deallocator, present in every table.
     fn free_fn(&self) -> Option<unsafe extern "C" fn(*mut u8, usize)>;
+    /// The functions a plugin must provide, with whether they are present.
+    fn required(&self) -> Vec<(&'static str, bool)>;
+    /// Capabilities always present, then optional ones with whether they are present.
+    fn capabilities(&self) -> (Vec<&'static str>, Vec<(&'static str, bool)>);
+    /// The name, version and description strings.
+    fn texts(&self) -> [*const c_char; 3];
 }
 
 impl Table for KeyStoreV1 {
+    const INTERFACE: &'static str = KEYSTORE_INTERFACE;
+    const MIN_SIZE: usize = KeyStoreV1::MIN_SIZE;
+
     fn free_fn(&self) -> Option<unsafe extern "C" fn(*mut u8, usize)> {
         self.free_buf
+    }
+
+    fn required(&self) -> Vec<(&'static str, bool)> {
+        vec![
+            ("free_buf", self.free_buf.is_some()),
+            ("accepts", self.accepts.is_some()),
+            ("store_open", self.store_open.is_some()),
+            ("store_close", self.store_close.is_some()),
+            ("key_open", self.key_open.is_some()),
+            ("key_close", self.key_close.is_some()),
+            ("key_certificate", self.key_certificate.is_some()),
+            ("key_kind", self.key_kind.is_some()),
+        ]
+    }
+
+    fn capabilities(&self) -> (Vec<&'static str>, Vec<(&'static str, bool)>) {
+        let optional = vec![
+            ("list", self.store_list.is_some()),
+            ("unlock", self.store_unlock.is_some()),
+            ("sign", self.key_sign_digest.is_some()),
+            ("decrypt", self.key_decrypt.is_some()),
+            ("ecdh", self.key_ecdh.is_some()),
+        ];
+        (Vec::new(), optional)
+    }
+
+    fn texts(&self) -> [*const c_char; 3] {
+        [self.name, self.version, self.description]
     }
 }
 
 impl Table for DirectoryV1 {
+    const INTERFACE: &'static str = DIRECTORY_INTERFACE;
+    const MIN_SIZE: usize = DirectoryV1::MIN_SIZE;
+
     fn free_fn(&self) -> Option<unsafe extern "C" fn(*mut u8, usize)> {
         self.free_buf
     }
+
+    fn required(&self) -> Vec<(&'static str, bool)> {
+        vec![
+            ("free_buf", self.free_buf.is_some()),
+            ("dir_open", self.dir_open.is_some()),
+            ("dir_close", self.dir_close.is_some()),
+            ("dir_lookup", self.dir_lookup.is_some()),
+        ]
+    }
+
+    fn capabilities(&self) -> (Vec<&'static str>, Vec<(&'static str, bool)>) {
+        let optional = vec![
+            ("recipients", self.dir_recipients.is_some()),
+            ("publish", self.dir_publish.is_some()),
+            ("unpublish", self.dir_unpublish.is_some()),
+        ];
+        (vec!["lookup"], optional)
+    }
+
+    fn texts(&self) -> [*const c_char; 3] {
+        [self.name, self.version, self.description]
+    }
+}
+
+/// Reads and validates the table the entry point returned for `T`'s interface: header (ABI
+/// version, size), the copy of `size` bytes (zero-filling what a smaller, older table lacks),
+/// required functions, name and texts.
+///
+/// # Safety
+/// `p` is non-null and points at a table whose header's `size` bytes are readable.
+unsafe fn load_table<T: Table>(path: &Path, p: *const u8) -> Result<(T, PluginInfo), LoadError> {
+    // SAFETY: a non-null table starts with a Header (caller).
+    let h: Header = unsafe { p.cast::<Header>().read_unaligned() };
+    check_header(path, T::INTERFACE, &h, T::MIN_SIZE)?;
+    // SAFETY: the header says `size` bytes are readable (caller), checked ≥ MIN_SIZE above.
+    let t: T = unsafe { copy_table(p, h.size as usize) };
+    required(path, T::INTERFACE, &t.required())?;
+    let [name, version, description] = t.texts();
+    let name = c_text(path, "name", name)?;
+    check_name(path, &name)?;
+    let (mut capabilities, optional) = t.capabilities();
+    capabilities.extend(
+        optional
+            .into_iter()
+            .filter(|(_, present)| *present)
+            .map(|(c, _)| c),
+    );
+    let info = PluginInfo {
+        name,
+        version: c_text(path, "version", version)?,
+        description: c_text(path, "description", description)?,
+        abi_minor: h.abi_minor,
+        thread_safe: h.flags & FLAG_THREAD_SAFE != 0,
+        capabilities,
+    };
+    Ok((t, info))
 }
 
 /// Runs one table call on `lib`'s lane: `table` picks the table, `f` makes the call with the
