@@ -166,3 +166,121 @@ fn completions_are_generated() {
         assert!(stdout(&out).contains("smimekit"), "{shell}");
     }
 }
+
+/// Runs `smimekit` with its standard output a pipe whose reader is already gone, as in
+/// `smimekit plugins | head -1` once `head` has exited.
+fn with_closed_stdout(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    std::process::Command::new(crate::common::smimekit_bin())
+        .args(args)
+        .env_remove("SMIMEKIT_PASSWORD")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_closed_standard_output_is_success_not_a_panic() {
+    let cert = pki("alice.pem");
+    for args in [
+        &["plugins"][..],
+        &["plugins", "--json"],
+        &["completions", "bash"],
+        &["cert", "show", &cert],
+        &["cert", "show", &cert, "--json"],
+        &["cert", "export", &cert, "--pem"],
+    ] {
+        let out = with_closed_stdout(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// One command per documented exit code, each checked through the whole binary.
+#[test]
+fn every_exit_code_has_its_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    std::fs::write(path("msg.txt"), "Hello\r\n").unwrap();
+    std::fs::write(path("junk.pem"), "not a certificate\n").unwrap();
+    let signed = smimekit(
+        &[
+            "sign",
+            "--key",
+            &pki("alice.p12"),
+            "--in",
+            &path("msg.txt"),
+            "--out",
+            &path("signed.eml"),
+        ],
+        &[("SMIMEKIT_PASSWORD", "test")],
+    );
+    assert!(
+        signed.status.success(),
+        "{}",
+        crate::common::show("sign", &signed)
+    );
+    let text = std::fs::read_to_string(path("signed.eml")).unwrap();
+    std::fs::write(path("tampered.eml"), text.replacen("Hello", "Hellp", 1)).unwrap();
+    let (root, tampered) = (pki("root.pem"), path("tampered.eml"));
+    let (junk, missing) = (path("junk.pem"), path("missing.eml"));
+    let cases: [(&[&str], u8, &str); 8] = [
+        (&["cert", "show", &pki("alice.pem")], 0, ""),
+        (&["verify", "--trust", &root, "--in", &tampered], 1, ""),
+        (&["sign", "--digest", "md4", "--key", "x"], 2, "md4"),
+        // A usage error found after parsing (once reported as I/O, exit 5).
+        (&["exchange", "config", "set", "novalue"], 2, "NAME=VALUE"),
+        (&["cert", "show", &junk], 3, "junk.pem"),
+        (&["keys", "list", "--store", &pki("bob.p12")], 4, "bob.p12"),
+        (
+            &["verify", "--trust", &root, "--in", &missing],
+            5,
+            "missing.eml",
+        ),
+        (
+            &["verify", "--trust", &root, "--in", &missing, "--json"],
+            5,
+            "",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        let out = smimekit(args, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(i32::from(code)), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        if args.contains(&"--json") {
+            let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(body["exit_code"], i32::from(code), "{args:?}");
+        }
+    }
+}
+
+/// The CLI builds its errors as typed service errors so each maps to its exit code; an
+/// `anyhow::bail!` would fall through to the I/O code whatever the cause.
+#[test]
+fn the_cli_raises_no_untyped_errors() {
+    let src = crate::common::workspace().join("apps/cli/src");
+    let mut stack = vec![src];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for bad in ["bail!", "anyhow!(", "println!(", "print!("] {
+                    let hits = text
+                        .lines()
+                        .filter(|l| !l.trim_start().starts_with("//"))
+                        .filter(|l| l.contains(bad) && !l.contains("eprint"))
+                        .count();
+                    assert_eq!(hits, 0, "{}: uses {bad}", path.display());
+                }
+            }
+        }
+    }
+}

@@ -9,6 +9,35 @@ use smimekit_service::{ErrorKind, Secret, ServiceError};
 
 use crate::cli::PasswordArgs;
 
+/// `println!` that never panics: standard output closed by the reader (`smimekit plugins | head -1`)
+/// ends the process with success, as ripgrep does; any other write failure exits with the I/O code.
+macro_rules! outln {
+    () => {
+        $crate::io::print_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::io::print_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes to standard output; see [`outln!`].
+pub fn print_out(text: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(text).and_then(|_| out.flush()) {
+        stdout_failed(&e);
+    }
+}
+
+/// Standard output cannot be written: a closed pipe is the reader's choice and a success; anything
+/// else (a full disk behind a redirection) is an I/O failure. Either way there is no one to print to.
+fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(i32::from(crate::commands::EXIT_OK));
+    }
+    eprintln!("smimekit: writing standard output: {e}");
+    std::process::exit(i32::from(crate::commands::EXIT_IO));
+}
+
 /// An input file that is missing or unreadable is an I/O error naming the file.
 pub fn read_input(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     match path {
@@ -28,11 +57,10 @@ pub fn write_output(path: Option<&Path>, data: &[u8]) -> anyhow::Result<()> {
         Some(p) => std::fs::write(p, data).map_err(|e| io_err(p, e)),
         None => {
             let mut out = std::io::stdout().lock();
-            match out.write_all(data).and_then(|_| out.flush()) {
-                // A closed pipe (`| head`) is not a failure.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                other => other.context("writing standard output"),
+            if let Err(e) = out.write_all(data).and_then(|_| out.flush()) {
+                stdout_failed(&e);
             }
+            Ok(())
         }
     }
 }

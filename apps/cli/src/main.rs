@@ -1,9 +1,10 @@
 //! `smimekit`: the command-line front end. Parses arguments, builds requests, calls
 //! `smimekit-service`, renders text or JSON, and maps failures to the documented exit codes.
 
+#[macro_use]
+mod io;
 mod cli;
 mod commands;
-mod io;
 
 use std::process::ExitCode;
 
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
             let code = commands::exit_code(&e);
             if json {
                 let body = serde_json::json!({ "error": format!("{e:#}"), "exit_code": code });
-                println!("{body}");
+                outln!("{body}");
             }
             eprintln!("smimekit: {e:#}");
             ExitCode::from(code)

@@ -65,18 +65,20 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
             if json {
                 print_json(&r)?;
             } else {
-                println!("CA created in {}", r.dir);
-                println!(
+                outln!("CA created in {}", r.dir);
+                outln!(
                     "  root:    {} (sha1 {})",
-                    r.root.subject, r.root.sha1_thumbprint
+                    r.root.subject,
+                    r.root.sha1_thumbprint
                 );
-                println!(
+                outln!(
                     "  issuing: {} (sha1 {})",
-                    r.issuing.subject, r.issuing.sha1_thumbprint
+                    r.issuing.subject,
+                    r.issuing.sha1_thumbprint
                 );
-                println!("  trust anchor: {}", r.root_cert);
-                println!("  chain:        {}", r.chain);
-                println!("  keys:         {}, {}", r.root_key, r.issuing_key);
+                outln!("  trust anchor: {}", r.root_cert);
+                outln!("  chain:        {}", r.chain);
+                outln!("  keys:         {}, {}", r.root_key, r.issuing_key);
             }
             Ok(EXIT_OK)
         }
@@ -131,17 +133,17 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
             if json {
                 print_json(&r)?;
             } else {
-                println!("issued {} serial {}", r.email, r.serial);
-                println!("  valid:  {} .. {}", r.not_before, r.not_after);
-                println!("  sha1:   {}", r.sha1_thumbprint);
+                outln!("issued {} serial {}", r.email, r.serial);
+                outln!("  valid:  {} .. {}", r.not_before, r.not_after);
+                outln!("  sha1:   {}", r.sha1_thumbprint);
                 if let Some(f) = &r.cert_file {
-                    println!("  certificate: {f}");
+                    outln!("  certificate: {f}");
                 }
                 if let Some(f) = &r.p12_file {
-                    println!("  PKCS#12:     {f}");
+                    outln!("  PKCS#12:     {f}");
                 }
                 if !r.supersedes.is_empty() {
-                    println!("  supersedes:  {}", r.supersedes.join(", "));
+                    outln!("  supersedes:  {}", r.supersedes.join(", "));
                 }
             }
             Ok(EXIT_OK)
@@ -167,9 +169,11 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
             if json {
                 print_json(&r)?;
             } else {
-                println!(
+                outln!(
                     "revoked {} ({}) at {}: run `smimekit ca crl` to publish",
-                    r.serial, r.email, r.revoked_at
+                    r.serial,
+                    r.email,
+                    r.revoked_at
                 );
             }
             Ok(EXIT_OK)
@@ -191,7 +195,7 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
             if json {
                 print_json(&r)?;
             } else {
-                println!(
+                outln!(
                     "CRL #{} with {} revoked certificate(s) written to {} (next update {})",
                     r.crl_number,
                     r.revoked.len(),

@@ -32,7 +32,7 @@ pub async fn keys_list(
         print_json(&keys)?;
     } else {
         for k in &keys {
-            println!(
+            outln!(
                 "{} {} {:?}{}",
                 k.store,
                 k.selector,
@@ -46,7 +46,7 @@ pub async fn keys_list(
                 print_cert(c, "  ");
             }
             for c in &k.chain {
-                println!("  issuer certificate: {}", c.subject);
+                outln!("  issuer certificate: {}", c.subject);
             }
         }
     }
@@ -54,18 +54,20 @@ pub async fn keys_list(
 }
 
 fn print_cert(c: &CertSummary, indent: &str) {
-    println!("{indent}subject:  {}", c.subject);
-    println!("{indent}issuer:   {}", c.issuer);
+    outln!("{indent}subject:  {}", c.subject);
+    outln!("{indent}issuer:   {}", c.issuer);
     if !c.emails.is_empty() {
-        println!("{indent}email:    {}", c.emails.join(", "));
+        outln!("{indent}email:    {}", c.emails.join(", "));
     }
-    println!(
+    outln!(
         "{indent}valid:    {} .. {} ({})",
-        c.not_before, c.not_after, c.validity
+        c.not_before,
+        c.not_after,
+        c.validity
     );
-    println!("{indent}serial:   {}", c.serial);
-    println!("{indent}sha1:     {}", c.sha1_thumbprint);
-    println!("{indent}sha256:   {}", c.sha256_fingerprint);
+    outln!("{indent}serial:   {}", c.serial);
+    outln!("{indent}sha1:     {}", c.sha1_thumbprint);
+    outln!("{indent}sha256:   {}", c.sha256_fingerprint);
 }
 
 fn is_key_store(source: &str) -> bool {
@@ -84,7 +86,7 @@ pub async fn run(service: &Service, c: CertCommand, json: bool) -> Result<u8> {
                 print_json(&summaries)?;
             } else {
                 for (i, s) in summaries.iter().enumerate() {
-                    println!("certificate {}:", i + 1);
+                    outln!("certificate {}:", i + 1);
                     print_cert(s, "  ");
                 }
             }

@@ -17,8 +17,8 @@ pub async fn run(service: &Service, a: DemoArgs, json: bool) -> Result<u8> {
 }
 
 fn print_text(r: &DemoReport) {
-    println!("smimekit demo in {}", r.dir);
-    println!(
+    outln!("smimekit demo in {}", r.dir);
+    outln!(
         "  key files (ca/*.p12, alice.p12, bob.p12) use the demo password {:?}\n",
         r.password
     );
@@ -28,12 +28,12 @@ fn print_text(r: &DemoReport) {
             (true, true) => "-",
             (false, _) => "✗",
         };
-        println!("{mark} {}: {}", s.name, s.detail);
+        outln!("{mark} {}: {}", s.name, s.detail);
         if !s.files.is_empty() {
-            println!("    {}", s.files.join(", "));
+            outln!("    {}", s.files.join(", "));
         }
     }
-    println!();
+    outln!();
     let passed = r.steps.iter().filter(|s| s.ok && !s.skipped).count();
     let skipped = r.steps.iter().filter(|s| s.skipped).count();
     let skipped = if skipped > 0 {
@@ -42,19 +42,21 @@ fn print_text(r: &DemoReport) {
         String::new()
     };
     if r.ok {
-        println!("demo: all {passed} steps passed{skipped}");
+        outln!("demo: all {passed} steps passed{skipped}");
     } else {
-        println!(
+        outln!(
             "demo: FAILED at step {:?} ({passed} passed before it{skipped})",
             r.steps.last().map(|s| s.name.as_str()).unwrap_or("?")
         );
     }
     if r.kept {
-        println!(
+        outln!(
             "files kept in {} (its config: smimekit --config {}/{} lookup bob@example.org)",
-            r.dir, r.dir, r.config
+            r.dir,
+            r.dir,
+            r.config
         );
     } else {
-        println!("work files were in a temporary directory, removed now (keep them with --dir D)");
+        outln!("work files were in a temporary directory, removed now (keep them with --dir D)");
     }
 }

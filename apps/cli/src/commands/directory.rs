@@ -14,7 +14,7 @@ use crate::cli::{
 };
 
 fn cert_line(mark: &str, c: &DirectoryCert) {
-    println!(
+    outln!(
         "  {mark} {}  {}  [{}, {} .. {}]",
         c.cert.sha1_thumbprint,
         c.cert.subject,
@@ -25,9 +25,12 @@ fn cert_line(mark: &str, c: &DirectoryCert) {
 }
 
 fn summary_line(mark: &str, c: &CertSummary) {
-    println!(
+    outln!(
         "  {mark} {}  {}  [{}, until {}]",
-        c.sha1_thumbprint, c.subject, c.validity, c.not_after
+        c.sha1_thumbprint,
+        c.subject,
+        c.validity,
+        c.not_after
     );
 }
 
@@ -47,27 +50,29 @@ pub async fn lookup(service: &Service, a: LookupArgs, json: bool) -> Result<u8> 
         .map(|k| serde_json::to_value(k).unwrap_or_default())
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_default();
-    println!("{} ({kind}) in directory {}:", r.address, r.directory);
+    outln!("{} ({kind}) in directory {}:", r.address, r.directory);
     for c in &r.certificates {
-        println!("  subject:     {}", c.cert.subject);
-        println!("  address:     {}", c.address);
-        println!(
+        outln!("  subject:     {}", c.cert.subject);
+        outln!("  address:     {}", c.address);
+        outln!(
             "  validity:    {} .. {} ({})",
-            c.cert.not_before, c.cert.not_after, c.cert.validity
+            c.cert.not_before,
+            c.cert.not_after,
+            c.cert.validity
         );
-        println!("  thumbprint:  {} (SHA-1)", c.cert.sha1_thumbprint);
-        println!("  sha256:      {}", c.cert.sha256_fingerprint);
+        outln!("  thumbprint:  {} (SHA-1)", c.cert.sha1_thumbprint);
+        outln!("  sha256:      {}", c.cert.sha256_fingerprint);
         match &c.unusable_reason {
-            None => println!("  encryption:  usable"),
-            Some(why) => println!("  encryption:  not usable: {why}"),
+            None => outln!("  encryption:  usable"),
+            Some(why) => outln!("  encryption:  not usable: {why}"),
         }
-        println!();
+        outln!();
     }
     Ok(EXIT_OK)
 }
 
 fn print_change(verb: &str, r: &PublishResult) {
-    println!(
+    outln!(
         "{verb} {} in directory {}: {} added, {} kept, {} removed",
         r.address,
         r.directory,
@@ -90,13 +95,13 @@ fn print_emit(r: &EmitResult, json: bool) -> Result<()> {
     if json {
         print_json(r)?;
     } else {
-        println!(
+        outln!(
             "wrote {} ({} operation(s); nothing was sent): run it with pwsh after Connect-ExchangeOnline",
             r.file.display(),
             r.operations.len()
         );
         for op in &r.operations {
-            println!("  {op}");
+            outln!("  {op}");
         }
     }
     Ok(())
@@ -120,7 +125,9 @@ pub async fn publish(service: &Service, a: PublishArgs, json: bool) -> Result<u8
         .await;
     }
     let (Some(address), Some(cert)) = (a.address, a.cert) else {
-        anyhow::bail!("publish needs ADDRESS and --cert F (or --from FILE)");
+        return Err(super::usage(
+            "publish needs ADDRESS and --cert F (or --from FILE)",
+        ));
     };
     let req = PublishRequest {
         address,
@@ -141,7 +148,7 @@ pub async fn publish(service: &Service, a: PublishArgs, json: bool) -> Result<u8
     } else {
         print_change("published for", &r);
         if let Some(name) = &r.created_contact {
-            println!(
+            outln!(
                 "  created the external contact {name:?}: senders must pick it in the address book (GAL) by this name, not type the address"
             );
         }
@@ -205,13 +212,13 @@ async fn publish_bulk(
         print_json(&r)?;
     } else {
         for i in r.items.iter().filter(|i| i.status == "failed") {
-            println!(
+            outln!(
                 "  FAILED {}: {}",
                 i.address,
                 i.error.as_deref().unwrap_or("")
             );
         }
-        println!(
+        outln!(
             "bulk publish to directory {}: {} item(s): {} published, {} unchanged, {} failed in {:.1} s{}",
             r.directory,
             r.total,
@@ -249,7 +256,7 @@ pub async fn unpublish(service: &Service, a: UnpublishArgs, json: bool) -> Resul
 }
 
 fn print_trust(r: &TrustResult, changed: bool) {
-    println!(
+    outln!(
         "trust chain in directory {}: {} certificate(s){}",
         r.directory,
         r.certificates.len(),
@@ -320,7 +327,7 @@ pub async fn directory(service: &Service, c: DirectoryCommand, json: bool) -> Re
         print_json(&r)?;
     } else {
         for d in &r.directories {
-            println!(
+            outln!(
                 "directory {}: {} recipient(s), {} certificate(s), {} finding(s)",
                 d.directory,
                 d.recipients,
@@ -342,7 +349,7 @@ pub async fn directory(service: &Service, c: DirectoryCommand, json: bool) -> Re
                     .as_ref()
                     .map(|c| format!(" {}", c.sha1_thumbprint))
                     .unwrap_or_default();
-                println!("  {} {problem}{attr}{thumb}: {}", f.address, f.detail);
+                outln!("  {} {problem}{attr}{thumb}: {}", f.address, f.detail);
             }
         }
     }
@@ -354,9 +361,9 @@ fn print_settings(r: &OrgSettingsResult, json: bool) -> Result<()> {
         print_json(r)?;
         return Ok(());
     }
-    println!("S/MIME settings of directory {}:", r.directory);
+    outln!("S/MIME settings of directory {}:", r.directory);
     for (k, v) in &r.settings {
-        println!("  {k:<52} {v}");
+        outln!("  {k:<52} {v}");
     }
     for w in &r.warnings {
         eprintln!("warning: {w}");
@@ -374,7 +381,7 @@ pub async fn exchange(service: &Service, c: ExchangeCommand, json: bool) -> Resu
             let mut pairs = Vec::new();
             for v in values {
                 let Some((k, val)) = v.split_once('=') else {
-                    anyhow::bail!("{v:?}: expected NAME=VALUE");
+                    return Err(super::usage(format!("{v:?}: expected NAME=VALUE")));
                 };
                 pairs.push((k.trim().to_string(), val.trim().to_string()));
             }
@@ -394,7 +401,7 @@ pub async fn login(service: &Service, directory: Option<String>, json: bool) -> 
     if json {
         print_json(&serde_json::json!({ "status": msg }))?;
     } else {
-        println!("{msg}");
+        outln!("{msg}");
     }
     Ok(EXIT_OK)
 }

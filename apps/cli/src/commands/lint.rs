@@ -32,13 +32,14 @@ pub fn run(service: &Service, a: LintArgs, json: bool) -> Result<u8> {
             } else {
                 format!("{} <{}>", c.cert.subject, c.cert.emails.join(", "))
             };
-            println!("{} #{}: {who}", c.file, c.cert.index + 1);
-            println!(
+            outln!("{} #{}: {who}", c.file, c.cert.index + 1);
+            outln!(
                 "  sha1 {}, expires {}",
-                c.cert.sha1_thumbprint, c.cert.not_after
+                c.cert.sha1_thumbprint,
+                c.cert.not_after
             );
             if c.cert.findings.is_empty() {
-                println!("  ok");
+                outln!("  ok");
             }
             for f in &c.cert.findings {
                 let tag = match f.severity {
@@ -46,12 +47,12 @@ pub fn run(service: &Service, a: LintArgs, json: bool) -> Result<u8> {
                     Severity::Warning => "warning",
                     Severity::Info => "info",
                 };
-                println!("  {tag} [{}] {}: {}", f.rule, f.title, f.detail);
-                println!("      why: {}", squash(f.explanation));
-                println!("      fix: {}", squash(f.fix));
+                outln!("  {tag} [{}] {}: {}", f.rule, f.title, f.detail);
+                outln!("      why: {}", squash(f.explanation));
+                outln!("      fix: {}", squash(f.fix));
             }
         }
-        println!(
+        outln!(
             "{} error(s), {} warning(s), {} note(s) (profile {}, at {})",
             result.errors,
             result.warnings,

@@ -25,16 +25,38 @@ pub const EXIT_MALFORMED: u8 = 3;
 pub const EXIT_KEY: u8 = 4;
 pub const EXIT_IO: u8 = 5;
 
-/// Maps an error to the documented exit code, once.
+/// The one table from error kind to documented exit code.
+const EXIT_CODES: &[(ErrorKind, u8)] = &[
+    (ErrorKind::Usage, EXIT_USAGE),
+    (ErrorKind::Malformed, EXIT_MALFORMED),
+    (ErrorKind::Unsupported, EXIT_MALFORMED),
+    (ErrorKind::Key, EXIT_KEY),
+    (ErrorKind::Locked, EXIT_KEY),
+    (ErrorKind::Io, EXIT_IO),
+];
+
+/// Maps an error to the documented exit code, once: the kind of the first `ServiceError` in the
+/// chain; an `std::io::Error` without one is an I/O failure. Errors are built as `ServiceError`s
+/// (see [`usage`]), never with `anyhow::bail!`, so a usage mistake cannot fall through to "I/O".
 pub fn exit_code(e: &anyhow::Error) -> u8 {
-    match e.downcast_ref::<ServiceError>().map(|s| s.kind) {
-        Some(ErrorKind::Usage) => EXIT_USAGE,
-        Some(ErrorKind::Malformed) | Some(ErrorKind::Unsupported) => EXIT_MALFORMED,
-        Some(ErrorKind::Key) | Some(ErrorKind::Locked) => EXIT_KEY,
-        Some(ErrorKind::Io) => EXIT_IO,
-        Some(_) => EXIT_IO,
-        None => EXIT_IO,
-    }
+    let kind = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<ServiceError>())
+        .map_or(ErrorKind::Io, |s| s.kind);
+    EXIT_CODES
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(EXIT_IO, |(_, code)| *code)
+}
+
+/// A usage error (exit 2): the request itself is wrong.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    ServiceError::new(ErrorKind::Usage, message).into()
+}
+
+/// A failure of our own making (serialising a report): reported as I/O, the catch-all code.
+fn internal(e: impl std::fmt::Display) -> anyhow::Error {
+    ServiceError::new(ErrorKind::Io, e.to_string()).into()
 }
 
 pub async fn run(cli: Cli) -> Result<u8> {
@@ -91,15 +113,19 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Plugins => {
             let plugins = service.plugins();
             if json {
-                println!("{}", serde_json::to_string_pretty(&plugins)?);
+                print_json(&plugins)?;
             } else {
                 for p in plugins {
-                    println!(
+                    outln!(
                         "{:<14} {:<12} {:<9} {:<8} {}",
-                        p.port, p.id, p.origin, p.version, p.description
+                        p.port,
+                        p.id,
+                        p.origin,
+                        p.version,
+                        p.description
                     );
                     if let Some(file) = &p.file {
-                        println!(
+                        outln!(
                             "{:<14} {} ({}; {})",
                             "",
                             file.display(),
@@ -112,8 +138,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Completions { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "smimekit", &mut std::io::stdout());
+            // clap_complete panics when its writer fails: render first, then write once.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "smimekit", &mut script);
+            io::write_output(None, &script)?;
             Ok(EXIT_OK)
         }
     }
@@ -142,12 +170,7 @@ pub async fn open_key(
 
 /// Prints a DTO as pretty JSON.
 pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    use std::io::Write;
-    let text = serde_json::to_string_pretty(value)?;
-    let mut out = std::io::stdout().lock();
-    match writeln!(out, "{text}").and_then(|_| out.flush()) {
-        // A closed pipe (`| head`) is not a failure, and must not panic as `println!` does.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
+    let text = serde_json::to_string_pretty(value).map_err(internal)?;
+    outln!("{text}");
+    Ok(())
 }

@@ -38,7 +38,7 @@ pub fn chain(service: &Service, c: ChainCommand, json: bool) -> Result<u8> {
     if json {
         print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "{}: {} at {}",
             report.leaf,
             if report.valid {
@@ -49,10 +49,10 @@ pub fn chain(service: &Service, c: ChainCommand, json: bool) -> Result<u8> {
             report.at
         );
         for s in &report.skipped {
-            println!("  skipped {s}");
+            outln!("  skipped {s}");
         }
         for (i, p) in report.paths.iter().enumerate() {
-            println!(
+            outln!(
                 "path {} ({}):",
                 i + 1,
                 if p.valid {
@@ -64,17 +64,19 @@ pub fn chain(service: &Service, c: ChainCommand, json: bool) -> Result<u8> {
                 }
             );
             for (n, c) in p.certificates.iter().enumerate() {
-                println!(
+                outln!(
                     "  [{n}] {}  (sha1 {}, until {})",
-                    c.subject, c.sha1_thumbprint, c.not_after
+                    c.subject,
+                    c.sha1_thumbprint,
+                    c.not_after
                 );
             }
             for x in &p.problems {
-                println!("  {}: {}", x.kind, x.message);
+                outln!("  {}: {}", x.kind, x.message);
             }
         }
         if report.paths.is_empty() {
-            println!("  no path");
+            outln!("  no path");
         }
     }
     Ok(if report.valid { EXIT_OK } else { EXIT_INVALID })
@@ -108,7 +110,7 @@ pub async fn sst(service: &Service, c: SstCommand, json: bool) -> Result<u8> {
             if json {
                 print_json(&listing)?;
             } else {
-                println!(
+                outln!(
                     "{}: {} certificate(s), {} bytes ({})",
                     output.display(),
                     listing.count,
@@ -123,18 +125,18 @@ pub async fn sst(service: &Service, c: SstCommand, json: bool) -> Result<u8> {
             if json {
                 print_json(&listing)?;
             } else {
-                println!(
+                outln!(
                     "{}: {} certificate(s) ({})",
                     file.display(),
                     listing.count,
                     listing.format
                 );
                 for e in &listing.certificates {
-                    println!("{:>4}  {}", e.index + 1, e.subject);
-                    println!("      issuer:  {}", e.issuer);
-                    println!("      sha1:    {}", e.sha1_thumbprint);
-                    println!("      sha256:  {}", e.sha256_fingerprint);
-                    println!("      expires: {}", e.not_after);
+                    outln!("{:>4}  {}", e.index + 1, e.subject);
+                    outln!("      issuer:  {}", e.issuer);
+                    outln!("      sha1:    {}", e.sha1_thumbprint);
+                    outln!("      sha256:  {}", e.sha256_fingerprint);
+                    outln!("      expires: {}", e.not_after);
                     if !e.properties.is_empty() {
                         let names: Vec<String> = e
                             .properties
@@ -147,7 +149,7 @@ pub async fn sst(service: &Service, c: SstCommand, json: bool) -> Result<u8> {
                                 }
                             })
                             .collect();
-                        println!("      props:   {}", names.join(", "));
+                        outln!("      props:   {}", names.join(", "));
                     }
                 }
             }
@@ -159,7 +161,7 @@ pub async fn sst(service: &Service, c: SstCommand, json: bool) -> Result<u8> {
                 print_json(&written)?;
             } else {
                 for w in &written {
-                    println!("{}  {}", w.path, w.subject);
+                    outln!("{}  {}", w.path, w.subject);
                 }
             }
             Ok(EXIT_OK)

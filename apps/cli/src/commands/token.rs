@@ -66,9 +66,9 @@ pub async fn keys_import(
     if json {
         print_json(&k)?;
     } else {
-        println!("imported: {} {}", k.store, k.selector);
+        outln!("imported: {} {}", k.store, k.selector);
         if let Some(c) = &k.certificate {
-            println!("certificate: {} (serial {})", c.subject, c.serial);
+            outln!("certificate: {} (serial {})", c.subject, c.serial);
         }
     }
     Ok(EXIT_OK)
@@ -116,14 +116,15 @@ pub async fn run(service: &Service, c: TokenCommand, json: bool) -> Result<u8> {
             if json {
                 print_json(&r)?;
             } else {
-                println!("key:         {}", r.key);
+                outln!("key:         {}", r.key);
                 if let Some(f) = &r.csr_file {
-                    println!("request:     {f}");
+                    outln!("request:     {f}");
                 }
                 if let Some(c) = &r.certificate {
-                    println!(
+                    outln!(
                         "certificate: {} (serial {}), written to the token",
-                        c.subject, c.serial
+                        c.subject,
+                        c.serial
                     );
                 }
             }
@@ -161,12 +162,12 @@ pub async fn run(service: &Service, c: TokenCommand, json: bool) -> Result<u8> {
             if json {
                 print_json(&k)?;
             } else {
-                println!("imported: {}", k.selector);
+                outln!("imported: {}", k.selector);
                 if let Some(c) = &k.certificate {
-                    println!("  subject: {}", c.subject);
+                    outln!("  subject: {}", c.subject);
                 }
                 for c in &k.chain {
-                    println!("  issuer certificate: {}", c.subject);
+                    outln!("  issuer certificate: {}", c.subject);
                 }
             }
             Ok(EXIT_OK)
