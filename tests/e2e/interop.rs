@@ -188,6 +188,63 @@ fn smimekit_sign_openssl_verify() {
     }
 }
 
+/// A PKCS#12 whose bag holds the intermediate and the root: the signed message carries the
+/// signer and the intermediate, never the root, and `--json` says the chain is complete.
+#[test]
+fn p12_bag_chain_is_sent_without_the_root() {
+    let (dir, msg) = scratch();
+    for key in ["alice.p12", "bob.p12"] {
+        let signed = p(&dir.path().join(format!("{key}.eml")));
+        let out = sk_ok(&[
+            "--json",
+            "sign",
+            "--key",
+            &pki(key),
+            "--in",
+            &p(&msg),
+            "--out",
+            &signed,
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("sign --json");
+        assert_eq!(v["chain_complete"], true, "{key}: {v:#}");
+        assert_eq!(v["chain"].as_array().map(Vec::len), Some(1), "{key}: {v:#}");
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("warning"),
+            "{key}: {}",
+            show("sign", &out)
+        );
+        let certs = p(&dir.path().join(format!("{key}.certs.pem")));
+        openssl_ok(&[
+            "cms",
+            "-verify",
+            "-in",
+            &signed,
+            "-CAfile",
+            &pki("root.pem"),
+            "-purpose",
+            "any",
+            "-attime",
+            AT_UNIX,
+            "-out",
+            "/dev/null",
+            "-certsout",
+            &certs,
+        ]);
+        let text = openssl_ok(&["storeutl", "-certs", "-noout", "-text", &certs]);
+        let subjects: Vec<String> = String::from_utf8_lossy(&text.stdout)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Subject: "))
+            .map(String::from)
+            .collect();
+        assert_eq!(subjects.len(), 2, "{key}: {subjects:?}");
+        assert!(
+            subjects[1].contains("Intermediate CA")
+                && !subjects.iter().any(|s| s.contains("Root CA")),
+            "{key}: {subjects:?}"
+        );
+    }
+}
+
 /// smimekit encrypts (RSA v1.5, RSA-OAEP, ECDH P-256 and P-384; every cipher, GCM as
 /// AuthEnvelopedData); `openssl cms -decrypt` gives what smimekit's decrypt gives.
 #[test]

@@ -655,3 +655,251 @@ fn bad_token_input_fails_clearly_with_its_exit_code() {
     let _ = run;
     let _ = common::workspace;
 }
+
+// ---- the signer's chain ----
+//
+// A card personalised by another tool holds the user's key and certificate only. `sign` must
+// still send the chain (without the root), completed from the token's CA objects, the
+// directory's trust chain or `--chain`, so that a recipient who holds only the root verifies.
+
+const AT_UNIX: &str = "1780272000"; // 2026-06-01T00:00:00Z, inside the test PKI's validity.
+const ROOT_CN: &str = "smimekit Test Root CA";
+const INTERMEDIATE_CN: &str = "smimekit Test Intermediate CA";
+
+/// A token holding only Alice's key and certificate, a config naming an empty local
+/// directory in the test's folder (never the machine's), and a message.
+struct LeafOnly {
+    h: SoftHsm,
+    cfg: String,
+    msg: String,
+}
+
+fn leaf_only_token() -> LeafOnly {
+    let h = SoftHsm::new("card");
+    h.import("card", "alice", "01", false, true);
+    let cfg = write(
+        h.path(),
+        "config.toml",
+        b"[directory.local]\nkind = \"local\"\npath = \"directory.json\"\n",
+    );
+    let msg = write(h.path(), "msg.eml", MSG);
+    LeafOnly { h, cfg, msg }
+}
+
+impl LeafOnly {
+    /// `sign --json --out NAME` with the token key and `extra`; the JSON and the stderr.
+    fn sign(&self, name: &str, extra: &[&str]) -> (String, serde_json::Value, String) {
+        let out = p(&self.h.path().join(name));
+        let uri = self.h.uri("card", Some("alice"));
+        let mut args = vec![
+            "--config", &self.cfg, "--json", "sign", "--key", &uri, "--in", &self.msg, "--out",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        let o = self.h.smimekit_ok(&args, Some(PIN), &[]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("sign --json");
+        (out, v, stderr(&o))
+    }
+}
+
+/// `openssl cms -verify -CAfile root.pem` (the root alone, pinned time): the subjects of the
+/// certificates the message carries, or openssl's complaint.
+fn verify_with_root_only(signed: &str) -> Result<Vec<String>, String> {
+    let certs = format!("{signed}.certs.pem");
+    let out = run(
+        std::process::Command::new("openssl").args([
+            "cms",
+            "-verify",
+            "-in",
+            signed,
+            "-CAfile",
+            &pki("root.pem"),
+            "-purpose",
+            "any",
+            "-attime",
+            AT_UNIX,
+            "-out",
+            "/dev/null",
+            "-certsout",
+            &certs,
+        ]),
+        None,
+    );
+    if !out.status.success() {
+        return Err(show("openssl cms -verify -CAfile root.pem", &out));
+    }
+    let text = openssl_ok(&["storeutl", "-certs", "-noout", "-text", &certs]);
+    Ok(String::from_utf8_lossy(&text.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Subject: "))
+        .map(String::from)
+        .collect())
+}
+
+fn only_leaf_and_intermediate(carried: &[String]) {
+    assert_eq!(carried.len(), 2, "{carried:?}");
+    assert!(carried[0].contains("Alice Example"), "{carried:?}");
+    assert!(carried[1].contains(INTERMEDIATE_CN), "{carried:?}");
+}
+
+#[test]
+fn leaf_only_token_signs_with_the_chain_from_chain_files() {
+    let l = leaf_only_token();
+    // The intermediate alone: sent, and openssl verifies with the root alone. The root itself
+    // is known nowhere, so smimekit cannot tell the chain reaches it and says which is missing.
+    let (signed, v, err) = l.sign("a.eml", &["--chain", &pki("intermediate.pem")]);
+    let carried = verify_with_root_only(&signed).unwrap_or_else(|e| panic!("{e}"));
+    only_leaf_and_intermediate(&carried);
+    assert_eq!(v["chain"].as_array().map(Vec::len), Some(1), "{v:#}");
+    assert!(
+        v["chain"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains(INTERMEDIATE_CN),
+        "{v:#}"
+    );
+    assert_eq!(v["chain_complete"], false, "{v:#}");
+    assert!(
+        v["missing_issuer"].as_str().unwrap_or("").contains(ROOT_CN),
+        "{v:#}"
+    );
+    assert!(err.contains("warning:") && err.contains(ROOT_CN), "{err}");
+
+    // Intermediate and root (two --chain files; chain.pem is a bundle of both, in a PKCS#7
+    // file here): complete, and the root is not sent.
+    let p7b = p(&l.h.path().join("chain.p7b"));
+    openssl_ok(&[
+        "crl2pkcs7",
+        "-nocrl",
+        "-certfile",
+        &pki("chain.pem"),
+        "-outform",
+        "DER",
+        "-out",
+        &p7b,
+    ]);
+    for extra in [
+        vec![
+            "--chain",
+            &pki("intermediate.pem"),
+            "--chain",
+            &pki("root.pem"),
+        ],
+        vec!["--chain", &p7b],
+    ] {
+        let (signed, v, err) = l.sign("b.eml", &extra);
+        only_leaf_and_intermediate(
+            &verify_with_root_only(&signed).unwrap_or_else(|e| panic!("{e}")),
+        );
+        assert_eq!(v["chain_complete"], true, "{extra:?}: {v:#}");
+        assert_eq!(v["missing_issuer"], serde_json::Value::Null, "{v:#}");
+        assert!(!err.contains("warning"), "{extra:?}: {err}");
+    }
+
+    // A --chain file that cannot be read fails the command, naming it.
+    let uri = l.h.uri("card", Some("alice"));
+    let out = l.h.smimekit(
+        &[
+            "--config",
+            &l.cfg,
+            "sign",
+            "--key",
+            &uri,
+            "--in",
+            &l.msg,
+            "--chain",
+            "/nonexistent.pem",
+        ],
+        Some(PIN),
+        &[],
+    );
+    assert_ne!(code(&out), 0, "{}", show("sign --chain missing", &out));
+    assert!(
+        stderr(&out).contains("/nonexistent.pem"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn leaf_only_token_signs_with_the_chain_from_the_directory() {
+    let l = leaf_only_token();
+    // What `trust push` stored is where sign finds the intermediate (and the root, left out).
+    l.h.smimekit_ok(
+        &[
+            "--config",
+            &l.cfg,
+            "trust",
+            "push",
+            &pki("root.pem"),
+            &pki("intermediate.pem"),
+        ],
+        None,
+        &[],
+    );
+    let (signed, v, err) = l.sign("d.eml", &[]);
+    only_leaf_and_intermediate(&verify_with_root_only(&signed).unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(v["chain_complete"], true, "{v:#}");
+    assert!(!err.contains("warning"), "{err}");
+    // smimekit's own verify, trusting the root alone, agrees.
+    l.h.smimekit_ok(
+        &[
+            "verify",
+            "--trust",
+            &pki("root.pem"),
+            "--at",
+            "2026-06-01T00:00:00Z",
+            "--in",
+            &signed,
+        ],
+        None,
+        &[],
+    );
+}
+
+#[test]
+fn token_ca_objects_complete_the_chain() {
+    let l = leaf_only_token();
+    // CA certificates written beside the user's, under their own CKA_IDs (no key).
+    l.h.write_certificate("card", &pki("intermediate.pem"), "a1", "Intermediate");
+    l.h.write_certificate("card", &pki("root.pem"), "a2", "Root");
+    let (signed, v, err) = l.sign("t.eml", &[]);
+    only_leaf_and_intermediate(&verify_with_root_only(&signed).unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(v["chain_complete"], true, "{v:#}");
+    assert!(!err.contains("warning"), "{err}");
+}
+
+#[test]
+fn leaf_only_token_without_a_chain_signs_and_warns() {
+    let l = leaf_only_token();
+    let (signed, v, err) = l.sign("n.eml", &[]);
+    // Signed all the same…
+    assert!(std::fs::metadata(&signed).is_ok_and(|m| m.len() > 0));
+    // …with the gap named on stderr and in the JSON.
+    assert_eq!(v["signed"], true, "{v:#}");
+    assert_eq!(v["chain_complete"], false, "{v:#}");
+    assert_eq!(v["chain"], serde_json::json!([]), "{v:#}");
+    assert!(
+        v["missing_issuer"]
+            .as_str()
+            .unwrap_or("")
+            .contains(INTERMEDIATE_CN),
+        "{v:#}"
+    );
+    assert!(
+        err.contains("warning:") && err.contains(INTERMEDIATE_CN) && err.contains("--chain"),
+        "{err}"
+    );
+    // This is what recipients saw before: openssl cannot find the intermediate.
+    let e = verify_with_root_only(&signed).expect_err("verifies without the intermediate");
+    assert!(e.contains("unable to get local issuer certificate"), "{e}");
+    // Without --json the warning is still there; the message goes to standard output.
+    let uri = l.h.uri("card", Some("alice"));
+    let out = l.h.smimekit_ok(
+        &["--config", &l.cfg, "sign", "--key", &uri, "--in", &l.msg],
+        Some(PIN),
+        &[],
+    );
+    assert!(stderr(&out).contains("warning:"), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("multipart/signed"));
+}

@@ -185,6 +185,25 @@ impl SoftHsm {
         }
     }
 
+    /// Writes a certificate object (a CA's, say) with its own CKA_ID and label, beside no key.
+    pub fn write_certificate(&self, token: &str, pem: &str, id: &str, label: &str) {
+        let der = self.path().join(format!("cert-{id}.der"));
+        common::openssl_ok(&["x509", "-in", pem, "-outform", "DER", "-out", &p(&der)]);
+        self.tool(
+            token,
+            &[
+                "--write-object",
+                &p(&der),
+                "--type",
+                "cert",
+                "--id",
+                id,
+                "--label",
+                label,
+            ],
+        );
+    }
+
     /// `pkcs11:token=T;object=O?module-path=M` (no PIN).
     pub fn uri(&self, token: &str, object: Option<&str>) -> String {
         let obj = object.map(|o| format!(";object={o}")).unwrap_or_default();

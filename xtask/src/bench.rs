@@ -593,6 +593,7 @@ fn bench_service(
         pss: false,
         opaque: false,
         message,
+        chain: Vec::new(),
     };
     let encrypt_req = |message: Vec<u8>| EncryptRequest {
         to: vec![key.cert.clone().into()],
@@ -608,7 +609,7 @@ fn bench_service(
     };
 
     // The inputs, and a check that they open as they should.
-    let signed = rt.block_on(service.sign(sign_req(msg.to_vec())))?;
+    let signed = rt.block_on(service.sign(sign_req(msg.to_vec())))?.message;
     let encrypted = rt.block_on(service.encrypt(encrypt_req(msg.to_vec())))?;
     let signed_enc = rt.block_on(service.encrypt(encrypt_req(signed.clone())))?;
     let verified = rt.block_on(service.open(open_req(signed.clone())))?;

@@ -164,8 +164,19 @@ pub trait PrivateKey: Debug + Send + Sync {
     /// The public half.
     fn certificate(&self) -> &CertDer;
 
-    /// Other certificates that came with the key (issuers), leaf excluded.
+    /// Other certificates that came with the key (issuers, nearest first when the store knows
+    /// the order), leaf excluded.
     fn chain(&self) -> &[CertDer];
+
+    /// Further certificates the key's store holds beside the key that may complete its
+    /// certification path: a token's CA and other certificate objects, the rest of a PKCS#12's
+    /// bag, the system's intermediate and root stores. In no particular order; roots and
+    /// unrelated certificates may be among them, because whoever needs the chain builds the
+    /// path (`sign` does, with `smimekit_pki::chain`, from these, [`PrivateKey::chain`], the
+    /// directories' trust chains and `--chain` files). The default is none.
+    async fn store_certificates(&self) -> Result<Vec<CertDer>, KeyStoreError> {
+        Ok(Vec::new())
+    }
 
     fn kind(&self) -> KeyKind;
 

@@ -27,6 +27,9 @@ pub struct SignOptions {
     pub detached: bool,
     /// The signingTime attribute, seconds since the Unix epoch.
     pub signing_time: i64,
+    /// The certificates carried besides the signer's, nearest issuer first (the signer's
+    /// chain; the service builds it with `smimekit_pki::chain`). Self-signed roots are left out.
+    pub chain: Vec<CertDer>,
 }
 
 /// The content types, capabilities and algorithms we announce in SMIMECapabilities, most
@@ -94,11 +97,11 @@ pub async fn sign(
         &asn1::octet_string(&signature),
     ]);
 
-    // The signer's certificate and its chain, without self-signed roots.
+    // The signer's certificate and its chain, without self-signed roots or repeats.
     let mut certs: Vec<&[u8]> = vec![cert.as_bytes()];
-    for c in key.chain() {
+    for c in &opts.chain {
         let self_signed = certinfo::parse(c).map(|i| i.self_signed).unwrap_or(false);
-        if !self_signed && c != cert {
+        if !self_signed && !certs.contains(&c.as_bytes()) {
             certs.push(c.as_bytes());
         }
     }

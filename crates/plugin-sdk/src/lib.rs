@@ -136,6 +136,8 @@ pub trait KeyStorePlugin: Sized + Send + Sync + 'static {
 /// An open private key.
 pub trait PluginKey: Send + Sync + 'static {
     fn certificate(&self) -> Vec<u8>;
+    /// The issuers that came with the key (DER), and any other CA certificates the store holds
+    /// beside it, in any order: the host builds the signer's chain from them. Default: none.
     fn chain(&self) -> Vec<Vec<u8>> {
         Vec::new()
     }

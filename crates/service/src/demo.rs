@@ -399,9 +399,11 @@ impl Service {
                 pss: false,
                 opaque: false,
                 message: MESSAGE.as_bytes().to_vec(),
+                chain: Vec::new(),
             })
             .await
-            .map_err(at(name))?;
+            .map_err(at(name))?
+            .message;
         let signed_path = p("signed.eml");
         std::fs::write(&signed_path, &signed).map_err(io_at(name, &signed_path))?;
         steps.push(done(

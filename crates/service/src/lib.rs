@@ -20,6 +20,7 @@ mod lint;
 mod mail;
 mod pki_ops;
 mod plugins;
+mod signer_chain;
 mod token;
 
 use std::sync::Arc;
@@ -47,11 +48,14 @@ pub use exchange::{
 };
 pub use keys::{KeyRequest, KeySummary};
 pub use lint::{Finding, LintRequest, LintResult, LintedFileCert, Profile, RULES, Rule, Severity};
-pub use mail::{DecryptRequest, EncryptRequest, EncryptTo, OpenRequest, OpenResult, SignRequest};
+pub use mail::{
+    DecryptRequest, EncryptRequest, EncryptTo, OpenRequest, OpenResult, SignRequest, SignResult,
+};
 pub use pki_ops::{
     ChainBench, ChainBuildReport, ChainBuildRequest, ExtractedCert, PathCert, PathSummary,
     ProblemSummary, SstBench, StoreEntry, StoreFormat, StoreListing, StoreProperty, bench_sst,
 };
+pub use signer_chain::SignerChain;
 pub use smimekit_core::{CertDer, ContentCipher, DigestAlg, PrivateKey, Secret};
 pub use smimekit_message::report::{Layer, OpenReport, SignerReport, SignerStatus};
 pub use smimekit_pki::ca::RevocationReason;

@@ -9,6 +9,7 @@ use smimekit_message::report::OpenReport;
 use smimekit_message::signed::{SignOptions, VerifyContext};
 use smimekit_message::smime::{self, OpenOptions};
 
+use crate::signer_chain::SignerChain;
 use crate::{ErrorKind, Service, ServiceError};
 
 /// `smimekit sign`.
@@ -19,6 +20,16 @@ pub struct SignRequest {
     pub pss: bool,
     pub opaque: bool,
     pub message: Vec<u8>,
+    /// `--chain` files (PEM, DER, PKCS#7, SST): issuer certificates to complete the signer's
+    /// chain when neither the key store nor the directories have them.
+    pub chain: Vec<PathBuf>,
+}
+
+/// What `sign` made: the signed message, and the chain it carries.
+#[derive(Debug, Clone)]
+pub struct SignResult {
+    pub message: Vec<u8>,
+    pub chain: SignerChain,
 }
 
 /// One `--to` of `smimekit encrypt`.
@@ -91,20 +102,29 @@ pub struct OpenResult {
 }
 
 impl Service {
-    pub async fn sign(&self, req: SignRequest) -> Result<Vec<u8>, ServiceError> {
+    /// Signs with the signer's chain (no root) built from the key store, the directories'
+    /// trust chains and `req.chain`; an incomplete chain is reported in the result, not refused.
+    pub async fn sign(&self, req: SignRequest) -> Result<SignResult, ServiceError> {
         if req.pss && !matches!(req.key.kind(), smimekit_core::KeyKind::Rsa { .. }) {
             return Err(ServiceError::new(
                 ErrorKind::Usage,
                 "--pss needs an RSA key (this key is not RSA)",
             ));
         }
+        let (chain, report) = self.signer_chain(req.key.as_ref(), &req.chain).await?;
         let opts = SignOptions {
             digest: req.digest,
             pss: req.pss,
             detached: !req.opaque,
             signing_time: self.now(),
+            chain,
         };
-        Ok(smime::sign_message(self.engine(), req.key.as_ref(), &req.message, &opts).await?)
+        let message =
+            smime::sign_message(self.engine(), req.key.as_ref(), &req.message, &opts).await?;
+        Ok(SignResult {
+            message,
+            chain: report,
+        })
     }
 
     pub async fn encrypt(&self, req: EncryptRequest) -> Result<Vec<u8>, ServiceError> {

@@ -170,14 +170,21 @@ pub(crate) fn assemble(
             None => Vec::new(),
         };
         let certificate = leaf_of[k].map(|c| ders[c].clone());
+        let bag = (0..ders.len())
+            .filter(|c| Some(*c) != leaf_of[k])
+            .map(|c| ders[c].clone())
+            .collect();
         soft.push(certificate.clone().map(|cert| {
-            Arc::new(SoftKey::new(
-                format!("{id}{selector}"),
-                label.clone(),
-                key.pkey,
-                cert,
-                chain.clone(),
-            ))
+            Arc::new(
+                SoftKey::new(
+                    format!("{id}{selector}"),
+                    label.clone(),
+                    key.pkey,
+                    cert,
+                    chain.clone(),
+                )
+                .with_bag(bag),
+            )
         }));
         infos.push(KeyInfo {
             selector,

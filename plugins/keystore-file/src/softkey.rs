@@ -17,6 +17,8 @@ pub struct SoftKey {
     pkey: PKey<Private>,
     certificate: CertDer,
     chain: Vec<CertDer>,
+    /// Every other certificate of the file the key came from (the PKCS#12's bag).
+    bag: Vec<CertDer>,
 }
 
 impl SoftKey {
@@ -33,7 +35,15 @@ impl SoftKey {
             pkey,
             certificate,
             chain,
+            bag: Vec::new(),
         }
+    }
+
+    /// Records the other certificates of the key's file, for
+    /// [`PrivateKey::store_certificates`].
+    pub(crate) fn with_bag(mut self, bag: Vec<CertDer>) -> Self {
+        self.bag = bag;
+        self
     }
 
     /// `FILE#N`: the store path and the key's selector.
@@ -110,6 +120,11 @@ impl PrivateKey for SoftKey {
 
     fn chain(&self) -> &[CertDer] {
         &self.chain
+    }
+
+    /// The rest of the file's certificates (a PKCS#12's bag), those of other keys included.
+    async fn store_certificates(&self) -> Result<Vec<CertDer>, KeyStoreError> {
+        Ok(self.bag.clone())
     }
 
     fn kind(&self) -> KeyKind {

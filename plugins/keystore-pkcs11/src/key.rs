@@ -27,6 +27,8 @@ pub struct TokenKey {
     kind: KeyKind,
     certificate: CertDer,
     chain: Vec<CertDer>,
+    /// The token's other certificate objects, as found when the key was opened.
+    others: Vec<CertDer>,
     spki: Option<Vec<u8>>,
 }
 
@@ -51,6 +53,7 @@ impl TokenKey {
             kind: f.kind,
             certificate: f.certificate.unwrap_or_else(|| CertDer::new(Vec::new())),
             chain: f.chain,
+            others: f.others,
             spki: None,
         }
     }
@@ -329,6 +332,11 @@ impl PrivateKey for TokenKey {
 
     fn chain(&self) -> &[CertDer] {
         &self.chain
+    }
+
+    /// The token's CA and other certificate objects (read when the key was opened).
+    async fn store_certificates(&self) -> Result<Vec<CertDer>, KeyStoreError> {
+        Ok(self.others.clone())
     }
 
     fn kind(&self) -> KeyKind {

@@ -307,6 +307,9 @@ pub(crate) struct Found {
     pub kind: KeyKind,
     pub certificate: Option<CertDer>,
     pub chain: Vec<CertDer>,
+    /// Every other certificate object on the token (CA certificates and the rest): candidates
+    /// for the key's chain ([`smimekit_core::PrivateKey::store_certificates`]).
+    pub others: Vec<CertDer>,
 }
 
 pub(crate) fn attr_bytes(attrs: &[Attribute], t: AttributeType) -> Option<Vec<u8>> {
@@ -454,6 +457,11 @@ pub(crate) fn find_keys(
             .as_deref()
             .map(|c| chain_for(c, &pool))
             .unwrap_or_default();
+        let others = pool
+            .iter()
+            .filter(|c| cert.as_deref() != Some(c.as_slice()))
+            .map(|c| CertDer::new(c.clone()))
+            .collect();
         out.push(Found {
             handle: h,
             kind: key_kind(session, h),
@@ -461,6 +469,7 @@ pub(crate) fn find_keys(
             label,
             certificate: cert.map(CertDer::new),
             chain,
+            others,
         });
     }
     Ok(out)
@@ -685,6 +694,7 @@ pub fn generate(reference: &str, spec: KeySpec) -> Result<TokenKey, KeyStoreErro
             kind,
             certificate: None,
             chain: Vec::new(),
+            others: Vec::new(),
         },
         spki,
     ))

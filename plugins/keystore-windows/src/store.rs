@@ -504,6 +504,22 @@ impl WinKey {
         }
     }
 
+    /// Every certificate of the system's intermediate (`CA`) and root (`ROOT`) stores of the
+    /// key's location: candidates for its chain when the system chain engine found none. A
+    /// store nobody has written to yet is read as empty.
+    fn ca_store_certificates(&self) -> Result<Vec<CertDer>, KeyStoreError> {
+        let machine = self.r.location == Location::Machine;
+        let mut out = Vec::new();
+        for name in ["CA", "ROOT"] {
+            match win::open_system_store(name, machine, true) {
+                Ok(store) => out.extend(store.certs().iter().map(|c| CertDer::new(c.der()))),
+                Err(errors::ERROR_FILE_NOT_FOUND) => {}
+                Err(e) => return Err(errors::map(&self.id, &format!("opening store {name}"), e)),
+            }
+        }
+        Ok(out)
+    }
+
     /// Which API the key is reached through now ("cng" or "legacy"), and the CNG algorithm group.
     pub fn provider_kind(&self) -> Result<String, KeyStoreError> {
         let (_c, h) = self.acquire()?;
@@ -524,6 +540,11 @@ impl PrivateKey for WinKey {
 
     fn chain(&self) -> &[CertDer] {
         &self.chain
+    }
+
+    /// The system's intermediate and root stores (`CA`, `ROOT`) of the key's location.
+    async fn store_certificates(&self) -> Result<Vec<CertDer>, KeyStoreError> {
+        self.ca_store_certificates()
     }
 
     fn kind(&self) -> KeyKind {

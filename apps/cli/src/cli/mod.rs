@@ -181,6 +181,10 @@ pub struct SignArgs {
     /// RSA-PSS instead of RSA PKCS#1 v1.5 (RSA keys only).
     #[arg(long)]
     pub pss: bool,
+    /// Issuer certificates for the signer's chain (PEM, DER, .p7b, .sst), used when the key
+    /// store and the directories' trust chains lack them; repeatable. Roots are not sent.
+    #[arg(long, value_name = "F")]
+    pub chain: Vec<PathBuf>,
     #[command(flatten)]
     pub password: PasswordArgs,
     #[command(flatten)]

@@ -23,20 +23,33 @@ pub async fn sign(service: &Service, a: SignArgs, json: bool) -> Result<u8> {
     };
     let message = io::read_input(a.io.input.as_deref())?;
     let key = open_key(service, &a.key, a.cert.clone(), &a.password).await?;
-    let out = service
+    let signed = service
         .sign(SignRequest {
             key,
             digest,
             pss: a.pss,
             opaque: a.opaque,
             message,
+            chain: a.chain,
         })
         .await?;
-    io::write_output(a.io.output.as_deref(), &out)?;
+    let out = &signed.message;
+    io::write_output(a.io.output.as_deref(), out)?;
+    // Signed all the same: an incomplete chain is a warning, not a failure.
+    if let Some(w) = signed.chain.warning() {
+        eprintln!("warning: {w}");
+    }
     if json && a.io.output.is_some() {
-        print_json(
-            &serde_json::json!({ "signed": true, "bytes": out.len(), "digest": digest.name(), "opaque": a.opaque }),
-        )?;
+        let c = &signed.chain;
+        print_json(&serde_json::json!({
+            "signed": true,
+            "bytes": out.len(),
+            "digest": digest.name(),
+            "opaque": a.opaque,
+            "chain": c.included,
+            "chain_complete": c.complete,
+            "missing_issuer": c.missing_issuer,
+        }))?;
     }
     Ok(EXIT_OK)
 }
