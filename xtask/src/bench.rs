@@ -593,7 +593,8 @@ fn bench_service(
         pss: false,
         opaque: false,
         message,
-        chain: Vec::new(),
+        // The root completes the chain (and is left out), as `sign --chain` would.
+        chain: vec![pki.ca.clone()],
     };
     let encrypt_req = |message: Vec<u8>| EncryptRequest {
         to: vec![key.cert.clone().into()],
