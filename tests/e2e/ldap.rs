@@ -1,12 +1,17 @@
 //! The LDAP directory through the CLI, against a real slapd started by the fixture shared
 //! with the plugin's tests: `encrypt --to` finding the recipient in LDAP (searched after an
 //! empty local directory) then `open` with their key; publish/lookup/audit; exit codes of
-//! bad input (wrong password 4, unreachable 5, configuration 2, not found 4, too large 4).
+//! bad input (wrong password 4, unreachable 5, configuration 2, not found 4, too large 4);
+//! publishing to an alias. The `active-directory` flavour against Samba AD is in `ad`.
 
 use std::process::Output;
 
 #[path = "../../plugins/directory-ldap/tests/slapd/mod.rs"]
 mod slapd;
+
+// The active-directory flavour against a real Samba AD domain controller.
+mod ad;
+mod samba;
 
 use slapd::{ADMIN, BASE, Options, Slapd, b64};
 
@@ -263,5 +268,59 @@ fn ldap_bad_input_exit_codes() {
         Some(4),
         "nothing was written: {}",
         text(&out.stdout)
+    );
+}
+
+#[test]
+fn publish_to_an_alias_takes_a_certificate_for_any_address_of_the_entry() {
+    let s = Slapd::start(&Options {
+        ad_schema: true,
+        seed: seed(),
+        ..Options::default()
+    });
+    let set = Setup::new(&s, "");
+    // bob.pem names bob@example.org, the entry's primary address; robert@ is its alias.
+    let out = set.run(&[
+        "publish",
+        "robert@example.org",
+        "--cert",
+        &pki("bob.pem"),
+        "--directory",
+        "corp",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["added"].as_array().unwrap().len(), 1, "{r}");
+    // A certificate for none of the entry's addresses is refused, naming them.
+    let out = set.run(&[
+        "publish",
+        "robert@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "corp",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("is for alice@example.org, not robert@example.org")
+            && err.contains("bob@example.org"),
+        "{err}"
+    );
+    // And no entry at all: the plain refusal, nothing written.
+    let out = set.run(&[
+        "publish",
+        "nobody@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "corp",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
     );
 }

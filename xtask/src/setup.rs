@@ -2,7 +2,8 @@
 //!
 //! `cargo xtask test` calls this first, so the README's test command works on a fresh machine:
 //! openssl and libssl-dev (the engine), gpgsm (interop), SoftHSM2 and OpenSC (PKCS#11),
-//! slapd and ldap-utils (LDAP). The Windows/Wine packages are `windows-test`'s own business.
+//! slapd and ldap-utils (LDAP), Samba's AD DC (the active-directory flavour). The Windows/Wine
+//! packages are `windows-test`'s own business.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -20,6 +21,11 @@ const NEEDS: &[(Probe, &str)] = &[
     (Probe::Command("pkcs11-tool"), "opensc"),
     (Probe::File("/usr/sbin/slapd"), "slapd"),
     (Probe::Command("ldapmodify"), "ldap-utils"),
+    // The active-directory flavour's tests provision a Samba AD DC; samba-ad-provision (its
+    // provisioning data) is only a Recommends of samba-ad-dc, and recommends are not installed.
+    (Probe::File("/usr/sbin/samba"), "samba"),
+    (Probe::Package("samba-ad-dc"), "samba-ad-dc"),
+    (Probe::Package("samba-ad-provision"), "samba-ad-provision"),
 ];
 
 enum Probe {

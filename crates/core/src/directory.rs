@@ -137,6 +137,20 @@ pub trait Directory: Debug + Send + Sync {
     ///
     /// The default publishes, then unpublishes each value: backends that can write both in
     /// one atomic step override it.
+    /// Every address of the recipient that answers to `address`: `address` first, then the
+    /// entry's other addresses (AD `mail` and `proxyAddresses`); empty when the directory has
+    /// no such recipient. The addresses of one entry are one person, so a certificate naming
+    /// any of them may be published under any of them.
+    ///
+    /// The default knows one address per recipient; backends with aliases override it.
+    async fn addresses(&self, address: &Mailbox) -> Result<Vec<Mailbox>, DirectoryError> {
+        Ok(self
+            .recipient(address)
+            .await?
+            .map(|_| vec![address.clone()])
+            .unwrap_or_default())
+    }
+
     async fn publish_removing(
         &self,
         address: &Mailbox,

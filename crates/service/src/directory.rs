@@ -136,6 +136,46 @@ fn list(certs: &[&CertDer]) -> String {
         .join(", ")
 }
 
+/// Whether a certificate names an address (SAN rfc822Name or subject emailAddress).
+fn names(info: &CertInfo, address: &Mailbox) -> bool {
+    info.emails
+        .iter()
+        .any(|e| e.eq_ignore_ascii_case(address.as_str()))
+}
+
+/// A certificate that names none of the recipient's addresses: `addresses` are those the
+/// directory knows for the entry answering to `address` (empty: none, or not asked).
+fn not_for(
+    path: &std::path::Path,
+    info: &CertInfo,
+    address: &Mailbox,
+    addresses: &[Mailbox],
+) -> ServiceError {
+    let names = if info.emails.is_empty() {
+        "no e-mail address".to_string()
+    } else {
+        info.emails.join(", ")
+    };
+    let others: Vec<&str> = addresses
+        .iter()
+        .filter(|a| *a != address)
+        .map(Mailbox::as_str)
+        .collect();
+    let also = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " nor any other address of its entry ({})",
+            others.join(", ")
+        )
+    };
+    key_err(format!(
+        "{}: the certificate ({}) is for {names}, not {address}{also}; use --force to publish it anyway",
+        path.display(),
+        info.subject
+    ))
+}
+
 /// Why a certificate cannot receive encrypted mail at `now`, or `Ok`.
 pub(crate) fn encryption_usability(info: &CertInfo, now: i64) -> Result<(), String> {
     if now < info.not_before {
@@ -343,7 +383,15 @@ impl Service {
         req: &PublishRequest,
     ) -> Result<PublishResult, ServiceError> {
         let address = parse_address(&req.address)?;
-        let certificate = self.publishable_certificate(&req.certificate, &address, req.force)?;
+        let (certificate, info) = self.leaf_certificate(&req.certificate, req.force)?;
+        if !req.force && !names(&info, &address) {
+            // ADDRESS may be an alias of an entry whose certificate names another of its
+            // addresses (AD proxyAddresses): the entry's addresses are one person.
+            let addresses = dir.addresses(&address).await?;
+            if !addresses.iter().any(|a| names(&info, a)) {
+                return Err(not_for(&req.certificate, &info, &address, &addresses));
+            }
+        }
         let existing = dir.recipient(&address).await?;
         let existed = existing.is_some();
         let before = existing.map(|r| r.certificates).unwrap_or_default();
@@ -435,59 +483,52 @@ impl Service {
         )))
     }
 
-    /// The one end-entity certificate in a file, checked against the address.
+    /// The one end-entity certificate in a file, checked against the address (offline: no
+    /// directory is asked for the address's aliases; `publish` does that).
     pub(crate) fn publishable_certificate(
         &self,
         path: &std::path::Path,
         address: &Mailbox,
         force: bool,
     ) -> Result<CertDer, ServiceError> {
+        let (cert, info) = self.leaf_certificate(path, force)?;
+        if !force && !names(&info, address) {
+            return Err(not_for(path, &info, address, &[]));
+        }
+        Ok(cert)
+    }
+
+    /// The one end-entity certificate in a file (with `force`, a lone CA certificate too).
+    fn leaf_certificate(
+        &self,
+        path: &std::path::Path,
+        force: bool,
+    ) -> Result<(CertDer, CertInfo), ServiceError> {
         let certs = self.load_certificates(path)?;
         let mut infos = Vec::new();
-        for c in &certs {
+        for c in certs {
             let info =
-                certinfo::parse(c).map_err(|e| ServiceError::from(e).context(path.display()))?;
+                certinfo::parse(&c).map_err(|e| ServiceError::from(e).context(path.display()))?;
             infos.push((c, info));
         }
-        let leaves: Vec<&(&CertDer, CertInfo)> = infos.iter().filter(|(_, i)| !i.is_ca).collect();
-        let (cert, info) = match leaves.as_slice() {
-            [one] => (*one).clone(),
-            [] if force && infos.len() == 1 => infos[0].clone(),
-            [] => {
-                return Err(key_err(format!(
-                    "{}: holds only CA certificates, no certificate for a recipient",
-                    path.display()
-                )));
-            }
-            more => {
-                return Err(ServiceError::new(
-                    ErrorKind::Usage,
-                    format!(
-                        "{}: holds {} end-entity certificates; publish one at a time",
-                        path.display(),
-                        more.len()
-                    ),
-                ));
-            }
-        };
-        if !force
-            && !info
-                .emails
-                .iter()
-                .any(|e| e.eq_ignore_ascii_case(address.as_str()))
-        {
-            let names = if info.emails.is_empty() {
-                "no e-mail address".to_string()
-            } else {
-                info.emails.join(", ")
-            };
-            return Err(key_err(format!(
-                "{}: the certificate ({}) is for {names}, not {address}; use --force to publish it anyway",
-                path.display(),
-                info.subject
-            )));
+        let (mut leaves, mut cas): (Vec<_>, Vec<_>) =
+            infos.into_iter().partition(|(_, i)| !i.is_ca);
+        match (leaves.pop(), leaves.len()) {
+            (Some(one), 0) => Ok(one),
+            (Some(_), others) => Err(ServiceError::new(
+                ErrorKind::Usage,
+                format!(
+                    "{}: holds {} end-entity certificates; publish one at a time",
+                    path.display(),
+                    others + 1
+                ),
+            )),
+            (None, _) if force && cas.len() == 1 => Ok(cas.remove(0)),
+            (None, _) => Err(key_err(format!(
+                "{}: holds only CA certificates, no certificate for a recipient",
+                path.display()
+            ))),
         }
-        Ok(cert.clone())
     }
 
     /// `smimekit unpublish`: removes the certificate(s) in a file, checked by reading back.

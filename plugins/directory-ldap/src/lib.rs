@@ -64,6 +64,7 @@ mod rc {
     pub const ATTRIBUTE_OR_VALUE_EXISTS: u32 = 20;
     pub const INVALID_ATTRIBUTE_SYNTAX: u32 = 21;
     pub const NO_SUCH_OBJECT: u32 = 32;
+    pub const STRONGER_AUTH_REQUIRED: u32 = 8;
     pub const INVALID_CREDENTIALS: u32 = 49;
     pub const INSUFFICIENT_ACCESS: u32 = 50;
     pub const BUSY: u32 = 51;
@@ -177,6 +178,13 @@ impl LdapDirectory {
             rc::NO_SUCH_ATTRIBUTE
             | rc::UNDEFINED_ATTRIBUTE_TYPE
             | rc::INAPPROPRIATE_MATCHING
+            // AD (and Samba) refuse a simple bind on a connection without TLS, as hardened
+            // servers do: say so and how to fix it, rather than a bare result code.
+            rc::STRONGER_AUTH_REQUIRED if !self.s.uses_tls() => DirectoryError::Other(format!(
+                "directory {n}: {what} refused: the server requires TLS (LDAP 8 \
+                 strongerAuthRequired{text}); use an ldaps:// url or starttls = true (url is {:?})",
+                self.s.url
+            )),
             | rc::CONSTRAINT_VIOLATION
             | rc::ATTRIBUTE_OR_VALUE_EXISTS
             | rc::INVALID_ATTRIBUTE_SYNTAX
@@ -291,6 +299,10 @@ impl LdapDirectory {
             })
             .collect()
     }
+            // AD answers a subtree search from the domain root with search references to
+            // its other naming contexts (Configuration, DomainDnsZones): not entries, and no
+            // recipient lives there.
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
 
     /// The entries answering to an address.
     async fn find(&self, address: &Mailbox) -> Result<Vec<Entry>, DirectoryError> {
@@ -748,6 +760,20 @@ impl Directory for LdapDirectory {
         self.publish_removing(address, kind, certificate, mode, &[])
             .await
     }
+    async fn addresses(&self, address: &Mailbox) -> Result<Vec<Mailbox>, DirectoryError> {
+        let Some(e) = self.find_one(address).await? else {
+            return Ok(Vec::new());
+        };
+        let mut out = vec![address.clone()];
+        // A value that is no mailbox (a malformed proxy address) names no one: skipped.
+        for m in e.addresses().iter().filter_map(|a| Mailbox::parse(a).ok()) {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
 
     async fn publish_removing(
         &self,

@@ -68,7 +68,9 @@ fn base_ldif(ad: bool) -> String {
     s
 }
 
-fn make_tls(dir: &Path, san: &str) -> (PathBuf, PathBuf, PathBuf) {
+/// A test CA and a P-256 server certificate naming `san`, made with `openssl` in `dir`:
+/// (CA certificate, server certificate, server key), all PEM.
+pub fn make_tls(dir: &Path, san: &str) -> (PathBuf, PathBuf, PathBuf) {
     let ca_key = dir.join("ca.key");
     let ca = dir.join("ca.pem");
     let key = dir.join("server.key");
