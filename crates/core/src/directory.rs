@@ -129,14 +129,6 @@ pub trait Directory: Debug + Send + Sync {
             .find(|r| &r.address == address))
     }
 
-    /// [`Directory::publish`], and in the same write remove the listed certificate values
-    /// (those of them present; `certificate` itself is never removed). This is how callers
-    /// prune expired certificates: they decide which values are expired, the directory drops
-    /// exactly those and nothing it was not told to drop, even when another writer added
-    /// certificates meanwhile.
-    ///
-    /// The default publishes, then unpublishes each value: backends that can write both in
-    /// one atomic step override it.
     /// Every address of the recipient that answers to `address`: `address` first, then the
     /// entry's other addresses (AD `mail` and `proxyAddresses`); empty when the directory has
     /// no such recipient. The addresses of one entry are one person, so a certificate naming
@@ -151,6 +143,14 @@ pub trait Directory: Debug + Send + Sync {
             .unwrap_or_default())
     }
 
+    /// [`Directory::publish`], and in the same write remove the listed certificate values
+    /// (those of them present; `certificate` itself is never removed). This is how callers
+    /// prune expired certificates: they decide which values are expired, the directory drops
+    /// exactly those and nothing it was not told to drop, even when another writer added
+    /// certificates meanwhile.
+    ///
+    /// The default publishes, then unpublishes each value: backends that can write both in
+    /// one atomic step override it.
     async fn publish_removing(
         &self,
         address: &Mailbox,

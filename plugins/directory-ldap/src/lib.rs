@@ -168,6 +168,13 @@ impl LdapDirectory {
         };
         let m = format!("directory {n}: {what}: LDAP result {code}{text}{hint}");
         match code {
+            // AD (and Samba) refuse a simple bind on a connection without TLS, as hardened
+            // servers do: say so and how to fix it, rather than a bare result code.
+            rc::STRONGER_AUTH_REQUIRED if !self.s.uses_tls() => DirectoryError::Other(format!(
+                "directory {n}: {what} refused: the server requires TLS (LDAP 8 \
+                 strongerAuthRequired{text}); use an ldaps:// url or starttls = true (url is {:?})",
+                self.s.url
+            )),
             rc::INVALID_CREDENTIALS => DirectoryError::Other(format!(
                 "{n}: bind as {:?} refused: invalid credentials (LDAP 49); check bind_dn and \
                  password_env/password_file",
@@ -178,13 +185,6 @@ impl LdapDirectory {
             rc::NO_SUCH_ATTRIBUTE
             | rc::UNDEFINED_ATTRIBUTE_TYPE
             | rc::INAPPROPRIATE_MATCHING
-            // AD (and Samba) refuse a simple bind on a connection without TLS, as hardened
-            // servers do: say so and how to fix it, rather than a bare result code.
-            rc::STRONGER_AUTH_REQUIRED if !self.s.uses_tls() => DirectoryError::Other(format!(
-                "directory {n}: {what} refused: the server requires TLS (LDAP 8 \
-                 strongerAuthRequired{text}); use an ldaps:// url or starttls = true (url is {:?})",
-                self.s.url
-            )),
             | rc::CONSTRAINT_VIOLATION
             | rc::ATTRIBUTE_OR_VALUE_EXISTS
             | rc::INVALID_ATTRIBUTE_SYNTAX
@@ -289,6 +289,10 @@ impl LdapDirectory {
     fn parse_all(&self, entries: Vec<ldap3::ResultEntry>) -> Result<Vec<RawEntry>, DirectoryError> {
         entries
             .into_iter()
+            // AD answers a subtree search from the domain root with search references to
+            // its other naming contexts (Configuration, DomainDnsZones): not entries, and no
+            // recipient lives there.
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
             .map(|e| {
                 entry::parse(e).ok_or_else(|| {
                     DirectoryError::Corrupt(format!(
@@ -299,10 +303,6 @@ impl LdapDirectory {
             })
             .collect()
     }
-            // AD answers a subtree search from the domain root with search references to
-            // its other naming contexts (Configuration, DomainDnsZones): not entries, and no
-            // recipient lives there.
-            .filter(|e| !e.is_ref() && !e.is_intermediate())
 
     /// The entries answering to an address.
     async fn find(&self, address: &Mailbox) -> Result<Vec<Entry>, DirectoryError> {
@@ -750,16 +750,6 @@ impl Directory for LdapDirectory {
             .and_then(|e| self.recipient_of(&e, Some(address))))
     }
 
-    async fn publish(
-        &self,
-        address: &Mailbox,
-        kind: RecipientKind,
-        certificate: &CertDer,
-        mode: PublishMode,
-    ) -> Result<Vec<CertDer>, DirectoryError> {
-        self.publish_removing(address, kind, certificate, mode, &[])
-            .await
-    }
     async fn addresses(&self, address: &Mailbox) -> Result<Vec<Mailbox>, DirectoryError> {
         let Some(e) = self.find_one(address).await? else {
             return Ok(Vec::new());
@@ -774,6 +764,16 @@ impl Directory for LdapDirectory {
         Ok(out)
     }
 
+    async fn publish(
+        &self,
+        address: &Mailbox,
+        kind: RecipientKind,
+        certificate: &CertDer,
+        mode: PublishMode,
+    ) -> Result<Vec<CertDer>, DirectoryError> {
+        self.publish_removing(address, kind, certificate, mode, &[])
+            .await
+    }
 
     async fn publish_removing(
         &self,
