@@ -189,7 +189,17 @@ impl Service {
                 included.push(subject.clone());
             }
         }
-        if complete.is_some() {
+        // A path that ends at a CA certificate (not the leaf) whose issuer we do not hold stops
+        // below the root, which is never sent: recipients who trust that root can verify, as
+        // `openssl cms -verify -CAfile root.pem` does. Only a chain with nothing above the leaf,
+        // or one ending at a certificate that may not issue, is incomplete.
+        let stops_at_ca = path.certificates.len() > 1
+            && path
+                .certificates
+                .last()
+                .and_then(|c| certinfo::parse(c).ok())
+                .is_some_and(|i| i.is_ca);
+        if complete.is_some() || stops_at_ca {
             return Ok(Attempt {
                 chain,
                 included,
