@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
-use smimekit_service::{ErrorKind, KeyRequest, OpenRequest, PrivateKey, Secret, Service};
+use smimekit_service::{
+    DecryptionKey, ErrorKind, KeyRequest, OpenRequest, PrivateKey, Secret, Service,
+};
 
 use crate::common;
 
@@ -317,7 +319,11 @@ async fn check_message(service: &Service, root: &Path, case: &Value) -> Result<(
         if with.starts_with("secretkey:") {
             return Err("KEK (secretkey:) recipients are not supported".into());
         }
-        keys.push(open_key(service, root, with, s(expect, "password")).await?);
+        keys.push(
+            open_key(service, root, with, s(expect, "password"))
+                .await?
+                .into(),
+        );
     }
     let crls = match s(case, "crls_dir") {
         Some(d) => load_crls(&root.join(d))?,
@@ -563,4 +569,118 @@ async fn corpus_manifest() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The file a case decrypts with, when it is a key file (not a PKCS#12, not a secret key).
+fn key_file_of(case: &Value) -> Option<&str> {
+    let with = s(&case["expect"], "decrypt_with")?;
+    let p12 = [".p12", ".pfx"].iter().any(|e| with.ends_with(e));
+    (!p12 && !with.starts_with("secretkey:")).then_some(with)
+}
+
+/// Writes the private key of `path` alone (a PEM file may also hold the certificate) to `dir`.
+fn key_only(root: &Path, path: &str, dir: &Path) -> PathBuf {
+    let data = std::fs::read(root.join(path)).unwrap();
+    let out = dir.join(path.replace('/', "_"));
+    let text = String::from_utf8_lossy(&data);
+    let kept = match text.find("-----BEGIN") {
+        // PEM: the key blocks only.
+        Some(_) => {
+            let mut kept = String::new();
+            let mut inside = false;
+            for line in text.lines() {
+                if line.starts_with("-----BEGIN") {
+                    inside = line.contains("PRIVATE KEY");
+                }
+                if inside {
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+                if line.starts_with("-----END") {
+                    inside = false;
+                }
+            }
+            assert!(!kept.is_empty(), "{path}: no private key block");
+            kept.into_bytes()
+        }
+        None => data,
+    };
+    std::fs::write(&out, kept).unwrap();
+    out
+}
+
+/// Every enveloped case that decrypts with a key file opens with that key alone, with no
+/// certificate: the key is tried on every recipient of its type (`openssl cms -decrypt
+/// -inkey` without `-recip`), and the content is the manifest's; cases that must fail give an
+/// error.
+#[tokio::test]
+async fn corpus_enveloped_with_the_key_alone() {
+    let root = common::corpus();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
+    let service = Service::builder().build().expect("service");
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = Vec::new();
+    let mut failures = Vec::new();
+    for case in manifest["cases"].as_array().unwrap() {
+        let file = s(case, "file").unwrap_or_default();
+        let kind = s(case, "kind").unwrap_or_default();
+        let Some(with) = key_file_of(case).filter(|_| kind.contains("enveloped")) else {
+            continue;
+        };
+        let key_path = key_only(&root, with, dir.path());
+        let key = service
+            .open_decryption_key(&KeyRequest {
+                reference: key_path.display().to_string(),
+                ..KeyRequest::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{file}: key {with}: {e}"));
+        assert!(
+            matches!(key, DecryptionKey::Bare(_)),
+            "{file}: {with} alone must open bare"
+        );
+        let expect = &case["expect"];
+        let must_fail = expect.get("decrypt_ok") == Some(&Value::Bool(false));
+        let result = service
+            .open(OpenRequest {
+                keys: vec![key],
+                message: std::fs::read(root.join(file)).unwrap(),
+                at: Some(FIXED_TIME),
+                ..OpenRequest::default()
+            })
+            .await;
+        let outcome = match (result, must_fail) {
+            (Ok(o), false) => match s(expect, "plaintext_sha256") {
+                Some(want) if !o.report.content_sha256.eq_ignore_ascii_case(want) => {
+                    Err("content differs from the manifest's".to_string())
+                }
+                _ => Ok(()),
+            },
+            (Ok(_), true) => Err("opened, but the manifest says it must fail".into()),
+            // Refused cleanly (no content, an obsolete type): an error, never content.
+            (Err(_), true) => Ok(()),
+            (Err(e), _) => Err(format!("{:?}: {e}", e.kind)),
+        };
+        println!(
+            "{} {file} with {with} alone",
+            if outcome.is_ok() { "ok  " } else { "FAIL" }
+        );
+        if let Err(e) = outcome {
+            failures.push(format!("{file}: {e}"));
+        }
+        checked.push(file.to_string());
+    }
+    // The RFC 4134 and pyca cases the issue names are among them.
+    for must in [
+        "rfc4134/5.1.bin",
+        "rfc4134/5.2.bin",
+        "rfc4134/5.3.eml",
+        "pyca-vectors/pkcs7/enveloped-rsa-oaep.pem",
+        "pyca-vectors/pkcs7/enveloped-triple-des.pem",
+        "openssl/cms-data/ciphertext_from_1_1_1.cms",
+    ] {
+        assert!(checked.iter().any(|c| c == must), "{must} was not checked");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

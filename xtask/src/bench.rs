@@ -603,7 +603,7 @@ fn bench_service(
         message,
     };
     let open_req = |message: Vec<u8>| OpenRequest {
-        keys: vec![private.clone()],
+        keys: vec![private.clone().into()],
         trust: vec![pki.ca.clone()],
         message,
         ..OpenRequest::default()
@@ -672,7 +672,7 @@ fn bench_service(
             || encrypted.clone(),
             |m| {
                 rt.block_on(service.decrypt(DecryptRequest {
-                    keys: vec![private.clone()],
+                    keys: vec![private.clone().into()],
                     message: m,
                 }))?;
                 Ok(())

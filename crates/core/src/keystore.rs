@@ -143,6 +143,16 @@ pub trait KeyStore: Debug + Send + Sync {
     /// Opens one key; `None` selects the only (or first) key that has a certificate.
     async fn open(&self, selector: Option<&str>) -> Result<Arc<dyn PrivateKey>, KeyStoreError>;
 
+    /// Opens one key to decrypt with. Unlike [`KeyStore::open`], a key whose certificate the
+    /// store does not hold opens too, as a [`DecryptionKey::Bare`]; `None` selects the only (or
+    /// first) key with a certificate, else the first key. The default opens with `open`.
+    async fn open_for_decryption(
+        &self,
+        selector: Option<&str>,
+    ) -> Result<DecryptionKey, KeyStoreError> {
+        Ok(DecryptionKey::Certified(self.open(selector).await?))
+    }
+
     /// Puts a PKCS#12 bundle's key, certificate and chain into the store (tokens), labelled
     /// `label` (default: from the certificate). Stores that cannot take keys say Unsupported.
     async fn import_pkcs12(
@@ -196,4 +206,84 @@ pub trait PrivateKey: Debug + Send + Sync {
 
     /// ECDH with a peer's public point (uncompressed SEC1), returning the shared secret Z.
     async fn ecdh(&self, peer_point: &[u8]) -> Result<Secret, KeyStoreError>;
+}
+
+/// A private key whose certificate is not known: a PEM or DER key file opened without one
+/// (`open --key bob.key`). It can only decrypt. With no certificate there is no recipient
+/// identifier to match, so the message layer tries it on every recipient of its algorithm
+/// (RSA on key transport, EC on key agreement of the same curve), as `openssl cms -decrypt
+/// -inkey` does without `-recip`.
+#[async_trait]
+pub trait BareKey: Debug + Send + Sync {
+    /// A name for messages: the file and the key's selector.
+    fn id(&self) -> &str;
+
+    fn kind(&self) -> KeyKind;
+
+    /// Decrypts an RSA-encrypted content-encryption key.
+    async fn decrypt_key(
+        &self,
+        padding: &RsaPadding,
+        wrapped: &[u8],
+    ) -> Result<Secret, KeyStoreError>;
+
+    /// ECDH with a peer's public point (uncompressed SEC1), returning the shared secret Z.
+    async fn ecdh(&self, peer_point: &[u8]) -> Result<Secret, KeyStoreError>;
+}
+
+/// A key to decrypt with: what [`KeyStore::open_for_decryption`] returns.
+#[derive(Debug, Clone)]
+pub enum DecryptionKey {
+    /// A key with its certificate: recipients are matched by issuer and serial number or by
+    /// subject key identifier.
+    Certified(Arc<dyn PrivateKey>),
+    /// A key without a certificate, tried on every recipient of its algorithm and curve.
+    Bare(Arc<dyn BareKey>),
+}
+
+impl DecryptionKey {
+    pub fn kind(&self) -> KeyKind {
+        match self {
+            DecryptionKey::Certified(k) => k.kind(),
+            DecryptionKey::Bare(k) => k.kind(),
+        }
+    }
+
+    /// The certificate, when known.
+    pub fn certificate(&self) -> Option<&CertDer> {
+        match self {
+            DecryptionKey::Certified(k) => Some(k.certificate()),
+            DecryptionKey::Bare(_) => None,
+        }
+    }
+
+    pub async fn decrypt_key(
+        &self,
+        padding: &RsaPadding,
+        wrapped: &[u8],
+    ) -> Result<Secret, KeyStoreError> {
+        match self {
+            DecryptionKey::Certified(k) => k.decrypt_key(padding, wrapped).await,
+            DecryptionKey::Bare(k) => k.decrypt_key(padding, wrapped).await,
+        }
+    }
+
+    pub async fn ecdh(&self, peer_point: &[u8]) -> Result<Secret, KeyStoreError> {
+        match self {
+            DecryptionKey::Certified(k) => k.ecdh(peer_point).await,
+            DecryptionKey::Bare(k) => k.ecdh(peer_point).await,
+        }
+    }
+}
+
+impl From<Arc<dyn PrivateKey>> for DecryptionKey {
+    fn from(key: Arc<dyn PrivateKey>) -> Self {
+        DecryptionKey::Certified(key)
+    }
+}
+
+impl From<Arc<dyn BareKey>> for DecryptionKey {
+    fn from(key: Arc<dyn BareKey>) -> Self {
+        DecryptionKey::Bare(key)
+    }
 }

@@ -30,6 +30,7 @@ pub use engine::{
     Primitives, PublicKeyInfo, SignatureVerifier,
 };
 pub use keystore::{
-    KeyInfo, KeyKind, KeySpec, KeyStore, KeyStoreError, NewKey, PrivateKey, Protection,
+    BareKey, DecryptionKey, KeyInfo, KeyKind, KeySpec, KeyStore, KeyStoreError, NewKey, PrivateKey,
+    Protection,
 };
 pub use secret::Secret;

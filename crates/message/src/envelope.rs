@@ -6,11 +6,10 @@
 //! identified by issuerAndSerialNumber; when decrypting, subjectKeyIdentifier matches too.
 //! Password (pwri), KEK and KEM recipients are recognised and reported, not handled.
 
-use std::sync::Arc;
-
 use const_oid::ObjectIdentifier as Oid;
 use smimekit_core::{
-    CertDer, ContentCipher, CryptoEngine, DigestAlg, PrivateKey, RsaPadding, Secret,
+    CertDer, ContentCipher, CryptoEngine, DecryptionKey, DigestAlg, EngineError, KeyKind,
+    KeyStoreError, RsaPadding, Secret,
 };
 use smimekit_pki::certinfo;
 
@@ -258,7 +257,8 @@ pub struct Decrypted {
     pub content: Vec<u8>,
     pub cipher: String,
     pub key_algorithms: Vec<String>,
-    /// The address of the key that opened it.
+    /// Who the layer was decrypted for: the address of the key's certificate, or for a key
+    /// without one, the recipient identifier it opened.
     pub recipient: String,
     pub authenticated: bool,
 }
@@ -277,6 +277,8 @@ enum RecipKind<'a> {
     },
     Kari {
         originator_point: Vec<u8>,
+        /// The curve of the originator's key (`P-256`…), when known.
+        curve: Option<&'static str>,
         ukm: Option<Vec<u8>>,
         alg: Tlv<'a>,
         keys: Vec<(Tlv<'a>, Vec<u8>)>,
@@ -284,12 +286,56 @@ enum RecipKind<'a> {
     Other,
 }
 
+/// One attempt: a key on a key-transport recipient, or on one encrypted key of a key
+/// agreement (`rek`).
+#[derive(Clone, Copy)]
+struct Candidate<'k> {
+    key: &'k DecryptionKey,
+    recip: usize,
+    rek: usize,
+}
+
+/// Why an attempt gave no key.
+enum Failure {
+    /// A cryptographic failure (wrong key, bad padding, failed unwrap): never told apart.
+    Crypto,
+    /// Decided by public data alone (an unsupported algorithm, a token that cannot do it).
+    Public(MessageError),
+    /// The key needs a PIN: stop and let the caller ask.
+    Locked(MessageError),
+}
+
+impl From<MessageError> for Failure {
+    fn from(e: MessageError) -> Self {
+        match e {
+            MessageError::Key(KeyStoreError::Locked { .. }) => Failure::Locked(e),
+            MessageError::Key(KeyStoreError::Failed { .. })
+            | MessageError::DecryptFailed(_)
+            | MessageError::Engine(_) => Failure::Crypto,
+            other => Failure::Public(other),
+        }
+    }
+}
+
 /// Decrypts an EnvelopedData or AuthEnvelopedData ContentInfo `[0]` element with one of `keys`.
+///
+/// Which recipients a key is tried on: a key with a certificate, on those that name it
+/// (issuer and serial number, or subject key identifier); a bare key, and a key whose
+/// certificate no recipient names, on every recipient of its algorithm (RSA on key
+/// transport, EC on key agreement with an originator key on the same curve), as `openssl cms
+/// -decrypt -inkey` does without `-recip`. The named attempts come first.
+///
+/// No outcome tells which step failed (Bleichenbacher's and the million-message attacks feed
+/// on that): every attempt of a round is unwrapped before any content is decrypted; an unwrap
+/// that fails or gives a key of the wrong size gives no key; when RSA attempts gave none, the
+/// content is decrypted with a random key, as a wrongly unwrapped key would be. Every such
+/// failure ends in the one error, [`MessageError::NoRecipientKey`]. CBC content has no
+/// integrity, so a wrong RSA key can, rarely, "decrypt" to garbage (so does OpenSSL's).
 pub async fn decrypt(
     engine: &CryptoEngine,
     explicit: &Tlv<'_>,
     authenticated: bool,
-    keys: &[Arc<dyn PrivateKey>],
+    keys: &[DecryptionKey],
 ) -> Result<Decrypted, MessageError> {
     let ed = explicit
         .children()
@@ -348,129 +394,236 @@ pub async fn decrypt(
         (None, Vec::new())
     };
     let (cipher, iv) = content_cipher(&alg)?;
-
-    // Find a key for a recipient: exact identifier first, then any key of the right type.
-    let mut last_err = None;
-    for pass in 0..2 {
-        for key in keys {
-            for rec in &recips {
-                let cek = match unwrap_for(engine, rec, key.as_ref(), cipher, pass == 1).await {
-                    Ok(Some(cek)) => cek,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        last_err = Some(e);
-                        continue;
-                    }
-                };
-                match engine.crypter.decrypt(
-                    cipher,
-                    cek.expose(),
-                    &iv,
-                    &aad,
-                    &ciphertext,
-                    mac.as_deref(),
-                ) {
-                    Ok(content) => {
-                        let info = certinfo::parse(key.certificate())?;
-                        return Ok(Decrypted {
-                            content,
-                            cipher: cipher.name(),
-                            key_algorithms,
-                            recipient: certinfo::primary_address(&info),
-                            authenticated,
-                        });
-                    }
-                    Err(e) => last_err = Some(MessageError::from(e)),
-                }
-            }
-        }
-        if last_err.is_some() {
-            break;
-        }
-    }
-    if let Some(e) = last_err {
-        return Err(e);
-    }
     if keys.is_empty() {
         return Err(MessageError::NeedsKey);
     }
-    Err(MessageError::NoRecipientKey {
-        recipients: describe_recipients(&recips),
-    })
+
+    let (named, by_type) = candidates(&recips, keys);
+    let decrypt_content = |cek: &[u8]| {
+        engine
+            .crypter
+            .decrypt(cipher, cek, &iv, &aad, &ciphertext, mac.as_deref())
+    };
+    let mut crypto_failed = false;
+    let mut public_err = None;
+    for (round, named_round) in [(named, true), (by_type, false)] {
+        if round.is_empty() {
+            continue;
+        }
+        // Unwrap every attempt of the round first, so that neither the outcome nor the work
+        // depends on which one unwrapped.
+        let mut found: Vec<(Candidate<'_>, Secret)> = Vec::new();
+        let mut rsa_failed = false;
+        for c in &round {
+            let rec = &recips[c.recip];
+            let unwrapped = unwrap(engine, rec, c.rek, c.key)
+                .await
+                .map_err(Failure::from)
+                .and_then(|cek| {
+                    // RC2 keys vary in size; every other cipher fixes it.
+                    if matches!(cipher, ContentCipher::Rc2Cbc(_)) || cek.len() == cipher.key_len() {
+                        Ok(cek)
+                    } else {
+                        Err(Failure::Crypto)
+                    }
+                });
+            match unwrapped {
+                Ok(cek) => found.push((*c, cek)),
+                Err(Failure::Crypto) => {
+                    crypto_failed = true;
+                    rsa_failed |= matches!(rec.kind, RecipKind::Ktri { .. });
+                }
+                Err(Failure::Public(e)) => {
+                    // A named recipient's own limitation is the answer; others' are not.
+                    if named_round || public_err.is_none() {
+                        public_err.get_or_insert(e);
+                    }
+                }
+                Err(Failure::Locked(e)) => return Err(e),
+            }
+        }
+        if found.is_empty() && rsa_failed {
+            // As a wrongly unwrapped key would: decrypt with a random one.
+            let first = round
+                .iter()
+                .find(|c| matches!(recips[c.recip].kind, RecipKind::Ktri { .. }))
+                .copied();
+            let mut cek = vec![0u8; random_key_len(cipher)];
+            engine.primitives.fill_random(&mut cek)?;
+            if let Some(c) = first {
+                found.push((c, Secret::new(cek)));
+            }
+        }
+        for (c, cek) in &found {
+            match decrypt_content(cek.expose()) {
+                Ok(content) => {
+                    return Ok(Decrypted {
+                        content,
+                        cipher: cipher.name(),
+                        key_algorithms,
+                        recipient: recipient_name(c, &recips)?,
+                        authenticated,
+                    });
+                }
+                Err(EngineError::DecryptFailed(_)) => crypto_failed = true,
+                // Not about the key (an unsupported cipher, a bad IV): the same for every key.
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    match public_err {
+        Some(e) if !crypto_failed => Err(e),
+        _ => Err(MessageError::NoRecipientKey {
+            recipients: describe_recipients(&recips),
+        }),
+    }
+}
+
+/// The attempts, in order: recipients that name a key's certificate; then, for each key that
+/// none names, every recipient of its algorithm and curve.
+fn candidates<'k>(
+    recips: &[Recip<'_>],
+    keys: &'k [DecryptionKey],
+) -> (Vec<Candidate<'k>>, Vec<Candidate<'k>>) {
+    let (mut named, mut by_type) = (Vec::new(), Vec::new());
+    for key in keys {
+        let cert = key.certificate();
+        let names = |rid: &Tlv<'_>| cert.is_some_and(|c| certid::matches(rid, c));
+        let before = named.len();
+        for (i, rec) in recips.iter().enumerate() {
+            match &rec.kind {
+                RecipKind::Ktri { rid, .. } if names(rid) => named.push(Candidate {
+                    key,
+                    recip: i,
+                    rek: 0,
+                }),
+                RecipKind::Kari { keys: reks, .. } => {
+                    for (j, (rid, _)) in reks.iter().enumerate() {
+                        if names(rid) {
+                            named.push(Candidate {
+                                key,
+                                recip: i,
+                                rek: j,
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if named.len() > before {
+            continue;
+        }
+        for (i, rec) in recips.iter().enumerate() {
+            match (&rec.kind, key.kind()) {
+                (RecipKind::Ktri { .. }, KeyKind::Rsa { .. }) => by_type.push(Candidate {
+                    key,
+                    recip: i,
+                    rek: 0,
+                }),
+                (
+                    RecipKind::Kari {
+                        curve, keys: reks, ..
+                    },
+                    KeyKind::Ec { curve: ours },
+                ) if *curve == Some(ours) => {
+                    by_type.extend((0..reks.len()).map(|j| Candidate {
+                        key,
+                        recip: i,
+                        rek: j,
+                    }));
+                }
+                _ => {}
+            }
+        }
+    }
+    (named, by_type)
+}
+
+/// The size of the stand-in key for a failed RSA unwrap (RC2: a 128-bit key).
+fn random_key_len(cipher: ContentCipher) -> usize {
+    match cipher {
+        ContentCipher::Rc2Cbc(_) => 16,
+        c => c.key_len(),
+    }
+}
+
+/// Who a successful attempt decrypted for.
+fn recipient_name(c: &Candidate<'_>, recips: &[Recip<'_>]) -> Result<String, MessageError> {
+    if let Some(cert) = c.key.certificate() {
+        return Ok(certinfo::primary_address(&certinfo::parse(cert)?));
+    }
+    let rid = match &recips[c.recip].kind {
+        RecipKind::Ktri { rid, .. } => Some(rid),
+        RecipKind::Kari { keys, .. } => keys.get(c.rek).map(|(rid, _)| rid),
+        RecipKind::Other => None,
+    };
+    Ok(rid.map(describe_rid).unwrap_or_default())
 }
 
 fn describe_recipients(recips: &[Recip<'_>]) -> String {
     let mut out: Vec<String> = Vec::new();
     for r in recips {
-        let rid = match &r.kind {
-            RecipKind::Ktri { rid, .. } => vec![*rid],
-            RecipKind::Kari { keys, .. } => keys.iter().map(|(rid, _)| *rid).collect(),
-            RecipKind::Other => vec![],
-        };
-        for t in rid {
-            out.push(match t.tag {
-                TAG_SEQUENCE => {
-                    let serial = t.children().next().ok().flatten().and_then(|_| {
-                        let mut c = t.children();
-                        c.next().ok()?;
-                        c.next().ok().flatten()
-                    });
-                    format!(
-                        "serial {}",
-                        serial.map(|s| hex::encode(s.content)).unwrap_or_default()
-                    )
-                }
-                _ => format!("key id {}", hex::encode(t.content)),
-            });
-        }
-        if matches!(r.kind, RecipKind::Other) {
-            out.push(format!("{} recipient", r.alg_name));
+        match &r.kind {
+            RecipKind::Ktri { rid, .. } => out.push(describe_rid(rid)),
+            RecipKind::Kari { keys, .. } => {
+                out.extend(keys.iter().map(|(rid, _)| describe_rid(rid)))
+            }
+            RecipKind::Other => out.push(format!("{} recipient", r.alg_name)),
         }
     }
     out.join(", ")
 }
 
-/// Unwraps the content-encryption key if `key` is this recipient (or, with `any`, might be).
-async fn unwrap_for(
+/// A recipient identifier for people: `serial … from ISSUER` or `key id …`.
+fn describe_rid(t: &Tlv<'_>) -> String {
+    match t.tag {
+        TAG_SEQUENCE => {
+            let mut c = t.children();
+            let issuer = c.next().ok().flatten();
+            let serial = c.next().ok().flatten();
+            let serial = serial.map(|s| hex::encode(s.content)).unwrap_or_default();
+            match issuer.and_then(|i| certinfo::format_name(i.raw).ok()) {
+                Some(name) => format!("serial {serial} from {name}"),
+                None => format!("serial {serial}"),
+            }
+        }
+        // rKeyId [0] { subjectKeyIdentifier … } of a key agreement.
+        0xa0 => {
+            let ski = t.children().next().ok().flatten();
+            format!(
+                "key id {}",
+                ski.map(|s| hex::encode(s.content)).unwrap_or_default()
+            )
+        }
+        _ => format!("key id {}", hex::encode(t.content)),
+    }
+}
+
+/// Unwraps the content-encryption key of recipient `rec` (encrypted key `rek` of a key
+/// agreement) with `key`.
+async fn unwrap(
     engine: &CryptoEngine,
     rec: &Recip<'_>,
-    key: &dyn PrivateKey,
-    cipher: ContentCipher,
-    any: bool,
-) -> Result<Option<Secret>, MessageError> {
-    let cert = key.certificate();
+    rek: usize,
+    key: &DecryptionKey,
+) -> Result<Secret, MessageError> {
     match &rec.kind {
-        RecipKind::Ktri { rid, alg, wrapped } => {
-            if !(certid::matches(rid, cert)
-                || any && matches!(key.kind(), smimekit_core::KeyKind::Rsa { .. }))
-            {
-                return Ok(None);
-            }
+        RecipKind::Ktri { alg, wrapped, .. } => {
             let padding = rsa_padding(alg)?;
-            let cek = key.decrypt_key(&padding, wrapped).await?;
-            // A PKCS#1 v1.5 unwrap with a wrong key can "succeed" with garbage: check its size
-            // where the cipher fixes it (RC2 keys vary).
-            if !matches!(cipher, ContentCipher::Rc2Cbc(_)) && cek.len() != cipher.key_len() {
-                return Err(MessageError::DecryptFailed(format!(
-                    "unwrapped key has {} bytes, {} needs {}",
-                    cek.len(),
-                    cipher.name(),
-                    cipher.key_len()
-                )));
-            }
-            Ok(Some(cek))
+            Ok(key.decrypt_key(&padding, wrapped).await?)
         }
         RecipKind::Kari {
             originator_point,
             ukm,
             alg,
             keys,
+            ..
         } => {
-            let Some((_, wrapped)) = keys.iter().find(|(rid, _)| {
-                certid::matches(rid, cert)
-                    || any && matches!(key.kind(), smimekit_core::KeyKind::Ec { .. })
-            }) else {
-                return Ok(None);
+            let Some((_, wrapped)) = keys.get(rek) else {
+                return Err(MessageError::Malformed(
+                    "no such recipientEncryptedKey".into(),
+                ));
             };
             let mut ar = alg.children();
             let kdf_oid = read_oid(&mut ar, "keyEncryptionAlgorithm")?;
@@ -508,13 +661,35 @@ async fn unwrap_for(
             let kek = engine
                 .key_transport
                 .kdf_x963(kdf, z.expose(), &shared, kek_len)?;
-            Ok(Some(if wrap_oid == oids::CMS3DES_WRAP {
+            Ok(if wrap_oid == oids::CMS3DES_WRAP {
                 engine.key_transport.des3_unwrap(kek.expose(), wrapped)?
             } else {
                 engine.key_transport.aes_unwrap(kek.expose(), wrapped)?
-            }))
+            })
         }
-        RecipKind::Other => Ok(None),
+        RecipKind::Other => Err(MessageError::Unsupported(format!(
+            "{} recipients",
+            rec.alg_name
+        ))),
+    }
+}
+
+/// The named curve of an EC public key: from the algorithm's parameters when given, else
+/// from the size of the point (uncompressed or compressed).
+fn ec_curve(params: Option<&Oid>, point: &[u8]) -> Option<&'static str> {
+    if let Some(p) = params {
+        return match p.to_string().as_str() {
+            "1.2.840.10045.3.1.7" => Some("P-256"),
+            "1.3.132.0.34" => Some("P-384"),
+            "1.3.132.0.35" => Some("P-521"),
+            _ => None,
+        };
+    }
+    match point.len() {
+        65 | 33 => Some("P-256"),
+        97 | 49 => Some("P-384"),
+        133 | 67 => Some("P-521"),
+        _ => None,
     }
 }
 
@@ -540,13 +715,22 @@ fn parse_recipient<'a>(ri: &Tlv<'a>) -> Result<Recip<'a>, MessageError> {
             r.read("version")?;
             let originator = r.read_tag(0xa0, "originator")?;
             let orig = originator.children().read("originator key")?;
-            let originator_point = if orig.tag == 0xa1 {
+            let (originator_point, curve) = if orig.tag == 0xa1 {
                 let mut or = orig.children();
-                or.read_tag(TAG_SEQUENCE, "originator algorithm")?;
+                let oalg = or.read_tag(TAG_SEQUENCE, "originator algorithm")?;
+                let mut oar = oalg.children();
+                read_oid(&mut oar, "originator algorithm")?;
+                // Parameters are absent or NULL (RFC 5753), or name the curve.
+                let params = match oar.next()? {
+                    Some(p) if p.tag == asn1::TAG_OID => oids::parse(p.content),
+                    _ => None,
+                };
                 let bits = or
                     .read_tag(asn1::TAG_BIT_STRING, "originator public key")?
                     .octets()?;
-                bits.get(1..).unwrap_or_default().to_vec()
+                let point = bits.get(1..).unwrap_or_default().to_vec();
+                let curve = ec_curve(params.as_ref(), &point);
+                (point, curve)
             } else {
                 return Err(MessageError::Unsupported(
                     "key agreement with a static originator certificate".into(),
@@ -580,6 +764,7 @@ fn parse_recipient<'a>(ri: &Tlv<'a>) -> Result<Recip<'a>, MessageError> {
             Ok(Recip {
                 kind: RecipKind::Kari {
                     originator_point,
+                    curve,
                     ukm,
                     alg,
                     keys,

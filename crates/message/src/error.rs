@@ -20,8 +20,12 @@ pub enum MessageError {
     /// An algorithm we do not implement.
     #[error("unsupported: {0}")]
     Unsupported(String),
-    /// None of the given keys is a recipient of this message.
-    #[error("no key for any recipient of this message (recipients: {recipients})")]
+    /// None of the given keys decrypts this message. One error for every cause (no key of
+    /// the right type, a wrong key, a failed unwrap, content that does not decrypt), so that
+    /// it tells an attacker nothing about which step failed.
+    #[error(
+        "no key for any recipient of this message (recipients: {recipients}), or the message is damaged"
+    )]
     NoRecipientKey { recipients: String },
     /// The message is encrypted and no key was given.
     #[error("the message is encrypted; give a key with --key")]

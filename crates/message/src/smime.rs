@@ -3,9 +3,8 @@
 //! innermost content with a report).
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
-use smimekit_core::{CertDer, CryptoEngine, DigestAlg, PrivateKey};
+use smimekit_core::{CertDer, CryptoEngine, DecryptionKey, DigestAlg, PrivateKey};
 
 use crate::asn1::{self, TAG_SEQUENCE, Tlv};
 use crate::envelope::{self, EncryptOptions};
@@ -95,7 +94,7 @@ pub struct OpenOptions {
 pub async fn open(
     engine: &CryptoEngine,
     input: Vec<u8>,
-    keys: &[Arc<dyn PrivateKey>],
+    keys: &[DecryptionKey],
     opts: &OpenOptions,
 ) -> Result<Opened, MessageError> {
     let mut ctx = opts.verify.clone();
@@ -150,7 +149,7 @@ pub async fn open(
 async fn peel(
     engine: &CryptoEngine,
     data: &[u8],
-    keys: &[Arc<dyn PrivateKey>],
+    keys: &[DecryptionKey],
     ctx: &mut VerifyContext,
     first: bool,
     detached: Option<Vec<u8>>,
@@ -314,7 +313,7 @@ fn content_info<'a>(ci: &Tlv<'a>) -> Result<(const_oid::ObjectIdentifier, Tlv<'a
 async fn cms_layer(
     engine: &CryptoEngine,
     der: &[u8],
-    keys: &[Arc<dyn PrivateKey>],
+    keys: &[DecryptionKey],
     ctx: &VerifyContext,
     detached: Option<Vec<u8>>,
 ) -> Result<Peeled, MessageError> {

@@ -455,7 +455,7 @@ impl Service {
             .map_err(at(name))?;
         let opened = svc
             .open(OpenRequest {
-                keys: vec![bob_key],
+                keys: vec![bob_key.into()],
                 trust: vec![init.root_cert.clone().into()],
                 message: sealed,
                 ..OpenRequest::default()

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use smimekit_core::plugin::{self, KeyStoreParams};
-use smimekit_core::{KeyKind, KeyStore, PrivateKey, Protection, Secret};
+use smimekit_core::{DecryptionKey, KeyKind, KeyStore, PrivateKey, Protection, Secret};
 
 use crate::{ErrorKind, Service, ServiceError, certs};
 
@@ -111,6 +111,16 @@ impl Service {
     pub async fn open_key(&self, req: &KeyRequest) -> Result<Arc<dyn PrivateKey>, ServiceError> {
         let store = self.open_key_store(req).await?;
         Ok(store.open(req.selector.as_deref()).await?)
+    }
+
+    /// Opens one key to decrypt with: with its certificate when the store holds one (or
+    /// `certificate` names it), else bare, to be tried on every recipient of its type.
+    pub async fn open_decryption_key(
+        &self,
+        req: &KeyRequest,
+    ) -> Result<DecryptionKey, ServiceError> {
+        let store = self.open_key_store(req).await?;
+        Ok(store.open_for_decryption(req.selector.as_deref()).await?)
     }
 
     /// Every certificate of a key store (`windows:my?…`, a token, a .p12) with its chain,

@@ -56,7 +56,7 @@ pub use pki_ops::{
     ProblemSummary, SstBench, StoreEntry, StoreFormat, StoreListing, StoreProperty, bench_sst,
 };
 pub use signer_chain::SignerChain;
-pub use smimekit_core::{CertDer, ContentCipher, DigestAlg, PrivateKey, Secret};
+pub use smimekit_core::{CertDer, ContentCipher, DecryptionKey, DigestAlg, PrivateKey, Secret};
 pub use smimekit_message::report::{Layer, OpenReport, SignerReport, SignerStatus};
 pub use smimekit_pki::ca::RevocationReason;
 pub use token::{TokenEnrollRequest, TokenEnrollResult, TokenImportRequest};

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use smimekit_core::{ContentCipher, DigestAlg, PrivateKey};
+use smimekit_core::{ContentCipher, DecryptionKey, DigestAlg, PrivateKey};
 use smimekit_message::envelope::EncryptOptions;
 use smimekit_message::report::OpenReport;
 use smimekit_message::signed::{SignOptions, VerifyContext};
@@ -76,7 +76,9 @@ pub struct EncryptRequest {
 /// `smimekit open` (and `verify`).
 #[derive(Debug, Clone, Default)]
 pub struct OpenRequest {
-    pub keys: Vec<Arc<dyn PrivateKey>>,
+    /// Keys to decrypt with, with or without their certificates
+    /// ([`Service::open_decryption_key`]).
+    pub keys: Vec<DecryptionKey>,
     pub trust: Vec<PathBuf>,
     pub certs: Vec<PathBuf>,
     pub crls: Vec<Vec<u8>>,
@@ -90,7 +92,7 @@ pub struct OpenRequest {
 /// `smimekit decrypt`: remove the outer encryption layer only.
 #[derive(Debug, Clone)]
 pub struct DecryptRequest {
-    pub keys: Vec<Arc<dyn PrivateKey>>,
+    pub keys: Vec<DecryptionKey>,
     pub message: Vec<u8>,
 }
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use openssl::pkey::{PKey, Private};
 use openssl::x509::{X509, X509VerifyResult};
-use smimekit_core::{CertDer, KeyInfo, KeyStoreError};
+use smimekit_core::{CertDer, DecryptionKey, KeyInfo, KeyStoreError};
 
+use crate::bare::BareSoftKey;
 use crate::softkey::{SoftKey, key_kind};
 
 /// One certificate found in a key file.
@@ -29,6 +30,8 @@ pub struct Bundle {
     pub certificates: Vec<BundleCert>,
     /// Parallel to `keys`: the usable key, or `None` when the key has no certificate.
     soft: Vec<Option<Arc<SoftKey>>>,
+    /// Parallel to `keys`: the key alone, for decryption, when it has no certificate.
+    bare: Vec<Option<Arc<BareSoftKey>>>,
     id: String,
 }
 
@@ -108,6 +111,39 @@ impl Bundle {
     }
 }
 
+impl Bundle {
+    /// Finds a key to decrypt with, as [`Bundle::key`] does; a key without a certificate is
+    /// returned bare. `None` is the first key with a certificate, else the first key.
+    pub fn decryption_key(&self, selector: Option<&str>) -> Result<DecryptionKey, KeyStoreError> {
+        let not_certified = match self.key(selector) {
+            Ok(k) => return Ok(DecryptionKey::Certified(k)),
+            Err(e) => e,
+        };
+        // `None` failed above only when no key has a certificate: the first key, bare.
+        let index = match selector {
+            None => Some(0),
+            Some(_) => self.selected(selector),
+        };
+        index
+            .and_then(|i| self.bare.get(i).cloned().flatten())
+            .map(|b| DecryptionKey::Bare(b))
+            .ok_or(not_certified)
+    }
+
+    /// The index `selector` names (`#N`, or a friendly name).
+    fn selected(&self, selector: Option<&str>) -> Option<usize> {
+        let sel = selector?;
+        sel.strip_prefix('#')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|i| *i < self.keys.len())
+            .or_else(|| {
+                self.keys
+                    .iter()
+                    .position(|k| k.label.as_deref() == Some(sel))
+            })
+    }
+}
+
 /// A key as found, before matching.
 pub(crate) struct RawKey {
     pub pkey: PKey<Private>,
@@ -156,6 +192,7 @@ pub(crate) fn assemble(
 
     let mut infos = Vec::with_capacity(keys.len());
     let mut soft = Vec::with_capacity(keys.len());
+    let mut bare = Vec::with_capacity(keys.len());
     for (k, key) in keys.into_iter().enumerate() {
         let selector = format!("#{k}");
         let label = key
@@ -170,6 +207,12 @@ pub(crate) fn assemble(
             None => Vec::new(),
         };
         let certificate = leaf_of[k].map(|c| ders[c].clone());
+        bare.push(certificate.is_none().then(|| {
+            Arc::new(BareSoftKey::new(
+                format!("{id}{selector}"),
+                key.pkey.clone(),
+            ))
+        }));
         let bag = (0..ders.len())
             .filter(|c| Some(*c) != leaf_of[k])
             .map(|c| ders[c].clone())
@@ -210,6 +253,7 @@ pub(crate) fn assemble(
         keys: infos,
         certificates,
         soft,
+        bare,
         id: id.to_string(),
     })
 }

@@ -1,4 +1,5 @@
-//! PEM or DER private-key files, with certificates from `--cert` or from the same PEM file.
+//! PEM or DER private-key files, with certificates from `--cert` or from the same PEM file, or
+//! with none (a bare key, for decryption).
 
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
@@ -108,13 +109,12 @@ impl KeyFile {
         let certs = match cert {
             Some((cert_id, cert_data)) => parse_certs(cert_id, cert_data)?,
             None if !inline_certs.is_empty() => parse_certs(id, data)?,
+            // A bare key: it can decrypt; `open` (to sign) asks for `--cert`.
             None => {
-                return Err(KeyStoreError::Failed {
-                    key: id.to_string(),
-                    detail: format!(
-                        "{id} needs --cert CERTFILE (the file holds a private key but no certificate)"
-                    ),
-                });
+                return Ok(Some(Self {
+                    keys,
+                    certs: Vec::new(),
+                }));
             }
         };
         if certs.is_empty() {
@@ -145,7 +145,7 @@ impl KeyFile {
                 label: None,
             });
         }
-        let certs = self
+        let certs: Vec<RawCert> = self
             .certs
             .iter()
             .map(|c| RawCert {
@@ -153,8 +153,9 @@ impl KeyFile {
                 label: None,
             })
             .collect();
+        let given = !certs.is_empty();
         let bundle = assemble(id, keys, certs)?;
-        if let Some(k) = bundle.keys.iter().find(|k| k.certificate.is_none()) {
+        if given && let Some(k) = bundle.keys.iter().find(|k| k.certificate.is_none()) {
             return Err(KeyStoreError::Malformed {
                 key: id.to_string(),
                 detail: format!(

@@ -7,7 +7,8 @@
 //!   RC2) and SHA-x or RFC 9579 PBMAC1 integrity;
 //! * PEM or DER private keys (PKCS#8, encrypted PKCS#8, `RSA PRIVATE KEY`, `EC PRIVATE KEY`)
 //!   with their certificate from a separate file (`--cert`), or a PEM file that holds the key
-//!   and its certificate(s).
+//!   and its certificate(s). Without any certificate the file still opens, and its key is a
+//!   [`BareSoftKey`] that can only decrypt ([`KeyStore::open_for_decryption`]).
 //!
 //! A password-protected file is [`Protection::Locked`] until [`KeyStore::unlock`]; PKCS#12
 //! files with an empty or absent password open without asking. The password is used once, to
@@ -24,8 +25,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use smimekit_core::plugin::{KeyStoreFactory, KeyStoreParams};
-use smimekit_core::{KeyInfo, KeyStore, KeyStoreError, PrivateKey, Protection, Secret};
+use smimekit_core::{
+    DecryptionKey, KeyInfo, KeyStore, KeyStoreError, PrivateKey, Protection, Secret,
+};
 
+mod bare;
 mod bundle;
 mod generate;
 mod keyfile;
@@ -33,6 +37,7 @@ mod p12;
 mod pem;
 mod softkey;
 
+pub use bare::BareSoftKey;
 pub use bundle::{Bundle, BundleCert};
 pub use generate::{generate, generate_boxed};
 pub use softkey::SoftKey;
@@ -207,8 +212,26 @@ impl KeyStore for FileKeyStore {
     }
 
     async fn open(&self, selector: Option<&str>) -> Result<Arc<dyn PrivateKey>, KeyStoreError> {
-        let key: Arc<dyn PrivateKey> = self.bundle()?.key(selector)?;
+        let bundle = self.bundle()?;
+        if matches!(self.source, Source::KeyFile(_)) && bundle.certificates.is_empty() {
+            return Err(KeyStoreError::Failed {
+                key: self.id.clone(),
+                detail: "needs --cert CERTFILE (the file holds a private key but no certificate; \
+                         without one it can only decrypt)"
+                    .into(),
+            });
+        }
+        let key: Arc<dyn PrivateKey> = bundle.key(selector)?;
         Ok(key)
+    }
+
+    /// A key file without a certificate gives its key bare: it decrypts (tried on every
+    /// recipient of its type) but cannot sign.
+    async fn open_for_decryption(
+        &self,
+        selector: Option<&str>,
+    ) -> Result<DecryptionKey, KeyStoreError> {
+        self.bundle()?.decryption_key(selector)
     }
 }
 

@@ -18,7 +18,8 @@ use openssl::symm::Cipher;
 use openssl::x509::{X509, X509NameBuilder};
 use smimekit_core::plugin::{KeyStoreParams, key_stores};
 use smimekit_core::{
-    DigestAlg, KeyKind, KeyStore, KeyStoreError, Protection, RsaPadding, Secret, SignatureScheme,
+    DecryptionKey, DigestAlg, KeyKind, KeyStore, KeyStoreError, Protection, RsaPadding, Secret,
+    SignatureScheme,
 };
 use smimekit_keystore_file::{FileKeyStore, read_bundle};
 
@@ -218,13 +219,48 @@ async fn pem_key_with_separate_cert_signs_verifiably() {
     );
     let cert_path = write(dir.path(), "cert.pem", &cert.to_pem().unwrap());
 
-    match open(&key_path, None) {
+    // Without a certificate the key cannot sign (`open`), but it opens bare to decrypt.
+    let bare = open(&key_path, None).unwrap();
+    match bare.open(None).await {
         Err(e) => assert!(e.to_string().contains("needs --cert CERTFILE"), "{e}"),
-        Ok(s) => panic!("opened without a certificate: {s:?}"),
+        Ok(k) => panic!("opened to sign without a certificate: {k:?}"),
     }
+    let plain = b"0123456789abcdef0123456789abcdef";
+    let rsa = pkey.rsa().unwrap();
+    let mut wrapped = vec![0u8; rsa.size() as usize];
+    let n = rsa
+        .public_encrypt(plain, &mut wrapped, Padding::PKCS1)
+        .unwrap();
+    wrapped.truncate(n);
+    match bare.open_for_decryption(None).await.unwrap() {
+        DecryptionKey::Bare(k) => {
+            assert_eq!(k.kind(), KeyKind::Rsa { bits: 2048 });
+            let cek = k
+                .decrypt_key(&RsaPadding::Pkcs1v15, &wrapped)
+                .await
+                .unwrap();
+            assert_eq!(cek.expose(), plain);
+        }
+        other => panic!("not bare: {other:?}"),
+    }
+    assert!(matches!(
+        bare.open_for_decryption(Some("#0")).await,
+        Ok(DecryptionKey::Bare(_))
+    ));
+    assert!(matches!(
+        bare.open_for_decryption(Some("#1")).await,
+        Err(KeyStoreError::NotFound { .. })
+    ));
+    let listed = bare.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].certificate.is_none());
 
     let store = open(&key_path, Some(&cert_path)).unwrap();
     assert_eq!(store.protection().await, Protection::Unlocked);
+    assert!(matches!(
+        store.open_for_decryption(None).await,
+        Ok(DecryptionKey::Certified(_))
+    ));
     let key = store.open(None).await.unwrap();
     assert_eq!(key.kind(), KeyKind::Rsa { bits: 2048 });
     assert_eq!(

@@ -2,11 +2,11 @@
 
 use anyhow::Result;
 use smimekit_service::{
-    ContentCipher, DecryptRequest, DigestAlg, EncryptRequest, EncryptTo, ErrorKind, OpenRequest,
-    OpenResult, Service, ServiceError, SignRequest,
+    ContentCipher, DecryptRequest, DecryptionKey, DigestAlg, EncryptRequest, EncryptTo, ErrorKind,
+    OpenRequest, OpenResult, Service, ServiceError, SignRequest,
 };
 
-use super::{EXIT_INVALID, EXIT_OK, open_key, print_json};
+use super::{EXIT_INVALID, EXIT_OK, open_decryption_key, open_key, print_json};
 use crate::cli::{CipherArg, DecryptArgs, EncryptArgs, OpenArgs, SignArgs, TrustArgs, VerifyArgs};
 use crate::io;
 
@@ -87,7 +87,7 @@ pub async fn verify(service: &Service, a: VerifyArgs, json: bool) -> Result<u8> 
 
 pub async fn decrypt(service: &Service, a: DecryptArgs, json: bool) -> Result<u8> {
     let message = io::read_input(a.io.input.as_deref())?;
-    let key = open_key(service, &a.key, a.key_cert.clone(), &a.password).await?;
+    let key = open_decryption_key(service, &a.key, a.key_cert.clone(), &a.password).await?;
     let result = service
         .decrypt(DecryptRequest {
             keys: vec![key],
@@ -104,21 +104,18 @@ pub async fn decrypt(service: &Service, a: DecryptArgs, json: bool) -> Result<u8
 pub async fn open(service: &Service, a: OpenArgs, json: bool) -> Result<u8> {
     let mut keys = Vec::new();
     for k in &a.key {
-        let key = match (&a.key_cert, a.trust.cert.as_slice()) {
-            (Some(c), _) => open_key(service, k, Some(c.clone()), &a.password).await?,
-            (None, []) => open_key(service, k, None, &a.password).await?,
-            (None, certs) => {
-                // A key file without a certificate: try the --cert files in turn.
-                let mut found = open_key(service, k, None, &a.password).await;
-                for c in certs {
-                    if found.is_ok() {
-                        break;
-                    }
-                    found = open_key(service, k, Some(c.display().to_string()), &a.password).await;
+        let mut key = open_decryption_key(service, k, a.key_cert.clone(), &a.password).await?;
+        if a.key_cert.is_none() && matches!(key, DecryptionKey::Bare(_)) {
+            // A key file without a certificate: the --cert file that is its certificate, if
+            // any, names it; else it stays bare and is tried on every recipient of its type.
+            for c in &a.trust.cert {
+                let with = Some(c.display().to_string());
+                if let Ok(k) = open_decryption_key(service, k, with, &a.password).await {
+                    key = k;
+                    break;
                 }
-                found?
             }
-        };
+        }
         keys.push(key);
     }
     let req = open_request(&a.trust, io::read_input(a.io.input.as_deref())?, keys)?;
@@ -126,11 +123,7 @@ pub async fn open(service: &Service, a: OpenArgs, json: bool) -> Result<u8> {
     finish(result, a.io.output.as_deref(), json)
 }
 
-fn open_request(
-    t: &TrustArgs,
-    message: Vec<u8>,
-    keys: Vec<std::sync::Arc<dyn smimekit_service::PrivateKey>>,
-) -> Result<OpenRequest> {
+fn open_request(t: &TrustArgs, message: Vec<u8>, keys: Vec<DecryptionKey>) -> Result<OpenRequest> {
     let at = t.at.as_deref().map(parse_time).transpose()?;
     let detached_content = t
         .content

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::CommandFactory;
-use smimekit_service::{ErrorKind, KeyRequest, PrivateKey, Service, ServiceError};
+use smimekit_service::{DecryptionKey, ErrorKind, KeyRequest, PrivateKey, Service, ServiceError};
 
 use crate::cli::{Cli, Command, KeysCommand, PasswordArgs};
 use crate::io;
@@ -163,6 +163,28 @@ pub async fn open_key(
         Err(e) if e.kind == ErrorKind::Locked => {
             req.secret = Some(io::secret(password, reference)?);
             Ok(service.open_key(&req).await?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Opens a key to decrypt with, as [`open_key`] does; a key file without a certificate opens
+/// bare.
+pub async fn open_decryption_key(
+    service: &Service,
+    reference: &str,
+    certificate: Option<String>,
+    password: &PasswordArgs,
+) -> Result<DecryptionKey> {
+    let mut req = KeyRequest {
+        reference: reference.to_string(),
+        certificate,
+        ..KeyRequest::default()
+    };
+    match service.open_decryption_key(&req).await {
+        Err(e) if e.kind == ErrorKind::Locked => {
+            req.secret = Some(io::secret(password, reference)?);
+            Ok(service.open_decryption_key(&req).await?)
         }
         other => Ok(other?),
     }
