@@ -7,6 +7,8 @@
 //! * [`KeyStore`] / [`PrivateKey`]: private keys that sign a digest, unwrap a
 //!   content-encryption key or derive an ECDH secret, and never hand out key material;
 //! * [`Directory`]: where recipients' certificates are looked up and published;
+//! * [`Store`]: smimekit's own data (the local directory, the certificate inventory, the
+//!   audit log, job records) in SQLite or PostgreSQL;
 //! * [`CryptoEngine`]: the primitives the message layer needs, as data built from small sync
 //!   traits (in the manner of rustls' `CryptoProvider`).
 //!
@@ -19,6 +21,7 @@ pub mod engine;
 pub mod keystore;
 pub mod plugin;
 pub mod secret;
+pub mod store;
 
 pub use alg::{ContentCipher, DigestAlg, KeyAgreeAlg, RsaPadding, SignatureScheme};
 pub use cert::{CertDer, Mailbox, MailboxError};
@@ -34,3 +37,4 @@ pub use keystore::{
     Protection,
 };
 pub use secret::Secret;
+pub use store::{Store, StoreError};

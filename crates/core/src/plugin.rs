@@ -92,6 +92,52 @@ pub fn directories_with_keys() -> impl Iterator<Item = &'static DirectoryFactory
     inventory::iter::<DirectoryFactoryWithKeys>.into_iter()
 }
 
+/// Opens a store from its URL (connects, and brings the schema up to date).
+pub type OpenStore = fn(
+    url: &str,
+) -> std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<std::sync::Arc<dyn crate::store::Store>, crate::store::StoreError>,
+            > + Send
+            + '_,
+    >,
+>;
+
+/// A store plugin, chosen by the scheme of `[store] url` (`sqlite`, `postgres`).
+#[derive(Debug)]
+pub struct StoreFactory {
+    pub schemes: &'static [&'static str],
+    pub description: &'static str,
+    pub open: OpenStore,
+}
+
+/// Opens a configured directory that keeps its data in the host's store (the `local`
+/// kind). Additive to [`DirectoryFactory`], like [`DirectoryFactoryWithKeys`]: hosts with a
+/// store (the service) prefer it, others use the plain factory.
+pub type OpenDirectoryWithStore = fn(
+    name: &str,
+    config: &str,
+    store: std::sync::Arc<crate::store::LazyStore>,
+) -> Result<Box<dyn Directory>, DirectoryError>;
+
+#[derive(Debug)]
+pub struct DirectoryFactoryWithStore {
+    pub kind: &'static str,
+    pub open: OpenDirectoryWithStore,
+}
+
+inventory::collect!(StoreFactory);
+inventory::collect!(DirectoryFactoryWithStore);
+
+pub fn stores() -> impl Iterator<Item = &'static StoreFactory> {
+    inventory::iter::<StoreFactory>.into_iter()
+}
+
+pub fn directories_with_store() -> impl Iterator<Item = &'static DirectoryFactoryWithStore> {
+    inventory::iter::<DirectoryFactoryWithStore>.into_iter()
+}
+
 inventory::collect!(KeyStoreFactory);
 inventory::collect!(EngineFactory);
 inventory::collect!(DirectoryFactory);

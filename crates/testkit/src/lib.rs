@@ -1,7 +1,10 @@
-//! Test support shared by the crates' tests: a pinned clock and an in-memory [`Directory`].
+//! Test support shared by the crates' tests: a pinned clock, an in-memory [`Directory`], and
+//! a throwaway PostgreSQL cluster ([`pg`]) for the store's tests and benchmarks.
 //!
 //! Nothing here is for production use: the directory keeps everything in a mutex-guarded map
 //! and never persists.
+
+pub mod pg;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

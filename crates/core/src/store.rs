@@ -1,0 +1,539 @@
+//! The store port: smimekit's own data, in an embedded database or a server.
+//!
+//! One [`Store`] holds four things, each keyed so that several smimekit processes (a CLI and
+//! web servers) can share it:
+//!
+//! * **the local directory's data** (the `local` directory kind): recipients with their kind
+//!   and certificates, and the trust chain, per directory name. [`Store::publish`] has the
+//!   merge semantics of [`Directory::publish_removing`](crate::Directory::publish_removing)
+//!   and runs in one transaction; it returns the certificates as read back;
+//! * **the inventory**: every certificate seen in any directory, with the facts an admin
+//!   searches by (thumbprints, validity, issuer…), first and last seen;
+//! * **the audit log**: append-only rows, each carrying a SHA-256 hash over the previous
+//!   row's hash and its own [canonical content](AuditEntry::canonical), so that
+//!   [`Store::audit_verify`] finds the first row that was changed or removed;
+//! * **job records** for long operations (bulk publish, directory audits).
+//!
+//! This module is vocabulary only: no I/O, no SQL. Implementations live in plugins
+//! (`smimekit-store-sql`: SQLite and PostgreSQL) and register a [`StoreFactory`] by URL
+//! scheme. Times are seconds since the Unix epoch, given by the caller (the store reads no
+//! clock, so tests pin it). Nothing here parses certificates: callers hand over the facts.
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::plugin::StoreFactory;
+use crate::{CertDer, Mailbox, PublishMode, Recipient, RecipientKind};
+
+/// Errors of a store. Each variant says what the caller can do next.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The row asked for does not exist (a recipient, a job): nothing to retry.
+    #[error("{0}")]
+    NotFound(String),
+    /// Another writer got in the way (a lock not granted in time, a serialization failure,
+    /// a conflicting import): read again and retry.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database cannot be reached or written (file permissions, disk full, server down):
+    /// fix the environment and retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// What is stored cannot be read (an unknown value, a newer schema): restore a backup.
+    #[error("{0}")]
+    Corrupt(String),
+    /// The store URL or an option is wrong: fix the configuration.
+    #[error("{0}")]
+    Config(String),
+    /// The caller handed over something the store refuses (an empty address, a bad job id).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One publish, as [`Directory::publish_removing`](crate::Directory::publish_removing)
+/// describes it: create the recipient as `kind` if missing (an existing one keeps its kind),
+/// clear its certificates first with [`PublishMode::Replace`], drop the `remove` values
+/// (never `certificate` itself), add `certificate` once.
+#[derive(Debug, Clone, Copy)]
+pub struct Publish<'a> {
+    pub address: &'a Mailbox,
+    pub kind: RecipientKind,
+    pub certificate: &'a CertDer,
+    pub mode: PublishMode,
+    pub remove: &'a [CertDer],
+}
+
+/// A whole local directory: what `directory export` writes and `directory import` reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectoryData {
+    /// Sorted by the address's canonical key ([`Mailbox::key`]).
+    pub recipients: Vec<Recipient>,
+    pub trust_chain: Vec<CertDer>,
+}
+
+impl PartialEq for Recipient {
+    fn eq(&self, other: &Self) -> bool {
+        self.address.as_str() == other.address.as_str()
+            && self.kind == other.kind
+            && self.certificates == other.certificates
+    }
+}
+
+impl Eq for Recipient {}
+
+/// How [`Store::import_directory`] treats what the directory holds already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImportMode {
+    /// Every certificate is published with [`PublishMode::Merge`]; the trust chain is
+    /// replaced only when the imported one is not empty. Nothing is dropped.
+    Merge,
+    /// The directory becomes exactly the imported data.
+    Replace,
+}
+
+/// Where imported data came from, recorded with the import in the same transaction (so an
+/// interrupted first-use import of a `directory.json` is recognised and not repeated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportSource {
+    /// The file, as the user named it.
+    pub file: String,
+    /// SHA-256 of the file's bytes, lowercase hex.
+    pub sha256: String,
+    pub time: i64,
+}
+
+/// What [`Store::import_directory`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "status")]
+pub enum ImportOutcome {
+    Imported {
+        recipients: u64,
+        certificates: u64,
+        trust_chain: u64,
+    },
+    /// This source (same SHA-256) was imported before; nothing changed.
+    AlreadyImported { source: ImportSource },
+}
+
+/// The facts of one certificate, as the inventory keeps them (the caller parses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertFacts {
+    /// Lowercase hex of the SHA-1 of the DER (Exchange's thumbprint).
+    pub sha1: String,
+    /// Lowercase hex of the SHA-256 of the DER.
+    pub sha256: String,
+    pub subject: String,
+    pub issuer: String,
+    /// Serial number, hex.
+    pub serial: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// `rsa2048`, `p256`…
+    pub key_type: String,
+    /// The attribute the value came from (`userCertificate`…), when the directory says.
+    pub source_attribute: Option<String>,
+}
+
+/// Certificates seen for one address in one directory at one time.
+#[derive(Debug, Clone)]
+pub struct Sighting<'a> {
+    pub directory: &'a str,
+    pub address: &'a Mailbox,
+    pub kind: Option<RecipientKind>,
+    pub certificates: &'a [CertFacts],
+    pub time: i64,
+    /// smimekit itself just published these.
+    pub published: bool,
+    /// `certificates` is everything the address holds in that directory: the inventory marks
+    /// the address's other certificates there as no longer present.
+    pub complete: bool,
+}
+
+/// One inventory row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InventoryCert {
+    pub directory: String,
+    pub address: String,
+    pub recipient_kind: Option<RecipientKind>,
+    #[serde(flatten)]
+    pub facts: CertFacts,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// smimekit published it (rather than only finding it).
+    pub published_by_smimekit: bool,
+    /// Still there when the address was last looked at.
+    pub present: bool,
+}
+
+/// What [`Store::inventory`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct InventoryQuery {
+    pub directory: Option<String>,
+    /// Only certificates whose `not_after` lies in `[from, until)`.
+    pub not_after_from: Option<i64>,
+    pub not_after_until: Option<i64>,
+    /// Include certificates no longer present.
+    pub include_gone: bool,
+}
+
+/// One change smimekit made, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub time: i64,
+    /// The OS user (CLI) or the signed-in web user.
+    pub actor: String,
+    /// `cli`, `web`, `tui`…
+    pub frontend: String,
+    /// `publish`, `unpublish`, `trust-push`, `import`…
+    pub operation: String,
+    pub directory: String,
+    /// The recipient's address; empty for directory-wide changes (trust chain).
+    pub address: String,
+    /// SHA-1 thumbprints (lowercase hex) before and after the change.
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+    /// `ok`, or what went wrong.
+    pub result: String,
+}
+
+impl AuditEntry {
+    /// The bytes the row hash covers besides the previous hash: every field, length-prefixed
+    /// (`<len>:<bytes>`, lists as their count then each item), so no two rows share a form.
+    pub fn canonical(&self, seq: i64) -> Vec<u8> {
+        fn field(out: &mut Vec<u8>, s: &str) {
+            out.extend_from_slice(s.len().to_string().as_bytes());
+            out.push(b':');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'\n');
+        }
+        let mut out = Vec::with_capacity(256);
+        field(&mut out, "smimekit-audit-v1");
+        field(&mut out, &seq.to_string());
+        field(&mut out, &self.time.to_string());
+        field(&mut out, &self.actor);
+        field(&mut out, &self.frontend);
+        field(&mut out, &self.operation);
+        field(&mut out, &self.directory);
+        field(&mut out, &self.address);
+        for list in [&self.before, &self.after] {
+            field(&mut out, &list.len().to_string());
+            for t in list {
+                field(&mut out, t);
+            }
+        }
+        field(&mut out, &self.result);
+        out
+    }
+}
+
+/// A row of the audit log as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    /// 1, 2, 3… with no gaps.
+    pub seq: i64,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+    /// SHA-256 (hex) of the previous row's hash (32 zero bytes for the first row) followed
+    /// by [`AuditEntry::canonical`].
+    pub hash: String,
+}
+
+/// Which audit rows [`Store::audit_log`] returns (oldest first).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub since: Option<i64>,
+    /// Compared case-insensitively.
+    pub address: Option<String>,
+    pub directory: Option<String>,
+}
+
+/// What [`Store::audit_verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "status")]
+pub enum AuditVerdict {
+    /// Every row's hash matches and none is missing.
+    Intact { rows: u64 },
+    /// The first bad row.
+    Broken {
+        seq: i64,
+        problem: AuditProblem,
+        /// The rows before it that checked out.
+        rows_ok: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum AuditProblem {
+    /// The row's content or hash does not match its hash chain.
+    Changed,
+    /// The row with this number is gone (the next one is `seq`, or the log ends early).
+    Removed,
+}
+
+/// A job: a long operation that the frontends list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobRecord {
+    pub id: i64,
+    /// `bulk-publish`, `directory-audit`…
+    pub kind: String,
+    pub actor: String,
+    pub frontend: String,
+    pub started: i64,
+    pub finished: Option<i64>,
+    /// `ok`, `failed: …`, `cancelled`; `None` while running.
+    pub outcome: Option<String>,
+    /// Per-item results, as JSON text (an array).
+    pub items: String,
+}
+
+/// The store port. Object-safe; every method is one transaction.
+#[async_trait]
+pub trait Store: Debug + Send + Sync {
+    /// What it is, for messages: `sqlite:/path/smimekit.db`, `postgres://host/db` (never a
+    /// password).
+    fn describe(&self) -> String;
+
+    // The local directory's data.
+
+    /// One recipient of a local directory, `None` when absent.
+    async fn recipient(
+        &self,
+        directory: &str,
+        address: &Mailbox,
+    ) -> Result<Option<Recipient>, StoreError>;
+
+    /// Every recipient of a local directory, sorted by [`Mailbox::key`].
+    async fn recipients(&self, directory: &str) -> Result<Vec<Recipient>, StoreError>;
+
+    /// Applies one publish atomically; returns the recipient's certificates as read back in
+    /// the same transaction.
+    async fn publish(
+        &self,
+        directory: &str,
+        publish: &Publish<'_>,
+    ) -> Result<Vec<CertDer>, StoreError>;
+
+    /// Removes one certificate value; returns what remains. [`StoreError::NotFound`] when
+    /// the recipient does not exist.
+    async fn unpublish(
+        &self,
+        directory: &str,
+        address: &Mailbox,
+        certificate: &CertDer,
+    ) -> Result<Vec<CertDer>, StoreError>;
+
+    async fn trust_chain(&self, directory: &str) -> Result<Vec<CertDer>, StoreError>;
+
+    /// Replaces the trust chain (duplicates dropped, order kept); returns it as read back.
+    async fn set_trust_chain(
+        &self,
+        directory: &str,
+        chain: &[CertDer],
+    ) -> Result<Vec<CertDer>, StoreError>;
+
+    /// The whole directory.
+    async fn export_directory(&self, directory: &str) -> Result<DirectoryData, StoreError>;
+
+    /// Imports a whole directory in one transaction. With a `source`, the import is recorded
+    /// and a second import of the same source (same SHA-256) changes nothing.
+    async fn import_directory(
+        &self,
+        directory: &str,
+        data: &DirectoryData,
+        mode: ImportMode,
+        source: Option<&ImportSource>,
+    ) -> Result<ImportOutcome, StoreError>;
+
+    /// The last recorded import source of a directory.
+    async fn import_source(&self, directory: &str) -> Result<Option<ImportSource>, StoreError>;
+
+    // The inventory.
+
+    /// Records sightings (one transaction for all): new certificates are added, known ones
+    /// get `last_seen`, the published flag is kept once set.
+    async fn inventory_record(&self, sightings: &[Sighting<'_>]) -> Result<(), StoreError>;
+
+    /// Inventory rows matching the query, by `not_after` then directory and address.
+    async fn inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryCert>, StoreError>;
+
+    // The audit log.
+
+    /// Appends a row (numbered and hashed inside the transaction); returns it.
+    async fn audit_append(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError>;
+
+    async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Walks the whole log and recomputes every hash.
+    async fn audit_verify(&self) -> Result<AuditVerdict, StoreError>;
+
+    // Jobs.
+
+    /// Records a job as started; returns its id.
+    async fn job_start(
+        &self,
+        kind: &str,
+        actor: &str,
+        frontend: &str,
+        started: i64,
+    ) -> Result<i64, StoreError>;
+
+    /// Records a job's end, its outcome and per-item results (JSON text).
+    async fn job_finish(
+        &self,
+        id: i64,
+        finished: i64,
+        outcome: &str,
+        items: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The most recent jobs first.
+    async fn jobs(&self, limit: u32) -> Result<Vec<JobRecord>, StoreError>;
+}
+
+/// The scheme of a store URL: `sqlite` for `sqlite:PATH`, `postgres` for `postgres://…`.
+pub fn url_scheme(url: &str) -> Option<&str> {
+    let (scheme, _) = url.split_once(':')?;
+    (!scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+'))
+    .then_some(scheme)
+}
+
+/// A store URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Opens a store through the factory registered for the URL's scheme.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let scheme = url_scheme(url).ok_or_else(|| {
+        StoreError::Config(format!(
+            "store url {:?}: expected sqlite:PATH or postgres://…",
+            redact_url(url)
+        ))
+    })?;
+    let factory: &StoreFactory = crate::plugin::stores()
+        .find(|f| f.schemes.contains(&scheme))
+        .ok_or_else(|| {
+            let known: Vec<&str> = crate::plugin::stores()
+                .flat_map(|f| f.schemes.iter().copied())
+                .collect();
+            StoreError::Config(format!(
+                "store url {}: no store for scheme {scheme:?} (known: {})",
+                redact_url(url),
+                if known.is_empty() {
+                    "none registered".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })?;
+    (factory.open)(url).await
+}
+
+/// A store opened on first use and then shared: what a host hands to the plugins that keep
+/// their data in it (the local directory), so that a command that never touches the store
+/// never creates a database.
+#[derive(Debug)]
+pub struct LazyStore {
+    url: String,
+    opened: Mutex<Option<Arc<dyn Store>>>,
+}
+
+impl LazyStore {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            opened: Mutex::new(None),
+        }
+    }
+
+    /// A store that is already open.
+    pub fn ready(store: Arc<dyn Store>) -> Self {
+        Self {
+            url: store.describe(),
+            opened: Mutex::new(Some(store)),
+        }
+    }
+
+    /// The URL, without its password.
+    pub fn describe(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// The store, opened now if it was not yet. Two callers racing may both open it; the
+    /// first one stored wins and the other handle is dropped.
+    pub async fn get(&self) -> Result<Arc<dyn Store>, StoreError> {
+        if let Some(s) = self.cached() {
+            return Ok(s);
+        }
+        let store = open(&self.url).await?;
+        let mut slot = self
+            .opened
+            .lock()
+            .map_err(|_| StoreError::Unavailable("store handle poisoned".into()))?;
+        Ok(slot.get_or_insert(store).clone())
+    }
+
+    fn cached(&self) -> Option<Arc<dyn Store>> {
+        self.opened.lock().ok().and_then(|s| s.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_form_is_unambiguous() {
+        let e = AuditEntry {
+            time: 1,
+            actor: "a".into(),
+            frontend: "cli".into(),
+            operation: "publish".into(),
+            directory: "local".into(),
+            address: "x@y".into(),
+            before: vec![],
+            after: vec!["ab".into()],
+            result: "ok".into(),
+        };
+        let mut shifted = e.clone();
+        shifted.actor = "a\n1:c".into();
+        shifted.frontend = "li".into();
+        assert_ne!(e.canonical(1), shifted.canonical(1));
+        assert_ne!(e.canonical(1), e.canonical(2));
+        let mut moved = e.clone();
+        moved.before = vec!["ab".into()];
+        moved.after = vec![];
+        assert_ne!(e.canonical(1), moved.canonical(1));
+    }
+
+    #[test]
+    fn urls_are_redacted_and_schemes_read() {
+        assert_eq!(url_scheme("sqlite:/x/y.db"), Some("sqlite"));
+        assert_eq!(url_scheme("postgres://u@h/db"), Some("postgres"));
+        assert_eq!(url_scheme("/plain/path"), None);
+        assert_eq!(
+            redact_url("postgres://user:secret@host:5432/db?x=1"),
+            "postgres://user@host:5432/db?x=1"
+        );
+        assert_eq!(redact_url("sqlite:/x.db"), "sqlite:/x.db");
+    }
+}

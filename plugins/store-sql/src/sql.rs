@@ -1,0 +1,114 @@
+//! The statements both backends run, in PostgreSQL's placeholder style (`$1`); SQLite gets
+//! them through [`sqlite_placeholders`](crate::common::sqlite_placeholders). PostgreSQL adds
+//! `FOR UPDATE` to the locking reads (SQLite's writers hold the whole file's lock).
+
+pub(crate) const RECIPIENT: &str = "SELECT r.address, r.kind, c.der FROM dir_recipient r \
+     LEFT JOIN dir_certificate c ON c.directory = r.directory AND c.address_key = r.address_key \
+     WHERE r.directory = $1 AND r.address_key = $2 ORDER BY c.position";
+
+pub(crate) const RECIPIENTS: &str = "SELECT r.address, r.kind, c.der FROM dir_recipient r \
+     LEFT JOIN dir_certificate c ON c.directory = r.directory AND c.address_key = r.address_key \
+     WHERE r.directory = $1 ORDER BY r.address_key, c.position";
+
+pub(crate) const ENSURE_DIRECTORY: &str =
+    "INSERT INTO dir_directory (directory) VALUES ($1) ON CONFLICT DO NOTHING";
+
+pub(crate) const LOCK_DIRECTORY: &str =
+    "SELECT directory FROM dir_directory WHERE directory = $1 FOR UPDATE";
+
+pub(crate) const ENSURE_RECIPIENT: &str = "INSERT INTO dir_recipient \
+     (directory, address_key, address, kind) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+
+pub(crate) const RECIPIENT_KIND: &str =
+    "SELECT kind FROM dir_recipient WHERE directory = $1 AND address_key = $2";
+
+pub(crate) const CERTIFICATES: &str = "SELECT position, der FROM dir_certificate \
+     WHERE directory = $1 AND address_key = $2 ORDER BY position";
+
+pub(crate) const DELETE_CERTIFICATE: &str = "DELETE FROM dir_certificate \
+     WHERE directory = $1 AND address_key = $2 AND position = $3";
+
+pub(crate) const INSERT_CERTIFICATE: &str = "INSERT INTO dir_certificate \
+     (directory, address_key, position, der) VALUES ($1, $2, $3, $4)";
+
+pub(crate) const TRUST: &str = "SELECT der FROM dir_trust WHERE directory = $1 ORDER BY position";
+
+pub(crate) const DELETE_TRUST: &str = "DELETE FROM dir_trust WHERE directory = $1";
+
+pub(crate) const INSERT_TRUST: &str =
+    "INSERT INTO dir_trust (directory, position, der) VALUES ($1, $2, $3)";
+
+pub(crate) const DELETE_RECIPIENTS: &str = "DELETE FROM dir_recipient WHERE directory = $1";
+
+pub(crate) const DELETE_CERTIFICATES: &str = "DELETE FROM dir_certificate WHERE directory = $1";
+
+pub(crate) const IMPORT_SOURCE: &str = "SELECT import_file, import_sha256, import_time \
+     FROM dir_directory WHERE directory = $1";
+
+pub(crate) const SET_IMPORT_SOURCE: &str = "UPDATE dir_directory \
+     SET import_file = $2, import_sha256 = $3, import_time = $4 WHERE directory = $1";
+
+pub(crate) const INVENTORY_UPSERT: &str = "INSERT INTO inventory (directory, address_key, \
+     address, recipient_kind, sha256, sha1, subject, issuer, serial, not_before, not_after, \
+     key_type, source_attribute, first_seen, last_seen, published, present) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, 1) \
+     ON CONFLICT (directory, address_key, sha256) DO UPDATE SET \
+     address = excluded.address, \
+     recipient_kind = COALESCE(excluded.recipient_kind, inventory.recipient_kind), \
+     source_attribute = COALESCE(excluded.source_attribute, inventory.source_attribute), \
+     last_seen = CASE WHEN excluded.last_seen > inventory.last_seen \
+         THEN excluded.last_seen ELSE inventory.last_seen END, \
+     published = CASE WHEN excluded.published = 1 THEN 1 ELSE inventory.published END, \
+     present = 1";
+
+pub(crate) const INVENTORY_PRESENT: &str = "SELECT sha256 FROM inventory \
+     WHERE directory = $1 AND address_key = $2 AND present = 1";
+
+pub(crate) const INVENTORY_GONE: &str = "UPDATE inventory SET present = 0 \
+     WHERE directory = $1 AND address_key = $2 AND sha256 = $3";
+
+pub(crate) const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
+
+pub(crate) const AUDIT_INSERT: &str = "INSERT INTO audit_log (seq, time, actor, frontend, \
+     operation, directory, address, address_key, before_thumbprints, after_thumbprints, result, \
+     hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+pub(crate) const AUDIT_SET_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
+
+pub(crate) const AUDIT_COLUMNS: &str = "SELECT seq, time, actor, frontend, operation, \
+     directory, address, before_thumbprints, after_thumbprints, result, hash FROM audit_log";
+
+pub(crate) const JOB_NEXT_ID: &str =
+    "UPDATE counter SET value = value + 1 WHERE name = 'job' RETURNING value";
+
+pub(crate) const JOB_INSERT: &str = "INSERT INTO job (id, kind, actor, frontend, started, \
+     items) VALUES ($1, $2, $3, $4, $5, '[]')";
+
+pub(crate) const JOB_FINISH: &str =
+    "UPDATE job SET finished = $2, outcome = $3, items = $4 WHERE id = $1";
+
+pub(crate) const JOBS: &str = "SELECT id, kind, actor, frontend, started, finished, outcome, \
+     items FROM job ORDER BY id DESC LIMIT $1";
+
+/// The audit rows matching a filter, oldest first (filters as in `inventory_sql`).
+pub(crate) fn audit_filtered(
+    f: &smimekit_core::store::AuditFilter,
+) -> (String, Vec<crate::common::Param>) {
+    use crate::common::Param;
+    let mut sql = format!("{AUDIT_COLUMNS} WHERE 1 = 1");
+    let mut params = Vec::new();
+    if let Some(t) = f.since {
+        params.push(Param::Int(t));
+        sql.push_str(&format!(" AND time >= ${}", params.len()));
+    }
+    if let Some(a) = &f.address {
+        params.push(Param::Text(a.to_ascii_lowercase()));
+        sql.push_str(&format!(" AND address_key = ${}", params.len()));
+    }
+    if let Some(d) = &f.directory {
+        params.push(Param::Text(d.clone()));
+        sql.push_str(&format!(" AND directory = ${}", params.len()));
+    }
+    sql.push_str(" ORDER BY seq");
+    (sql, params)
+}

@@ -1,0 +1,915 @@
+//! The store's behaviour, each test run against both backends: SQLite in a temp folder, and a
+//! fresh database of one throwaway PostgreSQL cluster per test process
+//! (`smimekit_testkit::pg`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use smimekit_core::store::{
+    AuditEntry, AuditFilter, AuditProblem, AuditVerdict, CertFacts, DirectoryData, ImportMode,
+    ImportOutcome, ImportSource, InventoryQuery, Publish, Sighting, Store, StoreError,
+};
+use smimekit_core::{CertDer, Mailbox, PublishMode, Recipient, RecipientKind};
+use smimekit_store_sql::{PostgresStore, SqliteStore};
+use smimekit_testkit::pg::PgCluster;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A store of one backend, and what keeps it alive.
+struct Fixture {
+    store: Arc<dyn Store>,
+    /// The SQLite file, or the PostgreSQL URL: for a second handle and for tampering.
+    location: String,
+    _tmp: Option<tempfile::TempDir>,
+    _pg: Option<Arc<PgCluster>>,
+}
+
+impl Fixture {
+    async fn new(backend: Backend, name: &str) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let tmp = tempfile::tempdir().unwrap();
+                let path = tmp.path().join("data").join("smimekit.db");
+                let store = SqliteStore::open(&path, Duration::from_secs(30))
+                    .await
+                    .unwrap();
+                Fixture {
+                    store: Arc::new(store),
+                    location: path.display().to_string(),
+                    _tmp: Some(tmp),
+                    _pg: None,
+                }
+            }
+            Backend::Postgres => {
+                let pg = PgCluster::shared().unwrap();
+                let url = pg.new_database(name).unwrap();
+                let store = PostgresStore::open(&url).await.unwrap();
+                Fixture {
+                    store: Arc::new(store),
+                    location: url,
+                    _tmp: None,
+                    _pg: Some(pg),
+                }
+            }
+        }
+    }
+
+    /// A second, independent handle on the same data (another process would have one).
+    async fn reopen(&self, backend: Backend) -> Arc<dyn Store> {
+        match backend {
+            Backend::Sqlite => Arc::new(
+                SqliteStore::open(&self.location, Duration::from_secs(30))
+                    .await
+                    .unwrap(),
+            ),
+            Backend::Postgres => Arc::new(PostgresStore::open(&self.location).await.unwrap()),
+        }
+    }
+
+    /// Runs raw SQL behind the store's back (tampering with the audit log).
+    async fn raw(&self, backend: Backend, sql: &str) {
+        match backend {
+            Backend::Sqlite => {
+                let c = rusqlite::Connection::open(&self.location).unwrap();
+                c.execute_batch(sql).unwrap();
+            }
+            Backend::Postgres => {
+                let (client, conn) = tokio_postgres::connect(&self.location, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                let task = tokio::spawn(conn);
+                client.batch_execute(sql).await.unwrap();
+                drop(client);
+                task.await.unwrap().unwrap();
+            }
+        }
+    }
+}
+
+fn cert(tag: &str) -> CertDer {
+    let mut v = vec![0x30, 0x80];
+    v.extend_from_slice(tag.as_bytes());
+    CertDer::new(v)
+}
+
+fn mbox(s: &str) -> Mailbox {
+    Mailbox::parse(s).unwrap()
+}
+
+async fn publish(
+    s: &dyn Store,
+    dir: &str,
+    a: &Mailbox,
+    kind: RecipientKind,
+    c: &CertDer,
+    mode: PublishMode,
+    remove: &[CertDer],
+) -> Vec<CertDer> {
+    s.publish(
+        dir,
+        &Publish {
+            address: a,
+            kind,
+            certificate: c,
+            mode,
+            remove,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    publish_merges_replaces_prunes_and_reads_back,
+    trust_chain_keeps_order_without_duplicates,
+    sixteen_concurrent_writers_lose_no_update,
+    export_import_round_trip_and_first_use_record,
+    inventory_records_sightings_and_finds_what_expires,
+    audit_chain_detects_a_changed_and_a_removed_row,
+    job_records_start_finish_and_list,
+    reopening_keeps_the_data_and_the_schema,
+);
+
+async fn publish_merges_replaces_prunes_and_reads_back(b: Backend) {
+    let f = Fixture::new(b, "publish").await;
+    let s = f.store.as_ref();
+    let a = mbox("Alice@Example.org");
+    let same = mbox("alice@example.org");
+    assert!(s.recipient("local", &a).await.unwrap().is_none());
+    let m = RecipientKind::Mailbox;
+    assert_eq!(
+        publish(s, "local", &a, m, &cert("1"), PublishMode::Merge, &[]).await,
+        [cert("1")]
+    );
+    // Merge keeps the old certificate; an existing recipient keeps its kind.
+    let after = publish(
+        s,
+        "local",
+        &same,
+        RecipientKind::Contact,
+        &cert("2"),
+        PublishMode::Merge,
+        &[],
+    )
+    .await;
+    assert_eq!(after, [cert("1"), cert("2")]);
+    assert_eq!(
+        publish(s, "local", &a, m, &cert("2"), PublishMode::Merge, &[]).await,
+        [cert("1"), cert("2")],
+        "publishing twice does not duplicate"
+    );
+    // Prune: exactly the listed values go (an absent one is ignored), the new one is added.
+    assert_eq!(
+        publish(
+            s,
+            "local",
+            &a,
+            m,
+            &cert("3"),
+            PublishMode::Merge,
+            &[cert("1"), cert("9")]
+        )
+        .await,
+        [cert("2"), cert("3")]
+    );
+    // The certificate itself is never removed, even when listed.
+    assert_eq!(
+        publish(
+            s,
+            "local",
+            &a,
+            m,
+            &cert("3"),
+            PublishMode::Merge,
+            &[cert("3")]
+        )
+        .await,
+        [cert("2"), cert("3")]
+    );
+    assert_eq!(
+        publish(s, "local", &a, m, &cert("4"), PublishMode::Replace, &[]).await,
+        [cert("4")]
+    );
+    let r = s.recipient("local", &same).await.unwrap().unwrap();
+    assert_eq!(r.kind, RecipientKind::Mailbox);
+    assert_eq!(r.address.as_str(), "Alice@Example.org");
+    assert_eq!(r.certificates, [cert("4")]);
+    // Another directory of the same store is separate.
+    assert!(s.recipient("partners", &a).await.unwrap().is_none());
+
+    // Unpublish; the recipient stays, empty.
+    assert!(
+        s.unpublish("local", &a, &cert("4"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.recipient("local", &a)
+            .await
+            .unwrap()
+            .unwrap()
+            .certificates
+            .is_empty()
+    );
+    let err = s
+        .unpublish("local", &mbox("nobody@example.org"), &cert("1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NotFound(m) if m.contains("nobody@example.org")),
+        "{err}"
+    );
+
+    let c = mbox("partner@other.example");
+    publish(
+        s,
+        "local",
+        &c,
+        RecipientKind::Contact,
+        &cert("7"),
+        PublishMode::Merge,
+        &[],
+    )
+    .await;
+    let all = s.recipients("local").await.unwrap();
+    let keys: Vec<String> = all.iter().map(|r| r.address.key()).collect();
+    assert_eq!(keys, ["alice@example.org", "partner@other.example"]);
+    assert_eq!(all[1].kind, RecipientKind::Contact);
+}
+
+async fn trust_chain_keeps_order_without_duplicates(b: Backend) {
+    let f = Fixture::new(b, "trust").await;
+    let s = f.store.as_ref();
+    assert!(s.trust_chain("local").await.unwrap().is_empty());
+    let back = s
+        .set_trust_chain("local", &[cert("r"), cert("i"), cert("r")])
+        .await
+        .unwrap();
+    assert_eq!(back, [cert("r"), cert("i")]);
+    let other = f.reopen(b).await;
+    assert_eq!(other.trust_chain("local").await.unwrap(), back);
+    assert_eq!(
+        other.set_trust_chain("local", &[cert("x")]).await.unwrap(),
+        [cert("x")]
+    );
+    assert_eq!(s.trust_chain("local").await.unwrap(), [cert("x")]);
+    assert!(s.trust_chain("partners").await.unwrap().is_empty());
+}
+
+async fn sixteen_concurrent_writers_lose_no_update(b: Backend) {
+    const WRITERS: usize = 16;
+    const EACH: usize = 12;
+    let f = Fixture::new(b, "writers").await;
+    let shared = mbox("shared@example.org");
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        // Half the writers share the store handle, half have their own (as processes would).
+        let store = if w % 2 == 0 {
+            f.store.clone()
+        } else {
+            f.reopen(b).await
+        };
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let own = mbox(&format!("writer{w}@example.org"));
+            for i in 0..EACH {
+                let c = cert(&format!("{w}-{i}"));
+                for who in [&shared, &own] {
+                    publish(
+                        store.as_ref(),
+                        "local",
+                        who,
+                        RecipientKind::Mailbox,
+                        &c,
+                        PublishMode::Merge,
+                        &[],
+                    )
+                    .await;
+                }
+                store
+                    .audit_append(&AuditEntry {
+                        time: i as i64,
+                        actor: format!("writer{w}"),
+                        frontend: "test".into(),
+                        operation: "publish".into(),
+                        directory: "local".into(),
+                        address: shared.to_string(),
+                        before: vec![],
+                        after: vec![format!("{w}{i}")],
+                        result: "ok".into(),
+                    })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let s = f.store.as_ref();
+    let held = s.recipient("local", &shared).await.unwrap().unwrap();
+    assert_eq!(held.certificates.len(), WRITERS * EACH, "no lost update");
+    assert_eq!(s.recipients("local").await.unwrap().len(), WRITERS + 1);
+    assert_eq!(
+        s.audit_verify().await.unwrap(),
+        AuditVerdict::Intact {
+            rows: (WRITERS * EACH) as u64
+        },
+        "concurrent appends keep one unbroken chain"
+    );
+}
+
+async fn export_import_round_trip_and_first_use_record(b: Backend) {
+    let f = Fixture::new(b, "import").await;
+    let s = f.store.as_ref();
+    let data = DirectoryData {
+        recipients: vec![
+            Recipient {
+                address: mbox("amy@example.org"),
+                kind: RecipientKind::Contact,
+                certificates: vec![cert("a1"), cert("a2")],
+            },
+            Recipient {
+                address: mbox("Zed@example.org"),
+                kind: RecipientKind::Mailbox,
+                certificates: vec![cert("z")],
+            },
+            Recipient {
+                address: mbox("empty@example.org"),
+                kind: RecipientKind::Mailbox,
+                certificates: vec![],
+            },
+        ],
+        trust_chain: vec![cert("root"), cert("inter")],
+    };
+    let source = ImportSource {
+        file: "/old/directory.json".into(),
+        sha256: "ab".repeat(32),
+        time: 100,
+    };
+    let out = s
+        .import_directory("local", &data, ImportMode::Merge, Some(&source))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        ImportOutcome::Imported {
+            recipients: 3,
+            certificates: 3,
+            trust_chain: 2
+        }
+    );
+    assert_eq!(
+        s.import_source("local").await.unwrap(),
+        Some(source.clone())
+    );
+    // The same source again (a second process racing the first-use import): no change.
+    let again = s
+        .import_directory("local", &data, ImportMode::Merge, Some(&source))
+        .await
+        .unwrap();
+    assert_eq!(again, ImportOutcome::AlreadyImported { source });
+
+    let mut expected = data.clone();
+    expected.recipients.sort_by_key(|r| r.address.key());
+    assert_eq!(s.export_directory("local").await.unwrap(), expected);
+
+    // Round trip into another directory of another handle: the same data.
+    let other = f.reopen(b).await;
+    other
+        .import_directory("copy", &expected, ImportMode::Replace, None)
+        .await
+        .unwrap();
+    assert_eq!(other.export_directory("copy").await.unwrap(), expected);
+
+    // Merge adds and drops nothing; Replace makes the directory exactly the data.
+    let extra = DirectoryData {
+        recipients: vec![Recipient {
+            address: mbox("amy@example.org"),
+            kind: RecipientKind::Mailbox,
+            certificates: vec![cert("a3")],
+        }],
+        trust_chain: vec![],
+    };
+    s.import_directory("copy", &extra, ImportMode::Merge, None)
+        .await
+        .unwrap();
+    let merged = s.export_directory("copy").await.unwrap();
+    assert_eq!(
+        merged.recipients[0].certificates,
+        [cert("a1"), cert("a2"), cert("a3")]
+    );
+    assert_eq!(merged.recipients[0].kind, RecipientKind::Contact);
+    assert_eq!(
+        merged.trust_chain, expected.trust_chain,
+        "an empty chain keeps the old one"
+    );
+    s.import_directory("copy", &extra, ImportMode::Replace, None)
+        .await
+        .unwrap();
+    let replaced = s.export_directory("copy").await.unwrap();
+    assert_eq!(replaced.recipients, extra.recipients);
+    assert!(replaced.trust_chain.is_empty());
+    // The first directory was not touched.
+    assert_eq!(s.export_directory("local").await.unwrap(), expected);
+}
+
+fn facts(n: u32, not_after: i64) -> CertFacts {
+    CertFacts {
+        sha1: format!("{n:040x}"),
+        sha256: format!("{n:064x}"),
+        subject: format!("CN=User {n}"),
+        issuer: "CN=Issuing CA".into(),
+        serial: format!("{n:x}"),
+        not_before: 0,
+        not_after,
+        key_type: "p256".into(),
+        source_attribute: n.is_multiple_of(2).then(|| "userCertificate".to_string()),
+    }
+}
+
+async fn inventory_records_sightings_and_finds_what_expires(b: Backend) {
+    const DAY: i64 = 86_400;
+    let now = 1_780_272_000;
+    let f = Fixture::new(b, "inventory").await;
+    let s = f.store.as_ref();
+    let (alice, bob) = (mbox("alice@example.org"), mbox("Bob@example.org"));
+    let soon = facts(1, now + 10 * DAY);
+    let later = facts(2, now + 90 * DAY);
+    let expired = facts(3, now - DAY);
+    let bobs = facts(4, now + 20 * DAY);
+    let local = [soon.clone(), later.clone(), expired.clone()];
+    let bob_certs = [bobs.clone()];
+    s.inventory_record(&[
+        Sighting {
+            directory: "local",
+            address: &alice,
+            kind: Some(RecipientKind::Mailbox),
+            certificates: &local,
+            time: now - 5 * DAY,
+            published: true,
+            complete: true,
+        },
+        Sighting {
+            directory: "corp-ldap",
+            address: &bob,
+            kind: None,
+            certificates: &bob_certs,
+            time: now - 5 * DAY,
+            published: false,
+            complete: true,
+        },
+    ])
+    .await
+    .unwrap();
+    let within = |directory: Option<&str>, days: i64| InventoryQuery {
+        directory: directory.map(String::from),
+        not_after_from: Some(now),
+        not_after_until: Some(now + days * DAY),
+        include_gone: false,
+    };
+    let rows = s.inventory(&within(None, 30)).await.unwrap();
+    let shas: Vec<&str> = rows.iter().map(|r| r.facts.sha256.as_str()).collect();
+    assert_eq!(
+        shas,
+        [soon.sha256.as_str(), bobs.sha256.as_str()],
+        "by not_after"
+    );
+    assert_eq!(rows[0].facts, soon);
+    assert_eq!(rows[0].directory, "local");
+    assert_eq!(rows[0].address, "alice@example.org");
+    assert_eq!(rows[0].recipient_kind, Some(RecipientKind::Mailbox));
+    assert!(rows[0].published_by_smimekit && rows[0].present);
+    assert_eq!(rows[1].recipient_kind, None);
+    assert!(!rows[1].published_by_smimekit);
+    let only_ldap = s.inventory(&within(Some("corp-ldap"), 30)).await.unwrap();
+    assert_eq!(only_ldap.len(), 1);
+    assert_eq!(only_ldap[0].address, "Bob@example.org");
+    assert_eq!(s.inventory(&within(None, 100)).await.unwrap().len(), 3);
+    assert_eq!(
+        s.inventory(&InventoryQuery::default()).await.unwrap().len(),
+        4
+    );
+
+    // A later lookup finds only `later`: last_seen moves, the published flag stays, the
+    // others are marked gone (and leave the default view).
+    s.inventory_record(&[Sighting {
+        directory: "local",
+        address: &alice,
+        kind: None,
+        certificates: std::slice::from_ref(&later),
+        time: now,
+        published: false,
+        complete: true,
+    }])
+    .await
+    .unwrap();
+    let rows = s.inventory(&InventoryQuery::default()).await.unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let l = rows
+        .iter()
+        .find(|r| r.facts.sha256 == later.sha256)
+        .unwrap();
+    assert_eq!((l.first_seen, l.last_seen), (now - 5 * DAY, now));
+    assert!(l.published_by_smimekit, "the flag is kept once set");
+    assert_eq!(l.recipient_kind, Some(RecipientKind::Mailbox), "kind kept");
+    assert_eq!(l.facts.source_attribute.as_deref(), Some("userCertificate"));
+    let all = s
+        .inventory(&InventoryQuery {
+            include_gone: true,
+            ..InventoryQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(
+        all.iter()
+            .filter(|r| r.facts.sha256 == soon.sha256 || r.facts.sha256 == expired.sha256)
+            .all(|r| !r.present)
+    );
+}
+
+fn entry(n: i64, address: &str) -> AuditEntry {
+    AuditEntry {
+        time: 1000 + n,
+        actor: "alice".into(),
+        frontend: "cli".into(),
+        operation: "publish".into(),
+        directory: "local".into(),
+        address: address.into(),
+        before: if n == 1 {
+            vec![]
+        } else {
+            vec![format!("{:040x}", n - 1)]
+        },
+        after: vec![format!("{n:040x}")],
+        result: "ok".into(),
+    }
+}
+
+async fn audit_chain_detects_a_changed_and_a_removed_row(b: Backend) {
+    let f = Fixture::new(b, "audit").await;
+    let s = f.store.as_ref();
+    assert_eq!(
+        s.audit_verify().await.unwrap(),
+        AuditVerdict::Intact { rows: 0 }
+    );
+    for n in 1..=6 {
+        let addr = if n % 2 == 0 {
+            "Bob@example.org"
+        } else {
+            "alice@example.org"
+        };
+        let r = s.audit_append(&entry(n, addr)).await.unwrap();
+        assert_eq!(r.seq, n);
+        assert_eq!(r.hash.len(), 64);
+    }
+    assert_eq!(
+        s.audit_verify().await.unwrap(),
+        AuditVerdict::Intact { rows: 6 }
+    );
+    let log = s
+        .audit_log(&AuditFilter {
+            since: Some(1003),
+            address: Some("bob@EXAMPLE.org".into()),
+            directory: None,
+        })
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = log.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [4, 6]);
+    assert_eq!(log[0].entry, entry(4, "Bob@example.org"));
+
+    // A changed row: the first bad one is named.
+    f.raw(b, "UPDATE audit_log SET result = 'failed' WHERE seq = 3")
+        .await;
+    assert_eq!(
+        s.audit_verify().await.unwrap(),
+        AuditVerdict::Broken {
+            seq: 3,
+            problem: AuditProblem::Changed,
+            rows_ok: 2
+        }
+    );
+    f.raw(b, "UPDATE audit_log SET result = 'ok' WHERE seq = 3")
+        .await;
+    assert_eq!(
+        s.audit_verify().await.unwrap(),
+        AuditVerdict::Intact { rows: 6 }
+    );
+    // Rewriting the thumbprints and recomputing nothing is caught too.
+    f.raw(
+        b,
+        "UPDATE audit_log SET after_thumbprints = '' WHERE seq = 5",
+    )
+    .await;
+    assert!(matches!(
+        s.audit_verify().await.unwrap(),
+        AuditVerdict::Broken {
+            seq: 5,
+            problem: AuditProblem::Changed,
+            ..
+        }
+    ));
+    f.raw(b, "DELETE FROM audit_log WHERE seq = 5").await;
+    // A removed row in the middle…
+    f.raw(b, "DELETE FROM audit_log WHERE seq = 2").await;
+    assert_eq!(
+        s.audit_verify().await.unwrap(),
+        AuditVerdict::Broken {
+            seq: 2,
+            problem: AuditProblem::Removed,
+            rows_ok: 1
+        }
+    );
+    // …and the newest rows removed (the head remembers how long the log was).
+    let f2 = Fixture::new(b, "audit_tail").await;
+    for n in 1..=3 {
+        f2.store.audit_append(&entry(n, "a@x")).await.unwrap();
+    }
+    f2.raw(b, "DELETE FROM audit_log WHERE seq = 3").await;
+    assert_eq!(
+        f2.store.audit_verify().await.unwrap(),
+        AuditVerdict::Broken {
+            seq: 3,
+            problem: AuditProblem::Removed,
+            rows_ok: 2
+        }
+    );
+}
+
+async fn job_records_start_finish_and_list(b: Backend) {
+    let f = Fixture::new(b, "jobs").await;
+    let s = f.store.as_ref();
+    let one = s
+        .job_start("bulk-publish", "alice", "cli", 10)
+        .await
+        .unwrap();
+    let two = s
+        .job_start("directory-audit", "bob", "web", 20)
+        .await
+        .unwrap();
+    assert!(two > one);
+    let items = r#"[{"address":"a@x","result":"ok"}]"#;
+    s.job_finish(one, 15, "ok", items).await.unwrap();
+    let jobs = s.jobs(10).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs[0].id, two, "most recent first");
+    assert_eq!(jobs[0].finished, None);
+    assert_eq!(jobs[0].outcome, None);
+    assert_eq!(jobs[0].items, "[]");
+    assert_eq!(jobs[1].kind, "bulk-publish");
+    assert_eq!(jobs[1].actor, "alice");
+    assert_eq!(jobs[1].frontend, "cli");
+    assert_eq!((jobs[1].started, jobs[1].finished), (10, Some(15)));
+    assert_eq!(jobs[1].outcome.as_deref(), Some("ok"));
+    assert_eq!(jobs[1].items, items);
+    assert_eq!(s.jobs(1).await.unwrap().len(), 1);
+    let err = s.job_finish(999, 1, "ok", "[]").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}
+
+async fn reopening_keeps_the_data_and_the_schema(b: Backend) {
+    let f = Fixture::new(b, "reopen").await;
+    let a = mbox("a@example.org");
+    publish(
+        f.store.as_ref(),
+        "local",
+        &a,
+        RecipientKind::Mailbox,
+        &cert("1"),
+        PublishMode::Merge,
+        &[],
+    )
+    .await;
+    for _ in 0..2 {
+        let again = f.reopen(b).await;
+        assert_eq!(
+            again
+                .recipient("local", &a)
+                .await
+                .unwrap()
+                .unwrap()
+                .certificates,
+            [cert("1")]
+        );
+    }
+    assert!(f.store.describe().contains(match b {
+        Backend::Sqlite => "smimekit.db",
+        Backend::Postgres => "127.0.0.1",
+    }));
+}
+
+/// The columns of every table, as (table, column, nullable), sorted.
+async fn schema(f: &Fixture, b: Backend) -> Vec<(String, String, bool)> {
+    let mut out: Vec<(String, String, bool)> = match b {
+        Backend::Sqlite => {
+            let c = rusqlite::Connection::open(&f.location).unwrap();
+            let mut stmt = c
+                .prepare(
+                    "SELECT m.name, p.name, p.\"notnull\" FROM sqlite_master m \
+                     JOIN pragma_table_info(m.name) p WHERE m.type = 'table' \
+                     AND m.name NOT LIKE 'sqlite_%'",
+                )
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? == 0)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        }
+        Backend::Postgres => {
+            let (client, conn) = tokio_postgres::connect(&f.location, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let task = tokio::spawn(conn);
+            let rows = client
+                .query(
+                    "SELECT table_name::TEXT, column_name::TEXT, is_nullable::TEXT \
+                     FROM information_schema.columns WHERE table_schema = 'public'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            drop(client);
+            task.await.unwrap().unwrap();
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get::<_, String>(2) == "YES"))
+                .collect()
+        }
+    };
+    // refinery's own table is declared by refinery, with its own types per backend.
+    out.retain(|(t, _, _)| t != "refinery_schema_history");
+    out.sort();
+    out
+}
+
+/// One migrations folder for both backends: after migrating, both have the same tables and
+/// columns with the same nullability.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_backends_have_the_same_schema() {
+    let lite = Fixture::new(Backend::Sqlite, "schema").await;
+    let pg = Fixture::new(Backend::Postgres, "schema").await;
+    let (a, b) = (
+        schema(&lite, Backend::Sqlite).await,
+        schema(&pg, Backend::Postgres).await,
+    );
+    assert!(a.len() > 40, "{a:?}");
+    assert_eq!(a, b);
+}
+
+/// Set by [`two_processes_on_one_sqlite_file_lose_nothing`] in the processes it starts.
+const CHILD_DB: &str = "SMIMEKIT_STORE_TEST_CHILD_DB";
+const CHILD_WRITES: usize = 40;
+
+/// Not a test of its own: the body of the writer processes that
+/// [`two_processes_on_one_sqlite_file_lose_nothing`] starts (this test binary, run with only
+/// this test and `SMIMEKIT_STORE_TEST_CHILD_DB` set). Without the variable it does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_writer_process() {
+    let Some(db) = std::env::var_os(CHILD_DB) else {
+        return;
+    };
+    let id = std::process::id();
+    let store = SqliteStore::open(db, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let shared = mbox("shared@example.org");
+    for i in 0..CHILD_WRITES {
+        publish(
+            &store,
+            "local",
+            &shared,
+            RecipientKind::Mailbox,
+            &cert(&format!("{id}-{i}")),
+            PublishMode::Merge,
+            &[],
+        )
+        .await;
+        store
+            .audit_append(&entry(i as i64 + 1, "shared@example.org"))
+            .await
+            .unwrap();
+    }
+}
+
+/// Two processes start together on a file that does not exist yet (both create it and run
+/// the migrations), then write the same recipient and the audit log: nothing is lost and
+/// the chain is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_sqlite_file_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("shared.db");
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["--exact", "child_writer_process", "--test-threads", "1"])
+                .env(CHILD_DB, &db)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "the child ran the writer: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let store = SqliteStore::open(&db, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let held = store
+        .recipient("local", &mbox("shared@example.org"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.certificates.len(), 2 * CHILD_WRITES);
+    assert_eq!(
+        store.audit_verify().await.unwrap(),
+        AuditVerdict::Intact {
+            rows: 2 * CHILD_WRITES as u64
+        }
+    );
+}
+
+/// A writer that cannot get SQLite's lock in time gets a `Conflict` naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_writer_gives_up_after_the_busy_timeout_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("locked.db");
+    let store = SqliteStore::open(&db, Duration::from_millis(100))
+        .await
+        .unwrap();
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let err = store
+        .set_trust_chain("local", &[cert("r")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict(m) if m.contains("locked.db") && m.contains("another smimekit")),
+        "{err}"
+    );
+    // Readers are not blocked by the writer.
+    assert!(store.trust_chain("local").await.unwrap().is_empty());
+    holder.execute_batch("COMMIT").unwrap();
+    assert_eq!(
+        store.set_trust_chain("local", &[cert("r")]).await.unwrap(),
+        [cert("r")]
+    );
+}
+
+/// What is not a store is said so, naming it.
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_corrupt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("junk.db");
+    std::fs::write(&db, vec![b'x'; 4096]).unwrap();
+    let err = SqliteStore::open(&db, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt(m) if m.contains("junk.db")),
+        "{err}"
+    );
+    let err = smimekit_store_sql::open("mysql://x").await.unwrap_err();
+    assert!(matches!(err, StoreError::Config(_)), "{err}");
+}
