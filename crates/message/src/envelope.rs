@@ -11,7 +11,7 @@ use smimekit_core::{
     CertDer, ContentCipher, CryptoEngine, DecryptionKey, DigestAlg, EngineError, KeyKind,
     KeyStoreError, RsaPadding, Secret,
 };
-use smimekit_pki::certinfo;
+use smimekit_pki::{ber, certinfo};
 
 use crate::asn1::{self, TAG_OCTET_STRING, TAG_SEQUENCE, TAG_SET, Tlv};
 use crate::signed::read_oid;
@@ -376,7 +376,7 @@ pub async fn decrypt(
             match t.tag {
                 0xa1 => {
                     // authAttrs are authenticated as a DER SET.
-                    let mut der = asn1::to_der(&t)?;
+                    let mut der = ber::ber_to_der(t.raw)?;
                     der[0] = TAG_SET;
                     aad = Some(der);
                 }

@@ -54,6 +54,12 @@ impl From<EngineError> for MessageError {
     }
 }
 
+impl From<smimekit_pki::ber::BerError> for MessageError {
+    fn from(e: smimekit_pki::ber::BerError) -> Self {
+        MessageError::Malformed(format!("BER: {e}"))
+    }
+}
+
 impl From<smimekit_pki::PkiError> for MessageError {
     fn from(e: smimekit_pki::PkiError) -> Self {
         MessageError::Malformed(e.to_string())

@@ -11,7 +11,7 @@ use const_oid::ObjectIdentifier as Oid;
 use smimekit_core::{
     CertDer, ChainRequest, CryptoEngine, DigestAlg, KeyKind, PrivateKey, SignatureScheme,
 };
-use smimekit_pki::certinfo;
+use smimekit_pki::{ber, certinfo};
 
 use crate::asn1::{self, Reader, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE, TAG_SET, Tlv};
 use crate::report::{SignerReport, SignerStatus};
@@ -241,7 +241,7 @@ impl<'a> SignedData<'a> {
                     while let Some(c) = cr.next()? {
                         // Only X.509 certificates; attribute and other certificate choices are skipped.
                         if c.tag == TAG_SEQUENCE {
-                            certificates.push(CertDer::new(asn1::to_der(&c)?));
+                            certificates.push(CertDer::new(ber::ber_to_der(c.raw)?));
                         }
                     }
                 }
@@ -399,7 +399,7 @@ impl<'a> SignedData<'a> {
             Some(attrs) => {
                 self.check_attributes(attrs, &content_digest, report)?;
                 let mut der = if attrs.indefinite {
-                    asn1::to_der(attrs).map_err(|e| malformed(&e))?
+                    ber::ber_to_der(attrs.raw).map_err(|e| malformed(&e))?
                 } else {
                     attrs.raw.to_vec()
                 };

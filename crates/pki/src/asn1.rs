@@ -13,7 +13,8 @@
 //! header decoder underneath both, also used directly by [`crate::ber`].
 //!
 //! The writer emits DER for the structures we build; callers keep SET OF order canonical
-//! where DER requires it (signed attributes are sorted by [`set_of`]).
+//! where DER requires it (signed attributes are sorted by [`set_of`]). Re-encoding what was
+//! received as BER is not this module's job: [`crate::ber::ber_to_der`] is the one converter.
 
 use std::borrow::Cow;
 
@@ -72,8 +73,6 @@ pub struct Tlv<'a> {
     pub indefinite: bool,
     depth: usize,
     mode: Mode,
-    /// Number of identifier octets at the start of `raw`.
-    tag_len: usize,
 }
 
 impl<'a> Tlv<'a> {
@@ -437,7 +436,6 @@ fn parse_one(
             indefinite,
             depth,
             mode,
-            tag_len: h.tag_len,
         },
         total,
     ))
@@ -466,41 +464,6 @@ pub fn parse_definite(data: &[u8]) -> Result<Tlv<'_>, Asn1Error> {
         });
     }
     Ok(tlv)
-}
-
-/// Converts an element to DER lengths and primitive strings, recursively. Used only where an
-/// encoding must be recomputed (signed attributes sent with BER lengths).
-pub fn to_der(tlv: &Tlv<'_>) -> Result<Vec<u8>, Asn1Error> {
-    if !tlv.indefinite && !tlv.is_constructed() {
-        return Ok(tlv.raw.to_vec());
-    }
-    // Constructed universal string types become primitive.
-    let string_tag = matches!(
-        tlv.tag & 0x1f,
-        0x03 | 0x04 | 0x0c | 0x13 | 0x14 | 0x16 | 0x1e
-    ) && tlv.tag & 0xc0 == 0;
-    if string_tag && tlv.is_constructed() {
-        return Ok(encode(tlv.tag & !0x20, &tlv.octets()?));
-    }
-    // The identifier octets as received (more than one only for high tag numbers, which
-    // definite-mode readers accept). `raw` starts with the whole header, so this is in range.
-    let identifier = &tlv.raw[..tlv.tag_len];
-    let with_header = |content: &[u8]| {
-        let mut out = Vec::with_capacity(content.len() + identifier.len() + 5);
-        out.extend_from_slice(identifier);
-        push_len(&mut out, content.len());
-        out.extend_from_slice(content);
-        out
-    };
-    if !tlv.is_constructed() {
-        return Ok(with_header(tlv.content));
-    }
-    let mut content = Vec::with_capacity(tlv.content.len());
-    let mut r = tlv.children();
-    while let Some(child) = r.next()? {
-        content.extend_from_slice(&to_der(&child)?);
-    }
-    Ok(with_header(&content))
 }
 
 // ---- writer ----
@@ -610,11 +573,6 @@ mod tests {
         let s = r.read("octets").unwrap();
         assert_eq!(&*s.octets().unwrap(), b"abc");
         assert!(r.next().unwrap().is_none());
-        let der = to_der(&top).unwrap();
-        assert_eq!(
-            der,
-            [0x30, 0x08, 0x02, 0x01, 0x05, 0x04, 0x03, b'a', b'b', b'c']
-        );
     }
 
     #[test]
@@ -752,9 +710,9 @@ mod tests {
                 detail: "element length runs past the end of its container".into()
             }
         );
-        // to_der keeps multi-octet identifiers.
+        // The definite walk accepts multi-octet identifiers.
         let c = [0xbf, 0x81, 0x01, 0x03, 0x02, 0x01, 0x07];
-        assert_eq!(to_der(&parse_definite(&c).unwrap()).unwrap(), c);
+        assert_eq!(parse_definite(&c).unwrap().raw, c);
     }
 
     #[test]

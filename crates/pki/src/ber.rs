@@ -1,22 +1,29 @@
-//! BER → DER normalisation for CMS / PKCS#7 blobs.
+//! BER → DER normalisation: the one converter of the workspace.
 //!
 //! Windows, Bouncy Castle and streaming CMS writers emit BER: indefinite lengths (`0x80` …
-//! `00 00`) and constructed OCTET STRINGs (tag `0x24`) split into chunks. DER parsers (the
-//! RustCrypto `der` crate included) reject both. [`ber_to_der`] rewrites exactly those two
-//! things and nothing else:
+//! `00 00`) and strings split into chunks (constructed OCTET STRINGs, tag `0x24`, above all).
+//! DER parsers (the RustCrypto `der` crate included) reject both, and a signature over signed
+//! attributes covers their DER form. [`ber_to_der`] rewrites exactly those two things and
+//! nothing else:
 //!
 //! * every indefinite length becomes the minimal definite length;
-//! * every universal constructed OCTET STRING (`0x24`, definite or indefinite, nested to any
-//!   depth) becomes one primitive OCTET STRING (`0x04`) holding the concatenated chunks;
+//! * every universal string type in constructed form (OCTET STRING `0x24`, BIT STRING `0x23`,
+//!   the character and time string types; definite or indefinite, nested to any depth)
+//!   becomes its primitive form holding the concatenated chunks (a BIT STRING keeps the
+//!   unused-bits count of its last chunk);
 //! * everything else — including definite-length elements that contain nothing to rewrite,
 //!   non-minimal length encodings, primitive values, and certificates embedded in a message —
 //!   is copied byte-for-byte, so signatures over embedded DER stay valid.
 //!
+//! The container reader runs it on PKCS#7 files; the message layer runs it on the
+//! certificates of a SignedData and on signed or authenticated attributes sent in BER
+//! ([`crate::asn1::Tlv::raw`] is the input there).
+//!
 //! What it deliberately does **not** do: it does not sort SET OF, does not fix non-minimal
-//! INTEGERs or BOOLEAN encodings, and does not touch constructed forms of other string types
-//! or of IMPLICIT-tagged OCTET STRINGs such as CMS `encryptedContent [0]` (the converter cannot
-//! know the underlying type of a context-specific tag). For the latter, read the content of the
-//! (now definite-length) constructed `[0]` with [`concat_octet_chunks`].
+//! INTEGERs or BOOLEAN encodings, and does not touch constructed forms of IMPLICIT-tagged
+//! strings such as CMS `encryptedContent [0]` (the converter cannot know the underlying type
+//! of a context-specific tag). For the latter, read the content of the (now definite-length)
+//! constructed `[0]` with [`concat_octet_chunks`].
 //!
 //! Nesting is limited to [`MAX_DEPTH`] levels so hostile input cannot exhaust the stack.
 
@@ -50,9 +57,13 @@ pub enum BerError {
     #[error("offset {offset}: indefinite-length element has no end-of-contents marker")]
     MissingEoc { offset: usize },
     #[error(
-        "offset {offset}: chunk of a constructed OCTET STRING is not an OCTET STRING (tag 0x{tag:02x})"
+        "offset {offset}: chunk of a constructed string is not a string of its type (tag 0x{tag:02x})"
     )]
     BadChunk { offset: usize, tag: u8 },
+    #[error(
+        "offset {offset}: chunk of a constructed BIT STRING has no unused-bits octet, more than 7 unused bits, or unused bits before the last chunk"
+    )]
+    BadBitChunk { offset: usize },
     #[error("offset {offset}: nesting deeper than {MAX_DEPTH} levels")]
     TooDeep { offset: usize },
     #[error("offset {offset}: {count} trailing bytes after the top-level element")]
@@ -92,7 +103,7 @@ pub fn needs_conversion(input: &[u8]) -> bool {
     fn scan(input: &[u8], depth: usize) -> Result<bool, ()> {
         let mut els = Reader::definite(input);
         while let Some(t) = els.next().map_err(|_| ())? {
-            if t.tag == 0x24 {
+            if StringKind::of(t.tag).is_some() {
                 return Ok(true);
             }
             if t.is_constructed() {
@@ -115,10 +126,107 @@ pub fn needs_conversion(input: &[u8]) -> bool {
 /// (run [`ber_to_der`] first). Use it for IMPLICIT-tagged OCTET STRINGs in constructed form,
 /// e.g. CMS `encryptedContent [0]` written by Windows or Bouncy Castle.
 pub fn concat_octet_chunks(content: &[u8]) -> Result<Vec<u8>, BerError> {
-    let mut out = Vec::with_capacity(content.len());
+    let mut acc = Chunks::new(StringKind::Octets);
     let mut c = Converter { input: content };
-    c.chunks(0, Some(content.len()), &mut out, 0)?;
-    Ok(out)
+    c.chunks(0, Some(content.len()), &mut acc, 0)?;
+    Ok(acc.data)
+}
+
+/// The universal string types whose constructed form [`ber_to_der`] flattens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StringKind {
+    /// OCTET STRING: chunks are OCTET STRINGs.
+    Octets,
+    /// BIT STRING: chunks are BIT STRINGs, each with its unused-bits octet.
+    Bits,
+    /// A character or time string (the primitive tag): X.690 8.23 encodes it as an
+    /// OCTET STRING, so chunks are OCTET STRINGs; chunks of the string's own type are
+    /// accepted too.
+    Text(u8),
+}
+
+impl StringKind {
+    /// The kind of a constructed universal string tag (one identifier octet).
+    fn of(tag: u8) -> Option<Self> {
+        match tag {
+            0x24 => Some(Self::Octets),
+            0x23 => Some(Self::Bits),
+            // UTF8String, NumericString … BMPString, and UTCTime/GeneralizedTime.
+            0x2c | 0x32..=0x3c | 0x3e => Some(Self::Text(tag & !0x20)),
+            _ => None,
+        }
+    }
+
+    fn primitive_tag(self) -> u8 {
+        match self {
+            Self::Octets => 0x04,
+            Self::Bits => 0x03,
+            Self::Text(t) => t,
+        }
+    }
+
+    /// Whether a chunk with this (primitive or constructed) tag belongs to the string.
+    fn takes(self, tag: u8) -> bool {
+        let t = tag & !0x20;
+        match self {
+            Self::Octets => t == 0x04,
+            Self::Bits => t == 0x03,
+            Self::Text(own) => t == 0x04 || t == own,
+        }
+    }
+}
+
+/// The concatenated data of a constructed string's chunks.
+struct Chunks {
+    kind: StringKind,
+    data: Vec<u8>,
+    /// BIT STRING: the unused-bits octet of the last chunk read, and where that chunk was.
+    unused: Option<(u8, usize)>,
+}
+
+impl Chunks {
+    fn new(kind: StringKind) -> Self {
+        Self {
+            kind,
+            data: Vec::new(),
+            unused: None,
+        }
+    }
+
+    /// Appends the content of a primitive chunk starting at `offset`.
+    fn push(&mut self, content: &[u8], offset: usize) -> Result<(), BerError> {
+        if self.kind != StringKind::Bits {
+            self.data.extend_from_slice(content);
+            return Ok(());
+        }
+        // Only the last chunk may leave bits unused.
+        if let Some((u, at)) = self.unused
+            && u != 0
+        {
+            return Err(BerError::BadBitChunk { offset: at });
+        }
+        match content.split_first() {
+            Some((&u, bits)) if u <= 7 && (u == 0 || !bits.is_empty()) => {
+                self.data.extend_from_slice(bits);
+                self.unused = Some((u, offset));
+                Ok(())
+            }
+            _ => Err(BerError::BadBitChunk { offset }),
+        }
+    }
+
+    /// The primitive element's content.
+    fn into_content(self) -> Vec<u8> {
+        match self.kind {
+            StringKind::Bits => {
+                let mut out = Vec::with_capacity(self.data.len() + 1);
+                out.push(self.unused.map_or(0, |(u, _)| u));
+                out.extend_from_slice(&self.data);
+                out
+            }
+            _ => self.data,
+        }
+    }
 }
 
 struct Converter<'a> {
@@ -150,15 +258,15 @@ impl Converter<'_> {
         if depth >= MAX_DEPTH {
             return Err(BerError::TooDeep { offset: pos });
         }
-        if h.tag == 0x24 {
+        if let Some(kind) = StringKind::of(h.tag) {
             let content_limit = match h.len {
                 Some(len) => Some(self.definite_end(pos, h.content_start, len, limit)?),
                 None => None,
             };
-            let mut data = Vec::new();
+            let mut acc = Chunks::new(kind);
             let end =
-                self.chunks_until(h.content_start, content_limit, limit, &mut data, depth + 1)?;
-            asn1::push_tlv(out, 0x04, &data);
+                self.chunks_until(h.content_start, content_limit, limit, &mut acc, depth + 1)?;
+            asn1::push_tlv(out, kind.primitive_tag(), &acc.into_content());
             return Ok((end, true));
         }
         let mark = out.len();
@@ -222,14 +330,14 @@ impl Converter<'_> {
         }
     }
 
-    /// Appends the data of OCTET STRING chunks from `pos` up to `content_limit` (definite) or
+    /// Appends the data of string chunks from `pos` up to `content_limit` (definite) or
     /// up to and including an end-of-contents marker (indefinite, bounded by `limit`).
     fn chunks_until(
         &mut self,
         pos: usize,
         content_limit: Option<usize>,
         limit: usize,
-        data: &mut Vec<u8>,
+        data: &mut Chunks,
         depth: usize,
     ) -> Result<usize, BerError> {
         match content_limit {
@@ -256,7 +364,7 @@ impl Converter<'_> {
         &mut self,
         pos: usize,
         end: Option<usize>,
-        data: &mut Vec<u8>,
+        data: &mut Chunks,
         depth: usize,
     ) -> Result<(), BerError> {
         let end = end.unwrap_or(self.input.len());
@@ -271,31 +379,32 @@ impl Converter<'_> {
         &mut self,
         pos: usize,
         limit: usize,
-        data: &mut Vec<u8>,
+        data: &mut Chunks,
         depth: usize,
     ) -> Result<usize, BerError> {
         if depth >= MAX_DEPTH {
             return Err(BerError::TooDeep { offset: pos });
         }
         let h = asn1::read_header(&self.input[..limit], pos).map_err(header_error)?;
-        match h.tag {
-            0x04 => {
-                let Some(len) = h.len else {
-                    return Err(BerError::IndefinitePrimitive { offset: pos });
-                };
-                let end = self.definite_end(pos, h.content_start, len, limit)?;
-                data.extend_from_slice(&self.input[h.content_start..end]);
-                Ok(end)
-            }
-            0x24 => {
-                let content_limit = match h.len {
-                    Some(len) => Some(self.definite_end(pos, h.content_start, len, limit)?),
-                    None => None,
-                };
-                self.chunks_until(h.content_start, content_limit, limit, data, depth + 1)
-            }
-            tag => Err(BerError::BadChunk { offset: pos, tag }),
+        if h.tag_len != 1 || !data.kind.takes(h.tag) {
+            return Err(BerError::BadChunk {
+                offset: pos,
+                tag: h.tag,
+            });
         }
+        if h.constructed() {
+            let content_limit = match h.len {
+                Some(len) => Some(self.definite_end(pos, h.content_start, len, limit)?),
+                None => None,
+            };
+            return self.chunks_until(h.content_start, content_limit, limit, data, depth + 1);
+        }
+        let Some(len) = h.len else {
+            return Err(BerError::IndefinitePrimitive { offset: pos });
+        };
+        let end = self.definite_end(pos, h.content_start, len, limit)?;
+        data.push(&self.input[h.content_start..end], pos)?;
+        Ok(end)
     }
 }
 
@@ -340,6 +449,60 @@ mod tests {
         // Empty constructed octet string.
         assert_eq!(ber_to_der(&[0x24, 0x80, 0x00, 0x00]).unwrap(), [0x04, 0x00]);
         assert_eq!(ber_to_der(&[0x24, 0x00]).unwrap(), [0x04, 0x00]);
+    }
+
+    #[test]
+    fn other_constructed_strings_become_primitive() {
+        // BIT STRING in two chunks: the first with 0 unused bits, the last with 4.
+        let ber = [
+            0x23, 0x80, 0x03, 0x02, 0x00, 0xAB, 0x03, 0x02, 0x04, 0xC0, 0x00, 0x00,
+        ];
+        assert_eq!(ber_to_der(&ber).unwrap(), [0x03, 0x03, 0x04, 0xAB, 0xC0]);
+        assert!(needs_conversion(&[0x23, 0x03, 0x03, 0x01, 0x00]));
+        assert_eq!(ber_to_der(&[0x23, 0x00]).unwrap(), [0x03, 0x01, 0x00]);
+        // Unused bits before the last chunk, and a chunk without its unused-bits octet.
+        assert_eq!(
+            ber_to_der(&[0x23, 0x08, 0x03, 0x02, 0x04, 0xF0, 0x03, 0x02, 0x00, 0x01]),
+            Err(BerError::BadBitChunk { offset: 2 })
+        );
+        assert_eq!(
+            ber_to_der(&[0x23, 0x02, 0x03, 0x00]),
+            Err(BerError::BadBitChunk { offset: 2 })
+        );
+        // UTF8String and UTCTime chunked as OCTET STRINGs (X.690 8.23), or as their own type.
+        let utf8 = [0x2c, 0x80, 0x04, 0x01, b'h', 0x0c, 0x01, b'i', 0x00, 0x00];
+        assert_eq!(ber_to_der(&utf8).unwrap(), [0x0c, 0x02, b'h', b'i']);
+        assert_eq!(
+            ber_to_der(&[0x37, 0x05, 0x04, 0x03, b'9', b'9', b'Z']).unwrap(),
+            [0x17, 0x03, b'9', b'9', b'Z']
+        );
+        // An INTEGER is no chunk of any string.
+        assert_eq!(
+            ber_to_der(&[0x2c, 0x03, 0x02, 0x01, 0x00]),
+            Err(BerError::BadChunk {
+                offset: 2,
+                tag: 0x02
+            })
+        );
+    }
+
+    #[test]
+    fn signed_attributes_in_ber_become_der() {
+        // SEQUENCE (indefinite) { INTEGER 5, OCTET STRING (constructed, indefinite) { "ab", "c" } }
+        let ber = [
+            0x30, 0x80, 0x02, 0x01, 0x05, 0x24, 0x80, 0x04, 0x02, b'a', b'b', 0x04, 0x01, b'c',
+            0x00, 0x00, 0x00, 0x00,
+        ];
+        assert_eq!(
+            ber_to_der(&ber).unwrap(),
+            [0x30, 0x08, 0x02, 0x01, 0x05, 0x04, 0x03, b'a', b'b', b'c']
+        );
+        // The reader's raw bytes of an indefinite element are a whole input.
+        let top = crate::asn1::parse_single(&ber).unwrap();
+        assert_eq!(ber_to_der(top.raw).unwrap(), ber_to_der(&ber).unwrap());
+        // Multi-octet identifiers are kept.
+        let c = [0xbf, 0x81, 0x01, 0x03, 0x02, 0x01, 0x07];
+        assert_eq!(ber_to_der(&c).unwrap(), c);
     }
 
     #[test]
@@ -455,7 +618,7 @@ mod tests {
             let _ = needs_conversion(&ber[..cut]);
         }
         for i in 0..ber.len() {
-            for v in [0x00, 0x01, 0x24, 0x30, 0x7F, 0x80, 0x84, 0xFF] {
+            for v in [0x00, 0x01, 0x23, 0x24, 0x2c, 0x30, 0x7F, 0x80, 0x84, 0xFF] {
                 let mut m = ber.to_vec();
                 m[i] = v;
                 let _ = ber_to_der(&m);

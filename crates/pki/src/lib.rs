@@ -7,7 +7,7 @@
 //!   thumbprints — parsed leniently from the DER.
 //! * [`asn1`]: the BER reader (raw bytes kept, indefinite lengths, chunked strings) and DER
 //!   writer that every smimekit crate parsing or building ASN.1 uses.
-//! * [`ber`]: BER → DER normalisation.
+//! * [`ber`]: the one BER → DER converter (PKCS#7 files, CMS attributes sent in BER).
 //!
 //! Pure Rust, no OpenSSL. This crate never verifies signatures or builds chains; certificates
 //! travel as [`smimekit_core::CertDer`] and are never re-encoded.
