@@ -390,3 +390,53 @@ fn ad_simple_bind_without_tls_is_refused_naming_the_cause() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn ad_refuses_the_binary_option_and_the_entry_is_left_as_it_was() {
+    let samba = SambaAd::get();
+    let dn = format!("CN=Dan Binary,CN=Users,{BASE}");
+    samba.modify(&format!(
+        "dn: {dn}\nchangetype: add\nobjectClass: user\nsAMAccountName: dbinary\n\
+         mail: dan@example.org\n"
+    ));
+    // AD has no `;binary` option (RFC 4523's OpenLDAP spelling): the one modify is refused
+    // with a hint at the setting, and nothing is written, userSMIMECertificate included.
+    let set = Setup::new(
+        samba,
+        LDAPS,
+        "certificate_attribute = \"userCertificate;binary\"\n",
+    );
+    let out = set.run(&[
+        "publish",
+        "dan@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "ad",
+        "--force",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("nothing was changed") && err.contains(";binary option"),
+        "{err}"
+    );
+    let e = samba.search(
+        &dn,
+        "(objectClass=*)",
+        &["userCertificate", "userSMIMECertificate"],
+    );
+    assert!(e[0].names().is_empty(), "{e:?}");
+    // The flavour's own attribute names work on the same entry.
+    let plain = Setup::new(samba, LDAPS, "");
+    let r = plain.ok_json(&[
+        "publish",
+        "dan@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "ad",
+        "--force",
+    ]);
+    assert_eq!(r["added"].as_array().unwrap().len(), 1, "{r}");
+}
