@@ -449,7 +449,7 @@ fn cases(w: &Work) -> Vec<Case> {
             "missing password, non-interactive",
             &["sign", "--key", &alice_p12, "--in", &msg],
             4,
-            &["needs a password", "SMIMEKIT_PASSWORD"],
+            &["not found in --password-file, SMIMEKIT_PASSWORD", "alice.p12"],
         )
         .env(&[]),
         case(

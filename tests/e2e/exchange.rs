@@ -737,3 +737,118 @@ fn device_code_login() {
         "{e}"
     );
 }
+
+/// The app credential as a password-protected .p12: its password follows the order of every
+/// other secret (README "Secrets"). Before, without `certificate_password_env` it was never
+/// asked for, and a missing one said only "PKCS#12 password".
+#[test]
+fn app_credential_password_follows_the_secret_order() {
+    let exo = Exo::new(|_| {});
+    let p12 = pki("alice.p12");
+    let config_with = |extra: &str| {
+        let text = toml_for(&exo.emu.base_url, &exo.emu.base_url, extra).replace(
+            &format!(
+                "certificate = \"{}\"\ncertificate_file = \"{}\"\n",
+                pki("alice.key"),
+                pki("alice.pem")
+            ),
+            &format!("certificate = \"{p12}\"\n"),
+        );
+        assert!(text.contains(&p12), "{text}");
+        std::fs::write(&exo.config, text).unwrap();
+    };
+    let publish = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut a = vec!["publish", "alice@example.org", "--cert"];
+        let cert = pki("alice.pem");
+        a.push(&cert);
+        a.extend(["--directory", "exo", "--config", &exo.config]);
+        a.extend_from_slice(extra);
+        smimekit(&a, env)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let right = dir.path().join("right.pw");
+    std::fs::write(&right, "test\n").unwrap();
+    let wrong = dir.path().join("wrong.pw");
+    std::fs::write(&wrong, "nope\n").unwrap();
+    let (right, wrong) = (right.display().to_string(), wrong.display().to_string());
+
+    config_with("");
+    // SMIMEKIT_PASSWORD.
+    let out = publish(&[], &[("SMIMEKIT_PASSWORD", "test")]);
+    assert!(out.status.success(), "{}", show("SMIMEKIT_PASSWORD", &out));
+    // --password-file, before SMIMEKIT_PASSWORD.
+    let out = publish(
+        &["--password-file", &right],
+        &[("SMIMEKIT_PASSWORD", "nope")],
+    );
+    assert!(out.status.success(), "{}", show("--password-file", &out));
+    // Nothing: exit 4, naming the file, the directory and every source tried, in order.
+    let out = publish(&[], &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", show("nothing", &out));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains(&format!(
+            "PKCS#12 password for {p12} (directory exo): not found in --password-file, SMIMEKIT_PASSWORD; no terminal to prompt on"
+        )),
+        "{e}"
+    );
+    // Wrong: says so, names the file, the directory and the source, never the password.
+    let out = publish(&[], &[("SMIMEKIT_PASSWORD", "hunter2")]);
+    assert_eq!(out.status.code(), Some(4), "{}", show("wrong", &out));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains(&format!("wrong password or PIN for {p12} (directory exo)"))
+            && e.contains("it came from SMIMEKIT_PASSWORD")
+            && !e.contains("hunter2"),
+        "{e}"
+    );
+
+    // certificate_password_env comes first; when its variable is unset, the others follow.
+    config_with("certificate_password_env = \"SMIMEKIT_TEST_EXO_APP_PW\"\n");
+    let out = publish(
+        &["--password-file", &wrong],
+        &[
+            ("SMIMEKIT_TEST_EXO_APP_PW", "test"),
+            ("SMIMEKIT_PASSWORD", "nope"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        show("certificate_password_env", &out)
+    );
+    let out = publish(&["--password-file", &right], &[]);
+    assert!(out.status.success(), "{}", show("unset variable", &out));
+    let out = publish(&[], &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", show("nothing", &out));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains(&format!(
+            "PKCS#12 password for {p12} (directory exo): not found in certificate_password_env (SMIMEKIT_TEST_EXO_APP_PW), --password-file, SMIMEKIT_PASSWORD; no terminal to prompt on"
+        )),
+        "{e}"
+    );
+
+    // The terminal, last.
+    let cert = pki("alice.pem");
+    let out = crate::secrets::smimekit_on_terminal(
+        &[
+            "publish",
+            "alice@example.org",
+            "--cert",
+            &cert,
+            "--directory",
+            "exo",
+            "--config",
+            &exo.config,
+        ],
+        "test",
+    );
+    assert!(out.status.success(), "{}", show("prompt", &out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("PKCS#12 password for {p12} (directory exo):")),
+        "{}",
+        show("prompt", &out)
+    );
+}

@@ -7,7 +7,7 @@
 use std::process::Output;
 
 #[path = "../../plugins/directory-ldap/tests/slapd/mod.rs"]
-mod slapd;
+pub(crate) mod slapd;
 
 // The active-directory flavour against a real Samba AD domain controller.
 mod ad;

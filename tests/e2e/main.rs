@@ -20,5 +20,6 @@ mod ldap;
 mod pkcs11;
 mod pki;
 mod plugins;
+mod secrets;
 mod softhsm;
 mod tidy;

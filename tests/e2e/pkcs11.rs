@@ -900,3 +900,139 @@ fn leaf_only_token_without_a_chain_signs_and_warns() {
     assert!(stderr(&out).contains("warning:"), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("multipart/signed"));
 }
+
+/// The PIN order (README "Secrets"): the URI's `pin-value`/`pin-source`, then
+/// `--password-file`, then `SMIMEKIT_PIN`, then `SMIMEKIT_PASSWORD`. In each case the source
+/// under test holds the right PIN and every later one a wrong one, so only that order signs.
+#[test]
+fn token_pin_comes_from_the_documented_order() {
+    let h = token_with_alice_and_bob();
+    let d = h.path();
+    let msg = write(d, "msg.eml", MSG);
+    let right = write(d, "right.pin", format!("{PIN}\n").as_bytes());
+    let wrong = write(d, "wrong.pin", b"0000\n");
+    let uri = h.uri("test", Some("alice"));
+    let all_wrong = [("SMIMEKIT_PIN", "0000"), ("SMIMEKIT_PASSWORD", "0000")];
+    // (source under test, KEYREF, --password-file, environment)
+    type Case<'a> = (&'a str, String, Option<&'a str>, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "pin-value",
+            format!("{uri}&pin-value={PIN}"),
+            Some(&wrong),
+            all_wrong.to_vec(),
+        ),
+        (
+            "pin-source",
+            format!("{uri}&pin-source=file:{right}"),
+            Some(&wrong),
+            all_wrong.to_vec(),
+        ),
+        (
+            "--password-file",
+            uri.clone(),
+            Some(&right),
+            all_wrong.to_vec(),
+        ),
+        (
+            "SMIMEKIT_PIN",
+            uri.clone(),
+            None,
+            vec![("SMIMEKIT_PIN", PIN), ("SMIMEKIT_PASSWORD", "0000")],
+        ),
+        (
+            "SMIMEKIT_PASSWORD",
+            uri.clone(),
+            None,
+            vec![("SMIMEKIT_PASSWORD", PIN)],
+        ),
+    ];
+    for (what, key, file, env) in cases {
+        let signed = p(&d.join(format!("signed-{}.eml", what.trim_start_matches('-'))));
+        let mut args = vec!["sign", "--key", &key, "--in", &msg, "--out", &signed];
+        if let Some(f) = file {
+            args.extend(["--password-file", f]);
+        }
+        h.smimekit_ok(&args, None, &env);
+        openssl_verify(&signed);
+    }
+}
+
+/// A missing PIN names the token and every source tried, in order; a wrong one says it is
+/// wrong and where it came from, never the PIN itself; a pin-source that cannot be read is
+/// named. `ca init --key-store` takes the URI's pin-source too (before, only the variables,
+/// the file option or a prompt).
+#[test]
+fn token_pin_errors_name_the_token_and_the_sources() {
+    let h = token_with_alice_and_bob();
+    let d = h.path();
+    let msg = write(d, "msg.eml", MSG);
+    let uri = h.uri("test", Some("alice"));
+    let sign = |key: &str, env: &[(&str, &str)]| {
+        h.smimekit(&["sign", "--key", key, "--in", &msg], None, env)
+    };
+    let out = sign(&uri, &[]);
+    assert_eq!(code(&out), 4, "{}", show("no PIN", &out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "PIN of token \"test\" for {uri}: not found in --password-file, SMIMEKIT_PIN, SMIMEKIT_PASSWORD; no terminal to prompt on"
+        )),
+        "{}",
+        show("no PIN", &out)
+    );
+    for (what, key, env, from) in [
+        (
+            "SMIMEKIT_PIN",
+            uri.clone(),
+            vec![("SMIMEKIT_PIN", "9876")],
+            "SMIMEKIT_PIN",
+        ),
+        (
+            "pin-value",
+            format!("{uri}&pin-value=9876"),
+            vec![],
+            "pin-value",
+        ),
+    ] {
+        let out = sign(&key, &env);
+        assert_eq!(code(&out), 4, "{}", show(what, &out));
+        let e = stderr(&out);
+        assert!(
+            e.contains("wrong password or PIN for pkcs11:token=test;object=alice")
+                && e.contains(&format!("it came from {from}"))
+                && !e.contains("9876"),
+            "{what}: {e}"
+        );
+    }
+    let gone = p(&d.join("no-such.pin"));
+    let out = sign(
+        &format!("{uri}&pin-source={gone}"),
+        &[("SMIMEKIT_PIN", PIN)],
+    );
+    assert_eq!(code(&out), 5, "{}", show("pin-source missing", &out));
+    assert!(
+        stderr(&out).contains(&format!("pin-source {gone}")),
+        "{}",
+        show("pin-source missing", &out)
+    );
+
+    // ca init on a token with the PIN only in the URI's pin-source.
+    let ca = SoftHsm::new("ca");
+    let pin_file = write(ca.path(), "ca.pin", format!("{PIN}\n").as_bytes());
+    let dir = ca.path().join("ca");
+    ca.smimekit_ok(
+        &[
+            "ca",
+            "init",
+            "--dir",
+            &p(&dir),
+            "--name",
+            "Pin Source Org",
+            "--key-store",
+            &format!("{}&pin-source={pin_file}", ca.uri("ca", None)),
+        ],
+        None,
+        &[],
+    );
+    assert!(dir.join("ca.json").exists());
+}

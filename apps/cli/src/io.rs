@@ -1,13 +1,12 @@
-//! Input, output and secrets for the CLI: files or stdio, passwords from the environment, a
-//! file or a prompt (never from argv).
+//! Input, output and the terminal for the CLI: files or stdio, and the prompt the service asks
+//! for passwords and PINs when it has no other source (never argv).
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
-use smimekit_service::{ErrorKind, Secret, ServiceError};
-
-use crate::cli::PasswordArgs;
+use smimekit_service::{ErrorKind, Prompt, Secret, ServiceError};
 
 /// `println!` that never panics: standard output closed by the reader (`smimekit plugins | head -1`)
 /// ends the process with success, as ripgrep does; any other write failure exits with the I/O code.
@@ -69,48 +68,19 @@ fn io_err(p: &Path, e: std::io::Error) -> anyhow::Error {
     ServiceError::new(ErrorKind::Io, format!("{}: {e}", p.display())).into()
 }
 
-/// The secret for a locked key store: --password-file, then (for `pkcs11:` tokens)
-/// SMIMEKIT_PIN, then SMIMEKIT_PASSWORD, then SMIMEKIT_PIN, then a prompt when a terminal is
-/// attached. Never echoed, never logged.
-pub fn secret(args: &PasswordArgs, what: &str) -> anyhow::Result<Secret> {
-    let token = what
-        .get(..7)
-        .is_some_and(|p| p.eq_ignore_ascii_case("pkcs11:"));
-    if let Some(file) = &args.password_file {
-        return read_password_file(file);
-    }
-    if token && let Ok(p) = std::env::var("SMIMEKIT_PIN") {
-        return Ok(Secret::from(p));
-    }
-    if let Ok(p) = std::env::var("SMIMEKIT_PASSWORD") {
-        return Ok(Secret::from(p));
-    }
-    if let Ok(p) = std::env::var("SMIMEKIT_PIN") {
-        return Ok(Secret::from(p));
-    }
-    let word = if token { "PIN" } else { "Password" };
-    if std::io::stdin().is_terminal() {
-        let p = rpassword::prompt_password(format!("{word} for {what}: "))
-            .context("reading the password")?;
-        return Ok(Secret::from(p));
-    }
-    let how = if token {
-        "a PIN: set SMIMEKIT_PIN, use --password-file, or pin-source= in the URI"
-    } else {
-        "a password: set SMIMEKIT_PASSWORD or use --password-file"
-    };
-    Err(ServiceError::new(ErrorKind::Key, format!("{what} needs {how}")).into())
+/// The terminal, for the service's last source of passwords and PINs: only when standard
+/// input is a terminal (never in scripts, pipes or CI). The answer is not echoed; the question
+/// and the typing go to the terminal itself, never to standard output.
+pub fn terminal_prompt() -> Option<Arc<dyn Prompt>> {
+    std::io::stdin()
+        .is_terminal()
+        .then(|| Arc::new(Terminal) as Arc<dyn Prompt>)
 }
 
-fn read_password_file(file: &PathBuf) -> anyhow::Result<Secret> {
-    let text = std::fs::read(file).map_err(|e| io_err(file, e))?;
-    let text = Secret::new(text);
-    // The password is the first line, without its line end.
-    let first = text
-        .expose()
-        .split(|b| *b == b'\n')
-        .next()
-        .unwrap_or_default();
-    let first = first.strip_suffix(b"\r").unwrap_or(first);
-    Ok(Secret::new(first.to_vec()))
+struct Terminal;
+
+impl Prompt for Terminal {
+    fn ask(&self, text: &str) -> std::io::Result<Secret> {
+        rpassword::prompt_password(text).map(Secret::from)
+    }
 }

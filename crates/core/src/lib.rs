@@ -36,5 +36,7 @@ pub use keystore::{
     BareKey, DecryptionKey, KeyInfo, KeyKind, KeySpec, KeyStore, KeyStoreError, NewKey, PrivateKey,
     Protection,
 };
-pub use secret::Secret;
+pub use secret::{
+    Resolved, Secret, SecretError, SecretIo, SecretKind, SecretRequest, SecretSource,
+};
 pub use store::{Store, StoreError};

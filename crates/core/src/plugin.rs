@@ -4,7 +4,8 @@
 //! `main`. `smimekit-builtins` names each plugin crate so that the linker keeps it.
 
 use crate::directory::Directory;
-use crate::{CryptoEngine, DirectoryError, KeySpec, KeyStore, KeyStoreError, NewKey};
+use crate::secret::{SecretError, SecretRequest, SecretSource};
+use crate::{CryptoEngine, DirectoryError, KeySpec, KeyStore, KeyStoreError, NewKey, Secret};
 
 /// What a key reference names, as given by the user.
 #[derive(Debug, Clone, Copy)]
@@ -51,23 +52,37 @@ pub struct DirectoryFactory {
 
 /// What a directory plugin asks for when it needs a private key of its own (Exchange Online
 /// signs its OAuth client assertion with one): a KEYREF, an optional separate certificate
-/// file, and the secret when the configuration names one.
+/// file, and where its configuration says the key's password or PIN is.
 #[derive(Debug, Clone)]
 pub struct KeyOpenRequest {
     pub reference: String,
     pub certificate: Option<String>,
-    pub secret: Option<crate::Secret>,
+    /// Who needs the key, for messages and the prompt (`directory exo`).
+    pub purpose: String,
+    /// The configuration's own sources of the key's secret (`certificate_password_env`); the
+    /// host tries them first, then its own, in the order of [`crate::secret`].
+    pub secret_sources: Vec<SecretSource>,
 }
 
-/// Opens keys for directory plugins. The service implements it with its own KEYREF
-/// resolution (PKCS#11 modules from `[keystore.*]`, relative paths); plugins cannot call the
-/// service otherwise. Object-safe.
+/// Host services for directory plugins: opening keys and finding secrets. The service
+/// implements it with its own KEYREF resolution (PKCS#11 modules from `[keystore.*]`,
+/// relative paths) and its secret sources (`--password-file`, the environment, a terminal);
+/// plugins cannot call the service otherwise. Object-safe.
 #[async_trait::async_trait]
 pub trait KeyOpener: std::fmt::Debug + Send + Sync {
     async fn open_key(
         &self,
         req: &KeyOpenRequest,
     ) -> Result<std::sync::Arc<dyn crate::PrivateKey>, KeyStoreError>;
+
+    /// A secret the plugin's configuration refers to (an LDAP bind password), found in the
+    /// order of [`crate::secret::resolve`]: the request's own sources first. Hosts without
+    /// secret sources refuse.
+    fn secret(&self, req: &SecretRequest) -> Result<Secret, SecretError> {
+        Err(SecretError::NoHost {
+            object: req.object.clone(),
+        })
+    }
 }
 
 /// Opens a configured directory with help from the host (a [`KeyOpener`]).

@@ -1,11 +1,14 @@
-//! Opening key stores and keys from a KEYREF, with the locked → unlock flow.
+//! Opening key stores and keys from a KEYREF, with the locked → unlock flow: a locked store is
+//! unlocked with the request's secret, else with one found in the order of [`crate::secrets`].
 
 use std::sync::Arc;
 
 use smimekit_core::plugin::{self, KeyStoreParams};
-use smimekit_core::{DecryptionKey, KeyKind, KeyStore, PrivateKey, Protection, Secret};
+use smimekit_core::{
+    DecryptionKey, KeyKind, KeyStore, PrivateKey, Protection, Secret, SecretSource,
+};
 
-use crate::{ErrorKind, Service, ServiceError, certs};
+use crate::{ErrorKind, Service, ServiceError, certs, secrets};
 
 /// Which key to open.
 #[derive(Debug, Clone, Default)]
@@ -16,7 +19,7 @@ pub struct KeyRequest {
     pub certificate: Option<String>,
     /// Which key in a store with several (`#1`…).
     pub selector: Option<String>,
-    /// The password or PIN, when known.
+    /// The password or PIN, when known; else the service finds one when the store is locked.
     pub secret: Option<Secret>,
 }
 
@@ -32,10 +35,22 @@ pub struct KeySummary {
 }
 
 impl Service {
-    /// Opens the store a KEYREF names and unlocks it when a secret is given.
+    /// Opens the store a KEYREF names and, when it is locked, unlocks it with the request's
+    /// secret or one found in the documented order ([`Service::secret`]).
     pub async fn open_key_store(
         &self,
         req: &KeyRequest,
+    ) -> Result<Box<dyn KeyStore>, ServiceError> {
+        self.open_key_store_for(req, None, &[]).await
+    }
+
+    /// [`Service::open_key_store`] for someone (`purpose`: `directory exo`) whose
+    /// configuration names its own sources of the secret, tried first.
+    async fn open_key_store_for(
+        &self,
+        req: &KeyRequest,
+        purpose: Option<&str>,
+        sources: &[SecretSource],
     ) -> Result<Box<dyn KeyStore>, ServiceError> {
         let reference = self.resolve_reference(&req.reference);
         let store: Box<dyn KeyStore> = match plugin::key_stores().find(|f| (f.accepts)(&reference))
@@ -69,10 +84,14 @@ impl Service {
                     let tries = tries_left
                         .map(|t| format!(" ({t} tries left)"))
                         .unwrap_or_default();
-                    return Err(ServiceError::new(
-                        ErrorKind::Locked,
-                        format!("{}: {hint}{tries}", req.reference),
-                    ));
+                    let what = format!("{hint}{tries}");
+                    let ask =
+                        secrets::key_secret_request(&req.reference, Some(&what), purpose, sources)?;
+                    let found = self.resolve_secret(&ask)?;
+                    store
+                        .unlock(found.secret)
+                        .await
+                        .map_err(|e| secrets::wrong_secret(e, purpose, &found.from))?;
                 }
             }
         }
@@ -170,7 +189,8 @@ impl Service {
 }
 
 /// The service's [`plugin::KeyOpener`]: directory plugins open their own credentials (the
-/// Exchange Online app certificate) with the service's KEYREF resolution.
+/// Exchange Online app certificate) with the service's KEYREF resolution, and find their
+/// secrets (LDAP bind passwords) in the service's order.
 #[derive(Debug)]
 pub(crate) struct ServiceKeyOpener(pub(crate) Service);
 
@@ -180,18 +200,37 @@ impl plugin::KeyOpener for ServiceKeyOpener {
         &self,
         req: &plugin::KeyOpenRequest,
     ) -> Result<Arc<dyn PrivateKey>, smimekit_core::KeyStoreError> {
+        use smimekit_core::KeyStoreError as K;
         let r = KeyRequest {
             reference: req.reference.clone(),
             certificate: req.certificate.clone(),
-            selector: None,
-            secret: req.secret.clone(),
+            ..KeyRequest::default()
         };
-        self.0
-            .open_key(&r)
-            .await
-            .map_err(|e| smimekit_core::KeyStoreError::Failed {
-                key: req.reference.clone(),
+        let opened = async {
+            let store = self
+                .0
+                .open_key_store_for(&r, Some(&req.purpose), &req.secret_sources)
+                .await?;
+            Ok::<_, ServiceError>(store.open(None).await?)
+        };
+        // The message already names the key and what was tried; the kind tells the plugin
+        // whether a secret is missing.
+        opened.await.map_err(|e| match e.kind {
+            ErrorKind::Locked => K::Locked {
+                key: secrets::redact(&req.reference),
+                hint: e.message,
+            },
+            _ => K::Failed {
+                key: secrets::redact(&req.reference),
                 detail: e.message,
-            })
+            },
+        })
+    }
+
+    fn secret(
+        &self,
+        req: &smimekit_core::SecretRequest,
+    ) -> Result<Secret, smimekit_core::SecretError> {
+        smimekit_core::secret::resolve(req, &self.0.secrets).map(|r| r.secret)
     }
 }

@@ -3,9 +3,11 @@
 //!
 //! Requests are plain structs, results are DTOs that derive `Serialize`, and errors carry a
 //! small stable [`ErrorKind`] that each app maps once (the CLI to its exit codes). The service
-//! knows nothing of clap, HTTP or terminals; prompting for a password is the app's job: a
-//! locked key comes back as [`ErrorKind::Locked`], the app asks, then calls again with the
-//! secret.
+//! knows nothing of clap, HTTP or terminals. Passwords and PINs follow one order (see
+//! [`smimekit_core::secret`]): the object's own sources, the app's password file, `SMIMEKIT_PIN`/
+//! `SMIMEKIT_PASSWORD`, then the app's [`Prompt`] when it has a terminal; when none has the
+//! secret, a locked key comes back as [`ErrorKind::Locked`] naming every source tried, and an
+//! app may ask and call again with the secret.
 
 mod audit;
 mod ca;
@@ -20,6 +22,7 @@ mod lint;
 mod mail;
 mod pki_ops;
 mod plugins;
+mod secrets;
 mod signer_chain;
 mod token;
 
@@ -55,8 +58,12 @@ pub use pki_ops::{
     ChainBench, ChainBuildReport, ChainBuildRequest, ExtractedCert, PathCert, PathSummary,
     ProblemSummary, SstBench, StoreEntry, StoreFormat, StoreListing, StoreProperty, bench_sst,
 };
+pub use secrets::Prompt;
 pub use signer_chain::SignerChain;
-pub use smimekit_core::{CertDer, ContentCipher, DecryptionKey, DigestAlg, PrivateKey, Secret};
+pub use smimekit_core::{
+    CertDer, ContentCipher, DecryptionKey, DigestAlg, PrivateKey, Secret, SecretKind,
+    SecretRequest, SecretSource,
+};
 pub use smimekit_message::report::{Layer, OpenReport, SignerReport, SignerStatus};
 pub use smimekit_pki::ca::RevocationReason;
 pub use token::{TokenEnrollRequest, TokenEnrollResult, TokenImportRequest};
@@ -72,6 +79,8 @@ pub struct Service {
     config: Arc<Config>,
     /// Vendor plugins loaded at start-up (beside the built-in `inventory` ones).
     plugins: Arc<smimekit_plugin_host::Plugins>,
+    /// Where passwords and PINs come from besides the environment.
+    secrets: secrets::Sources,
 }
 
 impl std::fmt::Debug for Service {
@@ -90,6 +99,7 @@ pub struct ServiceBuilder {
     config: Option<Config>,
     plugin_files: Vec<std::path::PathBuf>,
     plugin_env: Option<std::ffi::OsString>,
+    secrets: secrets::Sources,
 }
 
 impl std::fmt::Debug for ServiceBuilder {
@@ -128,6 +138,20 @@ impl ServiceBuilder {
         self
     }
 
+    /// The app's password file (`--password-file`): the first line is the secret for whatever
+    /// needs one and has no source of its own (see [`smimekit_core::secret`]).
+    pub fn password_file(mut self, file: Option<std::path::PathBuf>) -> Self {
+        self.secrets.password_file = file;
+        self
+    }
+
+    /// The app's terminal, the last source of passwords and PINs. Give it only when there is
+    /// someone to ask (never in scripts): without it a missing secret is an error.
+    pub fn prompt(mut self, prompt: Arc<dyn Prompt>) -> Self {
+        self.secrets.prompt = Some(prompt);
+        self
+    }
+
     /// Pins the clock (seconds since the Unix epoch).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
@@ -155,6 +179,7 @@ impl ServiceBuilder {
             clock,
             config: Arc::new(config),
             plugins: Arc::new(plugins),
+            secrets: self.secrets,
         })
     }
 }

@@ -10,7 +10,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use smimekit_core::plugin::{KeyOpenRequest, KeyOpener};
-use smimekit_core::{DigestAlg, KeyKind, PrivateKey, Secret, SignatureScheme};
+use smimekit_core::{
+    DigestAlg, KeyKind, KeyStoreError, PrivateKey, Secret, SecretSource, SignatureScheme,
+};
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::config::{AssertionAlg, AuthMode, Settings};
@@ -33,6 +35,10 @@ pub enum ExoError {
     Throttled { cmdlet: String, tries: u32 },
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// The app credential cannot be opened (its password is missing or wrong, the key file
+    /// is unreadable): a key problem, not the service's.
+    #[error("app credential: {0}")]
+    Credential(String),
     #[error("{cmdlet}: HTTP {status}: {text}")]
     Service {
         cmdlet: String,
@@ -194,21 +200,29 @@ impl Client {
         if let Some(k) = k.as_ref() {
             return Ok(k.clone());
         }
-        let secret = match &self.settings.certificate_password_env {
-            Some(var) => Some(Secret::from(std::env::var(var).map_err(|_| {
-                ExoError::Auth(format!("certificate_password_env: {var} is not set"))
-            })?)),
-            None => None,
-        };
+        // The password comes from the host, in smimekit's one order: certificate_password_env
+        // first, then --password-file, SMIMEKIT_PASSWORD (or the PIN variables for a token),
+        // and a prompt on a terminal.
+        let secret_sources = self
+            .settings
+            .certificate_password_env
+            .iter()
+            .map(|var| SecretSource::env("certificate_password_env", var))
+            .collect();
         let opened = self
             .keys
             .open_key(&KeyOpenRequest {
                 reference: self.settings.certificate.clone(),
                 certificate: self.settings.certificate_file.clone(),
-                secret,
+                purpose: format!("directory {}", self.settings.name),
+                secret_sources,
             })
             .await
-            .map_err(|e| ExoError::Auth(format!("app certificate: {e}")))?;
+            .map_err(|e| match e {
+                // The host's message names the key, who needs it and every source tried.
+                KeyStoreError::Locked { hint, .. } => ExoError::Credential(hint),
+                other => ExoError::Credential(other.to_string()),
+            })?;
         if !matches!(opened.kind(), KeyKind::Rsa { .. }) {
             return Err(ExoError::Auth(
                 "app certificate: Entra ID client assertions need an RSA key".into(),

@@ -7,7 +7,7 @@
 //! client_id = "00000000-0000-0000-0000-000000000000"
 //! certificate = "app.p12"                   # KEYREF: file or pkcs11: URI; signs the client assertion
 //! # certificate_file = "app.pem"            # the certificate, when the KEYREF holds only the key
-//! # certificate_password_env = "EXO_P12_PASSWORD"
+//! # certificate_password_env = "EXO_P12_PASSWORD" # else --password-file, SMIMEKIT_PASSWORD, a prompt
 //! # assertion = "ps256"                     # or "rs256" (x5t SHA-1 header)
 //! # endpoint = "https://outlook.office365.com"
 //! # authority = "https://login.microsoftonline.com"
@@ -92,6 +92,8 @@ pub const DEFAULT_CONCURRENCY: usize = 3;
 /// The resolved settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The directory's name (`exo` for `[directory.exo]`), for messages.
+    pub name: String,
     pub tenant: String,
     pub client_id: String,
     pub auth: AuthMode,
@@ -184,6 +186,7 @@ impl Settings {
             ));
         }
         Ok(Self {
+            name: name.to_string(),
             tenant,
             client_id: raw.client_id.trim().to_string(),
             auth,

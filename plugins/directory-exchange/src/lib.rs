@@ -528,7 +528,8 @@ pub fn check_trust_chain(chain: &[CertDer], now: i64) -> Result<(), DirectoryErr
     Ok(())
 }
 
-/// A key opener for hosts without one: the key-store plugins, directly.
+/// A key opener for hosts without one: the key-store plugins, directly. It has no secret
+/// sources, so a locked app credential stays locked (smimekit's service resolves them).
 #[derive(Debug)]
 pub struct PluginKeyOpener;
 
@@ -546,15 +547,13 @@ impl KeyOpener for PluginKeyOpener {
             certificate: req.certificate.as_deref(),
         })?;
         if let Protection::Locked { hint, .. } = store.protection().await {
-            match &req.secret {
-                Some(s) => store.unlock(s.clone()).await?,
-                None => {
-                    return Err(KeyStoreError::Locked {
-                        key: req.reference.clone(),
-                        hint,
-                    });
-                }
-            }
+            return Err(KeyStoreError::Locked {
+                key: req.reference.clone(),
+                hint: format!(
+                    "{hint} for {} ({}): this host cannot supply passwords or PINs",
+                    req.reference, req.purpose
+                ),
+            });
         }
         store.open(None).await
     }

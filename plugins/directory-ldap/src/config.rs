@@ -4,7 +4,43 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use smimekit_core::{DirectoryError, Secret};
+use smimekit_core::secret::{self, SecretIo};
+use smimekit_core::{DirectoryError, Secret, SecretError, SecretKind, SecretRequest, SecretSource};
+
+/// Finds a secret for the plugin: the host's resolver (smimekit's service), or [`Environment`].
+pub type FindSecret<'a> = &'a dyn Fn(&SecretRequest) -> Result<Secret, SecretError>;
+
+/// The secret sources of a host that gives none (the plugin used as a library): the process
+/// environment and files, in smimekit's order, without `--password-file` or a terminal.
+#[derive(Debug, Clone, Copy)]
+pub struct Environment;
+
+impl SecretIo for Environment {
+    fn var(&self, name: &str) -> Option<Secret> {
+        std::env::var_os(name).map(|v| Secret::new(v.into_encoded_bytes()))
+    }
+
+    fn read_file(&self, path: &std::path::Path) -> Result<Secret, String> {
+        std::fs::read(path)
+            .map(Secret::new)
+            .map_err(|e| e.to_string())
+    }
+
+    fn password_file(&self) -> Option<&std::path::Path> {
+        None
+    }
+
+    fn prompt(&self, _text: &str) -> Option<Result<Secret, String>> {
+        None
+    }
+}
+
+impl Environment {
+    /// [`secret::resolve`] on the process environment.
+    pub fn find(req: &SecretRequest) -> Result<Secret, SecretError> {
+        secret::resolve(req, &Environment).map(|r| r.secret)
+    }
+}
 
 /// Which schema conventions the server follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -101,9 +137,20 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Parses and checks a `[directory.NAME]` table; reads the password (env or file) now, so
-    /// a missing one is a configuration error before any connection is made.
+    /// Parses and checks a `[directory.NAME]` table with the secret sources of the process
+    /// environment ([`Environment`]); see [`Settings::from_toml_with`].
     pub fn from_toml(name: &str, text: &str) -> Result<Self, DirectoryError> {
+        Self::from_toml_with(name, text, &Environment::find)
+    }
+
+    /// Parses and checks a `[directory.NAME]` table. With `bind_dn`, finds the bind password
+    /// now, before any connection is made, through `find` in smimekit's order: `password_env`
+    /// or `password_file`, then the host's `--password-file`, `SMIMEKIT_PASSWORD`, a prompt.
+    pub fn from_toml_with(
+        name: &str,
+        text: &str,
+        find: FindSecret<'_>,
+    ) -> Result<Self, DirectoryError> {
         let cfg = |m: String| DirectoryError::Config(format!("directory {name}: {m}"));
         let r: Raw = toml::from_str(text).map_err(|e| cfg(e.message().trim_end().to_string()))?;
         let lower = r.url.to_ascii_lowercase();
@@ -129,29 +176,30 @@ impl Settings {
                 "filter {f:?} must be an LDAP filter in parentheses"
             )));
         }
-        let password = match (&r.password_env, &r.password_file) {
-            (Some(_), Some(_)) => {
-                return Err(cfg("set password_env or password_file, not both".into()));
-            }
-            (Some(var), None) => Some(Secret::from(std::env::var(var).map_err(|_| {
-                cfg(format!(
-                    "password_env: environment variable {var} is not set"
-                ))
-            })?)),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| cfg(format!("password_file {}: {e}", path.display())))?;
-                let first = text.lines().next().unwrap_or("").to_string();
-                Some(Secret::from(first))
-            }
-            (None, None) => None,
-        };
-        if password.is_some() && r.bind_dn.is_none() {
+        if r.password_env.is_some() && r.password_file.is_some() {
+            return Err(cfg("set password_env or password_file, not both".into()));
+        }
+        if r.bind_dn.is_none() && (r.password_env.is_some() || r.password_file.is_some()) {
             return Err(cfg("a password is set but bind_dn is not".into()));
         }
-        if r.bind_dn.is_some() && password.is_none() {
-            return Err(cfg("bind_dn needs password_env or password_file".into()));
-        }
+        let password = match &r.bind_dn {
+            Some(dn) => {
+                let mut req = SecretRequest::new(
+                    SecretKind::Password,
+                    format!("LDAP bind password for {dn} (directory {name})"),
+                );
+                if let Some(var) = &r.password_env {
+                    req = req.source(SecretSource::env("password_env", var));
+                }
+                if let Some(path) = &r.password_file {
+                    req = req.source(SecretSource::file("password_file", path));
+                }
+                // A bind password that cannot be had is this directory's configuration
+                // problem (exit 2), as it always was; the message lists every source tried.
+                Some(find(&req).map_err(|e| DirectoryError::Config(e.to_string()))?)
+            }
+            None => None,
+        };
         let ad = r.flavor == Flavor::ActiveDirectory;
         let page_size = r.page_size.unwrap_or(500);
         if page_size < 1 {

@@ -75,12 +75,22 @@ mod rc {
 }
 
 impl LdapDirectory {
-    /// Opens from the TOML text of a `[directory.NAME]` table. Reads the password now; makes
-    /// no connection.
+    /// Opens from the TOML text of a `[directory.NAME]` table. Reads the password now, from
+    /// the process environment ([`config::Environment`]); makes no connection.
     pub fn from_config(name: &str, config: &str) -> Result<Self, DirectoryError> {
+        Self::from_config_with(name, config, &config::Environment::find)
+    }
+
+    /// [`LdapDirectory::from_config`] with the host's secret sources (smimekit's service:
+    /// `--password-file`, the environment, a prompt), after `password_env`/`password_file`.
+    pub fn from_config_with(
+        name: &str,
+        config: &str,
+        find: config::FindSecret<'_>,
+    ) -> Result<Self, DirectoryError> {
         Ok(Self {
             name: name.to_string(),
-            s: Settings::from_toml(name, config)?,
+            s: Settings::from_toml_with(name, config, find)?,
             conn: Mutex::new(None),
             pool: std::sync::OnceLock::new(),
         })
@@ -857,6 +867,26 @@ impl Directory for LdapDirectory {
 
 fn open_factory(name: &str, config: &str) -> Result<Box<dyn Directory>, DirectoryError> {
     Ok(Box::new(LdapDirectory::from_config(name, config)?))
+}
+
+/// With a host: the bind password comes through the host's secret sources.
+fn open_with_host(
+    name: &str,
+    config: &str,
+    host: std::sync::Arc<dyn smimekit_core::plugin::KeyOpener>,
+) -> Result<Box<dyn Directory>, DirectoryError> {
+    Ok(Box::new(LdapDirectory::from_config_with(
+        name,
+        config,
+        &|req| host.secret(req),
+    )?))
+}
+
+inventory::submit! {
+    smimekit_core::plugin::DirectoryFactoryWithKeys {
+        kind: "ldap",
+        open: open_with_host,
+    }
 }
 
 inventory::submit! {

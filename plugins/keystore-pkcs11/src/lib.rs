@@ -5,9 +5,10 @@
 //! when the URI has none). A URI selects one token (by `token=` label, `serial=`,
 //! `manufacturer=`, `model=`, `slot-id=`); `object=`/`id=` narrow the keys.
 //!
-//! PIN: `pin-value=` or `pin-source=` (a file; `file:` prefix optional) in the URI logs in when
-//! the store is opened; otherwise the store is [`Protection::Locked`] until
-//! [`KeyStore::unlock`], with the token's PIN flags (count low, final try, locked) in the hint.
+//! PIN: a token that needs one is [`Protection::Locked`] until [`KeyStore::unlock`], with the
+//! token's PIN flags (count low, final try, locked) in the hint. The host finds the PIN, in
+//! smimekit's one order (`smimekit_core::secret`): the URI's `pin-value=` and `pin-source=`
+//! first, then its own sources; this crate reads no PIN itself.
 //!
 //! Operations run on the token ([`key`]): RSA PKCS#1 v1.5 signatures as `CKM_RSA_PKCS` over a
 //! DigestInfo we build (so any digest works on any token that has raw RSA PKCS#1), RSA-PSS as
@@ -120,29 +121,6 @@ fn malformed(key: &str, detail: impl Into<String>) -> KeyStoreError {
         key: key.to_string(),
         detail: detail.into(),
     }
-}
-
-/// The PIN named by `pin-value` or `pin-source` (a file, first line).
-fn uri_pin(u: &Pkcs11Uri, key: &str) -> Result<Option<Secret>, KeyStoreError> {
-    if let Some(v) = &u.pin_value {
-        return Ok(Some(v.clone()));
-    }
-    let Some(src) = &u.pin_source else {
-        return Ok(None);
-    };
-    let path = src.strip_prefix("file:").unwrap_or(src);
-    let path = path.strip_prefix("//").unwrap_or(path);
-    let data = Secret::new(std::fs::read(path).map_err(|e| KeyStoreError::Io {
-        key: key.to_string(),
-        detail: format!("pin-source {path}: {e}"),
-    })?);
-    let first = data
-        .expose()
-        .split(|b| *b == b'\n')
-        .next()
-        .unwrap_or_default();
-    let first = first.strip_suffix(b"\r").unwrap_or(first);
-    Ok(Some(Secret::new(first.to_vec())))
 }
 
 /// One token as it appears in a slot.
@@ -476,27 +454,16 @@ pub(crate) fn find_keys(
 }
 
 impl Pkcs11Store {
-    /// Opens the token a `pkcs11:` URI names (the plugin entry point); logs in when the URI
-    /// carries `pin-value` or `pin-source`.
+    /// Opens the token a `pkcs11:` URI names (the plugin entry point). It is locked until
+    /// the host unlocks it, unless this process has logged in to the token already.
     pub fn open(params: &KeyStoreParams<'_>) -> Result<Box<dyn KeyStore>, KeyStoreError> {
         Ok(Box::new(Self::open_uri(params.reference)?))
     }
 
     pub fn open_uri(reference: &str) -> Result<Self, KeyStoreError> {
-        let target = target(reference)?;
-        if let Some(pin) = uri_pin(&target.uri, &target.id)?
-            && target.token.login_required
-        {
-            let id = target.id.clone();
-            target.lane.call_blocking(move |st| {
-                if st.logged_in() {
-                    Ok(())
-                } else {
-                    login(st, &pin, &id)
-                }
-            })??;
-        }
-        Ok(Self { target })
+        Ok(Self {
+            target: target(reference)?,
+        })
     }
 
     fn object_uri(&self, f: &Found) -> String {
@@ -669,7 +636,7 @@ impl KeyStore for Pkcs11Store {
 
 /// Generates a key pair on the token a `pkcs11:` URI names (label from `object=`, default
 /// `smimekit`; CKA_ID from `id=`, else 16 random bytes). The token must be logged in: open
-/// and unlock the store first (or put the PIN in the URI).
+/// and unlock the store first (the lane keeps the login for the process).
 pub fn generate(reference: &str, spec: KeySpec) -> Result<TokenKey, KeyStoreError> {
     let store = Pkcs11Store::open_uri(reference)?;
     let t = store.target;

@@ -23,8 +23,10 @@ pub use token::TokenCommand;
     about = "S/MIME for an organisation: sign, verify, encrypt, decrypt and open mail; manage keys and certificates.",
     after_help = "Exit codes: 0 success (every signature valid), 1 a signature invalid or untrusted, \
 2 usage error, 3 malformed input, 4 key/password/recipient problem, 5 other I/O.\n\
-Passwords come from SMIMEKIT_PASSWORD, --password-file, or an interactive prompt; token PINs from \
-SMIMEKIT_PIN (then the same sources), or pin-value=/pin-source= in a pkcs11: URI."
+Passwords and PINs, in this order: the object's own source (a config key such as \
+certificate_password_env or password_file, pin-value=/pin-source= in a pkcs11: URI, --p12-password-file), \
+then --password-file, then SMIMEKIT_PIN (PINs only), then SMIMEKIT_PASSWORD, then a prompt when standard \
+input is a terminal."
 )]
 pub struct Cli {
     /// Print machine-readable JSON instead of text.
@@ -38,6 +40,10 @@ pub struct Cli {
     /// config's [plugins] paths and SMIMEKIT_PLUGIN_PATH. One that cannot be loaded is an error.
     #[arg(long = "plugin", global = true, value_name = "FILE")]
     pub plugins: Vec<PathBuf>,
+    /// Read a password or PIN from this file (first line), for whatever needs one and has no
+    /// source of its own (see the order below). Never give a secret on the command line.
+    #[arg(long, global = true, value_name = "F")]
+    pub password_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -146,14 +152,6 @@ pub struct DemoArgs {
     pub dir: Option<PathBuf>,
 }
 
-/// Where a secret comes from, besides SMIMEKIT_PASSWORD and the prompt.
-#[derive(Debug, Args, Clone, Default)]
-pub struct PasswordArgs {
-    /// Read the key store password from this file (first line).
-    #[arg(long, value_name = "F")]
-    pub password_file: Option<PathBuf>,
-}
-
 #[derive(Debug, Args, Clone)]
 pub struct IoArgs {
     /// Input file (default: standard input).
@@ -185,8 +183,6 @@ pub struct SignArgs {
     /// store and the directories' trust chains lack them; repeatable. Roots are not sent.
     #[arg(long, value_name = "F")]
     pub chain: Vec<PathBuf>,
-    #[command(flatten)]
-    pub password: PasswordArgs,
     #[command(flatten)]
     pub io: IoArgs,
 }
@@ -252,8 +248,6 @@ pub struct DecryptArgs {
     #[arg(long = "cert", alias = "key-cert", value_name = "F")]
     pub key_cert: Option<String>,
     #[command(flatten)]
-    pub password: PasswordArgs,
-    #[command(flatten)]
     pub io: IoArgs,
 }
 
@@ -268,8 +262,6 @@ pub struct OpenArgs {
     #[command(flatten)]
     pub trust: TrustArgs,
     #[command(flatten)]
-    pub password: PasswordArgs,
-    #[command(flatten)]
     pub io: IoArgs,
 }
 
@@ -282,8 +274,6 @@ pub enum KeysCommand {
         store: String,
         #[arg(long, value_name = "F")]
         cert: Option<String>,
-        #[command(flatten)]
-        password: PasswordArgs,
     },
     /// Import a PKCS#12's identities into a key store (`windows:my`, a pkcs11: token):
     /// each identity's key in its own container, never exportable.
@@ -297,12 +287,10 @@ pub enum KeysCommand {
         /// Label for stores that take one (default: from the certificate).
         #[arg(long)]
         label: Option<String>,
-        /// The PKCS#12 password (else SMIMEKIT_P12_PASSWORD, else SMIMEKIT_PASSWORD/prompt).
+        /// The PKCS#12 password (else SMIMEKIT_P12_PASSWORD, --password-file, SMIMEKIT_PASSWORD,
+        /// a prompt).
         #[arg(long, value_name = "F")]
         p12_password_file: Option<PathBuf>,
-        /// The store's PIN, for stores that need one.
-        #[command(flatten)]
-        password: PasswordArgs,
     },
 }
 
@@ -327,8 +315,6 @@ pub enum CertCommand {
         chain: bool,
         #[arg(long = "out", value_name = "F")]
         output: Option<PathBuf>,
-        #[command(flatten)]
-        password: PasswordArgs,
     },
 }
 
@@ -349,11 +335,9 @@ pub enum CaCommand {
         #[arg(long, value_name = "URL")]
         crl_url: Option<String>,
         /// Generate the CA keys on this token (pkcs11:token=LABEL) instead of in .p12 files;
-        /// ca.json then records their pkcs11: URIs and the password is the token PIN.
+        /// ca.json then records their pkcs11: URIs and the secret asked for is the token PIN.
         #[arg(long, value_name = "URI")]
         key_store: Option<String>,
-        #[command(flatten)]
-        password: PasswordArgs,
     },
     /// Issue an S/MIME certificate (BR mailbox-validated strict) from a CSR or for a new key.
     Issue {
@@ -383,11 +367,10 @@ pub enum CaCommand {
         /// Issue although the address already has a valid certificate.
         #[arg(long, alias = "force")]
         renew: bool,
-        /// Password of the new PKCS#12 (else SMIMEKIT_P12_PASSWORD, else the CA password).
+        /// Password of the new PKCS#12 (else SMIMEKIT_P12_PASSWORD, --password-file,
+        /// SMIMEKIT_PASSWORD, a prompt).
         #[arg(long, value_name = "F")]
         p12_password_file: Option<PathBuf>,
-        #[command(flatten)]
-        password: PasswordArgs,
     },
     /// Revoke an issued certificate (published by the next `ca crl`).
     Revoke {
@@ -417,7 +400,5 @@ pub enum CaCommand {
         /// nextUpdate, in days from now.
         #[arg(long, default_value_t = 7)]
         days: u32,
-        #[command(flatten)]
-        password: PasswordArgs,
     },
 }

@@ -4,8 +4,6 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::PasswordArgs;
-
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Generate a key pair on a token, get it certified (smimekit CA or a CSR for an external
@@ -32,10 +30,6 @@ pub enum TokenCommand {
         /// Validity in days (with --ca).
         #[arg(long, default_value_t = 365)]
         days: u32,
-        /// Read the token PIN from this file (else SMIMEKIT_PIN, else a prompt); the CA key
-        /// password comes from SMIMEKIT_PASSWORD.
-        #[command(flatten)]
-        password: PasswordArgs,
     },
     /// Put a PKCS#12's key, certificate and chain on a token (private key, public key and
     /// certificate objects with one CKA_ID; EC keys keep CKA_DERIVE for ECDH).
@@ -48,11 +42,9 @@ pub enum TokenCommand {
         /// CKA_LABEL (default: the certificate's address or common name).
         #[arg(long)]
         label: Option<String>,
-        /// The PKCS#12 password (else SMIMEKIT_P12_PASSWORD, else SMIMEKIT_PASSWORD).
+        /// The PKCS#12 password (else SMIMEKIT_P12_PASSWORD, --password-file,
+        /// SMIMEKIT_PASSWORD, a prompt).
         #[arg(long, value_name = "F")]
         p12_password_file: Option<PathBuf>,
-        /// Read the token PIN from this file (else SMIMEKIT_PIN, else a prompt).
-        #[command(flatten)]
-        password: PasswordArgs,
     },
 }

@@ -3,12 +3,11 @@
 use anyhow::Result;
 use smimekit_service::{
     CaCrlRequest, CaInitRequest, CaIssueRequest, CaKeyType, CaRevokeRequest, ErrorKind,
-    IssueSource, RevocationReason, Secret, Service, ServiceError,
+    IssueSource, RevocationReason, SecretKind, SecretRequest, Service, ServiceError,
 };
 
-use super::{EXIT_OK, print_json};
-use crate::cli::{CaCommand, PasswordArgs};
-use crate::io;
+use super::{EXIT_OK, p12_password, print_json};
+use crate::cli::CaCommand;
 
 fn key_type(name: &str) -> Result<CaKeyType> {
     CaKeyType::from_name(name).ok_or_else(|| {
@@ -20,26 +19,6 @@ fn key_type(name: &str) -> Result<CaKeyType> {
     })
 }
 
-fn ca_secret(password: &PasswordArgs) -> Result<Secret> {
-    io::secret(password, "the CA key")
-}
-
-/// The p12 password: --p12-password-file, SMIMEKIT_P12_PASSWORD, else the CA password source.
-fn p12_secret(file: Option<&std::path::Path>, password: &PasswordArgs) -> Result<Secret> {
-    if let Some(f) = file {
-        return io::secret(
-            &PasswordArgs {
-                password_file: Some(f.to_path_buf()),
-            },
-            "the PKCS#12 file",
-        );
-    }
-    if let Ok(p) = std::env::var("SMIMEKIT_P12_PASSWORD") {
-        return Ok(Secret::from(p));
-    }
-    io::secret(password, "the PKCS#12 file")
-}
-
 pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
     match c {
         CaCommand::Init {
@@ -48,11 +27,15 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
             name,
             crl_url,
             key_store,
-            password,
         } => {
+            // The token's PIN (its URI's pin-value/pin-source first), or the password that
+            // will protect the new CA key files; the CA keys are opened later with it.
             let secret = match &key_store {
-                Some(store) => io::secret(&password, store)?,
-                None => ca_secret(&password)?,
+                Some(store) => service.key_secret(store, None)?,
+                None => service.secret(&SecretRequest::new(
+                    SecretKind::Password,
+                    format!("password for the new CA keys in {}", dir.display()),
+                ))?,
             };
             let req = CaInitRequest {
                 dir,
@@ -93,7 +76,6 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
             legacy_p12,
             renew,
             p12_password_file,
-            password,
         } => {
             let source = match (csr, p12) {
                 (Some(csr), None) => {
@@ -106,11 +88,16 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
                     let email = email.ok_or_else(|| {
                         ServiceError::new(ErrorKind::Usage, "ca issue --p12 needs --email ADDR")
                     })?;
+                    let p12_secret = p12_password(
+                        service,
+                        format!("password for the new PKCS#12 {}", p12.display()),
+                        p12_password_file.as_deref(),
+                    )?;
                     IssueSource::Generate {
                         email,
                         key_type: key_type(&kt)?,
                         p12,
-                        p12_secret: p12_secret(p12_password_file.as_deref(), &password)?,
+                        p12_secret,
                         legacy: legacy_p12,
                     }
                 }
@@ -122,9 +109,10 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
                     .into());
                 }
             };
+            // The CA key's password is found by the service when the key is locked.
             let req = CaIssueRequest {
                 dir,
-                ca_secret: Some(ca_secret(&password)?),
+                ca_secret: None,
                 source,
                 days,
                 renew,
@@ -178,16 +166,11 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
             }
             Ok(EXIT_OK)
         }
-        CaCommand::Crl {
-            dir,
-            out,
-            days,
-            password,
-        } => {
+        CaCommand::Crl { dir, out, days } => {
             let r = service
                 .ca_crl(&CaCrlRequest {
                     dir,
-                    ca_secret: Some(ca_secret(&password)?),
+                    ca_secret: None,
                     out,
                     days,
                 })

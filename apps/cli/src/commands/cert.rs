@@ -6,28 +6,21 @@ use anyhow::Result;
 use smimekit_service::{CertSummary, ErrorKind, ExportFormat, KeyRequest, Service, ServiceError};
 
 use super::{EXIT_OK, open_key, print_json};
-use crate::cli::{CertCommand, PasswordArgs};
+use crate::cli::CertCommand;
 use crate::io;
 
 pub async fn keys_list(
     service: &Service,
     store: String,
     cert: Option<String>,
-    password: &PasswordArgs,
     json: bool,
 ) -> Result<u8> {
-    let mut req = KeyRequest {
-        reference: store.clone(),
+    let req = KeyRequest {
+        reference: store,
         certificate: cert,
         ..KeyRequest::default()
     };
-    let keys = match service.list_keys(&req).await {
-        Err(e) if e.kind == ErrorKind::Locked => {
-            req.secret = Some(io::secret(password, &store)?);
-            service.list_keys(&req).await?
-        }
-        other => other?,
-    };
+    let keys = service.list_keys(&req).await?;
     if json {
         print_json(&keys)?;
     } else {
@@ -98,7 +91,6 @@ pub async fn run(service: &Service, c: CertCommand, json: bool) -> Result<u8> {
             pem,
             chain,
             output,
-            password,
         } => {
             let format = match (der, pem) {
                 (true, _) => ExportFormat::Der,
@@ -112,7 +104,7 @@ pub async fn run(service: &Service, c: CertCommand, json: bool) -> Result<u8> {
                 }
             };
             let mut certs = if is_key_store(&source) {
-                let key = open_key(service, &source, None, &password).await?;
+                let key = open_key(service, &source, None).await?;
                 let mut v = vec![key.certificate().clone()];
                 v.extend(key.chain().iter().cloned());
                 v

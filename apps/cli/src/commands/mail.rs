@@ -22,7 +22,7 @@ pub async fn sign(service: &Service, a: SignArgs, json: bool) -> Result<u8> {
         }
     };
     let message = io::read_input(a.io.input.as_deref())?;
-    let key = open_key(service, &a.key, a.cert.clone(), &a.password).await?;
+    let key = open_key(service, &a.key, a.cert.clone()).await?;
     let signed = service
         .sign(SignRequest {
             key,
@@ -87,7 +87,7 @@ pub async fn verify(service: &Service, a: VerifyArgs, json: bool) -> Result<u8> 
 
 pub async fn decrypt(service: &Service, a: DecryptArgs, json: bool) -> Result<u8> {
     let message = io::read_input(a.io.input.as_deref())?;
-    let key = open_decryption_key(service, &a.key, a.key_cert.clone(), &a.password).await?;
+    let key = open_decryption_key(service, &a.key, a.key_cert.clone()).await?;
     let result = service
         .decrypt(DecryptRequest {
             keys: vec![key],
@@ -104,13 +104,13 @@ pub async fn decrypt(service: &Service, a: DecryptArgs, json: bool) -> Result<u8
 pub async fn open(service: &Service, a: OpenArgs, json: bool) -> Result<u8> {
     let mut keys = Vec::new();
     for k in &a.key {
-        let mut key = open_decryption_key(service, k, a.key_cert.clone(), &a.password).await?;
+        let mut key = open_decryption_key(service, k, a.key_cert.clone()).await?;
         if a.key_cert.is_none() && matches!(key, DecryptionKey::Bare(_)) {
             // A key file without a certificate: the --cert file that is its certificate, if
             // any, names it; else it stays bare and is tried on every recipient of its type.
             for c in &a.trust.cert {
                 let with = Some(c.display().to_string());
-                if let Ok(k) = open_decryption_key(service, k, with, &a.password).await {
+                if let Ok(k) = open_decryption_key(service, k, with).await {
                     key = k;
                     break;
                 }

@@ -15,7 +15,7 @@ use anyhow::Result;
 use clap::CommandFactory;
 use smimekit_service::{DecryptionKey, ErrorKind, KeyRequest, PrivateKey, Service, ServiceError};
 
-use crate::cli::{Cli, Command, KeysCommand, PasswordArgs};
+use crate::cli::{Cli, Command, KeysCommand};
 use crate::io;
 
 pub const EXIT_OK: u8 = 0;
@@ -62,40 +62,31 @@ fn internal(e: impl std::fmt::Display) -> anyhow::Error {
 pub async fn run(cli: Cli) -> Result<u8> {
     let json = cli.json;
     let config = smimekit_service::Config::load(cli.config.as_deref())?;
-    let service = Service::builder()
+    let mut builder = Service::builder()
         .config(config)
         .plugin_path_env(std::env::var_os("SMIMEKIT_PLUGIN_PATH"))
         .plugins(crate::cli::plugin_files(std::env::args_os(), &cli.plugins))
-        .build()?;
+        .password_file(cli.password_file.clone());
+    // The last source of passwords and PINs, only when someone is there to answer.
+    if let Some(prompt) = io::terminal_prompt() {
+        builder = builder.prompt(prompt);
+    }
+    let service = builder.build()?;
     match cli.command {
         Command::Sign(a) => mail::sign(&service, a, json).await,
         Command::Encrypt(a) => mail::encrypt(&service, a, json).await,
         Command::Verify(a) => mail::verify(&service, a, json).await,
         Command::Decrypt(a) => mail::decrypt(&service, a, json).await,
         Command::Open(a) => mail::open(&service, a, json).await,
-        Command::Keys(KeysCommand::List {
-            store,
-            cert,
-            password,
-        }) => cert::keys_list(&service, store, cert, &password, json).await,
+        Command::Keys(KeysCommand::List { store, cert }) => {
+            cert::keys_list(&service, store, cert, json).await
+        }
         Command::Keys(KeysCommand::Import {
             p12,
             store,
             label,
             p12_password_file,
-            password,
-        }) => {
-            token::keys_import(
-                &service,
-                p12,
-                store,
-                label,
-                p12_password_file,
-                &password,
-                json,
-            )
-            .await
-        }
+        }) => token::keys_import(&service, p12, store, label, p12_password_file, json).await,
         Command::Cert(c) => cert::run(&service, c, json).await,
         Command::Ca(c) => ca::run(&service, c, json).await,
         Command::Token(c) => token::run(&service, c, json).await,
@@ -147,25 +138,38 @@ pub async fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// Opens a key, asking for the password only when the store says it is locked.
+/// A PKCS#12 password (`what`: "PKCS#12 password for alice.p12"), from the command's own
+/// sources first: `--p12-password-file`, then SMIMEKIT_P12_PASSWORD; then the usual order.
+pub fn p12_password(
+    service: &Service,
+    what: String,
+    file: Option<&std::path::Path>,
+) -> Result<smimekit_service::Secret> {
+    use smimekit_service::{SecretKind, SecretRequest, SecretSource};
+    let mut req = SecretRequest::new(SecretKind::Password, what);
+    if let Some(f) = file {
+        req = req.source(SecretSource::file("--p12-password-file", f));
+    }
+    req = req.source(SecretSource::env(
+        "SMIMEKIT_P12_PASSWORD",
+        "SMIMEKIT_P12_PASSWORD",
+    ));
+    Ok(service.secret(&req)?)
+}
+
+/// Opens a key; a locked store is unlocked by the service with a password or PIN found in the
+/// documented order (the prompt is the one the service was built with).
 pub async fn open_key(
     service: &Service,
     reference: &str,
     certificate: Option<String>,
-    password: &PasswordArgs,
 ) -> Result<Arc<dyn PrivateKey>> {
-    let mut req = KeyRequest {
+    let req = KeyRequest {
         reference: reference.to_string(),
         certificate,
         ..KeyRequest::default()
     };
-    match service.open_key(&req).await {
-        Err(e) if e.kind == ErrorKind::Locked => {
-            req.secret = Some(io::secret(password, reference)?);
-            Ok(service.open_key(&req).await?)
-        }
-        other => Ok(other?),
-    }
+    Ok(service.open_key(&req).await?)
 }
 
 /// Opens a key to decrypt with, as [`open_key`] does; a key file without a certificate opens
@@ -174,20 +178,13 @@ pub async fn open_decryption_key(
     service: &Service,
     reference: &str,
     certificate: Option<String>,
-    password: &PasswordArgs,
 ) -> Result<DecryptionKey> {
-    let mut req = KeyRequest {
+    let req = KeyRequest {
         reference: reference.to_string(),
         certificate,
         ..KeyRequest::default()
     };
-    match service.open_decryption_key(&req).await {
-        Err(e) if e.kind == ErrorKind::Locked => {
-            req.secret = Some(io::secret(password, reference)?);
-            Ok(service.open_decryption_key(&req).await?)
-        }
-        other => Ok(other?),
-    }
+    Ok(service.open_decryption_key(&req).await?)
 }
 
 /// Prints a DTO as pretty JSON.

@@ -2,67 +2,45 @@
 
 use anyhow::Result;
 use smimekit_service::{
-    CaKeyType, ErrorKind, Secret, Service, ServiceError, TokenEnrollRequest, TokenImportRequest,
+    CaKeyType, ErrorKind, Service, ServiceError, TokenEnrollRequest, TokenImportRequest,
 };
 
-use super::{EXIT_OK, print_json};
-use crate::cli::{PasswordArgs, TokenCommand};
-use crate::io;
+use super::{EXIT_OK, p12_password, print_json};
+use crate::cli::TokenCommand;
 
-/// The token PIN, unless the URI names its own (`pin-value`, `pin-source`). `None` when no
-/// source is available: the service then reports the token as locked if it needs a PIN.
-fn pin(token: &str, password: &PasswordArgs) -> Result<Option<Secret>> {
-    let lower = token.to_ascii_lowercase();
-    if lower.contains("pin-value=") || lower.contains("pin-source=") {
-        return Ok(None);
-    }
-    Ok(Some(io::secret(password, token)?))
-}
-
-/// The PKCS#12 password: `--p12-password-file`, else SMIMEKIT_P12_PASSWORD, else the usual
-/// password sources.
-fn p12_secret(file: &Option<std::path::PathBuf>) -> Result<Secret> {
-    Ok(match file {
-        Some(f) => io::secret(
-            &PasswordArgs {
-                password_file: Some(f.clone()),
-            },
-            "the PKCS#12 file",
-        )?,
-        None => match std::env::var("SMIMEKIT_P12_PASSWORD") {
-            Ok(p) => Secret::from(p),
-            Err(_) => io::secret(&PasswordArgs::default(), "the PKCS#12 file")?,
-        },
-    })
+/// The password of the PKCS#12 to import.
+fn p12_secret(
+    service: &Service,
+    p12: &std::path::Path,
+    file: Option<&std::path::Path>,
+) -> Result<smimekit_service::Secret> {
+    p12_password(
+        service,
+        format!("PKCS#12 password for {}", p12.display()),
+        file,
+    )
 }
 
 /// `keys import --store KEYREF F.p12`: the store's own import (Windows: PFXImportCertStore,
-/// each identity in its own container; tokens: objects under one CKA_ID). The store PIN is
-/// asked for only when the store reports itself locked.
+/// each identity in its own container; tokens: objects under one CKA_ID). The store's PIN is
+/// found by the service only when the store reports itself locked.
 pub async fn keys_import(
     service: &Service,
     p12: std::path::PathBuf,
     store: String,
     label: Option<String>,
     p12_password_file: Option<std::path::PathBuf>,
-    password: &PasswordArgs,
     json: bool,
 ) -> Result<u8> {
-    let p12_secret = p12_secret(&p12_password_file)?;
-    let mut req = TokenImportRequest {
-        token: store.clone(),
+    let p12_secret = p12_secret(service, &p12, p12_password_file.as_deref())?;
+    let req = TokenImportRequest {
+        token: store,
         secret: None,
         p12,
         p12_secret,
         label,
     };
-    let k = match service.token_import(&req).await {
-        Err(e) if e.kind == ErrorKind::Locked => {
-            req.secret = Some(io::secret(password, &store)?);
-            service.token_import(&req).await?
-        }
-        other => other?,
-    };
+    let k = service.token_import(&req).await?;
     if json {
         print_json(&k)?;
     } else {
@@ -84,7 +62,6 @@ pub async fn run(service: &Service, c: TokenCommand, json: bool) -> Result<u8> {
             ca,
             csr_out,
             days,
-            password,
         } => {
             let key_type = CaKeyType::from_name(&key_type).ok_or_else(|| {
                 ServiceError::new(
@@ -92,23 +69,17 @@ pub async fn run(service: &Service, c: TokenCommand, json: bool) -> Result<u8> {
                     format!("--key-type {key_type}: use rsa2048, rsa3072, rsa4096, p256 or p384"),
                 )
             })?;
-            let secret = pin(&token, &password)?;
-            let ca_secret = match &ca {
-                Some(_) => std::env::var("SMIMEKIT_PASSWORD")
-                    .ok()
-                    .map(Secret::from)
-                    .or_else(|| secret.clone()),
-                None => None,
-            };
+            // The token's PIN and the CA key's password are found by the service when the
+            // token or the key is locked.
             let r = service
                 .token_enroll(&TokenEnrollRequest {
                     token,
-                    secret,
+                    secret: None,
                     label,
                     email,
                     key_type,
                     ca,
-                    ca_secret,
+                    ca_secret: None,
                     csr_out,
                     days,
                 })
@@ -135,25 +106,12 @@ pub async fn run(service: &Service, c: TokenCommand, json: bool) -> Result<u8> {
             token,
             label,
             p12_password_file,
-            password,
         } => {
-            let p12_secret = match &p12_password_file {
-                Some(f) => io::secret(
-                    &PasswordArgs {
-                        password_file: Some(f.clone()),
-                    },
-                    "the PKCS#12 file",
-                )?,
-                None => match std::env::var("SMIMEKIT_P12_PASSWORD") {
-                    Ok(p) => Secret::from(p),
-                    Err(_) => io::secret(&PasswordArgs::default(), "the PKCS#12 file")?,
-                },
-            };
-            let secret = pin(&token, &password)?;
+            let p12_secret = p12_secret(service, &p12, p12_password_file.as_deref())?;
             let k = service
                 .token_import(&TokenImportRequest {
                     token,
-                    secret,
+                    secret: None,
                     p12,
                     p12_secret,
                     label,
