@@ -5,7 +5,7 @@
 //! Samba listens on the fixed ports 389/636, so there is one per machine at a time: the first
 //! AD test of the process provisions it (about 8 s) and starts it (`samba -i -M single`), and
 //! every AD test of the process shares it ([`SambaAd::get`]; tests keep to their own entries).
-//! A lock on `$TMPDIR/smimekit-samba-ad.lock`, held until the process ends, keeps other test
+//! A lock on `/tmp/smimekit-samba-ad.lock`, held until the process ends, keeps other test
 //! processes (another checkout, a second `cargo test`) waiting rather than colliding. Samba's
 //! standard input is a pipe from this process: when the process ends, however it ends, the
 //! pipe closes and Samba stops itself ("EOF on stdin"), and the OS releases the lock. The
@@ -33,6 +33,9 @@ pub const PASSWORD: &str = "Adm1n!Passw0rd";
 pub const PARTNERS: &str = "OU=Partners,DC=corp,DC=example";
 pub const LDAPS: &str = "ldaps://127.0.0.1";
 pub const LDAP: &str = "ldap://127.0.0.1";
+
+/// Held by the process whose Samba owns the ports.
+const LOCK: &str = "/tmp/smimekit-samba-ad.lock";
 
 /// How long a busy machine may take to free the ports or start Samba; the waits end as soon
 /// as the condition holds.
@@ -81,10 +84,12 @@ impl SambaAd {
                 "Samba binds ports 389 and 636, which needs root (uid is {uid})"
             ));
         }
-        let tmp = std::env::temp_dir();
-        let lock = File::create(tmp.join("smimekit-samba-ad.lock"))
+        // The ports are the machine's, so the lock is too: a fixed path, whatever TMPDIR says.
+        let lock_path = Path::new(LOCK);
+        let lock = File::create(lock_path)
             .and_then(|f| f.lock().map(|()| f))
-            .map_err(|e| format!("lock {}: {e}", tmp.join("smimekit-samba-ad.lock").display()))?;
+            .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
+        let tmp = std::env::temp_dir();
         // A previous run's Samba stops when that process ends, a moment after its lock is
         // released: wait until it has let go of the ports.
         let since = Instant::now();
