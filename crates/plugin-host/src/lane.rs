@@ -2,16 +2,15 @@
 //!
 //! A `THREAD_SAFE` plugin gets a bounded `spawn_blocking` lane (a semaphore caps how many of its
 //! calls run at once); any other plugin gets one worker thread that runs its calls one at a
-//! time, the design of the PKCS#11 token lanes (`plugins/keystore-pkcs11/src/lane.rs`): async
+//! time: a [`smimekit_lane::Lane`], the same lane the PKCS#11 key store gives each token (async
 //! callers send a boxed job and await a oneshot reply; a panicking job is caught and the lane
-//! keeps serving.
+//! keeps serving).
 
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-type Job = Box<dyn FnOnce() + Send>;
+pub use smimekit_lane::Stopped;
 
 /// How many calls of one thread-safe plugin may run at once.
 pub const PARALLEL_CALLS: usize = 8;
@@ -22,30 +21,21 @@ pub enum Lane {
     /// Bounded `spawn_blocking`.
     Shared(Arc<Semaphore>),
     /// One worker thread.
-    Worker(Mutex<mpsc::Sender<Job>>),
+    Worker(smimekit_lane::Lane<()>),
     /// On the caller's thread: only for callers that are already on a blocking thread and
     /// call one at a time (the ABI benchmark, sync tools). See [`crate::load_inline`].
     Inline,
 }
-
-/// The lane stopped (its thread could not start, or the job panicked in the host).
-#[derive(Debug, Clone, Copy)]
-pub struct Stopped;
 
 impl Lane {
     pub fn new(thread_safe: bool, name: &str) -> std::io::Result<Self> {
         if thread_safe {
             return Ok(Lane::Shared(Arc::new(Semaphore::new(PARALLEL_CALLS))));
         }
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name(format!("plugin-{name}"))
-            .spawn(move || {
-                for job in rx {
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
-                }
-            })?;
-        Ok(Lane::Worker(Mutex::new(tx)))
+        Ok(Lane::Worker(smimekit_lane::Lane::spawn(
+            format!("plugin-{name}"),
+            (),
+        )?))
     }
 
     /// Runs `f` on the lane and awaits its result without blocking the runtime.
@@ -60,16 +50,7 @@ impl Lane {
                 tokio::task::spawn_blocking(f).await.map_err(|_| Stopped)
             }
             Lane::Inline => Ok(f()),
-            Lane::Worker(tx) => {
-                let (rtx, rrx) = tokio::sync::oneshot::channel();
-                tx.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .send(Box::new(move || {
-                        let _ = rtx.send(f());
-                    }))
-                    .map_err(|_| Stopped)?;
-                rrx.await.map_err(|_| Stopped)
-            }
+            Lane::Worker(lane) => lane.call(move |_| f()).await,
         }
     }
 
@@ -82,16 +63,7 @@ impl Lane {
     {
         match self {
             Lane::Shared(_) | Lane::Inline => Ok(f()),
-            Lane::Worker(tx) => {
-                let (rtx, rrx) = mpsc::channel();
-                tx.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .send(Box::new(move || {
-                        let _ = rtx.send(f());
-                    }))
-                    .map_err(|_| Stopped)?;
-                rrx.recv().map_err(|_| Stopped)
-            }
+            Lane::Worker(lane) => lane.call_blocking(move |_| f()),
         }
     }
 
@@ -99,11 +71,9 @@ impl Lane {
     pub fn detach<F: FnOnce() + Send + 'static>(&self, f: F) {
         match self {
             Lane::Shared(_) | Lane::Inline => f(),
-            Lane::Worker(tx) => {
-                let _ = tx
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .send(Box::new(f));
+            Lane::Worker(lane) => {
+                // A stopped lane has nothing left to close the handle on.
+                let _ = lane.detach(move |_| f());
             }
         }
     }

@@ -1,18 +1,17 @@
 //! Modules and token lanes.
 //!
 //! A PKCS#11 module is loaded and `C_Initialize`d once per process (a second `C_Initialize`
-//! fails), and kept for the life of the process. Each token gets one *lane*: a std thread
-//! that owns the token's one session and runs jobs sent to it over a channel, one at a time.
-//! Async callers send a boxed job and await a `tokio::sync::oneshot` reply; sync callers (key
-//! generation) wait on a std channel. `cryptoki::Session` is `Send` but not `Sync`, and a
-//! session may run one operation at a time (`C_SignInit` … `C_Sign` is a state machine), so
-//! serialising per token is the simplest correct design; tokens themselves (smartcards)
-//! serialise anyway. Login state is per token and application, so one login serves the lane.
+//! fails), and kept for the life of the process. Each token gets one *lane*
+//! ([`smimekit_lane::Lane`], shared with the plugin host): a std thread that owns the token's
+//! one session and runs jobs sent to it over a channel, one at a time. Async callers send a
+//! boxed job and await a `tokio::sync::oneshot` reply; sync callers (key generation) wait on a
+//! std channel. `cryptoki::Session` is `Send` but not `Sync`, and a session may run one
+//! operation at a time (`C_SignInit` … `C_Sign` is a state machine), so serialising per token
+//! is the simplest correct design; tokens themselves (smartcards) serialise anyway. Login state is per token and application, so one login serves the lane.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -77,12 +76,10 @@ impl TokenState {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut TokenState) + Send>;
-
-/// One token's worker thread.
+/// One token's worker thread (a [`smimekit_lane::Lane`] owning the [`TokenState`]).
 #[derive(Debug)]
 pub(crate) struct Lane {
-    tx: Mutex<mpsc::Sender<Job>>,
+    worker: smimekit_lane::Lane<TokenState>,
     pub pkcs11: Pkcs11,
     pub name: String,
 }
@@ -96,39 +93,22 @@ fn stopped(name: &str) -> KeyStoreError {
 
 impl Lane {
     fn spawn(pkcs11: Pkcs11, slot: Slot, name: String) -> Result<Self, KeyStoreError> {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let mut state = TokenState {
+        let state = TokenState {
             pkcs11: pkcs11.clone(),
             slot,
             session: None,
             mechanisms: None,
         };
-        std::thread::Builder::new()
-            .name(format!("pkcs11-slot-{}", slot.id()))
-            .spawn(move || {
-                for job in rx {
-                    // A panicking job drops its reply sender (the caller sees an error);
-                    // the lane goes on serving others.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut state)));
-                }
-            })
+        let worker = smimekit_lane::Lane::spawn(format!("pkcs11-slot-{}", slot.id()), state)
             .map_err(|e| KeyStoreError::Io {
                 key: name.clone(),
                 detail: format!("cannot start the token worker: {e}"),
             })?;
         Ok(Self {
-            tx: Mutex::new(tx),
+            worker,
             pkcs11,
             name,
         })
-    }
-
-    fn send(&self, job: Job) -> Result<(), KeyStoreError> {
-        self.tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(job)
-            .map_err(|_| stopped(&self.name))
     }
 
     /// Runs `f` on the lane and awaits its result without blocking the runtime.
@@ -137,11 +117,7 @@ impl Lane {
         R: Send + 'static,
         F: FnOnce(&mut TokenState) -> R + Send + 'static,
     {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(Box::new(move |st| {
-            let _ = tx.send(f(st));
-        }))?;
-        rx.await.map_err(|_| stopped(&self.name))
+        self.worker.call(f).await.map_err(|_| stopped(&self.name))
     }
 
     /// Runs `f` on the lane and waits (for sync callers such as key generation).
@@ -150,11 +126,9 @@ impl Lane {
         R: Send + 'static,
         F: FnOnce(&mut TokenState) -> R + Send + 'static,
     {
-        let (tx, rx) = mpsc::channel();
-        self.send(Box::new(move |st| {
-            let _ = tx.send(f(st));
-        }))?;
-        rx.recv().map_err(|_| stopped(&self.name))
+        self.worker
+            .call_blocking(f)
+            .map_err(|_| stopped(&self.name))
     }
 }
 
