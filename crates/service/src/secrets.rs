@@ -116,16 +116,20 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// The request for the password or PIN of the key store `reference` names: a PIN for
-/// `pkcs11:` tokens, whose URI's `pin-value` and `pin-source` come first; `what` is the
-/// store's own word (`PKCS#12 password`, `PIN of token "Alice"`), `purpose` who needs the key
-/// (`directory exo`), `sources` the caller's own (the Exchange `certificate_password_env`).
+/// `pkcs11:` tokens, whose URI's `pin-value` and `pin-source` come first, and for any store
+/// whose word for it says PIN; `what` is the store's own word (`PKCS#12 password`, `PIN of
+/// token "Alice"`), `purpose` who needs the key (`directory exo`), `sources` the caller's own
+/// (the Exchange `certificate_password_env`).
 pub(crate) fn key_secret_request(
     reference: &str,
     what: Option<&str>,
     purpose: Option<&str>,
     sources: &[SecretSource],
 ) -> Result<SecretRequest, ServiceError> {
-    let pin = is_pkcs11(reference);
+    let token = is_pkcs11(reference);
+    let says_pin =
+        what.is_some_and(|w| w.split(|c: char| !c.is_alphanumeric()).any(|t| t == "PIN"));
+    let pin = token || says_pin;
     let kind = if pin {
         SecretKind::Pin
     } else {
@@ -137,7 +141,7 @@ pub(crate) fn key_secret_request(
     let purpose = purpose.map(|p| format!(" ({p})")).unwrap_or_default();
     let mut req = SecretRequest::new(kind, format!("{what} for {}{purpose}", redact(reference)));
     req.sources.extend_from_slice(sources);
-    if pin {
+    if token {
         let malformed = |name: &str| {
             ServiceError::new(
                 ErrorKind::Malformed,
@@ -250,6 +254,11 @@ mod tests {
         assert_eq!(labels(&r), ["certificate_password_env (EXO_PW)"]);
         let r = key_secret_request("k.pem", None, None, &[]).unwrap();
         assert_eq!(r.object, "password for k.pem");
+        // A vendor store that asks for a PIN gets SMIMEKIT_PIN too.
+        let r = key_secret_request("vendor-c:card", Some("card PIN"), None, &[]).unwrap();
+        assert_eq!(r.kind, SecretKind::Pin);
+        let r = key_secret_request("a.p12", Some("PKCS#12 password"), None, &[]).unwrap();
+        assert_eq!(r.kind, SecretKind::Password);
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub struct Cli {
     #[arg(long = "plugin", global = true, value_name = "FILE")]
     pub plugins: Vec<PathBuf>,
     /// Read a password or PIN from this file (first line), for whatever needs one and has no
-    /// source of its own (see the order below). Never give a secret on the command line.
+    /// source of its own (the order: `smimekit --help`). Never give a secret on the command line.
     #[arg(long, global = true, value_name = "F")]
     pub password_file: Option<PathBuf>,
     #[command(subcommand)]
