@@ -37,7 +37,7 @@ pub use chain::OsslChain;
 pub use content::OsslCrypter;
 pub use primitives::OsslPrimitives;
 pub use private::{ecdh_with, rsa_decrypt_with, sign_digest_with};
-pub use provider::load_legacy_provider;
+pub use provider::{active_providers, load_legacy_provider};
 pub use transport::OsslKeyTransport;
 pub use verify::OsslVerifier;
 
@@ -62,6 +62,36 @@ inventory::submit! {
         description: "OpenSSL 3 (system libcrypto): digests, RSA/ECDSA/DSA, AES-CBC/GCM, 3DES, RC2, ECDH, X.509 path validation",
         engine,
     }
+}
+
+/// Decrypts `data` with the password-based scheme named by the DER AlgorithmIdentifier
+/// `algorithm` (PBES2, the PKCS#12 PBE schemes, PBES1), as OpenSSL's own PKCS#12 parser
+/// decrypts bags and safes (`PKCS12_pbe_crypt`). `password: None` is PKCS#12's absent
+/// password, which its PBE schemes tell apart from the empty one; a PKCS#12 scheme takes the
+/// password as UTF-8 and converts it as RFC 7292 says.
+///
+/// Errors: [`EngineError::DecryptFailed`] for a wrong password or altered data,
+/// [`EngineError::Unsupported`] for an algorithm OpenSSL lacks (RC2 and RC4 until
+/// [`load_legacy_provider`]), [`EngineError::Invalid`] otherwise.
+pub fn pbe_decrypt(
+    algorithm: &[u8],
+    password: Option<&[u8]>,
+    data: &[u8],
+) -> Result<zeroize::Zeroizing<Vec<u8>>, EngineError> {
+    ffi::pbe_decrypt(algorithm, password, data).map_err(|e| match e {
+        ffi::PbeFailure::TooLarge => EngineError::Invalid("input too large".into()),
+        ffi::PbeFailure::OpenSsl(e) => {
+            let why = describe(&e);
+            let lower = why.to_ascii_lowercase();
+            if lower.contains("bad decrypt") || lower.contains("cipherfinal") {
+                EngineError::DecryptFailed(why)
+            } else if lower.contains("unsupported") || lower.contains("unknown") {
+                EngineError::Unsupported(why)
+            } else {
+                EngineError::Invalid(why)
+            }
+        }
+    })
 }
 
 /// The OpenSSL digest for one of ours.

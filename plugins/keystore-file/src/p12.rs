@@ -1,20 +1,27 @@
-//! PKCS#12 files: OpenSSL's `PKCS12_parse` does the MAC check and the decryption; a small
-//! structural walk adds what it drops (further keys, key friendly names) and handles RFC 9579
-//! PBMAC1, which OpenSSL 3.0 cannot verify: the PBMAC1 MAC is checked here with OpenSSL's
-//! PBKDF2 and HMAC, then OpenSSL decrypts an in-memory copy carrying a classic MAC (see
-//! `reseal`). Nothing here decrypts a bag by hand.
+//! PKCS#12 files, read in one pass: the structure is walked here (every key, certificate and
+//! friendly name, in file order), the MAC is checked here, and OpenSSL decrypts each encrypted
+//! safe and shrouded key bag (`PKCS12_pbe_crypt`, what its own `PKCS12_parse` uses, through
+//! `smimekit_engine_openssl::pbe_decrypt`). Each password-based key is derived once per open:
+//! the MAC key here (RFC 9579 PBMAC1, which OpenSSL 3.0 cannot verify, with OpenSSL's PBKDF2;
+//! the classic RFC 7292 MAC with the appendix B derivation over OpenSSL's SHA functions), each
+//! bag's key by OpenSSL as it decrypts that bag. Nothing here decrypts a bag by hand.
+//!
+//! OpenSSL's legacy provider is loaded only when the file uses a legacy cipher (RC2, RC4,
+//! single DES…): every active provider slows every later algorithm lookup.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
+use openssl::asn1::Asn1Object;
 use openssl::error::ErrorStack;
-use openssl::hash::MessageDigest;
-use openssl::pkcs12::Pkcs12;
-use openssl::pkey::PKey;
+use openssl::hash::{Hasher, MessageDigest};
+use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
-use smimekit_core::{KeyStoreError, Secret};
+use openssl::x509::X509;
+use smimekit_core::{EngineError, KeyStoreError, Secret};
 use smimekit_pki::asn1::{
-    self, Asn1Error, Reader, TAG_BMP_STRING, TAG_INTEGER, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE,
-    TAG_SET, TAG_UTF8_STRING, Tlv,
+    Asn1Error, Reader, TAG_BMP_STRING, TAG_INTEGER, TAG_OID, TAG_SEQUENCE, TAG_SET,
+    TAG_UTF8_STRING, Tlv,
 };
 use zeroize::Zeroizing;
 
@@ -31,12 +38,28 @@ const OID_KEY_BAG: &[u8] = &[
 const OID_SHROUDED_KEY_BAG: &[u8] = &[
     0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x02,
 ];
+const OID_CERT_BAG: &[u8] = &[
+    0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x03,
+];
+/// x509Certificate (1.2.840.113549.1.9.22.1), the certificate type of a CertBag.
+const OID_X509_CERTIFICATE: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x16, 0x01];
 const OID_SAFE_CONTENTS_BAG: &[u8] = &[
     0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x0a, 0x01, 0x06,
 ];
 const OID_FRIENDLY_NAME: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x14];
 const OID_PBMAC1: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0e];
 const OID_PBKDF2: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0c];
+const OID_PBES2: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x05, 0x0d];
+const OID_ENCRYPTED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x06];
+/// pbeWithSHAAnd3-KeyTripleDES-CBC (1.2.840.113549.1.12.1.3).
+const OID_PBE_SHA1_3DES: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x0c, 0x01, 0x03];
+/// des-ede3-cbc (1.2.840.113549.3.7).
+const OID_DES_EDE3_CBC: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x03, 0x07];
+/// aes{128,192,256}-cbc are 2.16.840.1.101.3.4.1.{2,22,42}.
+const OID_AES_PREFIX: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01];
+/// sha224 … sha512 are 2.16.840.1.101.3.4.2.{4,1,2,3}.
+const OID_SHA2_PREFIX: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02];
+const OID_SHA1: &[u8] = &[0x2b, 0x0e, 0x03, 0x02, 0x1a];
 /// hmacWithSHA1 … hmacWithSHA512 are 1.2.840.113549.2.{7,8,9,10,11}.
 const OID_HMAC_PREFIX: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02];
 
@@ -189,8 +212,6 @@ pub(crate) fn describe(e: &ErrorStack) -> String {
 
 /// The parts of a PFX this module looks at.
 struct Pfx<'a> {
-    version: Tlv<'a>,
-    auth_safe: Tlv<'a>,
     /// The authSafe's `data` content: what the MAC covers.
     auth_safe_data: Cow<'a, [u8]>,
     mac_data: Option<Tlv<'a>>,
@@ -218,14 +239,20 @@ fn parse_pfx(der_bytes: &[u8]) -> Result<Pfx<'_>, String> {
     let inner = kids(&expect(content, TAG_CONTEXT_0, "authSafe content")?)?;
     let octets = octets(inner.first().ok_or("empty authSafe content")?)?;
     Ok(Pfx {
-        version: *version,
-        auth_safe: *auth_safe,
         auth_safe_data: octets,
         mac_data: rest.first().copied(),
     })
 }
 
-/// PBMAC1 parameters, if `mac_data` uses PBMAC1.
+/// The integrity scheme of a PFX.
+enum Mac<'a> {
+    /// RFC 9579 PBMAC1.
+    Pbmac1(Pbmac1<'a>),
+    /// The RFC 7292 MAC.
+    Classic(ClassicMac<'a>),
+}
+
+/// PBMAC1 parameters.
 struct Pbmac1<'a> {
     salt: Cow<'a, [u8]>,
     iterations: usize,
@@ -234,6 +261,17 @@ struct Pbmac1<'a> {
     mac: MessageDigest,
     expected: Cow<'a, [u8]>,
 }
+
+/// RFC 7292 MacData: HMAC with a key from the appendix B derivation (ID 3).
+struct ClassicMac<'a> {
+    md: Md,
+    salt: Cow<'a, [u8]>,
+    iterations: usize,
+    expected: Cow<'a, [u8]>,
+}
+
+/// More iterations than this is taken for a damaged or hostile file.
+const MAX_ITERATIONS: u64 = 10_000_000;
 
 fn hmac_digest(alg_id: &Tlv<'_>) -> Result<MessageDigest, String> {
     let alg_kids = kids(&expect(alg_id, TAG_SEQUENCE, "AlgorithmIdentifier")?)?;
@@ -248,7 +286,8 @@ fn hmac_digest(alg_id: &Tlv<'_>) -> Result<MessageDigest, String> {
     }
 }
 
-fn pbmac1_params<'a>(mac_data: &Tlv<'a>) -> Result<Option<Pbmac1<'a>>, String> {
+fn mac_params<'a>(mac_data: &Tlv<'a>) -> Result<Mac<'a>, String> {
+    // MacData ::= SEQUENCE { mac DigestInfo, macSalt OCTET STRING, iterations INTEGER DEFAULT 1 }
     let mac_kids = kids(&expect(mac_data, TAG_SEQUENCE, "MacData")?)?;
     let digest_info = first_of(&mac_kids, "empty MacData", TAG_SEQUENCE, "DigestInfo")?;
     let di = kids(&digest_info)?;
@@ -258,7 +297,28 @@ fn pbmac1_params<'a>(mac_data: &Tlv<'a>) -> Result<Option<Pbmac1<'a>>, String> {
     let alg_kids = kids(&expect(alg, TAG_SEQUENCE, "MAC algorithm")?)?;
     let oid = first_of(&alg_kids, "empty MAC algorithm", TAG_OID, "MAC OID")?;
     if oid.content != OID_PBMAC1 {
-        return Ok(None);
+        let md = Md::from_oid(oid.content).ok_or_else(|| {
+            format!(
+                "unsupported MAC digest {}",
+                smimekit_pki::certinfo::oid_to_string(oid.content)
+            )
+        })?;
+        let salt = octets(mac_kids.get(1).ok_or("MacData without macSalt")?)?;
+        // OpenSSL reads a missing, zero or negative count as 1 (its loop runs once).
+        let iterations = match mac_kids.get(2) {
+            None => 1,
+            Some(t) if t.content.first().is_some_and(|b| b & 0x80 != 0) => 1,
+            Some(t) => uint(t)?.max(1),
+        };
+        if iterations > MAX_ITERATIONS {
+            return Err(format!("unreasonable MAC iteration count {iterations}"));
+        }
+        return Ok(Mac::Classic(ClassicMac {
+            md,
+            salt,
+            iterations: usize::try_from(iterations).map_err(|_| "value too large")?,
+            expected: octets(digest)?,
+        }));
     }
     // PBMAC1-params ::= SEQUENCE { keyDerivationFunc AlgorithmIdentifier, messageAuthScheme AlgorithmIdentifier }
     let params = kids(alg_kids.get(1).ok_or("PBMAC1 without parameters")?)?;
@@ -284,7 +344,7 @@ fn pbmac1_params<'a>(mac_data: &Tlv<'a>) -> Result<Option<Pbmac1<'a>>, String> {
         }
     }
     let to_usize = |v: u64| usize::try_from(v).map_err(|_| "value too large".to_string());
-    Ok(Some(Pbmac1 {
+    Ok(Mac::Pbmac1(Pbmac1 {
         salt,
         iterations: to_usize(iterations)?,
         key_len: key_len.map(to_usize).transpose()?,
@@ -292,6 +352,20 @@ fn pbmac1_params<'a>(mac_data: &Tlv<'a>) -> Result<Option<Pbmac1<'a>>, String> {
         mac: hmac_digest(scheme)?,
         expected: octets(digest)?,
     }))
+}
+
+/// HMAC of `data` under `key`, compared in constant time with `expected`.
+fn hmac_matches(
+    md: MessageDigest,
+    key: &[u8],
+    data: &[u8],
+    expected: &[u8],
+) -> Result<bool, String> {
+    let hkey = PKey::hmac(key).map_err(|e| describe(&e))?;
+    let mut signer = Signer::new(md, &hkey).map_err(|e| describe(&e))?;
+    signer.update(data).map_err(|e| describe(&e))?;
+    let mac = signer.sign_to_vec().map_err(|e| describe(&e))?;
+    Ok(mac.len() == expected.len() && openssl::memcmp::eq(&mac, expected))
 }
 
 /// Checks an RFC 9579 PBMAC1: HMAC over the authSafe data with a PBKDF2 key derived from the
@@ -306,16 +380,23 @@ fn verify_pbmac1(p: &Pbmac1<'_>, data: &[u8], password: &[u8]) -> Result<bool, S
     let mut key = Zeroizing::new(vec![0u8; key_len]);
     openssl::pkcs5::pbkdf2_hmac(password, &p.salt, p.iterations, p.prf, &mut key)
         .map_err(|e| describe(&e))?;
-    let hkey = PKey::hmac(&key).map_err(|e| describe(&e))?;
-    let mut signer = Signer::new(p.mac, &hkey).map_err(|e| describe(&e))?;
-    signer.update(data).map_err(|e| describe(&e))?;
-    let mac = signer.sign_to_vec().map_err(|e| describe(&e))?;
-    Ok(mac.len() == p.expected.len() && openssl::memcmp::eq(&mac, &p.expected))
+    hmac_matches(p.mac, &key, data, &p.expected)
+}
+
+/// Checks a classic MAC for `pass` (`None`: the absent password, which PKCS#12 tells apart
+/// from the empty one). `Ok(false)` = MAC mismatch.
+fn verify_classic(m: &ClassicMac<'_>, data: &[u8], pass: Option<&str>) -> Result<bool, String> {
+    let key = pkcs12_mac_key(m.md, pass, &m.salt, m.iterations)?;
+    let mac = m.md.hmac(&key, data)?;
+    Ok(mac.len() == m.expected.len() && openssl::memcmp::eq(&mac, &m.expected))
 }
 
 /// The password as a PKCS#12 BMPString: UTF-16BE with a two-byte terminator; the empty
-/// password is just the terminator (OpenSSL's `""`, as opposed to its NULL password).
-fn bmp_password(pass: &str) -> Zeroizing<Vec<u8>> {
+/// password is just the terminator (OpenSSL's `""`), the absent one (OpenSSL's NULL) no bytes.
+fn bmp_password(pass: Option<&str>) -> Zeroizing<Vec<u8>> {
+    let Some(pass) = pass else {
+        return Zeroizing::new(Vec::new());
+    };
     let mut out = Zeroizing::new(Vec::with_capacity(pass.len() * 2 + 2));
     for unit in pass.encode_utf16() {
         out.extend_from_slice(&unit.to_be_bytes());
@@ -324,66 +405,427 @@ fn bmp_password(pass: &str) -> Zeroizing<Vec<u8>> {
     out
 }
 
-/// The RFC 7292 appendix B key derivation with SHA-256 (block 64 bytes), ID 3 (MAC key).
+/// The digest of an RFC 7292 MAC. The SHA family is hashed with OpenSSL's SHA functions
+/// directly: the key derivation hashes once per iteration, and an EVP digest context per hash
+/// costs several times the hash itself.
+#[derive(Clone, Copy)]
+enum Md {
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+    /// Any other digest OpenSSL knows (MD5 in old files…), through EVP.
+    Other(MessageDigest),
+}
+
+impl Md {
+    fn from_oid(oid: &[u8]) -> Option<Md> {
+        if oid == OID_SHA1 {
+            return Some(Md::Sha1);
+        }
+        match oid.strip_prefix(OID_SHA2_PREFIX) {
+            Some([1]) => return Some(Md::Sha256),
+            Some([2]) => return Some(Md::Sha384),
+            Some([3]) => return Some(Md::Sha512),
+            Some([4]) => return Some(Md::Sha224),
+            _ => {}
+        }
+        let dotted = smimekit_pki::certinfo::oid_to_string(oid);
+        let nid = Asn1Object::from_str(&dotted).ok()?.nid();
+        MessageDigest::from_nid(nid).map(Md::Other)
+    }
+
+    fn message_digest(self) -> MessageDigest {
+        match self {
+            Md::Sha1 => MessageDigest::sha1(),
+            Md::Sha224 => MessageDigest::sha224(),
+            Md::Sha256 => MessageDigest::sha256(),
+            Md::Sha384 => MessageDigest::sha384(),
+            Md::Sha512 => MessageDigest::sha512(),
+            Md::Other(md) => md,
+        }
+    }
+
+    /// The block size `v` of appendix B.
+    fn block(self) -> usize {
+        self.message_digest().block_size()
+    }
+
+    /// The output size `u`.
+    fn size(self) -> usize {
+        self.message_digest().size()
+    }
+
+    /// Hashes the concatenation of `parts`.
+    fn hash(self, parts: &[&[u8]]) -> Result<Zeroizing<Vec<u8>>, String> {
+        use openssl::sha::{Sha1, Sha224, Sha256, Sha384, Sha512};
+        macro_rules! sha {
+            ($h:ty) => {{
+                let mut h = <$h>::new();
+                for p in parts {
+                    h.update(p);
+                }
+                Zeroizing::new(h.finish().to_vec())
+            }};
+        }
+        Ok(match self {
+            Md::Sha1 => sha!(Sha1),
+            Md::Sha224 => sha!(Sha224),
+            Md::Sha256 => sha!(Sha256),
+            Md::Sha384 => sha!(Sha384),
+            Md::Sha512 => sha!(Sha512),
+            Md::Other(md) => {
+                let mut h = Hasher::new(md).map_err(|e| describe(&e))?;
+                for p in parts {
+                    h.update(p).map_err(|e| describe(&e))?;
+                }
+                Zeroizing::new(h.finish().map_err(|e| describe(&e))?.to_vec())
+            }
+        })
+    }
+}
+
+impl Md {
+    /// RFC 2104 HMAC over [`Md::hash`] (an EVP HMAC costs a provider lookup per call, more
+    /// than hashing a whole authSafe).
+    fn hmac(self, key: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+        let block = self.block();
+        let mut k = Zeroizing::new(vec![0u8; block]);
+        if key.len() > block {
+            let hashed = self.hash(&[key])?;
+            k[..hashed.len()].copy_from_slice(&hashed);
+        } else {
+            k[..key.len()].copy_from_slice(key);
+        }
+        let pad = |byte: u8| -> Zeroizing<Vec<u8>> {
+            Zeroizing::new(k.iter().map(|b| b ^ byte).collect())
+        };
+        let inner = self.hash(&[&pad(0x36), data])?;
+        self.hash(&[&pad(0x5c), &inner])
+    }
+}
+
+/// The RFC 7292 appendix B key derivation, ID 3 (MAC key), with one block of output: the
+/// HMAC key is as long as the digest (n = u), as OpenSSL's MAC uses it.
 fn pkcs12_mac_key(
-    pass: &str,
+    md: Md,
+    pass: Option<&str>,
     salt: &[u8],
     iterations: usize,
 ) -> Result<Zeroizing<Vec<u8>>, String> {
-    const V: usize = 64;
-    const U: usize = 32;
+    let v = md.block();
+    if v == 0 || md.size() == 0 {
+        return Err("MAC digest without block or output size".into());
+    }
     let repeat = |src: &[u8]| -> Zeroizing<Vec<u8>> {
-        let len = src.len().div_ceil(V) * V;
+        let len = src.len().div_ceil(v) * v;
         Zeroizing::new(src.iter().copied().cycle().take(len).collect())
     };
     let p = bmp_password(pass);
     let mut i_buf = repeat(salt);
     i_buf.extend_from_slice(&repeat(&p));
-    let sha = |data: &[&[u8]]| -> Result<Vec<u8>, String> {
-        let mut h =
-            openssl::hash::Hasher::new(MessageDigest::sha256()).map_err(|e| describe(&e))?;
-        for d in data {
-            h.update(d).map_err(|e| describe(&e))?;
-        }
-        Ok(h.finish().map_err(|e| describe(&e))?.to_vec())
-    };
-    // One block of output is all a SHA-256 HMAC key needs (n = u = 32).
-    let mut a = Zeroizing::new(sha(&[&[3u8; V], &i_buf])?);
+    let d = vec![3u8; v];
+    let mut a = md.hash(&[&d, &i_buf])?;
     for _ in 1..iterations {
-        *a = sha(&[&a])?;
+        a = md.hash(&[&a])?;
     }
-    debug_assert_eq!(a.len(), U);
     Ok(a)
 }
 
-/// A copy of the PFX with a classic HMAC-SHA-256 MacData for `pass` (see `read`).
-fn reseal(pfx: &Pfx<'_>, pass: &str) -> Result<Vec<u8>, String> {
-    const SHA256_ALG: &[u8] = &[
-        0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00,
-    ];
-    let mut salt = [0u8; 16];
-    openssl::rand::rand_bytes(&mut salt).map_err(|e| describe(&e))?;
-    let key = pkcs12_mac_key(pass, &salt, 1)?;
-    let hkey = PKey::hmac(&key).map_err(|e| describe(&e))?;
-    let mut signer = Signer::new(MessageDigest::sha256(), &hkey).map_err(|e| describe(&e))?;
-    signer
-        .update(&pfx.auth_safe_data)
-        .map_err(|e| describe(&e))?;
-    let mac = signer.sign_to_vec().map_err(|e| describe(&e))?;
-
-    let mut digest_info = SHA256_ALG.to_vec();
-    digest_info.extend_from_slice(&asn1::encode(TAG_OCTET_STRING, &mac));
-    let mut mac_data = asn1::encode(TAG_SEQUENCE, &digest_info);
-    mac_data.extend_from_slice(&asn1::encode(TAG_OCTET_STRING, &salt));
-    mac_data.extend_from_slice(&asn1::encode(TAG_INTEGER, &[1]));
-
-    let mut body = pfx.version.raw.to_vec();
-    body.extend_from_slice(pfx.auth_safe.raw);
-    body.extend_from_slice(&asn1::encode(TAG_SEQUENCE, &mac_data));
-    Ok(asn1::encode(TAG_SEQUENCE, &body))
+/// Whether an encryption AlgorithmIdentifier needs OpenSSL's legacy provider: anything but
+/// PBES2 (PBKDF2 with an HMAC-SHA PRF) with AES-CBC or 3DES, and the PKCS#12 3DES scheme.
+fn legacy_cipher(alg: &Tlv<'_>) -> bool {
+    let modern = || -> Option<bool> {
+        let alg_kids = kids(alg).ok()?;
+        let oid = alg_kids.first()?.content;
+        if oid == OID_PBE_SHA1_3DES {
+            return Some(true);
+        }
+        if oid != OID_PBES2 {
+            return Some(false);
+        }
+        // PBES2-params ::= SEQUENCE { keyDerivationFunc AlgorithmIdentifier, encryptionScheme AlgorithmIdentifier }
+        let params = kids(alg_kids.get(1)?).ok()?;
+        let [kdf, scheme, ..] = params.as_slice() else {
+            return Some(false);
+        };
+        let kdf_kids = kids(kdf).ok()?;
+        if kdf_kids.first()?.content != OID_PBKDF2 {
+            return Some(false);
+        }
+        let prf_ok = match kids(kdf_kids.get(1)?)
+            .ok()?
+            .iter()
+            .find(|t| t.tag == TAG_SEQUENCE)
+        {
+            None => true, // hmacWithSHA1
+            Some(prf) => hmac_digest(prf).is_ok(),
+        };
+        let cipher = kids(scheme).ok()?.first()?.content;
+        let cipher_ok = cipher == OID_DES_EDE3_CBC
+            || matches!(cipher.strip_prefix(OID_AES_PREFIX), Some([2 | 22 | 42]));
+        Some(prf_ok && cipher_ok)
+    };
+    // Unreadable parameters: let OpenSSL judge, with every provider it may need.
+    !modern().unwrap_or(false)
 }
 
-/// Reads a PKCS#12 file. `password: None` tries the empty and the absent password and fails
+/// Whether any encrypted safe or shrouded key bag that can be seen without decrypting uses a
+/// legacy cipher; unreadable structure counts as legacy. Bags inside encrypted safes are not
+/// seen: [`Reading::decrypt`] loads the provider if OpenSSL then lacks an algorithm.
+fn uses_legacy_cipher(pfx: &Pfx<'_>) -> bool {
+    fn bags_legacy(safe_contents: &Tlv<'_>, depth: usize) -> Result<bool, String> {
+        if depth > MAX_NESTING {
+            return Err("safeContentsBag nesting too deep".into());
+        }
+        for bag in kids(safe_contents)? {
+            let parts = kids(&bag)?;
+            let [bag_id, value, ..] = parts.as_slice() else {
+                continue;
+            };
+            let value = kids(value)?.into_iter().next().ok_or("empty bag value")?;
+            let legacy = match bag_id.content {
+                // EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData }
+                OID_SHROUDED_KEY_BAG => {
+                    legacy_cipher(kids(&value)?.first().ok_or("empty shrouded key bag")?)
+                }
+                OID_SAFE_CONTENTS_BAG => bags_legacy(&value, depth + 1)?,
+                _ => false,
+            };
+            if legacy {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+    let scan = || -> Result<bool, String> {
+        for ci in kids(&first(&pfx.auth_safe_data)?)? {
+            let ci_kids = kids(&ci)?;
+            let [ctype, content, ..] = ci_kids.as_slice() else {
+                continue;
+            };
+            let inner = kids(content)?;
+            let inner = inner.first().ok_or("empty content")?;
+            let legacy = match ctype.content {
+                OID_DATA => bags_legacy(&first(&octets(inner)?)?, 0)?,
+                OID_ENCRYPTED_DATA => legacy_cipher(&encrypted_content_info(inner)?.1),
+                _ => false, // skipped, as OpenSSL does
+            };
+            if legacy {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    scan().unwrap_or(true)
+}
+
+/// The encryption algorithm and encrypted content of an EncryptedData:
+/// `EncryptedData ::= SEQUENCE { version, EncryptedContentInfo }`,
+/// `EncryptedContentInfo ::= SEQUENCE { contentType, contentEncryptionAlgorithm,
+/// encryptedContent [0] IMPLICIT OCTET STRING OPTIONAL }`.
+fn encrypted_content_info<'a>(
+    encrypted_data: &Tlv<'a>,
+) -> Result<(Tlv<'a>, Tlv<'a>, Cow<'a, [u8]>), String> {
+    let ed = kids(&expect(encrypted_data, TAG_SEQUENCE, "EncryptedData")?)?;
+    let eci = expect(
+        ed.get(1)
+            .ok_or("EncryptedData without EncryptedContentInfo")?,
+        TAG_SEQUENCE,
+        "EncryptedContentInfo",
+    )?;
+    let parts = kids(&eci)?;
+    let [ctype, alg, content, ..] = parts.as_slice() else {
+        return Err("EncryptedContentInfo without encrypted content".into());
+    };
+    if content.context() != Some(0) {
+        return Err(format!(
+            "encryptedContent: expected [0], found tag {:#04x}",
+            content.tag
+        ));
+    }
+    Ok((
+        *ctype,
+        expect(alg, TAG_SEQUENCE, "contentEncryptionAlgorithm")?,
+        content.octets().map_err(why)?,
+    ))
+}
+
+/// How deep safeContentsBags may nest.
+const MAX_NESTING: usize = 4;
+
+/// One reading of a file: where errors point, the password the bags are encrypted with, and
+/// what was found so far.
+struct Reading<'p> {
+    id: &'p str,
+    /// Whether a password was given (for `Locked` against `BadSecret`).
+    given: bool,
+    /// The bags' password: `None` is PKCS#12's absent password.
+    pass: Option<&'p str>,
+    /// Whether the legacy provider was asked for in this reading.
+    legacy: Cell<bool>,
+    keys: Vec<RawKey>,
+    certs: Vec<RawCert>,
+    /// Key bags met, opened or not: only the first must open (as in OpenSSL's PKCS12_parse).
+    key_bags: usize,
+}
+
+impl Reading<'_> {
+    fn malformed(&self, what: &str, detail: impl std::fmt::Display) -> KeyStoreError {
+        malformed(self.id, &format!("{what}: {detail}"))
+    }
+
+    /// OpenSSL decrypts `data` with the PBE scheme `alg` (`what` names it in errors).
+    fn decrypt(
+        &self,
+        alg: &Tlv<'_>,
+        data: &[u8],
+        what: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
+        let pass = self.pass.map(str::as_bytes);
+        let mut result = smimekit_engine_openssl::pbe_decrypt(alg.raw, pass, data);
+        // A legacy cipher inside an encrypted safe, which the scan cannot see.
+        if matches!(result, Err(EngineError::Unsupported(_)))
+            && !self.legacy.replace(true)
+            && smimekit_engine_openssl::load_legacy_provider().is_ok()
+        {
+            result = smimekit_engine_openssl::pbe_decrypt(alg.raw, pass, data);
+        }
+        result.map_err(|e| match e {
+            EngineError::DecryptFailed(_) => needs_password(self.id, self.given),
+            EngineError::Unsupported(detail) => KeyStoreError::Unsupported {
+                key: self.id.to_string(),
+                detail: format!("{what}: {detail}"),
+            },
+            other => self.malformed(what, other),
+        })
+    }
+
+    /// One ContentInfo of the authSafe: `data` or `encryptedData` (OpenSSL skips the others).
+    fn content_info(&mut self, ci: &Tlv<'_>) -> Result<(), KeyStoreError> {
+        let m = |e: String| self.malformed("authSafe ContentInfo", e);
+        let ci_kids = kids(ci).map_err(m)?;
+        let [ctype, content, ..] = ci_kids.as_slice() else {
+            return Err(self.malformed("authSafe ContentInfo", "no content"));
+        };
+        let inner = kids(&expect(content, TAG_CONTEXT_0, "content").map_err(m)?).map_err(m)?;
+        let inner = inner
+            .first()
+            .ok_or_else(|| self.malformed("authSafe ContentInfo", "empty content"))?;
+        match ctype.content {
+            OID_DATA => {
+                let safe = octets(inner).map_err(|e| self.malformed("SafeContents", e))?;
+                self.safe_contents(&safe, 0)
+            }
+            OID_ENCRYPTED_DATA => {
+                let (_, alg, data) = encrypted_content_info(inner)
+                    .map_err(|e| self.malformed("encrypted SafeContents", e))?;
+                let safe = self.decrypt(&alg, &data, "encrypted SafeContents")?;
+                self.safe_contents(&safe, 0)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn safe_contents(&mut self, der: &[u8], depth: usize) -> Result<(), KeyStoreError> {
+        let t = first(der).map_err(|e| self.malformed("SafeContents", e))?;
+        self.bags(&t, depth)
+    }
+
+    fn bags(&mut self, safe_contents: &Tlv<'_>, depth: usize) -> Result<(), KeyStoreError> {
+        if depth > MAX_NESTING {
+            return Err(self.malformed("SafeContents", "safeContentsBag nesting too deep"));
+        }
+        let id = self.id;
+        let m = |e: String| malformed(id, &format!("SafeBag: {e}"));
+        for bag in kids(safe_contents).map_err(m)? {
+            let parts = kids(&bag).map_err(m)?;
+            let [bag_id, value, attrs @ ..] = parts.as_slice() else {
+                continue;
+            };
+            // bagValue [0] EXPLICIT
+            let value = kids(value)
+                .map_err(m)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| m("empty bag value".into()))?;
+            let label = attrs.first().and_then(|a| friendly_name(a).ok().flatten());
+            match bag_id.content {
+                OID_KEY_BAG => {
+                    let key = PKey::private_key_from_pkcs8(value.raw)
+                        .map_err(|e| self.malformed("keyBag", describe(&e)));
+                    self.key(key, label)?;
+                }
+                OID_SHROUDED_KEY_BAG => {
+                    let key = self.shrouded_key(&value);
+                    self.key(key, label)?;
+                }
+                OID_CERT_BAG => {
+                    if let Some(x509) = self.certificate(&value)? {
+                        self.certs.push(RawCert { x509, label });
+                    }
+                }
+                OID_SAFE_CONTENTS_BAG => self.bags(&value, depth + 1)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// `EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData OCTET STRING }`.
+    fn shrouded_key(&self, epki: &Tlv<'_>) -> Result<PKey<Private>, KeyStoreError> {
+        let m = |e: String| self.malformed("pkcs8ShroudedKeyBag", e);
+        let parts =
+            kids(&expect(epki, TAG_SEQUENCE, "EncryptedPrivateKeyInfo").map_err(m)?).map_err(m)?;
+        let [alg, data, ..] = parts.as_slice() else {
+            return Err(m("short EncryptedPrivateKeyInfo".into()));
+        };
+        let alg = expect(alg, TAG_SEQUENCE, "encryptionAlgorithm").map_err(m)?;
+        let data = octets(data).map_err(m)?;
+        let pkcs8 = self.decrypt(&alg, &data, "pkcs8ShroudedKeyBag")?;
+        PKey::private_key_from_pkcs8(&pkcs8)
+            .map_err(|e| self.malformed("pkcs8ShroudedKeyBag", describe(&e)))
+    }
+
+    /// A key bag's key. The file's first key bag must open, as OpenSSL's PKCS12_parse
+    /// requires; later ones that do not are left out.
+    fn key(
+        &mut self,
+        key: Result<PKey<Private>, KeyStoreError>,
+        label: Option<String>,
+    ) -> Result<(), KeyStoreError> {
+        self.key_bags += 1;
+        match key {
+            Ok(pkey) => self.keys.push(RawKey { pkey, label }),
+            Err(e) if self.key_bags == 1 => return Err(e),
+            Err(_) => {}
+        }
+        Ok(())
+    }
+
+    /// `CertBag ::= SEQUENCE { certId OID, certValue [0] EXPLICIT ANY }`; only X.509
+    /// certificates are read, as OpenSSL does.
+    fn certificate(&self, cert_bag: &Tlv<'_>) -> Result<Option<X509>, KeyStoreError> {
+        let m = |e: String| self.malformed("certBag", e);
+        let parts = kids(&expect(cert_bag, TAG_SEQUENCE, "CertBag").map_err(m)?).map_err(m)?;
+        let [cert_id, value, ..] = parts.as_slice() else {
+            return Err(m("short CertBag".into()));
+        };
+        if cert_id.content != OID_X509_CERTIFICATE {
+            return Ok(None);
+        }
+        let inner = kids(value).map_err(m)?;
+        let der = inner
+            .first()
+            .ok_or_else(|| m("empty certValue".into()))?
+            .octet_string()
+            .map_err(|e| m(why(e)))?;
+        X509::from_der(&der).map(Some).map_err(|e| m(describe(&e)))
+    }
+}
+
+/// Reads a PKCS#12 file. `password: None` tries the absent and the empty password and fails
 /// with `Locked` if neither opens the file.
 pub(crate) fn read(
     id: &str,
@@ -398,153 +840,65 @@ pub(crate) fn read(
             _ => return Err(needs_password(id, true)),
         },
     };
-    // RC2-40 bags (the default of many writers) need the legacy provider; without it OpenSSL
-    // reports an unsupported algorithm, which is mapped below.
-    let _ = smimekit_engine_openssl::load_legacy_provider();
 
     let der_bytes = unarmour(id, data)?;
     let pfx = parse_pfx(&der_bytes).map_err(|e| malformed(id, &e))?;
 
-    // OpenSSL 3.0's PKCS12_parse insists on a classic PKCS#12 MAC whenever the password is
-    // not empty. Two kinds of file lack one:
-    // * PBMAC1 (RFC 9579) files, whose MAC is verified here (PBKDF2 + HMAC, both OpenSSL's);
-    // * files without MacData at all (no integrity to check; a wrong password shows up as a
-    //   decryption failure).
-    // For those, an in-memory copy gets a classic MAC computed for the given password, so
-    // that OpenSSL decrypts the bags. Integrity is never weaker than the file's own.
-    let mut resealed = None;
-    match &pfx.mac_data {
-        Some(mac_data) => {
-            if let Some(p) = pbmac1_params(mac_data).map_err(|e| malformed(id, &e))? {
-                match verify_pbmac1(&p, &pfx.auth_safe_data, pass.as_bytes()) {
-                    Ok(true) => {}
-                    Ok(false) => return Err(needs_password(id, given)),
-                    Err(e) => return Err(malformed(id, &e)),
-                }
-                resealed = Some(reseal(&pfx, pass).map_err(|e| malformed(id, &e))?);
-            }
-        }
-        None if !pass.is_empty() => {
-            resealed = Some(reseal(&pfx, pass).map_err(|e| malformed(id, &e))?);
-        }
-        None => {}
-    }
-    let to_parse: &[u8] = resealed.as_deref().unwrap_or(&der_bytes);
-
-    let p12 = Pkcs12::from_der(to_parse).map_err(|e| malformed(id, &describe(&e)))?;
-    let parsed = p12.parse2(pass).map_err(|e| {
-        let why = describe(&e);
-        let lower = why.to_ascii_lowercase();
-        if lower.contains("mac verify failure")
-            || lower.contains("bad decrypt")
-            || lower.contains("cipherfinal")
-        {
-            needs_password(id, given)
-        } else if lower.contains("unsupported") || lower.contains("unknown pbe") {
-            KeyStoreError::Unsupported {
-                key: id.to_string(),
-                detail: why,
-            }
-        } else {
-            malformed(id, &why)
-        }
-    })?;
-
-    // Keys in unencrypted safes (where nearly every writer puts its shrouded key bags), with
-    // their friendly names; PKCS12_parse returns only the first key and drops key names.
-    let mut walked = Walked::default();
-    // Best effort: OpenSSL has already accepted the structure, and its first key is added
-    // below in any case.
-    for ci in first(&pfx.auth_safe_data)
-        .and_then(|t| kids(&t))
-        .unwrap_or_default()
-    {
-        let _ = walk_content_info(&ci, pass, &mut walked);
-    }
-    let mut keys = walked.found;
-    if let Some(first) = parsed.pkey
-        && !keys.iter().any(|k| k.pkey.public_eq(&first))
-    {
-        // OpenSSL opened a bag the walk could not: if that is unambiguous, it is that
-        // bag's key, and its friendly name applies.
-        let label = match walked.undecrypted.as_slice() {
-            [only] => only.clone(),
-            _ => None,
-        };
-        keys.insert(0, RawKey { pkey: first, label });
+    // RC2-40 bags (the default of many older writers) need the legacy provider.
+    let legacy = uses_legacy_cipher(&pfx);
+    if legacy {
+        // A failure shows up below as OpenSSL's unsupported algorithm, which is mapped.
+        let _ = smimekit_engine_openssl::load_legacy_provider();
     }
 
-    let mut certs = Vec::new();
-    for x509 in parsed
-        .cert
-        .into_iter()
-        .chain(parsed.ca.into_iter().flatten())
-    {
-        let label = x509
-            .alias()
-            .and_then(|a| String::from_utf8(a.to_vec()).ok())
-            .map(|a| a.trim_end_matches('\0').to_string());
-        certs.push(RawCert { x509, label });
-    }
-    assemble(id, keys, certs)
-}
-
-/// Keys found by the structural walk, and the friendly names of key bags it could not open.
-#[derive(Default)]
-struct Walked {
-    found: Vec<RawKey>,
-    undecrypted: Vec<Option<String>>,
-}
-
-/// Collects the keys of one ContentInfo of the authSafe, if it is unencrypted `data`.
-fn walk_content_info(ci: &Tlv<'_>, pass: &str, keys: &mut Walked) -> Result<(), String> {
-    let ci_kids = kids(ci)?;
-    let [ctype, content, ..] = ci_kids.as_slice() else {
-        return Ok(());
-    };
-    if ctype.content != OID_DATA {
-        return Ok(()); // encryptedData / envelopedData: OpenSSL handled those
-    }
-    let inner = kids(content)?;
-    let octets = octets(inner.first().ok_or("empty content")?)?;
-    let safe_contents = first(&octets)?;
-    walk_bags(&safe_contents, pass, keys, 0)
-}
-
-fn walk_bags(
-    safe_contents: &Tlv<'_>,
-    pass: &str,
-    keys: &mut Walked,
-    depth: usize,
-) -> Result<(), String> {
-    if depth > 4 {
-        return Err("safeContentsBag nesting too deep".into());
-    }
-    for bag in kids(safe_contents)? {
-        let parts = kids(&bag)?;
-        let [bag_id, value, attrs @ ..] = parts.as_slice() else {
-            continue;
-        };
-        let value = kids(value)?.into_iter().next().ok_or("empty bag value")?;
-        let label = attrs.first().and_then(|a| friendly_name(a).ok().flatten());
-        match bag_id.content {
-            OID_KEY_BAG => match PKey::private_key_from_pkcs8(value.raw) {
-                Ok(pkey) => keys.found.push(RawKey { pkey, label }),
-                Err(_) => keys.undecrypted.push(label),
+    // The password the bags are encrypted with, once the MAC (if any) has accepted it. As in
+    // OpenSSL's PKCS12_parse, an empty password may be the absent or the empty one; without a
+    // MAC it is the absent one, and a wrong password shows up as a decryption failure.
+    let bag_pass: Option<&str> = match &pfx.mac_data {
+        Some(mac_data) => match mac_params(mac_data).map_err(|e| malformed(id, &e))? {
+            Mac::Pbmac1(p) => match verify_pbmac1(&p, &pfx.auth_safe_data, pass.as_bytes()) {
+                Ok(true) => Some(pass),
+                Ok(false) => return Err(needs_password(id, given)),
+                Err(e) => return Err(malformed(id, &e)),
             },
-            // The safe API can only pass a non-NULL password, so a bag encrypted under the
-            // absent (NULL) password lands in `undecrypted`; PKCS12_parse returns that key.
-            OID_SHROUDED_KEY_BAG => {
-                match PKey::private_key_from_pkcs8_passphrase(value.raw, pass.as_bytes()) {
-                    Ok(pkey) => keys.found.push(RawKey { pkey, label }),
-                    Err(_) => keys.undecrypted.push(label),
+            Mac::Classic(m) => {
+                let candidates: &[Option<&str>] = if pass.is_empty() {
+                    &[None, Some("")]
+                } else {
+                    &[Some(pass)]
+                };
+                let mut matched = None;
+                for candidate in candidates {
+                    if verify_classic(&m, &pfx.auth_safe_data, *candidate)
+                        .map_err(|e| malformed(id, &e))?
+                    {
+                        matched = Some(*candidate);
+                        break;
+                    }
                 }
+                matched.ok_or_else(|| needs_password(id, given))?
             }
-            OID_SAFE_CONTENTS_BAG => walk_bags(&value, pass, keys, depth + 1)?,
-            _ => {}
-        }
+        },
+        None if pass.is_empty() => None,
+        None => Some(pass),
+    };
+
+    let mut reading = Reading {
+        id,
+        given,
+        pass: bag_pass,
+        legacy: Cell::new(legacy),
+        keys: Vec::new(),
+        certs: Vec::new(),
+        key_bags: 0,
+    };
+    let safes = first(&pfx.auth_safe_data)
+        .and_then(|t| kids(&t))
+        .map_err(|e| malformed(id, &format!("AuthenticatedSafe: {e}")))?;
+    for ci in safes {
+        reading.content_info(&ci)?;
     }
-    Ok(())
+    assemble(id, reading.keys, reading.certs)
 }
 
 /// The friendlyName in a bag's attribute SET, if any.
@@ -558,4 +912,137 @@ fn friendly_name(attrs: &Tlv<'_>) -> Result<Option<String>, String> {
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use openssl::nid::Nid;
+    use openssl::pkcs12::{Pkcs12, Pkcs12Builder};
+    use openssl::rsa::Rsa;
+    use openssl::x509::X509NameBuilder;
+
+    use super::*;
+
+    fn key_and_cert() -> (PKey<Private>, X509) {
+        let pkey = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "p12 test").unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&pkey).unwrap();
+        let now = openssl::asn1::Asn1Time::days_from_now(0).unwrap();
+        let later = openssl::asn1::Asn1Time::days_from_now(30).unwrap();
+        b.set_not_before(&now).unwrap();
+        b.set_not_after(&later).unwrap();
+        b.sign(&pkey, MessageDigest::sha256()).unwrap();
+        (pkey, b.build())
+    }
+
+    /// A p12 as OpenSSL writes it (PBES2/AES bags unless `legacy`), with the given MAC digest.
+    fn build(pass: &str, mac: MessageDigest, legacy: bool) -> (Vec<u8>, PKey<Private>) {
+        let (pkey, cert) = key_and_cert();
+        let mut b: Pkcs12Builder = Pkcs12::builder();
+        b.name("friendly").pkey(&pkey).cert(&cert).mac_md(mac);
+        if legacy {
+            smimekit_engine_openssl::load_legacy_provider().unwrap();
+            b.cert_algorithm(Nid::PBE_WITHSHA1AND40BITRC2_CBC)
+                .key_algorithm(Nid::PBE_WITHSHA1AND3_KEY_TRIPLEDES_CBC);
+        }
+        (b.build2(pass).unwrap().to_der().unwrap(), pkey)
+    }
+
+    fn read_with(der: &[u8], pass: Option<&str>) -> Result<Bundle, KeyStoreError> {
+        read("t.p12", der, pass.map(Secret::from).as_ref())
+    }
+
+    #[test]
+    fn classic_mac_checked_here_for_every_sha_digest() {
+        let digests = [
+            MessageDigest::sha1(),
+            MessageDigest::sha224(),
+            MessageDigest::sha256(),
+            MessageDigest::sha384(),
+            MessageDigest::sha512(),
+        ];
+        for mac in digests {
+            let (der, pkey) = build("s3cret", mac, false);
+            let pfx = parse_pfx(&der).unwrap();
+            let Mac::Classic(m) = mac_params(pfx.mac_data.as_ref().unwrap()).unwrap() else {
+                panic!("{:?}: not checked here", mac.type_());
+            };
+            assert_eq!(m.md.message_digest().type_(), mac.type_());
+            assert!(verify_classic(&m, &pfx.auth_safe_data, Some("s3cret")).unwrap());
+            assert!(!verify_classic(&m, &pfx.auth_safe_data, Some("s3cre")).unwrap());
+
+            let bundle = read_with(&der, Some("s3cret")).unwrap();
+            assert_eq!(bundle.keys.len(), 1, "{:?}", mac.type_());
+            assert_eq!(bundle.keys[0].label.as_deref(), Some("friendly"));
+            assert!(bundle.key(None).unwrap().pkey().public_eq(&pkey));
+            assert!(matches!(
+                read_with(&der, Some("wrong")),
+                Err(KeyStoreError::BadSecret { .. })
+            ));
+            assert!(matches!(
+                read_with(&der, None),
+                Err(KeyStoreError::Locked { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn hmac_agrees_with_openssl() {
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        for md in [Md::Sha1, Md::Sha224, Md::Sha256, Md::Sha384, Md::Sha512] {
+            for key_len in [1, 20, 64, 128, 200] {
+                let key = vec![0x5a; key_len];
+                let theirs = {
+                    let k = PKey::hmac(&key).unwrap();
+                    let mut s = Signer::new(md.message_digest(), &k).unwrap();
+                    s.update(&data).unwrap();
+                    s.sign_to_vec().unwrap()
+                };
+                assert_eq!(md.hmac(&key, &data).unwrap().as_slice(), theirs.as_slice());
+            }
+        }
+        let md5 = Md::from_oid(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x05]).unwrap();
+        assert_eq!(md5.size(), 16);
+        let k = PKey::hmac(b"key").unwrap();
+        let mut s = Signer::new(MessageDigest::md5(), &k).unwrap();
+        s.update(&data).unwrap();
+        assert_eq!(
+            md5.hmac(b"key", &data).unwrap().as_slice(),
+            s.sign_to_vec().unwrap().as_slice()
+        );
+    }
+
+    #[test]
+    fn non_ascii_and_empty_passwords() {
+        let (der, _) = build("pässwörd €𝄞", MessageDigest::sha256(), false);
+        assert_eq!(read_with(&der, Some("pässwörd €𝄞")).unwrap().keys.len(), 1);
+        assert!(matches!(
+            read_with(&der, Some("passwörd €𝄞")),
+            Err(KeyStoreError::BadSecret { .. })
+        ));
+        // The empty password opens without asking, and also when given.
+        let (der, _) = build("", MessageDigest::sha1(), false);
+        assert_eq!(read_with(&der, None).unwrap().keys.len(), 1);
+        assert_eq!(read_with(&der, Some("")).unwrap().keys.len(), 1);
+        assert!(matches!(
+            read_with(&der, Some("x")),
+            Err(KeyStoreError::BadSecret { .. })
+        ));
+    }
+
+    #[test]
+    fn legacy_ciphers_are_recognised() {
+        let (modern, _) = build("pw", MessageDigest::sha256(), false);
+        assert!(!uses_legacy_cipher(&parse_pfx(&modern).unwrap()));
+        let (legacy, pkey) = build("pw", MessageDigest::sha1(), true);
+        assert!(uses_legacy_cipher(&parse_pfx(&legacy).unwrap()));
+        let bundle = read_with(&legacy, Some("pw")).unwrap();
+        assert!(bundle.key(None).unwrap().pkey().public_eq(&pkey));
+    }
 }
