@@ -663,7 +663,6 @@ fn bad_token_input_fails_clearly_with_its_exit_code() {
 // directory's trust chain or `--chain`, so that a recipient who holds only the root verifies.
 
 const AT_UNIX: &str = "1780272000"; // 2026-06-01T00:00:00Z, inside the test PKI's validity.
-const ROOT_CN: &str = "smimekit Test Root CA";
 const INTERMEDIATE_CN: &str = "smimekit Test Intermediate CA";
 
 /// A token holding only Alice's key and certificate, a config naming an empty local
