@@ -277,6 +277,9 @@ impl LdapDirectory {
         self.with_extra(f)
     }
 
+    /// One search. AD answers a subtree search from the domain root with search references
+    /// to its other naming contexts (Configuration, DomainDnsZones); ldap3's `search` leaves
+    /// them out (`EntriesOnly`), as the paged search below does, so only entries arrive here.
     async fn search(
         &self,
         base: &str,
@@ -299,10 +302,6 @@ impl LdapDirectory {
     fn parse_all(&self, entries: Vec<ldap3::ResultEntry>) -> Result<Vec<RawEntry>, DirectoryError> {
         entries
             .into_iter()
-            // AD answers a subtree search from the domain root with search references to
-            // its other naming contexts (Configuration, DomainDnsZones): not entries, and no
-            // recipient lives there.
-            .filter(|e| !e.is_ref() && !e.is_intermediate())
             .map(|e| {
                 entry::parse(e).ok_or_else(|| {
                     DirectoryError::Corrupt(format!(
