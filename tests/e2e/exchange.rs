@@ -1,11 +1,12 @@
 //! Exchange Online against the in-repo emulator (tests/exchange-emulator): app-only auth and
 //! its rejections, trust push/show, publish with merge/replace and read-back, external
-//! contacts, bad input, and a throttled bulk run with zero lost updates.
+//! contacts, bad input, and bulk runs that lose no update and duplicate none under throttling, lost answers and
+//! a spent time budget.
 
 use std::process::Output;
 use std::sync::Arc;
 
-use smimekit_core::{CertDer, Directory, Mailbox, PublishMode, RecipientKind};
+use smimekit_core::{CertDer, Directory};
 use smimekit_directory_exchange::{ExchangeDirectory, PluginKeyOpener};
 use smimekit_exchange_emulator::{Emulator, EmulatorConfig};
 
@@ -439,66 +440,222 @@ fn open_directory(base: &str) -> ExchangeDirectory {
     ExchangeDirectory::open("exo", &text, Arc::new(PluginKeyOpener)).unwrap()
 }
 
+/// `n` seeded mailbox addresses.
+fn mailboxes(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("user{i:04}@example.org")).collect()
+}
+
+/// A bulk list giving each address alice's certificate (published with `--force`).
+fn bulk_list(exo: &Exo, addrs: &[String]) -> String {
+    let csv = exo._dir.path().join("list.csv");
+    let mut text = String::from("address,certificate\n");
+    for a in addrs {
+        text.push_str(&format!("{a},{}\n", pki("alice.pem")));
+    }
+    std::fs::write(&csv, text).unwrap();
+    csv.display().to_string()
+}
+
+/// `publish --from LIST --force --report R` plus `extra`: the process output and the report.
+fn bulk(exo: &Exo, list: &str, extra: &[&str]) -> (Output, serde_json::Value) {
+    let report = exo._dir.path().join("report.json");
+    let _ = std::fs::remove_file(&report);
+    let report = report.display().to_string();
+    let mut args = vec![
+        "publish",
+        "--from",
+        list,
+        "--directory",
+        "exo",
+        "--force",
+        "--report",
+        &report,
+    ];
+    args.extend(extra);
+    let out = exo.run(&args);
+    let Ok(bytes) = std::fs::read(&report) else {
+        panic!("no report: {}", show("bulk", &out));
+    };
+    (out, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// The addresses of a report's items with this status.
+fn with_status(r: &serde_json::Value, status: &str) -> Vec<String> {
+    r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == status)
+        .map(|i| i["address"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every item of the report is done: published, or (an item tried again after the directory
+/// was busy, whose earlier try did the write) found already there.
+fn assert_all_done(r: &serde_json::Value, n: usize) {
+    assert_eq!(r["failed"].as_u64(), Some(0), "{r}");
+    assert_eq!(
+        with_status(r, "published").len() + with_status(r, "unchanged").len(),
+        n,
+        "{r}"
+    );
+    for i in r["items"].as_array().unwrap() {
+        if i["status"] == "unchanged" {
+            assert!(i["attempts"].as_u64().unwrap() >= 2, "{i}");
+        }
+    }
+}
+
+/// Every address holds alice's certificate, exactly once.
+fn assert_published_once(exo: &Exo, addrs: &[String]) {
+    for a in addrs {
+        assert_eq!(exo.certs(a).unwrap(), vec![der("alice.pem")], "{a}");
+    }
+}
+
+fn counter(c: &std::sync::atomic::AtomicU64) -> u64 {
+    c.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The README's bulk run against a service that throttles every 7th request: every update
+/// arrives, once, however the requests and the 429s interleave (an item whose request runs
+/// out of retries goes back to the queue).
 #[test]
 fn bulk_under_throttling_loses_no_update() {
-    let n = 1000;
-    let addrs: Vec<String> = (0..n).map(|i| format!("user{i:04}@example.org")).collect();
+    let addrs = mailboxes(1000);
     let exo = Exo::new(|c| {
         c.mailboxes = addrs.clone();
         c.throttle_every = 7;
         c.retry_after = "0.01".into();
+        c.duplicate_adds = true;
     });
-    let cert = CertDer::new(der("alice.pem"));
-    let dir = Arc::new(open_directory(&exo.emu.base_url));
-    let run = |dir: Arc<ExchangeDirectory>| {
-        let addrs = addrs.clone();
-        let cert = cert.clone();
-        exo.rt.block_on(async move {
-            let mut tasks = tokio::task::JoinSet::new();
-            for a in addrs {
-                let dir = dir.clone();
-                let cert = cert.clone();
-                tasks.spawn(async move {
-                    let m = Mailbox::parse(&a).unwrap();
-                    dir.publish(&m, RecipientKind::Mailbox, &cert, PublishMode::Merge)
-                        .await
-                });
-            }
-            let mut ok = 0;
-            while let Some(r) = tasks.join_next().await {
-                assert_eq!(r.unwrap().unwrap().len(), 1);
-                ok += 1;
-            }
-            ok
-        })
-    };
-    assert_eq!(run(dir.clone()), n);
-    let throttled = exo
-        .emu
-        .counters
-        .throttled
-        .load(std::sync::atomic::Ordering::Relaxed);
-    assert!(throttled > 100, "{throttled}");
-    for a in &addrs {
-        assert_eq!(exo.certs(a).unwrap(), vec![cert.as_bytes().to_vec()], "{a}");
-    }
+    let list = bulk_list(&exo, &addrs);
+    let (out, r) = bulk(&exo, &list, &[]);
+    assert!(out.status.success(), "{}", show("bulk", &out));
+    assert_all_done(&r, 1000);
+    assert!(counter(&exo.emu.counters.throttled) > 100);
+    assert_published_once(&exo, &addrs);
     // Idempotent re-run: no writes at all.
-    let writes = exo
-        .emu
-        .counters
-        .writes
-        .load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(run(dir.clone()), n);
+    let writes = counter(&exo.emu.counters.writes);
+    let (out, r) = bulk(&exo, &list, &[]);
+    assert!(out.status.success(), "{}", show("re-run", &out));
     assert_eq!(
-        exo.emu
-            .counters
-            .writes
-            .load(std::sync::atomic::Ordering::Relaxed),
-        writes
+        r["unchanged"].as_u64(),
+        Some(1000),
+        "{}",
+        show("re-run", &out)
     );
+    assert_eq!(counter(&exo.emu.counters.writes), writes);
     // recipients() pages through everything.
-    let all = exo.rt.block_on(dir.recipients()).unwrap();
-    assert_eq!(all.len(), n);
+    let dir = open_directory(&exo.emu.base_url);
+    assert_eq!(exo.rt.block_on(dir.recipients()).unwrap().len(), 1000);
+}
+
+/// 429s to 100 requests in a row: more than the items in flight (8, one request each) can
+/// spend without one of them running out of its 9 tries, and that item must still be
+/// published, once.
+#[test]
+fn bulk_outlasts_a_throttling_burst_longer_than_the_retries() {
+    let addrs = mailboxes(30);
+    let exo = Exo::new(|c| {
+        c.mailboxes = addrs.clone();
+        c.throttle_burst = Some((10, 100));
+        c.retry_after = "0.01".into();
+        c.duplicate_adds = true;
+    });
+    let list = bulk_list(&exo, &addrs);
+    let (out, r) = bulk(&exo, &list, &[]);
+    assert!(out.status.success(), "{}", show("bulk", &out));
+    assert_all_done(&r, 30);
+    // Some item went back to the queue.
+    assert!(r["requeued"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(counter(&exo.emu.counters.throttled), 100);
+    assert_published_once(&exo, &addrs);
+}
+
+/// A service that throttles for good: the run stops when its time budget is spent, names
+/// every item not done (summary, report, exit 5), and a re-run once the throttling ends
+/// finishes exactly those.
+#[test]
+fn bulk_time_budget_names_items_not_done_and_a_rerun_finishes_them() {
+    let addrs = mailboxes(20);
+    let exo = Exo::new(|c| {
+        c.mailboxes = addrs.clone();
+        // Each item takes 3 requests: some items get done before the throttling starts.
+        c.throttle_from = Some(31);
+        c.retry_after = "0.05".into();
+        c.duplicate_adds = true;
+    });
+    let list = bulk_list(&exo, &addrs);
+    let (out, r) = bulk(&exo, &list, &["--time-budget", "1s"]);
+    assert_eq!(out.status.code(), Some(5), "{}", show("bulk", &out));
+    let done = with_status(&r, "published");
+    let not_done: Vec<String> = r["not_done"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert!(!done.is_empty() && !not_done.is_empty(), "{r}");
+    assert_eq!(not_done, with_status(&r, "failed"), "{r}");
+    assert_eq!(done.len() + not_done.len(), addrs.len(), "{r}");
+    assert_eq!(
+        r["out_of_time"].as_u64(),
+        Some(not_done.len() as u64),
+        "{r}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for a in &not_done {
+        assert!(stdout.contains(a.as_str()), "{a} not named:\n{stdout}");
+    }
+    for i in r["items"].as_array().unwrap() {
+        if i["status"] == "failed" {
+            assert_eq!(i["out_of_time"], true, "{i}");
+            assert!(i["error"].as_str().unwrap().contains("time budget"), "{i}");
+        }
+    }
+    for a in &done {
+        assert_eq!(exo.certs(a).unwrap(), vec![der("alice.pem")], "{a}");
+    }
+
+    // The throttling ends: the same command finishes the items not done, and only those.
+    exo.emu.throttle_from(None);
+    let writes = counter(&exo.emu.counters.writes);
+    let (out, r) = bulk(&exo, &list, &[]);
+    assert!(out.status.success(), "{}", show("re-run", &out));
+    assert_eq!(r["failed"].as_u64(), Some(0), "{r}");
+    let published = with_status(&r, "published");
+    assert!(published.iter().all(|a| not_done.contains(a)), "{r}");
+    for a in &done {
+        assert!(
+            with_status(&r, "unchanged").contains(a),
+            "{a} written again: {r}"
+        );
+    }
+    assert_eq!(
+        counter(&exo.emu.counters.writes) - writes,
+        published.len() as u64
+    );
+    assert_published_once(&exo, &addrs);
+}
+
+/// A write applied whose answer is lost (504) is not sent again blindly: the item is read
+/// again later, so no certificate is ever stored twice.
+#[test]
+fn bulk_never_duplicates_a_certificate_when_a_write_answer_is_lost() {
+    let addrs = mailboxes(12);
+    let exo = Exo::new(|c| {
+        c.mailboxes = addrs.clone();
+        c.lose_write_answer_every = 3;
+        c.duplicate_adds = true;
+    });
+    let list = bulk_list(&exo, &addrs);
+    let (out, r) = bulk(&exo, &list, &[]);
+    assert!(out.status.success(), "{}", show("bulk", &out));
+    assert_all_done(&r, 12);
+    assert!(counter(&exo.emu.counters.lost_answers) >= 4);
+    assert_eq!(counter(&exo.emu.counters.writes), 12);
+    assert_published_once(&exo, &addrs);
 }
 
 /// Every `FromBase64String('…')` literal of a script, decoded.

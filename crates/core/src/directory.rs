@@ -78,6 +78,14 @@ pub enum DirectoryError {
     ReadBackMismatch { address: Mailbox, detail: String },
     #[error("directory unavailable: {0}")]
     Unavailable(String),
+    /// The directory is throttling (or overloaded, or its answer was lost) and the request did
+    /// not knowingly complete: try again later, after `retry_after` when the directory said.
+    /// A write that failed so may or may not have been applied: read before writing again.
+    #[error("directory busy: {detail}")]
+    Busy {
+        detail: String,
+        retry_after: Option<std::time::Duration>,
+    },
     /// The directory's configuration is wrong (missing or unknown key, bad value).
     #[error("directory configuration: {0}")]
     Config(String),

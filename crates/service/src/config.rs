@@ -19,7 +19,9 @@
 //!
 //! Directories are searched in file order for lookups (and `encrypt --to ADDRESS`); writes go
 //! to `--directory NAME`, else to the first one. Each table is handed, as TOML text, to the
-//! plugin registered for its `kind`, which checks its own keys.
+//! plugin registered for its `kind`, which checks its own keys, except the keys the service
+//! itself reads: `bulk_time_budget_secs` (how long `publish --from` may keep retrying items
+//! the directory throttles; default 3600).
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +36,8 @@ pub struct DirectoryConfig {
     pub kind: String,
     /// The table, with `path` made absolute, as TOML text for the plugin.
     pub settings: String,
+    /// `bulk_time_budget_secs`: how long a bulk run may go on retrying throttled items.
+    pub bulk_time_budget: Option<std::time::Duration>,
 }
 
 /// The parsed configuration.
@@ -115,6 +119,7 @@ impl Config {
                     name: "local".into(),
                     kind: "local".into(),
                     settings: t.to_string(),
+                    bulk_time_budget: None,
                 }]
             })
             .unwrap_or_default();
@@ -219,10 +224,23 @@ impl Config {
                     let resolved = resolve_path(base, c);
                     t.insert("certificate".into(), resolved.display().to_string().into());
                 }
+                // A service key, on any kind of directory: the plugin never sees it.
+                let bulk_time_budget = match t.remove("bulk_time_budget_secs") {
+                    None => None,
+                    Some(v) => match v.as_integer() {
+                        Some(n @ 1..) => Some(std::time::Duration::from_secs(n.unsigned_abs())),
+                        _ => {
+                            return Err(usage(format!(
+                                "config file {file}: [directory.{name}] bulk_time_budget_secs must be a whole number of seconds, at least 1 (not {v})"
+                            )));
+                        }
+                    },
+                };
                 directories.push(DirectoryConfig {
                     name: name.clone(),
                     kind,
                     settings: t.to_string(),
+                    bulk_time_budget,
                 });
             }
         }
@@ -418,6 +436,32 @@ mod tests {
             c.directories[0].settings
         );
         assert!(c.directories[1].settings.contains("\"/abs/a.json\""));
+    }
+
+    #[test]
+    fn bulk_time_budget_is_a_service_key_on_any_directory() {
+        let c = Config::from_toml(
+            "[directory.l]\nkind = \"local\"\npath = \"/a.json\"\nbulk_time_budget_secs = 90\n",
+            Path::new("/x/config.toml"),
+        )
+        .unwrap();
+        let d = &c.directories[0];
+        assert_eq!(d.bulk_time_budget, Some(std::time::Duration::from_secs(90)));
+        assert!(!d.settings.contains("bulk_time_budget"), "{}", d.settings);
+        for bad in ["0", "-5", "\"1h\"", "1.5"] {
+            let e = Config::from_toml(
+                &format!("[directory.l]\nkind = \"local\"\nbulk_time_budget_secs = {bad}\n"),
+                Path::new("/x/config.toml"),
+            )
+            .unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Usage);
+            assert!(
+                e.message.contains("/x/config.toml")
+                    && e.message.contains("[directory.l] bulk_time_budget_secs"),
+                "{}",
+                e.message
+            );
+        }
     }
 
     #[test]

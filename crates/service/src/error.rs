@@ -28,6 +28,16 @@ pub enum ErrorKind {
 pub struct ServiceError {
     pub kind: ErrorKind,
     pub message: String,
+    /// Set when a directory was busy (throttling, or its answer was lost): the request may
+    /// succeed later, after the directory's Retry-After when it gave one. Bulk runs put such
+    /// items back in their queue.
+    pub(crate) busy: Option<Busy>,
+}
+
+/// A directory's "not now" ([`smimekit_core::DirectoryError::Busy`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Busy {
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ServiceError {
@@ -35,6 +45,7 @@ impl ServiceError {
         Self {
             kind,
             message: message.into(),
+            busy: None,
         }
     }
 
@@ -92,10 +103,19 @@ impl From<DirectoryError> for ServiceError {
             DirectoryError::Config(_) => ErrorKind::Usage,
             DirectoryError::Corrupt(_) => ErrorKind::Malformed,
             DirectoryError::Unsupported(_) => ErrorKind::Unsupported,
-            DirectoryError::Unavailable(_) => ErrorKind::Io,
+            DirectoryError::Unavailable(_) | DirectoryError::Busy { .. } => ErrorKind::Io,
             // A recipient problem: missing, duplicate, rejected value, read-back mismatch.
             _ => ErrorKind::Key,
         };
-        Self::new(kind, e.to_string())
+        let busy = match &e {
+            DirectoryError::Busy { retry_after, .. } => Some(Busy {
+                retry_after: *retry_after,
+            }),
+            _ => None,
+        };
+        Self {
+            busy,
+            ..Self::new(kind, e.to_string())
+        }
     }
 }

@@ -2,9 +2,19 @@
 //! (`publish --from FILE`), PowerShell emission (`--emit-powershell FILE`: the same
 //! operations as a PowerShell 7 script for admins who must run them themselves), and the
 //! organisation's OWA S/MIME settings (`exchange config show|set`) with lint warnings.
+//!
+//! A bulk run loses no update to throttling: an item the directory is too busy for (its
+//! request ran out of tries, or a write's answer was lost) goes back to the end of the queue,
+//! to be tried again after the directory's Retry-After, with a fresh read first, so that no
+//! certificate is added twice. Only when the run's time budget is spent are the items left
+//! reported as not done; re-running the same list finishes them (items done are no-ops).
+//! The directory paces its own requests (the Exchange transport shrinks its request slots
+//! while the service throttles).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -17,6 +27,10 @@ use crate::{ErrorKind, Service, ServiceError};
 
 /// Called after each bulk item: (done, total).
 pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+/// How long a bulk run may go on retrying the items a directory throttles, unless the request
+/// or the directory's `bulk_time_budget_secs` says otherwise.
+pub const DEFAULT_BULK_TIME_BUDGET: Duration = Duration::from_secs(3600);
 
 /// `smimekit publish --from FILE`.
 #[derive(Clone, Default)]
@@ -32,6 +46,9 @@ pub struct BulkPublishRequest {
     pub force: bool,
     /// Items in flight at once (the directory limits its own HTTP concurrency too).
     pub parallel: usize,
+    /// How long the run may go on retrying items the directory throttles: default the
+    /// directory's `bulk_time_budget_secs`, else [`DEFAULT_BULK_TIME_BUDGET`].
+    pub time_budget: Option<Duration>,
     pub progress: Option<Progress>,
 }
 
@@ -49,7 +66,9 @@ impl std::fmt::Debug for BulkPublishRequest {
 pub struct BulkItem {
     pub address: String,
     pub certificate: PathBuf,
-    /// `published` (something changed), `unchanged` (already there) or `failed`.
+    /// `published` (something changed), `unchanged` (already there: also when an earlier
+    /// try of this run made the change but its answer or read-back was lost, see `attempts`)
+    /// or `failed`.
     pub status: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub added: Vec<String>,
@@ -57,6 +76,12 @@ pub struct BulkItem {
     pub removed: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Tries: one, plus one each time the item went back to the queue (0: never tried).
+    pub attempts: u32,
+    /// Failed because the run's time budget was spent while the directory was busy: not a
+    /// problem of the item, re-running finishes it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub out_of_time: bool,
 }
 
 /// The JSON report of a bulk run.
@@ -66,9 +91,60 @@ pub struct BulkReport {
     pub total: usize,
     pub published: usize,
     pub unchanged: usize,
+    /// Items not done, whatever the cause (`out_of_time` of them for the time budget).
     pub failed: usize,
+    /// Items not done because the time budget was spent.
+    pub out_of_time: usize,
+    /// How many times an item went back to the end of the queue because the directory was busy.
+    pub requeued: usize,
+    pub time_budget_secs: u64,
     pub seconds: f64,
+    /// The addresses of the items not done, in list order: re-running the same list
+    /// finishes them (items done are then no-ops).
+    pub not_done: Vec<String>,
     pub items: Vec<BulkItem>,
+}
+
+/// One bulk item, queued.
+struct Pending {
+    index: usize,
+    address: String,
+    certificate: PathBuf,
+    attempts: u32,
+    /// Not to be tried before (the directory's Retry-After).
+    ready_at: Option<tokio::time::Instant>,
+    /// Why the last try did not finish.
+    last_busy: Option<String>,
+}
+
+/// How one try of a bulk item ended.
+enum Outcome {
+    Done(crate::directory::PublishResult),
+    Failed(String),
+    /// The directory was busy: try again later.
+    Busy {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The time budget was spent before (`started: false`) or during the try.
+    OutOfTime {
+        started: bool,
+    },
+}
+
+/// The wait before an item the directory was busy for (and that gave no Retry-After) is
+/// tried again: 0.5 s, 1 s, 2 s… up to 30 s.
+fn requeue_wait(attempts: u32) -> Duration {
+    Duration::from_millis(500u64 << attempts.saturating_sub(1).min(6)).min(Duration::from_secs(30))
+}
+
+/// A duration as people write it: `90 s`, `15 min`, `1 h`.
+fn human(d: Duration) -> String {
+    match d.as_secs() {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
 }
 
 /// What `--emit-powershell` wrote.
@@ -414,78 +490,147 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
 
     /// `publish --from FILE`: every item through one opened directory, bounded parallelism,
     /// each checked by reading back; failures are reported per item, never silently dropped.
+    /// Items the directory is busy for go back to the end of the queue until the time budget
+    /// is spent (see the module documentation).
     pub async fn bulk_publish(&self, req: &BulkPublishRequest) -> Result<BulkReport, ServiceError> {
         let items = bulk_items(&req.source)?;
         let dir: Arc<dyn Directory> = Arc::from(self.target_directory(req.directory.as_deref())?);
-        let start = std::time::Instant::now();
+        let budget = req
+            .time_budget
+            .or_else(|| {
+                self.config
+                    .directories
+                    .iter()
+                    .find(|d| d.name == dir.name())
+                    .and_then(|d| d.bulk_time_budget)
+            })
+            .unwrap_or(DEFAULT_BULK_TIME_BUDGET);
+        let start = tokio::time::Instant::now();
+        let deadline = start + budget;
         let total = items.len();
-        let limit = Arc::new(tokio::sync::Semaphore::new(req.parallel.clamp(1, 64)));
-        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut tasks = tokio::task::JoinSet::new();
-        for (index, (address, certificate)) in items.into_iter().enumerate() {
-            let svc = self.clone();
-            let dir = dir.clone();
-            let limit = limit.clone();
-            let done = done.clone();
-            let progress = req.progress.clone();
-            let one = PublishRequest {
-                address: address.clone(),
-                certificate: certificate.clone(),
-                directory: None,
-                contact: req.contact,
-                replace: req.replace,
-                prune_expired: req.prune_expired,
-                force: req.force,
-            };
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                let r = svc.publish_to(dir.as_ref(), &one).await;
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if let Some(p) = progress {
-                    p(n, total);
-                }
-                let item = match r {
-                    Ok(r) => BulkItem {
-                        address,
-                        certificate,
-                        status: if r.added.is_empty() && r.removed.is_empty() {
-                            "unchanged"
-                        } else {
-                            "published"
-                        },
-                        added: r
-                            .added
-                            .iter()
-                            .map(|c| c.cert.sha1_thumbprint.clone())
-                            .collect(),
-                        removed: r
-                            .removed
-                            .iter()
-                            .map(|c| c.cert.sha1_thumbprint.clone())
-                            .collect(),
-                        error: None,
-                    },
-                    Err(e) => BulkItem {
-                        address,
-                        certificate,
-                        status: "failed",
-                        added: Vec::new(),
-                        removed: Vec::new(),
-                        error: Some(e.message),
-                    },
+        let parallel = req.parallel.clamp(1, 64);
+        let mut queue: VecDeque<Pending> = items
+            .into_iter()
+            .enumerate()
+            .map(|(index, (address, certificate))| Pending {
+                index,
+                address,
+                certificate,
+                attempts: 0,
+                ready_at: None,
+                last_busy: None,
+            })
+            .collect();
+        let mut done: Vec<Option<BulkItem>> = vec![None; total];
+        let mut finished = 0;
+        let mut requeued = 0;
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < parallel {
+                let Some(p) = queue.pop_front() else {
+                    break;
                 };
-                (index, item)
-            });
-        }
-        let mut out: Vec<(usize, BulkItem)> = Vec::with_capacity(total);
-        while let Some(r) = tasks.join_next().await {
-            let r = r.map_err(|e| {
+                let svc = self.clone();
+                let dir = dir.clone();
+                let one = PublishRequest {
+                    address: p.address.clone(),
+                    certificate: p.certificate.clone(),
+                    directory: None,
+                    contact: req.contact,
+                    replace: req.replace,
+                    prune_expired: req.prune_expired,
+                    force: req.force,
+                };
+                running.spawn(async move {
+                    let outcome = svc.bulk_try(dir.as_ref(), &one, p.ready_at, deadline).await;
+                    (p, outcome)
+                });
+            }
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            let (mut p, outcome) = joined.map_err(|e| {
                 ServiceError::new(ErrorKind::Unsupported, format!("bulk task: {e}"))
             })?;
-            out.push(r);
+            if !matches!(outcome, Outcome::OutOfTime { started: false }) {
+                p.attempts += 1;
+            }
+            let item = |status, error: Option<String>, out_of_time| BulkItem {
+                address: p.address.clone(),
+                certificate: p.certificate.clone(),
+                status,
+                added: Vec::new(),
+                removed: Vec::new(),
+                error,
+                attempts: p.attempts,
+                out_of_time,
+            };
+            let spent = |when: &str, last: Option<&str>| {
+                format!(
+                    "not done: the time budget of {} was spent {when}{}; re-run to finish it",
+                    human(budget),
+                    last.map(|l| format!(" (last try: {l})"))
+                        .unwrap_or_default()
+                )
+            };
+            let finished_item = match outcome {
+                Outcome::Done(r) => BulkItem {
+                    status: if r.added.is_empty() && r.removed.is_empty() {
+                        "unchanged"
+                    } else {
+                        "published"
+                    },
+                    added: r
+                        .added
+                        .iter()
+                        .map(|c| c.cert.sha1_thumbprint.clone())
+                        .collect(),
+                    removed: r
+                        .removed
+                        .iter()
+                        .map(|c| c.cert.sha1_thumbprint.clone())
+                        .collect(),
+                    ..item("", None, false)
+                },
+                Outcome::Failed(message) => item("failed", Some(message), false),
+                Outcome::Busy {
+                    message,
+                    retry_after,
+                } => {
+                    let ready = tokio::time::Instant::now()
+                        + retry_after.unwrap_or_else(|| requeue_wait(p.attempts));
+                    if ready < deadline {
+                        p.ready_at = Some(ready);
+                        p.last_busy = Some(message);
+                        queue.push_back(p);
+                        requeued += 1;
+                        continue;
+                    }
+                    item("failed", Some(spent("", Some(&message))), true)
+                }
+                Outcome::OutOfTime { started } => item(
+                    "failed",
+                    Some(spent(
+                        if started {
+                            "while it was being published"
+                        } else if p.attempts == 0 {
+                            "before it could be tried"
+                        } else {
+                            "before it could be tried again"
+                        },
+                        p.last_busy.as_deref(),
+                    )),
+                    true,
+                ),
+            };
+            done[p.index] = Some(finished_item);
+            finished += 1;
+            if let Some(progress) = &req.progress {
+                progress(finished, total);
+            }
         }
-        out.sort_by_key(|(i, _)| *i);
-        let items: Vec<BulkItem> = out.into_iter().map(|(_, it)| it).collect();
+        // Every item was finished: the loop ends only when the queue and the tasks are empty.
+        let items: Vec<BulkItem> = done.into_iter().flatten().collect();
         let count = |s: &str| items.iter().filter(|i| i.status == s).count();
         Ok(BulkReport {
             directory: dir.name().to_string(),
@@ -493,9 +638,45 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
             published: count("published"),
             unchanged: count("unchanged"),
             failed: count("failed"),
+            out_of_time: items.iter().filter(|i| i.out_of_time).count(),
+            requeued,
+            time_budget_secs: budget.as_secs(),
             seconds: start.elapsed().as_secs_f64(),
+            not_done: items
+                .iter()
+                .filter(|i| i.status == "failed")
+                .map(|i| i.address.clone())
+                .collect(),
             items,
         })
+    }
+
+    /// One try of a bulk item, not before `ready_at` and not past `deadline`.
+    async fn bulk_try(
+        &self,
+        dir: &dyn Directory,
+        one: &PublishRequest,
+        ready_at: Option<tokio::time::Instant>,
+        deadline: tokio::time::Instant,
+    ) -> Outcome {
+        if let Some(t) = ready_at {
+            tokio::time::sleep_until(t.min(deadline)).await;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Outcome::OutOfTime { started: false };
+        }
+        // Stopping a publish half-way is safe: the next run reads before it writes.
+        match tokio::time::timeout_at(deadline, self.publish_to(dir, one)).await {
+            Err(_) => Outcome::OutOfTime { started: true },
+            Ok(Ok(r)) => Outcome::Done(r),
+            Ok(Err(e)) => match e.busy {
+                Some(b) => Outcome::Busy {
+                    message: e.message,
+                    retry_after: b.retry_after,
+                },
+                None => Outcome::Failed(e.message),
+            },
+        }
     }
 
     /// The bulk items as publish requests (for `--emit-powershell` with `--from`).

@@ -1,6 +1,8 @@
 //! Auth (client credentials with a client-assertion JWT signed through the `PrivateKey`
-//! port) and the InvokeCommand transport: paging, throttling, back-off, bounded concurrency,
-//! typed errors. Tokens and assertions are never logged or put in error messages.
+//! port) and the InvokeCommand transport: paging, throttling (Retry-After, back-off, a bounded
+//! number of tries per request), an adaptive concurrency limit ([`crate::limit`]), typed errors.
+//! A write that must not run twice is sent again only after answers saying it did not run.
+//! Tokens and assertions are never logged or put in error messages.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,9 +15,10 @@ use smimekit_core::plugin::{KeyOpenRequest, KeyOpener};
 use smimekit_core::{
     DigestAlg, KeyKind, KeyStoreError, PrivateKey, Secret, SecretSource, SignatureScheme,
 };
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Mutex;
 
 use crate::config::{AssertionAlg, AuthMode, Settings};
+use crate::limit::AdaptiveLimit;
 
 /// Errors of the Exchange Online client, from the service's `ExNNNN|Type|text` details.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +34,18 @@ pub enum ExoError {
         kind: String,
         text: String,
     },
+    /// Every try of one request was throttled; `retry_after` is the service's last word.
     #[error("{cmdlet}: still throttled after {tries} tries")]
-    Throttled { cmdlet: String, tries: u32 },
+    Throttled {
+        cmdlet: String,
+        tries: u32,
+        retry_after: Option<Duration>,
+    },
+    /// A write got no answer (timeout, 504): it may or may not have run.
+    #[error(
+        "{cmdlet}: {cause}; the change may or may not have been made (read it back before sending it again)"
+    )]
+    Unconfirmed { cmdlet: String, cause: String },
     #[error("authentication failed: {0}")]
     Auth(String),
     /// The app credential cannot be opened (its password is missing or wrong, the key file
@@ -105,8 +118,23 @@ fn classify(cmdlet: &str, status: u16, body: &str) -> ExoError {
 }
 
 fn retryable(status: u16, body: &str) -> bool {
-    matches!(status, 429 | 503 | 504 | 408)
+    matches!(status, 504) || not_run(status, body)
+}
+
+/// Answers that say the request was not run (throttled, refused, not fully received), so that
+/// even a write may be sent again; a 504 says nothing about what the service behind did.
+fn not_run(status: u16, body: &str) -> bool {
+    matches!(status, 429 | 503 | 408)
         || body.starts_with("You have reached the maximum number of concurrent requests per tenant")
+}
+
+/// Whether a request may be sent again when its answer is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Reads, and writes that set a whole value: running them twice is running them once.
+    Safe,
+    /// `@{Add=…}`, New-MailContact: only after an answer saying it did not run.
+    OnlyIfNotRun,
 }
 
 fn now_secs() -> u64 {
@@ -156,7 +184,7 @@ pub struct Client {
     keys: Arc<dyn KeyOpener>,
     key: Mutex<Option<Arc<dyn PrivateKey>>>,
     token: Mutex<Option<Token>>,
-    limit: Semaphore,
+    limit: AdaptiveLimit,
     connection_id: String,
     /// Requests sent, and 429/503 answers met (for reports and benchmarks).
     pub stats: Stats,
@@ -184,7 +212,7 @@ impl Client {
             .build()
             .map_err(|e| ExoError::Transport(e.to_string()))?;
         Ok(Self {
-            limit: Semaphore::new(settings.concurrency),
+            limit: AdaptiveLimit::new(settings.concurrency),
             settings,
             http,
             keys,
@@ -425,13 +453,34 @@ impl Client {
         }
     }
 
-    /// Runs one cmdlet; returns every `value` item over all pages.
+    /// The adaptive request limit now (it shrinks while the service throttles).
+    pub fn concurrency(&self) -> usize {
+        self.limit.current()
+    }
+
+    /// Runs one cmdlet that may run twice (a read, or a write of a whole value); returns every
+    /// `value` item over all pages.
     pub async fn invoke(&self, cmdlet: &str, params: Value) -> Result<Vec<Value>, ExoError> {
+        self.invoke_with(cmdlet, params, Resend::Safe).await
+    }
+
+    /// Runs a write that must not run twice (`@{Add=…}`, New-MailContact): it is sent again
+    /// only after answers saying it did not run; a lost answer is [`ExoError::Unconfirmed`].
+    pub async fn invoke_write(&self, cmdlet: &str, params: Value) -> Result<Vec<Value>, ExoError> {
+        self.invoke_with(cmdlet, params, Resend::OnlyIfNotRun).await
+    }
+
+    async fn invoke_with(
+        &self,
+        cmdlet: &str,
+        params: Value,
+        resend: Resend,
+    ) -> Result<Vec<Value>, ExoError> {
         let body = json!({"CmdletInput": {"CmdletName": cmdlet, "Parameters": params}});
         let mut url = self.settings.invoke_url();
         let mut out = Vec::new();
         loop {
-            let page = self.post(cmdlet, &url, &body).await?;
+            let page = self.post(cmdlet, &url, &body, resend).await?;
             if let Some(items) = page["value"].as_array() {
                 out.extend(items.iter().cloned());
             }
@@ -445,19 +494,27 @@ impl Client {
         }
     }
 
-    async fn post(&self, cmdlet: &str, url: &str, body: &Value) -> Result<Value, ExoError> {
+    async fn post(
+        &self,
+        cmdlet: &str,
+        url: &str,
+        body: &Value,
+        resend: Resend,
+    ) -> Result<Value, ExoError> {
         use std::sync::atomic::Ordering::Relaxed;
-        let _permit = self
-            .limit
-            .acquire()
-            .await
-            .map_err(|e| ExoError::Transport(e.to_string()))?;
         let mut attempt: u32 = 0;
         let mut reauth = false;
         loop {
+            // One slot per try: a request waiting out a Retry-After is not in flight.
+            let mut slot = self
+                .limit
+                .acquire()
+                .await
+                .map_err(|e| ExoError::Transport(e.to_string()))?;
             let token = self.token().await?;
             let p = &self.settings.protocol;
             self.stats.requests.fetch_add(1, Relaxed);
+            slot.sending();
             let resp = self
                 .http
                 .post(url)
@@ -480,11 +537,24 @@ impl Client {
                 .await;
             let resp = match resp {
                 Ok(r) => r,
-                Err(e)
-                    if attempt < self.settings.max_retries
-                        && (e.is_timeout() || e.is_connect()) =>
-                {
+                // Not connected: nothing was sent.
+                Err(e) if attempt < self.settings.max_retries && e.is_connect() => {
                     attempt += 1;
+                    drop(slot);
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+                Err(e) if e.is_timeout() && resend == Resend::OnlyIfNotRun => {
+                    slot.throttled();
+                    return Err(ExoError::Unconfirmed {
+                        cmdlet: cmdlet.into(),
+                        cause: format!("no answer within {} s", self.settings.timeout.as_secs()),
+                    });
+                }
+                Err(e) if attempt < self.settings.max_retries && e.is_timeout() => {
+                    slot.throttled();
+                    attempt += 1;
+                    drop(slot);
                     tokio::time::sleep(backoff(attempt)).await;
                     continue;
                 }
@@ -507,6 +577,7 @@ impl Client {
                 .await
                 .map_err(|e| ExoError::Transport(e.to_string()))?;
             if status == 200 {
+                slot.succeeded();
                 return serde_json::from_str(&text).map_err(|e| {
                     ExoError::Protocol(format!("{cmdlet}: response is not JSON: {e}"))
                 });
@@ -519,18 +590,24 @@ impl Client {
             }
             if retryable(status, &text) {
                 self.stats.throttled.fetch_add(1, Relaxed);
+                slot.throttled();
+                if resend == Resend::OnlyIfNotRun && !not_run(status, &text) {
+                    return Err(ExoError::Unconfirmed {
+                        cmdlet: cmdlet.into(),
+                        cause: format!("HTTP {status}"),
+                    });
+                }
+                let retry_after = retry_after.map(|s| Duration::from_secs_f64(s.min(300.0)));
                 if attempt >= self.settings.max_retries {
                     return Err(ExoError::Throttled {
                         cmdlet: cmdlet.into(),
                         tries: attempt + 1,
+                        retry_after,
                     });
                 }
                 attempt += 1;
-                let wait = match retry_after {
-                    Some(s) => Duration::from_secs_f64(s.min(300.0)),
-                    None => backoff(attempt),
-                };
-                tokio::time::sleep(wait).await;
+                drop(slot);
+                tokio::time::sleep(retry_after.unwrap_or_else(|| backoff(attempt))).await;
                 continue;
             }
             return Err(classify(cmdlet, status, &text));
@@ -562,6 +639,8 @@ mod tests {
         ));
         assert_eq!(parse_error_body("plain text").2, "plain text");
         assert!(retryable(429, ""));
+        assert!(retryable(504, "") && !not_run(504, ""));
+        assert!(not_run(503, "") && not_run(408, ""));
         assert!(backoff(1) >= Duration::from_millis(1000));
         assert_eq!(guid().len(), 36);
     }

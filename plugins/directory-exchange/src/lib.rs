@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod config;
+pub mod limit;
 pub mod protocol;
 
 use std::sync::Arc;
@@ -39,7 +40,15 @@ pub const MAX_SST_BYTES: usize = 70_000;
 impl From<ExoError> for DirectoryError {
     fn from(e: ExoError) -> Self {
         match e {
-            ExoError::Auth(_) | ExoError::Transport(_) | ExoError::Throttled { .. } => {
+            ExoError::Throttled { retry_after, .. } => DirectoryError::Busy {
+                detail: e.to_string(),
+                retry_after,
+            },
+            ExoError::Unconfirmed { .. } => DirectoryError::Busy {
+                detail: e.to_string(),
+                retry_after: None,
+            },
+            ExoError::Auth(_) | ExoError::Transport(_) => {
                 DirectoryError::Unavailable(e.to_string())
             }
             ExoError::InvalidValue { .. } | ExoError::AlreadyExists { .. } => {
@@ -218,7 +227,7 @@ impl ExchangeDirectory {
         let name = self.client.settings.contact_name_for(address.as_str());
         match self
             .client
-            .invoke(
+            .invoke_write(
                 "New-MailContact",
                 json!({"Name": name, "ExternalEmailAddress": address.as_str()}),
             )
@@ -247,7 +256,7 @@ impl ExchangeDirectory {
     ) -> Result<(), DirectoryError> {
         let (_, set) = cmdlets(kind);
         self.client
-            .invoke(
+            .invoke_write(
                 set,
                 json!({"Identity": address.as_str(), protocol::PROP_USER_CERTIFICATE: value}),
             )

@@ -3,7 +3,11 @@
 //! against the registered certificate: signature PS256/RS256, `x5t#S256`/`x5t`, audience,
 //! expiry) and `POST /adminapi/beta/{tenant}/InvokeCommand` for Get-/Set-Mailbox,
 //! Get-/Set-/New-MailContact, Get-/Set-SmimeConfig and Get-Recipient, with Bearer checks,
-//! `@odata.nextLink` paging, a 429 + Retry-After every K requests, and the §1.6 error bodies.
+//! `@odata.nextLink` paging, the §1.6 error bodies, and throttling: a 429 + Retry-After every K
+//! requests, a burst of 429s, or every request from the N-th on (switchable at run time). Two
+//! pessimistic switches expose clients that re-send writes: an `@{Add=…}` of a value already
+//! there can be stored twice (§2.3 leaves duplicate-add semantics open), and a write can be
+//! applied but answered 504, as when a gateway loses the answer.
 //! Binds 127.0.0.1:0; tests start it themselves ([`Emulator::start`]).
 
 use std::collections::{BTreeMap, HashSet};
@@ -34,8 +38,19 @@ pub struct EmulatorConfig {
     pub contacts: Vec<(String, String)>,
     /// Answer 429 to every K-th InvokeCommand request (0: never).
     pub throttle_every: u64,
+    /// Answer 429 to every request numbered `n` with `from <= n < from + len` (1-based).
+    pub throttle_burst: Option<(u64, u64)>,
+    /// Answer 429 to every request from this number on (1-based); see
+    /// [`Emulator::throttle_from`] to change it while running.
+    pub throttle_from: Option<u64>,
     /// The Retry-After value sent with a 429, in seconds.
     pub retry_after: String,
+    /// Store an `@{Add=…}` value again even when the object already holds it (the pessimistic
+    /// reading of duplicate-add semantics), so that a re-sent write shows as a duplicate.
+    pub duplicate_adds: bool,
+    /// Apply every K-th write (Set-*, New-MailContact) but answer it 504 Gateway Timeout
+    /// (0: never), as when the answer of a write that succeeded is lost.
+    pub lose_write_answer_every: u64,
     /// Largest page; `Prefer: odata.maxpagesize` may ask for less.
     pub max_page: usize,
     pub token_lifetime: u64,
@@ -52,7 +67,11 @@ impl EmulatorConfig {
             mailboxes: Vec::new(),
             contacts: Vec::new(),
             throttle_every: 0,
+            throttle_burst: None,
+            throttle_from: None,
             retry_after: "0.05".into(),
+            duplicate_adds: false,
+            lose_write_answer_every: 0,
             max_page: 1000,
             token_lifetime: 3599,
             device_approve_after: 2,
@@ -86,7 +105,10 @@ pub struct Counters {
     pub invoke: AtomicU64,
     pub throttled: AtomicU64,
     pub tokens: AtomicU64,
+    /// Writes applied (Set-*, New-MailContact).
     pub writes: AtomicU64,
+    /// Writes applied whose answer was replaced by a 504 (`lose_write_answer_every`).
+    pub lost_answers: AtomicU64,
 }
 
 struct Inner {
@@ -94,6 +116,8 @@ struct Inner {
     base: String,
     data: Mutex<Data>,
     counters: Arc<Counters>,
+    /// [`EmulatorConfig::throttle_from`], changeable while running (`u64::MAX`: off).
+    throttle_from: AtomicU64,
 }
 
 /// A running emulator.
@@ -143,6 +167,7 @@ impl Emulator {
         }
         let counters = Arc::new(Counters::default());
         let inner = Arc::new(Inner {
+            throttle_from: AtomicU64::new(cfg.throttle_from.unwrap_or(u64::MAX)),
             cfg,
             base: base.clone(),
             data: Mutex::new(data),
@@ -179,6 +204,15 @@ impl Emulator {
             .get(&address.to_ascii_lowercase())
             .filter(|o| o.contact)
             .map(|o| o.name.clone())
+    }
+
+    /// Throttles every InvokeCommand request from the `n`-th (counted since start) on;
+    /// `None` stops throttling.
+    pub fn throttle_from(&self, n: Option<u64>) {
+        self.state
+            .0
+            .throttle_from
+            .store(n.unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// The stored SMIMECertificateIssuingCA blob.
@@ -555,6 +589,18 @@ fn ok(value: Vec<Value>, next: Option<String>, tenant: &str, base: &str) -> Resp
     r
 }
 
+/// The answer to a write that was applied: `answer`, or, for every K-th write
+/// (`lose_write_answer_every`), a 504 as from a gateway that lost it.
+fn applied(s: &Inner, answer: Response) -> Response {
+    let w = s.counters.writes.fetch_add(1, Ordering::Relaxed) + 1;
+    let k = s.cfg.lose_write_answer_every;
+    if k > 0 && w.is_multiple_of(k) {
+        s.counters.lost_answers.fetch_add(1, Ordering::Relaxed);
+        return (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout").into_response();
+    }
+    answer
+}
+
 async fn invoke(
     State(s): State<Arc<Inner>>,
     Path(tenant): Path<String>,
@@ -591,7 +637,13 @@ async fn invoke(
     if headers.get("x-anchormailbox").is_none() {
         return bad_value("X-AnchorMailbox header is required.");
     }
-    if cfg.throttle_every > 0 && n % cfg.throttle_every == 0 {
+    let in_burst = cfg
+        .throttle_burst
+        .is_some_and(|(from, len)| n >= from && n < from.saturating_add(len));
+    if (cfg.throttle_every > 0 && n % cfg.throttle_every == 0)
+        || in_burst
+        || n >= s.throttle_from.load(Ordering::Relaxed)
+    {
         s.counters.throttled.fetch_add(1, Ordering::Relaxed);
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -698,7 +750,7 @@ async fn invoke(
                         };
                         o.certs.retain(|c| !rem.contains(c));
                         for a in add {
-                            if !o.certs.contains(&a) {
+                            if cfg.duplicate_adds || !o.certs.contains(&a) {
                                 o.certs.push(a);
                             }
                         }
@@ -711,8 +763,7 @@ async fn invoke(
                     },
                 }
             }
-            s.counters.writes.fetch_add(1, Ordering::Relaxed);
-            ok(Vec::new(), None, &tenant, &s.base)
+            applied(&s, ok(Vec::new(), None, &tenant, &s.base))
         }
         "New-MailContact" => {
             let name = ci(params, "Name")
@@ -764,8 +815,7 @@ async fn invoke(
             };
             let v = render(&o, full);
             d.objects.insert(ext.to_ascii_lowercase(), o);
-            s.counters.writes.fetch_add(1, Ordering::Relaxed);
-            ok(vec![v], None, &tenant, &s.base)
+            applied(&s, ok(vec![v], None, &tenant, &s.base))
         }
         "Get-SmimeConfig" => {
             let mut v = json!({"Identity": "SMIMEConfig", "Name": "SMIMEConfig",

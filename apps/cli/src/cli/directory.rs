@@ -41,6 +41,11 @@ pub struct PublishArgs {
     /// Bulk: items in flight at once (the directory also bounds its own requests).
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub parallel: usize,
+    /// Bulk: how long to keep retrying items the directory throttles (90s, 30m, 2h; default
+    /// the directory's bulk_time_budget_secs, else 1h). Items still not done are then
+    /// reported (exit 5); re-running the same command finishes them.
+    #[arg(long, value_name = "DURATION", requires = "from", value_parser = parse_duration)]
+    pub time_budget: Option<std::time::Duration>,
     /// Do not call the directory: write a PowerShell 7 script (ExchangeOnlineManagement) doing
     /// the same operations, with read-back checks.
     #[arg(long, value_name = "FILE")]
@@ -60,6 +65,24 @@ pub struct PublishArgs {
     /// Publish even when the certificate does not name ADDRESS.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `90`, `90s`, `30m`, `2h`: a whole number of seconds, minutes or hours, at least 1 s.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let scale = match unit.trim() {
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{s:?}: expected a duration like 90s, 30m or 2h")),
+    };
+    match digits.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(std::time::Duration::from_secs(n.saturating_mul(scale))),
+        _ => Err(format!(
+            "{s:?}: expected a duration of at least 1 s, like 90s, 30m or 2h"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -137,4 +160,31 @@ pub enum ExchangeConfigCommand {
         #[arg(long, value_name = "NAME")]
         directory: Option<String>,
     },
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        for (text, secs) in [
+            ("90", 90),
+            ("90s", 90),
+            ("30m", 1800),
+            ("2 h", 7200),
+            ("5min", 300),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        for bad in ["", "0s", "1.5h", "-3s", "10d", "h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

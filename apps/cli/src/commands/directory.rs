@@ -115,6 +115,7 @@ pub async fn publish(service: &Service, a: PublishArgs, json: bool) -> Result<u8
             from,
             a.report,
             a.parallel,
+            a.time_budget,
             a.directory,
             a.contact,
             a.replace,
@@ -163,6 +164,7 @@ async fn publish_bulk(
     from: std::path::PathBuf,
     report: Option<std::path::PathBuf>,
     parallel: usize,
+    time_budget: Option<std::time::Duration>,
     directory: Option<String>,
     contact: bool,
     replace: bool,
@@ -179,6 +181,7 @@ async fn publish_bulk(
         prune_expired,
         force,
         parallel,
+        time_budget,
         progress: None,
     };
     if let Some(file) = emit {
@@ -219,23 +222,40 @@ async fn publish_bulk(
             );
         }
         outln!(
-            "bulk publish to directory {}: {} item(s): {} published, {} unchanged, {} failed in {:.1} s{}",
+            "bulk publish to directory {}: {} item(s): {} published, {} unchanged, {} failed in {:.1} s{}{}",
             r.directory,
             r.total,
             r.published,
             r.unchanged,
             r.failed,
             r.seconds,
+            if r.out_of_time > 0 {
+                format!(
+                    " ({} of them not done when the {} s time budget was spent)",
+                    r.out_of_time, r.time_budget_secs
+                )
+            } else {
+                String::new()
+            },
             report
                 .map(|p| format!("; report {}", p.display()))
                 .unwrap_or_default()
         );
+        if !r.not_done.is_empty() {
+            outln!(
+                "not done: {}; re-run the same command to finish them (items done are no-ops)",
+                r.not_done.join(", ")
+            );
+        }
     }
-    // A failed item is a recipient problem, like a failed single publish.
+    // A failed item is a recipient problem, like a failed single publish; items left only
+    // because the directory kept throttling until the time budget was spent are "try later".
     Ok(if r.failed == 0 {
         EXIT_OK
-    } else {
+    } else if r.failed > r.out_of_time {
         super::EXIT_KEY
+    } else {
+        super::EXIT_IO
     })
 }
 
