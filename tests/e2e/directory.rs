@@ -485,7 +485,9 @@ fn without_a_config_the_embedded_default_lives_in_xdg_data_home() {
     }
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(data.join("smimekit/directory.json").is_file());
+    // The directory lives in the store, in the data folder the JSON file used to live in.
+    assert!(data.join("smimekit/smimekit.db").is_file());
+    assert!(!data.join("smimekit/directory.json").exists());
 }
 
 #[test]
@@ -522,8 +524,10 @@ fn a_corrupt_directory_file_is_malformed_input_naming_it() {
 
 #[test]
 fn killing_publishers_mid_write_never_corrupts_the_directory() {
-    let s = Setup::new(&["local"]);
-    // A large directory (4,000 recipients), so that a write takes a while.
+    // An older smimekit's directory.json with 4,000 recipients: the first publish imports it
+    // (one transaction, then the file is renamed), then publishes. Killed at any moment, the
+    // store holds the old directory or the new one, never a part, and the file is whole.
+    let certs = [pki("alice.pem")];
     let mut recipients = Vec::new();
     for i in 0..4000 {
         recipients.push(serde_json::json!({
@@ -535,9 +539,10 @@ fn killing_publishers_mid_write_never_corrupts_the_directory() {
     let doc = serde_json::json!({
         "format": "smimekit-local-directory", "version": 1, "recipients": recipients,
     });
-    std::fs::write(s.path("local.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
-    let certs = [pki("alice.pem")];
-    for delay_ms in [0u64, 1, 3, 5, 10, 20, 40, 80] {
+    let bytes = serde_json::to_vec(&doc).unwrap();
+    for delay_ms in [0u64, 5, 20, 40, 80, 160, 320, 640] {
+        let s = Setup::new(&["local"]);
+        std::fs::write(s.path("local.json"), &bytes).unwrap();
         let mut child = Command::new(smimekit_bin())
             .args([
                 "publish",
@@ -553,18 +558,35 @@ fn killing_publishers_mid_write_never_corrupts_the_directory() {
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
-        // Whatever moment it died at, the file is a whole directory: old or new.
-        let bytes = std::fs::read(s.path("local.json")).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("after a kill at {delay_ms} ms: {e}"));
+        // The JSON file is untouched until it is imported, and kept whole after.
+        let left = if s.path("local.json").exists() {
+            s.path("local.json")
+        } else {
+            s.path("local.json.imported")
+        };
+        assert_eq!(
+            std::fs::read(&left).unwrap(),
+            bytes,
+            "after a kill at {delay_ms} ms"
+        );
+        // The store: everything imported (now, if the killed run had not), and the publish
+        // there or not.
+        let v = s.ok_json(&["directory", "export"]);
         let n = v["recipients"].as_array().unwrap().len();
         assert!(
             n == 4000 || n == 4001,
             "{n} recipients after a kill at {delay_ms} ms"
         );
+        let out = s.run(&["publish", "alice@example.org", "--cert", &certs[0]]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(
+            s.ok_json(&["directory", "export"])["recipients"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4001
+        );
     }
-    let out = s.run(&["publish", "alice@example.org", "--cert", &certs[0]]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 fn base64_of(b: &[u8]) -> String {

@@ -22,4 +22,5 @@ mod pki;
 mod plugins;
 mod secrets;
 mod softhsm;
+mod store;
 mod tidy;

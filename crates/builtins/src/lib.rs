@@ -19,4 +19,6 @@ pub fn link() {
     smimekit_directory_ldap::link();
     #[cfg(feature = "directory-exchange")]
     smimekit_directory_exchange::link();
+    #[cfg(feature = "store-sql")]
+    smimekit_store_sql::link();
 }

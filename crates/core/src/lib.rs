@@ -17,6 +17,7 @@
 pub mod alg;
 pub mod cert;
 pub mod directory;
+pub mod directory_file;
 pub mod engine;
 pub mod keystore;
 pub mod plugin;

@@ -123,7 +123,7 @@ pub enum ImportOutcome {
 /// The facts of one certificate, as the inventory keeps them (the caller parses).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertFacts {
-    /// Lowercase hex of the SHA-1 of the DER (Exchange's thumbprint).
+    /// SHA-1 of the DER, uppercase hex (Exchange's `Thumbprint`).
     pub sha1: String,
     /// Lowercase hex of the SHA-256 of the DER.
     pub sha256: String,
@@ -194,7 +194,7 @@ pub struct AuditEntry {
     pub directory: String,
     /// The recipient's address; empty for directory-wide changes (trust chain).
     pub address: String,
-    /// SHA-1 thumbprints (lowercase hex) before and after the change.
+    /// SHA-1 thumbprints (uppercase hex, as Exchange shows them) before and after the change.
     pub before: Vec<String>,
     pub after: Vec<String>,
     /// `ok`, or what went wrong.

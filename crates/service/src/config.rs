@@ -17,6 +17,13 @@
 //! (`~/.local/share/smimekit/directory.json`; `%APPDATA%\smimekit\directory.json`). A file
 //! without `[directory.*]` tables also gets the embedded default.
 //!
+//! `[store] url = "sqlite:PATH"` or `"postgres://user@host/db"` names the store (the local
+//! directories' data, the certificate inventory, the audit log, job records). Without it the
+//! store is `smimekit.db` in the folder of the first `local` directory's `path` (so the
+//! embedded default's is `$XDG_DATA_HOME/smimekit/smimekit.db`, beside where its
+//! `directory.json` lived), else `$XDG_DATA_HOME/smimekit/smimekit.db`. A relative `sqlite:`
+//! path is relative to this file's folder.
+//!
 //! Directories are searched in file order for lookups (and `encrypt --to ADDRESS`); writes go
 //! to `--directory NAME`, else to the first one. Each table is handed, as TOML text, to the
 //! plugin registered for its `kind`, which checks its own keys, except the keys the service
@@ -52,6 +59,9 @@ pub struct Config {
     /// `[plugins] paths = […]`: vendor plugin libraries or folders of them (absolute, or
     /// relative to the config file's folder), loaded at start-up.
     pub plugin_paths: Vec<PathBuf>,
+    /// The store's URL (`[store] url`, else the default above); `None` when no data folder
+    /// is known.
+    pub store_url: Option<String>,
 }
 
 /// One `[keystore.NAME]` table:
@@ -73,7 +83,7 @@ pub struct KeyStoreConfig {
 }
 
 /// The top-level keys a config file may have.
-const KNOWN_KEYS: &[&str] = &["directory", "keystore", "plugins"];
+const KNOWN_KEYS: &[&str] = &["directory", "keystore", "plugins", "store"];
 
 fn usage(msg: impl Into<String>) -> ServiceError {
     ServiceError::new(ErrorKind::Usage, msg)
@@ -97,6 +107,11 @@ impl Config {
             .or_else(|| cfg!(windows).then(|| env_dir("APPDATA")).flatten())
             .or_else(|| home().map(|h| h.join(".config")))?;
         Some(base.join("smimekit").join("config.toml"))
+    }
+
+    /// The default store: `$XDG_DATA_HOME/smimekit/smimekit.db` or its fallbacks.
+    pub fn default_store_path() -> Option<PathBuf> {
+        Self::default_directory_path().map(|p| p.with_file_name("smimekit.db"))
     }
 
     /// Where the embedded default directory lives.
@@ -128,6 +143,7 @@ impl Config {
             directories,
             keystores: Vec::new(),
             plugin_paths: Vec::new(),
+            store_url: Self::default_store_path().map(|p| format!("sqlite:{}", p.display())),
         }
     }
 
@@ -246,18 +262,24 @@ impl Config {
         }
         let keystores = keystores(&table, &file.to_string(), base)?;
         let plugin_paths = plugin_paths(&table, &file.to_string(), base)?;
+        let store = store_url(&table, &file.to_string(), base)?;
         if directories.is_empty() {
             let mut d = Self::embedded_default();
             d.source = Some(source.to_path_buf());
             d.keystores = keystores;
             d.plugin_paths = plugin_paths;
+            d.store_url = store.or(d.store_url);
             return Ok(d);
         }
+        let store_url = store
+            .or_else(|| default_store_beside(&directories))
+            .or_else(|| Self::default_store_path().map(|p| format!("sqlite:{}", p.display())));
         Ok(Self {
             source: Some(source.to_path_buf()),
             directories,
             keystores,
             plugin_paths,
+            store_url,
         })
     }
 
@@ -357,6 +379,54 @@ fn keystores(
         });
     }
     Ok(out)
+}
+
+/// `[store] url = "…"`: a `sqlite:` path made absolute, anything else as written.
+fn store_url(table: &toml::Table, file: &str, base: &Path) -> Result<Option<String>, ServiceError> {
+    let Some(store) = table.get("store") else {
+        return Ok(None);
+    };
+    let bad = || {
+        usage(format!(
+            "config file {file}: [store] must be url = \"sqlite:PATH\" or \"postgres://user@host/database\""
+        ))
+    };
+    let t = store.as_table().ok_or_else(bad)?;
+    if let Some(key) = t.keys().find(|k| *k != "url") {
+        return Err(usage(format!(
+            "config file {file}: [store] unknown key {key:?} (known: url)"
+        )));
+    }
+    let url = t.get("url").and_then(|u| u.as_str()).ok_or_else(bad)?;
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if path.is_empty() {
+            return Err(bad());
+        }
+        return Ok(Some(format!(
+            "sqlite:{}",
+            resolve_path(base, path).display()
+        )));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Some(url.to_string()));
+    }
+    Err(bad())
+}
+
+/// `smimekit.db` in the folder of the first `local` directory's `path`.
+fn default_store_beside(directories: &[DirectoryConfig]) -> Option<String> {
+    directories
+        .iter()
+        .filter(|d| d.kind == "local")
+        .find_map(|d| {
+            let t: toml::Table = d.settings.parse().ok()?;
+            let path = PathBuf::from(t.get("path")?.as_str()?);
+            Some(format!(
+                "sqlite:{}",
+                path.parent()?.join("smimekit.db").display()
+            ))
+        })
 }
 
 /// `[plugins] paths = ["…", …]`.
@@ -459,6 +529,51 @@ mod tests {
                 e.message.contains("/x/config.toml")
                     && e.message.contains("[directory.l] bulk_time_budget_secs"),
                 "{}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn the_store_is_configured_or_beside_the_first_local_directory() {
+        let c = Config::from_toml(
+            "[directory.corp]\nkind = \"ldap\"\n[directory.l]\nkind = \"local\"\npath = \"data/l.json\"\n",
+            Path::new("/etc/smimekit/config.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.store_url.as_deref(),
+            Some("sqlite:/etc/smimekit/data/smimekit.db")
+        );
+        let c = Config::from_toml(
+            "[store]\nurl = \"sqlite:state/s.db\"\n[directory.l]\nkind = \"local\"\npath = \"l.json\"\n",
+            Path::new("/etc/smimekit/config.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.store_url.as_deref(),
+            Some("sqlite:/etc/smimekit/state/s.db")
+        );
+        let c = Config::from_toml(
+            "[store]\nurl = \"postgres://smimekit@db.example/smimekit\"\n",
+            Path::new("/etc/smimekit/config.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.store_url.as_deref(),
+            Some("postgres://smimekit@db.example/smimekit")
+        );
+        for bad in [
+            "[store]\nurl = \"mysql://x\"\n",
+            "[store]\nurl = \"sqlite:\"\n",
+            "[store]\nuri = \"sqlite:x\"\n",
+            "store = \"sqlite:x\"\n",
+        ] {
+            let e = Config::from_toml(bad, Path::new("/x/config.toml")).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Usage, "{bad}");
+            assert!(
+                e.message.contains("/x/config.toml") && e.message.contains("[store]"),
+                "{bad}: {}",
                 e.message
             );
         }

@@ -189,15 +189,23 @@ impl Service {
     async fn demo_steps(&self, dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
         let p = |f: &str| dir.join(f);
 
-        // 1. A config with one local directory inside the work directory.
+        // 1. A config with a store and one local directory inside the work directory.
         let name = "config";
         let config_path = p("config.toml");
         let config_text = format!(
-            "# Written by `smimekit demo`: one local directory, in this folder.\n\
-             [directory.{DEMO_DIRECTORY}]\nkind = \"local\"\npath = \"directory.json\"\n"
+            "# Written by `smimekit demo`: a store and one local directory, in this folder.\n\
+             [store]\nurl = \"sqlite:smimekit.db\"\n\n\
+             [directory.{DEMO_DIRECTORY}]\nkind = \"local\"\n\
+             # An older smimekit's directory file here would be imported on first use.\n\
+             path = \"old-directory.json\"\n"
         );
         std::fs::write(&config_path, &config_text).map_err(io_at(name, &config_path))?;
         let config = Config::load(Some(&config_path)).map_err(at(name))?;
+        // The demo's store: smimekit.db beside its directory, in the work directory.
+        let store = config
+            .store_url
+            .clone()
+            .map(|url| Arc::new(smimekit_core::store::LazyStore::new(url)));
         let svc = Service {
             engine: self.engine,
             clock: self.clock.clone(),
@@ -205,12 +213,14 @@ impl Service {
             plugins: self.plugins.clone(),
             // The demo gives its own passwords; it never reads the person's.
             secrets: Default::default(),
+            store,
+            actor: self.actor.clone(),
         };
         steps.push(done(
             name,
             format!(
-                "directory {DEMO_DIRECTORY:?} (kind local) at {}; your own directory is not touched",
-                p("directory.json").display()
+                "directory {DEMO_DIRECTORY:?} (kind local) in the store {}; your own directory is not touched",
+                p("smimekit.db").display()
             ),
             &["config.toml"],
         ));
@@ -310,7 +320,7 @@ impl Service {
                 published.join(", "),
                 trust.certificates.len()
             ),
-            &["directory.json"],
+            &["smimekit.db"],
         ));
 
         // 5. The trust chain as a Microsoft serialized store, for Exchange Online.
@@ -519,6 +529,26 @@ impl Service {
 
         // 10. Another implementation reads what we wrote.
         steps.push(openssl_cms_check(dir, &opened.content).map_err(at("openssl cms"))?);
+
+        // 11. The directory in its reviewable form (what `smimekit directory export` writes).
+        let name = "directory export";
+        let export = svc
+            .export_directory(Some(DEMO_DIRECTORY))
+            .await
+            .map_err(at(name))?;
+        let json_path = p("directory.json");
+        std::fs::write(&json_path, &export.json).map_err(io_at(name, &json_path))?;
+        steps.push(done(
+            name,
+            format!(
+                "{} recipients, {} certificates and a trust chain of {} in {}",
+                export.recipients,
+                export.certificates,
+                export.trust_chain,
+                json_path.display()
+            ),
+            &["directory.json"],
+        ));
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use smimekit_core::{CertDer, Directory, Mailbox, PublishMode, RecipientKind, plugin};
 use smimekit_pki::certinfo::{self, CertInfo};
 
+use crate::audit_log::Change;
 use crate::certs::{CertSummary, rfc3339, summarize};
 use crate::{ErrorKind, Service, ServiceError};
 
@@ -246,6 +247,12 @@ impl Service {
                     ),
                 )
             })?;
+        // Plugins that keep their data in the store (the local directory) get the service's.
+        if let Some(f) = plugin::directories_with_store().find(|f| f.kind == d.kind)
+            && let Some(store) = &self.store
+        {
+            return Ok((f.open)(&d.name, &d.settings, store.clone())?);
+        }
         // Plugins that need host services (a key opener) register a second factory.
         if let Some(f) = plugin::directories_with_keys().find(|f| f.kind == d.kind) {
             let keys = std::sync::Arc::new(crate::keys::ServiceKeyOpener(self.clone()));
@@ -350,6 +357,8 @@ impl Service {
             if let Some(r) = d.recipient(&address).await?
                 && !r.certificates.is_empty()
             {
+                self.record_sighting(d.name(), &address, Some(r.kind), &r.certificates, None)
+                    .await?;
                 return Ok(LookupResult {
                     address: address.to_string(),
                     directory: d.name().to_string(),
@@ -427,15 +436,27 @@ impl Service {
         } else {
             RecipientKind::Mailbox
         };
-        dir.publish_removing(&address, kind, &certificate, mode, &remove)
-            .await?;
+        let written = dir
+            .publish_removing(&address, kind, &certificate, mode, &remove)
+            .await
+            .map(drop)
+            .map_err(ServiceError::from);
+        let change = Change::new("publish", dir.name(), &address, &before);
+        if written.is_err() {
+            self.record_write(&change, None, None, &written).await?;
+            written?;
+        }
         // The read-back: what any later reader will get.
         let back = dir.recipient(&address).await?;
         let (after_kind, after) = match back {
             Some(r) => (Some(r.kind), r.certificates),
             None => (None, Vec::new()),
         };
-        self.check_read_back(dir.name(), &address, &intended, &after, "publish")?;
+        let checked = self.check_read_back(dir.name(), &address, &intended, &after, "publish");
+        let (back, published) = (Some((after_kind, after.as_slice())), Some(&certificate));
+        self.record_write(&change, back, published, &checked)
+            .await?;
+        checked?;
         let pick = |v: &[CertDer], pred: &dyn Fn(&CertDer) -> bool| -> Vec<DirectoryCert> {
             v.iter()
                 .filter(|c| pred(c))
@@ -554,8 +575,17 @@ impl Service {
                 dir.name()
             )));
         }
+        let mut written = Ok(());
         for c in &targets {
-            dir.unpublish(&address, c).await?;
+            if let Err(e) = dir.unpublish(&address, c).await {
+                written = Err(ServiceError::from(e));
+                break;
+            }
+        }
+        let change = Change::new("unpublish", dir.name(), &address, &before);
+        if written.is_err() {
+            self.record_write(&change, None, None, &written).await?;
+            written?;
         }
         let back = dir.recipient(&address).await?;
         let (kind, after) = match back {
@@ -567,7 +597,10 @@ impl Service {
             .filter(|c| !targets.contains(c))
             .cloned()
             .collect();
-        self.check_read_back(dir.name(), &address, &intended, &after, "unpublish")?;
+        let checked = self.check_read_back(dir.name(), &address, &intended, &after, "unpublish");
+        let back = Some((kind, after.as_slice()));
+        self.record_write(&change, back, None, &checked).await?;
+        checked?;
         Ok(PublishResult {
             directory: dir.name().to_string(),
             address: address.to_string(),
@@ -592,8 +625,16 @@ impl Service {
         let chain = self.trust_chain_from_files(&req.files)?;
         let dir = self.target_directory(req.directory.as_deref())?;
         let before = dir.trust_chain().await?;
-        dir.set_trust_chain(&chain).await?;
-        self.trust_pushed(dir.as_ref(), &chain, before).await
+        let outcome = match dir.set_trust_chain(&chain).await {
+            Ok(_) => {
+                self.trust_pushed(dir.as_ref(), &chain, before.clone())
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        };
+        self.record_trust_push(dir.name(), &before, &outcome)
+            .await?;
+        outcome
     }
 
     /// Every CA certificate in the files, in order, without duplicates.
@@ -686,7 +727,12 @@ impl Service {
         let mut reasons = Vec::new();
         for d in &dirs {
             let mut best: Option<(i64, CertDer)> = None;
-            for c in d.lookup(&address).await? {
+            let found = d.lookup(&address).await?;
+            if !found.is_empty() {
+                self.record_sighting(d.name(), &address, None, &found, None)
+                    .await?;
+            }
+            for c in found {
                 match certinfo::parse(&c) {
                     Ok(info) => match encryption_usability(&info, now) {
                         Ok(()) => {

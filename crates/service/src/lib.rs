@@ -10,6 +10,7 @@
 //! app may ask and call again with the secret.
 
 mod audit;
+mod audit_log;
 mod ca;
 mod certs;
 mod config;
@@ -17,6 +18,7 @@ mod demo;
 mod directory;
 mod error;
 mod exchange;
+mod inventory;
 mod keys;
 mod lint;
 mod mail;
@@ -24,6 +26,7 @@ mod pki_ops;
 mod plugins;
 mod secrets;
 mod signer_chain;
+mod store;
 mod token;
 
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use std::sync::Arc;
 use smimekit_core::{CryptoEngine, plugin};
 
 pub use audit::{AuditFinding, AuditProblem, AuditRequest, AuditResult, DirectoryAudit};
+pub use audit_log::{AuditBadRow, AuditLogRequest, AuditLogResult, AuditLogRow, AuditVerifyResult};
 pub use ca::{
     CaCrlRequest, CaCrlResult, CaInitRequest, CaInitResult, CaIssueRequest, CaIssueResult,
     CaKeyType, CaRevokeRequest, CaRevokeResult, DEFAULT_LEAF_DAYS, IssueSource, IssuedRecord,
@@ -49,6 +53,7 @@ pub use exchange::{
     BulkItem, BulkPublishRequest, BulkReport, EmitResult, OrgSettingsResult, Progress, bulk_items,
     org_settings_warnings,
 };
+pub use inventory::{InventoryItem, InventoryRequest, InventoryResult};
 pub use keys::{KeyRequest, KeySummary};
 pub use lint::{Finding, LintRequest, LintResult, LintedFileCert, Profile, RULES, Rule, Severity};
 pub use mail::{
@@ -66,6 +71,7 @@ pub use smimekit_core::{
 };
 pub use smimekit_message::report::{Layer, OpenReport, SignerReport, SignerStatus};
 pub use smimekit_pki::ca::RevocationReason;
+pub use store::{DirectoryExport, DirectoryImportRequest, DirectoryImportResult, os_user};
 pub use token::{TokenEnrollRequest, TokenEnrollResult, TokenImportRequest};
 
 /// Where the current time comes from (pinned in tests).
@@ -81,6 +87,10 @@ pub struct Service {
     plugins: Arc<smimekit_plugin_host::Plugins>,
     /// Where passwords and PINs come from besides the environment.
     secrets: secrets::Sources,
+    /// The store (`[store] url`), opened on first use; `None` when no data folder is known.
+    store: Option<Arc<smimekit_core::store::LazyStore>>,
+    /// Who acts, for the audit log.
+    actor: Arc<store::Actor>,
 }
 
 impl std::fmt::Debug for Service {
@@ -100,6 +110,7 @@ pub struct ServiceBuilder {
     plugin_files: Vec<std::path::PathBuf>,
     plugin_env: Option<std::ffi::OsString>,
     secrets: secrets::Sources,
+    actor: Option<store::Actor>,
 }
 
 impl std::fmt::Debug for ServiceBuilder {
@@ -152,6 +163,16 @@ impl ServiceBuilder {
         self
     }
 
+    /// Who acts through this service, as the audit log records it: a user (the OS user for
+    /// the CLI, the signed-in user for the web) and the frontend (`cli`, `web`, `tui`).
+    pub fn actor(mut self, user: impl Into<String>, frontend: impl Into<String>) -> Self {
+        self.actor = Some(store::Actor {
+            user: user.into(),
+            frontend: frontend.into(),
+        });
+        self
+    }
+
     /// Pins the clock (seconds since the Unix epoch).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
@@ -174,12 +195,18 @@ impl ServiceBuilder {
         let config = self.config.unwrap_or_else(Config::embedded_default);
         let plugins = plugins::load(&config, self.plugin_env.as_deref(), &self.plugin_files)?;
         config.check_kinds(&plugins.directory_kinds())?;
+        let store = config
+            .store_url
+            .clone()
+            .map(|url| Arc::new(smimekit_core::store::LazyStore::new(url)));
         Ok(Service {
             engine: (factory.engine)(),
             clock,
             config: Arc::new(config),
             plugins: Arc::new(plugins),
             secrets: self.secrets,
+            store,
+            actor: Arc::new(self.actor.unwrap_or_default()),
         })
     }
 }

@@ -1,29 +1,50 @@
-//! Publish + lookup figures for `cargo xtask bench`.
+//! Local-directory figures for `cargo xtask bench-store`: the store-backed directory against
+//! the JSON file it replaced, at the same size, in the same run.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
-use smimekit_core::{CertDer, DirectoryError, Mailbox, PublishMode, RecipientKind};
+use smimekit_core::store::{
+    AuditEntry, DirectoryData, ImportMode, LazyStore, Store, StoreError,
+};
+use smimekit_core::{
+    CertDer, Directory, DirectoryError, Mailbox, PublishMode, Recipient, RecipientKind,
+};
 
 use crate::LocalDirectory;
+use crate::json_baseline::JsonFile;
 
-/// What [`bench_publish_lookup`] measured.
+/// The JSON file directory (before the store), measured by [`bench_publish_lookup`].
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct BenchFigures {
     pub recipients: usize,
-    /// Certificates published per second through [`LocalDirectory::publish_batch`] in
-    /// batches of [`BATCH`] (one atomic write per batch).
+    /// Certificates published per second in batches of [`BATCH`] (one file write per batch).
     pub publish_per_s: f64,
-    /// Single `publish` calls per second on the full directory (one atomic write each:
-    /// what one `smimekit publish` costs).
+    /// Single publishes per second on the full directory: one whole-file rewrite each.
     pub single_publish_per_s: f64,
-    /// Lookups per second through a fresh handle (its first lookup loads the file).
+    /// Lookups per second from the cached copy (one `stat` each).
     pub lookup_per_s: f64,
-    /// Size of the directory file afterwards.
+    /// Size of the file.
     pub file_bytes: u64,
 }
 
-/// Certificates per write in the batched publish.
+/// The store-backed directory, measured by [`bench_store`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreBenchFigures {
+    pub store: String,
+    pub recipients: usize,
+    /// Seconds to import all recipients (one transaction).
+    pub import_s: f64,
+    /// Single publishes per second, each a publish transaction, the read-back of the
+    /// recipient and an audit row.
+    pub single_publish_per_s: f64,
+    pub single_publishes: usize,
+    /// Lookups per second through the `Directory` port.
+    pub lookup_per_s: f64,
+}
+
+/// Certificates per write in the batched publish of the JSON baseline.
 pub const BATCH: usize = 1000;
 
 /// A stand-in certificate: 1,200 bytes (a typical RSA-2048 S/MIME certificate) that differ
@@ -47,60 +68,157 @@ fn address(i: usize) -> Result<Mailbox, DirectoryError> {
         .map_err(|e| DirectoryError::Other(e.to_string()))
 }
 
-/// Publishes `n` recipients into a new directory file under `dir` (batched), publishes a few
-/// single certificates on top, then looks every recipient up through a fresh handle.
+fn recipients(n: usize) -> Result<Vec<Recipient>, DirectoryError> {
+    (0..n)
+        .map(|i| {
+            Ok(Recipient {
+                address: address(i)?,
+                kind: RecipientKind::Mailbox,
+                certificates: vec![fake_cert(i, 1200)],
+            })
+        })
+        .collect()
+}
+
+fn rate(count: usize, secs: f64) -> f64 {
+    count as f64 / secs.max(1e-9)
+}
+
+/// The JSON baseline: `n` recipients published in batches into a new file under `dir`, a
+/// few single publishes on the full file, then every recipient looked up.
 pub fn bench_publish_lookup(dir: &Path, n: usize) -> Result<BenchFigures, DirectoryError> {
     let path = dir.join("bench-directory.json");
     let _ = std::fs::remove_file(&path);
-    let d = LocalDirectory::open("bench", &path);
-    let mut items = Vec::with_capacity(n);
-    for i in 0..n {
-        items.push((address(i)?, RecipientKind::Mailbox, fake_cert(i, 1200)));
-    }
+    let file = JsonFile { path: path.clone() };
+    let all = recipients(n)?;
 
     let start = Instant::now();
-    for chunk in items.chunks(BATCH) {
-        d.publish_batch(chunk, PublishMode::Merge)?;
+    for chunk in all.chunks(BATCH) {
+        file.write(|d| d.recipients.extend(chunk.iter().cloned()))?;
     }
     let publish_s = start.elapsed().as_secs_f64();
 
     let singles = 20.min(n.max(1));
     let start = Instant::now();
     for i in 0..singles {
-        d.publish_now(
-            &address(i)?,
-            RecipientKind::Mailbox,
-            &fake_cert(n + i, 1200),
-            PublishMode::Merge,
-            &[],
-        )?;
+        let key = address(i)?.key();
+        let back = file.write(|d| {
+            if let Some(r) = d.recipients.iter_mut().find(|r| r.address.key() == key) {
+                r.certificates.push(fake_cert(n + i, 1200));
+            }
+        })?;
+        // The old read-back: the recipient in what was read from disk.
+        let _ = back.recipients.iter().find(|r| r.address.key() == key);
     }
     let single_s = start.elapsed().as_secs_f64();
 
-    let fresh = LocalDirectory::open("bench", &path);
+    let index = file.index()?;
     let start = Instant::now();
     let mut found = 0usize;
-    for (a, _, _) in &items {
-        if fresh.find(a)?.is_some_and(|r| !r.certificates.is_empty()) {
+    for r in &all {
+        // The old handle checked the file's identity before each cached read.
+        let _ = std::fs::metadata(&path);
+        if index
+            .get(&r.address.key())
+            .is_some_and(|r| !r.certificates.is_empty())
+        {
             found += 1;
         }
     }
     let lookup_s = start.elapsed().as_secs_f64();
     if found != n {
-        return Err(DirectoryError::ReadBackMismatch {
-            address: address(0)?,
-            detail: format!("benchmark found {found} of {n} recipients"),
-        });
+        return Err(DirectoryError::Other(format!(
+            "JSON benchmark found {found} of {n} recipients"
+        )));
     }
     let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_file(dir.join("bench-directory.json.lock"));
-    let rate = |count: usize, secs: f64| count as f64 / secs.max(1e-9);
     Ok(BenchFigures {
         recipients: n,
         publish_per_s: rate(n, publish_s),
         single_publish_per_s: rate(singles, single_s),
         lookup_per_s: rate(n, lookup_s),
         file_bytes,
+    })
+}
+
+/// The store-backed directory (directory `bench` in `store`, which should be empty): `n`
+/// recipients imported, `singles` single publishes each with its read-back and an audit
+/// row, then every recipient looked up through the port.
+pub async fn bench_store(
+    store: Arc<dyn Store>,
+    n: usize,
+    singles: usize,
+) -> Result<StoreBenchFigures, DirectoryError> {
+    let st = |e: StoreError| crate::store_err(e);
+    let data = DirectoryData {
+        recipients: recipients(n)?,
+        trust_chain: Vec::new(),
+    };
+    let start = Instant::now();
+    store
+        .import_directory("bench", &data, ImportMode::Replace, None)
+        .await
+        .map_err(st)?;
+    let import_s = start.elapsed().as_secs_f64();
+
+    let lazy = Arc::new(LazyStore::ready(store.clone()));
+    // No JSON file to import: a path that does not exist.
+    let dir = LocalDirectory::open("bench", "/nonexistent/bench-directory.json", lazy);
+    let start = Instant::now();
+    for i in 0..singles {
+        let who = address(i % n.max(1))?;
+        let cert = fake_cert(n + i, 1200);
+        let before = dir.lookup(&who).await?;
+        dir.publish(&who, RecipientKind::Mailbox, &cert, PublishMode::Merge)
+            .await?;
+        let back = dir.recipient(&who).await?.map(|r| r.certificates);
+        if !back.as_ref().is_some_and(|b| b.contains(&cert)) {
+            return Err(DirectoryError::ReadBackMismatch {
+                address: who,
+                detail: "benchmark publish not read back".into(),
+            });
+        }
+        store
+            .audit_append(&AuditEntry {
+                time: i as i64,
+                actor: "bench".into(),
+                frontend: "bench".into(),
+                operation: "publish".into(),
+                directory: "bench".into(),
+                address: who.to_string(),
+                // Stand-in thumbprints: one per certificate before and after.
+                before: (0..before.len()).map(|k| format!("{k:040x}")).collect(),
+                after: (0..back.map_or(0, |b| b.len()))
+                    .map(|k| format!("{k:040x}"))
+                    .collect(),
+                result: "ok".into(),
+            })
+            .await
+            .map_err(st)?;
+    }
+    let single_s = start.elapsed().as_secs_f64();
+
+    let start = Instant::now();
+    let mut found = 0usize;
+    for r in &data.recipients {
+        if !dir.lookup(&r.address).await?.is_empty() {
+            found += 1;
+        }
+    }
+    let lookup_s = start.elapsed().as_secs_f64();
+    if found != n {
+        return Err(DirectoryError::Other(format!(
+            "store benchmark found {found} of {n} recipients"
+        )));
+    }
+    Ok(StoreBenchFigures {
+        store: store.describe(),
+        recipients: n,
+        import_s,
+        single_publish_per_s: rate(singles, single_s),
+        single_publishes: singles,
+        lookup_per_s: rate(n, lookup_s),
     })
 }

@@ -1,55 +1,57 @@
-//! The embedded local directory: the default [`Directory`] backend, needing no server.
+//! The local directory: the default [`Directory`] backend, needing no server, kept in the
+//! host's [`Store`] (SQLite by default, PostgreSQL for several servers).
 //!
-//! One JSON file holds the recipients (mailboxes and external contacts), their certificates
-//! (DER) and the organisation's trust chain. See [`store`](self) for the layout and the
-//! atomic write protocol: every write takes an exclusive lock on `<file>.lock`, re-reads the
-//! current file, applies the change, writes a temporary file, flushes it, renames it over the
-//! old one and flushes the folder; then the file is **read back from disk** and that is what
-//! the write returns, so callers compare what they intended with what is actually stored.
+//! Recipients (mailboxes and external contacts), their certificates and the organisation's
+//! trust chain live in the store under the directory's configured name; every write is one
+//! store transaction and returns the certificates **as read back** in it, so callers compare
+//! what they intended with what is stored. Merge semantics are those of the port (and of
+//! `smimekit_testkit::MemoryDirectory`): `publish` adds a certificate and keeps the others
+//! unless [`PublishMode::Replace`]; [`Directory::publish_removing`] drops, in the same
+//! transaction, exactly the values it is given (how `--prune-expired` works: the service
+//! decides which are expired at its clock). Concurrent writers, tasks or processes, queue on
+//! the store's locks and lose nothing.
 //!
-//! Merge semantics are those of the port (and of `smimekit_testkit::MemoryDirectory`):
-//! `publish` adds a certificate and keeps the others unless [`PublishMode::Replace`];
-//! [`Directory::publish_removing`] drops, in the same atomic write, exactly the values it is
-//! given (how `--prune-expired` works: the service decides which are expired at its clock).
+//! **First use.** Before the store, the directory was one JSON file (`path`). When that file
+//! exists, the first operation of a handle imports it into the store in one transaction,
+//! recording its SHA-256, then renames it `<path>.imported` (kept for the admin). A run killed
+//! between the import and the rename finds the same file recorded and only renames it; a
+//! different file at `path` after an import is refused rather than silently merged.
+//! `smimekit directory export`/`import` keep the reviewable JSON form
+//! ([`smimekit_core::directory_file`]).
 //!
-//! Reads are cached per handle and re-read only when the file was replaced, so a long-lived
-//! handle sees other writers' changes and lookups cost a `stat`. Bulk imports use
-//! [`LocalDirectory::publish_batch`] (one write for any number of certificates): a single
-//! file is rewritten whole on every write, so one-at-a-time publishing of thousands of
-//! recipients would be quadratic.
-//!
-//! Configuration (`[directory.NAME]` in smimekit's config): `kind = "local"`, `path = "…"`
-//! (the JSON file), optional `lock_timeout_secs` (default 30).
+//! Configuration (`[directory.NAME]`): `kind = "local"`, `path = "…"` (the JSON file to import
+//! on first use; its folder also holds the default store when no `[store]` is configured),
+//! optional `store = "sqlite:…|postgres://…"` (only for hosts that have no store of their own;
+//! the service always uses its `[store]`), `lock_timeout_secs` (accepted for older configs:
+//! writers now wait for the store's lock, see `[store]`).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod bench;
-mod store;
+mod json_baseline;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use smimekit_core::plugin::DirectoryFactory;
+use sha2::{Digest, Sha256};
+use smimekit_core::plugin::{DirectoryFactory, DirectoryFactoryWithStore};
+use smimekit_core::store::{ImportMode, ImportSource, LazyStore, Publish, Store, StoreError};
 use smimekit_core::{
     CertDer, Directory, DirectoryError, Mailbox, PublishMode, Recipient, RecipientKind,
+    directory_file,
 };
 
-pub use bench::{BenchFigures, bench_publish_lookup};
+pub use bench::{BenchFigures, StoreBenchFigures, bench_publish_lookup, bench_store};
 
-use store::{Data, FileIdent, WriteFault};
-
-/// Simulated failures, for tests of atomicity and of the callers' read-back checks.
+/// Simulated failures, for tests of the callers' read-back checks.
 ///
-/// Unit tests set them directly; debug builds (what the end-to-end tests run) also read
-/// `SMIMEKIT_LOCAL_DIRECTORY_FAULT` (`crash-before-rename` or `drop-published`). Release
-/// builds never read the variable.
+/// Debug builds (what the end-to-end tests run) read `SMIMEKIT_LOCAL_DIRECTORY_FAULT`
+/// (`drop-published`); release builds never read the variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
-    /// Write and flush the temporary file, then fail before the rename (a killed writer).
-    CrashBeforeRename,
     /// Silently lose the certificate being published (a directory that drops a value), so the
     /// read-back contradicts the publish.
     DropPublished,
@@ -63,19 +65,19 @@ fn fault_from_env() -> Option<Fault> {
         .ok()?
         .as_str()
     {
-        "crash-before-rename" => Some(Fault::CrashBeforeRename),
         "drop-published" => Some(Fault::DropPublished),
         _ => None,
     }
 }
 
-/// The local directory: one JSON file.
+/// The local directory: a name in the store, and the JSON file to import on first use.
 #[derive(Debug)]
 pub struct LocalDirectory {
     name: String,
     path: PathBuf,
-    lock_timeout: Duration,
-    cache: Mutex<Option<(FileIdent, Arc<Data>)>>,
+    store: Arc<LazyStore>,
+    /// This handle looked for the JSON file already.
+    checked: AtomicBool,
     fault: Option<Fault>,
 }
 
@@ -87,24 +89,46 @@ struct LocalConfig {
     kind: String,
     path: PathBuf,
     #[serde(default)]
+    #[allow(dead_code)]
     lock_timeout_secs: Option<u64>,
+    #[serde(default)]
+    store: Option<String>,
+}
+
+/// The store a host without one of its own uses: `smimekit.db` beside the JSON file.
+pub fn default_store_url(path: &Path) -> String {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    format!("sqlite:{}", dir.join("smimekit.db").display())
+}
+
+pub(crate) fn store_err(e: StoreError) -> DirectoryError {
+    match e {
+        StoreError::NotFound(m) | StoreError::Invalid(m) => DirectoryError::Rejected(m),
+        // A writer that waited too long for another's lock: as with any busy directory.
+        StoreError::Conflict(m) | StoreError::Unavailable(m) => DirectoryError::Unavailable(m),
+        StoreError::Corrupt(m) => DirectoryError::Corrupt(m),
+        StoreError::Config(m) => DirectoryError::Config(m),
+        other => DirectoryError::Other(other.to_string()),
+    }
 }
 
 impl LocalDirectory {
-    /// A handle on the directory file at `path`. Does no I/O: a missing file is an empty
-    /// directory, created by the first write (with its folder).
-    pub fn open(name: &str, path: impl Into<PathBuf>) -> Self {
+    /// A handle on directory `name` in `store`, importing the JSON file at `path` on first
+    /// use if there is one. Does no I/O.
+    pub fn open(name: &str, path: impl Into<PathBuf>, store: Arc<LazyStore>) -> Self {
         Self {
             name: name.to_string(),
             path: path.into(),
-            lock_timeout: Duration::from_secs(30),
-            cache: Mutex::new(None),
+            store,
+            checked: AtomicBool::new(false),
             fault: fault_from_env(),
         }
     }
 
-    /// Opens from the TOML text of a `[directory.NAME]` table (the plugin factory).
-    pub fn from_config(name: &str, config: &str) -> Result<Self, DirectoryError> {
+    fn config(name: &str, config: &str) -> Result<LocalConfig, DirectoryError> {
         let c: LocalConfig = toml::from_str(config)
             .map_err(|e| DirectoryError::Config(format!("directory {name}: {}", e.message())))?;
         if c.path.as_os_str().is_empty() {
@@ -112,120 +136,105 @@ impl LocalDirectory {
                 "directory {name}: path is empty"
             )));
         }
-        let mut d = Self::open(name, c.path);
-        if let Some(t) = c.lock_timeout_secs {
-            d.lock_timeout = Duration::from_secs(t);
-        }
-        Ok(d)
+        Ok(c)
     }
 
-    /// How long a writer waits for another writer's lock.
-    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout;
-        self
+    /// Opens from the TOML text of a `[directory.NAME]` table with the host's store.
+    pub fn from_config_with_store(
+        name: &str,
+        config: &str,
+        store: Arc<LazyStore>,
+    ) -> Result<Self, DirectoryError> {
+        let c = Self::config(name, config)?;
+        Ok(Self::open(name, c.path, store))
     }
 
-    /// The directory file.
+    /// Opens from the TOML text alone (hosts without a store): the table's `store` URL, else
+    /// [`default_store_url`].
+    pub fn from_config(name: &str, config: &str) -> Result<Self, DirectoryError> {
+        let c = Self::config(name, config)?;
+        let url = c.store.unwrap_or_else(|| default_store_url(&c.path));
+        Ok(Self::open(name, c.path, Arc::new(LazyStore::new(url))))
+    }
+
+    /// The JSON file imported on first use.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn cached(&self) -> Option<(FileIdent, Arc<Data>)> {
-        self.cache.lock().ok().and_then(|c| c.clone())
+    /// The directory's name in the store.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    fn remember(&self, entry: Option<(FileIdent, Arc<Data>)>) {
-        if let Ok(mut c) = self.cache.lock() {
-            *c = entry;
+    /// The store, after the first-use import of the JSON file.
+    pub async fn store(&self) -> Result<Arc<dyn Store>, DirectoryError> {
+        let store = self.store.get().await.map_err(store_err)?;
+        if !self.checked.load(Ordering::Acquire) {
+            self.import_legacy_file(store.as_ref()).await?;
+            self.checked.store(true, Ordering::Release);
         }
+        Ok(store)
     }
 
-    /// The current content: the cached copy while the file is unchanged, else read afresh.
-    fn snapshot(&self) -> Result<Arc<Data>, DirectoryError> {
-        let meta = match std::fs::metadata(&self.path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.remember(None);
-                return Ok(Arc::new(Data::default()));
-            }
-            Err(e) => {
-                return Err(DirectoryError::Unavailable(format!(
-                    "{}: {e}",
-                    self.path.display()
-                )));
-            }
+    /// Imports `path` when it exists (see the crate docs), then renames it.
+    async fn import_legacy_file(&self, store: &dyn Store) -> Result<(), DirectoryError> {
+        let shown = self.path.display().to_string();
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(DirectoryError::Unavailable(format!("{shown}: {e}"))),
         };
-        if let Some((ident, data)) = self.cached()
-            && ident == FileIdent::of(&meta)
-        {
-            return Ok(data);
-        }
-        match store::read(&self.path)? {
-            Some((ident, data)) => {
-                let data = Arc::new(data);
-                self.remember(Some((ident, data.clone())));
-                Ok(data)
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if let Some(before) = store.import_source(&self.name).await.map_err(store_err)? {
+            if before.sha256 == sha256 {
+                // Imported by an earlier run that stopped before the rename.
+                self.rename_imported();
+                return Ok(());
             }
-            None => Ok(Arc::new(Data::default())),
+            return Err(DirectoryError::Corrupt(format!(
+                "{shown}: directory {} was already imported into the store (from {}), and this file differs; \
+                 import it explicitly (directory import, which merges) or move it away",
+                self.name, before.file
+            )));
+        }
+        let data = directory_file::decode(&shown, &bytes)?;
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let source = ImportSource {
+            file: shown,
+            sha256,
+            time,
+        };
+        store
+            .import_directory(&self.name, &data, ImportMode::Merge, Some(&source))
+            .await
+            .map_err(store_err)?;
+        self.rename_imported();
+        Ok(())
+    }
+
+    /// `<path>.imported` (or `.imported.N` when taken). The import is recorded already, so a
+    /// rename that fails (a read-only folder, another process first) only leaves the file
+    /// where it is, to be renamed by a later run.
+    fn rename_imported(&self) {
+        for n in 0..100u32 {
+            let mut target = self.path.as_os_str().to_owned();
+            target.push(".imported");
+            if n > 0 {
+                target.push(format!(".{n}"));
+            }
+            let target = PathBuf::from(target);
+            if target.exists() {
+                continue;
+            }
+            let _ = std::fs::rename(&self.path, &target);
+            return;
         }
     }
 
-    /// One read-modify-write under the writer lock; returns the closure's value and the
-    /// content as read back from disk after the write.
-    fn write<R>(
-        &self,
-        change: impl FnOnce(&mut Data) -> Result<R, DirectoryError>,
-    ) -> Result<(R, Arc<Data>), DirectoryError> {
-        let _lock = store::lock(&self.path, self.lock_timeout)?;
-        let mut data = (*self.snapshot()?).clone();
-        let value = change(&mut data)?;
-        let bytes = store::encode(&self.path, &data)?;
-        let fault =
-            (self.fault == Some(Fault::CrashBeforeRename)).then_some(WriteFault::BeforeRename);
-        store::replace(&self.path, &bytes, fault)?;
-        // Read back from disk, not from memory: this is what the next reader will see.
-        self.remember(None);
-        let back = self.snapshot()?;
-        Ok((value, back))
-    }
-
-    /// The recipient at `address`, if any (no await: for batch tools and benchmarks).
-    pub fn find(&self, address: &Mailbox) -> Result<Option<Recipient>, DirectoryError> {
-        Ok(self.snapshot()?.recipients.get(&address.key()).cloned())
-    }
-
-    /// Number of recipients.
-    pub fn len(&self) -> Result<usize, DirectoryError> {
-        Ok(self.snapshot()?.recipients.len())
-    }
-
-    /// Whether the directory has no recipient.
-    pub fn is_empty(&self) -> Result<bool, DirectoryError> {
-        Ok(self.len()? == 0)
-    }
-
-    /// Publishes many certificates in one atomic write (bulk import). Each item follows
-    /// `publish` semantics with `mode`; with [`PublishMode::Replace`] a recipient listed
-    /// several times keeps all of this batch's certificates. Returns the number of recipients
-    /// afterwards, as read back.
-    pub fn publish_batch(
-        &self,
-        items: &[(Mailbox, RecipientKind, CertDer)],
-        mode: PublishMode,
-    ) -> Result<usize, DirectoryError> {
-        let (_, back) = self.write(|d| {
-            let mut replaced = std::collections::HashSet::new();
-            for (address, kind, cert) in items {
-                let key = address.key();
-                let clear = mode == PublishMode::Replace && replaced.insert(key.clone());
-                apply_publish(d, key, address, *kind, cert, clear, &[]);
-            }
-            Ok(())
-        })?;
-        Ok(back.recipients.len())
-    }
-
-    fn publish_now(
+    async fn publish_now(
         &self,
         address: &Mailbox,
         kind: RecipientKind,
@@ -233,58 +242,27 @@ impl LocalDirectory {
         mode: PublishMode,
         remove: &[CertDer],
     ) -> Result<Vec<CertDer>, DirectoryError> {
-        let key = address.key();
-        let drop_it = self.fault == Some(Fault::DropPublished);
-        let (_, back) = self.write(|d| {
-            apply_publish(
-                d,
-                key.clone(),
-                address,
-                kind,
-                certificate,
-                mode == PublishMode::Replace,
-                remove,
-            );
-            if drop_it && let Some(r) = d.recipients.get_mut(&key) {
-                r.certificates.retain(|c| c != certificate);
-            }
-            Ok(())
-        })?;
-        Ok(certificates_of(&back, &key))
-    }
-}
-
-fn certificates_of(data: &Data, key: &str) -> Vec<CertDer> {
-    data.recipients
-        .get(key)
-        .map(|r| r.certificates.clone())
-        .unwrap_or_default()
-}
-
-/// The one merge rule: create the recipient as `kind` if missing (an existing recipient keeps
-/// its kind), clear when replacing, drop the listed values, add the certificate once.
-fn apply_publish(
-    d: &mut Data,
-    key: String,
-    address: &Mailbox,
-    kind: RecipientKind,
-    cert: &CertDer,
-    clear: bool,
-    remove: &[CertDer],
-) {
-    let entry = d.recipients.entry(key).or_insert_with(|| Recipient {
-        address: address.clone(),
-        kind,
-        certificates: Vec::new(),
-    });
-    if clear {
-        entry.certificates.clear();
-    }
-    entry
-        .certificates
-        .retain(|c| c == cert || !remove.contains(c));
-    if !entry.certificates.contains(cert) {
-        entry.certificates.push(cert.clone());
+        let store = self.store().await?;
+        let back = store
+            .publish(
+                &self.name,
+                &Publish {
+                    address,
+                    kind,
+                    certificate,
+                    mode,
+                    remove,
+                },
+            )
+            .await
+            .map_err(store_err)?;
+        if self.fault == Some(Fault::DropPublished) {
+            return store
+                .unpublish(&self.name, address, certificate)
+                .await
+                .map_err(store_err);
+        }
+        Ok(back)
     }
 }
 
@@ -295,15 +273,27 @@ impl Directory for LocalDirectory {
     }
 
     async fn lookup(&self, address: &Mailbox) -> Result<Vec<CertDer>, DirectoryError> {
-        Ok(certificates_of(&*self.snapshot()?, &address.key()))
+        Ok(self
+            .recipient(address)
+            .await?
+            .map(|r| r.certificates)
+            .unwrap_or_default())
     }
 
     async fn recipients(&self) -> Result<Vec<Recipient>, DirectoryError> {
-        Ok(self.snapshot()?.recipients.values().cloned().collect())
+        self.store()
+            .await?
+            .recipients(&self.name)
+            .await
+            .map_err(store_err)
     }
 
     async fn recipient(&self, address: &Mailbox) -> Result<Option<Recipient>, DirectoryError> {
-        self.find(address)
+        self.store()
+            .await?
+            .recipient(&self.name, address)
+            .await
+            .map_err(store_err)
     }
 
     async fn publish(
@@ -314,6 +304,7 @@ impl Directory for LocalDirectory {
         mode: PublishMode,
     ) -> Result<Vec<CertDer>, DirectoryError> {
         self.publish_now(address, kind, certificate, mode, &[])
+            .await
     }
 
     async fn publish_removing(
@@ -325,6 +316,7 @@ impl Directory for LocalDirectory {
         remove: &[CertDer],
     ) -> Result<Vec<CertDer>, DirectoryError> {
         self.publish_now(address, kind, certificate, mode, remove)
+            .await
     }
 
     async fn unpublish(
@@ -332,33 +324,31 @@ impl Directory for LocalDirectory {
         address: &Mailbox,
         certificate: &CertDer,
     ) -> Result<Vec<CertDer>, DirectoryError> {
-        let key = address.key();
-        let (_, back) = self.write(|d| {
-            let entry = d
-                .recipients
-                .get_mut(&key)
-                .ok_or_else(|| DirectoryError::NotFound(address.clone()))?;
-            entry.certificates.retain(|c| c != certificate);
-            Ok(())
-        })?;
-        Ok(certificates_of(&back, &key))
+        match self
+            .store()
+            .await?
+            .unpublish(&self.name, address, certificate)
+            .await
+        {
+            Err(StoreError::NotFound(_)) => Err(DirectoryError::NotFound(address.clone())),
+            other => other.map_err(store_err),
+        }
     }
 
     async fn trust_chain(&self) -> Result<Vec<CertDer>, DirectoryError> {
-        Ok(self.snapshot()?.trust_chain.clone())
+        self.store()
+            .await?
+            .trust_chain(&self.name)
+            .await
+            .map_err(store_err)
     }
 
     async fn set_trust_chain(&self, chain: &[CertDer]) -> Result<Vec<CertDer>, DirectoryError> {
-        let (_, back) = self.write(|d| {
-            d.trust_chain.clear();
-            for c in chain {
-                if !d.trust_chain.contains(c) {
-                    d.trust_chain.push(c.clone());
-                }
-            }
-            Ok(())
-        })?;
-        Ok(back.trust_chain.clone())
+        self.store()
+            .await?
+            .set_trust_chain(&self.name, chain)
+            .await
+            .map_err(store_err)
     }
 }
 
@@ -366,11 +356,28 @@ fn open_factory(name: &str, config: &str) -> Result<Box<dyn Directory>, Director
     Ok(Box::new(LocalDirectory::from_config(name, config)?))
 }
 
+fn open_with_store(
+    name: &str,
+    config: &str,
+    store: Arc<LazyStore>,
+) -> Result<Box<dyn Directory>, DirectoryError> {
+    Ok(Box::new(LocalDirectory::from_config_with_store(
+        name, config, store,
+    )?))
+}
+
 inventory::submit! {
     DirectoryFactory {
         kind: "local",
-        description: "embedded local directory: one JSON file, atomic writes, no server",
+        description: "embedded local directory, kept in the store (SQLite or PostgreSQL), no server",
         open: open_factory,
+    }
+}
+
+inventory::submit! {
+    DirectoryFactoryWithStore {
+        kind: "local",
+        open: open_with_store,
     }
 }
 

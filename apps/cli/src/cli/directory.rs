@@ -1,4 +1,5 @@
-//! Directory commands: lookup, publish, unpublish, trust push/show.
+//! Directory commands: lookup, publish, unpublish, trust push/show, directory audit, export
+//! and import.
 
 use std::path::PathBuf;
 
@@ -133,6 +134,29 @@ pub enum DirectoryCommand {
         /// A CRL (DER or PEM); repeat for several.
         #[arg(long = "crl", value_name = "F")]
         crls: Vec<PathBuf>,
+    },
+    /// Write a directory in its reviewable JSON form (recipients, kinds, certificates, trust
+    /// chain), the form `directory import` reads.
+    Export {
+        /// The configured directory (default: the first configured).
+        #[arg(long, value_name = "NAME")]
+        directory: Option<String>,
+        /// Write here (default: standard output).
+        #[arg(long = "out", value_name = "F")]
+        output: Option<PathBuf>,
+    },
+    /// Import the JSON form into a local directory, in one transaction: every certificate is
+    /// added (nothing dropped), unless --replace.
+    Import {
+        /// The JSON file (`directory export`'s form, or an older smimekit's directory.json).
+        #[arg(value_name = "F")]
+        file: PathBuf,
+        /// The configured local directory (default: the first configured).
+        #[arg(long, value_name = "NAME")]
+        directory: Option<String>,
+        /// Make the directory exactly the file's content.
+        #[arg(long)]
+        replace: bool,
     },
 }
 

@@ -12,8 +12,10 @@ pub use directory::{
 };
 
 mod pki;
+mod store;
 mod token;
 pub use pki::{ChainCommand, LintArgs, ProfileArg, SstCommand, StoreFormatArg};
+pub use store::{AuditCommand, InventoryArgs};
 pub use token::TokenCommand;
 
 #[derive(Debug, Parser)]
@@ -119,9 +121,14 @@ pub enum Command {
     /// The organisation's trust chain kept in the directory.
     #[command(subcommand)]
     Trust(TrustCommand),
-    /// Directory hygiene: audit the published certificates.
+    /// Directory hygiene: audit the published certificates; export and import the JSON form.
     #[command(subcommand)]
     Directory(DirectoryCommand),
+    /// Every certificate seen in any directory (from the store; no directory is asked).
+    Inventory(InventoryArgs),
+    /// The audit log of every change smimekit made: show it, verify its hash chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Exchange Online: organisation S/MIME settings (OWA).
     #[command(subcommand)]
     Exchange(ExchangeCommand),

@@ -341,7 +341,17 @@ pub async fn trust(service: &Service, c: TrustCommand, json: bool) -> Result<u8>
 }
 
 pub async fn directory(service: &Service, c: DirectoryCommand, json: bool) -> Result<u8> {
-    let DirectoryCommand::Audit { directory, crls } = c;
+    let (directory, crls) = match c {
+        DirectoryCommand::Audit { directory, crls } => (directory, crls),
+        DirectoryCommand::Export { directory, output } => {
+            return super::store::export(service, directory, output, json).await;
+        }
+        DirectoryCommand::Import {
+            file,
+            directory,
+            replace,
+        } => return super::store::import(service, file, directory, replace, json).await,
+    };
     let r = service.audit(&AuditRequest { directory, crls }).await?;
     if json {
         print_json(&r)?;

@@ -7,6 +7,7 @@ mod directory;
 mod lint;
 mod mail;
 mod pki;
+mod store;
 mod token;
 
 use std::sync::Arc;
@@ -66,7 +67,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         .config(config)
         .plugin_path_env(std::env::var_os("SMIMEKIT_PLUGIN_PATH"))
         .plugins(crate::cli::plugin_files(std::env::args_os(), &cli.plugins))
-        .password_file(cli.password_file.clone());
+        .password_file(cli.password_file.clone())
+        .actor(smimekit_service::os_user(), "cli");
     // The last source of passwords and PINs, only when someone is there to answer.
     if let Some(prompt) = io::terminal_prompt() {
         builder = builder.prompt(prompt);
@@ -98,6 +100,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Unpublish(a) => directory::unpublish(&service, a, json).await,
         Command::Trust(c) => directory::trust(&service, c, json).await,
         Command::Directory(c) => directory::directory(&service, c, json).await,
+        Command::Inventory(a) => store::inventory(&service, a, json).await,
+        Command::Audit(c) => store::audit(&service, c, json).await,
         Command::Exchange(c) => directory::exchange(&service, c, json).await,
         Command::Login { directory } => directory::login(&service, directory, json).await,
         Command::Demo(a) => demo::run(&service, a, json).await,
