@@ -2,7 +2,8 @@
 //!
 //! `cargo xtask test` calls this first, so the README's test command works on a fresh machine:
 //! openssl and libssl-dev (the engine), gpgsm (interop), SoftHSM2 and OpenSC (PKCS#11),
-//! slapd and ldap-utils (LDAP), Samba's AD DC (the active-directory flavour). The Windows/Wine
+//! slapd and ldap-utils (LDAP), Samba's AD DC (the active-directory flavour), PostgreSQL (the
+//! store's second backend). The Windows/Wine
 //! packages are `windows-test`'s own business.
 
 use std::path::Path;
@@ -26,6 +27,9 @@ const NEEDS: &[(Probe, &str)] = &[
     (Probe::File("/usr/sbin/samba"), "samba"),
     (Probe::Package("samba-ad-dc"), "samba-ad-dc"),
     (Probe::Package("samba-ad-provision"), "samba-ad-provision"),
+    // The store's tests start throwaway PostgreSQL clusters (initdb + pg_ctl as the postgres
+    // user); the package starts no server here.
+    (Probe::Package("postgresql"), "postgresql"),
 ];
 
 enum Probe {
