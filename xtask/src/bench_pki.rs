@@ -5,7 +5,7 @@
 //!
 //! The PKI comes from the `openssl` CLI in a tempdir; the 10,000 distinct leaves are copies
 //! of one openssl-made template with a new serial each, re-signed with intermediate 2's key
-//! through the `PrivateKey` port ([`smimekit_service::Service::resign_copies`]).
+//! through the `PrivateKey` port ([`crate::bench_pki_ops::resign_copies`]).
 //! Targets from issue 3: SST encode+decode ≤ 50 ms, chain building ≤ 1 s.
 
 use std::path::Path;
@@ -13,6 +13,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use smimekit_service::{CertDer, KeyRequest, Service};
+
+use crate::bench_pki_ops;
 
 const SST_TARGET_MS: f64 = 50.0;
 const CHAIN_TARGET_MS: f64 = 1000.0;
@@ -126,16 +128,22 @@ pub fn pki_figures(n: usize) -> Result<Value> {
         ..KeyRequest::default()
     }))?;
     let t = std::time::Instant::now();
-    let leaves = rt.block_on(service.resign_copies(&template, key.as_ref(), n))?;
+    let engine = smimekit_engine_openssl::engine();
+    let leaves = rt.block_on(bench_pki_ops::resign_copies(
+        engine,
+        &template,
+        key.as_ref(),
+        n,
+    ))?;
     let make_ms = t.elapsed().as_secs_f64() * 1e3;
 
     // SST: the 10,000 distinct leaves.
-    let sst = smimekit_service::bench_sst(&leaves, n)?;
+    let sst = bench_pki_ops::bench_sst(&leaves, n)?;
     let sst_ms = sst.encode_ms + sst.decode_ms;
 
     // Chains: pool = both intermediates, anchor = root, at now.
     let now = service.now();
-    let chain = service.bench_chain(&leaves, &[int2, int1], &[root], now)?;
+    let chain = bench_pki_ops::bench_chain(engine, &leaves, &[int2, int1], &[root], now)?;
     if chain.valid != n {
         bail!(
             "chain bench: only {} of {n} leaves had a valid path",

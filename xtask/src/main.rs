@@ -20,6 +20,7 @@ mod bench_exchange;
 mod bench_ldap;
 mod bench_pkcs11;
 mod bench_pki;
+mod bench_pki_ops;
 mod bench_plugins;
 mod demo;
 mod samples;

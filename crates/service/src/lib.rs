@@ -60,8 +60,8 @@ pub use mail::{
     DecryptRequest, EncryptRequest, EncryptTo, OpenRequest, OpenResult, SignRequest, SignResult,
 };
 pub use pki_ops::{
-    ChainBench, ChainBuildReport, ChainBuildRequest, ExtractedCert, PathCert, PathSummary,
-    ProblemSummary, SstBench, StoreEntry, StoreFormat, StoreListing, StoreProperty, bench_sst,
+    ChainBuildReport, ChainBuildRequest, ExtractedCert, PathCert, PathSummary, ProblemSummary,
+    StoreEntry, StoreFormat, StoreListing, StoreProperty,
 };
 pub use secrets::Prompt;
 pub use signer_chain::SignerChain;
