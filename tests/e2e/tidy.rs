@@ -1,72 +1,466 @@
-//! Dependency edges that keep the architecture honest (ARCHITECTURE.md): the apps call only
-//! the service, the core has no I/O crates, only the engine plugin links OpenSSL directly
-//! besides the file key store.
+//! The layering rules of ARCHITECTURE.md, checked against `cargo metadata` and the sources:
+//!
+//! * the apps (`apps/*`) depend on no workspace crate but `smimekit-service`;
+//! * plugins (`plugins/*`) never depend on `smimekit-message` or `smimekit-service`;
+//! * `smimekit-core` depends on no workspace crate and on no runtime or OpenSSL crate; the
+//!   message layer and the service link no OpenSSL and no front end;
+//! * `unsafe` appears only in the files ARCHITECTURE.md lists under "Invariants" (the list is
+//!   read from the document, so the two cannot drift: an unlisted file with `unsafe` fails, and
+//!   so does a listed file without it);
+//! * every workspace member is named in the code map.
+//!
+//! Each rule is a function from data to the violations found; beside each test on the real
+//! workspace, a test plants a violation and checks that the rule reports it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
 
 use crate::common::workspace;
 
-/// The `[dependencies]` table's crate names of a member.
-fn dependencies(member: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(workspace().join(member).join("Cargo.toml"))
-        .unwrap_or_else(|e| panic!("{member}/Cargo.toml: {e}"));
-    let mut in_deps = false;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_deps = line == "[dependencies]";
-            continue;
+/// Where ARCHITECTURE.md states the `unsafe` list: the bullet that starts with this.
+const UNSAFE_BULLET: &str = "- `unsafe` lives only";
+
+/// `cargo metadata --no-deps` of the workspace.
+fn metadata() -> Value {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(workspace())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON")
+}
+
+fn architecture() -> String {
+    std::fs::read_to_string(workspace().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md")
+}
+
+/// A workspace member as the rules see it.
+#[derive(Debug)]
+struct Member {
+    name: String,
+    /// The member's folder relative to the workspace root (`crates/core`, `xtask`).
+    dir: String,
+    /// (dependency name, kind: `normal`, `dev` or `build`).
+    deps: Vec<(String, String)>,
+}
+
+fn members(meta: &Value) -> Vec<Member> {
+    let root = meta["workspace_root"].as_str().expect("workspace_root");
+    meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .map(|p| {
+            let manifest = Path::new(p["manifest_path"].as_str().expect("manifest_path"));
+            let dir = manifest
+                .parent()
+                .and_then(|d| d.strip_prefix(root).ok())
+                .expect("a member lives in the workspace")
+                .to_string_lossy()
+                .replace('\\', "/");
+            let deps = p["dependencies"]
+                .as_array()
+                .expect("dependencies")
+                .iter()
+                .map(|d| {
+                    (
+                        d["name"].as_str().expect("name").to_string(),
+                        d["kind"].as_str().unwrap_or("normal").to_string(),
+                    )
+                })
+                .collect();
+            Member {
+                name: p["name"].as_str().expect("name").to_string(),
+                dir: if dir.is_empty() { ".".into() } else { dir },
+                deps,
+            }
+        })
+        .collect()
+}
+
+/// Every dependency edge that breaks a layering rule, as a sentence.
+fn layering_violations(meta: &Value) -> Vec<String> {
+    let members = members(meta);
+    let ours: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    let mut bad = Vec::new();
+    for m in &members {
+        for (dep, kind) in &m.deps {
+            let edge = format!("{} ({}) → {dep} [{kind}]", m.name, m.dir);
+            let workspace_dep = ours.contains(&dep.as_str());
+            let shipped = kind != "dev";
+            if m.dir.starts_with("apps/") && workspace_dep && dep != "smimekit-service" {
+                bad.push(format!("{edge}: an app calls only smimekit-service"));
+            }
+            if m.dir.starts_with("plugins/")
+                && (dep == "smimekit-message" || dep == "smimekit-service")
+            {
+                bad.push(format!(
+                    "{edge}: plugins implement core ports, they never call the message layer or the service"
+                ));
+            }
+            if m.name == "smimekit-core" && workspace_dep {
+                bad.push(format!("{edge}: the core depends on no workspace crate"));
+            }
+            let banned: &[&str] = match m.name.as_str() {
+                "smimekit-core" => &["tokio", "openssl", "openssl-sys", "reqwest", "libloading"],
+                "smimekit-message" => &[
+                    "openssl",
+                    "openssl-sys",
+                    "tokio",
+                    "smimekit-engine-openssl",
+                    "smimekit-keystore-file",
+                ],
+                "smimekit-service" => &["clap", "axum", "ratatui", "openssl", "openssl-sys"],
+                _ => &[],
+            };
+            if shipped && banned.contains(&dep.as_str()) {
+                bad.push(format!(
+                    "{edge}: {} may not depend on {dep} (ARCHITECTURE: code map)",
+                    m.name
+                ));
+            }
         }
-        if in_deps && let Some((name, _)) = line.split_once('=') {
-            let name = name.trim();
-            if !name.is_empty() && !name.starts_with('#') {
-                out.push(name.split('.').next().unwrap_or(name).to_string());
+    }
+    bad
+}
+
+/// The files ARCHITECTURE.md allows `unsafe` in: every backticked `*.rs` path of the
+/// [`UNSAFE_BULLET`] bullet and its indented sub-bullets.
+fn unsafe_allowlist(architecture: &str) -> Vec<String> {
+    let mut lines = architecture
+        .lines()
+        .skip_while(|l| !l.starts_with(UNSAFE_BULLET));
+    let mut bullet = match lines.next() {
+        Some(first) => vec![first],
+        None => return Vec::new(),
+    };
+    bullet.extend(lines.take_while(|l| l.starts_with("  ")));
+    bullet
+        .iter()
+        .flat_map(|l| l.split('`').skip(1).step_by(2))
+        .filter(|s| s.ends_with(".rs") && s.contains('/'))
+        .map(String::from)
+        .collect()
+}
+
+/// The code of a Rust source: comments removed, string and character literals emptied (so
+/// that text about `unsafe` is not taken for it). Raw strings are read as plain strings.
+fn code_only(source: &str) -> String {
+    let c: Vec<char> = source.chars().collect();
+    let mut out = String::with_capacity(source.len());
+    let mut i = 0;
+    while i < c.len() {
+        match (c[i], c.get(i + 1).copied()) {
+            ('/', Some('/')) => {
+                while i < c.len() && c[i] != '\n' {
+                    i += 1;
+                }
+            }
+            ('/', Some('*')) => {
+                i += 2;
+                while i < c.len() && !(c[i] == '*' && c.get(i + 1) == Some(&'/')) {
+                    i += 1;
+                }
+                i += 2;
+            }
+            ('"', _) => {
+                i += 1;
+                while i < c.len() && c[i] != '"' {
+                    i += if c[i] == '\\' { 2 } else { 1 };
+                }
+                i += 1;
+                out.push_str("\"\"");
+            }
+            // A character literal ('x', '\n', '\''); a lifetime ('a) is code.
+            ('\'', Some('\\')) => {
+                i += 3;
+                while i < c.len() && c[i] != '\'' {
+                    i += 1;
+                }
+                i += 1;
+                out.push_str("' '");
+            }
+            ('\'', Some(_)) if c.get(i + 2) == Some(&'\'') => {
+                i += 3;
+                out.push_str("' '");
+            }
+            (ch, _) => {
+                out.push(ch);
+                i += 1;
             }
         }
     }
     out
 }
 
-#[test]
-fn apps_talk_only_to_the_service() {
-    let deps = dependencies("apps/cli");
-    let ours: Vec<&String> = deps.iter().filter(|d| d.starts_with("smimekit-")).collect();
-    assert_eq!(ours, ["smimekit-service"], "apps/cli depends on {deps:?}");
+/// Whether Rust source text uses `unsafe`: a block, fn, impl, trait, extern block or
+/// function-pointer type, or an unsafe attribute. Comments and literals do not count.
+fn uses_unsafe(source: &str) -> bool {
+    let code = code_only(source);
+    code.match_indices("unsafe").any(|(i, _)| {
+        let before = code[..i].chars().next_back();
+        let after = &code[i + "unsafe".len()..];
+        let word = !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            && !after.starts_with(|c: char| c.is_alphanumeric() || c == '_');
+        let rest = after.trim_start();
+        word && ["{", "fn", "impl", "extern", "trait", "("]
+            .iter()
+            .any(|t| rest.starts_with(t))
+    })
 }
 
-#[test]
-fn core_has_no_io_runtime_or_openssl() {
-    let deps = dependencies("crates/core");
-    for banned in ["openssl", "tokio", "reqwest", "clap", "axum", "ratatui"] {
-        assert!(
-            !deps.iter().any(|d| d == banned),
-            "crates/core depends on {banned}"
-        );
+/// Files using `unsafe` that the list does not name, and listed files that use none (or do
+/// not exist). `sources` are (path relative to the workspace root, text).
+fn unsafe_violations(allowed: &[String], sources: &[(String, String)]) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (path, text) in sources {
+        let listed = allowed.contains(path);
+        match (uses_unsafe(text), listed) {
+            (true, false) => bad.push(format!(
+                "{path} uses unsafe but is not in ARCHITECTURE.md's list ({UNSAFE_BULLET}…)"
+            )),
+            (false, true) => bad.push(format!(
+                "{path} is in ARCHITECTURE.md's unsafe list but uses no unsafe: take it off"
+            )),
+            _ => {}
+        }
     }
-}
-
-#[test]
-fn service_knows_no_front_end() {
-    let deps = dependencies("crates/service");
-    for banned in ["clap", "axum", "ratatui", "openssl"] {
-        assert!(
-            !deps.iter().any(|d| d == banned),
-            "crates/service depends on {banned}"
-        );
+    for path in allowed {
+        if !sources.iter().any(|(p, _)| p == path) {
+            bad.push(format!(
+                "{path} is in ARCHITECTURE.md's unsafe list but is no Rust source of the workspace"
+            ));
+        }
     }
+    bad
+}
+
+/// Every `.rs` file under the members' folders (each once; `target` skipped).
+fn workspace_sources(meta: &Value) -> Vec<(String, String)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == "target" || n == ".git") {
+                    continue;
+                }
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let root = workspace();
+    let mut files = Vec::new();
+    for m in members(meta) {
+        if m.dir != "." {
+            walk(&root.join(&m.dir), &mut files);
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+        .into_iter()
+        .map(|p| {
+            let rel = p
+                .strip_prefix(&root)
+                .expect("under the root")
+                .to_string_lossy()
+                .replace('\\', "/");
+            let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{rel}: {e}"));
+            (rel, text)
+        })
+        .collect()
+}
+
+/// Members whose folder the "Code map" section does not name (as `` `crates/core` ``).
+fn unmapped_members(meta: &Value, architecture: &str) -> Vec<String> {
+    let map = architecture
+        .split("\n## ")
+        .find(|s| s.starts_with("Code map"))
+        .unwrap_or("");
+    members(meta)
+        .iter()
+        .filter(|m| !map.contains(&format!("`{}`", m.dir)))
+        .map(|m| {
+            format!(
+                "{} (`{}`) is not in ARCHITECTURE.md's code map: say what it is for and what it may depend on",
+                m.name, m.dir
+            )
+        })
+        .collect()
 }
 
 #[test]
-fn message_layer_uses_ports_not_openssl() {
-    let deps = dependencies("crates/message");
-    for banned in [
-        "openssl",
-        "tokio",
-        "smimekit-engine-openssl",
+fn layering_rules_hold() {
+    let bad = layering_violations(&metadata());
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn layering_rules_report_planted_edges() {
+    let mut meta = metadata();
+    let plant = |meta: &mut Value, package: &str, dep: &str, kind: Option<&str>| {
+        let p = meta["packages"]
+            .as_array_mut()
+            .expect("packages")
+            .iter_mut()
+            .find(|p| p["name"] == package)
+            .unwrap_or_else(|| panic!("no package {package}"));
+        p["dependencies"]
+            .as_array_mut()
+            .expect("dependencies")
+            .push(json!({ "name": dep, "kind": kind }));
+    };
+    plant(&mut meta, "smimekit-cli", "smimekit-pki", None);
+    plant(
+        &mut meta,
         "smimekit-keystore-file",
+        "smimekit-service",
+        None,
+    );
+    plant(
+        &mut meta,
+        "smimekit-directory-ldap",
+        "smimekit-message",
+        Some("dev"),
+    );
+    plant(&mut meta, "smimekit-core", "smimekit-pki", None);
+    plant(&mut meta, "smimekit-core", "tokio", None);
+    plant(&mut meta, "smimekit-service", "clap", None);
+    // Allowed: a dev-only engine for the message layer's tests.
+    plant(
+        &mut meta,
+        "smimekit-message",
+        "smimekit-engine-openssl",
+        Some("dev"),
+    );
+    let bad = layering_violations(&meta);
+    for edge in [
+        "smimekit-cli (apps/cli) → smimekit-pki",
+        "smimekit-keystore-file (plugins/keystore-file) → smimekit-service",
+        "smimekit-directory-ldap (plugins/directory-ldap) → smimekit-message [dev]",
+        "smimekit-core (crates/core) → smimekit-pki",
+        "smimekit-core (crates/core) → tokio",
+        "smimekit-service (crates/service) → clap",
     ] {
         assert!(
-            !deps.iter().any(|d| d == banned),
-            "crates/message depends on {banned}"
+            bad.iter().any(|b| b.starts_with(edge)),
+            "{edge} not reported: {bad:#?}"
         );
     }
+    assert_eq!(bad.len(), 6, "{bad:#?}");
+}
+
+#[test]
+fn unsafe_only_in_the_files_architecture_lists() {
+    let allowed = unsafe_allowlist(&architecture());
+    assert!(
+        allowed.len() >= 3,
+        "ARCHITECTURE.md has no `unsafe` file list under {UNSAFE_BULLET:?}: {allowed:?}"
+    );
+    let bad = unsafe_violations(&allowed, &workspace_sources(&metadata()));
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn unsafe_check_reports_planted_files() {
+    let doc = "## Invariants\n\n- `unsafe` lives only in:\n  - `a/ffi.rs` (C calls), `a/stale.rs`;\n  - `a/gone.rs`.\n- Next rule: `b/not-listed.rs`.\n";
+    let allowed = unsafe_allowlist(doc);
+    assert_eq!(allowed, ["a/ffi.rs", "a/stale.rs", "a/gone.rs"]);
+    let sources: Vec<(String, String)> = [
+        ("a/ffi.rs", "fn f() { unsafe { g() } }"),
+        (
+            "a/stale.rs",
+            "// No unsafe { here }: a comment.\nfn unsafe_name() {}",
+        ),
+        ("b/block.rs", "let x = unsafe { *p };"),
+        ("b/impl.rs", "unsafe impl Send for X {}"),
+        ("b/fn.rs", "pub unsafe extern \"C\" fn f() {}"),
+        ("b/type.rs", "type F = unsafe extern \"C\" fn();"),
+        ("b/attr.rs", "#[unsafe(no_mangle)]"),
+        ("b/string.rs", "let url = \"http://x\"; unsafe { y() }"),
+        ("b/text.rs", "let s = \"the word unsafe is fine in text\";"),
+        (
+            "b/literals.rs",
+            "let s = \"a \\\" quote, then\nunsafe { in text }\"; let q = '\"'; /* unsafe {} */",
+        ),
+        ("b/after-char.rs", "let q = '\"'; unsafe { y() }"),
+    ]
+    .iter()
+    .map(|(p, t)| (p.to_string(), t.to_string()))
+    .collect();
+    let mut bad = unsafe_violations(&allowed, &sources);
+    bad.sort();
+    let files: Vec<&str> = bad
+        .iter()
+        .map(|b| b.split_once(' ').map_or(b.as_str(), |(f, _)| f))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "a/gone.rs",
+            "a/stale.rs",
+            "b/after-char.rs",
+            "b/attr.rs",
+            "b/block.rs",
+            "b/fn.rs",
+            "b/impl.rs",
+            "b/string.rs",
+            "b/type.rs"
+        ],
+        "{bad:#?}"
+    );
+}
+
+#[test]
+fn every_member_is_in_the_code_map() {
+    let bad = unmapped_members(&metadata(), &architecture());
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn code_map_check_reports_a_planted_member() {
+    let mut meta = metadata();
+    let before = unmapped_members(&meta, &architecture());
+    let root = meta["workspace_root"].as_str().expect("root").to_string();
+    meta["packages"]
+        .as_array_mut()
+        .expect("packages")
+        .push(json!({
+            "name": "smimekit-ghost",
+            "manifest_path": format!("{root}/crates/ghost/Cargo.toml"),
+            "dependencies": [],
+        }));
+    let bad = unmapped_members(&meta, &architecture());
+    assert_eq!(bad.len(), before.len() + 1, "{bad:#?}");
+    assert!(
+        bad.iter()
+            .any(|b| b.starts_with("smimekit-ghost (`crates/ghost`)")),
+        "{bad:?}"
+    );
+    // A member named only outside the code map section does not count.
+    let doc = "## Code map\n\n- `crates/core`\n\n## Decisions\n\n`crates/ghost`\n";
+    assert!(
+        unmapped_members(&meta, doc)
+            .iter()
+            .any(|b| b.starts_with("smimekit-ghost"))
+    );
 }
