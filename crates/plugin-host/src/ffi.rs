@@ -1,4 +1,5 @@
-//! Loading, validating and calling one plugin library. Every `unsafe` block of the host is here.
+//! Loading, validating and calling one plugin library. The host's `unsafe` is here and in the
+//! adapters' table calls ([`crate::keystore`], [`crate::directory`]); ARCHITECTURE.md lists the files.
 
 use std::ffi::{CStr, CString, c_char};
 use std::mem::MaybeUninit;
