@@ -14,7 +14,6 @@ mod audit_log;
 mod ca;
 mod certs;
 mod config;
-mod demo;
 mod directory;
 mod error;
 mod exchange;
@@ -41,9 +40,6 @@ pub use ca::{
 };
 pub use certs::{CertSummary, ExportFormat, crls_from_bytes};
 pub use config::{Config, DirectoryConfig, KeyStoreConfig};
-pub use demo::{
-    DEMO_ALICE, DEMO_BOB, DEMO_DIRECTORY, DEMO_PASSWORD, DemoReport, DemoRequest, DemoStep,
-};
 pub use directory::{
     DirectoryCert, LookupRequest, LookupResult, PublishRequest, PublishResult, TrustPushRequest,
     TrustResult, UnpublishRequest,
@@ -69,7 +65,7 @@ pub use smimekit_core::{
     CertDer, ContentCipher, DecryptionKey, DigestAlg, PrivateKey, Secret, SecretKind,
     SecretRequest, SecretSource,
 };
-pub use smimekit_message::report::{Layer, OpenReport, SignerReport, SignerStatus};
+pub use smimekit_message::report::{Layer, LayerKind, OpenReport, SignerReport, SignerStatus};
 pub use smimekit_pki::ca::RevocationReason;
 pub use store::{DirectoryExport, DirectoryImportRequest, DirectoryImportResult, os_user};
 pub use token::{TokenEnrollRequest, TokenEnrollResult, TokenImportRequest};

@@ -104,7 +104,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Audit(c) => store::audit(&service, c, json).await,
         Command::Exchange(c) => directory::exchange(&service, c, json).await,
         Command::Login { directory } => directory::login(&service, directory, json).await,
-        Command::Demo(a) => demo::run(&service, a, json).await,
+        Command::Demo(a) => demo::run(a, json).await,
         Command::Plugins => {
             let plugins = service.plugins();
             if json {
