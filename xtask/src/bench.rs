@@ -211,6 +211,8 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("\nPKCS#11 token (SoftHSM2) vs pkcs11-tool and the same key as a file:");
     crate::bench_pkcs11::run(&pki_args)?;
 
+    crate::bench_p12::run(&pki_args)?;
+
     let missed: Vec<&str> = targets
         .iter()
         .filter(|t| !t.pass)

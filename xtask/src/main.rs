@@ -12,12 +12,14 @@
 //!   * `bench-pkcs11`: signs per second with a SoftHSM key vs `pkcs11-tool` and a file key;
 //!   * `bench-ldap`: publishing to 10,000 recipients on slapd vs `ldapmodify`, lookups.
 //!   * `bench-exchange`: 10,000 mailboxes published to the Exchange Online emulator under throttling.
+//!   * `bench-p12`: opening a PKCS#12 (`keys list`, `sign`) against `openssl` on the same file.
 //! * `cargo xtask windows-test`: the Windows certificate-store plugin cross-built for
 //!   x86_64-pc-windows-gnu and tested under Wine 8 ([`windows_test`]).
 
 mod bench;
 mod bench_exchange;
 mod bench_ldap;
+mod bench_p12;
 mod bench_pkcs11;
 mod bench_pki;
 mod bench_pki_ops;
@@ -51,12 +53,13 @@ fn main() -> Result<()> {
         Some("bench-pkcs11") => bench_pkcs11::run(&args[1..]),
         Some("bench-ldap") => bench_ldap::run(&args[1..]),
         Some("bench-exchange") => bench_exchange::run(&args[1..]),
+        Some("bench-p12") => bench_p12::run(&args[1..]),
         Some("bench-plugins") => bench_plugins::run(&args[1..]),
         Some("build-samples") => samples::run_task(&args[1..]),
         Some("windows-test") => windows_test::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|demo|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-plugins|build-samples|windows-test>"
+                "usage: cargo xtask <test|demo|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|build-samples|windows-test>"
             );
             bail!("unknown or missing task")
         }

@@ -405,9 +405,10 @@ fn bmp_password(pass: Option<&str>) -> Zeroizing<Vec<u8>> {
     out
 }
 
-/// The digest of an RFC 7292 MAC. The SHA family is hashed with OpenSSL's SHA functions
-/// directly: the key derivation hashes once per iteration, and an EVP digest context per hash
-/// costs several times the hash itself.
+/// The digest of an RFC 7292 MAC. The key derivation hashes once per iteration, so the SHA
+/// family is hashed with the `sha1`/`sha2` crates (the workspace's, with the CPU's SHA
+/// instructions): an EVP digest context per hash costs several times the hash itself, and
+/// OpenSSL's one-shot SHA functions twice these crates' time.
 #[derive(Clone, Copy)]
 enum Md {
     Sha1,
@@ -459,22 +460,19 @@ impl Md {
 
     /// Hashes the concatenation of `parts`.
     fn hash(self, parts: &[&[u8]]) -> Result<Zeroizing<Vec<u8>>, String> {
-        use openssl::sha::{Sha1, Sha224, Sha256, Sha384, Sha512};
-        macro_rules! sha {
-            ($h:ty) => {{
-                let mut h = <$h>::new();
-                for p in parts {
-                    h.update(p);
-                }
-                Zeroizing::new(h.finish().to_vec())
-            }};
+        fn digest<D: sha2::Digest>(parts: &[&[u8]]) -> Zeroizing<Vec<u8>> {
+            let mut h = D::new();
+            for p in parts {
+                h.update(p);
+            }
+            Zeroizing::new(h.finalize().to_vec())
         }
         Ok(match self {
-            Md::Sha1 => sha!(Sha1),
-            Md::Sha224 => sha!(Sha224),
-            Md::Sha256 => sha!(Sha256),
-            Md::Sha384 => sha!(Sha384),
-            Md::Sha512 => sha!(Sha512),
+            Md::Sha1 => digest::<sha1::Sha1>(parts),
+            Md::Sha224 => digest::<sha2::Sha224>(parts),
+            Md::Sha256 => digest::<sha2::Sha256>(parts),
+            Md::Sha384 => digest::<sha2::Sha384>(parts),
+            Md::Sha512 => digest::<sha2::Sha512>(parts),
             Md::Other(md) => {
                 let mut h = Hasher::new(md).map_err(|e| describe(&e))?;
                 for p in parts {
@@ -484,9 +482,7 @@ impl Md {
             }
         })
     }
-}
 
-impl Md {
     /// RFC 2104 HMAC over [`Md::hash`] (an EVP HMAC costs a provider lookup per call, more
     /// than hashing a whole authSafe).
     fn hmac(self, key: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
@@ -526,11 +522,120 @@ fn pkcs12_mac_key(
     let mut i_buf = repeat(salt);
     i_buf.extend_from_slice(&repeat(&p));
     let d = vec![3u8; v];
-    let mut a = md.hash(&[&d, &i_buf])?;
-    for _ in 1..iterations {
-        a = md.hash(&[&a])?;
+    let first: [&[u8]; 2] = [&d, &i_buf];
+    let rest = iterations.saturating_sub(1);
+    Ok(match md {
+        Md::Sha1 => chain32(Chain32::Sha1, &md.hash(&first)?, rest),
+        Md::Sha224 => chain32(Chain32::Sha224, &md.hash(&first)?, rest),
+        Md::Sha256 => chain32(Chain32::Sha256, &md.hash(&first)?, rest),
+        Md::Sha384 | Md::Sha512 => chain64(&md.hash(&first)?, rest),
+        Md::Other(_) => {
+            let mut a = md.hash(&first)?;
+            for _ in 0..rest {
+                a = md.hash(&[&a])?;
+            }
+            a
+        }
+    })
+}
+
+// After the first hash of the key derivation every input is the previous digest, shorter than
+// a block, so its padded block differs only in its first `u` bytes: each further iteration is
+// one compression of that block from the initial state. This loop is the whole cost of a MAC
+// check, and the `Digest` API's buffering and padding per call cost twice the compression.
+
+/// The SHA functions on 32-bit words, for [`chain32`].
+#[derive(Clone, Copy)]
+enum Chain32 {
+    Sha1,
+    Sha224,
+    Sha256,
+}
+
+/// `rest` more iterations of SHA-1, SHA-224 or SHA-256 on the digest `a`.
+fn chain32(f: Chain32, a: &[u8], rest: usize) -> Zeroizing<Vec<u8>> {
+    use zeroize::Zeroize;
+    // FIPS 180-4 initial hash values.
+    const SHA1_IV: [u32; 5] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0];
+    const SHA224_IV: [u32; 8] = [
+        0xc1059ed8, 0x367cd507, 0x3070dd17, 0xf70e5939, 0xffc00b31, 0x68581511, 0x64f98fa7,
+        0xbefa4fa4,
+    ];
+    const SHA256_IV: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let u = a.len();
+    let mut block = Zeroizing::new([0u8; 64]);
+    block[..u].copy_from_slice(a);
+    block[u] = 0x80;
+    block[56..].copy_from_slice(&(u as u64 * 8).to_be_bytes());
+    let mut state = [0u32; 8];
+    for _ in 0..rest {
+        match f {
+            Chain32::Sha1 => {
+                let mut s5 = SHA1_IV;
+                sha1::block_api::compress(&mut s5, std::slice::from_ref(&*block));
+                state[..5].copy_from_slice(&s5);
+                s5.zeroize();
+            }
+            Chain32::Sha224 => {
+                state = SHA224_IV;
+                sha2::block_api::compress256(&mut state, std::slice::from_ref(&*block));
+            }
+            Chain32::Sha256 => {
+                state = SHA256_IV;
+                sha2::block_api::compress256(&mut state, std::slice::from_ref(&*block));
+            }
+        }
+        for (chunk, word) in block[..u].chunks_mut(4).zip(&state) {
+            chunk.copy_from_slice(&word.to_be_bytes()[..chunk.len()]);
+        }
     }
-    Ok(a)
+    state.zeroize();
+    Zeroizing::new(block[..u].to_vec())
+}
+
+/// `rest` more iterations of SHA-384 or SHA-512 on the digest `a`.
+fn chain64(a: &[u8], rest: usize) -> Zeroizing<Vec<u8>> {
+    use zeroize::Zeroize;
+    // FIPS 180-4 initial hash values.
+    const SHA384_IV: [u64; 8] = [
+        0xcbbb9d5dc1059ed8,
+        0x629a292a367cd507,
+        0x9159015a3070dd17,
+        0x152fecd8f70e5939,
+        0x67332667ffc00b31,
+        0x8eb44a8768581511,
+        0xdb0c2e0d64f98fa7,
+        0x47b5481dbefa4fa4,
+    ];
+    const SHA512_IV: [u64; 8] = [
+        0x6a09e667f3bcc908,
+        0xbb67ae8584caa73b,
+        0x3c6ef372fe94f82b,
+        0xa54ff53a5f1d36f1,
+        0x510e527fade682d1,
+        0x9b05688c2b3e6c1f,
+        0x1f83d9abfb41bd6b,
+        0x5be0cd19137e2179,
+    ];
+    let u = a.len();
+    let iv = if u == 48 { SHA384_IV } else { SHA512_IV };
+    let mut block = Zeroizing::new([0u8; 128]);
+    block[..u].copy_from_slice(a);
+    block[u] = 0x80;
+    block[112..].copy_from_slice(&(u as u128 * 8).to_be_bytes());
+    let mut state = [0u64; 8];
+    for _ in 0..rest {
+        state = iv;
+        sha2::block_api::compress512(&mut state, std::slice::from_ref(&*block));
+        for (chunk, word) in block[..u].chunks_mut(8).zip(&state) {
+            chunk.copy_from_slice(&word.to_be_bytes()[..chunk.len()]);
+        }
+    }
+    state.zeroize();
+    Zeroizing::new(block[..u].to_vec())
 }
 
 /// Whether an encryption AlgorithmIdentifier needs OpenSSL's legacy provider: anything but
@@ -1016,6 +1121,35 @@ mod tests {
             md5.hmac(b"key", &data).unwrap().as_slice(),
             s.sign_to_vec().unwrap().as_slice()
         );
+    }
+
+    #[test]
+    fn chains_are_iterated_hashing() {
+        let a0: Vec<u8> = (0..64u8).collect();
+        for n in [0, 1, 2, 17, 2048] {
+            for md in [Md::Sha1, Md::Sha224, Md::Sha256, Md::Sha384, Md::Sha512] {
+                let start = md.hash(&[&a0]).unwrap();
+                let mut expected = start.clone();
+                for _ in 0..n {
+                    expected = md.hash(&[&expected]).unwrap();
+                }
+                let fast = match md {
+                    Md::Sha1 => chain32(Chain32::Sha1, &start, n),
+                    Md::Sha224 => chain32(Chain32::Sha224, &start, n),
+                    Md::Sha256 => chain32(Chain32::Sha256, &start, n),
+                    _ => chain64(&start, n),
+                };
+                assert_eq!(*fast, *expected, "{} iterations", n);
+            }
+        }
+        // The generic path gives the same keys as the SHA chains.
+        for md in [Md::Sha1, Md::Sha256, Md::Sha512] {
+            let generic = Md::Other(md.message_digest());
+            assert_eq!(
+                *pkcs12_mac_key(md, Some("pw"), b"salt", 100).unwrap(),
+                *pkcs12_mac_key(generic, Some("pw"), b"salt", 100).unwrap()
+            );
+        }
     }
 
     #[test]
