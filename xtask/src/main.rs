@@ -13,6 +13,8 @@
 //!   * `bench-ldap`: publishing to 10,000 recipients on slapd vs `ldapmodify`, lookups.
 //!   * `bench-exchange`: 10,000 mailboxes published to the Exchange Online emulator under throttling.
 //!   * `bench-p12`: opening a PKCS#12 (`keys list`, `sign`) against `openssl` on the same file.
+//!   * `bench-store`: the local directory on the store (SQLite, PostgreSQL) against the JSON
+//!     file it replaced, the inventory's expiring query, 16 concurrent writers.
 //! * `cargo xtask windows-test`: the Windows certificate-store plugin cross-built for
 //!   x86_64-pc-windows-gnu and tested under Wine 8 ([`windows_test`]).
 
@@ -24,6 +26,7 @@ mod bench_pkcs11;
 mod bench_pki;
 mod bench_pki_ops;
 mod bench_plugins;
+mod bench_store;
 mod demo;
 mod samples;
 mod setup;
@@ -55,11 +58,12 @@ fn main() -> Result<()> {
         Some("bench-exchange") => bench_exchange::run(&args[1..]),
         Some("bench-p12") => bench_p12::run(&args[1..]),
         Some("bench-plugins") => bench_plugins::run(&args[1..]),
+        Some("bench-store") => bench_store::run(&args[1..]),
         Some("build-samples") => samples::run_task(&args[1..]),
         Some("windows-test") => windows_test::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|demo|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|build-samples|windows-test>"
+                "usage: cargo xtask <test|demo|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|bench-store|build-samples|windows-test>"
             );
             bail!("unknown or missing task")
         }

@@ -38,6 +38,9 @@ use crate::sql;
 /// Reader connections kept open per store handle.
 const MAX_IDLE_READERS: usize = 8;
 
+/// Bytes of the file SQLite may map (a limit, not an allocation).
+const MMAP_SIZE: i64 = 1 << 30;
+
 /// Names the file in messages and maps SQLite's errors to what the caller can do.
 #[derive(Clone)]
 struct Place {
@@ -123,6 +126,10 @@ fn connect(path: &Path, place: &Place) -> Result<Connection, StoreError> {
     .map_err(|e| place.err(e))?;
     conn.busy_timeout(place.busy).map_err(|e| place.err(e))?;
     conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| place.err(e))?;
+    // Reads through a memory map: no read() call per page, and the OS page cache is shared
+    // by every connection (SQLite's own cache is per connection and small).
+    conn.pragma_update(None, "mmap_size", MMAP_SIZE)
         .map_err(|e| place.err(e))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -264,8 +271,14 @@ fn prepare(path: &Path, place: &Place) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn q(sql: &str) -> String {
-    sqlite_placeholders(sql)
+/// A shared statement in SQLite's placeholder style, converted once per call site (lookups
+/// run this per call: no lock, no allocation on the hot path).
+macro_rules! q {
+    ($sql:expr) => {{
+        static CONVERTED: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| sqlite_placeholders($sql));
+        CONVERTED.as_str()
+    }};
 }
 
 fn read_recipient(
@@ -274,13 +287,26 @@ fn read_recipient(
     key: &str,
     place: &Place,
 ) -> Result<Option<Recipient>, Fail> {
-    let mut stmt = c.prepare_cached(&q(sql::RECIPIENT))?;
-    let rows = stmt
-        .query_map(params![directory, key], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, Option<Vec<u8>>>(2)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(group_recipients(rows, &place.name)?.pop())
+    // The lookup hot path: one statement, each certificate copied once.
+    let mut stmt = c.prepare_cached(q!(sql::RECIPIENT))?;
+    let mut rows = stmt.query(params![directory, key])?;
+    let mut out: Option<Recipient> = None;
+    while let Some(row) = rows.next()? {
+        let r = match &mut out {
+            Some(r) => r,
+            None => out.insert(
+                group_recipients([(row.get(0)?, row.get(1)?, None)], &place.name)?
+                    .pop()
+                    .ok_or_else(|| {
+                        Fail::Store(StoreError::Corrupt(format!("{}: empty row", place.name)))
+                    })?,
+            ),
+        };
+        if let rusqlite::types::ValueRef::Blob(der) = row.get_ref(2)? {
+            r.certificates.push(CertDer::new(der));
+        }
+    }
+    Ok(out)
 }
 
 fn read_certificates(
@@ -288,7 +314,7 @@ fn read_certificates(
     directory: &str,
     key: &str,
 ) -> Result<Vec<(i64, CertDer)>, Fail> {
-    let mut stmt = c.prepare_cached(&q(sql::CERTIFICATES))?;
+    let mut stmt = c.prepare_cached(q!(sql::CERTIFICATES))?;
     let rows = stmt
         .query_map(params![directory, key], |r| {
             Ok((r.get::<_, i64>(0)?, CertDer::new(r.get::<_, Vec<u8>>(1)?)))
@@ -298,7 +324,7 @@ fn read_certificates(
 }
 
 fn read_trust(c: &Connection, directory: &str) -> Result<Vec<CertDer>, Fail> {
-    let mut stmt = c.prepare_cached(&q(sql::TRUST))?;
+    let mut stmt = c.prepare_cached(q!(sql::TRUST))?;
     let rows = stmt
         .query_map(params![directory], |r| {
             Ok(CertDer::new(r.get::<_, Vec<u8>>(0)?))
@@ -308,7 +334,7 @@ fn read_trust(c: &Connection, directory: &str) -> Result<Vec<CertDer>, Fail> {
 }
 
 fn read_recipients(c: &Connection, directory: &str, place: &Place) -> Result<Vec<Recipient>, Fail> {
-    let mut stmt = c.prepare_cached(&q(sql::RECIPIENTS))?;
+    let mut stmt = c.prepare_cached(q!(sql::RECIPIENTS))?;
     let rows = stmt
         .query_map(params![directory], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get::<_, Option<Vec<u8>>>(2)?))
@@ -318,7 +344,7 @@ fn read_recipients(c: &Connection, directory: &str, place: &Place) -> Result<Vec
 }
 
 fn ensure_directory(c: &Connection, directory: &str) -> Result<(), Fail> {
-    c.prepare_cached(&q(sql::ENSURE_DIRECTORY))?
+    c.prepare_cached(q!(sql::ENSURE_DIRECTORY))?
         .execute(params![directory])?;
     Ok(())
 }
@@ -327,7 +353,7 @@ fn ensure_directory(c: &Connection, directory: &str) -> Result<(), Fail> {
 fn publish_in(c: &Connection, directory: &str, p: &Publish<'_>) -> Result<Vec<CertDer>, Fail> {
     let key = p.address.key();
     ensure_directory(c, directory)?;
-    c.prepare_cached(&q(sql::ENSURE_RECIPIENT))?
+    c.prepare_cached(q!(sql::ENSURE_RECIPIENT))?
         .execute(params![
             directory,
             key,
@@ -337,13 +363,13 @@ fn publish_in(c: &Connection, directory: &str, p: &Publish<'_>) -> Result<Vec<Ce
     let existing = read_certificates(c, directory, &key)?;
     let plan = plan_publish(&existing, p);
     if !plan.delete.is_empty() {
-        let mut del = c.prepare_cached(&q(sql::DELETE_CERTIFICATE))?;
+        let mut del = c.prepare_cached(q!(sql::DELETE_CERTIFICATE))?;
         for pos in &plan.delete {
             del.execute(params![directory, key, pos])?;
         }
     }
     if let Some(pos) = plan.append_at {
-        c.prepare_cached(&q(sql::INSERT_CERTIFICATE))?
+        c.prepare_cached(q!(sql::INSERT_CERTIFICATE))?
             .execute(params![directory, key, pos, p.certificate.as_bytes()])?;
     }
     Ok(read_certificates(c, directory, &key)?
@@ -354,9 +380,9 @@ fn publish_in(c: &Connection, directory: &str, p: &Publish<'_>) -> Result<Vec<Ce
 
 fn set_trust_in(c: &Connection, directory: &str, chain: &[CertDer]) -> Result<Vec<CertDer>, Fail> {
     ensure_directory(c, directory)?;
-    c.prepare_cached(&q(sql::DELETE_TRUST))?
+    c.prepare_cached(q!(sql::DELETE_TRUST))?
         .execute(params![directory])?;
-    let mut ins = c.prepare_cached(&q(sql::INSERT_TRUST))?;
+    let mut ins = c.prepare_cached(q!(sql::INSERT_TRUST))?;
     for (i, der) in dedup(chain).iter().enumerate() {
         ins.execute(params![directory, i as i64, der.as_bytes()])?;
     }
@@ -365,7 +391,7 @@ fn set_trust_in(c: &Connection, directory: &str, chain: &[CertDer]) -> Result<Ve
 
 fn read_import_source(c: &Connection, directory: &str) -> Result<Option<ImportSource>, Fail> {
     let row = c
-        .prepare_cached(&q(sql::IMPORT_SOURCE))?
+        .prepare_cached(q!(sql::IMPORT_SOURCE))?
         .query_row(params![directory], |r| {
             Ok((
                 r.get::<_, Option<String>>(0)?,
@@ -460,7 +486,7 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             let key = address.key();
             let kind: Option<String> = tx
-                .prepare_cached(&q(sql::RECIPIENT_KIND))?
+                .prepare_cached(q!(sql::RECIPIENT_KIND))?
                 .query_row(params![directory, key], |r| r.get(0))
                 .optional()?;
             if kind.is_none() {
@@ -469,7 +495,7 @@ impl Store for SqliteStore {
                 ))
                 .into());
             }
-            let mut del = tx.prepare_cached(&q(sql::DELETE_CERTIFICATE))?;
+            let mut del = tx.prepare_cached(q!(sql::DELETE_CERTIFICATE))?;
             for (pos, der) in read_certificates(tx, &directory, &key)? {
                 if der == certificate {
                     del.execute(params![directory, key, pos])?;
@@ -528,16 +554,16 @@ impl Store for SqliteStore {
                 return Ok(ImportOutcome::AlreadyImported { source: before });
             }
             if mode == ImportMode::Replace {
-                tx.prepare_cached(&q(sql::DELETE_CERTIFICATES))?
+                tx.prepare_cached(q!(sql::DELETE_CERTIFICATES))?
                     .execute(params![directory])?;
-                tx.prepare_cached(&q(sql::DELETE_RECIPIENTS))?
+                tx.prepare_cached(q!(sql::DELETE_RECIPIENTS))?
                     .execute(params![directory])?;
             }
             let (mut recipients, mut certificates) = (0u64, 0u64);
             for r in &data.recipients {
                 recipients += 1;
                 if r.certificates.is_empty() {
-                    tx.prepare_cached(&q(sql::ENSURE_RECIPIENT))?
+                    tx.prepare_cached(q!(sql::ENSURE_RECIPIENT))?
                         .execute(params![
                             directory,
                             r.address.key(),
@@ -564,7 +590,7 @@ impl Store for SqliteStore {
                 set_trust_in(tx, &directory, &data.trust_chain)?;
             }
             if let Some(src) = &source {
-                tx.prepare_cached(&q(sql::SET_IMPORT_SOURCE))?
+                tx.prepare_cached(q!(sql::SET_IMPORT_SOURCE))?
                     .execute(params![directory, src.file, src.sha256, src.time])?;
             }
             Ok(ImportOutcome::Imported {
@@ -584,7 +610,7 @@ impl Store for SqliteStore {
         let owned: Vec<common::OwnedSighting> =
             sightings.iter().map(common::OwnedSighting::from).collect();
         self.write(move |tx| {
-            let mut up = tx.prepare_cached(&q(sql::INVENTORY_UPSERT))?;
+            let mut up = tx.prepare_cached(q!(sql::INVENTORY_UPSERT))?;
             for s in &owned {
                 for f in &s.certificates {
                     up.execute(params![
@@ -607,10 +633,10 @@ impl Store for SqliteStore {
                 }
                 if s.complete {
                     let present: Vec<String> = tx
-                        .prepare_cached(&q(sql::INVENTORY_PRESENT))?
+                        .prepare_cached(q!(sql::INVENTORY_PRESENT))?
                         .query_map(params![s.directory, s.key], |r| r.get(0))?
                         .collect::<Result<_, _>>()?;
-                    let mut gone = tx.prepare_cached(&q(sql::INVENTORY_GONE))?;
+                    let mut gone = tx.prepare_cached(q!(sql::INVENTORY_GONE))?;
                     for sha in present {
                         if !s.certificates.iter().any(|f| f.sha256 == sha) {
                             gone.execute(params![s.directory, s.key, sha])?;
@@ -625,7 +651,7 @@ impl Store for SqliteStore {
 
     async fn inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryCert>, StoreError> {
         let (text, params) = common::inventory_sql(query);
-        let text = q(&text);
+        let text = sqlite_placeholders(&text);
         self.read(|c| {
             let mut stmt = c.prepare_cached(&text)?;
             let binds: Vec<&dyn rusqlite::ToSql> = params.iter().map(to_sql).collect();
@@ -661,11 +687,11 @@ impl Store for SqliteStore {
         let entry = entry.clone();
         self.write(move |tx| {
             let (seq, prev): (i64, String) = tx
-                .prepare_cached(&q(sql::AUDIT_HEAD))?
+                .prepare_cached(q!(sql::AUDIT_HEAD))?
                 .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             let seq = seq + 1;
             let hash = audit_hash(&prev, seq, &entry);
-            tx.prepare_cached(&q(sql::AUDIT_INSERT))?.execute(params![
+            tx.prepare_cached(q!(sql::AUDIT_INSERT))?.execute(params![
                 seq,
                 entry.time,
                 entry.actor,
@@ -679,7 +705,7 @@ impl Store for SqliteStore {
                 entry.result,
                 hash
             ])?;
-            tx.prepare_cached(&q(sql::AUDIT_SET_HEAD))?
+            tx.prepare_cached(q!(sql::AUDIT_SET_HEAD))?
                 .execute(params![seq, hash])?;
             Ok(AuditRecord { seq, entry, hash })
         })
@@ -688,7 +714,7 @@ impl Store for SqliteStore {
 
     async fn audit_log(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let (text, params) = sql::audit_filtered(filter);
-        let text = q(&text);
+        let text = sqlite_placeholders(&text);
         self.read(|c| {
             let mut stmt = c.prepare_cached(&text)?;
             let binds: Vec<&dyn rusqlite::ToSql> = params.iter().map(to_sql).collect();
@@ -702,7 +728,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             let tx = c.unchecked_transaction()?;
             let (seq, hash): (i64, String) =
-                tx.query_row(&q(sql::AUDIT_HEAD), [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                tx.query_row(q!(sql::AUDIT_HEAD), [], |r| Ok((r.get(0)?, r.get(1)?)))?;
             let verdict = {
                 let mut stmt = tx.prepare(&format!("{} ORDER BY seq", sql::AUDIT_COLUMNS))?;
                 let rows = stmt
@@ -724,8 +750,8 @@ impl Store for SqliteStore {
     ) -> Result<i64, StoreError> {
         let (kind, actor, frontend) = (kind.to_string(), actor.to_string(), frontend.to_string());
         self.write(move |tx| {
-            let id: i64 = tx.query_row(&q(sql::JOB_NEXT_ID), [], |r| r.get(0))?;
-            tx.prepare_cached(&q(sql::JOB_INSERT))?
+            let id: i64 = tx.query_row(q!(sql::JOB_NEXT_ID), [], |r| r.get(0))?;
+            tx.prepare_cached(q!(sql::JOB_INSERT))?
                 .execute(params![id, kind, actor, frontend, started])?;
             Ok(id)
         })
@@ -742,7 +768,7 @@ impl Store for SqliteStore {
         let (outcome, items) = (outcome.to_string(), items.to_string());
         self.write(move |tx| {
             let n = tx
-                .prepare_cached(&q(sql::JOB_FINISH))?
+                .prepare_cached(q!(sql::JOB_FINISH))?
                 .execute(params![id, finished, outcome, items])?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("job {id}: no such job")).into());
@@ -754,7 +780,7 @@ impl Store for SqliteStore {
 
     async fn jobs(&self, limit: u32) -> Result<Vec<JobRecord>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(&q(sql::JOBS))?;
+            let mut stmt = c.prepare_cached(q!(sql::JOBS))?;
             Ok(stmt
                 .query_map(params![i64::from(limit)], |r| {
                     Ok(JobRecord {
