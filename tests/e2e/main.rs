@@ -21,6 +21,7 @@ mod pkcs11;
 mod pki;
 mod plugins;
 mod secrets;
+mod sessions;
 mod softhsm;
 mod store;
 mod tidy;

@@ -63,6 +63,23 @@ pub enum PublishMode {
     Replace,
 }
 
+/// An interactive sign-in waiting for someone: open `verification_uri`, enter `user_code`
+/// (OAuth 2.0 device authorization, RFC 8628). The backend keeps polling until `expires_in`
+/// seconds have passed; the host shows it (a frontend renders it), the backend never prints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SignInChallenge {
+    /// The configured directory asking.
+    pub directory: String,
+    /// The identity provider's own instruction, ready to show.
+    pub message: String,
+    pub verification_uri: String,
+    /// What to type at `verification_uri`: not a secret (it is useless without the sign-in
+    /// that follows), shown to the person signing in.
+    pub user_code: String,
+    /// Seconds until the code expires.
+    pub expires_in: u64,
+}
+
 /// Errors of a directory backend.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -192,10 +209,18 @@ pub trait Directory: Debug + Send + Sync {
         )))
     }
 
-    /// Authenticates now (interactive flows prompt here) and says how; backends without a
-    /// sign-in have nothing to do.
+    /// Authenticates now and says how; backends without a sign-in have nothing to do. An
+    /// interactive sign-in (Exchange Online's device code) is not printed by the backend: it
+    /// hands a [`SignInChallenge`] to its host (see `plugin::KeyOpener::show_sign_in`).
     async fn connect(&self) -> Result<String, DirectoryError> {
         Ok(format!("directory {}: no sign-in needed", self.name()))
+    }
+
+    /// Ends the session with the backend (an LDAP unbind, a token forgotten); the host drops
+    /// the handle afterwards. Hosts that keep directories open (a long-lived service) call it
+    /// when asked to close one. The default has nothing to end.
+    async fn close(&self) -> Result<(), DirectoryError> {
+        Ok(())
     }
 
     /// Organisation-wide S/MIME settings by name (Exchange Online: the OWA* values of

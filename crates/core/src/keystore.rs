@@ -153,6 +153,14 @@ pub trait KeyStore: Debug + Send + Sync {
         Ok(DecryptionKey::Certified(self.open(selector).await?))
     }
 
+    /// Forgets what unlocking gave: logs out of a token (login state is per token and
+    /// process, so keys opened from it stop working). Hosts that keep stores open (a
+    /// long-lived service) call it when asked to close one. The default has nothing to forget:
+    /// dropping the store frees what it decrypted.
+    async fn close(&self) -> Result<(), KeyStoreError> {
+        Ok(())
+    }
+
     /// Puts a PKCS#12 bundle's key, certificate and chain into the store (tokens), labelled
     /// `label` (default: from the certificate). Stores that cannot take keys say Unsupported.
     async fn import_pkcs12(

@@ -64,10 +64,11 @@ pub struct KeyOpenRequest {
     pub secret_sources: Vec<SecretSource>,
 }
 
-/// Host services for directory plugins: opening keys and finding secrets. The service
-/// implements it with its own KEYREF resolution (PKCS#11 modules from `[keystore.*]`,
-/// relative paths) and its secret sources (`--password-file`, the environment, a terminal);
-/// plugins cannot call the service otherwise. Object-safe.
+/// Host services for directory plugins: opening keys, finding secrets and showing sign-in
+/// challenges. The service implements it with its own KEYREF resolution (PKCS#11 modules
+/// from `[keystore.*]`, relative paths), its secret sources (`--password-file`, the
+/// environment, a terminal) and its frontends' sign-in stream; plugins cannot call the
+/// service otherwise, and never print. Object-safe.
 #[async_trait::async_trait]
 pub trait KeyOpener: std::fmt::Debug + Send + Sync {
     async fn open_key(
@@ -82,6 +83,14 @@ pub trait KeyOpener: std::fmt::Debug + Send + Sync {
         Err(SecretError::NoHost {
             object: req.object.clone(),
         })
+    }
+
+    /// Shows an interactive sign-in to whoever can act on it (the service hands it to its
+    /// frontends); `false` when nobody will see it, and the plugin should fail rather than
+    /// wait for a sign-in that cannot happen. Hosts without frontends refuse.
+    fn show_sign_in(&self, challenge: &crate::SignInChallenge) -> bool {
+        let _ = challenge;
+        false
     }
 }
 

@@ -6,6 +6,9 @@
 //! superseded, wrong-EKU and mismatched-address certificates, unreadable values, and stale
 //! `userSMIMECertificate` values that shadow a newer `userCertificate` (Outlook reads
 //! `userSMIMECertificate` first).
+//!
+//! An audit is a [`Job`] (`directory-audit`): one event per directory audited; cancelled,
+//! it audits no further directory and says so.
 
 use std::path::PathBuf;
 
@@ -15,6 +18,7 @@ use smimekit_pki::asn1::Reader;
 use smimekit_pki::certinfo::{self, CertInfo};
 
 use crate::certs::{CertSummary, summarize};
+use crate::jobs::{Job, JobContext, JobOutput};
 use crate::{Service, ServiceError};
 
 const OID_EMAIL_PROTECTION: &str = "1.3.6.1.5.5.7.3.4";
@@ -72,6 +76,44 @@ pub struct DirectoryAudit {
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditResult {
     pub directories: Vec<DirectoryAudit>,
+    /// The directories left unaudited because the audit was cancelled.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_audited: Vec<String>,
+}
+
+impl JobOutput for AuditResult {
+    fn outcome(&self) -> String {
+        let findings: usize = self.directories.iter().map(|d| d.findings.len()).sum();
+        if self.not_audited.is_empty() {
+            format!("ok: {findings} finding(s)")
+        } else {
+            format!(
+                "cancelled: {} directory(ies) not audited",
+                self.not_audited.len()
+            )
+        }
+    }
+
+    fn items(&self) -> serde_json::Value {
+        let mut items: Vec<serde_json::Value> = self
+            .directories
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "directory": d.directory,
+                    "recipients": d.recipients,
+                    "certificates": d.certificates,
+                    "findings": d.findings.len(),
+                })
+            })
+            .collect();
+        items.extend(
+            self.not_audited
+                .iter()
+                .map(|d| serde_json::json!({"directory": d, "status": "cancelled"})),
+        );
+        serde_json::Value::Array(items)
+    }
 }
 
 impl AuditResult {
@@ -116,20 +158,40 @@ fn eku_ok(info: &CertInfo) -> bool {
 }
 
 impl Service {
-    /// `smimekit directory audit`.
-    pub async fn audit(&self, req: &AuditRequest) -> Result<AuditResult, ServiceError> {
+    /// `smimekit directory audit`, as a job: an event after each directory.
+    pub fn audit(&self, req: AuditRequest) -> Job<AuditResult> {
+        self.spawn_job("directory-audit", move |svc, ctx| async move {
+            svc.audit_run(&req, &ctx).await
+        })
+    }
+
+    async fn audit_run(
+        &self,
+        req: &AuditRequest,
+        ctx: &JobContext,
+    ) -> Result<AuditResult, ServiceError> {
         let crls = self.load_crls(&req.crls)?;
         let revoked = revoked_entries(&crls);
         let names: Vec<String> = match &req.directory {
             Some(n) => vec![n.clone()],
             None => self.directory_names(),
         };
+        let total = names.len();
         let mut directories = Vec::new();
+        let mut not_audited = Vec::new();
         for n in names {
+            if ctx.is_cancelled() {
+                not_audited.push(n);
+                continue;
+            }
             let dir = self.open_directory(&n)?;
             directories.push(self.audit_one(dir.as_ref(), &revoked).await?);
+            ctx.event("audit", directories.len(), total, Some(&n));
         }
-        Ok(AuditResult { directories })
+        Ok(AuditResult {
+            directories,
+            not_audited,
+        })
     }
 
     async fn audit_one(

@@ -261,6 +261,12 @@ impl CaDir {
     }
 }
 
+/// [`CaDir::open`] (the lock file and the state files) on the blocking pool.
+async fn open_ca(dir: &Path) -> Result<CaDir, ServiceError> {
+    let dir = dir.to_path_buf();
+    crate::keys::blocking(move || CaDir::open(&dir)).await?
+}
+
 fn resolve_ref(dir: &Path, reference: &str) -> String {
     let is_uri = reference
         .split_once(':')
@@ -515,17 +521,22 @@ impl Service {
             return Err(ServiceError::new(ErrorKind::Usage, "the CA name is empty"));
         }
         std::fs::create_dir_all(dir.join("issued")).map_err(|e| ServiceError::io(dir, e))?;
-        let _lock = CaLock::acquire(dir)?;
+        let _lock = {
+            let dir = dir.to_path_buf();
+            crate::keys::blocking(move || CaLock::acquire(&dir)).await??
+        };
         let now = self.now();
         let prim = self.engine().primitives;
         let root_key_path = dir.join("root.p12");
         let issuing_key_path = dir.join("issuing.p12");
 
         // Root: self-signed with its fresh key, through the PrivateKey port.
-        let mut root_key = self.generate_key(
-            &key_ref(&root_key_path, format!("{} Root CA", req.name))?,
-            req.key_type.spec(),
-        )?;
+        let mut root_key = self
+            .generate_key(
+                &key_ref(&root_key_path, format!("{} Root CA", req.name))?,
+                req.key_type.spec(),
+            )
+            .await?;
         let root_spki = root_key.spki_der()?;
         let root_name = Name::new()
             .organization(&req.name)
@@ -551,10 +562,12 @@ impl Service {
         root_key.set_certificate(root.clone());
 
         // Issuing CA, signed by the root.
-        let mut issuing_key = self.generate_key(
-            &key_ref(&issuing_key_path, format!("{} Issuing CA", req.name))?,
-            req.key_type.spec(),
-        )?;
+        let mut issuing_key = self
+            .generate_key(
+                &key_ref(&issuing_key_path, format!("{} Issuing CA", req.name))?,
+                req.key_type.spec(),
+            )
+            .await?;
         let issuing_spki = issuing_key.spki_der()?;
         let issuing_name = Name::new()
             .organization(&req.name)
@@ -694,7 +707,7 @@ impl Service {
                 ),
             ));
         }
-        let mut ca = CaDir::open(&req.dir)?;
+        let mut ca = open_ca(&req.dir).await?;
         let now = self.now();
 
         // The subject key and the address.
@@ -731,7 +744,9 @@ impl Service {
                 p12,
                 ..
             } => {
-                let key = self.generate_key(&p12.to_string_lossy(), key_type.spec())?;
+                let key = self
+                    .generate_key(&p12.to_string_lossy(), key_type.spec())
+                    .await?;
                 let spki = key.spki_der()?;
                 (email.clone(), spki, Some(key))
             }
@@ -947,7 +962,7 @@ impl Service {
                 "--days must be at least 1",
             ));
         }
-        let mut ca = CaDir::open(&req.dir)?;
+        let mut ca = open_ca(&req.dir).await?;
         let key = self.ca_key(&ca, req.ca_secret.clone()).await?;
         let issuer = pkica::issuer_parts(key.certificate().as_bytes())?;
         let now = self.now();

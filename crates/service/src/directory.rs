@@ -230,8 +230,11 @@ impl Service {
         }
     }
 
-    /// Opens a configured directory by name.
-    pub fn open_directory(&self, name: &str) -> Result<Box<dyn Directory>, ServiceError> {
+    /// Opens a configured directory by name, afresh (`Service::open_directory` keeps it).
+    pub(crate) fn open_directory_uncached(
+        &self,
+        name: &str,
+    ) -> Result<Box<dyn Directory>, ServiceError> {
         let d = self
             .config
             .directories
@@ -255,7 +258,7 @@ impl Service {
         }
         // Plugins that need host services (a key opener) register a second factory.
         if let Some(f) = plugin::directories_with_keys().find(|f| f.kind == d.kind) {
-            let keys = std::sync::Arc::new(crate::keys::ServiceKeyOpener(self.clone()));
+            let keys = std::sync::Arc::new(crate::keys::ServiceKeyOpener(self.detached()));
             return Ok((f.open)(&d.name, &d.settings, keys)?);
         }
         if !plugin::directories().any(|f| f.kind == d.kind)
@@ -290,7 +293,7 @@ impl Service {
     pub(crate) fn target_directory(
         &self,
         name: Option<&str>,
-    ) -> Result<Box<dyn Directory>, ServiceError> {
+    ) -> Result<std::sync::Arc<dyn Directory>, ServiceError> {
         match name {
             Some(n) => self.open_directory(n),
             None => match self.config.directories.first() {
@@ -310,7 +313,7 @@ impl Service {
     fn search_directories(
         &self,
         name: Option<&str>,
-    ) -> Result<Vec<Box<dyn Directory>>, ServiceError> {
+    ) -> Result<Vec<std::sync::Arc<dyn Directory>>, ServiceError> {
         match name {
             Some(n) => Ok(vec![self.open_directory(n)?]),
             None => {

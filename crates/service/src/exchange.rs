@@ -9,7 +9,8 @@
 //! certificate is added twice. Only when the run's time budget is spent are the items left
 //! reported as not done; re-running the same list finishes them (items done are no-ops).
 //! The directory paces its own requests (the Exchange transport shrinks its request slots
-//! while the service throttles).
+//! while the service throttles). A bulk run is a [`Job`]: its events say how many items are
+//! done; cancelled, it starts no further item and reports the rest not done.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -23,10 +24,8 @@ use smimekit_core::{CertDer, Directory};
 use smimekit_pki::certinfo;
 
 use crate::directory::{PublishRequest, parse_address};
+use crate::jobs::{Job, JobContext, JobOutput};
 use crate::{ErrorKind, Service, ServiceError};
-
-/// Called after each bulk item: (done, total).
-pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
 /// How long a bulk run may go on retrying the items a directory throttles, unless the request
 /// or the directory's `bulk_time_budget_secs` says otherwise.
@@ -49,7 +48,6 @@ pub struct BulkPublishRequest {
     /// How long the run may go on retrying items the directory throttles: default the
     /// directory's `bulk_time_budget_secs`, else [`DEFAULT_BULK_TIME_BUDGET`].
     pub time_budget: Option<Duration>,
-    pub progress: Option<Progress>,
 }
 
 impl std::fmt::Debug for BulkPublishRequest {
@@ -67,8 +65,8 @@ pub struct BulkItem {
     pub address: String,
     pub certificate: PathBuf,
     /// `published` (something changed), `unchanged` (already there: also when an earlier
-    /// try of this run made the change but its answer or read-back was lost, see `attempts`)
-    /// or `failed`.
+    /// try of this run made the change but its answer or read-back was lost, see `attempts`),
+    /// `failed`, or `cancelled` (the run was cancelled before the item was tried).
     pub status: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub added: Vec<String>,
@@ -95,6 +93,8 @@ pub struct BulkReport {
     pub failed: usize,
     /// Items not done because the time budget was spent.
     pub out_of_time: usize,
+    /// Items not tried because the run was cancelled (not counted in `failed`).
+    pub cancelled: usize,
     /// How many times an item went back to the end of the queue because the directory was busy.
     pub requeued: usize,
     pub time_budget_secs: u64,
@@ -130,12 +130,23 @@ enum Outcome {
     OutOfTime {
         started: bool,
     },
+    /// The run was cancelled before the try started.
+    Cancelled,
 }
 
 /// The wait before an item the directory was busy for (and that gave no Retry-After) is
 /// tried again: 0.5 s, 1 s, 2 s… up to 30 s.
 fn requeue_wait(attempts: u32) -> Duration {
     Duration::from_millis(500u64 << attempts.saturating_sub(1).min(6)).min(Duration::from_secs(30))
+}
+
+/// Why an item was not done when the run was cancelled.
+fn cancelled(last: Option<&str>) -> String {
+    format!(
+        "not done: the run was cancelled before it was tried{}; re-run to finish it",
+        last.map(|l| format!(" again (last try: {l})"))
+            .unwrap_or_default()
+    )
 }
 
 /// A duration as people write it: `90 s`, `15 min`, `1 h`.
@@ -153,6 +164,18 @@ pub struct EmitResult {
     pub file: PathBuf,
     /// One line per operation the script performs.
     pub operations: Vec<String>,
+}
+
+/// `smimekit login`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoginResult {
+    pub directory: String,
+    /// How the directory signed in (`signed in to tenant …`).
+    pub status: String,
+    /// The interactive sign-in this login went through, if any (already shown to the
+    /// subscribers of [`Service::sign_in_challenges`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sign_in: Option<smimekit_core::SignInChallenge>,
 }
 
 /// `smimekit exchange config show|set`.
@@ -488,13 +511,25 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
         })
     }
 
-    /// `publish --from FILE`: every item through one opened directory, bounded parallelism,
-    /// each checked by reading back; failures are reported per item, never silently dropped.
-    /// Items the directory is busy for go back to the end of the queue until the time budget
-    /// is spent (see the module documentation).
-    pub async fn bulk_publish(&self, req: &BulkPublishRequest) -> Result<BulkReport, ServiceError> {
+    /// `publish --from FILE`, as a job (`bulk-publish`): every item through one opened
+    /// directory, bounded parallelism, each checked by reading back; failures are reported per
+    /// item, never silently dropped. Items the directory is busy for go back to the end of the
+    /// queue until the time budget is spent (see the module documentation). An event follows
+    /// each finished item; cancelled, the run finishes the items in flight and reports the
+    /// others `cancelled`.
+    pub fn bulk_publish(&self, req: BulkPublishRequest) -> Job<BulkReport> {
+        self.spawn_job("bulk-publish", move |svc, ctx| async move {
+            svc.bulk_run(&req, &ctx).await
+        })
+    }
+
+    async fn bulk_run(
+        &self,
+        req: &BulkPublishRequest,
+        ctx: &JobContext,
+    ) -> Result<BulkReport, ServiceError> {
         let items = bulk_items(&req.source)?;
-        let dir: Arc<dyn Directory> = Arc::from(self.target_directory(req.directory.as_deref())?);
+        let dir: Arc<dyn Directory> = self.target_directory(req.directory.as_deref())?;
         let budget = req
             .time_budget
             .or_else(|| {
@@ -526,12 +561,13 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
         let mut requeued = 0;
         let mut running = tokio::task::JoinSet::new();
         loop {
-            while running.len() < parallel {
+            while running.len() < parallel && !ctx.is_cancelled() {
                 let Some(p) = queue.pop_front() else {
                     break;
                 };
                 let svc = self.clone();
                 let dir = dir.clone();
+                let ctx = ctx.clone();
                 let one = PublishRequest {
                     address: p.address.clone(),
                     certificate: p.certificate.clone(),
@@ -542,7 +578,9 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
                     force: req.force,
                 };
                 running.spawn(async move {
-                    let outcome = svc.bulk_try(dir.as_ref(), &one, p.ready_at, deadline).await;
+                    let outcome = svc
+                        .bulk_try(dir.as_ref(), &one, p.ready_at, deadline, &ctx)
+                        .await;
                     (p, outcome)
                 });
             }
@@ -552,7 +590,10 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
             let (mut p, outcome) = joined.map_err(|e| {
                 ServiceError::new(ErrorKind::Unsupported, format!("bulk task: {e}"))
             })?;
-            if !matches!(outcome, Outcome::OutOfTime { started: false }) {
+            if !matches!(
+                outcome,
+                Outcome::OutOfTime { started: false } | Outcome::Cancelled
+            ) {
                 p.attempts += 1;
             }
             let item = |status, error: Option<String>, out_of_time| BulkItem {
@@ -599,14 +640,21 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
                 } => {
                     let ready = tokio::time::Instant::now()
                         + retry_after.unwrap_or_else(|| requeue_wait(p.attempts));
-                    if ready < deadline {
+                    if ready < deadline && !ctx.is_cancelled() {
                         p.ready_at = Some(ready);
                         p.last_busy = Some(message);
                         queue.push_back(p);
                         requeued += 1;
                         continue;
                     }
-                    item("failed", Some(spent("", Some(&message))), true)
+                    if ctx.is_cancelled() {
+                        item("cancelled", Some(cancelled(Some(&message))), false)
+                    } else {
+                        item("failed", Some(spent("", Some(&message))), true)
+                    }
+                }
+                Outcome::Cancelled => {
+                    item("cancelled", Some(cancelled(p.last_busy.as_deref())), false)
                 }
                 Outcome::OutOfTime { started } => item(
                     "failed",
@@ -623,13 +671,25 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
                     true,
                 ),
             };
-            done[p.index] = Some(finished_item);
             finished += 1;
-            if let Some(progress) = &req.progress {
-                progress(finished, total);
-            }
+            ctx.event("publish", finished, total, Some(&finished_item.address));
+            done[p.index] = Some(finished_item);
         }
-        // Every item was finished: the loop ends only when the queue and the tasks are empty.
+        // Cancelled: the items never started are reported, in list order, not done.
+        for p in queue {
+            done[p.index] = Some(BulkItem {
+                address: p.address,
+                certificate: p.certificate,
+                status: "cancelled",
+                added: Vec::new(),
+                removed: Vec::new(),
+                error: Some(cancelled(p.last_busy.as_deref())),
+                attempts: p.attempts,
+                out_of_time: false,
+            });
+        }
+        // Every item was finished or cancelled: the loop ends only when the tasks are done and
+        // the queue is empty or the run cancelled.
         let items: Vec<BulkItem> = done.into_iter().flatten().collect();
         let count = |s: &str| items.iter().filter(|i| i.status == s).count();
         Ok(BulkReport {
@@ -639,28 +699,37 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
             unchanged: count("unchanged"),
             failed: count("failed"),
             out_of_time: items.iter().filter(|i| i.out_of_time).count(),
+            cancelled: count("cancelled"),
             requeued,
             time_budget_secs: budget.as_secs(),
             seconds: start.elapsed().as_secs_f64(),
             not_done: items
                 .iter()
-                .filter(|i| i.status == "failed")
+                .filter(|i| i.status == "failed" || i.status == "cancelled")
                 .map(|i| i.address.clone())
                 .collect(),
             items,
         })
     }
 
-    /// One try of a bulk item, not before `ready_at` and not past `deadline`.
+    /// One try of a bulk item, not before `ready_at` and not past `deadline`; none once the
+    /// run is cancelled (a try under way is finished: cancelling stops between items).
     async fn bulk_try(
         &self,
         dir: &dyn Directory,
         one: &PublishRequest,
         ready_at: Option<tokio::time::Instant>,
         deadline: tokio::time::Instant,
+        ctx: &JobContext,
     ) -> Outcome {
         if let Some(t) = ready_at {
-            tokio::time::sleep_until(t.min(deadline)).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(t.min(deadline)) => {}
+                () = ctx.cancelled() => return Outcome::Cancelled,
+            }
+        }
+        if ctx.is_cancelled() {
+            return Outcome::Cancelled;
         }
         if tokio::time::Instant::now() >= deadline {
             return Outcome::OutOfTime { started: false };
@@ -698,10 +767,19 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
             .collect())
     }
 
-    /// `smimekit login --directory NAME`: signs in (device code for delegated auth).
-    pub async fn login(&self, directory: Option<&str>) -> Result<String, ServiceError> {
+    /// `smimekit login --directory NAME`: signs in now (device code for delegated auth: the
+    /// challenge goes to [`Service::sign_in_challenges`] while the sign-in waits, and comes
+    /// back in the result). The directory stays signed in for later calls on this service.
+    pub async fn login(&self, directory: Option<&str>) -> Result<LoginResult, ServiceError> {
         let dir = self.target_directory(directory)?;
-        Ok(dir.connect().await?)
+        let _ = self.take_sign_in(dir.name());
+        let status = dir.connect().await?;
+        let sign_in = self.take_sign_in(dir.name());
+        Ok(LoginResult {
+            directory: dir.name().to_string(),
+            status,
+            sign_in,
+        })
     }
 
     /// `exchange config show`.
@@ -747,6 +825,26 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
             warnings: org_settings_warnings(&settings),
             settings,
         })
+    }
+}
+
+impl JobOutput for BulkReport {
+    fn outcome(&self) -> String {
+        if self.cancelled > 0 {
+            format!(
+                "cancelled: {} of {} item(s) not done",
+                self.not_done.len(),
+                self.total
+            )
+        } else if self.failed > 0 {
+            format!("failed: {} of {} item(s) not done", self.failed, self.total)
+        } else {
+            "ok".into()
+        }
+    }
+
+    fn items(&self) -> serde_json::Value {
+        serde_json::to_value(&self.items).unwrap_or_default()
     }
 }
 

@@ -8,7 +8,18 @@ use smimekit_core::{
     DecryptionKey, KeyKind, KeyStore, PrivateKey, Protection, Secret, SecretSource,
 };
 
+use crate::session::StoreKey;
 use crate::{ErrorKind, Service, ServiceError, certs, secrets};
+
+/// Runs synchronous plugin work (a key store's open, a key generation, a file lock) on the
+/// blocking pool, so that the async threads keep serving other tasks meanwhile.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ServiceError::new(ErrorKind::Io, format!("blocking task: {e}")))
+}
 
 /// Which key to open.
 #[derive(Debug, Clone, Default)]
@@ -36,11 +47,13 @@ pub struct KeySummary {
 
 impl Service {
     /// Opens the store a KEYREF names and, when it is locked, unlocks it with the request's
-    /// secret or one found in the documented order ([`Service::secret`]).
+    /// secret or one found in the documented order ([`Service::secret`]). The unlocked store
+    /// is kept for later calls (see [`Service::close_key_store`]); a request with its own
+    /// secret opens it afresh.
     pub async fn open_key_store(
         &self,
         req: &KeyRequest,
-    ) -> Result<Box<dyn KeyStore>, ServiceError> {
+    ) -> Result<Arc<dyn KeyStore>, ServiceError> {
         self.open_key_store_for(req, None, &[]).await
     }
 
@@ -51,14 +64,32 @@ impl Service {
         req: &KeyRequest,
         purpose: Option<&str>,
         sources: &[SecretSource],
-    ) -> Result<Box<dyn KeyStore>, ServiceError> {
+    ) -> Result<Arc<dyn KeyStore>, ServiceError> {
         let reference = self.resolve_reference(&req.reference);
+        let kept = StoreKey {
+            reference: reference.clone(),
+            certificate: req.certificate.clone(),
+        };
+        if req.secret.is_none()
+            && let Some(store) = self.sessions.key_store(&kept)
+        {
+            return Ok(store);
+        }
         let store: Box<dyn KeyStore> = match plugin::key_stores().find(|f| (f.accepts)(&reference))
         {
-            Some(factory) => (factory.open)(&KeyStoreParams {
-                reference: &reference,
-                certificate: req.certificate.as_deref(),
-            })?,
+            // Opening reads and may decrypt a file, or load a PKCS#11 module and find its
+            // token: synchronous work, on the blocking pool.
+            Some(factory) => {
+                let (open, reference, certificate) =
+                    (factory.open, reference.clone(), req.certificate.clone());
+                blocking(move || {
+                    open(&KeyStoreParams {
+                        reference: &reference,
+                        certificate: certificate.as_deref(),
+                    })
+                })
+                .await??
+            }
             // Vendor plugins are asked after the built-ins.
             None => match self.plugins.key_store_for(&reference) {
                 Some(lib) => Box::new(
@@ -87,7 +118,9 @@ impl Service {
                     let what = format!("{hint}{tries}");
                     let ask =
                         secrets::key_secret_request(&req.reference, Some(&what), purpose, sources)?;
-                    let found = self.resolve_secret(&ask)?;
+                    // Secret files, and a prompt waiting for a person: off the async threads.
+                    let svc = self.clone();
+                    let found = blocking(move || svc.resolve_secret(&ask)).await??;
                     store
                         .unlock(found.secret)
                         .await
@@ -95,19 +128,20 @@ impl Service {
                 }
             }
         }
-        Ok(store)
+        Ok(self.sessions.keep_key_store(kept, store))
     }
 
     /// Generates a key in the store that handles `reference` (a p12 path for the file store),
-    /// through its plugin's generator.
-    pub fn generate_key(
+    /// through its plugin's generator, on the blocking pool (generating an RSA key takes
+    /// seconds; a token's generator waits for its lane).
+    pub async fn generate_key(
         &self,
         reference: &str,
         spec: smimekit_core::KeySpec,
     ) -> Result<Box<dyn smimekit_core::NewKey>, ServiceError> {
-        let reference = &self.resolve_reference(reference);
+        let reference = self.resolve_reference(reference);
         let factory = plugin::key_stores()
-            .find(|f| (f.accepts)(reference))
+            .find(|f| (f.accepts)(&reference))
             .ok_or_else(|| {
                 ServiceError::new(
                     ErrorKind::Usage,
@@ -123,7 +157,8 @@ impl Service {
                 ),
             )
         })?;
-        Ok(generate(reference, spec)?)
+        tracing::debug!(key_store = factory.id, ?spec, "generating a key");
+        Ok(blocking(move || generate(&reference, spec)).await??)
     }
 
     /// Opens one key.
@@ -232,5 +267,9 @@ impl plugin::KeyOpener for ServiceKeyOpener {
         req: &smimekit_core::SecretRequest,
     ) -> Result<Secret, smimekit_core::SecretError> {
         smimekit_core::secret::resolve(req, &self.0.secrets).map(|r| r.secret)
+    }
+
+    fn show_sign_in(&self, challenge: &smimekit_core::SignInChallenge) -> bool {
+        self.0.show_sign_in(challenge)
     }
 }

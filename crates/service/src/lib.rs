@@ -18,12 +18,14 @@ mod directory;
 mod error;
 mod exchange;
 mod inventory;
+mod jobs;
 mod keys;
 mod lint;
 mod mail;
 mod pki_ops;
 mod plugins;
 mod secrets;
+mod session;
 mod signer_chain;
 mod store;
 mod token;
@@ -46,9 +48,10 @@ pub use directory::{
 };
 pub use error::{ErrorKind, ServiceError};
 pub use exchange::{
-    BulkItem, BulkPublishRequest, BulkReport, EmitResult, OrgSettingsResult, Progress, bulk_items,
-    org_settings_warnings,
+    BulkItem, BulkPublishRequest, BulkReport, EmitResult, LoginResult, OrgSettingsResult,
+    bulk_items, org_settings_warnings,
 };
+pub use jobs::{Job, JobCanceller, JobEvent, JobRecord, JobResult};
 pub use inventory::{InventoryItem, InventoryRequest, InventoryResult};
 pub use keys::{KeyRequest, KeySummary};
 pub use lint::{Finding, LintRequest, LintResult, LintedFileCert, Profile, RULES, Rule, Severity};
@@ -60,10 +63,11 @@ pub use pki_ops::{
     StoreEntry, StoreFormat, StoreListing, StoreProperty,
 };
 pub use secrets::Prompt;
+pub use session::OpenSessions;
 pub use signer_chain::SignerChain;
 pub use smimekit_core::{
     CertDer, ContentCipher, DecryptionKey, DigestAlg, PrivateKey, Secret, SecretKind,
-    SecretRequest, SecretSource,
+    SecretRequest, SecretSource, SignInChallenge,
 };
 pub use smimekit_message::report::{Layer, LayerKind, OpenReport, SignerReport, SignerStatus};
 pub use smimekit_pki::ca::RevocationReason;
@@ -87,6 +91,10 @@ pub struct Service {
     store: Option<Arc<smimekit_core::store::LazyStore>>,
     /// Who acts, for the audit log.
     actor: Arc<store::Actor>,
+    /// The directories and key stores kept open between calls (see `session`).
+    sessions: Arc<session::Sessions>,
+    /// Interactive sign-ins for the frontends to show ([`Service::sign_in_challenges`]).
+    sign_in: Arc<session::SignIns>,
 }
 
 impl std::fmt::Debug for Service {
@@ -203,6 +211,8 @@ impl ServiceBuilder {
             secrets: self.secrets,
             store,
             actor: Arc::new(self.actor.unwrap_or_default()),
+            sessions: Arc::default(),
+            sign_in: Arc::default(),
         })
     }
 }
@@ -270,5 +280,14 @@ impl Service {
 
     pub(crate) fn engine(&self) -> &'static CryptoEngine {
         self.engine
+    }
+
+    /// This service with sessions of its own, for the host services a directory keeps (its
+    /// key opener): a kept directory holding the service that keeps it would never be freed.
+    pub(crate) fn detached(&self) -> Service {
+        Service {
+            sessions: Arc::default(),
+            ..self.clone()
+        }
     }
 }

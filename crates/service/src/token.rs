@@ -166,7 +166,7 @@ impl Service {
         .await?;
         let label = req.label.clone().unwrap_or_else(|| email.clone());
         let key_ref = with_object(&req.token, &label)?;
-        let mut key = self.generate_key(&key_ref, req.key_type.spec())?;
+        let mut key = self.generate_key(&key_ref, req.key_type.spec()).await?;
         let spki = key.spki_der()?;
         let subject = Name::new().common_name(&email).email(&email).to_der();
         let csr = pkica::build_csr(

@@ -361,7 +361,7 @@ impl Client {
         Ok(value)
     }
 
-    /// Authenticates now (device code: prompts the administrator on standard error).
+    /// Authenticates now (device code: the host shows the administrator the code).
     pub async fn login(&self) -> Result<(), ExoError> {
         self.token().await.map(|_| ())
     }
@@ -408,18 +408,31 @@ impl Client {
             .as_str()
             .ok_or_else(|| ExoError::Auth("device code: no device_code".into()))?
             .to_string();
+        let verification_uri = v["verification_uri"]
+            .as_str()
+            .unwrap_or("https://microsoft.com/devicelogin")
+            .to_string();
+        let user_code = v["user_code"].as_str().unwrap_or("").to_string();
         let message = v["message"].as_str().map(String::from).unwrap_or_else(|| {
-            format!(
-                "To sign in, open {} and enter the code {}",
-                v["verification_uri"].as_str().unwrap_or(""),
-                v["user_code"].as_str().unwrap_or("")
-            )
+            format!("To sign in, open {verification_uri} and enter the code {user_code}")
         });
-        // The user instruction (not a secret): the only thing this library prints.
-        eprintln!("{message}");
+        let expires_in = v["expires_in"].as_u64().unwrap_or(900);
+        // The user instruction (not a secret) goes to the host, which shows it to a person;
+        // this library prints nothing. Nobody to show it to: waiting would be in vain.
+        let challenge = smimekit_core::SignInChallenge {
+            directory: self.settings.name.clone(),
+            message,
+            verification_uri,
+            user_code,
+            expires_in,
+        };
+        if !self.keys.show_sign_in(&challenge) {
+            return Err(ExoError::Auth(
+                "device-code sign-in: this host has no frontend to show the code to (sign in through smimekit, or use auth = \"app\")".into(),
+            ));
+        }
         let mut interval = v["interval"].as_u64().unwrap_or(5);
-        let deadline =
-            Instant::now() + Duration::from_secs(v["expires_in"].as_u64().unwrap_or(900));
+        let deadline = Instant::now() + Duration::from_secs(expires_in);
         loop {
             if Instant::now() > deadline {
                 return Err(ExoError::Auth("device code expired before sign-in".into()));

@@ -34,8 +34,8 @@ use crate::protocol::Protocol;
 pub enum AuthMode {
     /// App-only: client credentials with a certificate-signed client assertion.
     App,
-    /// Delegated: an administrator signs in with the device-code flow (the prompt goes to
-    /// standard error); the token lives in memory for this process only.
+    /// Delegated: an administrator signs in with the device-code flow (the host shows the
+    /// code); the token lives in memory as long as the host keeps the directory open.
     DeviceCode,
 }
 

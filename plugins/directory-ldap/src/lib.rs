@@ -731,6 +731,17 @@ impl Directory for LdapDirectory {
         &self.name
     }
 
+    /// Unbinds and drops the connection; a later operation would open a new one.
+    async fn close(&self) -> Result<(), DirectoryError> {
+        let taken = self.conn.lock().await.take();
+        if let Some(mut l) = taken
+            && !l.is_closed()
+        {
+            l.unbind().await.map_err(|e| self.err("unbind", e))?;
+        }
+        Ok(())
+    }
+
     async fn lookup(&self, address: &Mailbox) -> Result<Vec<CertDer>, DirectoryError> {
         let mut out: Vec<CertDer> = Vec::new();
         for e in self.find(address).await? {

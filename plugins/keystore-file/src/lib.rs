@@ -17,6 +17,11 @@
 //!
 //! [`read_bundle`] gives everything a file holds (keys, all certificates, friendly names),
 //! including certificate-only PKCS#12 files, which list no keys.
+//!
+//! Opening reads the file and may decrypt it (a PKCS#12 without a password still runs its
+//! key derivations): the factory's `open` is synchronous, and hosts run it off their async
+//! threads. [`KeyStore::unlock`], which derives keys from the password (PBKDF2, tens of
+//! milliseconds to seconds), runs on tokio's blocking pool, never on the caller's thread.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -69,7 +74,8 @@ impl Source {
 /// A PKCS#12 or PEM/DER key file.
 pub struct FileKeyStore {
     id: String,
-    source: Source,
+    /// Shared with the blocking task that decrypts it.
+    source: Arc<Source>,
     /// `None` while locked.
     unlocked: Mutex<Option<Arc<Bundle>>>,
 }
@@ -84,7 +90,7 @@ impl std::fmt::Debug for FileKeyStore {
             .field("id", &self.id)
             .field(
                 "kind",
-                &match self.source {
+                &match *self.source {
                     Source::P12(_) => "pkcs12",
                     Source::KeyFile(_) => "key file",
                 },
@@ -148,7 +154,7 @@ impl FileKeyStore {
         };
         Ok(Self {
             id,
-            source,
+            source: Arc::new(source),
             unlocked: Mutex::new(initial),
         })
     }
@@ -201,8 +207,24 @@ impl KeyStore for FileKeyStore {
         if self.state().is_some() {
             return Ok(());
         }
-        let bundle = self.source.load(&self.id, Some(&secret))?;
-        drop(secret);
+        let (source, id) = (self.source.clone(), self.id.clone());
+        let decrypt = move || {
+            let bundle = source.load(&id, Some(&secret));
+            drop(secret);
+            bundle
+        };
+        // The password-based key derivations are CPU work: off the async threads.
+        let bundle = match tokio::runtime::Handle::try_current() {
+            Ok(rt) => rt
+                .spawn_blocking(decrypt)
+                .await
+                .map_err(|e| KeyStoreError::Failed {
+                    key: self.id.clone(),
+                    detail: format!("decrypting: {e}"),
+                })??,
+            // No runtime: nothing to keep responsive.
+            Err(_) => decrypt()?,
+        };
         *self.state() = Some(Arc::new(bundle));
         Ok(())
     }
@@ -213,7 +235,7 @@ impl KeyStore for FileKeyStore {
 
     async fn open(&self, selector: Option<&str>) -> Result<Arc<dyn PrivateKey>, KeyStoreError> {
         let bundle = self.bundle()?;
-        if matches!(self.source, Source::KeyFile(_)) && bundle.certificates.is_empty() {
+        if matches!(*self.source, Source::KeyFile(_)) && bundle.certificates.is_empty() {
             return Err(KeyStoreError::Failed {
                 key: self.id.clone(),
                 detail: "needs --cert CERTFILE (the file holds a private key but no certificate; \

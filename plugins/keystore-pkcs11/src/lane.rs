@@ -80,7 +80,6 @@ impl TokenState {
 #[derive(Debug)]
 pub(crate) struct Lane {
     worker: smimekit_lane::Lane<TokenState>,
-    pub pkcs11: Pkcs11,
     pub name: String,
 }
 
@@ -104,11 +103,7 @@ impl Lane {
                 key: name.clone(),
                 detail: format!("cannot start the token worker: {e}"),
             })?;
-        Ok(Self {
-            worker,
-            pkcs11,
-            name,
-        })
+        Ok(Self { worker, name })
     }
 
     /// Runs `f` on the lane and awaits its result without blocking the runtime.

@@ -499,16 +499,17 @@ impl KeyStore for Pkcs11Store {
         if !self.target.token.login_required {
             return Protection::Unlocked;
         }
-        let logged_in = self
+        // Both token calls on the lane: C_GetTokenInfo may take as long as any other call.
+        let checked = self
             .target
             .lane
-            .call(|st| st.logged_in())
-            .await
-            .unwrap_or(false);
-        if logged_in {
-            return Protection::Unlocked;
-        }
-        let (state, tries_left, _) = pin_state(&self.target.lane.pkcs11, self.target.token.slot);
+            .call(|st| (st.logged_in(), pin_state(&st.pkcs11, st.slot)))
+            .await;
+        let (state, tries_left) = match checked {
+            Ok((true, _)) => return Protection::Unlocked,
+            Ok((false, (state, tries_left, _))) => (state, tries_left),
+            Err(_) => (String::new(), None),
+        };
         let mut hint = format!("PIN of token \"{}\"", self.target.token.label);
         if !state.is_empty() {
             hint.push_str(&format!(" ({state})"));
@@ -517,7 +518,11 @@ impl KeyStore for Pkcs11Store {
     }
 
     async fn unlock(&self, secret: Secret) -> Result<(), KeyStoreError> {
-        let (_, _, locked) = pin_state(&self.target.lane.pkcs11, self.target.token.slot);
+        let (_, _, locked) = self
+            .target
+            .lane
+            .call(|st| pin_state(&st.pkcs11, st.slot))
+            .await?;
         if locked {
             return Err(KeyStoreError::Failed {
                 key: self.target.id.clone(),
@@ -532,6 +537,27 @@ impl KeyStore for Pkcs11Store {
                     return Ok(());
                 }
                 login(st, &secret, &id)
+            })
+            .await?
+    }
+
+    /// Logs out (C_Logout on the lane's session): the login is the token's, for this
+    /// process, so every key opened from it needs the PIN again.
+    async fn close(&self) -> Result<(), KeyStoreError> {
+        let id = self.target.id.clone();
+        self.target
+            .lane
+            .call(move |st| {
+                if !st.logged_in() {
+                    return Ok(());
+                }
+                let session = st
+                    .session()
+                    .map_err(|e| op_error(&id, "opening a session", &e))?;
+                match session.logout() {
+                    Ok(()) | Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) => Ok(()),
+                    Err(e) => Err(op_error(&id, "logout", &e)),
+                }
             })
             .await?
     }

@@ -173,7 +173,7 @@ async fn publish_bulk(
     json: bool,
 ) -> Result<u8> {
     use std::io::IsTerminal as _;
-    let mut req = BulkPublishRequest {
+    let req = BulkPublishRequest {
         source: from,
         directory,
         contact,
@@ -182,7 +182,6 @@ async fn publish_bulk(
         force,
         parallel,
         time_budget,
-        progress: None,
     };
     if let Some(file) = emit {
         let items = service.bulk_requests(&req)?;
@@ -198,16 +197,17 @@ async fn publish_bulk(
         );
         b
     });
-    if let Some(b) = bar.clone() {
-        req.progress = Some(std::sync::Arc::new(move |done, total| {
-            b.set_length(total as u64);
-            b.set_position(done as u64);
-        }));
+    let mut job = service.bulk_publish(req);
+    while let Some(e) = job.next_event().await {
+        if let Some(b) = &bar {
+            b.set_length(e.total as u64);
+            b.set_position(e.done as u64);
+        }
     }
-    let r = service.bulk_publish(&req).await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    let r = job.await?;
     if let Some(path) = &report {
         std::fs::write(path, serde_json::to_vec_pretty(&r)?)?;
     }
@@ -250,7 +250,7 @@ async fn publish_bulk(
     }
     // A failed item is a recipient problem, like a failed single publish; items left only
     // because the directory kept throttling until the time budget was spent are "try later".
-    Ok(if r.failed == 0 {
+    Ok(if r.failed == 0 && r.cancelled == 0 {
         EXIT_OK
     } else if r.failed > r.out_of_time {
         super::EXIT_KEY
@@ -352,7 +352,7 @@ pub async fn directory(service: &Service, c: DirectoryCommand, json: bool) -> Re
             replace,
         } => return super::store::import(service, file, directory, replace, json).await,
     };
-    let r = service.audit(&AuditRequest { directory, crls }).await?;
+    let r = service.audit(AuditRequest { directory, crls }).await?;
     if json {
         print_json(&r)?;
     } else {
@@ -427,11 +427,28 @@ pub async fn exchange(service: &Service, c: ExchangeCommand, json: bool) -> Resu
 }
 
 pub async fn login(service: &Service, directory: Option<String>, json: bool) -> Result<u8> {
-    let msg = service.login(directory.as_deref()).await?;
+    // The device-code prompt itself was shown on standard error as it happened (see
+    // `show_sign_ins`).
+    let r = service.login(directory.as_deref()).await?;
     if json {
-        print_json(&serde_json::json!({ "status": msg }))?;
+        print_json(&r)?;
     } else {
-        outln!("{msg}");
+        outln!("{}", r.status);
     }
     Ok(EXIT_OK)
+}
+
+/// Shows every interactive sign-in on standard error while a command runs (a device-code
+/// sign-in can happen in any command that needs a directory token, not only `login`).
+pub fn show_sign_ins(service: &Service) -> tokio::task::JoinHandle<()> {
+    let mut challenges = service.sign_in_challenges();
+    tokio::spawn(async move {
+        loop {
+            match challenges.recv().await {
+                Ok(c) => eprintln!("{}", c.message),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    })
 }

@@ -74,6 +74,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         builder = builder.prompt(prompt);
     }
     let service = builder.build()?;
+    // Interactive sign-ins (a device code), shown on standard error while the command runs.
+    let _sign_ins = directory::show_sign_ins(&service);
     match cli.command {
         Command::Sign(a) => mail::sign(&service, a, json).await,
         Command::Encrypt(a) => mail::encrypt(&service, a, json).await,

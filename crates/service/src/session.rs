@@ -1,0 +1,465 @@
+//! Sessions: the directories and key stores a [`Service`] keeps open between calls.
+//!
+//! A long-lived service (a web server, a TUI) makes many calls; opening a directory or a key
+//! store on each would sign in to Exchange Online again (a device-code sign-in asks a person
+//! every time), reconnect and rebind to LDAP, and decrypt a PKCS#12 again. So the service
+//! keeps what it opened, per configured directory name and per KEYREF, shares it between
+//! its clones and concurrent calls, and reuses it:
+//!
+//! * a directory is opened on first use and kept until [`Service::close_directory`] (which
+//!   ends its session: an LDAP unbind, the Exchange token forgotten), or until a request
+//!   through it fails with [`DirectoryError::Unavailable`] (sign-in refused, connection
+//!   lost): that handle is dropped and the next call opens a new one;
+//! * a key store is kept once it is unlocked, until [`Service::close_key_store`] (a token
+//!   is logged out), until one of its calls fails with [`KeyStoreError::Io`] (a token
+//!   removed), or until its file changes on disk. A request that brings its own secret
+//!   opens the store afresh, so a wrong password is refused even when a right one opened
+//!   it before; one without uses what is open.
+//!
+//! What is kept belongs to the service's user (a `Service` is built per actor, see
+//! [`crate::ServiceBuilder::actor`]); a CLI run is one call and keeps nothing past it.
+//! Every directory request runs in a `tracing` span naming the directory, the operation and
+//! the address (never a secret).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use smimekit_core::{
+    CertDer, DecryptionKey, Directory, DirectoryError, KeyInfo, KeyStore, KeyStoreError, Mailbox,
+    PrivateKey, Protection, PublishMode, Recipient, RecipientKind, RecipientValues, Secret,
+    SignInChallenge,
+};
+use tracing::Instrument as _;
+
+use crate::{ErrorKind, Service, ServiceError};
+
+/// What a service keeps open, shared by its clones.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    directories: Mutex<HashMap<String, Arc<SessionDirectory>>>,
+    key_stores: Mutex<HashMap<StoreKey, Arc<SessionKeyStore>>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("directories", &lock(&self.directories).len())
+            .field("key_stores", &lock(&self.key_stores).len())
+            .finish()
+    }
+}
+
+/// A map whose lock a panic poisoned is still consistent: every update is one insert or
+/// remove.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A key store is kept per KEYREF (resolved) and separate certificate file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct StoreKey {
+    pub reference: String,
+    pub certificate: Option<String>,
+}
+
+/// What is open now, for a frontend's status view.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OpenSessions {
+    /// Configured directory names, sorted.
+    pub directories: Vec<String>,
+    /// KEYREFs (a `pkcs11:` URI without its PIN), sorted.
+    pub key_stores: Vec<String>,
+}
+
+/// The size and modification time of a key file: a file replaced on disk is opened again.
+fn stamp(reference: &str) -> Option<(u64, Option<SystemTime>)> {
+    std::fs::metadata(reference)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| (m.len(), m.modified().ok()))
+}
+
+impl Sessions {
+    /// The open directory `name`, unless it failed (then it is forgotten).
+    pub(crate) fn directory(&self, name: &str) -> Option<Arc<dyn Directory>> {
+        let mut map = lock(&self.directories);
+        let d = map.get(name)?.clone();
+        if d.failed.load(Ordering::Relaxed) {
+            map.remove(name);
+            tracing::debug!(directory = name, "reopening after an unavailable error");
+            return None;
+        }
+        Some(d)
+    }
+
+    /// Keeps a newly opened directory; when another call opened it meanwhile, that one wins.
+    pub(crate) fn keep_directory(
+        &self,
+        name: &str,
+        opened: Box<dyn Directory>,
+    ) -> Arc<dyn Directory> {
+        let mut map = lock(&self.directories);
+        if let Some(d) = map.get(name)
+            && !d.failed.load(Ordering::Relaxed)
+        {
+            return d.clone();
+        }
+        let d = Arc::new(SessionDirectory {
+            inner: opened,
+            failed: AtomicBool::new(false),
+        });
+        map.insert(name.to_string(), d.clone());
+        d
+    }
+
+    fn take_directory(&self, name: &str) -> Option<Arc<SessionDirectory>> {
+        lock(&self.directories).remove(name)
+    }
+
+    /// The open store for `key`, unless it failed or its file changed.
+    pub(crate) fn key_store(&self, key: &StoreKey) -> Option<Arc<dyn KeyStore>> {
+        let mut map = lock(&self.key_stores);
+        let s = map.get(key)?.clone();
+        if s.failed.load(Ordering::Relaxed) || s.stamp != stamp(&key.reference) {
+            map.remove(key);
+            return None;
+        }
+        Some(s)
+    }
+
+    /// Keeps an unlocked store (the one given replaces any other for the same key).
+    pub(crate) fn keep_key_store(&self, key: StoreKey, store: Box<dyn KeyStore>) -> Arc<dyn KeyStore> {
+        let s = Arc::new(SessionKeyStore {
+            stamp: stamp(&key.reference),
+            inner: store,
+            failed: AtomicBool::new(false),
+        });
+        lock(&self.key_stores).insert(key, s.clone());
+        s
+    }
+
+    fn take_key_stores(&self, reference: &str) -> Vec<Arc<SessionKeyStore>> {
+        let mut map = lock(&self.key_stores);
+        let keys: Vec<StoreKey> = map
+            .keys()
+            .filter(|k| k.reference == reference)
+            .cloned()
+            .collect();
+        keys.iter().filter_map(|k| map.remove(k)).collect()
+    }
+
+    fn open(&self) -> OpenSessions {
+        let mut directories: Vec<String> = lock(&self.directories).keys().cloned().collect();
+        directories.sort();
+        let mut key_stores: Vec<String> = lock(&self.key_stores)
+            .keys()
+            .map(|k| crate::secrets::redact(&k.reference))
+            .collect();
+        key_stores.sort();
+        key_stores.dedup();
+        OpenSessions {
+            directories,
+            key_stores,
+        }
+    }
+}
+
+impl Service {
+    /// The directory `name`, open from an earlier call or opened now and kept (see the
+    /// module documentation).
+    pub fn open_directory(&self, name: &str) -> Result<Arc<dyn Directory>, ServiceError> {
+        if let Some(d) = self.sessions.directory(name) {
+            return Ok(d);
+        }
+        let opened = self.open_directory_uncached(name)?;
+        tracing::debug!(directory = name, "opened");
+        Ok(self.sessions.keep_directory(name, opened))
+    }
+
+    /// Ends the session with a directory (an LDAP unbind; the Exchange token forgotten, so
+    /// the next call signs in again) and forgets it. `Ok(false)`: it was not open.
+    pub async fn close_directory(&self, name: &str) -> Result<bool, ServiceError> {
+        if !self.config.directories.iter().any(|d| d.name == name) {
+            return Err(ServiceError::new(
+                ErrorKind::Usage,
+                format!("no directory named {name:?}"),
+            ));
+        }
+        let Some(d) = self.sessions.take_directory(name) else {
+            return Ok(false);
+        };
+        tracing::debug!(directory = name, "closing");
+        d.inner.close().await?;
+        Ok(true)
+    }
+
+    /// Closes every key store opened from `reference` (a token is logged out: its keys need
+    /// the PIN again) and forgets them. `Ok(false)`: none was open.
+    pub async fn close_key_store(&self, reference: &str) -> Result<bool, ServiceError> {
+        let stores = self
+            .sessions
+            .take_key_stores(&self.resolve_reference(reference));
+        let any = !stores.is_empty();
+        for s in stores {
+            tracing::debug!(key_store = %crate::secrets::redact(s.inner.id()), "closing");
+            s.inner.close().await?;
+        }
+        Ok(any)
+    }
+
+    /// The directories and key stores open now.
+    pub fn open_sessions(&self) -> OpenSessions {
+        self.sessions.open()
+    }
+
+    /// Interactive sign-ins as they happen (an Exchange Online device code during `login`
+    /// or any call that needs a token), for a frontend to show: subscribe before the call.
+    /// A sign-in that nobody subscribed to fails at once rather than wait for someone who
+    /// never sees the code.
+    pub fn sign_in_challenges(&self) -> tokio::sync::broadcast::Receiver<SignInChallenge> {
+        self.sign_in.tx.subscribe()
+    }
+
+    /// Hands a directory's sign-in challenge to the subscribed frontends; `false`: none.
+    pub(crate) fn show_sign_in(&self, challenge: &SignInChallenge) -> bool {
+        tracing::info!(
+            directory = %challenge.directory,
+            verification_uri = %challenge.verification_uri,
+            "sign-in waiting for a person"
+        );
+        lock(&self.sign_in.last).insert(challenge.directory.clone(), challenge.clone());
+        self.sign_in.tx.send(challenge.clone()).is_ok()
+    }
+
+    /// The last sign-in challenge of a directory since the last call (for `login`'s result).
+    pub(crate) fn take_sign_in(&self, directory: &str) -> Option<SignInChallenge> {
+        lock(&self.sign_in.last).remove(directory)
+    }
+}
+
+/// The frontends' stream of sign-in challenges, and the last one per directory.
+#[derive(Debug)]
+pub(crate) struct SignIns {
+    tx: tokio::sync::broadcast::Sender<SignInChallenge>,
+    last: Mutex<HashMap<String, SignInChallenge>>,
+}
+
+impl Default for SignIns {
+    fn default() -> Self {
+        Self {
+            tx: tokio::sync::broadcast::channel(16).0,
+            last: Mutex::default(),
+        }
+    }
+}
+
+/// A kept directory: the backend's handle, marked when a request finds it unavailable.
+#[derive(Debug)]
+pub(crate) struct SessionDirectory {
+    inner: Box<dyn Directory>,
+    failed: AtomicBool,
+}
+
+impl SessionDirectory {
+    /// Runs one request in its span, and marks the handle failed when the backend is
+    /// unavailable (the next call opens a new one).
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        address: Option<&Mailbox>,
+        request: impl Future<Output = Result<T, DirectoryError>>,
+    ) -> Result<T, DirectoryError> {
+        let span = tracing::info_span!(
+            "directory",
+            name = self.inner.name(),
+            op,
+            address = address.map(Mailbox::as_str)
+        );
+        let result = request.instrument(span.clone()).await;
+        if let Err(e) = &result {
+            let _entered = span.enter();
+            if matches!(e, DirectoryError::Unavailable(_)) {
+                self.failed.store(true, Ordering::Relaxed);
+                tracing::warn!(error = %e, "directory unavailable; it will be opened again");
+            } else {
+                tracing::debug!(error = %e, "request failed");
+            }
+        }
+        result
+    }
+}
+
+// Every method of the port is forwarded, defaults included: the backend may override them.
+#[async_trait]
+impl Directory for SessionDirectory {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn lookup(&self, address: &Mailbox) -> Result<Vec<CertDer>, DirectoryError> {
+        self.call("lookup", Some(address), self.inner.lookup(address))
+            .await
+    }
+
+    async fn recipients(&self) -> Result<Vec<Recipient>, DirectoryError> {
+        self.call("recipients", None, self.inner.recipients()).await
+    }
+
+    async fn publish(
+        &self,
+        address: &Mailbox,
+        kind: RecipientKind,
+        certificate: &CertDer,
+        mode: PublishMode,
+    ) -> Result<Vec<CertDer>, DirectoryError> {
+        self.call(
+            "publish",
+            Some(address),
+            self.inner.publish(address, kind, certificate, mode),
+        )
+        .await
+    }
+
+    async fn unpublish(
+        &self,
+        address: &Mailbox,
+        certificate: &CertDer,
+    ) -> Result<Vec<CertDer>, DirectoryError> {
+        self.call(
+            "unpublish",
+            Some(address),
+            self.inner.unpublish(address, certificate),
+        )
+        .await
+    }
+
+    async fn recipient(&self, address: &Mailbox) -> Result<Option<Recipient>, DirectoryError> {
+        self.call("recipient", Some(address), self.inner.recipient(address))
+            .await
+    }
+
+    async fn addresses(&self, address: &Mailbox) -> Result<Vec<Mailbox>, DirectoryError> {
+        self.call("addresses", Some(address), self.inner.addresses(address))
+            .await
+    }
+
+    async fn publish_removing(
+        &self,
+        address: &Mailbox,
+        kind: RecipientKind,
+        certificate: &CertDer,
+        mode: PublishMode,
+        remove: &[CertDer],
+    ) -> Result<Vec<CertDer>, DirectoryError> {
+        self.call(
+            "publish",
+            Some(address),
+            self.inner
+                .publish_removing(address, kind, certificate, mode, remove),
+        )
+        .await
+    }
+
+    async fn recipient_values(&self) -> Result<Option<Vec<RecipientValues>>, DirectoryError> {
+        self.call("recipient-values", None, self.inner.recipient_values())
+            .await
+    }
+
+    async fn trust_chain(&self) -> Result<Vec<CertDer>, DirectoryError> {
+        self.call("trust-chain", None, self.inner.trust_chain())
+            .await
+    }
+
+    async fn connect(&self) -> Result<String, DirectoryError> {
+        self.call("connect", None, self.inner.connect()).await
+    }
+
+    async fn close(&self) -> Result<(), DirectoryError> {
+        self.call("close", None, self.inner.close()).await
+    }
+
+    async fn org_settings(&self) -> Result<Vec<(String, String)>, DirectoryError> {
+        self.call("org-settings", None, self.inner.org_settings())
+            .await
+    }
+
+    async fn set_org_settings(
+        &self,
+        values: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, DirectoryError> {
+        self.call("set-org-settings", None, self.inner.set_org_settings(values))
+            .await
+    }
+
+    async fn set_trust_chain(&self, chain: &[CertDer]) -> Result<Vec<CertDer>, DirectoryError> {
+        self.call("set-trust-chain", None, self.inner.set_trust_chain(chain))
+            .await
+    }
+}
+
+/// A kept key store, marked when the store cannot be reached.
+#[derive(Debug)]
+pub(crate) struct SessionKeyStore {
+    inner: Box<dyn KeyStore>,
+    /// The key file as it was when opened (`None`: not a file).
+    stamp: Option<(u64, Option<SystemTime>)>,
+    failed: AtomicBool,
+}
+
+impl SessionKeyStore {
+    fn watch<T>(&self, r: Result<T, KeyStoreError>) -> Result<T, KeyStoreError> {
+        if let Err(KeyStoreError::Io { .. }) = &r {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+// Every method of the port is forwarded, defaults included.
+#[async_trait]
+impl KeyStore for SessionKeyStore {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+
+    async fn protection(&self) -> Protection {
+        self.inner.protection().await
+    }
+
+    async fn unlock(&self, secret: Secret) -> Result<(), KeyStoreError> {
+        self.watch(self.inner.unlock(secret).await)
+    }
+
+    async fn list(&self) -> Result<Vec<KeyInfo>, KeyStoreError> {
+        self.watch(self.inner.list().await)
+    }
+
+    async fn open(&self, selector: Option<&str>) -> Result<Arc<dyn PrivateKey>, KeyStoreError> {
+        self.watch(self.inner.open(selector).await)
+    }
+
+    async fn open_for_decryption(
+        &self,
+        selector: Option<&str>,
+    ) -> Result<DecryptionKey, KeyStoreError> {
+        self.watch(self.inner.open_for_decryption(selector).await)
+    }
+
+    async fn close(&self) -> Result<(), KeyStoreError> {
+        self.inner.close().await
+    }
+
+    async fn import_pkcs12(
+        &self,
+        data: &[u8],
+        password: &Secret,
+        label: Option<&str>,
+    ) -> Result<KeyInfo, KeyStoreError> {
+        self.watch(self.inner.import_pkcs12(data, password, label).await)
+    }
+}
