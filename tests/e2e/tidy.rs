@@ -7,7 +7,10 @@
 //! * `unsafe` appears only in the files ARCHITECTURE.md lists under "Invariants" (the list is
 //!   read from the document, so the two cannot drift: an unlisted file with `unsafe` fails, and
 //!   so does a listed file without it);
-//! * every workspace member is named in the code map.
+//! * every workspace member is named in the code map;
+//! * no library crate writes to standard output or error (`println!`, `eprintln!`, `print!`,
+//!   `eprint!`, `dbg!` outside tests in `crates/*` and `plugins/*`, the sample vendor plugins
+//!   excepted): libraries return data and log through `tracing`, the apps print.
 //!
 //! Each rule is a function from data to the violations found; beside each test on the real
 //! workspace, a test plants a violation and checks that the rule reports it.
@@ -290,6 +293,99 @@ fn workspace_sources(meta: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The macros that write to standard output or error.
+const PRINTS: &[&str] = &["println!", "eprintln!", "print!", "eprint!", "dbg!"];
+
+/// Whether a workspace source belongs to a library crate's code (not its tests): under
+/// `crates/` or `plugins/` (the sample vendor plugins excepted), in `src/`.
+fn is_library_source(path: &str) -> bool {
+    let mut parts = path.split('/');
+    let (Some(area), Some(member), Some(dir)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    matches!(area, "crates" | "plugins") && !member.starts_with("sample-vendor") && dir == "src"
+}
+
+/// `code` without its `#[cfg(test)] mod … { … }` blocks (`code` is [`code_only`] text, so
+/// braces in strings and comments are gone).
+fn without_test_modules(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let mut rest = code;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "#[cfg(test)]".len()..];
+        let mut item = after.trim_start();
+        // Further attributes (`#[allow(…)]`) before the module.
+        while item.starts_with("#[") {
+            let mut depth = 0usize;
+            let end = item.char_indices().find_map(|(j, ch)| {
+                match ch {
+                    '[' => depth += 1,
+                    ']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                None
+            });
+            item = item[end.unwrap_or(item.len())..].trim_start();
+        }
+        let is_mod = item.starts_with("mod ") || item.starts_with("pub(crate) mod ");
+        let open = item.find(['{', ';']);
+        match (is_mod, open) {
+            (true, Some(i)) if item[i..].starts_with('{') => {
+                let body = &item[i..];
+                let mut depth = 0usize;
+                let mut end = body.len();
+                for (j, ch) in body.char_indices() {
+                    match ch {
+                        '{' => depth += 1,
+                        '}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                end = j + 1;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                rest = &body[end..];
+            }
+            // A test-only item that is not an inline module: its code is a test's too, but
+            // only whole modules are skipped; keep scanning after the attribute.
+            _ => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Library sources that print, as `path: macro` lines.
+fn print_violations(sources: &[(String, String)]) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (path, text) in sources.iter().filter(|(p, _)| is_library_source(p)) {
+        let code = without_test_modules(&code_only(text));
+        for m in PRINTS {
+            let used = code.match_indices(m).any(|(i, _)| {
+                !code[..i]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_')
+            });
+            if used {
+                bad.push(format!(
+                    "{path}: {m} in a library (return the text, or log it with tracing)"
+                ));
+            }
+        }
+    }
+    bad
+}
+
 /// Members whose folder the "Code map" section does not name (as `` `crates/core` ``).
 fn unmapped_members(meta: &Value, architecture: &str) -> Vec<String> {
     let map = architecture
@@ -462,5 +558,52 @@ fn code_map_check_reports_a_planted_member() {
         unmapped_members(&meta, doc)
             .iter()
             .any(|b| b.starts_with("smimekit-ghost"))
+    );
+}
+
+#[test]
+fn no_library_prints() {
+    let bad = print_violations(&workspace_sources(&metadata()));
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn print_check_reports_planted_prints() {
+    let sources: Vec<(String, String)> = [
+        ("crates/a/src/lib.rs", "fn f() { eprintln!(\"x\"); }"),
+        ("plugins/b/src/deep/mod.rs", "fn f() { dbg!(x); print!(\"y\"); }"),
+        // Tests, apps, tools and the sample plugins may print; so may text about printing.
+        (
+            "crates/a/src/ok.rs",
+            "fn f() {} // println!(\"no\")\nconst S: &str = \"eprintln!\";\n#[cfg(test)]\n#[allow(clippy::x, y::z)]\nmod tests {\n    fn t() { println!(\"{}\", {1}); }\n}\n",
+        ),
+        ("crates/a/tests/t.rs", "fn t() { println!(); }"),
+        ("apps/cli/src/main.rs", "fn main() { eprintln!(); }"),
+        ("xtask/src/main.rs", "fn main() { println!(); }"),
+        ("plugins/sample-vendor-rust/src/lib.rs", "fn f() { eprintln!(); }"),
+        ("crates/a/src/name.rs", "fn f() { my_println!(); }"),
+        // Code after a test module is scanned again.
+        (
+            "crates/a/src/after.rs",
+            "#[cfg(test)]\nmod tests { fn t() {} }\nfn f() { println!(); }",
+        ),
+    ]
+    .iter()
+    .map(|(p, t)| (p.to_string(), t.to_string()))
+    .collect();
+    let bad = print_violations(&sources);
+    let found: Vec<&str> = bad
+        .iter()
+        .map(|b| b.split_once(" in a library").map_or(b.as_str(), |(f, _)| f))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "crates/a/src/lib.rs: eprintln!",
+            "plugins/b/src/deep/mod.rs: print!",
+            "plugins/b/src/deep/mod.rs: dbg!",
+            "crates/a/src/after.rs: println!",
+        ],
+        "{bad:#?}"
     );
 }
