@@ -521,7 +521,7 @@ fn cases(w: &Work) -> Vec<Case> {
             "--pss with an EC key",
             &["sign", "--key", &pki("bob.p12"), "--pss", "--in", &msg],
             2,
-            &["--pss needs an RSA key"],
+            &["--pss", "RSA-PSS needs an RSA key"],
         ),
         case(
             "bad --digest",

@@ -28,11 +28,12 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = commands::exit_code(&e);
+            let text = commands::render(&e);
             if json {
-                let body = serde_json::json!({ "error": format!("{e:#}"), "exit_code": code });
+                let body = serde_json::json!({ "error": text, "exit_code": code });
                 outln!("{body}");
             }
-            eprintln!("smimekit: {e:#}");
+            eprintln!("smimekit: {text}");
             ExitCode::from(code)
         }
     }

@@ -7,7 +7,7 @@
 //! 1. the object's own sources, as its configuration names them ([`SecretRequest::sources`]):
 //!    a config key (`certificate_password_env`, `password_env`, `password_file`), a URI
 //!    attribute (`pin-value`, `pin-source`), a command option (`--p12-password-file`);
-//! 2. the host's password file (`--password-file`);
+//! 2. the host's password file (the CLI's `--password-file`, named as the host names it);
 //! 3. `SMIMEKIT_PIN` (PINs only), then `SMIMEKIT_PASSWORD`;
 //! 4. a prompt, only when the host has a terminal to ask on.
 //!
@@ -78,8 +78,6 @@ impl fmt::Debug for Secret {
 pub const PASSWORD_VAR: &str = "SMIMEKIT_PASSWORD";
 /// The variable for token PINs, asked before [`PASSWORD_VAR`].
 pub const PIN_VAR: &str = "SMIMEKIT_PIN";
-/// How the host's password file is named in messages.
-pub const PASSWORD_FILE: &str = "--password-file";
 
 /// Whether a secret is a password or a token PIN (only PINs come from `SMIMEKIT_PIN`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +167,11 @@ pub trait SecretIo {
     fn read_file(&self, path: &Path) -> Result<Secret, String>;
     /// The host's password file (`--password-file`), if one was given.
     fn password_file(&self) -> Option<&Path>;
+    /// How messages name the host's password file (the CLI's `--password-file`); `None` when
+    /// the host has none to offer, and messages leave it out.
+    fn password_file_name(&self) -> Option<&str> {
+        None
+    }
     /// Asks the person with `text`; `None` when there is no terminal to ask on.
     fn prompt(&self, text: &str) -> Option<Result<Secret, String>>;
 }
@@ -227,12 +230,13 @@ pub fn resolve(req: &SecretRequest, io: &dyn SecretIo) -> Result<Resolved, Secre
             }
         }
     }
-    match io.password_file() {
-        Some(path) => {
-            let from = format!("{PASSWORD_FILE} {}", path.display());
+    match (io.password_file(), io.password_file_name()) {
+        (Some(path), name) => {
+            let from = format!("{} {}", name.unwrap_or("password file"), path.display());
             return found(read(from.clone(), path)?, from);
         }
-        None => tried.push(PASSWORD_FILE.into()),
+        (None, Some(name)) => tried.push(name.into()),
+        (None, None) => {}
     }
     let vars: &[&str] = match req.kind {
         SecretKind::Pin => &[PIN_VAR, PASSWORD_VAR],
@@ -312,6 +316,10 @@ mod tests {
         }
         fn password_file(&self) -> Option<&Path> {
             self.password_file.as_deref()
+        }
+
+        fn password_file_name(&self) -> Option<&str> {
+            Some("--password-file")
         }
         fn prompt(&self, _text: &str) -> Option<Result<Secret, String>> {
             self.typed.map(|t| Ok(Secret::from(t)))

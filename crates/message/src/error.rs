@@ -28,7 +28,7 @@ pub enum MessageError {
     )]
     NoRecipientKey { recipients: String },
     /// The message is encrypted and no key was given.
-    #[error("the message is encrypted; give a key with --key")]
+    #[error("the message is encrypted and no key was given")]
     NeedsKey,
     /// A recipient certificate cannot be used for encryption.
     #[error("recipient certificate {subject}: {detail}")]

@@ -219,7 +219,7 @@ pub const RULES: &[Rule] = &[
         severity: E,
         profiles: &[],
         title: "certificate address differs from the mailbox",
-        explanation: "None of the certificate's addresses equals the expected mailbox (--address). Exchange matches the \
+        explanation: "None of the certificate's addresses equals the expected mailbox. Exchange matches the \
             certificate's address against the recipient's primary SMTP address (then proxy addresses only if \
             OWAUseSecondaryProxiesWhenFindingCertificates is set), so the certificate will not be found for this \
             mailbox and recipients see a signer mismatch.",
@@ -307,7 +307,7 @@ pub const RULES: &[Rule] = &[
         title: "certificate expired",
         explanation: "Senders cannot encrypt to an expired certificate and signatures made now are reported invalid. \
             Expired certificates also linger in the GAL and confuse Outlook's choice.",
-        fix: "Issue a new certificate, publish it, and remove the expired one (`smimekit publish --prune-expired`).",
+        fix: "Issue a new certificate, publish it, and remove the expired one (`smimekit publish` prunes expired certificates when asked).",
     },
     Rule {
         id: "validity-not-yet-valid",
@@ -322,7 +322,7 @@ pub const RULES: &[Rule] = &[
         severity: W,
         profiles: &[],
         title: "certificate expires soon",
-        explanation: "The certificate expires within the warning window (--expiring-days). Renew before then so that \
+        explanation: "The certificate expires within the warning window. Renew before then so that \
             senders already have the new certificate when the old one stops working.",
         fix: "Issue and publish the successor now; keep the old key to read old mail.",
     },
@@ -361,9 +361,9 @@ pub const RULES: &[Rule] = &[
         severity: I,
         profiles: &[(Owa, Some(W))],
         title: "chain not checked",
-        explanation: "No trust store was given (--chain), so nothing says whether Exchange Online will trust this \
+        explanation: "No trust store was given, so nothing says whether Exchange Online will trust this \
             certificate. For OWA that store is the one uploaded with Set-SmimeConfig.",
-        fix: "Run again with --chain STORE.sst (the file you upload to Exchange Online).",
+        fix: "Lint again against the trust store (the .sst file you upload to Exchange Online).",
     },
     Rule {
         id: "bc-leaf-is-ca",
@@ -527,7 +527,7 @@ pub fn lint(verifier: &dyn SignatureVerifier, certs: &[CertDer], opts: &LintOpti
                 if let Some((builder, store)) = &chain {
                     check_chain(&mut ctx, builder, store, cert, opts.at);
                 } else {
-                    ctx.hit("chain-not-checked", "no --chain trust store given");
+                    ctx.hit("chain-not-checked", "no trust store given");
                 }
                 duplicates(&mut ctx, index, certs, &infos);
                 LintedCert {

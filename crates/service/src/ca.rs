@@ -76,28 +76,18 @@ impl CaKeyType {
 
 impl From<CaError> for ServiceError {
     fn from(e: CaError) -> Self {
-        let kind = match &e {
+        let kind = match e {
+            CaError::Key(k @ smimekit_core::KeyStoreError::Locked { .. }) => {
+                return ServiceError::from(k);
+            }
+            // Whatever else the CA key says while signing is a key problem (exit 4).
+            CaError::Key(k) => return ServiceError::new(ErrorKind::Key, k.to_string()).with_source(k),
             CaError::Malformed { .. } | CaError::BadSignature => ErrorKind::Malformed,
             CaError::Unsupported(_) => ErrorKind::Unsupported,
-            CaError::Profile(_) => ErrorKind::Usage,
-            CaError::Key(k) => return ServiceError::from(clone_key(k)),
+            CaError::Profile(_) => ErrorKind::Invalid,
             _ => ErrorKind::Key,
         };
-        ServiceError::new(kind, e.to_string())
-    }
-}
-
-fn clone_key(e: &smimekit_core::KeyStoreError) -> smimekit_core::KeyStoreError {
-    use smimekit_core::KeyStoreError as K;
-    match e {
-        K::Locked { key, hint } => K::Locked {
-            key: key.clone(),
-            hint: hint.clone(),
-        },
-        other => K::Failed {
-            key: String::new(),
-            detail: other.to_string(),
-        },
+        ServiceError::new(kind, e.to_string()).with_source(e)
     }
 }
 
@@ -197,7 +187,7 @@ impl CaLock {
                 Ok(CaLock(path))
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(ServiceError::new(
-                ErrorKind::Io,
+                ErrorKind::Conflict,
                 format!(
                     "{}: another smimekit ca command is running on this CA (if none is, a crashed run left the lock: remove the file)",
                     path.display()
@@ -229,12 +219,9 @@ impl CaDir {
         if !cfg_path.is_file() {
             return Err(ServiceError::new(
                 ErrorKind::Io,
-                format!(
-                    "{}: not a CA directory (no {CONFIG}); create one with `smimekit ca init --dir {}`",
-                    dir.display(),
-                    dir.display()
-                ),
-            ));
+                format!("{}: not a CA directory (no {CONFIG})", dir.display()),
+            )
+            .for_field("dir"));
         }
         let lock = CaLock::acquire(dir)?;
         let config: CaConfig = read_json(&cfg_path)?;
@@ -513,12 +500,12 @@ impl Service {
         };
         if dir.join(CONFIG).exists() {
             return Err(ServiceError::new(
-                ErrorKind::Usage,
+                ErrorKind::Invalid,
                 format!("{}: a CA already exists here", dir.display()),
             ));
         }
         if req.name.trim().is_empty() {
-            return Err(ServiceError::new(ErrorKind::Usage, "the CA name is empty"));
+            return Err(ServiceError::new(ErrorKind::Invalid, "the CA name is empty"));
         }
         std::fs::create_dir_all(dir.join("issued")).map_err(|e| ServiceError::io(dir, e))?;
         let _lock = {
@@ -680,17 +667,14 @@ impl Service {
             ..KeyRequest::default()
         };
         self.open_key(&req).await.map_err(|e| match e.kind {
-            ErrorKind::Io | ErrorKind::Usage => ServiceError::new(
+            ErrorKind::Io | ErrorKind::Invalid => ServiceError::new(
                 ErrorKind::Key,
                 format!(
                     "the issuing CA key is missing or unreachable: {}",
                     e.message
                 ),
             ),
-            ErrorKind::Locked => ServiceError::new(
-                ErrorKind::Locked,
-                format!("the issuing CA key is locked: {}", e.message),
-            ),
+            ErrorKind::Locked { .. } => e.context("the issuing CA key is locked"),
             _ => e.context("issuing CA key"),
         })
     }
@@ -699,13 +683,14 @@ impl Service {
     pub async fn ca_issue(&self, req: &CaIssueRequest) -> Result<CaIssueResult, ServiceError> {
         if i64::from(req.days) > pkica::MAX_LEAF_DAYS || req.days == 0 {
             return Err(ServiceError::new(
-                ErrorKind::Usage,
+                ErrorKind::Invalid,
                 format!(
-                    "--days {}: an S/MIME certificate is valid for 1 to {} days (CA/B Forum S/MIME Baseline Requirements)",
+                    "a validity of {} days: an S/MIME certificate is valid for 1 to {} days (CA/B Forum S/MIME Baseline Requirements)",
                     req.days,
                     pkica::MAX_LEAF_DAYS
                 ),
-            ));
+            )
+            .for_field("days"));
         }
         let mut ca = open_ca(&req.dir).await?;
         let now = self.now();
@@ -719,7 +704,7 @@ impl Service {
                 let email = match (email, parsed.email) {
                     (Some(given), Some(asked)) if !given.eq_ignore_ascii_case(&asked) => {
                         return Err(ServiceError::new(
-                            ErrorKind::Usage,
+                            ErrorKind::Invalid,
                             format!("{}: the request is for {asked}, not {given}", csr.display()),
                         ));
                     }
@@ -727,12 +712,10 @@ impl Service {
                     (None, Some(asked)) => asked,
                     (None, None) => {
                         return Err(ServiceError::new(
-                            ErrorKind::Usage,
-                            format!(
-                                "{}: the request names no e-mail address: pass --email",
-                                csr.display()
-                            ),
-                        ));
+                            ErrorKind::Invalid,
+                            format!("{}: the request names no e-mail address", csr.display()),
+                        )
+                        .for_field("email"));
                     }
                 };
                 self.check_subscriber_key(&parsed.spki)?;
@@ -765,12 +748,13 @@ impl Service {
             .collect();
         if !current.is_empty() && !req.renew {
             return Err(ServiceError::new(
-                ErrorKind::Usage,
+                ErrorKind::Invalid,
                 format!(
-                    "{email} already has a valid certificate (serial {}); use --renew to issue another, or revoke it first",
+                    "{email} already has a valid certificate (serial {})",
                     current.join(", ")
                 ),
-            ));
+            )
+            .for_field("renew"));
         }
 
         let key = self.ca_key(&ca, req.ca_secret.clone()).await?;
@@ -916,8 +900,8 @@ impl Service {
             }
             _ => {
                 return Err(ServiceError::new(
-                    ErrorKind::Usage,
-                    "ca revoke needs exactly one of --serial or --cert",
+                    ErrorKind::Invalid,
+                    "a revocation names exactly one of a serial or a certificate",
                 ));
             }
         };
@@ -929,7 +913,7 @@ impl Service {
             .find(|r| normalize_serial(&r.serial) == serial)
             .ok_or_else(|| {
                 ServiceError::new(
-                    ErrorKind::Usage,
+                    ErrorKind::Invalid,
                     format!(
                         "serial {serial} was not issued by this CA ({})",
                         req.dir.display()
@@ -938,7 +922,7 @@ impl Service {
             })?;
         if record.revoked_at.is_some() {
             return Err(ServiceError::new(
-                ErrorKind::Usage,
+                ErrorKind::Invalid,
                 format!("serial {serial} is already revoked"),
             ));
         }
@@ -958,9 +942,10 @@ impl Service {
     pub async fn ca_crl(&self, req: &CaCrlRequest) -> Result<CaCrlResult, ServiceError> {
         if req.days == 0 {
             return Err(ServiceError::new(
-                ErrorKind::Usage,
-                "--days must be at least 1",
-            ));
+                ErrorKind::Invalid,
+                "the next CRL is due at least 1 day after this one",
+            )
+            .for_field("days"));
         }
         let mut ca = open_ca(&req.dir).await?;
         let key = self.ca_key(&ca, req.ca_secret.clone()).await?;
@@ -1086,12 +1071,12 @@ mod tests {
             .ca_issue(&issue("A@example.org", 30, false))
             .await
             .unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Usage, "{e}");
+        assert_eq!(e.kind, ErrorKind::Invalid, "{e}");
         let e = s
             .ca_issue(&issue("b@example.org", 826, false))
             .await
             .unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Usage, "{e}");
+        assert_eq!(e.kind, ErrorKind::Invalid, "{e}");
 
         // A wrong CA password is a key error, and the refused attempts reserved no serial.
         let mut bad = issue("c@example.org", 30, false);

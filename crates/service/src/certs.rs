@@ -117,9 +117,10 @@ impl Service {
             ExportFormat::Der => match certs {
                 [one] => Ok(one.as_bytes().to_vec()),
                 _ => Err(ServiceError::new(
-                    ErrorKind::Usage,
-                    "DER holds one certificate: use --pem for a chain (or export each)",
-                )),
+                    ErrorKind::Invalid,
+                    format!("DER holds one certificate, not {}", certs.len()),
+                )
+                .for_field("format")),
             },
         }
     }

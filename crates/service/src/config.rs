@@ -86,7 +86,7 @@ pub struct KeyStoreConfig {
 const KNOWN_KEYS: &[&str] = &["directory", "keystore", "plugins", "store"];
 
 fn usage(msg: impl Into<String>) -> ServiceError {
-    ServiceError::new(ErrorKind::Usage, msg)
+    ServiceError::new(ErrorKind::Invalid, msg)
 }
 
 fn env_dir(var: &str) -> Option<PathBuf> {
@@ -524,7 +524,7 @@ mod tests {
                 Path::new("/x/config.toml"),
             )
             .unwrap_err();
-            assert_eq!(e.kind, ErrorKind::Usage);
+            assert_eq!(e.kind, ErrorKind::Invalid);
             assert!(
                 e.message.contains("/x/config.toml")
                     && e.message.contains("[directory.l] bulk_time_budget_secs"),
@@ -570,7 +570,7 @@ mod tests {
             "store = \"sqlite:x\"\n",
         ] {
             let e = Config::from_toml(bad, Path::new("/x/config.toml")).unwrap_err();
-            assert_eq!(e.kind, ErrorKind::Usage, "{bad}");
+            assert_eq!(e.kind, ErrorKind::Invalid, "{bad}");
             assert!(
                 e.message.contains("/x/config.toml") && e.message.contains("[store]"),
                 "{bad}: {}",
@@ -586,7 +586,7 @@ mod tests {
             Path::new("/x/config.toml"),
         )
         .unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Usage);
+        assert_eq!(e.kind, ErrorKind::Invalid);
         assert!(
             e.message.contains("/x/config.toml") && e.message.contains("line 3"),
             "{}",

@@ -120,7 +120,7 @@ fn key_err(msg: impl Into<String>) -> ServiceError {
 }
 
 pub(crate) fn parse_address(s: &str) -> Result<Mailbox, ServiceError> {
-    Mailbox::parse(s).map_err(|e| ServiceError::new(ErrorKind::Usage, e.to_string()))
+    Mailbox::parse(s).map_err(|e| ServiceError::new(ErrorKind::Invalid, e.to_string()))
 }
 
 fn thumb(c: &CertDer) -> String {
@@ -171,10 +171,11 @@ fn not_for(
         )
     };
     key_err(format!(
-        "{}: the certificate ({}) is for {names}, not {address}{also}; use --force to publish it anyway",
+        "{}: the certificate ({}) is for {names}, not {address}{also}",
         path.display(),
         info.subject
     ))
+    .for_field("force")
 }
 
 /// Why a certificate cannot receive encrypted mail at `now`, or `Ok`.
@@ -242,7 +243,7 @@ impl Service {
             .find(|d| d.name == name)
             .ok_or_else(|| {
                 ServiceError::new(
-                    ErrorKind::Usage,
+                    ErrorKind::Invalid,
                     format!(
                         "no directory named {name:?} (configured: {}{})",
                         self.configured(),
@@ -275,7 +276,7 @@ impl Service {
             .find(|f| f.kind == d.kind)
             .ok_or_else(|| {
                 ServiceError::new(
-                    ErrorKind::Usage,
+                    ErrorKind::Invalid,
                     format!("directory {name}: no plugin for kind {:?}", d.kind),
                 )
             })?;
@@ -299,7 +300,7 @@ impl Service {
             None => match self.config.directories.first() {
                 Some(d) => self.open_directory(&d.name.clone()),
                 None => Err(ServiceError::new(
-                    ErrorKind::Usage,
+                    ErrorKind::Invalid,
                     format!(
                         "no directory configured{}: add a [directory.NAME] table",
                         self.config_source()
@@ -319,7 +320,7 @@ impl Service {
             None => {
                 if self.config.directories.is_empty() {
                     return Err(ServiceError::new(
-                        ErrorKind::Usage,
+                        ErrorKind::Invalid,
                         format!("no directory configured{}", self.config_source()),
                     ));
                 }
@@ -540,7 +541,7 @@ impl Service {
         match (leaves.pop(), leaves.len()) {
             (Some(one), 0) => Ok(one),
             (Some(_), others) => Err(ServiceError::new(
-                ErrorKind::Usage,
+                ErrorKind::Invalid,
                 format!(
                     "{}: holds {} end-entity certificates; publish one at a time",
                     path.display(),
@@ -621,8 +622,8 @@ impl Service {
     pub async fn trust_push(&self, req: &TrustPushRequest) -> Result<TrustResult, ServiceError> {
         if req.files.is_empty() {
             return Err(ServiceError::new(
-                ErrorKind::Usage,
-                "trust push needs --sst F or certificate files",
+                ErrorKind::Invalid,
+                "no certificate given for the trust chain",
             ));
         }
         let chain = self.trust_chain_from_files(&req.files)?;
@@ -652,7 +653,7 @@ impl Service {
                     certinfo::parse(&c).map_err(|e| ServiceError::from(e).context(f.display()))?;
                 if !info.is_ca {
                     return Err(ServiceError::new(
-                        ErrorKind::Usage,
+                        ErrorKind::Invalid,
                         format!(
                             "{}: {} is not a CA certificate; the trust chain holds roots and intermediates",
                             f.display(),

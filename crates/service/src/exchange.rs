@@ -188,7 +188,7 @@ pub struct OrgSettingsResult {
 }
 
 fn usage(msg: impl Into<String>) -> ServiceError {
-    ServiceError::new(ErrorKind::Usage, msg)
+    ServiceError::new(ErrorKind::Invalid, msg)
 }
 
 const CERT_EXTENSIONS: &[&str] = &["pem", "cer", "crt", "der", "p7b", "p7c"];

@@ -102,7 +102,7 @@ impl Service {
                 ),
                 None => {
                     return Err(ServiceError::new(
-                        ErrorKind::Usage,
+                        ErrorKind::Invalid,
                         format!("{}: no key store handles this reference", req.reference),
                     ));
                 }
@@ -120,7 +120,9 @@ impl Service {
                         secrets::key_secret_request(&req.reference, Some(&what), purpose, sources)?;
                     // Secret files, and a prompt waiting for a person: off the async threads.
                     let svc = self.clone();
-                    let found = blocking(move || svc.resolve_secret(&ask)).await??;
+                    let found = blocking(move || svc.resolve_secret(&ask))
+                        .await?
+                        .map_err(|e| e.tries_left(tries_left))?;
                     store
                         .unlock(found.secret)
                         .await
@@ -144,7 +146,7 @@ impl Service {
             .find(|f| (f.accepts)(&reference))
             .ok_or_else(|| {
                 ServiceError::new(
-                    ErrorKind::Usage,
+                    ErrorKind::Invalid,
                     format!("{reference}: no key store handles this reference"),
                 )
             })?;
@@ -251,7 +253,7 @@ impl plugin::KeyOpener for ServiceKeyOpener {
         // The message already names the key and what was tried; the kind tells the plugin
         // whether a secret is missing.
         opened.await.map_err(|e| match e.kind {
-            ErrorKind::Locked => K::Locked {
+            ErrorKind::Locked { .. } => K::Locked {
                 key: secrets::redact(&req.reference),
                 hint: e.message,
             },

@@ -153,10 +153,18 @@ impl ServiceBuilder {
         self
     }
 
-    /// The app's password file (`--password-file`): the first line is the secret for whatever
-    /// needs one and has no source of its own (see [`smimekit_core::secret`]).
+    /// The app's password file: the first line is the secret for whatever needs one and has no
+    /// source of its own (see [`smimekit_core::secret`]).
     pub fn password_file(mut self, file: Option<std::path::PathBuf>) -> Self {
         self.secrets.password_file = file;
+        self
+    }
+
+    /// How messages name the app's password file, given or not (the CLI: `--password-file`,
+    /// listed among the sources tried when a secret is missing). Without it, messages name a
+    /// given file "password file" and leave it out otherwise.
+    pub fn password_file_name(mut self, name: impl Into<String>) -> Self {
+        self.secrets.password_file_name = Some(name.into());
         self
     }
 
@@ -187,7 +195,7 @@ impl ServiceBuilder {
         smimekit_builtins::link();
         let factory = match &self.engine {
             Some(id) => plugin::engines().find(|e| e.id == id).ok_or_else(|| {
-                ServiceError::new(ErrorKind::Usage, format!("no crypto engine named {id:?}"))
+                ServiceError::new(ErrorKind::Invalid, format!("no crypto engine named {id:?}"))
             })?,
             None => plugin::engines().next().ok_or_else(|| {
                 ServiceError::new(ErrorKind::Unsupported, "no crypto engine is registered")

@@ -109,9 +109,10 @@ impl Service {
     pub async fn sign(&self, req: SignRequest) -> Result<SignResult, ServiceError> {
         if req.pss && !matches!(req.key.kind(), smimekit_core::KeyKind::Rsa { .. }) {
             return Err(ServiceError::new(
-                ErrorKind::Usage,
-                "--pss needs an RSA key (this key is not RSA)",
-            ));
+                ErrorKind::Invalid,
+                "RSA-PSS needs an RSA key (this key is not RSA)",
+            )
+            .for_field("pss"));
         }
         let (chain, report) = self.signer_chain(req.key.as_ref(), &req.chain).await?;
         let opts = SignOptions {
@@ -131,10 +132,9 @@ impl Service {
 
     pub async fn encrypt(&self, req: EncryptRequest) -> Result<Vec<u8>, ServiceError> {
         if req.to.is_empty() {
-            return Err(ServiceError::new(
-                ErrorKind::Usage,
-                "encrypt needs at least one --to",
-            ));
+            return Err(
+                ServiceError::new(ErrorKind::Invalid, "no recipient given").for_field("to"),
+            );
         }
         // A file may carry the recipient with its issuers (a PKCS#7 or PEM bundle, `cert export
         // --chain`): encrypt to its end-entity certificates, never to the CAs beside them.

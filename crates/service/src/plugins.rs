@@ -31,7 +31,7 @@ pub(crate) fn load(
         .chain(plugin::directories().map(|d| d.kind))
         .collect();
     Plugins::load_all(&paths, &reserved)
-        .map_err(|e| ServiceError::new(ErrorKind::Usage, e.to_string()))
+        .map_err(|e| ServiceError::new(ErrorKind::Invalid, e.to_string()))
 }
 
 pub(crate) fn summaries(plugins: &Plugins) -> Vec<PluginSummary> {

@@ -30,6 +30,8 @@ pub trait Prompt: Send + Sync {
 #[derive(Clone, Default)]
 pub(crate) struct Sources {
     pub(crate) password_file: Option<PathBuf>,
+    /// How the app names its password file in messages (the CLI: `--password-file`).
+    pub(crate) password_file_name: Option<String>,
     pub(crate) prompt: Option<Arc<dyn Prompt>>,
 }
 
@@ -48,6 +50,10 @@ impl SecretIo for Sources {
         self.password_file.as_deref()
     }
 
+    fn password_file_name(&self) -> Option<&str> {
+        self.password_file_name.as_deref()
+    }
+
     fn prompt(&self, text: &str) -> Option<Result<Secret, String>> {
         self.prompt
             .as_ref()
@@ -59,10 +65,19 @@ impl From<SecretError> for ServiceError {
     fn from(e: SecretError) -> Self {
         let kind = match &e {
             // Nothing to unlock with: the app may ask and call again (exit 4 in the CLI).
-            SecretError::NotFound { .. } | SecretError::NoHost { .. } => ErrorKind::Locked,
+            SecretError::NotFound { object, tried } => ErrorKind::Locked {
+                object: object.clone(),
+                hint: format!("not found in {}", tried.join(", ")),
+                tries_left: None,
+            },
+            SecretError::NoHost { object } => ErrorKind::Locked {
+                object: object.clone(),
+                hint: "this host cannot supply passwords or PINs".into(),
+                tries_left: None,
+            },
             _ => ErrorKind::Io,
         };
-        ServiceError::new(kind, e.to_string())
+        ServiceError::new(kind, e.to_string()).with_source(e)
     }
 }
 

@@ -186,7 +186,7 @@ impl Service {
     pub async fn close_directory(&self, name: &str) -> Result<bool, ServiceError> {
         if !self.config.directories.iter().any(|d| d.name == name) {
             return Err(ServiceError::new(
-                ErrorKind::Usage,
+                ErrorKind::Invalid,
                 format!("no directory named {name:?}"),
             ));
         }

@@ -39,7 +39,9 @@ pub struct SignerChain {
 }
 
 impl SignerChain {
-    /// A sentence for people when the chain is incomplete; `None` when it is complete.
+    /// A sentence for people when the chain is incomplete; `None` when it is complete. It says
+    /// where the issuer was looked for, not how to give it (a frontend adds that: the request's
+    /// `chain`, or a directory's trust chain).
     pub fn warning(&self) -> Option<String> {
         if self.complete {
             return None;
@@ -51,14 +53,13 @@ impl SignerChain {
             .unwrap_or("the signer's certificate");
         let mut s = if self.included.is_empty() {
             format!(
-                "signed without the signer's chain: no certificate for {missing:?} (the issuer of {stops:?}) in the key store, the directories' trust chains or --chain; recipients who do not hold it cannot verify the signature"
+                "signed without the signer's chain: no certificate for {missing:?} (the issuer of {stops:?}) in the key store, the directories' trust chains or the chain certificates given; recipients who do not hold it cannot verify the signature"
             )
         } else {
             format!(
-                "the signer's chain stops at {stops:?}: no certificate for its issuer {missing:?} in the key store, the directories' trust chains or --chain; recipients must already hold it"
+                "the signer's chain stops at {stops:?}: no certificate for its issuer {missing:?} in the key store, the directories' trust chains or the chain certificates given; recipients must already hold it"
             )
         };
-        s.push_str(" (give it with --chain F, or store it with trust push)");
         if !self.unavailable.is_empty() {
             s.push_str(&format!("; not searched: {}", self.unavailable.join("; ")));
         }

@@ -38,15 +38,9 @@ pub fn os_user() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The store's error as the service's (kinds as [`ServiceError`]'s `From<StoreError>` maps them).
 pub(crate) fn store_error(e: StoreError) -> ServiceError {
-    let kind = match &e {
-        StoreError::Config(_) | StoreError::Invalid(_) | StoreError::NotFound(_) => {
-            ErrorKind::Usage
-        }
-        StoreError::Corrupt(_) => ErrorKind::Malformed,
-        _ => ErrorKind::Io,
-    };
-    ServiceError::new(kind, format!("store: {e}"))
+    e.into()
 }
 
 /// `smimekit directory export`: the JSON form of a directory.
@@ -92,7 +86,7 @@ impl Service {
     pub(crate) fn lazy_store(&self) -> Result<&Arc<LazyStore>, ServiceError> {
         self.store.as_ref().ok_or_else(|| {
             ServiceError::new(
-                ErrorKind::Usage,
+                ErrorKind::Invalid,
                 "no store configured and no data folder known (set XDG_DATA_HOME or HOME, or [store] url in the config)",
             )
         })
@@ -147,7 +141,7 @@ impl Service {
         let name = dir.name().to_string();
         if !self.is_local(&name) {
             return Err(ServiceError::new(
-                ErrorKind::Usage,
+                ErrorKind::Invalid,
                 format!(
                     "directory {name} is not a local directory: import publishes into local directories only"
                 ),

@@ -37,7 +37,7 @@ fn encode(value: &str, keep_slash: bool) -> String {
 pub(crate) fn with_object(store: &str, label: &str) -> Result<String, ServiceError> {
     if !is_pkcs11(store) {
         return Err(ServiceError::new(
-            ErrorKind::Usage,
+            ErrorKind::Invalid,
             format!("{store}: a key store for generated CA or token keys must be a pkcs11: URI"),
         ));
     }
@@ -49,7 +49,7 @@ pub(crate) fn with_object(store: &str, label: &str) -> Result<String, ServiceErr
         a.to_ascii_lowercase().starts_with("object=") || a.to_ascii_lowercase().starts_with("id=")
     }) {
         return Err(ServiceError::new(
-            ErrorKind::Usage,
+            ErrorKind::Invalid,
             format!(
                 "{path}: name only the token here (no object= or id=); the label is set by smimekit"
             ),
@@ -153,8 +153,8 @@ impl Service {
     ) -> Result<TokenEnrollResult, ServiceError> {
         if req.ca.is_none() && req.csr_out.is_none() {
             return Err(ServiceError::new(
-                ErrorKind::Usage,
-                "token enroll needs --ca DIR (the smimekit CA issues) or --csr-out F (for an external CA)",
+                ErrorKind::Invalid,
+                "nothing to enroll with: neither a CA to issue the certificate nor a file for the request (for an external CA)",
             ));
         }
         let email = smimekit_pki::ca::cert::normalize_email(&req.email)?;

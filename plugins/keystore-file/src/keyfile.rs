@@ -159,7 +159,7 @@ impl KeyFile {
             return Err(KeyStoreError::Malformed {
                 key: id.to_string(),
                 detail: format!(
-                    "no certificate matches private key {} (wrong --cert file?)",
+                    "no certificate matches private key {} (wrong certificate file?)",
                     k.selector
                 ),
             });

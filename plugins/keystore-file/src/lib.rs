@@ -238,8 +238,8 @@ impl KeyStore for FileKeyStore {
         if matches!(*self.source, Source::KeyFile(_)) && bundle.certificates.is_empty() {
             return Err(KeyStoreError::Failed {
                 key: self.id.clone(),
-                detail: "needs --cert CERTFILE (the file holds a private key but no certificate; \
-                         without one it can only decrypt)"
+                detail: "needs a certificate: the file holds a private key but none; give the \
+                         certificate file with the key (without one it can only decrypt)"
                     .into(),
             });
         }

@@ -222,7 +222,7 @@ async fn pem_key_with_separate_cert_signs_verifiably() {
     // Without a certificate the key cannot sign (`open`), but it opens bare to decrypt.
     let bare = open(&key_path, None).unwrap();
     match bare.open(None).await {
-        Err(e) => assert!(e.to_string().contains("needs --cert CERTFILE"), "{e}"),
+        Err(e) => assert!(e.to_string().contains("needs a certificate"), "{e}"),
         Ok(k) => panic!("opened to sign without a certificate: {k:?}"),
     }
     let plain = b"0123456789abcdef0123456789abcdef";

@@ -608,7 +608,7 @@ impl KeyStore for Pkcs11Store {
             return Err(KeyStoreError::NotFound {
                 key: id.clone(),
                 detail: format!(
-                    "private key {} has no certificate on the token (write one with the same CKA_ID: `smimekit token import`, or pkcs11-tool --write-object CERT --type cert --id …)",
+                    "private key {} has no certificate on the token (write one with the same CKA_ID: import the key's PKCS#12 onto the token, or use pkcs11-tool --write-object CERT --type cert --id …)",
                     self.object_uri(f)
                 ),
             });

@@ -12,7 +12,7 @@ use crate::cli::CaCommand;
 fn key_type(name: &str) -> Result<CaKeyType> {
     CaKeyType::from_name(name).ok_or_else(|| {
         ServiceError::new(
-            ErrorKind::Usage,
+            ErrorKind::Invalid,
             format!("--key-type {name}: use rsa2048, rsa3072, rsa4096, p256 or p384"),
         )
         .into()
@@ -80,13 +80,13 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
             let source = match (csr, p12) {
                 (Some(csr), None) => {
                     let out = out.ok_or_else(|| {
-                        ServiceError::new(ErrorKind::Usage, "ca issue --csr needs --out CERT")
+                        ServiceError::new(ErrorKind::Invalid, "ca issue --csr needs --out CERT")
                     })?;
                     IssueSource::Csr { csr, out, email }
                 }
                 (None, Some(p12)) => {
                     let email = email.ok_or_else(|| {
-                        ServiceError::new(ErrorKind::Usage, "ca issue --p12 needs --email ADDR")
+                        ServiceError::new(ErrorKind::Invalid, "ca issue --p12 needs --email ADDR")
                     })?;
                     let p12_secret = p12_password(
                         service,
@@ -103,7 +103,7 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
                 }
                 _ => {
                     return Err(ServiceError::new(
-                        ErrorKind::Usage,
+                        ErrorKind::Invalid,
                         "ca issue needs either --csr F --out CERT, or --email ADDR --p12 OUT",
                     )
                     .into());
@@ -144,7 +144,7 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
         } => {
             let reason = RevocationReason::from_name(&reason).ok_or_else(|| {
                 ServiceError::new(
-                    ErrorKind::Usage,
+                    ErrorKind::Invalid,
                     format!("--reason {reason}: use unspecified, key-compromise, affiliation-changed, superseded or cessation-of-operation"),
                 )
             })?;

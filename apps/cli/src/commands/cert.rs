@@ -97,7 +97,7 @@ pub async fn run(service: &Service, c: CertCommand, json: bool) -> Result<u8> {
                 (_, true) => ExportFormat::Pem,
                 _ => {
                     return Err(ServiceError::new(
-                        ErrorKind::Usage,
+                        ErrorKind::Invalid,
                         "cert export needs --der or --pem",
                     )
                     .into());

@@ -127,7 +127,7 @@ fn work_dir(dir: Option<&Path>) -> Result<(PathBuf, bool), ServiceError> {
         let mut entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
         if entries.next().is_some() {
             return Err(ServiceError::new(
-                ErrorKind::Usage,
+                ErrorKind::Invalid,
                 format!(
                     "{}: not empty; the demo writes a CA, keys and a directory there: give a new or empty directory",
                     dir.display()

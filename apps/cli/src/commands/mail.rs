@@ -15,7 +15,7 @@ pub async fn sign(service: &Service, a: SignArgs, json: bool) -> Result<u8> {
         Some(d @ (DigestAlg::Sha256 | DigestAlg::Sha384 | DigestAlg::Sha512)) => d,
         _ => {
             return Err(ServiceError::new(
-                ErrorKind::Usage,
+                ErrorKind::Invalid,
                 format!("--digest {}: use sha256, sha384 or sha512", a.digest),
             )
             .into());
@@ -37,7 +37,7 @@ pub async fn sign(service: &Service, a: SignArgs, json: bool) -> Result<u8> {
     io::write_output(a.io.output.as_deref(), out)?;
     // Signed all the same: an incomplete chain is a warning, not a failure.
     if let Some(w) = signed.chain.warning() {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {w} (give the issuer with --chain F, or store it with trust push)");
     }
     if json && a.io.output.is_some() {
         let c = &signed.chain;
@@ -146,7 +146,7 @@ fn parse_time(s: &str) -> Result<i64> {
         .map(|t| t.unix_timestamp())
         .map_err(|e| {
             ServiceError::new(
-                ErrorKind::Usage,
+                ErrorKind::Invalid,
                 format!("--at {s}: not an RFC 3339 time ({e})"),
             )
             .into()

@@ -26,14 +26,22 @@ pub const EXIT_MALFORMED: u8 = 3;
 pub const EXIT_KEY: u8 = 4;
 pub const EXIT_IO: u8 = 5;
 
-/// The one table from error kind to documented exit code.
-const EXIT_CODES: &[(ErrorKind, u8)] = &[
-    (ErrorKind::Usage, EXIT_USAGE),
-    (ErrorKind::Malformed, EXIT_MALFORMED),
-    (ErrorKind::Unsupported, EXIT_MALFORMED),
-    (ErrorKind::Key, EXIT_KEY),
-    (ErrorKind::Locked, EXIT_KEY),
-    (ErrorKind::Io, EXIT_IO),
+/// The one table from error kind ([`ErrorKind::name`]) to documented exit code. The README
+/// names six codes; each newer kind keeps the code its errors had before it existed: a missing
+/// recipient or key is a recipient or key problem (4); another run holding a lock, a directory
+/// or store that is down or throttling, a refused permission and our own faults are I/O (5).
+const EXIT_CODES: &[(&str, u8)] = &[
+    ("invalid", EXIT_USAGE),
+    ("malformed", EXIT_MALFORMED),
+    ("unsupported", EXIT_MALFORMED),
+    ("key", EXIT_KEY),
+    ("locked", EXIT_KEY),
+    ("not-found", EXIT_KEY),
+    ("io", EXIT_IO),
+    ("conflict", EXIT_IO),
+    ("unavailable", EXIT_IO),
+    ("permission-denied", EXIT_IO),
+    ("internal", EXIT_IO),
 ];
 
 /// Maps an error to the documented exit code, once: the kind of the first `ServiceError` in the
@@ -43,21 +51,74 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     let kind = e
         .chain()
         .find_map(|c| c.downcast_ref::<ServiceError>())
-        .map_or(ErrorKind::Io, |s| s.kind);
+        .map_or("io", |s| s.kind.name());
     EXIT_CODES
         .iter()
         .find(|(k, _)| *k == kind)
         .map_or(EXIT_IO, |(_, code)| *code)
 }
 
-/// A usage error (exit 2): the request itself is wrong.
-pub fn usage(message: impl Into<String>) -> anyhow::Error {
-    ServiceError::new(ErrorKind::Usage, message).into()
+/// How the CLI names a request field the service points at (the service names fields, never
+/// flags): the option, put before the message, or advice, put after it.
+enum Hint {
+    Option(&'static str),
+    Advice(&'static str),
 }
 
-/// A failure of our own making (serialising a report): reported as I/O, the catch-all code.
+/// The flag hints, by the request field a [`ServiceError`] names.
+const HINTS: &[(&str, Hint)] = &[
+    ("force", Hint::Advice("use --force to publish it anyway")),
+    (
+        "renew",
+        Hint::Advice("use --renew to issue another, or revoke it first"),
+    ),
+    ("email", Hint::Advice("pass --email")),
+    ("keys", Hint::Advice("give a key with --key")),
+    (
+        "format",
+        Hint::Advice("use --pem for a chain (or export each)"),
+    ),
+    (
+        "dir",
+        Hint::Advice("create one with `smimekit ca init --dir DIR`"),
+    ),
+    ("days", Hint::Option("--days")),
+    ("pss", Hint::Option("--pss")),
+    ("to", Hint::Option("--to")),
+];
+
+/// An error as the CLI prints it: each cause in turn (`context: cause`), as anyhow's `{:#}`
+/// does, but ending at the first [`ServiceError`] (its message already says what its source
+/// says), with the flag hint for the request field it names.
+pub fn render(e: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in e.chain() {
+        let Some(s) = cause.downcast_ref::<ServiceError>() else {
+            parts.push(cause.to_string());
+            continue;
+        };
+        let hint = s
+            .field
+            .and_then(|f| HINTS.iter().find(|(name, _)| *name == f))
+            .map(|(_, h)| h);
+        parts.push(match hint {
+            Some(Hint::Option(flag)) => format!("{flag}: {}", s.message),
+            Some(Hint::Advice(advice)) => format!("{}; {advice}", s.message),
+            None => s.message.clone(),
+        });
+        break;
+    }
+    parts.join(": ")
+}
+
+/// A usage error (exit 2): the request itself is wrong.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    ServiceError::new(ErrorKind::Invalid, message).into()
+}
+
+/// A failure of our own making (serialising a report): exit 5, the catch-all code.
 fn internal(e: impl std::fmt::Display) -> anyhow::Error {
-    ServiceError::new(ErrorKind::Io, e.to_string()).into()
+    ServiceError::new(ErrorKind::Internal, e.to_string()).into()
 }
 
 pub async fn run(cli: Cli) -> Result<u8> {
@@ -68,6 +129,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         .plugin_path_env(std::env::var_os("SMIMEKIT_PLUGIN_PATH"))
         .plugins(crate::cli::plugin_files(std::env::args_os(), &cli.plugins))
         .password_file(cli.password_file.clone())
+        .password_file_name("--password-file")
         .actor(smimekit_service::os_user(), "cli");
     // The last source of passwords and PINs, only when someone is there to answer.
     if let Some(prompt) = io::terminal_prompt() {
@@ -198,4 +260,74 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(internal)?;
     outln!("{text}");
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn code(kind: ErrorKind) -> u8 {
+        exit_code(&ServiceError::new(kind, "x").into())
+    }
+
+    /// Every kind the service has, with the README's exit code for it.
+    #[test]
+    fn every_kind_has_its_documented_exit_code() {
+        let table = [
+            (ErrorKind::Invalid, EXIT_USAGE),
+            (ErrorKind::Malformed, EXIT_MALFORMED),
+            (ErrorKind::Unsupported, EXIT_MALFORMED),
+            (ErrorKind::Key, EXIT_KEY),
+            (
+                ErrorKind::Locked {
+                    object: "PIN of token \"t\"".into(),
+                    hint: "not found in SMIMEKIT_PIN".into(),
+                    tries_left: Some(2),
+                },
+                EXIT_KEY,
+            ),
+            (ErrorKind::NotFound, EXIT_KEY),
+            (ErrorKind::Io, EXIT_IO),
+            (ErrorKind::Conflict, EXIT_IO),
+            (ErrorKind::Unavailable, EXIT_IO),
+            (ErrorKind::PermissionDenied, EXIT_IO),
+            (ErrorKind::Internal, EXIT_IO),
+        ];
+        let mut names: Vec<&str> = table.iter().map(|(k, _)| k.name()).collect();
+        names.sort_unstable();
+        let mut every: Vec<&str> = ErrorKind::NAMES.to_vec();
+        every.sort_unstable();
+        assert_eq!(names, every, "a kind without an exit code");
+        assert_eq!(EXIT_CODES.len(), ErrorKind::NAMES.len());
+        for (kind, want) in table {
+            assert_eq!(code(kind.clone()), want, "{kind:?}");
+        }
+        // Outside the service: an I/O failure.
+        let other = anyhow::Error::from(std::io::Error::other("other"));
+        assert_eq!(exit_code(&other), EXIT_IO);
+    }
+
+    #[test]
+    fn rendering_ends_at_the_service_error_with_its_flag_hint() {
+        let source = std::io::Error::other("disk on fire");
+        let e: anyhow::Error = ServiceError::new(ErrorKind::Io, "a.pem: disk on fire")
+            .with_source(source)
+            .into();
+        assert_eq!(render(&e), "a.pem: disk on fire");
+        let e = anyhow::Error::from(
+            ServiceError::new(ErrorKind::Key, "the certificate is for b, not a").for_field("force"),
+        )
+        .context("publishing");
+        assert_eq!(
+            render(&e),
+            "publishing: the certificate is for b, not a; use --force to publish it anyway"
+        );
+        let e: anyhow::Error = ServiceError::new(ErrorKind::Invalid, "RSA-PSS needs an RSA key")
+            .for_field("pss")
+            .into();
+        assert_eq!(render(&e), "--pss: RSA-PSS needs an RSA key");
+        let e = anyhow::Error::from(std::io::Error::other("inner")).context("outer");
+        assert_eq!(render(&e), format!("{e:#}"));
+    }
 }

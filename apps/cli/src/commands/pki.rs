@@ -13,7 +13,7 @@ pub fn parse_at(at: Option<&str>) -> Result<Option<i64>> {
             .map(|t| t.unix_timestamp())
             .map_err(|e| {
                 smimekit_service::ServiceError::new(
-                    smimekit_service::ErrorKind::Usage,
+                    smimekit_service::ErrorKind::Invalid,
                     format!("--at {s}: not an RFC 3339 time ({e})"),
                 )
                 .into()

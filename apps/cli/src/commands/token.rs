@@ -65,7 +65,7 @@ pub async fn run(service: &Service, c: TokenCommand, json: bool) -> Result<u8> {
         } => {
             let key_type = CaKeyType::from_name(&key_type).ok_or_else(|| {
                 ServiceError::new(
-                    ErrorKind::Usage,
+                    ErrorKind::Invalid,
                     format!("--key-type {key_type}: use rsa2048, rsa3072, rsa4096, p256 or p384"),
                 )
             })?;
