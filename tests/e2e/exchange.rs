@@ -1,7 +1,11 @@
-//! Exchange Online against the in-repo emulator (tests/exchange-emulator): app-only auth and
-//! its rejections, trust push/show, publish with merge/replace and read-back, external
-//! contacts, bad input, and bulk runs that lose no update and duplicate none under throttling, lost answers and
-//! a spent time budget.
+//! Exchange Online against the in-repo emulator (tests/exchange-emulator), in its strict mode
+//! (the wire format the module's own schema describes) with default settings unless a test
+//! says otherwise: app-only auth and its rejections (RS256 fallback, the cloud's scope),
+//! the regional redirect, trust push/show, publish with merge/replace and unpublish (which
+//! must remove without `@{Remove=…}`), read-back in every rendering, the byte-encoding
+//! fallback, the lenient mode, external contacts, bad input, `exchange probe`, and bulk runs
+//! that lose no update and duplicate none under throttling, lost answers and a spent time
+//! budget.
 
 use std::process::Output;
 use std::sync::Arc;
@@ -284,10 +288,10 @@ fn publish_merge_replace_with_read_back() {
 }
 
 #[test]
-fn int_array_byte_encoding_switch() {
+fn protocol_switches_and_partial_json() {
     let exo = Exo::with_settings(
         |_| {},
-        "[directory.exo.protocol]\nbyte_encoding = \"int-array\"\n",
+        "[directory.exo.protocol]\nbyte_encoding = \"int-array\"\nannotate = false\n",
     );
     exo.ok(&[
         "publish",
@@ -307,7 +311,7 @@ fn int_array_byte_encoding_switch() {
         toml_for(
             &exo.emu.base_url,
             &exo.emu.base_url,
-            "[directory.exo.protocol]\nserialization_level = \"Partial\"\n",
+            "[directory.exo.protocol]\nserialization_level = \"Partial\"\nresponse_format = \"json\"\n",
         ),
     )
     .unwrap();
@@ -697,11 +701,15 @@ fn emit_powershell_embeds_the_right_bytes_and_sends_nothing() {
         "New-MailContact -Name $i.ContactName",
         "'dave (partner.example)'",
         "Set-MailContact -Identity $i.Address -UserCertificate $value",
-        "@{ Add = @(,$i.Certificate) }",
-        "read-back",
+        "[void]$value.Add($i.Certificate)",
+        "read-back: left over",
+        "missing [",
     ] {
         assert!(script.contains(needle), "{needle} missing:\n{script}");
     }
+    // Never @{Remove=…}: the full list is set.
+    assert!(!script.contains("Remove ="), "{script}");
+    assert!(!script.contains("@{ Add ="), "{script}");
     // The trust store: the SST decodes to root + intermediate.
     let trust = exo._dir.path().join("trust.ps1");
     exo.ok(&[
@@ -1008,4 +1016,382 @@ fn app_credential_password_follows_the_secret_order() {
         "{}",
         show("prompt", &out)
     );
+}
+
+/// `--replace` and `unpublish` really remove in strict mode, where `@{Remove=…}` of a byte
+/// array does nothing: the full list is set, and no Remove is ever sent.
+#[test]
+fn replace_and_unpublish_remove_in_strict_mode() {
+    let exo = Exo::new(|_| {});
+    let (alice, bob) = (der("alice.pem"), der("bob.pem"));
+    let publish = |cert: &str, extra: &[&str]| {
+        let mut a = vec![
+            "publish",
+            "alice@example.org",
+            "--cert",
+            cert,
+            "--force",
+            "--directory",
+            "exo",
+        ];
+        a.extend_from_slice(extra);
+        exo.ok(&a)
+    };
+    publish(&pki("alice.pem"), &[]);
+    publish(&pki("bob.pem"), &[]);
+    assert_eq!(
+        exo.certs("alice@example.org").unwrap(),
+        vec![alice.clone(), bob.clone()]
+    );
+    let v = publish(&pki("alice.pem"), &["--replace"]);
+    assert_eq!(v["removed"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(exo.certs("alice@example.org").unwrap(), vec![alice.clone()]);
+    publish(&pki("bob.pem"), &[]);
+    exo.ok(&[
+        "unpublish",
+        "alice@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "exo",
+    ]);
+    assert_eq!(exo.certs("alice@example.org").unwrap(), vec![bob.clone()]);
+    exo.ok(&[
+        "unpublish",
+        "alice@example.org",
+        "--cert",
+        &pki("bob.pem"),
+        "--directory",
+        "exo",
+    ]);
+    assert!(exo.certs("alice@example.org").unwrap().is_empty());
+    let c = &exo.emu.counters;
+    assert_eq!(counter(&c.ignored_removes), 0, "a Remove was sent");
+    assert_eq!(
+        counter(&c.refused_encodings),
+        0,
+        "the default encoding was refused"
+    );
+    assert!(counter(&c.clixml) > 0, "reads are CLIXML by default");
+}
+
+/// The old emulator's behaviour (lenient mode) still works with the default settings: the
+/// annotation it refuses is dropped once, and said so.
+#[test]
+fn lenient_mode_works_with_default_settings() {
+    let exo = Exo::new(|c| c.strict = false);
+    exo.ok(&[
+        "publish",
+        "alice@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "exo",
+    ]);
+    // A full list carries the annotation beside it, which this emulator takes for a parameter.
+    let out = exo.run(&[
+        "publish",
+        "alice@example.org",
+        "--cert",
+        &pki("bob.pem"),
+        "--force",
+        "--replace",
+        "--directory",
+        "exo",
+    ]);
+    assert!(out.status.success(), "{}", show("publish", &out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "note: directory exo: Set-Mailbox refused int-array + UserCertificate@odata.type"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        exo.certs("alice@example.org").unwrap(),
+        vec![der("bob.pem")]
+    );
+    exo.ok(&[
+        "unpublish",
+        "alice@example.org",
+        "--cert",
+        &pki("bob.pem"),
+        "--directory",
+        "exo",
+    ]);
+    assert!(exo.certs("alice@example.org").unwrap().is_empty());
+    assert_eq!(counter(&exo.emu.counters.clixml), 0);
+}
+
+/// A tenant that takes only base64: one refused request, then base64 for the rest of the
+/// process (a bulk run of 20 refuses at most one per item in flight), said once.
+#[test]
+fn the_other_byte_encoding_is_tried_once_and_remembered() {
+    let addrs = mailboxes(20);
+    let exo = Exo::new(|c| {
+        c.mailboxes = addrs.clone();
+        c.base64_only = true;
+    });
+    let out = exo.run(&[
+        "publish",
+        &addrs[0],
+        "--cert",
+        &pki("alice.pem"),
+        "--force",
+        "--directory",
+        "exo",
+    ]);
+    assert!(out.status.success(), "{}", show("publish", &out));
+    assert_eq!(counter(&exo.emu.counters.refused_encodings), 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused int-array") && err.contains("sent base64"),
+        "{err}"
+    );
+    let list = bulk_list(&exo, &addrs[1..]);
+    let (out, r) = bulk(&exo, &list, &["--parallel", "4"]);
+    assert!(out.status.success(), "{}", show("bulk", &out));
+    assert_all_done(&r, 19);
+    assert!(counter(&exo.emu.counters.refused_encodings) <= 1 + 4);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("note: ").count(), 1, "{err}");
+    assert_published_once(&exo, &addrs);
+    // A pinned encoding is not second-guessed: the refusal is the error.
+    std::fs::write(
+        &exo.config,
+        toml_for(
+            &exo.emu.base_url,
+            &exo.emu.base_url,
+            "[directory.exo.protocol]\nbyte_encoding = \"int-array\"\n",
+        ),
+    )
+    .unwrap();
+    let e = exo.fail(&[
+        "publish",
+        &addrs[0],
+        "--cert",
+        &pki("bob.pem"),
+        "--force",
+        "--directory",
+        "exo",
+    ]);
+    assert!(e.contains("'StartArray' node was expected"), "{e}");
+}
+
+/// A service where `@{Add=…}` does nothing: the read-back shows it, the full list is set.
+#[test]
+fn an_add_the_read_back_does_not_prove_falls_back_to_the_full_list() {
+    let exo = Exo::new(|c| c.ignore_adds = true);
+    let out = exo.run(&[
+        "publish",
+        "alice@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "exo",
+    ]);
+    assert!(out.status.success(), "{}", show("publish", &out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("writing full lists"), "{err}");
+    assert_eq!(
+        exo.certs("alice@example.org").unwrap(),
+        vec![der("alice.pem")]
+    );
+}
+
+/// Full JSON read in each form bytes may take: base64, {"Data": [..]}, integer arrays.
+#[test]
+fn every_json_rendering_of_bytes_is_read() {
+    use smimekit_exchange_emulator::JsonBytes;
+    for form in [JsonBytes::Base64, JsonBytes::DataInts, JsonBytes::Ints] {
+        let exo = Exo::with_settings(
+            |c| c.json_bytes = Some(form),
+            "[directory.exo.protocol]\nresponse_format = \"json\"\n",
+        );
+        exo.ok(&[
+            "publish",
+            "alice@example.org",
+            "--cert",
+            &pki("alice.pem"),
+            "--directory",
+            "exo",
+        ]);
+        let v = exo.ok(&["lookup", "alice@example.org", "--directory", "exo"]);
+        assert_eq!(
+            v["certificates"].as_array().unwrap().len(),
+            1,
+            "{form:?}: {v}"
+        );
+        assert_eq!(counter(&exo.emu.counters.clixml), 0);
+    }
+}
+
+/// The token scope follows the cloud; a tenant refusing PS256 gets RS256 + x5t once, said so.
+#[test]
+fn cloud_scope_and_rs256_fallback() {
+    let exo = Exo::new(|c| {
+        c.scope = "https://outlook.office365.us/.default".into();
+        c.reject_ps256 = true;
+    });
+    // The commercial scope is refused by this (GCC High) token endpoint.
+    let e = exo.fail(&["lookup", "alice@example.org", "--directory", "exo"]);
+    assert!(e.contains("AADSTS70011"), "{e}");
+    std::fs::write(
+        &exo.config,
+        toml_for(
+            &exo.emu.base_url,
+            &exo.emu.base_url,
+            "cloud = \"gcc-high\"\n",
+        ),
+    )
+    .unwrap();
+    let out = exo.run(&[
+        "publish",
+        "alice@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "exo",
+    ]);
+    assert!(out.status.success(), "{}", show("publish", &out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused the PS256 client assertion") && err.contains("RS256 + x5t"),
+        "{err}"
+    );
+    // PS256 pinned: no second try, the refusal is the error.
+    std::fs::write(
+        &exo.config,
+        toml_for(
+            &exo.emu.base_url,
+            &exo.emu.base_url,
+            "cloud = \"gcc-high\"\nassertion = \"ps256\"\n",
+        ),
+    )
+    .unwrap();
+    let e = exo.fail(&["lookup", "alice@example.org", "--directory", "exo"]);
+    assert!(e.contains("AADSTS700027") && !e.contains("RS256"), "{e}");
+}
+
+/// The front door's 302 to a regional host is followed; a redirect elsewhere is refused and
+/// the token never leaves.
+#[test]
+fn regional_redirect_is_followed_and_never_elsewhere() {
+    let exo = Exo::new(|c| c.regional = true);
+    let out = exo.run(&[
+        "publish",
+        "alice@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "exo",
+    ]);
+    assert!(out.status.success(), "{}", show("publish", &out));
+    assert_eq!(
+        exo.certs("alice@example.org").unwrap(),
+        vec![der("alice.pem")]
+    );
+    let c = &exo.emu.counters;
+    assert!(counter(&c.redirects) >= 1);
+    assert_eq!(counter(&c.regional_invoke), counter(&c.invoke));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let regional = exo.emu.regional_url.clone().unwrap();
+    assert!(err.contains(&regional), "{err}");
+
+    // A Location on another host: refused before anything is sent there.
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let port = trap.local_addr().unwrap().port();
+    let elsewhere = format!("http://localhost:{port}/AdminApi/v1.0/{TENANT}/EXOModuleFile");
+    let exo = Exo::new(|c| c.redirect_to = Some(elsewhere.clone()));
+    let e = exo.fail(&["lookup", "alice@example.org", "--directory", "exo"]);
+    assert!(e.contains(&elsewhere) && e.contains("not followed"), "{e}");
+    assert!(trap.accept().is_err(), "something connected to the trap");
+}
+
+/// The service's own refusals of a trust store (oversized, expired) reach the admin.
+#[test]
+fn trust_store_refusals_of_the_service_are_reported() {
+    let exo = Exo::new(|c| c.max_sst_bytes = 1000);
+    let e = exo.fail(&[
+        "trust",
+        "push",
+        &pki("root.pem"),
+        &pki("intermediate.pem"),
+        "--directory",
+        "exo",
+    ]);
+    assert!(e.contains("SSTFileSizeExceedLimit"), "{e}");
+    // 2046: the fixtures expire on 2045-01-01.
+    let exo = Exo::new(|c| c.smime_now = Some(2_398_291_200));
+    let e = exo.fail(&["trust", "push", &pki("root.pem"), "--directory", "exo"]);
+    let root = smimekit_pki::certinfo::parse(&CertDer::new(der("root.pem"))).unwrap();
+    assert!(
+        e.contains("expired") && e.contains(&root.sha1_thumbprint),
+        "{e}"
+    );
+    assert!(exo.rt.block_on(exo.emu.issuing_ca()).is_none());
+}
+
+/// `exchange probe`: what an admin runs first against a real tenant. Read-only: the -WhatIf
+/// writes change nothing.
+#[test]
+fn probe_reports_what_the_tenant_accepts() {
+    let exo = Exo::new(|_| {});
+    exo.ok(&[
+        "publish",
+        "alice@example.org",
+        "--cert",
+        &pki("alice.pem"),
+        "--directory",
+        "exo",
+    ]);
+    let writes = counter(&exo.emu.counters.writes);
+    let v = exo.ok(&[
+        "exchange",
+        "probe",
+        "--directory",
+        "exo",
+        "--address",
+        "alice@example.org",
+    ]);
+    let status = |name: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no check {name}: {v}"))
+    };
+    for (name, want) in [
+        ("sign-in", "passed"),
+        ("route", "passed"),
+        ("cmdlets", "passed"),
+        ("read clixml", "passed"),
+        ("read json", "passed"),
+        ("renderings agree", "passed"),
+        ("write int-array + UserCertificate@odata.type", "passed"),
+        ("write int-array", "passed"),
+        ("write base64 + UserCertificate@odata.type", "warning"),
+        ("write base64", "warning"),
+    ] {
+        assert_eq!(status(name), want, "{name}: {v}");
+    }
+    assert_eq!(v["passed"], true, "{v}");
+    assert!(v["suggestions"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(counter(&exo.emu.counters.writes), writes);
+    assert_eq!(counter(&exo.emu.counters.whatif), 2);
+    assert_eq!(
+        exo.certs("alice@example.org").unwrap(),
+        vec![der("alice.pem")]
+    );
+
+    // An app whose role lacks a cmdlet: named, exit 4.
+    let exo = Exo::new(|c| c.exported_cmdlets.retain(|n| n != "Set-SmimeConfig"));
+    let out = exo.run(&["exchange", "probe", "--directory", "exo"]);
+    assert_eq!(out.status.code(), Some(4), "{}", show("probe", &out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("lacks Set-SmimeConfig"), "{text}");
+    assert!(text.contains("holds no certificate"), "{text}");
 }

@@ -53,6 +53,38 @@ pub struct RecipientValues {
     pub values: Vec<StoredValue>,
 }
 
+/// What a backend's read-only self-test found (`smimekit exchange probe`), for an
+/// administrator to run first against a real service and send to the developers.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProbeReport {
+    /// The checks in the order they ran.
+    pub checks: Vec<ProbeCheck>,
+    /// Configuration lines the findings suggest (`byte_encoding = "base64"`), if any.
+    pub suggestions: Vec<String>,
+}
+
+/// One check of a [`ProbeReport`].
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeCheck {
+    /// What was checked (`sign-in`, `read clixml`…).
+    pub name: String,
+    pub status: ProbeStatus,
+    /// What was seen: the evidence to send back.
+    pub detail: String,
+}
+
+/// The outcome of one probe check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeStatus {
+    Passed,
+    /// Works, but not as expected (a fallback was needed, something could not be compared).
+    Warning,
+    Failed,
+    /// Not run: an earlier check failed or nothing to check with.
+    Skipped,
+}
+
 /// How `publish` treats the certificates already there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -239,6 +271,16 @@ pub trait Directory: Debug + Send + Sync {
     ) -> Result<Vec<(String, String)>, DirectoryError> {
         let _ = values;
         self.org_settings().await
+    }
+
+    /// A read-only self-test against the live service (sign-in, permissions, how values are
+    /// written and read), using `address` or a recipient of the backend's choosing.
+    async fn probe(&self, address: Option<&Mailbox>) -> Result<ProbeReport, DirectoryError> {
+        let _ = address;
+        Err(DirectoryError::Unsupported(format!(
+            "directory {}: has no probe",
+            self.name()
+        )))
     }
 
     /// Replaces the trust chain with `chain` (as Set-SmimeConfig does with an SST); returns

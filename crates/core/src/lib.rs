@@ -27,8 +27,8 @@ pub mod store;
 pub use alg::{ContentCipher, DigestAlg, KeyAgreeAlg, RsaPadding, SignatureScheme};
 pub use cert::{CertDer, Mailbox, MailboxError};
 pub use directory::{
-    Directory, DirectoryError, PublishMode, Recipient, RecipientKind, RecipientValues,
-    SignInChallenge, StoredValue,
+    Directory, DirectoryError, ProbeCheck, ProbeReport, ProbeStatus, PublishMode, Recipient,
+    RecipientKind, RecipientValues, SignInChallenge, StoredValue,
 };
 pub use engine::{
     ChainOutcome, ChainRequest, ContentCrypter, CryptoEngine, EngineError, KeyTransport,

@@ -92,6 +92,13 @@ pub trait KeyOpener: std::fmt::Debug + Send + Sync {
         let _ = challenge;
         false
     }
+
+    /// Something the user should know that is not an error (a fallback the plugin took, such
+    /// as another signature algorithm for its sign-in): the host shows it once the operation
+    /// is over. Hosts without a user to tell drop it.
+    fn notice(&self, text: &str) {
+        let _ = text;
+    }
 }
 
 /// Opens a configured directory with help from the host (a [`KeyOpener`]).

@@ -20,7 +20,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Serialize;
-use smimekit_core::{CertDer, Directory};
+use smimekit_core::{CertDer, Directory, ProbeStatus};
 use smimekit_pki::certinfo;
 
 use crate::directory::{PublishRequest, parse_address};
@@ -164,6 +164,26 @@ pub struct EmitResult {
     pub file: PathBuf,
     /// One line per operation the script performs.
     pub operations: Vec<String>,
+}
+
+/// `smimekit exchange probe`: what the read-only self-test found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeResult {
+    pub directory: String,
+    pub checks: Vec<ProbeLine>,
+    /// Configuration lines the findings suggest for `[directory.NAME]`.
+    pub suggestions: Vec<String>,
+    /// No check failed.
+    pub passed: bool,
+}
+
+/// One check of `exchange probe`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeLine {
+    pub name: String,
+    /// `passed`, `warning`, `failed` or `skipped`.
+    pub status: &'static str,
+    pub detail: String,
 }
 
 /// `smimekit login`.
@@ -388,7 +408,7 @@ impl Service {
                     "Set-Mailbox"
                 },
                 address,
-                if req.replace { "=" } else { "Add" },
+                if req.replace { "= only" } else { "= current +" },
                 thumbprint(&cert),
                 if req.contact {
                     format!(" (contact name {name:?})")
@@ -415,22 +435,30 @@ impl Service {
         } else {
             $isContact = $r.RecipientTypeDetails -eq 'MailContact'
         }
-        $current = if ($isContact) { (Get-MailContact -Identity $i.Address).UserCertificate } else { (Get-Mailbox -Identity $i.Address).UserCertificate }
-        $remove = [System.Collections.ArrayList]::new()
-        foreach ($c in @($current)) {
-            if ($null -eq $c) { continue }
+        $current = @(if ($isContact) { (Get-MailContact -Identity $i.Address).UserCertificate } else { (Get-Mailbox -Identity $i.Address).UserCertificate }) | Where-Object { $null -ne $_ }
+        # The complete list, as the seed does: @{Remove=...} compares byte arrays by
+        # reference and removes nothing, so values are dropped by setting the full list.
+        $value = [System.Collections.ArrayList]::new()
+        $want = [System.Collections.ArrayList]::new()
+        foreach ($c in $current) {
             $x = [System.Security.Cryptography.X509Certificates.X509Certificate2]::new([byte[]]$c)
-            if ($x.Thumbprint -ne $i.Thumbprint -and ($i.Replace -or ($i.PruneExpired -and $x.NotAfter.ToUniversalTime() -lt $now))) {
-                [void]$remove.Add([byte[]]$c)
-            }
+            $drop = $x.Thumbprint -ne $i.Thumbprint -and ($i.Replace -or ($i.PruneExpired -and $x.NotAfter.ToUniversalTime() -lt $now))
+            if (-not $drop -and $want -notcontains $x.Thumbprint) { [void]$value.Add([byte[]]$c); [void]$want.Add($x.Thumbprint) }
         }
-        $value = @{ Add = @(,$i.Certificate) }
-        if ($remove.Count -gt 0) { $value.Remove = $remove.ToArray() }
-        if ($isContact) { Set-MailContact -Identity $i.Address -UserCertificate $value }
-        else { Set-Mailbox -Identity $i.Address -UserCertificate $value }
+        if ($want -notcontains $i.Thumbprint) { [void]$value.Add($i.Certificate); [void]$want.Add($i.Thumbprint) }
+        $have = @($current | ForEach-Object { Get-SmimekitThumbprint ([byte[]]$_) })
+        $changed = ($have.Count -ne $want.Count) -or @($want | Where-Object { $have -notcontains $_ }).Count
+        if ($changed) {
+            if ($isContact) { Set-MailContact -Identity $i.Address -UserCertificate $value }
+            else { Set-Mailbox -Identity $i.Address -UserCertificate $value }
+        }
         $back = if ($isContact) { (Get-MailContact -Identity $i.Address).UserCertificate } else { (Get-Mailbox -Identity $i.Address).UserCertificate }
         $thumbs = @($back | Where-Object { $_ } | ForEach-Object { Get-SmimekitThumbprint ([byte[]]$_) })
-        if ($thumbs -notcontains $i.Thumbprint) { throw "$($i.Address): read-back does not show $($i.Thumbprint)" }
+        $leftOver = @($thumbs | Where-Object { $want -notcontains $_ })
+        $missing = @($want | Where-Object { $thumbs -notcontains $_ })
+        if ($leftOver.Count -or $missing.Count) {
+            throw "$($i.Address): read-back: left over [$($leftOver -join ', ')]; missing [$($missing -join ', ')]"
+        }
         Write-Host "$($i.Address): OK ($($thumbs.Count) certificate(s): $($thumbs -join ', '))"
     } catch {
         $failures++
@@ -765,6 +793,44 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
                 force: req.force,
             })
             .collect())
+    }
+
+    /// `smimekit exchange probe`: the directory's read-only self-test (sign-in, the cmdlets
+    /// the app may run, one mailbox read in both renderings, which byte encodings a
+    /// `-WhatIf` write accepts), for an admin to run first against a real tenant.
+    pub async fn exchange_probe(
+        &self,
+        directory: Option<&str>,
+        address: Option<&str>,
+    ) -> Result<ProbeResult, ServiceError> {
+        let address = address.map(parse_address).transpose()?;
+        // Opened afresh, not kept: the probe observes the sign-in and the route from scratch.
+        let name = match directory {
+            Some(n) => n.to_string(),
+            None => self.target_directory(None)?.name().to_string(),
+        };
+        let dir = self.open_directory_uncached(&name)?;
+        let report = dir.probe(address.as_ref()).await?;
+        let checks: Vec<ProbeLine> = report
+            .checks
+            .into_iter()
+            .map(|c| ProbeLine {
+                name: c.name,
+                status: match c.status {
+                    ProbeStatus::Passed => "passed",
+                    ProbeStatus::Warning => "warning",
+                    ProbeStatus::Failed => "failed",
+                    ProbeStatus::Skipped => "skipped",
+                },
+                detail: c.detail,
+            })
+            .collect();
+        Ok(ProbeResult {
+            directory: dir.name().to_string(),
+            passed: checks.iter().all(|c| c.status != "failed"),
+            checks,
+            suggestions: report.suggestions,
+        })
     }
 
     /// `smimekit login --directory NAME`: signs in now (device code for delegated auth: the

@@ -274,4 +274,8 @@ impl plugin::KeyOpener for ServiceKeyOpener {
     fn show_sign_in(&self, challenge: &smimekit_core::SignInChallenge) -> bool {
         self.0.show_sign_in(challenge)
     }
+
+    fn notice(&self, text: &str) {
+        self.0.notice(text);
+    }
 }

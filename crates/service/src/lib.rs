@@ -49,7 +49,7 @@ pub use directory::{
 pub use error::{ErrorKind, ServiceError};
 pub use exchange::{
     BulkItem, BulkPublishRequest, BulkReport, EmitResult, LoginResult, OrgSettingsResult,
-    bulk_items, org_settings_warnings,
+    ProbeLine, ProbeResult, bulk_items, org_settings_warnings,
 };
 pub use jobs::{Job, JobCanceller, JobEvent, JobRecord, JobResult};
 pub use inventory::{InventoryItem, InventoryRequest, InventoryResult};

@@ -33,6 +33,9 @@ pub(crate) struct Sources {
     /// How the app names its password file in messages (the CLI: `--password-file`).
     pub(crate) password_file_name: Option<String>,
     pub(crate) prompt: Option<Arc<dyn Prompt>>,
+    /// What plugins asked to tell the user (fallbacks they took), until the app takes it:
+    /// the other way of the host's conversation with the user.
+    pub(crate) notices: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl SecretIo for Sources {
@@ -185,6 +188,25 @@ pub(crate) fn key_secret_request(
 }
 
 impl Service {
+    /// What plugins asked to tell the user since the last call (a fallback they took, such
+    /// as another signature algorithm or byte encoding), each once, for the app to show
+    /// after the operation.
+    pub fn take_notices(&self) -> Vec<String> {
+        self.secrets
+            .notices
+            .lock()
+            .map(|mut n| std::mem::take(&mut *n))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn notice(&self, text: &str) {
+        if let Ok(mut n) = self.secrets.notices.lock()
+            && !n.iter().any(|t| t == text)
+        {
+            n.push(text.to_string());
+        }
+    }
+
     /// Finds a secret in the documented order: the request's own sources, `--password-file`,
     /// `SMIMEKIT_PIN` (PINs), `SMIMEKIT_PASSWORD`, the app's prompt. For the passwords an app
     /// needs itself (a new PKCS#12's, a new CA's). Nothing found is [`ErrorKind::Locked`],

@@ -17,8 +17,9 @@ use smimekit_core::{
 };
 use tokio::sync::Mutex;
 
-use crate::config::{AssertionAlg, AuthMode, Settings};
+use crate::config::{AssertionAlg, AuthMode, Settings, url_host};
 use crate::limit::AdaptiveLimit;
+use crate::protocol::ResponseFormat;
 
 /// Errors of the Exchange Online client, from the service's `ExNNNN|Type|text` details.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +178,27 @@ struct Token {
     refresh_at: Instant,
 }
 
+/// Why one token request failed: the assertion's signature (AADSTS700027, worth one more
+/// try with another algorithm), or anything else.
+enum TokenRefusal {
+    Signature(String),
+    Other(ExoError),
+}
+
+impl TokenRefusal {
+    fn text(&self) -> String {
+        match self {
+            Self::Signature(t) => t.clone(),
+            Self::Other(ExoError::Auth(t)) => t.clone(),
+            Self::Other(e) => e.to_string(),
+        }
+    }
+}
+
+fn settings_assertion(settings: &Settings) -> AssertionAlg {
+    settings.assertion.unwrap_or(AssertionAlg::Ps256)
+}
+
 /// The HTTP client of one directory.
 pub struct Client {
     pub settings: Settings,
@@ -186,6 +208,14 @@ pub struct Client {
     token: Mutex<Option<Token>>,
     limit: AdaptiveLimit,
     connection_id: String,
+    /// The client-assertion algorithm that worked (unless configured): PS256 first, RS256
+    /// after an AADSTS700027.
+    assertion: std::sync::Mutex<AssertionAlg>,
+    /// Where InvokeCommand goes: the endpoint, or the regional host its front door
+    /// redirects to (found once per process, [`Client::base`]).
+    route: Mutex<Option<String>>,
+    /// Fallbacks taken, for `exchange probe` (also handed to the host as notices).
+    notes: std::sync::Mutex<Vec<String>>,
     /// Requests sent, and 429/503 answers met (for reports and benchmarks).
     pub stats: Stats,
 }
@@ -207,10 +237,14 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub fn new(settings: Settings, keys: Arc<dyn KeyOpener>) -> Result<Self, ExoError> {
+        // Redirects are followed by hand (`regional_base`): the bearer token may go only to
+        // a host of the endpoint's own cloud, and a POST must stay a POST.
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ExoError::Transport(e.to_string()))?;
+        let assertion = settings_assertion(&settings);
         Ok(Self {
             limit: AdaptiveLimit::new(settings.concurrency),
             settings,
@@ -219,8 +253,34 @@ impl Client {
             key: Mutex::new(None),
             token: Mutex::new(None),
             connection_id: guid(),
+            assertion: std::sync::Mutex::new(assertion),
+            route: Mutex::new(None),
+            notes: std::sync::Mutex::new(Vec::new()),
             stats: Stats::default(),
         })
+    }
+
+    /// Records a fallback taken and tells the host.
+    pub fn note(&self, text: String) {
+        self.keys.notice(&text);
+        if let Ok(mut n) = self.notes.lock()
+            && !n.contains(&text)
+        {
+            n.push(text);
+        }
+    }
+
+    /// The fallbacks taken so far.
+    pub fn notes(&self) -> Vec<String> {
+        self.notes.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    /// The client-assertion algorithm in use now.
+    pub fn assertion_alg(&self) -> AssertionAlg {
+        self.assertion
+            .lock()
+            .map(|a| *a)
+            .unwrap_or(AssertionAlg::Ps256)
     }
 
     async fn key(&self) -> Result<Arc<dyn PrivateKey>, ExoError> {
@@ -261,10 +321,10 @@ impl Client {
     }
 
     /// The signed client assertion (RFC 7523) for the token endpoint.
-    pub async fn client_assertion(&self) -> Result<String, ExoError> {
+    pub async fn client_assertion(&self, alg: AssertionAlg) -> Result<String, ExoError> {
         let key = self.key().await?;
         let der = key.certificate().as_bytes();
-        let header = match self.settings.assertion {
+        let header = match alg {
             AssertionAlg::Ps256 => json!({"alg": "PS256", "typ": "JWT",
                 "x5t#S256": B64URL.encode(sha2::Sha256::digest(der))}),
             AssertionAlg::Rs256 => json!({"alg": "RS256", "typ": "JWT",
@@ -286,7 +346,7 @@ impl Client {
             B64URL.encode(claims.to_string())
         );
         let digest = sha2::Sha256::digest(input.as_bytes());
-        let scheme = match self.settings.assertion {
+        let scheme = match alg {
             AssertionAlg::Ps256 => SignatureScheme::RsaPss(DigestAlg::Sha256),
             AssertionAlg::Rs256 => SignatureScheme::RsaPkcs1(DigestAlg::Sha256),
         };
@@ -314,11 +374,57 @@ impl Client {
             });
             return Ok(value);
         }
-        let assertion = self.client_assertion().await?;
+        let alg = self.assertion_alg();
+        let (value, expires) = match self.client_credentials(alg).await {
+            // Entra refuses the signature: with no algorithm configured, RS256 + x5t once
+            // (MSAL's pairing; reports differ on whether every tenant takes PS256).
+            Err(TokenRefusal::Signature(first))
+                if self.settings.assertion.is_none() && alg == AssertionAlg::Ps256 =>
+            {
+                match self.client_credentials(AssertionAlg::Rs256).await {
+                    Ok(ok) => {
+                        if let Ok(mut a) = self.assertion.lock() {
+                            *a = AssertionAlg::Rs256;
+                        }
+                        self.note(format!(
+                            "directory {}: Entra ID refused the PS256 client assertion ({first}); signed in with RS256 + x5t instead (set assertion = \"rs256\" to skip the first try)",
+                            self.settings.name
+                        ));
+                        ok
+                    }
+                    Err(TokenRefusal::Other(e)) if !matches!(e, ExoError::Auth(_)) => {
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        return Err(ExoError::Auth(format!(
+                            "{first}; tried again with RS256 + x5t: {}",
+                            e.text()
+                        )));
+                    }
+                }
+            }
+            Err(TokenRefusal::Signature(t)) => return Err(ExoError::Auth(t)),
+            Err(TokenRefusal::Other(e)) => return Err(e),
+            Ok(ok) => ok,
+        };
+        *t = Some(Token {
+            value: value.clone(),
+            refresh_at: Instant::now() + Duration::from_secs(expires.saturating_sub(300).max(1)),
+        });
+        Ok(value)
+    }
+
+    /// One client-credentials token request with an assertion signed by `alg`.
+    async fn client_credentials(&self, alg: AssertionAlg) -> Result<(Secret, u64), TokenRefusal> {
+        let assertion = self
+            .client_assertion(alg)
+            .await
+            .map_err(TokenRefusal::Other)?;
+        let scope = self.settings.scope();
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", self.settings.client_id.as_str()),
-            ("scope", "https://outlook.office365.com/.default"),
+            ("scope", scope.as_str()),
             (
                 "client_assertion_type",
                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
@@ -331,12 +437,17 @@ impl Client {
             .form(&form)
             .send()
             .await
-            .map_err(|e| ExoError::Transport(format!("token endpoint: {}", e.without_url())))?;
+            .map_err(|e| {
+                TokenRefusal::Other(ExoError::Transport(format!(
+                    "token endpoint: {}",
+                    e.without_url()
+                )))
+            })?;
         let status = resp.status().as_u16();
         let body = resp
             .text()
             .await
-            .map_err(|e| ExoError::Transport(e.to_string()))?;
+            .map_err(|e| TokenRefusal::Other(ExoError::Transport(e.to_string())))?;
         let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         if status != 200 {
             // error_description carries the AADSTS code and text, never the token.
@@ -344,21 +455,26 @@ impl Client {
                 .as_str()
                 .map(|d| d.lines().next().unwrap_or(d).to_string())
                 .unwrap_or_else(|| body.chars().take(300).collect());
-            return Err(ExoError::Auth(format!(
+            let text = format!(
                 "token endpoint: HTTP {status} {}: {desc}",
                 v["error"].as_str().unwrap_or("")
-            )));
+            );
+            let signature = v["error_codes"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|n| n.as_u64() == Some(700027)))
+                || desc.contains("AADSTS700027")
+                || desc.to_ascii_lowercase().contains("signature");
+            return Err(if signature {
+                TokenRefusal::Signature(text)
+            } else {
+                TokenRefusal::Other(ExoError::Auth(text))
+            });
         }
-        let access = v["access_token"]
-            .as_str()
-            .ok_or_else(|| ExoError::Auth("token endpoint: no access_token".into()))?;
+        let access = v["access_token"].as_str().ok_or_else(|| {
+            TokenRefusal::Other(ExoError::Auth("token endpoint: no access_token".into()))
+        })?;
         let expires = v["expires_in"].as_u64().unwrap_or(3599);
-        let value = Secret::from(access.to_string());
-        *t = Some(Token {
-            value: value.clone(),
-            refresh_at: Instant::now() + Duration::from_secs(expires.saturating_sub(300).max(1)),
-        });
-        Ok(value)
+        Ok((Secret::from(access.to_string()), expires))
     }
 
     /// Authenticates now (device code: the host shows the administrator the code).
@@ -382,7 +498,8 @@ impl Client {
     /// The device-code flow (RFC 8628 as the Microsoft identity platform runs it): show the
     /// message, poll until the administrator has signed in.
     async fn device_code_token(&self) -> Result<(Secret, u64), ExoError> {
-        let scope = "https://outlook.office365.com/.default";
+        let scope = self.settings.scope();
+        let scope = scope.as_str();
         let (status, v) = self
             .form_post(
                 &self.settings.device_code_url(),
@@ -474,13 +591,26 @@ impl Client {
     /// Runs one cmdlet that may run twice (a read, or a write of a whole value); returns every
     /// `value` item over all pages.
     pub async fn invoke(&self, cmdlet: &str, params: Value) -> Result<Vec<Value>, ExoError> {
-        self.invoke_with(cmdlet, params, Resend::Safe).await
+        let format = self.settings.protocol.response_format;
+        self.invoke_with(cmdlet, params, Resend::Safe, format).await
+    }
+
+    /// [`Client::invoke`] asking for this rendering (`exchange probe` reads both).
+    pub async fn invoke_as(
+        &self,
+        cmdlet: &str,
+        params: Value,
+        format: ResponseFormat,
+    ) -> Result<Vec<Value>, ExoError> {
+        self.invoke_with(cmdlet, params, Resend::Safe, format).await
     }
 
     /// Runs a write that must not run twice (`@{Add=…}`, New-MailContact): it is sent again
     /// only after answers saying it did not run; a lost answer is [`ExoError::Unconfirmed`].
     pub async fn invoke_write(&self, cmdlet: &str, params: Value) -> Result<Vec<Value>, ExoError> {
-        self.invoke_with(cmdlet, params, Resend::OnlyIfNotRun).await
+        let format = self.settings.protocol.response_format;
+        self.invoke_with(cmdlet, params, Resend::OnlyIfNotRun, format)
+            .await
     }
 
     async fn invoke_with(
@@ -488,35 +618,162 @@ impl Client {
         cmdlet: &str,
         params: Value,
         resend: Resend,
+        format: ResponseFormat,
     ) -> Result<Vec<Value>, ExoError> {
         let body = json!({"CmdletInput": {"CmdletName": cmdlet, "Parameters": params}});
-        let mut url = self.settings.invoke_url();
+        let mut url = self.settings.invoke_url(&self.base().await?);
         let mut out = Vec::new();
         loop {
-            let page = self.post(cmdlet, &url, &body, resend).await?;
+            let page = self.post(cmdlet, &mut url, &body, resend, format).await?;
             if let Some(items) = page["value"].as_array() {
-                out.extend(items.iter().cloned());
+                for item in items {
+                    // With X-ResponseFormat: clixml each item is {"_clixml": "<Objs…>"};
+                    // a service that ignored the header answers plain objects.
+                    match item.get("_clixml").and_then(Value::as_str) {
+                        Some(xml) => out.push(crate::clixml::to_json(xml).map_err(|e| {
+                            ExoError::Protocol(format!("{cmdlet}: CLIXML answer: {e}"))
+                        })?),
+                        None => out.push(item.clone()),
+                    }
+                }
             }
             match page["@odata.nextLink"]
                 .as_str()
                 .or_else(|| page["odata.nextLink"].as_str())
             {
-                Some(next) => url = next.replace(":446/", ":443/"),
+                Some(next) => {
+                    // The next page goes where the token may go, and to port 443 (§1.5).
+                    let next = next.replace(":446/", ":443/");
+                    if !self.may_send_token_to(&next) {
+                        return Err(ExoError::Protocol(format!(
+                            "{cmdlet}: the next page is at {next:?}, outside {}: not followed",
+                            self.allowed_hosts()
+                        )));
+                    }
+                    url = next;
+                }
                 None => return Ok(out),
             }
+        }
+    }
+
+    /// The base URL of InvokeCommand: the endpoint, or its regional host. Found once per
+    /// process as ScubaGear and the Go client do (§1.1): a GET of the front door's
+    /// `EXOModuleFile`, redirects not followed; a 3xx names the region.
+    pub async fn base(&self) -> Result<String, ExoError> {
+        let mut route = self.route.lock().await;
+        if let Some(r) = route.as_ref() {
+            return Ok(r.clone());
+        }
+        let token = self.token().await?;
+        let url = self.settings.module_file_url(&self.settings.endpoint);
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(token.as_str().unwrap_or_default())
+            .header(
+                "X-AnchorMailbox",
+                self.settings.protocol.anchor_header(&self.settings.tenant),
+            )
+            .header("client-request-id", guid())
+            .send()
+            .await
+            .map_err(|e| ExoError::Transport(format!("EXOModuleFile: {}", e.without_url())))?;
+        let base = match location(&resp) {
+            Some(loc) => {
+                let b = regional_base(&self.settings, &loc).map_err(ExoError::Protocol)?;
+                if b != self.settings.endpoint {
+                    self.note(format!(
+                        "directory {}: the front door redirects this tenant to {b}",
+                        self.settings.name
+                    ));
+                }
+                b
+            }
+            // No redirect (or no discovery at all): the endpoint serves the tenant.
+            None => self.settings.endpoint.clone(),
+        };
+        *route = Some(base.clone());
+        Ok(base)
+    }
+
+    /// `GET EXOModuleFile` with `CommandName: *` on the tenant's host: the cmdlets the caller
+    /// may run (`value.exportedCmdlets`, comma separated; §1.1), for `exchange probe`.
+    pub async fn exported_cmdlets(&self) -> Result<Vec<String>, ExoError> {
+        let base = self.base().await?;
+        let token = self.token().await?;
+        let resp = self
+            .http
+            .get(format!(
+                "{}?Version=3.9.0",
+                self.settings.module_file_url(&base)
+            ))
+            .bearer_auth(token.as_str().unwrap_or_default())
+            .header("CommandName", "*")
+            .header(
+                "X-AnchorMailbox",
+                self.settings.protocol.anchor_header(&self.settings.tenant),
+            )
+            .header("client-request-id", guid())
+            .send()
+            .await
+            .map_err(|e| ExoError::Transport(format!("EXOModuleFile: {}", e.without_url())))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| ExoError::Transport(e.to_string()))?;
+        if status != 200 {
+            return Err(classify("EXOModuleFile", status, &text));
+        }
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| ExoError::Protocol(format!("EXOModuleFile: not JSON: {e}")))?;
+        let items = match &v["value"] {
+            Value::Array(a) => a.clone(),
+            other => vec![other.clone()],
+        };
+        let mut out: Vec<String> = items
+            .iter()
+            .filter_map(|i| i["exportedCmdlets"].as_str())
+            .flat_map(|s| s.split(','))
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Whether `url` is where the bearer token may go: the endpoint's host, a host of its
+    /// cloud over https, or (a loopback endpoint) the same loopback host.
+    fn may_send_token_to(&self, url: &str) -> bool {
+        allowed_target(&self.settings, url)
+    }
+
+    fn allowed_hosts(&self) -> String {
+        if is_loopback_http(&self.settings.endpoint) {
+            format!("the endpoint's host {}", url_host(&self.settings.endpoint))
+        } else {
+            format!(
+                "https hosts of the {} cloud ({})",
+                self.settings.cloud.name(),
+                self.settings.cloud.domains().join(", ")
+            )
         }
     }
 
     async fn post(
         &self,
         cmdlet: &str,
-        url: &str,
+        url: &mut String,
         body: &Value,
         resend: Resend,
+        format: ResponseFormat,
     ) -> Result<Value, ExoError> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut attempt: u32 = 0;
         let mut reauth = false;
+        let mut redirects = 0;
         loop {
             // One slot per try: a request waiting out a Retry-After is not in flight.
             let mut slot = self
@@ -530,12 +787,12 @@ impl Client {
             slot.sending();
             let resp = self
                 .http
-                .post(url)
+                .post(url.as_str())
                 .bearer_auth(token.as_str().unwrap_or_default())
                 .header("Content-Type", "application/json")
                 .header("Accept", "application/json")
                 .header("X-CmdletName", cmdlet)
-                .header("X-ResponseFormat", "json")
+                .header("X-ResponseFormat", format.header())
                 .header("X-SerializationLevel", p.serialization_header())
                 .header("X-AnchorMailbox", p.anchor_header(&self.settings.tenant))
                 .header(
@@ -579,6 +836,18 @@ impl Client {
                 }
             };
             let status = resp.status().as_u16();
+            if let Some(loc) = location(&resp) {
+                // A regional redirect of InvokeCommand itself: the same POST, to a host the
+                // token may go to, remembered for the next requests.
+                redirects += 1;
+                if redirects > 3 {
+                    return Err(ExoError::Protocol(format!("{cmdlet}: too many redirects")));
+                }
+                let base = regional_base(&self.settings, &loc).map_err(ExoError::Protocol)?;
+                *url = self.settings.invoke_url(&base);
+                *self.route.lock().await = Some(base);
+                continue;
+            }
             let retry_after = resp
                 .headers()
                 .get("Retry-After")
@@ -626,6 +895,84 @@ impl Client {
             return Err(classify(cmdlet, status, &text));
         }
     }
+}
+
+/// The `Location` of a 3xx answer.
+fn location(resp: &reqwest::Response) -> Option<String> {
+    if !resp.status().is_redirection() {
+        return None;
+    }
+    resp.headers()
+        .get("Location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn is_loopback_http(url: &str) -> bool {
+    url.starts_with("http://")
+}
+
+/// Whether the bearer token may be sent to `url` (see [`regional_base`]).
+fn allowed_target(settings: &Settings, url: &str) -> bool {
+    let host = url_host(url);
+    let endpoint_host = url_host(&settings.endpoint);
+    if is_loopback_http(&settings.endpoint) {
+        // The configured emulator (config.rs allows http:// only on loopback): its own host.
+        return host == endpoint_host
+            && (url.starts_with("http://") || url.starts_with("https://"));
+    }
+    url.starts_with("https://")
+        && (host == endpoint_host
+            || settings
+                .cloud
+                .domains()
+                .iter()
+                .any(|d| host.ends_with(&format!(".{d}"))))
+}
+
+/// The InvokeCommand base a redirect's `Location` names. On a real cloud, as ScubaGear
+/// builds it: the first DNS label of the `Location` host (the region, `nam13b`) before the
+/// configured endpoint's host, over https on the default port, and only when `Location`
+/// itself lies in the endpoint's cloud; a loopback endpoint (an emulator) follows `Location`'s
+/// origin when it is the same loopback host. Anything else is refused: the bearer token is
+/// never sent elsewhere.
+pub fn regional_base(settings: &Settings, location: &str) -> Result<String, String> {
+    let endpoint = &settings.endpoint;
+    if location.starts_with('/') {
+        return Ok(endpoint.clone());
+    }
+    if !allowed_target(settings, location) {
+        return Err(format!(
+            "the service redirects to {location:?}, which is not a host of the endpoint's cloud ({}): not followed, the token stays here",
+            if is_loopback_http(endpoint) {
+                format!("loopback {}", url_host(endpoint))
+            } else {
+                settings.cloud.domains().join(", ")
+            }
+        ));
+    }
+    let host = url_host(location);
+    if is_loopback_http(endpoint) {
+        let (scheme, rest) = location.split_once("://").unwrap_or(("http", location));
+        let origin = rest.split(['/', '?', '#']).next().unwrap_or("");
+        return Ok(format!("{scheme}://{origin}"));
+    }
+    let endpoint_host = url_host(endpoint);
+    if host == endpoint_host {
+        return Ok(endpoint.clone());
+    }
+    let label = host.split('.').next().unwrap_or("");
+    let valid = !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !valid {
+        return Err(format!(
+            "the service redirects to {location:?}: no region label in its host"
+        ));
+    }
+    Ok(format!("https://{label}.{endpoint_host}"))
 }
 
 /// Exponential back-off with jitter: 0.5 s, 1 s, 2 s… capped at 30 s, plus up to 50 %.

@@ -8,15 +8,20 @@
 //! certificate = "app.p12"                   # KEYREF: file or pkcs11: URI; signs the client assertion
 //! # certificate_file = "app.pem"            # the certificate, when the KEYREF holds only the key
 //! # certificate_password_env = "EXO_P12_PASSWORD" # else --password-file, SMIMEKIT_PASSWORD, a prompt
-//! # assertion = "ps256"                     # or "rs256" (x5t SHA-1 header)
-//! # endpoint = "https://outlook.office365.com"
-//! # authority = "https://login.microsoftonline.com"
+//! # assertion = "ps256"                     # or "rs256" (x5t SHA-1 header); unset: PS256, then
+//! #                                         # RS256 once when Entra answers AADSTS700027
+//! # endpoint = "https://outlook.office365.com"  # GCC High outlook.office365.us, DoD outlook-dod.office365.us
+//! # cloud = "commercial"                    # or "gcc-high", "dod", "china"; default: the endpoint's
+//! # authority = "https://login.microsoftonline.com"  # default: the cloud's
 //! # concurrency = 3
 //! # max_retries = 8
 //! # page_size = 1000
 //! # contact_name = "{address}"              # New-MailContact -Name; {address} {local} {domain}
 //! # [directory.exo.protocol]                # the INFERRED protocol choices, see protocol.rs
-//! # byte_encoding = "base64"                # or "int-array"
+//! # byte_encoding = "int-array"             # or "base64"; unset: int-array, the other once on a
+//! #                                         # conversion error (remembered for the process)
+//! # annotate = true                         # UserCertificate@odata.type; unset: sent, dropped once if refused
+//! # response_format = "clixml"              # or "json"
 //! # serialization_level = "Full"            # or "Partial"
 //! # anchor = "APP"                          # or "UPN"
 //! ```
@@ -26,7 +31,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use smimekit_core::DirectoryError;
 
-use crate::protocol::Protocol;
+use crate::protocol::{Cloud, Protocol};
 
 /// How the directory gets its access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -71,6 +76,8 @@ struct Raw {
     #[serde(default)]
     authority: Option<String>,
     #[serde(default)]
+    cloud: Option<Cloud>,
+    #[serde(default)]
     concurrency: Option<usize>,
     #[serde(default)]
     max_retries: Option<u32>,
@@ -85,7 +92,6 @@ struct Raw {
 }
 
 pub const DEFAULT_ENDPOINT: &str = "https://outlook.office365.com";
-pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 /// §1.7: keep at most 3 concurrent calls per tenant.
 pub const DEFAULT_CONCURRENCY: usize = 3;
 
@@ -101,9 +107,12 @@ pub struct Settings {
     pub certificate: String,
     pub certificate_file: Option<String>,
     pub certificate_password_env: Option<String>,
-    pub assertion: AssertionAlg,
+    /// `None`: PS256, and RS256 once when Entra refuses the signature (AADSTS700027).
+    pub assertion: Option<AssertionAlg>,
     pub endpoint: String,
     pub authority: String,
+    /// The endpoint's cloud: the token scope, the authority, where a regional redirect may go.
+    pub cloud: Cloud,
     pub concurrency: usize,
     pub max_retries: u32,
     pub page_size: u32,
@@ -146,6 +155,20 @@ fn check_url(name: &str, key: &str, url: &str) -> Result<String, DirectoryError>
     Err(cfg(name, format!("{key} {url:?} must be an https:// URL")))
 }
 
+/// The host of an `http(s)://host[:port]/…` URL, without brackets or port.
+pub fn url_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(h) = authority.strip_prefix('[') {
+        return h.split(']').next().unwrap_or("").to_ascii_lowercase();
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_ascii_lowercase()
+}
+
 impl Settings {
     pub fn parse(name: &str, text: &str) -> Result<Self, DirectoryError> {
         let raw: Raw = toml::from_str(text).map_err(|e| cfg(name, e.message().trim_end()))?;
@@ -185,6 +208,14 @@ impl Settings {
                 "contact_name must use {address}, {local} or {domain} (names must be unique)",
             ));
         }
+        let endpoint = check_url(
+            name,
+            "endpoint",
+            raw.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT),
+        )?;
+        let cloud = raw
+            .cloud
+            .unwrap_or_else(|| Cloud::of_host(&url_host(&endpoint)));
         Ok(Self {
             name: name.to_string(),
             tenant,
@@ -193,17 +224,14 @@ impl Settings {
             certificate: raw.certificate.unwrap_or_default(),
             certificate_file: raw.certificate_file,
             certificate_password_env: raw.certificate_password_env,
-            assertion: raw.assertion.unwrap_or(AssertionAlg::Ps256),
-            endpoint: check_url(
-                name,
-                "endpoint",
-                raw.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT),
-            )?,
+            assertion: raw.assertion,
+            endpoint,
             authority: check_url(
                 name,
                 "authority",
-                raw.authority.as_deref().unwrap_or(DEFAULT_AUTHORITY),
+                raw.authority.as_deref().unwrap_or(cloud.authority()),
             )?,
+            cloud,
             concurrency,
             max_retries: raw.max_retries.unwrap_or(8),
             page_size,
@@ -222,11 +250,20 @@ impl Settings {
         format!("{}/{}/oauth2/v2.0/devicecode", self.authority, self.tenant)
     }
 
-    pub fn invoke_url(&self) -> String {
-        format!(
-            "{}/adminapi/beta/{}/InvokeCommand",
-            self.endpoint, self.tenant
-        )
+    /// InvokeCommand on `base` (the endpoint, or the regional host it redirects to).
+    pub fn invoke_url(&self, base: &str) -> String {
+        format!("{base}/adminapi/beta/{}/InvokeCommand", self.tenant)
+    }
+
+    /// The front door's module-file discovery URL (§1.1): its 3xx names the regional host,
+    /// and with `CommandName: *` its answer lists the cmdlets the caller may run.
+    pub fn module_file_url(&self, base: &str) -> String {
+        format!("{base}/AdminApi/v1.0/{}/EXOModuleFile", self.tenant)
+    }
+
+    /// The client-credentials scope of the endpoint's cloud.
+    pub fn scope(&self) -> String {
+        self.cloud.scope(&url_host(&self.endpoint))
     }
 
     /// The Name a new external contact gets (users pick it in the GAL by this name).
@@ -253,7 +290,24 @@ mod tests {
     fn defaults_and_loopback_rule() {
         let s = Settings::parse("x", BASE).unwrap();
         assert_eq!(s.endpoint, DEFAULT_ENDPOINT);
-        assert_eq!(s.assertion, AssertionAlg::Ps256);
+        assert_eq!(s.assertion, None);
+        assert_eq!(s.scope(), "https://outlook.office365.com/.default");
+        let gcc = format!("{BASE}endpoint = \"https://outlook.office365.us\"\n");
+        let s = Settings::parse("x", &gcc).unwrap();
+        assert_eq!(s.scope(), "https://outlook.office365.us/.default");
+        assert_eq!(s.authority, "https://login.microsoftonline.us");
+        let dod = format!("{BASE}endpoint = \"https://outlook-dod.office365.us\"\n");
+        let s = Settings::parse("x", &dod).unwrap();
+        assert_eq!(s.scope(), "https://outlook-dod.office365.us/.default");
+        let pinned = format!("{BASE}endpoint = \"http://127.0.0.1:9\"\ncloud = \"gcc-high\"\n");
+        let s = Settings::parse("x", &pinned).unwrap();
+        assert_eq!(s.scope(), "https://outlook.office365.us/.default");
+        assert_eq!(url_host("http://[::1]:8/x"), "::1");
+        assert_eq!(
+            url_host("https://Nam13B.outlook.office365.com:446/a"),
+            "nam13b.outlook.office365.com"
+        );
+        let s = Settings::parse("x", BASE).unwrap();
         assert_eq!(
             s.token_url(),
             "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"

@@ -7,14 +7,20 @@
 //! |---|---|
 //! | `recipient`/`lookup` | Get-Mailbox -Identity, then Get-MailContact -Identity |
 //! | `recipients` | Get-Mailbox + Get-MailContact, `-ResultSize Unlimited`, paged |
-//! | `publish` (merge) | Set-Mailbox / Set-MailContact `-UserCertificate @{Add=…; Remove=…}` |
-//! | `publish` (replace) | the same with the full list |
+//! | `publish` (add only) | Set-Mailbox / Set-MailContact `-UserCertificate @{Add=…}`, kept while the read-back proves it |
+//! | `publish` removing anything (`--replace`, pruning), `unpublish` | a fresh Get-*, then Set-* with the full list |
 //! | `publish` as contact, missing | New-MailContact -Name (contact_name) -ExternalEmailAddress, then Set-MailContact |
 //! | `trust_chain` / `set_trust_chain` | Get-SmimeConfig / Set-SmimeConfig -SMIMECertificateIssuingCA (an SST) |
+//! | `probe` | the token, EXOModuleFile (cmdlets), Get-Mailbox in both renderings, Set-Mailbox -WhatIf per encoding |
 //!
-//! Configuration: see [`config`]. INFERRED protocol choices: see [`protocol`].
+//! A `byte[]` value is never removed with `@{Remove=…}` (it compares references, see
+//! [`protocol`]): every write that drops a value sets the complete list, and every write is
+//! read back and must show exactly the intended set of certificates (by thumbprint).
+//!
+//! Configuration: see [`config`]. Wire choices and their evidence: see [`protocol`].
 
 pub mod client;
+pub mod clixml;
 pub mod config;
 pub mod limit;
 pub mod protocol;
@@ -27,9 +33,11 @@ use smimekit_core::plugin::{
     DirectoryFactory, DirectoryFactoryWithKeys, KeyOpenRequest, KeyOpener,
 };
 use smimekit_core::{
-    CertDer, Directory, DirectoryError, KeyStoreError, Mailbox, PrivateKey, Protection,
-    PublishMode, Recipient, RecipientKind,
+    CertDer, Directory, DirectoryError, KeyStoreError, Mailbox, PrivateKey, ProbeCheck,
+    ProbeReport, ProbeStatus, Protection, PublishMode, Recipient, RecipientKind,
 };
+
+use crate::protocol::{ByteEncoding, ResponseFormat, Wire};
 
 pub use client::{Client, ExoError};
 pub use config::Settings;
@@ -67,6 +75,13 @@ pub struct ExchangeDirectory {
     /// Objects read moments ago, handed over once between the steps of one publish (see
     /// [`Fresh`]); every request saved counts against the tenant's throttling budget.
     fresh: std::sync::Mutex<std::collections::HashMap<String, Fresh>>,
+    /// How byte values are written: the switches, then what the service accepted. Kept for
+    /// the process (the store has no place for it yet), so a new process tries the default
+    /// first again.
+    wire: std::sync::Mutex<Wire>,
+    /// Whether `@{Add=…}` showed in a read-back (`None`: not tried yet); once it did not,
+    /// every write sets the full list.
+    add_works: std::sync::Mutex<Option<bool>>,
 }
 
 /// How long a handed-over read stays usable.
@@ -121,11 +136,14 @@ impl ExchangeDirectory {
         keys: Arc<dyn KeyOpener>,
     ) -> Result<Self, DirectoryError> {
         let settings = Settings::parse(name, config)?;
+        let wire = settings.protocol.first_wire();
         let client = Client::new(settings, keys)?;
         Ok(Self {
             name: name.to_string(),
             client,
             fresh: std::sync::Mutex::new(std::collections::HashMap::new()),
+            wire: std::sync::Mutex::new(wire),
+            add_works: std::sync::Mutex::new(None),
         })
     }
 
@@ -248,24 +266,189 @@ impl ExchangeDirectory {
         self.client.settings.contact_name_for(address)
     }
 
+    /// The wire in use now.
+    fn wire(&self) -> Wire {
+        self.wire
+            .lock()
+            .map(|w| *w)
+            .unwrap_or_else(|_| self.client.settings.protocol.first_wire())
+    }
+
+    /// Runs a cmdlet carrying byte values built by `params` for a [`Wire`]. When the service
+    /// refuses the annotation, or cannot convert the encoding, and the switch for it is not
+    /// set, the request (which did not run) is sent once more without the annotation or in
+    /// the other encoding; what worked is kept for this directory.
+    async fn send_bytes(
+        &self,
+        cmdlet: &str,
+        safe: bool,
+        params: &(dyn Fn(&Wire) -> Value + Sync),
+    ) -> Result<Vec<Value>, ExoError> {
+        let p = &self.client.settings.protocol;
+        let first = self.wire();
+        let mut wire = first;
+        let mut refusals: Vec<String> = Vec::new();
+        loop {
+            let body = params(&wire);
+            let sent = if safe {
+                self.client.invoke(cmdlet, body).await
+            } else {
+                self.client.invoke_write(cmdlet, body).await
+            };
+            match sent {
+                Ok(v) => {
+                    if wire != first {
+                        if let Ok(mut w) = self.wire.lock() {
+                            *w = wire;
+                        }
+                        self.client.note(format!(
+                            "directory {}: {cmdlet} refused {}; sent {} instead, kept for this directory in this process (set [directory.{}.protocol] byte_encoding = \"{}\", annotate = {} to skip the first try)",
+                            self.name,
+                            refusals.join("; then "),
+                            describe_wire(&wire),
+                            self.name,
+                            wire.encoding.name(),
+                            wire.annotate
+                        ));
+                    }
+                    return Ok(v);
+                }
+                Err(ExoError::InvalidValue { text, .. })
+                    if wire.annotate
+                        && p.annotate.is_none()
+                        && protocol::annotation_refused(&text) =>
+                {
+                    refusals.push(format!("{} ({text})", describe_wire(&wire)));
+                    wire.annotate = false;
+                }
+                Err(ExoError::InvalidValue { text, .. })
+                    if p.byte_encoding.is_none()
+                        && wire.encoding == first.encoding
+                        && protocol::conversion_error(&text) =>
+                {
+                    refusals.push(format!("{} ({text})", describe_wire(&wire)));
+                    wire.encoding = wire.encoding.other();
+                }
+                Err(ExoError::InvalidValue {
+                    cmdlet,
+                    id,
+                    kind,
+                    text,
+                }) if !refusals.is_empty() => {
+                    return Err(ExoError::InvalidValue {
+                        cmdlet,
+                        id,
+                        kind,
+                        text: format!(
+                            "{text} (after {}; set [directory.{}.protocol] byte_encoding / annotate to choose)",
+                            refusals.join("; "),
+                            self.name
+                        ),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Set-* `-UserCertificate`: the full list (`add` = false) or `@{Add=values}`.
     async fn set_certificates(
         &self,
         address: &Mailbox,
         kind: RecipientKind,
-        value: Value,
+        values: &[CertDer],
+        add: bool,
     ) -> Result<(), DirectoryError> {
         let (_, set) = cmdlets(kind);
-        self.client
-            .invoke_write(
-                set,
-                json!({"Identity": address.as_str(), protocol::PROP_USER_CERTIFICATE: value}),
-            )
+        let bytes: Vec<&[u8]> = values.iter().map(CertDer::as_bytes).collect();
+        let params = |w: &Wire| {
+            let mut m = serde_json::Map::new();
+            m.insert("Identity".into(), json!(address.as_str()));
+            if add {
+                w.put_add(&mut m, protocol::PROP_USER_CERTIFICATE, &bytes);
+            } else {
+                w.put_list(&mut m, protocol::PROP_USER_CERTIFICATE, &bytes);
+            }
+            Value::Object(m)
+        };
+        // A full list may be sent again after a lost answer (it sets, it does not add); an
+        // `@{Add=…}` may not.
+        self.send_bytes(set, !add, &params)
             .await
             .map_err(|e| match e {
                 ExoError::NotFound { .. } => DirectoryError::NotFound(address.clone()),
                 e => e.into(),
             })?;
         Ok(())
+    }
+
+    /// Reads the recipient back and requires exactly `intended` (by thumbprint).
+    async fn read_back_exact(
+        &self,
+        address: &Mailbox,
+        intended: &[CertDer],
+        what: &str,
+    ) -> Result<(RecipientKind, Vec<CertDer>), DirectoryError> {
+        let (kind, back) = self
+            .fetch(address)
+            .await?
+            .ok_or_else(|| DirectoryError::NotFound(address.clone()))?;
+        match exact_set(intended, &back) {
+            Ok(()) => Ok((kind, back)),
+            Err(detail) => Err(DirectoryError::ReadBackMismatch {
+                address: address.clone(),
+                detail: format!("after {what}: {detail}"),
+            }),
+        }
+    }
+
+    /// Writes `target` as the recipient's certificates, from `current`: `@{Add=…}` when it
+    /// only adds and has not failed a read-back before, else the full list; then the exact
+    /// read-back.
+    async fn write_list(
+        &self,
+        address: &Mailbox,
+        kind: RecipientKind,
+        current: &[CertDer],
+        target: &[CertDer],
+    ) -> Result<Vec<CertDer>, DirectoryError> {
+        let only_adds = current.iter().all(|c| target.contains(c));
+        let add_ok = self
+            .add_works
+            .lock()
+            .map(|a| *a != Some(false))
+            .unwrap_or(false);
+        if only_adds && add_ok {
+            let new: Vec<CertDer> = target
+                .iter()
+                .filter(|c| !current.contains(c))
+                .cloned()
+                .collect();
+            self.set_certificates(address, kind, &new, true).await?;
+            match self.read_back_exact(address, target, "@{Add=…}").await {
+                Ok((_, back)) => {
+                    if let Ok(mut a) = self.add_works.lock() {
+                        *a = Some(true);
+                    }
+                    return Ok(back);
+                }
+                Err(DirectoryError::ReadBackMismatch { detail, .. }) => {
+                    if let Ok(mut a) = self.add_works.lock() {
+                        *a = Some(false);
+                    }
+                    self.client.note(format!(
+                        "directory {}: the read-back of @{{Add=…}} for {address} did not show the intended certificates ({detail}); writing full lists from now on",
+                        self.name
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.set_certificates(address, kind, target, false).await?;
+        let (_, back) = self
+            .read_back_exact(address, target, "setting the full list")
+            .await?;
+        Ok(back)
     }
 
     async fn write(
@@ -276,7 +459,15 @@ impl ExchangeDirectory {
         mode: PublishMode,
         remove: &[CertDer],
     ) -> Result<Vec<CertDer>, DirectoryError> {
-        let known = match self.take_fresh(address, false) {
+        // A write that may drop values reads them afresh; one that only adds may use the read
+        // the caller made moments ago.
+        let may_drop = mode == PublishMode::Replace || !remove.is_empty();
+        let handed = if may_drop {
+            None
+        } else {
+            self.take_fresh(address, false)
+        };
+        let known = match handed {
             Some(f) => Some(f),
             None => self.fetch(address).await?,
         };
@@ -288,38 +479,403 @@ impl ExchangeDirectory {
             }
             None => return Err(DirectoryError::NotFound(address.clone())),
         };
-        let p = &self.client.settings.protocol;
-        let value = match mode {
-            PublishMode::Replace => p.byte_array_list(&[certificate.as_bytes()]),
-            PublishMode::Merge => {
-                let add: Vec<&[u8]> = if current.contains(certificate) {
-                    Vec::new()
-                } else {
-                    vec![certificate.as_bytes()]
+        let mut target: Vec<CertDer> = match mode {
+            PublishMode::Replace => Vec::new(),
+            PublishMode::Merge => current
+                .iter()
+                .filter(|c| *c == certificate || !remove.contains(c))
+                .cloned()
+                .collect(),
+        };
+        if !target.contains(certificate) {
+            target.push(certificate.clone());
+        }
+        if exact_set(&target, &current).is_ok() {
+            // Idempotent: nothing to send; the read just made is the read-back.
+            self.remember(address, kind, &current, true);
+            return Ok(current);
+        }
+        let back = self.write_list(address, kind, &current, &target).await?;
+        // The read-back, handed to the caller's own read-back that follows.
+        self.remember(address, kind, &back, true);
+        Ok(back)
+    }
+
+    /// `exchange probe`: see [`Directory::probe`].
+    async fn run_probe(&self, address: Option<&Mailbox>) -> ProbeReport {
+        let mut r = ProbeReport::default();
+        let check = |r: &mut ProbeReport, name: &str, status, detail: String| {
+            r.checks.push(ProbeCheck {
+                name: name.into(),
+                status,
+                detail,
+            });
+        };
+        let s = &self.client.settings;
+        // 1. Sign-in.
+        match self.client.login().await {
+            Ok(()) => {
+                let alg = match (s.auth, self.client.assertion_alg()) {
+                    (config::AuthMode::DeviceCode, _) => "device code".to_string(),
+                    (_, config::AssertionAlg::Ps256) => "client assertion PS256 + x5t#S256".into(),
+                    (_, config::AssertionAlg::Rs256) => "client assertion RS256 + x5t".into(),
                 };
-                let rem: Vec<&[u8]> = remove
-                    .iter()
-                    .filter(|c| *c != certificate && current.contains(c))
-                    .map(|c| c.as_bytes())
-                    .collect();
-                if add.is_empty() && rem.is_empty() {
-                    // Idempotent: nothing to send; the read just made is the read-back.
-                    self.remember(address, kind, &current, true);
-                    return Ok(current);
+                let fell_back = s.assertion.is_none()
+                    && self.client.assertion_alg() == config::AssertionAlg::Rs256;
+                check(
+                    &mut r,
+                    "sign-in",
+                    if fell_back {
+                        ProbeStatus::Warning
+                    } else {
+                        ProbeStatus::Passed
+                    },
+                    format!(
+                        "token from {} for scope {} (cloud {}), {alg}{}",
+                        s.authority,
+                        s.scope(),
+                        s.cloud.name(),
+                        if fell_back {
+                            ": PS256 was refused (AADSTS700027)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+                if fell_back {
+                    r.suggestions.push("assertion = \"rs256\"".into());
                 }
-                p.add_remove(&add, &rem)
+            }
+            Err(e) => {
+                check(&mut r, "sign-in", ProbeStatus::Failed, e.to_string());
+                return r;
+            }
+        }
+        // 2. Route.
+        match self.client.base().await {
+            Ok(b) if b == s.endpoint => check(
+                &mut r,
+                "route",
+                ProbeStatus::Passed,
+                format!("EXOModuleFile did not redirect: InvokeCommand at {b}"),
+            ),
+            Ok(b) => check(
+                &mut r,
+                "route",
+                ProbeStatus::Passed,
+                format!("EXOModuleFile redirected this tenant: InvokeCommand at {b}"),
+            ),
+            Err(e) => {
+                check(&mut r, "route", ProbeStatus::Failed, e.to_string());
+                return r;
+            }
+        }
+        // 3. The cmdlets the app may run.
+        match self.client.exported_cmdlets().await {
+            Ok(list) => {
+                let missing: Vec<&str> = REQUIRED_CMDLETS
+                    .iter()
+                    .copied()
+                    .filter(|c| !list.iter().any(|l| l.eq_ignore_ascii_case(c)))
+                    .collect();
+                if missing.is_empty() {
+                    check(
+                        &mut r,
+                        "cmdlets",
+                        ProbeStatus::Passed,
+                        format!(
+                            "all of {} among the {} cmdlets the app may run",
+                            REQUIRED_CMDLETS.join(", "),
+                            list.len()
+                        ),
+                    );
+                } else {
+                    check(
+                        &mut r,
+                        "cmdlets",
+                        ProbeStatus::Failed,
+                        format!(
+                            "the app's Exchange role lacks {} ({} cmdlets allowed)",
+                            missing.join(", "),
+                            list.len()
+                        ),
+                    );
+                }
+            }
+            Err(e) => check(
+                &mut r,
+                "cmdlets",
+                ProbeStatus::Warning,
+                format!("EXOModuleFile with CommandName: * did not list them: {e}"),
+            ),
+        }
+        // 4. One mailbox, read both ways.
+        let target = match address {
+            Some(a) => Ok(a.as_str().to_string()),
+            None => self
+                .client
+                .invoke_as(
+                    "Get-Mailbox",
+                    json!({"ResultSize": 1}),
+                    ResponseFormat::Json,
+                )
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|v| {
+                    v.first()
+                        .and_then(object_address)
+                        .ok_or_else(|| "Get-Mailbox -ResultSize 1 returned no mailbox".into())
+                }),
+        };
+        let target = match target {
+            Ok(t) => t,
+            Err(e) => {
+                check(&mut r, "mailbox", ProbeStatus::Failed, e);
+                return r;
             }
         };
-        self.set_certificates(address, kind, value).await?;
-        // The read-back, handed to the caller's own read-back that follows.
-        match self.fetch(address).await? {
-            Some((k, certs)) => {
-                self.remember(address, k, &certs, true);
-                Ok(certs)
+        let mut reads: Vec<(ResponseFormat, Option<Vec<CertDer>>)> = Vec::new();
+        for format in [ResponseFormat::Clixml, ResponseFormat::Json] {
+            let name = format!("read {}", format.header());
+            let got = self
+                .client
+                .invoke_as("Get-Mailbox", json!({"Identity": target}), format)
+                .await;
+            match got {
+                Ok(v) => match v.first() {
+                    Some(o) => {
+                        let form = rendering_of(o.get(protocol::PROP_USER_CERTIFICATE));
+                        match certificates_of(o, &target) {
+                            Ok(certs) => {
+                                check(
+                                    &mut r,
+                                    &name,
+                                    ProbeStatus::Passed,
+                                    format!(
+                                        "{target}: {} certificate(s) [{}]; UserCertificate came as {form}",
+                                        certs.len(),
+                                        thumbprints(&certs).join(", ")
+                                    ),
+                                );
+                                reads.push((format, Some(certs)));
+                            }
+                            Err(e) => {
+                                check(
+                                    &mut r,
+                                    &name,
+                                    ProbeStatus::Failed,
+                                    format!("{target}: UserCertificate came as {form}: {e}"),
+                                );
+                                reads.push((format, None));
+                            }
+                        }
+                    }
+                    None => check(
+                        &mut r,
+                        &name,
+                        ProbeStatus::Failed,
+                        format!("{target}: Get-Mailbox returned nothing"),
+                    ),
+                },
+                Err(e) => check(&mut r, &name, ProbeStatus::Failed, e.to_string()),
             }
-            None => Ok(Vec::new()),
         }
+        let readable: Vec<&(ResponseFormat, Option<Vec<CertDer>>)> =
+            reads.iter().filter(|(_, c)| c.is_some()).collect();
+        let current = readable.first().and_then(|(_, c)| c.clone());
+        match readable.as_slice() {
+            [(_, Some(a)), (_, Some(b))] => match exact_set(a, b) {
+                Ok(()) => check(
+                    &mut r,
+                    "renderings agree",
+                    ProbeStatus::Passed,
+                    "clixml and JSON show the same thumbprints".into(),
+                ),
+                Err(d) => check(
+                    &mut r,
+                    "renderings agree",
+                    ProbeStatus::Failed,
+                    format!("clixml against JSON: {d}"),
+                ),
+            },
+            [(f, _)] => {
+                if *f != s.protocol.response_format {
+                    r.suggestions
+                        .push(format!("response_format = \"{}\"", f.header()));
+                }
+                check(
+                    &mut r,
+                    "renderings agree",
+                    ProbeStatus::Warning,
+                    format!("only {} gave the certificates", f.header()),
+                );
+            }
+            _ => {}
+        }
+        // 5. Which encodings Set-Mailbox accepts: -WhatIf with the list the mailbox already
+        // holds, so that nothing would change even if WhatIf were ignored.
+        let Some(current) = current.filter(|c| !c.is_empty()) else {
+            check(
+                &mut r,
+                "write encodings",
+                ProbeStatus::Skipped,
+                format!(
+                    "{target} holds no certificate to send back with -WhatIf; pass --address of a mailbox that has one"
+                ),
+            );
+            return r;
+        };
+        let bytes: Vec<&[u8]> = current.iter().map(CertDer::as_bytes).collect();
+        let mut accepted = Vec::new();
+        let mut tried = Vec::new();
+        for wire in [
+            Wire {
+                encoding: ByteEncoding::IntArray,
+                annotate: true,
+            },
+            Wire {
+                encoding: ByteEncoding::IntArray,
+                annotate: false,
+            },
+            Wire {
+                encoding: ByteEncoding::Base64,
+                annotate: true,
+            },
+            Wire {
+                encoding: ByteEncoding::Base64,
+                annotate: false,
+            },
+        ] {
+            let mut m = serde_json::Map::new();
+            m.insert("Identity".into(), json!(target));
+            wire.put_list(&mut m, protocol::PROP_USER_CERTIFICATE, &bytes);
+            m.insert("WhatIf".into(), json!(true));
+            let name = format!("write {}", describe_wire(&wire));
+            match self.client.invoke("Set-Mailbox", Value::Object(m)).await {
+                Ok(_) => {
+                    accepted.push(wire);
+                    tried.push((name, None));
+                }
+                Err(e) => tried.push((name, Some(e.to_string()))),
+            }
+        }
+        // A refused encoding is a finding, a failure only when no encoding is accepted.
+        for (name, refused) in tried {
+            match refused {
+                None => check(
+                    &mut r,
+                    &name,
+                    ProbeStatus::Passed,
+                    "accepted (Set-Mailbox -WhatIf, the same list)".into(),
+                ),
+                Some(e) => check(
+                    &mut r,
+                    &name,
+                    if accepted.is_empty() {
+                        ProbeStatus::Failed
+                    } else {
+                        ProbeStatus::Warning
+                    },
+                    format!("refused: {e}"),
+                ),
+            }
+        }
+        let default = s.protocol.first_wire();
+        if !accepted.contains(&default)
+            && let Some(w) = accepted.first()
+        {
+            r.suggestions.push(format!(
+                "[directory.{}.protocol] byte_encoding = \"{}\", annotate = {}",
+                self.name,
+                w.encoding.name(),
+                w.annotate
+            ));
+        }
+        for n in self.client.notes() {
+            check(&mut r, "note", ProbeStatus::Warning, n);
+        }
+        r
     }
+}
+
+/// The cmdlets the directory runs (`exchange probe` checks the app may run them).
+pub const REQUIRED_CMDLETS: &[&str] = &[
+    "Get-Mailbox",
+    "Set-Mailbox",
+    "Get-MailContact",
+    "Set-MailContact",
+    "New-MailContact",
+    "Get-SmimeConfig",
+    "Set-SmimeConfig",
+];
+
+fn describe_wire(w: &Wire) -> String {
+    format!(
+        "{}{}",
+        w.encoding.name(),
+        if w.annotate {
+            " + UserCertificate@odata.type"
+        } else {
+            ""
+        }
+    )
+}
+
+/// How a byte property was rendered, for the probe's report.
+fn rendering_of(v: Option<&Value>) -> String {
+    let first = match v {
+        None | Some(Value::Null) => return "nothing (absent or null)".into(),
+        Some(Value::Array(a)) if a.is_empty() => return "an empty list".into(),
+        Some(Value::Array(a)) => &a[0],
+        Some(other) => other,
+    };
+    match first {
+        Value::String(s) if s == protocol::UNSERIALIZED_BYTES => {
+            "the type name System.Byte[]".into()
+        }
+        Value::String(_) => "base64 strings".into(),
+        Value::Array(_) => "integer arrays".into(),
+        Value::Object(o) => match o.get("Data") {
+            Some(Value::String(_)) => "{\"Data\": base64} (CLIXML <BA> or JSON)".into(),
+            Some(Value::Array(_)) => "{\"Data\": [integers]}".into(),
+            _ => "objects without Data".into(),
+        },
+        other => format!("{other}"),
+    }
+}
+
+fn thumbprints(certs: &[CertDer]) -> Vec<String> {
+    certs
+        .iter()
+        .map(|c| {
+            use sha1::Digest as _;
+            sha1::Sha1::digest(c.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect()
+        })
+        .collect()
+}
+
+/// Whether `back` holds exactly the certificates of `intended`, compared by SHA-1
+/// thumbprint as Exchange shows them; else what is left over and what is missing.
+pub fn exact_set(intended: &[CertDer], back: &[CertDer]) -> Result<(), String> {
+    let want = thumbprints(intended);
+    let got = thumbprints(back);
+    let left_over: Vec<&String> = got.iter().filter(|t| !want.contains(t)).collect();
+    let missing: Vec<&String> = want.iter().filter(|t| !got.contains(t)).collect();
+    if left_over.is_empty() && missing.is_empty() {
+        return Ok(());
+    }
+    let join = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let mut parts = Vec::new();
+    if !left_over.is_empty() {
+        parts.push(format!("left over [{}]", join(&left_over)));
+    }
+    if !missing.is_empty() {
+        parts.push(format!("missing [{}]", join(&missing)));
+    }
+    Err(parts.join("; "))
 }
 
 #[async_trait]
@@ -397,7 +953,7 @@ impl Directory for ExchangeDirectory {
         mode: PublishMode,
         remove: &[CertDer],
     ) -> Result<Vec<CertDer>, DirectoryError> {
-        // One Set-* call with Add and Remove: atomic on the service side.
+        // One Set-* call with the complete list, read back exactly.
         self.write(address, kind, certificate, mode, remove).await
     }
 
@@ -406,14 +962,22 @@ impl Directory for ExchangeDirectory {
         address: &Mailbox,
         certificate: &CertDer,
     ) -> Result<Vec<CertDer>, DirectoryError> {
-        let (kind, _) = self
-            .find(address)
+        // Never @{Remove=…}: the current values, read afresh, minus this one, set in full.
+        let (kind, current) = self
+            .fetch(address)
             .await?
             .ok_or_else(|| DirectoryError::NotFound(address.clone()))?;
-        let p = &self.client.settings.protocol;
-        self.set_certificates(address, kind, p.add_remove(&[], &[certificate.as_bytes()]))
-            .await?;
-        self.lookup(address).await
+        if !current.contains(certificate) {
+            return Ok(current);
+        }
+        let target: Vec<CertDer> = current
+            .iter()
+            .filter(|c| *c != certificate)
+            .cloned()
+            .collect();
+        let back = self.write_list(address, kind, &current, &target).await?;
+        self.remember(address, kind, &back, true);
+        Ok(back)
     }
 
     async fn trust_chain(&self) -> Result<Vec<CertDer>, DirectoryError> {
@@ -485,6 +1049,10 @@ impl Directory for ExchangeDirectory {
         self.org_settings().await
     }
 
+    async fn probe(&self, address: Option<&Mailbox>) -> Result<ProbeReport, DirectoryError> {
+        Ok(self.run_probe(address).await)
+    }
+
     async fn set_trust_chain(&self, chain: &[CertDer]) -> Result<Vec<CertDer>, DirectoryError> {
         check_trust_chain(chain, now_unix())?;
         let sst = smimekit_pki::sst::write_sst(chain);
@@ -494,13 +1062,8 @@ impl Directory for ExchangeDirectory {
                 sst.len()
             )));
         }
-        let p = &self.client.settings.protocol;
-        self.client
-            .invoke(
-                "Set-SmimeConfig",
-                json!({protocol::PROP_ISSUING_CA: p.byte_array(&sst)}),
-            )
-            .await?;
+        let params = |w: &Wire| json!({protocol::PROP_ISSUING_CA: w.byte_array(&sst)});
+        self.send_bytes("Set-SmimeConfig", true, &params).await?;
         self.trust_chain().await
     }
 }

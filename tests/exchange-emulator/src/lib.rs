@@ -1,13 +1,27 @@
 //! An Exchange Online emulator for tests and benchmarks, built from
 //! shared/docs/exchange-online.md: the Entra token endpoint (client-assertion JWT checked
 //! against the registered certificate: signature PS256/RS256, `x5t#S256`/`x5t`, audience,
-//! expiry) and `POST /adminapi/beta/{tenant}/InvokeCommand` for Get-/Set-Mailbox,
-//! Get-/Set-/New-MailContact, Get-/Set-SmimeConfig and Get-Recipient, with Bearer checks,
-//! `@odata.nextLink` paging, the §1.6 error bodies, and throttling: a 429 + Retry-After every K
-//! requests, a burst of 429s, or every request from the N-th on (switchable at run time). Two
-//! pessimistic switches expose clients that re-send writes: an `@{Add=…}` of a value already
-//! there can be stored twice (§2.3 leaves duplicate-add semantics open), and a write can be
-//! applied but answered 504, as when a gateway loses the answer.
+//! expiry; the scope of the configured cloud) and `POST /adminapi/beta/{tenant}/InvokeCommand`
+//! for Get-/Set-Mailbox, Get-/Set-/New-MailContact, Get-/Set-SmimeConfig and Get-Recipient,
+//! with Bearer checks, `@odata.nextLink` paging, the §1.6 error bodies, `-WhatIf`, and
+//! `GET /AdminApi/v1.0/{tenant}/EXOModuleFile` (the cmdlets the app may run; optionally a 302
+//! to a regional listener, as some tenants get).
+//!
+//! **Strict mode** (the default) models what the module's own schema and code say
+//! (exchange-online.md §2.6): a `byte[]` is `Collection(Edm.Byte)`, so base64 where bytes are
+//! expected is refused with a conversion error; `@{Remove=…}` of a byte array passed by value
+//! removes nothing (reference equality), silently; `NAME@odata.type` annotation keys are
+//! accepted; `X-ResponseFormat: clixml` is answered with CLIXML (`<BA>` byte arrays); `Full`
+//! JSON renders bytes as `{"Data": [integers]}`; Set-SmimeConfig refuses an oversized or
+//! expired store with the service's errors. **Lenient mode** is the emulator as it was before:
+//! base64 and integer arrays both accepted, `Remove` by value honoured, annotation keys refused
+//! as unknown parameters, JSON only (base64 strings).
+//!
+//! Throttling: a 429 + Retry-After every K requests, a burst of 429s, or every request from the
+//! N-th on (switchable at run time). Two pessimistic switches expose clients that re-send
+//! writes: an `@{Add=…}` of a value already there can be stored twice (§2.3 leaves
+//! duplicate-add semantics open), and a write can be applied but answered 504, as when a
+//! gateway loses the answer.
 //! Binds 127.0.0.1:0; tests start it themselves ([`Emulator::start`]).
 
 use std::collections::{BTreeMap, HashSet};
@@ -18,12 +32,26 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use tokio::sync::Mutex;
+
+/// How `Full` JSON renders a byte array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonBytes {
+    /// `"MIIB…"`.
+    Base64,
+    /// `{"Data": [48, 130, …]}` (the schema's `ByteArrayType`).
+    DataInts,
+    /// `[48, 130, …]`.
+    Ints,
+}
+
+/// The commercial cloud's scope.
+pub const COMMERCIAL_SCOPE: &str = "https://outlook.office365.com/.default";
 
 /// What the emulator starts with.
 #[derive(Debug, Clone)]
@@ -36,6 +64,31 @@ pub struct EmulatorConfig {
     pub mailboxes: Vec<String>,
     /// Seeded contacts: (name, external address).
     pub contacts: Vec<(String, String)>,
+    /// Strict mode (see the module documentation); `false` is the lenient, older behaviour.
+    pub strict: bool,
+    /// Refuse integer arrays and take only base64 for bytes (a tenant that reads `Edm.Binary`,
+    /// the opposite of strict mode's reading): clients must fall back.
+    pub base64_only: bool,
+    /// `@{Add=…}` changes nothing (a service where it would not work for byte arrays either):
+    /// clients must notice in the read-back and set the full list.
+    pub ignore_adds: bool,
+    /// How `Full` JSON renders bytes (default: strict `DataInts`, lenient `Base64`).
+    pub json_bytes: Option<JsonBytes>,
+    /// The scope a client-credentials request must ask for (the cloud's).
+    pub scope: String,
+    /// Refuse PS256 client assertions with AADSTS700027 (as some tenants were reported to).
+    pub reject_ps256: bool,
+    /// The front door answers EXOModuleFile and InvokeCommand with a 302 to a second,
+    /// regional listener, which serves the tenant.
+    pub regional: bool,
+    /// The front door answers EXOModuleFile with a 302 to this `Location` instead.
+    pub redirect_to: Option<String>,
+    /// The cmdlets EXOModuleFile lists (`CommandName: *`).
+    pub exported_cmdlets: Vec<String>,
+    /// Set-SmimeConfig refuses a larger store (`SSTFileSizeExceedLimit`, 70,000).
+    pub max_sst_bytes: usize,
+    /// The time Set-SmimeConfig checks expiry against (seconds since the epoch; default now).
+    pub smime_now: Option<i64>,
     /// Answer 429 to every K-th InvokeCommand request (0: never).
     pub throttle_every: u64,
     /// Answer 429 to every request numbered `n` with `from <= n < from + len` (1-based).
@@ -66,6 +119,28 @@ impl EmulatorConfig {
             app_certificate,
             mailboxes: Vec::new(),
             contacts: Vec::new(),
+            strict: true,
+            base64_only: false,
+            ignore_adds: false,
+            json_bytes: None,
+            scope: COMMERCIAL_SCOPE.into(),
+            reject_ps256: false,
+            regional: false,
+            redirect_to: None,
+            exported_cmdlets: [
+                "Get-Mailbox",
+                "Set-Mailbox",
+                "Get-MailContact",
+                "Set-MailContact",
+                "New-MailContact",
+                "Get-Recipient",
+                "Get-SmimeConfig",
+                "Set-SmimeConfig",
+            ]
+            .map(String::from)
+            .to_vec(),
+            max_sst_bytes: 70_000,
+            smime_now: None,
             throttle_every: 0,
             throttle_burst: None,
             throttle_from: None,
@@ -109,11 +184,26 @@ pub struct Counters {
     pub writes: AtomicU64,
     /// Writes applied whose answer was replaced by a 504 (`lose_write_answer_every`).
     pub lost_answers: AtomicU64,
+    /// `@{Remove=…}` byte values ignored (strict mode).
+    pub ignored_removes: AtomicU64,
+    /// Requests refused for a byte encoding or an annotation (400).
+    pub refused_encodings: AtomicU64,
+    /// Requests answered as CLIXML.
+    pub clixml: AtomicU64,
+    /// Writes run with -WhatIf (validated, not applied).
+    pub whatif: AtomicU64,
+    /// EXOModuleFile requests, and redirects the front door answered.
+    pub module_file: AtomicU64,
+    pub redirects: AtomicU64,
+    /// InvokeCommand requests the regional listener served.
+    pub regional_invoke: AtomicU64,
 }
 
 struct Inner {
     cfg: EmulatorConfig,
     base: String,
+    /// The regional listener's base URL, when [`EmulatorConfig::regional`].
+    regional: Option<String>,
     data: Mutex<Data>,
     counters: Arc<Counters>,
     /// [`EmulatorConfig::throttle_from`], changeable while running (`u64::MAX`: off).
@@ -124,6 +214,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct Emulator {
     pub base_url: String,
+    /// The regional listener (with [`EmulatorConfig::regional`]).
+    pub regional_url: Option<String>,
     pub counters: Arc<Counters>,
     state: Arc<InnerDebug>,
     _task: tokio::task::JoinHandle<()>,
@@ -166,10 +258,20 @@ impl Emulator {
             );
         }
         let counters = Arc::new(Counters::default());
+        let regional_listener = if cfg.regional {
+            Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        } else {
+            None
+        };
+        let regional = match &regional_listener {
+            Some(l) => Some(format!("http://{}", l.local_addr()?)),
+            None => None,
+        };
         let inner = Arc::new(Inner {
             throttle_from: AtomicU64::new(cfg.throttle_from.unwrap_or(u64::MAX)),
             cfg,
             base: base.clone(),
+            regional: regional.clone(),
             data: Mutex::new(data),
             counters: counters.clone(),
         });
@@ -177,12 +279,21 @@ impl Emulator {
             .route("/{tenant}/oauth2/v2.0/token", post(token))
             .route("/{tenant}/oauth2/v2.0/devicecode", post(device_code))
             .route("/adminapi/beta/{tenant}/InvokeCommand", post(invoke))
+            .route("/AdminApi/v1.0/{tenant}/EXOModuleFile", get(module_file))
+            .route("/adminapi/v1.0/{tenant}/EXOModuleFile", get(module_file))
             .with_state(inner.clone());
+        if let Some(l) = regional_listener {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(l, app).await;
+            });
+        }
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Ok(Self {
             base_url: base,
+            regional_url: regional,
             counters,
             state: Arc::new(InnerDebug(inner)),
             _task: task,
@@ -290,7 +401,7 @@ async fn token(
             "The app requested an unsupported grant type.",
         );
     }
-    if form.get("scope").map(String::as_str) != Some("https://outlook.office365.com/.default") {
+    if form.get("scope") != Some(&cfg.scope) {
         return aad_error(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
@@ -401,6 +512,12 @@ fn check_assertion(jwt: &str, cfg: &EmulatorConfig, aud: &str) -> Result<(), (u3
         )
     };
     let alg = header["alg"].as_str().unwrap_or("");
+    if alg == "PS256" && cfg.reject_ps256 {
+        return Err((
+            700027,
+            "Client assertion contains an invalid signature. [Reason - The provided signature value did not match the expected signature value.]".into(),
+        ));
+    }
     let thumb_ok = match alg {
         "PS256" => header["x5t#S256"].as_str() == Some(&B64URL.encode(sha2::Sha256::digest(der))),
         "RS256" => {
@@ -519,24 +636,99 @@ fn bad_value(text: &str) -> Response {
     )
 }
 
-/// A byte[] parameter in any accepted form: `{"Data": base64|ints}`, bare base64, int array.
-fn bytes(v: &Value) -> Option<Vec<u8>> {
-    match v {
-        Value::String(s) => B64.decode(s).ok(),
-        Value::Object(o) => o.get("Data").and_then(bytes),
-        Value::Array(a) => a
-            .iter()
-            .map(|x| x.as_u64().and_then(|n| u8::try_from(n).ok()))
-            .collect(),
-        _ => None,
+/// A value that could not be converted to bytes.
+struct Unconvertible {
+    /// The offending JSON, shortened.
+    value: String,
+}
+
+/// The 400 a `byte[]` parameter in the wrong form gets (INFERRED wording): the OData reader's
+/// when the parameter was annotated with its type, else PowerShell's parameter binder's.
+fn conversion_refused(s: &Inner, param: &str, annotated: bool, u: &Unconvertible) -> Response {
+    s.counters.refused_encodings.fetch_add(1, Ordering::Relaxed);
+    if annotated {
+        exo_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "",
+            "Microsoft.OData.ODataException",
+            &format!(
+                "An unexpected 'PrimitiveValue' node was found when reading from the JSON reader. A 'StartArray' node was expected. (property 'Data' of type 'Exchange.ByteArrayType' in parameter '{param}')"
+            ),
+        )
+    } else {
+        exo_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "",
+            "System.Management.Automation.ParameterBindingException",
+            &format!(
+                "Cannot bind parameter '{param}'. Cannot convert value \"{}\" to type \"System.Byte\". Error: \"Input string was not in a correct format.\"",
+                u.value
+            ),
+        )
     }
 }
 
-fn byte_list(v: &Value) -> Option<Vec<Vec<u8>>> {
+fn short(v: &Value) -> String {
+    let t = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    t.chars().take(24).collect()
+}
+
+/// Which forms a `byte[]` parameter may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    /// `{"Data": [integers]}` or `[integers]` only (the schema's `Collection(Edm.Byte)`).
+    Ints,
+    /// Base64 only.
+    Base64,
+    /// Both (lenient).
+    Both,
+}
+
+fn accept(cfg: &EmulatorConfig) -> Accept {
+    if cfg.base64_only {
+        Accept::Base64
+    } else if cfg.strict {
+        Accept::Ints
+    } else {
+        Accept::Both
+    }
+}
+
+/// One `byte[]` parameter value, bare or inside `Data`.
+fn bytes(v: &Value, strict: Accept) -> Result<Vec<u8>, Unconvertible> {
+    let bad = || Unconvertible { value: short(v) };
     match v {
-        Value::Array(a) if a.iter().all(|x| !x.is_number()) => a.iter().map(bytes).collect(),
-        Value::Null => Some(Vec::new()),
-        other => bytes(other).map(|b| vec![b]),
+        Value::String(s) if strict != Accept::Ints => B64.decode(s).map_err(|_| bad()),
+        Value::Object(o) => match o.get("Data") {
+            Some(d) => bytes(d, strict),
+            None => Err(bad()),
+        },
+        Value::Array(_) if strict == Accept::Base64 => Err(bad()),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| {
+                x.as_u64()
+                    .and_then(|n| u8::try_from(n).ok())
+                    .ok_or_else(bad)
+            })
+            .collect(),
+        _ => Err(bad()),
+    }
+}
+
+/// A list of `byte[]` values (a single value is a list of one).
+fn byte_list(v: &Value, strict: Accept) -> Result<Vec<Vec<u8>>, Unconvertible> {
+    match v {
+        Value::Array(a) if a.iter().all(|x| !x.is_number()) => {
+            a.iter().map(|x| bytes(x, strict)).collect()
+        }
+        Value::Null => Ok(Vec::new()),
+        other => bytes(other, strict).map(|b| vec![b]),
     }
 }
 
@@ -546,36 +738,249 @@ fn ci<'a>(o: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a Value>
         .map(|(_, v)| v)
 }
 
-fn render(o: &Object, full: bool) -> Value {
-    let certs: Vec<Value> = o
-        .certs
-        .iter()
-        .map(|c| {
-            if full {
-                json!(B64.encode(c))
-            } else {
-                json!("System.Byte[]")
-            }
-        })
-        .collect();
-    let mut v = json!({
-        "Name": o.name, "DisplayName": o.name, "Alias": o.name.replace(' ', ""),
-        "PrimarySmtpAddress": o.address,
-        "EmailAddresses@odata.type": "#Collection(String)", "EmailAddresses": [format!("SMTP:{}", o.address)],
-        "RecipientTypeDetails": if o.contact { "MailContact" } else { "UserMailbox" },
-        "UserCertificate@odata.type": "#Collection(String)", "UserCertificate": certs,
-        "UserSMimeCertificate@odata.type": "#Collection(String)", "UserSMimeCertificate": [],
-    });
+/// `@{Add=…; Remove=…}` (also `+`/`-`, any case): a hashtable rather than a value.
+fn hashtable(m: &serde_json::Map<String, Value>) -> Option<(Option<&Value>, Option<&Value>)> {
+    let add = ci(m, "Add").or_else(|| m.get("+"));
+    let rem = ci(m, "Remove").or_else(|| m.get("-"));
+    let tagged = m
+        .get("@odata.type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.ends_with("GenericHashTable"));
+    (tagged || add.is_some() || rem.is_some()).then_some((add, rem))
+}
+
+/// A property value as the service renders it, before JSON or CLIXML.
+#[derive(Debug, Clone)]
+enum Prop {
+    S(String),
+    B(bool),
+    I(i64),
+    Nil,
+    Bytes(Vec<u8>),
+    ByteList(Vec<Vec<u8>>),
+    StrList(Vec<String>),
+    Date(i64),
+}
+
+impl Prop {
+    fn from_json(v: &Value) -> Self {
+        match v {
+            Value::Bool(b) => Prop::B(*b),
+            Value::Number(n) => Prop::I(n.as_i64().unwrap_or(0)),
+            Value::String(s) => Prop::S(s.clone()),
+            Value::Null => Prop::Nil,
+            other => Prop::S(other.to_string()),
+        }
+    }
+}
+
+/// How an answer is rendered.
+#[derive(Debug, Clone, Copy)]
+struct Rendering {
+    clixml: bool,
+    full: bool,
+    json_bytes: JsonBytes,
+}
+
+fn recipient_props(o: &Object) -> Vec<(String, Prop)> {
+    let mut v = vec![
+        ("Name".to_string(), Prop::S(o.name.clone())),
+        ("DisplayName".into(), Prop::S(o.name.clone())),
+        ("Alias".into(), Prop::S(o.name.replace(' ', ""))),
+        ("PrimarySmtpAddress".into(), Prop::S(o.address.clone())),
+        (
+            "EmailAddresses".into(),
+            Prop::StrList(vec![format!("SMTP:{}", o.address)]),
+        ),
+        (
+            "RecipientTypeDetails".into(),
+            Prop::S(
+                if o.contact {
+                    "MailContact"
+                } else {
+                    "UserMailbox"
+                }
+                .into(),
+            ),
+        ),
+        ("UserCertificate".into(), Prop::ByteList(o.certs.clone())),
+        ("UserSMimeCertificate".into(), Prop::ByteList(Vec::new())),
+    ];
     if o.contact {
-        v["ExternalEmailAddress"] = json!(format!("SMTP:{}", o.address));
+        v.push((
+            "ExternalEmailAddress".into(),
+            Prop::S(format!("SMTP:{}", o.address)),
+        ));
     }
     v
 }
 
+fn json_bytes(b: &[u8], r: Rendering) -> Value {
+    if !r.full {
+        return json!("System.Byte[]");
+    }
+    match r.json_bytes {
+        JsonBytes::Base64 => json!(B64.encode(b)),
+        JsonBytes::DataInts => json!({"Data": b}),
+        JsonBytes::Ints => json!(b),
+    }
+}
+
+/// The JSON form of an object, with the per-property `@odata.type` annotations (§1.4).
+fn to_json(props: &[(String, Prop)], r: Rendering) -> Value {
+    let mut m = serde_json::Map::new();
+    for (k, p) in props {
+        let v = match p {
+            Prop::S(s) => json!(s),
+            Prop::B(b) => json!(b),
+            Prop::I(i) => json!(i),
+            Prop::Nil => Value::Null,
+            Prop::Date(t) => json!(t),
+            Prop::Bytes(b) => json_bytes(b, r),
+            Prop::StrList(l) => {
+                m.insert(format!("{k}@odata.type"), json!("#Collection(String)"));
+                json!(l)
+            }
+            Prop::ByteList(l) => {
+                let typed = r.full && r.json_bytes == JsonBytes::DataInts;
+                m.insert(
+                    format!("{k}@odata.type"),
+                    json!(if typed {
+                        "#Collection(Exchange.ByteArrayType)"
+                    } else {
+                        "#Collection(String)"
+                    }),
+                );
+                Value::Array(l.iter().map(|b| json_bytes(b, r)).collect())
+            }
+        };
+        m.insert(k.clone(), v);
+    }
+    Value::Object(m)
+}
+
+/// XML text, with the characters XML cannot carry escaped as PowerShell does (`_xHHHH_`).
+fn xml_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("_x{:04X}_", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Seconds since the epoch as `2026-01-01T00:00:00Z`.
+fn iso(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// The CLIXML form of an object (`[MS-PSRP]` 2.2.5: `<BA>` byte arrays, `<LST>` lists).
+fn to_clixml(props: &[(String, Prop)], type_name: &str, to_string: &str) -> String {
+    let mut x = String::from(
+        "<Objs Version=\"1.1.0.1\" xmlns=\"http://schemas.microsoft.com/powershell/2004/04\">",
+    );
+    x.push_str(&format!(
+        "<Obj RefId=\"0\"><TN RefId=\"0\"><T>Deserialized.{type_name}</T><T>Deserialized.System.Object</T></TN><ToString>{}</ToString><Props>",
+        xml_text(to_string)
+    ));
+    let mut ref_id = 1;
+    for (k, p) in props {
+        let n = xml_text(k);
+        match p {
+            Prop::S(s) => x.push_str(&format!("<S N=\"{n}\">{}</S>", xml_text(s))),
+            Prop::B(b) => x.push_str(&format!("<B N=\"{n}\">{b}</B>")),
+            Prop::I(i) => x.push_str(&format!("<I32 N=\"{n}\">{i}</I32>")),
+            Prop::Nil => x.push_str(&format!("<Nil N=\"{n}\" />")),
+            Prop::Date(t) => x.push_str(&format!("<DT N=\"{n}\">{}</DT>", iso(*t))),
+            Prop::Bytes(b) => x.push_str(&format!("<BA N=\"{n}\">{}</BA>", B64.encode(b))),
+            Prop::ByteList(l) => {
+                x.push_str(&format!(
+                    "<Obj N=\"{n}\" RefId=\"{ref_id}\"><TN RefId=\"{ref_id}\"><T>Deserialized.Microsoft.Exchange.Data.MultiValuedProperty`1[[System.Byte[], System.Private.CoreLib, Version=8.0.0.0, Culture=neutral, PublicKeyToken=7cec85d7bea7798e]]</T><T>Deserialized.System.Object</T></TN><LST>"
+                ));
+                for b in l {
+                    x.push_str(&format!("<BA>{}</BA>", B64.encode(b)));
+                }
+                x.push_str("</LST></Obj>");
+                ref_id += 1;
+            }
+            Prop::StrList(l) => {
+                x.push_str(&format!(
+                    "<Obj N=\"{n}\" RefId=\"{ref_id}\"><TN RefId=\"{ref_id}\"><T>Deserialized.Microsoft.Exchange.Data.ProxyAddressCollection</T><T>Deserialized.System.Object</T></TN><LST>"
+                ));
+                for s in l {
+                    x.push_str(&format!("<S>{}</S>", xml_text(s)));
+                }
+                x.push_str("</LST></Obj>");
+                ref_id += 1;
+            }
+        }
+    }
+    x.push_str("</Props></Obj></Objs>");
+    x
+}
+
+/// One object of an answer in the rendering asked for.
+fn render_object(
+    s: &Inner,
+    props: &[(String, Prop)],
+    type_name: &str,
+    to_string: &str,
+    r: Rendering,
+) -> Value {
+    if r.clixml {
+        s.counters.clixml.fetch_add(1, Ordering::Relaxed);
+        json!({"_clixml": to_clixml(props, type_name, to_string)})
+    } else {
+        to_json(props, r)
+    }
+}
+
+fn render_recipient(s: &Inner, o: &Object, r: Rendering) -> Value {
+    let t = if o.contact {
+        "Microsoft.Exchange.Data.Directory.Management.MailContact"
+    } else {
+        "Microsoft.Exchange.Data.Directory.Management.Mailbox"
+    };
+    render_object(s, &recipient_props(o), t, &o.name, r)
+}
+
 fn ok(value: Vec<Value>, next: Option<String>, tenant: &str, base: &str) -> Response {
+    ok_warning(value, next, tenant, base, None)
+}
+
+fn ok_warning(
+    value: Vec<Value>,
+    next: Option<String>,
+    tenant: &str,
+    base: &str,
+    warning: Option<String>,
+) -> Response {
     let mut body = json!({
         "@odata.context": format!("{base}/adminapi/beta/{tenant}/$metadata#Collection(Exchange.GenericHashTable)"),
-        "adminapi.warnings@odata.type": "#Collection(String)", "@adminapi.warnings": [],
+        "adminapi.warnings@odata.type": "#Collection(String)", "@adminapi.warnings": warning.into_iter().collect::<Vec<_>>(),
         "value": value,
     });
     if let Some(n) = next {
@@ -586,6 +991,20 @@ fn ok(value: Vec<Value>, next: Option<String>, tenant: &str, base: &str) -> Resp
         "Rate-Limit-Limit",
         axum::http::HeaderValue::from_static("30000"),
     );
+    r
+}
+
+/// The answer to a write run with `-WhatIf`: validated, not applied (§1.4).
+fn what_if(s: &Inner, text: String, tenant: &str) -> Response {
+    s.counters.whatif.fetch_add(1, Ordering::Relaxed);
+    let mut r = ok(Vec::new(), None, tenant, &s.base);
+    let body = json!({
+        "@odata.context": format!("{}/adminapi/beta/{tenant}/$metadata#Collection(Exchange.GenericHashTable)", s.base),
+        "@adminapi.confirmationmessage": text,
+        "adminapi.warnings@odata.type": "#Collection(String)", "@adminapi.warnings": [],
+        "value": [],
+    });
+    *r.body_mut() = axum::body::Body::from(body.to_string());
     r
 }
 
@@ -601,6 +1020,71 @@ fn applied(s: &Inner, answer: Response) -> Response {
     answer
 }
 
+fn bearer_ok(d: &Data, headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|b| d.tokens.contains(b))
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [("WWW-Authenticate", "Bearer error=\"invalid_token\"")],
+        "",
+    )
+        .into_response()
+}
+
+/// Whether a request came to the front door (not the regional listener).
+fn at_front_door(s: &Inner, headers: &HeaderMap) -> bool {
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    s.base.ends_with(&format!("//{host}"))
+}
+
+/// Where the front door sends this tenant, if anywhere.
+fn front_door_redirect(s: &Inner, headers: &HeaderMap) -> Option<String> {
+    if !at_front_door(s, headers) {
+        return None;
+    }
+    s.cfg.redirect_to.clone().or_else(|| s.regional.clone())
+}
+
+fn found(location: &str) -> Response {
+    (StatusCode::FOUND, [("Location", location.to_string())], "").into_response()
+}
+
+/// `GET /AdminApi/v1.0/{tenant}/EXOModuleFile`: the cmdlets the app may run (with
+/// `CommandName: *`), or the front door's 302 to the tenant's region.
+async fn module_file(
+    State(s): State<Arc<Inner>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    s.counters.module_file.fetch_add(1, Ordering::Relaxed);
+    if !bearer_ok(&*s.data.lock().await, &headers) {
+        return unauthorized();
+    }
+    if let Some(target) = front_door_redirect(&s, &headers) {
+        s.counters.redirects.fetch_add(1, Ordering::Relaxed);
+        let location = if s.cfg.redirect_to.is_some() {
+            target
+        } else {
+            format!("{target}/AdminApi/v1.0/{tenant}/EXOModuleFile")
+        };
+        return found(&location);
+    }
+    axum::Json(json!({
+        "@odata.context": format!("{}/adminapi/v1.0/{tenant}/$metadata#EXOModuleFile", s.base),
+        "value": [{"exportedCmdlets": s.cfg.exported_cmdlets.join(","), "exportedAliases": ""}],
+    }))
+    .into_response()
+}
+
 async fn invoke(
     State(s): State<Arc<Inner>>,
     Path(tenant): Path<String>,
@@ -609,22 +1093,20 @@ async fn invoke(
     body: String,
 ) -> Response {
     let cfg = &s.cfg;
-    let n = s.counters.invoke.fetch_add(1, Ordering::Relaxed) + 1;
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
     {
         let d = s.data.lock().await;
-        if !bearer.is_some_and(|b| d.tokens.contains(b)) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [("WWW-Authenticate", "Bearer error=\"invalid_token\"")],
-                "",
-            )
-                .into_response();
+        if !bearer_ok(&d, &headers) {
+            return unauthorized();
         }
     }
+    if let Some(target) = front_door_redirect(&s, &headers) {
+        s.counters.redirects.fetch_add(1, Ordering::Relaxed);
+        return found(&format!("{target}/adminapi/beta/{tenant}/InvokeCommand"));
+    }
+    if !at_front_door(&s, &headers) {
+        s.counters.regional_invoke.fetch_add(1, Ordering::Relaxed);
+    }
+    let n = s.counters.invoke.fetch_add(1, Ordering::Relaxed) + 1;
     if tenant != cfg.tenant {
         return exo_error(
             StatusCode::NOT_FOUND,
@@ -663,13 +1145,18 @@ async fn invoke(
     let params = req["CmdletInput"]["Parameters"]
         .as_object()
         .unwrap_or(&empty);
-    let full = headers
-        .get("x-serializationlevel")
-        .and_then(|v| v.to_str().ok())
-        == Some("Full");
-    let page = headers
-        .get("prefer")
-        .and_then(|v| v.to_str().ok())
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let r = Rendering {
+        clixml: cfg.strict
+            && header("x-responseformat").is_some_and(|f| f.eq_ignore_ascii_case("clixml")),
+        full: header("x-serializationlevel") == Some("Full"),
+        json_bytes: cfg.json_bytes.unwrap_or(if cfg.strict {
+            JsonBytes::DataInts
+        } else {
+            JsonBytes::Base64
+        }),
+    };
+    let page = header("prefer")
         .and_then(|v| v.split("odata.maxpagesize=").nth(1))
         .and_then(|v| v.trim().split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|v| v.parse::<usize>().ok())
@@ -682,6 +1169,19 @@ async fn invoke(
     let ident = ci(params, "Identity")
         .and_then(|v| v.as_str())
         .map(str::to_string);
+    let whatif = ci(params, "WhatIf").is_some_and(|v| v.as_bool() == Some(true));
+    // Strict: `NAME@odata.type` keys annotate a parameter; lenient (as before): unknown names.
+    let annotated = |k: &str| {
+        params
+            .keys()
+            .any(|a| a.eq_ignore_ascii_case(&format!("{k}@odata.type")))
+    };
+    let skip_param = |k: &str| {
+        ["Identity", "Confirm", "WhatIf"]
+            .iter()
+            .any(|n| k.eq_ignore_ascii_case(n))
+            || (cfg.strict && k.contains("@odata.type"))
+    };
     let mut d = s.data.lock().await;
     match cmdlet.as_str() {
         "Get-Mailbox" | "Get-MailContact" | "Get-Recipient" => {
@@ -696,16 +1196,19 @@ async fn invoke(
                         && (o.address.eq_ignore_ascii_case(&id) || o.name.eq_ignore_ascii_case(&id))
                 });
                 return match found {
-                    Some(o) => ok(vec![render(o, full)], None, &tenant, &s.base),
+                    Some(o) => ok(vec![render_recipient(&s, o, r)], None, &tenant, &s.base),
                     None => not_found(&id, cmdlet == "Get-Mailbox"),
                 };
             }
-            let all: Vec<&Object> = d.objects.values().filter(|o| want(o)).collect();
+            let limit = ci(params, "ResultSize")
+                .and_then(Value::as_u64)
+                .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            let all: Vec<&Object> = d.objects.values().filter(|o| want(o)).take(limit).collect();
             let items: Vec<Value> = all
                 .iter()
                 .skip(skip)
                 .take(page)
-                .map(|o| render(o, full))
+                .map(|o| render_recipient(&s, o, r))
                 .collect();
             let next = (skip + page < all.len()).then(|| {
                 format!(
@@ -727,8 +1230,9 @@ async fn invoke(
             }) else {
                 return not_found(&id, !contact);
             };
+            let mut certs = o.certs.clone();
             for (k, v) in params {
-                if k.eq_ignore_ascii_case("Identity") || k.eq_ignore_ascii_case("Confirm") {
+                if skip_param(k) {
                     continue;
                 }
                 if !k.eq_ignore_ascii_case("UserCertificate")
@@ -738,32 +1242,64 @@ async fn invoke(
                         "A parameter cannot be found that matches parameter name '{k}'."
                     ));
                 }
-                if k.eq_ignore_ascii_case("UserSMimeCertificate") {
-                    continue;
-                }
+                let ann = annotated(k);
                 match v {
-                    Value::Object(m) if m.contains_key("@odata.type") => {
-                        let add = ci(m, "Add").map(byte_list).unwrap_or(Some(Vec::new()));
-                        let rem = ci(m, "Remove").map(byte_list).unwrap_or(Some(Vec::new()));
-                        let (Some(add), Some(rem)) = (add, rem) else {
-                            return bad_value("Cannot convert the value to type System.Byte[].");
+                    Value::Object(m) if hashtable(m).is_some() => {
+                        let (add, rem) = hashtable(m).unwrap_or((None, None));
+                        let ann = ann
+                            || m.keys()
+                                .any(|x| x.contains("@odata.type") && x != "@odata.type");
+                        let add = match add.map(|v| byte_list(v, accept(cfg))).transpose() {
+                            Ok(a) => a.unwrap_or_default(),
+                            Err(u) => return conversion_refused(&s, k, ann, &u),
                         };
-                        o.certs.retain(|c| !rem.contains(c));
-                        for a in add {
-                            if cfg.duplicate_adds || !o.certs.contains(&a) {
-                                o.certs.push(a);
+                        let rem = match rem.map(|v| byte_list(v, accept(cfg))).transpose() {
+                            Ok(a) => a.unwrap_or_default(),
+                            Err(u) => return conversion_refused(&s, k, ann, &u),
+                        };
+                        if k.eq_ignore_ascii_case("UserSMimeCertificate") {
+                            continue;
+                        }
+                        if cfg.strict {
+                            // MultiValuedProperty.Remove compares byte[] by reference: a value
+                            // that came over the wire is never found.
+                            s.counters
+                                .ignored_removes
+                                .fetch_add(rem.len() as u64, Ordering::Relaxed);
+                        } else {
+                            certs.retain(|c| !rem.contains(c));
+                        }
+                        for a in add.into_iter().filter(|_| !cfg.ignore_adds) {
+                            if cfg.duplicate_adds || !certs.contains(&a) {
+                                certs.push(a);
                             }
                         }
                     }
-                    other => match byte_list(other) {
-                        Some(list) => o.certs = list,
-                        None => {
-                            return bad_value("Cannot convert the value to type System.Byte[].");
+                    other => match byte_list(other, accept(cfg)) {
+                        Ok(list) => {
+                            if k.eq_ignore_ascii_case("UserCertificate") {
+                                certs = list;
+                            }
                         }
+                        Err(u) => return conversion_refused(&s, k, ann, &u),
                     },
                 }
             }
-            applied(&s, ok(Vec::new(), None, &tenant, &s.base))
+            if whatif {
+                return what_if(
+                    &s,
+                    format!(
+                        "What if: Setting {} \"{id}\".",
+                        if contact { "mail contact" } else { "mailbox" }
+                    ),
+                    &tenant,
+                );
+            }
+            let warning = (cfg.strict && certs == o.certs).then(|| {
+                format!("The command completed successfully but no settings of '{id}' have been modified.")
+            });
+            o.certs = certs;
+            applied(&s, ok_warning(Vec::new(), None, &tenant, &s.base, warning))
         }
         "New-MailContact" => {
             let name = ci(params, "Name")
@@ -813,45 +1349,92 @@ async fn invoke(
                 address: ext.clone(),
                 certs: Vec::new(),
             };
-            let v = render(&o, full);
+            let v = render_recipient(&s, &o, r);
             d.objects.insert(ext.to_ascii_lowercase(), o);
             applied(&s, ok(vec![v], None, &tenant, &s.base))
         }
         "Get-SmimeConfig" => {
-            let mut v = json!({"Identity": "SMIMEConfig", "Name": "SMIMEConfig",
-                "OWAEncryptionAlgorithms": "6610", "OWASigningAlgorithms": "8004", "OWAAlwaysSign": false, "OWAAlwaysEncrypt": false,
-                "OWACheckCRLOnSend": false, "OWADisableCRLCheck": false, "OWAIncludeCertificateChainAndRootCertificate": false,
-                "SMIMECertificateIssuingCA": d.issuing_ca.as_ref().map(|b| if full { json!(B64.encode(b)) } else { json!("System.Byte[]") }),
-                "SMIMECertificatesExpiryDate": d.expiry});
+            let mut props: Vec<(String, Prop)> = vec![
+                ("Identity".into(), Prop::S("SMIMEConfig".into())),
+                ("Name".into(), Prop::S("SMIMEConfig".into())),
+                ("OWAEncryptionAlgorithms".into(), Prop::S("6610".into())),
+                ("OWASigningAlgorithms".into(), Prop::S("8004".into())),
+                ("OWAAlwaysSign".into(), Prop::B(false)),
+                ("OWAAlwaysEncrypt".into(), Prop::B(false)),
+                ("OWACheckCRLOnSend".into(), Prop::B(false)),
+                ("OWADisableCRLCheck".into(), Prop::B(false)),
+                (
+                    "OWAIncludeCertificateChainAndRootCertificate".into(),
+                    Prop::B(false),
+                ),
+                (
+                    "SMIMECertificateIssuingCA".into(),
+                    d.issuing_ca.clone().map_or(Prop::Nil, Prop::Bytes),
+                ),
+                (
+                    "SMIMECertificatesExpiryDate".into(),
+                    d.expiry.map_or(Prop::Nil, Prop::Date),
+                ),
+            ];
             for (k, val) in &d.owa {
-                v[k] = val.clone();
+                let p = Prop::from_json(val);
+                match props.iter_mut().find(|(n, _)| n == k) {
+                    Some(slot) => slot.1 = p,
+                    None => props.push((k.clone(), p)),
+                }
             }
+            let v = render_object(
+                &s,
+                &props,
+                "Microsoft.Exchange.Data.Directory.Management.SmimeConfiguration",
+                "SMIMEConfig",
+                r,
+            );
             ok(vec![v], None, &tenant, &s.base)
         }
         "Set-SmimeConfig" => {
+            let mut blob_set: Option<Option<(Vec<u8>, i64)>> = None;
+            let mut owa = Vec::new();
             for (k, v) in params {
+                if skip_param(k) {
+                    continue;
+                }
                 if k.eq_ignore_ascii_case("SMIMECertificateIssuingCA") {
-                    let Some(blob) = bytes(v) else {
-                        return bad_value("SMIMECertificateIssuingCA has wrong format");
+                    let blob = match bytes(v, accept(cfg)) {
+                        Ok(b) => b,
+                        Err(u) if accept(cfg) != Accept::Both => {
+                            let ann = annotated(k) || v.get("@odata.type").is_some();
+                            return conversion_refused(&s, k, ann, &u);
+                        }
+                        Err(_) => return bad_value("SMIMECertificateIssuingCA has wrong format"),
                     };
                     if blob.is_empty() {
-                        d.issuing_ca = None;
-                        d.expiry = None;
+                        blob_set = Some(None);
                         continue;
                     }
-                    if blob.len() > 70_000 {
+                    if blob.len() > cfg.max_sst_bytes {
                         return exo_error(
                             StatusCode::BAD_REQUEST,
                             "BadRequest",
                             "Ex3C8A21",
                             "Microsoft.Exchange.Data.LimitsExceededException",
-                            "SSTFileSizeExceedLimit",
+                            &format!(
+                                "SSTFileSizeExceedLimit: the SST file is {} bytes; the limit is {} bytes.",
+                                blob.len(),
+                                cfg.max_sst_bytes
+                            ),
                         );
                     }
                     let Ok(certs) = smimekit_pki::sst::read_sst_certificates(&blob) else {
-                        return bad_value("SMIMECertificateIssuingCA has wrong format");
+                        return exo_error(
+                            StatusCode::BAD_REQUEST,
+                            "BadRequest",
+                            "",
+                            "System.FormatException",
+                            "SMIMECertificateIssuingCA has wrong format",
+                        );
                     };
-                    let t = now();
+                    let t = cfg.smime_now.unwrap_or_else(now);
                     let mut earliest = i64::MAX;
                     let mut expired = Vec::new();
                     for c in &certs {
@@ -864,20 +1447,46 @@ async fn invoke(
                         }
                     }
                     if !expired.is_empty() {
-                        return bad_value(&format!(
-                            "The following certificates have expired: {}",
-                            expired.join(" , ")
-                        ));
+                        return exo_error(
+                            StatusCode::BAD_REQUEST,
+                            "BadRequest",
+                            "",
+                            "System.InvalidOperationException",
+                            &format!(
+                                "The following certificates have expired: {}",
+                                expired.join(" , ")
+                            ),
+                        );
                     }
-                    d.issuing_ca = Some(blob);
-                    d.expiry = Some(earliest);
+                    blob_set = Some(Some((blob, earliest)));
                 } else if k.starts_with("OWA") || k == "NoSignOnReply" {
-                    d.owa.insert(k.clone(), v.clone());
-                } else if !k.eq_ignore_ascii_case("Confirm") {
+                    owa.push((k.clone(), v.clone()));
+                } else {
                     return bad_value(&format!(
                         "A parameter cannot be found that matches parameter name '{k}'."
                     ));
                 }
+            }
+            if whatif {
+                return what_if(
+                    &s,
+                    "What if: Setting S/MIME configuration \"SMIMEConfig\".".into(),
+                    &tenant,
+                );
+            }
+            match blob_set {
+                Some(Some((blob, earliest))) => {
+                    d.issuing_ca = Some(blob);
+                    d.expiry = Some(earliest);
+                }
+                Some(None) => {
+                    d.issuing_ca = None;
+                    d.expiry = None;
+                }
+                None => {}
+            }
+            for (k, v) in owa {
+                d.owa.insert(k, v);
             }
             s.counters.writes.fetch_add(1, Ordering::Relaxed);
             ok(Vec::new(), None, &tenant, &s.base)
@@ -938,6 +1547,165 @@ mod tests {
         }
         s.update(input.as_bytes()).unwrap();
         format!("{input}.{}", B64URL.encode(s.sign_to_vec().unwrap()))
+    }
+
+    /// An emulator state with one mailbox holding `certs`, and a request runner.
+    fn with_mailbox(strict: bool, certs: Vec<Vec<u8>>) -> (Arc<Inner>, tokio::runtime::Runtime) {
+        let mut cfg = EmulatorConfig::new("t", "app", Vec::new());
+        cfg.strict = strict;
+        let mut data = Data::default();
+        data.tokens.insert("tok".into());
+        data.objects.insert(
+            "a@x.org".into(),
+            Object {
+                contact: false,
+                name: "a".into(),
+                address: "a@x.org".into(),
+                certs,
+            },
+        );
+        let inner = Arc::new(Inner {
+            throttle_from: AtomicU64::new(u64::MAX),
+            cfg,
+            base: "http://127.0.0.1:1".into(),
+            regional: None,
+            data: Mutex::new(data),
+            counters: Arc::new(Counters::default()),
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        (inner, rt)
+    }
+
+    fn call(
+        rt: &tokio::runtime::Runtime,
+        s: &Arc<Inner>,
+        format: &str,
+        cmdlet: &str,
+        params: Value,
+    ) -> (u16, Value) {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer tok".parse().unwrap());
+        h.insert("x-anchormailbox", "APP:x@t".parse().unwrap());
+        h.insert("host", "127.0.0.1:1".parse().unwrap());
+        h.insert("x-responseformat", format.parse().unwrap());
+        h.insert("x-serializationlevel", "Full".parse().unwrap());
+        let body = json!({"CmdletInput": {"CmdletName": cmdlet, "Parameters": params}});
+        rt.block_on(async {
+            let r = invoke(
+                State(s.clone()),
+                Path("t".to_string()),
+                Query(BTreeMap::new()),
+                h,
+                body.to_string(),
+            )
+            .await;
+            let status = r.status().as_u16();
+            let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )
+        })
+    }
+
+    fn stored(rt: &tokio::runtime::Runtime, s: &Arc<Inner>) -> Vec<Vec<u8>> {
+        rt.block_on(s.data.lock()).objects["a@x.org"].certs.clone()
+    }
+
+    #[test]
+    fn strict_mode_models_the_schema_and_lenient_mode_the_old_emulator() {
+        let (one, two) = (vec![1u8, 2], vec![3u8]);
+        let remove = json!({"Identity": "a@x.org", "UserCertificate": {
+            "@odata.type": "#Exchange.GenericHashTable", "Remove": [{"Data": [1, 2]}]}});
+        let base64 = json!({"Identity": "a@x.org", "UserCertificate": [{"Data": "AQI="}]});
+        let annotated = json!({"Identity": "a@x.org",
+            "UserCertificate@odata.type": "#Collection(Exchange.ByteArrayType)",
+            "UserCertificate": [{"Data": [3]}]});
+
+        // Strict: Remove by value does nothing, yet answers 200 (with the no-op warning).
+        let (s, rt) = with_mailbox(true, vec![one.clone(), two.clone()]);
+        let (status, v) = call(&rt, &s, "json", "Set-Mailbox", remove.clone());
+        assert_eq!(status, 200, "{v}");
+        assert!(
+            v["@adminapi.warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("no settings"),
+            "{v}"
+        );
+        assert_eq!(stored(&rt, &s), vec![one.clone(), two.clone()]);
+        assert_eq!(s.counters.ignored_removes.load(Ordering::Relaxed), 1);
+        // Base64 is refused with a conversion error, nothing changes.
+        let (status, v) = call(&rt, &s, "json", "Set-Mailbox", base64.clone());
+        assert_eq!(status, 400, "{v}");
+        let text = v["error"]["details"][0]["message"].as_str().unwrap();
+        assert!(text.contains("Cannot convert value"), "{text}");
+        // The annotation key is accepted; the full list replaces.
+        let (status, v) = call(&rt, &s, "json", "Set-Mailbox", annotated.clone());
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(stored(&rt, &s), vec![two.clone()]);
+        // Reads: CLIXML when asked, {"Data": [..]} in Full JSON.
+        let (_, v) = call(
+            &rt,
+            &s,
+            "clixml",
+            "Get-Mailbox",
+            json!({"Identity": "a@x.org"}),
+        );
+        let xml = v["value"][0]["_clixml"].as_str().unwrap();
+        assert!(
+            xml.contains("<BA>Aw==</BA>")
+                && xml.contains("<S N=\"PrimarySmtpAddress\">a@x.org</S>"),
+            "{xml}"
+        );
+        let (_, v) = call(
+            &rt,
+            &s,
+            "json",
+            "Get-Mailbox",
+            json!({"Identity": "a@x.org"}),
+        );
+        assert_eq!(v["value"][0]["UserCertificate"], json!([{"Data": [3]}]));
+        // -WhatIf validates and changes nothing.
+        let mut w = annotated.clone();
+        w["UserCertificate"] = json!([]);
+        w["WhatIf"] = json!(true);
+        let (status, v) = call(&rt, &s, "json", "Set-Mailbox", w);
+        assert_eq!(status, 200, "{v}");
+        assert!(v["@adminapi.confirmationmessage"].is_string(), "{v}");
+        assert_eq!(stored(&rt, &s), vec![two.clone()]);
+
+        // Lenient: Remove by value works, base64 is taken, annotations are unknown
+        // parameters, and the answer is JSON with base64 whatever was asked.
+        let (s, rt) = with_mailbox(false, vec![one.clone(), two.clone()]);
+        let (status, _) = call(&rt, &s, "json", "Set-Mailbox", remove);
+        assert_eq!(status, 200);
+        assert_eq!(stored(&rt, &s), vec![two.clone()]);
+        let (status, _) = call(&rt, &s, "json", "Set-Mailbox", base64);
+        assert_eq!(status, 200);
+        assert_eq!(stored(&rt, &s), vec![one.clone()]);
+        let (status, v) = call(&rt, &s, "json", "Set-Mailbox", annotated);
+        assert_eq!(status, 400);
+        assert!(v.to_string().contains("UserCertificate@odata.type"), "{v}");
+        let (_, v) = call(
+            &rt,
+            &s,
+            "clixml",
+            "Get-Mailbox",
+            json!({"Identity": "a@x.org"}),
+        );
+        assert_eq!(v["value"][0]["UserCertificate"], json!(["AQI="]));
+    }
+
+    #[test]
+    fn dates_render_as_iso() {
+        assert_eq!(iso(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso(2_366_841_600), "2045-01-01T00:00:00Z");
     }
 
     #[test]

@@ -160,12 +160,23 @@ pub enum DirectoryCommand {
     },
 }
 
-/// `smimekit exchange …`: Exchange Online organisation settings.
+/// `smimekit exchange …`: Exchange Online organisation settings and the tenant probe.
 #[derive(Debug, Subcommand)]
 pub enum ExchangeCommand {
     /// The OWA S/MIME settings (Get-SmimeConfig), with warnings for risky values.
     #[command(subcommand)]
     Config(ExchangeConfigCommand),
+    /// Read-only self-test against the tenant, to run first and send us: signs in, lists the
+    /// cmdlets the app may run (EXOModuleFile), reads one mailbox's certificates as CLIXML and
+    /// as JSON, and tries each byte encoding with Set-Mailbox -WhatIf and the list the mailbox
+    /// already holds (nothing changes). Exit 4 when a check fails.
+    Probe {
+        #[arg(long, value_name = "NAME")]
+        directory: Option<String>,
+        /// The mailbox to read (best one holding a certificate; default: the first mailbox).
+        #[arg(long, value_name = "ADDRESS")]
+        address: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -402,7 +402,26 @@ fn print_settings(r: &OrgSettingsResult, json: bool) -> Result<()> {
 }
 
 pub async fn exchange(service: &Service, c: ExchangeCommand, json: bool) -> Result<u8> {
-    let ExchangeCommand::Config(c) = c;
+    let c = match c {
+        ExchangeCommand::Config(c) => c,
+        ExchangeCommand::Probe { directory, address } => {
+            let r = service
+                .exchange_probe(directory.as_deref(), address.as_deref())
+                .await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                outln!("probe of directory {}:", r.directory);
+                for c in &r.checks {
+                    outln!("  {:<8} {:<40} {}", c.status, c.name, c.detail);
+                }
+                for s in &r.suggestions {
+                    outln!("suggested setting: {s}");
+                }
+            }
+            return Ok(if r.passed { EXIT_OK } else { super::EXIT_KEY });
+        }
+    };
     match c {
         ExchangeConfigCommand::Show { directory } => {
             print_settings(&service.org_settings(directory.as_deref()).await?, json)?;

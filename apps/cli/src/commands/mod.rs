@@ -138,7 +138,17 @@ pub async fn run(cli: Cli) -> Result<u8> {
     let service = builder.build()?;
     // Interactive sign-ins (a device code), shown on standard error while the command runs.
     let _sign_ins = directory::show_sign_ins(&service);
-    match cli.command {
+    let code = dispatch(&service, cli.command, json).await;
+    // What plugins asked to tell the user (fallbacks they took), after the result.
+    for n in service.take_notices() {
+        eprintln!("note: {n}");
+    }
+    code
+}
+
+async fn dispatch(service: &Service, command: Command, json: bool) -> Result<u8> {
+    let service = service.clone();
+    match command {
         Command::Sign(a) => mail::sign(&service, a, json).await,
         Command::Encrypt(a) => mail::encrypt(&service, a, json).await,
         Command::Verify(a) => mail::verify(&service, a, json).await,
