@@ -45,7 +45,10 @@ fn service(dir: &Path, directories: &str) -> Service {
     let store = dir.join("smimekit.db");
     std::fs::write(
         &path,
-        format!("[store]\nurl = \"sqlite:{}\"\n\n{directories}", store.display()),
+        format!(
+            "[store]\nurl = \"sqlite:{}\"\n\n{directories}",
+            store.display()
+        ),
     )
     .unwrap();
     Service::builder()
@@ -90,12 +93,20 @@ fn exchange_signs_in_once_per_service_and_again_after_close() {
         let alice = Mailbox::parse("alice@example.org").unwrap();
         svc.open_directory("exo")
             .unwrap()
-            .publish(&alice, RecipientKind::Mailbox, &der("alice.pem"), PublishMode::Merge)
+            .publish(
+                &alice,
+                RecipientKind::Mailbox,
+                &der("alice.pem"),
+                PublishMode::Merge,
+            )
             .await
             .unwrap();
         assert_eq!(count(&emu.counters.tokens), 1);
         for _ in 0..2 {
-            let r = svc.lookup(&lookup("alice@example.org", "exo")).await.unwrap();
+            let r = svc
+                .lookup(&lookup("alice@example.org", "exo"))
+                .await
+                .unwrap();
             assert_eq!(r.certificates.len(), 1);
         }
         // A clone shares the sessions.
@@ -109,7 +120,9 @@ fn exchange_signs_in_once_per_service_and_again_after_close() {
         assert!(svc.close_directory("exo").await.unwrap());
         assert!(svc.open_sessions().directories.is_empty());
         assert!(!svc.close_directory("exo").await.unwrap(), "already closed");
-        svc.lookup(&lookup("alice@example.org", "exo")).await.unwrap();
+        svc.lookup(&lookup("alice@example.org", "exo"))
+            .await
+            .unwrap();
         assert_eq!(count(&emu.counters.tokens), 2, "closed: signed in again");
         let e = svc.close_directory("nope").await.unwrap_err();
         assert!(e.message.contains("nope"), "{e}");
@@ -306,10 +319,8 @@ fn slow_key_work_does_not_block_the_runtime() {
         // Key generation (RSA: seconds), through the service.
         let svc = Service::builder().build().unwrap();
         let target = dir.path().join("new.p12").display().to_string();
-        let (key, ran) = others_ran_during(
-            svc.generate_key(&target, smimekit_core::KeySpec::Rsa(2048)),
-        )
-        .await;
+        let (key, ran) =
+            others_ran_during(svc.generate_key(&target, smimekit_core::KeySpec::Rsa(2048))).await;
         key.unwrap();
         assert!(ran, "key generation ran on the runtime's thread");
 
@@ -385,7 +396,9 @@ fn a_key_file_is_read_and_its_password_asked_off_the_runtime_thread() {
                         }
                     }
                 };
-                tokio::io::AsyncWriteExt::write_all(&mut w, &data).await.unwrap();
+                tokio::io::AsyncWriteExt::write_all(&mut w, &data)
+                    .await
+                    .unwrap();
                 drop(w);
                 // The password, once the service asks.
                 tx.send("test".to_string()).unwrap();
@@ -452,7 +465,9 @@ fn bulk_publish_is_a_job_with_ordered_events_and_a_record() {
         assert_eq!(report.published, addrs.len());
         assert_eq!(
             events.iter().map(|e| (e.done, e.total)).collect::<Vec<_>>(),
-            (1..=addrs.len()).map(|d| (d, addrs.len())).collect::<Vec<_>>()
+            (1..=addrs.len())
+                .map(|d| (d, addrs.len()))
+                .collect::<Vec<_>>()
         );
         let mut items: Vec<String> = events
             .iter()
@@ -561,7 +576,10 @@ fn device_code_sign_in_is_handed_to_the_frontend() {
         let dir = tempfile::tempdir().unwrap();
         let toml = exo_toml(&emu, "auth = \"device-code\"\n")
             .replace(&format!("certificate = \"{}\"\n", pki("alice.key")), "")
-            .replace(&format!("certificate_file = \"{}\"\n", pki("alice.pem")), "");
+            .replace(
+                &format!("certificate_file = \"{}\"\n", pki("alice.pem")),
+                "",
+            );
         let svc = service(dir.path(), &toml);
         // Nobody to show the code to: the sign-in fails at once rather than wait.
         let e = svc.login(Some("exo")).await.unwrap_err();
@@ -586,4 +604,108 @@ fn device_code_sign_in_is_handed_to_the_frontend() {
         assert!(r.sign_in.is_none());
         assert!(shown.try_recv().is_err());
     });
+}
+
+/// The CLI logs on standard error only when asked (`-v`, `SMIMEKIT_LOG`, `RUST_LOG`): spans
+/// per directory request and job; never a token or a password.
+#[test]
+fn the_cli_logs_only_when_asked_and_never_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite:{}\"\n[directory.local]\nkind = \"local\"\npath = \"local.json\"\n",
+            dir.path().join("s.db").display()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let lookup = ["lookup", "nobody@example.org", "--config", &config];
+    let stderr = |args: &[&str], env: &[(&str, &str)]| {
+        let mut env = env.to_vec();
+        // Whatever the test runner's environment says.
+        for v in ["SMIMEKIT_LOG", "RUST_LOG"] {
+            if !env.iter().any(|(k, _)| *k == v) {
+                env.push((v, ""));
+            }
+        }
+        let out = crate::common::smimekit(args, &env);
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{}",
+            crate::common::show("lookup", &out)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Not asked: the error and nothing else.
+    let quiet = stderr(&lookup, &[]);
+    assert_eq!(quiet.lines().count(), 1, "{quiet}");
+    // -vv, SMIMEKIT_LOG, RUST_LOG: the directory request's span.
+    let mut vv = lookup.to_vec();
+    vv.push("-vv");
+    for (args, env) in [
+        (&vv[..], &[][..]),
+        (&lookup[..], &[("SMIMEKIT_LOG", "debug")][..]),
+        (&lookup[..], &[("RUST_LOG", "smimekit_service=debug")][..]),
+    ] {
+        let log = stderr(args, env);
+        assert!(
+            log.lines().any(|l| l.contains("DEBUG")
+                && l.contains("directory{name=\"local\" op=\"recipient\"")
+                && l.contains("nobody@example.org")),
+            "{args:?} {env:?}: {log}"
+        );
+    }
+    // A bad filter is said once, and the command still runs.
+    let log = stderr(&lookup, &[("SMIMEKIT_LOG", "smimekit=loud")]);
+    assert!(log.contains("SMIMEKIT_LOG: not a log filter"), "{log}");
+
+    // Exchange Online at trace: sign-in and requests are logged, the token is not (the
+    // emulator's tokens start with this JWT header).
+    let rt = current_thread();
+    let emu = rt.block_on(emulator(&["alice@example.org".into()]));
+    let exo = dir.path().join("exo.toml");
+    std::fs::write(&exo, exo_toml(&emu, "")).unwrap();
+    let exo = exo.display().to_string();
+    let out = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            crate::common::smimekit(
+                &[
+                    "publish",
+                    "alice@example.org",
+                    "--cert",
+                    &pki("alice.pem"),
+                    "--directory",
+                    "exo",
+                    "--config",
+                    &exo,
+                    "-vvv",
+                ],
+                &[("SMIMEKIT_LOG", ""), ("RUST_LOG", "")],
+            )
+        });
+        // The emulator runs on this runtime: drive it until the CLI is done.
+        rt.block_on(async {
+            while !run.is_finished() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        });
+        run.join().unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        crate::common::show("publish", &out)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("signed in") && log.contains("InvokeCommand"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("eyJ0eXAiOiJKV1QifQ"),
+        "a token in the log: {log}"
+    );
 }

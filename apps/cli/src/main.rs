@@ -5,6 +5,7 @@
 mod io;
 mod cli;
 mod commands;
+mod logging;
 
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let json = cli.json;
+    logging::init(cli.verbose);
     // One command, one thread: a worker pool would only add start-up cost to every run.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -281,14 +281,16 @@ impl SessionDirectory {
             address = address.map(Mailbox::as_str)
         );
         let result = request.instrument(span.clone()).await;
+        let _entered = span.enter();
         if let Err(e) = &result {
-            let _entered = span.enter();
             if matches!(e, DirectoryError::Unavailable(_)) {
                 self.failed.store(true, Ordering::Relaxed);
                 tracing::warn!(error = %e, "directory unavailable; it will be opened again");
             } else {
                 tracing::debug!(error = %e, "request failed");
             }
+        } else {
+            tracing::debug!("done");
         }
         result
     }

@@ -411,6 +411,8 @@ impl Client {
             value: value.clone(),
             refresh_at: Instant::now() + Duration::from_secs(expires.saturating_sub(300).max(1)),
         });
+        // Never the token itself.
+        tracing::debug!(tenant = %self.settings.tenant, expires_in = expires, "signed in");
         Ok(value)
     }
 
@@ -858,6 +860,7 @@ impl Client {
                 .text()
                 .await
                 .map_err(|e| ExoError::Transport(e.to_string()))?;
+            tracing::debug!(cmdlet, status, attempt, "InvokeCommand");
             if status == 200 {
                 slot.succeeded();
                 return serde_json::from_str(&text).map_err(|e| {
@@ -889,7 +892,9 @@ impl Client {
                 }
                 attempt += 1;
                 drop(slot);
-                tokio::time::sleep(retry_after.unwrap_or_else(|| backoff(attempt))).await;
+                let wait = retry_after.unwrap_or_else(|| backoff(attempt));
+                tracing::info!(cmdlet, status, attempt, ?wait, "throttled: trying again");
+                tokio::time::sleep(wait).await;
                 continue;
             }
             return Err(classify(cmdlet, status, &text));

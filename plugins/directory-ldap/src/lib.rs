@@ -244,6 +244,12 @@ impl LdapDirectory {
             }
         }
         *guard = Some(ldap.clone());
+        tracing::debug!(
+            directory = %self.name,
+            url = %self.s.url,
+            bind_dn = self.s.bind_dn.as_deref(),
+            "connected"
+        );
         Ok(ldap)
     }
 

@@ -46,6 +46,11 @@ pub struct Cli {
     /// source of its own (the order: `smimekit --help`). Never give a secret on the command line.
     #[arg(long, global = true, value_name = "F")]
     pub password_file: Option<PathBuf>,
+    /// Log what smimekit does on standard error: -v info, -vv debug, -vvv trace (directory
+    /// requests, jobs, sign-ins; never a secret). SMIMEKIT_LOG or RUST_LOG take a filter
+    /// (`debug`, `smimekit_service=trace`) and turn logging on too.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
