@@ -1294,9 +1294,16 @@ fn regional_redirect_is_followed_and_never_elsewhere() {
     let c = &exo.emu.counters;
     assert!(counter(&c.redirects) >= 1);
     assert_eq!(counter(&c.regional_invoke), counter(&c.invoke));
-    let err = String::from_utf8_lossy(&out.stderr);
+    // The probe says where the tenant is served.
+    let v = exo.ok(&["exchange", "probe", "--directory", "exo"]);
     let regional = exo.emu.regional_url.clone().unwrap();
-    assert!(err.contains(&regional), "{err}");
+    assert!(
+        v["checks"][1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&regional),
+        "{v}"
+    );
 
     // A Location on another host: refused before anything is sent there.
     let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

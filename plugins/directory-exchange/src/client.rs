@@ -263,6 +263,11 @@ impl Client {
     /// Records a fallback taken and tells the host.
     pub fn note(&self, text: String) {
         self.keys.notice(&text);
+        self.record(text);
+    }
+
+    /// Records a finding for `exchange probe` only (not worth a notice on every run).
+    fn record(&self, text: String) {
         if let Ok(mut n) = self.notes.lock()
             && !n.contains(&text)
         {
@@ -681,18 +686,21 @@ impl Client {
             .send()
             .await
             .map_err(|e| ExoError::Transport(format!("EXOModuleFile: {}", e.without_url())))?;
+        let status = resp.status().as_u16();
         let base = match location(&resp) {
             Some(loc) => {
                 let b = regional_base(&self.settings, &loc).map_err(ExoError::Protocol)?;
                 if b != self.settings.endpoint {
-                    self.note(format!(
+                    self.record(format!(
                         "directory {}: the front door redirects this tenant to {b}",
                         self.settings.name
                     ));
                 }
                 b
             }
-            // No redirect (or no discovery at all): the endpoint serves the tenant.
+            // Throttled or failing: the endpoint for now, and ask again next time.
+            None if status == 429 || status >= 500 => return Ok(self.settings.endpoint.clone()),
+            // No redirect: the endpoint serves the tenant.
             None => self.settings.endpoint.clone(),
         };
         *route = Some(base.clone());
@@ -990,6 +998,52 @@ fn backoff(attempt: u32) -> Duration {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn settings(endpoint: &str) -> Settings {
+        Settings::parse(
+            "x",
+            &format!(
+                "kind = \"exchange-online\"\ntenant = \"t.onmicrosoft.com\"\nclient_id = \"a\"\ncertificate = \"/k\"\nendpoint = \"{endpoint}\"\n"
+            ),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn redirects_stay_in_the_cloud() {
+        let s = settings("https://outlook.office365.com");
+        let loc = "https://nam13b.outlook.office365.com:446/AdminApi/v1.0/t/EXOModuleFile";
+        assert_eq!(
+            regional_base(&s, loc).unwrap(),
+            "https://nam13b.outlook.office365.com"
+        );
+        assert_eq!(
+            regional_base(&s, "https://outlook.office365.com:446/x").unwrap(),
+            "https://outlook.office365.com"
+        );
+        for bad in [
+            "https://evil.example/AdminApi",
+            "http://nam13b.outlook.office365.com/x",
+            "https://outlook.office365.com.evil.example/x",
+            "https://nam13b.outlook.office365.us/x",
+        ] {
+            assert!(regional_base(&s, bad).is_err(), "{bad}");
+        }
+        let gcc = settings("https://outlook.office365.us");
+        assert_eq!(
+            regional_base(&gcc, "https://gcc02b.outlook.office365.us/x").unwrap(),
+            "https://gcc02b.outlook.office365.us"
+        );
+        assert!(regional_base(&gcc, "https://nam13b.outlook.office365.com/x").is_err());
+        // A loopback emulator: the same host, any port; nothing else.
+        let emu = settings("http://127.0.0.1:4000");
+        assert_eq!(
+            regional_base(&emu, "http://127.0.0.1:4001/AdminApi").unwrap(),
+            "http://127.0.0.1:4001"
+        );
+        assert!(regional_base(&emu, "http://localhost:4001/AdminApi").is_err());
+        assert!(regional_base(&emu, "https://nam13b.outlook.office365.com/x").is_err());
+    }
 
     #[test]
     fn error_bodies() {
