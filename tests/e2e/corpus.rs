@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use smimekit_service::{
-    DecryptionKey, ErrorKind, KeyRequest, OpenRequest, PrivateKey, Secret, Service,
+    DecryptionKey, ErrorKind, KeyRequest, Named, OpenRequest, PrivateKey, Secret, Service,
 };
 
 use crate::common;
@@ -249,6 +249,12 @@ fn parse_time(t: &str) -> Result<i64, String> {
 }
 
 /// Every CRL in a directory, PEM or DER, as DER.
+/// A corpus file's bytes, named by its path, as the service takes them.
+fn named(path: &Path) -> Result<Named<Vec<u8>>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    Ok(Named::new(path.display().to_string(), data))
+}
+
 fn load_crls(dir: &Path) -> Result<Vec<Vec<u8>>, String> {
     let mut out = Vec::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -341,12 +347,12 @@ async fn check_message(service: &Service, root: &Path, case: &Value) -> Result<(
         keys,
         trust: strings(case, "trust_anchors")
             .iter()
-            .map(|p| root.join(p))
-            .collect(),
+            .map(|p| named(&root.join(p)))
+            .collect::<Result<_, _>>()?,
         certs: strings(case, "extra_certs")
             .iter()
-            .map(|p| root.join(p))
-            .collect(),
+            .map(|p| named(&root.join(p)))
+            .collect::<Result<_, _>>()?,
         crls,
         at: Some(at),
         message,
@@ -461,10 +467,12 @@ fn check_certs(service: &Service, root: &Path, case: &Value) -> Result<(), Strin
     let expect = &case["expect"];
     let must_fail = expect.get("parse_ok") == Some(&Value::Bool(false));
     let want = expect.get("certs").and_then(Value::as_u64);
-    match service.load_certificates(&root.join(file)) {
+    let loaded = named(&root.join(file))
+        .and_then(|input| service.certificates(&input).map_err(|e| e.to_string()));
+    match loaded {
         Err(_) if must_fail => Ok(()),
         // A file with no certificate (a bare key or DSA parameters) is refused as such.
-        Err(e) if want == Some(0) && e.to_string().contains("holds no certificate") => Ok(()),
+        Err(e) if want == Some(0) && e.contains("holds no certificate") => Ok(()),
         Err(e) => Err(format!("load failed: {e}")),
         Ok(_) if must_fail => Err("loaded, but the manifest says it must be refused".into()),
         Ok(certs) => match want {

@@ -2,11 +2,11 @@
 //! for passwords and PINs when it has no other source (never argv).
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use smimekit_service::{ErrorKind, Prompt, Secret, ServiceError};
+use smimekit_service::{ErrorKind, Named, Prompt, Secret, ServiceError};
 
 /// `println!` that never panics: standard output closed by the reader (`smimekit plugins | head -1`)
 /// ends the process with success, as ripgrep does; any other write failure exits with the I/O code.
@@ -51,9 +51,95 @@ pub fn read_input(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// A file's bytes named by its path, for the service (which never opens files); a missing or
+/// unreadable file is an I/O error naming it.
+pub fn read_named(path: &Path) -> anyhow::Result<Named<Vec<u8>>> {
+    let data = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    Ok(Named::new(path.display().to_string(), data))
+}
+
+/// [`read_named`] for each file, in order.
+pub fn read_all_named(paths: &[PathBuf]) -> anyhow::Result<Vec<Named<Vec<u8>>>> {
+    paths.iter().map(|p| read_named(p)).collect()
+}
+
+/// Who may read a file the CLI writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// As the umask says (or as the file it replaces was).
+    Default,
+    /// Its owner only (0600): files holding a private key.
+    Owner,
+}
+
+/// Writes a file whole or not at all: a temporary file in the target's folder, synced, then
+/// renamed over the target, so that a crash or a full disk leaves the old file, never half a
+/// new one. A file it replaces keeps its permissions; [`Access::Owner`] files are created
+/// 0600 (on Unix). What is not a regular file (`/dev/null`, a FIFO, a symbolic link, a
+/// folder), and a read-only file, is written in place, as before.
+pub fn write_file(path: &Path, data: &[u8], access: Access) -> anyhow::Result<()> {
+    let existing = std::fs::symlink_metadata(path).ok();
+    if existing
+        .as_ref()
+        .is_some_and(|m| !m.file_type().is_file() || m.permissions().readonly())
+    {
+        return std::fs::write(path, data).map_err(|e| io_err(path, e));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let mut n = 0u32;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(format!(".{name}.smimekit-{}-{n}.tmp", std::process::id()));
+        match create_new(&tmp, access) {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+            Err(e) => return Err(io_err(path, e)),
+        }
+    };
+    let written = (|| {
+        file.write_all(data)?;
+        if access == Access::Default
+            && let Some(m) = &existing
+        {
+            file.set_permissions(m.permissions())?;
+        }
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        // Persist the rename; not every platform can open a folder, so best effort.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    written.map_err(|e: std::io::Error| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err(path, e)
+    })
+}
+
+fn create_new(path: &Path, access: Access) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if access == Access::Owner {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = access;
+    options.open(path)
+}
+
+/// The output of a command: a file (written by [`write_file`]), or standard output.
 pub fn write_output(path: Option<&Path>, data: &[u8]) -> anyhow::Result<()> {
     match path {
-        Some(p) => std::fs::write(p, data).map_err(|e| io_err(p, e)),
+        Some(p) => write_file(p, data, Access::Default),
         None => {
             let mut out = std::io::stdout().lock();
             if let Err(e) = out.write_all(data).and_then(|_| out.flush()) {

@@ -5,7 +5,7 @@ use std::path::Path;
 use smimekit_core::CertDer;
 use smimekit_pki::{certinfo, container};
 
-use crate::{ErrorKind, Service, ServiceError};
+use crate::{ErrorKind, Named, Service, ServiceError};
 
 /// What `cert show` and `keys list` print for a certificate.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -77,6 +77,31 @@ pub(crate) fn rfc3339(unix: i64) -> String {
 }
 
 impl Service {
+    /// Every certificate in `input` (PEM, DER, PKCS#7 certs-only, SST, sniffed from the bytes);
+    /// none at all is an error naming the input.
+    pub fn certificates(&self, input: &Named<Vec<u8>>) -> Result<Vec<CertDer>, ServiceError> {
+        let certs = container::load_certificates(&input.data, &input.name)?;
+        if certs.is_empty() {
+            return Err(ServiceError::new(
+                ErrorKind::Malformed,
+                format!("{}: holds no certificate", input.name),
+            ));
+        }
+        Ok(certs)
+    }
+
+    /// [`Service::certificates`] of every input, in order.
+    pub fn all_certificates(
+        &self,
+        inputs: &[Named<Vec<u8>>],
+    ) -> Result<Vec<CertDer>, ServiceError> {
+        let mut out = Vec::new();
+        for i in inputs {
+            out.extend(self.certificates(i)?);
+        }
+        Ok(out)
+    }
+
     /// Reads every certificate in a file (PEM, DER, PKCS#7 certs-only, SST).
     pub fn load_certificates(&self, path: &Path) -> Result<Vec<CertDer>, ServiceError> {
         let bytes = std::fs::read(path).map_err(|e| ServiceError::io(path, e))?;
@@ -156,6 +181,16 @@ pub fn crls_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, ServiceError> {
 }
 
 impl Service {
+    /// Every CRL in the inputs (one DER CRL, or PEM `X509 CRL` blocks), for
+    /// [`crate::OpenRequest::crls`] and directory audits; errors name the input.
+    pub fn crls(&self, inputs: &[Named<Vec<u8>>]) -> Result<Vec<Vec<u8>>, ServiceError> {
+        let mut out = Vec::new();
+        for i in inputs {
+            out.extend(crls_from_bytes(&i.data).map_err(|e| e.context(&i.name))?);
+        }
+        Ok(out)
+    }
+
     /// Reads every CRL in the given files (DER or PEM), for [`crate::OpenRequest::crls`].
     pub fn load_crls(&self, paths: &[impl AsRef<Path>]) -> Result<Vec<Vec<u8>>, ServiceError> {
         let mut out = Vec::new();

@@ -22,6 +22,7 @@ mod jobs;
 mod keys;
 mod lint;
 mod mail;
+mod named;
 mod pki_ops;
 mod plugins;
 mod secrets;
@@ -58,6 +59,7 @@ pub use lint::{Finding, LintRequest, LintResult, LintedFileCert, Profile, RULES,
 pub use mail::{
     DecryptRequest, EncryptRequest, EncryptTo, OpenRequest, OpenResult, SignRequest, SignResult,
 };
+pub use named::Named;
 pub use pki_ops::{
     ChainBuildReport, ChainBuildRequest, ExtractedCert, PathCert, PathSummary, ProblemSummary,
     StoreEntry, StoreFormat, StoreListing, StoreProperty,

@@ -1,6 +1,5 @@
 //! Mail operations: sign, encrypt, verify, decrypt and open.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use smimekit_core::{ContentCipher, DecryptionKey, DigestAlg, PrivateKey};
@@ -10,7 +9,7 @@ use smimekit_message::signed::{SignOptions, VerifyContext};
 use smimekit_message::smime::{self, OpenOptions};
 
 use crate::signer_chain::SignerChain;
-use crate::{ErrorKind, Service, ServiceError};
+use crate::{ErrorKind, Named, Service, ServiceError};
 
 /// `smimekit sign`.
 #[derive(Debug, Clone)]
@@ -20,9 +19,9 @@ pub struct SignRequest {
     pub pss: bool,
     pub opaque: bool,
     pub message: Vec<u8>,
-    /// `--chain` files (PEM, DER, PKCS#7, SST): issuer certificates to complete the signer's
-    /// chain when neither the key store nor the directories have them.
-    pub chain: Vec<PathBuf>,
+    /// Issuer certificates (PEM, DER, PKCS#7, SST) to complete the signer's chain when neither
+    /// the key store nor the directories have them.
+    pub chain: Vec<Named<Vec<u8>>>,
 }
 
 /// What `sign` made: the signed message, and the chain it carries.
@@ -32,41 +31,21 @@ pub struct SignResult {
     pub chain: SignerChain,
 }
 
-/// One `--to` of `smimekit encrypt`.
+/// One recipient (or several) of `encrypt`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EncryptTo {
-    /// A certificate file: every end-entity certificate in it is a recipient; CA certificates
-    /// bundled beside them are not.
-    File(PathBuf),
+    /// Certificates (PEM, DER, PKCS#7, SST): every end-entity certificate among them is a
+    /// recipient; CA certificates bundled beside them are not.
+    Certificates(Named<Vec<u8>>),
     /// An address, resolved through the configured directories (in search order) to its
     /// usable certificate ([`Service::resolve_recipient`]).
     Address(String),
 }
 
-impl From<PathBuf> for EncryptTo {
-    fn from(p: PathBuf) -> Self {
-        EncryptTo::File(p)
-    }
-}
-
-impl EncryptTo {
-    /// How the CLI reads a `--to` value: an existing file is a file; otherwise something
-    /// with an `@` and no path separator is an address; anything else is a (missing) file,
-    /// so the error names it as before.
-    pub fn from_arg(arg: &str) -> Self {
-        let p = std::path::Path::new(arg);
-        if !p.exists() && arg.contains('@') && !arg.contains('/') && !arg.contains('\\') {
-            EncryptTo::Address(arg.to_string())
-        } else {
-            EncryptTo::File(p.to_path_buf())
-        }
-    }
-}
-
 /// `smimekit encrypt`.
 #[derive(Debug, Clone)]
 pub struct EncryptRequest {
-    /// The recipients: certificate files or addresses.
+    /// The recipients: certificates or addresses.
     pub to: Vec<EncryptTo>,
     pub cipher: ContentCipher,
     pub oaep: bool,
@@ -79,8 +58,10 @@ pub struct OpenRequest {
     /// Keys to decrypt with, with or without their certificates
     /// ([`Service::open_decryption_key`]).
     pub keys: Vec<DecryptionKey>,
-    pub trust: Vec<PathBuf>,
-    pub certs: Vec<PathBuf>,
+    /// Trust anchors (PEM, DER, PKCS#7, SST).
+    pub trust: Vec<Named<Vec<u8>>>,
+    /// Untrusted intermediate or signer certificates.
+    pub certs: Vec<Named<Vec<u8>>>,
     pub crls: Vec<Vec<u8>>,
     /// Validation time (Unix seconds); the service clock when absent.
     pub at: Option<i64>,
@@ -136,18 +117,18 @@ impl Service {
                 ServiceError::new(ErrorKind::Invalid, "no recipient given").for_field("to"),
             );
         }
-        // A file may carry the recipient with its issuers (a PKCS#7 or PEM bundle, `cert export
-        // --chain`): encrypt to its end-entity certificates, never to the CAs beside them.
+        // A file may carry the recipient with its issuers (a PKCS#7 or PEM bundle, an export
+        // with its chain): encrypt to its end-entity certificates, never to the CAs beside them.
         let mut recipients = Vec::new();
         for to in &req.to {
-            let path = match to {
-                EncryptTo::File(p) => p,
+            let input = match to {
+                EncryptTo::Certificates(input) => input,
                 EncryptTo::Address(a) => {
                     recipients.push(self.resolve_recipient(a, None).await?);
                     continue;
                 }
             };
-            let certs = self.load_certificates(path)?;
+            let certs = self.certificates(input)?;
             let is_ca = |c: &smimekit_core::CertDer| {
                 smimekit_pki::certinfo::parse(c).is_ok_and(|i| i.is_ca)
             };
@@ -205,8 +186,8 @@ impl Service {
     fn open_options(&self, req: &OpenRequest, single: bool) -> Result<OpenOptions, ServiceError> {
         Ok(OpenOptions {
             verify: VerifyContext {
-                anchors: self.load_all_certificates(&req.trust)?,
-                extra_certs: self.load_all_certificates(&req.certs)?,
+                anchors: self.all_certificates(&req.trust)?,
+                extra_certs: self.all_certificates(&req.certs)?,
                 crls: req.crls.clone(),
                 at: req.at.unwrap_or_else(|| self.now()),
                 from: None,

@@ -12,14 +12,12 @@
 //! and [`SignerChain`] says which issuer is missing. This module does not validate the chain
 //! for trust (that is the recipient's verifier's job) and never asks for credentials.
 
-use std::path::PathBuf;
-
 use serde::Serialize;
 use smimekit_core::{CertDer, DirectoryError, PrivateKey};
 use smimekit_pki::certinfo;
 use smimekit_pki::chain::{ChainBuilder, ChainPath, PathProblem};
 
-use crate::{Service, ServiceError};
+use crate::{Named, Service, ServiceError};
 
 /// What `sign` included besides the signer's certificate, and whether that reaches a root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,13 +77,13 @@ struct Attempt {
 impl Service {
     /// Builds the chain `key`'s certificate is sent with, from the key store, the configured
     /// directories' trust chains and the `files` (any certificate container). Returns the
-    /// certificates to include (nearest issuer first, no root) and the report. A `--chain` file
+    /// certificates to include (nearest issuer first, no root) and the report. A chain file
     /// that cannot be read is an error; a directory that cannot be read is reported in
     /// [`SignerChain::unavailable`].
     pub(crate) async fn signer_chain(
         &self,
         key: &dyn PrivateKey,
-        files: &[PathBuf],
+        files: &[Named<Vec<u8>>],
     ) -> Result<(Vec<CertDer>, SignerChain), ServiceError> {
         let mut unavailable = Vec::new();
         let mut from_store: Vec<CertDer> = key.chain().to_vec();
@@ -93,7 +91,7 @@ impl Service {
             Ok(more) => from_store.extend(more),
             Err(e) => unavailable.push(format!("key store: {e}")),
         }
-        let from_files = self.load_all_certificates(files)?;
+        let from_files = self.all_certificates(files)?;
 
         let pool: Vec<CertDer> = from_store.iter().chain(&from_files).cloned().collect();
         let mut attempt = self.signer_path(key.certificate(), &pool)?;

@@ -73,7 +73,7 @@ fn is_key_store(source: &str) -> bool {
 pub async fn run(service: &Service, c: CertCommand, json: bool) -> Result<u8> {
     match c {
         CertCommand::Show { file } => {
-            let certs = service.load_certificates(&file)?;
+            let certs = service.certificates(&io::read_named(&file)?)?;
             let summaries: Vec<CertSummary> = certs.iter().map(|c| service.summarize(c)).collect();
             if json {
                 print_json(&summaries)?;
@@ -109,7 +109,7 @@ pub async fn run(service: &Service, c: CertCommand, json: bool) -> Result<u8> {
                 v.extend(key.chain().iter().cloned());
                 v
             } else {
-                service.load_certificates(Path::new(&source))?
+                service.certificates(&io::read_named(Path::new(&source))?)?
             };
             if !chain {
                 certs.truncate(1);

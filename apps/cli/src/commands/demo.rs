@@ -27,8 +27,8 @@ use serde::Serialize;
 use smimekit_service::{
     CaInitRequest, CaIssueRequest, CaKeyType, CertDer, Config, ContentCipher, DEFAULT_LEAF_DAYS,
     DigestAlg, EncryptRequest, EncryptTo, ErrorKind, IssueSource, KeyRequest, LayerKind,
-    LintRequest, OpenRequest, Profile, PublishRequest, Secret, Service, ServiceError, Severity,
-    SignRequest, StoreFormat, TrustPushRequest, os_user,
+    LintRequest, Named, OpenRequest, Profile, PublishRequest, Secret, Service, ServiceError,
+    Severity, SignRequest, StoreFormat, TrustPushRequest, os_user,
 };
 
 use super::{EXIT_INVALID, EXIT_OK, print_json};
@@ -96,6 +96,12 @@ fn at(name: &str) -> impl FnOnce(ServiceError) -> Halt + '_ {
 
 fn io_at<'a>(name: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Halt + 'a {
     move |e| (name.to_string(), io_error(path, e))
+}
+
+/// A file's bytes, named by its path, for the service.
+fn read(name: &str, path: &Path) -> Result<Named<Vec<u8>>, Halt> {
+    let data = std::fs::read(path).map_err(io_at(name, path))?;
+    Ok(Named::new(path.display().to_string(), data))
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> ServiceError {
@@ -473,7 +479,7 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
     let opened = svc
         .open(OpenRequest {
             keys: vec![bob_key.into()],
-            trust: vec![init.root_cert.clone().into()],
+            trust: vec![read(name, Path::new(&init.root_cert))?],
             message: sealed,
             ..OpenRequest::default()
         })

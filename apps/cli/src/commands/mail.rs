@@ -30,7 +30,7 @@ pub async fn sign(service: &Service, a: SignArgs, json: bool) -> Result<u8> {
             pss: a.pss,
             opaque: a.opaque,
             message,
-            chain: a.chain,
+            chain: io::read_all_named(&a.chain)?,
         })
         .await?;
     let out = &signed.message;
@@ -62,9 +62,10 @@ pub async fn encrypt(service: &Service, a: EncryptArgs, json: bool) -> Result<u8
         CipherArg::Aes256Gcm => ContentCipher::Aes256Gcm,
     };
     let message = io::read_input(a.io.input.as_deref())?;
+    let to = a.to.iter().map(|t| encrypt_to(t)).collect::<Result<_>>()?;
     let out = service
         .encrypt(EncryptRequest {
-            to: a.to.iter().map(|t| EncryptTo::from_arg(t)).collect(),
+            to,
             cipher,
             oaep: a.oaep,
             message,
@@ -77,6 +78,18 @@ pub async fn encrypt(service: &Service, a: EncryptArgs, json: bool) -> Result<u8
         )?;
     }
     Ok(EXIT_OK)
+}
+
+/// How a `--to` value is read: an existing file is a certificate file; otherwise something with
+/// an `@` and no path separator is an address; anything else is a (missing) file, so that the
+/// error names it.
+fn encrypt_to(arg: &str) -> Result<EncryptTo> {
+    let p = std::path::Path::new(arg);
+    if !p.exists() && arg.contains('@') && !arg.contains('/') && !arg.contains('\\') {
+        Ok(EncryptTo::Address(arg.to_string()))
+    } else {
+        Ok(EncryptTo::Certificates(io::read_named(p)?))
+    }
 }
 
 pub async fn verify(service: &Service, a: VerifyArgs, json: bool) -> Result<u8> {
@@ -132,8 +145,8 @@ fn open_request(t: &TrustArgs, message: Vec<u8>, keys: Vec<DecryptionKey>) -> Re
         .transpose()?;
     Ok(OpenRequest {
         keys,
-        trust: t.trust.clone(),
-        certs: t.cert.clone(),
+        trust: io::read_all_named(&t.trust)?,
+        certs: io::read_all_named(&t.cert)?,
         crls: Vec::new(),
         at,
         message,
