@@ -1,7 +1,5 @@
-//! `smimekit lint`: the rule table lives in `smimekit_pki::lint`; this loads the files and
+//! `smimekit lint`: the rule table lives in `smimekit_pki::lint`; this parses the inputs and
 //! names each certificate's source.
-
-use std::path::PathBuf;
 
 use serde::Serialize;
 use smimekit_pki::lint::{self, LintOptions, LintedCert};
@@ -9,16 +7,16 @@ use smimekit_pki::lint::{self, LintOptions, LintedCert};
 pub use smimekit_pki::lint::{Finding, Profile, RULES, Rule, Severity};
 
 use crate::certs::rfc3339;
-use crate::{Service, ServiceError};
+use crate::{Named, Service, ServiceError};
 
 /// What to lint.
 #[derive(Debug, Clone, Default)]
 pub struct LintRequest {
-    /// Certificate files (any container); every certificate in them is linted.
-    pub certs: Vec<PathBuf>,
+    /// Certificates (any container); every certificate in each is linted, named by its input.
+    pub certs: Vec<Named<Vec<u8>>>,
     pub profile: Profile,
     /// The trust store to chain to (the `.sst` uploaded to Exchange Online), if any.
-    pub chain: Option<PathBuf>,
+    pub chain: Option<Named<Vec<u8>>>,
     /// Validation time (Unix seconds); the service clock when `None`.
     pub at: Option<i64>,
     /// Warning window for expiry, in days.
@@ -27,9 +25,10 @@ pub struct LintRequest {
     pub address: Option<String>,
 }
 
-/// One linted certificate and the file it came from.
+/// One linted certificate and the input it came from.
 #[derive(Debug, Clone, Serialize)]
 pub struct LintedFileCert {
+    /// The input's name.
     pub file: String,
     #[serde(flatten)]
     pub cert: LintedCert,
@@ -40,6 +39,7 @@ pub struct LintedFileCert {
 pub struct LintResult {
     pub profile: Profile,
     pub at: String,
+    /// The trust store's name.
     pub chain: Option<String>,
     pub certificates: Vec<LintedFileCert>,
     pub errors: usize,
@@ -54,17 +54,17 @@ impl LintResult {
 }
 
 impl Service {
-    /// Lints every certificate of the given files.
+    /// Lints every certificate of the given inputs.
     pub fn lint(&self, req: &LintRequest) -> Result<LintResult, ServiceError> {
         let mut certs = Vec::new();
         let mut files = Vec::new();
-        for p in &req.certs {
-            let loaded = self.load_certificates(p)?;
-            files.extend(std::iter::repeat_n(p.display().to_string(), loaded.len()));
+        for input in &req.certs {
+            let loaded = self.certificates(input)?;
+            files.extend(std::iter::repeat_n(input.name.clone(), loaded.len()));
             certs.extend(loaded);
         }
         let trust_store = match &req.chain {
-            Some(p) => Some(self.load_certificates(p)?),
+            Some(input) => Some(self.certificates(input)?),
             None => None,
         };
         let at = req.at.unwrap_or_else(|| self.now());
@@ -79,7 +79,7 @@ impl Service {
         Ok(LintResult {
             profile: report.profile,
             at: rfc3339(at),
-            chain: req.chain.as_ref().map(|p| p.display().to_string()),
+            chain: req.chain.as_ref().map(|c| c.name.clone()),
             errors: report.errors,
             warnings: report.warnings,
             infos: report.infos,

@@ -363,9 +363,9 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
     for (email, pem) in &user_certs {
         let lint = svc
             .lint(&LintRequest {
-                certs: vec![pem.clone()],
+                certs: vec![read(name, pem)?],
                 profile: Profile::Owa,
-                chain: Some(sst_path.clone()),
+                chain: Some(Named::new(sst_path.display().to_string(), sst.clone())),
                 at: None,
                 expiring_days: 30,
                 address: Some(email.to_string()),

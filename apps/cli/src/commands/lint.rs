@@ -6,6 +6,7 @@ use smimekit_service::{LintRequest, Profile, Service, Severity};
 use super::pki::parse_at;
 use super::{EXIT_INVALID, EXIT_OK, print_json};
 use crate::cli::{LintArgs, ProfileArg};
+use crate::io;
 
 pub fn run(service: &Service, a: LintArgs, json: bool) -> Result<u8> {
     let profile = match a.profile {
@@ -16,9 +17,9 @@ pub fn run(service: &Service, a: LintArgs, json: bool) -> Result<u8> {
         ProfileArg::Apple => Profile::Apple,
     };
     let result = service.lint(&LintRequest {
-        certs: a.certs,
+        certs: io::read_all_named(&a.certs)?,
         profile,
-        chain: a.chain,
+        chain: a.chain.as_deref().map(io::read_named).transpose()?,
         at: parse_at(a.at.as_deref())?,
         expiring_days: a.expiring_days,
         address: a.address,
