@@ -92,6 +92,7 @@ fn exchange_signs_in_once_per_service_and_again_after_close() {
         let svc = service(dir.path(), &exo_toml(&emu, ""));
         let alice = Mailbox::parse("alice@example.org").unwrap();
         svc.open_directory("exo")
+            .await
             .unwrap()
             .publish(
                 &alice,
@@ -209,7 +210,7 @@ fn ldap_connection_is_reused_and_reopened_after_it_fails() {
         assert_eq!(count(&proxy.accepted), 1, "one connection (and bind) for every call");
 
         // The server goes away: the call fails, and the handle that failed is dropped.
-        let before = svc.open_directory("corp").unwrap();
+        let before = svc.open_directory("corp").await.unwrap();
         proxy.cut();
         let e = svc
             .lookup(&lookup("bob@example.org", "corp"))
@@ -217,7 +218,7 @@ fn ldap_connection_is_reused_and_reopened_after_it_fails() {
             .unwrap_err();
         assert!(e.message.contains("corp"), "{e}");
         proxy.refuse.store(false, Ordering::Relaxed);
-        let after = svc.open_directory("corp").unwrap();
+        let after = svc.open_directory("corp").await.unwrap();
         assert!(!Arc::ptr_eq(&before, &after), "a new handle after the failure");
         drop((before, after));
         let connections = count(&proxy.accepted);

@@ -184,7 +184,7 @@ impl Service {
                 not_audited.push(n);
                 continue;
             }
-            let dir = self.open_directory(&n)?;
+            let dir = self.open_directory(&n).await?;
             directories.push(self.audit_one(dir.as_ref(), &revoked).await?);
             ctx.event("audit", directories.len(), total, Some(&n));
         }

@@ -291,14 +291,14 @@ impl Service {
     }
 
     /// The directory a write goes to: the named one, else the first configured.
-    pub(crate) fn target_directory(
+    pub(crate) async fn target_directory(
         &self,
         name: Option<&str>,
     ) -> Result<std::sync::Arc<dyn Directory>, ServiceError> {
         match name {
-            Some(n) => self.open_directory(n),
+            Some(n) => self.open_directory(n).await,
             None => match self.config.directories.first() {
-                Some(d) => self.open_directory(&d.name.clone()),
+                Some(d) => self.open_directory(&d.name.clone()).await,
                 None => Err(ServiceError::new(
                     ErrorKind::Invalid,
                     format!(
@@ -311,12 +311,12 @@ impl Service {
     }
 
     /// The directories a lookup searches, in order.
-    fn search_directories(
+    async fn search_directories(
         &self,
         name: Option<&str>,
     ) -> Result<Vec<std::sync::Arc<dyn Directory>>, ServiceError> {
         match name {
-            Some(n) => Ok(vec![self.open_directory(n)?]),
+            Some(n) => Ok(vec![self.open_directory(n).await?]),
             None => {
                 if self.config.directories.is_empty() {
                     return Err(ServiceError::new(
@@ -324,11 +324,11 @@ impl Service {
                         format!("no directory configured{}", self.config_source()),
                     ));
                 }
-                self.config
-                    .directories
-                    .iter()
-                    .map(|d| self.open_directory(&d.name))
-                    .collect()
+                let mut dirs = Vec::new();
+                for d in &self.config.directories {
+                    dirs.push(self.open_directory(&d.name).await?);
+                }
+                Ok(dirs)
             }
         }
     }
@@ -355,7 +355,7 @@ impl Service {
     /// any for the address. None anywhere is [`ErrorKind::Key`].
     pub async fn lookup(&self, req: &LookupRequest) -> Result<LookupResult, ServiceError> {
         let address = parse_address(&req.address)?;
-        let dirs = self.search_directories(req.directory.as_deref())?;
+        let dirs = self.search_directories(req.directory.as_deref()).await?;
         let searched: Vec<String> = dirs.iter().map(|d| d.name().to_string()).collect();
         for d in &dirs {
             if let Some(r) = d.recipient(&address).await?
@@ -384,7 +384,7 @@ impl Service {
 
     /// `smimekit publish`, checked by reading back.
     pub async fn publish(&self, req: &PublishRequest) -> Result<PublishResult, ServiceError> {
-        let dir = self.target_directory(req.directory.as_deref())?;
+        let dir = self.target_directory(req.directory.as_deref()).await?;
         self.publish_to(dir.as_ref(), req).await
     }
 
@@ -560,7 +560,7 @@ impl Service {
     pub async fn unpublish(&self, req: &UnpublishRequest) -> Result<PublishResult, ServiceError> {
         let address = parse_address(&req.address)?;
         let certs = self.load_certificates(&req.certificate)?;
-        let dir = self.target_directory(req.directory.as_deref())?;
+        let dir = self.target_directory(req.directory.as_deref()).await?;
         let before = dir
             .recipient(&address)
             .await?
@@ -627,7 +627,7 @@ impl Service {
             ));
         }
         let chain = self.trust_chain_from_files(&req.files)?;
-        let dir = self.target_directory(req.directory.as_deref())?;
+        let dir = self.target_directory(req.directory.as_deref()).await?;
         let before = dir.trust_chain().await?;
         let outcome = match dir.set_trust_chain(&chain).await {
             Ok(_) => {
@@ -704,7 +704,7 @@ impl Service {
 
     /// `smimekit trust show`.
     pub async fn trust_show(&self, directory: Option<&str>) -> Result<TrustResult, ServiceError> {
-        let dir = self.target_directory(directory)?;
+        let dir = self.target_directory(directory).await?;
         let chain = dir.trust_chain().await?;
         let now = self.now();
         Ok(TrustResult {
@@ -727,7 +727,7 @@ impl Service {
     ) -> Result<CertDer, ServiceError> {
         let address = parse_address(address)?;
         let now = self.now();
-        let dirs = self.search_directories(directory)?;
+        let dirs = self.search_directories(directory).await?;
         let mut reasons = Vec::new();
         for d in &dirs {
             let mut best: Option<(i64, CertDer)> = None;

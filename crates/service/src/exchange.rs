@@ -557,7 +557,7 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
         ctx: &JobContext,
     ) -> Result<BulkReport, ServiceError> {
         let items = bulk_items(&req.source)?;
-        let dir: Arc<dyn Directory> = self.target_directory(req.directory.as_deref())?;
+        let dir: Arc<dyn Directory> = self.target_directory(req.directory.as_deref()).await?;
         let budget = req
             .time_budget
             .or_else(|| {
@@ -807,9 +807,9 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
         // Opened afresh, not kept: the probe observes the sign-in and the route from scratch.
         let name = match directory {
             Some(n) => n.to_string(),
-            None => self.target_directory(None)?.name().to_string(),
+            None => self.target_directory(None).await?.name().to_string(),
         };
-        let dir = self.open_directory_uncached(&name)?;
+        let dir = self.open_directory_fresh(&name).await?;
         let report = dir.probe(address.as_ref()).await?;
         let checks: Vec<ProbeLine> = report
             .checks
@@ -837,7 +837,7 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
     /// challenge goes to [`Service::sign_in_challenges`] while the sign-in waits, and comes
     /// back in the result). The directory stays signed in for later calls on this service.
     pub async fn login(&self, directory: Option<&str>) -> Result<LoginResult, ServiceError> {
-        let dir = self.target_directory(directory)?;
+        let dir = self.target_directory(directory).await?;
         let _ = self.take_sign_in(dir.name());
         let status = dir.connect().await?;
         let sign_in = self.take_sign_in(dir.name());
@@ -853,7 +853,7 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
         &self,
         directory: Option<&str>,
     ) -> Result<OrgSettingsResult, ServiceError> {
-        let dir = self.target_directory(directory)?;
+        let dir = self.target_directory(directory).await?;
         let settings = dir.org_settings().await?;
         Ok(OrgSettingsResult {
             directory: dir.name().to_string(),
@@ -868,7 +868,7 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
         directory: Option<&str>,
         values: &[(String, String)],
     ) -> Result<OrgSettingsResult, ServiceError> {
-        let dir = self.target_directory(directory)?;
+        let dir = self.target_directory(directory).await?;
         let settings = dir.set_org_settings(values).await?;
         for (k, v) in values {
             let back = settings

@@ -189,9 +189,7 @@ impl Service {
                 let svc = self.clone();
                 let id = record.clone();
                 let span = tracing::info_span!("job", kind, id = tracing::field::Empty);
-                Ok(rt.spawn(
-                    async move { svc.run_job(kind, id, work).await }.instrument(span),
-                ))
+                Ok(rt.spawn(async move { svc.run_job(kind, id, work).await }.instrument(span)))
             }
             Err(e) => Err(Some(ServiceError::new(
                 ErrorKind::Io,

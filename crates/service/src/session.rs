@@ -133,7 +133,11 @@ impl Sessions {
     }
 
     /// Keeps an unlocked store (the one given replaces any other for the same key).
-    pub(crate) fn keep_key_store(&self, key: StoreKey, store: Box<dyn KeyStore>) -> Arc<dyn KeyStore> {
+    pub(crate) fn keep_key_store(
+        &self,
+        key: StoreKey,
+        store: Box<dyn KeyStore>,
+    ) -> Arc<dyn KeyStore> {
         let s = Arc::new(SessionKeyStore {
             stamp: stamp(&key.reference),
             inner: store,
@@ -172,13 +176,23 @@ impl Sessions {
 impl Service {
     /// The directory `name`, open from an earlier call or opened now and kept (see the
     /// module documentation).
-    pub fn open_directory(&self, name: &str) -> Result<Arc<dyn Directory>, ServiceError> {
+    pub async fn open_directory(&self, name: &str) -> Result<Arc<dyn Directory>, ServiceError> {
         if let Some(d) = self.sessions.directory(name) {
             return Ok(d);
         }
-        let opened = self.open_directory_uncached(name)?;
+        let opened = self.open_directory_fresh(name).await?;
         tracing::debug!(directory = name, "opened");
         Ok(self.sessions.keep_directory(name, opened))
+    }
+
+    /// Opens a directory afresh, not kept, on the blocking pool: a plugin's open is
+    /// synchronous and may read files, ask for a bind password or load a TLS trust store.
+    pub(crate) async fn open_directory_fresh(
+        &self,
+        name: &str,
+    ) -> Result<Box<dyn Directory>, ServiceError> {
+        let (svc, name) = (self.clone(), name.to_string());
+        crate::keys::blocking(move || svc.open_directory_uncached(&name)).await?
     }
 
     /// Ends the session with a directory (an LDAP unbind; the Exchange token forgotten, so
@@ -394,8 +408,12 @@ impl Directory for SessionDirectory {
         &self,
         values: &[(String, String)],
     ) -> Result<Vec<(String, String)>, DirectoryError> {
-        self.call("set-org-settings", None, self.inner.set_org_settings(values))
-            .await
+        self.call(
+            "set-org-settings",
+            None,
+            self.inner.set_org_settings(values),
+        )
+        .await
     }
 
     async fn set_trust_chain(&self, chain: &[CertDer]) -> Result<Vec<CertDer>, DirectoryError> {

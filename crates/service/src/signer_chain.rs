@@ -126,7 +126,7 @@ impl Service {
     async fn directory_trust_chains(&self, unavailable: &mut Vec<String>) -> Vec<CertDer> {
         let mut out = Vec::new();
         for name in self.directory_names() {
-            let dir = match self.open_directory(&name) {
+            let dir = match self.open_directory(&name).await {
                 Ok(d) => d,
                 Err(e) => {
                     unavailable.push(format!("directory {name}: {}", e.message));

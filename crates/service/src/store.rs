@@ -110,7 +110,7 @@ impl Service {
         &self,
         directory: Option<&str>,
     ) -> Result<DirectoryExport, ServiceError> {
-        let dir = self.target_directory(directory)?;
+        let dir = self.target_directory(directory).await?;
         let mut recipients = dir.recipients().await?;
         recipients.sort_by_key(|r| r.address.key());
         let trust_chain = match dir.trust_chain().await {
@@ -137,7 +137,7 @@ impl Service {
         &self,
         req: &DirectoryImportRequest,
     ) -> Result<DirectoryImportResult, ServiceError> {
-        let dir = self.target_directory(req.directory.as_deref())?;
+        let dir = self.target_directory(req.directory.as_deref()).await?;
         let name = dir.name().to_string();
         if !self.is_local(&name) {
             return Err(ServiceError::new(
