@@ -31,8 +31,8 @@ use async_trait::async_trait;
 use serde::Serialize;
 use smimekit_core::{
     CertDer, DecryptionKey, Directory, DirectoryError, KeyInfo, KeyStore, KeyStoreError, Mailbox,
-    PrivateKey, Protection, PublishMode, Recipient, RecipientKind, RecipientValues, Secret,
-    SignInChallenge,
+    PrivateKey, ProbeReport, Protection, PublishMode, Recipient, RecipientKind, RecipientValues,
+    Secret, SignInChallenge,
 };
 use tracing::Instrument as _;
 
@@ -420,6 +420,10 @@ impl Directory for SessionDirectory {
         self.call("set-trust-chain", None, self.inner.set_trust_chain(chain))
             .await
     }
+
+    async fn probe(&self, address: Option<&Mailbox>) -> Result<ProbeReport, DirectoryError> {
+        self.call("probe", address, self.inner.probe(address)).await
+    }
 }
 
 /// A kept key store, marked when the store cannot be reached.
@@ -481,5 +485,44 @@ impl KeyStore for SessionKeyStore {
         label: Option<&str>,
     ) -> Result<KeyInfo, KeyStoreError> {
         self.watch(self.inner.import_pkcs12(data, password, label).await)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    /// The `fn` names of the block that starts at `start` (up to its closing brace at column 0).
+    fn methods(source: &str, start: &str) -> Vec<String> {
+        let at = source.find(start).expect("the block");
+        let block = &source[at..];
+        let block = &block[..block.find("\n}").expect("its end")];
+        let mut names: Vec<String> = block
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim_start();
+                let l = l.strip_prefix("async ").unwrap_or(l);
+                let name = l.strip_prefix("fn ")?;
+                Some(name.split(['(', '<']).next()?.to_string())
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A kept handle forwards every method of the ports, defaults included: a backend may
+    /// override any of them, and a method left out would silently run the port's default.
+    #[test]
+    fn kept_handles_forward_every_port_method() {
+        let me = include_str!("session.rs");
+        let directory = include_str!("../../core/src/directory.rs");
+        let keystore = include_str!("../../core/src/keystore.rs");
+        assert_eq!(
+            methods(me, "impl Directory for SessionDirectory"),
+            methods(directory, "pub trait Directory"),
+        );
+        assert_eq!(
+            methods(me, "impl KeyStore for SessionKeyStore"),
+            methods(keystore, "pub trait KeyStore"),
+        );
     }
 }
