@@ -73,7 +73,7 @@ fn openssl_sha1(pem: &str) -> String {
 }
 
 /// An expired certificate for alice@example.org (2020–2021), made with `openssl ca`.
-fn expired_alice(dir: &Path) -> String {
+pub(crate) fn expired_alice(dir: &Path) -> String {
     std::fs::write(
         dir.join("ca.cnf"),
         "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\n\

@@ -1018,8 +1018,8 @@ fn app_credential_password_follows_the_secret_order() {
     );
 }
 
-/// `--replace` and `unpublish` really remove in strict mode, where `@{Remove=…}` of a byte
-/// array does nothing: the full list is set, and no Remove is ever sent.
+/// `--replace`, `--prune-expired` and `unpublish` really remove in strict mode, where
+/// `@{Remove=…}` of a byte array does nothing: the full list is set, and no Remove is ever sent.
 #[test]
 fn replace_and_unpublish_remove_in_strict_mode() {
     let exo = Exo::new(|_| {});
@@ -1044,6 +1044,13 @@ fn replace_and_unpublish_remove_in_strict_mode() {
         vec![alice.clone(), bob.clone()]
     );
     let v = publish(&pki("alice.pem"), &["--replace"]);
+    assert_eq!(v["removed"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(exo.certs("alice@example.org").unwrap(), vec![alice.clone()]);
+    // --prune-expired drops the expired one (published with --force), keeps the valid one.
+    let old = crate::directory::expired_alice(exo._dir.path());
+    publish(&old, &[]);
+    assert_eq!(exo.certs("alice@example.org").unwrap().len(), 2);
+    let v = publish(&pki("alice.pem"), &["--prune-expired"]);
     assert_eq!(v["removed"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(exo.certs("alice@example.org").unwrap(), vec![alice.clone()]);
     publish(&pki("bob.pem"), &[]);
