@@ -63,6 +63,11 @@ pub fn read_all_named(paths: &[PathBuf]) -> anyhow::Result<Vec<Named<Vec<u8>>>> 
     paths.iter().map(|p| read_named(p)).collect()
 }
 
+/// Creates a folder and its parents; a failure is an I/O error naming it.
+pub fn create_dir_all(path: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| io_err(path, e))
+}
+
 /// Who may read a file the CLI writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {

@@ -1,24 +1,22 @@
 //! Chains and certificate stores: `chain build`, `sst create|list|extract`.
 
-use std::path::{Path, PathBuf};
-
 use serde::Serialize;
 use smimekit_core::CertDer;
 use smimekit_pki::chain::{ChainBuilder, ChainPath, PathProblem};
 use smimekit_pki::{certinfo, container, sst};
 
 use crate::certs::rfc3339;
-use crate::{ErrorKind, Service, ServiceError};
+use crate::{ErrorKind, Named, Service, ServiceError};
 
 /// `smimekit chain build`.
 #[derive(Debug, Clone, Default)]
 pub struct ChainBuildRequest {
-    /// The leaf: the first certificate of this file; any others join the pool.
-    pub leaf: PathBuf,
+    /// The leaf: the first certificate of this input; any others join the pool.
+    pub leaf: Named<Vec<u8>>,
     /// Candidate intermediates (any container format).
-    pub pool: Vec<PathBuf>,
+    pub pool: Vec<Named<Vec<u8>>>,
     /// Trust anchors (any container format).
-    pub trust: Vec<PathBuf>,
+    pub trust: Vec<Named<Vec<u8>>>,
     /// Validation time (Unix seconds); the service clock when `None`.
     pub at: Option<i64>,
 }
@@ -75,22 +73,6 @@ pub enum StoreFormat {
     Pem,
 }
 
-impl StoreFormat {
-    /// From an output file name: `.p7b`/`.p7c` → PKCS#7, `.pem`/`.crt` → PEM, else SST.
-    pub fn from_path(path: &Path) -> Self {
-        match path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("p7b" | "p7c") => StoreFormat::P7b,
-            Some("pem" | "crt") => StoreFormat::Pem,
-            _ => StoreFormat::Sst,
-        }
-    }
-}
-
 /// A property of an SST entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreProperty {
@@ -128,12 +110,16 @@ pub struct StoreListing {
     pub certificates: Vec<StoreEntry>,
 }
 
-/// One file written by `sst extract`.
+/// One certificate of a store, as `sst extract` hands it out to be written.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExtractedCert {
-    pub path: String,
+    /// The name to write it under: `<SHA-1 thumbprint>.cer`.
+    pub file_name: String,
     pub subject: String,
     pub sha1_thumbprint: String,
+    /// The certificate, DER: the file's content.
+    #[serde(skip)]
+    pub der: CertDer,
 }
 
 fn property_name(id: u32) -> String {
@@ -172,17 +158,17 @@ fn malformed(msg: String) -> ServiceError {
 }
 
 /// Reads a store: an SST strictly (offset and reason on error), anything else through the
-/// container sniffer. A file named `.sst` or starting with four zero bytes is an SST.
-fn load_store(path: &Path) -> Result<LoadedStore, ServiceError> {
-    let bytes = std::fs::read(path).map_err(|e| ServiceError::io(path, e))?;
-    let name = path.display().to_string();
-    let named_sst = path
+/// container sniffer. Data named `….sst` or starting with four zero bytes is an SST.
+fn load_store(input: &Named<Vec<u8>>) -> Result<LoadedStore, ServiceError> {
+    let bytes = &input.data;
+    let name = &input.name;
+    let named_sst = std::path::Path::new(name)
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("sst"));
     let looks_sst = bytes.len() >= 4 && bytes[..4] == [0, 0, 0, 0];
     if named_sst || looks_sst {
-        let entries = sst::read_sst(&bytes).map_err(|e| match e {
+        let entries = sst::read_sst(bytes).map_err(|e| match e {
             sst::SstError::BadMagic => malformed(format!("{name}: SST: offset 0: {e}")),
             other => malformed(format!("{name}: SST: {other}")),
         })?;
@@ -198,13 +184,13 @@ fn load_store(path: &Path) -> Result<LoadedStore, ServiceError> {
                 .collect(),
         });
     }
-    let certs = container::load_certificates(&bytes, &name)?;
+    let certs = container::load_certificates(bytes, name)?;
     for (i, c) in certs.iter().enumerate() {
         certinfo::parse(c)
             .map_err(|err| malformed(format!("{name}: certificate #{}: {err}", i + 1)))?;
     }
     let format = if bytes.first() == Some(&0x30) {
-        if certs.len() == 1 && certinfo::parse(&CertDer::new(bytes.clone())).is_ok() {
+        if certs.len() == 1 && certinfo::parse(&CertDer::new(bytes.to_vec())).is_ok() {
             "der"
         } else {
             "p7b"
@@ -259,16 +245,16 @@ fn summarize_path(p: &ChainPath) -> PathSummary {
 impl Service {
     /// Builds every candidate path from a leaf to the trust anchors.
     pub fn build_chain(&self, req: &ChainBuildRequest) -> Result<ChainBuildReport, ServiceError> {
-        let mut leaf_file = self.load_certificates(&req.leaf)?;
+        let mut leaf_file = self.certificates(&req.leaf)?;
         let leaf = leaf_file.remove(0);
         let mut pool = leaf_file;
-        pool.extend(self.load_all_certificates(&req.pool)?);
-        let anchors = self.load_all_certificates(&req.trust)?;
+        pool.extend(self.all_certificates(&req.pool)?);
+        let anchors = self.all_certificates(&req.trust)?;
         let at = req.at.unwrap_or_else(|| self.now());
         let builder = ChainBuilder::new(self.engine().verifier, &pool, &anchors)?;
         let report = builder
             .build(&leaf, at)
-            .map_err(|e| ServiceError::from(e).context(req.leaf.display()))?;
+            .map_err(|e| ServiceError::from(e).context(&req.leaf.name))?;
         Ok(ChainBuildReport {
             valid: report.is_valid(),
             at: rfc3339(at),
@@ -305,8 +291,8 @@ impl Service {
     }
 
     /// Lists a store's certificates (SST with its properties, or any other container).
-    pub fn list_store(&self, path: &Path) -> Result<StoreListing, ServiceError> {
-        let store = load_store(path)?;
+    pub fn list_store(&self, input: &Named<Vec<u8>>) -> Result<StoreListing, ServiceError> {
+        let store = load_store(input)?;
         let certificates: Vec<StoreEntry> = store
             .entries
             .iter()
@@ -374,23 +360,21 @@ impl Service {
         })
     }
 
-    /// Writes each certificate of a store to `dir` as `<SHA-1 thumbprint>.cer` (DER).
+    /// Each certificate of a store, DER, with the name to write it under
+    /// (`<SHA-1 thumbprint>.cer`).
     pub fn extract_store(
         &self,
-        path: &Path,
-        dir: &Path,
+        input: &Named<Vec<u8>>,
     ) -> Result<Vec<ExtractedCert>, ServiceError> {
-        let store = load_store(path)?;
-        std::fs::create_dir_all(dir).map_err(|e| ServiceError::io(dir, e))?;
+        let store = load_store(input)?;
         let mut out = Vec::with_capacity(store.entries.len());
-        for (cert, _) in &store.entries {
-            let info = certinfo::parse(cert)?;
-            let file = dir.join(format!("{}.cer", info.sha1_thumbprint));
-            std::fs::write(&file, cert.as_bytes()).map_err(|e| ServiceError::io(&file, e))?;
+        for (cert, _) in store.entries {
+            let info = certinfo::parse(&cert)?;
             out.push(ExtractedCert {
-                path: file.display().to_string(),
+                file_name: format!("{}.cer", info.sha1_thumbprint),
                 subject: info.subject,
                 sha1_thumbprint: info.sha1_thumbprint,
+                der: cert,
             });
         }
         Ok(out)

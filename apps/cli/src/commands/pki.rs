@@ -1,10 +1,28 @@
 //! chain build, sst create|list|extract.
 
+use std::path::Path;
+
 use anyhow::Result;
-use smimekit_service::{ChainBuildRequest, Service, StoreFormat};
+use smimekit_service::{ChainBuildRequest, Named, Service, StoreFormat};
 
 use super::{EXIT_INVALID, EXIT_OK, print_json};
 use crate::cli::{ChainCommand, SstCommand, StoreFormatArg};
+use crate::io;
+
+/// The format of `sst create` from its output file name: `.p7b`/`.p7c` → PKCS#7, `.pem`/`.crt`
+/// → PEM, else SST.
+fn format_of(path: &Path) -> StoreFormat {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("p7b" | "p7c") => StoreFormat::P7b,
+        Some("pem" | "crt") => StoreFormat::Pem,
+        _ => StoreFormat::Sst,
+    }
+}
 
 /// RFC 3339 `--at` → Unix seconds (a usage error otherwise).
 pub fn parse_at(at: Option<&str>) -> Result<Option<i64>> {
@@ -29,11 +47,12 @@ pub fn chain(service: &Service, c: ChainCommand, json: bool) -> Result<u8> {
         trust,
         at,
     } = c;
+    let at = parse_at(at.as_deref())?;
     let report = service.build_chain(&ChainBuildRequest {
-        leaf: cert,
-        pool,
-        trust,
-        at: parse_at(at.as_deref())?,
+        leaf: io::read_named(&cert)?,
+        pool: io::read_all_named(&pool)?,
+        trust: io::read_all_named(&trust)?,
+        at,
     })?;
     if json {
         print_json(&report)?;
@@ -94,9 +113,9 @@ pub async fn sst(service: &Service, c: SstCommand, json: bool) -> Result<u8> {
                 Some(StoreFormatArg::Sst) => StoreFormat::Sst,
                 Some(StoreFormatArg::P7b) => StoreFormat::P7b,
                 Some(StoreFormatArg::Pem) => StoreFormat::Pem,
-                None => StoreFormat::from_path(&output),
+                None => format_of(&output),
             };
-            let mut list = service.load_all_certificates(&certs)?;
+            let mut list = service.all_certificates(&io::read_all_named(&certs)?)?;
             for reference in from_store {
                 let req = smimekit_service::KeyRequest {
                     reference,
@@ -105,8 +124,9 @@ pub async fn sst(service: &Service, c: SstCommand, json: bool) -> Result<u8> {
                 list.extend(service.store_certificates(&req).await?);
             }
             let bytes = service.create_store(&list, format)?;
-            crate::io::write_output(Some(&output), &bytes)?;
-            let listing = service.list_store(&output)?;
+            io::write_output(Some(&output), &bytes)?;
+            let size = bytes.len();
+            let listing = service.list_store(&Named::new(output.display().to_string(), bytes))?;
             if json {
                 print_json(&listing)?;
             } else {
@@ -114,14 +134,14 @@ pub async fn sst(service: &Service, c: SstCommand, json: bool) -> Result<u8> {
                     "{}: {} certificate(s), {} bytes ({})",
                     output.display(),
                     listing.count,
-                    bytes.len(),
+                    size,
                     listing.format
                 );
             }
             Ok(EXIT_OK)
         }
         SstCommand::List { file } => {
-            let listing = service.list_store(&file)?;
+            let listing = service.list_store(&io::read_named(&file)?)?;
             if json {
                 print_json(&listing)?;
             } else {
@@ -156,12 +176,23 @@ pub async fn sst(service: &Service, c: SstCommand, json: bool) -> Result<u8> {
             Ok(EXIT_OK)
         }
         SstCommand::Extract { file, dir } => {
-            let written = service.extract_store(&file, &dir)?;
+            let certs = service.extract_store(&io::read_named(&file)?)?;
+            io::create_dir_all(&dir)?;
+            let mut written = Vec::with_capacity(certs.len());
+            for c in &certs {
+                let path = dir.join(&c.file_name);
+                io::write_file(&path, c.der.as_bytes(), io::Access::Default)?;
+                written.push(serde_json::json!({
+                    "path": path.display().to_string(),
+                    "subject": c.subject,
+                    "sha1_thumbprint": c.sha1_thumbprint,
+                }));
+            }
             if json {
                 print_json(&written)?;
             } else {
-                for w in &written {
-                    outln!("{}  {}", w.path, w.subject);
+                for (w, c) in written.iter().zip(&certs) {
+                    outln!("{}  {}", w["path"].as_str().unwrap_or_default(), c.subject);
                 }
             }
             Ok(EXIT_OK)
