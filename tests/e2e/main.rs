@@ -11,6 +11,7 @@ mod bare_key;
 mod ca;
 mod cli;
 mod common;
+mod conformance;
 mod corpus;
 mod demo;
 mod directory;

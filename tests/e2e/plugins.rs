@@ -62,7 +62,7 @@ fn samples() -> &'static (PathBuf, PathBuf) {
     })
 }
 
-fn rust_sample() -> &'static Path {
+pub(crate) fn rust_sample() -> &'static Path {
     &samples().0
 }
 

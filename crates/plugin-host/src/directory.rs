@@ -10,7 +10,9 @@ use smimekit_plugin_abi::{self as abi, Dir, Status, list};
 
 use crate::ffi::{CallError, Handle, Library, call_buf};
 
-fn map_err(name: &str, e: CallError) -> DirectoryError {
+/// `address`: the recipient a write concerns, so that `SMK_NOT_FOUND` (no such recipient)
+/// is the port's [`DirectoryError::NotFound`] naming it.
+fn map_err(name: &str, address: Option<&Mailbox>, e: CallError) -> DirectoryError {
     let msg = if e.message.is_empty() {
         format!(
             "directory {name}: {}",
@@ -19,7 +21,14 @@ fn map_err(name: &str, e: CallError) -> DirectoryError {
     } else {
         format!("directory {name}: {}", e.message)
     };
-    match e.status {
+    match (e.status, address) {
+        (Status::NOT_FOUND, Some(a)) => DirectoryError::NotFound(a.clone()),
+        _ => map_status(e.status, msg),
+    }
+}
+
+fn map_status(status: Status, msg: String) -> DirectoryError {
+    match status {
         Status::REJECTED | Status::ALREADY_EXISTS => DirectoryError::Rejected(msg),
         Status::UNAVAILABLE | Status::IO => DirectoryError::Unavailable(msg),
         Status::CONFIG => DirectoryError::Config(msg),
@@ -74,7 +83,7 @@ impl PluginDirectory {
             .ok_or_else(|| {
                 DirectoryError::Unsupported(format!("directory {name}: not a directory plugin"))
             })?
-            .map_err(|e| map_err(name, e))?;
+            .map_err(|e| map_err(name, None, e))?;
         if h.get().is_null() {
             return Err(DirectoryError::Other(format!(
                 "directory {name}: dir_open returned SMK_OK with a null handle"
@@ -87,9 +96,11 @@ impl PluginDirectory {
         })
     }
 
+    /// Calls the plugin on its lane; `address` is the recipient a write concerns.
     async fn call(
         &self,
         what: &str,
+        address: Option<&Mailbox>,
         f: impl FnOnce(&abi::DirectoryV1, *mut Dir, *mut abi::Buf) -> Option<Status> + Send + 'static,
     ) -> Result<Vec<u8>, DirectoryError> {
         let r = crate::ffi::call_on_lane(&self.lib, Library::dir, self.handle, f)
@@ -100,7 +111,7 @@ impl PluginDirectory {
                 "directory {}: the plugin does not support {what}",
                 self.name
             ))),
-            Some(r) => r.map_err(|e| map_err(&self.name, e)),
+            Some(r) => r.map_err(|e| map_err(&self.name, address, e)),
         }
     }
 }
@@ -127,7 +138,7 @@ impl Directory for PluginDirectory {
     async fn lookup(&self, address: &Mailbox) -> Result<Vec<CertDer>, DirectoryError> {
         let a = address.as_str().to_string();
         let data = self
-            .call("lookup", move |t, d, out| {
+            .call("lookup", None, move |t, d, out| {
                 // SAFETY: live handle; `a` valid for the call.
                 t.dir_lookup
                     .map(|f| unsafe { f(d, a.as_ptr(), a.len(), out) })
@@ -138,7 +149,7 @@ impl Directory for PluginDirectory {
 
     async fn recipients(&self) -> Result<Vec<Recipient>, DirectoryError> {
         let data = self
-            .call("listing recipients", |t, d, out| {
+            .call("listing recipients", None, |t, d, out| {
                 // SAFETY: live handle, valid out buffer.
                 t.dir_recipients.map(|f| unsafe { f(d, out) })
             })
@@ -184,7 +195,7 @@ impl Directory for PluginDirectory {
             PublishMode::Replace => abi::PUBLISH_REPLACE,
         };
         let data = self
-            .call("publishing", move |t, d, out| {
+            .call("publishing", Some(address), move |t, d, out| {
                 t.dir_publish.map(|f| {
                     // SAFETY: live handle; `a` and `c` valid for the call.
                     unsafe { f(d, a.as_ptr(), a.len(), k, c.as_ptr(), c.len(), m, out) }
@@ -202,7 +213,7 @@ impl Directory for PluginDirectory {
         let a = address.as_str().to_string();
         let c = certificate.as_bytes().to_vec();
         let data = self
-            .call("unpublishing", move |t, d, out| {
+            .call("unpublishing", Some(address), move |t, d, out| {
                 t.dir_unpublish.map(|f| {
                     // SAFETY: live handle; `a` and `c` valid for the call.
                     unsafe { f(d, a.as_ptr(), a.len(), c.as_ptr(), c.len(), out) }

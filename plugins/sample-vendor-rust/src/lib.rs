@@ -129,9 +129,10 @@ impl DirectoryPlugin for JsonDirectory {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut entries = self.read()?;
         let enc = B64.encode(cert);
-        if let Some(list) = entries.get_mut(&address.to_ascii_lowercase()) {
-            list.retain(|c| c != &enc);
-        }
+        let Some(list) = entries.get_mut(&address.to_ascii_lowercase()) else {
+            return Err(Error::not_found(format!("{address}: no such recipient")));
+        };
+        list.retain(|c| c != &enc);
         let text = serde_json::to_vec_pretty(&entries).map_err(|e| Error::failed(e.to_string()))?;
         std::fs::write(&self.path, text)
             .map_err(|e| Error::io(format!("{}: {e}", self.path.display())))?;
