@@ -198,6 +198,20 @@ async fn publish_bulk(
         b
     });
     let mut job = service.bulk_publish(req);
+    // Ctrl-C stops the run between items (those in flight finish, the rest are reported not
+    // done, exit 5); a second one ends the process at once.
+    let canceller = job.canceller();
+    let interrupt = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "smimekit: interrupted: finishing the items in flight (Ctrl-C again to quit now)"
+            );
+            canceller.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
     while let Some(e) = job.next_event().await {
         if let Some(b) = &bar {
             b.set_length(e.total as u64);
@@ -207,7 +221,9 @@ async fn publish_bulk(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let r = job.await?;
+    let r = job.await;
+    interrupt.abort();
+    let r = r?;
     if let Some(path) = &report {
         std::fs::write(path, serde_json::to_vec_pretty(&r)?)?;
     }
@@ -222,12 +238,17 @@ async fn publish_bulk(
             );
         }
         outln!(
-            "bulk publish to directory {}: {} item(s): {} published, {} unchanged, {} failed in {:.1} s{}{}",
+            "bulk publish to directory {}: {} item(s): {} published, {} unchanged, {} failed{} in {:.1} s{}{}",
             r.directory,
             r.total,
             r.published,
             r.unchanged,
             r.failed,
+            if r.cancelled > 0 {
+                format!(", {} cancelled", r.cancelled)
+            } else {
+                String::new()
+            },
             r.seconds,
             if r.out_of_time > 0 {
                 format!(
