@@ -530,7 +530,7 @@ impl Row {
 
 /// CPU time of this whole process (the bench runs on one thread).
 #[allow(unsafe_code)]
-fn cpu_time() -> Duration {
+pub(crate) fn cpu_time() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

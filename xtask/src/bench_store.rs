@@ -76,10 +76,12 @@ pub fn run(args: &[String]) -> Result<()> {
     eprintln!("bench-store: local directory, {recipients} recipients");
     let json_fig = smimekit_directory_local::bench_publish_lookup(b.tmp.path(), recipients)?;
     let (lite, pg) = rt.block_on(async {
-        let lite = smimekit_directory_local::bench_store(b.sqlite().await?, recipients, singles)
-            .await?;
+        let cpu = crate::bench::cpu_time;
+        let lite =
+            smimekit_directory_local::bench_store(b.sqlite().await?, recipients, singles, cpu)
+                .await?;
         let pg =
-            smimekit_directory_local::bench_store(b.postgres().await?, recipients, singles)
+            smimekit_directory_local::bench_store(b.postgres().await?, recipients, singles, cpu)
                 .await?;
         Ok::<_, anyhow::Error>((lite, pg))
     })?;
@@ -94,17 +96,24 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     for (name, f) in [("SQLite store:", &lite), ("PostgreSQL store:", &pg)] {
         println!(
-            "  {name:<20} publish {:>9.1}/s  lookup {:>10.0}/s  (import of all {:.2} s)",
-            f.single_publish_per_s, f.lookup_per_s, f.import_s
+            "  {name:<20} publish {:>9.1}/s  lookup {:>10.0}/s  (per CPU-second: {:.1}/s, {:.0}/s; import of all {:.2} s)",
+            f.single_publish_per_s,
+            f.lookup_per_s,
+            f.cpu_single_publish_per_s,
+            f.cpu_lookup_per_s,
+            f.import_s
         );
     }
-    let publish_ok = lite.single_publish_per_s >= PUBLISH_TARGET;
-    let lookup_ok = lite.lookup_per_s >= LOOKUP_TARGET;
+    // The targets are judged per CPU-second, as the in-process figures of `bench` are: a
+    // machine busy with other work slows the wall clock, not the work (SQLite does all of
+    // its work in this process).
+    let publish_ok = lite.cpu_single_publish_per_s >= PUBLISH_TARGET;
+    let lookup_ok = lite.cpu_lookup_per_s >= LOOKUP_TARGET;
     println!(
-        "  SQLite vs JSON: publish ×{:.0} (target ≥ {PUBLISH_TARGET}/s {}), lookup ×{:.2} (target ≥ {LOOKUP_TARGET}/s {})",
+        "  SQLite vs JSON (wall clock): publish ×{:.0}, lookup ×{:.2}; SQLite per CPU-second: publish {} (target ≥ {PUBLISH_TARGET}/s), lookup {} (target ≥ {LOOKUP_TARGET}/s)",
         lite.single_publish_per_s / json_fig.single_publish_per_s.max(1e-9),
-        verdict(publish_ok),
         lite.lookup_per_s / json_fig.lookup_per_s.max(1e-9),
+        verdict(publish_ok),
         verdict(lookup_ok)
     );
 
@@ -112,14 +121,16 @@ pub fn run(args: &[String]) -> Result<()> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let (inv_lite, inv_pg) = rt.block_on(async {
         let s = b.sqlite().await?;
-        let lite = smimekit_store_sql::bench::bench_inventory(s.as_ref(), certificates, now, 21)
-            .await?;
+        let lite =
+            smimekit_store_sql::bench::bench_inventory(s.as_ref(), certificates, now, 21).await?;
         let s = b.postgres().await?;
         let pg =
             smimekit_store_sql::bench::bench_inventory(s.as_ref(), certificates, now, 21).await?;
         Ok::<_, anyhow::Error>((lite, pg))
     })?;
-    println!("inventory of {certificates} certificates, \"expiring within 30 days\" (median of 21):");
+    println!(
+        "inventory of {certificates} certificates, \"expiring within 30 days\" (median of 21):"
+    );
     let mut inventory_ok = true;
     for (name, f) in [("SQLite:", &inv_lite), ("PostgreSQL:", &inv_pg)] {
         let ok = f.expiring_30d_ms <= EXPIRING_TARGET_MS;
@@ -137,11 +148,10 @@ pub fn run(args: &[String]) -> Result<()> {
     eprintln!("bench-store: {WRITERS} concurrent writers");
     let (w_lite, w_pg) = rt.block_on(async {
         let s = b.sqlite().await?;
-        let lite = smimekit_store_sql::bench::bench_writers(s, "bench", WRITERS, per_writer)
-            .await?;
-        let s = b.postgres().await?;
-        let pg =
+        let lite =
             smimekit_store_sql::bench::bench_writers(s, "bench", WRITERS, per_writer).await?;
+        let s = b.postgres().await?;
+        let pg = smimekit_store_sql::bench::bench_writers(s, "bench", WRITERS, per_writer).await?;
         Ok::<_, anyhow::Error>((lite, pg))
     })?;
     println!("{WRITERS} concurrent writers, {per_writer} publishes each to one recipient:");

@@ -291,17 +291,27 @@ async fn a_directory_json_is_imported_on_first_use_and_kept(b: Backend) {
     );
     std::fs::write(&json, &text).unwrap();
     let d = f.dir(f.store.clone());
-    let amy = d.recipient(&mbox("amy@example.org")).await.unwrap().unwrap();
+    let amy = d
+        .recipient(&mbox("amy@example.org"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(amy.kind, RecipientKind::Contact);
     assert_eq!(amy.certificates, [cert(2), cert(3)]);
     assert_eq!(d.trust_chain().await.unwrap(), [cert(9)]);
     assert!(!json.exists(), "renamed");
     let kept = json.with_file_name("directory.json.imported");
-    assert_eq!(std::fs::read_to_string(&kept).unwrap(), text, "kept as it was");
+    assert_eq!(
+        std::fs::read_to_string(&kept).unwrap(),
+        text,
+        "kept as it was"
+    );
 
     // A run stopped between the import and the rename: the same file comes back; it is
     // recognised (same SHA-256), renamed, and not imported twice.
-    d.unpublish(&mbox("zed@example.org"), &cert(1)).await.unwrap();
+    d.unpublish(&mbox("zed@example.org"), &cert(1))
+        .await
+        .unwrap();
     std::fs::write(&json, &text).unwrap();
     let again = f.dir(f.open_store().await);
     assert!(
@@ -316,7 +326,11 @@ async fn a_directory_json_is_imported_on_first_use_and_kept(b: Backend) {
     assert!(json.with_file_name("directory.json.imported.1").is_file());
 
     // A different file at the same place after the import is refused, naming it.
-    std::fs::write(&json, legacy_json(&[("new@example.org", "mailbox", &[1])], &[])).unwrap();
+    std::fs::write(
+        &json,
+        legacy_json(&[("new@example.org", "mailbox", &[1])], &[]),
+    )
+    .unwrap();
     let third = f.dir(f.open_store().await);
     let err = third.lookup(&mbox("new@example.org")).await.unwrap_err();
     assert!(
@@ -482,7 +496,9 @@ async fn bench_runs_small() {
             .await
             .unwrap(),
     );
-    let s = bench_store(store.clone(), 1500, 50).await.unwrap();
+    let s = bench_store(store.clone(), 1500, 50, || Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!((s.recipients, s.single_publishes), (1500, 50));
     assert!(s.single_publish_per_s > 0.0 && s.lookup_per_s > 0.0);
     // Each single publish left its audit row.
