@@ -129,11 +129,14 @@ impl<T> Future for JobResult<T> {
         match &mut self.task {
             Ok(handle) => Pin::new(handle).poll(cx).map(|joined| {
                 joined.unwrap_or_else(|e| {
-                    Err(ServiceError::new(ErrorKind::Io, format!("job task: {e}")))
+                    Err(ServiceError::new(
+                        ErrorKind::Internal,
+                        format!("job task: {e}"),
+                    ))
                 })
             }),
             Err(e) => Poll::Ready(Err(e.take().unwrap_or_else(|| {
-                ServiceError::new(ErrorKind::Io, "job polled after its end")
+                ServiceError::new(ErrorKind::Internal, "job polled after its end")
             }))),
         }
     }
@@ -192,7 +195,7 @@ impl Service {
                 Ok(rt.spawn(async move { svc.run_job(kind, id, work).await }.instrument(span)))
             }
             Err(e) => Err(Some(ServiceError::new(
-                ErrorKind::Io,
+                ErrorKind::Internal,
                 format!("{kind}: a job needs a tokio runtime: {e}"),
             ))),
         };
