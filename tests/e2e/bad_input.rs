@@ -10,7 +10,7 @@ use base64::Engine;
 
 use crate::common;
 
-const AT: &str = "2026-06-01T00:00:00Z";
+const AT: &str = smimekit_testkit::PINNED_AT;
 
 fn pki(name: &str) -> String {
     common::fixtures()

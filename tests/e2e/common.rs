@@ -13,11 +13,10 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The interop corpus: `$SMIMEKIT_CORPUS`, else `../shared/corpus` beside the checkout.
+/// The interop corpus: testkit's one locator (`$SMIMEKIT_CORPUS`, else `../shared/corpus`
+/// beside the checkout).
 pub fn corpus() -> PathBuf {
-    std::env::var_os("SMIMEKIT_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared/corpus"))
+    smimekit_testkit::corpus()
 }
 
 /// The committed test PKI.

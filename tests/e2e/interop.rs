@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use crate::common::{self, openssl_ok, p, pki, run, show};
 
 /// 2026-06-01T00:00:00Z, for `--at`, and as seconds for `openssl -attime`.
-const AT: &str = "2026-06-01T00:00:00Z";
-const AT_UNIX: &str = "1780272000";
+const AT: &str = smimekit_testkit::PINNED_AT;
+const AT_UNIX: &str = smimekit_testkit::PINNED_UNIX;
 const PASSWORD: &str = "test";
 
 const MESSAGE: &[u8] = b"From: Alice <alice@example.org>\r\n\

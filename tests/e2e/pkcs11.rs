@@ -662,7 +662,8 @@ fn bad_token_input_fails_clearly_with_its_exit_code() {
 // still send the chain (without the root), completed from the token's CA objects, the
 // directory's trust chain or `--chain`, so that a recipient who holds only the root verifies.
 
-const AT_UNIX: &str = "1780272000"; // 2026-06-01T00:00:00Z, inside the test PKI's validity.
+/// The pinned time, inside the test PKI's validity.
+const AT_UNIX: &str = smimekit_testkit::PINNED_UNIX;
 const INTERMEDIATE_CN: &str = "smimekit Test Intermediate CA";
 
 /// A token holding only Alice's key and certificate, a config naming an empty local
@@ -844,7 +845,7 @@ fn leaf_only_token_signs_with_the_chain_from_the_directory() {
             "--trust",
             &pki("root.pem"),
             "--at",
-            "2026-06-01T00:00:00Z",
+            smimekit_testkit::PINNED_AT,
             "--in",
             &signed,
         ],

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::common::{self, pki};
 
-const AT: &str = "2026-06-01T00:00:00Z";
+const AT: &str = smimekit_testkit::PINNED_AT;
 
 fn run(args: &[&str]) -> Output {
     let out = common::smimekit(args, &[]);

@@ -628,7 +628,7 @@ fn encrypt_finds_the_recipient_through_the_rust_plugin_and_sign_uses_the_c_plugi
                 "cms",
                 "-verify",
                 "-attime",
-                "1750000000",
+                smimekit_testkit::PINNED_UNIX,
                 "-out",
                 "/dev/null",
                 "-CAfile",

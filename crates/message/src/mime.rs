@@ -1462,19 +1462,10 @@ mod tests {
 
     // ---------------------------------------------------------------- corpus
 
-    fn corpus_dir() -> Option<PathBuf> {
-        let dir = std::env::var_os("SMIMEKIT_CORPUS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/work/shared/corpus"));
-        if dir.join("manifest.json").is_file() {
-            Some(dir)
-        } else {
-            eprintln!(
-                "corpus not found at {} (set SMIMEKIT_CORPUS); skipping",
-                dir.display()
-            );
-            None
-        }
+    /// The corpus (testkit's one locator): a test that cannot find it fails, it does not
+    /// pass on nothing.
+    fn corpus_dir() -> PathBuf {
+        smimekit_testkit::corpus()
     }
 
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -1573,7 +1564,7 @@ mod tests {
 
     #[test]
     fn corpus_messages() {
-        let Some(dir) = corpus_dir() else { return };
+        let dir = corpus_dir();
         let cases = manifest(&dir);
         let mut files = Vec::new();
         walk(&dir, &mut files);
@@ -1687,7 +1678,7 @@ mod tests {
 
     #[test]
     fn corpus_truncations_and_mutations_never_panic() {
-        let Some(dir) = corpus_dir() else { return };
+        let dir = corpus_dir();
         let small = [
             "thunderbird-nss/smime/alice.dsig.SHA256.multipart.eml",
             "thunderbird-nss/smime/alice.env.eml",

@@ -994,8 +994,8 @@ pub(crate) mod tests {
         CertDer::new(seq(&[&tbs, &alg, &encode(0x03, &bits)]))
     }
 
-    /// 2026-06-01T00:00:00Z
-    pub(crate) const AT: i64 = 1_780_272_000;
+    /// The pinned test time, 2026-06-01T00:00:00Z.
+    pub(crate) const AT: i64 = smimekit_testkit::PINNED_NOW;
 
     fn pki() -> (CertDer, CertDer, CertDer) {
         let root = make(&Spec::ca("Root", "Root", None));

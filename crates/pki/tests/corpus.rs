@@ -2,7 +2,7 @@
 //! the RFC 4134 samples, cross-checks against the RustCrypto `x509-cert`/`cms` decoders, and
 //! container round trips.
 //!
-//! Corpus root: `$SMIMEKIT_CORPUS`, else `shared/corpus` beside the workspace.
+//! Corpus root: `smimekit_testkit::corpus()`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -15,20 +15,7 @@ use smimekit_core::CertDer;
 use smimekit_pki::{ber, certinfo, load_certificates, read_sst, write_p7b, write_pem, write_sst};
 
 fn corpus() -> PathBuf {
-    let p = std::env::var_os("SMIMEKIT_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/corpus"
-            ))
-        });
-    assert!(
-        p.join("manifest.json").is_file(),
-        "corpus not found at {} (set SMIMEKIT_CORPUS)",
-        p.display()
-    );
-    p
+    smimekit_testkit::corpus()
 }
 
 fn manifest() -> Vec<serde_json::Value> {

@@ -1022,11 +1022,12 @@ mod tests {
 
     use super::*;
 
-    /// 2026-03-01T00:00:00Z.
-    const NOW: i64 = 1_772_323_200;
-
+    /// On the pinned clock: 2026-06-01T00:00:00Z.
     fn service() -> Service {
-        Service::builder().clock(Arc::new(|| NOW)).build().unwrap()
+        Service::builder()
+            .clock(smimekit_testkit::pinned_clock())
+            .build()
+            .unwrap()
     }
 
     #[tokio::test]
@@ -1045,7 +1046,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(init.root.not_before, "2026-03-01T00:00:00Z");
+        assert_eq!(init.root.not_before, smimekit_testkit::PINNED_AT);
         assert!(init.issuing.is_ca);
 
         let issue = |email: &str, days: u32, renew: bool| CaIssueRequest {
@@ -1066,7 +1067,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.email, "a@example.org");
-        assert_eq!(r.not_after, "2026-03-31T00:00:00Z");
+        assert_eq!(r.not_after, "2026-07-01T00:00:00Z");
         let e = s
             .ca_issue(&issue("A@example.org", 30, false))
             .await
@@ -1092,7 +1093,7 @@ mod tests {
                 reason: RevocationReason::Superseded,
             })
             .unwrap();
-        assert_eq!(rev.revoked_at, "2026-03-01T00:00:00Z");
+        assert_eq!(rev.revoked_at, smimekit_testkit::PINNED_AT);
         let crl = s
             .ca_crl(&CaCrlRequest {
                 dir: dir.clone(),
@@ -1104,7 +1105,7 @@ mod tests {
             .unwrap();
         assert_eq!(crl.crl_number, 1);
         assert_eq!(crl.revoked, vec![r.serial.clone()]);
-        assert_eq!(crl.next_update, "2026-03-08T00:00:00Z");
+        assert_eq!(crl.next_update, "2026-06-08T00:00:00Z");
         // Revoked: a new certificate for the address needs no --renew.
         s.ca_issue(&issue("a@example.org", 30, false))
             .await

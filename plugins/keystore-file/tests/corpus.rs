@@ -18,16 +18,7 @@ use smimekit_keystore_file::{Bundle, read_bundle};
 const EXPECTED_FAILURES: &[(&str, &str)] = &[];
 
 fn corpus_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SMIMEKIT_CORPUS") {
-        return PathBuf::from(dir);
-    }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    assert!(
-        dir.join("manifest.json").is_file(),
-        "corpus not found at {} (set SMIMEKIT_CORPUS)",
-        dir.display()
-    );
-    dir
+    smimekit_testkit::corpus()
 }
 
 /// E-mail addresses of a certificate: rfc822Name SANs and subject emailAddress.

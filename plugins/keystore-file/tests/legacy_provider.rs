@@ -11,12 +11,7 @@ use smimekit_engine_openssl::active_providers;
 use smimekit_keystore_file::read_bundle;
 
 fn corpus(file: &str) -> PathBuf {
-    let base = std::env::var_os("SMIMEKIT_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
-        });
-    base.join(file)
+    smimekit_testkit::corpus().join(file)
 }
 
 fn legacy_loaded() -> bool {

@@ -24,12 +24,10 @@ use smimekit_core::{
 use smimekit_keystore_file::{FileKeyStore, read_bundle};
 
 fn corpus(file: &str) -> String {
-    let base = std::env::var_os("SMIMEKIT_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
-        });
-    base.join(file).to_string_lossy().into_owned()
+    smimekit_testkit::corpus()
+        .join(file)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn open(reference: &str, certificate: Option<&str>) -> Result<Box<dyn KeyStore>, KeyStoreError> {

@@ -458,7 +458,7 @@ fn facts(n: u32, not_after: i64) -> CertFacts {
 
 async fn inventory_records_sightings_and_finds_what_expires(b: Backend) {
     const DAY: i64 = 86_400;
-    let now = 1_780_272_000;
+    let now = smimekit_testkit::PINNED_NOW;
     let f = Fixture::new(b, "inventory").await;
     let s = f.store.as_ref();
     let (alice, bob) = (mbox("alice@example.org"), mbox("Bob@example.org"));
