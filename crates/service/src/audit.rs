@@ -10,8 +10,6 @@
 //! An audit is a [`Job`] (`directory-audit`): one event per directory audited; cancelled,
 //! it audits no further directory and says so.
 
-use std::path::PathBuf;
-
 use serde::Serialize;
 use smimekit_core::{CertDer, Directory, RecipientValues, StoredValue};
 use smimekit_pki::asn1::Reader;
@@ -19,7 +17,7 @@ use smimekit_pki::certinfo::{self, CertInfo};
 
 use crate::certs::{CertSummary, summarize};
 use crate::jobs::{Job, JobContext, JobOutput};
-use crate::{Service, ServiceError};
+use crate::{Named, Service, ServiceError};
 
 const OID_EMAIL_PROTECTION: &str = "1.3.6.1.5.5.7.3.4";
 const OID_ANY_EKU: &str = "2.5.29.37.0";
@@ -29,8 +27,8 @@ const OID_ANY_EKU: &str = "2.5.29.37.0";
 pub struct AuditRequest {
     /// Only this directory (default: every configured one).
     pub directory: Option<String>,
-    /// CRL files (DER or PEM): certificates listed there are reported revoked.
-    pub crls: Vec<PathBuf>,
+    /// CRLs (DER or PEM): certificates listed there are reported revoked.
+    pub crls: Vec<Named<Vec<u8>>>,
 }
 
 /// What is wrong with a certificate or value.
@@ -170,7 +168,7 @@ impl Service {
         req: &AuditRequest,
         ctx: &JobContext,
     ) -> Result<AuditResult, ServiceError> {
-        let crls = self.load_crls(&req.crls)?;
+        let crls = self.crls(&req.crls)?;
         let revoked = revoked_entries(&crls);
         let names: Vec<String> = match &req.directory {
             Some(n) => vec![n.clone()],

@@ -5,15 +5,13 @@
 //! directory should hold afterwards and fails with [`ErrorKind::Key`] (exit 4, a recipient
 //! problem) when the read-back says otherwise, naming what is missing or unexpected.
 
-use std::path::PathBuf;
-
 use serde::Serialize;
 use smimekit_core::{CertDer, Directory, Mailbox, PublishMode, RecipientKind, plugin};
 use smimekit_pki::certinfo::{self, CertInfo};
 
 use crate::audit_log::Change;
 use crate::certs::{CertSummary, rfc3339, summarize};
-use crate::{ErrorKind, Service, ServiceError};
+use crate::{ErrorKind, Named, Service, ServiceError};
 
 const OID_EMAIL_PROTECTION: &str = "1.3.6.1.5.5.7.3.4";
 const OID_ANY_EKU: &str = "2.5.29.37.0";
@@ -57,9 +55,8 @@ pub struct LookupResult {
 #[derive(Debug, Clone, Default)]
 pub struct PublishRequest {
     pub address: String,
-    /// A file with the certificate (PEM, DER, PKCS#7, SST; CA certificates beside it are
-    /// ignored).
-    pub certificate: PathBuf,
+    /// The certificate (PEM, DER, PKCS#7, SST; CA certificates beside it are ignored).
+    pub certificate: Named<Vec<u8>>,
     pub directory: Option<String>,
     /// Create the recipient as an external contact (when it does not exist yet).
     pub contact: bool,
@@ -93,7 +90,8 @@ pub struct PublishResult {
 #[derive(Debug, Clone)]
 pub struct UnpublishRequest {
     pub address: String,
-    pub certificate: PathBuf,
+    /// The certificate(s) to remove (any container).
+    pub certificate: Named<Vec<u8>>,
     pub directory: Option<String>,
 }
 
@@ -101,8 +99,8 @@ pub struct UnpublishRequest {
 /// does with an SST).
 #[derive(Debug, Clone, Default)]
 pub struct TrustPushRequest {
-    /// Files (SST, PEM, DER, PKCS#7); every certificate in them, in order.
-    pub files: Vec<PathBuf>,
+    /// SST, PEM, DER or PKCS#7 data; every certificate in them, in order.
+    pub files: Vec<Named<Vec<u8>>>,
     pub directory: Option<String>,
 }
 
@@ -146,12 +144,7 @@ fn names(info: &CertInfo, address: &Mailbox) -> bool {
 
 /// A certificate that names none of the recipient's addresses: `addresses` are those the
 /// directory knows for the entry answering to `address` (empty: none, or not asked).
-fn not_for(
-    path: &std::path::Path,
-    info: &CertInfo,
-    address: &Mailbox,
-    addresses: &[Mailbox],
-) -> ServiceError {
+fn not_for(name: &str, info: &CertInfo, address: &Mailbox, addresses: &[Mailbox]) -> ServiceError {
     let names = if info.emails.is_empty() {
         "no e-mail address".to_string()
     } else {
@@ -171,8 +164,7 @@ fn not_for(
         )
     };
     key_err(format!(
-        "{}: the certificate ({}) is for {names}, not {address}{also}",
-        path.display(),
+        "{name}: the certificate ({}) is for {names}, not {address}{also}",
         info.subject
     ))
     .for_field("force")
@@ -402,7 +394,7 @@ impl Service {
             // addresses (AD proxyAddresses): the entry's addresses are one person.
             let addresses = dir.addresses(&address).await?;
             if !addresses.iter().any(|a| names(&info, a)) {
-                return Err(not_for(&req.certificate, &info, &address, &addresses));
+                return Err(not_for(&req.certificate.name, &info, &address, &addresses));
             }
         }
         let existing = dir.recipient(&address).await?;
@@ -508,32 +500,32 @@ impl Service {
         )))
     }
 
-    /// The one end-entity certificate in a file, checked against the address (offline: no
+    /// The one end-entity certificate in `input`, checked against the address (offline: no
     /// directory is asked for the address's aliases; `publish` does that).
     pub(crate) fn publishable_certificate(
         &self,
-        path: &std::path::Path,
+        input: &Named<Vec<u8>>,
         address: &Mailbox,
         force: bool,
     ) -> Result<CertDer, ServiceError> {
-        let (cert, info) = self.leaf_certificate(path, force)?;
+        let (cert, info) = self.leaf_certificate(input, force)?;
         if !force && !names(&info, address) {
-            return Err(not_for(path, &info, address, &[]));
+            return Err(not_for(&input.name, &info, address, &[]));
         }
         Ok(cert)
     }
 
-    /// The one end-entity certificate in a file (with `force`, a lone CA certificate too).
+    /// The one end-entity certificate in `input` (with `force`, a lone CA certificate too).
     fn leaf_certificate(
         &self,
-        path: &std::path::Path,
+        input: &Named<Vec<u8>>,
         force: bool,
     ) -> Result<(CertDer, CertInfo), ServiceError> {
-        let certs = self.load_certificates(path)?;
+        let certs = self.certificates(input)?;
         let mut infos = Vec::new();
         for c in certs {
             let info =
-                certinfo::parse(&c).map_err(|e| ServiceError::from(e).context(path.display()))?;
+                certinfo::parse(&c).map_err(|e| ServiceError::from(e).context(&input.name))?;
             infos.push((c, info));
         }
         let (mut leaves, mut cas): (Vec<_>, Vec<_>) =
@@ -544,22 +536,22 @@ impl Service {
                 ErrorKind::Invalid,
                 format!(
                     "{}: holds {} end-entity certificates; publish one at a time",
-                    path.display(),
+                    input.name,
                     others + 1
                 ),
             )),
             (None, _) if force && cas.len() == 1 => Ok(cas.remove(0)),
             (None, _) => Err(key_err(format!(
                 "{}: holds only CA certificates, no certificate for a recipient",
-                path.display()
+                input.name
             ))),
         }
     }
 
-    /// `smimekit unpublish`: removes the certificate(s) in a file, checked by reading back.
+    /// `smimekit unpublish`: removes the certificate(s) given, checked by reading back.
     pub async fn unpublish(&self, req: &UnpublishRequest) -> Result<PublishResult, ServiceError> {
         let address = parse_address(&req.address)?;
-        let certs = self.load_certificates(&req.certificate)?;
+        let certs = self.certificates(&req.certificate)?;
         let dir = self.target_directory(req.directory.as_deref()).await?;
         let before = dir
             .recipient(&address)
@@ -575,7 +567,7 @@ impl Service {
         if targets.is_empty() {
             return Err(key_err(format!(
                 "{}: not published for {address} in directory {}",
-                req.certificate.display(),
+                req.certificate.name,
                 dir.name()
             )));
         }
@@ -641,23 +633,22 @@ impl Service {
         outcome
     }
 
-    /// Every CA certificate in the files, in order, without duplicates.
+    /// Every CA certificate in the inputs, in order, without duplicates.
     pub(crate) fn trust_chain_from_files(
         &self,
-        files: &[PathBuf],
+        files: &[Named<Vec<u8>>],
     ) -> Result<Vec<CertDer>, ServiceError> {
         let mut chain: Vec<CertDer> = Vec::new();
         for f in files {
-            for c in self.load_certificates(f)? {
+            for c in self.certificates(f)? {
                 let info =
-                    certinfo::parse(&c).map_err(|e| ServiceError::from(e).context(f.display()))?;
+                    certinfo::parse(&c).map_err(|e| ServiceError::from(e).context(&f.name))?;
                 if !info.is_ca {
                     return Err(ServiceError::new(
                         ErrorKind::Invalid,
                         format!(
                             "{}: {} is not a CA certificate; the trust chain holds roots and intermediates",
-                            f.display(),
-                            info.subject
+                            f.name, info.subject
                         ),
                     ));
                 }

@@ -25,7 +25,7 @@ use smimekit_pki::certinfo;
 
 use crate::directory::{PublishRequest, parse_address};
 use crate::jobs::{Job, JobContext, JobOutput};
-use crate::{ErrorKind, Service, ServiceError};
+use crate::{ErrorKind, Named, Service, ServiceError};
 
 /// How long a bulk run may go on retrying the items a directory throttles, unless the request
 /// or the directory's `bulk_time_budget_secs` says otherwise.
@@ -149,6 +149,16 @@ fn cancelled(last: Option<&str>) -> String {
     )
 }
 
+/// A certificate file a bulk list names, read on the blocking pool and named by its path: a
+/// bulk source is a list of files, the one request whose certificates the service reads itself.
+async fn read_certificate_file(path: &Path) -> Result<Named<Vec<u8>>, ServiceError> {
+    let file = path.to_path_buf();
+    let data =
+        crate::keys::blocking(move || std::fs::read(&file).map_err(|e| ServiceError::io(&file, e)))
+            .await??;
+    Ok(Named::new(path.display().to_string(), data))
+}
+
 /// A duration as people write it: `90 s`, `15 min`, `1 h`.
 fn human(d: Duration) -> String {
     match d.as_secs() {
@@ -158,10 +168,13 @@ fn human(d: Duration) -> String {
     }
 }
 
-/// What `--emit-powershell` wrote.
+/// A PowerShell script doing what the service would do (`--emit-powershell`), for the caller
+/// to save or show.
 #[derive(Debug, Clone, Serialize)]
 pub struct EmitResult {
-    pub file: PathBuf,
+    /// The PowerShell 7 script.
+    #[serde(skip)]
+    pub script: String,
     /// One line per operation the script performs.
     pub operations: Vec<String>,
 }
@@ -378,7 +391,6 @@ impl Service {
     pub fn emit_powershell_publish(
         &self,
         items: &[PublishRequest],
-        file: &Path,
     ) -> Result<EmitResult, ServiceError> {
         let (_, settings) =
             self.directory_settings(items.first().and_then(|i| i.directory.as_deref()))?;
@@ -467,19 +479,14 @@ impl Service {
 }
 if ($failures) { Write-Error "$failures operation(s) failed" }
 "#);
-        std::fs::write(file, script).map_err(|e| usage(format!("{}: {e}", file.display())))?;
-        Ok(EmitResult {
-            file: file.to_path_buf(),
-            operations,
-        })
+        Ok(EmitResult { script, operations })
     }
 
     /// `trust push --emit-powershell F`: Set-SmimeConfig with the SST smimekit builds,
     /// refused here for what the service would refuse (expired, > 70,000 bytes).
     pub fn emit_powershell_trust(
         &self,
-        files: &[PathBuf],
-        file: &Path,
+        files: &[Named<Vec<u8>>],
     ) -> Result<EmitResult, ServiceError> {
         let chain = self.trust_chain_from_files(files)?;
         let now = self.now();
@@ -528,9 +535,8 @@ $got = @($store | ForEach-Object { $_.Thumbprint })
 foreach ($t in $expected) { if ($got -notcontains $t) { Write-Error "read-back: $t missing" } }
 Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((Get-SmimeConfig).SMIMECertificatesExpiryDate)"
 "#);
-        std::fs::write(file, script).map_err(|e| usage(format!("{}: {e}", file.display())))?;
         Ok(EmitResult {
-            file: file.to_path_buf(),
+            script,
             operations: vec![format!(
                 "Set-SmimeConfig -SMIMECertificateIssuingCA <SST, {} bytes: {}>",
                 sst.len(),
@@ -596,18 +602,20 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
                 let svc = self.clone();
                 let dir = dir.clone();
                 let ctx = ctx.clone();
+                // The certificate is read when the item is tried (bulk lists name files).
                 let one = PublishRequest {
                     address: p.address.clone(),
-                    certificate: p.certificate.clone(),
+                    certificate: Named::default(),
                     directory: None,
                     contact: req.contact,
                     replace: req.replace,
                     prune_expired: req.prune_expired,
                     force: req.force,
                 };
+                let file = p.certificate.clone();
                 running.spawn(async move {
                     let outcome = svc
-                        .bulk_try(dir.as_ref(), &one, p.ready_at, deadline, &ctx)
+                        .bulk_try(dir.as_ref(), one, &file, p.ready_at, deadline, &ctx)
                         .await;
                     (p, outcome)
                 });
@@ -745,7 +753,8 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
     async fn bulk_try(
         &self,
         dir: &dyn Directory,
-        one: &PublishRequest,
+        one: PublishRequest,
+        file: &Path,
         ready_at: Option<tokio::time::Instant>,
         deadline: tokio::time::Instant,
         ctx: &JobContext,
@@ -762,8 +771,12 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
         if tokio::time::Instant::now() >= deadline {
             return Outcome::OutOfTime { started: false };
         }
+        let one = match read_certificate_file(file).await {
+            Ok(certificate) => PublishRequest { certificate, ..one },
+            Err(e) => return Outcome::Failed(e.message),
+        };
         // Stopping a publish half-way is safe: the next run reads before it writes.
-        match tokio::time::timeout_at(deadline, self.publish_to(dir, one)).await {
+        match tokio::time::timeout_at(deadline, self.publish_to(dir, &one)).await {
             Err(_) => Outcome::OutOfTime { started: true },
             Ok(Ok(r)) => Outcome::Done(r),
             Ok(Err(e)) => match e.busy {
@@ -776,23 +789,27 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
         }
     }
 
-    /// The bulk items as publish requests (for `--emit-powershell` with `--from`).
+    /// The bulk items as publish requests, their certificate files read (for
+    /// `--emit-powershell` with `--from`).
     pub fn bulk_requests(
         &self,
         req: &BulkPublishRequest,
     ) -> Result<Vec<PublishRequest>, ServiceError> {
-        Ok(bulk_items(&req.source)?
+        bulk_items(&req.source)?
             .into_iter()
-            .map(|(address, certificate)| PublishRequest {
-                address,
-                certificate,
-                directory: req.directory.clone(),
-                contact: req.contact,
-                replace: req.replace,
-                prune_expired: req.prune_expired,
-                force: req.force,
+            .map(|(address, file)| {
+                let data = std::fs::read(&file).map_err(|e| ServiceError::io(&file, e))?;
+                Ok(PublishRequest {
+                    address,
+                    certificate: Named::new(file.display().to_string(), data),
+                    directory: req.directory.clone(),
+                    contact: req.contact,
+                    replace: req.replace,
+                    prune_expired: req.prune_expired,
+                    force: req.force,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// `smimekit exchange probe`: the directory's read-only self-test (sign-in, the cmdlets

@@ -309,7 +309,7 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
         let r = svc
             .publish(&PublishRequest {
                 address: email.to_string(),
-                certificate: pem.clone(),
+                certificate: read(name, pem)?,
                 directory: Some(DEMO_DIRECTORY.into()),
                 ..PublishRequest::default()
             })
@@ -319,7 +319,7 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
     }
     let trust = svc
         .trust_push(&TrustPushRequest {
-            files: vec![init.chain.clone().into()],
+            files: vec![read(name, Path::new(&init.chain))?],
             directory: Some(DEMO_DIRECTORY.into()),
         })
         .await

@@ -8,6 +8,7 @@ use smimekit_service::{
 };
 
 use super::{EXIT_INVALID, EXIT_OK, print_json};
+use crate::io;
 use crate::cli::{
     DirectoryCommand, ExchangeCommand, ExchangeConfigCommand, LookupArgs, PublishArgs,
     TrustCommand, UnpublishArgs,
@@ -91,13 +92,20 @@ fn print_change(verb: &str, r: &PublishResult) {
     }
 }
 
-fn print_emit(r: &EmitResult, json: bool) -> Result<()> {
+/// Saves the script of `--emit-powershell` and says what it does. A file that cannot be
+/// written is a usage error (exit 2), as it always was.
+fn print_emit(r: &EmitResult, file: &std::path::Path, json: bool) -> Result<()> {
+    io::write_file(file, r.script.as_bytes(), io::Access::Default)
+        .map_err(|e| super::usage(super::render(&e)))?;
     if json {
-        print_json(r)?;
+        print_json(&serde_json::json!({
+            "file": file,
+            "operations": r.operations,
+        }))?;
     } else {
         outln!(
             "wrote {} ({} operation(s); nothing was sent): run it with pwsh after Connect-ExchangeOnline",
-            r.file.display(),
+            file.display(),
             r.operations.len()
         );
         for op in &r.operations {
@@ -132,7 +140,7 @@ pub async fn publish(service: &Service, a: PublishArgs, json: bool) -> Result<u8
     };
     let req = PublishRequest {
         address,
-        certificate: cert,
+        certificate: io::read_named(&cert)?,
         directory: a.directory,
         contact: a.contact,
         replace: a.replace,
@@ -140,7 +148,7 @@ pub async fn publish(service: &Service, a: PublishArgs, json: bool) -> Result<u8
         force: a.force,
     };
     if let Some(file) = a.emit_powershell {
-        print_emit(&service.emit_powershell_publish(&[req], &file)?, json)?;
+        print_emit(&service.emit_powershell_publish(&[req])?, &file, json)?;
         return Ok(EXIT_OK);
     }
     let r = service.publish(&req).await?;
@@ -185,7 +193,7 @@ async fn publish_bulk(
     };
     if let Some(file) = emit {
         let items = service.bulk_requests(&req)?;
-        print_emit(&service.emit_powershell_publish(&items, &file)?, json)?;
+        print_emit(&service.emit_powershell_publish(&items)?, &file, json)?;
         return Ok(EXIT_OK);
     }
     // A progress bar only for a person watching (stderr is a terminal).
@@ -284,7 +292,7 @@ pub async fn unpublish(service: &Service, a: UnpublishArgs, json: bool) -> Resul
     let r = service
         .unpublish(&UnpublishRequest {
             address: a.address,
-            certificate: a.cert,
+            certificate: io::read_named(&a.cert)?,
             directory: a.directory,
         })
         .await?;
@@ -338,8 +346,9 @@ pub async fn trust(service: &Service, c: TrustCommand, json: bool) -> Result<u8>
             emit_powershell,
         } => {
             let files: Vec<std::path::PathBuf> = sst.into_iter().chain(certs).collect();
+            let files = io::read_all_named(&files)?;
             if let Some(file) = emit_powershell {
-                print_emit(&service.emit_powershell_trust(&files, &file)?, json)?;
+                print_emit(&service.emit_powershell_trust(&files)?, &file, json)?;
                 return Ok(EXIT_OK);
             }
             (
@@ -373,6 +382,7 @@ pub async fn directory(service: &Service, c: DirectoryCommand, json: bool) -> Re
             replace,
         } => return super::store::import(service, file, directory, replace, json).await,
     };
+    let crls = io::read_all_named(&crls)?;
     let r = service.audit(AuditRequest { directory, crls }).await?;
     if json {
         print_json(&r)?;
