@@ -10,8 +10,10 @@
 //!
 //! Every job is recorded in the store (`Store::job_start`/`job_finish`: kind, actor and
 //! frontend, start and end, outcome, per-item results as JSON), so frontends can list past
-//! jobs; without a configured store (no data folder) jobs are not recorded. Each job runs
-//! in a `tracing` span named `job` with its kind and record id.
+//! jobs ([`Service::jobs`]); without a configured store (no data folder) jobs are not
+//! recorded, and a store that refuses the record is logged as a warning, never the job's
+//! failure. Each job runs in a `tracing` span named `job` with its kind and record id. The
+//! job runs on whether or not its handle is kept: dropping the handle does not stop it.
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -220,17 +222,27 @@ impl Service {
         id: Arc<OnceLock<i64>>,
         work: impl Future<Output = Result<T, ServiceError>>,
     ) -> Result<T, ServiceError> {
+        // The record is bookkeeping: a store that cannot take it neither stops the job nor
+        // loses its result (the job's own writes report their store errors).
         let store = match &self.store {
-            Some(_) => Some(self.store().await?),
+            Some(_) => self
+                .store()
+                .await
+                .inspect_err(|e| tracing::warn!(error = %e, "job not recorded"))
+                .ok(),
             None => None,
         };
         if let Some(store) = &store {
-            let started = store
+            match store
                 .job_start(kind, &self.actor.user, &self.actor.frontend, self.now())
                 .await
-                .map_err(|e| store_error(e).context(format!("{kind}: recording the job")))?;
-            tracing::Span::current().record("id", started);
-            let _ = id.set(started);
+            {
+                Ok(started) => {
+                    tracing::Span::current().record("id", started);
+                    let _ = id.set(started);
+                }
+                Err(e) => tracing::warn!(error = %store_error(e), "job not recorded"),
+            }
         }
         tracing::info!("started");
         let result = work.await;
@@ -239,13 +251,12 @@ impl Service {
             Err(e) => (format!("failed: {e}"), serde_json::Value::Array(Vec::new())),
         };
         tracing::info!(outcome = %outcome, "ended");
-        if let (Some(store), Some(job)) = (&store, id.get()) {
-            store
+        if let (Some(store), Some(job)) = (&store, id.get())
+            && let Err(e) = store
                 .job_finish(*job, self.now(), &outcome, &items.to_string())
                 .await
-                .map_err(|e| {
-                    store_error(e).context(format!("{kind} ended ({outcome}), but recording it"))
-                })?;
+        {
+            tracing::warn!(error = %store_error(e), "job end not recorded");
         }
         result
     }
