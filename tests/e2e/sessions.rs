@@ -39,7 +39,8 @@ fn count(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }
 
-/// A service on a config file written into `dir`, with a SQLite store there.
+/// A service on a config file written into `dir`, with a SQLite store there, on the pinned
+/// clock.
 fn service(dir: &Path, directories: &str) -> Service {
     let path = dir.join("config.toml");
     let store = dir.join("smimekit.db");
@@ -53,6 +54,7 @@ fn service(dir: &Path, directories: &str) -> Service {
     .unwrap();
     Service::builder()
         .config(Config::load(Some(&path)).unwrap())
+        .clock(smimekit_testkit::pinned_clock())
         .actor("tester", "test")
         .build()
         .unwrap()
@@ -243,6 +245,7 @@ fn an_unlocked_key_store_is_kept_until_closed() {
         let pw = dir.path().join("pw");
         std::fs::write(&pw, "test\n").unwrap();
         let svc = Service::builder()
+            .clock(smimekit_testkit::pinned_clock())
             .password_file(Some(pw.clone()))
             .build()
             .unwrap();
