@@ -99,6 +99,21 @@ pub trait KeyOpener: std::fmt::Debug + Send + Sync {
     fn notice(&self, text: &str) {
         let _ = text;
     }
+
+    /// A small fact the plugin remembered for directory `directory` under `key` in an earlier
+    /// run (which byte encoding the server accepts), kept by the host (the service's store).
+    /// Hosts without a place to keep it have none; failures to read are `None` too (the
+    /// plugin then finds the fact out again).
+    async fn state(&self, directory: &str, key: &str) -> Option<String> {
+        let _ = (directory, key);
+        None
+    }
+
+    /// Remembers `value` for directory `directory` under `key` for later runs. Best effort:
+    /// hosts without a place to keep it, or that fail to, drop it.
+    async fn set_state(&self, directory: &str, key: &str, value: &str) {
+        let _ = (directory, key, value);
+    }
 }
 
 /// Opens a configured directory with help from the host (a [`KeyOpener`]).

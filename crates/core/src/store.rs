@@ -394,6 +394,26 @@ pub trait Store: Debug + Send + Sync {
 
     /// The most recent jobs first.
     async fn jobs(&self, limit: u32) -> Result<Vec<JobRecord>, StoreError>;
+
+    // Directory state.
+
+    /// A small fact a directory plugin remembered for `directory` under `key` (which byte
+    /// encoding an Exchange tenant accepts), if any.
+    async fn directory_state(
+        &self,
+        directory: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Remembers `value` for `directory` under `key` (replacing an earlier one), set at
+    /// `updated` (seconds since the Unix epoch).
+    async fn set_directory_state(
+        &self,
+        directory: &str,
+        key: &str,
+        value: &str,
+        updated: i64,
+    ) -> Result<(), StoreError>;
 }
 
 /// The scheme of a store URL: `sqlite` for `sqlite:PATH`, `postgres` for `postgres://…`.

@@ -278,4 +278,24 @@ impl plugin::KeyOpener for ServiceKeyOpener {
     fn notice(&self, text: &str) {
         self.0.notice(text);
     }
+
+    async fn state(&self, directory: &str, key: &str) -> Option<String> {
+        // No store, or one that cannot be read: the plugin finds the fact out again.
+        let store = self.0.store().await.ok()?;
+        store.directory_state(directory, key).await.ok().flatten()
+    }
+
+    async fn set_state(&self, directory: &str, key: &str, value: &str) {
+        let Ok(store) = self.0.store().await else {
+            return;
+        };
+        if let Err(e) = store
+            .set_directory_state(directory, key, value, self.0.now())
+            .await
+        {
+            self.0.notice(&format!(
+                "directory {directory}: could not remember {key} = {value} in the store: {e}"
+            ));
+        }
+    }
 }

@@ -261,6 +261,11 @@ impl Client {
     }
 
     /// Records a fallback taken and tells the host.
+    /// The host's services (keys, secrets, notices, remembered state).
+    pub fn keys(&self) -> &Arc<dyn KeyOpener> {
+        &self.keys
+    }
+
     pub fn note(&self, text: String) {
         self.keys.notice(&text);
         self.record(text);

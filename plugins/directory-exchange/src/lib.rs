@@ -76,13 +76,20 @@ pub struct ExchangeDirectory {
     /// [`Fresh`]); every request saved counts against the tenant's throttling budget.
     fresh: std::sync::Mutex<std::collections::HashMap<String, Fresh>>,
     /// How byte values are written: the switches, then what the service accepted. Kept for
-    /// the process (the store has no place for it yet), so a new process tries the default
-    /// first again.
+    /// the process and remembered by the host ([`KeyOpener::set_state`], the service's
+    /// store), so a later process starts with what worked.
     wire: std::sync::Mutex<Wire>,
+    /// Whether what the host remembered has been read into `wire` (on the first write).
+    wire_loaded: std::sync::atomic::AtomicBool,
     /// Whether `@{Add=…}` showed in a read-back (`None`: not tried yet); once it did not,
     /// every write sets the full list.
     add_works: std::sync::Mutex<Option<bool>>,
 }
+
+/// The host state key ([`KeyOpener::state`]) of the byte encoding the service accepted.
+const STATE_BYTE_ENCODING: &str = "exchange.byte_encoding";
+/// The host state key of whether the service accepts the byte-list annotation.
+const STATE_ANNOTATE: &str = "exchange.annotate";
 
 /// How long a handed-over read stays usable.
 const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(5);
@@ -143,6 +150,7 @@ impl ExchangeDirectory {
             client,
             fresh: std::sync::Mutex::new(std::collections::HashMap::new()),
             wire: std::sync::Mutex::new(wire),
+            wire_loaded: std::sync::atomic::AtomicBool::new(false),
             add_works: std::sync::Mutex::new(None),
         })
     }
@@ -266,6 +274,40 @@ impl ExchangeDirectory {
         self.client.settings.contact_name_for(address)
     }
 
+    /// Reads, once, the wire the host remembered for this directory from an earlier run, for
+    /// the switches that are not set (a set switch is used as it is).
+    async fn load_wire(&self) {
+        use std::sync::atomic::Ordering;
+        if self.wire_loaded.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let p = &self.client.settings.protocol;
+        let keys = self.client.keys();
+        let encoding = match p.byte_encoding {
+            Some(_) => None,
+            None => keys
+                .state(&self.name, STATE_BYTE_ENCODING)
+                .await
+                .and_then(|v| ByteEncoding::from_name(&v)),
+        };
+        let annotate = match p.annotate {
+            Some(_) => None,
+            None => match keys.state(&self.name, STATE_ANNOTATE).await.as_deref() {
+                Some("true") => Some(true),
+                Some("false") => Some(false),
+                _ => None,
+            },
+        };
+        if let Ok(mut w) = self.wire.lock() {
+            if let Some(e) = encoding {
+                w.encoding = e;
+            }
+            if let Some(a) = annotate {
+                w.annotate = a;
+            }
+        }
+    }
+
     /// The wire in use now.
     fn wire(&self) -> Wire {
         self.wire
@@ -285,6 +327,7 @@ impl ExchangeDirectory {
         params: &(dyn Fn(&Wire) -> Value + Sync),
     ) -> Result<Vec<Value>, ExoError> {
         let p = &self.client.settings.protocol;
+        self.load_wire().await;
         let first = self.wire();
         let mut wire = first;
         let mut refusals: Vec<String> = Vec::new();
@@ -301,8 +344,17 @@ impl ExchangeDirectory {
                         if let Ok(mut w) = self.wire.lock() {
                             *w = wire;
                         }
+                        let keys = self.client.keys();
+                        if wire.encoding != first.encoding {
+                            keys.set_state(&self.name, STATE_BYTE_ENCODING, wire.encoding.name())
+                                .await;
+                        }
+                        if wire.annotate != first.annotate {
+                            let a = if wire.annotate { "true" } else { "false" };
+                            keys.set_state(&self.name, STATE_ANNOTATE, a).await;
+                        }
                         self.client.note(format!(
-                            "directory {}: {cmdlet} refused {}; sent {} instead, kept for this directory in this process (set [directory.{}.protocol] byte_encoding = \"{}\", annotate = {} to skip the first try)",
+                            "directory {}: {cmdlet} refused {}; sent {} instead, remembered for this directory (set [directory.{}.protocol] byte_encoding = \"{}\", annotate = {} to skip the first try)",
                             self.name,
                             refusals.join("; then "),
                             describe_wire(&wire),

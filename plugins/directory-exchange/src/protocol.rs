@@ -46,6 +46,13 @@ impl ByteEncoding {
             Self::Base64 => "base64",
         }
     }
+
+    /// The encoding [`Self::name`] names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::IntArray, Self::Base64]
+            .into_iter()
+            .find(|e| e.name() == name)
+    }
 }
 
 /// The `X-ResponseFormat` header.

@@ -792,4 +792,35 @@ impl Store for PostgresStore {
         .await;
         r.map_err(|f| self.fail(f))
     }
+
+    async fn directory_state(
+        &self,
+        directory: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let r: Result<_, Fail> = async {
+            let c = self.client().await?;
+            let stmt = c.prepare_cached(sql::DIRECTORY_STATE).await?;
+            match c.query_opt(&stmt, &[&directory, &key]).await? {
+                Some(row) => Ok(Some(row.try_get(0)?)),
+                None => Ok(None),
+            }
+        }
+        .await;
+        r.map_err(|f| self.fail(f))
+    }
+
+    async fn set_directory_state(
+        &self,
+        directory: &str,
+        key: &str,
+        value: &str,
+        updated: i64,
+    ) -> Result<(), StoreError> {
+        write_tx!(self, |tx| {
+            let stmt = tx.prepare_cached(sql::SET_DIRECTORY_STATE).await?;
+            tx.execute(&stmt, &[&directory, &key, &value, &updated])
+                .await?;
+        })
+    }
 }

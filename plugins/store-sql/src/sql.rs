@@ -112,3 +112,9 @@ pub(crate) fn audit_filtered(
     sql.push_str(" ORDER BY seq");
     (sql, params)
 }
+
+pub(crate) const DIRECTORY_STATE: &str =
+    "SELECT value FROM directory_state WHERE directory = $1 AND key = $2";
+
+pub(crate) const SET_DIRECTORY_STATE: &str = "INSERT INTO directory_state (directory, key, value, updated) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (directory, key) DO UPDATE SET value = excluded.value, updated = excluded.updated";

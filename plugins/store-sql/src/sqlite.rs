@@ -797,4 +797,32 @@ impl Store for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?)
         })
     }
+
+    async fn directory_state(
+        &self,
+        directory: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached(q!(sql::DIRECTORY_STATE))?
+                .query_row(params![directory, key], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    async fn set_directory_state(
+        &self,
+        directory: &str,
+        key: &str,
+        value: &str,
+        updated: i64,
+    ) -> Result<(), StoreError> {
+        let (directory, key, value) = (directory.to_string(), key.to_string(), value.to_string());
+        self.write(move |tx| {
+            tx.prepare_cached(q!(sql::SET_DIRECTORY_STATE))?
+                .execute(params![directory, key, value, updated])?;
+            Ok(())
+        })
+        .await
+    }
 }
