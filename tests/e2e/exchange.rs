@@ -346,6 +346,7 @@ fn contacts_are_created_once_and_reused() {
             .as_deref(),
         Some("dave@partner.example")
     );
+    assert_eq!(v["created_contact"], "dave@partner.example", "{v}");
     // Reuse: no second New-MailContact (which would fail on the name).
     let v = exo.ok(&[
         "publish",
@@ -395,6 +396,24 @@ fn contacts_are_created_once_and_reused() {
         "{e}"
     );
     assert!(exo.certs("carol@example.org").is_none());
+    // The name the plugin gave is the one reported.
+    let v = exo.ok(&[
+        "publish",
+        "frank@partner.example",
+        "--cert",
+        &pki("bob.pem"),
+        "--force",
+        "--contact",
+        "--directory",
+        "exo",
+    ]);
+    assert_eq!(v["created_contact"], "frank", "{v}");
+    assert_eq!(
+        exo.rt
+            .block_on(exo.emu.contact_name("frank@partner.example"))
+            .as_deref(),
+        Some("frank")
+    );
 }
 
 #[test]

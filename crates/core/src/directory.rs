@@ -153,6 +153,13 @@ pub trait Directory: Debug + Send + Sync {
     /// The configured name (`local`, `corp-ldap`…).
     fn name(&self) -> &str;
 
+    /// The name a new external contact for `address` gets in this directory (Exchange's
+    /// `contact_name` convention, what users pick in the address list); `None`: the address.
+    fn contact_name(&self, address: &Mailbox) -> Option<String> {
+        let _ = address;
+        None
+    }
+
     /// Certificates published for an address (empty when none).
     async fn lookup(&self, address: &Mailbox) -> Result<Vec<CertDer>, DirectoryError>;
 

@@ -460,7 +460,10 @@ impl Service {
                 .collect()
         };
         let created_contact = (!existed && after_kind == Some(RecipientKind::Contact))
-            .then(|| self.contact_name_for(dir.name(), address.as_str()));
+            .then(|| {
+                dir.contact_name(&address)
+                    .unwrap_or_else(|| address.to_string())
+            });
         Ok(PublishResult {
             directory: dir.name().to_string(),
             address: address.to_string(),

@@ -366,18 +366,6 @@ function Get-SmimekitThumbprint([byte[]]$Bytes) {
 "#;
 
 impl Service {
-    /// The Name the Exchange plugin gives a new contact in directory `name`.
-    pub(crate) fn contact_name_for(&self, name: &str, address: &str) -> String {
-        let settings = self
-            .config
-            .directories
-            .iter()
-            .find(|d| d.name == name)
-            .map(|d| d.settings.as_str())
-            .unwrap_or("");
-        contact_name(settings, address)
-    }
-
     fn directory_settings(&self, name: Option<&str>) -> Result<(String, String), ServiceError> {
         let d = match name {
             Some(n) => self.config.directories.iter().find(|d| d.name == n),

@@ -317,6 +317,10 @@ impl Directory for SessionDirectory {
         self.inner.name()
     }
 
+    fn contact_name(&self, address: &Mailbox) -> Option<String> {
+        self.inner.contact_name(address)
+    }
+
     async fn lookup(&self, address: &Mailbox) -> Result<Vec<CertDer>, DirectoryError> {
         self.call("lookup", Some(address), self.inner.lookup(address))
             .await

@@ -936,6 +936,10 @@ impl Directory for ExchangeDirectory {
         &self.name
     }
 
+    fn contact_name(&self, address: &Mailbox) -> Option<String> {
+        Some(self.client.settings.contact_name_for(address.as_str()))
+    }
+
     async fn lookup(&self, address: &Mailbox) -> Result<Vec<CertDer>, DirectoryError> {
         Ok(self
             .recipient(address)
