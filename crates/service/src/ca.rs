@@ -32,7 +32,7 @@ use smimekit_pki::ca::{self as pkica, CaError, CaProfile, Name, RevocationReason
 use smimekit_pki::{certinfo, write_pem};
 
 use crate::certs::{CertSummary, rfc3339, summarize};
-use crate::{ErrorKind, KeyRequest, Service, ServiceError};
+use crate::{ErrorKind, KeyRequest, Named, Service, ServiceError};
 
 const DAY: i64 = 86_400;
 const ROOT_DAYS: i64 = 20 * 365;
@@ -81,7 +81,9 @@ impl From<CaError> for ServiceError {
                 return ServiceError::from(k);
             }
             // Whatever else the CA key says while signing is a key problem (exit 4).
-            CaError::Key(k) => return ServiceError::new(ErrorKind::Key, k.to_string()).with_source(k),
+            CaError::Key(k) => {
+                return ServiceError::new(ErrorKind::Key, k.to_string()).with_source(k);
+            }
             CaError::Malformed { .. } | CaError::BadSignature => ErrorKind::Malformed,
             CaError::Unsupported(_) => ErrorKind::Unsupported,
             CaError::Profile(_) => ErrorKind::Invalid,
@@ -321,18 +323,18 @@ pub struct CaInitResult {
 /// Where the subject key of `ca issue` comes from.
 #[derive(Debug)]
 pub enum IssueSource {
-    /// A PKCS#10 request (PEM or DER); the certificate goes to `out` (PEM).
+    /// A PKCS#10 request (PEM or DER): the result carries the certificate.
     Csr {
-        csr: PathBuf,
-        out: PathBuf,
+        csr: Named<Vec<u8>>,
         /// The address to certify when the request names none (must match if it does).
         email: Option<String>,
     },
-    /// Generate the key and write key + certificate + chain as a PKCS#12.
+    /// Generate the key: the result carries key + certificate + chain as a PKCS#12.
     Generate {
         email: String,
         key_type: CaKeyType,
-        p12: PathBuf,
+        /// How messages name the new PKCS#12 (the file it will be saved as).
+        p12_name: String,
         p12_secret: Secret,
         /// 3DES PKCS#12 for old Windows instead of PBES2/AES-256.
         legacy: bool,
@@ -359,22 +361,39 @@ pub struct CaIssueResult {
     pub not_before: String,
     pub not_after: String,
     pub certificate: CertSummary,
-    /// The PEM certificate written (CSR flow) and its copy in the CA directory.
-    pub cert_file: Option<String>,
-    pub p12_file: Option<String>,
+    /// The copy of the certificate in the CA directory.
     pub ca_copy: String,
     /// Serials of still-valid certificates for the same address (renewal).
     pub supersedes: Vec<String>,
+    /// The certificate, PEM (what the CSR flow hands back).
+    #[serde(skip)]
+    pub pem: String,
+    /// The certificate, DER.
+    #[serde(skip)]
+    pub der: CertDer,
+    /// Its issuers, the issuing CA first (what a key store keeps beside the key).
+    #[serde(skip)]
+    pub chain: Vec<CertDer>,
+    /// Key + certificate + chain as a PKCS#12 protected by the request's `p12_secret`
+    /// ([`IssueSource::Generate`] only): the caller saves it, readable by its owner only.
+    #[serde(skip)]
+    pub pkcs12: Option<Vec<u8>>,
+}
+
+/// What `ca revoke` revokes.
+#[derive(Debug)]
+pub enum RevokeTarget {
+    /// The serial in hex (colons and case ignored).
+    Serial(String),
+    /// The certificate (its first one).
+    Certificate(Named<Vec<u8>>),
 }
 
 /// `ca revoke`.
 #[derive(Debug)]
 pub struct CaRevokeRequest {
     pub dir: PathBuf,
-    /// Serial in hex (colons and case ignored).
-    pub serial: Option<String>,
-    /// Or the certificate file.
-    pub cert: Option<PathBuf>,
+    pub target: RevokeTarget,
     pub reason: RevocationReason,
 }
 
@@ -391,18 +410,19 @@ pub struct CaRevokeResult {
 pub struct CaCrlRequest {
     pub dir: PathBuf,
     pub ca_secret: Option<Secret>,
-    pub out: PathBuf,
     /// nextUpdate = now + days.
     pub days: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CaCrlResult {
-    pub out: String,
     pub crl_number: u64,
     pub revoked: Vec<String>,
     pub this_update: String,
     pub next_update: String,
+    /// The CRL, PEM, for the caller to publish.
+    #[serde(skip)]
+    pub pem: String,
 }
 
 // ---- operations --------------------------------------------------------------------------
@@ -505,7 +525,10 @@ impl Service {
             ));
         }
         if req.name.trim().is_empty() {
-            return Err(ServiceError::new(ErrorKind::Invalid, "the CA name is empty"));
+            return Err(ServiceError::new(
+                ErrorKind::Invalid,
+                "the CA name is empty",
+            ));
         }
         std::fs::create_dir_all(dir.join("issued")).map_err(|e| ServiceError::io(dir, e))?;
         let _lock = {
@@ -697,15 +720,14 @@ impl Service {
 
         // The subject key and the address.
         let (email, spki, generated) = match &req.source {
-            IssueSource::Csr { csr, email, .. } => {
-                let data = std::fs::read(csr).map_err(|e| ServiceError::io(csr, e))?;
-                let parsed = pkica::parse_csr(&data, self.engine().verifier)
-                    .map_err(|e| ServiceError::from(e).context(csr.display()))?;
+            IssueSource::Csr { csr, email } => {
+                let parsed = pkica::parse_csr(&csr.data, self.engine().verifier)
+                    .map_err(|e| ServiceError::from(e).context(&csr.name))?;
                 let email = match (email, parsed.email) {
                     (Some(given), Some(asked)) if !given.eq_ignore_ascii_case(&asked) => {
                         return Err(ServiceError::new(
                             ErrorKind::Invalid,
-                            format!("{}: the request is for {asked}, not {given}", csr.display()),
+                            format!("{}: the request is for {asked}, not {given}", csr.name),
                         ));
                     }
                     (Some(given), _) => given.clone(),
@@ -713,7 +735,7 @@ impl Service {
                     (None, None) => {
                         return Err(ServiceError::new(
                             ErrorKind::Invalid,
-                            format!("{}: the request names no e-mail address", csr.display()),
+                            format!("{}: the request names no e-mail address", csr.name),
                         )
                         .for_field("email"));
                     }
@@ -724,12 +746,10 @@ impl Service {
             IssueSource::Generate {
                 email,
                 key_type,
-                p12,
+                p12_name,
                 ..
             } => {
-                let key = self
-                    .generate_key(&p12.to_string_lossy(), key_type.spec())
-                    .await?;
+                let key = self.generate_key(p12_name, key_type.spec()).await?;
                 let spki = key.spki_der()?;
                 (email.clone(), spki, Some(key))
             }
@@ -806,27 +826,17 @@ impl Service {
         let ca_copy = ca.dir.join("issued").join(format!("{serial_hex}.pem"));
         std::fs::create_dir_all(ca.dir.join("issued")).map_err(|e| ServiceError::io(&ca.dir, e))?;
         write_atomic(&ca_copy, write_pem(std::slice::from_ref(&cert)).as_bytes())?;
-        let (cert_file, p12_file) = match (&req.source, generated) {
-            (IssueSource::Csr { out, .. }, _) => {
-                write_atomic(out, write_pem(std::slice::from_ref(&cert)).as_bytes())?;
-                (Some(out.to_string_lossy().into_owned()), None)
-            }
+        let pkcs12 = match (&req.source, generated) {
+            (IssueSource::Csr { .. }, _) => None,
             (
                 IssueSource::Generate {
-                    p12,
-                    p12_secret,
-                    legacy,
-                    ..
+                    p12_secret, legacy, ..
                 },
                 Some(gk),
-            ) => {
-                let der = gk.export_pkcs12(&email, &cert, &chain, p12_secret, *legacy)?;
-                write_atomic(p12, &der)?;
-                (None, Some(p12.to_string_lossy().into_owned()))
-            }
+            ) => Some(gk.export_pkcs12(&email, &cert, &chain, p12_secret, *legacy)?),
             (IssueSource::Generate { .. }, None) => {
                 return Err(ServiceError::new(
-                    ErrorKind::Key,
+                    ErrorKind::Internal,
                     "internal: no generated key",
                 ));
             }
@@ -849,10 +859,12 @@ impl Service {
             not_before: rfc3339(now),
             not_after: rfc3339(not_after),
             certificate: summarize(&cert, now),
-            cert_file,
-            p12_file,
             ca_copy: ca_copy.to_string_lossy().into_owned(),
             supersedes: current,
+            pem: write_pem(std::slice::from_ref(&cert)),
+            der: cert,
+            chain,
+            pkcs12,
         })
     }
 
@@ -886,23 +898,17 @@ impl Service {
     /// Marks a certificate revoked (it appears in the next CRL).
     pub fn ca_revoke(&self, req: &CaRevokeRequest) -> Result<CaRevokeResult, ServiceError> {
         let mut ca = CaDir::open(&req.dir)?;
-        let serial = match (&req.serial, &req.cert) {
-            (Some(s), None) => normalize_serial(s),
-            (None, Some(path)) => {
-                let certs = self.load_certificates(path)?;
+        let serial = match &req.target {
+            RevokeTarget::Serial(s) => normalize_serial(s),
+            RevokeTarget::Certificate(input) => {
+                let certs = self.certificates(input)?;
                 let first = certs.first().ok_or_else(|| {
                     ServiceError::new(
                         ErrorKind::Malformed,
-                        format!("{}: no certificate", path.display()),
+                        format!("{}: no certificate", input.name),
                     )
                 })?;
                 normalize_serial(&certinfo::parse(first)?.serial_hex)
-            }
-            _ => {
-                return Err(ServiceError::new(
-                    ErrorKind::Invalid,
-                    "a revocation names exactly one of a serial or a certificate",
-                ));
             }
         };
         let now = self.now();
@@ -986,10 +992,8 @@ impl Service {
         })?;
         let crl =
             pkica::sign_tbs(&tbs, scheme, &alg, key.as_ref(), self.engine().primitives).await?;
-        let pem = pem_block("X509 CRL", &crl);
-        write_atomic(&req.out, pem.as_bytes())?;
         Ok(CaCrlResult {
-            out: req.out.to_string_lossy().into_owned(),
+            pem: pem_block("X509 CRL", &crl),
             crl_number: number,
             revoked: serials,
             this_update: rfc3339(now),
@@ -1055,7 +1059,7 @@ mod tests {
             source: IssueSource::Generate {
                 email: email.into(),
                 key_type: CaKeyType::P256,
-                p12: tmp.path().join(format!("{email}.p12")),
+                p12_name: format!("{email}.p12"),
                 p12_secret: secret.clone(),
                 legacy: false,
             },
@@ -1088,8 +1092,7 @@ mod tests {
         let rev = s
             .ca_revoke(&CaRevokeRequest {
                 dir: dir.clone(),
-                serial: Some(r.serial.to_ascii_lowercase()),
-                cert: None,
+                target: RevokeTarget::Serial(r.serial.to_ascii_lowercase()),
                 reason: RevocationReason::Superseded,
             })
             .unwrap();
@@ -1098,7 +1101,6 @@ mod tests {
             .ca_crl(&CaCrlRequest {
                 dir: dir.clone(),
                 ca_secret: Some(secret.clone()),
-                out: tmp.path().join("x.crl"),
                 days: 7,
             })
             .await
@@ -1106,6 +1108,13 @@ mod tests {
         assert_eq!(crl.crl_number, 1);
         assert_eq!(crl.revoked, vec![r.serial.clone()]);
         assert_eq!(crl.next_update, "2026-06-08T00:00:00Z");
+        assert!(crl.pem.starts_with("-----BEGIN X509 CRL-----\n"), "{}", crl.pem);
+        // The generate flow hands back the PKCS#12 and the certificate; nothing is written
+        // outside the CA directory.
+        assert!(r.pkcs12.as_ref().is_some_and(|p| !p.is_empty()));
+        assert!(r.pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert_eq!(r.chain.len(), 2, "issuing CA and root");
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "only the CA folder");
         // Revoked: a new certificate for the address needs no --renew.
         s.ca_issue(&issue("a@example.org", 30, false))
             .await

@@ -40,6 +40,7 @@ pub use audit_log::{AuditBadRow, AuditLogRequest, AuditLogResult, AuditLogRow, A
 pub use ca::{
     CaCrlRequest, CaCrlResult, CaInitRequest, CaInitResult, CaIssueRequest, CaIssueResult,
     CaKeyType, CaRevokeRequest, CaRevokeResult, DEFAULT_LEAF_DAYS, IssueSource, IssuedRecord,
+    RevokeTarget,
 };
 pub use certs::{CertSummary, ExportFormat, crls_from_bytes};
 pub use config::{Config, DirectoryConfig, KeyStoreConfig};

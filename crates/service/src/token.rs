@@ -11,7 +11,7 @@ use smimekit_pki::ca::{self as pkica, Name};
 use crate::ca::{CaKeyType, pem_block};
 use crate::certs::{CertSummary, summarize};
 use crate::{
-    CaIssueRequest, ErrorKind, IssueSource, KeyRequest, KeySummary, Service, ServiceError,
+    CaIssueRequest, ErrorKind, IssueSource, KeyRequest, KeySummary, Named, Service, ServiceError,
 };
 
 fn is_pkcs11(reference: &str) -> bool {
@@ -105,11 +105,10 @@ pub struct TokenEnrollRequest {
     pub label: Option<String>,
     pub email: String,
     pub key_type: CaKeyType,
-    /// Have the smimekit CA in this directory issue the certificate.
+    /// Have the smimekit CA in this directory issue the certificate (else the result's CSR
+    /// is for an external CA).
     pub ca: Option<PathBuf>,
     pub ca_secret: Option<Secret>,
-    /// Write the CSR here (PEM), for an external CA.
-    pub csr_out: Option<PathBuf>,
     pub days: u32,
 }
 
@@ -117,9 +116,11 @@ pub struct TokenEnrollRequest {
 pub struct TokenEnrollResult {
     /// The new key's `pkcs11:` URI.
     pub key: String,
-    pub csr_file: Option<String>,
     pub certificate: Option<CertSummary>,
     pub serial: Option<String>,
+    /// The certificate request signed by the new key (PEM), for an external CA.
+    #[serde(skip)]
+    pub csr_pem: String,
 }
 
 /// `token import`.
@@ -127,36 +128,20 @@ pub struct TokenEnrollResult {
 pub struct TokenImportRequest {
     pub token: String,
     pub secret: Option<Secret>,
-    pub p12: PathBuf,
+    /// The PKCS#12 to put on the token.
+    pub p12: Named<Vec<u8>>,
     pub p12_secret: Secret,
     pub label: Option<String>,
 }
 
-fn temp_path(ext: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    std::env::temp_dir().join(format!(
-        "smimekit-enroll-{}-{nanos}.{ext}",
-        std::process::id()
-    ))
-}
-
 impl Service {
-    /// Generates a key pair on the token, makes a CSR signed by it, has the smimekit CA issue
-    /// (`ca`) and/or writes the CSR (`csr_out`), and writes the certificate to the token under
-    /// the key's CKA_ID and label.
+    /// Generates a key pair on the token and makes a CSR signed by it (in the result, for an
+    /// external CA); with `ca`, has the smimekit CA issue the certificate and writes it to the
+    /// token under the key's CKA_ID and label.
     pub async fn token_enroll(
         &self,
         req: &TokenEnrollRequest,
     ) -> Result<TokenEnrollResult, ServiceError> {
-        if req.ca.is_none() && req.csr_out.is_none() {
-            return Err(ServiceError::new(
-                ErrorKind::Invalid,
-                "nothing to enroll with: neither a CA to issue the certificate nor a file for the request (for an external CA)",
-            ));
-        }
         let email = smimekit_pki::ca::cert::normalize_email(&req.email)?;
         self.open_key_store(&KeyRequest {
             reference: req.token.clone(),
@@ -180,40 +165,31 @@ impl Service {
         let csr_pem = pem_block("CERTIFICATE REQUEST", &csr);
         let mut result = TokenEnrollResult {
             key: key_ref.clone(),
-            csr_file: None,
             certificate: None,
             serial: None,
+            csr_pem: csr_pem.clone(),
         };
-        if let Some(out) = &req.csr_out {
-            std::fs::write(out, &csr_pem).map_err(|e| ServiceError::io(out, e))?;
-            result.csr_file = Some(out.to_string_lossy().into_owned());
-        }
         if let Some(dir) = &req.ca {
-            let csr_file = temp_path("csr");
-            let cert_file = temp_path("pem");
-            std::fs::write(&csr_file, &csr_pem).map_err(|e| ServiceError::io(&csr_file, e))?;
             let issued = self
                 .ca_issue(&CaIssueRequest {
                     dir: dir.clone(),
                     ca_secret: req.ca_secret.clone(),
                     source: IssueSource::Csr {
-                        csr: csr_file.clone(),
-                        out: cert_file.clone(),
+                        csr: Named::new(
+                            format!("certificate request for {email}"),
+                            csr_pem.into_bytes(),
+                        ),
                         email: Some(email.clone()),
                     },
                     days: req.days,
                     renew: false,
                 })
-                .await;
-            let _ = std::fs::remove_file(&csr_file);
-            let issued = issued?;
-            let certs = self.load_certificates(&cert_file);
-            let _ = std::fs::remove_file(&cert_file);
-            let cert: CertDer = certs?.into_iter().next().ok_or_else(|| {
-                ServiceError::new(ErrorKind::Malformed, "the CA wrote no certificate")
-            })?;
-            let chain = self
-                .load_certificates(&dir.join("chain.pem"))
+                .await?;
+            let cert: CertDer = issued.der;
+            // The chain the CA hands out (issuing CA, then root), as `ca init` wrote it.
+            let chain = std::fs::read(dir.join("chain.pem"))
+                .ok()
+                .and_then(|pem| self.certificates(&Named::new("chain.pem", pem)).ok())
                 .unwrap_or_default();
             if let Some(stored) = key.store_certificate(&cert, &chain)? {
                 result.key = stored;
@@ -226,7 +202,6 @@ impl Service {
 
     /// Puts a PKCS#12's key, certificate and chain on a token.
     pub async fn token_import(&self, req: &TokenImportRequest) -> Result<KeySummary, ServiceError> {
-        let data = std::fs::read(&req.p12).map_err(|e| ServiceError::io(&req.p12, e))?;
         let store = self
             .open_key_store(&KeyRequest {
                 reference: req.token.clone(),
@@ -235,9 +210,9 @@ impl Service {
             })
             .await?;
         let k = store
-            .import_pkcs12(&data, &req.p12_secret, req.label.as_deref())
+            .import_pkcs12(&req.p12.data, &req.p12_secret, req.label.as_deref())
             .await
-            .map_err(|e| ServiceError::from(e).context(req.p12.display()))?;
+            .map_err(|e| ServiceError::from(e).context(&req.p12.name))?;
         Ok(KeySummary {
             store: store.id().to_string(),
             selector: k.selector,

@@ -3,11 +3,24 @@
 use anyhow::Result;
 use smimekit_service::{
     CaCrlRequest, CaInitRequest, CaIssueRequest, CaKeyType, CaRevokeRequest, ErrorKind,
-    IssueSource, RevocationReason, SecretKind, SecretRequest, Service, ServiceError,
+    IssueSource, RevocationReason, RevokeTarget, SecretKind, SecretRequest, Service, ServiceError,
 };
 
 use super::{EXIT_OK, p12_password, print_json};
 use crate::cli::CaCommand;
+use crate::io;
+
+/// A result as JSON with the files the CLI wrote added (`cert_file`, `p12_file`, `out`): the
+/// service hands back data, the file names are the CLI's.
+fn print_json_with(value: &impl serde::Serialize, files: &[(&str, Option<String>)]) -> Result<()> {
+    let mut v = serde_json::to_value(value).map_err(super::internal)?;
+    if let Some(map) = v.as_object_mut() {
+        for (k, f) in files {
+            map.insert((*k).to_string(), f.clone().into());
+        }
+    }
+    print_json(&v)
+}
 
 fn key_type(name: &str) -> Result<CaKeyType> {
     CaKeyType::from_name(name).ok_or_else(|| {
@@ -77,12 +90,14 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
             renew,
             p12_password_file,
         } => {
-            let source = match (csr, p12) {
+            // The source, and the file the result goes to.
+            let (source, output) = match (csr, p12) {
                 (Some(csr), None) => {
                     let out = out.ok_or_else(|| {
                         ServiceError::new(ErrorKind::Invalid, "ca issue --csr needs --out CERT")
                     })?;
-                    IssueSource::Csr { csr, out, email }
+                    let csr = io::read_named(&csr)?;
+                    (IssueSource::Csr { csr, email }, out)
                 }
                 (None, Some(p12)) => {
                     let email = email.ok_or_else(|| {
@@ -93,13 +108,16 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
                         format!("password for the new PKCS#12 {}", p12.display()),
                         p12_password_file.as_deref(),
                     )?;
-                    IssueSource::Generate {
-                        email,
-                        key_type: key_type(&kt)?,
+                    (
+                        IssueSource::Generate {
+                            email,
+                            key_type: key_type(&kt)?,
+                            p12_name: p12.display().to_string(),
+                            p12_secret,
+                            legacy: legacy_p12,
+                        },
                         p12,
-                        p12_secret,
-                        legacy: legacy_p12,
-                    }
+                    )
                 }
                 _ => {
                     return Err(ServiceError::new(
@@ -118,16 +136,28 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
                 renew,
             };
             let r = service.ca_issue(&req).await?;
+            let written = Some(output.display().to_string());
+            let (cert_file, p12_file) = match &r.pkcs12 {
+                // The key leaves the CA only in its PKCS#12: readable by its owner alone.
+                Some(p12) => {
+                    io::write_file(&output, p12, io::Access::Owner)?;
+                    (None, written)
+                }
+                None => {
+                    io::write_file(&output, r.pem.as_bytes(), io::Access::Default)?;
+                    (written, None)
+                }
+            };
             if json {
-                print_json(&r)?;
+                print_json_with(&r, &[("cert_file", cert_file), ("p12_file", p12_file)])?;
             } else {
                 outln!("issued {} serial {}", r.email, r.serial);
                 outln!("  valid:  {} .. {}", r.not_before, r.not_after);
                 outln!("  sha1:   {}", r.sha1_thumbprint);
-                if let Some(f) = &r.cert_file {
+                if let Some(f) = &cert_file {
                     outln!("  certificate: {f}");
                 }
-                if let Some(f) = &r.p12_file {
+                if let Some(f) = &p12_file {
                     outln!("  PKCS#12:     {f}");
                 }
                 if !r.supersedes.is_empty() {
@@ -148,10 +178,15 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
                     format!("--reason {reason}: use unspecified, key-compromise, affiliation-changed, superseded or cessation-of-operation"),
                 )
             })?;
+            // clap lets exactly one of --serial and --cert through.
+            let target = match (serial, cert) {
+                (Some(s), _) => RevokeTarget::Serial(s),
+                (None, Some(cert)) => RevokeTarget::Certificate(io::read_named(&cert)?),
+                (None, None) => return Err(super::usage("ca revoke needs --serial or --cert")),
+            };
             let r = service.ca_revoke(&CaRevokeRequest {
                 dir,
-                serial,
-                cert,
+                target,
                 reason,
             })?;
             if json {
@@ -171,18 +206,18 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
                 .ca_crl(&CaCrlRequest {
                     dir,
                     ca_secret: None,
-                    out,
                     days,
                 })
                 .await?;
+            io::write_file(&out, r.pem.as_bytes(), io::Access::Default)?;
+            let out = out.display().to_string();
             if json {
-                print_json(&r)?;
+                print_json_with(&r, &[("out", Some(out))])?;
             } else {
                 outln!(
-                    "CRL #{} with {} revoked certificate(s) written to {} (next update {})",
+                    "CRL #{} with {} revoked certificate(s) written to {out} (next update {})",
                     r.crl_number,
                     r.revoked.len(),
-                    r.out,
                     r.next_update
                 );
             }

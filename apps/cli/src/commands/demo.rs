@@ -280,7 +280,7 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
                 source: IssueSource::Generate {
                     email: email.into(),
                     key_type,
-                    p12: p(&p12),
+                    p12_name: p(&p12).display().to_string(),
                     p12_secret: secret(),
                     legacy: false,
                 },
@@ -289,8 +289,12 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
             })
             .await
             .map_err(at(&name))?;
+        let p12_path = p(&p12);
+        let key = issued.pkcs12.as_deref().unwrap_or_default();
+        crate::io::write_file(&p12_path, key, crate::io::Access::Owner)
+            .map_err(|e| fail(&name, ErrorKind::Io, super::render(&e)))?;
         let pem_path = p(&pem);
-        std::fs::copy(&issued.ca_copy, &pem_path).map_err(io_at(&name, &pem_path))?;
+        std::fs::write(&pem_path, &issued.pem).map_err(io_at(&name, &pem_path))?;
         steps.push(done(
             &name,
             format!(

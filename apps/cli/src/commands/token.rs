@@ -7,6 +7,7 @@ use smimekit_service::{
 
 use super::{EXIT_OK, p12_password, print_json};
 use crate::cli::TokenCommand;
+use crate::io;
 
 /// The password of the PKCS#12 to import.
 fn p12_secret(
@@ -36,7 +37,7 @@ pub async fn keys_import(
     let req = TokenImportRequest {
         token: store,
         secret: None,
-        p12,
+        p12: io::read_named(&p12)?,
         p12_secret,
         label,
     };
@@ -80,15 +81,22 @@ pub async fn run(service: &Service, c: TokenCommand, json: bool) -> Result<u8> {
                     key_type,
                     ca,
                     ca_secret: None,
-                    csr_out,
                     days,
                 })
                 .await?;
+            if let Some(out) = &csr_out {
+                io::write_file(out, r.csr_pem.as_bytes(), io::Access::Default)?;
+            }
+            let csr_file = csr_out.map(|p| p.display().to_string());
             if json {
-                print_json(&r)?;
+                let mut v = serde_json::to_value(&r).map_err(super::internal)?;
+                if let Some(map) = v.as_object_mut() {
+                    map.insert("csr_file".into(), csr_file.clone().into());
+                }
+                print_json(&v)?;
             } else {
                 outln!("key:         {}", r.key);
-                if let Some(f) = &r.csr_file {
+                if let Some(f) = &csr_file {
                     outln!("request:     {f}");
                 }
                 if let Some(c) = &r.certificate {
@@ -112,7 +120,7 @@ pub async fn run(service: &Service, c: TokenCommand, json: bool) -> Result<u8> {
                 .token_import(&TokenImportRequest {
                     token,
                     secret: None,
-                    p12,
+                    p12: io::read_named(&p12)?,
                     p12_secret,
                     label,
                 })
