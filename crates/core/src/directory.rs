@@ -271,6 +271,13 @@ pub trait Directory: Debug + Send + Sync {
         )))
     }
 
+    /// What is risky in organisation settings as [`Self::org_settings`] returns them (weak
+    /// algorithms, no revocation check), one sentence each; none when nothing is known.
+    fn settings_warnings(&self, settings: &[(String, String)]) -> Vec<String> {
+        let _ = settings;
+        Vec::new()
+    }
+
     /// Changes some organisation settings; returns all of them as read back.
     async fn set_org_settings(
         &self,

@@ -51,7 +51,7 @@ pub use directory::{
 pub use error::{ErrorKind, ServiceError};
 pub use exchange::{
     BulkItem, BulkPublishRequest, BulkReport, EmitResult, LoginResult, OrgSettingsResult,
-    ProbeLine, ProbeResult, bulk_items, org_settings_warnings,
+    ProbeLine, ProbeResult, bulk_items,
 };
 pub use jobs::{Job, JobCanceller, JobEvent, JobRecord, JobResult};
 pub use inventory::{InventoryItem, InventoryRequest, InventoryResult};

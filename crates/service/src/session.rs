@@ -403,6 +403,10 @@ impl Directory for SessionDirectory {
         self.call("close", None, self.inner.close()).await
     }
 
+    fn settings_warnings(&self, settings: &[(String, String)]) -> Vec<String> {
+        self.inner.settings_warnings(settings)
+    }
+
     async fn org_settings(&self) -> Result<Vec<(String, String)>, DirectoryError> {
         self.call("org-settings", None, self.inner.org_settings())
             .await

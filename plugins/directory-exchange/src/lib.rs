@@ -23,6 +23,7 @@ pub mod client;
 pub mod clixml;
 pub mod config;
 pub mod limit;
+pub mod lint;
 pub mod protocol;
 
 use std::sync::Arc;
@@ -1065,6 +1066,10 @@ impl Directory for ExchangeDirectory {
                     "delegated, device code; the token lives in memory for this process only",
             }
         ))
+    }
+
+    fn settings_warnings(&self, settings: &[(String, String)]) -> Vec<String> {
+        lint::org_settings_warnings(settings)
     }
 
     async fn org_settings(&self) -> Result<Vec<(String, String)>, DirectoryError> {
