@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use smimekit_service::{CertDer, KeyRequest, Service};
+use smimekit_service::{CertDer, KeyRequest, Named, Service};
 
 use crate::bench_pki_ops;
 
@@ -81,7 +81,9 @@ fn issue(dir: &Path, name: &str, issuer: Option<&str>, ext: &str) -> Result<()> 
 }
 
 fn load(service: &Service, dir: &Path, name: &str) -> Result<CertDer> {
-    let mut v = service.load_certificates(&dir.join(format!("{name}.pem")))?;
+    let file = dir.join(format!("{name}.pem"));
+    let data = std::fs::read(&file)?;
+    let mut v = service.certificates(&Named::new(file.display().to_string(), data))?;
     Ok(v.remove(0))
 }
 

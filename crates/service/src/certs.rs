@@ -1,6 +1,5 @@
-//! Certificate files: loading (PEM, DER, PKCS#7, SST), showing and exporting.
-
-use std::path::Path;
+//! Certificates: parsing what a request carries (PEM, DER, PKCS#7, SST), showing and
+//! exporting. Reading and writing files is the frontend's job.
 
 use smimekit_core::CertDer;
 use smimekit_pki::{certinfo, container};
@@ -102,31 +101,6 @@ impl Service {
         Ok(out)
     }
 
-    /// Reads every certificate in a file (PEM, DER, PKCS#7 certs-only, SST).
-    pub fn load_certificates(&self, path: &Path) -> Result<Vec<CertDer>, ServiceError> {
-        let bytes = std::fs::read(path).map_err(|e| ServiceError::io(path, e))?;
-        let certs = container::load_certificates(&bytes, &path.display().to_string())?;
-        if certs.is_empty() {
-            return Err(ServiceError::new(
-                ErrorKind::Malformed,
-                format!("{}: holds no certificate", path.display()),
-            ));
-        }
-        Ok(certs)
-    }
-
-    /// Reads every file and concatenates their certificates.
-    pub fn load_all_certificates(
-        &self,
-        paths: &[impl AsRef<Path>],
-    ) -> Result<Vec<CertDer>, ServiceError> {
-        let mut out = Vec::new();
-        for p in paths {
-            out.extend(self.load_certificates(p.as_ref())?);
-        }
-        Ok(out)
-    }
-
     pub fn summarize(&self, cert: &CertDer) -> CertSummary {
         summarize(cert, self.now())
     }
@@ -187,17 +161,6 @@ impl Service {
         let mut out = Vec::new();
         for i in inputs {
             out.extend(crls_from_bytes(&i.data).map_err(|e| e.context(&i.name))?);
-        }
-        Ok(out)
-    }
-
-    /// Reads every CRL in the given files (DER or PEM), for [`crate::OpenRequest::crls`].
-    pub fn load_crls(&self, paths: &[impl AsRef<Path>]) -> Result<Vec<Vec<u8>>, ServiceError> {
-        let mut out = Vec::new();
-        for p in paths {
-            let p = p.as_ref();
-            let bytes = std::fs::read(p).map_err(|e| ServiceError::io(p, e))?;
-            out.extend(crls_from_bytes(&bytes)?);
         }
         Ok(out)
     }

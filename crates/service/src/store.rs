@@ -11,7 +11,7 @@ use smimekit_core::store::{
 };
 use smimekit_core::{DirectoryError, directory_file};
 
-use crate::{ErrorKind, Service, ServiceError};
+use crate::{ErrorKind, Named, Service, ServiceError};
 
 /// Who acts through this service: the OS user for the CLI, the signed-in user for the web.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +58,8 @@ pub struct DirectoryExport {
 /// `smimekit directory import F`.
 #[derive(Debug, Clone)]
 pub struct DirectoryImportRequest {
-    /// The JSON document, and the name to show for it (a file name).
-    pub json: Vec<u8>,
-    pub source: String,
+    /// The JSON document, named (a file name).
+    pub json: Named<Vec<u8>>,
     pub directory: Option<String>,
     /// Make the directory exactly the file's content (default: merge, nothing dropped).
     pub replace: bool,
@@ -147,7 +146,7 @@ impl Service {
                 ),
             ));
         }
-        let data = directory_file::decode(&req.source, &req.json)?;
+        let data = directory_file::decode(&req.json.name, &req.json.data)?;
         // Through the directory first: a directory.json waiting for its first-use import
         // goes in before this one.
         dir.recipients().await?;
@@ -172,7 +171,7 @@ impl Service {
         let result = match &outcome {
             Ok(_) => format!(
                 "ok: {recipients} recipients, {certificates} certificates, {trust_chain} in the trust chain from {}",
-                req.source
+                req.json.name
             ),
             Err(e) => format!("failed: {e}"),
         };
@@ -187,7 +186,7 @@ impl Service {
         self.record_imported(&name, &sightings, now).await?;
         Ok(DirectoryImportResult {
             directory: name,
-            source: req.source.clone(),
+            source: req.json.name.clone(),
             mode,
             recipients,
             certificates,

@@ -341,7 +341,7 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
     // 5. The trust chain as a Microsoft serialized store, for Exchange Online.
     let name = "org-chain.sst";
     let chain: Vec<CertDer> = svc
-        .load_certificates(Path::new(&init.chain))
+        .certificates(&read(name, Path::new(&init.chain))?)
         .map_err(at(name))?;
     let sst = svc
         .create_store(&chain, StoreFormat::Sst)

@@ -233,7 +233,8 @@ async fn publish_bulk(
     interrupt.abort();
     let r = r?;
     if let Some(path) = &report {
-        std::fs::write(path, serde_json::to_vec_pretty(&r)?)?;
+        let report = serde_json::to_vec_pretty(&r).map_err(super::internal)?;
+        io::write_file(path, &report, io::Access::Default)?;
     }
     if json {
         print_json(&r)?;

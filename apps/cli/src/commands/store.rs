@@ -182,11 +182,9 @@ pub async fn import(
     replace: bool,
     json: bool,
 ) -> Result<u8> {
-    let bytes = io::read_input(Some(&file))?;
     let r = service
         .import_directory(&DirectoryImportRequest {
-            json: bytes,
-            source: file.display().to_string(),
+            json: io::read_named(&file)?,
             directory,
             replace,
         })
