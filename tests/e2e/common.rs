@@ -41,11 +41,22 @@ pub fn smimekit_bin() -> PathBuf {
 /// Runs `smimekit` with arguments and extra environment.
 pub fn smimekit(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(smimekit_bin());
-    cmd.args(args).env_remove("SMIMEKIT_PASSWORD");
+    // The store and the embedded directory default to $XDG_DATA_HOME: keep the tests' audit
+    // and inventory rows out of the real user's data (a test that cares sets its own).
+    cmd.args(args)
+        .env_remove("SMIMEKIT_PASSWORD")
+        .env("XDG_DATA_HOME", test_data_home());
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd.output().expect("run smimekit")
+}
+
+/// One data folder for this test process's `smimekit` runs (under the system's temporary folder).
+pub fn test_data_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| tempfile::tempdir().expect("temporary data folder"))
+        .path()
 }
 
 /// A file of the committed test PKI, as a string argument.
