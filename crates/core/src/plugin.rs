@@ -134,6 +134,21 @@ pub struct DirectoryFactoryWithKeys {
 
 inventory::collect!(DirectoryFactoryWithKeys);
 
+/// What a directory kind refuses in a trust chain, checked without opening a directory (the
+/// offline `trust push --emit-powershell`): Exchange Online's Set-SmimeConfig refuses expired
+/// certificates and an SST above its size limit. `now` in seconds since the Unix epoch.
+#[derive(Debug)]
+pub struct TrustChainCheck {
+    pub kind: &'static str,
+    pub check: fn(chain: &[crate::CertDer], now: i64) -> Result<(), DirectoryError>,
+}
+
+inventory::collect!(TrustChainCheck);
+
+pub fn trust_chain_checks() -> impl Iterator<Item = &'static TrustChainCheck> {
+    inventory::iter::<TrustChainCheck>.into_iter()
+}
+
 pub fn directories_with_keys() -> impl Iterator<Item = &'static DirectoryFactoryWithKeys> {
     inventory::iter::<DirectoryFactoryWithKeys>.into_iter()
 }

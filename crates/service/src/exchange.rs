@@ -478,33 +478,13 @@ if ($failures) { Write-Error "$failures operation(s) failed" }
     ) -> Result<EmitResult, ServiceError> {
         let chain = self.trust_chain_from_files(files)?;
         let now = self.now();
-        let mut expired = Vec::new();
-        for c in &chain {
-            if let Ok(i) = certinfo::parse(c)
-                && i.not_after < now
-            {
-                expired.push(format!("{} ({})", i.sha1_thumbprint, i.subject));
-            }
-        }
-        if !expired.is_empty() {
-            return Err(ServiceError::new(
-                ErrorKind::Key,
-                format!(
-                    "Set-SmimeConfig fails when a certificate is expired; expired: {}",
-                    expired.join(", ")
-                ),
-            ));
+        // What Set-SmimeConfig refuses (expired certificates, the SST size limit) is the
+        // Exchange plugin's to know; it registers the check.
+        for c in smimekit_core::plugin::trust_chain_checks().filter(|c| c.kind == "exchange-online")
+        {
+            (c.check)(&chain, now).map_err(|e| ServiceError::new(ErrorKind::Key, e.to_string()))?;
         }
         let sst = smimekit_pki::sst::write_sst(&chain);
-        if sst.len() > 70_000 {
-            return Err(ServiceError::new(
-                ErrorKind::Key,
-                format!(
-                    "the SST is {} bytes; Set-SmimeConfig refuses more than 70000 (SSTFileSizeExceedLimit)",
-                    sst.len()
-                ),
-            ));
-        }
         let thumbs: Vec<String> = chain.iter().map(thumbprint).collect();
         let mut script = String::from(PS_HEADER);
         script.push_str(&format!(
@@ -767,7 +747,7 @@ Write-Host "SMIMECertificateIssuingCA: $($got.Count) certificate(s); expiry $((G
         match tokio::time::timeout_at(deadline, self.publish_to(dir, &one)).await {
             Err(_) => Outcome::OutOfTime { started: true },
             Ok(Ok(r)) => Outcome::Done(r),
-            Ok(Err(e)) => match e.busy {
+            Ok(Err(e)) => match e.busy() {
                 Some(b) => Outcome::Busy {
                     message: e.message,
                     retry_after: b.retry_after,
@@ -953,5 +933,4 @@ mod tests {
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].0, "d@x.org");
     }
-
 }

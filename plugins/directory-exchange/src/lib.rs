@@ -773,7 +773,7 @@ impl ExchangeDirectory {
                 "write encodings",
                 ProbeStatus::Skipped,
                 format!(
-                    "{target} holds no certificate to send back with -WhatIf; pass --address of a mailbox that has one"
+                    "{target} holds no certificate to send back with -WhatIf; probe with the address of a mailbox that has one"
                 ),
             );
             return r;
@@ -1216,6 +1216,13 @@ inventory::submit! {
     DirectoryFactoryWithKeys {
         kind: "exchange-online",
         open: open_with_keys,
+    }
+}
+
+inventory::submit! {
+    smimekit_core::plugin::TrustChainCheck {
+        kind: "exchange-online",
+        check: check_trust_chain,
     }
 }
 
