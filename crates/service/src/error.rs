@@ -98,12 +98,18 @@ pub struct ServiceError {
     /// that is wrong (`days`, `pss`), or the switch that would let the request through
     /// (`force`, `renew`). A form can point at it; the CLI adds its flag.
     pub field: Option<&'static str>,
+    /// What only some errors have, boxed to keep `Result<_, ServiceError>` small.
+    detail: Option<Box<Detail>>,
+}
+
+#[derive(Debug, Default)]
+struct Detail {
     /// The library error this one was made from.
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     /// Set when a directory was busy (throttling, or its answer was lost): the request may
     /// succeed later, after the directory's Retry-After when it gave one. Bulk runs put such
     /// items back in their queue.
-    pub(crate) busy: Option<Busy>,
+    busy: Option<Busy>,
 }
 
 /// A directory's "not now" ([`smimekit_core::DirectoryError::Busy`]).
@@ -120,8 +126,9 @@ impl std::fmt::Display for ServiceError {
 
 impl std::error::Error for ServiceError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
+        self.detail
+            .as_ref()
+            .and_then(|d| d.source.as_deref())
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
@@ -132,15 +139,19 @@ impl ServiceError {
             kind,
             message: message.into(),
             field: None,
-            source: None,
-            busy: None,
+            detail: None,
         }
     }
 
     /// Keeps the library error this one was made from (its text is already in the message).
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.detail.get_or_insert_default().source = Some(Box::new(source));
         self
+    }
+
+    /// The directory's "not now", when it was busy: see [`Busy`].
+    pub(crate) fn busy(&self) -> Option<Busy> {
+        self.detail.as_ref().and_then(|d| d.busy)
     }
 
     /// Names the request field the error is about (see [`ServiceError::field`]).
@@ -240,10 +251,9 @@ impl From<DirectoryError> for ServiceError {
             }),
             _ => None,
         };
-        Self {
-            busy,
-            ..Self::new(kind, e.to_string()).with_source(e)
-        }
+        let mut err = Self::new(kind, e.to_string()).with_source(e);
+        err.detail.get_or_insert_default().busy = busy;
+        err
     }
 }
 
@@ -313,7 +323,7 @@ mod tests {
             retry_after: None,
         });
         assert_eq!(e.kind, ErrorKind::Unavailable);
-        assert!(e.busy.is_some());
+        assert!(e.busy().is_some());
         assert_eq!(
             ServiceError::from(DirectoryError::AlreadyExists(
                 smimekit_core::Mailbox::parse("a@example.org").unwrap()

@@ -1,9 +1,11 @@
 //! The application API of smimekit: the only crate the CLI (and later the web and TUI
 //! front ends) call.
 //!
-//! Requests are plain structs, results are DTOs that derive `Serialize`, and errors carry a
-//! small stable [`ErrorKind`] that each app maps once (the CLI to its exit codes). The service
-//! knows nothing of clap, HTTP or terminals. Passwords and PINs follow one order (see
+//! Requests are plain structs that carry data, never paths (files as [`Named`] bytes: the app
+//! reads them); results are DTOs that derive `Serialize`, with whatever is to be saved as bytes or
+//! text (the app writes it); errors carry a stable [`ErrorKind`] that each app maps once (the CLI
+//! to its exit codes) and the request field they concern. The service knows nothing of clap, HTTP
+//! or terminals. Passwords and PINs follow one order (see
 //! [`smimekit_core::secret`]): the object's own sources, the app's password file, `SMIMEKIT_PIN`/
 //! `SMIMEKIT_PASSWORD`, then the app's [`Prompt`] when it has a terminal; when none has the
 //! secret, a locked key comes back as [`ErrorKind::Locked`] naming every source tried, and an

@@ -99,9 +99,8 @@ fn io_at<'a>(name: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Ha
 }
 
 /// A file's bytes, named by its path, for the service.
-fn read(name: &str, path: &Path) -> Result<Named<Vec<u8>>, Halt> {
-    let data = std::fs::read(path).map_err(io_at(name, path))?;
-    Ok(Named::new(path.display().to_string(), data))
+fn read(path: &Path) -> std::io::Result<Named<Vec<u8>>> {
+    Ok(Named::new(path.display().to_string(), std::fs::read(path)?))
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> ServiceError {
@@ -313,7 +312,7 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
         let r = svc
             .publish(&PublishRequest {
                 address: email.to_string(),
-                certificate: read(name, pem)?,
+                certificate: read(pem).map_err(io_at(name, pem))?,
                 directory: Some(DEMO_DIRECTORY.into()),
                 ..PublishRequest::default()
             })
@@ -323,7 +322,7 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
     }
     let trust = svc
         .trust_push(&TrustPushRequest {
-            files: vec![read(name, Path::new(&init.chain))?],
+            files: vec![read(Path::new(&init.chain)).map_err(io_at(name, Path::new(&init.chain)))?],
             directory: Some(DEMO_DIRECTORY.into()),
         })
         .await
@@ -341,7 +340,7 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
     // 5. The trust chain as a Microsoft serialized store, for Exchange Online.
     let name = "org-chain.sst";
     let chain: Vec<CertDer> = svc
-        .certificates(&read(name, Path::new(&init.chain))?)
+        .certificates(&read(Path::new(&init.chain)).map_err(io_at(name, Path::new(&init.chain)))?)
         .map_err(at(name))?;
     let sst = svc
         .create_store(&chain, StoreFormat::Sst)
@@ -367,7 +366,7 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
     for (email, pem) in &user_certs {
         let lint = svc
             .lint(&LintRequest {
-                certs: vec![read(name, pem)?],
+                certs: vec![read(pem).map_err(io_at(name, pem))?],
                 profile: Profile::Owa,
                 chain: Some(Named::new(sst_path.display().to_string(), sst.clone())),
                 at: None,
@@ -483,7 +482,10 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
     let opened = svc
         .open(OpenRequest {
             keys: vec![bob_key.into()],
-            trust: vec![read(name, Path::new(&init.root_cert))?],
+            trust: vec![
+                read(Path::new(&init.root_cert))
+                    .map_err(io_at(name, Path::new(&init.root_cert)))?,
+            ],
             message: sealed,
             ..OpenRequest::default()
         })
