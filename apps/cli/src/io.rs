@@ -175,3 +175,54 @@ impl Prompt for Terminal {
         rpassword::prompt_password(text).map(Secret::from)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A fresh folder of this test's own under the system's temporary folder.
+    fn scratch(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("smimekit-cli-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn files_are_replaced_whole_and_secrets_are_owner_only() {
+        let dir = scratch("write-file");
+        let out = dir.join("out.pem");
+        write_file(&out, b"first", Access::Default).unwrap();
+        write_file(&out, b"second", Access::Default).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["out.pem"], "no temporary file left");
+
+        // A missing folder is an I/O error naming the target.
+        let e = write_file(&dir.join("no/such/out.pem"), b"x", Access::Default).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: ", dir.join("no/such/out.pem").display())),
+            "{e}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            let key = dir.join("key.p12");
+            write_file(&key, b"pkcs12", Access::Owner).unwrap();
+            assert_eq!(mode(&key), 0o600);
+            // A file that is replaced keeps its mode.
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
+            write_file(&out, b"third", Access::Default).unwrap();
+            assert_eq!(mode(&out), 0o640);
+            // Not a regular file: written in place.
+            write_file(Path::new("/dev/null"), b"gone", Access::Default).unwrap();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -308,6 +308,54 @@ mod tests {
         assert_eq!(locked["object"], "PIN of token \"t\"");
     }
 
+    /// Through the service: a key whose password no source has comes back `Locked`, naming
+    /// the key and every source tried, for a frontend to ask and call again.
+    #[tokio::test]
+    async fn a_key_without_its_password_is_locked_with_the_question() {
+        use crate::{CaInitRequest, CaKeyType, KeyRequest, Secret, Service};
+        let svc = Service::builder()
+            .clock(smimekit_testkit::pinned_clock())
+            .password_file_name("the password file")
+            .build()
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        svc.ca_init(&CaInitRequest {
+            dir: dir.clone(),
+            name: "Locked".into(),
+            key_type: CaKeyType::P256,
+            secret: Secret::from("pw"),
+            crl_url: None,
+        })
+        .await
+        .unwrap();
+        let key = dir.join("issuing.p12").display().to_string();
+        let e = svc
+            .open_key(&KeyRequest {
+                reference: key.clone(),
+                ..KeyRequest::default()
+            })
+            .await
+            .unwrap_err();
+        if std::env::var_os(smimekit_core::secret::PASSWORD_VAR).is_some() {
+            // The environment answers (with a wrong password): a key error, not a question.
+            assert_eq!(e.kind, ErrorKind::Key, "{e}");
+            return;
+        }
+        let ErrorKind::Locked {
+            object,
+            hint,
+            tries_left,
+        } = &e.kind
+        else {
+            panic!("{e:?}");
+        };
+        assert!(object.contains(&key), "{object}");
+        assert_eq!(hint, "not found in the password file, SMIMEKIT_PASSWORD");
+        assert_eq!(*tries_left, None);
+        assert!(e.message.starts_with(object.as_str()), "{e}");
+    }
+
     #[test]
     fn library_errors_keep_their_kind_and_source() {
         let e = ServiceError::from(DirectoryError::NotFound(
