@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, BigNumContext};
