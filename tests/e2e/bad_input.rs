@@ -449,7 +449,10 @@ fn cases(w: &Work) -> Vec<Case> {
             "missing password, non-interactive",
             &["sign", "--key", &alice_p12, "--in", &msg],
             4,
-            &["not found in --password-file, SMIMEKIT_PASSWORD", "alice.p12"],
+            &[
+                "not found in --password-file, SMIMEKIT_PASSWORD",
+                "alice.p12",
+            ],
         )
         .env(&[]),
         case(

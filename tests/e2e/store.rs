@@ -130,9 +130,15 @@ fn inventory_and_audit_log(s: &Setup) {
     assert_eq!(only[0]["address"], "bob@example.org");
     assert_eq!(only[0]["recipient_kind"], "contact");
     let none = s.ok_json(&["inventory", "--expiring-days", &(days - 2).to_string()]);
-    assert!(none["certificates"].as_array().unwrap().is_empty(), "{none:#}");
+    assert!(
+        none["certificates"].as_array().unwrap().is_empty(),
+        "{none:#}"
+    );
     let t = s.ok(&["inventory"]);
-    assert!(t.contains("2 certificate(s)") && t.contains(&sha1_of(&bob)), "{t}");
+    assert!(
+        t.contains("2 certificate(s)") && t.contains(&sha1_of(&bob)),
+        "{t}"
+    );
 
     // Unpublished: gone from the default view, there with --all.
     s.ok(&["unpublish", "alice@example.org", "--cert", &alice]);
@@ -149,15 +155,28 @@ fn inventory_and_audit_log(s: &Setup) {
 
     let log = s.ok_json(&["audit", "log"]);
     let rows = log["rows"].as_array().unwrap();
-    let ops: Vec<&str> = rows.iter().map(|r| r["operation"].as_str().unwrap()).collect();
-    assert_eq!(ops, ["publish", "publish", "trust-push", "unpublish"], "{log:#}");
-    assert!(rows.iter().all(|r| r["actor"] == "store-tester" && r["frontend"] == "cli"));
+    let ops: Vec<&str> = rows
+        .iter()
+        .map(|r| r["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ops,
+        ["publish", "publish", "trust-push", "unpublish"],
+        "{log:#}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["actor"] == "store-tester" && r["frontend"] == "cli")
+    );
     assert_eq!(rows[0]["address"], "alice@example.org");
     assert_eq!(rows[0]["directory"], "corp");
     assert_eq!(rows[0]["before"], serde_json::json!([]));
     assert_eq!(rows[0]["after"], serde_json::json!([sha1_of(&alice)]));
     assert_eq!(rows[0]["result"], "ok");
-    assert_eq!(rows[2]["after"], serde_json::json!([sha1_of(&pki("root.pem"))]));
+    assert_eq!(
+        rows[2]["after"],
+        serde_json::json!([sha1_of(&pki("root.pem"))])
+    );
     assert_eq!(rows[3]["before"], serde_json::json!([sha1_of(&alice)]));
     assert_eq!(rows[3]["after"], serde_json::json!([]));
     let bobs = s.ok_json(&["audit", "log", "--address", "BOB@example.org"]);
@@ -309,7 +328,11 @@ fn directory_export_and_import_round_trip() {
 
     // Bad input: a broken file is malformed input naming it; a missing one is I/O.
     std::fs::write(s.path("broken.json"), "{ not json").unwrap();
-    let bad = s.run(&["directory", "import", s.path("broken.json").to_str().unwrap()]);
+    let bad = s.run(&[
+        "directory",
+        "import",
+        s.path("broken.json").to_str().unwrap(),
+    ]);
     assert_eq!(bad.status.code(), Some(3), "{}", text(&bad.stderr));
     assert!(text(&bad.stderr).contains("broken.json"));
     let missing = s.run(&["directory", "import", s.path("nope.json").to_str().unwrap()]);

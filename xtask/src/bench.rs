@@ -199,7 +199,9 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     crate::bench_pki::run(&pki_args)?;
 
-    println!("\nThe store (local directory, inventory, concurrent writers; SQLite and PostgreSQL):");
+    println!(
+        "\nThe store (local directory, inventory, concurrent writers; SQLite and PostgreSQL):"
+    );
     crate::bench_store::run(&pki_args)?;
 
     println!("\nLDAP directory (slapd vs ldapmodify):");

@@ -139,10 +139,7 @@ pub fn decode(source: &str, bytes: &[u8]) -> Result<DirectoryData, DirectoryErro
             certificates.push(cert(c, &|| format!("{address}: certificate {}", j + 1))?);
         }
         if let Some(dup) = keys.insert(address.key(), address.clone()) {
-            return Err(corrupt(
-                source,
-                format!("recipient {dup} is listed twice"),
-            ));
+            return Err(corrupt(source, format!("recipient {dup} is listed twice")));
         }
         data.recipients.push(Recipient {
             address,

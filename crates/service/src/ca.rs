@@ -1108,13 +1108,21 @@ mod tests {
         assert_eq!(crl.crl_number, 1);
         assert_eq!(crl.revoked, vec![r.serial.clone()]);
         assert_eq!(crl.next_update, "2026-06-08T00:00:00Z");
-        assert!(crl.pem.starts_with("-----BEGIN X509 CRL-----\n"), "{}", crl.pem);
+        assert!(
+            crl.pem.starts_with("-----BEGIN X509 CRL-----\n"),
+            "{}",
+            crl.pem
+        );
         // The generate flow hands back the PKCS#12 and the certificate; nothing is written
         // outside the CA directory.
         assert!(r.pkcs12.as_ref().is_some_and(|p| !p.is_empty()));
         assert!(r.pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
         assert_eq!(r.chain.len(), 2, "issuing CA and root");
-        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "only the CA folder");
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).unwrap().count(),
+            1,
+            "only the CA folder"
+        );
         // Revoked: a new certificate for the address needs no --renew.
         s.ca_issue(&issue("a@example.org", 30, false))
             .await

@@ -459,11 +459,10 @@ impl Service {
                 .map(|c| self.directory_cert(c))
                 .collect()
         };
-        let created_contact = (!existed && after_kind == Some(RecipientKind::Contact))
-            .then(|| {
-                dir.contact_name(&address)
-                    .unwrap_or_else(|| address.to_string())
-            });
+        let created_contact = (!existed && after_kind == Some(RecipientKind::Contact)).then(|| {
+            dir.contact_name(&address)
+                .unwrap_or_else(|| address.to_string())
+        });
         Ok(PublishResult {
             directory: dir.name().to_string(),
             address: address.to_string(),

@@ -55,8 +55,8 @@ pub use exchange::{
     BulkItem, BulkPublishRequest, BulkReport, EmitResult, LoginResult, OrgSettingsResult,
     ProbeLine, ProbeResult, bulk_items,
 };
-pub use jobs::{Job, JobCanceller, JobEvent, JobRecord, JobResult};
 pub use inventory::{InventoryItem, InventoryRequest, InventoryResult};
+pub use jobs::{Job, JobCanceller, JobEvent, JobRecord, JobResult};
 pub use keys::{KeyRequest, KeySummary};
 pub use lint::{Finding, LintRequest, LintResult, LintedFileCert, Profile, RULES, Rule, Severity};
 pub use mail::{

@@ -113,9 +113,7 @@ impl Service {
 
     pub async fn encrypt(&self, req: EncryptRequest) -> Result<Vec<u8>, ServiceError> {
         if req.to.is_empty() {
-            return Err(
-                ServiceError::new(ErrorKind::Invalid, "no recipient given").for_field("to"),
-            );
+            return Err(ServiceError::new(ErrorKind::Invalid, "no recipient given").for_field("to"));
         }
         // A file may carry the recipient with its issuers (a PKCS#7 or PEM bundle, an export
         // with its chain): encrypt to its end-entity certificates, never to the CAs beside them.

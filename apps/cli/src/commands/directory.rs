@@ -8,11 +8,11 @@ use smimekit_service::{
 };
 
 use super::{EXIT_INVALID, EXIT_OK, print_json};
-use crate::io;
 use crate::cli::{
     DirectoryCommand, ExchangeCommand, ExchangeConfigCommand, LookupArgs, PublishArgs,
     TrustCommand, UnpublishArgs,
 };
+use crate::io;
 
 fn cert_line(mark: &str, c: &DirectoryCert) {
     outln!(
