@@ -1,6 +1,6 @@
 //! The store port: smimekit's own data, in an embedded database or a server.
 //!
-//! One [`Store`] holds four things, each keyed so that several smimekit processes (a CLI and
+//! One [`Store`] holds five things, each keyed so that several smimekit processes (a CLI and
 //! web servers) can share it:
 //!
 //! * **the local directory's data** (the `local` directory kind): recipients with their kind
@@ -12,7 +12,9 @@
 //! * **the audit log**: append-only rows, each carrying a SHA-256 hash over the previous
 //!   row's hash and its own [canonical content](AuditEntry::canonical), so that
 //!   [`Store::audit_verify`] finds the first row that was changed or removed;
-//! * **job records** for long operations (bulk publish, directory audits).
+//! * **job records** for long operations (bulk publish, directory audits);
+//! * **plan/apply state**: the certificates smimekit published ([`ManagedCert`]), the apply
+//!   lock ([`LockInfo`]), the apply journal ([`JournalEntry`]) and `status` reminders.
 //!
 //! This module is vocabulary only: no I/O, no SQL. Implementations live in plugins
 //! (`smimekit-store-sql`: SQLite and PostgreSQL) and register a [`StoreFactory`] by URL
@@ -292,6 +294,61 @@ pub struct JobRecord {
     pub items: String,
 }
 
+/// A certificate value smimekit published to a directory (what plan/apply owns): only these,
+/// and what the deploy policy names, are ever removed. Keyed by (directory, address,
+/// thumbprint); the store keeps `address` in [`Mailbox::key`] form and `thumbprint` upper case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ManagedCert {
+    /// The configured directory name.
+    pub directory: String,
+    /// The recipient, in [`Mailbox::key`] form.
+    pub address: String,
+    /// SHA-1 of the DER, uppercase hex (Exchange's `Thumbprint`).
+    pub thumbprint: String,
+    /// The value itself; not in the serialised form (certificates are shown by their facts
+    /// and thumbprint, never as base64).
+    #[serde(skip)]
+    pub certificate: CertDer,
+    /// When the publish was recorded (before the write), seconds since the Unix epoch.
+    pub published: i64,
+    /// The write was read back from the directory.
+    pub confirmed: bool,
+    /// When a successor was published beside it.
+    pub superseded: Option<i64>,
+}
+
+/// A named exclusive lock held in the store (one apply at a time per store), shared by every
+/// process on it (several web servers on one PostgreSQL database). The store judges no
+/// liveness: the caller decides from `host`, `pid` and `heartbeat` that a holder is dead and
+/// takes the lock over with [`Store::lock_acquire`]'s `replace`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LockInfo {
+    /// Which lock (`apply`).
+    pub name: String,
+    /// The holder's id, random per run (what `--force-unlock ID` names).
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    pub actor: String,
+    pub started: i64,
+    pub heartbeat: i64,
+}
+
+/// One row of the apply journal: each step is recorded before it runs (`start`) and after
+/// (`done`, `failed`); a step whose last row is `start` was interrupted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct JournalEntry {
+    /// The apply run's id.
+    pub run: String,
+    /// The step's stable name (the same step has the same name in every run).
+    pub step: String,
+    /// `start`, `done`, `failed`, or `resolved` (written by [`Store::journal_resolve`]).
+    pub phase: String,
+    /// Free text for the report (what was attempted, the directory's error).
+    pub detail: String,
+    pub at: i64,
+}
+
 /// The store port. Object-safe; every method is one transaction.
 #[async_trait]
 pub trait Store: Debug + Send + Sync {
@@ -414,6 +471,63 @@ pub trait Store: Debug + Send + Sync {
         value: &str,
         updated: i64,
     ) -> Result<(), StoreError>;
+
+    // Plan/apply: what smimekit published, the apply lock, the journal, reminders.
+
+    /// The managed certificates of one directory, or of all; by directory, address,
+    /// `published`, thumbprint.
+    async fn managed(&self, directory: Option<&str>) -> Result<Vec<ManagedCert>, StoreError>;
+
+    /// Records managed certificates, replacing the row with the same (directory, address,
+    /// thumbprint); all in one transaction. [`StoreError::Invalid`] for an empty directory, an
+    /// address that is not one, or a thumbprint that is not 40 hex digits.
+    async fn managed_put(&self, rows: &[ManagedCert]) -> Result<(), StoreError>;
+
+    /// Forgets one managed certificate (nothing happens when it is not recorded).
+    async fn managed_forget(
+        &self,
+        directory: &str,
+        address: &str,
+        thumbprint: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Takes the lock `lock.name` when it is free, or when `replace` is `Some(id)` and the
+    /// current holder has that id (the caller decided it is dead); a holder with `lock.id`
+    /// already is ours. `Ok(None)` when taken, `Ok(Some(holder))` when refused. Atomic across
+    /// processes: of many acquirers exactly one wins.
+    async fn lock_acquire(
+        &self,
+        lock: &LockInfo,
+        replace: Option<&str>,
+    ) -> Result<Option<LockInfo>, StoreError>;
+
+    /// The lock's current holder, if any.
+    async fn lock_get(&self, name: &str) -> Result<Option<LockInfo>, StoreError>;
+
+    /// Sets the holder's heartbeat to `at`; `false` when `id` does not hold the lock (any more).
+    async fn lock_heartbeat(&self, name: &str, id: &str, at: i64) -> Result<bool, StoreError>;
+
+    /// Releases the lock; `false` when it was not held by `id`.
+    async fn lock_release(&self, name: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Appends a journal row (the store keeps the append order).
+    async fn journal_append(&self, entry: &JournalEntry) -> Result<(), StoreError>;
+
+    /// The rows of one run, in append order.
+    async fn journal(&self, run: &str) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// The `start` rows of (run, step) pairs whose last row is `start` (interrupted), of any
+    /// run, oldest first.
+    async fn journal_interrupted(&self) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// Marks every interrupted (run, `step`) resolved by appending a `resolved` row at `at`,
+    /// so [`Store::journal_interrupted`] no longer reports it.
+    async fn journal_resolve(&self, step: &str, at: i64) -> Result<(), StoreError>;
+
+    /// A reminder (`status`): `true` when `key` was not reminded at or after `since`, and then
+    /// `at` is recorded as its last time; `false` (nothing recorded) otherwise. Atomic: of
+    /// processes racing on one key, one is told to remind.
+    async fn remind(&self, key: &str, since: i64, at: i64) -> Result<bool, StoreError>;
 }
 
 /// The scheme of a store URL: `sqlite` for `sqlite:PATH`, `postgres` for `postgres://…`.

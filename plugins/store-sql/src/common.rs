@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 use smimekit_core::store::{
     AuditEntry, AuditProblem, AuditRecord, AuditVerdict, CertFacts, InventoryCert, InventoryQuery,
-    Publish, Sighting, StoreError,
+    ManagedCert, Publish, Sighting, StoreError,
 };
 use smimekit_core::{CertDer, Mailbox, PublishMode, Recipient, RecipientKind};
 
@@ -169,6 +169,68 @@ pub(crate) fn dedup(certs: &[CertDer]) -> Vec<CertDer> {
         }
     }
     out
+}
+
+/// The stored key of a managed certificate: the directory as given (not empty), the address
+/// in [`Mailbox::key`] form, the thumbprint as 40 upper-case hex digits.
+pub(crate) fn managed_key(
+    directory: &str,
+    address: &str,
+    thumbprint: &str,
+    store: &str,
+) -> Result<(String, String, String), StoreError> {
+    let at = || format!("{store}: managed certificate {directory:?} {address:?} {thumbprint:?}");
+    if directory.is_empty() {
+        return Err(StoreError::Invalid(format!("{}: directory: empty", at())));
+    }
+    let mailbox = Mailbox::parse(address)
+        .map_err(|e| StoreError::Invalid(format!("{}: address: {e}", at())))?;
+    if thumbprint.len() != 40 || !thumbprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(StoreError::Invalid(format!(
+            "{}: thumbprint: not a SHA-1 (40 hex digits)",
+            at()
+        )));
+    }
+    Ok((
+        directory.to_string(),
+        mailbox.key(),
+        thumbprint.to_ascii_uppercase(),
+    ))
+}
+
+/// A managed certificate with its key normalised (see [`managed_key`]).
+pub(crate) fn managed_normalised(m: &ManagedCert, store: &str) -> Result<ManagedCert, StoreError> {
+    let (directory, address, thumbprint) =
+        managed_key(&m.directory, &m.address, &m.thumbprint, store)?;
+    Ok(ManagedCert {
+        directory,
+        address,
+        thumbprint,
+        ..m.clone()
+    })
+}
+
+/// Refuses a lock, journal or reminder call whose `what` is empty.
+pub(crate) fn non_empty(store: &str, fields: &[(&str, &str)]) -> Result<(), StoreError> {
+    match fields.iter().find(|(_, v)| v.is_empty()) {
+        Some((name, _)) => Err(StoreError::Invalid(format!("{store}: {name}: empty"))),
+        None => Ok(()),
+    }
+}
+
+/// The phase that leaves a journal step open (interrupted until closed).
+pub(crate) const PHASE_START: &str = "start";
+
+/// What [`Store::journal_resolve`](smimekit_core::store::Store::journal_resolve) appends.
+pub(crate) const PHASE_RESOLVED: &str = "resolved";
+
+/// A stored process id back as `u32`.
+pub(crate) fn pid_from(pid: i64, store: &str) -> Result<u32, StoreError> {
+    u32::try_from(pid).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "{store}: deploy_lock: pid {pid} is not a process id"
+        ))
+    })
 }
 
 /// A [`Sighting`] with owned fields, to move into a blocking task.

@@ -18,8 +18,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transacti
 use postgres_native_tls::MakeTlsConnector;
 use smimekit_core::store::{
     AuditEntry, AuditFilter, AuditRecord, AuditVerdict, DirectoryData, ImportMode, ImportOutcome,
-    ImportSource, InventoryCert, InventoryQuery, JobRecord, Publish, Sighting, Store, StoreError,
-    redact_url,
+    ImportSource, InventoryCert, InventoryQuery, JobRecord, JournalEntry, LockInfo, ManagedCert,
+    Publish, Sighting, Store, StoreError, redact_url,
 };
 use smimekit_core::{CertDer, Mailbox, PublishMode, Recipient};
 use tokio_postgres::error::SqlState;
@@ -823,4 +823,287 @@ impl Store for PostgresStore {
                 .await?;
         })
     }
+
+    async fn managed(&self, directory: Option<&str>) -> Result<Vec<ManagedCert>, StoreError> {
+        let r: Result<_, Fail> = async {
+            let c = self.client().await?;
+            let rows = match directory {
+                Some(d) => {
+                    let stmt = c
+                        .prepare_cached(&format!(
+                            "{} WHERE directory = $1{}",
+                            sql::MANAGED_COLUMNS,
+                            sql::MANAGED_ORDER
+                        ))
+                        .await?;
+                    c.query(&stmt, &[&d]).await?
+                }
+                None => {
+                    let stmt = c
+                        .prepare_cached(&format!("{}{}", sql::MANAGED_COLUMNS, sql::MANAGED_ORDER))
+                        .await?;
+                    c.query(&stmt, &[]).await?
+                }
+            };
+            rows.iter()
+                .map(|r| {
+                    Ok(ManagedCert {
+                        directory: r.try_get(0)?,
+                        address: r.try_get(1)?,
+                        thumbprint: r.try_get(2)?,
+                        certificate: CertDer::new(r.try_get::<_, Vec<u8>>(3)?),
+                        published: r.try_get(4)?,
+                        confirmed: r.try_get::<_, i64>(5)? != 0,
+                        superseded: r.try_get(6)?,
+                    })
+                })
+                .collect()
+        }
+        .await;
+        r.map_err(|f| self.fail(f))
+    }
+
+    async fn managed_put(&self, rows: &[ManagedCert]) -> Result<(), StoreError> {
+        let mut rows = rows
+            .iter()
+            .map(|m| common::managed_normalised(m, &self.name))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Rows locked in one order by every writer: no deadlock between two puts. A key given
+        // twice keeps its last row (the stable sort keeps the given order among equals).
+        rows.sort_by(|a, b| {
+            (&a.directory, &a.address, &a.thumbprint).cmp(&(
+                &b.directory,
+                &b.address,
+                &b.thumbprint,
+            ))
+        });
+        write_tx!(self, |tx| {
+            let up = tx.prepare_cached(sql::MANAGED_UPSERT).await?;
+            for m in &rows {
+                tx.execute(
+                    &up,
+                    &[
+                        &m.directory,
+                        &m.address,
+                        &m.thumbprint,
+                        &m.certificate.as_bytes(),
+                        &m.published,
+                        &i64::from(m.confirmed),
+                        &m.superseded,
+                    ],
+                )
+                .await?;
+            }
+        })
+    }
+
+    async fn managed_forget(
+        &self,
+        directory: &str,
+        address: &str,
+        thumbprint: &str,
+    ) -> Result<(), StoreError> {
+        let (d, a, t) = common::managed_key(directory, address, thumbprint, &self.name)?;
+        write_tx!(self, |tx| {
+            let stmt = tx.prepare_cached(sql::MANAGED_FORGET).await?;
+            tx.execute(&stmt, &[&d, &a, &t]).await?;
+        })
+    }
+
+    async fn lock_acquire(
+        &self,
+        lock: &LockInfo,
+        replace: Option<&str>,
+    ) -> Result<Option<LockInfo>, StoreError> {
+        common::non_empty(
+            &self.name,
+            &[("lock name", &lock.name), ("lock id", &lock.id)],
+        )?;
+        let l = lock;
+        let pid = i64::from(l.pid);
+        // READ COMMITTED: the insert waits for a concurrent inserter of the same name and then
+        // does nothing; the take-over waits for a concurrent one and re-checks the holder's id
+        // on the row it committed. Each statement sees the latest commit, so when the holder
+        // released between the insert and the read, the insert is simply tried again.
+        write_tx!(self, |tx| {
+            let insert = tx.prepare_cached(sql::LOCK_INSERT).await?;
+            let take = tx.prepare_cached(sql::LOCK_REPLACE).await?;
+            let get = tx.prepare_cached(sql::LOCK_GET).await?;
+            let fields: [&(dyn ToSql + Sync); 7] = [
+                &l.name,
+                &l.id,
+                &l.host,
+                &pid,
+                &l.actor,
+                &l.started,
+                &l.heartbeat,
+            ];
+            let mut outcome = None;
+            for _ in 0..3 {
+                if tx.execute(&insert, &fields).await? == 1 {
+                    outcome = Some(None);
+                    break;
+                }
+                if let Some(old) = replace {
+                    let mut with_old: Vec<&(dyn ToSql + Sync)> = fields.to_vec();
+                    with_old.push(&old);
+                    if tx.execute(&take, &with_old).await? == 1 {
+                        outcome = Some(None);
+                        break;
+                    }
+                }
+                if let Some(row) = tx.query_opt(&get, &[&l.name]).await? {
+                    let holder = lock_row(&row, &self.name)?;
+                    outcome = Some(if holder.id == l.id {
+                        None
+                    } else {
+                        Some(holder)
+                    });
+                    break;
+                }
+            }
+            match outcome {
+                Some(o) => o,
+                None => {
+                    return Err(Fail::Store(StoreError::Conflict(format!(
+                        "{}: lock {:?} keeps changing hands; retry",
+                        self.name, l.name
+                    ))));
+                }
+            }
+        })
+    }
+
+    async fn lock_get(&self, name: &str) -> Result<Option<LockInfo>, StoreError> {
+        let r: Result<_, Fail> = async {
+            let c = self.client().await?;
+            let stmt = c.prepare_cached(sql::LOCK_GET).await?;
+            match c.query_opt(&stmt, &[&name]).await? {
+                Some(row) => Ok(Some(lock_row(&row, &self.name)?)),
+                None => Ok(None),
+            }
+        }
+        .await;
+        r.map_err(|f| self.fail(f))
+    }
+
+    async fn lock_heartbeat(&self, name: &str, id: &str, at: i64) -> Result<bool, StoreError> {
+        write_tx!(self, |tx| {
+            let stmt = tx.prepare_cached(sql::LOCK_HEARTBEAT).await?;
+            tx.execute(&stmt, &[&name, &id, &at]).await? > 0
+        })
+    }
+
+    async fn lock_release(&self, name: &str, id: &str) -> Result<bool, StoreError> {
+        write_tx!(self, |tx| {
+            let stmt = tx.prepare_cached(sql::LOCK_RELEASE).await?;
+            tx.execute(&stmt, &[&name, &id]).await? > 0
+        })
+    }
+
+    async fn journal_append(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        common::non_empty(
+            &self.name,
+            &[
+                ("journal run", &entry.run),
+                ("journal step", &entry.step),
+                ("journal phase", &entry.phase),
+            ],
+        )?;
+        write_tx!(self, |tx| journal_append_in(&tx, entry).await?)
+    }
+
+    async fn journal(&self, run: &str) -> Result<Vec<JournalEntry>, StoreError> {
+        let r: Result<_, Fail> = async {
+            let c = self.client().await?;
+            let stmt = c.prepare_cached(sql::JOURNAL_RUN).await?;
+            c.query(&stmt, &[&run])
+                .await?
+                .iter()
+                .map(journal_row)
+                .collect()
+        }
+        .await;
+        r.map_err(|f| self.fail(f))
+    }
+
+    async fn journal_interrupted(&self) -> Result<Vec<JournalEntry>, StoreError> {
+        let r: Result<_, Fail> = async {
+            let c = self.client().await?;
+            let stmt = c.prepare_cached(sql::JOURNAL_INTERRUPTED).await?;
+            c.query(&stmt, &[]).await?.iter().map(journal_row).collect()
+        }
+        .await;
+        r.map_err(|f| self.fail(f))
+    }
+
+    async fn journal_resolve(&self, step: &str, at: i64) -> Result<(), StoreError> {
+        write_tx!(self, |tx| {
+            let open = tx
+                .prepare_cached(&format!("{} FOR UPDATE", sql::JOURNAL_OPEN_RUNS))
+                .await?;
+            let runs = tx.query(&open, &[&step]).await?;
+            for row in runs {
+                journal_append_in(
+                    &tx,
+                    &JournalEntry {
+                        run: row.try_get(0)?,
+                        step: step.to_string(),
+                        phase: common::PHASE_RESOLVED.into(),
+                        detail: String::new(),
+                        at,
+                    },
+                )
+                .await?;
+            }
+        })
+    }
+
+    async fn remind(&self, key: &str, since: i64, at: i64) -> Result<bool, StoreError> {
+        common::non_empty(&self.name, &[("reminder key", key)])?;
+        write_tx!(self, |tx| {
+            let stmt = tx.prepare_cached(sql::REMIND).await?;
+            tx.query_opt(&stmt, &[&key, &since, &at]).await?.is_some()
+        })
+    }
+}
+
+fn lock_row(r: &tokio_postgres::Row, name: &str) -> Result<LockInfo, Fail> {
+    Ok(LockInfo {
+        name: r.try_get(0)?,
+        id: r.try_get(1)?,
+        host: r.try_get(2)?,
+        pid: common::pid_from(r.try_get(3)?, name)?,
+        actor: r.try_get(4)?,
+        started: r.try_get(5)?,
+        heartbeat: r.try_get(6)?,
+    })
+}
+
+fn journal_row(r: &tokio_postgres::Row) -> Result<JournalEntry, Fail> {
+    Ok(JournalEntry {
+        run: r.try_get(0)?,
+        step: r.try_get(1)?,
+        phase: r.try_get(2)?,
+        detail: r.try_get(3)?,
+        at: r.try_get(4)?,
+    })
+}
+
+/// Appends a journal row inside a write transaction and keeps the open steps in step. The
+/// counter row's lock orders concurrent appends.
+async fn journal_append_in(tx: &Transaction<'_>, e: &JournalEntry) -> Result<(), Fail> {
+    let next = tx.prepare_cached(sql::JOURNAL_NEXT_SEQ).await?;
+    let seq: i64 = tx.query_one(&next, &[]).await?.try_get(0)?;
+    let ins = tx.prepare_cached(sql::JOURNAL_INSERT).await?;
+    tx.execute(&ins, &[&seq, &e.run, &e.step, &e.phase, &e.detail, &e.at])
+        .await?;
+    if e.phase == common::PHASE_START {
+        let open = tx.prepare_cached(sql::JOURNAL_OPEN).await?;
+        tx.execute(&open, &[&e.run, &e.step, &seq]).await?;
+    } else {
+        let close = tx.prepare_cached(sql::JOURNAL_CLOSE).await?;
+        tx.execute(&close, &[&e.run, &e.step]).await?;
+    }
+    Ok(())
 }

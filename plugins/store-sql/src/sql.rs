@@ -118,3 +118,59 @@ pub(crate) const DIRECTORY_STATE: &str =
 
 pub(crate) const SET_DIRECTORY_STATE: &str = "INSERT INTO directory_state (directory, key, value, updated) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (directory, key) DO UPDATE SET value = excluded.value, updated = excluded.updated";
+
+pub(crate) const MANAGED_COLUMNS: &str = "SELECT directory, address_key, thumbprint, der, \
+     published, confirmed, superseded FROM managed_cert";
+
+pub(crate) const MANAGED_ORDER: &str = " ORDER BY directory, address_key, published, thumbprint";
+
+pub(crate) const MANAGED_UPSERT: &str = "INSERT INTO managed_cert (directory, address_key, \
+     thumbprint, der, published, confirmed, superseded) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (directory, address_key, thumbprint) DO UPDATE SET der = excluded.der, \
+     published = excluded.published, confirmed = excluded.confirmed, \
+     superseded = excluded.superseded";
+
+pub(crate) const MANAGED_FORGET: &str = "DELETE FROM managed_cert \
+     WHERE directory = $1 AND address_key = $2 AND thumbprint = $3";
+
+pub(crate) const LOCK_INSERT: &str = "INSERT INTO deploy_lock (name, id, host, pid, actor, \
+     started, heartbeat) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+
+/// Takes the lock over from the holder `$8` (the caller decided it is dead).
+pub(crate) const LOCK_REPLACE: &str = "UPDATE deploy_lock SET id = $2, host = $3, pid = $4, \
+     actor = $5, started = $6, heartbeat = $7 WHERE name = $1 AND id = $8";
+
+pub(crate) const LOCK_GET: &str = "SELECT name, id, host, pid, actor, started, heartbeat \
+     FROM deploy_lock WHERE name = $1";
+
+pub(crate) const LOCK_HEARTBEAT: &str =
+    "UPDATE deploy_lock SET heartbeat = $3 WHERE name = $1 AND id = $2";
+
+pub(crate) const LOCK_RELEASE: &str = "DELETE FROM deploy_lock WHERE name = $1 AND id = $2";
+
+pub(crate) const JOURNAL_NEXT_SEQ: &str =
+    "UPDATE counter SET value = value + 1 WHERE name = 'journal' RETURNING value";
+
+pub(crate) const JOURNAL_INSERT: &str = "INSERT INTO deploy_journal (seq, run, step, phase, \
+     detail, at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub(crate) const JOURNAL_OPEN: &str = "INSERT INTO deploy_journal_open (run, step, seq) \
+     VALUES ($1, $2, $3) ON CONFLICT (run, step) DO UPDATE SET seq = excluded.seq";
+
+pub(crate) const JOURNAL_CLOSE: &str =
+    "DELETE FROM deploy_journal_open WHERE run = $1 AND step = $2";
+
+pub(crate) const JOURNAL_RUN: &str = "SELECT run, step, phase, detail, at FROM deploy_journal \
+     WHERE run = $1 ORDER BY seq";
+
+pub(crate) const JOURNAL_INTERRUPTED: &str = "SELECT j.run, j.step, j.phase, j.detail, j.at \
+     FROM deploy_journal_open o JOIN deploy_journal j ON j.seq = o.seq ORDER BY o.seq";
+
+/// The open runs of one step, oldest first (PostgreSQL adds `FOR UPDATE`).
+pub(crate) const JOURNAL_OPEN_RUNS: &str =
+    "SELECT run FROM deploy_journal_open WHERE step = $1 ORDER BY seq";
+
+/// Records the reminder unless it was given at or after `$2`; a row back when recorded.
+pub(crate) const REMIND: &str = "INSERT INTO reminder (key, last) VALUES ($1, $3) \
+     ON CONFLICT (key) DO UPDATE SET last = excluded.last WHERE reminder.last < $2 \
+     RETURNING key";

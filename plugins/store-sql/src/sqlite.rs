@@ -25,7 +25,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use smimekit_core::store::{
     AuditEntry, AuditFilter, AuditRecord, AuditVerdict, DirectoryData, ImportMode, ImportOutcome,
-    ImportSource, InventoryCert, InventoryQuery, JobRecord, Publish, Sighting, Store, StoreError,
+    ImportSource, InventoryCert, InventoryQuery, JobRecord, JournalEntry, LockInfo, ManagedCert,
+    Publish, Sighting, Store, StoreError,
 };
 use smimekit_core::{CertDer, Mailbox, PublishMode, Recipient};
 
@@ -825,4 +826,282 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn managed(&self, directory: Option<&str>) -> Result<Vec<ManagedCert>, StoreError> {
+        self.read(|c| {
+            let rows = match directory {
+                Some(d) => {
+                    let mut stmt = c.prepare_cached(q!(&format!(
+                        "{} WHERE directory = $1{}",
+                        sql::MANAGED_COLUMNS,
+                        sql::MANAGED_ORDER
+                    )))?;
+                    stmt.query_map(params![d], managed_row)?
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+                None => {
+                    let mut stmt = c.prepare_cached(q!(&format!(
+                        "{}{}",
+                        sql::MANAGED_COLUMNS,
+                        sql::MANAGED_ORDER
+                    )))?;
+                    stmt.query_map([], managed_row)?
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+            };
+            Ok(rows)
+        })
+    }
+
+    async fn managed_put(&self, rows: &[ManagedCert]) -> Result<(), StoreError> {
+        let rows = rows
+            .iter()
+            .map(|m| common::managed_normalised(m, &self.place.name))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(move |tx| {
+            let mut up = tx.prepare_cached(q!(sql::MANAGED_UPSERT))?;
+            for m in &rows {
+                up.execute(params![
+                    m.directory,
+                    m.address,
+                    m.thumbprint,
+                    m.certificate.as_bytes(),
+                    m.published,
+                    i64::from(m.confirmed),
+                    m.superseded
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn managed_forget(
+        &self,
+        directory: &str,
+        address: &str,
+        thumbprint: &str,
+    ) -> Result<(), StoreError> {
+        let key = common::managed_key(directory, address, thumbprint, &self.place.name)?;
+        self.write(move |tx| {
+            tx.prepare_cached(q!(sql::MANAGED_FORGET))?
+                .execute(params![key.0, key.1, key.2])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn lock_acquire(
+        &self,
+        lock: &LockInfo,
+        replace: Option<&str>,
+    ) -> Result<Option<LockInfo>, StoreError> {
+        common::non_empty(
+            &self.place.name,
+            &[("lock name", &lock.name), ("lock id", &lock.id)],
+        )?;
+        let (lock, replace) = (lock.clone(), replace.map(str::to_string));
+        let place = self.place.clone();
+        // The write transaction holds the file's lock: insert, take over and read see one state.
+        self.write(move |tx| {
+            let l = &lock;
+            let fields = params![
+                l.name,
+                l.id,
+                l.host,
+                i64::from(l.pid),
+                l.actor,
+                l.started,
+                l.heartbeat
+            ];
+            if tx.prepare_cached(q!(sql::LOCK_INSERT))?.execute(fields)? == 1 {
+                return Ok(None);
+            }
+            if let Some(old) = &replace
+                && tx.prepare_cached(q!(sql::LOCK_REPLACE))?.execute(params![
+                    l.name,
+                    l.id,
+                    l.host,
+                    i64::from(l.pid),
+                    l.actor,
+                    l.started,
+                    l.heartbeat,
+                    old
+                ])? == 1
+            {
+                return Ok(None);
+            }
+            match read_lock(tx, &l.name, &place)? {
+                Some(holder) if holder.id == l.id => Ok(None),
+                Some(holder) => Ok(Some(holder)),
+                // Cannot happen under the file lock (the insert found a row); say so if it does.
+                None => Err(StoreError::Conflict(format!(
+                    "{}: lock {:?} changed while being taken; retry",
+                    place.name, l.name
+                ))
+                .into()),
+            }
+        })
+        .await
+    }
+
+    async fn lock_get(&self, name: &str) -> Result<Option<LockInfo>, StoreError> {
+        self.read(|c| read_lock(c, name, &self.place))
+    }
+
+    async fn lock_heartbeat(&self, name: &str, id: &str, at: i64) -> Result<bool, StoreError> {
+        let (name, id) = (name.to_string(), id.to_string());
+        self.write(move |tx| {
+            Ok(tx
+                .prepare_cached(q!(sql::LOCK_HEARTBEAT))?
+                .execute(params![name, id, at])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn lock_release(&self, name: &str, id: &str) -> Result<bool, StoreError> {
+        let (name, id) = (name.to_string(), id.to_string());
+        self.write(move |tx| {
+            Ok(tx
+                .prepare_cached(q!(sql::LOCK_RELEASE))?
+                .execute(params![name, id])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn journal_append(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        common::non_empty(
+            &self.place.name,
+            &[
+                ("journal run", &entry.run),
+                ("journal step", &entry.step),
+                ("journal phase", &entry.phase),
+            ],
+        )?;
+        let entry = entry.clone();
+        self.write(move |tx| journal_append_in(tx, &entry)).await
+    }
+
+    async fn journal(&self, run: &str) -> Result<Vec<JournalEntry>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(q!(sql::JOURNAL_RUN))?;
+            Ok(stmt
+                .query_map(params![run], journal_row)?
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    async fn journal_interrupted(&self) -> Result<Vec<JournalEntry>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(q!(sql::JOURNAL_INTERRUPTED))?;
+            Ok(stmt
+                .query_map([], journal_row)?
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    async fn journal_resolve(&self, step: &str, at: i64) -> Result<(), StoreError> {
+        let step = step.to_string();
+        self.write(move |tx| {
+            let runs: Vec<String> = tx
+                .prepare_cached(q!(sql::JOURNAL_OPEN_RUNS))?
+                .query_map(params![step], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for run in runs {
+                journal_append_in(
+                    tx,
+                    &JournalEntry {
+                        run,
+                        step: step.clone(),
+                        phase: common::PHASE_RESOLVED.into(),
+                        detail: String::new(),
+                        at,
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remind(&self, key: &str, since: i64, at: i64) -> Result<bool, StoreError> {
+        common::non_empty(&self.place.name, &[("reminder key", key)])?;
+        let key = key.to_string();
+        self.write(move |tx| {
+            Ok(tx
+                .prepare_cached(q!(sql::REMIND))?
+                .query_row(params![key, since, at], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
+}
+
+fn managed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ManagedCert> {
+    Ok(ManagedCert {
+        directory: r.get(0)?,
+        address: r.get(1)?,
+        thumbprint: r.get(2)?,
+        certificate: CertDer::new(r.get::<_, Vec<u8>>(3)?),
+        published: r.get(4)?,
+        confirmed: r.get::<_, i64>(5)? != 0,
+        superseded: r.get(6)?,
+    })
+}
+
+fn read_lock(c: &Connection, name: &str, place: &Place) -> Result<Option<LockInfo>, Fail> {
+    let row = c
+        .prepare_cached(q!(sql::LOCK_GET))?
+        .query_row(params![name], |r| {
+            Ok((
+                LockInfo {
+                    name: r.get(0)?,
+                    id: r.get(1)?,
+                    host: r.get(2)?,
+                    pid: 0,
+                    actor: r.get(4)?,
+                    started: r.get(5)?,
+                    heartbeat: r.get(6)?,
+                },
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .optional()?;
+    Ok(match row {
+        Some((mut lock, pid)) => {
+            lock.pid = common::pid_from(pid, &place.name)?;
+            Some(lock)
+        }
+        None => None,
+    })
+}
+
+fn journal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JournalEntry> {
+    Ok(JournalEntry {
+        run: r.get(0)?,
+        step: r.get(1)?,
+        phase: r.get(2)?,
+        detail: r.get(3)?,
+        at: r.get(4)?,
+    })
+}
+
+/// Appends a journal row inside a write transaction and keeps the open steps in step.
+fn journal_append_in(c: &Connection, e: &JournalEntry) -> Result<(), Fail> {
+    let seq: i64 = c
+        .prepare_cached(q!(sql::JOURNAL_NEXT_SEQ))?
+        .query_row([], |r| r.get(0))?;
+    c.prepare_cached(q!(sql::JOURNAL_INSERT))?
+        .execute(params![seq, e.run, e.step, e.phase, e.detail, e.at])?;
+    if e.phase == common::PHASE_START {
+        c.prepare_cached(q!(sql::JOURNAL_OPEN))?
+            .execute(params![e.run, e.step, seq])?;
+    } else {
+        c.prepare_cached(q!(sql::JOURNAL_CLOSE))?
+            .execute(params![e.run, e.step])?;
+    }
+    Ok(())
 }
