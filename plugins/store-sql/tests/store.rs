@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use smimekit_core::store::{
     AuditEntry, AuditFilter, AuditProblem, AuditVerdict, CertFacts, DirectoryData, ImportMode,
-    ImportOutcome, ImportSource, InventoryQuery, Publish, Sighting, Store, StoreError,
+    ImportOutcome, ImportSource, InventoryQuery, JournalEntry, LockInfo, ManagedCert, Publish,
+    Sighting, Store, StoreError,
 };
 use smimekit_core::{CertDer, Mailbox, PublishMode, Recipient, RecipientKind};
 use smimekit_store_sql::{PostgresStore, SqliteStore};
@@ -155,6 +156,13 @@ both_backends!(
     audit_chain_detects_a_changed_and_a_removed_row,
     job_records_start_finish_and_list,
     reopening_keeps_the_data_and_the_schema,
+    managed_certificates_round_trip_normalised_and_forgotten,
+    sixteen_concurrent_acquirers_one_lock_holder,
+    a_lock_is_taken_over_only_from_the_named_holder,
+    only_the_holder_beats_and_releases,
+    journal_keeps_order_and_finds_interrupted_steps,
+    concurrent_journal_appends_keep_each_run_in_order,
+    a_reminder_is_given_once_per_window,
 );
 
 async fn publish_merges_replaces_prunes_and_reads_back(b: Backend) {
@@ -726,6 +734,455 @@ async fn reopening_keeps_the_data_and_the_schema(b: Backend) {
         Backend::Sqlite => "smimekit.db",
         Backend::Postgres => "127.0.0.1",
     }));
+}
+
+fn managed(directory: &str, address: &str, n: u32, published: i64) -> ManagedCert {
+    ManagedCert {
+        directory: directory.into(),
+        address: address.into(),
+        thumbprint: format!("{n:040X}"),
+        certificate: cert(&format!("m{n}")),
+        published,
+        confirmed: false,
+        superseded: None,
+    }
+}
+
+async fn managed_certificates_round_trip_normalised_and_forgotten(b: Backend) {
+    let f = Fixture::new(b, "managed").await;
+    let s = f.store.as_ref();
+    assert!(s.managed(None).await.unwrap().is_empty());
+    // Given with a mixed-case address and a lower-case thumbprint: stored in key form.
+    let mut alice = managed("exo", "Alice@Contoso.com", 0xab, 200);
+    alice.thumbprint = alice.thumbprint.to_ascii_lowercase();
+    let rows = vec![
+        alice.clone(),
+        managed("exo", "alice@contoso.com", 0x01, 100),
+        managed("corp", "bob@contoso.com", 0x02, 50),
+        managed("exo", "bob@contoso.com", 0x03, 10),
+    ];
+    s.managed_put(&rows).await.unwrap();
+    let all = s.managed(None).await.unwrap();
+    let keys: Vec<(&str, &str, i64)> = all
+        .iter()
+        .map(|m| (m.directory.as_str(), m.address.as_str(), m.published))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("corp", "bob@contoso.com", 50),
+            ("exo", "alice@contoso.com", 100),
+            ("exo", "alice@contoso.com", 200),
+            ("exo", "bob@contoso.com", 10),
+        ],
+        "by directory, address, published"
+    );
+    let stored_alice = &all[2];
+    assert_eq!(stored_alice.thumbprint, format!("{:040X}", 0xab));
+    assert_eq!(stored_alice.certificate, cert(&format!("m{}", 0xab)));
+    assert!(!stored_alice.confirmed);
+    assert_eq!(stored_alice.superseded, None);
+    assert_eq!(s.managed(Some("corp")).await.unwrap(), [all[0].clone()]);
+    assert!(s.managed(Some("nowhere")).await.unwrap().is_empty());
+
+    // Upsert by (directory, address, thumbprint), whatever case it is given in.
+    let mut confirmed = managed("exo", "ALICE@contoso.com", 0xab, 200);
+    confirmed.confirmed = true;
+    confirmed.superseded = Some(300);
+    s.managed_put(std::slice::from_ref(&confirmed))
+        .await
+        .unwrap();
+    let exo = s.managed(Some("exo")).await.unwrap();
+    assert_eq!(exo.len(), 3, "replaced, not added: {exo:?}");
+    let again = exo
+        .iter()
+        .find(|m| m.thumbprint == format!("{:040X}", 0xab))
+        .unwrap();
+    assert!(again.confirmed);
+    assert_eq!(again.superseded, Some(300));
+    assert_eq!(again.address, "alice@contoso.com");
+
+    // Another handle (another process) sees the same rows.
+    assert_eq!(
+        f.reopen(b).await.managed(None).await.unwrap(),
+        s.managed(None).await.unwrap()
+    );
+
+    // Forget one (again in another case); forgetting what is not there is no error.
+    s.managed_forget("exo", "alice@CONTOSO.com", &format!("{:040x}", 0xab))
+        .await
+        .unwrap();
+    s.managed_forget("exo", "alice@contoso.com", &format!("{:040X}", 0xab))
+        .await
+        .unwrap();
+    let exo = s.managed(Some("exo")).await.unwrap();
+    assert_eq!(exo.len(), 2);
+    assert!(exo.iter().all(|m| m.thumbprint != format!("{:040X}", 0xab)));
+    assert_eq!(s.managed(Some("corp")).await.unwrap().len(), 1);
+
+    // Bad keys are refused, naming the field, and a put with one bad row writes nothing.
+    for (bad, field) in [
+        (managed("", "a@x.org", 9, 1), "directory"),
+        (managed("exo", "not an address", 9, 1), "address"),
+        (
+            ManagedCert {
+                thumbprint: "ABC".into(),
+                ..managed("exo", "a@x.org", 9, 1)
+            },
+            "thumbprint",
+        ),
+        (
+            ManagedCert {
+                thumbprint: "Z".repeat(40),
+                ..managed("exo", "a@x.org", 9, 1)
+            },
+            "thumbprint",
+        ),
+    ] {
+        let err = s
+            .managed_put(&[managed("exo", "ok@x.org", 7, 1), bad])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Invalid(m) if m.contains(field)),
+            "{field}: {err}"
+        );
+    }
+    assert!(
+        s.managed(None)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.address != "ok@x.org"),
+        "nothing of a refused put is written"
+    );
+    let err = s.managed_forget("exo", "a@x.org", "12").await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+}
+
+fn lock(id: &str, started: i64) -> LockInfo {
+    LockInfo {
+        name: "apply".into(),
+        id: id.into(),
+        host: "host-a".into(),
+        pid: 4_000_000_000,
+        actor: "admin".into(),
+        started,
+        heartbeat: started,
+    }
+}
+
+async fn sixteen_concurrent_acquirers_one_lock_holder(b: Backend) {
+    const ACQUIRERS: usize = 16;
+    let f = Fixture::new(b, "lockrace").await;
+    assert_eq!(f.store.lock_get("apply").await.unwrap(), None);
+    let mut tasks = Vec::new();
+    for n in 0..ACQUIRERS {
+        // Half share the handle, half have their own (as processes would).
+        let store = if n % 2 == 0 {
+            f.store.clone()
+        } else {
+            f.reopen(b).await
+        };
+        tasks.push(tokio::spawn(async move {
+            let me = lock(&format!("run-{n}"), n as i64);
+            (me.id.clone(), store.lock_acquire(&me, None).await.unwrap())
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut refusals = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (id, None) => winners.push(id),
+            (id, Some(holder)) => refusals.push((id, holder)),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one acquirer wins: {winners:?}");
+    let winner = &winners[0];
+    let held = f.store.lock_get("apply").await.unwrap().unwrap();
+    assert_eq!(&held.id, winner);
+    assert_eq!(held.pid, 4_000_000_000, "a u32 pid reads back");
+    for (id, holder) in &refusals {
+        assert_ne!(id, winner);
+        assert_eq!(holder, &held, "a refusal names the holder");
+    }
+    // The holder asking again keeps it; another lock name is independent.
+    let again = lock(winner, 99);
+    assert_eq!(f.store.lock_acquire(&again, None).await.unwrap(), None);
+    let other = LockInfo {
+        name: "other".into(),
+        ..lock("run-x", 1)
+    };
+    assert_eq!(f.store.lock_acquire(&other, None).await.unwrap(), None);
+    assert_eq!(
+        f.store.lock_get("apply").await.unwrap().unwrap().id,
+        *winner
+    );
+}
+
+async fn a_lock_is_taken_over_only_from_the_named_holder(b: Backend) {
+    const ACQUIRERS: usize = 16;
+    let f = Fixture::new(b, "lockreplace").await;
+    let s = f.store.as_ref();
+    let dead = lock("dead-run", 10);
+    assert_eq!(s.lock_acquire(&dead, None).await.unwrap(), None);
+    // The wrong id: refused with the holder, nothing changed.
+    let next = lock("next-run", 20);
+    assert_eq!(
+        s.lock_acquire(&next, Some("some-other-run")).await.unwrap(),
+        Some(dead.clone())
+    );
+    assert_eq!(s.lock_get("apply").await.unwrap(), Some(dead.clone()));
+    // Sixteen processes decide at once that the holder died: one takes it over.
+    let mut tasks = Vec::new();
+    for n in 0..ACQUIRERS {
+        let store = if n % 2 == 0 {
+            f.store.clone()
+        } else {
+            f.reopen(b).await
+        };
+        tasks.push(tokio::spawn(async move {
+            let me = LockInfo {
+                host: format!("host-{n}"),
+                ..lock(&format!("heir-{n}"), 30 + n as i64)
+            };
+            let got = store.lock_acquire(&me, Some("dead-run")).await.unwrap();
+            (me, got)
+        }));
+    }
+    let mut heirs = Vec::new();
+    for t in tasks {
+        let (me, got) = t.await.unwrap();
+        match got {
+            None => heirs.push(me),
+            Some(holder) => assert!(holder.id.starts_with("heir-"), "{holder:?}"),
+        }
+    }
+    assert_eq!(heirs.len(), 1, "exactly one takes over: {heirs:?}");
+    assert_eq!(s.lock_get("apply").await.unwrap().as_ref(), Some(&heirs[0]));
+    // The dead holder can no longer beat or release.
+    assert!(!s.lock_heartbeat("apply", "dead-run", 50).await.unwrap());
+    assert!(!s.lock_release("apply", "dead-run").await.unwrap());
+    assert_eq!(s.lock_get("apply").await.unwrap().as_ref(), Some(&heirs[0]));
+    // A free lock is taken with or without `replace`.
+    assert!(s.lock_release("apply", &heirs[0].id).await.unwrap());
+    let late = lock("late-run", 60);
+    assert_eq!(s.lock_acquire(&late, Some("dead-run")).await.unwrap(), None);
+    assert_eq!(s.lock_get("apply").await.unwrap(), Some(late));
+}
+
+async fn only_the_holder_beats_and_releases(b: Backend) {
+    let f = Fixture::new(b, "lockbeat").await;
+    let s = f.store.as_ref();
+    assert!(!s.lock_heartbeat("apply", "nobody", 5).await.unwrap());
+    assert!(!s.lock_release("apply", "nobody").await.unwrap());
+    let mine = lock("mine", 100);
+    assert_eq!(s.lock_acquire(&mine, None).await.unwrap(), None);
+    assert!(!s.lock_heartbeat("apply", "intruder", 150).await.unwrap());
+    assert!(!s.lock_release("apply", "intruder").await.unwrap());
+    assert_eq!(
+        s.lock_get("apply").await.unwrap().unwrap().heartbeat,
+        100,
+        "a refused heartbeat changes nothing"
+    );
+    assert!(s.lock_heartbeat("apply", "mine", 160).await.unwrap());
+    let held = f.reopen(b).await.lock_get("apply").await.unwrap().unwrap();
+    assert_eq!(
+        held,
+        LockInfo {
+            heartbeat: 160,
+            ..mine.clone()
+        }
+    );
+    assert!(s.lock_release("apply", "mine").await.unwrap());
+    assert_eq!(s.lock_get("apply").await.unwrap(), None);
+    assert!(
+        !s.lock_release("apply", "mine").await.unwrap(),
+        "released once"
+    );
+    assert!(!s.lock_heartbeat("apply", "mine", 170).await.unwrap());
+    // Free again for anyone.
+    let next = lock("next", 200);
+    assert_eq!(s.lock_acquire(&next, None).await.unwrap(), None);
+    let err = s.lock_acquire(&lock("", 1), None).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+}
+
+fn step(run: &str, step: &str, phase: &str, at: i64) -> JournalEntry {
+    JournalEntry {
+        run: run.into(),
+        step: step.into(),
+        phase: phase.into(),
+        detail: format!("{step} {phase} at {at}"),
+        at,
+    }
+}
+
+async fn journal_keeps_order_and_finds_interrupted_steps(b: Backend) {
+    let f = Fixture::new(b, "journal").await;
+    let s = f.store.as_ref();
+    assert!(s.journal_interrupted().await.unwrap().is_empty());
+    // Times deliberately out of order: the append order is what counts.
+    let r1 = [
+        step("r1", "exo/alice/add", "start", 50),
+        step("r1", "exo/alice/add", "done", 40),
+        step("r1", "exo/bob/contact", "start", 30),
+        step("r1", "corp/bob/add", "start", 20),
+        step("r1", "corp/bob/add", "failed", 10),
+        step("r1", "exo/carol/add", "start", 5),
+    ];
+    for e in &r1[..4] {
+        s.journal_append(e).await.unwrap();
+    }
+    // Another run interleaved, touching the same step.
+    let r2 = step("r2", "exo/bob/contact", "start", 60);
+    s.journal_append(&r2).await.unwrap();
+    for e in &r1[4..] {
+        s.journal_append(e).await.unwrap();
+    }
+    assert_eq!(s.journal("r1").await.unwrap(), r1);
+    assert_eq!(s.journal("r2").await.unwrap(), std::slice::from_ref(&r2));
+    assert!(s.journal("r3").await.unwrap().is_empty());
+    // Interrupted: (run, step) pairs whose last row is `start`, oldest first, from any handle.
+    let expected = vec![r1[2].clone(), r2.clone(), r1[5].clone()];
+    assert_eq!(s.journal_interrupted().await.unwrap(), expected);
+    assert_eq!(
+        f.reopen(b).await.journal_interrupted().await.unwrap(),
+        expected
+    );
+
+    // Resolving a step resolves it in every run, once.
+    s.journal_resolve("exo/bob/contact", 70).await.unwrap();
+    assert_eq!(s.journal_interrupted().await.unwrap(), [r1[5].clone()]);
+    let last = s.journal("r2").await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.step.as_str(), last.phase.as_str(), last.at),
+        ("exo/bob/contact", "resolved", 70)
+    );
+    assert_eq!(s.journal("r1").await.unwrap().len(), r1.len() + 1);
+    s.journal_resolve("exo/bob/contact", 80).await.unwrap();
+    s.journal_resolve("exo/alice/add", 80).await.unwrap();
+    assert_eq!(
+        s.journal("r1").await.unwrap().len(),
+        r1.len() + 1,
+        "nothing open: nothing appended"
+    );
+
+    // A step started again is open again until it ends.
+    let retry = step("r3", "exo/alice/add", "start", 90);
+    s.journal_append(&retry).await.unwrap();
+    assert_eq!(
+        s.journal_interrupted().await.unwrap(),
+        [r1[5].clone(), retry.clone()]
+    );
+    s.journal_append(&step("r3", "exo/alice/add", "done", 91))
+        .await
+        .unwrap();
+    assert_eq!(s.journal_interrupted().await.unwrap(), [r1[5].clone()]);
+
+    let err = s
+        .journal_append(&step("r4", "", "start", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.contains("step")),
+        "{err}"
+    );
+}
+
+async fn concurrent_journal_appends_keep_each_run_in_order(b: Backend) {
+    const RUNS: usize = 8;
+    const STEPS: usize = 10;
+    let f = Fixture::new(b, "journalrace").await;
+    let mut tasks = Vec::new();
+    for r in 0..RUNS {
+        let store = if r % 2 == 0 {
+            f.store.clone()
+        } else {
+            f.reopen(b).await
+        };
+        tasks.push(tokio::spawn(async move {
+            let run = format!("run-{r}");
+            let mut written = Vec::new();
+            for i in 0..STEPS {
+                let name = format!("step-{i}");
+                // The last step of each run stays open (as a kill would leave it).
+                let phases: &[&str] = if i + 1 == STEPS {
+                    &["start"]
+                } else {
+                    &["start", "done"]
+                };
+                for phase in phases {
+                    let e = step(&run, &name, phase, 0);
+                    store.journal_append(&e).await.unwrap();
+                    written.push(e);
+                }
+            }
+            (run, written)
+        }));
+    }
+    for t in tasks {
+        let (run, written) = t.await.unwrap();
+        assert_eq!(f.store.journal(&run).await.unwrap(), written, "{run}");
+    }
+    let open = f.store.journal_interrupted().await.unwrap();
+    assert_eq!(open.len(), RUNS, "{open:?}");
+    assert!(open.iter().all(|e| e.step == format!("step-{}", STEPS - 1)));
+}
+
+async fn a_reminder_is_given_once_per_window(b: Backend) {
+    const DAY: i64 = 86_400;
+    const RACERS: usize = 16;
+    let f = Fixture::new(b, "remind").await;
+    let s = f.store.as_ref();
+    let t0 = 1_800_000_000;
+    assert!(s.remind("expiring:alice", t0 - DAY, t0).await.unwrap());
+    // Within the day: not again, and the time stays the first one.
+    assert!(
+        !s.remind("expiring:alice", t0 + 10 - DAY, t0 + 10)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.remind("expiring:alice", t0 + DAY - 1 - DAY, t0 + DAY - 1)
+            .await
+            .unwrap()
+    );
+    // Other keys are independent.
+    assert!(s.remind("expiring:bob", t0 - DAY, t0).await.unwrap());
+    // A day after the first reminder: again.
+    assert!(
+        s.remind("expiring:alice", t0 + 1, t0 + DAY + 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.remind("expiring:alice", t0 + 2, t0 + DAY + 2)
+            .await
+            .unwrap()
+    );
+    // Processes racing on one key: one reminds.
+    let mut tasks = Vec::new();
+    for n in 0..RACERS {
+        let store = if n % 2 == 0 {
+            f.store.clone()
+        } else {
+            f.reopen(b).await
+        };
+        tasks.push(tokio::spawn(async move {
+            store
+                .remind("not-ready:carol", t0 - DAY, t0 + n as i64)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut told = 0;
+    for t in tasks {
+        told += usize::from(t.await.unwrap());
+    }
+    assert_eq!(told, 1);
+    let err = s.remind("", 0, 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
 }
 
 /// The columns of every table, as (table, column, nullable), sorted.
