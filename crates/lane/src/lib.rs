@@ -12,7 +12,8 @@
 //! no pool: a lane is exactly one thread.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
 
 type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
 
@@ -28,10 +29,34 @@ impl std::fmt::Display for Stopped {
 
 impl std::error::Error for Stopped {}
 
+/// [`Lane::stop`] waited its time and the thread is still running a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StillRunning {
+    /// The lane's thread name.
+    pub thread: String,
+    pub waited: Duration,
+}
+
+impl std::fmt::Display for StillRunning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "worker thread {} still running a job after {} ms",
+            self.thread,
+            self.waited.as_millis()
+        )
+    }
+}
+
+impl std::error::Error for StillRunning {}
+
 /// One worker thread owning a state `S`; jobs get `&mut S`. Dropping the lane ends the
-/// thread once the jobs already sent have run.
+/// thread once the jobs already sent have run, without waiting for it; [`Lane::stop`] waits.
 pub struct Lane<S> {
-    tx: mpsc::Sender<Job<S>>,
+    /// `None` once [`Lane::stop`] ran: nothing more is accepted.
+    tx: Mutex<Option<mpsc::Sender<Job<S>>>>,
+    /// Signalled by the thread when its loop has ended (after the last job).
+    done: Mutex<Option<(mpsc::Receiver<()>, std::thread::JoinHandle<()>)>>,
     name: String,
 }
 
@@ -46,15 +71,48 @@ impl<S: Send + 'static> Lane<S> {
     pub fn spawn(name: impl Into<String>, mut state: S) -> std::io::Result<Self> {
         let name = name.into();
         let (tx, rx) = mpsc::channel::<Job<S>>();
-        std::thread::Builder::new()
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
                 for job in rx {
                     // A panicking job drops its reply sender, so its caller sees `Stopped`.
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut state)));
                 }
+                drop(state);
+                let _ = done_tx.send(());
             })?;
-        Ok(Self { tx, name })
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            done: Mutex::new(Some((done_rx, thread))),
+            name,
+        })
+    }
+
+    /// Accepts no more jobs, lets the thread run those already sent, and waits at most
+    /// `timeout` for it to end (then joins it). `Err` names the thread when it is still in a
+    /// job: it is left running. Stopping a stopped lane returns at once.
+    pub fn stop(&self, timeout: Duration) -> Result<(), StillRunning> {
+        drop(lock(&self.tx).take());
+        let Some((done, thread)) = lock(&self.done).take() else {
+            return Ok(());
+        };
+        match done.recv_timeout(timeout) {
+            // Disconnected: the thread ended without signalling (it cannot panic outside a
+            // job, so only when it was torn down); joining it does not block either way.
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = thread.join();
+                Ok(())
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Put it back, so a later stop can wait again.
+                *lock(&self.done) = Some((done, thread));
+                Err(StillRunning {
+                    thread: self.name.clone(),
+                    waited: timeout,
+                })
+            }
+        }
     }
 
     /// The thread's name.
@@ -93,8 +151,17 @@ impl<S: Send + 'static> Lane<S> {
     where
         F: FnOnce(&mut S) + Send + 'static,
     {
-        self.tx.send(Box::new(f)).map_err(|_| Stopped)
+        match lock(&self.tx).as_ref() {
+            Some(tx) => tx.send(Box::new(f)).map_err(|_| Stopped),
+            None => Err(Stopped),
+        }
     }
+}
+
+/// The lane's mutexes guard one `Option` each, taken or replaced in one step: a poisoned
+/// lock still holds a consistent value.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -133,6 +200,44 @@ mod tests {
             lane.call(|log: &mut Vec<u32>| log.last().copied()).await,
             Ok(Some(9))
         );
+    }
+
+    #[test]
+    fn stop_runs_the_jobs_already_sent_then_refuses_and_joins() {
+        let (tx, rx) = mpsc::channel();
+        let lane = Lane::spawn("lane-s", ()).expect("thread starts");
+        for i in 0..3 {
+            let tx = tx.clone();
+            lane.detach(move |_| {
+                let _ = tx.send(i);
+            })
+            .expect("queued");
+        }
+        assert_eq!(lane.stop(Duration::from_secs(60)), Ok(()));
+        // Every job sent before stop ran, in order, before stop returned.
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(lane.detach(|_| ()), Err(Stopped));
+        assert_eq!(lane.call_blocking(|_| 1), Err(Stopped));
+        assert_eq!(lane.stop(Duration::ZERO), Ok(()));
+    }
+
+    #[test]
+    fn stop_gives_up_after_its_timeout_on_a_job_that_does_not_end() {
+        let lane = Lane::spawn("lane-busy", ()).expect("thread starts");
+        let (started_tx, started) = mpsc::channel();
+        let (release, wait) = mpsc::channel::<()>();
+        lane.detach(move |_| {
+            let _ = started_tx.send(());
+            let _ = wait.recv();
+        })
+        .expect("queued");
+        started.recv().expect("job started");
+        let e = lane.stop(Duration::from_millis(1)).unwrap_err();
+        assert_eq!(e.thread, "lane-busy");
+        assert!(e.to_string().contains("still running"), "{e}");
+        // Once the job ends, a second stop joins the thread.
+        release.send(()).expect("job waiting");
+        assert_eq!(lane.stop(Duration::from_secs(60)), Ok(()));
     }
 
     #[tokio::test(flavor = "current_thread")]
