@@ -478,6 +478,14 @@ pub trait Store: Debug + Send + Sync {
     /// `published`, thumbprint.
     async fn managed(&self, directory: Option<&str>) -> Result<Vec<ManagedCert>, StoreError>;
 
+    /// The managed certificates of one address in one directory (any case; an index lookup,
+    /// for a step that needs only its own rows), by `published`, thumbprint.
+    async fn managed_for(
+        &self,
+        directory: &str,
+        address: &str,
+    ) -> Result<Vec<ManagedCert>, StoreError>;
+
     /// Records managed certificates, replacing the row with the same (directory, address,
     /// thumbprint); all in one transaction. [`StoreError::Invalid`] for an empty directory, an
     /// address that is not one, or a thumbprint that is not 40 hex digits.

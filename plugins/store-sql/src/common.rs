@@ -198,6 +198,19 @@ pub(crate) fn managed_key(
     ))
 }
 
+/// The stored form of a managed certificate's address ([`Mailbox::key`]).
+pub(crate) fn managed_address(
+    directory: &str,
+    address: &str,
+    store: &str,
+) -> Result<String, StoreError> {
+    Mailbox::parse(address).map(|m| m.key()).map_err(|e| {
+        StoreError::Invalid(format!(
+            "{store}: managed certificates of {directory:?} {address:?}: address: {e}"
+        ))
+    })
+}
+
 /// A managed certificate with its key normalised (see [`managed_key`]).
 pub(crate) fn managed_normalised(m: &ManagedCert, store: &str) -> Result<ManagedCert, StoreError> {
     let (directory, address, thumbprint) =

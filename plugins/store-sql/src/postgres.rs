@@ -845,18 +845,25 @@ impl Store for PostgresStore {
                     c.query(&stmt, &[]).await?
                 }
             };
-            rows.iter()
-                .map(|r| {
-                    Ok(ManagedCert {
-                        directory: r.try_get(0)?,
-                        address: r.try_get(1)?,
-                        thumbprint: r.try_get(2)?,
-                        certificate: CertDer::new(r.try_get::<_, Vec<u8>>(3)?),
-                        published: r.try_get(4)?,
-                        confirmed: r.try_get::<_, i64>(5)? != 0,
-                        superseded: r.try_get(6)?,
-                    })
-                })
+            rows.iter().map(managed_row).collect()
+        }
+        .await;
+        r.map_err(|f| self.fail(f))
+    }
+
+    async fn managed_for(
+        &self,
+        directory: &str,
+        address: &str,
+    ) -> Result<Vec<ManagedCert>, StoreError> {
+        let key = common::managed_address(directory, address, &self.name)?;
+        let r: Result<_, Fail> = async {
+            let c = self.client().await?;
+            let stmt = c.prepare_cached(sql::MANAGED_FOR).await?;
+            c.query(&stmt, &[&directory, &key])
+                .await?
+                .iter()
+                .map(managed_row)
                 .collect()
         }
         .await;
@@ -1066,6 +1073,18 @@ impl Store for PostgresStore {
             tx.query_opt(&stmt, &[&key, &since, &at]).await?.is_some()
         })
     }
+}
+
+fn managed_row(r: &tokio_postgres::Row) -> Result<ManagedCert, Fail> {
+    Ok(ManagedCert {
+        directory: r.try_get(0)?,
+        address: r.try_get(1)?,
+        thumbprint: r.try_get(2)?,
+        certificate: CertDer::new(r.try_get::<_, Vec<u8>>(3)?),
+        published: r.try_get(4)?,
+        confirmed: r.try_get::<_, i64>(5)? != 0,
+        superseded: r.try_get(6)?,
+    })
 }
 
 fn lock_row(r: &tokio_postgres::Row, name: &str) -> Result<LockInfo, Fail> {

@@ -124,6 +124,10 @@ pub(crate) const MANAGED_COLUMNS: &str = "SELECT directory, address_key, thumbpr
 
 pub(crate) const MANAGED_ORDER: &str = " ORDER BY directory, address_key, published, thumbprint";
 
+pub(crate) const MANAGED_FOR: &str = "SELECT directory, address_key, thumbprint, der, \
+     published, confirmed, superseded FROM managed_cert WHERE directory = $1 AND address_key = $2 \
+     ORDER BY published, thumbprint";
+
 pub(crate) const MANAGED_UPSERT: &str = "INSERT INTO managed_cert (directory, address_key, \
      thumbprint, der, published, confirmed, superseded) VALUES ($1, $2, $3, $4, $5, $6, $7) \
      ON CONFLICT (directory, address_key, thumbprint) DO UPDATE SET der = excluded.der, \

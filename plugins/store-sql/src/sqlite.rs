@@ -853,6 +853,20 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn managed_for(
+        &self,
+        directory: &str,
+        address: &str,
+    ) -> Result<Vec<ManagedCert>, StoreError> {
+        let key = common::managed_address(directory, address, &self.place.name)?;
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(q!(sql::MANAGED_FOR))?;
+            Ok(stmt
+                .query_map(params![directory, key], managed_row)?
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     async fn managed_put(&self, rows: &[ManagedCert]) -> Result<(), StoreError> {
         let rows = rows
             .iter()

@@ -783,6 +783,21 @@ async fn managed_certificates_round_trip_normalised_and_forgotten(b: Backend) {
     assert!(!stored_alice.confirmed);
     assert_eq!(stored_alice.superseded, None);
     assert_eq!(s.managed(Some("corp")).await.unwrap(), [all[0].clone()]);
+    // One address's rows, by an address in any case.
+    assert_eq!(
+        s.managed_for("exo", "ALICE@contoso.com").await.unwrap(),
+        all[1..3]
+    );
+    assert!(
+        s.managed_for("corp", "alice@contoso.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        s.managed_for("exo", "not an address").await,
+        Err(StoreError::Invalid(_))
+    ));
     assert!(s.managed(Some("nowhere")).await.unwrap().is_empty());
 
     // Upsert by (directory, address, thumbprint), whatever case it is given in.
