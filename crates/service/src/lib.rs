@@ -16,6 +16,7 @@ mod audit_log;
 mod ca;
 mod certs;
 mod config;
+pub mod deploy;
 mod directory;
 mod error;
 mod exchange;

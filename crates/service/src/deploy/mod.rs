@@ -1,0 +1,13 @@
+//! Deploy by plan and apply: the organisation's S/MIME state in one file (`deploy.toml`),
+//! reconciled with every directory it names.
+//!
+//! [`spec`] reads the deploy file and everything it names into a [`Desired`] state (through a
+//! [`DeploySource`]: the service never opens paths itself), reporting every problem at once with
+//! its file and line. It decides nothing about directories; planning and applying do.
+
+pub mod spec;
+
+pub use spec::{
+    DeployError, DeploySource, Desired, FsDeploySource, Origin, Person, Policy, TrustSpec,
+    Unmanaged, load,
+};
