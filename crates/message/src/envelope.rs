@@ -11,11 +11,14 @@ use smimekit_core::{
     CertDer, ContentCipher, CryptoEngine, DecryptionKey, DigestAlg, EngineError, KeyKind,
     KeyStoreError, RsaPadding, Secret,
 };
-use smimekit_pki::{ber, certinfo};
+use smimekit_pki::{LIMITS, LimitExceeded, ber, certinfo};
 
 use crate::asn1::{self, TAG_OCTET_STRING, TAG_SEQUENCE, TAG_SET, Tlv};
 use crate::signed::read_oid;
 use crate::{MessageError, certid, oids};
+
+/// What [`smimekit_pki::LIMITS`]`.recipient_infos` counts, for its error.
+const RECIPIENTS: &str = "RecipientInfos (and encrypted keys of key agreements) in one message layer";
 
 /// How to encrypt.
 #[derive(Debug, Clone)]
@@ -319,11 +322,12 @@ impl From<MessageError> for Failure {
 
 /// Decrypts an EnvelopedData or AuthEnvelopedData ContentInfo `[0]` element with one of `keys`.
 ///
-/// Which recipients a key is tried on: a key with a certificate, on those that name it
-/// (issuer and serial number, or subject key identifier); a bare key, and a key whose
-/// certificate no recipient names, on every recipient of its algorithm (RSA on key
-/// transport, EC on key agreement with an originator key on the same curve), as `openssl cms
-/// -decrypt -inkey` does without `-recip`. The named attempts come first.
+/// Which recipients a key is tried on: a key with a certificate, only on those that name it
+/// (issuer and serial number, or subject key identifier); a bare key (no certificate) on every
+/// recipient of its algorithm (RSA on key transport, EC on key agreement with an originator key
+/// on the same curve), as `openssl cms -decrypt -inkey` does without `-recip`, at most
+/// [`smimekit_pki::LIMITS`]`.trial_decryptions` of them (more is an error, not a guess). The
+/// named attempts come first. A layer holds at most `LIMITS.recipient_infos` recipients.
 ///
 /// No outcome tells which step failed (Bleichenbacher's and the million-message attacks feed
 /// on that): every attempt of a round is unwrapped before any content is decrypted; an unwrap
@@ -348,11 +352,18 @@ pub async fn decrypt(
     let mut recips = Vec::new();
     let mut rr = ris.children();
     while let Some(ri) = rr.next()? {
-        recips.push(parse_recipient(&ri)?);
+        let recip = parse_recipient(&ri)?;
+        count += match &recip.kind {
+            RecipKind::Kari { keys, .. } => keys.len(),
+            _ => 1,
+        };
+        LimitExceeded::check(RECIPIENTS, count, LIMITS.recipient_infos)?;
+        recips.push(recip);
     }
     let key_algorithms: Vec<String> = recips.iter().map(|r| r.alg_name.clone()).collect();
 
     let mut er = eci.children();
+    let mut count = 0;
     read_oid(&mut er, "contentType")?;
     let alg = er.read_tag(TAG_SEQUENCE, "contentEncryptionAlgorithm")?;
     let ciphertext = match er.next()? {
@@ -398,7 +409,7 @@ pub async fn decrypt(
         return Err(MessageError::NeedsKey);
     }
 
-    let (named, by_type) = candidates(&recips, keys);
+    let (named, by_type) = candidates(&recips, keys)?;
     let decrypt_content = |cek: &[u8]| {
         engine
             .crypter
@@ -484,11 +495,13 @@ pub async fn decrypt(
 fn candidates<'k>(
     recips: &[Recip<'_>],
     keys: &'k [DecryptionKey],
-) -> (Vec<Candidate<'k>>, Vec<Candidate<'k>>) {
+) -> Result<(Vec<Candidate<'k>>, Vec<Candidate<'k>>), LimitExceeded> {
     let (mut named, mut by_type) = (Vec::new(), Vec::new());
     for key in keys {
-        let cert = key.certificate();
-        let names = |rid: &Tlv<'_>| cert.is_some_and(|c| certid::matches(rid, c));
+        let cert: Vec<&CertDer> = key.certificate().into_iter().collect();
+        // The certificate's identifiers are read once, not once per recipient.
+        let index = certid::CertIndex::new(&cert);
+        let names = |rid: &Tlv<'_>| !index.all(rid, &cert).is_empty();
         let before = named.len();
         for (i, rec) in recips.iter().enumerate() {
             match &rec.kind {
@@ -511,7 +524,8 @@ fn candidates<'k>(
                 _ => {}
             }
         }
-        if named.len() > before {
+        // Trial decryption is for keys without a certificate only.
+        if named.len() > before || !cert.is_empty() {
             continue;
         }
         for (i, rec) in recips.iter().enumerate() {
@@ -537,7 +551,7 @@ fn candidates<'k>(
             }
         }
     }
-    (named, by_type)
+    Ok((named, by_type))
 }
 
 /// The size of the stand-in key for a failed RSA unwrap (RC2: a 128-bit key).
@@ -545,6 +559,7 @@ fn random_key_len(cipher: ContentCipher) -> usize {
     match cipher {
         ContentCipher::Rc2Cbc(_) => 16,
         c => c.key_len(),
+        let before = by_type.len();
     }
 }
 
@@ -566,6 +581,11 @@ fn describe_recipients(recips: &[Recip<'_>]) -> String {
     for r in recips {
         match &r.kind {
             RecipKind::Ktri { rid, .. } => out.push(describe_rid(rid)),
+            LimitExceeded::check(
+                "recipients to try a key without a certificate on",
+                by_type.len() - before,
+                LIMITS.trial_decryptions,
+            )?;
             RecipKind::Kari { keys, .. } => {
                 out.extend(keys.iter().map(|(rid, _)| describe_rid(rid)))
             }
@@ -783,6 +803,7 @@ fn parse_recipient<'a>(ri: &Tlv<'a>) -> Result<Recip<'a>, MessageError> {
         _ => Ok(Recip {
             kind: RecipKind::Other,
             alg_name: "ori".into(),
+                LimitExceeded::check(RECIPIENTS, keys.len() + 1, LIMITS.recipient_infos)?;
         }),
     }
 }

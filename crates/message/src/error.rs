@@ -42,6 +42,9 @@ pub enum MessageError {
     Engine(EngineError),
     #[error("nesting deeper than {0} layers")]
     TooDeep(usize),
+    /// The input exceeds one of the limits on input ([`smimekit_pki::LIMITS`]).
+    #[error("malformed CMS: {0}")]
+    Limit(#[from] smimekit_pki::LimitExceeded),
 }
 
 impl From<EngineError> for MessageError {

@@ -27,8 +27,8 @@
 //! * No address parsing, no date handling, no cryptography.
 //!
 //! Robustness: no function here panics on any input (no `unwrap`, no panicking index/slice, no
-//! unchecked arithmetic on lengths); limits are [`MAX_HEADER_BLOCK`], [`MAX_HEADER_FIELD`] and
-//! [`MAX_PARTS`].
+//! unchecked arithmetic on lengths); limits are [`MAX_HEADER_BLOCK`], [`MAX_HEADER_FIELD`],
+//! [`MAX_HEADER_FIELDS`] and [`MAX_PARTS`], from the one table, [`smimekit_pki::LIMITS`].
 #![warn(
     clippy::indexing_slicing,
     clippy::expect_used,
@@ -43,13 +43,16 @@ use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use smimekit_pki::{LIMITS, LimitExceeded};
 
 /// Largest accepted header block (all header fields of one entity), in bytes.
-pub const MAX_HEADER_BLOCK: usize = 1024 * 1024;
+pub const MAX_HEADER_BLOCK: usize = LIMITS.mime_header_block;
 /// Largest accepted single header field, unfolded (line breaks of folding not counted), in bytes.
-pub const MAX_HEADER_FIELD: usize = 64 * 1024;
+pub const MAX_HEADER_FIELD: usize = LIMITS.mime_header_field;
+/// Largest number of header fields in one entity.
+pub const MAX_HEADER_FIELDS: usize = LIMITS.mime_header_fields;
 /// Largest number of body parts [`multipart_parts`] accepts.
-pub const MAX_PARTS: usize = 10_000;
+pub const MAX_PARTS: usize = LIMITS.mime_parts;
 /// Length of the base64 lines written by [`base64_lines`] (RFC 2045 allows up to 76; 64 is what
 /// OpenSSL and NSS write).
 pub const BASE64_LINE_LEN: usize = 64;
@@ -61,6 +64,9 @@ pub enum MimeError {
     /// The input has no bytes at all.
     #[error("empty input: there is no MIME entity")]
     Empty,
+    /// More than [`MAX_HEADER_FIELDS`] header fields in one entity.
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
     /// The first line is neither a header field (`Name: value`) nor an empty line (e.g. raw DER or
     /// PEM was given instead of a MIME entity).
     #[error("not a MIME entity: the first line is neither a header field nor an empty line")]
@@ -291,7 +297,7 @@ fn parse_params(value: &str) -> (String, Vec<(String, String)>) {
 /// * A later line that is neither a header field, a continuation nor empty ends the header block
 ///   tolerantly: the body starts at that line (and `header_bytes` has no empty line).
 /// * Header block over [`MAX_HEADER_BLOCK`] or a field over [`MAX_HEADER_FIELD`] ->
-///   [`MimeError::HeaderTooLong`].
+///   [`MimeError::HeaderTooLong`]; more than [`MAX_HEADER_FIELDS`] fields -> [`MimeError::Limit`].
 pub fn parse(input: &[u8]) -> Result<Entity<'_>, MimeError> {
     if input.is_empty() {
         return Err(MimeError::Empty);
@@ -372,6 +378,12 @@ pub fn parse(input: &[u8]) -> Result<Entity<'_>, MimeError> {
             if let Some((start, _)) = cur.take() {
                 headers.push(make_header(input, start, pos));
             }
+            // Counted before the field is kept, so a million short fields cost no memory.
+            LimitExceeded::check(
+                "header fields in one MIME entity",
+                headers.len() + 1,
+                MAX_HEADER_FIELDS,
+            )?;
             cur = Some((pos, content_len));
             pos = line_end;
             continue;
@@ -1811,10 +1823,12 @@ mod tests {
                 ..
             })
         ));
-        // Many small fields over 1 MiB in total.
+        // Fewer fields than the count limit, over 1 MiB in total.
         let mut m = Vec::new();
         while m.len() <= MAX_HEADER_BLOCK + 100 {
-            m.extend_from_slice(b"X-Filler: 0123456789012345678901234567890123456789\r\n");
+            m.extend_from_slice(b"X-Filler: ");
+            m.extend(std::iter::repeat_n(b'0', 60 * 1024));
+            m.extend_from_slice(b"\r\n");
         }
         m.extend_from_slice(b"\r\nbody");
         assert!(matches!(
@@ -1834,6 +1848,32 @@ mod tests {
         m.extend(std::iter::repeat_n(b'a', MAX_HEADER_FIELD - 100));
         m.extend_from_slice(b"\r\n\r\nbody");
         assert_eq!(parse(&m).unwrap().body, b"body");
+    }
+
+    #[test]
+    fn too_many_header_fields() {
+        let build = |n: usize| {
+            let mut m = Vec::new();
+            for i in 0..n {
+                m.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+            }
+            m.extend_from_slice(b"\r\nbody");
+            m
+        };
+        let ok = build(MAX_HEADER_FIELDS);
+        assert_eq!(parse(&ok).unwrap().headers.len(), MAX_HEADER_FIELDS);
+        let err = parse(&build(MAX_HEADER_FIELDS + 1)).unwrap_err();
+        assert_eq!(
+            err,
+            MimeError::Limit(LimitExceeded {
+                what: "header fields in one MIME entity",
+                limit: MAX_HEADER_FIELDS as u64
+            })
+        );
+        // A million one-byte fields: refused at the limit, not read to the end.
+        let mut m = b"a:\n".repeat(1_000_000);
+        m.extend_from_slice(b"\nbody");
+        assert!(matches!(parse(&m), Err(MimeError::Limit(_))));
     }
 
     #[test]

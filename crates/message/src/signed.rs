@@ -6,12 +6,13 @@
 //! identified by subjectKeyIdentifier, no signed attributes, RSA/PSS/ECDSA/DSA.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use const_oid::ObjectIdentifier as Oid;
 use smimekit_core::{
     CertDer, ChainRequest, CryptoEngine, DigestAlg, KeyKind, PrivateKey, SignatureScheme,
 };
-use smimekit_pki::{ber, certinfo};
+use smimekit_pki::{LIMITS, LimitExceeded, ber, certinfo};
 
 use crate::asn1::{self, Reader, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE, TAG_SET, Tlv};
 use crate::report::{SignerReport, SignerStatus};
@@ -207,6 +208,8 @@ pub struct SignedData<'a> {
     pub certificates: Vec<CertDer>,
     pub crls: Vec<Vec<u8>>,
     signer_infos: Vec<Tlv<'a>>,
+    /// The index of `certificates` and the caller's certificates (keyed by that slice).
+    index: OnceCell<((usize, usize), certid::CertIndex)>,
 }
 
 impl<'a> SignedData<'a> {
@@ -236,9 +239,17 @@ impl<'a> SignedData<'a> {
         let mut signer_infos = Vec::new();
         while let Some(t) = r.next()? {
             match t.tag {
+                // Every element is counted against its limit before it is kept or converted.
                 0xa0 => {
                     let mut cr = t.children();
+                    let mut n = 0;
                     while let Some(c) = cr.next()? {
+                        n += 1;
+                        LimitExceeded::check(
+                            "certificates in one SignedData",
+                            n,
+                            LIMITS.certificates,
+                        )?;
                         // Only X.509 certificates; attribute and other certificate choices are skipped.
                         if c.tag == TAG_SEQUENCE {
                             certificates.push(CertDer::new(ber::ber_to_der(c.raw)?));
@@ -247,7 +258,10 @@ impl<'a> SignedData<'a> {
                 }
                 0xa1 => {
                     let mut cr = t.children();
+                    let mut n = 0;
                     while let Some(c) = cr.next()? {
+                        n += 1;
+                        LimitExceeded::check("CRLs in one SignedData", n, LIMITS.crls)?;
                         if c.tag == TAG_SEQUENCE {
                             crls.push(c.raw.to_vec());
                         }
@@ -256,6 +270,11 @@ impl<'a> SignedData<'a> {
                 TAG_SET => {
                     let mut sr = t.children();
                     while let Some(si) = sr.next()? {
+                        LimitExceeded::check(
+                            "SignerInfos in one SignedData",
+                            signer_infos.len() + 1,
+                            LIMITS.signer_infos,
+                        )?;
                         signer_infos.push(si.expect(TAG_SEQUENCE, "SignerInfo")?);
                     }
                 }
@@ -272,6 +291,7 @@ impl<'a> SignedData<'a> {
             certificates,
             crls,
             signer_infos,
+            index: OnceCell::new(),
         })
     }
 
@@ -534,11 +554,22 @@ impl<'a> SignedData<'a> {
     }
 
     fn find_signer_certificate(&self, sid: &Tlv<'_>, extra: &[CertDer]) -> Option<CertDer> {
-        self.certificates
-            .iter()
-            .chain(extra.iter())
-            .find(|c| certid::matches(sid, c))
-            .cloned()
+        let all: Vec<&CertDer> = self.certificates.iter().chain(extra.iter()).collect();
+        // Indexed once per SignedData and caller's certificates (`verify` passes the same
+        // slice for every signer), so each signer costs a lookup.
+        let key = (extra.as_ptr() as usize, extra.len());
+        let index = match self.index.get() {
+            Some((k, index)) if *k == key => index,
+            _ => {
+                let _ = self.index.set((key, certid::CertIndex::new(&all)));
+                match self.index.get() {
+                    Some((k, index)) if *k == key => index,
+                    // Indexed earlier for other certificates: build one for these.
+                    _ => &certid::CertIndex::new(&all),
+                }
+            }
+        };
+        index.all(sid, &all).first().map(|c| (*c).clone())
     }
 }
 

@@ -13,8 +13,8 @@ use crate::report::{Layer, LayerKind, OpenReport, SignerReport};
 use crate::signed::{self, ContentDigests, SignOptions, SignedData, VerifyContext, read_oid};
 use crate::{MessageError, oids};
 
-/// The deepest nesting `open` peels before giving up (hostile input).
-pub const MAX_LAYERS: usize = 16;
+/// The deepest nesting `open` peels before giving up (hostile input): [`smimekit_pki::LIMITS`]`.layers`.
+pub const MAX_LAYERS: usize = smimekit_pki::LIMITS.layers;
 
 /// Signs a message: detached `multipart/signed` or opaque `application/pkcs7-mime`.
 ///

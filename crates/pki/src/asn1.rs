@@ -18,8 +18,8 @@
 
 use std::borrow::Cow;
 
-/// Nesting limit for hostile input.
-pub const MAX_DEPTH: usize = 64;
+/// Nesting limit for hostile input ([`crate::LIMITS`]`.ber_depth`).
+pub const MAX_DEPTH: usize = crate::limits::LIMITS.ber_depth;
 
 pub const TAG_BOOLEAN: u8 = 0x01;
 pub const TAG_INTEGER: u8 = 0x02;

@@ -30,7 +30,7 @@
 use crate::asn1::{self, HeaderError, Reader};
 
 /// Maximum nesting of constructed elements accepted by [`ber_to_der`].
-pub const MAX_DEPTH: usize = 64;
+pub const MAX_DEPTH: usize = crate::limits::LIMITS.ber_depth;
 
 /// Why a BER blob could not be converted. Offsets are byte positions in the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

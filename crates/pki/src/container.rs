@@ -39,7 +39,19 @@ const OID_DATA: &[u8] = const_oid::db::rfc5911::ID_DATA.as_bytes();
 
 /// Loads every certificate from a container in any supported format. `name` (a file name or
 /// other label) is used in error messages only.
+/// More than [`crate::LIMITS`]`.container_certificates` certificates is an error.
 pub fn load_certificates(bytes: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
+    let certs = load_any(bytes, name)?;
+    crate::LimitExceeded::check(
+        "certificates in one file",
+        certs.len(),
+        crate::LIMITS.container_certificates,
+    )
+    .map_err(|e| PkiError::container(name, e.to_string()))?;
+    Ok(certs)
+}
+
+fn load_any(bytes: &[u8], name: &str) -> Result<Vec<CertDer>, PkiError> {
     if bytes.is_empty() {
         return Err(PkiError::container(name, "empty input"));
     }

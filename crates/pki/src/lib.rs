@@ -8,6 +8,7 @@
 //! * [`asn1`]: the BER reader (raw bytes kept, indefinite lengths, chunked strings) and DER
 //!   writer that every smimekit crate parsing or building ASN.1 uses.
 //! * [`ber`]: the one BER → DER converter (PKCS#7 files, CMS attributes sent in BER).
+//! * [`limits`]: the one table of limits on input ([`LIMITS`]) and its error.
 //!
 //! Pure Rust, no OpenSSL. This crate never verifies signatures or builds chains; certificates
 //! travel as [`smimekit_core::CertDer`] and are never re-encoded.
@@ -19,6 +20,7 @@ pub mod certinfo;
 pub mod chain;
 pub mod container;
 mod error;
+pub mod limits;
 pub mod lint;
 pub mod sst;
 #[cfg(test)]
@@ -27,4 +29,5 @@ mod testcert;
 pub use certinfo::{CertInfo, KeyUsageBits};
 pub use container::{load_certificates, write_p7b, write_pem};
 pub use error::PkiError;
+pub use limits::{LIMITS, LimitExceeded, Limits};
 pub use sst::{SstEntry, SstError, read_sst, write_sst};

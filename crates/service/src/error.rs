@@ -212,7 +212,8 @@ impl From<MessageError> for ServiceError {
             MessageError::Mime(_)
             | MessageError::Asn1(_)
             | MessageError::Malformed(_)
-            | MessageError::TooDeep(_) => ErrorKind::Malformed,
+            | MessageError::TooDeep(_)
+            | MessageError::Limit(_) => ErrorKind::Malformed,
             MessageError::Unsupported(_) => ErrorKind::Unsupported,
             MessageError::Key(k) => key_error_kind(k),
             _ => ErrorKind::Key,

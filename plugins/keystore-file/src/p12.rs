@@ -23,6 +23,7 @@ use smimekit_pki::asn1::{
     Asn1Error, Reader, TAG_BMP_STRING, TAG_INTEGER, TAG_OID, TAG_SEQUENCE, TAG_SET,
     TAG_UTF8_STRING, Tlv,
 };
+use smimekit_pki::{LIMITS, LimitExceeded};
 use zeroize::Zeroizing;
 
 use crate::bundle::{Bundle, RawCert, RawKey, assemble};
@@ -98,12 +99,21 @@ pub(crate) fn first(data: &[u8]) -> Result<Tlv<'_>, String> {
         .ok_or_else(|| "truncated element".into())
 }
 
-/// The children of a constructed element.
+/// The children of a constructed element. No PKCS#12 structure has more than
+/// `LIMITS.pkcs12_bags` of them (the bag lists, the longest, are held to it), so more is refused
+/// before they are collected: a million tiny elements would otherwise cost hundreds of MiB.
 pub(crate) fn kids<'a>(t: &Tlv<'a>) -> Result<Vec<Tlv<'a>>, String> {
     if !t.is_constructed() {
         return Err(format!("tag {:#04x} is not constructed", t.tag));
     }
-    t.children().read_all().map_err(why)
+    let mut out = Vec::new();
+    let mut r = t.children();
+    while let Some(kid) = r.next().map_err(why)? {
+        LimitExceeded::check("elements in one structure", out.len() + 1, LIMITS.pkcs12_bags)
+            .map_err(|e| e.to_string())?;
+        out.push(kid);
+    }
+    Ok(out)
 }
 
 /// The bytes of an OCTET STRING, primitive or (BER) constructed.
@@ -270,8 +280,53 @@ struct ClassicMac<'a> {
     expected: Cow<'a, [u8]>,
 }
 
-/// More iterations than this is taken for a damaged or hostile file.
-const MAX_ITERATIONS: u64 = 10_000_000;
+/// The key derivations of one reading of a file, against [`LIMITS`]: each at most
+/// `pkcs12_iterations`, all together at most `pkcs12_total_iterations`, so a hostile file
+/// costs bounded work before any derivation starts.
+#[derive(Default)]
+struct Budget {
+    spent: Cell<u64>,
+}
+
+impl Budget {
+    /// Books a derivation of `iterations` (`what` names it in errors), or refuses it.
+    fn spend(&self, what: &str, iterations: u64) -> Result<(), String> {
+        if iterations > LIMITS.pkcs12_iterations {
+            return Err(format!(
+                "{what}: {iterations} iterations, more than the {} allowed for one key derivation (a limit on input)",
+                LIMITS.pkcs12_iterations
+            ));
+        }
+        let total = self.spent.get().saturating_add(iterations);
+        if total > LIMITS.pkcs12_total_iterations {
+            return Err(format!(
+                "{what}: more than {} iterations of key derivation in one file (a limit on input)",
+                LIMITS.pkcs12_total_iterations
+            ));
+        }
+        self.spent.set(total);
+        Ok(())
+    }
+}
+
+/// The iteration count of a password-based encryption AlgorithmIdentifier: PBES2 with PBKDF2,
+/// or the PKCS#12 and PBES1 schemes (`{ salt, iterations }`). Other key derivations (scrypt)
+/// count as one: OpenSSL bounds their memory itself.
+fn pbe_iterations(alg: &Tlv<'_>) -> Result<u64, String> {
+    let parts = kids(alg)?;
+    let oid = first_of(&parts, "empty AlgorithmIdentifier", TAG_OID, "algorithm")?;
+    let params = parts.get(1).ok_or("PBE algorithm without parameters")?;
+    let params = kids(params)?;
+    if oid.content == OID_PBES2 {
+        let kdf = kids(params.first().ok_or("PBES2 without keyDerivationFunc")?)?;
+        if kdf.first().map(|o| o.content) != Some(OID_PBKDF2) {
+            return Ok(1);
+        }
+        let p = kids(kdf.get(1).ok_or("PBKDF2 without parameters")?)?;
+        return uint(p.get(1).ok_or("PBKDF2 without iteration count")?);
+    }
+    uint(params.get(1).ok_or("PBE parameters without iteration count")?)
+}
 
 fn hmac_digest(alg_id: &Tlv<'_>) -> Result<MessageDigest, String> {
     let alg_kids = kids(&expect(alg_id, TAG_SEQUENCE, "AlgorithmIdentifier")?)?;
@@ -310,9 +365,6 @@ fn mac_params<'a>(mac_data: &Tlv<'a>) -> Result<Mac<'a>, String> {
             Some(t) if t.content.first().is_some_and(|b| b & 0x80 != 0) => 1,
             Some(t) => uint(t)?.max(1),
         };
-        if iterations > MAX_ITERATIONS {
-            return Err(format!("unreasonable MAC iteration count {iterations}"));
-        }
         return Ok(Mac::Classic(ClassicMac {
             md,
             salt,
@@ -374,7 +426,7 @@ fn verify_pbmac1(p: &Pbmac1<'_>, data: &[u8], password: &[u8]) -> Result<bool, S
     let key_len = p
         .key_len
         .ok_or("PBMAC1 PBKDF2 parameters lack keyLength (RFC 9579 requires it)")?;
-    if key_len == 0 || key_len > 1024 || p.iterations == 0 || p.iterations > 10_000_000 {
+    if key_len == 0 || key_len > 1024 || p.iterations == 0 {
         return Err("unreasonable PBMAC1 parameters".into());
     }
     let mut key = Zeroizing::new(vec![0u8; key_len]);
@@ -774,6 +826,9 @@ struct Reading<'p> {
     certs: Vec<RawCert>,
     /// Key bags met, opened or not: only the first must open (as in OpenSSL's PKCS12_parse).
     key_bags: usize,
+    /// Bags and authSafe contents met, against `LIMITS.pkcs12_bags`.
+    bags_seen: usize,
+    budget: &'p Budget,
 }
 
 impl Reading<'_> {
@@ -789,6 +844,10 @@ impl Reading<'_> {
         what: &str,
     ) -> Result<Zeroizing<Vec<u8>>, KeyStoreError> {
         let pass = self.pass.map(str::as_bytes);
+        let iterations = pbe_iterations(alg).map_err(|e| self.malformed(what, e))?;
+        self.budget
+            .spend(what, iterations)
+            .map_err(|e| malformed(self.id, &e))?;
         let mut result = smimekit_engine_openssl::pbe_decrypt(alg.raw, pass, data);
         // A legacy cipher inside an encrypted safe, which the scan cannot see.
         if matches!(result, Err(EngineError::Unsupported(_)))
@@ -844,7 +903,16 @@ impl Reading<'_> {
         }
         let id = self.id;
         let m = |e: String| malformed(id, &format!("SafeBag: {e}"));
-        for bag in kids(safe_contents).map_err(m)? {
+        if !safe_contents.is_constructed() {
+            return Err(m(format!(
+                "tag {:#04x} is not constructed",
+                safe_contents.tag
+            )));
+        }
+        // Read one bag at a time and counted, so a file of a million empty bags costs nothing.
+        let mut list = safe_contents.children();
+        while let Some(bag) = list.next().map_err(|e| m(why(e)))? {
+            self.count_bag()?;
             let parts = kids(&bag).map_err(m)?;
             let [bag_id, value, attrs @ ..] = parts.as_slice() else {
                 continue;
@@ -876,6 +944,16 @@ impl Reading<'_> {
             }
         }
         Ok(())
+    }
+
+    fn count_bag(&mut self) -> Result<(), KeyStoreError> {
+        self.bags_seen += 1;
+        LimitExceeded::check(
+            "bags in one PKCS#12 file",
+            self.bags_seen,
+            LIMITS.pkcs12_bags,
+        )
+        .map_err(|e| malformed(self.id, &e.to_string()))
     }
 
     /// `EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm, encryptedData OCTET STRING }`.
@@ -959,9 +1037,13 @@ pub(crate) fn read(
     // The password the bags are encrypted with, once the MAC (if any) has accepted it. As in
     // OpenSSL's PKCS12_parse, an empty password may be the absent or the empty one; without a
     // MAC it is the absent one, and a wrong password shows up as a decryption failure.
+    let budget = Budget::default();
     let bag_pass: Option<&str> = match &pfx.mac_data {
         Some(mac_data) => match mac_params(mac_data).map_err(|e| malformed(id, &e))? {
-            Mac::Pbmac1(p) => match verify_pbmac1(&p, &pfx.auth_safe_data, pass.as_bytes()) {
+            Mac::Pbmac1(p) => match budget
+                .spend("PBMAC1", p.iterations as u64)
+                .and_then(|()| verify_pbmac1(&p, &pfx.auth_safe_data, pass.as_bytes()))
+            {
                 Ok(true) => Some(pass),
                 Ok(false) => return Err(needs_password(id, given)),
                 Err(e) => return Err(malformed(id, &e)),
@@ -974,6 +1056,9 @@ pub(crate) fn read(
                 };
                 let mut matched = None;
                 for candidate in candidates {
+                    budget
+                        .spend("MAC", m.iterations as u64)
+                        .map_err(|e| malformed(id, &e))?;
                     if verify_classic(&m, &pfx.auth_safe_data, *candidate)
                         .map_err(|e| malformed(id, &e))?
                     {
@@ -996,11 +1081,20 @@ pub(crate) fn read(
         keys: Vec::new(),
         certs: Vec::new(),
         key_bags: 0,
+        bags_seen: 0,
+        budget: &budget,
     };
-    let safes = first(&pfx.auth_safe_data)
-        .and_then(|t| kids(&t))
-        .map_err(|e| malformed(id, &format!("AuthenticatedSafe: {e}")))?;
-    for ci in safes {
+    let safe_err = |e: String| malformed(id, &format!("AuthenticatedSafe: {e}"));
+    let safes = first(&pfx.auth_safe_data).map_err(safe_err)?;
+    if !safes.is_constructed() {
+        return Err(safe_err(format!(
+            "tag {:#04x} is not constructed",
+            safes.tag
+        )));
+    }
+    let mut list = safes.children();
+    while let Some(ci) = list.next().map_err(|e| safe_err(why(e)))? {
+        reading.count_bag()?;
         reading.content_info(&ci)?;
     }
     assemble(id, reading.keys, reading.certs)
@@ -1061,6 +1155,52 @@ mod tests {
 
     fn read_with(der: &[u8], pass: Option<&str>) -> Result<Bundle, KeyStoreError> {
         read("t.p12", der, pass.map(Secret::from).as_ref())
+    }
+
+    /// Iteration counts over the limit are refused before any derivation: the MAC's, and with
+    /// no MAC a bag's; the file's total is bounded too.
+    #[test]
+    fn iteration_counts_are_limited() {
+        let (pkey, cert) = key_and_cert();
+        let mut b: Pkcs12Builder = Pkcs12::builder();
+        // 65536 iterations, encoded 02 03 01 00 00, patched below to 0x7fffff (8,388,607).
+        b.pkey(&pkey).cert(&cert).key_iter(0x1_0000).mac_iter(0x1_0000);
+        let der = b.build2("pw").unwrap().to_der().unwrap();
+        let from: &[u8] = &[0x02, 0x03, 0x01, 0x00, 0x00];
+        let to: &[u8] = &[0x02, 0x03, 0x7f, 0xff, 0xff];
+        let mut patched = der.clone();
+        let mut n = 0;
+        for i in 0..=patched.len() - from.len() {
+            if &patched[i..i + from.len()] == from {
+                patched[i..i + from.len()].copy_from_slice(to);
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "the counts were found ({n})");
+        let err = read_with(&patched, Some("pw")).unwrap_err().to_string();
+        assert!(
+            err.contains("8388607 iterations, more than the 1000000 allowed"),
+            "{err}"
+        );
+        assert!(read_with(&der, Some("pw")).is_ok());
+
+        let budget = Budget::default();
+        for _ in 0..4 {
+            budget.spend("bag", 1_000_000).unwrap();
+        }
+        let err = budget.spend("bag", 1).unwrap_err();
+        assert!(err.contains("more than 4000000 iterations"), "{err}");
+    }
+
+    /// A structure with more elements than any PKCS#12 holds is refused before it is collected.
+    #[test]
+    fn element_lists_are_limited() {
+        let list = |n: usize| smimekit_pki::asn1::seq(&vec![&[0x05u8, 0x00][..]; n]);
+        let ok = list(LIMITS.pkcs12_bags);
+        assert_eq!(kids(&first(&ok).unwrap()).unwrap().len(), LIMITS.pkcs12_bags);
+        let big = list(LIMITS.pkcs12_bags + 1);
+        let err = kids(&first(&big).unwrap()).unwrap_err();
+        assert!(err.contains("too many elements in one structure"), "{err}");
     }
 
     #[test]
