@@ -73,22 +73,48 @@ pub fn create_dir_all(path: &Path) -> anyhow::Result<()> {
 pub enum Access {
     /// As the umask says (or as the file it replaces was).
     Default,
-    /// Its owner only (0600): files holding a private key.
+    /// Its owner only (0600): private keys, PKCS#12 files, password files, decrypted content.
     Owner,
 }
 
-/// Writes a file whole or not at all: a temporary file in the target's folder, synced, then
-/// renamed over the target, so that a crash or a full disk leaves the old file, never half a
-/// new one. A file it replaces keeps its permissions; [`Access::Owner`] files are created
-/// 0600 (on Unix). What is not a regular file (`/dev/null`, a FIFO, a symbolic link, a
-/// folder), and a read-only file, is written in place, as before.
+/// Writes a file whole or not at all: a temporary file in the target's folder, with an
+/// unpredictable name and created exclusively (never an object someone planted there), synced,
+/// then renamed over the target, so that a crash or a full disk leaves the old file, never half
+/// a new one. A file it replaces keeps its permissions; [`Access::Owner`] files are created
+/// 0600 (on Unix) and keep 0600 whatever they replace.
+///
+/// What is not a regular file (`/dev/null`, a FIFO, a symbolic link, a folder), and a
+/// read-only file, is written in place, as before, except for [`Access::Owner`]: a secret is
+/// never written through a symbolic link (it could point anywhere: a link planted at the path
+/// is refused, not followed), nor into a FIFO or anything else but a regular file or a
+/// character device such as `/dev/null`.
 pub fn write_file(path: &Path, data: &[u8], access: Access) -> anyhow::Result<()> {
     let existing = std::fs::symlink_metadata(path).ok();
-    if existing
-        .as_ref()
-        .is_some_and(|m| !m.file_type().is_file() || m.permissions().readonly())
-    {
-        return std::fs::write(path, data).map_err(|e| io_err(path, e));
+    if let Some(m) = &existing {
+        let kind = m.file_type();
+        if access == Access::Owner && !kind.is_file() {
+            if is_char_device(&kind) {
+                return std::fs::write(path, data).map_err(|e| io_err(path, e));
+            }
+            let what = if kind.is_symlink() {
+                "a symbolic link"
+            } else if kind.is_dir() {
+                "a folder"
+            } else {
+                "not a regular file"
+            };
+            return Err(ServiceError::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "{}: is {what}; a file holding a secret is only written as a new regular file (remove it or choose another path)",
+                    path.display()
+                ),
+            )
+            .into());
+        }
+        if access == Access::Default && (!kind.is_file() || m.permissions().readonly()) {
+            return std::fs::write(path, data).map_err(|e| io_err(path, e));
+        }
     }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -97,48 +123,58 @@ pub fn write_file(path: &Path, data: &[u8], access: Access) -> anyhow::Result<()
     let name = path
         .file_name()
         .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
-    let mut n = 0u32;
-    let (tmp, mut file) = loop {
-        let tmp = dir.join(format!(".{name}.smimekit-{}-{n}.tmp", std::process::id()));
-        match create_new(&tmp, access) {
-            Ok(f) => break (tmp, f),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
-            Err(e) => return Err(io_err(path, e)),
-        }
-    };
+    // tempfile: O_CREAT|O_EXCL under a random name, retried on a collision.
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".smimekit.tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(std::fs::Permissions::from_mode(match access {
+            Access::Owner => 0o600,
+            // The umask applies, as to any new file.
+            Access::Default => 0o666,
+        }));
+    }
+    let mut file = builder.tempfile_in(dir).map_err(|e| io_err(path, e))?;
     let written = (|| {
         file.write_all(data)?;
         if access == Access::Default
             && let Some(m) = &existing
         {
-            file.set_permissions(m.permissions())?;
+            file.as_file().set_permissions(m.permissions())?;
         }
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
+        file.as_file().sync_all()?;
+        // rename(2) replaces the name; it never writes through what was there.
+        file.persist(path).map_err(|e| e.error)?;
         // Persist the rename; not every platform can open a folder, so best effort.
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(())
     })();
-    written.map_err(|e: std::io::Error| {
-        let _ = std::fs::remove_file(&tmp);
-        io_err(path, e)
-    })
+    // A failed write drops the temporary file, which removes it.
+    written.map_err(|e: std::io::Error| io_err(path, e))
 }
 
-fn create_new(path: &Path, access: Access) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    if access == Access::Owner {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
+#[cfg(unix)]
+fn is_char_device(kind: &std::fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    kind.is_char_device()
+}
+
+#[cfg(not(unix))]
+fn is_char_device(_: &std::fs::FileType) -> bool {
+    false
+}
+
+/// [`write_output`] for content that is secret (decrypted mail): a file is written owner-only
+/// (see [`Access::Owner`]).
+pub fn write_secret_output(path: Option<&Path>, data: &[u8]) -> anyhow::Result<()> {
+    match path {
+        Some(p) => write_file(p, data, Access::Owner),
+        None => write_output(None, data),
     }
-    #[cfg(not(unix))]
-    let _ = access;
-    options.open(path)
 }
 
 /// The output of a command: a file (written by [`write_file`]), or standard output.
@@ -222,6 +258,37 @@ mod tests {
             assert_eq!(mode(&out), 0o640);
             // Not a regular file: written in place.
             write_file(Path::new("/dev/null"), b"gone", Access::Default).unwrap();
+            write_file(Path::new("/dev/null"), b"gone", Access::Owner).unwrap();
+
+            // A secret replacing a readable file is owner-only all the same.
+            let open = dir.join("open.eml");
+            write_file(&open, b"old", Access::Default).unwrap();
+            std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+            write_file(&open, b"decrypted", Access::Owner).unwrap();
+            assert_eq!(mode(&open), 0o600);
+            assert_eq!(std::fs::read(&open).unwrap(), b"decrypted");
+
+            // A symbolic link planted where a secret goes is refused, never followed.
+            let victim = dir.join("victim");
+            std::fs::write(&victim, b"precious").unwrap();
+            let planted = dir.join("planted.key");
+            std::os::unix::fs::symlink(&victim, &planted).unwrap();
+            let e = write_file(&planted, b"secret", Access::Owner).unwrap_err();
+            assert!(e.to_string().contains("symbolic link"), "{e}");
+            assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+            // A dangling link (to where the attacker will read) is refused too.
+            let dangling = dir.join("dangling.p12");
+            std::os::unix::fs::symlink(dir.join("later"), &dangling).unwrap();
+            write_file(&dangling, b"secret", Access::Owner).unwrap_err();
+            assert!(!dir.join("later").exists());
+            // No temporary file left behind by any of these.
+            let mut left: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".tmp"))
+                .collect();
+            left.sort();
+            assert!(left.is_empty(), "{left:?}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

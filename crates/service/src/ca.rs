@@ -139,31 +139,51 @@ const CONFIG: &str = "ca.json";
 const STATE: &str = "state.json";
 const LOCK: &str = "ca.lock";
 
-/// Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync
-/// the directory.
+/// Writes `data` to `path` atomically: a temporary file in the same directory (an unpredictable
+/// name, created exclusively), fsync, rename, fsync the directory. `owner_only` files (the CA
+/// keys' PKCS#12) are created 0600, and the rename replaces whatever name was at `path` (a
+/// symbolic link included) without writing through it.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ServiceError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    write_atomic_with(path, data, false)
+}
+
+fn write_atomic_with(path: &Path, data: &[u8], owner_only: bool) -> Result<(), ServiceError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        // 0666 is narrowed by the umask, as for any new file.
+        builder.permissions(std::fs::Permissions::from_mode(if owner_only {
+            0o600
+        } else {
+            0o666
+        }));
+    }
+    #[cfg(not(unix))]
+    let _ = owner_only;
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = builder.tempfile_in(dir)?;
         f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
+        f.as_file().sync_all()?;
+        f.persist(path).map_err(|e| e.error)?;
         // Persist the rename; not every platform can open a directory, so best effort.
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(())
     })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        ServiceError::io(path, e)
-    })
+    // A temporary file not renamed is removed when dropped.
+    result.map_err(|e| ServiceError::io(path, e))
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ServiceError> {
@@ -613,7 +633,7 @@ impl Service {
                 &req.secret,
                 false,
             )?;
-            write_atomic(&root_key_path, &root_p12)?;
+            write_atomic_with(&root_key_path, &root_p12, true)?;
         }
         if issuing_stored.is_none() {
             let issuing_p12 = issuing_key.export_pkcs12(
@@ -623,7 +643,7 @@ impl Service {
                 &req.secret,
                 false,
             )?;
-            write_atomic(&issuing_key_path, &issuing_p12)?;
+            write_atomic_with(&issuing_key_path, &issuing_p12, true)?;
         }
         write_atomic(
             &dir.join("root.pem"),
@@ -1052,6 +1072,22 @@ mod tests {
             .unwrap();
         assert_eq!(init.root.not_before, smimekit_testkit::PINNED_AT);
         assert!(init.issuing.is_ca);
+        // The CA keys are owner-only; the certificates as the umask says; no temporary file left.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode =
+                |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!((mode("root.p12"), mode("issuing.p12")), (0o600, 0o600));
+            assert_ne!(mode("root.pem") & 0o044, 0, "certificates are not secret");
+        }
+        assert!(
+            std::fs::read_dir(&dir).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp"))
+        );
 
         let issue = |email: &str, days: u32, renew: bool| CaIssueRequest {
             dir: dir.clone(),

@@ -28,6 +28,7 @@ mod mail;
 mod named;
 mod pki_ops;
 mod plugins;
+mod runner;
 mod secrets;
 mod session;
 mod signer_chain;

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod deploy;
 mod directory;
+pub use deploy::{ApplyArgs, PlanArgs, StatusArgs};
 pub use directory::{
     DirectoryCommand, ExchangeCommand, ExchangeConfigCommand, LookupArgs, PublishArgs,
     TrustCommand, UnpublishArgs,
@@ -131,6 +133,14 @@ pub enum Command {
     Directory(DirectoryCommand),
     /// Every certificate seen in any directory (from the store; no directory is asked).
     Inventory(InventoryArgs),
+    /// What apply would do to make the directories hold what a deploy file says (writes
+    /// nothing).
+    Plan(PlanArgs),
+    /// Make the directories hold what a deploy file (or a saved plan) says.
+    Apply(ApplyArgs),
+    /// Per person and directory: ready for encrypted mail or not, and expiring certificates
+    /// (exit 1 when anything is not ready or expiring).
+    Status(StatusArgs),
     /// The audit log of every change smimekit made: show it, verify its hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),

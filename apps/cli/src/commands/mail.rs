@@ -107,7 +107,8 @@ pub async fn decrypt(service: &Service, a: DecryptArgs, json: bool) -> Result<u8
             message,
         })
         .await?;
-    io::write_output(a.io.output.as_deref(), &result.content)?;
+    // Decrypted content is written owner-only.
+    io::write_secret_output(a.io.output.as_deref(), &result.content)?;
     if json {
         print_json(&result.report)?;
     }
@@ -169,14 +170,20 @@ fn parse_time(s: &str) -> Result<i64> {
 /// Writes the content, prints the report, and turns the verdict into the exit code.
 fn finish(result: OpenResult, out: Option<&std::path::Path>, json: bool) -> Result<u8> {
     let OpenResult { report, content } = result;
+    // What a layer was decrypted from is secret: written owner-only.
+    let write_output = if report.layers.iter().any(|l| l.recipient.is_some()) {
+        io::write_secret_output
+    } else {
+        io::write_output
+    };
     if json {
         print_json(&report)?;
         // With --json, standard output carries the report; the content goes to --out only.
         if out.is_some() {
-            io::write_output(out, &content)?;
+            write_output(out, &content)?;
         }
     } else {
-        io::write_output(out, &content)?;
+        write_output(out, &content)?;
         for (i, layer) in report.layers.iter().enumerate() {
             let kind = serde_json::to_value(layer.kind).unwrap_or_default();
             let kind = kind.as_str().unwrap_or("layer");
