@@ -7,12 +7,12 @@
 use std::fmt::Debug;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{CertDer, Mailbox};
 
 /// A mailbox of the organisation, or an external contact.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RecipientKind {
     Mailbox,

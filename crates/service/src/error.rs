@@ -29,6 +29,9 @@ pub enum ErrorKind {
     /// The request collides with the state it found: another run holds the lock, the data
     /// changed meanwhile, the name is taken. Read again, then retry.
     Conflict,
+    /// A saved plan no longer matches what it was made from: a directory it read changed
+    /// since. Plan again.
+    Stale,
     /// A directory or the store cannot be reached, or is throttling: retry later.
     Unavailable,
     /// A key needs a password or PIN and none was found: ask for it, then call again with it
@@ -61,6 +64,7 @@ impl ErrorKind {
         "malformed",
         "not-found",
         "conflict",
+        "stale",
         "unavailable",
         "locked",
         "permission-denied",
@@ -77,6 +81,7 @@ impl ErrorKind {
             ErrorKind::Malformed => "malformed",
             ErrorKind::NotFound => "not-found",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::Stale => "stale",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Locked { .. } => "locked",
             ErrorKind::PermissionDenied => "permission-denied",

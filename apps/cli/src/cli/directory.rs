@@ -69,7 +69,7 @@ pub struct PublishArgs {
 }
 
 /// `90`, `90s`, `30m`, `2h`: a whole number of seconds, minutes or hours, at least 1 s.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
     let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
     let scale = match unit.trim() {

@@ -3,6 +3,7 @@
 mod ca;
 mod cert;
 mod demo;
+mod deploy;
 mod directory;
 mod lint;
 mod mail;
@@ -39,6 +40,8 @@ const EXIT_CODES: &[(&str, u8)] = &[
     ("not-found", EXIT_KEY),
     ("io", EXIT_IO),
     ("conflict", EXIT_IO),
+    // A saved plan made stale by a directory change: refused as `apply` documents (4).
+    ("stale", EXIT_KEY),
     ("unavailable", EXIT_IO),
     ("permission-denied", EXIT_IO),
     ("internal", EXIT_IO),
@@ -175,6 +178,9 @@ async fn dispatch(service: &Service, command: Command, json: bool) -> Result<u8>
         Command::Trust(c) => directory::trust(&service, c, json).await,
         Command::Directory(c) => directory::directory(&service, c, json).await,
         Command::Inventory(a) => store::inventory(&service, a, json).await,
+        Command::Plan(a) => deploy::plan(&service, a, json).await,
+        Command::Apply(a) => deploy::apply(&service, a, json).await,
+        Command::Status(a) => deploy::status(&service, a, json).await,
         Command::Audit(c) => store::audit(&service, c, json).await,
         Command::Exchange(c) => directory::exchange(&service, c, json).await,
         Command::Login { directory } => directory::login(&service, directory, json).await,
@@ -300,6 +306,7 @@ mod tests {
             (ErrorKind::NotFound, EXIT_KEY),
             (ErrorKind::Io, EXIT_IO),
             (ErrorKind::Conflict, EXIT_IO),
+            (ErrorKind::Stale, EXIT_KEY),
             (ErrorKind::Unavailable, EXIT_IO),
             (ErrorKind::PermissionDenied, EXIT_IO),
             (ErrorKind::Internal, EXIT_IO),

@@ -5,9 +5,15 @@
 //! [`DeploySource`]: the service never opens paths itself), reporting every problem at once with
 //! its file and line. It decides nothing about directories; planning and applying do.
 
+pub mod apply;
+pub mod plan;
 pub mod spec;
+pub mod status;
 
+pub use apply::{ApplyEmit, ApplyReport, ApplyRequest, ApplyStep, Deliver, Delivery};
+pub use plan::{Plan, PlanRequest, PlanSummary};
 pub use spec::{
     DeployError, DeploySource, Desired, FsDeploySource, Origin, Person, Policy, TrustSpec,
     Unmanaged, load,
 };
+pub use status::{StatusEntry, StatusReport, StatusRequest};

@@ -1,0 +1,1227 @@
+//! `apply`: makes the directories hold what a plan says, safely, again and again.
+//!
+//! One apply runs at a time per store: a lock with an id, its holder (host, process, actor)
+//! and start time, kept alive by a heartbeat. A lock whose holder died is free again: on the
+//! same host when its process is gone, anywhere when its heartbeat is older than
+//! [`LOCK_LEASE_SECS`]. A saved plan is refused when a directory it read changed since.
+//!
+//! Every step is journaled in the store before and after it runs, and every certificate
+//! smimekit publishes is recorded as managed *before* the write; each step reads the entry
+//! afresh and writes only what is still missing or still there. So a run killed at any
+//! moment, re-run, converges: nothing done twice (a contact is created once: the step finds
+//! it), nothing lost. A step that fails does not stop the others; a busy directory's steps go
+//! back to the end of the queue until the run's time budget is spent.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use smimekit_core::store::{JournalEntry, LockInfo, ManagedCert, Store};
+use smimekit_core::{CertDer, Directory, Mailbox, PublishMode, RecipientKind};
+
+use super::plan::{
+    ChangeAction, Plan, TRUST_READ, read_entries, read_key, read_trust, thumbprint, trust_key,
+};
+use crate::audit_log::Change;
+use crate::jobs::{JobContext, JobOutput};
+use crate::runner::{self, Ended, Try};
+use crate::store::store_error;
+use crate::{ErrorKind, Job, Service, ServiceError};
+
+/// The store lock apply takes.
+pub const APPLY_LOCK: &str = "apply";
+/// A lock whose heartbeat is older than this is free (its holder is gone).
+pub const LOCK_LEASE_SECS: i64 = 120;
+/// How often a running apply renews its lock.
+const HEARTBEAT: Duration = Duration::from_secs(20);
+/// Steps in flight.
+const PARALLEL: usize = 16;
+/// The default time budget of a run.
+const DEFAULT_BUDGET: Duration = Duration::from_secs(3600);
+
+/// A certificate the CA issued during apply, for the frontend to hand over (`--deliver`).
+#[derive(Clone)]
+pub struct Delivery {
+    pub address: String,
+    /// Key + certificate + chain.
+    pub pkcs12: Vec<u8>,
+    /// The PKCS#12's password (random).
+    pub password: smimekit_core::Secret,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hands a new PKCS#12 to its owner (the CLI writes `ADDRESS.p12` and `ADDRESS.p12.pass`).
+/// Called as soon as the certificate is issued, before it is published.
+pub trait Deliver: Send + Sync {
+    fn deliver(&self, delivery: &Delivery) -> Result<String, ServiceError>;
+}
+
+/// What `apply` gets.
+#[derive(Clone)]
+pub struct ApplyRequest {
+    pub plan: Plan,
+    /// Where issued certificates go; required when the plan issues or renews.
+    pub deliver: Option<Arc<dyn Deliver>>,
+    /// The CA key's password, when it has one and no other source has it.
+    pub ca_secret: Option<smimekit_core::Secret>,
+    /// Default: 1 h.
+    pub time_budget: Option<Duration>,
+}
+
+impl std::fmt::Debug for ApplyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyRequest")
+            .field("file", &self.plan.file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One step of an apply and how it ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct ApplyStep {
+    pub directory: String,
+    /// The address, or `trust chain`, or the address of an issue step.
+    pub target: String,
+    /// `publish`, `trust`, `issue`, `renew`.
+    pub operation: String,
+    /// `done`, `unchanged` (already as wanted when re-read), `failed`, `not-attempted`.
+    pub status: &'static str,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub attempts: u32,
+    /// Not attempted because the run's time budget was spent (not cancelled).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub out_of_time: bool,
+    /// For issue steps: where the PKCS#12 went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<String>,
+}
+
+/// What `apply` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ApplyReport {
+    /// The run's id (journal and lock).
+    pub run: String,
+    pub file: String,
+    pub done: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub not_attempted: usize,
+    /// Steps of earlier runs that were interrupted (killed), re-checked by this one.
+    pub interrupted_before: usize,
+    pub requeued: usize,
+    pub seconds: f64,
+    pub steps: Vec<ApplyStep>,
+}
+
+impl ApplyReport {
+    pub fn succeeded(&self) -> bool {
+        self.failed == 0 && self.not_attempted == 0
+    }
+}
+
+impl JobOutput for ApplyReport {
+    fn outcome(&self) -> String {
+        if self.succeeded() {
+            "ok".into()
+        } else {
+            format!(
+                "failed: {} failed, {} not attempted",
+                self.failed, self.not_attempted
+            )
+        }
+    }
+
+    fn items(&self) -> serde_json::Value {
+        serde_json::to_value(&self.steps).unwrap_or_default()
+    }
+}
+
+/// One unit of work: a person's changes in one directory, a trust chain, an issuance.
+#[derive(Clone, Debug)]
+enum Work {
+    Person {
+        directory: String,
+        address: Mailbox,
+        kind: RecipientKind,
+        add: Vec<CertDer>,
+        remove: Vec<CertDer>,
+    },
+    Trust {
+        directory: String,
+        chain: Vec<CertDer>,
+    },
+}
+
+impl Work {
+    fn step(&self, run: &str) -> String {
+        match self {
+            Work::Person {
+                directory, address, ..
+            } => format!("{run}/{directory}/{}", address.key()),
+            Work::Trust { directory, .. } => format!("{run}/{directory}/{TRUST_READ}"),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Work::Person {
+                directory, address, ..
+            } => format!("{directory}: {address}"),
+            Work::Trust { directory, .. } => format!("{directory}: trust chain"),
+        }
+    }
+}
+
+/// What a finished step did.
+#[derive(Debug)]
+struct Did {
+    added: Vec<String>,
+    removed: Vec<String>,
+}
+
+/// The host name, for lock holders.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Wall-clock seconds (locks use real time even when the service clock is pinned).
+fn wall_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// Whether a process of this host is running (Linux: its /proc entry).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}
+
+/// Why a lock's holder is gone, or `None` while it may be alive.
+fn holder_gone(holder: &LockInfo, host: &str, now: i64) -> Option<String> {
+    if holder.host == host && holder.pid != std::process::id() && !process_alive(holder.pid) {
+        return Some(format!("process {} on {host} is gone", holder.pid));
+    }
+    if now - holder.heartbeat > LOCK_LEASE_SECS {
+        return Some(format!(
+            "its last heartbeat is {} s old",
+            now - holder.heartbeat
+        ));
+    }
+    None
+}
+
+fn describe_lock(l: &LockInfo) -> String {
+    format!(
+        "apply lock {} is held by {} (process {} on {}) since {}",
+        l.id,
+        l.actor,
+        l.pid,
+        l.host,
+        crate::certs::rfc3339(l.started)
+    )
+}
+
+/// The apply lock while a run holds it: released when the run ends (and its heartbeat stops).
+struct Held {
+    store: Arc<dyn Store>,
+    id: String,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Held {
+    async fn release(self) {
+        self.heartbeat.abort();
+        if let Err(e) = self.store.lock_release(APPLY_LOCK, &self.id).await {
+            tracing::warn!(error = %store_error(e), "apply lock not released");
+        }
+    }
+}
+
+impl Service {
+    /// `smimekit apply`: runs the plan as a job (see the module documentation).
+    pub fn apply(&self, req: ApplyRequest) -> Job<ApplyReport> {
+        self.spawn_job("apply", move |svc, ctx| async move {
+            svc.apply_run(req, &ctx).await
+        })
+    }
+
+    /// `smimekit apply --force-unlock ID`: frees the apply lock held by `id`.
+    pub async fn apply_force_unlock(&self, id: &str) -> Result<LockInfo, ServiceError> {
+        let store = self.store().await?;
+        let held = store.lock_get(APPLY_LOCK).await.map_err(store_error)?;
+        match held {
+            Some(l) if l.id == id => {
+                store
+                    .lock_release(APPLY_LOCK, id)
+                    .await
+                    .map_err(store_error)?;
+                self.audit_change(
+                    "apply-force-unlock",
+                    "",
+                    "",
+                    vec![describe_lock(&l)],
+                    Vec::new(),
+                    "ok".into(),
+                )
+                .await?;
+                Ok(l)
+            }
+            Some(l) => Err(ServiceError::new(
+                ErrorKind::NotFound,
+                format!("no apply lock with id {id}: {}", describe_lock(&l)),
+            )),
+            None => Err(ServiceError::new(
+                ErrorKind::NotFound,
+                format!("no apply lock with id {id}: the apply lock is free"),
+            )),
+        }
+    }
+
+    /// The apply lock's holder, if any (for status pages).
+    pub async fn apply_lock(&self) -> Result<Option<LockInfo>, ServiceError> {
+        let store = self.store().await?;
+        store.lock_get(APPLY_LOCK).await.map_err(store_error)
+    }
+
+    async fn take_apply_lock(&self, store: &Arc<dyn Store>) -> Result<Held, ServiceError> {
+        let mut raw = [0u8; 8];
+        self.engine()
+            .primitives
+            .fill_random(&mut raw)
+            .map_err(|e| ServiceError::new(ErrorKind::Internal, format!("random: {e}")))?;
+        let id = hex::encode(raw);
+        let host = host_name();
+        let now = wall_now();
+        let mine = LockInfo {
+            name: APPLY_LOCK.into(),
+            id: id.clone(),
+            host: host.clone(),
+            pid: std::process::id(),
+            actor: format!("{} ({})", self.actor.user, self.actor.frontend),
+            started: now,
+            heartbeat: now,
+        };
+        let mut replace: Option<String> = None;
+        loop {
+            match store
+                .lock_acquire(&mine, replace.as_deref())
+                .await
+                .map_err(store_error)?
+            {
+                None => break,
+                Some(holder) => {
+                    if replace.as_deref() == Some(holder.id.as_str()) {
+                        // We tried to take over this very holder and lost a race: held.
+                        return Err(self.lock_held(&holder));
+                    }
+                    match holder_gone(&holder, &host, now) {
+                        Some(why) => {
+                            tracing::warn!(holder = %holder.id, why, "taking over a dead apply lock");
+                            replace = Some(holder.id.clone());
+                        }
+                        None => return Err(self.lock_held(&holder)),
+                    }
+                }
+            }
+        }
+        let beat_store = store.clone();
+        let beat_id = id.clone();
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                match beat_store
+                    .lock_heartbeat(APPLY_LOCK, &beat_id, wall_now())
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!("the apply lock was taken from this run");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %store_error(e), "apply lock heartbeat"),
+                }
+            }
+        });
+        Ok(Held {
+            store: store.clone(),
+            id,
+            heartbeat,
+        })
+    }
+
+    fn lock_held(&self, holder: &LockInfo) -> ServiceError {
+        ServiceError::new(
+            ErrorKind::Conflict,
+            format!(
+                "{}; another apply is running (if it is gone, unlock it with its id)",
+                describe_lock(holder)
+            ),
+        )
+        .for_field("force_unlock")
+    }
+
+    async fn apply_run(
+        &self,
+        req: ApplyRequest,
+        ctx: &JobContext,
+    ) -> Result<ApplyReport, ServiceError> {
+        let started = tokio::time::Instant::now();
+        let store = self.store().await?;
+        let held = self.take_apply_lock(&store).await?;
+        let result = self.apply_locked(&req, ctx, &store, &held.id).await;
+        held.release().await;
+        result.map(|mut r| {
+            r.seconds = started.elapsed().as_secs_f64();
+            r
+        })
+    }
+
+    async fn apply_locked(
+        &self,
+        req: &ApplyRequest,
+        ctx: &JobContext,
+        store: &Arc<dyn Store>,
+        run: &str,
+    ) -> Result<ApplyReport, ServiceError> {
+        let plan = &req.plan;
+        if plan.format != super::plan::PLAN_FORMAT {
+            return Err(ServiceError::new(
+                ErrorKind::Malformed,
+                format!(
+                    "plan format {} is not {} (made by another version): plan again",
+                    plan.format,
+                    super::plan::PLAN_FORMAT
+                ),
+            ));
+        }
+        // Refuse a plan that no longer matches the directories.
+        let mut dirs: BTreeMap<String, Arc<dyn Directory>> = BTreeMap::new();
+        for d in &plan.directories {
+            let dir = self.open_directory(&d.name).await?;
+            self.check_fresh(&dir, d).await?;
+            dirs.insert(d.name.clone(), dir);
+        }
+        let interrupted = store.journal_interrupted().await.map_err(store_error)?;
+
+        // The work: trust chains first, then issuance, then people.
+        let mut work = Vec::new();
+        for d in &plan.directories {
+            if let Some(t) = &d.trust {
+                let chain = t
+                    .chain
+                    .iter()
+                    .map(|th| plan.certificate(th))
+                    .collect::<Result<Vec<_>, _>>()?;
+                work.push(Work::Trust {
+                    directory: d.name.clone(),
+                    chain,
+                });
+            }
+        }
+        let mut steps: Vec<ApplyStep> = Vec::new();
+        let mut issued: Vec<(String, Vec<String>, CertDer)> = Vec::new();
+        for step in &plan.issue {
+            match self.apply_issue(req, step).await {
+                Ok((cert, delivered)) => {
+                    steps.push(ApplyStep {
+                        directory: String::new(),
+                        target: step.address.clone(),
+                        operation: step.action.clone(),
+                        status: "done",
+                        added: vec![thumbprint(&cert)],
+                        removed: Vec::new(),
+                        error: None,
+                        attempts: 1,
+                        out_of_time: false,
+                        delivered: Some(delivered),
+                    });
+                    issued.push((step.address.clone(), step.directories.clone(), cert));
+                }
+                Err(e) => steps.push(ApplyStep {
+                    directory: String::new(),
+                    target: step.address.clone(),
+                    operation: step.action.clone(),
+                    status: "failed",
+                    added: Vec::new(),
+                    removed: Vec::new(),
+                    error: Some(e.message),
+                    attempts: 1,
+                    out_of_time: false,
+                    delivered: None,
+                }),
+            }
+        }
+        for d in &plan.directories {
+            for p in &d.people {
+                if p.changes.is_empty() {
+                    continue;
+                }
+                let mut add = Vec::new();
+                let mut remove = Vec::new();
+                for c in &p.changes {
+                    match c {
+                        ChangeAction::Add { certificate } => {
+                            add.push(plan.certificate(&certificate.thumbprint)?);
+                        }
+                        ChangeAction::Remove { certificate, .. } => {
+                            remove.push(plan.certificate(&certificate.thumbprint)?);
+                        }
+                    }
+                }
+                let address = crate::directory::parse_address(&p.address)?;
+                work.push(Work::Person {
+                    directory: d.name.clone(),
+                    address,
+                    kind: p.kind,
+                    add,
+                    remove,
+                });
+            }
+        }
+        // Issued certificates join their person's step in each directory.
+        for (address, directories, cert) in issued {
+            let address = crate::directory::parse_address(&address)?;
+            for directory in directories {
+                let existing = work.iter_mut().find(|w| {
+                    matches!(w, Work::Person { directory: d, address: a, .. } if *d == directory && *a == address)
+                });
+                match existing {
+                    Some(Work::Person { add, .. }) => add.push(cert.clone()),
+                    _ => {
+                        let kind = plan
+                            .directories
+                            .iter()
+                            .find(|d| d.name == directory)
+                            .and_then(|d| d.people.iter().find(|p| p.address == address.as_str()))
+                            .map(|p| p.kind)
+                            .unwrap_or(RecipientKind::Mailbox);
+                        if !dirs.contains_key(&directory) {
+                            dirs.insert(directory.clone(), self.open_directory(&directory).await?);
+                        }
+                        work.push(Work::Person {
+                            directory,
+                            address: address.clone(),
+                            kind,
+                            add: vec![cert.clone()],
+                            remove: Vec::new(),
+                        });
+                    }
+                }
+            }
+        }
+
+        let budget = req.time_budget.unwrap_or(DEFAULT_BUDGET);
+        let dirs = Arc::new(dirs);
+        let run_id = run.to_string();
+        let outcome = runner::run(
+            work.clone(),
+            PARALLEL,
+            budget,
+            "apply",
+            ctx,
+            Work::label,
+            |w| {
+                let svc = self.clone();
+                let dirs = dirs.clone();
+                let store = store.clone();
+                let run = run_id.clone();
+                async move { svc.apply_step(&store, &dirs, &run, w).await }
+            },
+        )
+        .await;
+        for (w, ended) in work.iter().zip(outcome.ended) {
+            let (directory, target, operation) = match w {
+                Work::Person {
+                    directory, address, ..
+                } => (directory.clone(), address.to_string(), "publish"),
+                Work::Trust { directory, .. } => (directory.clone(), "trust chain".into(), "trust"),
+            };
+            let step = |status, error, attempts| ApplyStep {
+                directory: directory.clone(),
+                target: target.clone(),
+                operation: operation.into(),
+                status,
+                added: Vec::new(),
+                removed: Vec::new(),
+                error,
+                attempts,
+                out_of_time: false,
+                delivered: None,
+            };
+            steps.push(match ended {
+                Ended::Done { result, attempts } => ApplyStep {
+                    status: if result.added.is_empty() && result.removed.is_empty() {
+                        "unchanged"
+                    } else {
+                        "done"
+                    },
+                    added: result.added,
+                    removed: result.removed,
+                    ..step("done", None, attempts)
+                },
+                Ended::Failed { error, attempts } => step("failed", Some(error), attempts),
+                Ended::NotAttempted {
+                    reason,
+                    attempts,
+                    out_of_time,
+                } => ApplyStep {
+                    out_of_time,
+                    ..step("not-attempted", Some(reason), attempts)
+                },
+            });
+        }
+        // The interrupted steps of earlier runs were re-read by this run's plan and steps.
+        let now = self.now();
+        for i in &interrupted {
+            if let Err(e) = store.journal_resolve(&i.step, now).await {
+                tracing::warn!(error = %store_error(e), step = %i.step, "journal");
+            }
+        }
+        let count = |s: &str| steps.iter().filter(|x| x.status == s).count();
+        Ok(ApplyReport {
+            run: run.to_string(),
+            file: plan.file.clone(),
+            done: count("done"),
+            unchanged: count("unchanged"),
+            failed: count("failed"),
+            not_attempted: count("not-attempted"),
+            interrupted_before: interrupted.len(),
+            requeued: outcome.requeued,
+            seconds: 0.0,
+            steps,
+        })
+    }
+
+    /// Refuses when a directory changed since the plan read it, naming what changed.
+    async fn check_fresh(
+        &self,
+        dir: &Arc<dyn Directory>,
+        d: &super::plan::DirectoryPlan,
+    ) -> Result<(), ServiceError> {
+        let addresses: Vec<Mailbox> = d
+            .read
+            .keys()
+            .filter(|k| k.as_str() != TRUST_READ)
+            .filter_map(|k| Mailbox::parse(k).ok())
+            .collect();
+        let entries = read_entries(dir, &addresses)
+            .await
+            .map_err(|e| ServiceError::from(e).context(format!("apply: directory {}", d.name)))?;
+        let mut changed = Vec::new();
+        for a in &addresses {
+            let now = read_key(entries.get(&a.key()).and_then(Option::as_ref));
+            if d.read.get(&a.key()) != Some(&now) {
+                changed.push(a.to_string());
+            }
+        }
+        if let Some(before) = d.read.get(TRUST_READ) {
+            let held = read_trust(dir.as_ref())
+                .await
+                .map_err(|e| ServiceError::from(e).context(format!("apply: directory {}", d.name)))?
+                .unwrap_or_default();
+            if &trust_key(&held) != before {
+                changed.push("its trust chain".into());
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<&str> = changed.iter().take(10).map(String::as_str).collect();
+        let more = if changed.len() > 10 {
+            format!(" and {} more", changed.len() - 10)
+        } else {
+            String::new()
+        };
+        Err(ServiceError::new(
+            ErrorKind::Stale,
+            format!(
+                "the saved plan is stale: directory {} changed since it was made ({}{more}); plan again",
+                d.name,
+                shown.join(", ")
+            ),
+        ))
+    }
+
+    /// One step: re-read, journal, record ownership, write, read back, record.
+    async fn apply_step(
+        &self,
+        store: &Arc<dyn Store>,
+        dirs: &BTreeMap<String, Arc<dyn Directory>>,
+        run: &str,
+        w: Work,
+    ) -> Try<Did> {
+        let dir_name = match &w {
+            Work::Person { directory, .. } | Work::Trust { directory, .. } => directory.clone(),
+        };
+        let Some(dir) = dirs.get(&dir_name) else {
+            return Try::Failed(format!("directory {dir_name} is not open"));
+        };
+        let step = w.step(run);
+        let result = match &w {
+            Work::Person {
+                address,
+                kind,
+                add,
+                remove,
+                ..
+            } => {
+                self.apply_person(store, dir.as_ref(), run, &step, address, *kind, add, remove)
+                    .await
+            }
+            Work::Trust { chain, .. } => {
+                self.apply_trust(store, dir.as_ref(), run, &step, chain)
+                    .await
+            }
+        };
+        match result {
+            Ok(did) => Try::Done(did),
+            Err(e) => {
+                let journal = JournalEntry {
+                    run: run.to_string(),
+                    step: step.clone(),
+                    phase: "failed".into(),
+                    detail: e.message.clone(),
+                    at: self.now(),
+                };
+                if let Err(je) = store.journal_append(&journal).await {
+                    tracing::warn!(error = %store_error(je), "journal");
+                }
+                match e.busy() {
+                    Some(b) => Try::Busy {
+                        message: e.message,
+                        retry_after: b.retry_after,
+                    },
+                    None => Try::Failed(e.message),
+                }
+            }
+        }
+    }
+
+    async fn journal(
+        &self,
+        store: &Arc<dyn Store>,
+        run: &str,
+        step: &str,
+        phase: &str,
+        detail: String,
+    ) -> Result<(), ServiceError> {
+        store
+            .journal_append(&JournalEntry {
+                run: run.to_string(),
+                step: step.to_string(),
+                phase: phase.into(),
+                detail,
+                at: self.now(),
+            })
+            .await
+            .map_err(store_error)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_person(
+        &self,
+        store: &Arc<dyn Store>,
+        dir: &dyn Directory,
+        run: &str,
+        step: &str,
+        address: &Mailbox,
+        kind: RecipientKind,
+        add: &[CertDer],
+        remove: &[CertDer],
+    ) -> Result<Did, ServiceError> {
+        // Read afresh: an earlier (killed) run, or another writer, may have done part of it.
+        let current = dir.recipient(address).await?;
+        let before: Vec<CertDer> = current
+            .as_ref()
+            .map(|r| r.certificates.clone())
+            .unwrap_or_default();
+        let kind = current.as_ref().map(|r| r.kind).unwrap_or(kind);
+        let to_add: Vec<&CertDer> = add.iter().filter(|c| !before.contains(c)).collect();
+        let to_remove: Vec<CertDer> = remove
+            .iter()
+            .filter(|c| before.contains(c) && !add.contains(c))
+            .cloned()
+            .collect();
+        let directory = dir.name().to_string();
+        let key = address.key();
+        let now = self.now();
+        // Ownership of what this step publishes, even of values an interrupted run wrote.
+        let owned: Vec<ManagedCert> = add
+            .iter()
+            .map(|c| ManagedCert {
+                directory: directory.clone(),
+                address: key.clone(),
+                thumbprint: thumbprint(c),
+                certificate: c.clone(),
+                published: now,
+                confirmed: before.contains(c),
+                superseded: None,
+            })
+            .collect();
+        if to_add.is_empty() && to_remove.is_empty() {
+            if !owned.is_empty() {
+                self.keep_managed(store, &owned).await?;
+            }
+            return Ok(Did {
+                added: Vec::new(),
+                removed: Vec::new(),
+            });
+        }
+        let detail = serde_json::json!({
+            "add": to_add.iter().map(|c| thumbprint(c)).collect::<Vec<_>>(),
+            "remove": to_remove.iter().map(thumbprint).collect::<Vec<_>>(),
+        })
+        .to_string();
+        self.journal(store, run, step, "start", detail).await?;
+        self.keep_managed(store, &owned).await?;
+        let mut intended: Vec<CertDer> = before
+            .iter()
+            .filter(|c| !to_remove.contains(c))
+            .cloned()
+            .collect();
+        for c in &to_add {
+            intended.push((*c).clone());
+        }
+        let written = async {
+            match to_add.split_first() {
+                Some((first, rest)) => {
+                    dir.publish_removing(address, kind, first, PublishMode::Merge, &to_remove)
+                        .await?;
+                    for c in rest {
+                        dir.publish(address, kind, c, PublishMode::Merge).await?;
+                    }
+                }
+                None => {
+                    for c in &to_remove {
+                        dir.unpublish(address, c).await?;
+                    }
+                }
+            }
+            Ok::<_, smimekit_core::DirectoryError>(())
+        }
+        .await
+        .map_err(ServiceError::from);
+        let change = Change::new("apply", &directory, address, &before);
+        if let Err(e) = written {
+            self.record_write(
+                &change,
+                None,
+                None,
+                &Err(ServiceError::new(e.kind.clone(), e.message.clone())),
+            )
+            .await?;
+            return Err(e);
+        }
+        let back = dir.recipient(address).await?;
+        let (after_kind, after) = match back {
+            Some(r) => (Some(r.kind), r.certificates),
+            None => (None, Vec::new()),
+        };
+        // Others may write beside us: what we added must be there and what we removed gone.
+        let missing: Vec<String> = to_add
+            .iter()
+            .filter(|c| !after.contains(c))
+            .map(|c| thumbprint(c))
+            .collect();
+        let lingering: Vec<String> = to_remove
+            .iter()
+            .filter(|c| after.contains(c))
+            .map(thumbprint)
+            .collect();
+        let checked = if missing.is_empty() && lingering.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::new(
+                ErrorKind::Key,
+                format!(
+                    "directory {directory}: read-back for {address} contradicts the write (missing {}; still there {})",
+                    if missing.is_empty() {
+                        "none".into()
+                    } else {
+                        missing.join(", ")
+                    },
+                    if lingering.is_empty() {
+                        "none".into()
+                    } else {
+                        lingering.join(", ")
+                    },
+                ),
+            ))
+        };
+        self.record_write(
+            &change,
+            Some((after_kind, after.as_slice())),
+            to_add.first().copied(),
+            &checked,
+        )
+        .await?;
+        checked?;
+        let confirmed: Vec<ManagedCert> = owned
+            .into_iter()
+            .map(|m| ManagedCert {
+                confirmed: true,
+                ..m
+            })
+            .collect();
+        self.keep_managed(store, &confirmed).await?;
+        for c in &to_remove {
+            store
+                .managed_forget(&directory, &key, &thumbprint(c))
+                .await
+                .map_err(store_error)?;
+        }
+        let did = Did {
+            added: to_add.iter().map(|c| thumbprint(c)).collect(),
+            removed: to_remove.iter().map(thumbprint).collect(),
+        };
+        self.journal(store, run, step, "done", String::new())
+            .await?;
+        Ok(did)
+    }
+
+    /// Records ownership (rows of one directory and address), keeping the first publication
+    /// time of values already recorded.
+    async fn keep_managed(
+        &self,
+        store: &Arc<dyn Store>,
+        rows: &[ManagedCert],
+    ) -> Result<(), ServiceError> {
+        let Some(first) = rows.first() else {
+            return Ok(());
+        };
+        let known = store
+            .managed_for(&first.directory, &first.address)
+            .await
+            .map_err(store_error)?;
+        let rows: Vec<ManagedCert> = rows
+            .iter()
+            .map(|r| {
+                match known
+                    .iter()
+                    .find(|k| k.address == r.address && k.thumbprint == r.thumbprint)
+                {
+                    Some(k) => ManagedCert {
+                        published: k.published,
+                        confirmed: k.confirmed || r.confirmed,
+                        superseded: k.superseded,
+                        ..r.clone()
+                    },
+                    None => r.clone(),
+                }
+            })
+            .collect();
+        store.managed_put(&rows).await.map_err(store_error)
+    }
+
+    async fn apply_trust(
+        &self,
+        store: &Arc<dyn Store>,
+        dir: &dyn Directory,
+        run: &str,
+        step: &str,
+        chain: &[CertDer],
+    ) -> Result<Did, ServiceError> {
+        let before = dir.trust_chain().await?;
+        let same = before.len() == chain.len() && chain.iter().all(|c| before.contains(c));
+        if same {
+            return Ok(Did {
+                added: Vec::new(),
+                removed: Vec::new(),
+            });
+        }
+        self.journal(store, run, step, "start", trust_key(chain))
+            .await?;
+        let outcome = dir.set_trust_chain(chain).await.map_err(ServiceError::from);
+        let after = match &outcome {
+            Ok(after) => after.clone(),
+            Err(_) => Vec::new(),
+        };
+        let checked = match outcome {
+            Ok(after) if after.len() == chain.len() && chain.iter().all(|c| after.contains(c)) => {
+                Ok(())
+            }
+            Ok(_) => Err(ServiceError::new(
+                ErrorKind::Key,
+                format!(
+                    "directory {}: the trust chain read back differs from the one uploaded",
+                    dir.name()
+                ),
+            )),
+            Err(e) => Err(e),
+        };
+        let result = match &checked {
+            Ok(()) => "ok".to_string(),
+            Err(e) => format!("failed: {e}"),
+        };
+        self.audit_change(
+            "apply-trust",
+            dir.name(),
+            "",
+            before.iter().map(thumbprint).collect(),
+            after.iter().map(thumbprint).collect(),
+            result,
+        )
+        .await?;
+        checked?;
+        self.journal(store, run, step, "done", String::new())
+            .await?;
+        Ok(Did {
+            added: chain
+                .iter()
+                .filter(|c| !before.contains(c))
+                .map(thumbprint)
+                .collect(),
+            removed: before
+                .iter()
+                .filter(|c| !chain.contains(c))
+                .map(thumbprint)
+                .collect(),
+        })
+    }
+
+    /// Issues (or renews) a person's certificate with a new key and hands the PKCS#12 over;
+    /// returns the certificate and where it went.
+    async fn apply_issue(
+        &self,
+        req: &ApplyRequest,
+        step: &super::plan::IssueStep,
+    ) -> Result<(CertDer, String), ServiceError> {
+        let deliver = req.deliver.as_ref().ok_or_else(|| {
+            ServiceError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "{}: a certificate is to be {} but there is nowhere to deliver its key",
+                    step.address,
+                    if step.action == "renew" {
+                        "renewed"
+                    } else {
+                        "issued"
+                    }
+                ),
+            )
+            .for_field("deliver")
+        })?;
+        let mut raw = [0u8; 18];
+        self.engine()
+            .primitives
+            .fill_random(&mut raw)
+            .map_err(|e| ServiceError::new(ErrorKind::Internal, format!("random: {e}")))?;
+        use base64::Engine as _;
+        let password = smimekit_core::Secret::from(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw),
+        );
+        let result = self
+            .ca_issue(&crate::CaIssueRequest {
+                dir: std::path::PathBuf::from(&step.ca),
+                ca_secret: req.ca_secret.clone(),
+                source: crate::IssueSource::Generate {
+                    email: step.address.clone(),
+                    key_type: crate::CaKeyType::Rsa2048,
+                    p12_name: format!("{}.p12", step.address),
+                    p12_secret: password.clone(),
+                    legacy: false,
+                },
+                days: crate::DEFAULT_LEAF_DAYS,
+                renew: true,
+            })
+            .await?;
+        let pkcs12 = result.pkcs12.clone().ok_or_else(|| {
+            ServiceError::new(
+                ErrorKind::Internal,
+                "the CA returned no PKCS#12 for a new key",
+            )
+        })?;
+        let delivered = deliver.deliver(&Delivery {
+            address: step.address.clone(),
+            pkcs12,
+            password,
+        })?;
+        Ok((result.der, delivered))
+    }
+}
+
+/// A plan written as scripts for an administrator to run (`apply --emit-powershell`).
+#[derive(Clone, Debug, Serialize)]
+pub struct ApplyEmit {
+    /// The PowerShell 7 script of the directories that have an emitter (Exchange Online).
+    #[serde(skip)]
+    pub powershell: String,
+    /// The LDAP directories' changes as LDIF (`ldapmodify -f`), when the plan has some.
+    #[serde(skip)]
+    pub ldif: Option<String>,
+    /// One line per operation, for people.
+    pub operations: Vec<String>,
+}
+
+impl Service {
+    /// The plan as a PowerShell script (directories with a script emitter) and an LDIF file
+    /// (LDAP directories, whose entries' DNs are read from the directory); changes nothing.
+    pub async fn apply_emit(&self, plan: &Plan) -> Result<ApplyEmit, ServiceError> {
+        use smimekit_core::plugin::ScriptOperation;
+        let mut scripts = Vec::new();
+        let mut operations = Vec::new();
+        let mut ldif = String::new();
+        for d in &plan.directories {
+            let kind = self
+                .config
+                .directories
+                .iter()
+                .find(|c| c.name == d.name)
+                .map(|c| c.kind.clone())
+                .unwrap_or_default();
+            let has_emitter = smimekit_core::plugin::script_emitters()
+                .any(|e| e.language == "powershell" && e.kind == kind);
+            let mut ops = Vec::new();
+            if let Some(t) = &d.trust {
+                let chain = t
+                    .chain
+                    .iter()
+                    .map(|th| plan.certificate(th))
+                    .collect::<Result<Vec<_>, _>>()?;
+                ops.push(ScriptOperation::SetTrustChain { chain });
+            }
+            for p in &d.people {
+                let address = crate::directory::parse_address(&p.address)?;
+                for c in &p.changes {
+                    match c {
+                        ChangeAction::Add { certificate } => {
+                            ops.push(ScriptOperation::AddCertificate {
+                                address: address.clone(),
+                                certificate: plan.certificate(&certificate.thumbprint)?,
+                                replace: false,
+                                prune_expired: false,
+                                create_contact: p.create_contact,
+                            });
+                        }
+                        ChangeAction::Remove { certificate, .. } => {
+                            ops.push(ScriptOperation::RemoveCertificate {
+                                address: address.clone(),
+                                thumbprint: certificate.thumbprint.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+            if ops.is_empty() {
+                continue;
+            }
+            if has_emitter {
+                let emitted = self.emit_powershell(Some(&d.name), &ops)?;
+                operations.extend(emitted.operations.into_iter().map(|o| format!("{}: {o}", d.name)));
+                scripts.push(emitted.script);
+            } else if kind == "ldap" {
+                let (text, lines) = self.ldif_for(d, plan).await?;
+                ldif.push_str(&text);
+                operations.extend(lines);
+            } else {
+                return Err(ServiceError::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "directory {} (kind {kind}): its changes cannot be written as a script; apply them instead",
+                        d.name
+                    ),
+                ));
+            }
+        }
+        if !plan.issue.is_empty() {
+            return Err(ServiceError::new(
+                ErrorKind::Unsupported,
+                "the plan issues or renews certificates, which a script cannot do (the CA's key is \
+                 used and a new key delivered): apply it instead",
+            ));
+        }
+        Ok(ApplyEmit {
+            powershell: scripts.join("\n"),
+            ldif: (!ldif.is_empty()).then_some(ldif),
+            operations,
+        })
+    }
+
+    /// An LDAP directory's changes as LDIF: `userCertificate;binary` values added and
+    /// deleted on each entry (found by its address in the directory).
+    async fn ldif_for(
+        &self,
+        d: &super::plan::DirectoryPlan,
+        plan: &Plan,
+    ) -> Result<(String, Vec<String>), ServiceError> {
+        use base64::Engine as _;
+        let dir = self.open_directory(&d.name).await?;
+        let values = dir.recipient_values().await?.unwrap_or_default();
+        let b64 = |c: &CertDer| base64::engine::general_purpose::STANDARD.encode(c.as_bytes());
+        let mut out = format!(
+            "# smimekit apply: directory {} (plan of {}, {})\n",
+            d.name, plan.file, plan.created
+        );
+        let mut lines = Vec::new();
+        for p in &d.people {
+            let Some(v) = values.iter().find(|v| {
+                v.recipient.address.as_str().eq_ignore_ascii_case(&p.address)
+                    || v.aliases.iter().any(|a| a.eq_ignore_ascii_case(&p.address))
+            }) else {
+                out.push_str(&format!(
+                    "# {}: no entry in the directory; create it first (not scripted)\n",
+                    ldif_comment(&p.address)
+                ));
+                lines.push(format!("{}: {}: no entry, skipped", d.name, p.address));
+                continue;
+            };
+            let Some(dn) = &v.location else { continue };
+            out.push_str(&format!("\ndn:: {}\nchangetype: modify\n", base64::engine::general_purpose::STANDARD.encode(dn)));
+            for c in &p.changes {
+                match c {
+                    ChangeAction::Add { certificate } => {
+                        let der = plan.certificate(&certificate.thumbprint)?;
+                        out.push_str(&format!(
+                            "add: userCertificate;binary\nuserCertificate;binary:: {}\n-\n",
+                            b64(&der)
+                        ));
+                        lines.push(format!(
+                            "{}: {}: add {}",
+                            d.name, p.address, certificate.thumbprint
+                        ));
+                    }
+                    ChangeAction::Remove { certificate, .. } => {
+                        let der = plan.certificate(&certificate.thumbprint)?;
+                        out.push_str(&format!(
+                            "delete: userCertificate;binary\nuserCertificate;binary:: {}\n-\n",
+                            b64(&der)
+                        ));
+                        lines.push(format!(
+                            "{}: {}: remove {}",
+                            d.name, p.address, certificate.thumbprint
+                        ));
+                    }
+                }
+            }
+        }
+        Ok((out, lines))
+    }
+}
+
+/// A value inside an LDIF comment line: one line, printable.
+fn ldif_comment(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}

@@ -1,0 +1,1033 @@
+//! `plan`: what apply would do to make the directories hold what the deploy file says.
+//!
+//! A plan reads every target directory (each person's entry, and the trust chain where the
+//! directory keeps one) and the ownership records in the store, and compares them with the
+//! desired state. It writes nothing. Ownership decides what may go: only certificate values
+//! smimekit published (recorded per directory, address and thumbprint) or that the policy
+//! names (expired, superseded past the grace period) are removed; a value someone else put
+//! there is kept (and listed with `unmanaged = "report"`) unless the admin names the person
+//! in `replace_unmanaged`.
+//!
+//! The plan keeps what it read (per directory: each address's kind and thumbprints, the trust
+//! chain's thumbprints), so that applying a saved plan can refuse when a directory changed
+//! since, naming what changed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use smimekit_core::store::ManagedCert;
+use smimekit_core::{CertDer, Directory, DirectoryError, Mailbox, Recipient, RecipientKind};
+use smimekit_pki::certinfo::{self, CertInfo};
+use smimekit_pki::lint::{self, LintOptions, Profile, Severity};
+
+use super::spec::{Desired, Person, Unmanaged};
+use crate::certs::rfc3339;
+use crate::store::store_error;
+use crate::{ErrorKind, Service, ServiceError};
+
+const DAY: i64 = 86_400;
+/// Above this many people in one directory, the plan lists the directory once instead of
+/// asking for each person (one paged listing beats thousands of lookups).
+const LIST_THRESHOLD: usize = 200;
+/// Lookups in flight per directory while reading.
+const READ_PARALLEL: usize = 16;
+/// The format of a saved plan.
+pub const PLAN_FORMAT: u32 = 1;
+
+/// A certificate as a plan shows it: never base64.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertRef {
+    pub subject: String,
+    pub serial: String,
+    pub not_after: String,
+    /// SHA-1, uppercase hex, as Exchange shows it.
+    pub thumbprint: String,
+}
+
+impl CertRef {
+    pub(crate) fn of(cert: &CertDer) -> Self {
+        match certinfo::parse(cert) {
+            Ok(i) => Self::from_info(&i),
+            Err(e) => Self {
+                subject: format!("<unreadable: {e}>"),
+                serial: String::new(),
+                not_after: String::new(),
+                thumbprint: thumbprint(cert),
+            },
+        }
+    }
+
+    fn from_info(i: &CertInfo) -> Self {
+        Self {
+            subject: i.subject.clone(),
+            serial: i.serial_hex.clone(),
+            not_after: rfc3339(i.not_after),
+            thumbprint: i.sha1_thumbprint.clone(),
+        }
+    }
+}
+
+/// The SHA-1 thumbprint of a certificate, even an unreadable one.
+pub(crate) fn thumbprint(cert: &CertDer) -> String {
+    certinfo::parse(cert)
+        .map(|i| i.sha1_thumbprint)
+        .unwrap_or_else(|_| {
+            use std::fmt::Write as _;
+            // Not a certificate we can read: name it by its length and first bytes.
+            let mut s = format!("UNREADABLE-{}-", cert.as_bytes().len());
+            for b in cert.as_bytes().iter().take(8) {
+                let _ = write!(s, "{b:02X}");
+            }
+            s
+        })
+}
+
+/// Why a certificate is to be removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RemoveReason {
+    /// A managed certificate past its not-after (`remove_expired`).
+    Expired,
+    /// A managed certificate whose successor was published more than
+    /// `remove_superseded_after_days` ago.
+    Superseded,
+    /// A managed certificate the deploy file no longer names.
+    NotInFile,
+    /// A certificate smimekit did not publish, removed because the admin named the person
+    /// (`replace_unmanaged`).
+    Unmanaged,
+}
+
+impl RemoveReason {
+    fn text(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Superseded => "superseded",
+            Self::NotInFile => "no longer in the deploy file",
+            Self::Unmanaged => "unmanaged, replaced on request",
+        }
+    }
+}
+
+/// One change to one recipient of one directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum ChangeAction {
+    /// Publish the certificate (merged with what is there).
+    Add { certificate: CertRef },
+    /// Remove the certificate value.
+    Remove {
+        certificate: CertRef,
+        reason: RemoveReason,
+    },
+}
+
+/// A certificate the CA is to issue (no valid one) or renew (the current one expires within
+/// `renew_before_days`); apply issues it and publishes it to the person's directories.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueStep {
+    pub address: String,
+    /// The CA folder.
+    pub ca: String,
+    /// `issue` or `renew`.
+    pub action: String,
+    /// The certificate being renewed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<CertRef>,
+    pub directories: Vec<String>,
+}
+
+/// Whether Outlook / OWA will be able to encrypt to a person in a directory after apply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub encryptable: bool,
+    /// Why not (empty when encryptable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+/// What the plan does for one person in one directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonPlan {
+    pub address: String,
+    pub kind: RecipientKind,
+    /// The directory has no entry for the address yet (a contact is created by the first add).
+    pub create_contact: bool,
+    /// The person is no longer in the deploy file (only removals of managed values).
+    #[serde(default)]
+    pub departed: bool,
+    pub changes: Vec<ChangeAction>,
+    /// Managed certificates kept beside their successor until the grace period ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_superseded: Vec<CertRef>,
+    /// Certificates smimekit did not publish, kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmanaged: Vec<CertRef>,
+    pub ready: Readiness,
+}
+
+impl PersonPlan {
+    fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+}
+
+/// What the plan does to a directory's trust chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustPlan {
+    pub add: Vec<CertRef>,
+    pub remove: Vec<CertRef>,
+    /// The chain to upload, as thumbprints (certificates in [`Plan::certificates`]).
+    pub chain: Vec<String>,
+}
+
+/// The plan for one directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryPlan {
+    pub name: String,
+    /// `None`: the trust chain is as desired, or not managed here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustPlan>,
+    /// Why the trust chain is not managed in this directory (it keeps none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_note: Option<String>,
+    /// People with changes, or not ready, or with unmanaged certificates reported.
+    pub people: Vec<PersonPlan>,
+    /// People with nothing to do and nothing to report.
+    pub unchanged: usize,
+    /// What was read: address key → `kind:THUMB,THUMB` (or `-` when absent), and the trust
+    /// chain under `#trust`. Applying a saved plan compares it with a fresh read.
+    pub read: BTreeMap<String, String>,
+}
+
+/// Counts, for the summary line.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSummary {
+    pub add: usize,
+    pub remove: usize,
+    pub contacts: usize,
+    pub issue: usize,
+    pub renew: usize,
+    pub unmanaged_kept: usize,
+    pub trust_updates: usize,
+    pub not_ready: usize,
+    pub unchanged: usize,
+}
+
+impl PlanSummary {
+    /// "3 to add, 1 to remove, 2 contacts to create, 1 to renew, 0 unmanaged kept".
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "{} to add, {} to remove, {} contacts to create, {} to renew, {} unmanaged kept",
+            self.add, self.remove, self.contacts, self.renew, self.unmanaged_kept
+        );
+        if self.issue > 0 {
+            s.push_str(&format!(", {} to issue", self.issue));
+        }
+        if self.trust_updates > 0 {
+            s.push_str(&format!(
+                ", {} trust chain{} to update",
+                self.trust_updates,
+                if self.trust_updates == 1 { "" } else { "s" }
+            ));
+        }
+        s
+    }
+}
+
+/// What `plan` computed; saved with `--out`, applied later.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format: u32,
+    /// The deploy file's name.
+    pub file: String,
+    /// When it was made (RFC 3339) and as Unix seconds.
+    pub created: String,
+    pub at: i64,
+    pub directories: Vec<DirectoryPlan>,
+    pub issue: Vec<IssueStep>,
+    pub summary: PlanSummary,
+    /// People whose unmanaged certificates the admin asked to replace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replace_unmanaged: Vec<String>,
+    /// The certificates the changes name, by thumbprint (base64 DER): a saved plan carries
+    /// them. Left out of what is shown (`Plan::shown`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub certificates: BTreeMap<String, String>,
+}
+
+impl Plan {
+    /// Whether applying would change anything.
+    pub fn has_changes(&self) -> bool {
+        !self.issue.is_empty()
+            || self
+                .directories
+                .iter()
+                .any(|d| d.trust.is_some() || d.people.iter().any(PersonPlan::has_changes))
+    }
+
+    /// The plan without the certificates' bytes (what `--json` prints).
+    pub fn shown(&self) -> Plan {
+        Plan {
+            certificates: BTreeMap::new(),
+            ..self.clone()
+        }
+    }
+
+    /// A certificate the plan carries, by thumbprint.
+    pub(crate) fn certificate(&self, thumbprint: &str) -> Result<CertDer, ServiceError> {
+        let b64 = self.certificates.get(thumbprint).ok_or_else(|| {
+            ServiceError::new(
+                ErrorKind::Malformed,
+                format!("plan: certificate {thumbprint} is named but not carried"),
+            )
+        })?;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| {
+                ServiceError::new(
+                    ErrorKind::Malformed,
+                    format!("plan: certificate {thumbprint}: {e}"),
+                )
+            })?;
+        Ok(CertDer::from(der))
+    }
+
+    /// The plan as text, grouped by directory then person; what every frontend shows.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let line = |out: &mut String, s: String| {
+            out.push_str(&s);
+            out.push('\n');
+        };
+        let cert = |c: &CertRef| {
+            format!(
+                "{} (serial {}, not after {}, SHA-1 {})",
+                c.subject, c.serial, c.not_after, c.thumbprint
+            )
+        };
+        line(
+            &mut out,
+            format!("Plan for {} ({})", self.file, self.created),
+        );
+        for step in &self.issue {
+            let what = match &step.replaces {
+                Some(old) => format!(
+                    "renew {} with CA {} (replaces {})",
+                    step.address,
+                    step.ca,
+                    cert(old)
+                ),
+                None => format!(
+                    "issue a certificate for {} with CA {}",
+                    step.address, step.ca
+                ),
+            };
+            line(
+                &mut out,
+                format!("  + {what}, to publish in {}", step.directories.join(", ")),
+            );
+        }
+        for d in &self.directories {
+            line(&mut out, String::new());
+            line(&mut out, format!("directory {}", d.name));
+            if let Some(t) = &d.trust {
+                line(&mut out, "  trust chain: upload".into());
+                for c in &t.add {
+                    line(&mut out, format!("    + {}", cert(c)));
+                }
+                for c in &t.remove {
+                    line(&mut out, format!("    - {}", cert(c)));
+                }
+            } else if let Some(note) = &d.trust_note {
+                line(&mut out, format!("  trust chain: {note}"));
+            }
+            for p in &d.people {
+                let head = if p.departed {
+                    format!(
+                        "  {} ({}, no longer in the deploy file)",
+                        p.address,
+                        kind(p.kind)
+                    )
+                } else if p.create_contact {
+                    format!("  {} (contact to create)", p.address)
+                } else {
+                    format!("  {} ({})", p.address, kind(p.kind))
+                };
+                line(&mut out, head);
+                for c in &p.changes {
+                    match c {
+                        ChangeAction::Add { certificate } => {
+                            line(&mut out, format!("    + add {}", cert(certificate)));
+                        }
+                        ChangeAction::Remove {
+                            certificate,
+                            reason,
+                        } => line(
+                            &mut out,
+                            format!("    - remove {} ({})", cert(certificate), reason.text()),
+                        ),
+                    }
+                }
+                for c in &p.kept_superseded {
+                    line(
+                        &mut out,
+                        format!("    = keep superseded {} until its grace ends", cert(c)),
+                    );
+                }
+                for c in &p.unmanaged {
+                    line(&mut out, format!("    ! unmanaged {} (kept)", cert(c)));
+                }
+                if !p.departed {
+                    if p.ready.encryptable {
+                        line(&mut out, "    Outlook/OWA can encrypt to them: yes".into());
+                    } else {
+                        line(
+                            &mut out,
+                            format!(
+                                "    Outlook/OWA can encrypt to them: no ({})",
+                                p.ready.reasons.join("; ")
+                            ),
+                        );
+                    }
+                }
+            }
+            if d.unchanged > 0 {
+                line(
+                    &mut out,
+                    format!(
+                        "  ({} {} unchanged)",
+                        d.unchanged,
+                        if d.unchanged == 1 { "person" } else { "people" }
+                    ),
+                );
+            }
+        }
+        line(&mut out, String::new());
+        if self.has_changes() {
+            line(&mut out, format!("Plan: {}.", self.summary.line()));
+        } else {
+            line(
+                &mut out,
+                format!("No changes: nothing to do ({}).", self.summary.line()),
+            );
+        }
+        out
+    }
+}
+
+fn kind(k: RecipientKind) -> &'static str {
+    match k {
+        RecipientKind::Mailbox => "mailbox",
+        RecipientKind::Contact => "contact",
+    }
+}
+
+/// What a plan is made from.
+#[derive(Debug, Clone)]
+pub struct PlanRequest {
+    pub desired: Desired,
+    /// Addresses whose unmanaged certificates may be removed (`unmanaged = "report"` only).
+    pub replace_unmanaged: Vec<String>,
+}
+
+/// `kind:THUMB,THUMB` (sorted), or `-` when the directory has no entry: what a plan read.
+pub(crate) fn read_key(r: Option<&Recipient>) -> String {
+    match r {
+        None => "-".into(),
+        Some(r) => {
+            let mut t: Vec<String> = r.certificates.iter().map(thumbprint).collect();
+            t.sort();
+            format!("{}:{}", kind(r.kind), t.join(","))
+        }
+    }
+}
+
+pub(crate) fn trust_key(chain: &[CertDer]) -> String {
+    let mut t: Vec<String> = chain.iter().map(thumbprint).collect();
+    t.sort();
+    t.join(",")
+}
+
+/// The key of the trust chain in [`DirectoryPlan::read`].
+pub(crate) const TRUST_READ: &str = "#trust";
+
+/// Reads each address's entry from `dir`: one listing when there are many, else lookups
+/// (bounded in flight).
+pub(crate) async fn read_entries(
+    dir: &Arc<dyn Directory>,
+    addresses: &[Mailbox],
+) -> Result<HashMap<String, Option<Recipient>>, DirectoryError> {
+    let mut out = HashMap::new();
+    if addresses.len() > LIST_THRESHOLD {
+        match dir.recipients().await {
+            Ok(all) => {
+                let mut by_key: HashMap<String, Recipient> =
+                    all.into_iter().map(|r| (r.address.key(), r)).collect();
+                for a in addresses {
+                    out.insert(a.key(), by_key.remove(&a.key()));
+                }
+                return Ok(out);
+            }
+            // A directory that cannot list (a vendor plugin without it) is asked per person.
+            Err(DirectoryError::Unsupported(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut running = tokio::task::JoinSet::new();
+    let mut pending = addresses.iter().cloned();
+    loop {
+        while running.len() < READ_PARALLEL {
+            let Some(a) = pending.next() else { break };
+            let dir = dir.clone();
+            running.spawn(async move {
+                let r = dir.recipient(&a).await;
+                (a, r)
+            });
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (a, r) = joined.map_err(|e| DirectoryError::Other(format!("read task: {e}")))?;
+        out.insert(a.key(), r?);
+    }
+    Ok(out)
+}
+
+/// Whether the directory keeps a trust chain; its chain when it does.
+pub(crate) async fn read_trust(
+    dir: &dyn Directory,
+) -> Result<Option<Vec<CertDer>>, DirectoryError> {
+    match dir.trust_chain().await {
+        Ok(c) => Ok(Some(c)),
+        Err(DirectoryError::Unsupported(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A certificate issued by a CA folder for a person, as plan needs it.
+struct Issued {
+    cert: CertDer,
+    info: CertInfo,
+}
+
+impl Service {
+    /// `smimekit plan`: reads every target directory and the store; writes nothing.
+    pub async fn plan(&self, req: &PlanRequest) -> Result<Plan, ServiceError> {
+        let desired = &req.desired;
+        let now = self.now();
+        let policy = &desired.policy;
+        let replace: HashSet<String> = req
+            .replace_unmanaged
+            .iter()
+            .map(|a| crate::directory::parse_address(a).map(|m| m.key()))
+            .collect::<Result<_, _>>()?;
+        if !replace.is_empty() && policy.unmanaged != Unmanaged::Report {
+            return Err(ServiceError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "{}: replacing unmanaged certificates needs `unmanaged = \"report\"` in [policy]",
+                    desired.file
+                ),
+            )
+            .for_field("replace_unmanaged"));
+        }
+        let store = self.store().await?;
+        let managed = store.managed(None).await.map_err(store_error)?;
+        let mut managed_by: HashMap<(String, String), Vec<ManagedCert>> = HashMap::new();
+        for m in managed {
+            managed_by
+                .entry((m.directory.clone(), m.address.clone()))
+                .or_default()
+                .push(m);
+        }
+        let trust = desired
+            .trust
+            .as_ref()
+            .map(|t| t.certificates.clone())
+            .unwrap_or_default();
+        let mut certificates: BTreeMap<String, String> = BTreeMap::new();
+        let mut carry = |c: &CertDer| {
+            certificates
+                .entry(thumbprint(c))
+                .or_insert_with(|| base64::engine::general_purpose::STANDARD.encode(c.as_bytes()));
+        };
+        for c in &trust {
+            carry(c);
+        }
+
+        // Certificates a CA is to issue or renew; what each person should hold.
+        let mut issue = Vec::new();
+        let mut wanted: HashMap<String, Vec<CertDer>> = HashMap::new();
+        let mut successors: HashMap<String, Vec<CertDer>> = HashMap::new();
+        for p in &desired.people {
+            let mut certs: Vec<CertDer> = p.certificates.clone();
+            if let Some(ca) = &p.issue {
+                let issued = self.issued_for(ca, &p.address, now)?;
+                let renew_at = now + i64::from(policy.renew_before_days) * DAY;
+                match issued.last() {
+                    None => issue.push(IssueStep {
+                        address: p.address.to_string(),
+                        ca: ca.display().to_string(),
+                        action: "issue".into(),
+                        replaces: None,
+                        directories: p.directories.clone(),
+                    }),
+                    Some(newest) if newest.info.not_after <= renew_at => issue.push(IssueStep {
+                        address: p.address.to_string(),
+                        ca: ca.display().to_string(),
+                        action: "renew".into(),
+                        replaces: Some(CertRef::from_info(&newest.info)),
+                        directories: p.directories.clone(),
+                    }),
+                    Some(_) => {}
+                }
+                // The newest valid one is wanted; older valid ones are superseded by it.
+                if let Some(newest) = issued.last() {
+                    certs.push(newest.cert.clone());
+                }
+                successors.insert(
+                    p.address.key(),
+                    issued.iter().map(|i| i.cert.clone()).collect(),
+                );
+            }
+            if policy.remove_expired {
+                certs.retain(|c| certinfo::parse(c).is_ok_and(|i| i.not_after >= now));
+            }
+            for c in &certs {
+                carry(c);
+            }
+            wanted.insert(p.address.key(), certs);
+        }
+
+        let mut directories = Vec::new();
+        let mut summary = PlanSummary {
+            issue: issue.iter().filter(|s| s.action == "issue").count(),
+            renew: issue.iter().filter(|s| s.action == "renew").count(),
+            ..PlanSummary::default()
+        };
+        for name in self.deploy_directories(desired)? {
+            let dir = self.open_directory(&name).await?;
+            let people: Vec<&Person> = desired
+                .people
+                .iter()
+                .filter(|p| p.directories.contains(&name))
+                .collect();
+            let in_file: HashSet<String> = people.iter().map(|p| p.address.key()).collect();
+            // People smimekit published to here who are no longer in the file.
+            let mut departed: Vec<Mailbox> = managed_by
+                .keys()
+                .filter(|(d, a)| d == &name && !in_file.contains(a))
+                .filter_map(|(_, a)| Mailbox::parse(a).ok())
+                .collect();
+            departed.sort_by_key(Mailbox::key);
+            let mut addresses: Vec<Mailbox> = people.iter().map(|p| p.address.clone()).collect();
+            addresses.extend(departed.iter().cloned());
+            let entries = read_entries(&dir, &addresses)
+                .await
+                .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?;
+            let mut read = BTreeMap::new();
+            for a in &addresses {
+                read.insert(
+                    a.key(),
+                    read_key(entries.get(&a.key()).and_then(Option::as_ref)),
+                );
+            }
+            // The trust chain.
+            let (mut trust_plan, mut trust_note) = (None, None);
+            let held = read_trust(dir.as_ref())
+                .await
+                .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?;
+            match (&held, desired.trust.is_some()) {
+                (Some(held), true) => {
+                    read.insert(TRUST_READ.into(), trust_key(held));
+                    let add: Vec<CertRef> = trust
+                        .iter()
+                        .filter(|c| !held.contains(c))
+                        .map(CertRef::of)
+                        .collect();
+                    let remove: Vec<CertRef> = held
+                        .iter()
+                        .filter(|c| !trust.contains(c))
+                        .map(CertRef::of)
+                        .collect();
+                    if !add.is_empty() || !remove.is_empty() {
+                        summary.trust_updates += 1;
+                        trust_plan = Some(TrustPlan {
+                            add,
+                            remove,
+                            chain: trust.iter().map(thumbprint).collect(),
+                        });
+                    }
+                }
+                (None, true) => {
+                    trust_note = Some("kept by none (this directory keeps no trust chain)".into())
+                }
+                _ => {}
+            }
+            // The chain Outlook/OWA checks against: the organisation's, else what the
+            // directory holds.
+            let anchors: Vec<CertDer> = if trust.is_empty() {
+                held.clone().unwrap_or_default()
+            } else {
+                trust.clone()
+            };
+            let mut plans = Vec::new();
+            let mut unchanged = 0;
+            for p in &people {
+                let key = p.address.key();
+                let current = entries.get(&key).and_then(Option::as_ref);
+                let mine = managed_by.get(&(name.clone(), key.clone()));
+                let plan = person_plan(PersonInput {
+                    address: &p.address,
+                    kind: p.kind,
+                    current,
+                    wanted: wanted.get(&key).map(Vec::as_slice).unwrap_or_default(),
+                    issued: successors.get(&key).map(Vec::as_slice).unwrap_or_default(),
+                    managed: mine.map(Vec::as_slice).unwrap_or_default(),
+                    policy,
+                    replace: replace.contains(&key),
+                    now,
+                    departed: false,
+                    renewing: issue.iter().any(|s| s.address == p.address.as_str()),
+                });
+                let ready = self.readiness(&p.address, &plan.after, &anchors, now);
+                let plan = PersonPlan { ready, ..plan.plan };
+                summary.count(&plan);
+                if plan.has_changes()
+                    || !plan.ready.encryptable
+                    || !plan.unmanaged.is_empty() && policy.unmanaged == Unmanaged::Report
+                {
+                    plans.push(plan);
+                } else {
+                    unchanged += 1;
+                }
+            }
+            for a in &departed {
+                let key = a.key();
+                let current = entries.get(&key).and_then(Option::as_ref);
+                let mine = managed_by.get(&(name.clone(), key.clone()));
+                let plan = person_plan(PersonInput {
+                    address: a,
+                    kind: current.map(|r| r.kind).unwrap_or(RecipientKind::Mailbox),
+                    current,
+                    wanted: &[],
+                    issued: &[],
+                    managed: mine.map(Vec::as_slice).unwrap_or_default(),
+                    policy,
+                    replace: false,
+                    now,
+                    departed: true,
+                    renewing: false,
+                })
+                .plan;
+                summary.count(&plan);
+                if plan.has_changes() {
+                    plans.push(plan);
+                }
+            }
+            summary.unchanged += unchanged;
+            directories.push(DirectoryPlan {
+                name,
+                trust: trust_plan,
+                trust_note,
+                people: plans,
+                unchanged,
+                read,
+            });
+        }
+        // Only the certificates the changes name travel with the plan.
+        let named: HashSet<String> = directories
+            .iter()
+            .flat_map(|d| {
+                d.people
+                    .iter()
+                    .flat_map(|p| p.changes.iter())
+                    .map(|c| match c {
+                        ChangeAction::Add { certificate } => certificate.thumbprint.clone(),
+                        ChangeAction::Remove { certificate, .. } => certificate.thumbprint.clone(),
+                    })
+                    .chain(d.trust.iter().flat_map(|t| t.chain.iter().cloned()))
+            })
+            .collect();
+        certificates.retain(|t, _| named.contains(t));
+        Ok(Plan {
+            format: PLAN_FORMAT,
+            file: desired.file.clone(),
+            created: rfc3339(now),
+            at: now,
+            directories,
+            issue,
+            summary,
+            replace_unmanaged: req.replace_unmanaged.clone(),
+            certificates,
+        })
+    }
+
+    /// The directories a deploy file targets, in the configuration's order; an unknown one is
+    /// an error (the parser checks too, against the same configuration).
+    pub(crate) fn deploy_directories(
+        &self,
+        desired: &Desired,
+    ) -> Result<Vec<String>, ServiceError> {
+        let used: HashSet<&String> = desired
+            .people
+            .iter()
+            .flat_map(|p| p.directories.iter())
+            .chain(desired.directories.iter())
+            .collect();
+        let configured = self.directory_names();
+        for u in &used {
+            if !configured.contains(u) {
+                return Err(ServiceError::new(
+                    ErrorKind::Invalid,
+                    format!(
+                        "{}: no directory named {u:?} in the configuration",
+                        desired.file
+                    ),
+                ));
+            }
+        }
+        Ok(configured
+            .into_iter()
+            .filter(|c| used.contains(c))
+            .collect())
+    }
+
+    /// The valid certificates a CA folder issued for `address`, oldest first (by not-before).
+    fn issued_for(
+        &self,
+        ca: &std::path::Path,
+        address: &Mailbox,
+        now: i64,
+    ) -> Result<Vec<Issued>, ServiceError> {
+        let records = self.ca_issued(ca)?;
+        let mut out = Vec::new();
+        for r in records {
+            if !r.email.eq_ignore_ascii_case(address.as_str())
+                || r.revoked_at.is_some()
+                || r.not_after < now
+            {
+                continue;
+            }
+            let file = ca.join("issued").join(format!("{}.pem", r.serial));
+            let bytes = std::fs::read(&file).map_err(|e| ServiceError::io(&file, e))?;
+            let certs =
+                smimekit_pki::container::load_certificates(&bytes, &file.display().to_string())
+                    .map_err(|e| ServiceError::new(ErrorKind::Malformed, e.to_string()))?;
+            for cert in certs {
+                if let Ok(info) = certinfo::parse(&cert) {
+                    out.push(Issued { cert, info });
+                }
+            }
+        }
+        out.sort_by_key(|i| i.info.not_before);
+        Ok(out)
+    }
+
+    /// Whether Outlook/OWA can encrypt to `address` holding `certs`: one certificate usable
+    /// for encryption, with no lint error for OWA against the trust chain.
+    pub(crate) fn readiness(
+        &self,
+        address: &Mailbox,
+        certs: &[CertDer],
+        anchors: &[CertDer],
+        now: i64,
+    ) -> Readiness {
+        if certs.is_empty() {
+            return Readiness {
+                encryptable: false,
+                reasons: vec!["no certificate".into()],
+            };
+        }
+        let opts = LintOptions {
+            profile: Profile::Owa,
+            at: now,
+            expiring_days: 0,
+            address: Some(address.to_string()),
+            trust_store: (!anchors.is_empty()).then(|| anchors.to_vec()),
+        };
+        let report = lint::lint(self.engine().verifier, certs, &opts);
+        let mut reasons = Vec::new();
+        for c in &report.certificates {
+            let errors: Vec<String> = c
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .map(|f| f.detail.clone())
+                .collect();
+            if errors.is_empty() {
+                return Readiness {
+                    encryptable: true,
+                    reasons: Vec::new(),
+                };
+            }
+            reasons.push(format!("{}: {}", c.sha1_thumbprint, errors.join(", ")));
+        }
+        Readiness {
+            encryptable: false,
+            reasons,
+        }
+    }
+}
+
+impl PlanSummary {
+    fn count(&mut self, p: &PersonPlan) {
+        for c in &p.changes {
+            match c {
+                ChangeAction::Add { .. } => self.add += 1,
+                ChangeAction::Remove { .. } => self.remove += 1,
+            }
+        }
+        if p.create_contact && p.has_changes() {
+            self.contacts += 1;
+        }
+        self.unmanaged_kept += p.unmanaged.len();
+        if !p.departed && !p.ready.encryptable {
+            self.not_ready += 1;
+        }
+    }
+}
+
+struct PersonInput<'a> {
+    address: &'a Mailbox,
+    kind: RecipientKind,
+    current: Option<&'a Recipient>,
+    /// The certificates the file (or the CA) wants published.
+    wanted: &'a [CertDer],
+    /// Every valid certificate the person's CA issued (a newer one supersedes the older).
+    issued: &'a [CertDer],
+    managed: &'a [ManagedCert],
+    policy: &'a super::spec::Policy,
+    replace: bool,
+    now: i64,
+    departed: bool,
+    /// A renewal is planned: the current certificate stays until its successor is out.
+    renewing: bool,
+}
+
+struct PersonOutput {
+    plan: PersonPlan,
+    /// What the entry will hold after apply (for readiness).
+    after: Vec<CertDer>,
+}
+
+/// The changes for one person in one directory.
+fn person_plan(i: PersonInput<'_>) -> PersonOutput {
+    let current: &[CertDer] = i
+        .current
+        .map(|r| r.certificates.as_slice())
+        .unwrap_or_default();
+    let managed: HashMap<String, &ManagedCert> = i
+        .managed
+        .iter()
+        .map(|m| (m.thumbprint.clone(), m))
+        .collect();
+    let mut changes = Vec::new();
+    let mut kept_superseded = Vec::new();
+    let mut unmanaged = Vec::new();
+    let mut after: Vec<CertDer> = Vec::new();
+    for c in i.wanted {
+        if !current.contains(c) {
+            changes.push(ChangeAction::Add {
+                certificate: CertRef::of(c),
+            });
+        }
+        after.push(c.clone());
+    }
+    // The newest wanted certificate's not-before: what an older managed one is superseded at.
+    let newest_wanted = i
+        .wanted
+        .iter()
+        .filter_map(|c| certinfo::parse(c).ok())
+        .map(|info| info.not_before)
+        .max();
+    for c in current {
+        if i.wanted.contains(c) {
+            continue;
+        }
+        let info = certinfo::parse(c).ok();
+        let t = thumbprint(c);
+        let expired = info.as_ref().is_some_and(|x| x.not_after < i.now);
+        let Some(m) = managed.get(&t) else {
+            if i.replace {
+                changes.push(ChangeAction::Remove {
+                    certificate: CertRef::of(c),
+                    reason: RemoveReason::Unmanaged,
+                });
+            } else {
+                unmanaged.push(CertRef::of(c));
+                after.push(c.clone());
+            }
+            continue;
+        };
+        if expired {
+            if i.policy.remove_expired {
+                changes.push(ChangeAction::Remove {
+                    certificate: CertRef::of(c),
+                    reason: RemoveReason::Expired,
+                });
+            } else {
+                after.push(c.clone());
+            }
+            continue;
+        }
+        // A managed value the file no longer names: superseded when a newer certificate
+        // for the person is wanted (kept for the grace period from its successor's
+        // publication), else simply gone from the file.
+        let successor =
+            newest_wanted.filter(|nb| info.as_ref().is_some_and(|x| *nb > x.not_before));
+        let issued_by_ca = i.issued.contains(c);
+        if i.renewing && issued_by_ca {
+            // Its successor is issued by this apply: keep it beside for the grace period.
+            kept_superseded.push(CertRef::of(c));
+            after.push(c.clone());
+            continue;
+        }
+        if successor.is_some() || issued_by_ca {
+            let grace = i64::from(i.policy.remove_superseded_after_days) * DAY;
+            // The successor's publication time, when smimekit published it; else its
+            // not-before.
+            let since = i
+                .wanted
+                .iter()
+                .filter_map(|w| managed.get(&thumbprint(w)).map(|m| m.published))
+                .max()
+                .or(successor)
+                .unwrap_or(m.published);
+            if i.now < since + grace {
+                kept_superseded.push(CertRef::of(c));
+                after.push(c.clone());
+            } else {
+                changes.push(ChangeAction::Remove {
+                    certificate: CertRef::of(c),
+                    reason: RemoveReason::Superseded,
+                });
+            }
+            continue;
+        }
+        changes.push(ChangeAction::Remove {
+            certificate: CertRef::of(c),
+            reason: RemoveReason::NotInFile,
+        });
+    }
+    let create_contact = i.current.is_none() && i.kind == RecipientKind::Contact;
+    PersonOutput {
+        plan: PersonPlan {
+            address: i.address.to_string(),
+            kind: i.current.map(|r| r.kind).unwrap_or(i.kind),
+            create_contact,
+            departed: i.departed,
+            changes,
+            kept_superseded,
+            unmanaged,
+            ready: Readiness {
+                encryptable: false,
+                reasons: Vec::new(),
+            },
+        },
+        after,
+    }
+}
