@@ -614,11 +614,14 @@ fn bench_service(
         cipher: ContentCipher::Aes256Cbc,
         oaep: false,
         message,
+        force: false,
     };
     let open_req = |message: Vec<u8>| OpenRequest {
         keys: vec![private.clone().into()],
         trust: vec![ca.clone()],
         message,
+        // Every bench key signs the same message, From: the RSA key's address.
+        allow_address_mismatch: true,
         ..OpenRequest::default()
     };
 

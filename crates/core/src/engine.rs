@@ -141,6 +141,10 @@ pub struct ChainRequest {
     pub crls: Vec<Vec<u8>>,
     /// Require the S/MIME purpose (emailProtection EKU where an EKU is present).
     pub smime_purpose: bool,
+    /// The security level the path must meet, in OpenSSL's scale: 0 accepts anything; 1 needs
+    /// 80 bits (RSA/DSA keys of 1024 bits or more, no MD5 or SHA-1 certificate signatures
+    /// below the anchor); 2 needs 112 bits (RSA 2048). Always explicit, never a library default.
+    pub security_level: u8,
 }
 
 /// The result of validating a chain. A failure is an outcome, not an error.

@@ -161,6 +161,12 @@ fn recipient_info(
     {
         return Err(bad("extendedKeyUsage lacks emailProtection".into()));
     }
+    if pk.algorithm == "rsa" && pk.bits < 2048 {
+        return Err(bad(format!(
+            "its RSA key has {} bits; mail is encrypted only to RSA keys of 2048 bits or more",
+            pk.bits
+        )));
+    }
     let (issuer, serial) = certinfo::issuer_and_serial(cert)?;
     let ias = asn1::seq(&[&issuer, &asn1::encode(asn1::TAG_INTEGER, &serial)]);
     match pk.algorithm.as_str() {
@@ -404,7 +410,32 @@ pub async fn decrypt(
     } else {
         (None, Vec::new())
     };
-    let (cipher, iv) = content_cipher(&alg)?;
+    let (cipher, iv, icv_len) = content_cipher(&alg)?;
+    // RFC 5083: AuthEnvelopedData is only as good as its cipher's authentication, so only an
+    // AEAD cipher will do; and an AEAD cipher in plain EnvelopedData has no tag to check.
+    match (authenticated, cipher.is_aead()) {
+        (true, false) => {
+            return Err(MessageError::Malformed(format!(
+                "AuthEnvelopedData with {}, which does not authenticate: only AES-GCM is accepted",
+                cipher.name()
+            )));
+        }
+        (false, true) => {
+            return Err(MessageError::Malformed(format!(
+                "EnvelopedData with {}, which needs AuthEnvelopedData to carry its tag",
+                cipher.name()
+            )));
+        }
+        _ => {}
+    }
+    if let (Some(want), Some(tag)) = (icv_len, mac.as_deref())
+        && tag.len() != want
+    {
+        return Err(MessageError::Malformed(format!(
+            "AuthEnvelopedData tag of {} bytes, but its parameters say {want}",
+            tag.len()
+        )));
+    }
     if keys.is_empty() {
         return Err(MessageError::NeedsKey);
     }
@@ -859,8 +890,9 @@ fn rsa_padding(alg: &Tlv<'_>) -> Result<RsaPadding, MessageError> {
     }
 }
 
-/// The content cipher and IV (or GCM nonce) from a contentEncryptionAlgorithm.
-fn content_cipher(alg: &Tlv<'_>) -> Result<(ContentCipher, Vec<u8>), MessageError> {
+/// The content cipher, IV (or GCM nonce) and, for GCM, the ICV (tag) length from a
+/// contentEncryptionAlgorithm.
+fn content_cipher(alg: &Tlv<'_>) -> Result<(ContentCipher, Vec<u8>, Option<usize>), MessageError> {
     let mut r = alg.children();
     let oid = read_oid(&mut r, "contentEncryptionAlgorithm")?;
     let params = r.next()?;
@@ -877,17 +909,29 @@ fn content_cipher(alg: &Tlv<'_>) -> Result<(ContentCipher, Vec<u8>), MessageErro
         oids::AES128_GCM | oids::AES192_GCM | oids::AES256_GCM => {
             let p =
                 params.ok_or_else(|| MessageError::Malformed("GCM parameters missing".into()))?;
-            let nonce = p
-                .children()
+            // GCMParameters ::= SEQUENCE { aes-nonce OCTET STRING, aes-ICVlen INTEGER DEFAULT 12 }
+            let mut pr = p.expect(TAG_SEQUENCE, "GCM parameters")?.children();
+            let nonce = pr
                 .read_tag(TAG_OCTET_STRING, "GCM nonce")?
                 .octets()?
                 .into_owned();
+            let icv_len = match pr.next()? {
+                Some(t) => t
+                    .expect(asn1::TAG_INTEGER, "GCM ICV length")?
+                    .small_uint()?,
+                None => 12,
+            };
+            if !(12..=16).contains(&icv_len) {
+                return Err(MessageError::Malformed(format!(
+                    "GCM ICV length {icv_len}: must be 12 to 16 bytes"
+                )));
+            }
             let c = match oid {
                 oids::AES128_GCM => ContentCipher::Aes128Gcm,
                 oids::AES192_GCM => ContentCipher::Aes192Gcm,
                 _ => ContentCipher::Aes256Gcm,
             };
-            return Ok((c, nonce));
+            return Ok((c, nonce, Some(icv_len as usize)));
         }
         oids::RC2_CBC => {
             // RC2-CBC-Parameter ::= SEQUENCE { rc2ParameterVersion INTEGER OPTIONAL, iv OCTET STRING }
@@ -927,7 +971,7 @@ fn content_cipher(alg: &Tlv<'_>) -> Result<(ContentCipher, Vec<u8>), MessageErro
             } else {
                 (32, iv_of(Some(p))?)
             };
-            return Ok((ContentCipher::Rc2Cbc(bits), iv));
+            return Ok((ContentCipher::Rc2Cbc(bits), iv, None));
         }
         other => {
             return Err(MessageError::Unsupported(format!(
@@ -936,5 +980,5 @@ fn content_cipher(alg: &Tlv<'_>) -> Result<(ContentCipher, Vec<u8>), MessageErro
             )));
         }
     };
-    Ok((cipher, iv_of(params)?))
+    Ok((cipher, iv_of(params)?, None))
 }

@@ -20,6 +20,7 @@ pub mod error;
 pub mod mime;
 pub mod oids;
 pub mod report;
+pub mod sender;
 pub mod signed;
 pub mod smime;
 mod time_fmt;

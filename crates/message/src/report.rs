@@ -20,6 +20,11 @@ pub enum SignerStatus {
     BadAttributes,
     /// An algorithm we cannot check.
     Unsupported,
+    /// Good signature and chain, but the message's From (or Sender) address is not among the
+    /// signer certificate's addresses: someone signed mail in another person's name.
+    AddressMismatch,
+    /// Signed with MD5 or SHA-1, which no longer prove anything (collisions can be bought).
+    WeakAlgorithm,
 }
 
 /// One signer of a SignedData layer.
@@ -38,8 +43,17 @@ pub struct SignerReport {
     pub chain_ok: bool,
     /// Subjects of the validated path, leaf first.
     pub chain: Vec<String>,
-    /// Whether the signer's addresses include the message's `From:` (None when unknown).
+    /// Whether the signer's addresses include the message's `From:` and `Sender:` (None when
+    /// the message names no sender: raw CMS, an entity without `From:`).
     pub matches_from: Option<bool>,
+    /// The message's sender as compared with the signer (the `From:` address, the `Sender:`
+    /// one, or the header as written when it cannot match), when it does not match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// Weaknesses that do not make the signature invalid (an RSA key under 2048 bits, DSA), and
+    /// what a caller chose to accept (SHA-1, a sender mismatch).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Why the signer is not valid, in words an admin can act on.
     pub reason: Option<String>,
 }
@@ -87,6 +101,11 @@ pub struct Layer {
 }
 
 /// What `open` found.
+///
+/// `valid` is true only when at least one layer carries a signer and every signer of every
+/// layer is [`SignerStatus::Valid`]; false when any signer is not (or a DigestedData layer's
+/// digest does not match); null when no layer holds a signer (DigestedData, id-data, an empty
+/// SignedData, plain MIME, encryption alone): nothing unsigned is ever valid.
 #[derive(Debug, Clone, Serialize)]
 pub struct OpenReport {
     /// True when every signature verified; false when any did not; null when nothing was signed.

@@ -16,6 +16,7 @@ use smimekit_pki::{LIMITS, LimitExceeded, ber, certinfo};
 
 use crate::asn1::{self, Reader, TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE, TAG_SET, Tlv};
 use crate::report::{SignerReport, SignerStatus};
+use crate::sender::Senders;
 use crate::{MessageError, certid, oids, time_fmt};
 
 /// How to sign.
@@ -163,8 +164,30 @@ pub struct VerifyContext {
     pub crls: Vec<Vec<u8>>,
     /// Validation time, Unix seconds.
     pub at: i64,
-    /// The message's From: address, to compare with the signer.
-    pub from: Option<String>,
+    /// The message's `From:` and `Sender:` addresses, which the signer's certificate must name.
+    pub senders: Senders,
+    /// What the caller chose to accept beyond the defaults.
+    pub policy: VerifyPolicy,
+}
+
+/// Exceptions to the verdict rules, each chosen by the caller (never a default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyPolicy {
+    /// Accept SHA-1 signatures (and SHA-1 certificate signatures in the chain) for old mail;
+    /// the report still says so. MD5 is never accepted.
+    pub allow_sha1: bool,
+    /// Accept a signer whose certificate does not name the message's sender; the report still
+    /// says so.
+    pub allow_address_mismatch: bool,
+}
+
+impl VerifyPolicy {
+    /// The OpenSSL security level chain validation runs at: 1 (80 bits: RSA and DSA keys of at
+    /// least 1024 bits, no MD5 or SHA-1 certificate signatures below the anchor), 0 when SHA-1
+    /// is allowed.
+    pub fn chain_security_level(&self) -> u8 {
+        if self.allow_sha1 { 0 } else { 1 }
+    }
 }
 
 /// Digests of one content, computed at most once per algorithm (several signers, and the
@@ -333,6 +356,8 @@ impl<'a> SignedData<'a> {
             chain_ok: false,
             chain: Vec::new(),
             matches_from: None,
+            sender: None,
+            warnings: Vec::new(),
             reason: None,
         };
         if let Err(e) = self.check_signer(engine, si, content, ctx, digests, &mut report) {
@@ -376,27 +401,32 @@ impl<'a> SignedData<'a> {
             .and_then(|t| t.octets())
             .map_err(|e| malformed(&e))?;
 
-        // Who signed: find the certificate.
-        let cert = self
-            .find_signer_certificate(&sid, &ctx.extra_certs)
-            .ok_or_else(|| {
-                (
-                    SignerStatus::MissingCertificate,
-                    "the signer's certificate is neither in the message nor among the given certificates"
-                        .to_string(),
-                )
-            })?;
-        let info = certinfo::parse(&cert).map_err(|e| {
-            (
+        // Who signed: every certificate the identifier names, from the message and the
+        // caller's, is a candidate (a decoy with the same issuer and serial must not hide the
+        // real one).
+        let candidates = self.signer_certificates(&sid, &ctx.extra_certs);
+        let Some(first) = candidates.first() else {
+            return Err((
                 SignerStatus::MissingCertificate,
-                format!("signer certificate unreadable: {e}"),
-            )
-        })?;
-        report.address = Some(certinfo::primary_address(&info));
-        report.subject = Some(info.subject.clone());
-        if let Some(from) = &ctx.from {
-            report.matches_from = Some(info.emails.iter().any(|e| e.eq_ignore_ascii_case(from)));
-        }
+                "the signer's certificate is neither in the message nor among the given certificates"
+                    .to_string(),
+            ));
+        };
+        let describe = |cert: &CertDer, report: &mut SignerReport| {
+            certinfo::parse(cert)
+                .map(|info| {
+                    report.address = Some(certinfo::primary_address(&info));
+                    report.subject = Some(info.subject.clone());
+                    info
+                })
+                .map_err(|e| {
+                    (
+                        SignerStatus::MissingCertificate,
+                        format!("signer certificate unreadable: {e}"),
+                    )
+                })
+        };
+        describe(first, report)?;
 
         let digest_alg = oids::digest_from_oid(&digest_oid).ok_or_else(|| {
             (
@@ -428,13 +458,30 @@ impl<'a> SignedData<'a> {
             }
             None => Cow::Borrowed(content),
         };
-        let spki = certinfo::spki_der(&cert)
-            .map_err(|e| (SignerStatus::MissingCertificate, e.to_string()))?;
-        let ok = engine
-            .verifier
-            .verify(&spki, scheme, &signed_bytes, &signature)
-            .map_err(|e| (SignerStatus::Unsupported, e.to_string()))?;
-        if !ok {
+        let mut cert = None;
+        let mut engine_error = None;
+        for candidate in &candidates {
+            let Ok(spki) = certinfo::spki_der(candidate) else {
+                continue;
+            };
+            match engine
+                .verifier
+                .verify(&spki, scheme, &signed_bytes, &signature)
+            {
+                Ok(true) => {
+                    cert = Some((candidate.clone(), spki));
+                    break;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    engine_error.get_or_insert(e.to_string());
+                }
+            }
+        }
+        let Some((cert, spki)) = cert else {
+            if let Some(e) = engine_error {
+                return Err((SignerStatus::Unsupported, e));
+            }
             return Err((
                 SignerStatus::BadSignature,
                 if signed_attrs.is_some() {
@@ -444,8 +491,21 @@ impl<'a> SignedData<'a> {
                 }
                 .to_string(),
             ));
-        }
+        };
         report.signature_ok = true;
+        let info = describe(&cert, report)?;
+        if let Ok(pk) = engine.verifier.public_key_info(&spki) {
+            match pk.algorithm.as_str() {
+                "rsa" if pk.bits < 2048 => report.warnings.push(format!(
+                    "the signer's RSA key has {} bits, under the 2048 that mail clients now require",
+                    pk.bits
+                )),
+                "dsa" => report.warnings.push(
+                    "the signer's key is DSA, which no current mail client signs with".into(),
+                ),
+                _ => {}
+            }
+        }
 
         // Chain.
         let mut intermediates = self.certificates.clone();
@@ -459,6 +519,7 @@ impl<'a> SignedData<'a> {
             at: ctx.at,
             crls,
             smime_purpose: true,
+            security_level: ctx.policy.chain_security_level(),
         });
         report.chain = outcome
             .path
@@ -475,6 +536,53 @@ impl<'a> SignedData<'a> {
         }
         report.chain_ok = true;
         check_usage(&info)?;
+
+        // Weak digests: a good signature over MD5 or SHA-1 proves little (chosen-prefix
+        // collisions), so they are invalid unless the caller accepts SHA-1 for old mail.
+        let weak = [digest_alg, scheme.digest()]
+            .into_iter()
+            .find(|d| matches!(d, DigestAlg::Md5 | DigestAlg::Sha1));
+        match weak {
+            Some(DigestAlg::Md5) => {
+                return Err((
+                    SignerStatus::WeakAlgorithm,
+                    "signed with MD5, which is broken: such a signature proves nothing".into(),
+                ));
+            }
+            Some(_) if !ctx.policy.allow_sha1 => {
+                return Err((
+                    SignerStatus::WeakAlgorithm,
+                    "signed with SHA-1, which is no longer accepted (collisions can be made); \
+                     SHA-1 may be accepted for old mail"
+                        .into(),
+                ));
+            }
+            Some(_) => report
+                .warnings
+                .push("signed with SHA-1, accepted for old mail as asked".into()),
+            None => {}
+        }
+
+        // The sender: the From (and Sender) address must be the signer's.
+        let addresses = certinfo::mail_addresses(&info);
+        if let Some(outcome) = ctx.senders.check(addresses) {
+            report.matches_from = Some(outcome.is_ok());
+            if let Err(sender) = outcome {
+                let signer = if addresses.is_empty() {
+                    "no address".to_string()
+                } else {
+                    addresses.join(", ")
+                };
+                let what = format!(
+                    "the message is from {sender}, but the signer's certificate is for {signer}"
+                );
+                report.sender = Some(sender);
+                if !ctx.policy.allow_address_mismatch {
+                    return Err((SignerStatus::AddressMismatch, what));
+                }
+                report.warnings.push(format!("{what}; accepted as asked"));
+            }
+        }
         report.status = SignerStatus::Valid;
         Ok(())
     }
@@ -553,7 +661,9 @@ impl<'a> SignedData<'a> {
         Ok(())
     }
 
-    fn find_signer_certificate(&self, sid: &Tlv<'_>, extra: &[CertDer]) -> Option<CertDer> {
+    /// Every certificate the signer identifier names: the message's first, then the caller's,
+    /// each once.
+    fn signer_certificates(&self, sid: &Tlv<'_>, extra: &[CertDer]) -> Vec<CertDer> {
         let all: Vec<&CertDer> = self.certificates.iter().chain(extra.iter()).collect();
         // Indexed once per SignedData and caller's certificates (`verify` passes the same
         // slice for every signer), so each signer costs a lookup.
@@ -569,7 +679,13 @@ impl<'a> SignedData<'a> {
                 }
             }
         };
-        index.all(sid, &all).first().map(|c| (*c).clone())
+        let mut found: Vec<CertDer> = Vec::new();
+        for c in index.all(sid, &all) {
+            if !found.contains(c) {
+                found.push(c.clone());
+            }
+        }
+        found
     }
 }
 

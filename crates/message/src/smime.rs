@@ -10,6 +10,7 @@ use crate::asn1::{self, TAG_SEQUENCE, Tlv};
 use crate::envelope::{self, EncryptOptions};
 use crate::mime::{self, SmimeKind};
 use crate::report::{Layer, LayerKind, OpenReport, SignerReport};
+use crate::sender::Senders;
 use crate::signed::{self, ContentDigests, SignOptions, SignedData, VerifyContext, read_oid};
 use crate::{MessageError, oids};
 
@@ -119,13 +120,8 @@ pub async fn open(
             break;
         }
     }
-    if layers.is_empty() {
-        return Err(MessageError::Malformed(
-            "not an S/MIME message: no signed or encrypted layer found".into(),
-        ));
-    }
-    let verdicts: Vec<bool> = layers.iter().filter_map(|l| l.valid).collect();
-    let valid = (!verdicts.is_empty()).then(|| verdicts.iter().all(|v| *v));
+    // Plain MIME is opened as it is: nothing is signed, so the verdict is null.
+    let valid = verdict(&layers);
     let signer = layers
         .iter()
         .find(|l| !l.signers.is_empty())
@@ -170,11 +166,8 @@ async fn peel(
             return Ok(None);
         }
     };
-    if first && ctx.from.is_none() {
-        ctx.from = entity
-            .header("From")
-            .and_then(|f| smimekit_core::Mailbox::parse(f).ok())
-            .map(|m| m.as_str().to_string());
+    if first && ctx.senders == Senders::Unknown {
+        ctx.senders = Senders::of(&entity);
     }
     match mime::smime_kind(&entity) {
         Some(SmimeKind::SignedMultipart) => {
@@ -325,6 +318,8 @@ async fn cms_layer(
             let (content, kind) = match (&sd.econtent, detached) {
                 (Some(c), _) => (c.to_vec(), LayerKind::SignedOpaque),
                 (None, Some(d)) => (d, LayerKind::SignedDetached),
+                // No signer and no content: a certificates-only bundle. Nothing is signed.
+                (None, None) if sd.signer_count() == 0 => (Vec::new(), LayerKind::SignedOpaque),
                 (None, None) => {
                     return Err(MessageError::Malformed(
                         "detached signature without its content (give the content separately)"
@@ -332,12 +327,6 @@ async fn cms_layer(
                     ));
                 }
             };
-            if sd.signer_count() == 0 {
-                return Err(MessageError::Malformed(
-                    "SignedData without signers (a certificates-only bundle, not a signed message)"
-                        .into(),
-                ));
-            }
             let mut digests = ContentDigests::default();
             let signers = sd.verify(engine, &content, ctx, &mut digests);
             Ok(Peeled {
@@ -417,16 +406,47 @@ fn digested_layer(engine: &CryptoEngine, explicit: &Tlv<'_>) -> Result<Peeled, M
             key_algorithms: Vec::new(),
             recipient: None,
             signers: Vec::new(),
-            valid: Some(ok),
-            reason: (!ok).then(|| "digest mismatch".to_string()),
+            // A digest is not a signature: anyone can compute one. A matching digest says
+            // nothing about who sent the content (null), a mismatch says it was damaged.
+            valid: (!ok).then_some(false),
+            reason: Some(if ok {
+                "digested, not signed: the digest matches, but anyone could have computed it"
+                    .to_string()
+            } else {
+                "digest mismatch: the content was changed".to_string()
+            }),
         },
         content,
     )
         .into())
 }
 
+/// The message's verdict: true only when some layer has a signer and nothing failed; false
+/// when any layer failed; null when no layer holds a signer.
+fn verdict(layers: &[Layer]) -> Option<bool> {
+    if layers.iter().any(|l| l.valid == Some(false)) {
+        Some(false)
+    } else if layers.iter().any(|l| !l.signers.is_empty()) {
+        Some(layers.iter().all(|l| l.valid != Some(false)))
+    } else {
+        None
+    }
+}
+
 fn signed_layer(kind: LayerKind, signers: Vec<SignerReport>) -> Layer {
-    let valid = !signers.is_empty() && signers.iter().all(SignerReport::is_valid);
+    if signers.is_empty() {
+        // An empty SignedData signs nothing: not valid, not invalid.
+        return Layer {
+            kind,
+            algorithm: String::new(),
+            key_algorithms: Vec::new(),
+            recipient: None,
+            signers,
+            valid: None,
+            reason: Some("SignedData without signers: nothing is signed".into()),
+        };
+    }
+    let valid = signers.iter().all(SignerReport::is_valid);
     let reason = signers.iter().find_map(|s| s.reason.clone());
     let mut digests: Vec<String> = signers.iter().map(|s| s.digest.clone()).collect();
     digests.dedup();

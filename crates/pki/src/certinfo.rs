@@ -86,6 +86,10 @@ pub struct CertInfo {
     /// SAN rfc822Names, then subject emailAddress values; duplicates (ignoring ASCII case)
     /// dropped.
     pub emails: Vec<String>,
+    /// SAN rfc822Names alone, as written: the addresses a mail client matches a sender against
+    /// (the subject's emailAddress only counts when there are none; see [`mail_addresses`]).
+    #[serde(skip)]
+    pub san_emails: Vec<String>,
     /// SAN dNSNames.
     pub dns_names: Vec<String>,
     /// SHA-1 of the DER, uppercase hex (Exchange's `Thumbprint`).
@@ -242,6 +246,16 @@ pub fn primary_address(info: &CertInfo) -> String {
         .unwrap_or_else(|| info.subject.clone())
 }
 
+/// The addresses a signer's certificate vouches for, as Thunderbird and Outlook match a
+/// message's sender: the subjectAltName rfc822Names, else the subject's emailAddress values.
+pub fn mail_addresses(info: &CertInfo) -> &[String] {
+    if info.san_emails.is_empty() {
+        &info.emails
+    } else {
+        &info.san_emails
+    }
+}
+
 /// Parses the facts of a certificate.
 pub fn parse(cert: &CertDer) -> Result<CertInfo, PkiError> {
     let der = cert.as_bytes();
@@ -267,6 +281,7 @@ pub fn parse(cert: &CertDer) -> Result<CertInfo, PkiError> {
         not_before,
         not_after,
         emails: Vec::new(),
+        san_emails: Vec::new(),
         dns_names: Vec::new(),
         sha1_thumbprint: hex::encode_upper(Sha1::digest(der)),
         sha256_fingerprint: hex::encode(Sha256::digest(der)),
@@ -367,7 +382,10 @@ fn read_extensions(exts: Tlv<'_>, info: &mut CertInfo) -> Result<(), PkiError> {
                 let mut it = t.children();
                 while let Some(gn) = it.next().map_err(ve)? {
                     match gn.tag {
-                        0x81 => info.emails.push(lossy_ascii(gn.content)),
+                        0x81 => {
+                            info.emails.push(lossy_ascii(gn.content));
+                            info.san_emails.push(lossy_ascii(gn.content));
+                        }
                         0x82 => info.dns_names.push(lossy_ascii(gn.content)),
                         _ => {}
                     }

@@ -6,7 +6,9 @@
 //! problem) when the read-back says otherwise, naming what is missing or unexpected.
 
 use serde::Serialize;
-use smimekit_core::{CertDer, Directory, Mailbox, PublishMode, RecipientKind, plugin};
+use smimekit_core::{
+    CertDer, Directory, DirectoryError, Mailbox, PublishMode, RecipientKind, plugin,
+};
 use smimekit_pki::certinfo::{self, CertInfo};
 
 use crate::audit_log::Change;
@@ -711,12 +713,26 @@ impl Service {
 
     /// The certificate to encrypt to for an address: the usable one (valid now,
     /// emailProtection, a key that can receive) with the latest expiry, from the first
-    /// directory in search order that has one. None is [`ErrorKind::Key`] naming the address
-    /// and why each published certificate does not qualify.
+    /// directory in search order that has one, which names the address (or another address of
+    /// the same directory entry) and chains to that directory's trust chain when it has one.
+    /// None is [`ErrorKind::Key`] naming the address and why each published certificate does
+    /// not qualify.
     pub async fn resolve_recipient(
         &self,
         address: &str,
         directory: Option<&str>,
+    ) -> Result<CertDer, ServiceError> {
+        self.resolve_recipient_with(address, directory, false).await
+    }
+
+    /// [`Service::resolve_recipient`]; with `force`, a certificate that does not name the
+    /// address or does not chain to the trust chain is taken all the same (the other checks
+    /// stay).
+    pub async fn resolve_recipient_with(
+        &self,
+        address: &str,
+        directory: Option<&str>,
+        force: bool,
     ) -> Result<CertDer, ServiceError> {
         let address = parse_address(address)?;
         let now = self.now();
@@ -729,22 +745,71 @@ impl Service {
                 self.record_sighting(d.name(), &address, None, &found, None)
                     .await?;
             }
+            // Asked only when a certificate needs them.
+            let mut entry_addresses: Option<Vec<Mailbox>> = None;
+            let mut trust: Option<Vec<CertDer>> = None;
             for c in found {
-                match certinfo::parse(&c) {
-                    Ok(info) => match encryption_usability(&info, now) {
-                        Ok(()) => {
-                            if best.as_ref().is_none_or(|(na, _)| info.not_after > *na) {
-                                best = Some((info.not_after, c.clone()));
-                            }
-                        }
-                        Err(why) => reasons.push(format!(
-                            "{}: {} ({}): {why}",
-                            d.name(),
-                            info.sha1_thumbprint,
-                            info.subject
-                        )),
-                    },
-                    Err(e) => reasons.push(format!("{}: unreadable certificate: {e}", d.name())),
+                let info = match certinfo::parse(&c) {
+                    Ok(info) => info,
+                    Err(e) => {
+                        reasons.push(format!("{}: unreadable certificate: {e}", d.name()));
+                        continue;
+                    }
+                };
+                let refuse = |why: String| {
+                    format!(
+                        "{}: {} ({}): {why}",
+                        d.name(),
+                        info.sha1_thumbprint,
+                        info.subject
+                    )
+                };
+                if let Err(why) = encryption_usability(&info, now) {
+                    reasons.push(refuse(why));
+                    continue;
+                }
+                if !force && !names(&info, &address) {
+                    // ADDRESS may be an alias of the entry whose certificate names another of
+                    // its addresses (AD proxyAddresses), as `publish` accepts.
+                    if entry_addresses.is_none() {
+                        entry_addresses = Some(d.addresses(&address).await?);
+                    }
+                    let others = entry_addresses.as_deref().unwrap_or_default();
+                    if !others.iter().any(|a| names(&info, a)) {
+                        let named = if info.emails.is_empty() {
+                            "no address".to_string()
+                        } else {
+                            info.emails.join(", ")
+                        };
+                        reasons.push(refuse(format!(
+                            "the certificate is for {named}, not {address} (a wrong or \
+                             planted directory entry; force to encrypt to it anyway)"
+                        )));
+                        continue;
+                    }
+                }
+                if !force {
+                    if trust.is_none() {
+                        trust = Some(match d.trust_chain().await {
+                            Ok(chain) => chain,
+                            // A directory that keeps no trust chain configures none.
+                            Err(DirectoryError::Unsupported(_)) => Vec::new(),
+                            Err(e) => return Err(e.into()),
+                        });
+                    }
+                    if let Some(why) =
+                        self.outside_trust_chain(&c, trust.as_deref().unwrap_or_default(), now)
+                    {
+                        reasons.push(refuse(format!(
+                            "does not chain to the trust chain of directory {}: {why} (force to \
+                             encrypt to it anyway)",
+                            d.name()
+                        )));
+                        continue;
+                    }
+                }
+                if best.as_ref().is_none_or(|(na, _)| info.not_after > *na) {
+                    best = Some((info.not_after, c.clone()));
                 }
             }
             if let Some((_, c)) = best {
@@ -763,5 +828,31 @@ impl Service {
                 reasons.join("; ")
             )
         }))
+    }
+
+    /// Why `cert` does not chain to a directory's trust chain (its self-signed certificates
+    /// the anchors, the others intermediates), or None when it does or no chain is configured.
+    fn outside_trust_chain(&self, cert: &CertDer, trust: &[CertDer], now: i64) -> Option<String> {
+        if trust.is_empty() {
+            return None;
+        }
+        let (anchors, intermediates): (Vec<CertDer>, Vec<CertDer>) = trust
+            .iter()
+            .cloned()
+            .partition(|c| certinfo::parse(c).is_ok_and(|i| i.self_signed));
+        let outcome = self.engine().chain.validate(&smimekit_core::ChainRequest {
+            leaf: cert.clone(),
+            intermediates,
+            anchors,
+            at: now,
+            crls: Vec::new(),
+            smime_purpose: false,
+            security_level: 1,
+        });
+        (!outcome.trusted).then(|| {
+            outcome
+                .reason
+                .unwrap_or_else(|| "no path to a trust anchor".into())
+        })
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use smimekit_core::{ContentCipher, DecryptionKey, DigestAlg, PrivateKey};
 use smimekit_message::envelope::EncryptOptions;
 use smimekit_message::report::OpenReport;
-use smimekit_message::signed::{SignOptions, VerifyContext};
+use smimekit_message::signed::{SignOptions, VerifyContext, VerifyPolicy};
 use smimekit_message::smime::{self, OpenOptions};
 
 use crate::signer_chain::SignerChain;
@@ -50,6 +50,9 @@ pub struct EncryptRequest {
     pub cipher: ContentCipher,
     pub oaep: bool,
     pub message: Vec<u8>,
+    /// Encrypt to an address's certificate even when it does not name the address or does not
+    /// chain to the directory's trust chain.
+    pub force: bool,
 }
 
 /// `smimekit open` (and `verify`).
@@ -68,6 +71,11 @@ pub struct OpenRequest {
     pub message: Vec<u8>,
     /// Content of a raw CMS detached signature.
     pub detached_content: Option<Vec<u8>>,
+    /// Accept SHA-1 signatures (old mail); the report says so. MD5 is never accepted.
+    pub allow_sha1: bool,
+    /// Accept signers whose certificate does not name the message's From/Sender address;
+    /// the report says so.
+    pub allow_address_mismatch: bool,
 }
 
 /// `smimekit decrypt`: remove the outer encryption layer only.
@@ -122,7 +130,7 @@ impl Service {
             let input = match to {
                 EncryptTo::Certificates(input) => input,
                 EncryptTo::Address(a) => {
-                    recipients.push(self.resolve_recipient(a, None).await?);
+                    recipients.push(self.resolve_recipient_with(a, None, req.force).await?);
                     continue;
                 }
             };
@@ -188,7 +196,11 @@ impl Service {
                 extra_certs: self.all_certificates(&req.certs)?,
                 crls: req.crls.clone(),
                 at: req.at.unwrap_or_else(|| self.now()),
-                from: None,
+                senders: Default::default(),
+                policy: VerifyPolicy {
+                    allow_sha1: req.allow_sha1,
+                    allow_address_mismatch: req.allow_address_mismatch,
+                },
             },
             detached_content: req.detached_content.clone(),
             single_layer: single,

@@ -749,8 +749,10 @@ impl Directory for LdapDirectory {
     }
 
     async fn lookup(&self, address: &Mailbox) -> Result<Vec<CertDer>, DirectoryError> {
+        // Several entries answering to one address is an error naming them, never a merge: a
+        // planted entry must not slip its certificate in beside the real recipient's.
         let mut out: Vec<CertDer> = Vec::new();
-        for e in self.find(address).await? {
+        if let Some(e) = self.find_one(address).await? {
             for c in e.certificates() {
                 if !out.contains(&c) {
                     out.push(c);

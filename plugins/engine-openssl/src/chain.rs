@@ -78,6 +78,8 @@ fn validate(request: &ChainRequest) -> Result<ChainOutcome, String> {
             | X509VerifyFlags::USE_DELTAS;
     }
     param.set_flags(flags).map_err(|e| describe(&e))?;
+    // The caller's level, never OpenSSL's default (which differs between versions and builds).
+    param.set_auth_level(i32::from(request.security_level));
     if request.smime_purpose {
         param
             .set_purpose(X509PurposeId::SMIME_SIGN)
@@ -206,6 +208,7 @@ mod tests {
             at,
             crls: vec![],
             smime_purpose: true,
+            security_level: 1,
         }
     }
 
@@ -290,6 +293,46 @@ mod tests {
         assert!(out.trusted, "{:?}", out.reason);
         assert_eq!(out.reason, None);
         assert_eq!(out.path, vec![der(&p.leaf), der(&p.ca), der(&p.root)]);
+    }
+
+    /// The security level is the request's: a leaf signed with SHA-1 (or an RSA-1024 leaf at
+    /// level 2) fails, and level 0 accepts it.
+    #[test]
+    fn security_level_is_explicit() {
+        use openssl::rsa::Rsa;
+        use openssl::x509::X509Builder;
+        let p = pki();
+        let resign = |key: &PKey<Private>, digest: MessageDigest| {
+            let mut b = X509Builder::new().unwrap();
+            b.set_version(2).unwrap();
+            b.set_serial_number(p.leaf.serial_number()).unwrap();
+            b.set_subject_name(p.leaf.subject_name()).unwrap();
+            b.set_issuer_name(p.ca.subject_name()).unwrap();
+            b.set_pubkey(key).unwrap();
+            b.set_not_before(p.leaf.not_before()).unwrap();
+            b.set_not_after(p.leaf.not_after()).unwrap();
+            b.sign(&p.ca_key, digest).unwrap();
+            b.build()
+        };
+        let leaf_key = ec_key(Nid::X9_62_PRIME256V1);
+        let sha1 = resign(&leaf_key, MessageDigest::sha1());
+        let mut req = request(&p, T2020 + DAY);
+        req.leaf = der(&sha1);
+        let out = OsslChain.validate(&req);
+        assert!(!out.trusted);
+        assert!(out.reason.unwrap().contains("too weak"));
+        req.security_level = 0;
+        assert!(OsslChain.validate(&req).trusted);
+
+        let rsa1024 = PKey::from_rsa(Rsa::generate(1024).unwrap()).unwrap();
+        let small = resign(&rsa1024, MessageDigest::sha256());
+        let mut req = request(&p, T2020 + DAY);
+        req.leaf = der(&small);
+        assert!(OsslChain.validate(&req).trusted, "level 1 takes RSA-1024");
+        req.security_level = 2;
+        let out = OsslChain.validate(&req);
+        assert!(!out.trusted);
+        assert!(out.reason.unwrap().contains("key too weak"));
     }
 
     #[test]

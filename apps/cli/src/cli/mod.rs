@@ -233,6 +233,10 @@ pub struct EncryptArgs {
     /// RSA-OAEP (SHA-256) key transport instead of PKCS#1 v1.5.
     #[arg(long)]
     pub oaep: bool,
+    /// For an ADDRESS: encrypt to its certificate even when it does not name the address or
+    /// does not chain to the directory's trust chain.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub io: IoArgs,
 }
@@ -251,6 +255,13 @@ pub struct TrustArgs {
     /// For a raw CMS detached signature: the signed content.
     #[arg(long, value_name = "F")]
     pub content: Option<PathBuf>,
+    /// Accept SHA-1 signatures, for old mail (the report still says so; MD5 is never accepted).
+    #[arg(long)]
+    pub allow_sha1: bool,
+    /// Accept a signer whose certificate does not name the message's From (or Sender)
+    /// address (the report still says so).
+    #[arg(long)]
+    pub allow_address_mismatch: bool,
 }
 
 #[derive(Debug, Args)]

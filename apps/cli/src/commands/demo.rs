@@ -454,6 +454,7 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
             cipher: ContentCipher::Aes256Cbc,
             oaep: false,
             message: signed,
+            force: false,
         })
         .await
         .map_err(at(name))?;

@@ -69,6 +69,7 @@ pub async fn encrypt(service: &Service, a: EncryptArgs, json: bool) -> Result<u8
             cipher,
             oaep: a.oaep,
             message,
+            force: a.force,
         })
         .await?;
     io::write_output(a.io.output.as_deref(), &out)?;
@@ -95,7 +96,14 @@ fn encrypt_to(arg: &str) -> Result<EncryptTo> {
 pub async fn verify(service: &Service, a: VerifyArgs, json: bool) -> Result<u8> {
     let req = open_request(&a.trust, io::read_input(a.io.input.as_deref())?, Vec::new())?;
     let result = service.open(req).await?;
-    finish(result, a.io.output.as_deref(), json)
+    let unsigned = result.report.valid.is_none();
+    let code = finish(result, a.io.output.as_deref(), json)?;
+    if unsigned {
+        // Nothing unsigned is valid: verify's question has no "yes" to give.
+        eprintln!("smimekit: not signed: no layer of the message holds a signature");
+        return Ok(EXIT_INVALID);
+    }
+    Ok(code)
 }
 
 pub async fn decrypt(service: &Service, a: DecryptArgs, json: bool) -> Result<u8> {
@@ -152,6 +160,8 @@ fn open_request(t: &TrustArgs, message: Vec<u8>, keys: Vec<DecryptionKey>) -> Re
         at,
         message,
         detached_content,
+        allow_sha1: t.allow_sha1,
+        allow_address_mismatch: t.allow_address_mismatch,
     })
 }
 
@@ -202,6 +212,14 @@ fn finish(result: OpenResult, out: Option<&std::path::Path>, json: bool) -> Resu
                         .map(|r| format!(": {r}"))
                         .unwrap_or_default()
                 );
+                for w in &s.warnings {
+                    eprintln!("    warning: {w}");
+                }
+            }
+            if layer.signers.is_empty()
+                && let Some(r) = &layer.reason
+            {
+                eprintln!("  {r}");
             }
         }
     }
