@@ -34,7 +34,8 @@ fn demo_runs_every_step_and_openssl_agrees() {
         "ca init",
         "issue alice@example.org",
         "issue bob@example.org",
-        "publish",
+        "plan",
+        "apply",
         "org-chain.sst",
         "lint",
         "sign",
@@ -136,7 +137,7 @@ fn demo_text_summary_and_temporary_directory() {
     assert!(out.status.success(), "{}", show("smimekit demo", &out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("✓ openssl cms"), "{text}");
-    assert!(text.contains("all 12 steps passed"), "{text}");
+    assert!(text.contains("all 13 steps passed"), "{text}");
     let first = text.lines().next().unwrap_or("");
     let dir = first
         .strip_prefix("smimekit demo in ")

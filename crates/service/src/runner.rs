@@ -120,7 +120,9 @@ where
     let mut requeued = 0;
     let mut running = tokio::task::JoinSet::new();
     let not_done = |attempts: u32, last: Option<&str>, out_of_time: bool| {
-        let last = last.map(|l| format!(" (last try: {l})")).unwrap_or_default();
+        let last = last
+            .map(|l| format!(" (last try: {l})"))
+            .unwrap_or_default();
         let reason = if out_of_time {
             format!(
                 "not done: the time budget of {} was spent{last}; run again to finish it",
@@ -190,7 +192,8 @@ where
                 retry_after,
             })) => {
                 q.attempts += 1;
-                let ready = Instant::now() + retry_after.unwrap_or_else(|| requeue_wait(q.attempts));
+                let ready =
+                    Instant::now() + retry_after.unwrap_or_else(|| requeue_wait(q.attempts));
                 if ready < deadline && !ctx.is_cancelled() {
                     q.ready_at = Some(ready);
                     q.last_busy = Some(message);

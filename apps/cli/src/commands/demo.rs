@@ -27,8 +27,8 @@ use serde::Serialize;
 use smimekit_service::{
     CaInitRequest, CaIssueRequest, CaKeyType, CertDer, Config, ContentCipher, DEFAULT_LEAF_DAYS,
     DigestAlg, EncryptRequest, EncryptTo, ErrorKind, IssueSource, KeyRequest, LayerKind,
-    LintRequest, Named, OpenRequest, Profile, PublishRequest, Secret, Service, ServiceError,
-    Severity, SignRequest, StoreFormat, TrustPushRequest, os_user,
+    LintRequest, Named, OpenRequest, Profile, Secret, Service, ServiceError, Severity, SignRequest,
+    StoreFormat, os_user,
 };
 
 use super::{EXIT_INVALID, EXIT_OK, print_json};
@@ -305,34 +305,76 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
         user_certs.push((email, pem_path));
     }
 
-    // 4. Publish the certificates and the trust chain to the local directory.
-    let name = "publish";
-    let mut published = Vec::new();
+    // 4. The desired state in a deploy file; plan, apply, and plan again (nothing to do).
+    let name = "plan";
+    let deploy_path = p("deploy.toml");
+    let mut deploy_text = format!(
+        "# Written by `smimekit demo`: the organisation's S/MIME state (see the README).\n\
+         directories = [\"{DEMO_DIRECTORY}\"]\n\n[trust]\nca = \"ca\"\n"
+    );
     for (email, pem) in &user_certs {
-        let r = svc
-            .publish(&PublishRequest {
-                address: email.to_string(),
-                certificate: read(pem).map_err(io_at(name, pem))?,
-                directory: Some(DEMO_DIRECTORY.into()),
-                ..PublishRequest::default()
-            })
-            .await
-            .map_err(at(name))?;
-        published.push(format!("{email} ({} cert)", r.certificates.len()));
+        let file = pem
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        deploy_text.push_str(&format!(
+            "\n[[people]]\naddress = \"{email}\"\nkind = \"mailbox\"\ncertificates = [\"{file}\"]\n"
+        ));
     }
-    let trust = svc
-        .trust_push(&TrustPushRequest {
-            files: vec![read(Path::new(&init.chain)).map_err(io_at(name, Path::new(&init.chain)))?],
-            directory: Some(DEMO_DIRECTORY.into()),
+    std::fs::write(&deploy_path, &deploy_text).map_err(io_at(name, &deploy_path))?;
+    let desired = smimekit_service::deploy::load(
+        "deploy.toml",
+        &deploy_text,
+        &smimekit_service::deploy::FsDeploySource {
+            base: dir.to_path_buf(),
+        },
+        &svc.directory_names(),
+    )
+    .map_err(|e| at(name)(ServiceError::from(e)))?;
+    let plan_request = smimekit_service::deploy::PlanRequest {
+        desired,
+        replace_unmanaged: Vec::new(),
+    };
+    let plan = svc.plan(&plan_request).await.map_err(at(name))?;
+    let plan_path = p("plan.txt");
+    std::fs::write(&plan_path, plan.render()).map_err(io_at(name, &plan_path))?;
+    steps.push(done(
+        name,
+        format!("{} (the plan: plan.txt)", plan.summary.line()),
+        &["deploy.toml", "plan.txt"],
+    ));
+    let name = "apply";
+    let report = svc
+        .apply(smimekit_service::deploy::ApplyRequest {
+            plan,
+            deliver: None,
+            ca_secret: None,
+            time_budget: None,
         })
         .await
         .map_err(at(name))?;
+    if !report.succeeded() {
+        let failed: Vec<String> = report
+            .steps
+            .iter()
+            .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.target)))
+            .collect();
+        return Err(fail(name, ErrorKind::Key, failed.join("; ")));
+    }
+    let again = svc.plan(&plan_request).await.map_err(at(name))?;
+    if again.has_changes() {
+        return Err(fail(
+            name,
+            ErrorKind::Internal,
+            format!("a second plan still has changes: {}", again.summary.line()),
+        ));
+    }
     steps.push(done(
         name,
         format!(
-            "{} and a trust chain of {} CA certificates in directory {DEMO_DIRECTORY:?}",
-            published.join(", "),
-            trust.certificates.len()
+            "{} steps done in directory {DEMO_DIRECTORY:?} (certificates of {} people and the trust chain); a second plan: nothing to do",
+            report.done,
+            user_certs.len()
         ),
         &["smimekit.db"],
     ));

@@ -153,7 +153,11 @@ pub async fn apply(service: &Service, a: ApplyArgs, json: bool) -> Result<u8> {
                 .await?;
             plan
         }
-        _ => return Err(usage("give a deploy file (--file F) or a saved plan (PLAN)")),
+        _ => {
+            return Err(usage(
+                "give a deploy file (--file F) or a saved plan (PLAN)",
+            ));
+        }
     };
     if let Some(script) = &a.emit_powershell {
         let emitted = service.apply_emit(&plan).await?;
@@ -317,7 +321,11 @@ fn render_report(r: &ApplyReport) {
     };
     outln!(
         "Apply {}: {} done, {} already as wanted, {} failed, {} not attempted in {:.1} s{interrupted}.",
-        if r.succeeded() { "complete" } else { "incomplete" },
+        if r.succeeded() {
+            "complete"
+        } else {
+            "incomplete"
+        },
         r.done,
         r.unchanged,
         r.failed,
@@ -362,7 +370,11 @@ pub async fn status(service: &Service, a: StatusArgs, json: bool) -> Result<u8> 
                 e.directory,
                 e.address,
                 what.join("; "),
-                if e.new_reminder { "" } else { " (reminded today)" }
+                if e.new_reminder {
+                    ""
+                } else {
+                    " (reminded today)"
+                }
             );
         }
         outln!(

@@ -1128,7 +1128,12 @@ impl Service {
             }
             if has_emitter {
                 let emitted = self.emit_powershell(Some(&d.name), &ops)?;
-                operations.extend(emitted.operations.into_iter().map(|o| format!("{}: {o}", d.name)));
+                operations.extend(
+                    emitted
+                        .operations
+                        .into_iter()
+                        .map(|o| format!("{}: {o}", d.name)),
+                );
                 scripts.push(emitted.script);
             } else if kind == "ldap" {
                 let (text, lines) = self.ldif_for(d, plan).await?;
@@ -1176,7 +1181,10 @@ impl Service {
         let mut lines = Vec::new();
         for p in &d.people {
             let Some(v) = values.iter().find(|v| {
-                v.recipient.address.as_str().eq_ignore_ascii_case(&p.address)
+                v.recipient
+                    .address
+                    .as_str()
+                    .eq_ignore_ascii_case(&p.address)
                     || v.aliases.iter().any(|a| a.eq_ignore_ascii_case(&p.address))
             }) else {
                 out.push_str(&format!(
@@ -1187,7 +1195,10 @@ impl Service {
                 continue;
             };
             let Some(dn) = &v.location else { continue };
-            out.push_str(&format!("\ndn:: {}\nchangetype: modify\n", base64::engine::general_purpose::STANDARD.encode(dn)));
+            out.push_str(&format!(
+                "\ndn:: {}\nchangetype: modify\n",
+                base64::engine::general_purpose::STANDARD.encode(dn)
+            ));
             for c in &p.changes {
                 match c {
                     ChangeAction::Add { certificate } => {
