@@ -213,6 +213,7 @@ pub fn load(
         source,
         known: known_directories,
         errors: Vec::new(),
+        default_directories_failed: false,
         listings: HashMap::new(),
     };
     let desired = cx.document(doc.get_ref());
@@ -252,8 +253,18 @@ struct Lines {
 
 impl Lines {
     fn new(text: &str) -> Self {
+        Self::of_bytes(text.as_bytes())
+    }
+
+    fn of_bytes(bytes: &[u8]) -> Self {
         let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        starts.extend(
+            bytes
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
         Self { starts }
     }
 
@@ -284,6 +295,8 @@ struct Loader<'a> {
     source: &'a dyn DeploySource,
     known: &'a [String],
     errors: Vec<DeployError>,
+    /// The file's `directories` named one that is not configured.
+    default_directories_failed: bool,
     /// Certificate folders listed so far: lowercase file name → file name.
     listings: HashMap<PathBuf, Option<HashMap<String, String>>>,
 }
@@ -309,10 +322,12 @@ impl Loader<'_> {
         self.error(&at, cause);
     }
 
-    /// Reports every key of `table` not in `known`, at the key's line.
-    fn unknown_keys(&mut self, table: &DeTable<'_>, known: &[&str], place: &str) {
+    /// Reports every key of `table` not in `known`, at the key's line; true when there was one.
+    fn unknown_keys(&mut self, table: &DeTable<'_>, known: &[&str], place: &str) -> bool {
+        let mut any = false;
         for key in table.keys() {
             if !known.contains(&key.get_ref().as_ref()) {
+                any = true;
                 self.error_span(
                     &key.span(),
                     format!(
@@ -323,14 +338,18 @@ impl Loader<'_> {
                 );
             }
         }
+        any
     }
 
     fn document(&mut self, doc: &DeTable<'_>) -> Desired {
         self.unknown_keys(doc, TOP_KEYS, "");
+        let before = self.errors.len();
         let default_directories = match doc.get("directories") {
             Some(v) => self.directories(v, "directories"),
             None => Vec::new(),
         };
+        // A bad default is reported once, not again for every person left without directories.
+        self.default_directories_failed = self.errors.len() > before;
         let trust = match doc.get("trust") {
             Some(v) => match v.get_ref().as_table() {
                 Some(t) => self.trust(t, &v.span()),
@@ -407,10 +426,7 @@ impl Loader<'_> {
             None => {
                 self.error_span(
                     &v.span(),
-                    format!(
-                        "`{key}` must be a string, not {}",
-                        v.get_ref().type_str()
-                    ),
+                    format!("`{key}` must be a string, not {}", v.get_ref().type_str()),
                 );
                 None
             }
@@ -574,10 +590,10 @@ impl Loader<'_> {
             ),
             ("renew_before_days", &mut p.renew_before_days),
         ] {
-            if let Some(v) = t.get(key) {
-                if let Some(days) = self.days(v, key) {
-                    *slot = days;
-                }
+            if let Some(v) = t.get(key)
+                && let Some(days) = self.days(v, key)
+            {
+                *slot = days;
             }
         }
         if let Some(v) = t.get("unmanaged") {
@@ -634,7 +650,8 @@ impl Loader<'_> {
         span: &Range<usize>,
         default_directories: &[String],
     ) -> Option<Person> {
-        self.unknown_keys(t, PERSON_KEYS, " in [[people]]");
+        // A misspelt key is likely the certificate source: not reported again as missing.
+        let typo = self.unknown_keys(t, PERSON_KEYS, " in [[people]]");
         let origin_at = self.at(span);
         let address = match t.get("address") {
             Some(v) => self.string(v, "address").and_then(|s| {
@@ -677,17 +694,25 @@ impl Loader<'_> {
             }),
             None => None,
         };
-        let directories = match t.get("directories") {
-            Some(v) => self.directories(v, "directories"),
-            None => default_directories.to_vec(),
+        let before = self.errors.len();
+        let (directories, directories_failed) = match t.get("directories") {
+            Some(v) => (
+                self.directories(v, "directories"),
+                self.errors.len() > before,
+            ),
+            None => (
+                default_directories.to_vec(),
+                self.default_directories_failed,
+            ),
         };
         let address = address?;
         let kind = kind?;
         self.person_checks(
             &origin_at,
             &address,
-            named_certificates || t.get("issue").is_some(),
+            typo || named_certificates || t.get("issue").is_some(),
             &directories,
+            directories_failed,
         )?;
         dedup(&mut certificates);
         Some(Person {
@@ -710,16 +735,19 @@ impl Loader<'_> {
         address: &Mailbox,
         has_source: bool,
         directories: &[String],
+        directories_failed: bool,
     ) -> Option<()> {
         let mut ok = true;
         if !has_source {
             self.error(
                 at,
-                format!("{address}: neither `certificates` nor `issue` (a certificate source) is given"),
+                format!(
+                    "{address}: neither `certificates` nor `issue` (a certificate source) is given"
+                ),
             );
             ok = false;
         }
-        if directories.is_empty() {
+        if directories.is_empty() && !directories_failed {
             self.error(
                 at,
                 format!("{address}: no directories (set `directories` at the top of the file or for the person)"),
@@ -879,21 +907,25 @@ impl Loader<'_> {
             .trim(csv::Trim::All)
             .comment(Some(b'#'))
             .from_reader(bytes.as_slice());
-        let header_at = At {
-            file: file.clone(),
-            line: 1,
+        let lines = CsvLines {
+            bytes: &bytes,
+            lines: Lines::of_bytes(&bytes),
         };
         let headers = match reader.headers() {
             Ok(h) => h.clone(),
             Err(e) => {
-                self.error(&csv_at(&file, &e).unwrap_or(header_at), csv_cause(&e));
+                self.error(&lines.at(&file, e.position()), csv_cause(&e));
                 return;
             }
         };
+        let header_at = lines.at(&file, headers.position());
         let mut columns: HashMap<&str, usize> = HashMap::new();
         let mut header_ok = true;
         for (i, name) in headers.iter().enumerate() {
-            let known = CSV_REQUIRED.iter().chain(CSV_OPTIONAL).find(|k| **k == name);
+            let known = CSV_REQUIRED
+                .iter()
+                .chain(CSV_OPTIONAL)
+                .find(|k| **k == name);
             match known {
                 Some(k) if columns.contains_key(k) => {
                     self.error(&header_at, format!("column `{name}` appears twice"));
@@ -924,7 +956,7 @@ impl Loader<'_> {
                 header_ok = false;
             }
         }
-        if !columns.contains_key("certificate") && !columns.contains_key("issue") {
+        if header_ok && !columns.contains_key("certificate") && !columns.contains_key("issue") {
             self.error(
                 &header_at,
                 "neither a `certificate` nor an `issue` column (a certificate source)",
@@ -938,16 +970,11 @@ impl Loader<'_> {
             let record = match record {
                 Ok(r) => r,
                 Err(e) => {
-                    let at = csv_at(&file, &e).unwrap_or_else(|| header_at.clone());
-                    self.error(&at, csv_cause(&e));
+                    self.error(&lines.at(&file, e.position()), csv_cause(&e));
                     continue;
                 }
             };
-            let line = record.position().map_or(0, |p| p.line());
-            let at = At {
-                file: file.clone(),
-                line: u32::try_from(line).unwrap_or(u32::MAX),
-            };
+            let at = lines.at(&file, record.position());
             let cell = |name: &str| {
                 columns
                     .get(name)
@@ -978,7 +1005,8 @@ impl Loader<'_> {
             }
             let issue_cell = cell("issue");
             let issue = issue_cell.and_then(|s| self.issue(&at, &folder.join(s).to_string_lossy()));
-            let directories = match cell("directories") {
+            let before = self.errors.len();
+            let (directories, directories_failed) = match cell("directories") {
                 Some(s) => {
                     let names = s
                         .split(';')
@@ -986,9 +1014,12 @@ impl Loader<'_> {
                         .filter(|s| !s.is_empty())
                         .map(|n| (n.to_string(), at.clone()))
                         .collect();
-                    self.check_directories(names)
+                    (self.check_directories(names), self.errors.len() > before)
                 }
-                None => default_directories.to_vec(),
+                None => (
+                    default_directories.to_vec(),
+                    self.default_directories_failed,
+                ),
             };
             let (Some(address), Some(kind)) = (address, kind) else {
                 continue;
@@ -999,6 +1030,7 @@ impl Loader<'_> {
                     &address,
                     cert_cell.is_some() || issue_cell.is_some(),
                     &directories,
+                    directories_failed,
                 )
                 .is_none()
             {
@@ -1046,13 +1078,35 @@ impl Loader<'_> {
     }
 }
 
-/// Where in a CSV file its error is.
-fn csv_at(file: &str, e: &csv::Error) -> Option<At> {
-    let line = e.position()?.line();
-    Some(At {
-        file: file.to_string(),
-        line: u32::try_from(line).unwrap_or(u32::MAX),
-    })
+/// Line numbers in a CSV file.
+struct CsvLines<'a> {
+    bytes: &'a [u8],
+    lines: Lines,
+}
+
+impl CsvLines<'_> {
+    /// The line a record starts on. The reader's own line number counts from before the blank
+    /// and comment lines it skipped to reach the record; this skips them too.
+    fn line(&self, pos: &csv::Position) -> u32 {
+        let mut start = usize::try_from(pos.byte())
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        while let Some(len) = self.bytes[start..].iter().position(|b| *b == b'\n') {
+            let line = self.bytes[start..start + len].trim_ascii();
+            if !(line.is_empty() || line.starts_with(b"#")) {
+                break;
+            }
+            start += len + 1;
+        }
+        self.lines.line(start)
+    }
+
+    fn at(&self, file: &str, pos: Option<&csv::Position>) -> At {
+        At {
+            file: file.to_string(),
+            line: pos.map_or(1, |p| self.line(p)),
+        }
+    }
 }
 
 fn csv_cause(e: &csv::Error) -> String {
@@ -1069,4 +1123,879 @@ fn csv_cause(e: &csv::Error) -> String {
 fn dedup(certs: &mut Vec<CertDer>) {
     let mut seen = std::collections::HashSet::new();
     certs.retain(|c| seen.insert(c.clone()));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::collections::BTreeMap;
+    use std::path::Component;
+    use std::sync::OnceLock;
+
+    use super::*;
+    use crate::{CaInitRequest, CaIssueRequest, CaKeyType, IssueSource, Secret, Service};
+
+    /// A real smimekit CA (on the pinned clock) with certificates for a few people, made once.
+    struct Pki {
+        _tmp: tempfile::TempDir,
+        ca: PathBuf,
+        /// address → PEM of the leaf.
+        leaves: BTreeMap<String, String>,
+    }
+
+    const PEOPLE: &[&str] = &["alice@contoso.com", "bob@contoso.com", "carol@fabrikam.com"];
+
+    fn pki() -> &'static Pki {
+        static PKI: OnceLock<Pki> = OnceLock::new();
+        PKI.get_or_init(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let s = Service::builder()
+                    .clock(smimekit_testkit::pinned_clock())
+                    .build()
+                    .unwrap();
+                let tmp = tempfile::tempdir().unwrap();
+                let ca = tmp.path().join("ca");
+                let secret = Secret::from("pw");
+                s.ca_init(&CaInitRequest {
+                    dir: ca.clone(),
+                    name: "Contoso".into(),
+                    key_type: CaKeyType::P256,
+                    secret: secret.clone(),
+                    crl_url: None,
+                })
+                .await
+                .unwrap();
+                let mut leaves = BTreeMap::new();
+                for email in PEOPLE {
+                    let r = s
+                        .ca_issue(&CaIssueRequest {
+                            dir: ca.clone(),
+                            ca_secret: Some(secret.clone()),
+                            source: IssueSource::Generate {
+                                email: (*email).into(),
+                                key_type: CaKeyType::P256,
+                                p12_name: format!("{email}.p12"),
+                                p12_secret: secret.clone(),
+                                legacy: false,
+                            },
+                            days: 365,
+                            renew: false,
+                        })
+                        .await
+                        .unwrap();
+                    leaves.insert((*email).to_string(), r.pem);
+                }
+                Pki {
+                    _tmp: tmp,
+                    ca,
+                    leaves,
+                }
+            })
+        })
+    }
+
+    fn leaf(address: &str) -> Vec<u8> {
+        pki().leaves[address].clone().into_bytes()
+    }
+
+    fn ca_file(name: &str) -> Vec<u8> {
+        std::fs::read(pki().ca.join(name)).unwrap()
+    }
+
+    fn thumb(pem: &[u8]) -> String {
+        let c = container::load_certificates(pem, "t").unwrap();
+        certinfo::parse(&c[0]).unwrap().sha1_thumbprint
+    }
+
+    /// Files in memory; folders are the prefixes of their paths.
+    #[derive(Default)]
+    struct Mem {
+        files: BTreeMap<PathBuf, Vec<u8>>,
+    }
+
+    /// As the file system would see it (no symbolic links here).
+    fn norm(p: &Path) -> PathBuf {
+        let mut out = PathBuf::new();
+        for c in p.components() {
+            match c {
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    out.pop();
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    impl Mem {
+        fn with(mut self, path: &str, bytes: impl Into<Vec<u8>>) -> Self {
+            self.files.insert(norm(Path::new(path)), bytes.into());
+            self
+        }
+
+        /// The CA folder's files under `folder`.
+        fn with_ca(self, folder: &str) -> Self {
+            ["ca.json", "root.pem", "issuing.pem"]
+                .iter()
+                .fold(self, |m, f| m.with(&format!("{folder}/{f}"), ca_file(f)))
+        }
+
+        fn people(self) -> Self {
+            PEOPLE
+                .iter()
+                .fold(self, |m, a| m.with(&format!("certs/{a}.pem"), leaf(a)))
+        }
+    }
+
+    impl DeploySource for Mem {
+        fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+            self.files
+                .get(&norm(path))
+                .cloned()
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        }
+
+        fn list(&self, path: &Path) -> std::io::Result<Vec<String>> {
+            if !self.is_dir(path) {
+                return Err(std::io::Error::from(std::io::ErrorKind::NotADirectory));
+            }
+            let dir = norm(path);
+            Ok(self
+                .files
+                .keys()
+                .filter(|f| f.parent() == Some(dir.as_path()))
+                .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect())
+        }
+
+        fn is_dir(&self, path: &Path) -> bool {
+            let dir = norm(path);
+            self.files.keys().any(|f| f.starts_with(&dir) && *f != dir)
+        }
+    }
+
+    fn known() -> Vec<String> {
+        vec!["exo".into(), "corp".into(), "local".into()]
+    }
+
+    fn ok(text: &str, mem: &Mem) -> Desired {
+        load("deploy.toml", text, mem, &known())
+            .unwrap_or_else(|e| panic!("{}", ServiceError::from(e)))
+    }
+
+    /// The problems, as `file:line: cause` lines.
+    fn errors(text: &str, mem: &Mem) -> Vec<String> {
+        match load("deploy.toml", text, mem, &known()) {
+            Ok(d) => panic!("accepted: {d:?}"),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// Asserts exactly one problem, on `line`, whose cause contains `needle`.
+    #[track_caller]
+    fn one_error(text: &str, mem: &Mem, at: &str, needle: &str) {
+        let e = errors(text, mem);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].starts_with(&format!("{at}: ")) && e[0].contains(needle),
+            "expected {at}: …{needle}…, got {:?}",
+            e[0]
+        );
+    }
+
+    /// The README's example, in full.
+    const EXAMPLE: &str = r#"# deploy.toml — paths are relative to this file
+directories = ["exo", "corp"]          # default targets for every person
+
+[trust]
+certificates = ["ca/root.pem", "ca/issuing.pem"]
+
+[policy]
+remove_expired = true
+remove_superseded_after_days = 30
+renew_before_days = 30
+unmanaged = "keep"
+
+[[people]]
+address = "alice@contoso.com"
+kind = "mailbox"
+certificates = ["certs/alice@contoso.com.pem"]
+directories = ["exo"]
+
+[[people]]
+address = "Bob@Contoso.com"
+kind = "mailbox"
+issue = "ca"
+
+[[people_from]]
+csv = "people.csv"
+"#;
+
+    fn example_files() -> Mem {
+        Mem::default().with_ca("ca").people().with(
+            "people.csv",
+            "address,kind,certificate,directories\n\
+                 carol@fabrikam.com,contact,certs/carol@fabrikam.com.pem,corp;exo\n",
+        )
+    }
+
+    #[test]
+    fn the_readme_example() {
+        let d = ok(EXAMPLE, &example_files());
+        assert_eq!(d.file, "deploy.toml");
+        assert_eq!(d.directories, ["exo", "corp"]);
+        let trust = d.trust.as_ref().unwrap();
+        assert_eq!(trust.ca, None);
+        let thumbs: Vec<String> = trust
+            .certificates
+            .iter()
+            .map(|c| certinfo::parse(c).unwrap().sha1_thumbprint)
+            .collect();
+        assert_eq!(
+            thumbs,
+            [thumb(&ca_file("root.pem")), thumb(&ca_file("issuing.pem"))]
+        );
+        assert!(d.policy.remove_expired);
+        assert_eq!(d.policy.unmanaged, Unmanaged::Keep);
+        let who: Vec<(&str, RecipientKind, Vec<String>, u32, &str)> = d
+            .people
+            .iter()
+            .map(|p| {
+                (
+                    p.address.as_str(),
+                    p.kind,
+                    p.directories.clone(),
+                    p.origin.line,
+                    p.origin.file.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            who,
+            [
+                (
+                    "alice@contoso.com",
+                    RecipientKind::Mailbox,
+                    vec!["exo".to_string()],
+                    13,
+                    "deploy.toml"
+                ),
+                (
+                    "Bob@Contoso.com",
+                    RecipientKind::Mailbox,
+                    vec!["exo".to_string(), "corp".to_string()],
+                    19,
+                    "deploy.toml"
+                ),
+                (
+                    "carol@fabrikam.com",
+                    RecipientKind::Contact,
+                    vec!["corp".to_string(), "exo".to_string()],
+                    2,
+                    "people.csv"
+                ),
+            ]
+        );
+        let alice = &d.people[0];
+        assert_eq!(alice.certificates.len(), 1);
+        assert_eq!(
+            certinfo::parse(&alice.certificates[0])
+                .unwrap()
+                .sha1_thumbprint,
+            thumb(&leaf("alice@contoso.com"))
+        );
+        assert_eq!(alice.issue, None);
+        let bob = &d.people[1];
+        assert!(bob.certificates.is_empty());
+        assert_eq!(bob.issue.as_deref(), Some(Path::new("ca")));
+        // Certificates serialise as thumbprints, never as bytes.
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            json["people"][0]["certificates"][0],
+            thumb(&leaf("alice@contoso.com"))
+        );
+        assert_eq!(json["policy"]["unmanaged"], "keep");
+        assert_eq!(json["people"][2]["kind"], "contact");
+    }
+
+    #[test]
+    fn defaults() {
+        let d = ok(
+            "directories = [\"local\"]\n[[people]]\naddress = \"alice@contoso.com\"\nkind = \"contact\"\ncertificates = \"certs\"\n",
+            &Mem::default().people(),
+        );
+        assert!(d.trust.is_none());
+        let p = &d.policy;
+        assert_eq!(
+            (
+                p.remove_expired,
+                p.remove_superseded_after_days,
+                p.renew_before_days,
+                p.unmanaged
+            ),
+            (true, 30, 30, Unmanaged::Keep)
+        );
+        assert_eq!(d.people[0].directories, ["local"]);
+        // A folder: ADDRESS.pem is taken from it.
+        assert_eq!(d.people[0].certificates.len(), 1);
+        // An empty file is an empty desired state.
+        let d = ok("", &Mem::default());
+        assert!(d.people.is_empty() && d.directories.is_empty());
+    }
+
+    #[test]
+    fn policy_values() {
+        let d = ok(
+            "[policy]\nremove_expired = false\nremove_superseded_after_days = 0\nrenew_before_days = 60\nunmanaged = \"report\"\n",
+            &Mem::default(),
+        );
+        let p = &d.policy;
+        assert_eq!(
+            (
+                p.remove_expired,
+                p.remove_superseded_after_days,
+                p.renew_before_days,
+                p.unmanaged
+            ),
+            (false, 0, 60, Unmanaged::Report)
+        );
+        let m = Mem::default();
+        one_error(
+            "[policy]\nremove_expired = \"yes\"\n",
+            &m,
+            "deploy.toml:2",
+            "true or false",
+        );
+        one_error(
+            "[policy]\nrenew_before_days = -1\n",
+            &m,
+            "deploy.toml:2",
+            "from 0 to 3650, not -1",
+        );
+        one_error(
+            "[policy]\n\nrenew_before_days = 99999\n",
+            &m,
+            "deploy.toml:3",
+            "not 99999",
+        );
+        one_error(
+            "[policy]\nremove_superseded_after_days = 1.5\n",
+            &m,
+            "deploy.toml:2",
+            "whole number of days, not float",
+        );
+        one_error(
+            "[policy]\nunmanaged = \"remove\"\n",
+            &m,
+            "deploy.toml:2",
+            "\"keep\" or \"report\"",
+        );
+        one_error("policy = 3\n", &m, "deploy.toml:1", "must be a table");
+    }
+
+    #[test]
+    fn unknown_keys_anywhere_at_the_key_line() {
+        let m = Mem::default().people().with_ca("ca");
+        one_error(
+            "directories = [\"exo\"]\n\n[[people]]\naddress = \"alice@contoso.com\"\nkind = \"mailbox\"\ncerts = [\"certs/alice@contoso.com.pem\"]\n",
+            &m,
+            "deploy.toml:6",
+            "unknown key `certs` in [[people]]",
+        );
+        // The person also lacks a certificate source: both problems, each on its line.
+        let e = errors(
+            "directories = [\"exo\"]\ncolour = 1\n[trust]\nca = \"ca\"\nfiles = []\n[policy]\nrenew = 3\n[[people_from]]\ncsv = \"x.csv\"\nsheet = 1\n",
+            &m,
+        );
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("deploy.toml:2: unknown key `colour`")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("deploy.toml:5: unknown key `files` in [trust]")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("deploy.toml:7: unknown key `renew` in [policy]")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("deploy.toml:10: unknown key `sheet` in [[people_from]]")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|l| l.starts_with("deploy.toml:9: x.csv: cannot read")),
+            "{e:#?}"
+        );
+        assert_eq!(e.len(), 5, "{e:#?}");
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line() {
+        one_error(
+            "directories = [\"exo\"]\n[[people]]\naddress = \n",
+            &Mem::default(),
+            "deploy.toml:3",
+            "not a valid TOML file",
+        );
+        one_error(
+            "directories = [\"exo\"]\ndirectories = [\"corp\"]\n",
+            &Mem::default(),
+            "deploy.toml:2",
+            "not a valid TOML file",
+        );
+    }
+
+    #[test]
+    fn missing_unreadable_and_wrong_files() {
+        let m = Mem::default()
+            .people()
+            .with(
+                "certs/key.pem",
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            )
+            .with("certs/junk.der", vec![0x30, 0x03, 0x02, 0x01, 0x01])
+            .with("certs/ca-only.pem", ca_file("root.pem"))
+            .with_ca("ca");
+        let person = |certs: &str| {
+            format!(
+                "directories = [\"exo\"]\n[[people]]\naddress = \"alice@contoso.com\"\nkind = \"mailbox\"\ncertificates = [{certs}]\n"
+            )
+        };
+        one_error(
+            &person("\"certs/nope.pem\""),
+            &m,
+            "deploy.toml:5",
+            "certs/nope.pem: cannot read",
+        );
+        one_error(
+            &person("\"certs/key.pem\""),
+            &m,
+            "deploy.toml:5",
+            "certs/key.pem: no end-entity certificate",
+        );
+        one_error(
+            &person("\"certs/junk.der\""),
+            &m,
+            "deploy.toml:5",
+            "not a certificate file",
+        );
+        one_error(
+            &person("\"certs/ca-only.pem\""),
+            &m,
+            "deploy.toml:5",
+            "no end-entity certificate",
+        );
+        // A bundle: the CA certificate beside the leaf is skipped.
+        let mut bundle = leaf("alice@contoso.com");
+        bundle.extend(ca_file("issuing.pem"));
+        let d = ok(&person("\"bundle.pem\""), &m.with("bundle.pem", bundle));
+        assert_eq!(d.people[0].certificates.len(), 1);
+        // A folder without the person's file.
+        let m = Mem::default().with("other/bob@contoso.com.pem", leaf("bob@contoso.com"));
+        one_error(
+            &person("\"other\""),
+            &m,
+            "deploy.toml:5",
+            "no certificate for alice@contoso.com in the folder",
+        );
+        // Case does not matter in the folder, and .cer/.crt/.der are found too.
+        let m = Mem::default().with("other/Alice@Contoso.COM.cer", leaf("alice@contoso.com"));
+        assert_eq!(ok(&person("\"other\""), &m).people[0].certificates.len(), 1);
+        // A file named twice gives the certificate once.
+        let m = Mem::default().people();
+        let d = ok(&person("\"certs/alice@contoso.com.pem\", \"certs\""), &m);
+        assert_eq!(d.people[0].certificates.len(), 1);
+    }
+
+    #[test]
+    fn addresses_and_kinds() {
+        let m = Mem::default().people();
+        let person = |address: &str, kind: &str| {
+            format!(
+                "directories = [\"exo\"]\n[[people]]\naddress = {address}\nkind = {kind}\ncertificates = [\"certs\"]\n"
+            )
+        };
+        one_error(
+            &person("\"alice.contoso.com\"", "\"mailbox\""),
+            &m,
+            "deploy.toml:3",
+            "has no '@'",
+        );
+        one_error(
+            &person("\"Alice <alice@contoso.com>\"", "\"mailbox\""),
+            &m,
+            "deploy.toml:3",
+            "bare address",
+        );
+        one_error(
+            &person("\"al ice@contoso.com\"", "\"mailbox\""),
+            &m,
+            "deploy.toml:3",
+            "whitespace",
+        );
+        one_error(
+            &person("42", "\"mailbox\""),
+            &m,
+            "deploy.toml:3",
+            "`address` must be a string",
+        );
+        one_error(
+            &person("\"alice@contoso.com\"", "\"user\""),
+            &m,
+            "deploy.toml:4",
+            "unknown kind \"user\"",
+        );
+        one_error(
+            "directories = [\"exo\"]\n[[people]]\nkind = \"mailbox\"\ncertificates = [\"certs\"]\n",
+            &m,
+            "deploy.toml:2",
+            "without `address`",
+        );
+        one_error(
+            "directories = [\"exo\"]\n[[people]]\naddress = \"alice@contoso.com\"\ncertificates = [\"certs\"]\n",
+            &m,
+            "deploy.toml:2",
+            "without `kind`",
+        );
+        one_error("people = 1\n", &m, "deploy.toml:1", "array of tables");
+    }
+
+    #[test]
+    fn directories_must_be_configured() {
+        let m = Mem::default().people();
+        one_error(
+            "directories = [\"exo\", \"nope\"]\n",
+            &m,
+            "deploy.toml:1",
+            "unknown directory `nope` (configured: exo, corp, local)",
+        );
+        one_error(
+            "directories = [\"exo\"]\n[[people]]\naddress = \"alice@contoso.com\"\nkind = \"mailbox\"\ncertificates = \"certs\"\ndirectories = [\"ldap\"]\n",
+            &m,
+            "deploy.toml:6",
+            "unknown directory `ldap`",
+        );
+        // No default and no override: the person goes nowhere.
+        one_error(
+            "[[people]]\naddress = \"alice@contoso.com\"\nkind = \"mailbox\"\ncertificates = \"certs\"\n",
+            &m,
+            "deploy.toml:1",
+            "no directories",
+        );
+        let e = load("deploy.toml", "directories = [\"exo\"]\n", &m, &[]).unwrap_err();
+        assert!(e[0].cause.contains("none is configured"), "{e:?}");
+    }
+
+    #[test]
+    fn duplicate_people_name_both_places() {
+        let m = Mem::default().people().with(
+            "people.csv",
+            "address,kind,certificate\n\
+             bob@contoso.com,mailbox,certs\n\
+             ALICE@contoso.com,mailbox,certs\n",
+        );
+        let e = errors(
+            "directories = [\"exo\"]\n[[people]]\naddress = \"alice@contoso.com\"\nkind = \"mailbox\"\ncertificates = \"certs\"\n\n[[people]]\naddress = \"Bob@contoso.com\"\nkind = \"mailbox\"\ncertificates = \"certs\"\n[[people_from]]\ncsv = \"people.csv\"\n",
+            &m,
+        );
+        assert_eq!(
+            e,
+            [
+                "people.csv:2: bob@contoso.com is declared twice: here and at deploy.toml:7",
+                "people.csv:3: ALICE@contoso.com is declared twice: here and at deploy.toml:2",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_person_needs_a_certificate_source() {
+        one_error(
+            "directories = [\"exo\"]\n[[people]]\naddress = \"alice@contoso.com\"\nkind = \"mailbox\"\n",
+            &Mem::default(),
+            "deploy.toml:2",
+            "neither `certificates` nor `issue`",
+        );
+    }
+
+    #[test]
+    fn issue_names_a_ca_folder() {
+        let m = Mem::default()
+            .with_ca("pki/ca")
+            .with("notca/readme.txt", "x");
+        let person = |issue: &str| {
+            format!(
+                "directories = [\"exo\"]\n[[people]]\naddress = \"alice@contoso.com\"\nkind = \"mailbox\"\nissue = \"{issue}\"\n"
+            )
+        };
+        let d = ok(&person("pki/ca"), &m);
+        assert_eq!(d.people[0].issue.as_deref(), Some(Path::new("pki/ca")));
+        one_error(
+            &person("nowhere"),
+            &m,
+            "deploy.toml:5",
+            "nowhere: not a folder",
+        );
+        one_error(
+            &person("notca"),
+            &m,
+            "deploy.toml:5",
+            "not a smimekit CA folder",
+        );
+    }
+
+    #[test]
+    fn trust_has_certificates_or_a_ca() {
+        let m = Mem::default().with_ca("ca");
+        let d = ok("[trust]\nca = \"ca\"\n", &m);
+        let t = d.trust.unwrap();
+        assert_eq!(t.ca.as_deref(), Some(Path::new("ca")));
+        let thumbs: Vec<_> = t
+            .certificates
+            .iter()
+            .map(|c| certinfo::parse(c).unwrap().sha1_thumbprint)
+            .collect();
+        assert_eq!(
+            thumbs,
+            [thumb(&ca_file("root.pem")), thumb(&ca_file("issuing.pem"))]
+        );
+        one_error(
+            "[trust]\ncertificates = [\"ca/root.pem\"]\nca = \"ca\"\n",
+            &m,
+            "deploy.toml:3",
+            "both `certificates` and `ca`",
+        );
+        one_error("\n[trust]\n", &m, "deploy.toml:2", "needs `certificates`");
+        one_error(
+            "[trust]\ncertificates = [\"ca/nope.pem\"]\n",
+            &m,
+            "deploy.toml:2",
+            "ca/nope.pem: cannot read",
+        );
+        one_error(
+            "[trust]\nca = \"elsewhere\"\n",
+            &m,
+            "deploy.toml:2",
+            "not a folder",
+        );
+        one_error(
+            "[trust]\ncertificates = [1]\n",
+            &m,
+            "deploy.toml:2",
+            "array of strings",
+        );
+    }
+
+    #[test]
+    fn csv_people() {
+        let m = Mem::default()
+            .with_ca("ca")
+            .with(
+                "lists/people.csv",
+                "# exported from HR\n\
+             address , kind , certificate , directories , issue\n\
+             alice@contoso.com,mailbox,certs/alice.pem,,\n\
+             \n\
+             carol@fabrikam.com,contact,certs,exo;corp,\n\
+             bob@contoso.com,mailbox,,local,../ca\n",
+            )
+            .with("lists/certs/alice.pem", leaf("alice@contoso.com"))
+            .with(
+                "lists/certs/carol@fabrikam.com.pem",
+                leaf("carol@fabrikam.com"),
+            );
+        let d = ok(
+            "directories = [\"exo\"]\n[[people_from]]\ncsv = \"lists/people.csv\"\n",
+            &m,
+        );
+        let got: Vec<_> = d
+            .people
+            .iter()
+            .map(|p| {
+                (
+                    p.address.to_string(),
+                    p.kind,
+                    p.certificates.len(),
+                    p.issue.is_some(),
+                    p.directories.join(";"),
+                    format!("{}:{}", p.origin.file, p.origin.line),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "alice@contoso.com".into(),
+                    RecipientKind::Mailbox,
+                    1,
+                    false,
+                    "exo".into(),
+                    "lists/people.csv:3".into()
+                ),
+                (
+                    "bob@contoso.com".into(),
+                    RecipientKind::Mailbox,
+                    0,
+                    true,
+                    "local".into(),
+                    "lists/people.csv:6".into()
+                ),
+                (
+                    "carol@fabrikam.com".into(),
+                    RecipientKind::Contact,
+                    1,
+                    false,
+                    "exo;corp".into(),
+                    "lists/people.csv:5".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_problems_name_the_csv_and_its_line() {
+        let csv = |body: &str| Mem::default().people().with("people.csv", body.to_string());
+        let deploy = "directories = [\"exo\"]\n[[people_from]]\ncsv = \"people.csv\"\n";
+        one_error(
+            deploy,
+            &csv("address,kind,cert\n"),
+            "people.csv:1",
+            "unknown column `cert`",
+        );
+        one_error(
+            deploy,
+            &csv("# from HR\n\naddress,kind,cert\n"),
+            "people.csv:3",
+            "unknown column `cert`",
+        );
+        one_error(
+            deploy,
+            &csv("address,certificate\n"),
+            "people.csv:1",
+            "no `kind` column",
+        );
+        one_error(
+            deploy,
+            &csv("address,kind\n"),
+            "people.csv:1",
+            "neither a `certificate` nor an `issue` column",
+        );
+        let e = errors(
+            deploy,
+            &csv("address,kind,certificate,directories\n\
+                  alice@contoso.com,mailbox,certs\n\
+                  bob,mailbox,certs,\n\
+                  carol@fabrikam.com,person,certs,\n\
+                  alice@contoso.com,mailbox,,\n\
+                  alice@contoso.com,mailbox,certs/none.pem,\n\
+                  carol@fabrikam.com,contact,certs,ldap\n"),
+        );
+        assert_eq!(
+            e,
+            [
+                "people.csv:2: 3 fields where the header has 4",
+                "people.csv:3: bad address \"bob\" has no '@'",
+                "people.csv:4: unknown kind \"person\" (\"mailbox\" or \"contact\")",
+                "people.csv:5: alice@contoso.com: neither `certificates` nor `issue` (a certificate source) is given",
+                "people.csv:6: certs/none.pem: cannot read: entity not found",
+                "people.csv:7: unknown directory `ldap` (configured: exo, corp, local)",
+            ]
+        );
+        // The CSV itself missing: the deploy file's line.
+        one_error(
+            deploy,
+            &Mem::default(),
+            "deploy.toml:3",
+            "people.csv: cannot read",
+        );
+        one_error(
+            "[[people_from]]\n",
+            &Mem::default(),
+            "deploy.toml:1",
+            "without `csv`",
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_and_the_service_error_lists_them() {
+        let e = load(
+            "deploy.toml",
+            "directories = [\"nope\"]\n[[people]]\naddress = \"x\"\nkind = \"k\"\n",
+            &Mem::default(),
+            &known(),
+        )
+        .unwrap_err();
+        assert!(e.len() >= 3, "{e:#?}");
+        let s = ServiceError::from(e);
+        assert_eq!(s.kind, ErrorKind::Invalid);
+        assert_eq!(s.field, Some("file"));
+        assert!(
+            s.message
+                .contains("deploy.toml:1: unknown directory `nope`"),
+            "{s}"
+        );
+        assert!(s.message.contains("deploy.toml:3: bad address"), "{s}");
+        assert!(s.message.contains("deploy.toml:4: unknown kind"), "{s}");
+        let one = ServiceError::from(vec![DeployError {
+            file: "deploy.toml".into(),
+            line: 12,
+            cause: "unknown key `certs` in [[people]]".into(),
+        }]);
+        assert_eq!(
+            one.message,
+            "deploy.toml:12: unknown key `certs` in [[people]]"
+        );
+    }
+
+    #[test]
+    fn through_the_file_system() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("org");
+        let w = |rel: &str, bytes: &[u8]| {
+            let p = base.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+        };
+        for f in ["ca.json", "root.pem", "issuing.pem"] {
+            w(&format!("ca/{f}"), &ca_file(f));
+        }
+        for a in PEOPLE {
+            w(&format!("certs/{a}.pem"), &leaf(a));
+        }
+        w(
+            "people.csv",
+            b"address,kind,certificate\ncarol@fabrikam.com,contact,certs\n",
+        );
+        let text = EXAMPLE;
+        let src = FsDeploySource { base: base.clone() };
+        let d = load("org/deploy.toml", text, &src, &known()).unwrap();
+        assert_eq!(d.people.len(), 3);
+        let bob = &d.people[1];
+        assert_eq!(bob.issue.as_deref(), Some(base.join("ca").as_path()));
+        assert!(bob.issue.as_ref().unwrap().is_absolute());
+        assert_eq!(d.trust.unwrap().certificates.len(), 2);
+        // A missing file through the file system names the file and the OS's reason.
+        std::fs::remove_file(base.join("certs/alice@contoso.com.pem")).unwrap();
+        let e = load("org/deploy.toml", text, &src, &known()).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert_eq!(e[0].file, "org/deploy.toml");
+        assert_eq!(e[0].line, 16);
+        assert!(
+            e[0].cause
+                .starts_with("certs/alice@contoso.com.pem: cannot read:"),
+            "{e:?}"
+        );
+    }
 }
