@@ -2,7 +2,9 @@
 //!
 //! * `plugins/sample-vendor-rust` (cdylib, cargo) → `libsmimekit_sample_vendor_rust.so`;
 //! * `plugins/sample-vendor-c` (plain C, the system `cc` against libcrypto) →
-//!   `libsmimekit_vendor_c.so`.
+//!   `libsmimekit_vendor_c.so`;
+//! * `plugins/template-c` (the C template a vendor starts from, the system `cc`, no
+//!   dependencies) → `libsmimekit_template_c.so`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,7 +26,7 @@ fn dylib(stem: &str) -> String {
     )
 }
 
-/// Builds both samples (debug profile for the Rust one, `release` with `--release`).
+/// Builds the samples and the C template (debug profile for the Rust one, `release` with `--release`).
 pub fn run_task(args: &[String]) -> Result<()> {
     let release = args.iter().any(|a| a == "--release");
     let out = build(release)?;
@@ -46,12 +48,18 @@ pub fn build(release: bool) -> Result<PathBuf> {
     std::fs::copy(target_dir().join(profile).join(&rust), out.join(&rust))
         .with_context(|| format!("copying {rust}"))?;
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    run(Command::new(cc)
+    run(Command::new(&cc)
         .args(["-O2", "-Wall", "-shared", "-fPIC", "-I"])
         .arg(root().join("crates/plugin-abi/include"))
         .arg(root().join("plugins/sample-vendor-c/vendor_c.c"))
         .arg("-o")
         .arg(out.join(dylib("smimekit_vendor_c")))
         .arg("-lcrypto"))?;
+    run(Command::new(&cc)
+        .args(["-O2", "-Wall", "-shared", "-fPIC", "-I"])
+        .arg(root().join("crates/plugin-abi/include"))
+        .arg(root().join("plugins/template-c/template_c.c"))
+        .arg("-o")
+        .arg(out.join(dylib("smimekit_template_c"))))?;
     Ok(out)
 }

@@ -20,6 +20,7 @@
 // The FFI boundary: confined to `ffi` (table copies, calls) and the Send impls of handles.
 #![allow(unsafe_code)]
 
+pub mod check;
 pub mod directory;
 mod ffi;
 pub mod keystore;

@@ -27,6 +27,7 @@ mod lint;
 mod mail;
 mod named;
 mod pki_ops;
+mod plugin_check;
 mod plugins;
 mod runner;
 mod secrets;
@@ -68,6 +69,9 @@ pub use named::Named;
 pub use pki_ops::{
     ChainBuildReport, ChainBuildRequest, ExtractedCert, PathCert, PathSummary, ProblemSummary,
     StoreEntry, StoreFormat, StoreListing, StoreProperty,
+};
+pub use plugin_check::{
+    CheckedItem, CheckedPlugin, PluginCheckReport, PluginCheckRequest, check_plugin,
 };
 pub use secrets::Prompt;
 pub use session::OpenSessions;

@@ -157,13 +157,51 @@ pub enum Command {
     /// local directory, the Exchange Online .sst, lint, sign, encrypt, open, and an openssl
     /// cross-check.
     Demo(DemoArgs),
-    /// List the registered plugins, by port.
-    Plugins,
+    /// List the registered plugins, by port; `plugins check FILE` tests a vendor plugin.
+    Plugins(PluginsArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct PluginsArgs {
+    #[command(subcommand)]
+    pub command: Option<PluginsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Run the conformance suite against a plugin library (loaded alone, through the real
+    /// plugin host) and report each check: passed, failed with what was expected and seen, or
+    /// skipped with why. Exit 0 when every required check passes, 1 otherwise. The directory
+    /// checks publish two probe certificates to a test address and remove them again: run it
+    /// against a test directory (its table from --config, [directory.NAME] kind = "<kind>").
+    Check(PluginCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PluginCheckArgs {
+    /// The plugin library (.so, .dylib, .dll).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The configured directory whose table dir_open gets [default: the first of the plugin's
+    /// kind in the config, else a table with only `kind`].
+    #[arg(long, value_name = "NAME")]
+    pub directory: Option<String>,
+    /// The test recipient the directory checks publish to and remove again
+    /// [default: smimekit-check@example.invalid].
+    #[arg(long, value_name = "ADDR")]
+    pub address: Option<String>,
+    /// A KEYREF of a test key, for a key-store plugin (its checks are skipped without one, and
+    /// the run fails as incomplete). A locked store's secret: --password-file.
+    #[arg(long, value_name = "KEYREF")]
+    pub key: Option<String>,
+    /// The certificate handed to store_open with --key.
+    #[arg(long, value_name = "F")]
+    pub cert: Option<String>,
 }
 
 #[derive(Debug, Args)]

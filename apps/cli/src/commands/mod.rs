@@ -8,6 +8,7 @@ mod directory;
 mod lint;
 mod mail;
 mod pki;
+mod plugins;
 mod store;
 mod token;
 
@@ -127,6 +128,14 @@ fn internal(e: impl std::fmt::Display) -> anyhow::Error {
 pub async fn run(cli: Cli) -> Result<u8> {
     let json = cli.json;
     let config = smimekit_service::Config::load(cli.config.as_deref())?;
+    // `plugins check` loads the file under test alone: a broken plugin is a report, and the
+    // configuration's own plugins (which may include it) are not loaded.
+    if let Command::Plugins(crate::cli::PluginsArgs {
+        command: Some(crate::cli::PluginsCommand::Check(a)),
+    }) = &cli.command
+    {
+        return plugins::check(&config, a, cli.password_file.as_deref(), json).await;
+    }
     let mut builder = Service::builder()
         .config(config)
         .plugin_path_env(std::env::var_os("SMIMEKIT_PLUGIN_PATH"))
@@ -185,33 +194,7 @@ async fn dispatch(service: &Service, command: Command, json: bool) -> Result<u8>
         Command::Exchange(c) => directory::exchange(&service, c, json).await,
         Command::Login { directory } => directory::login(&service, directory, json).await,
         Command::Demo(a) => demo::run(a, json).await,
-        Command::Plugins => {
-            let plugins = service.plugins();
-            if json {
-                print_json(&plugins)?;
-            } else {
-                for p in plugins {
-                    outln!(
-                        "{:<14} {:<12} {:<9} {:<8} {}",
-                        p.port,
-                        p.id,
-                        p.origin,
-                        p.version,
-                        p.description
-                    );
-                    if let Some(file) = &p.file {
-                        outln!(
-                            "{:<14} {} ({}; {})",
-                            "",
-                            file.display(),
-                            p.abi.as_deref().unwrap_or(""),
-                            p.capabilities.join(", ")
-                        );
-                    }
-                }
-            }
-            Ok(EXIT_OK)
-        }
+        Command::Plugins(a) => plugins::run(&service, a, json),
         Command::Completions { shell } => {
             // clap_complete panics when its writer fails: render first, then write once.
             let mut script = Vec::new();
