@@ -465,6 +465,51 @@ fn open_directory(base: &str) -> ExchangeDirectory {
     ExchangeDirectory::open("exo", &text, Arc::new(PluginKeyOpener)).unwrap()
 }
 
+/// [`open_directory`] with more settings.
+fn open_directory_with(base: &str, extra: &str) -> ExchangeDirectory {
+    smimekit_builtins::link();
+    let text = toml_for(
+        base,
+        base,
+        &format!("concurrency = 3\npage_size = 100\n{extra}"),
+    )
+    .replacen("[directory.exo]\n", "", 1);
+    ExchangeDirectory::open("exo", &text, Arc::new(PluginKeyOpener)).unwrap()
+}
+
+/// Paging (issue 16 §4): a `@odata.nextLink` to another origin is not followed, so the bearer
+/// token goes nowhere else (here: another port of the same loopback host), and a service that
+/// never stops paging is stopped at `max_pages`.
+#[test]
+fn paging_follows_next_links_only_to_the_same_origin_and_stops() {
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let foreign = format!("http://127.0.0.1:{}", trap.local_addr().unwrap().port());
+    let exo = Exo::new(|c| {
+        c.mailboxes = mailboxes(250);
+        c.next_link_base = Some(foreign.clone());
+    });
+    let dir = open_directory(&exo.emu.base_url);
+    let e = exo.rt.block_on(dir.recipients()).unwrap_err().to_string();
+    assert!(e.contains(&foreign) && e.contains("not followed"), "{e}");
+    assert!(trap.accept().is_err(), "the token was sent to {foreign}");
+    // The same listing without the foreign link: all three pages are read.
+    let exo = Exo::new(|c| c.mailboxes = mailboxes(250));
+    let dir = open_directory(&exo.emu.base_url);
+    assert_eq!(exo.rt.block_on(dir.recipients()).unwrap().len(), 250);
+
+    // Endless paging: refused after max_pages pages of each listing.
+    let exo = Exo::new(|c| {
+        c.mailboxes = mailboxes(3);
+        c.endless_pages = true;
+    });
+    let dir = open_directory_with(&exo.emu.base_url, "max_pages = 5\n");
+    let e = exo.rt.block_on(dir.recipients()).unwrap_err().to_string();
+    assert!(e.contains("more than 5 pages"), "{e}");
+    // Get-Mailbox and Get-MailContact list: at most 5 requests each.
+    assert!(counter(&exo.emu.counters.invoke) <= 10);
+}
+
 /// `n` seeded mailbox addresses.
 fn mailboxes(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("user{i:04}@example.org")).collect()
@@ -780,6 +825,70 @@ fn emit_powershell_embeds_the_right_bytes_and_sends_nothing() {
     ]);
     let script = std::fs::read_to_string(&bulk).unwrap();
     assert_eq!(embedded(&script), vec![der("alice.pem"), der("bob.pem")]);
+}
+
+/// Issue 16 §4: no address or name can end the literal it is written in. PowerShell ends a
+/// single-quoted string on `'` and on U+2018–U+201B; the script holds none of them outside
+/// its own literals, and every hostile value is base64 decoded by the script.
+#[test]
+fn emit_powershell_is_safe_for_hostile_addresses() {
+    use base64::Engine as _;
+    let exo = Exo::with_settings(|_| {}, "contact_name = \"{local} ({domain})\"\n");
+    for hostile in [
+        "o'brien@partner.example",
+        "x\u{2019};Remove-Item~-Recurse~/;\u{2018}@partner.example",
+        "a\u{201B}+$(Invoke-Expression~calc)+\u{201A}@partner.example",
+        "q\"`$env:PATH\"@partner.example",
+    ] {
+        let ps1 = exo._dir.path().join("hostile.ps1");
+        exo.ok(&[
+            "publish",
+            hostile,
+            "--cert",
+            &pki("bob.pem"),
+            "--force",
+            "--contact",
+            "--directory",
+            "exo",
+            "--emit-powershell",
+            &ps1.display().to_string(),
+        ]);
+        let script = std::fs::read_to_string(&ps1).unwrap();
+        assert!(
+            !script.contains(['\u{2018}', '\u{2019}', '\u{201A}', '\u{201B}']),
+            "{script}"
+        );
+        let local = hostile.split('@').next().unwrap();
+        assert!(
+            !script.contains(local),
+            "{hostile} appears as such:\n{script}"
+        );
+        // The item: address and contact name are decoded from base64 to the exact values.
+        let item = script
+            .lines()
+            .find(|l| l.trim_start().starts_with("@{ Op = 'add'"))
+            .unwrap();
+        let decoded: Vec<String> = item
+            .split("(ConvertFrom-SmimekitText '")
+            .skip(1)
+            .map(|rest| {
+                let b64 = rest.split('\'').next().unwrap();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap();
+                String::from_utf8(bytes).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            decoded,
+            [hostile.to_string(), format!("{local} (partner.example)")],
+            "{item}"
+        );
+        // Outside the decoder's literals, the only quotes are the script's own: each item
+        // line's single quotes pair up.
+        assert_eq!(item.matches('\'').count() % 2, 0, "{item}");
+        assert_eq!(embedded(&script), vec![der("bob.pem")]);
+    }
 }
 
 #[test]

@@ -149,6 +149,80 @@ pub fn trust_chain_checks() -> impl Iterator<Item = &'static TrustChainCheck> {
     inventory::iter::<TrustChainCheck>.into_iter()
 }
 
+/// One change a generated script makes in a directory, for an administrator who must run the
+/// changes themselves (`--emit-powershell`, `apply --emit-powershell`). Addresses and names
+/// are data: an emitter must write them so that no value can end its literal.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ScriptOperation {
+    /// The organisation's trust chain becomes exactly these certificates (Exchange Online:
+    /// Set-SmimeConfig with an SST of them), checked by [`TrustChainCheck`]'s rules first.
+    SetTrustChain { chain: Vec<crate::CertDer> },
+    /// Adds `certificate` to the recipient's certificates, read back. `replace`: it becomes the
+    /// only one; `prune_expired`: expired others are dropped; `create_contact`: a missing
+    /// recipient becomes an external contact named by the directory's convention.
+    AddCertificate {
+        address: crate::Mailbox,
+        certificate: crate::CertDer,
+        replace: bool,
+        prune_expired: bool,
+        create_contact: bool,
+    },
+    /// Removes the certificate with this SHA-1 thumbprint (hex) from the recipient's
+    /// certificates, read back; nothing to do when it is not there.
+    RemoveCertificate {
+        address: crate::Mailbox,
+        thumbprint: String,
+    },
+    /// Creates an external contact for `address` (named `display_name`, else by the
+    /// directory's convention) holding `certificate`; an existing contact gets the
+    /// certificate added.
+    CreateContact {
+        address: crate::Mailbox,
+        display_name: Option<String>,
+        certificate: crate::CertDer,
+    },
+}
+
+/// What a [`ScriptEmitter`] is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct ScriptRequest<'a> {
+    /// The directory's name, for messages.
+    pub directory: &'a str,
+    /// The directory's configuration as TOML text (empty when none is configured); read
+    /// leniently, since nothing is contacted.
+    pub config: &'a str,
+    pub operations: &'a [ScriptOperation],
+    /// The time checks use (expired certificates), in seconds since the Unix epoch.
+    pub now: i64,
+}
+
+/// A generated script and what it does.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// The script's text, for the caller to save.
+    pub text: String,
+    /// One line per operation the script performs, for people.
+    pub operations: Vec<String>,
+}
+
+/// Writes a directory kind's changes as a script an administrator runs (Exchange Online:
+/// PowerShell 7 with ExchangeOnlineManagement), registered for the kind like
+/// [`TrustChainCheck`]; the host only chooses the emitter by the directory's kind.
+#[derive(Debug)]
+pub struct ScriptEmitter {
+    pub kind: &'static str,
+    /// The script's language (`powershell`).
+    pub language: &'static str,
+    pub emit: fn(&ScriptRequest<'_>) -> Result<Script, DirectoryError>,
+}
+
+inventory::collect!(ScriptEmitter);
+
+pub fn script_emitters() -> impl Iterator<Item = &'static ScriptEmitter> {
+    inventory::iter::<ScriptEmitter>.into_iter()
+}
+
 pub fn directories_with_keys() -> impl Iterator<Item = &'static DirectoryFactoryWithKeys> {
     inventory::iter::<DirectoryFactoryWithKeys>.into_iter()
 }

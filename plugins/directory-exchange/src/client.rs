@@ -635,7 +635,10 @@ impl Client {
         let body = json!({"CmdletInput": {"CmdletName": cmdlet, "Parameters": params}});
         let mut url = self.settings.invoke_url(&self.base().await?);
         let mut out = Vec::new();
+        let mut pages: u32 = 0;
+        let mut seen = std::collections::HashSet::new();
         loop {
+            pages += 1;
             let page = self.post(cmdlet, &mut url, &body, resend, format).await?;
             if let Some(items) = page["value"].as_array() {
                 for item in items {
@@ -654,12 +657,23 @@ impl Client {
                 .or_else(|| page["odata.nextLink"].as_str())
             {
                 Some(next) => {
-                    // The next page goes where the token may go, and to port 443 (§1.5).
+                    // The next page is fetched with the bearer token: only from the origin
+                    // that answered this page (scheme, host and port), on port 443 (§1.5).
                     let next = next.replace(":446/", ":443/");
-                    if !self.may_send_token_to(&next) {
+                    if !same_origin(&url, &next) || !self.may_send_token_to(&next) {
                         return Err(ExoError::Protocol(format!(
-                            "{cmdlet}: the next page is at {next:?}, outside {}: not followed",
-                            self.allowed_hosts()
+                            "{cmdlet}: the next page is at {next:?}, not at the origin of {url:?} that answered: not followed, the token stays there"
+                        )));
+                    }
+                    if pages >= self.settings.max_pages {
+                        return Err(ExoError::Protocol(format!(
+                            "{cmdlet}: the answer has more than {} pages (max_pages): not followed further",
+                            self.settings.max_pages
+                        )));
+                    }
+                    if !seen.insert(next.clone()) {
+                        return Err(ExoError::Protocol(format!(
+                            "{cmdlet}: the next page {next:?} was already read: the paging loops"
                         )));
                     }
                     url = next;
@@ -763,18 +777,6 @@ impl Client {
     /// cloud over https, or (a loopback endpoint) the same loopback host.
     fn may_send_token_to(&self, url: &str) -> bool {
         allowed_target(&self.settings, url)
-    }
-
-    fn allowed_hosts(&self) -> String {
-        if is_loopback_http(&self.settings.endpoint) {
-            format!("the endpoint's host {}", url_host(&self.settings.endpoint))
-        } else {
-            format!(
-                "https hosts of the {} cloud ({})",
-                self.settings.cloud.name(),
-                self.settings.cloud.domains().join(", ")
-            )
-        }
     }
 
     async fn post(
@@ -926,6 +928,21 @@ fn location(resp: &reqwest::Response) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Whether `next` has the origin of `current` (scheme, host, port with the scheme's default),
+/// and names no user: where a page came from is the only place its next page is fetched from
+/// with the token.
+fn same_origin(current: &str, next: &str) -> bool {
+    match (reqwest::Url::parse(current), reqwest::Url::parse(next)) {
+        (Ok(a), Ok(b)) => {
+            b.username().is_empty()
+                && b.password().is_none()
+                && matches!(b.scheme(), "https" | "http")
+                && a.origin() == b.origin()
+        }
+        _ => false,
+    }
+}
+
 fn is_loopback_http(url: &str) -> bool {
     url.starts_with("http://")
 }
@@ -1003,6 +1020,42 @@ fn backoff(attempt: u32) -> Duration {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_pages_only_from_the_same_origin() {
+        let here = "https://outlook.office365.com/adminapi/beta/t/InvokeCommand";
+        for (next, ok) in [
+            (
+                "https://outlook.office365.com/adminapi/beta/t/InvokeCommand?$skiptoken=2",
+                true,
+            ),
+            (
+                "https://outlook.office365.com:443/adminapi/beta/t/InvokeCommand",
+                true,
+            ),
+            // Another host of the same cloud, another port, another scheme, a user: refused.
+            (
+                "https://nam13b.outlook.office365.com/adminapi/beta/t/InvokeCommand",
+                false,
+            ),
+            ("https://outlook.office365.com:8443/adminapi", false),
+            ("http://outlook.office365.com/adminapi", false),
+            ("https://evil@outlook.office365.com/adminapi", false),
+            ("https://outlook.office365.com.evil.example/adminapi", false),
+            ("//evil.example/adminapi", false),
+            ("not a url", false),
+        ] {
+            assert_eq!(same_origin(here, next), ok, "{next}");
+        }
+        assert!(same_origin(
+            "http://127.0.0.1:4000/adminapi",
+            "http://127.0.0.1:4000/adminapi?$skiptoken=1"
+        ));
+        assert!(!same_origin(
+            "http://127.0.0.1:4000/adminapi",
+            "http://127.0.0.1:4001/adminapi"
+        ));
+    }
 
     fn settings(endpoint: &str) -> Settings {
         Settings::parse(

@@ -16,6 +16,7 @@
 //! # concurrency = 3
 //! # max_retries = 8
 //! # page_size = 1000
+//! # max_pages = 1000                       # pages one read may follow (@odata.nextLink)
 //! # contact_name = "{address}"              # New-MailContact -Name; {address} {local} {domain}
 //! # [directory.exo.protocol]                # the INFERRED protocol choices, see protocol.rs
 //! # byte_encoding = "int-array"             # or "base64"; unset: int-array, the other once on a
@@ -84,6 +85,8 @@ struct Raw {
     #[serde(default)]
     page_size: Option<u32>,
     #[serde(default)]
+    max_pages: Option<u32>,
+    #[serde(default)]
     timeout_secs: Option<u64>,
     #[serde(default)]
     contact_name: Option<String>,
@@ -92,6 +95,9 @@ struct Raw {
 }
 
 pub const DEFAULT_ENDPOINT: &str = "https://outlook.office365.com";
+/// Pages one read may follow unless `max_pages` says otherwise: a million recipients at the
+/// largest page size.
+pub const DEFAULT_MAX_PAGES: u32 = 1000;
 /// §1.7: keep at most 3 concurrent calls per tenant.
 pub const DEFAULT_CONCURRENCY: usize = 3;
 
@@ -116,6 +122,9 @@ pub struct Settings {
     pub concurrency: usize,
     pub max_retries: u32,
     pub page_size: u32,
+    /// The most pages one cmdlet's answer may have: a service that keeps answering with a
+    /// `@odata.nextLink` is refused after this many rather than followed forever.
+    pub max_pages: u32,
     pub timeout: Duration,
     pub contact_name: String,
     pub protocol: Protocol,
@@ -201,6 +210,10 @@ impl Settings {
         if !(1..=1000).contains(&page_size) {
             return Err(cfg(name, "page_size must be between 1 and 1000"));
         }
+        let max_pages = raw.max_pages.unwrap_or(DEFAULT_MAX_PAGES);
+        if !(1..=1_000_000).contains(&max_pages) {
+            return Err(cfg(name, "max_pages must be between 1 and 1000000"));
+        }
         let contact_name = raw.contact_name.unwrap_or_else(|| "{address}".into());
         if !contact_name.contains('{') {
             return Err(cfg(
@@ -235,6 +248,7 @@ impl Settings {
             concurrency,
             max_retries: raw.max_retries.unwrap_or(8),
             page_size,
+            max_pages,
             timeout: Duration::from_secs(raw.timeout_secs.unwrap_or(100)),
             contact_name,
             protocol: raw.protocol,
@@ -268,15 +282,20 @@ impl Settings {
 
     /// The Name a new external contact gets (users pick it in the GAL by this name).
     pub fn contact_name_for(&self, address: &str) -> String {
-        let (local, domain) = address.split_once('@').unwrap_or((address, ""));
-        let n = self
-            .contact_name
-            .replace("{address}", address)
-            .replace("{local}", local)
-            .replace("{domain}", domain);
-        // New-MailContact: Name is at most 64 characters.
-        n.chars().take(64).collect()
+        contact_name(&self.contact_name, address)
     }
+}
+
+/// The name `template` (`contact_name`: `{address}`, `{local}`, `{domain}`) gives a new
+/// contact for `address`.
+pub fn contact_name(template: &str, address: &str) -> String {
+    let (local, domain) = address.split_once('@').unwrap_or((address, ""));
+    let n = template
+        .replace("{address}", address)
+        .replace("{local}", local)
+        .replace("{domain}", domain);
+    // New-MailContact: Name is at most 64 characters.
+    n.chars().take(64).collect()
 }
 
 #[cfg(test)]

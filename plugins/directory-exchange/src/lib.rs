@@ -1226,5 +1226,13 @@ inventory::submit! {
     }
 }
 
+inventory::submit! {
+    smimekit_core::plugin::ScriptEmitter {
+        kind: "exchange-online",
+        language: "powershell",
+        emit: powershell::emit,
+    }
+}
+
 /// Referenced by `smimekit-builtins` so that the linker keeps the registration.
 pub fn link() {}

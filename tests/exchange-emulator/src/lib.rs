@@ -106,6 +106,12 @@ pub struct EmulatorConfig {
     pub lose_write_answer_every: u64,
     /// Largest page; `Prefer: odata.maxpagesize` may ask for less.
     pub max_page: usize,
+    /// `@odata.nextLink`s point at this base instead of the listener's own (a hostile or
+    /// broken service sending clients elsewhere with their token).
+    pub next_link_base: Option<String>,
+    /// Listings never end: every page, the last included, has a `@odata.nextLink` (a new
+    /// `$skiptoken` each time), for clients' page limits.
+    pub endless_pages: bool,
     pub token_lifetime: u64,
     /// Device-code flow: the sign-in is approved after this many token polls.
     pub device_approve_after: u32,
@@ -148,6 +154,8 @@ impl EmulatorConfig {
             duplicate_adds: false,
             lose_write_answer_every: 0,
             max_page: 1000,
+            next_link_base: None,
+            endless_pages: false,
             token_lifetime: 3599,
             device_approve_after: 2,
         }
@@ -1210,10 +1218,10 @@ async fn invoke(
                 .take(page)
                 .map(|o| render_recipient(&s, o, r))
                 .collect();
-            let next = (skip + page < all.len()).then(|| {
+            let next = (cfg.endless_pages || skip + page < all.len()).then(|| {
                 format!(
                     "{}/adminapi/beta/{tenant}/InvokeCommand?$skiptoken={}",
-                    s.base,
+                    cfg.next_link_base.as_deref().unwrap_or(&s.base),
                     skip + page
                 )
             });

@@ -349,7 +349,11 @@ pub async fn trust(service: &Service, c: TrustCommand, json: bool) -> Result<u8>
             let files: Vec<std::path::PathBuf> = sst.into_iter().chain(certs).collect();
             let files = io::read_all_named(&files)?;
             if let Some(file) = emit_powershell {
-                print_emit(&service.emit_powershell_trust(&files)?, &file, json)?;
+                print_emit(
+                    &service.emit_powershell_trust(directory.as_deref(), &files)?,
+                    &file,
+                    json,
+                )?;
                 return Ok(EXIT_OK);
             }
             (
