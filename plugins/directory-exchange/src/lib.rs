@@ -26,6 +26,7 @@ pub mod limit;
 pub mod lint;
 pub mod protocol;
 
+pub mod powershell;
 use std::sync::Arc;
 
 use async_trait::async_trait;
