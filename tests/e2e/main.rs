@@ -19,6 +19,7 @@ mod exchange;
 mod interop;
 mod ldap;
 mod pkcs11;
+mod plugin_check;
 mod pki;
 mod plugins;
 mod secrets;

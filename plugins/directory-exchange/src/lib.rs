@@ -24,9 +24,9 @@ pub mod clixml;
 pub mod config;
 pub mod limit;
 pub mod lint;
+pub mod powershell;
 pub mod protocol;
 
-pub mod powershell;
 use std::sync::Arc;
 
 use async_trait::async_trait;
