@@ -19,6 +19,9 @@ pub struct PlanArgs {
     /// `unmanaged = "report"`); repeatable.
     #[arg(long, value_name = "ADDRESS")]
     pub replace_unmanaged: Vec<String>,
+    /// Read every directory, even for people the inventory saw in the last 5 minutes.
+    #[arg(long)]
+    pub refresh: bool,
 }
 
 #[derive(Debug, Args)]

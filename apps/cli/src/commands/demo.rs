@@ -334,6 +334,7 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
     let plan_request = smimekit_service::deploy::PlanRequest {
         desired,
         replace_unmanaged: Vec::new(),
+        inventory_max_age: None,
     };
     let plan = svc.plan(&plan_request).await.map_err(at(name))?;
     let plan_path = p("plan.txt");

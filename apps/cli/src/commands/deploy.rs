@@ -63,6 +63,7 @@ async fn plan_inner(service: &Service, a: PlanArgs, json: bool) -> Result<u8> {
         .plan(&PlanRequest {
             desired,
             replace_unmanaged: a.replace_unmanaged,
+            inventory_max_age: (!a.refresh).then_some(deploy::DEFAULT_INVENTORY_MAX_AGE),
         })
         .await?;
     if let Some(out) = &a.out {
@@ -149,6 +150,8 @@ pub async fn apply(service: &Service, a: ApplyArgs, json: bool) -> Result<u8> {
                 .plan(&PlanRequest {
                     desired,
                     replace_unmanaged: a.replace_unmanaged.clone(),
+                    // The writer reads every directory: what it changes must be what is there.
+                    inventory_max_age: None,
                 })
                 .await?;
             plan

@@ -11,7 +11,7 @@ pub mod spec;
 pub mod status;
 
 pub use apply::{ApplyEmit, ApplyReport, ApplyRequest, ApplyStep, Deliver, Delivery};
-pub use plan::{Plan, PlanRequest, PlanSummary};
+pub use plan::{DEFAULT_INVENTORY_MAX_AGE, Plan, PlanRequest, PlanSummary};
 pub use spec::{
     DeployError, DeploySource, Desired, FsDeploySource, Origin, Person, Policy, TrustSpec,
     Unmanaged, load,

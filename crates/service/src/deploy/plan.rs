@@ -431,7 +431,14 @@ pub struct PlanRequest {
     pub desired: Desired,
     /// Addresses whose unmanaged certificates may be removed (`unmanaged = "report"` only).
     pub replace_unmanaged: Vec<String>,
+    /// Use the inventory for an address whose certificates were all seen within this many
+    /// seconds (and are all known: published by smimekit or named by the file); read the
+    /// directory for the others. `None`: read every directory.
+    pub inventory_max_age: Option<i64>,
 }
+
+/// How fresh the inventory must be for `plan` to use it instead of asking the directory.
+pub const DEFAULT_INVENTORY_MAX_AGE: i64 = 300;
 
 /// `kind:THUMB,THUMB` (sorted), or `-` when the directory has no entry: what a plan read.
 pub(crate) fn read_key(r: Option<&Recipient>) -> String {
@@ -602,6 +609,19 @@ impl Service {
             wanted.insert(p.address.key(), certs);
         }
 
+        // Every certificate whose bytes plan knows, by thumbprint: what the inventory's
+        // thumbprints can stand for.
+        let mut known: HashMap<String, CertDer> = HashMap::new();
+        for certs in wanted.values() {
+            for c in certs {
+                known.insert(thumbprint(c), c.clone());
+            }
+        }
+        for rows in managed_by.values() {
+            for m in rows {
+                known.insert(m.thumbprint.clone(), m.certificate.clone());
+            }
+        }
         let mut directories = Vec::new();
         let mut summary = PlanSummary {
             issue: issue.iter().filter(|s| s.action == "issue").count(),
@@ -625,9 +645,10 @@ impl Service {
             departed.sort_by_key(Mailbox::key);
             let mut addresses: Vec<Mailbox> = people.iter().map(|p| p.address.clone()).collect();
             addresses.extend(departed.iter().cloned());
-            let entries = read_entries(&dir, &addresses)
-                .await
-                .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?;
+            let force: HashSet<String> = replace.clone();
+            let entries = self
+                .read_for_plan(&dir, &addresses, &known, &force, req.inventory_max_age)
+                .await?;
             let mut read = BTreeMap::new();
             for a in &addresses {
                 read.insert(
@@ -695,6 +716,7 @@ impl Service {
                 });
                 let ready = self.readiness(&p.address, &plan.after, &anchors, now);
                 let plan = PersonPlan { ready, ..plan.plan };
+                carry_removed(&mut certificates, current, &plan);
                 summary.count(&plan);
                 if plan.has_changes()
                     || !plan.ready.encryptable
@@ -723,6 +745,7 @@ impl Service {
                     renewing: false,
                 })
                 .plan;
+                carry_removed(&mut certificates, current, &plan);
                 summary.count(&plan);
                 if plan.has_changes() {
                     plans.push(plan);
@@ -764,6 +787,116 @@ impl Service {
             replace_unmanaged: req.replace_unmanaged.clone(),
             certificates,
         })
+    }
+
+    /// The entries of `addresses` in `dir`: from the inventory where it is fresh (every
+    /// certificate seen within `max_age` and known by its bytes), else read from the directory
+    /// (and recorded in the inventory).
+    async fn read_for_plan(
+        &self,
+        dir: &Arc<dyn Directory>,
+        addresses: &[Mailbox],
+        known: &HashMap<String, CertDer>,
+        force: &HashSet<String>,
+        max_age: Option<i64>,
+    ) -> Result<HashMap<String, Option<Recipient>>, ServiceError> {
+        let name = dir.name().to_string();
+        let mut out: HashMap<String, Option<Recipient>> = HashMap::new();
+        let mut to_read: Vec<Mailbox> = addresses.to_vec();
+        if let Some(max_age) = max_age {
+            let store = self.store().await?;
+            let rows = store
+                .inventory(&smimekit_core::store::InventoryQuery {
+                    directory: Some(name.clone()),
+                    ..Default::default()
+                })
+                .await
+                .map_err(store_error)?;
+            let mut by_address: HashMap<String, Vec<smimekit_core::store::InventoryCert>> =
+                HashMap::new();
+            for r in rows.into_iter().filter(|r| r.present) {
+                let key = Mailbox::parse(&r.address)
+                    .map(|m| m.key())
+                    .unwrap_or_else(|_| r.address.clone());
+                by_address.entry(key).or_default().push(r);
+            }
+            let oldest = self.now() - max_age;
+            to_read.clear();
+            for a in addresses {
+                let fresh = by_address
+                    .get(&a.key())
+                    .filter(|_| !force.contains(&a.key()))
+                    .and_then(|rows| {
+                        let kind = rows.first()?.recipient_kind?;
+                        let mut certificates = Vec::new();
+                        for r in rows {
+                            if r.last_seen < oldest || r.recipient_kind != Some(kind) {
+                                return None;
+                            }
+                            certificates.push(known.get(&r.facts.sha1)?.clone());
+                        }
+                        Some(Recipient {
+                            address: a.clone(),
+                            kind,
+                            certificates,
+                        })
+                    });
+                match fresh {
+                    Some(r) => {
+                        out.insert(a.key(), Some(r));
+                    }
+                    None => to_read.push(a.clone()),
+                }
+            }
+        }
+        if to_read.is_empty() {
+            return Ok(out);
+        }
+        let read = read_entries(dir, &to_read)
+            .await
+            .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?;
+        self.record_read(&name, &read).await;
+        out.extend(read);
+        Ok(out)
+    }
+
+    /// Records what a plan read in the inventory, in one transaction (a cache: a store that
+    /// refuses it is logged, never the plan's failure).
+    async fn record_read(&self, directory: &str, read: &HashMap<String, Option<Recipient>>) {
+        let present: Vec<&Recipient> = read.values().flatten().collect();
+        let facts: Vec<Vec<smimekit_core::store::CertFacts>> = present
+            .iter()
+            .map(|r| {
+                r.certificates
+                    .iter()
+                    .filter_map(|c| self.cert_facts(c, None))
+                    .collect()
+            })
+            .collect();
+        let now = self.now();
+        let sightings: Vec<smimekit_core::store::Sighting<'_>> = present
+            .iter()
+            .zip(&facts)
+            .map(|(r, f)| smimekit_core::store::Sighting {
+                directory,
+                address: &r.address,
+                kind: Some(r.kind),
+                certificates: f,
+                time: now,
+                published: false,
+                complete: true,
+            })
+            .collect();
+        let recorded = match self.store().await {
+            Ok(store) => store
+                .inventory_record(&sightings)
+                .await
+                .map_err(store_error),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, directory, "plan: the inventory was not updated");
+        }
     }
 
     /// The directories a deploy file targets, in the configuration's order; an unknown one is
@@ -887,6 +1020,28 @@ impl PlanSummary {
         self.unmanaged_kept += p.unmanaged.len();
         if !p.departed && !p.ready.encryptable {
             self.not_ready += 1;
+        }
+    }
+}
+
+/// A saved plan carries the certificates it removes too (they come from the directory, not
+/// the deploy file): apply needs their bytes to remove them.
+fn carry_removed(
+    certificates: &mut BTreeMap<String, String>,
+    current: Option<&Recipient>,
+    plan: &PersonPlan,
+) {
+    let Some(current) = current else { return };
+    for change in &plan.changes {
+        if let ChangeAction::Remove { certificate, .. } = change
+            && let Some(c) = current
+                .certificates
+                .iter()
+                .find(|c| thumbprint(c) == certificate.thumbprint)
+        {
+            certificates
+                .entry(certificate.thumbprint.clone())
+                .or_insert_with(|| base64::engine::general_purpose::STANDARD.encode(c.as_bytes()));
         }
     }
 }
