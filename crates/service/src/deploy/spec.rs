@@ -1424,6 +1424,49 @@ csv = "people.csv"
         assert_eq!(json["people"][2]["kind"], "contact");
     }
 
+    /// The README's section, verbatim: its example deploy file with its CSV example.
+    #[test]
+    fn the_readme_section() {
+        let readme = include_str!("../../../../README.md");
+        let section = &readme[readme
+            .find("\n## The deploy file\n")
+            .expect("README section")..];
+        let block = |lang: &str| {
+            let start = section.find(&format!("```{lang}\n")).expect(lang) + lang.len() + 4;
+            let end = start + section[start..].find("```").expect("block end");
+            section[start..end].to_string()
+        };
+        let mem = Mem::default()
+            .with_ca("ca")
+            .with("certs/alice.pem", leaf("alice@contoso.com"))
+            .with("certs/bob.pem", leaf("bob@contoso.com"))
+            .with("certs/carol@fabrikam.com.pem", leaf("carol@fabrikam.com"))
+            .with("people.csv", block("csv"));
+        let d = ok(&block("toml"), &mem);
+        let who: Vec<String> = d
+            .people
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {:?} {} {}",
+                    p.address,
+                    p.kind,
+                    p.directories.join(","),
+                    p.certificates.len()
+                )
+            })
+            .collect();
+        assert_eq!(
+            who,
+            [
+                "alice@contoso.com Mailbox exo 1",
+                "bob@contoso.com Mailbox exo,corp 1",
+                "carol@fabrikam.com Contact exo,corp 1",
+            ]
+        );
+        assert_eq!(d.trust.unwrap().certificates.len(), 2);
+    }
+
     #[test]
     fn defaults() {
         let d = ok(
