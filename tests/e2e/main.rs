@@ -21,6 +21,7 @@ mod ldap;
 mod pkcs11;
 mod plugin_check;
 mod pki;
+mod plugin_host;
 mod plugins;
 mod secrets;
 mod sessions;

@@ -33,7 +33,7 @@ typedef uint32_t smk_status;
 #define SMK_CONFIG 13u /*  The configuration handed to open is wrong. */
 
 #define SMK_ABI_MAJOR 1u /* The ABI major version of this header. */
-#define SMK_ABI_MINOR 0u /* The ABI minor version of this header. */
+#define SMK_ABI_MINOR 1u /* The ABI minor version of this header. */
 #define SMK_FLAG_THREAD_SAFE 1u /* Header flag: calls may run concurrently on any thread. */
 #define SMK_SIG_RSA_PKCS1 1u /* Scheme high byte: RSASSA-PKCS1-v1_5 (sign a DigestInfo). */
 #define SMK_SIG_RSA_PSS 2u /* Scheme high byte: RSASSA-PSS, MGF1 with the same digest, salt = digest length. */
@@ -147,6 +147,13 @@ typedef struct smk_directory_v1 {
   smk_status (*dir_publish)(smk_dir *dir, const uint8_t *address, size_t address_len, uint32_t kind, const uint8_t *cert, size_t cert_len, uint32_t mode, smk_buf *out);
   /* Removes one certificate; `out`: the list of DER that remains. Null: unsupported. */
   smk_status (*dir_unpublish)(smk_dir *dir, const uint8_t *address, size_t address_len, const uint8_t *cert, size_t cert_len, smk_buf *out);
+  /* Since 1.1. One recipient: `out` is one triple as in dir_recipients (address, kind, list */
+  /* of DER); SMK_NOT_FOUND when there is none. Null: the host uses dir_lookup (kind: mailbox). */
+  smk_status (*dir_recipient)(smk_dir *dir, const uint8_t *address, size_t address_len, smk_buf *out);
+  /* Since 1.1. dir_open with the configuration as key/value pairs instead of TOML text: a */
+  /* list alternating key and value (see docs/plugin-abi.md). Used instead of dir_open when */
+  /* non-null. */
+  smk_status (*dir_open_pairs)(const uint8_t *name, size_t name_len, const uint8_t *pairs, size_t pairs_len, smk_dir **out, smk_buf *err);
 } smk_directory_v1;
 
 /* Export this from the shared library. */

@@ -32,7 +32,7 @@ pub const DIRECTORY_INTERFACE: &str = "smimekit.directory";
 /// The ABI major version this crate describes.
 pub const ABI_MAJOR: u32 = 1;
 /// The ABI minor version this crate describes (fields appended since 1.0).
-pub const ABI_MINOR: u32 = 0;
+pub const ABI_MINOR: u32 = 1;
 
 /// The signature of [`ENTRY_SYMBOL`].
 pub type EntryFn = unsafe extern "C" fn(interface: *const c_char, abi_major: u32) -> *const c_void;
@@ -377,6 +377,13 @@ abi_table! {
         dir_publish: Option<unsafe extern "C" fn(*mut Dir, Bytes, usize, u32, Bytes, usize, u32, *mut Buf) -> Status> => "smk_status (*{})(smk_dir *dir, const uint8_t *address, size_t address_len, uint32_t kind, const uint8_t *cert, size_t cert_len, uint32_t mode, smk_buf *out)",
         /// Removes one certificate; `out`: the list of DER that remains. Null: unsupported.
         dir_unpublish: Option<unsafe extern "C" fn(*mut Dir, Bytes, usize, Bytes, usize, *mut Buf) -> Status> => "smk_status (*{})(smk_dir *dir, const uint8_t *address, size_t address_len, const uint8_t *cert, size_t cert_len, smk_buf *out)",
+        /// Since 1.1. One recipient: `out` is one triple as in dir_recipients (address, kind, list
+        /// of DER); SMK_NOT_FOUND when there is none. Null: the host uses dir_lookup (kind: mailbox).
+        dir_recipient: Option<unsafe extern "C" fn(*mut Dir, Bytes, usize, *mut Buf) -> Status> => "smk_status (*{})(smk_dir *dir, const uint8_t *address, size_t address_len, smk_buf *out)",
+        /// Since 1.1. dir_open with the configuration as key/value pairs instead of TOML text: a
+        /// list alternating key and value (see docs/plugin-abi.md). Used instead of dir_open when
+        /// non-null.
+        dir_open_pairs: Option<unsafe extern "C" fn(Bytes, usize, Bytes, usize, *mut *mut Dir, *mut Buf) -> Status> => "smk_status (*{})(const uint8_t *name, size_t name_len, const uint8_t *pairs, size_t pairs_len, smk_dir **out, smk_buf *err)",
     }
 }
 

@@ -1,9 +1,12 @@
 //! Loading, validating and calling one plugin library. The host's `unsafe` is here and in the
 //! adapters' table calls ([`crate::keystore`], [`crate::directory`]); ARCHITECTURE.md lists the files.
 
+use std::collections::BTreeMap;
 use std::ffi::{CStr, CString, c_char};
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use smimekit_plugin_abi::{
     ABI_MAJOR, Buf, DIRECTORY_INTERFACE, DirectoryV1, ENTRY_SYMBOL, EntryFn, FLAG_THREAD_SAFE,
@@ -12,6 +15,7 @@ use smimekit_plugin_abi::{
 
 use crate::LoadError;
 use crate::lane::Lane;
+use smimekit_plugin_abi as abi_types;
 
 /// Name, version and capabilities of one interface of a plugin.
 #[derive(Debug, Clone)]
@@ -29,12 +33,38 @@ pub struct PluginInfo {
 #[derive(Debug)]
 pub struct Library {
     path: PathBuf,
+    /// `path` with every link resolved: the same file named twice is loaded once.
+    canonical: PathBuf,
     keystore: Option<(KeyStoreV1, PluginInfo)>,
     directory: Option<(DirectoryV1, PluginInfo)>,
     pub(crate) lane: Lane,
-    // Kept for the life of the process (never unloaded): the tables point into it.
-    _lib: libloading::Library,
+    /// The handles open now, each closed exactly once: by its adapter's `close`/`Drop`, or by
+    /// [`Library::shutdown`], whichever takes it from here first.
+    handles: Mutex<Handles>,
+    // The library itself is leaked when loaded (never unloaded, never `dlclose`d, whichever
+    // thread drops the last reference): the tables point into it, and a library that started
+    // threads or registered exit handlers cannot be unloaded safely.
 }
+
+/// What kind of plugin handle, in the order [`Library::shutdown`] closes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum HandleKind {
+    Key,
+    Store,
+    Dir,
+}
+
+/// Open handles by id; `shut` once [`Library::shutdown`] ran (nothing opens after that).
+#[derive(Debug, Default)]
+struct Handles {
+    next: u64,
+    open: BTreeMap<u64, (HandleKind, usize)>,
+    shut: bool,
+}
+
+/// An open handle's entry in its library's registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HandleId(u64);
 
 // SAFETY: the tables are copies of immutable plugin data (function pointers and static
 // strings); calls through them are serialised by `lane` unless the plugin declared
@@ -112,6 +142,45 @@ fn check_name(path: &Path, name: &str) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// The version text: SemVer 2.0 (`MAJOR.MINOR.PATCH`, optionally `-pre` and `+build` of
+/// `[0-9A-Za-z.-]`), at most [`MAX_VERSION_LEN`] bytes, shown by `smimekit plugins` as is.
+pub const MAX_VERSION_LEN: usize = 64;
+
+fn check_version(path: &Path, version: &str) -> Result<(), LoadError> {
+    let bad = || {
+        err(
+            path,
+            format!(
+                "version {version:?} must be MAJOR.MINOR.PATCH[-PRE][+BUILD] (SemVer), at most {MAX_VERSION_LEN} bytes"
+            ),
+        )
+    };
+    if version.len() > MAX_VERSION_LEN {
+        return Err(bad());
+    }
+    let (core, rest) = match version.find(['-', '+']) {
+        Some(i) => version.split_at(i),
+        None => (version, ""),
+    };
+    let numbers: Vec<&str> = core.split('.').collect();
+    let number_ok = |n: &&str| {
+        !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+            && (n.len() == 1 || !n.starts_with('0'))
+    };
+    if numbers.len() != 3 || !numbers.iter().all(number_ok) {
+        return Err(bad());
+    }
+    let tail_ok = rest
+        .bytes()
+        .skip(1)
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'+');
+    if !tail_ok || rest.len() == 1 {
+        return Err(bad());
+    }
+    Ok(())
+}
+
 fn check_header(path: &Path, iface: &str, h: &Header, min: usize) -> Result<(), LoadError> {
     if h.abi_major != ABI_MAJOR {
         return Err(err(
@@ -153,10 +222,15 @@ impl Library {
         if !path.is_file() {
             return Err(err(path, "no such file"));
         }
+        // A file, never a name for the system's library search: `libx.so` is `./libx.so`.
+        let canonical = std::fs::canonicalize(path)
+            .map_err(|e| err(path, format!("cannot resolve the path: {e}")))?;
         // SAFETY: loading runs the library's initialisers; that is what loading a plugin
         // means, and the user named this file as a plugin.
-        let lib = unsafe { libloading::Library::new(path) }
+        let lib = unsafe { libloading::Library::new(&canonical) }
             .map_err(|e| err(path, format!("not a loadable shared library: {e}")))?;
+        // Never unloaded (see `Library`): leaked here, so no drop can `dlclose` it.
+        let lib: &'static libloading::Library = Box::leak(Box::new(lib));
         // SAFETY: the symbol's type is fixed by the ABI (EntryFn).
         let entry: EntryFn = unsafe { lib.get::<EntryFn>(ENTRY_SYMBOL.as_bytes()) }
             .map(|s| *s)
@@ -211,15 +285,149 @@ impl Library {
         };
         Ok(Self {
             path: path.to_path_buf(),
+            canonical,
             keystore,
             directory,
             lane,
-            _lib: lib,
+            handles: Mutex::default(),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file with every symbolic link resolved.
+    pub fn canonical_path(&self) -> &Path {
+        &self.canonical
+    }
+
+    fn handles(&self) -> std::sync::MutexGuard<'_, Handles> {
+        // Every update is one insert, remove or flag: a poisoned lock is still consistent.
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether [`Library::shutdown`] ran: no handle may be opened any more.
+    pub fn is_shut_down(&self) -> bool {
+        self.handles().shut
+    }
+
+    /// Records a handle the plugin opened. `None` after shutdown: the caller closes it
+    /// itself, at once.
+    pub(crate) fn register<T>(&self, kind: HandleKind, h: Handle<T>) -> Option<HandleId> {
+        let mut hs = self.handles();
+        if hs.shut {
+            return None;
+        }
+        hs.next += 1;
+        let id = hs.next;
+        hs.open.insert(id, (kind, h.get() as usize));
+        Some(HandleId(id))
+    }
+
+    /// Takes a handle out of the registry: `true` when the caller is the one to close it.
+    pub(crate) fn unregister(&self, id: HandleId) -> bool {
+        self.handles().open.remove(&id.0).is_some()
+    }
+
+    /// The number of handles open now.
+    pub fn open_handles(&self) -> usize {
+        self.handles().open.len()
+    }
+
+    /// Closes the handle `ptr` of `kind` through the table, on the calling thread (which
+    /// must be the lane's, or any thread for a thread-safe plugin).
+    fn close_now(&self, kind: HandleKind, ptr: usize) {
+        match kind {
+            HandleKind::Key => {
+                if let Some(close) = self.ks().and_then(|t| t.key_close) {
+                    // SAFETY: the pointer came from key_open and left the registry once.
+                    unsafe { close(ptr as *mut abi_types::Key) }
+                }
+            }
+            HandleKind::Store => {
+                if let Some(close) = self.ks().and_then(|t| t.store_close) {
+                    // SAFETY: from store_open, closed once, after its keys (shutdown order).
+                    unsafe { close(ptr as *mut abi_types::Store) }
+                }
+            }
+            HandleKind::Dir => {
+                if let Some(close) = self.dir().and_then(|t| t.dir_close) {
+                    // SAFETY: from dir_open, closed once.
+                    unsafe { close(ptr as *mut abi_types::Dir) }
+                }
+            }
+        }
+    }
+
+    /// The orderly end of this library's use, before the process exits: no handle opens
+    /// after this; every handle still open is closed (keys, then stores, then directories)
+    /// after the calls already under way; then the lane stops, waiting at most `timeout` for
+    /// the worker thread to end (joined) or a thread-safe plugin's running calls to return.
+    /// The library stays loaded. Idempotent.
+    pub fn shutdown(self: &std::sync::Arc<Self>, timeout: Duration) -> Result<(), LoadError> {
+        let open: Vec<(HandleKind, usize)> = {
+            let mut hs = self.handles();
+            hs.shut = true;
+            let mut v: Vec<_> = std::mem::take(&mut hs.open).into_values().collect();
+            v.sort_by_key(|(k, _)| *k);
+            v
+        };
+        let l = self.clone();
+        let name = self.names().join("+");
+        self.lane
+            .finish(timeout, &name, move || {
+                for (kind, ptr) in open {
+                    l.close_now(kind, ptr);
+                }
+            })
+            .map_err(|e| {
+                err(
+                    &self.path,
+                    format!(
+                        "did not finish within {} ms at shutdown ({e}); the process exits with the plugin still running",
+                        timeout.as_millis()
+                    ),
+                )
+            })
+    }
+
+    /// Whether the handle is still open (checked on the lane before every call).
+    pub(crate) fn is_open(&self, id: HandleId) -> bool {
+        self.handles().open.contains_key(&id.0)
+    }
+
+    /// Closes one handle from `Drop` if the registry still holds it, without waiting.
+    pub(crate) fn close_detached(
+        self: &std::sync::Arc<Self>,
+        id: HandleId,
+        kind: HandleKind,
+        ptr: usize,
+    ) {
+        if !self.unregister(id) {
+            return;
+        }
+        let l = self.clone();
+        self.lane.detach(move || l.close_now(kind, ptr));
+    }
+
+    /// Registers a handle just opened, on the lane: after shutdown it is closed at once and
+    /// the open fails (the caller gets a message saying so).
+    pub(crate) fn register_on_lane<T>(
+        &self,
+        kind: HandleKind,
+        h: Handle<T>,
+    ) -> Result<HandleId, CallError> {
+        match self.register(kind, h) {
+            Some(id) => Ok(id),
+            None => {
+                self.close_now(kind, h.get() as usize);
+                Err(CallError {
+                    status: Status::UNAVAILABLE,
+                    message: "smimekit is shutting down: the handle was closed at once".into(),
+                })
+            }
+        }
     }
 
     pub fn keystore_info(&self) -> Option<&PluginInfo> {
@@ -333,6 +541,8 @@ impl Table for DirectoryV1 {
             ("recipients", self.dir_recipients.is_some()),
             ("publish", self.dir_publish.is_some()),
             ("unpublish", self.dir_unpublish.is_some()),
+            ("recipient", self.dir_recipient.is_some()),
+            ("config-pairs", self.dir_open_pairs.is_some()),
         ];
         (vec!["lookup"], optional)
     }
@@ -365,9 +575,11 @@ unsafe fn load_table<T: Table>(path: &Path, p: *const u8) -> Result<(T, PluginIn
             .filter(|(_, present)| *present)
             .map(|(c, _)| c),
     );
+    let version = c_text(path, "version", version)?;
+    check_version(path, &version)?;
     let info = PluginInfo {
         name,
-        version: c_text(path, "version", version)?,
+        version,
         description: c_text(path, "description", description)?,
         abi_minor: h.abi_minor,
         thread_safe: h.flags & FLAG_THREAD_SAFE != 0,
@@ -383,6 +595,7 @@ pub(crate) async fn call_on_lane<T, H>(
     lib: &std::sync::Arc<Library>,
     table: fn(&Library) -> Option<&T>,
     handle: Handle<H>,
+    id: HandleId,
     f: impl FnOnce(&T, *mut H, *mut Buf) -> Option<Status> + Send + 'static,
 ) -> Result<Option<Result<Vec<u8>, CallError>>, crate::lane::Stopped>
 where
@@ -392,6 +605,9 @@ where
     let l = lib.clone();
     lib.lane
         .call(move || {
+            if !l.is_open(id) {
+                return Some(Err(closed_handle()));
+            }
             let t = table(&l)?;
             let mut missing = false;
             let r = call_buf(t.free_fn(), |out| {
@@ -405,6 +621,14 @@ where
         .await
 }
 
+/// The error of a call on a handle that was closed (at shutdown) before the call ran.
+pub(crate) fn closed_handle() -> CallError {
+    CallError {
+        status: Status::UNAVAILABLE,
+        message: "the handle was closed (smimekit is shutting down)".into(),
+    }
+}
+
 /// What a failed call returned: its status and message.
 #[derive(Debug, Clone)]
 pub struct CallError {
@@ -412,15 +636,21 @@ pub struct CallError {
     pub message: String,
 }
 
+/// The largest output the host takes from one call (a certificate list, a recipient listing):
+/// a longer one is refused, named, and still freed.
+pub const MAX_OUTPUT: usize = 256 << 20;
+
 /// Calls `f` with a fresh output buffer, copies the output and frees it with `free`; checks
-/// the status is one the ABI defines.
+/// the status is one the ABI defines. The plugin's buffer is wiped before it is freed (it may
+/// hold a decrypted key or a shared secret); the host's copy is the caller's to protect.
 pub(crate) fn call_buf(
     free: Option<unsafe extern "C" fn(*mut u8, usize)>,
     f: impl FnOnce(*mut Buf) -> Status,
 ) -> Result<Vec<u8>, CallError> {
     let mut buf = Buf::empty();
     let status = f(&mut buf);
-    let bytes = if buf.ptr.is_null() || buf.len == 0 {
+    let too_long = !buf.ptr.is_null() && buf.len > MAX_OUTPUT;
+    let bytes = if buf.ptr.is_null() || buf.len == 0 || too_long {
         Vec::new()
     } else {
         // SAFETY: the plugin returned `len` readable bytes at `ptr`, valid until freed.
@@ -429,8 +659,22 @@ pub(crate) fn call_buf(
     if !buf.ptr.is_null()
         && let Some(free) = free
     {
+        if !too_long {
+            // SAFETY: `len` bytes at `ptr` are the plugin's buffer, writable until freed (the
+            // ABI hands the host a `uint8_t *`); the FFI call below keeps the writes.
+            unsafe { std::ptr::write_bytes(buf.ptr, 0, buf.len) };
+        }
         // SAFETY: released once, with the plugin's own free_buf, as the ABI says.
         unsafe { free(buf.ptr, buf.len) };
+    }
+    if too_long {
+        return Err(CallError {
+            status: Status::FAILED,
+            message: format!(
+                "plugin returned {} bytes, more than the host takes ({MAX_OUTPUT})",
+                buf.len
+            ),
+        });
     }
     if status.0 > Status::MAX {
         return Err(CallError {
@@ -445,5 +689,91 @@ pub(crate) fn call_buf(
             status,
             message: String::from_utf8_lossy(&bytes).into_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_semver_text() {
+        let p = Path::new("/x/libv.so");
+        for good in [
+            "0.1.0",
+            "1.0.0",
+            "10.20.30",
+            "1.0.0-rc.1",
+            "1.2.3+build.7",
+            "1.2.3-a-b+c",
+        ] {
+            assert!(check_version(p, good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "1",
+            "1.0",
+            "v1.0.0",
+            "1.0.0 beta",
+            "01.0.0",
+            "1.0.0-",
+            "1.0.0-é",
+            "1..0",
+        ] {
+            let e = check_version(p, bad).unwrap_err();
+            assert!(e.to_string().contains("/x/libv.so"), "{e}");
+            assert!(e.to_string().contains("SemVer"), "{e}");
+        }
+        assert!(check_version(p, &format!("1.0.0-{}", "a".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn outputs_are_copied_wiped_freed_once_and_capped() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static FREED: AtomicUsize = AtomicUsize::new(0);
+        static WIPED: AtomicUsize = AtomicUsize::new(0);
+        unsafe extern "C" fn free(p: *mut u8, n: usize) {
+            // SAFETY: `p` came from `Box::into_raw` of a boxed slice of `n` bytes below.
+            let b = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)) };
+            if b.iter().all(|&x| x == 0) {
+                WIPED.fetch_add(1, Ordering::SeqCst);
+            }
+            FREED.fetch_add(1, Ordering::SeqCst);
+        }
+        let give = |data: &[u8], status: Status| {
+            let data = data.to_vec();
+            call_buf(Some(free), move |out| {
+                let b: Box<[u8]> = data.into_boxed_slice();
+                let n = b.len();
+                // SAFETY: `out` is the host's zeroed buffer for this call.
+                unsafe {
+                    (*out).len = n;
+                    (*out).ptr = Box::into_raw(b).cast::<u8>();
+                }
+                status
+            })
+        };
+        assert_eq!(give(b"secret", Status::OK).unwrap(), b"secret");
+        let e = give(b"no such key", Status::NOT_FOUND).unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (Status::NOT_FOUND, "no such key")
+        );
+        assert_eq!(FREED.load(Ordering::SeqCst), 2);
+        assert_eq!(WIPED.load(Ordering::SeqCst), 2);
+        // NULL with length 0, or any length: empty, nothing freed.
+        let r = call_buf(Some(free), |out| {
+            // SAFETY: as above.
+            unsafe { (*out).len = 5 };
+            Status::OK
+        });
+        assert_eq!(r.unwrap(), Vec::<u8>::new());
+        assert_eq!(FREED.load(Ordering::SeqCst), 2);
+        let e = give(b"x", Status(99)).unwrap_err();
+        assert!(
+            e.message.contains("out-of-range status 99"),
+            "{}",
+            e.message
+        );
     }
 }

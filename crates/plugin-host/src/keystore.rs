@@ -9,7 +9,7 @@ use smimekit_core::{
 };
 use smimekit_plugin_abi::{self as abi, Key, Status, Store, list};
 
-use crate::ffi::{CallError, Handle, Library, call_buf};
+use crate::ffi::{CallError, Handle, HandleId, HandleKind, Library, call_buf};
 
 fn map_err(key: &str, plugin: &str, e: CallError) -> KeyStoreError {
     let key = key.to_string();
@@ -82,6 +82,7 @@ pub fn scheme_code(s: SignatureScheme) -> u32 {
 pub struct PluginKeyStore {
     lib: Arc<Library>,
     handle: Handle<Store>,
+    hid: HandleId,
     id: String,
     plugin: String,
     guard: Arc<StoreGuard>,
@@ -111,22 +112,27 @@ impl PluginKeyStore {
                     // serialises calls as the plugin's flags require.
                     unsafe { open(r.as_ptr(), r.len(), c.as_ptr(), c.len(), &mut h, err) }
                 });
-                Some(r.map(|_| Handle(h)))
+                Some(r.and_then(|_| {
+                    if h.is_null() {
+                        return Err(CallError {
+                            status: Status::FAILED,
+                            message: "store_open returned SMK_OK with a null handle".into(),
+                        });
+                    }
+                    let id = l.register_on_lane(HandleKind::Store, Handle(h))?;
+                    Ok((Handle(h), id))
+                }))
             })
             .await
             .map_err(|_| stopped(reference))?
             .ok_or_else(|| unsupported(reference, "key stores"))?
             .map_err(|e| map_err(reference, &plugin, e))?;
-        if res.get().is_null() {
-            return Err(KeyStoreError::Failed {
-                key: reference.to_string(),
-                detail: format!("plugin {plugin}: store_open returned SMK_OK with a null handle"),
-            });
-        }
+        let (res, hid) = res;
         Ok(Self {
-            guard: Arc::new(StoreGuard(lib.clone(), res)),
+            guard: Arc::new(StoreGuard(lib.clone(), res, hid)),
             lib,
             handle: res,
+            hid,
             id: reference.to_string(),
             plugin,
         })
@@ -136,7 +142,7 @@ impl PluginKeyStore {
         &self,
         f: impl FnOnce(&abi::KeyStoreV1, *mut Store, *mut abi::Buf) -> Option<Status> + Send + 'static,
     ) -> Result<Option<Vec<u8>>, KeyStoreError> {
-        let r = crate::ffi::call_on_lane(&self.lib, Library::ks, self.handle, f)
+        let r = crate::ffi::call_on_lane(&self.lib, Library::ks, self.handle, self.hid, f)
             .await
             .map_err(|_| stopped(&self.id))?;
         match r {
@@ -209,12 +215,15 @@ impl KeyStore for PluginKeyStore {
 
     async fn open(&self, selector: Option<&str>) -> Result<Arc<dyn PrivateKey>, KeyStoreError> {
         let l = self.lib.clone();
-        let h = self.handle;
+        let (h, hid) = (self.handle, self.hid);
         let sel = selector.unwrap_or("").to_string();
         let key = self
             .lib
             .lane
             .call(move || {
+                if !l.is_open(hid) {
+                    return Some(Err(crate::ffi::closed_handle()));
+                }
                 let t = l.ks()?;
                 let (open, cert, kind) = (t.key_open?, t.key_certificate?, t.key_kind?);
                 let mut k: *mut Key = std::ptr::null_mut();
@@ -256,13 +265,17 @@ impl KeyStore for PluginKeyStore {
                 if st != Status::OK {
                     a = abi::KEY_OTHER;
                 }
-                Some(Ok((Handle(k), c, chain, a, b)))
+                let kid = match l.register_on_lane(HandleKind::Key, Handle(k)) {
+                    Ok(id) => id,
+                    Err(e) => return Some(Err(e)),
+                };
+                Some(Ok((Handle(k), kid, c, chain, a, b)))
             })
             .await
             .map_err(|_| stopped(&self.id))?
             .ok_or_else(|| unsupported(&self.id, "keys"))?
             .map_err(|e| map_err(&self.id, &self.plugin, e))?;
-        let (handle, cert, chain, kind, param) = key;
+        let (handle, hid, cert, chain, kind, param) = key;
         let chain = list::decode(&chain)
             .unwrap_or_default()
             .into_iter()
@@ -278,6 +291,7 @@ impl KeyStore for PluginKeyStore {
         Ok(Arc::new(PluginKey {
             lib: self.lib.clone(),
             handle,
+            hid,
             id: self.id.clone(),
             plugin: self.plugin.clone(),
             certificate: CertDer::new(cert),
@@ -291,18 +305,14 @@ impl KeyStore for PluginKeyStore {
 /// Closes the store handle when the store and every key opened from it are gone (the ABI
 /// says keys are closed before their store).
 #[derive(Debug)]
-struct StoreGuard(Arc<Library>, Handle<Store>);
+struct StoreGuard(Arc<Library>, Handle<Store>, HandleId);
 
 impl Drop for StoreGuard {
     fn drop(&mut self) {
-        let l = self.0.clone();
-        let h = self.1;
-        self.0.lane.detach(move || {
-            if let Some(close) = l.ks().and_then(|t| t.store_close) {
-                // SAFETY: the handle came from store_open and is closed once, after its keys.
-                unsafe { close(h.get()) }
-            }
-        });
+        // Closed once, after its keys (they hold this guard): here, unless the library's
+        // shutdown closed it first.
+        self.0
+            .close_detached(self.2, HandleKind::Store, self.1.get() as usize);
     }
 }
 
@@ -311,6 +321,7 @@ impl Drop for StoreGuard {
 pub struct PluginKey {
     lib: Arc<Library>,
     handle: Handle<Key>,
+    hid: HandleId,
     id: String,
     plugin: String,
     certificate: CertDer,
@@ -325,7 +336,7 @@ impl PluginKey {
         what: &str,
         f: impl FnOnce(&abi::KeyStoreV1, *mut Key, *mut abi::Buf) -> Option<Status> + Send + 'static,
     ) -> Result<Vec<u8>, KeyStoreError> {
-        let r = crate::ffi::call_on_lane(&self.lib, Library::ks, self.handle, f)
+        let r = crate::ffi::call_on_lane(&self.lib, Library::ks, self.handle, self.hid, f)
             .await
             .map_err(|_| stopped(&self.id))?;
         match r {
@@ -337,14 +348,9 @@ impl PluginKey {
 
 impl Drop for PluginKey {
     fn drop(&mut self) {
-        let l = self.lib.clone();
-        let h = self.handle;
-        self.lib.lane.detach(move || {
-            if let Some(close) = l.ks().and_then(|t| t.key_close) {
-                // SAFETY: the handle came from key_open and is closed once.
-                unsafe { close(h.get()) }
-            }
-        });
+        // Closed once: here, unless the library's shutdown closed it first.
+        self.lib
+            .close_detached(self.hid, HandleKind::Key, self.handle.get() as usize);
     }
 }
 

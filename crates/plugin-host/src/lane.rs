@@ -6,20 +6,77 @@
 //! callers send a boxed job and await a oneshot reply; a panicking job is caught and the lane
 //! keeps serving).
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-pub use smimekit_lane::Stopped;
+pub use smimekit_lane::{StillRunning, Stopped};
 
 /// How many calls of one thread-safe plugin may run at once.
 pub const PARALLEL_CALLS: usize = 8;
 
+/// How many calls of a shared lane are running, so that stopping can wait for them.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    /// Calls running, and whether the lane stopped (no call starts after that).
+    state: Mutex<(usize, bool)>,
+    idle: Condvar,
+}
+
+/// One running call; dropped when the call ends (or when its job is dropped unrun).
+struct Running(Arc<InFlight>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.lock().0 -= 1;
+        self.0.idle.notify_all();
+    }
+}
+
+impl InFlight {
+    /// The state; every update is one step, so a poisoned lock is still consistent.
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, bool)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn start(self: &Arc<Self>) -> Result<Running, Stopped> {
+        let mut st = self.lock();
+        if st.1 {
+            return Err(Stopped);
+        }
+        st.0 += 1;
+        Ok(Running(self.clone()))
+    }
+
+    /// Refuses new calls and waits up to `timeout` for the running ones.
+    fn stop(&self, timeout: Duration, name: &str) -> Result<(), StillRunning> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        st.1 = true;
+        while st.0 > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StillRunning {
+                    thread: format!("plugin-{name} (blocking pool)"),
+                    waited: timeout,
+                });
+            }
+            st = self
+                .idle
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+}
+
 /// A plugin's lane.
 #[derive(Debug)]
 pub enum Lane {
-    /// Bounded `spawn_blocking`.
-    Shared(Arc<Semaphore>),
+    /// Bounded `spawn_blocking`; the calls running are counted for [`Lane::stop`].
+    Shared(Arc<Semaphore>, Arc<InFlight>),
     /// One worker thread.
     Worker(smimekit_lane::Lane<()>),
     /// On the caller's thread: only for callers that are already on a blocking thread and
@@ -30,7 +87,10 @@ pub enum Lane {
 impl Lane {
     pub fn new(thread_safe: bool, name: &str) -> std::io::Result<Self> {
         if thread_safe {
-            return Ok(Lane::Shared(Arc::new(Semaphore::new(PARALLEL_CALLS))));
+            return Ok(Lane::Shared(
+                Arc::new(Semaphore::new(PARALLEL_CALLS)),
+                Arc::new(InFlight::default()),
+            ));
         }
         Ok(Lane::Worker(smimekit_lane::Lane::spawn(
             format!("plugin-{name}"),
@@ -45,9 +105,16 @@ impl Lane {
         F: FnOnce() -> R + Send + 'static,
     {
         match self {
-            Lane::Shared(sem) => {
+            Lane::Shared(sem, inflight) => {
                 let _permit = sem.acquire().await.map_err(|_| Stopped)?;
-                tokio::task::spawn_blocking(f).await.map_err(|_| Stopped)
+                let running = inflight.start()?;
+                tokio::task::spawn_blocking(move || {
+                    let r = f();
+                    drop(running);
+                    r
+                })
+                .await
+                .map_err(|_| Stopped)
             }
             Lane::Inline => Ok(f()),
             Lane::Worker(lane) => lane.call(move |_| f()).await,
@@ -62,15 +129,54 @@ impl Lane {
         F: FnOnce() -> R + Send + 'static,
     {
         match self {
-            Lane::Shared(_) | Lane::Inline => Ok(f()),
+            Lane::Shared(_, inflight) => {
+                let _running = inflight.start()?;
+                Ok(f())
+            }
+            Lane::Inline => Ok(f()),
             Lane::Worker(lane) => lane.call_blocking(move |_| f()),
+        }
+    }
+
+    /// Stops the lane with `last` as its last job: no call starts after this. A worker runs
+    /// the jobs already sent, then `last`, and its thread is joined; a shared lane waits for
+    /// its running calls, then runs `last` here. Waits at most `timeout` in all; `Err` when
+    /// the plugin is still in a call (then `last` has not run on a shared lane).
+    pub fn finish(
+        &self,
+        timeout: Duration,
+        name: &str,
+        last: impl FnOnce() + Send + 'static,
+    ) -> Result<(), StillRunning> {
+        match self {
+            Lane::Shared(sem, inflight) => {
+                sem.close();
+                inflight.stop(timeout, name)?;
+                last();
+                Ok(())
+            }
+            Lane::Inline => {
+                last();
+                Ok(())
+            }
+            Lane::Worker(lane) => {
+                // A lane stopped before has run its last job already.
+                let _ = lane.detach(move |_| last());
+                lane.stop(timeout)
+            }
         }
     }
 
     /// Runs `f` on the lane without waiting (closing handles from `Drop`).
     pub fn detach<F: FnOnce() + Send + 'static>(&self, f: F) {
         match self {
-            Lane::Shared(_) | Lane::Inline => f(),
+            Lane::Shared(_, inflight) => {
+                // A stopped lane has nothing left to close the handle on.
+                if let Ok(_running) = inflight.start() {
+                    f()
+                }
+            }
+            Lane::Inline => f(),
             Lane::Worker(lane) => {
                 // A stopped lane has nothing left to close the handle on.
                 let _ = lane.detach(move |_| f());
@@ -99,6 +205,48 @@ mod tests {
         );
         assert_eq!(lane.call(|| 7).await.ok(), Some(7));
         assert_eq!(lane.call_blocking(|| 8).ok(), Some(8));
+    }
+
+    #[test]
+    fn finishing_waits_for_running_calls_runs_the_last_job_then_refuses() {
+        use std::sync::mpsc;
+        for thread_safe in [true, false] {
+            let lane = Arc::new(Lane::new(thread_safe, "f").expect("lane"));
+            let (started_tx, started) = mpsc::channel();
+            let (release, wait) = mpsc::channel::<()>();
+            let l = lane.clone();
+            let caller = std::thread::spawn(move || {
+                l.call_blocking(move || {
+                    let _ = started_tx.send(());
+                    let _ = wait.recv();
+                    1
+                })
+            });
+            started.recv().expect("call started");
+            let (last_tx, last) = mpsc::channel();
+            let tx = last_tx.clone();
+            let e = lane
+                .finish(Duration::from_millis(1), "f", move || {
+                    let _ = tx.send("first");
+                })
+                .unwrap_err();
+            assert!(e.to_string().contains("plugin-f"), "{e}");
+            release.send(()).expect("call waiting");
+            assert_eq!(caller.join().expect("caller"), Ok(1));
+            lane.finish(Duration::from_secs(60), "f", move || {
+                let _ = last_tx.send("second");
+            })
+            .expect("finished");
+            // The worker ran its queued last job; the shared lane ran only the one it
+            // reached after the running call ended.
+            let ran: Vec<_> = last.try_iter().collect();
+            if thread_safe {
+                assert_eq!(ran, ["second"]);
+            } else {
+                assert_eq!(ran, ["first"]);
+            }
+            assert_eq!(lane.call_blocking(|| 2), Err(Stopped));
+        }
     }
 
     #[tokio::test(flavor = "current_thread")]

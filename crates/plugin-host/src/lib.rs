@@ -11,8 +11,14 @@
 //!   a bounded `spawn_blocking` pool for `THREAD_SAFE` plugins, one worker thread otherwise.
 //!   Library code never calls `block_on`.
 //!
-//! Libraries are never unloaded: adapters hold function pointers into them, and unloading
-//! a library that started threads is unsound in general.
+//! Libraries are never unloaded (leaked when loaded: no `dlclose`, whichever thread drops
+//! the last reference): adapters hold function pointers into them, and unloading a library
+//! that started threads is unsound in general.
+//!
+//! Every handle a plugin opens is recorded in its [`Library`] and closed exactly once: when
+//! its adapter is dropped, or by [`Plugins::shutdown`], which the host calls before the
+//! process exits (and before libcrypto's exit-time cleanup runs): it closes what is still
+//! open, stops the lanes and joins the worker threads within a bounded wait.
 //!
 //! Not done here: crash isolation (a plugin can still abort the process; the transport-neutral
 //! ABI allows a runner process later).
@@ -28,6 +34,7 @@ pub mod lane;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use ffi::{Library, PluginInfo};
 
@@ -48,9 +55,15 @@ fn is_library(p: &Path) -> bool {
 }
 
 /// Expands plugin paths: a file is taken as is; a folder gives its shared libraries, sorted.
+/// A relative path (a bare file name too) is a file relative to the working directory, never
+/// a name for the system's library search: it is made absolute here.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
     let mut out = Vec::new();
     for p in paths {
+        let p = &std::path::absolute(p).map_err(|e| LoadError {
+            file: p.clone(),
+            reason: format!("cannot make the path absolute: {e}"),
+        })?;
         if p.is_dir() {
             let rd = std::fs::read_dir(p).map_err(|e| LoadError {
                 file: p.clone(),
@@ -69,7 +82,8 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
     Ok(out)
 }
 
-/// Loads and validates one plugin library.
+/// Loads and validates one plugin library (a relative path is relative to the working
+/// directory, never searched for).
 pub fn load(path: &Path) -> Result<Arc<Library>, LoadError> {
     ffi::Library::load(path).map(Arc::new)
 }
@@ -89,18 +103,31 @@ pub struct Plugins {
 
 impl Plugins {
     /// Loads every path; names must not clash with `reserved` (the built-ins' key-store ids and
-    /// directory kinds) nor with each other. The first failure is returned.
+    /// directory kinds) nor with each other. The same file named twice (the configuration and
+    /// `--plugin`, or through a link) is loaded once. The first failure is returned.
     pub fn load_all(paths: &[PathBuf], reserved: &[&str]) -> Result<Self, LoadError> {
         let mut set = Self::default();
         for p in discover(paths)? {
+            if let Ok(c) = std::fs::canonicalize(&p)
+                && set.libs.iter().any(|l| l.canonical_path() == c)
+            {
+                continue;
+            }
             let lib = load(&p)?;
             set.add(lib, reserved)?;
         }
         Ok(set)
     }
 
-    /// Adds a loaded library, refusing name clashes.
+    /// Adds a loaded library, refusing name clashes; the same file again is not added twice.
     pub fn add(&mut self, lib: Arc<Library>, reserved: &[&str]) -> Result<(), LoadError> {
+        if self
+            .libs
+            .iter()
+            .any(|l| l.canonical_path() == lib.canonical_path())
+        {
+            return Ok(());
+        }
         for name in lib.names() {
             if reserved.contains(&name) {
                 return Err(LoadError {
@@ -124,6 +151,23 @@ impl Plugins {
 
     pub fn libraries(&self) -> &[Arc<Library>] {
         &self.libs
+    }
+
+    /// Ends every library's use before the process exits: the handles still open are closed
+    /// (keys, then stores, then directories), then each lane stops and its worker thread is
+    /// joined, waiting at most `timeout` per library. Every library is shut down even when
+    /// one fails; the first failure is returned (it names the file and the thread still in
+    /// the plugin). Idempotent; a call on a handle after this fails (`UNAVAILABLE`).
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), LoadError> {
+        let mut first = Ok(());
+        for lib in &self.libs {
+            if let Err(e) = lib.shutdown(timeout)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
     }
 
     /// The library whose key store accepts `reference`.

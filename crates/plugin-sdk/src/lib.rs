@@ -376,6 +376,10 @@ pub const fn directory_table<P: DirectoryPlugin>() -> DirectoryV1 {
         dir_recipients: Some(dir_recipients::<P>),
         dir_publish: Some(dir_publish::<P>),
         dir_unpublish: Some(dir_unpublish::<P>),
+        // ABI 1.1's optional functions: the SDK hands the TOML text and lets the host look
+        // up through `lookup`.
+        dir_recipient: None,
+        dir_open_pairs: None,
     }
 }
 

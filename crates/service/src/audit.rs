@@ -17,7 +17,7 @@ use smimekit_pki::certinfo::{self, CertInfo};
 
 use crate::certs::{CertSummary, summarize};
 use crate::jobs::{Job, JobContext, JobOutput};
-use crate::{Named, Service, ServiceError};
+use crate::{ErrorKind, Named, Service, ServiceError};
 
 const OID_EMAIL_PROTECTION: &str = "1.3.6.1.5.5.7.3.4";
 const OID_ANY_EKU: &str = "2.5.29.37.0";
@@ -69,6 +69,11 @@ pub struct DirectoryAudit {
     pub recipients: usize,
     pub certificates: usize,
     pub findings: Vec<AuditFinding>,
+    /// Why this directory was not audited, when it was not: it cannot list its recipients
+    /// (a vendor plugin without `dir_recipients`). Only when every directory is audited; a
+    /// directory named alone that cannot list is an `Unsupported` error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -183,7 +188,21 @@ impl Service {
                 continue;
             }
             let dir = self.open_directory(&n).await?;
-            directories.push(self.audit_one(dir.as_ref(), &revoked).await?);
+            let audited = match self.audit_one(dir.as_ref(), &revoked).await {
+                // One directory that cannot list its recipients does not stop the audit of
+                // the others; named alone, it is the error.
+                Err(e) if e.kind == ErrorKind::Unsupported && req.directory.is_none() => {
+                    DirectoryAudit {
+                        directory: n.clone(),
+                        recipients: 0,
+                        certificates: 0,
+                        findings: Vec::new(),
+                        skipped: Some(e.message),
+                    }
+                }
+                r => r?,
+            };
+            directories.push(audited);
             ctx.event("audit", directories.len(), total, Some(&n));
         }
         Ok(AuditResult {
@@ -391,6 +410,7 @@ impl Service {
             recipients: all.len(),
             certificates: count,
             findings,
+            skipped: None,
         })
     }
 }

@@ -186,7 +186,10 @@ impl Config {
                 )));
             }
         }
-        let base = source.parent().unwrap_or(Path::new(""));
+        // Relative values are relative to the file's folder, and reach plugins absolute
+        // (`--config cfg.toml` too: its folder is the working directory).
+        let absolute = std::path::absolute(source).unwrap_or_else(|_| source.to_path_buf());
+        let base = absolute.parent().unwrap_or(Path::new(""));
         let mut directories = Vec::new();
         if let Some(dirs) = table.get("directory") {
             let dirs = dirs.as_table().ok_or_else(|| {
@@ -506,6 +509,24 @@ mod tests {
             c.directories[0].settings
         );
         assert!(c.directories[1].settings.contains("\"/abs/a.json\""));
+    }
+
+    #[test]
+    fn a_relative_config_file_gives_absolute_paths() {
+        // `--config cfg.toml`: path values and plugin files are relative to the file's folder
+        // (the working directory here) and reach plugins absolute; a bare file name is a file.
+        let c = Config::from_toml(
+            "[plugins]\npaths = [\"libv.so\"]\n[directory.v]\nkind = \"local\"\npath = \"v.json\"\nca_file = \"sub/ca.pem\"\n",
+            Path::new("cfg.toml"),
+        )
+        .unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(c.plugin_paths, [cwd.join("libv.so")]);
+        let t: toml::Table = c.directories[0].settings.parse().unwrap();
+        for (key, want) in [("path", "v.json"), ("ca_file", "sub/ca.pem")] {
+            let got = t[key].as_str().unwrap();
+            assert_eq!(Path::new(got), cwd.join(want), "{key}");
+        }
     }
 
     #[test]

@@ -34,6 +34,22 @@ pub(crate) fn load(
         .map_err(|e| ServiceError::new(ErrorKind::Invalid, e.to_string()))
 }
 
+impl crate::Service {
+    /// Whether the configured directory `name` is a vendor plugin's (not a built-in kind):
+    /// frontends give no advice specific to a built-in backend (Exchange's address book) for
+    /// it. `false` for an unknown name.
+    pub fn is_plugin_directory(&self, name: &str) -> bool {
+        self.config
+            .directories
+            .iter()
+            .find(|d| d.name == name)
+            .is_some_and(|d| {
+                !plugin::directories().any(|f| f.kind == d.kind)
+                    && self.plugins.directory_kind(&d.kind).is_some()
+            })
+    }
+}
+
 pub(crate) fn summaries(plugins: &Plugins) -> Vec<PluginSummary> {
     let mut out = Vec::new();
     for lib in plugins.libraries() {

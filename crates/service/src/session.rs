@@ -38,6 +38,9 @@ use tracing::Instrument as _;
 
 use crate::{ErrorKind, Service, ServiceError};
 
+/// How long [`Service::shutdown`] waits for a vendor plugin still in a call.
+pub(crate) const PLUGIN_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What a service keeps open, shared by its clones.
 #[derive(Default)]
 pub(crate) struct Sessions {
@@ -224,6 +227,46 @@ impl Service {
             s.inner.close().await?;
         }
         Ok(any)
+    }
+
+    /// The orderly end of a service, before the process exits (the CLI calls it at the end
+    /// of every command, whatever its outcome): every kept directory and then every kept key
+    /// store is closed through its port's `close` and dropped, then every vendor plugin's
+    /// handles still open are closed and its worker thread joined, waiting at most
+    /// ten seconds (`PLUGIN_SHUTDOWN_WAIT`) for a plugin still in a call. Nothing of a plugin runs after
+    /// this returns `Ok`, so the process may exit (and libcrypto's exit-time cleanup run).
+    /// The first failure is returned ([`ErrorKind::Unavailable`] for a plugin still running,
+    /// naming its file), after everything else was closed. Calls through the service after
+    /// this fail.
+    pub async fn shutdown(&self) -> Result<(), ServiceError> {
+        let dirs: Vec<_> = lock(&self.sessions.directories)
+            .drain()
+            .map(|(_, d)| d)
+            .collect();
+        let stores: Vec<_> = lock(&self.sessions.key_stores)
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        let mut first: Result<(), ServiceError> = Ok(());
+        for d in dirs {
+            if let Err(e) = d.inner.close().await
+                && first.is_ok()
+            {
+                first = Err(e.into());
+            }
+        }
+        for s in stores {
+            if let Err(e) = s.inner.close().await
+                && first.is_ok()
+            {
+                first = Err(e.into());
+            }
+        }
+        let plugins = self.plugins.clone();
+        let closed = crate::keys::blocking(move || plugins.shutdown(PLUGIN_SHUTDOWN_WAIT))
+            .await?
+            .map_err(|e| ServiceError::new(ErrorKind::Unavailable, e.to_string()));
+        first.and(closed)
     }
 
     /// The directories and key stores open now.

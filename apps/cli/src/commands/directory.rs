@@ -157,9 +157,15 @@ pub async fn publish(service: &Service, a: PublishArgs, json: bool) -> Result<u8
     } else {
         print_change("published for", &r);
         if let Some(name) = &r.created_contact {
-            outln!(
-                "  created the external contact {name:?}: senders must pick it in the address book (GAL) by this name, not type the address"
-            );
+            // The address-book advice is Exchange's and Active Directory's; a vendor
+            // plugin's directory gets the plain fact.
+            if service.is_plugin_directory(&r.directory) {
+                outln!("  created the external contact {name:?}");
+            } else {
+                outln!(
+                    "  created the external contact {name:?}: senders must pick it in the address book (GAL) by this name, not type the address"
+                );
+            }
         }
     }
     Ok(EXIT_OK)
@@ -393,6 +399,11 @@ pub async fn directory(service: &Service, c: DirectoryCommand, json: bool) -> Re
         print_json(&r)?;
     } else {
         for d in &r.directories {
+            if let Some(why) = &d.skipped {
+                // The reason names the directory itself.
+                outln!("{why}: not audited");
+                continue;
+            }
             outln!(
                 "directory {}: {} recipient(s), {} certificate(s), {} finding(s)",
                 d.directory,

@@ -155,7 +155,17 @@ pub async fn run(cli: Cli) -> Result<u8> {
     for n in service.take_notices() {
         eprintln!("note: {n}");
     }
-    code
+    // The orderly end, whatever the outcome: every directory, key store and plugin handle
+    // closed once and every plugin thread joined before the process exits (and before
+    // libcrypto's exit-time cleanup runs). A plugin still running is an error of its own.
+    match (code, service.shutdown().await) {
+        (code, Ok(())) => code,
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Err(first), Err(e)) => {
+            eprintln!("smimekit: at exit: {e}");
+            Err(first)
+        }
+    }
 }
 
 async fn dispatch(service: &Service, command: Command, json: bool) -> Result<u8> {

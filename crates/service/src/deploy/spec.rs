@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use smimekit_core::{CertDer, Mailbox, RecipientKind};
@@ -298,7 +299,8 @@ struct Loader<'a> {
     /// The file's `directories` named one that is not configured.
     default_directories_failed: bool,
     /// Certificate folders listed so far: lowercase file name → file name.
-    listings: HashMap<PathBuf, Option<HashMap<String, String>>>,
+    /// Shared, as thousands of people may name the same folder.
+    listings: HashMap<PathBuf, Result<Arc<HashMap<String, String>>, String>>,
 }
 
 impl Loader<'_> {
@@ -795,24 +797,35 @@ impl Loader<'_> {
     /// A person's certificates from a file, or from `ADDRESS.pem` (`.cer`, `.crt`, `.der`) in a
     /// folder.
     fn person_certs(&mut self, at: &At, address: &Mailbox, path: &Path) -> Vec<CertDer> {
-        if !self.source.is_dir(path) {
-            return self.cert_file(at, path, true);
-        }
-        let listing = self
-            .listings
-            .entry(path.to_path_buf())
-            .or_insert_with(|| {
-                self.source.list(path).ok().map(|names| {
-                    names
-                        .into_iter()
-                        .map(|n| (n.to_lowercase(), n))
-                        .collect::<HashMap<_, _>>()
-                })
-            })
-            .clone();
-        let Some(listing) = listing else {
-            self.error(at, format!("{}: cannot list the folder", path.display()));
-            return Vec::new();
+        let listing = match self.listings.get(path) {
+            Some(listing) => listing.clone(),
+            None if !self.source.is_dir(path) => return self.cert_file(at, path, true),
+            None => {
+                let listing = self
+                    .source
+                    .list(path)
+                    .map(|names| {
+                        Arc::new(
+                            names
+                                .into_iter()
+                                .map(|n| (n.to_lowercase(), n))
+                                .collect::<HashMap<_, _>>(),
+                        )
+                    })
+                    .map_err(|e| e.to_string());
+                self.listings.insert(path.to_path_buf(), listing.clone());
+                listing
+            }
+        };
+        let listing = match listing {
+            Ok(l) => l,
+            Err(e) => {
+                self.error(
+                    at,
+                    format!("{}: cannot list the folder: {e}", path.display()),
+                );
+                return Vec::new();
+            }
         };
         let key = address.key();
         let files: Vec<String> = FOLDER_EXTENSIONS
