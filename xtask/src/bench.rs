@@ -218,6 +218,9 @@ pub fn run(args: &[String]) -> Result<()> {
 
     crate::bench_p12::run(&pki_args)?;
 
+    println!("\nHostile input (each at most 10 MiB; refused or processed within 1 s and 64 MiB):");
+    crate::bench_adversarial::run(&pki_args)?;
+
     let missed: Vec<&str> = targets
         .iter()
         .filter(|t| !t.pass)

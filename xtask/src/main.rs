@@ -15,10 +15,13 @@
 //!   * `bench-p12`: opening a PKCS#12 (`keys list`, `sign`) against `openssl` on the same file.
 //!   * `bench-store`: the local directory on the store (SQLite, PostgreSQL) against the JSON
 //!     file it replaced, the inventory's expiring query, 16 concurrent writers.
+//!   * `bench-adversarial`: hostile inputs of at most 10 MiB (50,000 signers, 100,000
+//!     recipients, 10^6 header lines, deep BER…), each refused or processed within 1 s and 64 MiB.
 //! * `cargo xtask windows-test`: the Windows certificate-store plugin cross-built for
 //!   x86_64-pc-windows-gnu and tested under Wine 8 ([`windows_test`]).
 
 mod bench;
+mod bench_adversarial;
 mod bench_exchange;
 mod bench_ldap;
 mod bench_p12;
@@ -59,11 +62,12 @@ fn main() -> Result<()> {
         Some("bench-p12") => bench_p12::run(&args[1..]),
         Some("bench-plugins") => bench_plugins::run(&args[1..]),
         Some("bench-store") => bench_store::run(&args[1..]),
+        Some("bench-adversarial") => bench_adversarial::run(&args[1..]),
         Some("build-samples") => samples::run_task(&args[1..]),
         Some("windows-test") => windows_test::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|demo|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|bench-store|build-samples|windows-test>"
+                "usage: cargo xtask <test|demo|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|bench-store|bench-adversarial|build-samples|windows-test>"
             );
             bail!("unknown or missing task")
         }

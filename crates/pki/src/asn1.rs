@@ -97,35 +97,100 @@ impl<'a> Tlv<'a> {
 
     /// The value of a string type; chunked (constructed) BER strings are concatenated.
     pub fn octets(&self) -> Result<Cow<'a, [u8]>, Asn1Error> {
-        if !self.is_constructed() {
-            return Ok(Cow::Borrowed(self.content));
-        }
-        let mut out = Vec::with_capacity(self.content.len());
-        let mut r = self.children();
-        while let Some(chunk) = r.next()? {
-            out.extend_from_slice(&chunk.octets()?);
-        }
-        Ok(Cow::Owned(out))
+        self.chunks(None)
     }
 
     /// The value of an OCTET STRING, primitive or BER-chunked; unlike [`Tlv::octets`], this
     /// element and every chunk must be tagged OCTET STRING.
     pub fn octet_string(&self) -> Result<Cow<'a, [u8]>, Asn1Error> {
-        match self.tag {
-            TAG_OCTET_STRING => Ok(Cow::Borrowed(self.content)),
-            t if t == TAG_OCTET_STRING | 0x20 => {
-                let mut out = Vec::with_capacity(self.content.len());
-                let mut r = self.children();
-                while let Some(chunk) = r.next()? {
-                    out.extend_from_slice(&chunk.octet_string()?);
-                }
-                Ok(Cow::Owned(out))
-            }
-            found => Err(Asn1Error::UnexpectedTag {
+        if self.tag & !0x20 != TAG_OCTET_STRING {
+            return Err(Asn1Error::UnexpectedTag {
                 expected: "OCTET STRING",
-                found,
-            }),
+                found: self.tag,
+            });
         }
+        self.chunks(Some(("OCTET STRING", TAG_OCTET_STRING)))
+    }
+
+    /// Concatenates the primitive chunks of a (possibly nested) constructed string in one
+    /// linear walk over its content: a nested chunk is entered in place, so strings chunked
+    /// many levels deep cost one pass, not one per level. With `only`, every chunk must carry
+    /// that tag (primitive, or constructed with the 0x20 bit).
+    fn chunks(&self, only: Option<(&'static str, u8)>) -> Result<Cow<'a, [u8]>, Asn1Error> {
+        if !self.is_constructed() {
+            return Ok(Cow::Borrowed(self.content));
+        }
+        let data = self.content;
+        let mut out = Vec::with_capacity(data.len());
+        // The open nested chunks: where each ends (`None`: at its end-of-contents).
+        let mut open: Vec<Option<usize>> = Vec::new();
+        let mut pos = 0usize;
+        loop {
+            match open.last() {
+                Some(Some(end)) if pos == *end => {
+                    open.pop();
+                    continue;
+                }
+                Some(Some(end)) if pos > *end => return Err(Asn1Error::Truncated { offset: pos }),
+                Some(None) if data.get(pos..pos + 2) == Some(&[0, 0]) => {
+                    open.pop();
+                    pos += 2;
+                    continue;
+                }
+                _ => {}
+            }
+            if pos >= data.len() {
+                if open.is_empty() {
+                    break;
+                }
+                return Err(Asn1Error::Truncated { offset: pos });
+            }
+            let h = mode_header(data.get(pos..).unwrap_or_default(), pos, self.mode)?;
+            if let Some((what, tag)) = only
+                && h.tag & !0x20 != tag
+            {
+                return Err(Asn1Error::UnexpectedTag {
+                    expected: what,
+                    found: h.tag,
+                });
+            }
+            let content_start = pos + h.content_start;
+            if h.tag & 0x20 != 0 {
+                if self.depth + 1 + open.len() > MAX_DEPTH {
+                    return Err(Asn1Error::TooDeep);
+                }
+                let end = match h.len {
+                    Some(len) => Some(
+                        content_start
+                            .checked_add(len)
+                            .filter(|e| *e <= data.len())
+                            .ok_or(Asn1Error::Truncated { offset: pos })?,
+                    ),
+                    None if self.mode == Mode::Definite => {
+                        return Err(Asn1Error::Invalid {
+                            offset: pos,
+                            detail: "indefinite length (BER) where a definite length is required"
+                                .into(),
+                        });
+                    }
+                    None => None,
+                };
+                open.push(end);
+                pos = content_start;
+            } else {
+                let len = h.len.ok_or_else(|| Asn1Error::Invalid {
+                    offset: pos,
+                    detail: "indefinite length on a primitive element".into(),
+                })?;
+                let end = content_start
+                    .checked_add(len)
+                    .filter(|e| *e <= data.len())
+                    .ok_or(Asn1Error::Truncated { offset: pos })?;
+                out.extend_from_slice(data.get(content_start..end).unwrap_or_default());
+                pos = end;
+            }
+        }
+        Ok(Cow::Owned(out))
     }
 
     pub fn expect(self, tag: u8, what: &'static str) -> Result<Self, Asn1Error> {
@@ -618,6 +683,46 @@ mod tests {
         assert!(parse_single(&v).unwrap().small_uint().is_err());
         let v = int(&[0x80]);
         assert!(parse_single(&v).unwrap().small_uint().is_err());
+    }
+
+    /// Chunks nested to the depth limit are read in one pass, and agree with a walk by hand.
+    #[test]
+    fn nested_chunks_are_concatenated() {
+        // 60 levels of indefinite constructed OCTET STRINGs, each level also holding a chunk
+        // before and a definite constructed chunk after its nested one.
+        let depth = 60;
+        let mut v = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..depth {
+            v.extend_from_slice(&[0x24, 0x80, 0x04, 0x01, i as u8]);
+            want.push(i as u8);
+        }
+        let mut tail = Vec::new();
+        for i in (0..depth).rev() {
+            v.extend_from_slice(&[0x24, 0x03, 0x04, 0x01, 0x80 | i as u8, 0, 0]);
+            tail.push(0x80 | i as u8);
+        }
+        want.extend(tail);
+        let t = parse_single(&v).unwrap();
+        assert_eq!(&*t.octets().unwrap(), &want[..]);
+        assert_eq!(&*t.octet_string().unwrap(), &want[..]);
+        // A chunk running past its parent, a missing end-of-contents, and a wrong chunk tag.
+        let past = [0x24, 0x05, 0x24, 0x05, 0x04, 0x01, b'a'];
+        assert!(Reader::new(&past).next().is_err() || parse_single(&past).unwrap().octets().is_err());
+        let open_end = [0x24, 0x06, 0x24, 0x80, 0x04, 0x01, b'a', 0x00];
+        assert!(parse_single(&open_end).and_then(|t| t.octets()).is_err());
+        let bad = [0x24, 0x05, 0x24, 0x03, 0x0c, 0x01, b'a'];
+        let t = parse_single(&bad).unwrap();
+        assert_eq!(&*t.octets().unwrap(), b"a");
+        assert!(t.octet_string().is_err());
+        // Deeper than the limit counts from the element's own depth.
+        let mut deep = Vec::new();
+        for _ in 0..MAX_DEPTH + 1 {
+            deep.extend_from_slice(&[0x24, 0x80]);
+        }
+        deep.extend_from_slice(&[0x04, 0x00]);
+        deep.extend(std::iter::repeat_n(0u8, 2 * (MAX_DEPTH + 1)));
+        assert!(parse_single(&deep).and_then(|t| t.octets()).is_err());
     }
 
     #[test]
