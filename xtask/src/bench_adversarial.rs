@@ -84,7 +84,10 @@ pub fn run(args: &[String]) -> Result<()> {
     for case in &cases {
         let size = fs::metadata(&case.input)?.len();
         if size as usize > MAX_INPUT {
-            bail!("{}: the generator made {size} bytes, over 10 MiB", case.name);
+            bail!(
+                "{}: the generator made {size} bytes, over 10 MiB",
+                case.name
+            );
         }
         let m = measure(&smimekit, case)?;
         let pass = m.cpu_s <= GOAL_CPU_S && m.peak_rss <= GOAL_RSS && m.exit != 101;
@@ -143,11 +146,7 @@ pub fn run(args: &[String]) -> Result<()> {
     if keep {
         println!("inputs kept in {}", tmp.keep().display());
     }
-    let missed: Vec<&str> = rows
-        .iter()
-        .filter(|r| !r.3)
-        .map(|r| r.0.name)
-        .collect();
+    let missed: Vec<&str> = rows.iter().filter(|r| !r.3).map(|r| r.0.name).collect();
     if strict && !missed.is_empty() {
         bail!("goals missed: {}", missed.join(", "));
     }
@@ -180,7 +179,10 @@ fn make_keys(dir: &Path) -> Result<Keys> {
         "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = x\n",
     )?;
     for (stem, newkey) in [
-        ("ec", &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"][..]),
+        (
+            "ec",
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"][..],
+        ),
         ("rsa", &["-newkey", "rsa:2048"][..]),
     ] {
         let (key, cert) = (format!("{stem}.key"), format!("{stem}.pem"));
@@ -298,10 +300,9 @@ fn nested_multiparts(levels: usize) -> Vec<u8> {
         } else {
             ""
         };
-        let mut m = format!(
-            "{head}Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
-        )
-        .into_bytes();
+        let mut m =
+            format!("{head}Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n")
+                .into_bytes();
         m.extend_from_slice(&inner);
         m.extend_from_slice(format!("\r\n--b{i}--\r\n").as_bytes());
         inner = m;
@@ -358,7 +359,10 @@ fn p12_many_bags(n: usize) -> Vec<u8> {
 /// A PKCS#12 by `openssl pkcs12 -export` with 65,536 iterations (MAC and bags), the counts then
 /// raised to 8,388,607 in place (same length, so the structure stays valid).
 fn p12_many_iterations(dir: &Path, keys: &Keys) -> Result<Vec<u8>> {
-    let (key, cert) = (keys.rsa_key.display().to_string(), keys.rsa_cert.display().to_string());
+    let (key, cert) = (
+        keys.rsa_key.display().to_string(),
+        keys.rsa_cert.display().to_string(),
+    );
     crate::bench::openssl(
         dir,
         &[
@@ -367,7 +371,10 @@ fn p12_many_iterations(dir: &Path, keys: &Keys) -> Result<Vec<u8>> {
         ],
     )?;
     let mut der = fs::read(dir.join("iter.p12"))?;
-    let (from, to) = ([0x02u8, 0x03, 0x01, 0x00, 0x00], [0x02u8, 0x03, 0x7f, 0xff, 0xff]);
+    let (from, to) = (
+        [0x02u8, 0x03, 0x01, 0x00, 0x00],
+        [0x02u8, 0x03, 0x7f, 0xff, 0xff],
+    );
     let mut n = 0;
     for i in 0..=der.len() - from.len() {
         if der[i..i + from.len()] == from {
@@ -413,7 +420,10 @@ fn generate(dir: &Path) -> Result<Vec<Case>> {
     };
     let mut cases = Vec::new();
 
-    let f = write("signers-x-certs.p7m", &signed_data(50_000, 20_000, cert, &ski))?;
+    let f = write(
+        "signers-x-certs.p7m",
+        &signed_data(50_000, 20_000, cert, &ski),
+    )?;
     cases.push(Case {
         name: "50k signers x 20k certs",
         what: "SignedData: 50,000 SignerInfos (key-id form) beside 20,000 certificates".into(),

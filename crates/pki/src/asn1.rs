@@ -708,7 +708,9 @@ mod tests {
         assert_eq!(&*t.octet_string().unwrap(), &want[..]);
         // A chunk running past its parent, a missing end-of-contents, and a wrong chunk tag.
         let past = [0x24, 0x05, 0x24, 0x05, 0x04, 0x01, b'a'];
-        assert!(Reader::new(&past).next().is_err() || parse_single(&past).unwrap().octets().is_err());
+        assert!(
+            Reader::new(&past).next().is_err() || parse_single(&past).unwrap().octets().is_err()
+        );
         let open_end = [0x24, 0x06, 0x24, 0x80, 0x04, 0x01, b'a', 0x00];
         assert!(parse_single(&open_end).and_then(|t| t.octets()).is_err());
         let bad = [0x24, 0x05, 0x24, 0x03, 0x0c, 0x01, b'a'];

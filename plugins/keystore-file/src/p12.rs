@@ -109,8 +109,12 @@ pub(crate) fn kids<'a>(t: &Tlv<'a>) -> Result<Vec<Tlv<'a>>, String> {
     let mut out = Vec::new();
     let mut r = t.children();
     while let Some(kid) = r.next().map_err(why)? {
-        LimitExceeded::check("elements in one structure", out.len() + 1, LIMITS.pkcs12_bags)
-            .map_err(|e| e.to_string())?;
+        LimitExceeded::check(
+            "elements in one structure",
+            out.len() + 1,
+            LIMITS.pkcs12_bags,
+        )
+        .map_err(|e| e.to_string())?;
         out.push(kid);
     }
     Ok(out)
@@ -325,7 +329,11 @@ fn pbe_iterations(alg: &Tlv<'_>) -> Result<u64, String> {
         let p = kids(kdf.get(1).ok_or("PBKDF2 without parameters")?)?;
         return uint(p.get(1).ok_or("PBKDF2 without iteration count")?);
     }
-    uint(params.get(1).ok_or("PBE parameters without iteration count")?)
+    uint(
+        params
+            .get(1)
+            .ok_or("PBE parameters without iteration count")?,
+    )
 }
 
 fn hmac_digest(alg_id: &Tlv<'_>) -> Result<MessageDigest, String> {
@@ -1164,7 +1172,10 @@ mod tests {
         let (pkey, cert) = key_and_cert();
         let mut b: Pkcs12Builder = Pkcs12::builder();
         // 65536 iterations, encoded 02 03 01 00 00, patched below to 0x7fffff (8,388,607).
-        b.pkey(&pkey).cert(&cert).key_iter(0x1_0000).mac_iter(0x1_0000);
+        b.pkey(&pkey)
+            .cert(&cert)
+            .key_iter(0x1_0000)
+            .mac_iter(0x1_0000);
         let der = b.build2("pw").unwrap().to_der().unwrap();
         let from: &[u8] = &[0x02, 0x03, 0x01, 0x00, 0x00];
         let to: &[u8] = &[0x02, 0x03, 0x7f, 0xff, 0xff];
@@ -1197,7 +1208,10 @@ mod tests {
     fn element_lists_are_limited() {
         let list = |n: usize| smimekit_pki::asn1::seq(&vec![&[0x05u8, 0x00][..]; n]);
         let ok = list(LIMITS.pkcs12_bags);
-        assert_eq!(kids(&first(&ok).unwrap()).unwrap().len(), LIMITS.pkcs12_bags);
+        assert_eq!(
+            kids(&first(&ok).unwrap()).unwrap().len(),
+            LIMITS.pkcs12_bags
+        );
         let big = list(LIMITS.pkcs12_bags + 1);
         let err = kids(&first(&big).unwrap()).unwrap_err();
         assert!(err.contains("too many elements in one structure"), "{err}");
