@@ -569,10 +569,27 @@ impl Service {
         let mut issue = Vec::new();
         let mut wanted: HashMap<String, Vec<CertDer>> = HashMap::new();
         let mut successors: HashMap<String, Vec<CertDer>> = HashMap::new();
+        let mut ca_records: HashMap<std::path::PathBuf, HashMap<String, Vec<crate::IssuedRecord>>> =
+            HashMap::new();
+        let empty_records = HashMap::new();
         for p in &desired.people {
             let mut certs: Vec<CertDer> = p.certificates.clone();
             if let Some(ca) = &p.issue {
-                let issued = self.issued_for(ca, &p.address, now)?;
+                if !ca_records.contains_key(ca) {
+                    let mut by_address: HashMap<String, Vec<crate::IssuedRecord>> = HashMap::new();
+                    for r in self.ca_issued(ca)? {
+                        by_address
+                            .entry(r.email.to_ascii_lowercase())
+                            .or_default()
+                            .push(r);
+                    }
+                    ca_records.insert(ca.clone(), by_address);
+                }
+                let records = ca_records
+                    .get(ca)
+                    .map(|r| r as &_)
+                    .unwrap_or(&empty_records);
+                let issued = self.issued_for(ca, records, &p.address, now)?;
                 let renew_at = now + i64::from(policy.renew_before_days) * DAY;
                 match issued.last() {
                     None => issue.push(IssueStep {
@@ -622,6 +639,8 @@ impl Service {
                 known.insert(m.thumbprint.clone(), m.certificate.clone());
             }
         }
+        // A person in several directories holding the same certificates is judged once.
+        let mut ready_cache: HashMap<(String, String, String), Readiness> = HashMap::new();
         let mut directories = Vec::new();
         let mut summary = PlanSummary {
             issue: issue.iter().filter(|s| s.action == "issue").count(),
@@ -684,7 +703,7 @@ impl Service {
                     }
                 }
                 (None, true) => {
-                    trust_note = Some("kept by none (this directory keeps no trust chain)".into())
+                    trust_note = Some("not kept here (this directory keeps no trust chain)".into())
                 }
                 _ => {}
             }
@@ -714,7 +733,19 @@ impl Service {
                     departed: false,
                     renewing: issue.iter().any(|s| s.address == p.address.as_str()),
                 });
-                let ready = self.readiness(&p.address, &plan.after, &anchors, now);
+                let ready = {
+                    let mut thumbs: Vec<String> = plan.after.iter().map(thumbprint).collect();
+                    thumbs.sort();
+                    let key = (p.address.key(), thumbs.join(","), trust_key(&anchors));
+                    match ready_cache.get(&key) {
+                        Some(r) => r.clone(),
+                        None => {
+                            let r = self.readiness(&p.address, &plan.after, &anchors, now);
+                            ready_cache.insert(key, r.clone());
+                            r
+                        }
+                    }
+                };
                 let plan = PersonPlan { ready, ..plan.plan };
                 carry_removed(&mut certificates, current, &plan);
                 summary.count(&plan);
@@ -930,15 +961,20 @@ impl Service {
     }
 
     /// The valid certificates a CA folder issued for `address`, oldest first (by not-before).
+    /// `records`: the CA's issued records by lowercase address (read once per plan).
     fn issued_for(
         &self,
         ca: &std::path::Path,
+        records: &HashMap<String, Vec<crate::IssuedRecord>>,
         address: &Mailbox,
         now: i64,
     ) -> Result<Vec<Issued>, ServiceError> {
-        let records = self.ca_issued(ca)?;
         let mut out = Vec::new();
-        for r in records {
+        for r in records
+            .get(&address.as_str().to_ascii_lowercase())
+            .into_iter()
+            .flatten()
+        {
             if !r.email.eq_ignore_ascii_case(address.as_str())
                 || r.revoked_at.is_some()
                 || r.not_after < now
