@@ -196,6 +196,8 @@ pub fn load(
     source: &dyn DeploySource,
     known_directories: &[String],
 ) -> Result<Desired, Vec<DeployError>> {
+    // Windows editors may start the file with a byte-order mark (on line 1: lines are unchanged).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines = Lines::new(text);
     let doc = match DeTable::parse(text) {
         Ok(doc) => doc,
@@ -906,13 +908,17 @@ impl Loader<'_> {
         };
         let at = self.at(&v.span());
         let csv_path = PathBuf::from(csv_name);
-        let bytes = match self.source.read(&csv_path) {
+        let mut bytes = match self.source.read(&csv_path) {
             Ok(b) => b,
             Err(e) => {
                 self.error(&at, format!("{csv_name}: cannot read: {e}"));
                 return;
             }
         };
+        // Excel's "CSV UTF-8" starts with a byte-order mark.
+        if bytes.starts_with(b"\xef\xbb\xbf") {
+            bytes.drain(..3);
+        }
         // Certificate paths in the CSV are relative to the CSV's folder.
         let folder = csv_path.parent().map(Path::to_path_buf).unwrap_or_default();
         let file = csv_name.to_string();
@@ -1859,7 +1865,7 @@ csv = "people.csv"
             .with_ca("ca")
             .with(
                 "lists/people.csv",
-                "# exported from HR\n\
+                "\u{feff}# exported from HR\r\n\
              address , kind , certificate , directories , issue\n\
              alice@contoso.com,mailbox,certs/alice.pem,,\n\
              \n\
@@ -1872,7 +1878,7 @@ csv = "people.csv"
                 leaf("carol@fabrikam.com"),
             );
         let d = ok(
-            "directories = [\"exo\"]\n[[people_from]]\ncsv = \"lists/people.csv\"\n",
+            "\u{feff}directories = [\"exo\"]\n[[people_from]]\ncsv = \"lists/people.csv\"\n",
             &m,
         );
         let got: Vec<_> = d
