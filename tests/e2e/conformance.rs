@@ -204,7 +204,7 @@ fn ldap(s: &Slapd, extra: &str) -> Box<dyn Directory> {
         .find(|f| f.kind == "ldap")
         .expect("the LDAP directory is registered");
     let config = format!(
-        "kind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\nbind_dn = \"{ADMIN}\"\n\
+        "kind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\nbind_dn = \"{ADMIN}\"\nallow_cleartext_bind = true\n\
          password_file = \"{}\"\nchain_file = \"{}\"\n{extra}",
         s.url(),
         p(&s.password_file()),

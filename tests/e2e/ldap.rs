@@ -31,7 +31,7 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let cfg = format!(
             "[directory.local]\nkind = \"local\"\npath = \"local.json\"\n\n\
-             [directory.corp]\nkind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\nbind_dn = \"{ADMIN}\"\n\
+             [directory.corp]\nkind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\nbind_dn = \"{ADMIN}\"\nallow_cleartext_bind = true\n\
              password_file = \"{}\"\nflavor = \"active-directory\"\ncertificate_attribute = \"userCertificate;binary\"\n\
              contacts_dn = \"cn=Contacts,{BASE}\"\nchain_file = \"{}\"\n{extra}",
             s.url(),

@@ -122,7 +122,7 @@ fn ldap_config(dir: &std::path::Path, name: &str, s: &Slapd, extra: &str) -> Str
     std::fs::write(
         &config,
         format!(
-            "[directory.corp]\nkind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\nbind_dn = \"{ADMIN}\"\n{extra}",
+            "[directory.corp]\nkind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\nbind_dn = \"{ADMIN}\"\nallow_cleartext_bind = true\n{extra}",
             s.url()
         ),
     )

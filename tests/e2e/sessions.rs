@@ -200,7 +200,7 @@ fn ldap_connection_is_reused_and_reopened_after_it_fails() {
             dir.path(),
             &format!(
                 "[directory.corp]\nkind = \"ldap\"\nurl = \"ldap://127.0.0.1:{}\"\nbase_dn = \"{BASE}\"\n\
-                 bind_dn = \"{ADMIN}\"\npassword_file = \"{}\"\n",
+                 bind_dn = \"{ADMIN}\"\nallow_cleartext_bind = true\npassword_file = \"{}\"\n",
                 proxy.port,
                 s.password_file().display()
             ),

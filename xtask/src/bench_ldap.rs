@@ -83,7 +83,7 @@ pub fn run(args: &[String]) -> Result<()> {
         ..Options::default()
     });
     let cfg = format!(
-        "kind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\nbind_dn = \"{ADMIN}\"\npassword_file = \"{}\"\nchain_file = \"{}\"\n",
+        "kind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\nbind_dn = \"{ADMIN}\"\nallow_cleartext_bind = true\npassword_file = \"{}\"\nchain_file = \"{}\"\n",
         b.url(),
         b.password_file().display(),
         pki.join("chain.pem").display()

@@ -62,6 +62,8 @@ struct Raw {
     url: String,
     #[serde(default)]
     starttls: bool,
+    #[serde(default)]
+    allow_cleartext_bind: bool,
     base_dn: String,
     #[serde(default)]
     bind_dn: Option<String>,
@@ -115,6 +117,9 @@ pub const AD_MAX_VALUE_BYTES: usize = 32_768;
 pub struct Settings {
     pub url: String,
     pub starttls: bool,
+    /// A simple bind (DN and password) may go over a connection without TLS (`ldap://`
+    /// without StartTLS): off unless the configuration says so (slapd on loopback in tests).
+    pub allow_cleartext_bind: bool,
     pub base_dn: String,
     pub bind_dn: Option<String>,
     /// The bind password; never logged (`Secret` redacts itself in `Debug`).
@@ -182,6 +187,19 @@ impl Settings {
         if r.bind_dn.is_none() && (r.password_env.is_some() || r.password_file.is_some()) {
             return Err(cfg("a password is set but bind_dn is not".into()));
         }
+        // The password would cross the network in clear: refused before it is even looked up.
+        if let Some(dn) = &r.bind_dn
+            && !tls_url
+            && !r.starttls
+            && !r.allow_cleartext_bind
+        {
+            return Err(cfg(format!(
+                "a simple bind as {dn:?} over {} without TLS would send the password in clear: \
+                 use an ldaps:// url or starttls = true, or set allow_cleartext_bind = true \
+                 (a server on this machine's loopback, say)",
+                r.url
+            )));
+        }
         let password = match &r.bind_dn {
             Some(dn) => {
                 let mut req = SecretRequest::new(
@@ -208,6 +226,7 @@ impl Settings {
         Ok(Self {
             url: r.url,
             starttls: r.starttls,
+            allow_cleartext_bind: r.allow_cleartext_bind,
             base_dn: r.base_dn,
             bind_dn: r.bind_dn,
             password,
@@ -253,4 +272,44 @@ pub fn base_name(attr: &str) -> &str {
 /// Whether a returned attribute name is the configured one (case and options ignored).
 pub fn same_attr(returned: &str, configured: &str) -> bool {
     base_name(returned).eq_ignore_ascii_case(base_name(configured))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> Result<Settings, DirectoryError> {
+        let text = format!(
+            "kind = \"ldap\"\nbase_dn = \"dc=example,dc=org\"\nbind_dn = \"cn=admin,dc=example,dc=org\"\npassword_env = \"SMIMEKIT_TEST_LDAP_PW\"\n{extra}"
+        );
+        Settings::from_toml_with("corp", &text, &|_| Ok(Secret::from("pw")))
+    }
+
+    #[test]
+    fn a_simple_bind_in_clear_is_refused_unless_allowed() {
+        let e = parse("url = \"ldap://127.0.0.1:389\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("allow_cleartext_bind = true")
+                && e.contains("ldaps://")
+                && e.contains("starttls"),
+            "{e}"
+        );
+        // Allowed, or over TLS: accepted.
+        for extra in [
+            "url = \"ldap://127.0.0.1:389\"\nallow_cleartext_bind = true\n",
+            "url = \"ldap://ldap.example.org\"\nstarttls = true\n",
+            "url = \"ldaps://ldap.example.org\"\n",
+        ] {
+            parse(extra).unwrap();
+        }
+        // An anonymous connection sends no password: nothing to refuse.
+        Settings::from_toml_with(
+            "corp",
+            "kind = \"ldap\"\nurl = \"ldap://127.0.0.1\"\nbase_dn = \"dc=example,dc=org\"\n",
+            &|_| Ok(Secret::from("pw")),
+        )
+        .unwrap();
+    }
 }

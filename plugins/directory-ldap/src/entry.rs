@@ -85,6 +85,9 @@ pub struct Entry {
     pub certs: Vec<Vec<u8>>,
     /// Values of the userSMIMECertificate attribute (PKCS#7), in server order.
     pub smime: Vec<Vec<u8>>,
+    /// OpenLDAP's `entryCSN` (changes with every write): a replace of userSMIMECertificate
+    /// asserts it, so that it never overwrites a value another writer added meanwhile.
+    pub csn: Option<String>,
 }
 
 impl Entry {
@@ -111,6 +114,7 @@ impl Entry {
             object_classes: raw.strings("objectClass"),
             certs: raw.values(&s.cert_attr),
             smime: raw.values(&s.smime_attr),
+            csn: raw.strings("entryCSN").into_iter().next(),
         }
     }
 
@@ -185,12 +189,16 @@ pub fn smime_leaves(value: &[u8]) -> Result<Vec<CertDer>, String> {
 pub struct Target {
     pub certs: Vec<Vec<u8>>,
     pub smime: Vec<Vec<u8>>,
+    /// userSMIMECertificate values kept because they cannot be read as PKCS#7 holding a
+    /// certificate (another tool's format, damage): never dropped, reported.
+    pub unreadable: usize,
 }
 
 /// Works out the target values for the final certificate set `fin`: the certificate
 /// attribute holds exactly `fin`; userSMIMECertificate keeps each existing value whose
-/// end-entity certificates are all in `fin` (byte for byte, as another tool wrote it) and
-/// gets a new certs-only PKCS#7 (leaf + chain) for every certificate no kept value covers.
+/// end-entity certificates are all in `fin` (byte for byte, as another tool wrote it), keeps
+/// every value it cannot read (it cannot know whose certificates they hold), and gets a new
+/// certs-only PKCS#7 (leaf + chain) for every certificate no kept value covers.
 pub fn target(
     entry_certs: &[Vec<u8>],
     entry_smime: &[Vec<u8>],
@@ -208,21 +216,29 @@ pub fn target(
             certs.push(c.as_bytes().to_vec());
         }
     }
+    let unreadable = entry_smime
+        .iter()
+        .filter(|v| smime_leaves(v).map_or(true, |l| l.is_empty()))
+        .count();
     if !write_smime {
         return Target {
             certs,
             smime: entry_smime.to_vec(),
+            unreadable,
         };
     }
     let mut smime = Vec::new();
     let mut covered: Vec<CertDer> = Vec::new();
     for v in entry_smime {
-        if let Ok(leaves) = smime_leaves(v)
-            && !leaves.is_empty()
-            && leaves.iter().all(|l| fin.contains(l))
-        {
-            smime.push(v.clone());
-            covered.extend(leaves);
+        match smime_leaves(v) {
+            Ok(leaves) if !leaves.is_empty() => {
+                if leaves.iter().all(|l| fin.contains(l)) {
+                    smime.push(v.clone());
+                    covered.extend(leaves);
+                }
+            }
+            // Unreadable: kept as it is.
+            _ => smime.push(v.clone()),
         }
     }
     for c in fin {
@@ -232,7 +248,11 @@ pub fn target(
             smime.push(smimekit_pki::write_p7b(&p7));
         }
     }
-    Target { certs, smime }
+    Target {
+        certs,
+        smime,
+        unreadable,
+    }
 }
 
 /// Whether two value lists hold the same values (order ignored, bytes compared exactly).

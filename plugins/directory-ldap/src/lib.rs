@@ -16,10 +16,17 @@
 //!
 //! Every write is one LDAP modify (or add) operation, which the server applies atomically:
 //! value-level deletes and adds for the certificate attribute (a delete of a value another
-//! writer removed meanwhile fails the whole operation, so nothing is half-written) and a
-//! replace of userSMIMECertificate (OpenLDAP's Binary syntax has no equality rule to delete
-//! values by). Values over `max_value_bytes` (AD's rangeUpper, 32,768) are refused before
-//! anything is sent. After the write the entry is read back and compared byte for byte.
+//! writer removed meanwhile fails the whole operation, so nothing is half-written), and for
+//! userSMIMECertificate too where the server can (AD); OpenLDAP's Binary syntax has no
+//! equality rule, so there the attribute is replaced under an RFC 4528 assertion of the
+//! entry's `entryCSN`, which fails if anyone wrote the entry since it was read. A write
+//! another writer overtook is planned again from a fresh read and retried, so concurrent
+//! publishers to one entry lose no value. A userSMIMECertificate value that cannot be read
+//! (not PKCS#7, or holding no certificate) is never dropped: it is kept and the host told.
+//! Values over `max_value_bytes` (AD's rangeUpper, 32,768) are refused before anything is
+//! sent. After the write the entry is read back: what it added must be there, what it
+//! removed gone. A simple bind over a connection without TLS is refused unless
+//! `allow_cleartext_bind = true`.
 //!
 //! Configuration (`[directory.NAME]`, `kind = "ldap"`): see the README's "LDAP and Active
 //! Directory" section and [`config::Settings`].
@@ -53,6 +60,24 @@ pub struct LdapDirectory {
     conn: Mutex<Option<Ldap>>,
     /// `chain_file`'s certificates, read once.
     pool: std::sync::OnceLock<Vec<CertDer>>,
+    /// Whether userSMIMECertificate values are added and deleted one by one (AD: octet
+    /// strings have an equality rule) or the attribute is replaced under an assertion of the
+    /// entry's `entryCSN` (OpenLDAP: its Binary syntax has no equality rule, so slapd refuses
+    /// value-level changes to it); a refusal switches to the second.
+    smime_by_value: std::sync::atomic::AtomicBool,
+    /// The host, to tell the user what they should know (unreadable values kept).
+    host: Option<std::sync::Arc<dyn smimekit_core::plugin::KeyOpener>>,
+}
+
+/// How many times a write is tried again when other writers changed the entry meanwhile
+/// (16 concurrent publishers to one entry each win a round).
+const WRITE_TRIES: u32 = 40;
+
+/// How one try of a write ended.
+enum Applied {
+    Done(Entry),
+    /// Another writer changed the entry between the read and the write: read again, retry.
+    Raced(String),
 }
 
 /// LDAP result codes this backend names.
@@ -72,6 +97,18 @@ mod rc {
     pub const OBJECT_CLASS_VIOLATION: u32 = 65;
     pub const ENTRY_ALREADY_EXISTS: u32 = 68;
     pub const SIZE_LIMIT_EXCEEDED: u32 = 4;
+    pub const ASSERTION_FAILED: u32 = 122;
+}
+
+/// The wait before another try of a write another writer overtook: a few milliseconds,
+/// growing, with jitter so that the writers do not meet again.
+fn retry_wait(attempt: u32) -> std::time::Duration {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let base = 2u64 << attempt.min(5);
+    // RandomState is seeded per instance: different waits for different writers.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    std::time::Duration::from_millis(base + h.finish() % (base * 2))
 }
 
 impl LdapDirectory {
@@ -88,12 +125,21 @@ impl LdapDirectory {
         config: &str,
         find: config::FindSecret<'_>,
     ) -> Result<Self, DirectoryError> {
+        let s = Settings::from_toml_with(name, config, find)?;
         Ok(Self {
             name: name.to_string(),
-            s: Settings::from_toml_with(name, config, find)?,
+            smime_by_value: std::sync::atomic::AtomicBool::new(s.flavor == Flavor::ActiveDirectory),
+            s,
             conn: Mutex::new(None),
             pool: std::sync::OnceLock::new(),
+            host: None,
         })
+    }
+
+    /// Tells `host` what the user should know (values kept that could not be read).
+    pub fn with_host(mut self, host: std::sync::Arc<dyn smimekit_core::plugin::KeyOpener>) -> Self {
+        self.host = Some(host);
+        self
     }
 
     /// The resolved settings.
@@ -263,6 +309,8 @@ impl LdapDirectory {
         if let Some(p) = &self.s.proxy_attr {
             a.push(p.clone());
         }
+        // Operational (OpenLDAP): sent only when asked for; servers without it send nothing.
+        a.push("entryCSN".into());
         a
     }
 
@@ -508,55 +556,148 @@ impl LdapDirectory {
         Ok(t)
     }
 
-    /// Applies `t` to the entry in one modify operation, then reads back and compares.
+    /// Applies `t` to the entry in one modify operation, then reads back. Certificate values
+    /// are deleted and added one by one, so concurrent writers add beside each other; the
+    /// userSMIMECertificate values too where the server can (see `smime_by_value`), else the
+    /// attribute is replaced only if the entry is still as it was read (an assertion of its
+    /// `entryCSN`). A write another writer overtook is [`Applied::Raced`]: read again and
+    /// retry. The read-back checks that what this write added is there and what it removed is
+    /// gone (others may have added beside it meanwhile).
     async fn apply(
         &self,
         e: &Entry,
         t: &Target,
         address: &Mailbox,
-    ) -> Result<Entry, DirectoryError> {
+    ) -> Result<Applied, DirectoryError> {
+        use std::sync::atomic::Ordering::Relaxed;
         let cert_attr = self.s.cert_attr.as_bytes().to_vec();
         let smime_attr = self.s.smime_attr.as_bytes().to_vec();
-        let del: HashSet<Vec<u8>> = e
-            .certs
-            .iter()
-            .filter(|v| !t.certs.contains(v))
-            .cloned()
-            .collect();
-        let add: HashSet<Vec<u8>> = t
-            .certs
-            .iter()
-            .filter(|v| !e.certs.contains(v))
-            .cloned()
-            .collect();
+        let missing = |from: &[Vec<u8>], not_in: &[Vec<u8>]| -> Vec<Vec<u8>> {
+            let mut out: Vec<Vec<u8>> = Vec::new();
+            for v in from {
+                if !not_in.contains(v) && !out.contains(v) {
+                    out.push(v.clone());
+                }
+            }
+            out
+        };
+        let del = missing(&e.certs, &t.certs);
+        let add = missing(&t.certs, &e.certs);
+        let smime_del = missing(&e.smime, &t.smime);
+        let smime_add = missing(&t.smime, &e.smime);
         let mut mods: Vec<Mod<Vec<u8>>> = Vec::new();
         if !del.is_empty() {
-            mods.push(Mod::Delete(cert_attr.clone(), del));
+            mods.push(Mod::Delete(
+                cert_attr.clone(),
+                del.iter().cloned().collect(),
+            ));
         }
         if !add.is_empty() {
-            mods.push(Mod::Add(cert_attr, add));
+            mods.push(Mod::Add(cert_attr, add.iter().cloned().collect()));
         }
-        if !entry::same_values(&e.smime, &t.smime) {
-            mods.push(Mod::Replace(smime_attr, t.smime.iter().cloned().collect()));
+        let by_value = self.smime_by_value.load(Relaxed);
+        let mut assert_csn = None;
+        if !smime_del.is_empty() || !smime_add.is_empty() {
+            if by_value {
+                if !smime_del.is_empty() {
+                    mods.push(Mod::Delete(
+                        smime_attr.clone(),
+                        smime_del.iter().cloned().collect(),
+                    ));
+                }
+                if !smime_add.is_empty() {
+                    mods.push(Mod::Add(smime_attr, smime_add.iter().cloned().collect()));
+                }
+            } else {
+                mods.push(Mod::Replace(smime_attr, t.smime.iter().cloned().collect()));
+                assert_csn = e.csn.clone();
+            }
         }
         if !mods.is_empty() {
             let mut ldap = self.ldap().await?;
-            let r = ldap
-                .with_timeout(self.s.timeout)
+            let mut op = ldap.with_timeout(self.s.timeout);
+            if let Some(csn) = &assert_csn {
+                // ldap3 panics on a filter it cannot parse: the CSN goes in only when it is
+                // made of the characters a CSN has (20261203072000.123456Z#000000#000#000000).
+                if csn
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '#' | '+' | '-'))
+                {
+                    let mut control = ldap3::controls::Assertion::new(format!("(entryCSN={csn})"));
+                    control.crit = true;
+                    op = op.with_controls(control);
+                }
+            }
+            let r = op
                 .modify(&e.dn, mods)
                 .await
                 .map_err(|err| self.err(&format!("modify {}", e.dn), err))?;
-            if r.rc != 0 {
-                return Err(self.result_err(
-                    &format!("modify {} (nothing was changed)", e.dn),
-                    r.rc,
-                    &r.text,
-                ));
+            match r.rc {
+                0 => {}
+                // A value to delete is gone, a value to add is there, the entry changed since
+                // it was read: another writer was first.
+                rc::NO_SUCH_ATTRIBUTE | rc::ATTRIBUTE_OR_VALUE_EXISTS | rc::ASSERTION_FAILED => {
+                    return Ok(Applied::Raced(format!(
+                        "modify {}: {} {}",
+                        e.dn,
+                        r.rc,
+                        r.text.trim()
+                    )));
+                }
+                rc::INAPPROPRIATE_MATCHING if by_value => {
+                    // No equality rule for the attribute here: replace under an assertion.
+                    self.smime_by_value.store(false, Relaxed);
+                    return Ok(Applied::Raced(format!(
+                        "{}: values cannot be changed one by one on this server",
+                        self.s.smime_attr
+                    )));
+                }
+                _ => {
+                    return Err(self.result_err(
+                        &format!("modify {} (nothing was changed)", e.dn),
+                        r.rc,
+                        &r.text,
+                    ));
+                }
             }
         }
-        self.read_back(&e.dn, t, address).await
+        let back = self
+            .read_dn(&e.dn)
+            .await?
+            .ok_or_else(|| DirectoryError::ReadBackMismatch {
+                address: address.clone(),
+                detail: format!("entry {} is gone after the write", e.dn),
+            })?;
+        let mut problems = Vec::new();
+        let check = |attr: &str,
+                     have: &[Vec<u8>],
+                     added: &[Vec<u8>],
+                     removed: &[Vec<u8>],
+                     problems: &mut Vec<String>| {
+            let absent = added.iter().filter(|v| !have.contains(v)).count();
+            let left = removed.iter().filter(|v| have.contains(v)).count();
+            if absent + left > 0 {
+                problems.push(format!(
+                    "{attr}: {absent} value(s) written are missing, {left} removed are still there"
+                ));
+            }
+        };
+        check(&self.s.cert_attr, &back.certs, &add, &del, &mut problems);
+        check(
+            &self.s.smime_attr,
+            &back.smime,
+            &smime_add,
+            &smime_del,
+            &mut problems,
+        );
+        if problems.is_empty() {
+            Ok(Applied::Done(back))
+        } else {
+            Ok(Applied::Raced(format!("{}: {}", e.dn, problems.join("; "))))
+        }
     }
 
+    /// The exact read-back of a new entry.
     async fn read_back(
         &self,
         dn: &str,
@@ -594,6 +735,21 @@ impl LdapDirectory {
                 address: address.clone(),
                 detail: format!("{dn}: {}", problems.join("; ")),
             })
+        }
+    }
+
+    /// Says that `t` keeps values of `e` it could not read (once per write).
+    fn report_unreadable(&self, e: &Entry, t: &Target) {
+        if t.unreadable == 0 {
+            return;
+        }
+        let text = format!(
+            "directory {}: {} keeps {} {} value(s) that cannot be read as PKCS#7 with a certificate; they were left as they are",
+            self.name, e.dn, t.unreadable, self.s.smime_attr
+        );
+        tracing::warn!(directory = %self.name, dn = %e.dn, unreadable = t.unreadable, "unreadable values kept");
+        if let Some(h) = &self.host {
+            h.notice(&text);
         }
     }
 
@@ -642,6 +798,10 @@ impl LdapDirectory {
             .add(&dn, attrs)
             .await
             .map_err(|e| self.err(&format!("add {dn}"), e))?;
+        if r.rc == rc::ENTRY_ALREADY_EXISTS && !self.find(address).await?.is_empty() {
+            // Another writer created the contact first.
+            return Err(DirectoryError::AlreadyExists(address.clone()));
+        }
         if r.rc != 0 {
             return Err(self.result_err(&format!("add contact {dn}"), r.rc, &r.text));
         }
@@ -649,27 +809,53 @@ impl LdapDirectory {
     }
 
     /// The write behind publish, publish_removing and unpublish: `fin` computes the final
-    /// certificate set from the current one.
+    /// certificate set from the current one. Another writer overtaking this one (see
+    /// [`LdapDirectory::apply`]) means a fresh read and a new plan, up to [`WRITE_TRIES`] times.
     async fn write(
         &self,
         address: &Mailbox,
         create: Option<RecipientKind>,
-        fin: impl FnOnce(Vec<CertDer>) -> Vec<CertDer>,
+        fin: impl Fn(Vec<CertDer>) -> Vec<CertDer>,
     ) -> Result<Vec<CertDer>, DirectoryError> {
-        match self.find_one(address).await? {
-            Some(e) => {
-                let target = self.plan(Some(&e), &fin(e.certificates()))?;
-                Ok(self.apply(&e, &target, address).await?.certificates())
+        let mut last = String::new();
+        for attempt in 0..WRITE_TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(retry_wait(attempt)).await;
             }
-            None => match create {
-                Some(RecipientKind::Contact) => {
-                    let target = self.plan(None, &fin(Vec::new()))?;
-                    Ok(self.create_contact(address, &target).await?.certificates())
+            match self.find_one(address).await? {
+                Some(e) => {
+                    let target = self.plan(Some(&e), &fin(e.certificates()))?;
+                    self.report_unreadable(&e, &target);
+                    match self.apply(&e, &target, address).await? {
+                        Applied::Done(back) => return Ok(back.certificates()),
+                        Applied::Raced(why) => last = why,
+                    }
                 }
-                Some(RecipientKind::Mailbox) => Err(DirectoryError::NotFound(address.clone())),
-                None => Err(DirectoryError::NotFound(address.clone())),
-            },
+                None => match create {
+                    Some(RecipientKind::Contact) => {
+                        let target = self.plan(None, &fin(Vec::new()))?;
+                        match self.create_contact(address, &target).await {
+                            Ok(e) => return Ok(e.certificates()),
+                            // Another writer created it first: write into it.
+                            Err(DirectoryError::AlreadyExists(_)) => {
+                                last = format!("{address}: the contact was created meanwhile");
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Some(RecipientKind::Mailbox) => {
+                        return Err(DirectoryError::NotFound(address.clone()));
+                    }
+                    None => return Err(DirectoryError::NotFound(address.clone())),
+                },
+            }
         }
+        Err(DirectoryError::ReadBackMismatch {
+            address: address.clone(),
+            detail: format!(
+                "other writers kept changing the entry; gave up after {WRITE_TRIES} tries (last: {last})"
+            ),
+        })
     }
 
     /// Publishes many certificates, up to `parallel` writes in flight on the one connection
@@ -893,11 +1079,8 @@ fn open_with_host(
     config: &str,
     host: std::sync::Arc<dyn smimekit_core::plugin::KeyOpener>,
 ) -> Result<Box<dyn Directory>, DirectoryError> {
-    Ok(Box::new(LdapDirectory::from_config_with(
-        name,
-        config,
-        &|req| host.secret(req),
-    )?))
+    let dir = LdapDirectory::from_config_with(name, config, &|req| host.secret(req))?;
+    Ok(Box::new(dir.with_host(host)))
 }
 
 inventory::submit! {

@@ -112,7 +112,7 @@ fn ad_seed() -> String {
 
 fn config(s: &Slapd, extra: &str) -> String {
     format!(
-        "kind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\nbind_dn = \"{ADMIN}\"\npassword_file = \"{}\"\nchain_file = \"{}\"\n{extra}",
+        "kind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\nbind_dn = \"{ADMIN}\"\nallow_cleartext_bind = true\npassword_file = \"{}\"\nchain_file = \"{}\"\n{extra}",
         s.url(),
         s.password_file().display(),
         pki("chain.pem").display()
@@ -545,7 +545,7 @@ async fn bad_input_is_named_and_nothing_is_half_written() {
     let wrong = s.dir.path().join("wrong.pw");
     std::fs::write(&wrong, "nope\n").unwrap();
     let cfg = format!(
-        "kind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\nbind_dn = \"{ADMIN}\"\npassword_file = \"{}\"\n",
+        "kind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\nbind_dn = \"{ADMIN}\"\nallow_cleartext_bind = true\npassword_file = \"{}\"\n",
         s.url(),
         wrong.display()
     );
@@ -559,7 +559,7 @@ async fn bad_input_is_named_and_nothing_is_half_written() {
 
     // Missing password variable: configuration.
     let cfg2 = format!(
-        "kind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\nbind_dn = \"{ADMIN}\"\npassword_env = \"LDAP_NOT_SET_ANYWHERE_1234\"\n",
+        "kind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\nbind_dn = \"{ADMIN}\"\nallow_cleartext_bind = true\npassword_env = \"LDAP_NOT_SET_ANYWHERE_1234\"\n",
         s.url()
     );
     assert!(matches!(
@@ -652,4 +652,146 @@ async fn bad_input_is_named_and_nothing_is_half_written() {
         .await
         .unwrap_err();
     assert!(matches!(e, DirectoryError::NotFound(_)), "{e}");
+}
+
+/// Issue 16 §5: 16 publishers, each with its own connection (as 16 processes would be), add
+/// a certificate each to one entry at the same time; every value is there afterwards, in both
+/// attributes, and each publisher's read-back saw its own. On slapd userSMIMECertificate has
+/// no equality rule, so the OpenLDAP flavour replaces it under an assertion of the entry's
+/// entryCSN and the AD flavour falls back to that from value-level changes: both are run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_concurrent_publishers_to_one_entry_lose_nothing() {
+    let s = Slapd::start(&Options {
+        seed: openldap_seed(),
+        ..Options::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let certs: Vec<CertDer> = (0..16)
+        .map(|i| {
+            mkcert(
+                tmp.path(),
+                &format!("c{i}"),
+                "alice@example.org",
+                "20250101000000Z",
+                "20440101000000Z",
+                0,
+            )
+        })
+        .collect();
+    for (flavor, extra) in [
+        ("openldap", ""),
+        (
+            "active-directory flavour",
+            "flavor = \"active-directory\"\ncertificate_attribute = \"userCertificate;binary\"\nproxy_addresses_attribute = \"\"\n",
+        ),
+    ] {
+        let mut set = tokio::task::JoinSet::new();
+        for c in certs.clone() {
+            let d = open("corp", &config(&s, extra));
+            set.spawn(async move {
+                let after = d
+                    .publish(
+                        &mb("alice@example.org"),
+                        RecipientKind::Mailbox,
+                        &c,
+                        PublishMode::Merge,
+                    )
+                    .await;
+                (c, after)
+            });
+        }
+        while let Some(j) = set.join_next().await {
+            let (c, after) = j.unwrap();
+            let after = after.unwrap_or_else(|e| panic!("{flavor}: {e}"));
+            assert!(after.contains(&c), "{flavor}: its own read-back lacks it");
+        }
+        let want = sorted(certs.iter().map(|c| c.as_bytes().to_vec()).collect());
+        assert_eq!(
+            ldapsearch_values(&s, "(uid=alice)", "userCertificate;binary"),
+            want,
+            "{flavor}"
+        );
+        let smime = ldapsearch_values(&s, "(uid=alice)", "userSMIMECertificate");
+        let mut leaves: Vec<Vec<u8>> = smime
+            .iter()
+            .map(|v| {
+                smimekit_pki::load_certificates(v, "value").unwrap()[0]
+                    .as_bytes()
+                    .to_vec()
+            })
+            .collect();
+        leaves.sort();
+        assert_eq!(leaves, want, "{flavor}: one PKCS#7 value per certificate");
+        // Clean for the next flavour: unpublish every certificate (concurrently too).
+        let mut set = tokio::task::JoinSet::new();
+        for c in certs.clone() {
+            let d = open("corp", &config(&s, extra));
+            set.spawn(async move { d.unpublish(&mb("alice@example.org"), &c).await });
+        }
+        while let Some(j) = set.join_next().await {
+            j.unwrap()
+                .unwrap_or_else(|e| panic!("{flavor}: unpublish: {e}"));
+        }
+        assert!(ldapsearch_values(&s, "(uid=alice)", "userCertificate;binary").is_empty());
+        assert!(ldapsearch_values(&s, "(uid=alice)", "userSMIMECertificate").is_empty());
+    }
+}
+
+/// Notices the plugin gives its host.
+#[derive(Debug, Default)]
+struct Notices(std::sync::Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl smimekit_core::plugin::KeyOpener for Notices {
+    async fn open_key(
+        &self,
+        req: &smimekit_core::plugin::KeyOpenRequest,
+    ) -> Result<std::sync::Arc<dyn smimekit_core::PrivateKey>, smimekit_core::KeyStoreError> {
+        Err(smimekit_core::KeyStoreError::NotFound {
+            key: req.reference.clone(),
+            detail: "no keys here".into(),
+        })
+    }
+
+    fn notice(&self, text: &str) {
+        self.0.lock().unwrap().push(text.to_string());
+    }
+}
+
+/// Issue 16 §5: a userSMIMECertificate value the plugin cannot read (not PKCS#7, or one
+/// without a certificate) is kept through publish, replace and unpublish, and the host is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_smime_values_are_kept_and_reported() {
+    let garbage = b"not a PKCS#7 value, written by some other tool".to_vec();
+    let empty_p7 = smimekit_pki::write_p7b(&[]);
+    let s = Slapd::start(&Options {
+        seed: format!(
+            "{}dn: uid=erin,ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: erin\ncn: Erin\nsn: Example\nmail: erin@example.org\n\
+             userSMIMECertificate:: {}\nuserSMIMECertificate:: {}\n\n",
+            openldap_seed(),
+            b64(&garbage),
+            b64(&empty_p7)
+        ),
+        ..Options::default()
+    });
+    let host = std::sync::Arc::new(Notices::default());
+    let d = open("corp", &config(&s, "")).with_host(host.clone());
+    let erin = mb("erin@example.org");
+    let alice = cert("alice.pem");
+    let carol = cert("carol.pem");
+    d.publish(&erin, RecipientKind::Mailbox, &alice, PublishMode::Merge)
+        .await
+        .unwrap();
+    d.publish(&erin, RecipientKind::Mailbox, &carol, PublishMode::Replace)
+        .await
+        .unwrap();
+    d.unpublish(&erin, &carol).await.unwrap();
+    let smime = ldapsearch_values(&s, "(uid=erin)", "userSMIMECertificate");
+    assert_eq!(smime, sorted(vec![garbage.clone(), empty_p7.clone()]));
+    let notices = host.0.lock().unwrap().clone();
+    assert!(!notices.is_empty());
+    assert!(
+        notices[0].contains("uid=erin") && notices[0].contains("2 userSMIMECertificate value(s)"),
+        "{notices:?}"
+    );
 }

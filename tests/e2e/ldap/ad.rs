@@ -365,8 +365,21 @@ fn ad_publish_contact_creates_a_contact_object_then_reuses_it() {
 #[test]
 fn ad_simple_bind_without_tls_is_refused_naming_the_cause() {
     let samba = SambaAd::get();
-    // Plain ldap:// : AD refuses the simple bind; the error says TLS is needed and how.
+    // Plain ldap:// : smimekit does not send the password in clear (a usage error naming
+    // the ways out), before any connection.
     let plain = Setup::new(samba, LDAP, "");
+    let out = plain.run(&["lookup", "nobody@example.org", "--directory", "ad"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("in clear")
+            && err.contains("allow_cleartext_bind = true")
+            && err.contains("ldaps://")
+            && err.contains("starttls"),
+        "{err}"
+    );
+    // Allowed in clear: AD refuses the simple bind itself; the error says TLS is needed and how.
+    let plain = Setup::new(samba, LDAP, "allow_cleartext_bind = true\n");
     let out = plain.run(&["lookup", "nobody@example.org", "--directory", "ad"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{err}");
