@@ -172,8 +172,11 @@ static void dir_close(smk_dir *d) {
 
 static smk_status dir_lookup(smk_dir *d, const uint8_t *address, size_t len, smk_buf *out) {
   if (d == NULL || out == NULL) return SMK_INVALID_ARGUMENT;
-  /* An address nobody has is an empty list (SMK_OK), not an error. */
-  return cert_list(find(d, address, len), out);
+  recipient *r = find(d, address, len);
+  /* An address nobody has: SMK_NOT_FOUND (the host searches the next directory). A recipient
+   * without certificates is SMK_OK with an empty list. */
+  if (r == NULL) return fail(out, SMK_NOT_FOUND, "template-c: no such recipient");
+  return cert_list(r, out);
 }
 
 static smk_status dir_recipients(smk_dir *d, smk_buf *out) {

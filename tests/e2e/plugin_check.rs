@@ -311,7 +311,7 @@ fn broken_plugins_fail_with_a_report_naming_the_fault() {
         ),
         ("SHARED_BUF", "buffers", "double free"),
         ("LEAK", "dir_lookup.leak", "bytes per call"),
-        ("NOT_FOUND", "dir_lookup.unknown-address", "SMK_NOT_FOUND"),
+        ("BAD_STATUS", "status.range", "dir_lookup returned 42"),
     ] {
         let lib = broken(tmp.path(), fault);
         let (out, v) = check(&[], &lib, &[]);

@@ -915,8 +915,33 @@ fn dir_table(l: &Library) -> Option<&DirectoryV1> {
     l.dir()
 }
 
-async fn dir_open(p: &mut Phase<'_>, name: &str, config: &str) -> Result<Answer<usize>, Fault> {
-    let (n, c) = (name.to_string(), config.to_string());
+/// Opens a handle with `dir_open` (the table as TOML text) or, `pairs`, with `dir_open_pairs`
+/// (the table as the host converts it, [`crate::directory::config_pairs`]).
+async fn dir_open(
+    p: &mut Phase<'_>,
+    name: &str,
+    config: &str,
+    pairs: bool,
+) -> Result<Result<Answer<usize>, String>, Fault> {
+    let n = name.to_string();
+    if pairs {
+        let c = match crate::directory::config_pairs(config) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(format!("the table cannot be given as pairs: {e}"))),
+        };
+        return p
+            .call("dir_open_pairs", dir_table, move |t: &Dt, err| {
+                let f = t.dir_open_pairs?;
+                let mut h: *mut Dir = std::ptr::null_mut();
+                // SAFETY: slices and the out-pointer are valid for the call; the lane
+                // serialises as the plugin's flags require.
+                let s = unsafe { f(n.as_ptr(), n.len(), c.as_ptr(), c.len(), &mut h, err) };
+                Some((s, h as usize))
+            })
+            .await
+            .map(Ok);
+    }
+    let c = config.to_string();
     p.call("dir_open", dir_table, move |t: &Dt, err| {
         let f = t.dir_open?;
         let mut h: *mut Dir = std::ptr::null_mut();
@@ -926,6 +951,7 @@ async fn dir_open(p: &mut Phase<'_>, name: &str, config: &str) -> Result<Answer<
         Some((s, h as usize))
     })
     .await
+    .map(Ok)
 }
 
 async fn dir_lookup(p: &mut Phase<'_>, h: Handle<Dir>, address: &str) -> Result<Answer<()>, Fault> {
@@ -1050,13 +1076,30 @@ async fn directory_checks(p: &mut Phase<'_>, input: &CheckInput) {
         Some(c) => (c.clone(), true),
         None => (format!("kind = \"{kind}\"\n"), false),
     };
-    let title = "dir_open opens the configured directory (SMK_OK and a non-NULL handle)";
-    let h1 = match dir_open(p, &input.directory_name, &config).await {
-        Ok(a) if a.ok() && a.value != 0 => {
-            p.pass("dir_open", true, title, None);
+    // The host opens with dir_open_pairs when the plugin has it (1.1), else dir_open; the
+    // second handle below is opened the other way, so that both are checked.
+    let pairs = p.lib.dir().is_some_and(|t| t.dir_open_pairs.is_some());
+    let (open_id, title) = if pairs {
+        (
+            "dir_open_pairs",
+            "dir_open_pairs opens the configured directory (SMK_OK and a non-NULL handle)",
+        )
+    } else {
+        (
+            "dir_open",
+            "dir_open opens the configured directory (SMK_OK and a non-NULL handle)",
+        )
+    };
+    let h1 = match dir_open(p, &input.directory_name, &config, pairs).await {
+        Ok(Ok(a)) if a.ok() && a.value != 0 => {
+            p.pass(open_id, true, title, None);
             Handle(a.value as *mut Dir)
         }
-        Ok(a) => {
+        Ok(Err(e)) => {
+            p.fail(open_id, true, title, "a table of plain keys and values", e);
+            return;
+        }
+        Ok(Ok(a)) => {
             let seen = if a.ok() {
                 "SMK_OK with a NULL handle".to_string()
             } else {
@@ -1070,7 +1113,7 @@ async fn directory_checks(p: &mut Phase<'_>, input: &CheckInput) {
                 )
             };
             p.fail(
-                "dir_open",
+                open_id,
                 true,
                 title,
                 "SMK_OK and a handle",
@@ -1090,30 +1133,28 @@ async fn directory_checks(p: &mut Phase<'_>, input: &CheckInput) {
         "smimekit-check-unknown-{}@example.invalid",
         std::process::id()
     );
-    let title = "dir_lookup of an address the directory does not know is SMK_OK with an empty list";
+    let title = "dir_lookup of an address the directory does not know is SMK_NOT_FOUND (or SMK_OK with an empty list)";
+    let id = "dir_lookup.unknown-address";
     let mut unknown_status = Status::OK;
     match dir_lookup(p, h1, &unknown).await {
         Ok(a) => {
             unknown_status = a.status;
             match cert_list(&a) {
-                Ok(c) if c.is_empty() => p.pass("dir_lookup.unknown-address", true, title, None),
-                Ok(c) => p.fail(
-                    "dir_lookup.unknown-address",
+                _ if a.status == Status::NOT_FOUND => p.pass(id, true, title, None),
+                Ok(c) if c.is_empty() => p.pass(
+                    id,
                     true,
                     title,
-                    "[]",
-                    show_certs(&c),
+                    Some(
+                        "an empty list: the host reads it as \"none here\"; SMK_NOT_FOUND says what happened"
+                            .into(),
+                    ),
                 ),
-                Err(e) => p.fail(
-                    "dir_lookup.unknown-address",
-                    true,
-                    title,
-                    "SMK_OK with an empty list",
-                    e,
-                ),
+                Ok(c) => p.fail(id, true, title, "SMK_NOT_FOUND or []", show_certs(&c)),
+                Err(e) => p.fail(id, true, title, "SMK_NOT_FOUND or SMK_OK with an empty list", e),
             }
         }
-        Err(f) => p.fault("dir_lookup.unknown-address", true, title, f),
+        Err(f) => p.fault(id, true, title, f),
     }
 
     let t = p.lib.dir().copied();
@@ -1164,6 +1205,17 @@ async fn directory_checks(p: &mut Phase<'_>, input: &CheckInput) {
             wrote = true;
             write_checks(p, h1, &addr).await;
         }
+    }
+
+    if t.is_some_and(|t| t.dir_recipient.is_some()) {
+        recipient_check(p, h1, wrote.then_some(addr.as_str()), &unknown).await;
+    } else {
+        p.skip(
+            "dir_recipient",
+            false,
+            "dir_recipient (optional, since 1.1)",
+            "dir_recipient is NULL (the host uses dir_lookup)",
+        );
     }
 
     if has_recipients {
@@ -1295,10 +1347,34 @@ async fn directory_checks(p: &mut Phase<'_>, input: &CheckInput) {
         }
     }
 
+    // A 1.1 plugin is opened with dir_open_pairs; dir_open (required, for hosts before 1.1)
+    // may open too, or refuse with SMK_UNSUPPORTED and a message saying so.
+    if pairs {
+        let title = "dir_open (the table as TOML text, for hosts before 1.1) opens too or says it needs 1.1";
+        match dir_open(p, &input.directory_name, &config, false).await {
+            Ok(Ok(a)) if a.ok() && a.value != 0 => {
+                p.pass("dir_open", false, title, None);
+                dir_close(p, "dir_close.toml", Handle(a.value as *mut Dir)).await;
+            }
+            Ok(Ok(a)) if a.status == Status::UNSUPPORTED && !a.bytes.is_empty() => {
+                p.pass("dir_open", false, title, Some(a.show()));
+            }
+            Ok(Ok(a)) => p.fail(
+                "dir_open",
+                false,
+                title,
+                "SMK_OK and a handle, or SMK_UNSUPPORTED with a message",
+                a.show(),
+            ),
+            Ok(Err(e)) => p.fail("dir_open", false, title, "an answer", e),
+            Err(f) => p.fault("dir_open", false, title, f),
+        }
+    }
+
     // Shutdown: a second handle outlives the first.
     let title = "a second handle keeps working after the first is closed";
-    match dir_open(p, &input.directory_name, &config).await {
-        Ok(a) if a.ok() && a.value != 0 => {
+    match dir_open(p, &input.directory_name, &config, pairs).await {
+        Ok(Ok(a)) if a.ok() && a.value != 0 => {
             let h2 = Handle(a.value as *mut Dir);
             dir_close(p, "dir_close", h1).await;
             match dir_lookup(p, h2, &unknown).await {
@@ -1314,13 +1390,13 @@ async fn directory_checks(p: &mut Phase<'_>, input: &CheckInput) {
             }
             dir_close(p, "dir_close.second", h2).await;
         }
-        Ok(a) => {
+        Ok(r) => {
             p.fail(
                 "dir_close.other-handle",
                 true,
                 title,
                 "a second dir_open is SMK_OK",
-                a.show(),
+                r.map_or_else(|e| e, |a| a.show()),
             );
             dir_close(p, "dir_close", h1).await;
         }
@@ -1421,6 +1497,62 @@ async fn write_checks(p: &mut Phase<'_>, h: Handle<Dir>, addr: &str) {
     .await;
 }
 
+/// One recipient, read alone (`dir_recipient`, 1.1): the triple for the test address, and
+/// `SMK_NOT_FOUND` for an address nobody has.
+async fn recipient_check(p: &mut Phase<'_>, h: Handle<Dir>, addr: Option<&str>, unknown: &str) {
+    let one = |a: String| {
+        move |t: &Dt, out: *mut Buf| {
+            let f = t.dir_recipient?;
+            // SAFETY: live handle; `a` valid for the call.
+            Some((unsafe { f(h.get(), a.as_ptr(), a.len(), out) }, ()))
+        }
+    };
+    if let Some(addr) = addr {
+        let title = "dir_recipient returns the recipient as (address, kind, list of DER)";
+        match p
+            .call("dir_recipient", dir_table, one(addr.to_string()))
+            .await
+        {
+            Ok(a) if a.ok() => {
+                let parts = list::decode(&a.bytes).unwrap_or_default();
+                let ok = match parts[..] {
+                    [address, kind, cs] => {
+                        std::str::from_utf8(address).is_ok_and(|x| x.eq_ignore_ascii_case(addr))
+                            && kind == [abi::RECIPIENT_MAILBOX as u8]
+                            && certs(cs).is_some_and(|c| c == [PROBE_B.to_vec()])
+                    }
+                    _ => false,
+                };
+                p.expect(
+                    "dir_recipient",
+                    true,
+                    title,
+                    ok,
+                    &format!("({addr}, SMK_RECIPIENT_MAILBOX, [probe B])"),
+                    format!("{} bytes that are not that triple", a.bytes.len()),
+                );
+            }
+            Ok(a) => p.fail("dir_recipient", true, title, "SMK_OK", a.show()),
+            Err(f) => p.fault("dir_recipient", true, title, f),
+        }
+    }
+    let title = "dir_recipient of an address nobody has is SMK_NOT_FOUND";
+    match p
+        .call("dir_recipient", dir_table, one(unknown.to_string()))
+        .await
+    {
+        Ok(a) => p.expect(
+            "dir_recipient.unknown-address",
+            true,
+            title,
+            a.status == Status::NOT_FOUND,
+            "SMK_NOT_FOUND",
+            a.show(),
+        ),
+        Err(f) => p.fault("dir_recipient.unknown-address", true, title, f),
+    }
+}
+
 async fn recipients_check(p: &mut Phase<'_>, h: Handle<Dir>, addr: Option<&str>) {
     let title = "dir_recipients returns a list of (address, kind, list of DER certificates)";
     let a = match p
@@ -1502,7 +1634,7 @@ async fn concurrency_dir(p: &mut Phase<'_>, h: Handle<Dir>, addr: &str, wrote: b
         "dir_lookup calls from many tasks run one at a time on the worker thread and all give the same answer"
     };
     let want = match dir_lookup(p, h, addr).await {
-        Ok(a) => a.bytes,
+        Ok(a) => a,
         Err(f) => return p.fault("concurrency.lookup", true, title, f),
     };
     let a = addr.to_string();
@@ -1520,12 +1652,12 @@ async fn concurrency_dir(p: &mut Phase<'_>, h: Handle<Dir>, addr: &str, wrote: b
         Ok((answers, overlap)) => {
             let bad: Vec<String> = answers
                 .iter()
-                .filter(|x| !x.ok() || x.bytes != want)
+                .filter(|x| x.status != want.status || x.bytes != want.bytes)
                 .map(|x| {
-                    if x.ok() {
-                        "a different list".to_string()
+                    if x.status == want.status {
+                        "a different answer".to_string()
                     } else {
-                        x.show()
+                        format!("{} (alone: {})", x.show(), want.show())
                     }
                 })
                 .collect();
