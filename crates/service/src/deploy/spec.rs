@@ -656,14 +656,18 @@ impl Loader<'_> {
     ) -> Option<Person> {
         // A misspelt key is likely the certificate source: not reported again as missing.
         let typo = self.unknown_keys(t, PERSON_KEYS, " in [[people]]");
-        let origin_at = self.at(span);
+        let table_at = self.at(span);
+        // A person is where their address is: duplicates and missing pieces point there.
+        let origin_at = t
+            .get("address")
+            .map_or_else(|| table_at.clone(), |v| self.at(&v.span()));
         let address = match t.get("address") {
             Some(v) => self.string(v, "address").and_then(|s| {
                 let at = self.at(&v.span());
                 self.address(&at, s)
             }),
             None => {
-                self.error(&origin_at, "[[people]] without `address`");
+                self.error(&table_at, "[[people]] without `address`");
                 None
             }
         };
@@ -674,7 +678,7 @@ impl Loader<'_> {
             }),
             None => {
                 self.error(
-                    &origin_at,
+                    &table_at,
                     "[[people]] without `kind` (\"mailbox\" or \"contact\")",
                 );
                 None
@@ -1402,14 +1406,14 @@ csv = "people.csv"
                     "alice@contoso.com",
                     RecipientKind::Mailbox,
                     vec!["exo".to_string()],
-                    13,
+                    14,
                     "deploy.toml"
                 ),
                 (
                     "Bob@Contoso.com",
                     RecipientKind::Mailbox,
                     vec!["exo".to_string(), "corp".to_string()],
-                    19,
+                    20,
                     "deploy.toml"
                 ),
                 (
@@ -1753,7 +1757,7 @@ csv = "people.csv"
         one_error(
             "[[people]]\naddress = \"alice@contoso.com\"\nkind = \"mailbox\"\ncertificates = \"certs\"\n",
             &m,
-            "deploy.toml:1",
+            "deploy.toml:2",
             "no directories",
         );
         let e = load("deploy.toml", "directories = [\"exo\"]\n", &m, &[]).unwrap_err();
@@ -1775,9 +1779,19 @@ csv = "people.csv"
         assert_eq!(
             e,
             [
-                "people.csv:2: bob@contoso.com is declared twice: here and at deploy.toml:7",
-                "people.csv:3: ALICE@contoso.com is declared twice: here and at deploy.toml:2",
+                "people.csv:2: bob@contoso.com is declared twice: here and at deploy.toml:8",
+                "people.csv:3: ALICE@contoso.com is declared twice: here and at deploy.toml:3",
             ]
+        );
+    }
+
+    #[test]
+    fn duplicates_within_the_deploy_file_point_at_the_addresses() {
+        one_error(
+            "directories = [\"exo\"]\n\n[[people]]\naddress = \"alice@contoso.com\"\nkind = \"mailbox\"\ncertificates = [\"certs\"]\n\n[[people]]\naddress = \"Alice@Contoso.com\"\nkind = \"contact\"\ncertificates = [\"certs\"]\n",
+            &Mem::default().people(),
+            "deploy.toml:9",
+            "Alice@Contoso.com is declared twice: here and at deploy.toml:4",
         );
     }
 
@@ -1786,7 +1800,7 @@ csv = "people.csv"
         one_error(
             "directories = [\"exo\"]\n[[people]]\naddress = \"alice@contoso.com\"\nkind = \"mailbox\"\n",
             &Mem::default(),
-            "deploy.toml:2",
+            "deploy.toml:3",
             "neither `certificates` nor `issue`",
         );
     }
