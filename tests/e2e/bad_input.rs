@@ -2,11 +2,14 @@
 //!
 //! Every case asserts the documented exit code (1 signature invalid/untrusted, 2 usage,
 //! 3 malformed input, 4 key/password/recipient, 5 other I/O), that standard error names the
-//! cause or the file, and that nothing panicked.
+//! cause or the file, that nothing panicked, and that nothing was written (each command that
+//! writes gets an `--out`, absent afterwards). Hostile inputs beyond each limit on input
+//! (README "Limits on input") are among them.
 
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
+use smimekit_pki::asn1;
 
 use crate::common;
 
@@ -235,7 +238,291 @@ fn setup() -> Work {
         ]);
         prev = next;
     }
+    hostile_setup(&w, &opaque, &signed, boundary);
     w
+}
+
+/// The DER OBJECT IDENTIFIER of a dotted string.
+fn oid(dotted: &str) -> Vec<u8> {
+    let arcs: Vec<u64> = dotted.split('.').map(|a| a.parse().expect("arc")).collect();
+    let mut content = Vec::new();
+    let mut push = |mut v: u64| {
+        let mut bytes = vec![(v & 0x7f) as u8];
+        v >>= 7;
+        while v > 0 {
+            bytes.push(0x80 | (v & 0x7f) as u8);
+            v >>= 7;
+        }
+        bytes.reverse();
+        content.extend(bytes);
+    };
+    push(arcs[0] * 40 + arcs[1]);
+    for a in &arcs[2..] {
+        push(*a);
+    }
+    asn1::encode(asn1::TAG_OID, &content)
+}
+
+fn content_info(content_type: &str, inner: &[u8]) -> Vec<u8> {
+    asn1::seq(&[&oid(content_type), &asn1::context_constructed(0, &[inner])])
+}
+
+const ID_DATA: &str = "1.2.840.113549.1.7.1";
+const ID_SIGNED_DATA: &str = "1.2.840.113549.1.7.2";
+
+/// A SignedData over "hello" with `signers` copies of a SignerInfo, `certs` copies of `cert`
+/// and `crls` empty CRL SEQUENCEs (`usize::MAX`: instead, an element SignedData does not have).
+fn signed_data(signers: usize, certs: usize, crls: usize, cert: &[u8]) -> Vec<u8> {
+    let digest_alg = asn1::seq(&[&oid("2.16.840.1.101.3.4.2.1")]);
+    let si = asn1::seq(&[
+        &asn1::small_int(3),
+        &asn1::context_primitive(0, &[0x11; 20]),
+        &digest_alg,
+        &asn1::seq(&[&oid("1.2.840.10045.4.3.2")]),
+        &asn1::octet_string(&[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01]),
+    ]);
+    let encap = asn1::seq(&[
+        &oid(ID_DATA),
+        &asn1::context_constructed(0, &[&asn1::octet_string(b"hello\r\n")]),
+    ]);
+    let mut parts: Vec<Vec<u8>> = vec![
+        asn1::small_int(1),
+        asn1::constructed(asn1::TAG_SET, &[&digest_alg]),
+        encap,
+    ];
+    if certs > 0 {
+        parts.push(asn1::context_constructed(0, &[&cert.repeat(certs)]));
+    }
+    if crls == usize::MAX {
+        parts.push(asn1::context_primitive(2, b"x"));
+    } else if crls > 0 {
+        parts.push(asn1::context_constructed(
+            1,
+            &[&asn1::seq(&[]).repeat(crls)],
+        ));
+    }
+    parts.push(asn1::constructed(asn1::TAG_SET, &[&si.repeat(signers)]));
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    content_info(ID_SIGNED_DATA, &asn1::seq(&refs))
+}
+
+/// EnvelopedData with `n` key-transport recipients named by key identifiers no key has.
+fn enveloped_data(n: usize) -> Vec<u8> {
+    let alg = asn1::seq(&[&oid("1.2.840.113549.1.1.1"), &asn1::null()]);
+    let mut ris = Vec::new();
+    for i in 0..n as u32 {
+        let mut ski = [0x5au8; 20];
+        ski[..4].copy_from_slice(&i.to_be_bytes());
+        ris.extend(asn1::seq(&[
+            &asn1::small_int(2),
+            &asn1::context_primitive(0, &ski),
+            &alg,
+            &asn1::octet_string(&[0xa5; 256]),
+        ]));
+    }
+    let eci = asn1::seq(&[
+        &oid(ID_DATA),
+        &asn1::seq(&[
+            &oid("2.16.840.1.101.3.4.1.42"),
+            &asn1::octet_string(&[7; 16]),
+        ]),
+        &asn1::context_primitive(0, &[9; 32]),
+    ]);
+    let ed = asn1::seq(&[
+        &asn1::small_int(2),
+        &asn1::constructed(asn1::TAG_SET, &[&ris]),
+        &eci,
+    ]);
+    content_info("1.2.840.113549.1.7.3", &ed)
+}
+
+/// Hostile inputs beyond the limits on input (README "Limits on input") and more damaged
+/// structures.
+fn hostile_setup(w: &Work, opaque: &[u8], signed: &[u8], boundary: &str) {
+    let limits = smimekit_pki::LIMITS;
+    let cert = der_of(&pki("alice.pem"));
+    // 1,001 header fields.
+    let mut m = Vec::new();
+    for i in 0..=limits.mime_header_fields {
+        m.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    m.extend_from_slice(b"\r\nbody\r\n");
+    w.write("many-headers.eml", &m);
+    // One header field folded over 64 KiB.
+    let mut m = b"Subject: a\r\n".to_vec();
+    for _ in 0..1100 {
+        m.extend_from_slice(&[b' '; 1]);
+        m.extend(std::iter::repeat_n(b'f', 70));
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(b"Content-Type: text/plain\r\n\r\nbody\r\n");
+    w.write("folded-header.eml", &m);
+    // A multipart of 10,001 parts around the signed message.
+    let mut m = b"From: alice@example.org\r\nContent-Type: multipart/mixed; boundary=\"p\"\r\n\r\n"
+        .to_vec();
+    for _ in 0..=limits.mime_parts {
+        m.extend_from_slice(b"--p\r\n\r\nx\r\n");
+    }
+    m.extend_from_slice(b"--p--\r\n");
+    w.write("many-parts.eml", &m);
+    // SignedData over the limits: SignerInfos, certificates, CRLs.
+    w.write(
+        "many-signers.p7m",
+        &signed_data(limits.signer_infos + 1, 1, 0, &cert),
+    );
+    w.write(
+        "many-certs.p7m",
+        &signed_data(1, limits.certificates + 1, 0, &cert),
+    );
+    w.write("many-crls.p7m", &signed_data(1, 1, limits.crls + 1, &cert));
+    // EnvelopedData over the recipient limit, and 65 recipients for a key alone.
+    w.write(
+        "many-recipients.p7m",
+        &enveloped_data(limits.recipient_infos + 1),
+    );
+    w.write(
+        "trial-recipients.p7m",
+        &enveloped_data(limits.trial_decryptions + 1),
+    );
+    // BER nested deeper than the reader allows.
+    w.write("deep-ber.p7m", &[0x30, 0x80].repeat(200));
+    // A certs-only .p7b of 10,001 certificates.
+    let many: Vec<smimekit_core::CertDer> = (0..=limits.container_certificates)
+        .map(|_| smimekit_core::CertDer::new(cert.clone()))
+        .collect();
+    w.write("many-certs.p7b", &smimekit_pki::write_p7b(&many));
+    // A certificate cut short, and a PEM certificate whose base64 is damaged.
+    w.write("cut-cert.der", &cert[..cert.len() / 2]);
+    let pem = std::fs::read_to_string(pki("alice.pem")).expect("alice.pem");
+    w.write("bad-pem.pem", pem.replacen("MII", "M!I", 1).as_bytes());
+    // The opaque message as raw DER, cut in half; and a SignedData with an unknown element.
+    let (_, der) = split_body(opaque);
+    w.write("cut-raw.p7m", &der[..der.len() / 2]);
+    // An element SignedData does not have ([2] before the SignerInfos).
+    let sd = signed_data(1, 1, usize::MAX, &cert);
+    w.write("unknown-element.p7m", &sd);
+    // A CMS type smimekit does not read (compressedData) and a detached signature alone.
+    w.write(
+        "compressed.p7m",
+        &content_info(
+            "1.2.840.113549.1.9.16.1.9",
+            &asn1::seq(&[&asn1::small_int(0)]),
+        ),
+    );
+    // A multipart/signed with its signature part missing.
+    let text = String::from_utf8_lossy(signed).into_owned();
+    let second = text
+        .match_indices(&format!("--{boundary}"))
+        .nth(1)
+        .map(|(i, _)| i)
+        .expect("second delimiter");
+    w.write(
+        "one-part.eml",
+        format!("{}--{boundary}--\r\n", &text[..second]).as_bytes(),
+    );
+    // The signature part holding enveloped data instead.
+    let sealed = w.read("sealed.eml");
+    let (_, sealed_der) = split_body(&sealed);
+    let (_, sig_der) = split_body(
+        &signed[signed
+            .windows(9)
+            .position(|w| w == b"smime.p7s")
+            .expect("p7s part")..signed.len() - boundary.len() - 8],
+    );
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    w.write(
+        "sig-not-signed.eml",
+        text.replacen(&wrap64(&b64(&sig_der)), &wrap64(&b64(&sealed_der)), 1)
+            .as_bytes(),
+    );
+    // smime.p7m in a transfer encoding smimekit does not decode.
+    w.write(
+        "uuencoded.eml",
+        String::from_utf8_lossy(opaque)
+            .replacen(
+                "Content-Transfer-Encoding: base64",
+                "Content-Transfer-Encoding: x-uuencode",
+                1,
+            )
+            .as_bytes(),
+    );
+    // A PEM-armoured CMS whose base64 is damaged.
+    w.write(
+        "bad-pem.p7m",
+        format!(
+            "-----BEGIN PKCS7-----\n{}!!\n-----END PKCS7-----\n",
+            b64(&der)
+        )
+        .as_bytes(),
+    );
+    // PKCS#12 files: 8,388,607 iterations (patched in place), and 300 bags.
+    let dir = w.dir.path();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "pkcs12",
+            "-export",
+            "-inkey",
+            &pki("alice.key"),
+            "-in",
+            &pki("alice.pem"),
+        ])
+        .args([
+            "-passout",
+            "pass:test",
+            "-iter",
+            "65536",
+            "-maciter",
+            "-out",
+        ])
+        .arg(dir.join("iter.p12"))
+        .output()
+        .expect("openssl pkcs12");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut p12 = w.read("iter.p12");
+    let (from, to) = (
+        [0x02u8, 0x03, 0x01, 0x00, 0x00],
+        [0x02u8, 0x03, 0x7f, 0xff, 0xff],
+    );
+    for i in 0..=p12.len() - from.len() {
+        if p12[i..i + from.len()] == from {
+            p12[i..i + from.len()].copy_from_slice(&to);
+        }
+    }
+    w.write("iterations.p12", &p12);
+    let bag = asn1::seq(&[
+        &oid("1.2.3.4"),
+        &asn1::context_constructed(0, &[&asn1::null()]),
+    ]);
+    let safe = asn1::seq(&[&bag.repeat(limits.pkcs12_bags + 44)]);
+    let auth_safe = asn1::seq(&[&content_info(ID_DATA, &asn1::octet_string(&safe))]);
+    w.write(
+        "many-bags.p12",
+        &asn1::seq(&[
+            &asn1::small_int(3),
+            &content_info(ID_DATA, &asn1::octet_string(&auth_safe)),
+        ]),
+    );
+}
+
+/// Base64 in the 64-column lines `sign` writes (CRLF).
+fn wrap64(b64: &str) -> String {
+    b64.as_bytes()
+        .chunks(64)
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+/// The DER of the first certificate of a PEM file.
+fn der_of(pem_path: &str) -> Vec<u8> {
+    let pem = std::fs::read(pem_path).expect("pem");
+    smimekit_pki::load_certificates(&pem, pem_path).expect("certificate")[0]
+        .as_bytes()
+        .to_vec()
 }
 
 struct Case {
@@ -326,12 +613,7 @@ fn cases(w: &Work) -> Vec<Case> {
         ),
         v("random binary junk", &p("junk.bin"), 3, &["malformed"]),
         v("DER that is not CMS", &p("cert.der"), 3, &["malformed"]),
-        v(
-            "plain message is not S/MIME",
-            &msg,
-            3,
-            &["not an S/MIME message"],
-        ),
+        v("plain message is not signed", &msg, 1, &["not signed"]),
         v(
             "17 nested layers",
             &p("layer-17.eml"),
@@ -634,6 +916,210 @@ fn cases(w: &Work) -> Vec<Case> {
             5,
             &[&p("a-dir")],
         ),
+        // --- limits on input (README "Limits on input") and damaged structures: 3
+        v(
+            "1,001 header fields",
+            &p("many-headers.eml"),
+            3,
+            &[
+                "too many header fields in one MIME entity",
+                "more than 1000",
+            ],
+        ),
+        v(
+            "header field folded over 64 KiB",
+            &p("folded-header.eml"),
+            3,
+            &["header too long", "header field"],
+        ),
+        v(
+            "multipart of 10,001 parts",
+            &p("many-parts.eml"),
+            3,
+            &["more than 10000 parts"],
+        ),
+        v(
+            "65 SignerInfos",
+            &p("many-signers.p7m"),
+            3,
+            &["too many SignerInfos in one SignedData", "more than 64"],
+        ),
+        v(
+            "257 certificates in a SignedData",
+            &p("many-certs.p7m"),
+            3,
+            &["too many certificates in one SignedData", "more than 256"],
+        ),
+        v(
+            "65 CRLs in a SignedData",
+            &p("many-crls.p7m"),
+            3,
+            &["too many CRLs in one SignedData", "more than 64"],
+        ),
+        case(
+            "10,001 recipients",
+            &[
+                "decrypt",
+                "--key",
+                &alice_p12,
+                "--in",
+                &p("many-recipients.p7m"),
+            ],
+            3,
+            &["too many RecipientInfos", "more than 10000"],
+        ),
+        case(
+            "a key alone on 65 recipients",
+            &[
+                "decrypt",
+                "--key",
+                &pki("alice.key"),
+                "--in",
+                &p("trial-recipients.p7m"),
+            ],
+            3,
+            &[
+                "too many recipients to try a key without a certificate on",
+                "more than 64",
+            ],
+        ),
+        case(
+            "key and certificate on 65 recipients none names",
+            &[
+                "decrypt",
+                "--key",
+                &alice_p12,
+                "--in",
+                &p("trial-recipients.p7m"),
+            ],
+            4,
+            &["no key for any recipient"],
+        ),
+        v(
+            "BER nested 200 deep",
+            &p("deep-ber.p7m"),
+            3,
+            &["nesting deeper than 64"],
+        ),
+        case(
+            "a .p7b of 10,001 certificates",
+            &["cert", "show", &p("many-certs.p7b")],
+            3,
+            &[&p("many-certs.p7b"), "too many certificates in one file"],
+        ),
+        case(
+            "--trust with 10,001 certificates",
+            &[
+                "verify",
+                "--trust",
+                &p("many-certs.p7b"),
+                "--in",
+                &p("signed.eml"),
+            ],
+            3,
+            &[&p("many-certs.p7b"), "too many certificates in one file"],
+        ),
+        case(
+            "PKCS#12 asking 8,388,607 iterations",
+            &["keys", "list", "--store", &p("iterations.p12")],
+            3,
+            &[
+                &p("iterations.p12"),
+                "8388607 iterations",
+                "more than the 1000000",
+            ],
+        ),
+        case(
+            "sign with that PKCS#12",
+            &["sign", "--key", &p("iterations.p12"), "--in", &msg],
+            3,
+            &[&p("iterations.p12"), "8388607 iterations"],
+        ),
+        case(
+            "PKCS#12 of 300 bags",
+            &["keys", "list", "--store", &p("many-bags.p12")],
+            3,
+            &[&p("many-bags.p12"), "more than 256"],
+        ),
+        case(
+            "cert show on a certificate cut short",
+            &["cert", "show", &p("cut-cert.der")],
+            3,
+            &[&p("cut-cert.der")],
+        ),
+        case(
+            "cert show on damaged PEM",
+            &["cert", "show", &p("bad-pem.pem")],
+            3,
+            &[&p("bad-pem.pem")],
+        ),
+        case(
+            "cert show on an empty file",
+            &["cert", "show", &p("empty.eml")],
+            3,
+            &[&p("empty.eml"), "empty"],
+        ),
+        case(
+            "encrypt to an empty certificate file",
+            &["encrypt", "--to", &p("empty.eml"), "--in", &msg],
+            3,
+            &[&p("empty.eml"), "empty"],
+        ),
+        case(
+            "--cert junk when verifying",
+            &["verify", "--cert", &p("junk.bin"), "--in", &p("signed.eml")],
+            3,
+            &[&p("junk.bin")],
+        ),
+        case(
+            "keys list on junk",
+            &["keys", "list", "--store", &p("junk.bin")],
+            3,
+            &[&p("junk.bin")],
+        ),
+        v("raw CMS cut in half", &p("cut-raw.p7m"), 3, &["malformed"]),
+        v(
+            "unknown element in SignedData",
+            &p("unknown-element.p7m"),
+            3,
+            &["unexpected element with tag 0x82 in SignedData"],
+        ),
+        v(
+            "compressedData",
+            &p("compressed.p7m"),
+            3,
+            &["unsupported", "CMS content type"],
+        ),
+        v(
+            "multipart/signed without its signature part",
+            &p("one-part.eml"),
+            3,
+            &["needs two parts"],
+        ),
+        v(
+            "signature part holding enveloped data",
+            &p("sig-not-signed.eml"),
+            3,
+            &["not signedData"],
+        ),
+        v(
+            "smime.p7m in x-uuencode",
+            &p("uuencoded.eml"),
+            3,
+            &["x-uuencode"],
+        ),
+        v(
+            "PEM CMS with damaged base64",
+            &p("bad-pem.p7m"),
+            3,
+            &["malformed"],
+        ),
+        v(
+            "detached signature without its content",
+            &p("detached.p7s"),
+            3,
+            &["detached signature without its content"],
+        ),
     ]
 }
 
@@ -641,10 +1127,25 @@ fn cases(w: &Work) -> Vec<Case> {
 fn bad_input_table() {
     let w = setup();
     let cases = cases(&w);
-    assert!(cases.len() >= 25);
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+    let outputs = w.dir.path().join("outputs");
+    std::fs::create_dir(&outputs).expect("mkdir outputs");
     let mut failures = Vec::new();
-    for c in &cases {
-        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+    for (i, c) in cases.iter().enumerate() {
+        let mut args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        // Nothing is written on a failure: every command that writes a file gets an --out,
+        // which must not exist afterwards. (A verdict, exit 1, is not a failure to read:
+        // `verify` gives the content with it, as `open` does.)
+        let out_path = outputs.join(format!("{i:02}.out")).display().to_string();
+        let writes = c.code != 1
+            && matches!(
+                args.first().copied(),
+                Some("sign" | "encrypt" | "verify" | "decrypt" | "open")
+            )
+            && !args.contains(&"--out");
+        if writes {
+            args.extend(["--out", &out_path]);
+        }
         let out = common::smimekit(&args, &c.env);
         let err = String::from_utf8_lossy(&out.stderr);
         let mut problems = Vec::new();
@@ -658,6 +1159,9 @@ fn bad_input_table() {
         }
         if err.contains("panicked") {
             problems.push("panicked".into());
+        }
+        if writes && Path::new(&out_path).exists() {
+            problems.push(format!("wrote {out_path}"));
         }
         if !problems.is_empty() {
             failures.push(format!(
@@ -676,6 +1180,13 @@ fn bad_input_table() {
         cases.len(),
         failures.join("\n")
     );
+    // Nor anything beside: the failed runs left no file (temporary or final) anywhere.
+    let left: Vec<_> = std::fs::read_dir(&outputs)
+        .expect("outputs")
+        .chain(std::fs::read_dir(w.dir.path().join("a-dir")).expect("a-dir"))
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "files written by failed runs: {left:?}");
 }
 
 /// With --json, a failure is also a JSON object on standard output carrying the exit code.

@@ -163,6 +163,14 @@ async fn peel(
                     Ok(_) => MessageError::Malformed("not a MIME entity nor CMS".into()),
                 });
             }
+                // Bytes that start as DER does but do not parse (cut short, nested too deep):
+                // the reason is the ASN.1 one, not "not MIME".
+                let trimmed = data.trim_ascii_start();
+                if trimmed.first() == Some(&TAG_SEQUENCE)
+                    && let Err(e) = asn1::parse_single(trimmed)
+                {
+                    return Err(e.into());
+                }
             return Ok(None);
         }
     };
