@@ -16,17 +16,17 @@ use smimekit_exchange_emulator::{Emulator, EmulatorConfig};
 
 use crate::common::{pki, show, smimekit};
 
-const TENANT: &str = "contoso.onmicrosoft.com";
-const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
+pub(crate) const TENANT: &str = "contoso.onmicrosoft.com";
+pub(crate) const CLIENT: &str = "11111111-2222-3333-4444-555555555555";
 
-fn der(name: &str) -> Vec<u8> {
+pub(crate) fn der(name: &str) -> Vec<u8> {
     let pem = std::fs::read(pki(name)).unwrap();
     smimekit_pki::container::load_certificates(&pem, name).unwrap()[0]
         .as_bytes()
         .to_vec()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -96,7 +96,7 @@ impl Exo {
     }
 }
 
-fn toml_for(endpoint: &str, authority: &str, extra: &str) -> String {
+pub(crate) fn toml_for(endpoint: &str, authority: &str, extra: &str) -> String {
     format!(
         "[directory.exo]\nkind = \"exchange-online\"\ntenant = \"{TENANT}\"\nclient_id = \"{CLIENT}\"\n\
          certificate = \"{}\"\ncertificate_file = \"{}\"\nendpoint = \"{endpoint}\"\nauthority = \"{authority}\"\n{extra}",

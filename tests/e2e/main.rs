@@ -14,6 +14,7 @@ mod common;
 mod conformance;
 mod corpus;
 mod demo;
+mod deploy;
 mod directory;
 mod exchange;
 mod interop;

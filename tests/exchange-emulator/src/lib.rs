@@ -190,6 +190,8 @@ pub struct Counters {
     pub tokens: AtomicU64,
     /// Writes applied (Set-*, New-MailContact).
     pub writes: AtomicU64,
+    /// Contacts New-MailContact created.
+    pub contacts_created: AtomicU64,
     /// Writes applied whose answer was replaced by a 504 (`lose_write_answer_every`).
     pub lost_answers: AtomicU64,
     /// `@{Remove=…}` byte values ignored (strict mode).
@@ -314,6 +316,15 @@ impl Emulator {
         d.objects
             .get(&address.to_ascii_lowercase())
             .map(|o| o.certs.clone())
+    }
+
+    /// Every recipient's address (as stored) and whether it is a contact, in address order.
+    pub async fn recipients(&self) -> Vec<(String, bool)> {
+        let d = self.state.0.data.lock().await;
+        d.objects
+            .values()
+            .map(|o| (o.address.clone(), o.contact))
+            .collect()
     }
 
     /// The contact name of an address, when it is a contact.
@@ -1359,6 +1370,7 @@ async fn invoke(
             };
             let v = render_recipient(&s, &o, r);
             d.objects.insert(ext.to_ascii_lowercase(), o);
+            s.counters.contacts_created.fetch_add(1, Ordering::Relaxed);
             applied(&s, ok(vec![v], None, &tenant, &s.base))
         }
         "Get-SmimeConfig" => {
