@@ -514,7 +514,12 @@ impl Loader<'_> {
             }
             (Some(v), None) => {
                 let mut certificates = Vec::new();
-                for (path, span) in self.strings(v, "certificates") {
+                let paths = self.strings(v, "certificates");
+                if v.get_ref().as_array().is_some_and(|a| a.is_empty()) {
+                    // Pushed as it stands, an empty chain would wipe the directory's.
+                    self.error_span(&v.span(), "[trust] `certificates` is empty");
+                }
+                for (path, span) in paths {
                     let at = self.at(&span);
                     let path = PathBuf::from(path);
                     certificates.extend(self.cert_file(&at, &path, false));
@@ -1853,6 +1858,12 @@ csv = "people.csv"
             "both `certificates` and `ca`",
         );
         one_error("\n[trust]\n", &m, "deploy.toml:2", "needs `certificates`");
+        one_error(
+            "[trust]\n\ncertificates = []\n",
+            &m,
+            "deploy.toml:3",
+            "`certificates` is empty",
+        );
         one_error(
             "[trust]\ncertificates = [\"ca/nope.pem\"]\n",
             &m,
