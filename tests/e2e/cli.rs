@@ -1,6 +1,6 @@
 //! The CLI contract beyond mail: keys, certificates, plugins, completions.
 
-use crate::common::{pki, smimekit};
+use crate::common::{pki, show, smimekit};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -283,4 +283,109 @@ fn the_cli_raises_no_untyped_errors() {
             }
         }
     }
+}
+
+/// Issue 16 §4: what `decrypt` and `open` decrypted is created owner-only (0600), also over a
+/// readable file; a symbolic link planted where it goes is refused and its target left as it
+/// was; no temporary file is left behind.
+#[cfg(unix)]
+#[test]
+fn decrypted_output_is_owner_only_and_never_written_through_a_planted_link() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let d = tempfile::tempdir().unwrap();
+    let path = |n: &str| d.path().join(n).display().to_string();
+    std::fs::write(
+        d.path().join("msg.txt"),
+        "Content-Type: text/plain\r\n\r\nthe secret\r\n",
+    )
+    .unwrap();
+    let out = smimekit(
+        &[
+            "encrypt",
+            "--to",
+            &pki("alice.pem"),
+            "--in",
+            &path("msg.txt"),
+            "--out",
+            &path("sealed.eml"),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", show("encrypt", &out));
+    let mode = |n: &str| {
+        std::fs::metadata(d.path().join(n))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    // A readable file at the path: replaced by an owner-only one.
+    std::fs::write(d.path().join("plain.txt"), "old").unwrap();
+    std::fs::set_permissions(
+        d.path().join("plain.txt"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    for cmd in ["decrypt", "open"] {
+        let out = smimekit(
+            &[
+                cmd,
+                "--key",
+                &pki("alice.p12"),
+                "--in",
+                &path("sealed.eml"),
+                "--out",
+                &path("plain.txt"),
+            ],
+            &[("SMIMEKIT_PASSWORD", "test")],
+        );
+        // `open` also gives the verdict (this message is not signed): the content is written
+        // either way.
+        assert!(
+            matches!(out.status.code(), Some(0)) || (cmd == "open" && out.status.code() == Some(1)),
+            "{}",
+            show(cmd, &out)
+        );
+        assert!(
+            std::fs::read_to_string(d.path().join("plain.txt"))
+                .unwrap()
+                .contains("the secret")
+        );
+        assert_eq!(mode("plain.txt"), 0o600, "{cmd}");
+    }
+    // A link planted at the path (to a file of the victim's, or to where an attacker reads).
+    std::fs::write(d.path().join("victim"), "precious").unwrap();
+    std::os::unix::fs::symlink(d.path().join("victim"), d.path().join("planted.txt")).unwrap();
+    std::os::unix::fs::symlink(d.path().join("later"), d.path().join("dangling.txt")).unwrap();
+    for target in ["planted.txt", "dangling.txt"] {
+        let out = smimekit(
+            &[
+                "decrypt",
+                "--key",
+                &pki("alice.p12"),
+                "--in",
+                &path("sealed.eml"),
+                "--out",
+                &path(target),
+            ],
+            &[("SMIMEKIT_PASSWORD", "test")],
+        );
+        assert_eq!(out.status.code(), Some(5), "{}", show(target, &out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&path(target)) && err.contains("symbolic link"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("victim")).unwrap(),
+        "precious"
+    );
+    assert!(!d.path().join("later").exists());
+    let left: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -663,8 +663,13 @@ fn openssl_cms_check(dir: &Path, expected: &[u8]) -> Result<DemoStep, ServiceErr
     let passin = format!("env:{PASS_VAR}");
     // bob.key holds an unencrypted key: create it owner-only before openssl writes into it.
     let key_path = dir.join("bob.key");
+    // A new file, never one (or a link) already at the path: what a run left is removed first.
+    match std::fs::remove_file(&key_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error(&key_path, e)),
+        _ => {}
+    }
     let mut key_file = std::fs::OpenOptions::new();
-    key_file.write(true).create(true).truncate(true);
+    key_file.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut key_file, 0o600);
     key_file
