@@ -2,8 +2,9 @@
  *
  * It is a complete, working directory of kind "template-c" that keeps its recipients in memory
  * (per open handle, lost at close): every function of smk_directory_v1, the buffer rules, the
- * status codes and the list encoding are done; replace the parts marked TODO with calls to your
- * directory. Check your plugin with
+ * status codes and the list encoding are done, and it reads its settings as key/value pairs
+ * (dir_open_pairs, ABI 1.1), so no TOML parser is needed; replace the parts marked TODO with
+ * calls to your directory. Check your plugin with
  *
  *   smimekit plugins check ./libsmimekit_template_c.so [--config test.toml]
  *
@@ -96,6 +97,7 @@ typedef struct {
 
 struct smk_dir {
   char *name;
+  int readonly;
   recipient *r;
   size_t n;
 };
@@ -140,21 +142,64 @@ static smk_status cert_list(const recipient *r, smk_buf *out) {
   return give(&b, out);
 }
 
+/* Reads one list item at `*p` (4-byte little-endian length, then the bytes); 0 at the end or
+ * when the list is malformed. */
+static int next_item(const uint8_t **p, const uint8_t *end, const uint8_t **item, size_t *len) {
+  if (end - *p < 4) return 0;
+  size_t l = (size_t)(*p)[0] | (size_t)(*p)[1] << 8 | (size_t)(*p)[2] << 16 | (size_t)(*p)[3] << 24;
+  if ((size_t)(end - *p - 4) < l) return 0;
+  *item = *p + 4;
+  *len = l;
+  *p += 4 + l;
+  return 1;
+}
+
+/* The value of `key` in the configuration pairs (a list alternating key and value), as a
+ * NUL-terminated copy to free, or NULL when the key is absent. */
+static char *setting(const uint8_t *pairs, size_t pairs_len, const char *key) {
+  const uint8_t *p = pairs, *end = pairs + pairs_len, *k, *v;
+  size_t kl, vl;
+  if (pairs == NULL) return NULL;
+  while (next_item(&p, end, &k, &kl) && next_item(&p, end, &v, &vl)) {
+    if (kl == strlen(key) && memcmp(k, key, kl) == 0) {
+      char *s = malloc(vl + 1);
+      if (s == NULL) return NULL;
+      memcpy(s, v, vl);
+      s[vl] = 0;
+      return s;
+    }
+  }
+  return NULL;
+}
+
 /* ---- the table's functions ---- */
 
-static smk_status dir_open(const uint8_t *name, size_t name_len, const uint8_t *config, size_t config_len,
-                           smk_dir **out, smk_buf *err) {
+/* The host calls this (ABI 1.1) instead of dir_open: the [directory.NAME] table as key/value
+ * pairs, so no TOML parser is needed (docs/plugin-abi.md, "Configuration"). */
+static smk_status dir_open_pairs(const uint8_t *name, size_t name_len, const uint8_t *pairs, size_t pairs_len,
+                                 smk_dir **out, smk_buf *err) {
   if (out == NULL) return SMK_INVALID_ARGUMENT;
-  /* TODO: read your settings from `config`, the [directory.NAME] table as TOML text (see
-   * docs/plugin-abi.md), connect, and answer SMK_CONFIG with a message naming the setting
+  /* TODO: read your settings, connect, and answer SMK_CONFIG with a message naming the setting
    * when one is wrong, e.g. fail(err, SMK_CONFIG, "[directory.x] needs url = \"…\""). */
-  (void)config;
-  (void)config_len;
+  /* An example setting: `readonly = true` refuses writes. */
+  char *ro = setting(pairs, pairs_len, "readonly");
+  int readonly = ro != NULL && strcmp(ro, "true") == 0;
+  int bad = ro != NULL && !readonly && strcmp(ro, "false") != 0;
+  free(ro);
+  if (bad) return fail(err, SMK_CONFIG, "template-c: readonly must be true or false");
   smk_dir *d = calloc(1, sizeof *d);
   if (d == NULL) return fail(err, SMK_FAILED, "template-c: out of memory");
   d->name = lower_copy(name, name_len);
+  d->readonly = readonly;
   *out = d;
   return SMK_OK;
+}
+
+/* Required, for hosts before ABI 1.1, which hand the table as TOML text only. */
+static smk_status dir_open(const uint8_t *name, size_t name_len, const uint8_t *config, size_t config_len,
+                           smk_dir **out, smk_buf *err) {
+  (void)name; (void)name_len; (void)config; (void)config_len; (void)out;
+  return fail(err, SMK_UNSUPPORTED, "template-c needs smimekit with plugin ABI 1.1 (dir_open_pairs)");
 }
 
 static void dir_close(smk_dir *d) {
@@ -179,6 +224,22 @@ static smk_status dir_lookup(smk_dir *d, const uint8_t *address, size_t len, smk
   return cert_list(r, out);
 }
 
+/* One recipient (ABI 1.1): the triple (address, kind, list of DER), or SMK_NOT_FOUND. */
+static smk_status dir_recipient(smk_dir *d, const uint8_t *address, size_t len, smk_buf *out) {
+  if (d == NULL || out == NULL) return SMK_INVALID_ARGUMENT;
+  recipient *r = find(d, address, len);
+  if (r == NULL) return fail(out, SMK_NOT_FOUND, "template-c: no such recipient");
+  bytes one = { 0 }, certs = { 0 };
+  uint8_t kind = (uint8_t)r->kind;
+  for (size_t j = 0; j < r->n; j++) item(&certs, r->certs[j].der, r->certs[j].len);
+  item(&one, r->address, strlen(r->address));
+  item(&one, &kind, 1);
+  item(&one, certs.p, certs.len);
+  one.oom |= certs.oom;
+  free(certs.p);
+  return give(&one, out);
+}
+
 static smk_status dir_recipients(smk_dir *d, smk_buf *out) {
   if (d == NULL || out == NULL) return SMK_INVALID_ARGUMENT;
   bytes all = { 0 };
@@ -201,6 +262,7 @@ static smk_status dir_recipients(smk_dir *d, smk_buf *out) {
 static smk_status dir_publish(smk_dir *d, const uint8_t *address, size_t address_len, uint32_t kind,
                               const uint8_t *der, size_t der_len, uint32_t mode, smk_buf *out) {
   if (d == NULL || out == NULL || address_len == 0) return SMK_INVALID_ARGUMENT;
+  if (d->readonly) return fail(out, SMK_REJECTED, "template-c: this directory is read-only (readonly = true)");
   if (mode != SMK_PUBLISH_MERGE && mode != SMK_PUBLISH_REPLACE) return fail(out, SMK_INVALID_ARGUMENT, "template-c: unknown publish mode");
   if (!looks_like_der(der, der_len)) return fail(out, SMK_MALFORMED, "template-c: the certificate is not DER");
   recipient *r = find(d, address, address_len);
@@ -238,6 +300,7 @@ static smk_status dir_publish(smk_dir *d, const uint8_t *address, size_t address
 static smk_status dir_unpublish(smk_dir *d, const uint8_t *address, size_t address_len, const uint8_t *der,
                                 size_t der_len, smk_buf *out) {
   if (d == NULL || out == NULL) return SMK_INVALID_ARGUMENT;
+  if (d->readonly) return fail(out, SMK_REJECTED, "template-c: this directory is read-only (readonly = true)");
   recipient *r = find(d, address, address_len);
   if (r == NULL) return fail(out, SMK_NOT_FOUND, "template-c: no such recipient");
   for (size_t j = 0; j < r->n; j++) {
@@ -265,6 +328,8 @@ static const smk_directory_v1 TABLE = {
   .dir_recipients = dir_recipients, /* optional: NULL if you cannot list */
   .dir_publish = dir_publish,       /* optional: NULL for a read-only directory */
   .dir_unpublish = dir_unpublish,   /* optional */
+  .dir_recipient = dir_recipient,   /* optional (1.1): one recipient without listing */
+  .dir_open_pairs = dir_open_pairs, /* optional (1.1): used instead of dir_open */
 };
 
 __attribute__((visibility("default")))

@@ -151,11 +151,16 @@ const DIRECTORY_CHECKS: &[&str] = &[
 fn the_c_template_passes_every_check() {
     let (out, v) = check(&[], &built("smimekit_template_c"), &[]);
     assert_passes(&out, &v, DIRECTORY_CHECKS);
-    // The template also does what is only advised.
-    assert_eq!(
-        item(&v, "dir_publish.not-a-certificate")["outcome"],
-        "passed"
-    );
+    // The ABI 1.1 functions, and what is only advised.
+    for id in [
+        "dir_open_pairs",
+        "dir_recipient",
+        "dir_recipient.unknown-address",
+        "dir_open",
+        "dir_publish.not-a-certificate",
+    ] {
+        assert_eq!(item(&v, id)["outcome"], "passed", "{id}: {v:#}");
+    }
     assert_eq!(v["plugins"][0]["name"], "template-c");
     // Not thread-safe: the worker thread ran the concurrent calls one at a time.
     let note = item(&v, "concurrency.lookup")["note"].as_str().unwrap();
@@ -175,6 +180,18 @@ fn the_c_template_passes_every_check() {
         "{text}"
     );
     assert!(text.contains("ok   dir_publish.replace"), "{text}");
+
+    // Its table from --config reaches it as pairs: a bad setting is its SMK_CONFIG message.
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("cfg.toml");
+    std::fs::write(
+        &cfg,
+        "[directory.t]\nkind = \"template-c\"\nreadonly = \"maybe\"\n",
+    )
+    .unwrap();
+    let lib = built("smimekit_template_c");
+    let (out, v) = check(&["--config", &p(&cfg)], &lib, &[]);
+    assert_fails(&out, &v, "dir_open_pairs", "readonly must be true or false");
 }
 
 #[test]
