@@ -1495,6 +1495,43 @@ csv = "people.csv"
         assert_eq!(d.trust.unwrap().certificates.len(), 2);
     }
 
+    /// Mangled deploy files and CSV files: never a panic, and every problem on a line that exists.
+    #[test]
+    fn mangled_input_is_reported_never_a_panic() {
+        let files = example_files();
+        let csv = String::from_utf8(files.files[Path::new("people.csv")].clone()).unwrap();
+        let check = |toml: &str, csv: &str| {
+            let mem = example_files().with("people.csv", csv.as_bytes().to_vec());
+            if let Err(errors) = load("deploy.toml", toml, &mem, &known()) {
+                assert!(!errors.is_empty());
+                for e in errors {
+                    let text = if e.file == "deploy.toml" { toml } else { csv };
+                    let lines = text.lines().count().max(1) as u32;
+                    assert!(
+                        (1..=lines + 1).contains(&e.line),
+                        "{e} (of {lines} lines) in {toml:?} / {csv:?}"
+                    );
+                }
+            }
+        };
+        let mut cuts: Vec<usize> = (0..=EXAMPLE.len())
+            .filter(|i| EXAMPLE.is_char_boundary(*i))
+            .collect();
+        cuts.dedup();
+        for &i in &cuts {
+            check(&EXAMPLE[..i], &csv);
+            for junk in ["\"", "[", "\n", "=", "x"] {
+                check(&format!("{}{junk}{}", &EXAMPLE[..i], &EXAMPLE[i..]), &csv);
+            }
+        }
+        for i in 0..=csv.len() {
+            check(EXAMPLE, &csv[..i]);
+            for junk in [",", "\"", ";", "\n", "#"] {
+                check(EXAMPLE, &format!("{}{junk}{}", &csv[..i], &csv[i..]));
+            }
+        }
+    }
+
     #[test]
     fn defaults() {
         let d = ok(
