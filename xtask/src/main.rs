@@ -17,6 +17,8 @@
 //!     file it replaced, the inventory's expiring query, 16 concurrent writers.
 //!   * `bench-adversarial`: hostile inputs of at most 10 MiB (50,000 signers, 100,000
 //!     recipients, 10^6 header lines, deep BER…), each refused or processed within 1 s and 64 MiB.
+//! * `cargo xtask fuzz`: the coverage-guided fuzz targets of `fuzz/` ([`fuzz`]): `--list`,
+//!   `TARGET [--time S]`, `all`, and `smoke` (part of `test`).
 //! * `cargo xtask windows-test`: the Windows certificate-store plugin cross-built for
 //!   x86_64-pc-windows-gnu and tested under Wine 8 ([`windows_test`]).
 
@@ -31,6 +33,7 @@ mod bench_pki_ops;
 mod bench_plugins;
 mod bench_store;
 mod demo;
+mod fuzz;
 mod samples;
 mod setup;
 mod windows_test;
@@ -65,9 +68,10 @@ fn main() -> Result<()> {
         Some("bench-adversarial") => bench_adversarial::run(&args[1..]),
         Some("build-samples") => samples::run_task(&args[1..]),
         Some("windows-test") => windows_test::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|demo|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|bench-store|bench-adversarial|build-samples|windows-test>"
+                "usage: cargo xtask <test|demo|fuzz|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|bench-store|bench-adversarial|build-samples|windows-test>"
             );
             bail!("unknown or missing task")
         }
@@ -115,6 +119,9 @@ fn test(extra: &[String]) -> Result<()> {
     // The e2e plugin tests load the sample vendor plugins from <target>/plugins.
     samples::build(false)?;
     let (passed, failed) = cargo_test(extra)?;
+    // Every fuzz target on its seeds and a few thousand mutations (skipped, saying so, only
+    // when this machine cannot build libFuzzer targets).
+    fuzz::smoke(10_000)?;
     // The Windows key store, cross-built and run under Wine (installs its own packages).
     windows_test::run(&[])?;
     // One plain closing line for whoever reads the end of the log.

@@ -22,6 +22,8 @@
 pub mod client;
 pub mod clixml;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limit;
 pub mod lint;
 pub mod powershell;

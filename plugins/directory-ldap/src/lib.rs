@@ -35,6 +35,8 @@
 
 pub mod config;
 mod entry;
+#[doc(hidden)]
+pub mod fuzzing;
 
 use std::collections::HashSet;
 

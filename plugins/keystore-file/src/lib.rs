@@ -42,6 +42,9 @@ mod p12;
 mod pem;
 mod softkey;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use bare::BareSoftKey;
 pub use bundle::{Bundle, BundleCert};
 pub use generate::{generate, generate_boxed};
