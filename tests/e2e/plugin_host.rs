@@ -304,6 +304,33 @@ fn configuration_reaches_a_pairs_plugin_as_key_value_pairs() {
     );
 }
 
+/// A call that does not answer within `[plugins] call_timeout_secs` fails as unavailable
+/// (exit 5) naming the limit; the process still waits for the plugin to return and closes
+/// its handle before it exits. Both threading models.
+#[test]
+fn a_call_that_does_not_answer_in_time_fails_and_the_handle_is_still_closed() {
+    for defines in [&[][..], &["-DTHREAD_SAFE"][..]] {
+        let site = Site::new(defines, "");
+        let cfg = std::fs::read_to_string(site.path().join("cfg.toml")).unwrap();
+        std::fs::write(
+            site.path().join("cfg.toml"),
+            cfg.replacen("[plugins]\n", "[plugins]\ncall_timeout_secs = 1\n", 1),
+        )
+        .unwrap();
+        let out = site.cli(&["lookup", "sleep-2500@example.org"]);
+        assert_eq!(out.status.code(), Some(5), "{}", show("lookup", &out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("acme: the plugin did not answer within 1000 ms"), "{err}");
+        let trace = site.trace();
+        // The slow call ended, then the handle was closed, before the process exited.
+        let calls: Vec<&str> = trace
+            .iter()
+            .map(|l| l.split(' ').next().unwrap_or(""))
+            .collect();
+        assert_eq!(calls, ["dir_open", "dir_lookup", "slept", "dir_close"], "{trace:?}");
+    }
+}
+
 // ---- the document's tables, held equal to the host ----
 
 /// The rows of the markdown table under `heading` in docs/plugin-abi.md: cells, trimmed.

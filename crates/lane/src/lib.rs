@@ -146,6 +146,24 @@ impl<S: Send + 'static> Lane<S> {
         rx.recv().map_err(|_| Stopped)
     }
 
+    /// [`Lane::call_blocking`], waiting at most `timeout`: `Ok(None)` when the job has not
+    /// ended by then (it still runs, and its result is dropped).
+    pub fn call_blocking_within<R, F>(&self, timeout: Duration, f: F) -> Result<Option<R>, Stopped>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut S) -> R + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
+        self.detach(move |s| {
+            let _ = tx.send(f(s));
+        })?;
+        match rx.recv_timeout(timeout) {
+            Ok(r) => Ok(Some(r)),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Stopped),
+        }
+    }
+
     /// Queues `f` without waiting for it (closing handles from `Drop`).
     pub fn detach<F>(&self, f: F) -> Result<(), Stopped>
     where
@@ -219,6 +237,23 @@ mod tests {
         assert_eq!(lane.detach(|_| ()), Err(Stopped));
         assert_eq!(lane.call_blocking(|_| 1), Err(Stopped));
         assert_eq!(lane.stop(Duration::ZERO), Ok(()));
+    }
+
+    #[test]
+    fn a_blocking_call_can_give_up_waiting() {
+        let lane = Lane::spawn("lane-w", ()).expect("thread starts");
+        let (release, wait) = mpsc::channel::<()>();
+        let r = lane.call_blocking_within(Duration::from_millis(1), move |_| {
+            let _ = wait.recv();
+            1
+        });
+        assert_eq!(r, Ok(None));
+        release.send(()).expect("job waiting");
+        // The lane goes on serving once the slow job ends.
+        assert_eq!(
+            lane.call_blocking_within(Duration::from_secs(60), |_| 2),
+            Ok(Some(2))
+        );
     }
 
     #[test]

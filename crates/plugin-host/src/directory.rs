@@ -8,7 +8,7 @@ use smimekit_core::{
 };
 use smimekit_plugin_abi::{self as abi, Dir, Status, list};
 
-use crate::ffi::{CallError, Handle, HandleId, HandleKind, Library, call_buf};
+use crate::ffi::{CallError, Handle, HandleId, HandleKind, LaneFail, Library, call_buf};
 
 /// `address`: the recipient a write concerns, so that `SMK_NOT_FOUND` (no such recipient)
 /// is the port's [`DirectoryError::NotFound`] naming it.
@@ -45,7 +45,12 @@ pub fn map_status(status: Status, msg: String) -> DirectoryError {
 }
 
 fn stopped(name: &str) -> DirectoryError {
-    DirectoryError::Unavailable(format!("{name}: the plugin's lane stopped"))
+    lane_fail(name, LaneFail::Stopped)
+}
+
+/// A call that got no answer: the lane stopped, or the call timed out (a retry may help).
+fn lane_fail(name: &str, e: LaneFail) -> DirectoryError {
+    DirectoryError::Unavailable(format!("{name}: {e}"))
 }
 
 fn certs(name: &str, what: &str, data: &[u8]) -> Result<Vec<CertDer>, DirectoryError> {
@@ -128,9 +133,10 @@ impl PluginDirectory {
         };
         let (n, c) = (name.to_string(), config.to_string());
         let l = lib.clone();
+        let limit = lib.call_timeout();
         let h = lib
             .lane
-            .call_blocking(move || {
+            .call_blocking_within(limit, move || {
                 let t = l.dir()?;
                 let (open, c) = match (t.dir_open_pairs, pairs) {
                     (Some(open), Some(p)) => (open, p),
@@ -154,6 +160,7 @@ impl PluginDirectory {
                 }))
             })
             .map_err(|_| stopped(name))?
+            .ok_or_else(|| lane_fail(name, LaneFail::TimedOut(limit.unwrap_or_default())))?
             .ok_or_else(|| {
                 DirectoryError::Unsupported(format!("directory {name}: not a directory plugin"))
             })?
@@ -175,7 +182,7 @@ impl PluginDirectory {
     ) -> Result<Result<Vec<u8>, CallError>, DirectoryError> {
         let r = crate::ffi::call_on_lane(&self.lib, Library::dir, self.handle, self.id, f)
             .await
-            .map_err(|_| stopped(&self.name))?;
+            .map_err(|e| lane_fail(&self.name, e))?;
         r.ok_or_else(|| {
             DirectoryError::Unsupported(format!(
                 "directory {}: the plugin does not support {what} (its `{}` is NULL)",

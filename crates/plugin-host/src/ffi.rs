@@ -41,6 +41,8 @@ pub struct Library {
     /// The handles open now, each closed exactly once: by its adapter's `close`/`Drop`, or by
     /// [`Library::shutdown`], whichever takes it from here first.
     handles: Mutex<Handles>,
+    /// How long an async call waits for the plugin, in milliseconds; 0: no limit.
+    call_timeout_ms: std::sync::atomic::AtomicU64,
     // The library itself is leaked when loaded (never unloaded, never `dlclose`d, whichever
     // thread drops the last reference): the tables point into it, and a library that started
     // threads or registered exit handlers cannot be unloaded safely.
@@ -290,11 +292,51 @@ impl Library {
             directory,
             lane,
             handles: Mutex::default(),
+            call_timeout_ms: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Limits how long a call waits for the plugin (`None`: no limit, the default). A call
+    /// that times out fails with `SMK_UNAVAILABLE`'s meaning, naming the limit; the plugin's
+    /// function goes on in its thread (nothing can stop it), so later calls of a plugin
+    /// without the thread-safe flag queue behind it. Needs a runtime with its time driver.
+    pub fn set_call_timeout(&self, limit: Option<Duration>) {
+        let ms = limit.map_or(0, |d| {
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        self.call_timeout_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The limit [`Library::set_call_timeout`] set.
+    pub fn call_timeout(&self) -> Option<Duration> {
+        match self
+            .call_timeout_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Runs `f` on the lane, waiting at most the call timeout.
+    pub(crate) async fn call_timed<R, F>(&self, f: F) -> Result<R, LaneFail>
+    where
+        R: Send + 'static,
+        F: FnOnce() -> R + Send + 'static,
+    {
+        let fut = self.lane.call(f);
+        match self.call_timeout() {
+            None => fut.await.map_err(|_| LaneFail::Stopped),
+            Some(d) => match tokio::time::timeout(d, fut).await {
+                Ok(r) => r.map_err(|_| LaneFail::Stopped),
+                Err(_) => Err(LaneFail::TimedOut(d)),
+            },
+        }
     }
 
     /// The file with every symbolic link resolved.
@@ -597,28 +639,49 @@ pub(crate) async fn call_on_lane<T, H>(
     handle: Handle<H>,
     id: HandleId,
     f: impl FnOnce(&T, *mut H, *mut Buf) -> Option<Status> + Send + 'static,
-) -> Result<Option<Result<Vec<u8>, CallError>>, crate::lane::Stopped>
+) -> Result<Option<Result<Vec<u8>, CallError>>, LaneFail>
 where
     T: Table + 'static,
     H: 'static,
 {
     let l = lib.clone();
-    lib.lane
-        .call(move || {
-            if !l.is_open(id) {
-                return Some(Err(closed_handle()));
-            }
-            let t = table(&l)?;
-            let mut missing = false;
-            let r = call_buf(t.free_fn(), |out| {
-                f(t, handle.get(), out).unwrap_or_else(|| {
-                    missing = true;
-                    Status::OK
-                })
-            });
-            (!missing).then_some(r)
-        })
-        .await
+    lib.call_timed(move || {
+        if !l.is_open(id) {
+            return Some(Err(closed_handle()));
+        }
+        let t = table(&l)?;
+        let mut missing = false;
+        let r = call_buf(t.free_fn(), |out| {
+            f(t, handle.get(), out).unwrap_or_else(|| {
+                missing = true;
+                Status::OK
+            })
+        });
+        (!missing).then_some(r)
+    })
+    .await
+}
+
+/// Why a call did not return the plugin's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LaneFail {
+    /// The lane stopped (shutdown) or the job panicked in the host.
+    Stopped,
+    /// No answer within the call timeout.
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for LaneFail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LaneFail::Stopped => f.write_str("the plugin's lane stopped"),
+            LaneFail::TimedOut(d) => write!(
+                f,
+                "the plugin did not answer within {} ms (the call timeout; it goes on in the plugin)",
+                d.as_millis()
+            ),
+        }
+    }
 }
 
 /// The error of a call on a handle that was closed (at shutdown) before the call ran.

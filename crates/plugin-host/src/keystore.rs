@@ -9,7 +9,7 @@ use smimekit_core::{
 };
 use smimekit_plugin_abi::{self as abi, Key, Status, Store, list};
 
-use crate::ffi::{CallError, Handle, HandleId, HandleKind, Library, call_buf};
+use crate::ffi::{CallError, Handle, HandleId, HandleKind, LaneFail, Library, call_buf};
 
 fn map_err(key: &str, plugin: &str, e: CallError) -> KeyStoreError {
     let key = key.to_string();
@@ -38,10 +38,11 @@ fn map_err(key: &str, plugin: &str, e: CallError) -> KeyStoreError {
     }
 }
 
-fn stopped(key: &str) -> KeyStoreError {
+/// A call that got no answer: the lane stopped, or the call timed out.
+fn stopped(key: &str, e: LaneFail) -> KeyStoreError {
     KeyStoreError::Io {
         key: key.to_string(),
-        detail: "the plugin's lane stopped".into(),
+        detail: e.to_string(),
     }
 }
 
@@ -102,8 +103,7 @@ impl PluginKeyStore {
         let (r, c) = (reference.to_string(), certificate.unwrap_or("").to_string());
         let l = lib.clone();
         let res = lib
-            .lane
-            .call(move || {
+            .call_timed(move || {
                 let t = l.ks()?;
                 let open = t.store_open?;
                 let mut h: *mut Store = std::ptr::null_mut();
@@ -124,7 +124,7 @@ impl PluginKeyStore {
                 }))
             })
             .await
-            .map_err(|_| stopped(reference))?
+            .map_err(|e| stopped(reference, e))?
             .ok_or_else(|| unsupported(reference, "key stores"))?
             .map_err(|e| map_err(reference, &plugin, e))?;
         let (res, hid) = res;
@@ -144,7 +144,7 @@ impl PluginKeyStore {
     ) -> Result<Option<Vec<u8>>, KeyStoreError> {
         let r = crate::ffi::call_on_lane(&self.lib, Library::ks, self.handle, self.hid, f)
             .await
-            .map_err(|_| stopped(&self.id))?;
+            .map_err(|e| stopped(&self.id, e))?;
         match r {
             None => Ok(None),
             Some(r) => r.map(Some).map_err(|e| map_err(&self.id, &self.plugin, e)),
@@ -219,8 +219,7 @@ impl KeyStore for PluginKeyStore {
         let sel = selector.unwrap_or("").to_string();
         let key = self
             .lib
-            .lane
-            .call(move || {
+            .call_timed(move || {
                 if !l.is_open(hid) {
                     return Some(Err(crate::ffi::closed_handle()));
                 }
@@ -272,7 +271,7 @@ impl KeyStore for PluginKeyStore {
                 Some(Ok((Handle(k), kid, c, chain, a, b)))
             })
             .await
-            .map_err(|_| stopped(&self.id))?
+            .map_err(|e| stopped(&self.id, e))?
             .ok_or_else(|| unsupported(&self.id, "keys"))?
             .map_err(|e| map_err(&self.id, &self.plugin, e))?;
         let (handle, hid, cert, chain, kind, param) = key;
@@ -338,7 +337,7 @@ impl PluginKey {
     ) -> Result<Vec<u8>, KeyStoreError> {
         let r = crate::ffi::call_on_lane(&self.lib, Library::ks, self.handle, self.hid, f)
             .await
-            .map_err(|_| stopped(&self.id))?;
+            .map_err(|e| stopped(&self.id, e))?;
         match r {
             None => Err(unsupported(&self.id, what)),
             Some(r) => r.map_err(|e| map_err(&self.id, &self.plugin, e)),

@@ -16,45 +16,102 @@ pub use smimekit_lane::{StillRunning, Stopped};
 /// How many calls of one thread-safe plugin may run at once.
 pub const PARALLEL_CALLS: usize = 8;
 
-/// How many calls of a shared lane are running, so that stopping can wait for them.
-#[derive(Debug, Default)]
+/// Work a shared lane defers until no call is running (closing a handle).
+type Deferred = Box<dyn FnOnce() + Send>;
+
+/// What a shared lane's calls are doing.
+#[derive(Default)]
+struct State {
+    /// Calls running.
+    running: usize,
+    /// Stopped: no call starts after that.
+    stopped: bool,
+    /// Closes waiting for the calls running now to end.
+    deferred: Vec<Deferred>,
+}
+
+/// How many calls of a shared lane are running, so that a handle is never closed while a
+/// call (one that timed out, even) may still be using it, and stopping can wait for them.
+#[derive(Default)]
 pub struct InFlight {
-    /// Calls running, and whether the lane stopped (no call starts after that).
-    state: Mutex<(usize, bool)>,
+    state: Mutex<State>,
     idle: Condvar,
 }
 
-/// One running call; dropped when the call ends (or when its job is dropped unrun).
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("InFlight")
+            .field("running", &st.running)
+            .field("stopped", &st.stopped)
+            .field("deferred", &st.deferred.len())
+            .finish()
+    }
+}
+
+/// One running call; dropped when the call ends (or when its job is dropped unrun). The last
+/// call to end runs what was deferred meanwhile, still counted as running.
 struct Running(Arc<InFlight>);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.lock().0 -= 1;
+        loop {
+            let jobs = {
+                let mut st = self.0.lock();
+                if st.running > 1 || st.deferred.is_empty() {
+                    st.running -= 1;
+                    break;
+                }
+                std::mem::take(&mut st.deferred)
+            };
+            for job in jobs {
+                job();
+            }
+        }
         self.0.idle.notify_all();
     }
 }
 
 impl InFlight {
     /// The state; every update is one step, so a poisoned lock is still consistent.
-    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, bool)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn start(self: &Arc<Self>) -> Result<Running, Stopped> {
         let mut st = self.lock();
-        if st.1 {
+        if st.stopped {
             return Err(Stopped);
         }
-        st.0 += 1;
+        st.running += 1;
         Ok(Running(self.clone()))
     }
 
-    /// Refuses new calls and waits up to `timeout` for the running ones.
+    /// Runs `job` now when no call is running, else when the last running one ends; never
+    /// once stopped.
+    fn run_or_defer(self: &Arc<Self>, job: Deferred) {
+        let mut st = self.lock();
+        if st.stopped {
+            return;
+        }
+        if st.running > 0 {
+            st.deferred.push(job);
+            return;
+        }
+        st.running += 1;
+        drop(st);
+        let running = Running(self.clone());
+        job();
+        drop(running);
+    }
+
+    /// Refuses new calls and waits up to `timeout` for the running ones (and what they
+    /// deferred).
     fn stop(&self, timeout: Duration, name: &str) -> Result<(), StillRunning> {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
-        st.1 = true;
-        while st.0 > 0 {
+        st.stopped = true;
+        while st.running > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(StillRunning {
@@ -138,6 +195,23 @@ impl Lane {
         }
     }
 
+    /// [`Lane::call_blocking`] waiting at most `timeout` on a worker (`Ok(None)`: no answer
+    /// by then; the job goes on). A shared lane runs `f` on the caller's thread, unlimited.
+    pub fn call_blocking_within<R, F>(
+        &self,
+        timeout: Option<Duration>,
+        f: F,
+    ) -> Result<Option<R>, Stopped>
+    where
+        R: Send + 'static,
+        F: FnOnce() -> R + Send + 'static,
+    {
+        match (self, timeout) {
+            (Lane::Worker(lane), Some(t)) => lane.call_blocking_within(t, move |_| f()),
+            _ => self.call_blocking(f).map(Some),
+        }
+    }
+
     /// Stops the lane with `last` as its last job: no call starts after this. A worker runs
     /// the jobs already sent, then `last`, and its thread is joined; a shared lane waits for
     /// its running calls, then runs `last` here. Waits at most `timeout` in all; `Err` when
@@ -167,15 +241,13 @@ impl Lane {
         }
     }
 
-    /// Runs `f` on the lane without waiting (closing handles from `Drop`).
+    /// Runs `f` on the lane without waiting (closing handles from `Drop`): a worker queues
+    /// it behind the calls sent before; a shared lane runs it once no call is running.
     pub fn detach<F: FnOnce() + Send + 'static>(&self, f: F) {
         match self {
-            Lane::Shared(_, inflight) => {
-                // A stopped lane has nothing left to close the handle on.
-                if let Ok(_running) = inflight.start() {
-                    f()
-                }
-            }
+            // After the calls under way (a close never runs beside a call); a stopped lane
+            // has nothing left to close the handle on.
+            Lane::Shared(_, inflight) => inflight.run_or_defer(Box::new(f)),
             Lane::Inline => f(),
             Lane::Worker(lane) => {
                 // A stopped lane has nothing left to close the handle on.
@@ -247,6 +319,38 @@ mod tests {
             }
             assert_eq!(lane.call_blocking(|| 2), Err(Stopped));
         }
+    }
+
+    #[test]
+    fn a_shared_lane_closes_only_once_no_call_is_running() {
+        use std::sync::mpsc;
+        let lane = Arc::new(Lane::new(true, "d").expect("lane"));
+        let (started_tx, started) = mpsc::channel();
+        let (release, wait) = mpsc::channel::<()>();
+        let (log_tx, log) = mpsc::channel();
+        let (l, tx) = (lane.clone(), log_tx.clone());
+        let caller = std::thread::spawn(move || {
+            l.call_blocking(move || {
+                let _ = started_tx.send(());
+                let _ = wait.recv();
+                let _ = tx.send("call ended");
+            })
+        });
+        started.recv().expect("call started");
+        let tx = log_tx.clone();
+        lane.detach(move || {
+            let _ = tx.send("closed");
+        });
+        // Deferred while the call runs.
+        assert_eq!(log.try_iter().collect::<Vec<_>>(), Vec::<&str>::new());
+        release.send(()).expect("call waiting");
+        assert_eq!(caller.join().expect("caller"), Ok(()));
+        assert_eq!(log.try_iter().collect::<Vec<_>>(), ["call ended", "closed"]);
+        // With nothing running it runs at once.
+        lane.detach(move || {
+            let _ = log_tx.send("closed again");
+        });
+        assert_eq!(log.try_iter().collect::<Vec<_>>(), ["closed again"]);
     }
 
     #[tokio::test(flavor = "current_thread")]

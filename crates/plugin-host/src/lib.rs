@@ -153,6 +153,13 @@ impl Plugins {
         &self.libs
     }
 
+    /// Limits how long each call waits for a plugin (see [`Library::set_call_timeout`]).
+    pub fn set_call_timeout(&self, limit: Option<Duration>) {
+        for lib in &self.libs {
+            lib.set_call_timeout(limit);
+        }
+    }
+
     /// Ends every library's use before the process exits: the handles still open are closed
     /// (keys, then stores, then directories), then each lane stops and its worker thread is
     /// joined, waiting at most `timeout` per library. Every library is shut down even when

@@ -59,6 +59,9 @@ pub struct Config {
     /// `[plugins] paths = […]`: vendor plugin libraries or folders of them (absolute, or
     /// relative to the config file's folder), loaded at start-up.
     pub plugin_paths: Vec<PathBuf>,
+    /// `[plugins] call_timeout_secs = N`: how long a call waits for a vendor plugin before
+    /// it fails as unavailable (120 s when unset).
+    pub plugin_call_timeout: std::time::Duration,
     /// The store's URL (`[store] url`, else the default above); `None` when no data folder
     /// is known.
     pub store_url: Option<String>,
@@ -143,6 +146,7 @@ impl Config {
             directories,
             keystores: Vec::new(),
             plugin_paths: Vec::new(),
+            plugin_call_timeout: DEFAULT_PLUGIN_CALL_TIMEOUT,
             store_url: Self::default_store_path().map(|p| format!("sqlite:{}", p.display())),
         }
     }
@@ -265,12 +269,14 @@ impl Config {
         }
         let keystores = keystores(&table, &file.to_string(), base)?;
         let plugin_paths = plugin_paths(&table, &file.to_string(), base)?;
+        let plugin_call_timeout = plugin_call_timeout(&table, &file.to_string())?;
         let store = store_url(&table, &file.to_string(), base)?;
         if directories.is_empty() {
             let mut d = Self::embedded_default();
             d.source = Some(source.to_path_buf());
             d.keystores = keystores;
             d.plugin_paths = plugin_paths;
+            d.plugin_call_timeout = plugin_call_timeout;
             d.store_url = store.or(d.store_url);
             return Ok(d);
         }
@@ -282,6 +288,7 @@ impl Config {
             directories,
             keystores,
             plugin_paths,
+            plugin_call_timeout,
             store_url,
         })
     }
@@ -447,9 +454,12 @@ fn plugin_paths(
         ))
     };
     let t = plugins.as_table().ok_or_else(bad)?;
-    if let Some(key) = t.keys().find(|k| *k != "paths") {
+    if let Some(key) = t
+        .keys()
+        .find(|k| *k != "paths" && *k != "call_timeout_secs")
+    {
         return Err(usage(format!(
-            "config file {file}: [plugins] unknown key {key:?} (known: paths)"
+            "config file {file}: [plugins] unknown key {key:?} (known: paths, call_timeout_secs)"
         )));
     }
     let Some(paths) = t.get("paths") else {
@@ -461,6 +471,30 @@ fn plugin_paths(
         .iter()
         .map(|p| p.as_str().map(|p| resolve_path(base, p)).ok_or_else(bad))
         .collect()
+}
+
+/// How long a call waits for a vendor plugin when `[plugins] call_timeout_secs` is unset.
+pub(crate) const DEFAULT_PLUGIN_CALL_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(120);
+
+/// `[plugins] call_timeout_secs = N` (whole seconds, at least 1).
+fn plugin_call_timeout(
+    table: &toml::Table,
+    file: &str,
+) -> Result<std::time::Duration, ServiceError> {
+    let Some(v) = table
+        .get("plugins")
+        .and_then(|p| p.as_table())
+        .and_then(|t| t.get("call_timeout_secs"))
+    else {
+        return Ok(DEFAULT_PLUGIN_CALL_TIMEOUT);
+    };
+    match v.as_integer() {
+        Some(n @ 1..) => Ok(std::time::Duration::from_secs(n.unsigned_abs())),
+        _ => Err(usage(format!(
+            "config file {file}: [plugins] call_timeout_secs must be a whole number of seconds, at least 1 (not {v})"
+        ))),
+    }
 }
 
 /// `~/x` is in the home folder; a relative path is relative to the config file's folder.
@@ -522,6 +556,18 @@ mod tests {
         .unwrap();
         let cwd = std::env::current_dir().unwrap();
         assert_eq!(c.plugin_paths, [cwd.join("libv.so")]);
+        assert_eq!(c.plugin_call_timeout, DEFAULT_PLUGIN_CALL_TIMEOUT);
+        let c =
+            Config::from_toml("[plugins]\ncall_timeout_secs = 7\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.plugin_call_timeout, std::time::Duration::from_secs(7));
+        for bad in ["0", "\"7s\"", "1.5"] {
+            let e = Config::from_toml(
+                &format!("[plugins]\ncall_timeout_secs = {bad}\n"),
+                Path::new("c.toml"),
+            )
+            .unwrap_err();
+            assert!(e.message.contains("call_timeout_secs"), "{}", e.message);
+        }
         let t: toml::Table = c.directories[0].settings.parse().unwrap();
         for (key, want) in [("path", "v.json"), ("ca_file", "sub/ca.pem")] {
             let got = t[key].as_str().unwrap();

@@ -30,8 +30,10 @@ pub(crate) fn load(
         .map(|k| k.id)
         .chain(plugin::directories().map(|d| d.kind))
         .collect();
-    Plugins::load_all(&paths, &reserved)
-        .map_err(|e| ServiceError::new(ErrorKind::Invalid, e.to_string()))
+    let plugins = Plugins::load_all(&paths, &reserved)
+        .map_err(|e| ServiceError::new(ErrorKind::Invalid, e.to_string()))?;
+    plugins.set_call_timeout(Some(config.plugin_call_timeout));
+    Ok(plugins)
 }
 
 impl crate::Service {
