@@ -26,6 +26,7 @@ mod keys;
 mod lint;
 mod mail;
 mod named;
+mod people;
 mod pki_ops;
 mod plugin_check;
 mod plugins;
@@ -66,6 +67,7 @@ pub use mail::{
     DecryptRequest, EncryptRequest, EncryptTo, OpenRequest, OpenResult, SignRequest, SignResult,
 };
 pub use named::Named;
+pub use people::{MAX_PAGE_SIZE, PeoplePage, PeopleQuery, PeopleSort, PersonRow, PersonStatus};
 pub use pki_ops::{
     ChainBuildReport, ChainBuildRequest, ExtractedCert, PathCert, PathSummary, ProblemSummary,
     StoreEntry, StoreFormat, StoreListing, StoreProperty,
