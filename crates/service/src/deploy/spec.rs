@@ -953,7 +953,8 @@ impl Loader<'_> {
             let known = CSV_REQUIRED
                 .iter()
                 .chain(CSV_OPTIONAL)
-                .find(|k| **k == name);
+                // Spreadsheets capitalise headers: `Address` is `address`.
+                .find(|k| k.eq_ignore_ascii_case(name));
             match known {
                 Some(k) if columns.contains_key(k) => {
                     self.error(&header_at, format!("column `{name}` appears twice"));
@@ -1928,7 +1929,7 @@ csv = "people.csv"
             .with(
                 "lists/people.csv",
                 "\u{feff}# exported from HR\r\n\
-             address , kind , certificate , directories , issue\n\
+             Address , Kind , certificate , directories , issue\n\
              alice@contoso.com,mailbox,certs/alice.pem,,\n\
              \n\
              carol@fabrikam.com,contact,certs,exo;corp,\n\
