@@ -324,3 +324,76 @@ fn publish_to_an_alias_takes_a_certificate_for_any_address_of_the_entry() {
         text(&out.stderr)
     );
 }
+
+/// Issue 16 §5 through the CLI: 16 `smimekit publish` processes at once, each adding its own
+/// certificate (issued by the project's CA for the address) to one entry, lose no value: each
+/// succeeds and the entry holds all 16 afterwards.
+#[test]
+fn sixteen_concurrent_cli_publishers_to_one_entry_lose_nothing() {
+    let s = Slapd::start(&Options {
+        ad_schema: true,
+        seed: seed(),
+        ..Options::default()
+    });
+    let set = Setup::new(&s, "");
+    let ca = set.dir.path().join("ca");
+    let ca_s = ca.display().to_string();
+    let pw = [("SMIMEKIT_PASSWORD", "test")];
+    let out = smimekit(
+        &["ca", "init", "--dir", &ca_s, "--name", "Concurrency"],
+        &pw,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for i in 0..16 {
+        let p12 = set.dir.path().join(format!("bob{i}.p12"));
+        let out = smimekit(
+            &[
+                "ca",
+                "issue",
+                "--dir",
+                &ca_s,
+                "--email",
+                "bob@example.org",
+                "--p12",
+                &p12.display().to_string(),
+                "--renew",
+            ],
+            &pw,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let mut certs: Vec<String> = std::fs::read_dir(ca.join("issued"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    certs.sort();
+    assert_eq!(certs.len(), 16);
+    let set = &set;
+    let outs: Vec<Output> = std::thread::scope(|scope| {
+        let handles: Vec<_> = certs
+            .iter()
+            .map(|c| {
+                scope.spawn(move || {
+                    set.run(&[
+                        "publish",
+                        "bob@example.org",
+                        "--cert",
+                        c,
+                        "--directory",
+                        "corp",
+                        "--json",
+                    ])
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for out in &outs {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = set.run(&["lookup", "bob@example.org", "--directory", "corp", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let l: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found = l["certificates"].as_array().unwrap();
+    assert_eq!(found.len(), 16, "{l}");
+}

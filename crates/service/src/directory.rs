@@ -450,7 +450,8 @@ impl Service {
             Some(r) => (Some(r.kind), r.certificates),
             None => (None, Vec::new()),
         };
-        let checked = self.check_read_back(dir.name(), &address, &intended, &after, "publish");
+        let checked =
+            self.check_read_back(dir.name(), &address, &before, &intended, &after, "publish");
         let (back, published) = (Some((after_kind, after.as_slice())), Some(&certificate));
         self.record_write(&change, back, published, &checked)
             .await?;
@@ -478,16 +479,24 @@ impl Service {
         })
     }
 
+    /// Whether the read-back `after` shows the write: every `intended` certificate there, and
+    /// none of `before` that the write meant to drop. A certificate that was in neither is
+    /// another writer's, added meanwhile (concurrent publishers to one recipient), and is not
+    /// this write's to judge.
     fn check_read_back(
         &self,
         directory: &str,
         address: &Mailbox,
+        before: &[CertDer],
         intended: &[CertDer],
         after: &[CertDer],
         what: &str,
     ) -> Result<(), ServiceError> {
         let missing: Vec<&CertDer> = intended.iter().filter(|c| !after.contains(c)).collect();
-        let unexpected: Vec<&CertDer> = after.iter().filter(|c| !intended.contains(c)).collect();
+        let unexpected: Vec<&CertDer> = after
+            .iter()
+            .filter(|c| !intended.contains(c) && before.contains(c))
+            .collect();
         if missing.is_empty() && unexpected.is_empty() {
             return Ok(());
         }
@@ -597,7 +606,14 @@ impl Service {
             .filter(|c| !targets.contains(c))
             .cloned()
             .collect();
-        let checked = self.check_read_back(dir.name(), &address, &intended, &after, "unpublish");
+        let checked = self.check_read_back(
+            dir.name(),
+            &address,
+            &before,
+            &intended,
+            &after,
+            "unpublish",
+        );
         let back = Some((kind, after.as_slice()));
         self.record_write(&change, back, None, &checked).await?;
         checked?;
