@@ -32,8 +32,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = ber::needs_conversion(data);
     if let Ok(der) = ber::ber_to_der(data) {
         assert!(
-            asn1::parse_single(&der).is_ok(),
-            "DER output does not parse"
+            asn1::parse_definite(&der).is_ok(),
+            "DER output does not parse as DER"
         );
         assert!(
             !ber::needs_conversion(&der),

@@ -7,6 +7,7 @@
 //!   The executions are added to `fuzz/STATS.md`; a crash leaves its input in
 //!   `fuzz/artifacts/TARGET/` and fails the task;
 //! * `cargo xtask fuzz all --time S`: every target in turn;
+//! * `--no-build` runs the targets as last built (long runs while the tree changes);
 //! * `cargo xtask fuzz smoke [--runs N]`: what `cargo xtask test` runs: every target on its
 //!   seeds plus N mutations (default 10,000), in a throwaway corpus.
 //!
@@ -90,7 +91,7 @@ fn fuzz_dir() -> PathBuf {
 
 fn usage() -> Result<()> {
     eprintln!(
-        "usage: cargo xtask fuzz --list | TARGET [--time S] [--runs N] [--sanitizer address] | all --time S | smoke [--runs N]"
+        "usage: cargo xtask fuzz --list | TARGET [--time S] [--runs N] [--sanitizer address] [--no-build] | all --time S | smoke [--runs N]"
     );
     bail!("bad arguments to `cargo xtask fuzz`")
 }
@@ -108,6 +109,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut time = 60u64;
     let mut runs: Option<u64> = None;
     let mut sanitizer: Option<String> = None;
+    let mut no_build = false;
     let mut rest = args[1..].iter();
     while let Some(a) = rest.next() {
         let mut value = || {
@@ -119,20 +121,25 @@ pub fn run(args: &[String]) -> Result<()> {
             "--time" => time = value()?.parse().context("--time takes seconds")?,
             "--runs" => runs = Some(value()?.parse().context("--runs takes a number")?),
             "--sanitizer" => sanitizer = Some(value()?),
+            "--no-build" => no_build = true,
             _ => return usage(),
         }
     }
     match first.as_str() {
         "smoke" => smoke(runs.unwrap_or(10_000)).map(|_| ()),
         "all" => {
-            build(sanitizer.as_deref())?;
+            if !no_build {
+                build(sanitizer.as_deref())?;
+            }
             for (name, _) in TARGETS {
                 fuzz(name, time, runs, sanitizer.as_deref())?;
             }
             Ok(())
         }
         name if TARGETS.iter().any(|(n, _)| *n == name) => {
-            build(sanitizer.as_deref())?;
+            if !no_build {
+                build(sanitizer.as_deref())?;
+            }
             fuzz(name, time, runs, sanitizer.as_deref())
         }
         other => bail!(

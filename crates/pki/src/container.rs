@@ -179,20 +179,16 @@ pub(crate) fn check_certificate_shape(der: &[u8]) -> Result<(), String> {
         PkiError::Certificate(reason) => reason,
         other => other.to_string(),
     })?;
-    // Every nested element too (an extension's SEQUENCE running past its parent): such a
-    // certificate, taken as it is from a DER file, would make every PKCS#7 written with it
-    // unreadable (found by the `containers` fuzz target).
-    let top = asn1::parse_definite(der).map_err(|e| walk_text(&e))?;
-    check_nested(&top).map_err(|e| walk_text(&e))
-}
-
-/// Walks every constructed element below `t` (the reader's depth limit bounds the recursion).
-fn check_nested(t: &asn1::Tlv<'_>) -> Result<(), Asn1Error> {
-    if t.is_constructed() {
-        let mut children = t.children();
-        while let Some(child) = children.next()? {
-            check_nested(&child)?;
-        }
+    // Every nested element too: a certificate is DER, which the BER normaliser leaves as it
+    // is. One with a broken nested element (an extension's SEQUENCE running past its parent)
+    // or a constructed string, taken as it is from a DER file, would make every PKCS#7 written
+    // with it unreadable, since PKCS#7 files are normalised (found by the `containers` fuzz
+    // target).
+    if ber::needs_conversion(der) {
+        return Err(match ber::ber_to_der(der) {
+            Err(e) => format!("not DER: {e}"),
+            Ok(_) => "not DER: an indefinite length or a constructed string".into(),
+        });
     }
     Ok(())
 }

@@ -19,7 +19,10 @@ fn round_trips(data: &[u8]) {
     let pem = write_pem(&certs);
     assert_eq!(load_certificates(pem.as_bytes(), "pem").unwrap(), certs);
     assert_eq!(load_certificates(&write_p7b(&certs), "p7b").unwrap(), certs);
-    assert_eq!(sst::read_sst_certificates(&write_sst(&certs)).unwrap(), certs);
+    assert_eq!(
+        sst::read_sst_certificates(&write_sst(&certs)).unwrap(),
+        certs
+    );
 }
 
 /// A DER certificate whose extensions hold a SEQUENCE running past its parent was read as a
@@ -28,8 +31,30 @@ fn round_trips(data: &[u8]) {
 #[test]
 fn certificate_with_a_broken_nested_element_is_refused() {
     let data = input("containers-p7b-roundtrip.der");
-    let err = load_certificates(&data, "broken.der").unwrap_err().to_string();
+    let err = load_certificates(&data, "broken.der")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("broken.der"), "{err}");
-    assert!(err.contains("offset"), "{err}");
+    assert!(err.contains("not DER") && err.contains("offset"), "{err}");
     round_trips(&data);
+}
+
+/// The same with the extensions' SEQUENCE turned into a constructed string (tag 0x35): the
+/// DER file was read, the `.p7b` written from it was refused ("chunk of a constructed string
+/// is not a string of its type").
+#[test]
+fn certificate_with_a_constructed_string_is_refused() {
+    let data = input("containers-constructed-string.der");
+    let err = load_certificates(&data, "cs.der").unwrap_err().to_string();
+    assert!(err.contains("cs.der") && err.contains("not DER"), "{err}");
+    round_trips(&data);
+}
+
+/// The BER normaliser's output for a high-tag-number element (`ff 01 00`) is DER that the
+/// definite reader reads back, and converts to itself.
+#[test]
+fn high_tag_number_converts_to_readable_der() {
+    let der = smimekit_pki::ber::ber_to_der(&[0xff, 0x01, 0x00]).unwrap();
+    assert!(smimekit_pki::asn1::parse_definite(&der).is_ok());
+    assert_eq!(smimekit_pki::ber::ber_to_der(&der).unwrap(), der);
 }
