@@ -422,6 +422,7 @@ impl Service {
             self.check_fresh(&dir, d).await?;
             dirs.insert(d.name.clone(), dir);
         }
+        self.confirm_read_back(store, plan).await?;
         let interrupted = store.journal_interrupted().await.map_err(store_error)?;
 
         // The work: trust chains first, then issuance, then people.
@@ -611,6 +612,37 @@ impl Service {
             seconds: 0.0,
             steps,
         })
+    }
+
+    /// Confirms the managed values an interrupted run wrote but was killed before reading back:
+    /// the plan's read (just checked fresh) shows them in the directory, and no step of this
+    /// run touches a person whose directory already holds what the file wants.
+    async fn confirm_read_back(
+        &self,
+        store: &Arc<dyn Store>,
+        plan: &Plan,
+    ) -> Result<(), ServiceError> {
+        for d in &plan.directories {
+            let rows = store.managed(Some(&d.name)).await.map_err(store_error)?;
+            let seen: Vec<ManagedCert> = rows
+                .into_iter()
+                .filter(|m| !m.confirmed)
+                .filter(|m| {
+                    d.read
+                        .get(&m.address)
+                        .and_then(|r| r.split_once(':'))
+                        .is_some_and(|(_, thumbs)| thumbs.split(',').any(|t| t == m.thumbprint))
+                })
+                .map(|m| ManagedCert {
+                    confirmed: true,
+                    ..m
+                })
+                .collect();
+            if !seen.is_empty() {
+                store.managed_put(&seen).await.map_err(store_error)?;
+            }
+        }
+        Ok(())
     }
 
     /// Refuses when a directory changed since the plan read it, naming what changed.
