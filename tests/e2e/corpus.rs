@@ -117,6 +117,15 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Cases whose verdict smimekit gives differently from the manifest's on purpose (file,
+/// verdict, why).
+const VERDICT_CHANGES: &[(&str, Option<bool>, &str)] = &[(
+    "rfc4134/6.0.bin",
+    None,
+    "DigestedData: a matching digest is not a signature (anyone can compute it), so nothing is \
+     signed and the verdict is null (issue 16); the manifest says true",
+)];
+
 /// For each expected failure, a phrase its actual failure must contain (so it fails for the
 /// documented reason, not another).
 const EXPECTED_FAILURE_MUST_MENTION: &[(&str, &str)] = &[
@@ -294,32 +303,36 @@ async fn open_key(
         .map_err(|e| format!("key {reference}: {e}"))
 }
 
-/// Checks one message-like case; Ok when the outcome matches the manifest.
-async fn check_message(service: &Service, root: &Path, case: &Value) -> Result<(), String> {
-    let file = s(case, "file").unwrap_or_default();
-    let kind = s(case, "kind").unwrap_or_default();
-    let expect = &case["expect"];
-    let message = std::fs::read(root.join(file)).map_err(|e| format!("read: {e}"))?;
+/// The verdict rules a case is opened under.
+#[derive(Clone, Copy)]
+struct Policy {
+    allow_sha1: bool,
+    allow_address_mismatch: bool,
+}
 
-    if kind == "encrypted-data" {
-        let result = service
-            .open(OpenRequest {
-                message,
-                at: Some(FIXED_TIME),
-                ..OpenRequest::default()
-            })
-            .await;
-        return match (result, s(expect, "decrypt_with")) {
-            // A key is published but cannot be given: an expected failure.
-            (Err(e), Some(with)) => Err(format!("cannot pass {with}: {e}")),
-            // No key published: recognising the type is all that can be checked.
-            (Err(e), None) if e.to_string().contains("encryptedData") => Ok(()),
-            (Err(e), None) => Err(format!(
-                "expected an Unsupported encryptedData error, got: {e}"
-            )),
-            (Ok(_), _) => Err("encryptedData opened without a key".into()),
-        };
-    }
+/// The manifest's oracle is `openssl cms -verify`, which checks neither the sender nor the
+/// digest's strength: the manifest test accepts both, and [`corpus_default_verdicts`] checks
+/// what smimekit's defaults make of the same cases.
+const ORACLE: Policy = Policy {
+    allow_sha1: true,
+    allow_address_mismatch: true,
+};
+
+/// smimekit's defaults.
+const DEFAULTS: Policy = Policy {
+    allow_sha1: false,
+    allow_address_mismatch: false,
+};
+
+/// The request that opens a message-like case: its key, anchors, certificates, CRLs and time.
+async fn request_for(
+    service: &Service,
+    root: &Path,
+    case: &Value,
+    message: Vec<u8>,
+    policy: Policy,
+) -> Result<OpenRequest, String> {
+    let expect = &case["expect"];
     let mut keys = Vec::new();
     if let Some(with) = s(expect, "decrypt_with") {
         if with.starts_with("secretkey:") {
@@ -357,7 +370,39 @@ async fn check_message(service: &Service, root: &Path, case: &Value) -> Result<(
         at: Some(at),
         message,
         detached_content,
+        allow_sha1: policy.allow_sha1,
+        allow_address_mismatch: policy.allow_address_mismatch,
     };
+    Ok(req)
+}
+
+/// Checks one message-like case; Ok when the outcome matches the manifest.
+async fn check_message(service: &Service, root: &Path, case: &Value) -> Result<(), String> {
+    let file = s(case, "file").unwrap_or_default();
+    let kind = s(case, "kind").unwrap_or_default();
+    let expect = &case["expect"];
+    let message = std::fs::read(root.join(file)).map_err(|e| format!("read: {e}"))?;
+
+    if kind == "encrypted-data" {
+        let result = service
+            .open(OpenRequest {
+                message,
+                at: Some(FIXED_TIME),
+                ..OpenRequest::default()
+            })
+            .await;
+        return match (result, s(expect, "decrypt_with")) {
+            // A key is published but cannot be given: an expected failure.
+            (Err(e), Some(with)) => Err(format!("cannot pass {with}: {e}")),
+            // No key published: recognising the type is all that can be checked.
+            (Err(e), None) if e.to_string().contains("encryptedData") => Ok(()),
+            (Err(e), None) => Err(format!(
+                "expected an Unsupported encryptedData error, got: {e}"
+            )),
+            (Ok(_), _) => Err("encryptedData opened without a key".into()),
+        };
+    }
+    let req = request_for(service, root, case, message, ORACLE).await?;
     let layer_undecryptable = case
         .get("layers")
         .and_then(Value::as_array)
@@ -392,7 +437,10 @@ async fn check_message(service: &Service, root: &Path, case: &Value) -> Result<(
     }
     let report = &opened.report;
     let mut problems = Vec::new();
-    let want_valid = expect.get("valid").and_then(Value::as_bool);
+    let want_valid = match VERDICT_CHANGES.iter().find(|(f, _, _)| *f == file) {
+        Some((_, v, _)) => *v,
+        None => expect.get("valid").and_then(Value::as_bool),
+    };
     if report.valid != want_valid {
         let reasons: Vec<String> = report
             .layers
@@ -690,5 +738,86 @@ async fn corpus_enveloped_with_the_key_alone() {
     ] {
         assert!(checked.iter().any(|c| c == must), "{must} was not checked");
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// What smimekit's own rules (issue 16) make of the corpus: every case the manifest calls valid
+/// is opened with the defaults. It stays valid, or it turns invalid only for a rule the
+/// manifest's oracle (`openssl cms -verify`) does not apply, and the report says which:
+/// `weak-algorithm` for a signer whose digest is SHA-1 or MD5, a chain refused as "too weak"
+/// (SHA-1 certificate signatures), `address-mismatch` naming the message's sender. Each flip
+/// is counted and printed.
+#[tokio::test]
+async fn corpus_default_verdicts() {
+    let root = common::corpus();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
+    let service = Service::builder().build().expect("service");
+    let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for case in manifest["cases"].as_array().unwrap() {
+        let file = s(case, "file").unwrap_or_default();
+        if case["expect"].get("valid").and_then(Value::as_bool) != Some(true)
+            || EXPECTED_FAILURES.iter().any(|(f, _)| *f == file)
+            || VERDICT_CHANGES.iter().any(|(f, _, _)| *f == file)
+        {
+            continue;
+        }
+        let message = std::fs::read(root.join(file)).unwrap();
+        let req = match request_for(&service, &root, case, message, DEFAULTS).await {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{file}: {e}"));
+                continue;
+            }
+        };
+        let report = match service.open(req).await {
+            Ok(o) => o.report,
+            Err(e) => {
+                failures.push(format!("{file}: open failed: {e}"));
+                continue;
+            }
+        };
+        if report.valid == Some(true) {
+            *tally.entry("still valid").or_default() += 1;
+            continue;
+        }
+        for signer in report.layers.iter().flat_map(|l| &l.signers) {
+            let reason = signer.reason.as_deref().unwrap_or_default();
+            let status = serde_json::to_value(signer.status).unwrap();
+            let why = match status.as_str().unwrap_or_default() {
+                "valid" => continue,
+                "weak-algorithm"
+                    if ["sha1", "md5"].iter().any(|d| {
+                        signer.digest.contains(d)
+                            || signer.signature_algorithm.to_ascii_lowercase().contains(d)
+                    }) =>
+                {
+                    "weak-algorithm (SHA-1/MD5 signature)"
+                }
+                "untrusted" if reason.contains("too weak") => {
+                    "untrusted (SHA-1 certificate signature in the chain)"
+                }
+                "address-mismatch"
+                    if signer.sender.is_some() && signer.matches_from == Some(false) =>
+                {
+                    "address-mismatch (From is not the signer's)"
+                }
+                other => {
+                    failures.push(format!("{file}: {other}: {reason}"));
+                    continue;
+                }
+            };
+            println!("{why}: {file}: {reason}");
+            *tally.entry(why).or_default() += 1;
+        }
+    }
+    for (why, n) in &tally {
+        println!("{n:4} {why}");
+    }
+    assert!(
+        tally.get("still valid").copied().unwrap_or(0) > 0,
+        "no case stays valid under the defaults"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -29,3 +29,4 @@ mod sessions;
 mod softhsm;
 mod store;
 mod tidy;
+mod verdicts;

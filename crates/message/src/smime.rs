@@ -113,6 +113,11 @@ pub async fn open(
         if layers.len() == MAX_LAYERS {
             return Err(MessageError::TooDeep(MAX_LAYERS));
         }
+        if !peeled.layer.signers.is_empty() {
+            // The sender is the outermost signer's business: an inner signature (forwarded,
+            // or signed again by someone else) is judged on itself.
+            ctx.senders = Senders::Unknown;
+        }
         layers.push(peeled.layer);
         current = peeled.content;
         current_sha256 = peeled.sha256;
