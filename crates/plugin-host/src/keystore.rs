@@ -200,17 +200,35 @@ impl KeyStore for PluginKeyStore {
                 self.plugin
             ),
         })?;
-        Ok(items
+        let bad = |why: &str| KeyStoreError::Malformed {
+            key: self.id.clone(),
+            detail: format!("plugin {}: store_list: {why}", self.plugin),
+        };
+        if items.len() % 3 != 0 {
+            return Err(bad(&format!(
+                "{} items, not three per key (selector, label, certificate)",
+                items.len()
+            )));
+        }
+        let text = |b: &[u8], what: &str| {
+            std::str::from_utf8(b)
+                .map(str::to_string)
+                .map_err(|_| bad(&format!("a {what} is not UTF-8")))
+        };
+        items
             .chunks(3)
-            .filter(|c| c.len() == 3)
-            .map(|c| KeyInfo {
-                selector: String::from_utf8_lossy(c[0]).into_owned(),
-                label: (!c[1].is_empty()).then(|| String::from_utf8_lossy(c[1]).into_owned()),
-                kind: KeyKind::Other,
-                certificate: (!c[2].is_empty()).then(|| CertDer::new(c[2].to_vec())),
-                chain: Vec::new(),
+            .map(|c| {
+                Ok(KeyInfo {
+                    selector: text(c[0], "selector")?,
+                    label: (!c[1].is_empty())
+                        .then(|| text(c[1], "label"))
+                        .transpose()?,
+                    kind: KeyKind::Other,
+                    certificate: (!c[2].is_empty()).then(|| CertDer::new(c[2].to_vec())),
+                    chain: Vec::new(),
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn open(&self, selector: Option<&str>) -> Result<Arc<dyn PrivateKey>, KeyStoreError> {
