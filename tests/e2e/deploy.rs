@@ -1252,6 +1252,7 @@ fn kill_9_at_many_points_of_a_300_person_apply_then_a_rerun_converges() {
 
     let mut kills = Vec::new();
     let mut lock_checked = false;
+    let mut open_after_kill = 0;
     for i in 0..KILLS {
         let at = match i % 3 {
             0 => KillAt::JournalRows(3 + (i as i64 * 7) % 37),
@@ -1367,13 +1368,39 @@ fn kill_9_at_many_points_of_a_300_person_apply_then_a_rerun_converges() {
         }
         child.kill().unwrap();
         child.wait().unwrap();
+        // The killed run leaves its lock behind (the next run must take it over) and, when
+        // killed inside steps, those steps open in the journal.
+        assert_eq!(
+            w.count(&format!(
+                "SELECT COUNT(*) FROM deploy_lock WHERE pid = {pid}"
+            )),
+            1,
+            "run {i} ({at:?})"
+        );
+        open_after_kill += w.count("SELECT COUNT(*) FROM deploy_journal_open");
         kills.push(format!("{at:?}"));
     }
+    assert!(
+        open_after_kill > 0,
+        "no kill landed inside a step: {kills:?}"
+    );
     assert!(lock_checked, "no run was seen holding the lock");
     assert!(kills.len() >= 20, "{kills:?}");
-    // The killed runs left work undone (else the kill points prove nothing).
-    let out = w.code(&["plan", "--file", &file, "--detailed-exitcode"], 2);
-    let summary = text(&out.stdout);
+    // The killed runs did part of the work and left the rest (else the kill points would
+    // prove nothing).
+    let out = w.code(
+        &["plan", "--file", &file, "--detailed-exitcode", "--json"],
+        2,
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let left = summary["summary"]["add"].as_u64().unwrap();
+    assert!(
+        left > 0 && left < 2 * want.len() as u64,
+        "{}",
+        summary["summary"]
+    );
+    let summary = summary["summary"].to_string();
+    eprintln!("kill points: {kills:?}; adds left for the re-run: {left} of 600");
 
     // The re-run (the last killed run's lock is free again: its holder is gone) converges.
     let report = w.ok_json(&["apply", "--file", &file, "--auto-approve"]);
