@@ -23,6 +23,7 @@ use smimekit_core::{Directory, ProbeStatus};
 
 use crate::directory::{PublishRequest, parse_address};
 use crate::jobs::{Job, JobContext, JobOutput};
+use crate::runner::{human, requeue_wait};
 use crate::{ErrorKind, Named, Service, ServiceError};
 
 /// How long a bulk run may go on retrying the items a directory throttles, unless the request
@@ -132,12 +133,6 @@ enum Outcome {
     Cancelled,
 }
 
-/// The wait before an item the directory was busy for (and that gave no Retry-After) is
-/// tried again: 0.5 s, 1 s, 2 s… up to 30 s.
-fn requeue_wait(attempts: u32) -> Duration {
-    Duration::from_millis(500u64 << attempts.saturating_sub(1).min(6)).min(Duration::from_secs(30))
-}
-
 /// Why an item was not done when the run was cancelled.
 fn cancelled(last: Option<&str>) -> String {
     format!(
@@ -155,15 +150,6 @@ async fn read_certificate_file(path: &Path) -> Result<Named<Vec<u8>>, ServiceErr
         crate::keys::blocking(move || std::fs::read(&file).map_err(|e| ServiceError::io(&file, e)))
             .await??;
     Ok(Named::new(path.display().to_string(), data))
-}
-
-/// A duration as people write it: `90 s`, `15 min`, `1 h`.
-fn human(d: Duration) -> String {
-    match d.as_secs() {
-        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
-        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
-        s => format!("{s} s"),
-    }
 }
 
 /// A PowerShell script doing what the service would do (`--emit-powershell`), for the caller

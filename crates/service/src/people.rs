@@ -201,7 +201,7 @@ impl Service {
         }
         match q.sort {
             PeopleSort::Address => {}
-            PeopleSort::Status => matching.sort_by(|a, b| a.status.cmp(&b.status)),
+            PeopleSort::Status => matching.sort_by_key(|p| p.status),
             PeopleSort::Expiry => {
                 matching.sort_by_key(|p| p.earliest_expiry_unix.unwrap_or(i64::MAX))
             }

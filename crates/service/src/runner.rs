@@ -65,13 +65,10 @@ pub(crate) fn requeue_wait(attempts: u32) -> Duration {
 
 /// A duration as people say it (`90 s`, `5 min`, `2 h`).
 pub(crate) fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 3600 && s % 3600 == 0 {
-        format!("{} h", s / 3600)
-    } else if s >= 60 && s % 60 == 0 {
-        format!("{} min", s / 60)
-    } else {
-        format!("{s} s")
+    match d.as_secs() {
+        s if s >= 3600 && s.is_multiple_of(3600) => format!("{} h", s / 3600),
+        s if s >= 60 && s.is_multiple_of(60) => format!("{} min", s / 60),
+        s => format!("{s} s"),
     }
 }
 
