@@ -681,13 +681,8 @@ impl Loader<'_> {
                 let at = self.at(&v.span());
                 self.kind(&at, s)
             }),
-            None => {
-                self.error(
-                    &table_at,
-                    "[[people]] without `kind` (\"mailbox\" or \"contact\")",
-                );
-                None
-            }
+            // A person of the organisation unless said otherwise.
+            None => Some(RecipientKind::Mailbox),
         };
         let mut certificates = Vec::new();
         let mut named_certificates = false;
@@ -1553,6 +1548,12 @@ csv = "people.csv"
         assert_eq!(d.people[0].directories, ["local"]);
         // A folder: ADDRESS.pem is taken from it.
         assert_eq!(d.people[0].certificates.len(), 1);
+        // Without `kind`, a person is a mailbox.
+        let d = ok(
+            "directories = [\"local\"]\n[[people]]\naddress = \"alice@contoso.com\"\ncertificates = \"certs\"\n",
+            &Mem::default().people(),
+        );
+        assert_eq!(d.people[0].kind, RecipientKind::Mailbox);
         // An empty file is an empty desired state.
         let d = ok("", &Mem::default());
         assert!(d.people.is_empty() && d.directories.is_empty());
@@ -1771,12 +1772,6 @@ csv = "people.csv"
             &m,
             "deploy.toml:2",
             "without `address`",
-        );
-        one_error(
-            "directories = [\"exo\"]\n[[people]]\naddress = \"alice@contoso.com\"\ncertificates = [\"certs\"]\n",
-            &m,
-            "deploy.toml:2",
-            "without `kind`",
         );
         one_error("people = 1\n", &m, "deploy.toml:1", "array of tables");
     }
