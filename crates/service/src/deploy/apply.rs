@@ -1088,6 +1088,32 @@ impl Service {
             address: step.address.clone(),
             pkcs12,
             password,
+        });
+        let replaced: Vec<String> = step
+            .replaces
+            .iter()
+            .map(|c| c.thumbprint.clone())
+            .collect();
+        self.audit_change(
+            &format!("apply-{}", step.action),
+            "",
+            &step.address,
+            replaced,
+            vec![result.sha1_thumbprint.clone()],
+            match &delivered {
+                Ok(to) => format!("ok: key delivered to {to}"),
+                Err(e) => format!(
+                    "failed: issued serial {} but the key was not delivered: {e}",
+                    result.serial
+                ),
+            },
+        )
+        .await?;
+        let delivered = delivered.map_err(|e| {
+            e.context(format!(
+                "certificate serial {} was issued for {} (revoke it with the CA)",
+                result.serial, step.address
+            ))
         })?;
         Ok((result.der, delivered))
     }
