@@ -179,6 +179,15 @@ impl TestCa {
     }
 }
 
+/// The local directory as a test reads it.
+#[derive(Debug, PartialEq, Eq)]
+struct Local {
+    /// Address (lower case) → (kind, thumbprints).
+    people: BTreeMap<String, (String, Vec<String>)>,
+    /// The trust chain's thumbprints.
+    trust: BTreeSet<String>,
+}
+
 /// Which directories a test runs against (always the local one).
 #[derive(Default)]
 struct Setup {
@@ -437,7 +446,7 @@ impl World {
 
     /// The local directory as `directory export` writes it: address → (kind, thumbprints),
     /// and the trust chain's thumbprints.
-    fn local(&self) -> (BTreeMap<String, (String, Vec<String>)>, BTreeSet<String>) {
+    fn local(&self) -> Local {
         let out = self.ok(&["directory", "export", "--directory", "local"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let b64 = |s: &serde_json::Value| {
@@ -473,7 +482,7 @@ impl World {
             .iter()
             .map(b64)
             .collect();
-        (people, trust)
+        Local { people, trust }
     }
 
     /// A count from the store, read-only (WAL: readable while an apply writes); 0 before the
@@ -610,7 +619,10 @@ fn first_apply_reaches_every_directory_once_and_a_second_plan_has_nothing_to_do(
     );
 
     // Every person's certificate is in every directory exactly once, with the right kind.
-    let (local, local_trust) = w.local();
+    let Local {
+        people: local,
+        trust: local_trust,
+    } = w.local();
     for (a, (kind, t)) in &want {
         assert_eq!(
             local.get(a),
@@ -1406,7 +1418,10 @@ fn kill_9_at_many_points_of_a_300_person_apply_then_a_rerun_converges() {
     let report = w.ok_json(&["apply", "--file", &file, "--auto-approve"]);
     assert_eq!(report["failed"], 0, "{report}");
     assert_eq!(report["not_attempted"], 0, "{report}");
-    let (local, local_trust) = w.local();
+    let Local {
+        people: local,
+        trust: local_trust,
+    } = w.local();
     assert_eq!(
         local.len(),
         want.len(),
