@@ -364,3 +364,61 @@ fn plugins_alone_still_lists_and_a_wrong_directory_name_is_a_usage_error() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
+
+#[test]
+fn the_key_checks_verify_signatures_and_unwrap_keys_with_the_certificate() {
+    let lib = built("smimekit_vendor_c");
+    let tmp = tempfile::tempdir().unwrap();
+    // A key whose certificate is someone else's (made here): its signatures do not verify
+    // with it, and a key wrapped to that certificate does not come back.
+    let other = tmp.path().join("other.pem");
+    let out = run(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=other",
+            ])
+            .args(["-days", "30", "-keyout"])
+            .arg(tmp.path().join("other.key"))
+            .arg("-out")
+            .arg(&other),
+        None,
+    );
+    assert!(out.status.success(), "{}", show("openssl req", &out));
+    let wrong = format!("vendor-c:{}?cert={}", pki("alice.key"), p(&other));
+    let (out, v) = check(&[], &lib, &["--key", &wrong]);
+    assert_fails(&out, &v, "key_sign_digest.verifies", "does not verify");
+    // (OpenSSL before 3.2 refuses the padding; later ones return other bytes.)
+    assert_eq!(item(&v, "key_decrypt")["outcome"], "failed", "{v:#}");
+    // An RSA key with an EC certificate (bob's): the certificate cannot check it at all.
+    let mixed = format!("vendor-c:{}?cert={}", pki("alice.key"), pki("bob.pem"));
+    let (out, v) = check(&[], &lib, &["--key", &mixed]);
+    assert_fails(&out, &v, "key_sign_digest.verifies", "cannot verify");
+
+    // An EC key (made here): ECDSA signatures verify; it has no key_decrypt for RSA to try.
+    let (key, cert) = (tmp.path().join("ec.key"), tmp.path().join("ec.pem"));
+    let out = run(
+        Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=ec"])
+            .args(["-days", "30", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+        None,
+    );
+    assert!(out.status.success(), "{}", show("openssl req", &out));
+    let r = format!("vendor-c:{}?cert={}", p(&key), p(&cert));
+    let (out, v) = check(&[], &lib, &["--key", &r]);
+    assert_passes(
+        &out,
+        &v,
+        &["key_kind", "key_sign_digest", "key_sign_digest.verifies"],
+    );
+    assert_eq!(item(&v, "key_decrypt")["outcome"], "skipped", "{v:#}");
+}

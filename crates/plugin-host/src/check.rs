@@ -54,6 +54,29 @@ const CONCURRENT_CALLS: usize = 16;
 /// Calls per round of the leak check.
 const LEAK_CALLS: usize = 300;
 
+/// The public-key cryptography the suite checks a key's answers with (the service gives its
+/// engine): a signature verified with the key's certificate, a key wrapped to the certificate
+/// and unwrapped by the plugin, a secret agreed with it by ECDH. Without one, those checks
+/// are skipped. Errors are text for the report.
+pub trait KeyProbe: std::fmt::Debug + Send + Sync {
+    /// SHA-256 of `message`.
+    fn sha256(&self, message: &[u8]) -> Result<Vec<u8>, String>;
+    /// Whether `signature` over `message` verifies with the public key of `certificate` (DER).
+    fn verify(
+        &self,
+        certificate: &[u8],
+        scheme: smimekit_core::SignatureScheme,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, String>;
+    /// `key` RSA-encrypted to `certificate`: PKCS#1 v1.5, or OAEP with SHA-256 (MGF1 SHA-256,
+    /// no label).
+    fn rsa_encrypt(&self, certificate: &[u8], key: &[u8], oaep: bool) -> Result<Vec<u8>, String>;
+    /// An ephemeral ECDH with the EC key of `certificate`: (the ephemeral point, uncompressed
+    /// SEC1; the shared secret Z).
+    fn ecdh(&self, certificate: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String>;
+}
+
 /// What the suite needs besides the file.
 #[derive(Debug, Clone)]
 pub struct CheckInput {
@@ -73,6 +96,9 @@ pub struct CheckInput {
     pub reserved: Vec<String>,
     /// How long one call may take before the suite calls it hung.
     pub call_timeout: Duration,
+    /// Checks that a key's signatures verify and that it decrypts and agrees what was made
+    /// for its certificate.
+    pub probe: Option<Arc<dyn KeyProbe>>,
 }
 
 impl Default for CheckInput {
@@ -86,6 +112,7 @@ impl Default for CheckInput {
             secret: None,
             reserved: Vec::new(),
             call_timeout: Duration::from_secs(30),
+            probe: None,
         }
     }
 }
@@ -1869,7 +1896,7 @@ async fn keystore_checks(p: &mut Phase<'_>, input: &CheckInput) {
     };
     let ready = unlock(p, s, input).await;
     if ready {
-        key_checks(p, s).await;
+        key_checks(p, s, input.probe.clone()).await;
     }
     p.release(ks_table).await;
     store_close(p, "store_close", s).await;
@@ -2026,7 +2053,7 @@ async fn key_out(
     .await
 }
 
-async fn key_checks(p: &mut Phase<'_>, s: Handle<abi::Store>) {
+async fn key_checks(p: &mut Phase<'_>, s: Handle<abi::Store>, probe: Option<Arc<dyn KeyProbe>>) {
     // store_list (optional).
     let title = "store_list returns a list of (selector, label, certificate) triples";
     match key_out(p, "store_list", move |t, out| {
@@ -2203,8 +2230,8 @@ async fn key_checks(p: &mut Phase<'_>, s: Handle<abi::Store>) {
         Err(f) => p.fault("key_chain", true, title, f),
     }
 
-    sign_checks(p, k, kind).await;
-    decrypt_checks(p, k, kind).await;
+    sign_checks(p, k, kind, &cert, probe.as_deref()).await;
+    decrypt_checks(p, k, kind, &cert, probe.as_deref()).await;
 
     // Concurrency.
     let ts = p.thread_safe();
@@ -2269,7 +2296,13 @@ async fn key_checks(p: &mut Phase<'_>, s: Handle<abi::Store>) {
     key_close(p, "key_close", k).await;
 }
 
-async fn sign_checks(p: &mut Phase<'_>, k: Handle<Key>, kind: Option<(u32, u32)>) {
+async fn sign_checks(
+    p: &mut Phase<'_>,
+    k: Handle<Key>,
+    kind: Option<(u32, u32)>,
+    cert: &[u8],
+    probe: Option<&dyn KeyProbe>,
+) {
     let present = p.lib.ks().is_some_and(|t| t.key_sign_digest.is_some());
     let title = "key_sign_digest signs a SHA-256 digest";
     if !present {
@@ -2280,9 +2313,17 @@ async fn sign_checks(p: &mut Phase<'_>, k: Handle<Key>, kind: Option<(u32, u32)>
             "key_sign_digest is NULL (the key cannot sign)",
         );
     }
-    let (alg, expect_len) = match kind {
-        Some((abi::KEY_RSA, bits)) => (abi::SIG_RSA_PKCS1, Some(bits.div_ceil(8) as usize)),
-        Some((abi::KEY_EC, _)) => (abi::SIG_ECDSA, None),
+    let (alg, expect_len, scheme_of) = match kind {
+        Some((abi::KEY_RSA, bits)) => (
+            abi::SIG_RSA_PKCS1,
+            Some(bits.div_ceil(8) as usize),
+            smimekit_core::SignatureScheme::RsaPkcs1 as fn(_) -> _,
+        ),
+        Some((abi::KEY_EC, _)) => (
+            abi::SIG_ECDSA,
+            None,
+            smimekit_core::SignatureScheme::Ecdsa as fn(_) -> _,
+        ),
         _ => {
             return p.skip(
                 "key_sign_digest",
@@ -2299,8 +2340,13 @@ async fn sign_checks(p: &mut Phase<'_>, k: Handle<Key>, kind: Option<(u32, u32)>
                 .map(|f| unsafe { f(k.get(), scheme, digest.as_ptr(), digest.len(), out) })
         }
     };
+    let message = b"smimekit plugins check: a message to sign";
+    let digest = probe
+        .and_then(|pr| pr.sha256(message).ok())
+        .unwrap_or_else(|| vec![0x5a; 32]);
     let scheme = alg << 8 | abi::DIGEST_SHA256;
-    match key_out(p, "key_sign_digest", sign(scheme, vec![0x5a; 32])).await {
+    let mut signature = None;
+    match key_out(p, "key_sign_digest", sign(scheme, digest)).await {
         Ok(a) => {
             let ok = a.ok()
                 && match expect_len {
@@ -2317,8 +2363,50 @@ async fn sign_checks(p: &mut Phase<'_>, k: Handle<Key>, kind: Option<(u32, u32)>
                 a.show()
             };
             p.expect("key_sign_digest", true, title, ok, &want, seen);
+            if ok {
+                signature = Some(a.bytes);
+            }
         }
         Err(f) => p.fault("key_sign_digest", true, title, f),
+    }
+    let title = "the signature verifies with the key's certificate";
+    match (probe, signature) {
+        (Some(pr), Some(sig)) => {
+            let sch = scheme_of(smimekit_core::DigestAlg::Sha256);
+            match pr.verify(cert, sch, message, &sig) {
+                Ok(true) => p.pass("key_sign_digest.verifies", true, title, None),
+                Ok(false) => p.fail(
+                    "key_sign_digest.verifies",
+                    true,
+                    title,
+                    "a signature of the SHA-256 digest that the certificate's public key verifies",
+                    if alg == abi::SIG_RSA_PKCS1 {
+                        "it does not verify (RSA PKCS#1 v1.5: is the digest wrapped in a DigestInfo? is it the key of key_certificate?)"
+                    } else {
+                        "it does not verify (is it the key of key_certificate?)"
+                    },
+                ),
+                Err(e) => p.fail(
+                    "key_sign_digest.verifies",
+                    true,
+                    title,
+                    "the certificate's public key fits the key (key_kind) and verifies",
+                    format!("it cannot verify this signature: {e}"),
+                ),
+            }
+        }
+        (None, _) => p.skip(
+            "key_sign_digest.verifies",
+            false,
+            title,
+            "no cryptography was given to the suite",
+        ),
+        (_, None) => p.skip(
+            "key_sign_digest.verifies",
+            true,
+            title,
+            "key_sign_digest gave no signature",
+        ),
     }
     let title = "key_sign_digest with a digest of the wrong length is SMK_INVALID_ARGUMENT";
     match key_out(p, "key_sign_digest", sign(scheme, vec![0x5a; 31])).await {
@@ -2352,36 +2440,102 @@ async fn sign_checks(p: &mut Phase<'_>, k: Handle<Key>, kind: Option<(u32, u32)>
     }
 }
 
-async fn decrypt_checks(p: &mut Phase<'_>, k: Handle<Key>, kind: Option<(u32, u32)>) {
+/// A key_decrypt call: `padding` with OAEP's hash and MGF1 hash (0 for PKCS#1), no label.
+fn decrypt_call(
+    k: Handle<Key>,
+    padding: u32,
+    hash: u32,
+    wrapped: Vec<u8>,
+) -> impl FnOnce(&Kt, *mut Buf) -> Option<Status> + Send + 'static {
+    move |t: &Kt, out: *mut Buf| {
+        t.key_decrypt.map(|f| {
+            // SAFETY: live key handle; the slices are valid for the call (the label is
+            // empty: NULL with length 0, as the contract allows).
+            unsafe {
+                f(
+                    k.get(),
+                    padding,
+                    hash,
+                    hash,
+                    std::ptr::null(),
+                    0,
+                    wrapped.as_ptr(),
+                    wrapped.len(),
+                    out,
+                )
+            }
+        })
+    }
+}
+
+async fn decrypt_checks(
+    p: &mut Phase<'_>,
+    k: Handle<Key>,
+    kind: Option<(u32, u32)>,
+    cert: &[u8],
+    probe: Option<&dyn KeyProbe>,
+) {
     let t = p.lib.ks().copied();
-    let title = "key_decrypt with an unknown padding fails (SMK_UNSUPPORTED)";
+    let rsa = matches!(kind, Some((abi::KEY_RSA, _)));
+    let ec = matches!(kind, Some((abi::KEY_EC, _)));
     if t.is_some_and(|t| t.key_decrypt.is_some()) {
         let n = match kind {
             Some((abi::KEY_RSA, bits)) => bits.div_ceil(8) as usize,
             _ => 256,
         };
-        let dec = |padding: u32| {
-            let wrapped = vec![0u8; n];
-            move |t: &Kt, out: *mut Buf| {
-                t.key_decrypt.map(|f| {
-                    // SAFETY: live key handle; the slices are valid for the call.
-                    unsafe {
-                        f(
-                            k.get(),
-                            padding,
-                            0,
-                            0,
-                            std::ptr::null(),
-                            0,
-                            wrapped.as_ptr(),
-                            wrapped.len(),
-                            out,
-                        )
-                    }
-                })
+        // A content-encryption key wrapped to the certificate comes back.
+        let cek: Vec<u8> = (1..=32).collect();
+        for (id, oaep) in [("key_decrypt", false), ("key_decrypt.oaep", true)] {
+            let title = if oaep {
+                "key_decrypt unwraps a key RSA-OAEP-encrypted (SHA-256) to the certificate, or says SMK_UNSUPPORTED"
+            } else {
+                "key_decrypt unwraps a key RSA-encrypted (PKCS#1 v1.5) to the certificate"
+            };
+            let Some(pr) = probe else {
+                p.skip(id, false, title, "no cryptography was given to the suite");
+                continue;
+            };
+            if !rsa {
+                p.skip(id, false, title, "the key is not RSA");
+                continue;
             }
-        };
-        match key_out(p, "key_decrypt", dec(0x7f)).await {
+            let wrapped = match pr.rsa_encrypt(cert, &cek, oaep) {
+                Ok(w) => w,
+                Err(e) => {
+                    // key_kind said RSA: the certificate should hold that RSA key.
+                    p.fail(
+                        id,
+                        true,
+                        title,
+                        "the certificate of the RSA key (key_certificate) takes a wrapped key",
+                        format!("it does not: {e}"),
+                    );
+                    continue;
+                }
+            };
+            let (padding, hash) = if oaep {
+                (abi::PADDING_OAEP, abi::DIGEST_SHA256)
+            } else {
+                (abi::PADDING_PKCS1, 0)
+            };
+            match key_out(p, "key_decrypt", decrypt_call(k, padding, hash, wrapped)).await {
+                Ok(a) if a.ok() && a.bytes == cek => p.pass(id, true, title, None),
+                Ok(a) if oaep && a.status == Status::UNSUPPORTED => {
+                    p.pass(id, true, title, Some(a.show()))
+                }
+                Ok(a) => {
+                    let seen = if a.ok() {
+                        format!("{} other bytes", a.bytes.len())
+                    } else {
+                        a.show()
+                    };
+                    p.fail(id, true, title, "SMK_OK with the 32-byte key", seen);
+                }
+                Err(f) => p.fault(id, true, title, f),
+            }
+        }
+        let title = "key_decrypt with an unknown padding fails (SMK_UNSUPPORTED)";
+        match key_out(p, "key_decrypt", decrypt_call(k, 0x7f, 0, vec![0u8; n])).await {
             Ok(a) => p.expect(
                 "key_decrypt.unknown-padding",
                 true,
@@ -2393,7 +2547,13 @@ async fn decrypt_checks(p: &mut Phase<'_>, k: Handle<Key>, kind: Option<(u32, u3
             Err(f) => p.fault("key_decrypt.unknown-padding", true, title, f),
         }
         let title = "key_decrypt of bytes that are no wrapped key answers with a status (no crash)";
-        match key_out(p, "key_decrypt", dec(abi::PADDING_PKCS1)).await {
+        match key_out(
+            p,
+            "key_decrypt",
+            decrypt_call(k, abi::PADDING_PKCS1, 0, vec![0u8; n]),
+        )
+        .await
+        {
             Ok(a) => p.pass("key_decrypt.garbage", false, title, Some(a.show())),
             Err(f) => p.fault("key_decrypt.garbage", false, title, f),
         }
@@ -2405,8 +2565,50 @@ async fn decrypt_checks(p: &mut Phase<'_>, k: Handle<Key>, kind: Option<(u32, u3
             "key_decrypt is NULL",
         );
     }
-    let title = "key_ecdh with a point that is not on the curve fails";
     if t.is_some_and(|t| t.key_ecdh.is_some()) {
+        let title = "key_ecdh agrees the secret an ephemeral key agrees with the certificate";
+        match (probe, ec) {
+            (Some(pr), true) => match pr.ecdh(cert) {
+                Ok((point, z)) => {
+                    match key_out(p, "key_ecdh", move |t, out| {
+                        // SAFETY: live key handle; `point` is valid for the call.
+                        t.key_ecdh
+                            .map(|f| unsafe { f(k.get(), point.as_ptr(), point.len(), out) })
+                    })
+                    .await
+                    {
+                        Ok(a) => p.expect(
+                            "key_ecdh",
+                            true,
+                            title,
+                            a.ok() && a.bytes == z,
+                            "SMK_OK with the shared secret Z",
+                            if a.ok() {
+                                format!("{} other bytes", a.bytes.len())
+                            } else {
+                                a.show()
+                            },
+                        ),
+                        Err(f) => p.fault("key_ecdh", true, title, f),
+                    }
+                }
+                Err(e) => p.fail(
+                    "key_ecdh",
+                    true,
+                    title,
+                    "the certificate of the EC key (key_certificate) takes an ECDH agreement",
+                    format!("it does not: {e}"),
+                ),
+            },
+            (None, _) => p.skip(
+                "key_ecdh",
+                false,
+                title,
+                "no cryptography was given to the suite",
+            ),
+            (_, false) => p.skip("key_ecdh", false, title, "the key is not EC"),
+        }
+        let title = "key_ecdh with a point that is not on the curve fails";
         let mut peer = [0u8; 65];
         peer[0] = 4;
         match key_out(p, "key_ecdh", move |t, out| {

@@ -10,9 +10,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use serde::Serialize;
-use smimekit_core::{Secret, plugin};
-use smimekit_plugin_host::check::{self, CheckInput, Outcome};
+use smimekit_core::{
+    CertDer, CryptoEngine, DigestAlg, RsaPadding, Secret, SignatureScheme, plugin,
+};
+use smimekit_plugin_host::check::{self, CheckInput, KeyProbe, Outcome};
 
 use crate::{Config, ErrorKind, ServiceError};
 
@@ -130,6 +134,9 @@ pub async fn check_plugin(
         secret: req.secret,
         reserved,
         call_timeout: Duration::from_secs(30),
+        probe: plugin::engines()
+            .next()
+            .map(|e| Arc::new(EngineProbe((e.engine)())) as Arc<dyn KeyProbe>),
     };
     let report = check::check_library(&req.file, loaded, &input).await;
     Ok(PluginCheckReport {
@@ -179,4 +186,59 @@ pub async fn check_plugin(
             })
             .collect(),
     })
+}
+
+/// The suite's key checks on the crypto engine: the certificate's public key, read with pki.
+#[derive(Debug)]
+struct EngineProbe(&'static CryptoEngine);
+
+fn spki(certificate: &[u8]) -> Result<Vec<u8>, String> {
+    smimekit_pki::certinfo::spki_der(&CertDer::new(certificate.to_vec())).map_err(|e| e.to_string())
+}
+
+impl KeyProbe for EngineProbe {
+    fn sha256(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        self.0
+            .primitives
+            .digest(DigestAlg::Sha256, &[message])
+            .map_err(|e| e.to_string())
+    }
+
+    fn verify(
+        &self,
+        certificate: &[u8],
+        scheme: SignatureScheme,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, String> {
+        self.0
+            .verifier
+            .verify(&spki(certificate)?, scheme, message, signature)
+            .map_err(|e| e.to_string())
+    }
+
+    fn rsa_encrypt(&self, certificate: &[u8], key: &[u8], oaep: bool) -> Result<Vec<u8>, String> {
+        let padding = if oaep {
+            RsaPadding::Oaep {
+                hash: DigestAlg::Sha256,
+                mgf1: DigestAlg::Sha256,
+                label: Vec::new(),
+            }
+        } else {
+            RsaPadding::Pkcs1v15
+        };
+        self.0
+            .key_transport
+            .rsa_encrypt(&spki(certificate)?, &padding, key)
+            .map_err(|e| e.to_string())
+    }
+
+    fn ecdh(&self, certificate: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
+        let (point, z) = self
+            .0
+            .key_transport
+            .ecdh_ephemeral(&spki(certificate)?)
+            .map_err(|e| e.to_string())?;
+        Ok((point, z.expose().to_vec()))
+    }
 }
