@@ -203,14 +203,14 @@ pub async fn apply(service: &Service, a: ApplyArgs, json: bool) -> Result<u8> {
         .deliver
         .clone()
         .map(|d| Arc::new(DeliverTo(d)) as Arc<dyn Deliver>);
-    let report = run_job(
-        service,
-        ApplyRequest {
+    let report = super::progress::watch(
+        service.apply(ApplyRequest {
             plan,
             deliver,
             ca_secret: None,
             time_budget: a.time_budget,
-        },
+        }),
+        "steps",
     )
     .await?;
     if json {
@@ -239,46 +239,6 @@ fn confirm() -> Result<bool> {
         .read_line(&mut line)
         .map_err(|e| ServiceError::new(ErrorKind::Io, format!("standard input: {e}")))?;
     Ok(line.trim() == "yes")
-}
-
-/// Runs the apply job with a progress bar on a terminal; Ctrl-C stops between steps.
-async fn run_job(service: &Service, req: ApplyRequest) -> Result<ApplyReport> {
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let b = indicatif::ProgressBar::new(0);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    });
-    let mut job = service.apply(req);
-    let canceller = job.canceller();
-    let interrupt = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "smimekit: interrupted: finishing the steps in flight (Ctrl-C again to quit now)"
-            );
-            canceller.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
-    while let Some(e) = job.next_event().await {
-        if let Some(b) = &bar {
-            b.set_length(e.total as u64);
-            b.set_position(e.done as u64);
-            if let Some(item) = e.current_item {
-                b.set_message(item);
-            }
-        }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    let r = job.await;
-    interrupt.abort();
-    Ok(r?)
 }
 
 fn render_report(r: &ApplyReport) {

@@ -186,7 +186,6 @@ async fn publish_bulk(
     force: bool,
     json: bool,
 ) -> Result<u8> {
-    use std::io::IsTerminal as _;
     let req = BulkPublishRequest {
         source: from,
         directory,
@@ -202,42 +201,9 @@ async fn publish_bulk(
         print_emit(&service.emit_powershell_publish(&items)?, &file, json)?;
         return Ok(EXIT_OK);
     }
-    // A progress bar only for a person watching (stderr is a terminal).
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let b = indicatif::ProgressBar::new(0);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    });
-    let mut job = service.bulk_publish(req);
     // Ctrl-C stops the run between items (those in flight finish, the rest are reported not
-    // done, exit 5); a second one ends the process at once.
-    let canceller = job.canceller();
-    let interrupt = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "smimekit: interrupted: finishing the items in flight (Ctrl-C again to quit now)"
-            );
-            canceller.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
-    while let Some(e) = job.next_event().await {
-        if let Some(b) = &bar {
-            b.set_length(e.total as u64);
-            b.set_position(e.done as u64);
-        }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    let r = job.await;
-    interrupt.abort();
-    let r = r?;
+    // done, exit 5).
+    let r = super::progress::watch(service.bulk_publish(req), "items").await?;
     if let Some(path) = &report {
         let report = serde_json::to_vec_pretty(&r).map_err(super::internal)?;
         io::write_file(path, &report, io::Access::Default)?;

@@ -9,6 +9,7 @@ mod lint;
 mod mail;
 mod pki;
 mod plugins;
+mod progress;
 mod store;
 mod token;
 
