@@ -233,11 +233,12 @@ impl Service {
     /// of every command, whatever its outcome): every kept directory and then every kept key
     /// store is closed through its port's `close` and dropped, then every vendor plugin's
     /// handles still open are closed and its worker thread joined, waiting at most
-    /// ten seconds (`PLUGIN_SHUTDOWN_WAIT`) for a plugin still in a call. Nothing of a plugin runs after
-    /// this returns `Ok`, so the process may exit (and libcrypto's exit-time cleanup run).
-    /// The first failure is returned ([`ErrorKind::Unavailable`] for a plugin still running,
-    /// naming its file), after everything else was closed. Calls through the service after
-    /// this fail.
+    /// ten seconds (`PLUGIN_SHUTDOWN_WAIT`) for a plugin still in a call. Nothing of a
+    /// plugin runs after this returns `Ok`, so the process may exit (and libcrypto's
+    /// exit-time cleanup run).
+    /// A directory or key store whose `close` fails is logged (the command's outcome stands);
+    /// a plugin still running is [`ErrorKind::Unavailable`], naming its file, after
+    /// everything else was closed. Vendor plugins' calls through the service after this fail.
     pub async fn shutdown(&self) -> Result<(), ServiceError> {
         let dirs: Vec<_> = lock(&self.sessions.directories)
             .drain()
@@ -247,26 +248,26 @@ impl Service {
             .drain()
             .map(|(_, s)| s)
             .collect();
-        let mut first: Result<(), ServiceError> = Ok(());
+        // A session that fails to end (an unbind refused) changes nothing the command did:
+        // it is logged, and the next ones are closed all the same.
         for d in dirs {
-            if let Err(e) = d.inner.close().await
-                && first.is_ok()
-            {
-                first = Err(e.into());
+            if let Err(e) = d.inner.close().await {
+                tracing::warn!(directory = d.inner.name(), error = %e, "closing at shutdown");
             }
         }
         for s in stores {
-            if let Err(e) = s.inner.close().await
-                && first.is_ok()
-            {
-                first = Err(e.into());
+            if let Err(e) = s.inner.close().await {
+                tracing::warn!(
+                    key_store = %crate::secrets::redact(s.inner.id()),
+                    error = %e,
+                    "closing at shutdown"
+                );
             }
         }
         let plugins = self.plugins.clone();
-        let closed = crate::keys::blocking(move || plugins.shutdown(PLUGIN_SHUTDOWN_WAIT))
+        crate::keys::blocking(move || plugins.shutdown(PLUGIN_SHUTDOWN_WAIT))
             .await?
-            .map_err(|e| ServiceError::new(ErrorKind::Unavailable, e.to_string()));
-        first.and(closed)
+            .map_err(|e| ServiceError::new(ErrorKind::Unavailable, e.to_string()))
     }
 
     /// The directories and key stores open now.
