@@ -638,7 +638,20 @@ impl LdapDirectory {
                 0 => {}
                 // A value to delete is gone, a value to add is there, the entry changed since
                 // it was read: another writer was first.
-                rc::NO_SUCH_ATTRIBUTE | rc::ATTRIBUTE_OR_VALUE_EXISTS | rc::ASSERTION_FAILED => {
+                rc::ASSERTION_FAILED => {
+                    return Ok(Applied::Raced(format!(
+                        "modify {}: the entry changed since it was read",
+                        e.dn
+                    )));
+                }
+                // Only a race when the entry did change (the same codes name an attribute
+                // the schema lacks, say).
+                rc::NO_SUCH_ATTRIBUTE | rc::ATTRIBUTE_OR_VALUE_EXISTS
+                    if self.read_dn(&e.dn).await?.is_none_or(|now| {
+                        !entry::same_values(&now.certs, &e.certs)
+                            || !entry::same_values(&now.smime, &e.smime)
+                    }) =>
+                {
                     return Ok(Applied::Raced(format!(
                         "modify {}: {} {}",
                         e.dn,
