@@ -344,6 +344,11 @@ fn broken_plugins_fail_with_a_report_naming_the_fault() {
         );
         assert!(text.lines().last().unwrap().starts_with("FAILED"), "{text}");
     }
+    // A close that never returns is reported once the call timeout has passed (it cannot
+    // return, so the outcome does not depend on the machine's speed).
+    let lib = broken(tmp.path(), "HANG_CLOSE");
+    let (out, v) = check(&[], &lib, &["--timeout", "5"]);
+    assert_fails(&out, &v, "dir_close", "did not return");
     // A file that is no plugin at all is a failed load, not a crash.
     let (out, v) = check(&[], &tmp.path().join("missing.so"), &[]);
     assert_fails(&out, &v, "load", "no such file");

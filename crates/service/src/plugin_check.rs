@@ -36,6 +36,8 @@ pub struct PluginCheckRequest {
     pub key_cert: Option<String>,
     /// The password or PIN of a locked test key store.
     pub secret: Option<Secret>,
+    /// How long one call may take before it is reported as hung (zero: 30 s).
+    pub timeout: Duration,
 }
 
 /// One interface the library provides.
@@ -133,7 +135,11 @@ pub async fn check_plugin(
         key_cert: req.key_cert,
         secret: req.secret,
         reserved,
-        call_timeout: Duration::from_secs(30),
+        call_timeout: if req.timeout.is_zero() {
+            Duration::from_secs(30)
+        } else {
+            req.timeout
+        },
         probe: plugin::engines()
             .next()
             .map(|e| Arc::new(EngineProbe((e.engine)())) as Arc<dyn KeyProbe>),

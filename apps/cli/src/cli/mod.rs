@@ -202,6 +202,9 @@ pub struct PluginCheckArgs {
     /// The certificate handed to store_open with --key.
     #[arg(long, value_name = "F")]
     pub cert: Option<String>,
+    /// How long one call of the plugin may take before it is reported as hung.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -67,6 +67,7 @@ pub async fn check(
         key: a.key.clone(),
         key_cert: a.cert.clone(),
         secret,
+        timeout: std::time::Duration::from_secs(a.timeout),
     };
     let report = smimekit_service::check_plugin(config, req).await?;
     if json {
