@@ -291,6 +291,7 @@ mod tests {
             ErrorKind::Malformed,
             ErrorKind::NotFound,
             ErrorKind::Conflict,
+            ErrorKind::Stale,
             ErrorKind::Unavailable,
             ErrorKind::Locked {
                 object: "PIN of token \"t\"".into(),
@@ -309,7 +310,7 @@ mod tests {
             let json = serde_json::to_value(k).unwrap();
             assert_eq!(json["kind"], k.name(), "{json}");
         }
-        let locked = serde_json::to_value(&every[5]).unwrap();
+        let locked = serde_json::to_value(&every[6]).unwrap();
         assert_eq!(locked["tries_left"], 2);
         assert_eq!(locked["object"], "PIN of token \"t\"");
     }
