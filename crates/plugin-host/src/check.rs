@@ -4,31 +4,35 @@
 //! [`check`] loads the file through the host's own loader ([`crate::load`], so the table
 //! validation is the one production uses) and then calls every function of each table the
 //! plugin provides, on the plugin's own lane (its worker thread, or the bounded blocking pool
-//! when it declares `SMK_FLAG_THREAD_SAFE`), exactly as the adapters do: every required call,
-//! each optional one when present, the error paths (an unknown address or key, input the host
-//! never sends), concurrency as the threading flag declares it, buffer accounting and the
-//! handles' shutdown. Each check ends [`Outcome::Passed`], [`Outcome::Failed`] with what was
-//! expected and what was seen, or [`Outcome::Skipped`] with why; [`CheckReport::passed`] says
-//! whether every *required* check passed (advisory checks report what a robust plugin does
-//! beyond the contract's MUSTs).
+//! when it declares `SMK_FLAG_THREAD_SAFE`), as the adapters do: every required call, each
+//! optional one when present (the 1.1 `dir_open_pairs` opens, as the host does, when the
+//! plugin has it), the error paths (an unknown address, key or selector, input the host never
+//! sends), concurrency as the threading flag declares it, buffer accounting and the handles'
+//! shutdown. A call that does not return within [`CheckInput::call_timeout`] is reported as
+//! hung, and nothing is called after it. Each check ends [`Outcome::Passed`],
+//! [`Outcome::Failed`] with what was expected and what was seen, or [`Outcome::Skipped`] with
+//! why; [`CheckReport::passed`] says whether every *required* check passed (advisory checks
+//! report what a robust plugin does beyond the contract's MUSTs).
 //!
 //! Buffer accounting: while a phase runs, the suite keeps every buffer the plugin hands out
-//! and frees them together, each exactly once with the table's `free_buf`, before the handles
-//! are closed. A pointer handed out again while the first is still held is a buffer the
-//! plugin shares or keeps (the host would free it twice): it is reported, and never freed by
-//! the suite, so that a broken plugin yields a report rather than a crash. Leaks are measured
-//! as the growth of the C heap over repeated calls (glibc's `mallinfo2`, looked up at run
-//! time; elsewhere that check is skipped).
+//! and frees them together, each exactly once with the table's `free_buf` after zeroing it as
+//! the host does, before the handles are closed. A pointer handed out again while the first is
+//! still held is a buffer the plugin shares or keeps (the host would free it twice): it is
+//! reported, and never freed by the suite, so that a broken plugin yields a report rather than
+//! a crash. Leaks are measured as the growth of the C heap over repeated calls (glibc's
+//! `mallinfo2`, looked up at run time; elsewhere that check is skipped).
 //!
 //! The directory checks write: they publish two probe certificates (self-signed, for
 //! `smimekit-check@example.invalid`, embedded below) to a test address and remove them
 //! again. Run them against a test directory. The key-store checks need a KEYREF of a test
-//! key; without one they are skipped (and the run is incomplete).
+//! key; without one they are skipped (and the run is incomplete). A key's answers are checked
+//! with the caller's [`KeyProbe`] (the service's crypto engine: this crate has none): the
+//! signature verifies with the key's certificate, a key wrapped to it comes back, an ECDH
+//! secret agrees.
 //!
 //! Not done here: the port-level semantics every `Directory` backend shares (testkit's
-//! conformance suite runs those through `&dyn Directory`), cryptographic verification of
-//! signatures (the shape is checked: an RSA signature as long as the modulus, an ECDSA one a
-//! DER SEQUENCE), and crash isolation (a plugin that aborts takes the check with it).
+//! conformance suite runs those through `&dyn Directory`), and crash isolation (a plugin that
+//! aborts or faults takes the check with it).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
