@@ -130,6 +130,10 @@ fn c_text(path: &Path, what: &str, p: *const c_char) -> Result<String, LoadError
         .map_err(|_| err(path, format!("table field `{what}` is not UTF-8")))
 }
 
+/// Names smimekit keeps for its own plugins (docs/plugin-abi.md, "Reserved names"), besides
+/// the built-ins' ids and kinds the caller of [`crate::Plugins::add`] passes.
+pub const RESERVED_PREFIX: &str = "smimekit";
+
 fn check_name(path: &Path, name: &str) -> Result<(), LoadError> {
     if name.is_empty()
         || !name
@@ -139,6 +143,14 @@ fn check_name(path: &Path, name: &str) -> Result<(), LoadError> {
         return Err(err(
             path,
             format!("name {name:?} must be non-empty [a-z0-9-]"),
+        ));
+    }
+    if name.starts_with(RESERVED_PREFIX) {
+        return Err(err(
+            path,
+            format!(
+                "name {name:?} is reserved: names starting with {RESERVED_PREFIX:?} are smimekit's own"
+            ),
         ));
     }
     Ok(())
@@ -758,6 +770,24 @@ pub(crate) fn call_buf(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_lowercase_words_and_not_reserved() {
+        let p = Path::new("/x/libn.so");
+        for good in ["acme", "vendor-c", "ldap2", "my-smimekit"] {
+            assert!(check_name(p, good).is_ok(), "{good}");
+        }
+        for (bad, why) in [
+            ("", "non-empty"),
+            ("Acme", "[a-z0-9-]"),
+            ("a b", "[a-z0-9-]"),
+            ("smimekit", "reserved"),
+            ("smimekit-hsm", "reserved"),
+        ] {
+            let e = check_name(p, bad).unwrap_err();
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn versions_are_semver_text() {
