@@ -141,6 +141,8 @@ enum Unwrap {
     WrongKey,
     /// "Succeeds" with a key of the wrong size.
     WrongSize,
+    /// Fails as a token does on a bad block (CKR_ENCRYPTED_DATA_INVALID).
+    TokenError,
 }
 
 /// A bare key from the engine's soft-key functions, counting its unwraps.
@@ -175,6 +177,12 @@ impl TestKey {
             }
             Unwrap::WrongKey => Ok(Secret::new(vec![7u8; 32])),
             Unwrap::WrongSize => Ok(Secret::new(vec![7u8; 5])),
+            Unwrap::TokenError => Err(KeyStoreError::Failed {
+                key: "pkcs11:token=test".into(),
+                detail:
+                    "RSA PKCS#1 v1.5 decryption failed on the token (CKR_ENCRYPTED_DATA_INVALID)"
+                        .into(),
+            }),
         }
     }
 
@@ -416,6 +424,10 @@ async fn every_failure_gives_the_same_error() {
                 (
                     "unwrap gives a key of the wrong size",
                     bare(&TestKey::with(key_file("alice.key"), Unwrap::WrongSize)),
+                ),
+                (
+                    "the token refuses the block",
+                    bare(&TestKey::with(key_file("alice.key"), Unwrap::TokenError)),
                 ),
                 (
                     "an EC key",
