@@ -158,6 +158,8 @@ fn the_c_template_passes_every_check() {
         "dir_recipient.unknown-address",
         "dir_open",
         "dir_publish.not-a-certificate",
+        "dir_publish.contact-kind",
+        "dir_publish.kind-kept",
     ] {
         assert_eq!(item(&v, id)["outcome"], "passed", "{id}: {v:#}");
     }
@@ -218,6 +220,11 @@ fn the_rust_sample_passes_with_its_configured_table() {
         (&c["outcome"], &c["required"]),
         (&"failed".into(), &false.into())
     );
+    // FIXME(sample): it records every recipient as a mailbox (testkit's conformance suite
+    // lists the same as an expected failure); advisory here.
+    let c = item(&v, "dir_publish.contact-kind");
+    assert_eq!(c["outcome"], "failed", "{c:#}");
+    assert_eq!(c["required"], false, "{c:#}");
     // The probes were removed again.
     let left: Value = serde_json::from_slice(&std::fs::read(&data).unwrap()).unwrap();
     assert_eq!(

@@ -1011,10 +1011,20 @@ async fn dir_publish(
     cert: &[u8],
     mode: u32,
 ) -> Result<Answer<()>, Fault> {
+    dir_publish_kind(p, h, address, cert, mode, abi::RECIPIENT_MAILBOX).await
+}
+
+async fn dir_publish_kind(
+    p: &mut Phase<'_>,
+    h: Handle<Dir>,
+    address: &str,
+    cert: &[u8],
+    mode: u32,
+    k: u32,
+) -> Result<Answer<()>, Fault> {
     let (a, c) = (address.to_string(), cert.to_vec());
     p.call("dir_publish", dir_table, move |t: &Dt, out| {
         let f = t.dir_publish?;
-        let k = abi::RECIPIENT_MAILBOX;
         // SAFETY: live handle; `a` and `c` valid for the call.
         Some((
             unsafe {
@@ -1256,6 +1266,10 @@ async fn directory_checks(p: &mut Phase<'_>, input: &CheckInput) {
             "dir_recipient (optional, since 1.1)",
             "dir_recipient is NULL (the host uses dir_lookup)",
         );
+    }
+
+    if wrote && (has_recipients || t.is_some_and(|t| t.dir_recipient.is_some())) {
+        kind_checks(p, h1, has_unpublish).await;
     }
 
     if has_recipients {
@@ -1590,6 +1604,139 @@ async fn recipient_check(p: &mut Phase<'_>, h: Handle<Dir>, addr: Option<&str>, 
             a.show(),
         ),
         Err(f) => p.fault("dir_recipient.unknown-address", true, title, f),
+    }
+}
+
+fn kind_name(k: u8) -> String {
+    match u32::from(k) {
+        abi::RECIPIENT_MAILBOX => "SMK_RECIPIENT_MAILBOX".into(),
+        abi::RECIPIENT_CONTACT => "SMK_RECIPIENT_CONTACT".into(),
+        other => format!("kind {other} (undefined)"),
+    }
+}
+
+/// The kind byte a recipient has, read with `dir_recipient` when present, else from
+/// `dir_recipients`; `Ok(None)` when it is not there.
+async fn kind_of(p: &mut Phase<'_>, h: Handle<Dir>, address: &str) -> Result<Option<u8>, String> {
+    let one = p.lib.dir().is_some_and(|t| t.dir_recipient.is_some());
+    let a = address.to_string();
+    let what = if one {
+        "dir_recipient"
+    } else {
+        "dir_recipients"
+    };
+    let r = p
+        .call(what, dir_table, move |t: &Dt, out| {
+            if one {
+                let f = t.dir_recipient?;
+                // SAFETY: live handle; `a` valid for the call.
+                Some((unsafe { f(h.get(), a.as_ptr(), a.len(), out) }, ()))
+            } else {
+                let f = t.dir_recipients?;
+                // SAFETY: live handle, valid out buffer.
+                Some((unsafe { f(h.get(), out) }, ()))
+            }
+        })
+        .await
+        .map_err(|_| "the call gave no answer".to_string())?;
+    if r.status == Status::NOT_FOUND {
+        return Ok(None);
+    }
+    if !r.ok() {
+        return Err(r.show());
+    }
+    let triple = |item: &[u8]| -> Option<(String, u8)> {
+        let parts = list::decode(item)?;
+        let [addr, kind, _] = parts[..] else {
+            return None;
+        };
+        Some((String::from_utf8_lossy(addr).into_owned(), *kind.first()?))
+    };
+    if one {
+        return Ok(triple(&r.bytes).map(|(_, k)| k));
+    }
+    Ok(list::decode(&r.bytes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(triple)
+        .find(|(x, _)| x.eq_ignore_ascii_case(address))
+        .map(|(_, k)| k))
+}
+
+/// Advisory: a recipient created as a contact is a contact, and keeps its kind when a
+/// certificate is published to it as a mailbox (docs/plugin-abi.md, publish semantics).
+async fn kind_checks(p: &mut Phase<'_>, h: Handle<Dir>, has_unpublish: bool) {
+    let contact = format!(
+        "smimekit-check-contact-{}@example.invalid",
+        std::process::id()
+    );
+    let title = "dir_publish with SMK_RECIPIENT_CONTACT creates a contact";
+    let id = "dir_publish.contact-kind";
+    match dir_publish_kind(
+        p,
+        h,
+        &contact,
+        PROBE_A,
+        abi::PUBLISH_MERGE,
+        abi::RECIPIENT_CONTACT,
+    )
+    .await
+    {
+        Ok(a) if a.ok() => {}
+        Ok(a) => {
+            return p.skip(
+                id,
+                false,
+                title,
+                format!("the directory did not create a contact: {}", a.show()),
+            );
+        }
+        Err(f) => return p.fault(id, false, title, f),
+    }
+    let contact_kind = abi::RECIPIENT_CONTACT as u8;
+    match kind_of(p, h, &contact).await {
+        Ok(Some(k)) => p.expect(
+            id,
+            false,
+            title,
+            k == contact_kind,
+            "kind SMK_RECIPIENT_CONTACT read back",
+            kind_name(k),
+        ),
+        Ok(None) => p.fail(id, false, title, "the contact read back", "it is missing"),
+        Err(e) => p.fail(id, false, title, "the contact read back", e),
+    }
+    let title = "an existing recipient keeps its kind when published to as a mailbox";
+    let id = "dir_publish.kind-kept";
+    match dir_publish_kind(
+        p,
+        h,
+        &contact,
+        PROBE_B,
+        abi::PUBLISH_MERGE,
+        abi::RECIPIENT_MAILBOX,
+    )
+    .await
+    {
+        Ok(a) if a.ok() => match kind_of(p, h, &contact).await {
+            Ok(Some(k)) => p.expect(
+                id,
+                false,
+                title,
+                k == contact_kind,
+                "still SMK_RECIPIENT_CONTACT",
+                kind_name(k),
+            ),
+            Ok(None) => p.fail(id, false, title, "the contact read back", "it is missing"),
+            Err(e) => p.fail(id, false, title, "the contact read back", e),
+        },
+        Ok(a) => p.fail(id, false, title, "SMK_OK", a.show()),
+        Err(f) => p.fault(id, false, title, f),
+    }
+    if has_unpublish {
+        for c in [PROBE_A, PROBE_B] {
+            let _ = dir_unpublish(p, h, &contact, c).await;
+        }
     }
 }
 
