@@ -320,15 +320,82 @@ fn a_call_that_does_not_answer_in_time_fails_and_the_handle_is_still_closed() {
         let out = site.cli(&["lookup", "sleep-2500@example.org"]);
         assert_eq!(out.status.code(), Some(5), "{}", show("lookup", &out));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("acme: the plugin did not answer within 1000 ms"), "{err}");
+        assert!(
+            err.contains("acme: the plugin did not answer within 1000 ms"),
+            "{err}"
+        );
         let trace = site.trace();
         // The slow call ended, then the handle was closed, before the process exited.
         let calls: Vec<&str> = trace
             .iter()
             .map(|l| l.split(' ').next().unwrap_or(""))
             .collect();
-        assert_eq!(calls, ["dir_open", "dir_lookup", "slept", "dir_close"], "{trace:?}");
+        assert_eq!(
+            calls,
+            ["dir_open", "dir_lookup", "slept", "dir_close"],
+            "{trace:?}"
+        );
     }
+}
+
+/// Fault 3: the host never unloads a plugin. The plugin writes `unloaded` from a library
+/// destructor, which `dlclose` runs at once: in this process, after every handle is closed,
+/// the host shut down and the last reference to the library dropped (on the worker thread,
+/// where the old host dropped it, and on this one), the library is still loaded.
+#[test]
+fn a_plugin_library_is_never_unloaded() {
+    use smimekit_core::{Directory, Mailbox};
+    use smimekit_plugin_host::directory::PluginDirectory;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lib_path = build(dir.path(), &["-DUNLOAD_MARK"]);
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let trace = dir.path().join("trace.log");
+    let config = format!(
+        "path = \"{}\"\ntrace_file = \"{}\"\n",
+        dir.path().join("data").display(),
+        trace.display()
+    );
+    let a = Mailbox::parse("alice@example.org").unwrap();
+    let closes = || {
+        std::fs::read_to_string(&trace)
+            .unwrap_or_default()
+            .matches("dir_close")
+            .count()
+    };
+    for (round, shut_down_first) in [(1, false), (2, true)] {
+        let lib = smimekit_plugin_host::load(&lib_path).unwrap();
+        let d = PluginDirectory::open(lib.clone(), "acme", &config).unwrap();
+        assert!(rt.block_on(d.lookup(&a)).unwrap().is_empty());
+        if shut_down_first {
+            // The handle closed by the shutdown (the worker joined), then the adapter and
+            // the last reference dropped here, without a second close.
+            lib.shutdown(std::time::Duration::from_secs(60)).unwrap();
+            drop(d);
+            drop(lib);
+        } else {
+            // Dropping the adapter queues the close, which holds the library, on the
+            // worker: the last reference is dropped there, after the close. Wait for the
+            // close (an outcome, polled, at most a minute).
+            drop(d);
+            drop(lib);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while closes() < round && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        assert_eq!(closes(), round, "round {round}");
+    }
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert_eq!(text.matches("dir_close").count(), 2, "{text}");
+    assert!(
+        !text.contains("unloaded"),
+        "the library was unloaded:\n{text}"
+    );
 }
 
 // ---- the document's tables, held equal to the host ----
