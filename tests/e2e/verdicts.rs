@@ -551,3 +551,49 @@ fn decryption_failures_are_one_answer() {
         assert_eq!(err, first_err, "{what} differs from {first_what}");
     }
 }
+
+/// RFC 4134's SHA-1 signatures by a DSA key (4.1) and an RSA-1024 key (4.2) under SHA-1-signed
+/// CA certificates: untrusted by default (the chain's security level); with --allow-sha1
+/// valid, and the report flags the key and the accepted SHA-1.
+#[test]
+fn weak_keys_are_flagged() {
+    let corpus = crate::common::corpus().join("rfc4134");
+    let c = |f: &str| p(&corpus.join(f));
+    for (file, flag) in [("4.1.bin", "DSA"), ("4.2.bin", "1024 bits")] {
+        let run = |extra: &[&str]| {
+            let (input, rsa, dss) = (c(file), c("CarlRSASelf.cer"), c("CarlDSSSelf.cer"));
+            let mut args = vec![
+                "verify",
+                "--in",
+                &input,
+                "--trust",
+                &rsa,
+                "--trust",
+                &dss,
+                "--at",
+                "2025-01-01T00:00:00Z",
+                "--json",
+            ];
+            args.extend_from_slice(extra);
+            smimekit(&args, &[])
+        };
+        let out = run(&[]);
+        assert_eq!(out.status.code(), Some(1), "{}", show(file, &out));
+        // Their CA certificates are SHA-1-signed too: the chain fails first, at security level 1.
+        let r = json(&out);
+        let signer = &r["layers"][0]["signers"][0];
+        assert_eq!(signer["status"], "untrusted", "{r}");
+        assert!(
+            signer["reason"].as_str().unwrap().contains("too weak"),
+            "{r}"
+        );
+        let out = run(&["--allow-sha1"]);
+        assert_eq!(out.status.code(), Some(0), "{}", show(file, &out));
+        let r = json(&out);
+        let warnings = r["layers"][0]["signers"][0]["warnings"].to_string();
+        assert!(
+            warnings.contains(flag) && warnings.contains("SHA-1"),
+            "{file}: {warnings}"
+        );
+    }
+}
