@@ -7,14 +7,17 @@
 //! cancellation between items, job records in the store), and the device-code sign-in
 //! handed to the frontend as data.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use smimekit_core::{CertDer, Mailbox, PublishMode, RecipientKind};
 use smimekit_exchange_emulator::{Emulator, EmulatorConfig};
+use smimekit_service::deploy::DeploySource;
 use smimekit_service::{
-    AuditRequest, BulkPublishRequest, Config, KeyRequest, LookupRequest, Secret, Service,
+    AuditRequest, BulkList, BulkPublishRequest, Config, KeyRequest, LookupRequest, Named, Secret,
+    Service,
 };
 
 use crate::common::pki;
@@ -427,8 +430,38 @@ fn mailboxes(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("user{i:02}@example.org")).collect()
 }
 
-/// A bulk list giving each address alice's certificate.
-fn bulk_list(dir: &Path, addrs: &[String]) -> std::path::PathBuf {
+/// The app's side of a bulk run held in memory (as a web upload would be): the files a list
+/// names, no path on disk; it counts the certificates read.
+#[derive(Default)]
+struct MemFiles {
+    files: HashMap<PathBuf, Vec<u8>>,
+    reads: AtomicU64,
+}
+
+impl DeploySource for MemFiles {
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+
+    fn list(&self, _: &Path) -> std::io::Result<Vec<String>> {
+        Err(std::io::Error::from(std::io::ErrorKind::NotADirectory))
+    }
+
+    fn is_dir(&self, _: &Path) -> bool {
+        false
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        Path::new("upload").join(path)
+    }
+}
+
+/// A bulk list file for the CLI, giving each address alice's certificate.
+fn bulk_list_file(dir: &Path, addrs: &[String]) -> PathBuf {
     let csv = dir.join("list.csv");
     let mut text = String::from("address,certificate\n");
     for a in addrs {
@@ -438,13 +471,30 @@ fn bulk_list(dir: &Path, addrs: &[String]) -> std::path::PathBuf {
     csv
 }
 
-fn bulk_request(source: std::path::PathBuf) -> BulkPublishRequest {
+/// A bulk list giving each address its own copy of alice's certificate (`certs/ADDRESS.pem`),
+/// and the files it names.
+fn bulk_list(addrs: &[String]) -> (BulkList, Arc<MemFiles>) {
+    let alice = std::fs::read(pki("alice.pem")).unwrap();
+    let mut files = MemFiles::default();
+    let mut text = String::from("address,certificate\n");
+    for a in addrs {
+        text.push_str(&format!("{a},certs/{a}.pem\n"));
+        files
+            .files
+            .insert(PathBuf::from(format!("certs/{a}.pem")), alice.clone());
+    }
+    (
+        BulkList::Text(Named::new("list.csv", text)),
+        Arc::new(files),
+    )
+}
+
+fn bulk_request(addrs: &[String]) -> BulkPublishRequest {
+    let (list, files) = bulk_list(addrs);
     BulkPublishRequest {
-        source,
         directory: Some("exo".into()),
         force: true,
-        parallel: 1,
-        ..BulkPublishRequest::default()
+        ..BulkPublishRequest::new(list, files)
     }
 }
 
@@ -456,7 +506,7 @@ fn bulk_publish_is_a_job_with_ordered_events_and_a_record() {
         let emu = emulator(&addrs).await;
         let dir = tempfile::tempdir().unwrap();
         let svc = service(dir.path(), &exo_toml(&emu, ""));
-        let mut req = bulk_request(bulk_list(dir.path(), &addrs));
+        let mut req = bulk_request(&addrs);
         req.parallel = 3;
         let mut job = svc.bulk_publish(req);
         assert_eq!(job.kind(), "bulk-publish");
@@ -512,6 +562,53 @@ fn bulk_publish_is_a_job_with_ordered_events_and_a_record() {
     });
 }
 
+/// Issue 12 §1: a bulk request carries its list as data and reads each certificate through the
+/// app's reader when its item is tried (one at a time here: never more than the items done and
+/// the one in flight), so a run of 10,000 items holds no more; a file the reader lacks fails its
+/// item, named as the reader names it.
+#[test]
+fn bulk_publish_reads_each_certificate_through_the_apps_reader_when_tried() {
+    let rt = current_thread();
+    rt.block_on(async {
+        let addrs = mailboxes(8);
+        let emu = emulator(&addrs).await;
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path(), &exo_toml(&emu, ""));
+        let (list, mut files) = bulk_list(&addrs);
+        let missing = PathBuf::from(format!("certs/{}.pem", addrs[5]));
+        Arc::get_mut(&mut files).unwrap().files.remove(&missing);
+        let reader: Arc<dyn DeploySource> = files.clone();
+        let mut job = svc.bulk_publish(BulkPublishRequest {
+            directory: Some("exo".into()),
+            force: true,
+            ..BulkPublishRequest::new(list, reader)
+        });
+        while let Some(e) = job.next_event().await {
+            let reads = files.reads.load(Ordering::SeqCst);
+            assert!(reads <= e.done as u64 + 1, "{reads} read at {e:?}");
+        }
+        let report = job.await.unwrap();
+        assert_eq!(files.reads.load(Ordering::SeqCst), addrs.len() as u64);
+        assert_eq!((report.published, report.failed), (7, 1), "{report:?}");
+        let failed = &report.items[5];
+        assert_eq!(failed.address, addrs[5]);
+        assert_eq!(failed.certificate, Path::new("upload").join(&missing));
+        let error = failed.error.as_deref().unwrap();
+        assert!(
+            error.starts_with(&format!("upload/{}: ", missing.display())),
+            "{error}"
+        );
+        assert_eq!(
+            report.items[0].certificate,
+            Path::new("upload/certs/user00@example.org.pem")
+        );
+        for (i, a) in addrs.iter().enumerate() {
+            let held = emu.certificates(a).await.unwrap();
+            assert_eq!(held.len(), usize::from(i != 5), "{a}");
+        }
+    });
+}
+
 #[test]
 fn a_cancelled_bulk_publish_stops_between_items_and_reports_the_rest() {
     let rt = current_thread();
@@ -520,7 +617,7 @@ fn a_cancelled_bulk_publish_stops_between_items_and_reports_the_rest() {
         let emu = emulator(&addrs).await;
         let dir = tempfile::tempdir().unwrap();
         let svc = service(dir.path(), &exo_toml(&emu, ""));
-        let mut job = svc.bulk_publish(bulk_request(bulk_list(dir.path(), &addrs)));
+        let mut job = svc.bulk_publish(bulk_request(&addrs));
         let first = job.next_event().await.unwrap();
         assert_eq!((first.done, first.total), (1, addrs.len()));
         job.canceller().cancel();
@@ -732,7 +829,7 @@ fn ctrl_c_cancels_a_cli_bulk_publish_between_items() {
         ),
     )
     .unwrap();
-    let list = bulk_list(dir.path(), &addrs);
+    let list = bulk_list_file(dir.path(), &addrs);
     let report = dir.path().join("report.json");
     let mut child = std::process::Command::new(crate::common::smimekit_bin())
         .args(["publish", "--from"])

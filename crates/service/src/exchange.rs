@@ -21,6 +21,7 @@ use serde::Serialize;
 use smimekit_core::plugin::{ScriptEmitter, ScriptOperation, ScriptRequest};
 use smimekit_core::{Directory, ProbeStatus};
 
+use crate::deploy::DeploySource;
 use crate::directory::{PublishRequest, parse_address};
 use crate::jobs::{Job, JobContext, JobOutput};
 use crate::runner::{human, requeue_wait};
@@ -30,13 +31,34 @@ use crate::{ErrorKind, Named, Service, ServiceError};
 /// or the directory's `bulk_time_budget_secs` says otherwise.
 pub const DEFAULT_BULK_TIME_BUDGET: Duration = Duration::from_secs(3600);
 
+/// The list of a bulk run, as data: what the app read (`publish --from FILE` reads the file or
+/// lists the folder).
+#[derive(Debug, Clone)]
+pub enum BulkList {
+    /// A list's text, named (`list.csv`: messages name it, and a name ending `.json` or a text
+    /// starting with `[` or `{` is JSON): CSV (`address,certificate`), or JSON
+    /// (`[{"address","certificate"}]` or `{"address": "certificate"}`). Certificate paths are
+    /// as written: relative ones are read relative to the list through the request's `files`.
+    Text(Named<String>),
+    /// A folder of certificate files named by address (`alice@example.org.pem`): its name and
+    /// the names of the files in it (others are skipped), read through the request's `files`.
+    Folder(Named<Vec<String>>),
+}
+
+impl Default for BulkList {
+    fn default() -> Self {
+        Self::Text(Named::default())
+    }
+}
+
 /// `smimekit publish --from FILE`.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct BulkPublishRequest {
-    /// CSV (`address,certificate`), JSON (`[{"address","certificate"}]` or
-    /// `{"address": "certificate"}`), or a folder of certificate files named by address
-    /// (`alice@example.org.pem`). Relative certificate paths are relative to the file.
-    pub source: PathBuf,
+    pub list: BulkList,
+    /// Reads the certificate files the list names (relative to the list's folder, or to the
+    /// folder listed), each when its item is tried, so that a run of any length holds one
+    /// certificate per item in flight. The app implements it (the CLI over the file system).
+    pub files: Arc<dyn DeploySource>,
     pub directory: Option<String>,
     pub contact: bool,
     pub replace: bool,
@@ -49,10 +71,37 @@ pub struct BulkPublishRequest {
     pub time_budget: Option<Duration>,
 }
 
+impl BulkPublishRequest {
+    /// A request for `list` with certificates read through `files`, and the defaults: the first
+    /// directory, no contacts, nothing replaced or pruned, one item at a time, the directory's
+    /// time budget.
+    pub fn new(list: BulkList, files: Arc<dyn DeploySource>) -> Self {
+        Self {
+            list,
+            files,
+            directory: None,
+            contact: false,
+            replace: false,
+            prune_expired: false,
+            force: false,
+            parallel: 1,
+            time_budget: None,
+        }
+    }
+
+    /// The list's name (the file or folder), for messages.
+    fn list_name(&self) -> &str {
+        match &self.list {
+            BulkList::Text(t) => &t.name,
+            BulkList::Folder(f) => &f.name,
+        }
+    }
+}
+
 impl std::fmt::Debug for BulkPublishRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BulkPublishRequest")
-            .field("source", &self.source)
+            .field("list", &self.list_name())
             .field("directory", &self.directory)
             .finish_non_exhaustive()
     }
@@ -108,6 +157,7 @@ pub struct BulkReport {
 struct Pending {
     index: usize,
     address: String,
+    /// As the list names it (read through the request's `files`).
     certificate: PathBuf,
     attempts: u32,
     /// Not to be tried before (the directory's Retry-After).
@@ -142,14 +192,18 @@ fn cancelled(last: Option<&str>) -> String {
     )
 }
 
-/// A certificate file a bulk list names, read on the blocking pool and named by its path: a
-/// bulk source is a list of files, the one request whose certificates the service reads itself.
-async fn read_certificate_file(path: &Path) -> Result<Named<Vec<u8>>, ServiceError> {
-    let file = path.to_path_buf();
-    let data =
-        crate::keys::blocking(move || std::fs::read(&file).map_err(|e| ServiceError::io(&file, e)))
-            .await??;
-    Ok(Named::new(path.display().to_string(), data))
+/// A certificate file a bulk list names, read through the app's reader on the blocking pool
+/// and named as the reader resolves it (the CLI: the file's absolute path).
+async fn read_certificate_file(
+    files: &Arc<dyn DeploySource>,
+    path: &Path,
+) -> Result<Named<Vec<u8>>, ServiceError> {
+    let shown = files.resolve(path);
+    let (reader, file) = (files.clone(), path.to_path_buf());
+    let data = crate::keys::blocking(move || reader.read(&file))
+        .await?
+        .map_err(|e| ServiceError::io(&shown, e))?;
+    Ok(Named::new(shown.display().to_string(), data))
 }
 
 /// A PowerShell script doing what the service would do (`--emit-powershell`), for the caller
@@ -210,53 +264,44 @@ fn usage(msg: impl Into<String>) -> ServiceError {
 
 const CERT_EXTENSIONS: &[&str] = &["pem", "cer", "crt", "der", "p7b", "p7c"];
 
-/// The (address, certificate file) pairs of a bulk source.
-pub fn bulk_items(source: &Path) -> Result<Vec<(String, PathBuf)>, ServiceError> {
-    let base = source.parent().unwrap_or(Path::new(""));
-    let rel = |p: &str| {
-        let p = Path::new(p.trim());
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            base.join(p)
+/// The (address, certificate file) pairs of a bulk list, the files as the list names them.
+pub fn bulk_items(list: &BulkList) -> Result<Vec<(String, PathBuf)>, ServiceError> {
+    let text = match list {
+        BulkList::Folder(folder) => {
+            let mut out = Vec::new();
+            for name in &folder.data {
+                let path = Path::new(name);
+                let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
+                if !CERT_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()) {
+                    continue;
+                }
+                let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
+                if stem.contains('@') {
+                    out.push((stem.to_string(), path.to_path_buf()));
+                }
+            }
+            out.sort();
+            return Ok(out);
         }
+        BulkList::Text(text) => text,
     };
-    let ctx = |e: std::io::Error| usage(format!("{}: {e}", source.display()));
-    if source.is_dir() {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(source).map_err(ctx)? {
-            let path = e.map_err(ctx)?.path();
-            let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
-            if !CERT_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()) {
-                continue;
-            }
-            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
-                continue;
-            };
-            if stem.contains('@') {
-                out.push((stem.to_string(), path.clone()));
-            }
-        }
-        out.sort();
-        return Ok(out);
-    }
-    let text = std::fs::read_to_string(source).map_err(ctx)?;
-    let is_json = source
+    let source = &text.name;
+    let rel = |p: &str| PathBuf::from(p.trim());
+    let is_json = Path::new(source)
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-        || text.trim_start().starts_with(['[', '{']);
+        || text.data.trim_start().starts_with(['[', '{']);
     if is_json {
         let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| usage(format!("{}: {e}", source.display())))?;
+            serde_json::from_str(&text.data).map_err(|e| usage(format!("{source}: {e}")))?;
         let mut out = Vec::new();
         match v {
             serde_json::Value::Object(m) => {
                 for (a, c) in m {
                     let c = c.as_str().ok_or_else(|| {
-                        usage(format!(
-                            "{}: {a}: the certificate must be a path",
-                            source.display()
-                        ))
+                        usage(format!("{source}: {a}: the certificate must be a path"))
                     })?;
                     out.push((a, rel(c)));
                 }
@@ -269,32 +314,27 @@ pub fn bulk_items(source: &Path) -> Result<Vec<(String, PathBuf)>, ServiceError>
                         (Some(a), Some(c)) => out.push((a.to_string(), rel(c))),
                         _ => {
                             return Err(usage(format!(
-                                "{}: item {i} needs \"address\" and \"certificate\"",
-                                source.display()
+                                "{source}: item {i} needs \"address\" and \"certificate\""
                             )));
                         }
                     }
                 }
             }
             _ => {
-                return Err(usage(format!(
-                    "{}: expected an array or an object",
-                    source.display()
-                )));
+                return Err(usage(format!("{source}: expected an array or an object")));
             }
         }
         return Ok(out);
     }
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
+    for (n, line) in text.data.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let Some((a, c)) = line.split_once([',', ';', '\t']) else {
             return Err(usage(format!(
-                "{}: line {}: expected address,certificate",
-                source.display(),
+                "{source}: line {}: expected address,certificate",
                 n + 1
             )));
         };
@@ -422,7 +462,7 @@ impl Service {
         req: &BulkPublishRequest,
         ctx: &JobContext,
     ) -> Result<BulkReport, ServiceError> {
-        let items = bulk_items(&req.source)?;
+        let items = bulk_items(&req.list)?;
         let dir: Arc<dyn Directory> = self.target_directory(req.directory.as_deref()).await?;
         let budget = req
             .time_budget
@@ -472,10 +512,17 @@ impl Service {
                     prune_expired: req.prune_expired,
                     force: req.force,
                 };
-                let file = p.certificate.clone();
+                let (files, file) = (req.files.clone(), p.certificate.clone());
                 running.spawn(async move {
                     let outcome = svc
-                        .bulk_try(dir.as_ref(), one, &file, p.ready_at, deadline, &ctx)
+                        .bulk_try(
+                            dir.as_ref(),
+                            one,
+                            (&files, &file),
+                            p.ready_at,
+                            deadline,
+                            &ctx,
+                        )
                         .await;
                     (p, outcome)
                 });
@@ -494,7 +541,7 @@ impl Service {
             }
             let item = |status, error: Option<String>, out_of_time| BulkItem {
                 address: p.address.clone(),
-                certificate: p.certificate.clone(),
+                certificate: req.files.resolve(&p.certificate),
                 status,
                 added: Vec::new(),
                 removed: Vec::new(),
@@ -574,8 +621,8 @@ impl Service {
         // Cancelled: the items never started are reported, in list order, not done.
         for p in queue {
             done[p.index] = Some(BulkItem {
+                certificate: req.files.resolve(&p.certificate),
                 address: p.address,
-                certificate: p.certificate,
                 status: "cancelled",
                 added: Vec::new(),
                 removed: Vec::new(),
@@ -614,7 +661,7 @@ impl Service {
         &self,
         dir: &dyn Directory,
         one: PublishRequest,
-        file: &Path,
+        (files, file): (&Arc<dyn DeploySource>, &Path),
         ready_at: Option<tokio::time::Instant>,
         deadline: tokio::time::Instant,
         ctx: &JobContext,
@@ -631,7 +678,7 @@ impl Service {
         if tokio::time::Instant::now() >= deadline {
             return Outcome::OutOfTime { started: false };
         }
-        let one = match read_certificate_file(file).await {
+        let one = match read_certificate_file(files, file).await {
             Ok(certificate) => PublishRequest { certificate, ..one },
             Err(e) => return Outcome::Failed(e.message),
         };
@@ -650,26 +697,25 @@ impl Service {
     }
 
     /// The bulk items as publish requests, their certificate files read (for
-    /// `--emit-powershell` with `--from`).
-    pub fn bulk_requests(
+    /// `--emit-powershell` with `--from`: the script holds every certificate anyway).
+    pub async fn bulk_requests(
         &self,
         req: &BulkPublishRequest,
     ) -> Result<Vec<PublishRequest>, ServiceError> {
-        bulk_items(&req.source)?
-            .into_iter()
-            .map(|(address, file)| {
-                let data = std::fs::read(&file).map_err(|e| ServiceError::io(&file, e))?;
-                Ok(PublishRequest {
-                    address,
-                    certificate: Named::new(file.display().to_string(), data),
-                    directory: req.directory.clone(),
-                    contact: req.contact,
-                    replace: req.replace,
-                    prune_expired: req.prune_expired,
-                    force: req.force,
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (address, file) in bulk_items(&req.list)? {
+            let certificate = read_certificate_file(&req.files, &file).await?;
+            out.push(PublishRequest {
+                address,
+                certificate,
+                directory: req.directory.clone(),
+                contact: req.contact,
+                replace: req.replace,
+                prune_expired: req.prune_expired,
+                force: req.force,
+            });
+        }
+        Ok(out)
     }
 
     /// `smimekit exchange probe`: the directory's read-only self-test (sign-in, the cmdlets
@@ -798,23 +844,29 @@ mod tests {
 
     #[test]
     fn bulk_sources() {
-        let d = tempfile::tempdir().unwrap();
-        let csv = d.path().join("list.csv");
-        std::fs::write(
-            &csv,
+        let text = |name: &str, t: &str| BulkList::Text(Named::new(name, t.to_string()));
+        let items = bulk_items(&text(
+            "list.csv",
             "address,certificate\na@x.org,a.pem\n\"b@x.org\";/abs/b.pem\n",
-        )
+        ))
         .unwrap();
-        let items = bulk_items(&csv).unwrap();
-        assert_eq!(items[0], ("a@x.org".into(), d.path().join("a.pem")));
+        // Paths as written: the app's reader resolves relative ones.
+        assert_eq!(items[0], ("a@x.org".into(), PathBuf::from("a.pem")));
         assert_eq!(items[1].1, PathBuf::from("/abs/b.pem"));
-        let json = d.path().join("list.json");
-        std::fs::write(&json, r#"{"c@x.org": "c.pem"}"#).unwrap();
-        assert_eq!(bulk_items(&json).unwrap()[0].0, "c@x.org");
-        std::fs::write(d.path().join("d@x.org.pem"), "").unwrap();
-        std::fs::write(d.path().join("notes.txt"), "").unwrap();
-        let items = bulk_items(d.path()).unwrap();
-        assert_eq!(items.len(), 1);
-        assert_eq!(items[0].0, "d@x.org");
+        let items = bulk_items(&text("list.json", r#"{"c@x.org": "c.pem"}"#)).unwrap();
+        assert_eq!(items[0].0, "c@x.org");
+        let e = bulk_items(&text("list.csv", "a@x.org\n")).unwrap_err();
+        assert_eq!(e.message, "list.csv: line 1: expected address,certificate");
+        let e = bulk_items(&text("l.json", "[{\"address\": \"a@x.org\"}]")).unwrap_err();
+        assert_eq!(
+            e.message,
+            "l.json: item 0 needs \"address\" and \"certificate\""
+        );
+        let folder = BulkList::Folder(Named::new(
+            "certs",
+            vec!["notes.txt".into(), "d@x.org.PEM".into(), "x.pem".into()],
+        ));
+        let items = bulk_items(&folder).unwrap();
+        assert_eq!(items, [("d@x.org".into(), PathBuf::from("d@x.org.PEM"))]);
     }
 }

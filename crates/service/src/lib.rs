@@ -56,8 +56,8 @@ pub use directory::{
 };
 pub use error::{ErrorKind, ServiceError};
 pub use exchange::{
-    BulkItem, BulkPublishRequest, BulkReport, EmitResult, LoginResult, OrgSettingsResult,
-    ProbeLine, ProbeResult, bulk_items,
+    BulkItem, BulkList, BulkPublishRequest, BulkReport, EmitResult, LoginResult,
+    OrgSettingsResult, ProbeLine, ProbeResult, bulk_items,
 };
 pub use inventory::{InventoryItem, InventoryRequest, InventoryResult};
 pub use jobs::{Job, JobCanceller, JobEvent, JobRecord, JobResult};

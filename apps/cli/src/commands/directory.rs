@@ -1,10 +1,13 @@
 //! lookup, publish, unpublish, trust push, trust show, directory audit.
 
 use anyhow::Result;
+use std::sync::Arc;
+
+use smimekit_service::deploy::{DeploySource, FsDeploySource};
 use smimekit_service::{
-    AuditRequest, BulkPublishRequest, CertSummary, DirectoryCert, EmitResult, LookupRequest,
-    OrgSettingsResult, PublishRequest, PublishResult, Service, TrustPushRequest, TrustResult,
-    UnpublishRequest,
+    AuditRequest, BulkList, BulkPublishRequest, CertSummary, DirectoryCert, EmitResult, ErrorKind,
+    LookupRequest, Named, OrgSettingsResult, PublishRequest, PublishResult, Service, ServiceError,
+    TrustPushRequest, TrustResult, UnpublishRequest,
 };
 
 use super::{EXIT_INVALID, EXIT_OK, print_json};
@@ -171,6 +174,33 @@ pub async fn publish(service: &Service, a: PublishArgs, json: bool) -> Result<u8
     Ok(EXIT_OK)
 }
 
+/// `--from FILE`: the list's text, or a folder's file names, with the certificates it names to
+/// be read relative to the list's folder (or the folder), each when its item is tried.
+fn bulk_list(from: &std::path::Path) -> std::result::Result<BulkPublishRequest, ServiceError> {
+    let unreadable = |e: std::io::Error| {
+        ServiceError::new(ErrorKind::Invalid, format!("{}: {e}", from.display()))
+    };
+    let name = from.display().to_string();
+    let (list, base) = if from.is_dir() {
+        let files = FsDeploySource {
+            base: from.to_path_buf(),
+        };
+        let names = files.list(std::path::Path::new("")).map_err(unreadable)?;
+        (BulkList::Folder(Named::new(name, names)), files.base)
+    } else {
+        let text = std::fs::read_to_string(from).map_err(unreadable)?;
+        let base = from
+            .parent()
+            .unwrap_or(std::path::Path::new(""))
+            .to_path_buf();
+        (BulkList::Text(Named::new(name, text)), base)
+    };
+    Ok(BulkPublishRequest::new(
+        list,
+        Arc::new(FsDeploySource { base }),
+    ))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn publish_bulk(
     service: &Service,
@@ -187,7 +217,6 @@ async fn publish_bulk(
     json: bool,
 ) -> Result<u8> {
     let req = BulkPublishRequest {
-        source: from,
         directory,
         contact,
         replace,
@@ -195,9 +224,10 @@ async fn publish_bulk(
         force,
         parallel,
         time_budget,
+        ..bulk_list(&from)?
     };
     if let Some(file) = emit {
-        let items = service.bulk_requests(&req)?;
+        let items = service.bulk_requests(&req).await?;
         print_emit(&service.emit_powershell_publish(&items)?, &file, json)?;
         return Ok(EXIT_OK);
     }
