@@ -18,7 +18,8 @@ use crate::signed::read_oid;
 use crate::{MessageError, certid, oids};
 
 /// What [`smimekit_pki::LIMITS`]`.recipient_infos` counts, for its error.
-const RECIPIENTS: &str = "RecipientInfos (and encrypted keys of key agreements) in one message layer";
+const RECIPIENTS: &str =
+    "RecipientInfos (and encrypted keys of key agreements) in one message layer";
 
 /// How to encrypt.
 #[derive(Debug, Clone)]
@@ -357,6 +358,7 @@ pub async fn decrypt(
     let eci = r.read_tag(TAG_SEQUENCE, "encryptedContentInfo")?;
     let mut recips = Vec::new();
     let mut rr = ris.children();
+    let mut count = 0;
     while let Some(ri) = rr.next()? {
         let recip = parse_recipient(&ri)?;
         count += match &recip.kind {
@@ -369,7 +371,6 @@ pub async fn decrypt(
     let key_algorithms: Vec<String> = recips.iter().map(|r| r.alg_name.clone()).collect();
 
     let mut er = eci.children();
-    let mut count = 0;
     read_oid(&mut er, "contentType")?;
     let alg = er.read_tag(TAG_SEQUENCE, "contentEncryptionAlgorithm")?;
     let ciphertext = match er.next()? {
@@ -559,6 +560,7 @@ fn candidates<'k>(
         if named.len() > before || !cert.is_empty() {
             continue;
         }
+        let before = by_type.len();
         for (i, rec) in recips.iter().enumerate() {
             match (&rec.kind, key.kind()) {
                 (RecipKind::Ktri { .. }, KeyKind::Rsa { .. }) => by_type.push(Candidate {
@@ -580,6 +582,11 @@ fn candidates<'k>(
                 }
                 _ => {}
             }
+            LimitExceeded::check(
+                "recipients to try a key without a certificate on",
+                by_type.len() - before,
+                LIMITS.trial_decryptions,
+            )?;
         }
     }
     Ok((named, by_type))
@@ -590,7 +597,6 @@ fn random_key_len(cipher: ContentCipher) -> usize {
     match cipher {
         ContentCipher::Rc2Cbc(_) => 16,
         c => c.key_len(),
-        let before = by_type.len();
     }
 }
 
@@ -612,11 +618,6 @@ fn describe_recipients(recips: &[Recip<'_>]) -> String {
     for r in recips {
         match &r.kind {
             RecipKind::Ktri { rid, .. } => out.push(describe_rid(rid)),
-            LimitExceeded::check(
-                "recipients to try a key without a certificate on",
-                by_type.len() - before,
-                LIMITS.trial_decryptions,
-            )?;
             RecipKind::Kari { keys, .. } => {
                 out.extend(keys.iter().map(|(rid, _)| describe_rid(rid)))
             }
@@ -803,6 +804,7 @@ fn parse_recipient<'a>(ri: &Tlv<'a>) -> Result<Recip<'a>, MessageError> {
             let mut keys = Vec::new();
             let mut kr = reks.children();
             while let Some(rek) = kr.next()? {
+                LimitExceeded::check(RECIPIENTS, keys.len() + 1, LIMITS.recipient_infos)?;
                 let mut rr = rek.children();
                 let rid = rr.read("rid")?;
                 let ek = rr
@@ -834,7 +836,6 @@ fn parse_recipient<'a>(ri: &Tlv<'a>) -> Result<Recip<'a>, MessageError> {
         _ => Ok(Recip {
             kind: RecipKind::Other,
             alg_name: "ori".into(),
-                LimitExceeded::check(RECIPIENTS, keys.len() + 1, LIMITS.recipient_infos)?;
         }),
     }
 }
