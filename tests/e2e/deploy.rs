@@ -1339,7 +1339,7 @@ fn kill_9_at_many_points_of_a_300_person_apply_then_a_rerun_converges() {
                 "run {i} ({at:?}) made no progress: {}",
                 std::fs::read_to_string(w.path(&format!("apply-{i}.log"))).unwrap()
             );
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(5));
         }
         if let Some(status) = exited {
             panic!(
