@@ -1237,6 +1237,15 @@ fn a_bad_deploy_file_is_exit_2_with_file_line_and_cause_and_writes_nothing() {
     let file = w.deploy(
         "directories = [\"local\"]\n\n[[people]]\naddress = \"alice@example.org\"\nkind = \"mailbox\"\ncertificates = [\"certs\"]\n",
     );
+    // Without --auto-approve and nobody at a terminal to say yes, apply changes nothing.
+    let out = w.code(&["apply", "--file", &file], 2);
+    assert!(
+        text(&out.stderr).contains("not a terminal")
+            && text(&out.stderr).contains("--auto-approve"),
+        "{}",
+        show("apply", &out)
+    );
+    assert_eq!(w.snapshot(&[]), before);
     w.ok(&["apply", "--file", &file, "--auto-approve"]);
     assert_ne!(w.snapshot(&[]), before);
 }
