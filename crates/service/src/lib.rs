@@ -79,8 +79,8 @@ pub use secrets::Prompt;
 pub use session::OpenSessions;
 pub use signer_chain::SignerChain;
 pub use smimekit_core::{
-    CertDer, ContentCipher, DecryptionKey, DigestAlg, PrivateKey, Secret, SecretKind,
-    SecretRequest, SecretSource, SignInChallenge,
+    CertDer, ContentCipher, DecryptionKey, DigestAlg, PrivateKey, RecipientKind, Secret,
+    SecretKind, SecretRequest, SecretSource, SignInChallenge,
 };
 pub use smimekit_message::report::{Layer, LayerKind, OpenReport, SignerReport, SignerStatus};
 pub use smimekit_pki::ca::RevocationReason;

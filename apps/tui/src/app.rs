@@ -1,0 +1,785 @@
+//! The console's state and how keys and service results change it. Pure: no terminal, no
+//! service. A key or a result goes in ([`App::key`], [`App::message`]); [`Task`]s come out,
+//! which the runner spawns against the service, posting results back as [`Msg`]s.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use smimekit_service::deploy::plan::ChangeAction;
+use smimekit_service::deploy::{ApplyReport, Plan};
+use smimekit_service::{JobEvent, LookupResult, PersonRow, PersonStatus, ServiceError};
+
+use crate::keymap::{self, Action, Context, Key};
+
+/// The screens, in `Tab` order (number keys are 1-based).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Screen {
+    People,
+    Plan,
+}
+
+pub const SCREENS: [Screen; 2] = [Screen::People, Screen::Plan];
+
+impl Screen {
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::People => "People",
+            Self::Plan => "Plan",
+        }
+    }
+}
+
+/// Days before expiry that make a person "expiring".
+pub const EXPIRING_DAYS: u32 = 30;
+
+/// Work for the service, spawned by the runner.
+#[derive(Debug, Clone)]
+pub enum Task {
+    LoadPeople,
+    /// A person's certificates, in each of these directories.
+    Lookup {
+        address: String,
+        directories: Vec<String>,
+    },
+    LoadPlan,
+    Apply(Box<Plan>),
+    CancelApply,
+}
+
+/// What comes back.
+#[derive(Debug)]
+pub enum Msg {
+    People(Result<Vec<PersonRow>, ServiceError>),
+    Lookup {
+        address: String,
+        result: Result<Vec<LookupResult>, ServiceError>,
+    },
+    Plan(Result<Box<Plan>, ServiceError>),
+    Progress(JobEvent),
+    Applied(Result<ApplyReport, ServiceError>),
+}
+
+/// How the People list is sorted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sort {
+    Address,
+    Status,
+    Expiry,
+}
+
+impl Sort {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Address => "address",
+            Self::Status => "status",
+            Self::Expiry => "expiry",
+        }
+    }
+}
+
+/// A person's certificates as read for the detail pane.
+#[derive(Debug)]
+pub enum Detail {
+    Loading,
+    Loaded(Vec<LookupResult>),
+}
+
+#[derive(Debug)]
+pub struct People {
+    pub loading: bool,
+    /// Every person, in the current sort order.
+    pub rows: Vec<PersonRow>,
+    /// Indices into `rows` that match the filter.
+    pub shown: Vec<usize>,
+    pub filter: String,
+    /// The filter line has the keys.
+    pub typing: bool,
+    pub sort: Sort,
+    /// Index into `shown`.
+    pub selected: usize,
+    /// First row on screen (index into `shown`).
+    pub offset: usize,
+    /// The address the detail is for, and it.
+    pub detail: Option<(String, Detail)>,
+}
+
+/// One reviewable change of a plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemRef {
+    Issue(usize),
+    Trust {
+        dir: usize,
+    },
+    Change {
+        dir: usize,
+        person: usize,
+        change: usize,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct PlanItem {
+    pub at: ItemRef,
+    pub approved: bool,
+}
+
+#[derive(Debug)]
+pub enum PlanView {
+    /// Started without `--file`.
+    NoFile,
+    Loading,
+    Review,
+    Applying {
+        progress: Option<JobEvent>,
+        /// Items finished so far, in order.
+        finished: Vec<String>,
+        cancelled: bool,
+    },
+    Results(ApplyReport),
+}
+
+#[derive(Debug)]
+pub struct PlanScreen {
+    pub view: PlanView,
+    pub plan: Option<Plan>,
+    pub items: Vec<PlanItem>,
+    pub selected: usize,
+    pub offset: usize,
+}
+
+/// A question before a write.
+#[derive(Debug)]
+pub struct Confirm {
+    pub question: String,
+}
+
+#[derive(Debug)]
+pub struct App {
+    pub screen: Screen,
+    /// `--write` was given.
+    pub write: bool,
+    /// Colours (off with `NO_COLOR`).
+    pub color: bool,
+    pub people: People,
+    pub plan: PlanScreen,
+    pub help: Option<usize>,
+    /// A message over the screen (errors in the directory's words), dismissed with Esc.
+    pub message: Option<String>,
+    pub confirm: Option<Confirm>,
+    /// The command palette's line, while open.
+    pub palette: Option<String>,
+    /// Spinner frame, advanced by the runner's tick while work is pending.
+    pub tick: usize,
+    /// Rows the list shows (set by the drawing code from the terminal size).
+    pub page: usize,
+    pub quit: bool,
+}
+
+impl App {
+    pub fn new(write: bool, color: bool, has_file: bool) -> Self {
+        Self {
+            screen: Screen::People,
+            write,
+            color,
+            people: People {
+                loading: true,
+                rows: Vec::new(),
+                shown: Vec::new(),
+                filter: String::new(),
+                typing: false,
+                sort: Sort::Address,
+                selected: 0,
+                offset: 0,
+                detail: None,
+            },
+            plan: PlanScreen {
+                view: if has_file {
+                    PlanView::Loading
+                } else {
+                    PlanView::NoFile
+                },
+                plan: None,
+                items: Vec::new(),
+                selected: 0,
+                offset: 0,
+            },
+            help: None,
+            message: None,
+            confirm: None,
+            palette: None,
+            tick: 0,
+            page: 10,
+            quit: false,
+        }
+    }
+
+    /// The tasks to start with.
+    pub fn start(&self) -> Vec<Task> {
+        let mut t = vec![Task::LoadPeople];
+        if matches!(self.plan.view, PlanView::Loading) {
+            t.push(Task::LoadPlan);
+        }
+        t
+    }
+
+    /// Whether anything is pending (the spinner turns).
+    pub fn busy(&self) -> Option<&'static str> {
+        if self.people.loading {
+            Some("loading people")
+        } else if matches!(self.people.detail, Some((_, Detail::Loading))) {
+            Some("reading certificates")
+        } else if matches!(self.plan.view, PlanView::Loading) {
+            Some("planning")
+        } else if matches!(self.plan.view, PlanView::Applying { .. }) {
+            Some("applying")
+        } else {
+            None
+        }
+    }
+
+    /// The context whose keys apply now, innermost first.
+    pub fn context(&self) -> Context {
+        if self.message.is_some() {
+            Context::Message
+        } else if self.confirm.is_some() {
+            Context::Confirm
+        } else if self.help.is_some() {
+            Context::Help
+        } else {
+            match self.screen {
+                Screen::People if self.people.typing => Context::Filter,
+                Screen::People => Context::People,
+                Screen::Plan if matches!(self.plan.view, PlanView::Applying { .. }) => {
+                    Context::Applying
+                }
+                Screen::Plan => Context::Plan,
+            }
+        }
+    }
+
+    /// A key pressed.
+    pub fn key(&mut self, ev: KeyEvent) -> Vec<Task> {
+        let key = Key::of(&ev);
+        if let Some(line) = &mut self.palette {
+            match key.code {
+                KeyCode::Esc => self.palette = None,
+                KeyCode::Enter => {
+                    let line = std::mem::take(line);
+                    self.palette = None;
+                    return self.command(&line);
+                }
+                KeyCode::Backspace => {
+                    line.pop();
+                }
+                KeyCode::Char(c) if !key.ctrl => line.push(c),
+                _ => {}
+            }
+            return Vec::new();
+        }
+        let context = self.context();
+        let found = keymap::action(context, key).or(match context {
+            // Overlays own the keys: only their own bindings and Ctrl-C work.
+            Context::Message | Context::Confirm | Context::Help | Context::Filter => {
+                keymap::action(Context::Global, key).filter(|a| *a == Action::Quit && key.ctrl)
+            }
+            _ => keymap::action(Context::Global, key),
+        });
+        match found {
+            Some(a) => self.act(a),
+            None => {
+                if context == Context::Filter {
+                    self.filter_key(key);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    fn filter_key(&mut self, key: Key) {
+        match key.code {
+            KeyCode::Backspace => {
+                self.people.filter.pop();
+                self.refilter(false);
+            }
+            KeyCode::Char(c) if !key.ctrl => {
+                self.people.filter.push(c);
+                self.refilter(true);
+            }
+            _ => {}
+        }
+    }
+
+    /// A palette command.
+    fn command(&mut self, line: &str) -> Vec<Task> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["people"] | ["1"] => self.act(Action::Screen(0)),
+            ["plan"] | ["2"] => self.act(Action::Screen(1)),
+            ["apply"] => self.act(Action::Apply),
+            ["help"] => self.act(Action::Help),
+            ["q"] | ["quit"] => self.act(Action::Quit),
+            ["sort", how] => {
+                let sort = match *how {
+                    "address" => Sort::Address,
+                    "status" => Sort::Status,
+                    "expiry" => Sort::Expiry,
+                    other => {
+                        self.message =
+                            Some(format!("sort {other}: sort by address, status or expiry"));
+                        return Vec::new();
+                    }
+                };
+                self.set_sort(sort);
+                Vec::new()
+            }
+            [] => Vec::new(),
+            _ => {
+                self.message = Some(format!(
+                    "{line}: not a command (people, plan, sort address|status|expiry, apply, help, quit)"
+                ));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Runs an action.
+    pub fn act(&mut self, action: Action) -> Vec<Task> {
+        match action {
+            Action::Quit => self.quit = true,
+            Action::Help => self.help = Some(0),
+            Action::Palette => self.palette = Some(String::new()),
+            Action::Dismiss => {
+                if self.message.is_some() {
+                    self.message = None;
+                } else {
+                    self.help = None;
+                }
+            }
+            Action::NextScreen | Action::PrevScreen => {
+                let i = SCREENS.iter().position(|s| *s == self.screen).unwrap_or(0);
+                let n = SCREENS.len();
+                let next = if action == Action::NextScreen {
+                    (i + 1) % n
+                } else {
+                    (i + n - 1) % n
+                };
+                self.screen = SCREENS[next];
+            }
+            Action::Screen(i) => {
+                if let Some(s) = SCREENS.get(i) {
+                    self.screen = *s;
+                }
+            }
+            Action::Up => self.move_by(-1),
+            Action::Down => self.move_by(1),
+            Action::PageUp => self.move_by(-(self.page.max(1) as isize)),
+            Action::PageDown => self.move_by(self.page.max(1) as isize),
+            Action::Top => self.move_by(isize::MIN / 2),
+            Action::Bottom => self.move_by(isize::MAX / 2),
+            Action::Filter => self.people.typing = true,
+            Action::FilterDone => self.people.typing = false,
+            Action::FilterClear => {
+                self.people.typing = false;
+                self.people.filter.clear();
+                self.refilter(false);
+            }
+            Action::Sort => {
+                let next = match self.people.sort {
+                    Sort::Address => Sort::Status,
+                    Sort::Status => Sort::Expiry,
+                    Sort::Expiry => Sort::Address,
+                };
+                self.set_sort(next);
+            }
+            Action::Open => {
+                if let Some(row) = self.selected_person() {
+                    let address = row.address.clone();
+                    let directories = row.directories.clone();
+                    self.people.detail = Some((address.clone(), Detail::Loading));
+                    return vec![Task::Lookup {
+                        address,
+                        directories,
+                    }];
+                }
+            }
+            Action::Refresh => match self.screen {
+                Screen::People => {
+                    self.people.loading = true;
+                    return vec![Task::LoadPeople];
+                }
+                Screen::Plan => {
+                    if matches!(self.plan.view, PlanView::NoFile) {
+                        self.message = Some(NO_FILE.into());
+                    } else {
+                        self.plan.view = PlanView::Loading;
+                        return vec![Task::LoadPlan];
+                    }
+                }
+            },
+            Action::Toggle => {
+                if matches!(self.plan.view, PlanView::Review)
+                    && let Some(item) = self.plan.items.get_mut(self.plan.selected)
+                {
+                    item.approved = !item.approved;
+                    self.move_by(1);
+                }
+            }
+            Action::ApproveAll | Action::SkipAll => {
+                if matches!(self.plan.view, PlanView::Review) {
+                    for i in &mut self.plan.items {
+                        i.approved = action == Action::ApproveAll;
+                    }
+                }
+            }
+            Action::Apply => self.ask_apply(),
+            Action::Yes => {
+                self.confirm = None;
+                if let Some(plan) = self.approved_plan() {
+                    self.plan.view = PlanView::Applying {
+                        progress: None,
+                        finished: Vec::new(),
+                        cancelled: false,
+                    };
+                    return vec![Task::Apply(Box::new(plan))];
+                }
+            }
+            Action::No => self.confirm = None,
+            Action::CancelApply => {
+                if let PlanView::Applying { cancelled, .. } = &mut self.plan.view {
+                    *cancelled = true;
+                    return vec![Task::CancelApply];
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    fn ask_apply(&mut self) {
+        if self.screen != Screen::Plan {
+            self.screen = Screen::Plan;
+        }
+        match &self.plan.view {
+            PlanView::NoFile => {
+                self.message = Some(NO_FILE.into());
+                return;
+            }
+            PlanView::Review => {}
+            _ => return,
+        }
+        if !self.write {
+            self.message = Some(
+                "read-only: nothing is changed. Start smimekit-tui with --write to apply changes."
+                    .into(),
+            );
+            return;
+        }
+        let approved = self.plan.items.iter().filter(|i| i.approved).count();
+        if approved == 0 {
+            self.message = Some("No change is approved: approve some with Space first.".into());
+            return;
+        }
+        let dirs: Vec<String> = self
+            .approved_plan()
+            .map(|p| {
+                p.directories
+                    .iter()
+                    .filter(|d| d.trust.is_some() || !d.people.is_empty())
+                    .map(|d| d.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let skipped = self.plan.items.len() - approved;
+        let mut question = format!(
+            "Apply {approved} approved change{} ({skipped} skipped)",
+            if approved == 1 { "" } else { "s" }
+        );
+        if !dirs.is_empty() {
+            question.push_str(&format!(" to {}", dirs.join(", ")));
+        }
+        question.push('?');
+        self.confirm = Some(Confirm { question });
+    }
+
+    /// The plan holding only the approved changes (what `a` applies).
+    pub fn approved_plan(&self) -> Option<Plan> {
+        let mut plan = self.plan.plan.clone()?;
+        let approved = |at: &ItemRef| self.plan.items.iter().any(|i| i.approved && i.at == *at);
+        let mut i = 0;
+        plan.issue.retain(|_| {
+            i += 1;
+            approved(&ItemRef::Issue(i - 1))
+        });
+        for (d, dir) in plan.directories.iter_mut().enumerate() {
+            if dir.trust.is_some() && !approved(&ItemRef::Trust { dir: d }) {
+                dir.trust = None;
+            }
+            let mut p = 0;
+            dir.people.retain_mut(|person| {
+                let this = p;
+                p += 1;
+                if person.changes.is_empty() {
+                    return true;
+                }
+                let mut c = 0;
+                person.changes.retain(|_| {
+                    c += 1;
+                    approved(&ItemRef::Change {
+                        dir: d,
+                        person: this,
+                        change: c - 1,
+                    })
+                });
+                // A person whose every change is skipped is left alone (no contact created).
+                !person.changes.is_empty()
+            });
+        }
+        Some(plan)
+    }
+
+    /// A result from the service.
+    pub fn message(&mut self, msg: Msg) -> Vec<Task> {
+        match msg {
+            Msg::People(Ok(rows)) => {
+                self.people.loading = false;
+                self.people.rows = rows;
+                self.sort_rows();
+                self.refilter(false);
+            }
+            Msg::People(Err(e)) => {
+                self.people.loading = false;
+                self.message = Some(format!("Reading people: {}", e.message));
+            }
+            Msg::Lookup { address, result } => {
+                let current = matches!(&self.people.detail, Some((a, _)) if *a == address);
+                match result {
+                    Ok(found) if current => {
+                        self.people.detail = Some((address, Detail::Loaded(found)));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if current {
+                            self.people.detail = None;
+                        }
+                        self.message = Some(format!("Looking up {address}: {}", e.message));
+                    }
+                }
+            }
+            Msg::Plan(Ok(plan)) => {
+                self.plan.items = items_of(&plan);
+                self.plan.plan = Some(*plan);
+                self.plan.selected = 0;
+                self.plan.offset = 0;
+                self.plan.view = PlanView::Review;
+            }
+            Msg::Plan(Err(e)) => {
+                self.plan.view = PlanView::Review;
+                self.message = Some(format!("Planning: {}", e.message));
+            }
+            Msg::Progress(ev) => {
+                if let PlanView::Applying {
+                    progress, finished, ..
+                } = &mut self.plan.view
+                {
+                    if let Some(item) = &ev.current_item {
+                        finished.push(item.clone());
+                    }
+                    *progress = Some(ev);
+                }
+            }
+            Msg::Applied(Ok(report)) => {
+                self.plan.selected = 0;
+                self.plan.offset = 0;
+                self.plan.view = PlanView::Results(report);
+            }
+            Msg::Applied(Err(e)) => {
+                self.plan.view = PlanView::Review;
+                self.message = Some(format!("Apply: {}", e.message));
+            }
+        }
+        Vec::new()
+    }
+
+    pub fn selected_person(&self) -> Option<&PersonRow> {
+        self.people
+            .shown
+            .get(self.people.selected)
+            .and_then(|i| self.people.rows.get(*i))
+    }
+
+    fn set_sort(&mut self, sort: Sort) {
+        self.people.sort = sort;
+        let keep = self.selected_person().map(|r| r.address.clone());
+        self.sort_rows();
+        self.refilter(false);
+        if let Some(a) = keep
+            && let Some(pos) = self
+                .people
+                .shown
+                .iter()
+                .position(|i| self.people.rows[*i].address == a)
+        {
+            self.people.selected = pos;
+            self.people.offset = pos.saturating_sub(self.page / 2);
+        }
+    }
+
+    fn sort_rows(&mut self) {
+        let rows = &mut self.people.rows;
+        match self.people.sort {
+            Sort::Address => rows.sort_by(|a, b| a.address.cmp(&b.address)),
+            Sort::Status => rows.sort_by(|a, b| {
+                status_rank(a.status)
+                    .cmp(&status_rank(b.status))
+                    .then_with(|| a.address.cmp(&b.address))
+            }),
+            // Earliest first; nobody's expiry (no valid certificate) last.
+            Sort::Expiry => rows.sort_by(|a, b| {
+                a.earliest_expiry_unix
+                    .unwrap_or(i64::MAX)
+                    .cmp(&b.earliest_expiry_unix.unwrap_or(i64::MAX))
+                    .then_with(|| a.address.cmp(&b.address))
+            }),
+        }
+    }
+
+    /// Recomputes the rows shown. `narrowed`: the filter only grew, so only the rows shown
+    /// now can match (the common keystroke scans the last result, not everyone).
+    fn refilter(&mut self, narrowed: bool) {
+        let p = &mut self.people;
+        let needle = p.filter.to_lowercase();
+        let matches = |r: &PersonRow| needle.is_empty() || contains_lower(&r.address, &needle);
+        if narrowed {
+            let rows = &p.rows;
+            p.shown.retain(|i| matches(&rows[*i]));
+        } else {
+            p.shown = (0..p.rows.len()).filter(|i| matches(&p.rows[*i])).collect();
+        }
+        p.selected = p.selected.min(p.shown.len().saturating_sub(1));
+        if narrowed || p.filter.is_empty() {
+            p.selected = 0;
+            p.offset = 0;
+        }
+        p.offset = p.offset.min(p.selected);
+    }
+
+    fn move_by(&mut self, delta: isize) {
+        let page = self.page.max(1);
+        let (selected, offset, len) = match self.screen {
+            Screen::People => (
+                &mut self.people.selected,
+                &mut self.people.offset,
+                self.people.shown.len(),
+            ),
+            Screen::Plan => {
+                let len = match &self.plan.view {
+                    PlanView::Results(r) => r.steps.len(),
+                    _ => self.plan.items.len(),
+                };
+                (&mut self.plan.selected, &mut self.plan.offset, len)
+            }
+        };
+        if self.help.is_some() {
+            let h = self.help.get_or_insert(0);
+            *h = h
+                .saturating_add_signed(delta)
+                .min(keymap::help_lines().len());
+            return;
+        }
+        if len == 0 {
+            *selected = 0;
+            *offset = 0;
+            return;
+        }
+        *selected = selected.saturating_add_signed(delta).min(len - 1);
+        if *selected < *offset {
+            *offset = *selected;
+        } else if *selected >= *offset + page {
+            *offset = *selected + 1 - page;
+        }
+    }
+}
+
+const NO_FILE: &str =
+    "No deploy file: start smimekit-tui with --file deploy.toml to review a plan.";
+
+fn status_rank(s: PersonStatus) -> u8 {
+    match s {
+        PersonStatus::NotReady => 0,
+        PersonStatus::Expiring => 1,
+        PersonStatus::Ready => 2,
+    }
+}
+
+/// Whether `hay` contains `needle` (already lower case), ignoring ASCII case, without
+/// allocating (addresses are mostly ASCII; others compare as they are).
+fn contains_lower(hay: &str, needle: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    n.len() <= h.len()
+        && h.windows(n.len())
+            .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
+}
+
+/// The reviewable changes of a plan, in the order the plan text shows them.
+pub fn items_of(plan: &Plan) -> Vec<PlanItem> {
+    let mut items = Vec::new();
+    for i in 0..plan.issue.len() {
+        items.push(ItemRef::Issue(i));
+    }
+    for (d, dir) in plan.directories.iter().enumerate() {
+        if dir.trust.is_some() {
+            items.push(ItemRef::Trust { dir: d });
+        }
+        for (p, person) in dir.people.iter().enumerate() {
+            for c in 0..person.changes.len() {
+                items.push(ItemRef::Change {
+                    dir: d,
+                    person: p,
+                    change: c,
+                });
+            }
+        }
+    }
+    items
+        .into_iter()
+        .map(|at| PlanItem { at, approved: true })
+        .collect()
+}
+
+/// One line naming a plan item: directory, target, what.
+pub fn item_text(plan: &Plan, at: &ItemRef) -> (String, String, String) {
+    match at {
+        ItemRef::Issue(i) => {
+            let s = &plan.issue[*i];
+            let what = match &s.replaces {
+                Some(_) => format!("renew with CA {}", s.ca),
+                None => format!("issue with CA {}", s.ca),
+            };
+            (s.directories.join(","), s.address.clone(), what)
+        }
+        ItemRef::Trust { dir } => {
+            let d = &plan.directories[*dir];
+            let (add, remove) = d
+                .trust
+                .as_ref()
+                .map_or((0, 0), |t| (t.add.len(), t.remove.len()));
+            (
+                d.name.clone(),
+                "trust chain".into(),
+                format!("upload (+{add} -{remove})"),
+            )
+        }
+        ItemRef::Change {
+            dir,
+            person,
+            change,
+        } => {
+            let d = &plan.directories[*dir];
+            let p = &d.people[*person];
+            let what = match &p.changes[*change] {
+                ChangeAction::Add { certificate } => format!("+ add {}", certificate.subject),
+                ChangeAction::Remove { certificate, .. } => {
+                    format!("- remove {}", certificate.subject)
+                }
+            };
+            (d.name.clone(), p.address.clone(), what)
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! The one keymap: every key, the action it runs and where (its context). Key handling, the
+//! help screen (`?`) and the status bar are all read from [`KEYMAP`]; nothing else binds keys.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// Where a binding applies. Overlays (help, a message, a confirmation, the filter and palette
+/// lines) take keys before the screen; [`Context::Global`] comes last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    Global,
+    People,
+    Plan,
+    /// The Plan screen while an apply runs.
+    Applying,
+    /// Typing a filter on the People screen.
+    Filter,
+    /// A yes/no question.
+    Confirm,
+    /// A message shown over the screen.
+    Message,
+    Help,
+}
+
+impl Context {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Global => "everywhere",
+            Self::People => "People",
+            Self::Plan => "Plan",
+            Self::Applying => "Plan, applying",
+            Self::Filter => "filter line",
+            Self::Confirm => "confirmation",
+            Self::Message => "message",
+            Self::Help => "help",
+        }
+    }
+}
+
+/// What a key does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    Help,
+    Palette,
+    NextScreen,
+    PrevScreen,
+    /// 0-based screen number.
+    Screen(usize),
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    Filter,
+    /// Keep the filter and leave the filter line.
+    FilterDone,
+    /// Clear the filter and leave the filter line.
+    FilterClear,
+    Sort,
+    Open,
+    Refresh,
+    Toggle,
+    ApproveAll,
+    SkipAll,
+    Apply,
+    CancelApply,
+    Yes,
+    No,
+    Dismiss,
+}
+
+/// A key: a code and whether Ctrl is held (Shift is in the character itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub code: KeyCode,
+    pub ctrl: bool,
+}
+
+const fn ch(c: char) -> Key {
+    Key {
+        code: KeyCode::Char(c),
+        ctrl: false,
+    }
+}
+
+const fn ctrl(c: char) -> Key {
+    Key {
+        code: KeyCode::Char(c),
+        ctrl: true,
+    }
+}
+
+const fn code(code: KeyCode) -> Key {
+    Key { code, ctrl: false }
+}
+
+impl Key {
+    pub fn of(ev: &KeyEvent) -> Self {
+        Self {
+            code: ev.code,
+            ctrl: ev.modifiers.contains(KeyModifiers::CONTROL),
+        }
+    }
+
+    /// How help and the status bar name the key.
+    pub fn name(&self) -> String {
+        let base = match self.code {
+            KeyCode::Char(' ') => "Space".to_string(),
+            KeyCode::Char(c) => c.to_string(),
+            KeyCode::Up => "↑".into(),
+            KeyCode::Down => "↓".into(),
+            KeyCode::Left => "←".into(),
+            KeyCode::Right => "→".into(),
+            KeyCode::PageUp => "PgUp".into(),
+            KeyCode::PageDown => "PgDn".into(),
+            KeyCode::Home => "Home".into(),
+            KeyCode::End => "End".into(),
+            KeyCode::Enter => "Enter".into(),
+            KeyCode::Esc => "Esc".into(),
+            KeyCode::Tab => "Tab".into(),
+            KeyCode::BackTab => "S-Tab".into(),
+            other => format!("{other:?}"),
+        };
+        if self.ctrl { format!("C-{base}") } else { base }
+    }
+}
+
+/// One row of the keymap.
+#[derive(Debug)]
+pub struct Binding {
+    pub keys: &'static [Key],
+    pub action: Action,
+    pub context: Context,
+    /// What help says.
+    pub help: &'static str,
+    /// Shown in the status bar of its context.
+    pub status: bool,
+}
+
+const fn b(
+    keys: &'static [Key],
+    action: Action,
+    context: Context,
+    help: &'static str,
+    status: bool,
+) -> Binding {
+    Binding {
+        keys,
+        action,
+        context,
+        help,
+        status,
+    }
+}
+
+use Action as A;
+use Context as C;
+
+/// The keymap. Order matters only for display: help lists it as written.
+pub const KEYMAP: &[Binding] = &[
+    b(
+        &[ch('y'), code(KeyCode::Enter)],
+        A::Yes,
+        C::Confirm,
+        "yes, go ahead",
+        true,
+    ),
+    b(
+        &[ch('n'), code(KeyCode::Esc)],
+        A::No,
+        C::Confirm,
+        "no, change nothing",
+        true,
+    ),
+    b(
+        &[code(KeyCode::Esc), code(KeyCode::Enter)],
+        A::Dismiss,
+        C::Message,
+        "dismiss the message",
+        true,
+    ),
+    b(
+        &[code(KeyCode::Esc), ch('?'), ch('q')],
+        A::Dismiss,
+        C::Help,
+        "close help",
+        true,
+    ),
+    b(
+        &[ch('k'), code(KeyCode::Up)],
+        A::Up,
+        C::Help,
+        "scroll up",
+        false,
+    ),
+    b(
+        &[ch('j'), code(KeyCode::Down)],
+        A::Down,
+        C::Help,
+        "scroll down",
+        false,
+    ),
+    b(
+        &[code(KeyCode::Enter)],
+        A::FilterDone,
+        C::Filter,
+        "keep the filter",
+        true,
+    ),
+    b(
+        &[code(KeyCode::Esc)],
+        A::FilterClear,
+        C::Filter,
+        "clear the filter",
+        true,
+    ),
+    b(
+        &[code(KeyCode::Up)],
+        A::Up,
+        C::Filter,
+        "previous person",
+        false,
+    ),
+    b(
+        &[code(KeyCode::Down)],
+        A::Down,
+        C::Filter,
+        "next person",
+        false,
+    ),
+    b(
+        &[ch('c'), code(KeyCode::Esc)],
+        A::CancelApply,
+        C::Applying,
+        "cancel the apply (between items)",
+        true,
+    ),
+    b(
+        &[ch('/')],
+        A::Filter,
+        C::People,
+        "filter by address, as you type",
+        true,
+    ),
+    b(
+        &[ch('s')],
+        A::Sort,
+        C::People,
+        "sort by address, status, expiry",
+        true,
+    ),
+    b(
+        &[code(KeyCode::Enter)],
+        A::Open,
+        C::People,
+        "read the person's certificates",
+        true,
+    ),
+    b(
+        &[ch('r')],
+        A::Refresh,
+        C::People,
+        "reload people from the store",
+        false,
+    ),
+    b(
+        &[ch(' ')],
+        A::Toggle,
+        C::Plan,
+        "approve or skip the change",
+        true,
+    ),
+    b(
+        &[ch('A')],
+        A::ApproveAll,
+        C::Plan,
+        "approve every change",
+        false,
+    ),
+    b(&[ch('S')], A::SkipAll, C::Plan, "skip every change", false),
+    b(
+        &[ch('a')],
+        A::Apply,
+        C::Plan,
+        "apply the approved changes (--write)",
+        true,
+    ),
+    b(
+        &[ch('r')],
+        A::Refresh,
+        C::Plan,
+        "plan again from the deploy file",
+        true,
+    ),
+    b(&[ch('k'), code(KeyCode::Up)], A::Up, C::Global, "up", false),
+    b(
+        &[ch('j'), code(KeyCode::Down)],
+        A::Down,
+        C::Global,
+        "down",
+        false,
+    ),
+    b(
+        &[ctrl('u'), code(KeyCode::PageUp)],
+        A::PageUp,
+        C::Global,
+        "page up",
+        false,
+    ),
+    b(
+        &[ctrl('d'), code(KeyCode::PageDown)],
+        A::PageDown,
+        C::Global,
+        "page down",
+        false,
+    ),
+    b(
+        &[ch('g'), code(KeyCode::Home)],
+        A::Top,
+        C::Global,
+        "first row",
+        false,
+    ),
+    b(
+        &[ch('G'), code(KeyCode::End)],
+        A::Bottom,
+        C::Global,
+        "last row",
+        false,
+    ),
+    b(
+        &[code(KeyCode::Tab), ch('l'), code(KeyCode::Right)],
+        A::NextScreen,
+        C::Global,
+        "next screen",
+        true,
+    ),
+    b(
+        &[code(KeyCode::BackTab), ch('h'), code(KeyCode::Left)],
+        A::PrevScreen,
+        C::Global,
+        "previous screen",
+        false,
+    ),
+    b(&[ch('1')], A::Screen(0), C::Global, "People", false),
+    b(&[ch('2')], A::Screen(1), C::Global, "Plan", false),
+    b(&[ch(':')], A::Palette, C::Global, "command palette", false),
+    b(&[ch('?')], A::Help, C::Global, "help", true),
+    b(&[ch('q'), ctrl('c')], A::Quit, C::Global, "quit", true),
+];
+
+/// The action for a key in a context, or `None` (then the caller tries the next context).
+pub fn action(context: Context, key: Key) -> Option<Action> {
+    KEYMAP
+        .iter()
+        .find(|b| b.context == context && b.keys.contains(&key))
+        .map(|b| b.action)
+}
+
+/// The status-bar hints of a context and the global ones: `key action` pairs.
+pub fn hints(context: Context) -> Vec<(String, &'static str)> {
+    let mut out: Vec<_> = KEYMAP
+        .iter()
+        .filter(|b| b.status && b.context == context)
+        .map(|b| (b.keys[0].name(), b.help))
+        .collect();
+    if !matches!(context, C::Confirm | C::Message | C::Help | C::Filter) {
+        out.extend(
+            KEYMAP
+                .iter()
+                .filter(|b| b.status && b.context == C::Global)
+                .map(|b| (b.keys[0].name(), b.help)),
+        );
+    }
+    out
+}
+
+/// The help text: one line per binding, grouped by context.
+pub fn help_lines() -> Vec<String> {
+    let mut lines = Vec::new();
+    let order = [
+        C::Global,
+        C::People,
+        C::Filter,
+        C::Plan,
+        C::Applying,
+        C::Confirm,
+        C::Message,
+        C::Help,
+    ];
+    for context in order {
+        lines.push(format!("{}:", context.name()));
+        for b in KEYMAP.iter().filter(|b| b.context == context) {
+            let keys: Vec<String> = b.keys.iter().map(Key::name).collect();
+            lines.push(format!("  {:<18} {}", keys.join(" "), b.help));
+        }
+    }
+    lines.push(String::new());
+    lines.push(": commands: people, plan, sort address|status|expiry, apply, help, quit".into());
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_key_is_bound_twice_in_one_context() {
+        for (i, a) in KEYMAP.iter().enumerate() {
+            for b in &KEYMAP[i + 1..] {
+                if a.context == b.context {
+                    for k in a.keys {
+                        assert!(
+                            !b.keys.contains(k),
+                            "{} bound twice in {:?}",
+                            k.name(),
+                            a.context
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vim_keys_and_arrows_both_move() {
+        assert_eq!(action(C::Global, ch('j')), Some(A::Down));
+        assert_eq!(action(C::Global, code(KeyCode::Down)), Some(A::Down));
+        assert_eq!(action(C::Global, ctrl('c')), Some(A::Quit));
+        assert_eq!(action(C::People, ch('j')), None);
+    }
+}
