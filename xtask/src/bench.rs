@@ -221,6 +221,9 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("\nHostile input (each at most 10 MiB; refused or processed within 1 s and 64 MiB):");
     crate::bench_adversarial::run(&pki_args)?;
 
+    println!("\nPlan and apply (local directory + Exchange emulator + slapd, one deploy file):");
+    crate::bench_deploy::run(&pki_args)?;
+
     let missed: Vec<&str> = targets
         .iter()
         .filter(|t| !t.pass)

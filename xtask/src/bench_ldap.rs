@@ -9,7 +9,7 @@
 
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "../../plugins/directory-ldap/tests/slapd/mod.rs"]
-mod slapd;
+pub(crate) mod slapd;
 
 use std::process::Command;
 use std::time::Instant;

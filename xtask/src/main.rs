@@ -17,6 +17,9 @@
 //!     file it replaced, the inventory's expiring query, 16 concurrent writers.
 //!   * `bench-adversarial`: hostile inputs of at most 10 MiB (50,000 signers, 100,000
 //!     recipients, 10^6 header lines, deep BER…), each refused or processed within 1 s and 64 MiB.
+//!   * `bench-deploy`: plan and apply of 10,000 people across the local directory, the Exchange
+//!     emulator (throttling) and slapd: plan against just reading them, with a fresh inventory,
+//!     the throttle budget apply uses, nothing lost or twice, peak RSS.
 //! * `cargo xtask fuzz`: the coverage-guided fuzz targets of `fuzz/` ([`fuzz`]): `--list`,
 //!   `TARGET [--time S]`, `all`, and `smoke` (part of `test`).
 //! * `cargo xtask windows-test`: the Windows certificate-store plugin cross-built for
@@ -24,6 +27,7 @@
 
 mod bench;
 mod bench_adversarial;
+mod bench_deploy;
 mod bench_exchange;
 mod bench_ldap;
 mod bench_p12;
@@ -66,12 +70,13 @@ fn main() -> Result<()> {
         Some("bench-plugins") => bench_plugins::run(&args[1..]),
         Some("bench-store") => bench_store::run(&args[1..]),
         Some("bench-adversarial") => bench_adversarial::run(&args[1..]),
+        Some("bench-deploy") => bench_deploy::run(&args[1..]),
         Some("build-samples") => samples::run_task(&args[1..]),
         Some("windows-test") => windows_test::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|demo|fuzz|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|bench-store|bench-adversarial|build-samples|windows-test>"
+                "usage: cargo xtask <test|demo|fuzz|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|bench-store|bench-adversarial|bench-deploy|build-samples|windows-test>"
             );
             bail!("unknown or missing task")
         }
