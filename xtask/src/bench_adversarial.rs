@@ -4,11 +4,12 @@
 //! is refused or processed in at most 1 s of CPU and 64 MiB of peak resident memory.
 //!
 //! The inputs: 50,000 SignerInfos beside 20,000 certificates, and the most the limits let
-//! through (64 signers, 256 certificates, each signer looked up); 100,000 recipients, and
-//! 10,000 (the limit) for a key with its certificate and a key alone; 10^6 header lines;
-//! 1,000 nested multiparts; a million levels of indefinite-length BER, and 50 levels above 3
-//! million chunks (as deep as the reader allows, as wide as 10 MiB allows); a `.p7b` of 35,000
-//! certificates; PKCS#12 files with 8 million iterations and with a million bags.
+//! through (64 signers, 256 certificates, each signer looked up; 64 signers by key identifier
+//! beside 10,000 certificates given with `--cert`); 100,000 recipients, and 10,000 (the
+//! limit) for a key with its certificate and for a key alone; 10^6 header lines; 1,000 nested
+//! multiparts and 10,000 parts; 2.6 million levels of indefinite-length BER, and 50 levels
+//! above 3 million chunks (as deep as the reader allows, as wide as 10 MiB allows); a `.p7b`
+//! of 35,000 certificates; PKCS#12 files with 8 million iterations and with 800,000 bags.
 //!
 //! Each run is measured by a fresh `xtask bench-adversarial --measure` process that spawns it
 //! and reads its `rusage` with `wait4` (as `bench`'s memory figure is taken, so this process's
@@ -439,6 +440,22 @@ fn generate(dir: &Path) -> Result<Vec<Case>> {
         input: f,
         env: vec![],
     });
+    // The caller's certificates are indexed too: 64 signers by key identifier (which makes
+    // the index read every certificate's extensions) beside a --cert file at its limit.
+    let p7b_10k = write(
+        "certs-10k.p7b",
+        &smimekit_pki::write_p7b(&vec![keys.ec_cert.clone(); 10_000]),
+    )?;
+    let f = write("signers-ski.p7m", &signed_data(64, 1, cert, &ski))?;
+    let mut args = verify(&f);
+    args.extend(["--cert".into(), s(&p7b_10k)]);
+    cases.push(Case {
+        name: "64 signers x 10k --cert",
+        what: "64 SignerInfos by key identifier, 10,000 caller certificates (--cert)".into(),
+        args,
+        input: f,
+        env: vec![],
+    });
     let f = write("recipients-100k.p7m", &enveloped_data(100_000))?;
     cases.push(Case {
         name: "100k recipients",
@@ -479,6 +496,22 @@ fn generate(dir: &Path) -> Result<Vec<Case>> {
     cases.push(Case {
         name: "1,000 nested multiparts",
         what: "multipart/mixed nested 1,000 deep".into(),
+        args: open,
+        input: f,
+        env: vec![],
+    });
+    let mut m =
+        b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=\"p\"\r\n\r\n".to_vec();
+    for _ in 0..10_000 {
+        m.extend_from_slice(b"--p\r\nContent-Type: text/plain\r\n\r\nx\r\n");
+    }
+    m.extend_from_slice(b"--p--\r\n");
+    let f = write("parts-10k.eml", &m)?;
+    let mut open = vec!["open".to_string(), "--in".into(), s(&f)];
+    open.extend(["--out".into(), out.clone()]);
+    cases.push(Case {
+        name: "10,000 parts",
+        what: "multipart/mixed of 10,000 parts (the limit), each parsed for S/MIME".into(),
         args: open,
         input: f,
         env: vec![],
@@ -535,7 +568,13 @@ fn generate(dir: &Path) -> Result<Vec<Case>> {
 
 /// Runs `smimekit` on one case through a fresh helper process (see the module docs).
 fn measure(smimekit: &Path, case: &Case) -> Result<Measured> {
-    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    // The running image itself: a concurrent `cargo build` may replace the file meanwhile.
+    let proc_exe = Path::new("/proc/self/exe");
+    let exe = if proc_exe.exists() {
+        proc_exe.to_path_buf()
+    } else {
+        std::env::current_exe().context("locating the xtask binary")?
+    };
     let mut cmd = Command::new(exe);
     cmd.args(["bench-adversarial", "--measure"])
         .arg(smimekit)
