@@ -414,10 +414,9 @@ impl<'a> SignedData<'a> {
         };
         let describe = |cert: &CertDer, report: &mut SignerReport| {
             certinfo::parse(cert)
-                .map(|info| {
-                    report.address = Some(certinfo::primary_address(&info));
+                .inspect(|info| {
+                    report.address = Some(certinfo::primary_address(info));
                     report.subject = Some(info.subject.clone());
-                    info
                 })
                 .map_err(|e| {
                     (
