@@ -349,6 +349,38 @@ pub struct JournalEntry {
     pub at: i64,
 }
 
+/// A user of the web admin (`smimekit-web user add`): a name, a role, an argon2id hash (PHC
+/// string; the store never sees a password) and the sign-in failures counted for the lockout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WebUser {
+    pub name: String,
+    /// `viewer`, `operator` or `admin` (the service checks the value).
+    pub role: String,
+    /// The PHC string (`$argon2id$v=19$…`); not in the serialised form.
+    #[serde(skip)]
+    pub password_hash: String,
+    pub created: i64,
+    /// Failed sign-ins since the last success.
+    pub failures: u32,
+    /// No sign-in is accepted before this time.
+    pub locked_until: Option<i64>,
+}
+
+/// A signed-in web session, keyed by the SHA-256 (hex) of its cookie's token: the store never
+/// holds a token that would let a reader of the database sign in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WebSession {
+    /// SHA-256 of the cookie token, lower-case hex.
+    pub id: String,
+    pub user: String,
+    /// The CSRF token every state-changing request carries; not in the serialised form.
+    #[serde(skip)]
+    pub csrf: String,
+    pub created: i64,
+    /// The last request seen (for the idle timeout).
+    pub last_seen: i64,
+}
+
 /// The store port. Object-safe; every method is one transaction.
 #[async_trait]
 pub trait Store: Debug + Send + Sync {
@@ -536,6 +568,32 @@ pub trait Store: Debug + Send + Sync {
     /// `at` is recorded as its last time; `false` (nothing recorded) otherwise. Atomic: of
     /// processes racing on one key, one is told to remind.
     async fn remind(&self, key: &str, since: i64, at: i64) -> Result<bool, StoreError>;
+
+    // Web admin users and sessions (`smimekit-web`).
+
+    /// Creates the user, or replaces every field of the one with that name.
+    async fn user_put(&self, user: &WebUser) -> Result<(), StoreError>;
+
+    /// The user with that name, if any.
+    async fn user_get(&self, name: &str) -> Result<Option<WebUser>, StoreError>;
+
+    /// Every user, by name.
+    async fn users(&self) -> Result<Vec<WebUser>, StoreError>;
+
+    /// Removes the user and their sessions; `false` when there was no such user.
+    async fn user_remove(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Records a new session (of an existing user: otherwise `NotFound`).
+    async fn session_put(&self, session: &WebSession) -> Result<(), StoreError>;
+
+    /// The session with that id, if any.
+    async fn session_get(&self, id: &str) -> Result<Option<WebSession>, StoreError>;
+
+    /// Sets the session's `last_seen` to `at`; `false` when there is no such session.
+    async fn session_touch(&self, id: &str, at: i64) -> Result<bool, StoreError>;
+
+    /// Removes the session (sign-out, timeout); `false` when there was none.
+    async fn session_remove(&self, id: &str) -> Result<bool, StoreError>;
 }
 
 /// The scheme of a store URL: `sqlite` for `sqlite:PATH`, `postgres` for `postgres://…`.

@@ -19,7 +19,7 @@ use postgres_native_tls::MakeTlsConnector;
 use smimekit_core::store::{
     AuditEntry, AuditFilter, AuditRecord, AuditVerdict, DirectoryData, ImportMode, ImportOutcome,
     ImportSource, InventoryCert, InventoryQuery, JobRecord, JournalEntry, LockInfo, ManagedCert,
-    Publish, Sighting, Store, StoreError, redact_url,
+    Publish, Sighting, Store, StoreError, WebSession, WebUser, redact_url,
 };
 use smimekit_core::{CertDer, Mailbox, PublishMode, Recipient};
 use tokio_postgres::error::SqlState;
@@ -1073,6 +1073,126 @@ impl Store for PostgresStore {
             tx.query_opt(&stmt, &[&key, &since, &at]).await?.is_some()
         })
     }
+
+    async fn user_put(&self, user: &WebUser) -> Result<(), StoreError> {
+        common::non_empty(
+            &self.name,
+            &[("user name", &user.name), ("user role", &user.role)],
+        )?;
+        let failures = i64::from(user.failures);
+        write_tx!(self, |tx| {
+            let stmt = tx.prepare_cached(sql::USER_PUT).await?;
+            tx.execute(
+                &stmt,
+                &[
+                    &user.name,
+                    &user.role,
+                    &user.password_hash,
+                    &user.created,
+                    &failures,
+                    &user.locked_until,
+                ],
+            )
+            .await?;
+        })
+    }
+
+    async fn user_get(&self, name: &str) -> Result<Option<WebUser>, StoreError> {
+        let r: Result<_, Fail> = async {
+            let c = self.client().await?;
+            let stmt = c.prepare_cached(sql::USER_GET).await?;
+            match c.query_opt(&stmt, &[&name]).await? {
+                Some(row) => Ok(Some(user_row(&row)?)),
+                None => Ok(None),
+            }
+        }
+        .await;
+        r.map_err(|f| self.fail(f))
+    }
+
+    async fn users(&self) -> Result<Vec<WebUser>, StoreError> {
+        let r: Result<_, Fail> = async {
+            let c = self.client().await?;
+            let stmt = c.prepare_cached(sql::USERS).await?;
+            c.query(&stmt, &[]).await?.iter().map(user_row).collect()
+        }
+        .await;
+        r.map_err(|f| self.fail(f))
+    }
+
+    async fn user_remove(&self, name: &str) -> Result<bool, StoreError> {
+        write_tx!(self, |tx| {
+            let sessions = tx.prepare_cached(sql::USER_SESSIONS_REMOVE).await?;
+            tx.execute(&sessions, &[&name]).await?;
+            let stmt = tx.prepare_cached(sql::USER_REMOVE).await?;
+            tx.execute(&stmt, &[&name]).await? > 0
+        })
+    }
+
+    async fn session_put(&self, session: &WebSession) -> Result<(), StoreError> {
+        common::non_empty(
+            &self.name,
+            &[("session id", &session.id), ("session user", &session.user)],
+        )?;
+        let s = session;
+        write_tx!(self, |tx| {
+            let stmt = tx.prepare_cached(sql::SESSION_PUT).await?;
+            let n = tx
+                .execute(&stmt, &[&s.id, &s.user, &s.csrf, &s.created, &s.last_seen])
+                .await?;
+            if n == 0 {
+                return Err(Fail::Store(StoreError::NotFound(format!(
+                    "{}: no user {:?}",
+                    self.name, s.user
+                ))));
+            }
+        })
+    }
+
+    async fn session_get(&self, id: &str) -> Result<Option<WebSession>, StoreError> {
+        let r: Result<_, Fail> = async {
+            let c = self.client().await?;
+            let stmt = c.prepare_cached(sql::SESSION_GET).await?;
+            match c.query_opt(&stmt, &[&id]).await? {
+                Some(row) => Ok(Some(WebSession {
+                    id: row.try_get(0)?,
+                    user: row.try_get(1)?,
+                    csrf: row.try_get(2)?,
+                    created: row.try_get(3)?,
+                    last_seen: row.try_get(4)?,
+                })),
+                None => Ok(None),
+            }
+        }
+        .await;
+        r.map_err(|f| self.fail(f))
+    }
+
+    async fn session_touch(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        write_tx!(self, |tx| {
+            let stmt = tx.prepare_cached(sql::SESSION_TOUCH).await?;
+            tx.execute(&stmt, &[&id, &at]).await? > 0
+        })
+    }
+
+    async fn session_remove(&self, id: &str) -> Result<bool, StoreError> {
+        write_tx!(self, |tx| {
+            let stmt = tx.prepare_cached(sql::SESSION_REMOVE).await?;
+            tx.execute(&stmt, &[&id]).await? > 0
+        })
+    }
+}
+
+fn user_row(r: &tokio_postgres::Row) -> Result<WebUser, Fail> {
+    Ok(WebUser {
+        name: r.try_get(0)?,
+        role: r.try_get(1)?,
+        password_hash: r.try_get(2)?,
+        created: r.try_get(3)?,
+        // Written from a u32: a larger value is stored data we did not write; saturate.
+        failures: u32::try_from(r.try_get::<_, i64>(4)?.max(0)).unwrap_or(u32::MAX),
+        locked_until: r.try_get(5)?,
+    })
 }
 
 fn managed_row(r: &tokio_postgres::Row) -> Result<ManagedCert, Fail> {

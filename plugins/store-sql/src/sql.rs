@@ -178,3 +178,28 @@ pub(crate) const JOURNAL_OPEN_RUNS: &str =
 pub(crate) const REMIND: &str = "INSERT INTO reminder (key, last) VALUES ($1, $3) \
      ON CONFLICT (key) DO UPDATE SET last = excluded.last WHERE reminder.last < $2 \
      RETURNING key";
+
+pub(crate) const USER_PUT: &str = "INSERT INTO web_user (name, role, password_hash, created, \
+     failures, locked_until) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET \
+     role = excluded.role, password_hash = excluded.password_hash, created = excluded.created, \
+     failures = excluded.failures, locked_until = excluded.locked_until";
+
+pub(crate) const USER_GET: &str = "SELECT name, role, password_hash, created, failures, \
+     locked_until FROM web_user WHERE name = $1";
+
+pub(crate) const USERS: &str = "SELECT name, role, password_hash, created, failures, \
+     locked_until FROM web_user ORDER BY name";
+
+pub(crate) const USER_REMOVE: &str = "DELETE FROM web_user WHERE name = $1";
+
+pub(crate) const USER_SESSIONS_REMOVE: &str = "DELETE FROM web_session WHERE user_name = $1";
+
+pub(crate) const SESSION_PUT: &str = "INSERT INTO web_session (id, user_name, csrf, created, \
+     last_seen) SELECT $1, name, $3, $4, $5 FROM web_user WHERE name = $2";
+
+pub(crate) const SESSION_GET: &str =
+    "SELECT id, user_name, csrf, created, last_seen FROM web_session WHERE id = $1";
+
+pub(crate) const SESSION_TOUCH: &str = "UPDATE web_session SET last_seen = $2 WHERE id = $1";
+
+pub(crate) const SESSION_REMOVE: &str = "DELETE FROM web_session WHERE id = $1";

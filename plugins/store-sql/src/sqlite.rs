@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use smimekit_core::store::{
     AuditEntry, AuditFilter, AuditRecord, AuditVerdict, DirectoryData, ImportMode, ImportOutcome,
     ImportSource, InventoryCert, InventoryQuery, JobRecord, JournalEntry, LockInfo, ManagedCert,
-    Publish, Sighting, Store, StoreError,
+    Publish, Sighting, Store, StoreError, WebSession, WebUser,
 };
 use smimekit_core::{CertDer, Mailbox, PublishMode, Recipient};
 
@@ -1052,6 +1052,128 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn user_put(&self, user: &WebUser) -> Result<(), StoreError> {
+        common::non_empty(
+            &self.place.name,
+            &[("user name", &user.name), ("user role", &user.role)],
+        )?;
+        let u = user.clone();
+        self.write(move |tx| {
+            tx.prepare_cached(q!(sql::USER_PUT))?.execute(params![
+                u.name,
+                u.role,
+                u.password_hash,
+                u.created,
+                i64::from(u.failures),
+                u.locked_until
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user_get(&self, name: &str) -> Result<Option<WebUser>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached(q!(sql::USER_GET))?
+                .query_row(params![name], user_row)
+                .optional()?)
+        })
+    }
+
+    async fn users(&self) -> Result<Vec<WebUser>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(q!(sql::USERS))?;
+            Ok(stmt
+                .query_map([], user_row)?
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    async fn user_remove(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.write(move |tx| {
+            tx.prepare_cached(q!(sql::USER_SESSIONS_REMOVE))?
+                .execute(params![name])?;
+            Ok(tx
+                .prepare_cached(q!(sql::USER_REMOVE))?
+                .execute(params![name])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn session_put(&self, session: &WebSession) -> Result<(), StoreError> {
+        common::non_empty(
+            &self.place.name,
+            &[("session id", &session.id), ("session user", &session.user)],
+        )?;
+        let (s, name) = (session.clone(), self.place.name.clone());
+        self.write(move |tx| {
+            let n = tx.prepare_cached(q!(sql::SESSION_PUT))?.execute(params![
+                s.id,
+                s.user,
+                s.csrf,
+                s.created,
+                s.last_seen
+            ])?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("{name}: no user {:?}", s.user)).into());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session_get(&self, id: &str) -> Result<Option<WebSession>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached(q!(sql::SESSION_GET))?
+                .query_row(params![id], |r| {
+                    Ok(WebSession {
+                        id: r.get(0)?,
+                        user: r.get(1)?,
+                        csrf: r.get(2)?,
+                        created: r.get(3)?,
+                        last_seen: r.get(4)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    async fn session_touch(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            Ok(tx
+                .prepare_cached(q!(sql::SESSION_TOUCH))?
+                .execute(params![id, at])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn session_remove(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            Ok(tx
+                .prepare_cached(q!(sql::SESSION_REMOVE))?
+                .execute(params![id])?
+                > 0)
+        })
+        .await
+    }
+}
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebUser> {
+    Ok(WebUser {
+        name: r.get(0)?,
+        role: r.get(1)?,
+        password_hash: r.get(2)?,
+        created: r.get(3)?,
+        // Written from a u32: a larger value is stored data we did not write; saturate.
+        failures: u32::try_from(r.get::<_, i64>(4)?.max(0)).unwrap_or(u32::MAX),
+        locked_until: r.get(5)?,
+    })
 }
 
 fn managed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ManagedCert> {

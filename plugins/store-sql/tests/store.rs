@@ -10,7 +10,7 @@ use std::time::Duration;
 use smimekit_core::store::{
     AuditEntry, AuditFilter, AuditProblem, AuditVerdict, CertFacts, DirectoryData, ImportMode,
     ImportOutcome, ImportSource, InventoryQuery, JournalEntry, LockInfo, ManagedCert, Publish,
-    Sighting, Store, StoreError,
+    Sighting, Store, StoreError, WebSession, WebUser,
 };
 use smimekit_core::{CertDer, Mailbox, PublishMode, Recipient, RecipientKind};
 use smimekit_store_sql::{PostgresStore, SqliteStore};
@@ -163,6 +163,14 @@ both_backends!(
     journal_keeps_order_and_finds_interrupted_steps,
     concurrent_journal_appends_keep_each_run_in_order,
     a_reminder_is_given_once_per_window,
+    user_put_creates_and_replaces,
+    user_get_finds_only_that_user,
+    users_are_listed_by_name,
+    user_remove_drops_the_user_and_their_sessions,
+    session_put_needs_an_existing_user,
+    session_get_reads_what_was_put,
+    session_touch_moves_last_seen,
+    session_remove_signs_out,
 );
 
 async fn publish_merges_replaces_prunes_and_reads_back(b: Backend) {
@@ -1384,4 +1392,138 @@ async fn a_file_that_is_not_a_database_is_corrupt() {
     );
     let err = smimekit_store_sql::open("mysql://x").await.unwrap_err();
     assert!(matches!(err, StoreError::Config(_)), "{err}");
+}
+
+fn web_user(name: &str, role: &str) -> WebUser {
+    WebUser {
+        name: name.into(),
+        role: role.into(),
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$hash-of-{name}"),
+        created: 1_800_000_000,
+        failures: 0,
+        locked_until: None,
+    }
+}
+
+fn web_session(id: &str, user: &str, at: i64) -> WebSession {
+    WebSession {
+        id: id.into(),
+        user: user.into(),
+        csrf: format!("csrf-{id}"),
+        created: at,
+        last_seen: at,
+    }
+}
+
+async fn user_put_creates_and_replaces(b: Backend) {
+    let f = Fixture::new(b, "user_put").await;
+    let s = f.store.as_ref();
+    s.user_put(&web_user("ann", "viewer")).await.unwrap();
+    let mut changed = web_user("ann", "admin");
+    changed.failures = 3;
+    changed.locked_until = Some(1_800_000_900);
+    changed.password_hash = "$argon2id$new".into();
+    s.user_put(&changed).await.unwrap();
+    // Seen through another handle (another server on the same store).
+    let other = f.reopen(b).await;
+    assert_eq!(other.user_get("ann").await.unwrap(), Some(changed));
+    assert_eq!(other.users().await.unwrap().len(), 1);
+    let err = s.user_put(&web_user("", "viewer")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+}
+
+async fn user_get_finds_only_that_user(b: Backend) {
+    let f = Fixture::new(b, "user_get").await;
+    let s = f.store.as_ref();
+    assert_eq!(s.user_get("ann").await.unwrap(), None);
+    s.user_put(&web_user("ann", "viewer")).await.unwrap();
+    s.user_put(&web_user("bob", "operator")).await.unwrap();
+    assert_eq!(s.user_get("bob").await.unwrap().unwrap().role, "operator");
+    assert_eq!(s.user_get("Ann").await.unwrap(), None);
+}
+
+async fn users_are_listed_by_name(b: Backend) {
+    let f = Fixture::new(b, "users").await;
+    let s = f.store.as_ref();
+    assert!(s.users().await.unwrap().is_empty());
+    for n in ["carol", "ann", "bob"] {
+        s.user_put(&web_user(n, "viewer")).await.unwrap();
+    }
+    let names: Vec<String> = s
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["ann", "bob", "carol"]);
+}
+
+async fn user_remove_drops_the_user_and_their_sessions(b: Backend) {
+    let f = Fixture::new(b, "user_remove").await;
+    let s = f.store.as_ref();
+    s.user_put(&web_user("ann", "admin")).await.unwrap();
+    s.user_put(&web_user("bob", "admin")).await.unwrap();
+    s.session_put(&web_session("s1", "ann", 10)).await.unwrap();
+    s.session_put(&web_session("s2", "bob", 10)).await.unwrap();
+    assert!(s.user_remove("ann").await.unwrap());
+    assert!(!s.user_remove("ann").await.unwrap());
+    assert_eq!(s.user_get("ann").await.unwrap(), None);
+    assert_eq!(s.session_get("s1").await.unwrap(), None);
+    assert!(s.session_get("s2").await.unwrap().is_some());
+}
+
+async fn session_put_needs_an_existing_user(b: Backend) {
+    let f = Fixture::new(b, "session_put").await;
+    let s = f.store.as_ref();
+    let err = s
+        .session_put(&web_session("s1", "ghost", 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(s.session_get("s1").await.unwrap(), None);
+    s.user_put(&web_user("ann", "viewer")).await.unwrap();
+    s.session_put(&web_session("s1", "ann", 10)).await.unwrap();
+    let err = s
+        .session_put(&web_session("", "ann", 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+}
+
+async fn session_get_reads_what_was_put(b: Backend) {
+    let f = Fixture::new(b, "session_get").await;
+    let s = f.store.as_ref();
+    s.user_put(&web_user("ann", "viewer")).await.unwrap();
+    let put = web_session("abc", "ann", 1_800_000_000);
+    s.session_put(&put).await.unwrap();
+    assert_eq!(
+        f.reopen(b).await.session_get("abc").await.unwrap(),
+        Some(put)
+    );
+    assert_eq!(s.session_get("abd").await.unwrap(), None);
+}
+
+async fn session_touch_moves_last_seen(b: Backend) {
+    let f = Fixture::new(b, "session_touch").await;
+    let s = f.store.as_ref();
+    s.user_put(&web_user("ann", "viewer")).await.unwrap();
+    s.session_put(&web_session("s1", "ann", 100)).await.unwrap();
+    assert!(s.session_touch("s1", 160).await.unwrap());
+    let got = s.session_get("s1").await.unwrap().unwrap();
+    assert_eq!((got.created, got.last_seen), (100, 160));
+    assert!(!s.session_touch("nope", 160).await.unwrap());
+}
+
+async fn session_remove_signs_out(b: Backend) {
+    let f = Fixture::new(b, "session_remove").await;
+    let s = f.store.as_ref();
+    s.user_put(&web_user("ann", "viewer")).await.unwrap();
+    s.session_put(&web_session("s1", "ann", 100)).await.unwrap();
+    s.session_put(&web_session("s2", "ann", 100)).await.unwrap();
+    assert!(s.session_remove("s1").await.unwrap());
+    assert!(!s.session_remove("s1").await.unwrap());
+    assert_eq!(s.session_get("s1").await.unwrap(), None);
+    assert!(!s.session_touch("s1", 200).await.unwrap());
+    assert!(s.session_get("s2").await.unwrap().is_some());
 }
