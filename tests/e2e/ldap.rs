@@ -397,3 +397,108 @@ fn sixteen_concurrent_cli_publishers_to_one_entry_lose_nothing() {
     let found = l["certificates"].as_array().unwrap();
     assert_eq!(found.len(), 16, "{l}");
 }
+
+/// Issue 12 §3: a directory audit records every certificate it read into the inventory with
+/// the attribute holding it (`userCertificate`, `userSMIMECertificate`, both for one in both),
+/// the chain of a PKCS#7 value not being the recipient's; `inventory --json` shows it, and a
+/// later lookup (which knows no attribute) keeps it.
+#[test]
+fn an_audit_records_the_attribute_holding_each_certificate_in_the_inventory() {
+    let der = |name: &str| {
+        let pem = std::fs::read_to_string(pki(name)).unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        b64(&base64_decode(&body))
+    };
+    let s = Slapd::start(&Options {
+        ad_schema: true,
+        seed: format!(
+            "{}dn: CN=Carol,cn=Users,{BASE}\nobjectClass: user\ncn: Carol\nsn: Example\n\
+             mail: carol@example.org\nuserCertificate;binary:: {}\n\n",
+            seed(),
+            der("carol.pem")
+        ),
+        ..Options::default()
+    });
+    let set = Setup::new(&s, "");
+    // bob: userSMIMECertificate only, his certificate with its chain; carol: in both.
+    let p7b = |name: &str, with_chain: bool| {
+        let p = set.dir.path().join(format!("{name}.p7b"));
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args([
+            "crl2pkcs7",
+            "-nocrl",
+            "-certfile",
+            &pki(&format!("{name}.pem")),
+        ]);
+        if with_chain {
+            cmd.args(["-certfile", &pki("chain.pem")]);
+        }
+        let out = cmd
+            .args(["-outform", "DER", "-out"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        p.display().to_string()
+    };
+    for (cn, file) in [("Bob", p7b("bob", true)), ("Carol", p7b("carol", false))] {
+        s.ldapmodify(&format!(
+            "dn: CN={cn},cn=Users,{BASE}\nchangetype: modify\nadd: userSMIMECertificate\n\
+             userSMIMECertificate:< file://{file}\n"
+        ));
+    }
+    let inventory = || {
+        let out = set.run(&["inventory", "--directory", "corp", "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut rows: Vec<(String, String, Option<String>)> = v["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["address"].as_str().unwrap().to_string(),
+                    c["subject"].as_str().unwrap().to_string(),
+                    c["source_attribute"].as_str().map(String::from),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert!(inventory().is_empty());
+    let out = set.run(&["directory", "audit", "--directory", "corp", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // One row per recipient (bob's chain is not his), each naming where its certificate is.
+    let rows = inventory();
+    let seen: Vec<(&str, Option<&str>)> = rows
+        .iter()
+        .map(|(address, _, attribute)| (address.as_str(), attribute.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("alice@example.org", Some("userCertificate")),
+            ("bob@example.org", Some("userSMIMECertificate")),
+            (
+                "carol@example.org",
+                Some("userCertificate, userSMIMECertificate")
+            ),
+        ],
+        "{rows:#?}"
+    );
+    for (address, subject, _) in &rows {
+        let who = address.split('@').next().unwrap();
+        assert!(subject.to_lowercase().contains(who), "{rows:#?}");
+    }
+    // A lookup sees the same certificates without their attributes: the attributes stay.
+    let out = set.run(&["lookup", "bob@example.org", "--directory", "corp"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(inventory(), rows);
+    let out = set.run(&["inventory", "--directory", "corp"]);
+    assert!(
+        text(&out.stdout).contains("[in userCertificate, userSMIMECertificate]"),
+        "{}",
+        text(&out.stdout)
+    );
+}

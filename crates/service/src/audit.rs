@@ -5,7 +5,8 @@
 //! [`Directory::recipients`]. Per recipient it names expired, revoked (when CRLs are given),
 //! superseded, wrong-EKU and mismatched-address certificates, unreadable values, and stale
 //! `userSMIMECertificate` values that shadow a newer `userCertificate` (Outlook reads
-//! `userSMIMECertificate` first).
+//! `userSMIMECertificate` first). Every certificate read is recorded in the inventory, with
+//! the attribute holding it.
 //!
 //! An audit is a [`Job`] (`directory-audit`): one event per directory audited; cancelled,
 //! it audits no further directory and says so.
@@ -243,6 +244,8 @@ impl Service {
                 })
                 .collect(),
         };
+        // The inventory learns what the audit read (with the attributes, where there are several).
+        self.record_recipient_values(dir.name(), &all).await?;
         let mut findings = Vec::new();
         let mut count = 0;
         for rv in &all {

@@ -1,12 +1,16 @@
 //! The certificate inventory: every certificate seen in any directory, kept in the store.
 //!
 //! Lookups, `encrypt --to ADDRESS` and publishes through the service record what they saw
-//! (the whole list for that address: certificates no longer there are marked gone);
-//! `smimekit inventory` queries the store only, never the directories.
+//! (the whole list for that address: certificates no longer there are marked gone), and so
+//! does a directory audit, for every recipient it read, with the attribute holding each
+//! certificate when the backend keeps several (LDAP: `userCertificate`,
+//! `userSMIMECertificate`); `smimekit inventory` queries the store only, never the directories.
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 use smimekit_core::store::{CertFacts, InventoryQuery, Sighting};
-use smimekit_core::{CertDer, Mailbox, RecipientKind};
+use smimekit_core::{CertDer, Mailbox, RecipientKind, RecipientValues};
 use smimekit_pki::certinfo;
 
 use crate::certs::rfc3339;
@@ -14,6 +18,9 @@ use crate::store::store_error;
 use crate::{Service, ServiceError};
 
 const DAY: i64 = 86_400;
+
+/// A certificate a recipient holds and the attributes holding it.
+type Held<'a> = (&'a CertDer, Vec<&'a str>);
 
 /// `smimekit inventory`.
 #[derive(Debug, Clone, Default)]
@@ -173,6 +180,83 @@ impl Service {
                 published: true,
                 complete: false,
             });
+        }
+        let store = self.store().await?;
+        store
+            .inventory_record(&sightings)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Records what a directory audit read: each recipient's certificates, all of them (others
+    /// of the address are marked gone), each with the attributes holding it (`userCertificate,
+    /// userSMIMECertificate` for one in both; none where the backend has one list). A PKCS#7
+    /// value's CA certificates are its chain, not the recipient's, as in a lookup: a value's
+    /// end-entity certificates are recorded, or all of them when it holds CA certificates only.
+    pub(crate) async fn record_recipient_values(
+        &self,
+        directory: &str,
+        all: &[RecipientValues],
+    ) -> Result<(), ServiceError> {
+        // One sighting per address: two entries answering to one address are one holder.
+        let mut held: Vec<(&Mailbox, RecipientKind, Vec<Held<'_>>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for rv in all {
+            let at = *index
+                .entry(rv.recipient.address.to_string().to_lowercase())
+                .or_insert_with(|| {
+                    held.push((&rv.recipient.address, rv.recipient.kind, Vec::new()));
+                    held.len() - 1
+                });
+            let certs = &mut held[at].2;
+            for v in &rv.values {
+                let leaves: Vec<&CertDer> = v
+                    .certificates
+                    .iter()
+                    .filter(|c| certinfo::parse(c).map_or(true, |i| !i.is_ca))
+                    .collect();
+                let chosen = if leaves.is_empty() {
+                    v.certificates.iter().collect()
+                } else {
+                    leaves
+                };
+                let attribute = Some(v.attribute.as_str()).filter(|a| !a.is_empty());
+                for c in chosen {
+                    match certs.iter_mut().find(|(h, _)| *h == c) {
+                        Some((_, attrs)) => attrs.extend(attribute.filter(|a| !attrs.contains(a))),
+                        None => certs.push((c, attribute.into_iter().collect())),
+                    }
+                }
+            }
+        }
+        let facts: Vec<Vec<CertFacts>> = held
+            .iter()
+            .map(|(_, _, certs)| {
+                certs
+                    .iter()
+                    .filter_map(|(c, attrs)| {
+                        let attribute = (!attrs.is_empty()).then(|| attrs.join(", "));
+                        self.cert_facts(c, attribute.as_deref())
+                    })
+                    .collect()
+            })
+            .collect();
+        let now = self.now();
+        let sightings: Vec<Sighting<'_>> = held
+            .iter()
+            .zip(&facts)
+            .map(|((address, kind, _), f)| Sighting {
+                directory,
+                address,
+                kind: Some(*kind),
+                certificates: f,
+                time: now,
+                published: false,
+                complete: true,
+            })
+            .collect();
+        if sightings.is_empty() {
+            return Ok(());
         }
         let store = self.store().await?;
         store

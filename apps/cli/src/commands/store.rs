@@ -53,11 +53,14 @@ pub async fn inventory(service: &Service, a: InventoryArgs, json: bool) -> Resul
     );
     for c in &r.certificates {
         let mut notes = Vec::new();
+        if let Some(attribute) = &c.source_attribute {
+            notes.push(format!("in {attribute}"));
+        }
         if c.published_by_smimekit {
-            notes.push("published by smimekit");
+            notes.push("published by smimekit".into());
         }
         if !c.present {
-            notes.push("gone");
+            notes.push("gone".into());
         }
         let notes = if notes.is_empty() {
             String::new()
