@@ -36,6 +36,7 @@ mod session;
 mod signer_chain;
 mod store;
 mod token;
+mod users;
 
 use std::sync::Arc;
 
@@ -86,6 +87,9 @@ pub use smimekit_message::report::{Layer, LayerKind, OpenReport, SignerReport, S
 pub use smimekit_pki::ca::RevocationReason;
 pub use store::{DirectoryExport, DirectoryImportRequest, DirectoryImportResult, os_user};
 pub use token::{TokenEnrollRequest, TokenEnrollResult, TokenImportRequest};
+pub use users::{
+    Role, SessionPolicy, SignIn, SignInRequest, WebSessionInfo, WebUserInfo,
+};
 
 /// Where the current time comes from (pinned in tests).
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
