@@ -163,6 +163,7 @@ both_backends!(
     journal_keeps_order_and_finds_interrupted_steps,
     concurrent_journal_appends_keep_each_run_in_order,
     a_reminder_is_given_once_per_window,
+    directory_state_is_kept_per_directory_and_key,
     user_put_creates_and_replaces,
     user_get_finds_only_that_user,
     users_are_listed_by_name,
@@ -1206,6 +1207,75 @@ async fn a_reminder_is_given_once_per_window(b: Backend) {
     assert_eq!(told, 1);
     let err = s.remind("", 0, 1).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+}
+
+/// What a directory plugin remembers (the byte encoding an Exchange tenant accepts): one value
+/// per directory and key, replaced by a later set, seen by another handle, and one of the
+/// values written when sixteen writers race on one key.
+async fn directory_state_is_kept_per_directory_and_key(b: Backend) {
+    const RACERS: usize = 16;
+    let f = Fixture::new(b, "dir_state").await;
+    let s = f.store.as_ref();
+    assert_eq!(s.directory_state("exo", "encoding").await.unwrap(), None);
+    let value = r#"{"encoding": "base64", "note": "ä 'quoted'"}"#;
+    s.set_directory_state("exo", "encoding", value, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.directory_state("exo", "encoding")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(value)
+    );
+    // Other keys and other directories are separate.
+    assert_eq!(s.directory_state("exo", "route").await.unwrap(), None);
+    assert_eq!(s.directory_state("exo2", "encoding").await.unwrap(), None);
+    assert_eq!(s.directory_state("EXO", "encoding").await.unwrap(), None);
+    s.set_directory_state("exo2", "encoding", "bytes", 100)
+        .await
+        .unwrap();
+    // A later set replaces the value; another handle (process) sees it.
+    s.set_directory_state("exo", "encoding", "json-array", 200)
+        .await
+        .unwrap();
+    let other = f.reopen(b).await;
+    assert_eq!(
+        other
+            .directory_state("exo", "encoding")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("json-array")
+    );
+    assert_eq!(
+        other
+            .directory_state("exo2", "encoding")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("bytes")
+    );
+    // Writers racing on one key from two handles: none fails, one value stays.
+    let mut tasks = Vec::new();
+    for n in 0..RACERS {
+        let store = if n % 2 == 0 {
+            f.store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            store
+                .set_directory_state("race", "k", &format!("v{n}"), 300 + n as i64)
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let last = s.directory_state("race", "k").await.unwrap().unwrap();
+    assert!((0..RACERS).any(|n| last == format!("v{n}")), "{last}");
 }
 
 /// The columns of every table, as (table, column, nullable), sorted.
