@@ -151,12 +151,13 @@ fn mime_body_der(mime: &[u8]) -> Vec<u8> {
         .expect("base64")
 }
 
-/// Signs with the issued p12, then smimekit (against the new root) and gpgsm verify it.
-fn sign_and_verify(ca: &Path, p12: &Path, work: &Path, gpg: &GpgHome, tag: &str) {
+/// Signs with the issued p12 mail from its owner (`from`), then smimekit (against the new
+/// root) and gpgsm verify it.
+fn sign_and_verify(ca: &Path, p12: &Path, from: &str, work: &Path, gpg: &GpgHome, tag: &str) {
     let msg = work.join(format!("{tag}.eml"));
     std::fs::write(
         &msg,
-        b"From: a@example.org\r\nTo: b@example.org\r\nSubject: CA test\r\nContent-Type: text/plain\r\n\r\nHello from a CA-issued key.\r\n",
+        format!("From: {from}\r\nTo: b@example.org\r\nSubject: CA test\r\nContent-Type: text/plain\r\n\r\nHello from a CA-issued key.\r\n"),
     )
     .expect("message");
     let signed = work.join(format!("{tag}.signed"));
@@ -287,6 +288,7 @@ fn ca_rsa_and_ec_issue_users_that_openssl_gpgsm_and_smimekit_accept() {
             sign_and_verify(
                 &ca,
                 &p12,
+                &format!("User.{user_type}@example.org"),
                 work.path(),
                 &gpg,
                 &format!("{ca_type}-{user_type}"),
