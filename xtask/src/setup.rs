@@ -18,6 +18,8 @@ const NEEDS: &[(Probe, &str)] = &[
     (Probe::Command("gpg-agent"), "gpg-agent"),
     (Probe::Package("libssl-dev"), "libssl-dev"),
     (Probe::Command("pkg-config"), "pkg-config"),
+    // The TUI's end-to-end test drives the real binary in a tmux pane.
+    (Probe::Command("tmux"), "tmux"),
     (Probe::Command("softhsm2-util"), "softhsm2"),
     (Probe::Command("pkcs11-tool"), "opensc"),
     (Probe::File("/usr/sbin/slapd"), "slapd"),

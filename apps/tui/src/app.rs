@@ -585,7 +585,12 @@ impl App {
                 }
             }
             Msg::Applied(Ok(report)) => {
-                self.plan.selected = 0;
+                // The first failure is what the admin reads first.
+                self.plan.selected = report
+                    .steps
+                    .iter()
+                    .position(|s| s.status == "failed")
+                    .unwrap_or(0);
                 self.plan.offset = 0;
                 self.plan.view = PlanView::Results(report);
             }

@@ -134,8 +134,8 @@ pub struct Binding {
     pub context: Context,
     /// What help says.
     pub help: &'static str,
-    /// Shown in the status bar of its context.
-    pub status: bool,
+    /// Its word in the status bar of its context ("": not shown there).
+    pub status: &'static str,
 }
 
 const fn b(
@@ -143,7 +143,7 @@ const fn b(
     action: Action,
     context: Context,
     help: &'static str,
-    status: bool,
+    status: &'static str,
 ) -> Binding {
     Binding {
         keys,
@@ -164,190 +164,190 @@ pub const KEYMAP: &[Binding] = &[
         A::Yes,
         C::Confirm,
         "yes, go ahead",
-        true,
+        "yes",
     ),
     b(
         &[ch('n'), code(KeyCode::Esc)],
         A::No,
         C::Confirm,
         "no, change nothing",
-        true,
+        "no",
     ),
     b(
         &[code(KeyCode::Esc), code(KeyCode::Enter)],
         A::Dismiss,
         C::Message,
         "dismiss the message",
-        true,
+        "dismiss",
     ),
     b(
         &[code(KeyCode::Esc), ch('?'), ch('q')],
         A::Dismiss,
         C::Help,
         "close help",
-        true,
+        "close",
     ),
     b(
         &[ch('k'), code(KeyCode::Up)],
         A::Up,
         C::Help,
         "scroll up",
-        false,
+        "",
     ),
     b(
         &[ch('j'), code(KeyCode::Down)],
         A::Down,
         C::Help,
         "scroll down",
-        false,
+        "",
     ),
     b(
         &[code(KeyCode::Enter)],
         A::FilterDone,
         C::Filter,
         "keep the filter",
-        true,
+        "keep",
     ),
     b(
         &[code(KeyCode::Esc)],
         A::FilterClear,
         C::Filter,
         "clear the filter",
-        true,
+        "clear",
     ),
     b(
         &[code(KeyCode::Up)],
         A::Up,
         C::Filter,
         "previous person",
-        false,
+        "",
     ),
     b(
         &[code(KeyCode::Down)],
         A::Down,
         C::Filter,
         "next person",
-        false,
+        "",
     ),
     b(
         &[ch('c'), code(KeyCode::Esc)],
         A::CancelApply,
         C::Applying,
         "cancel the apply (between items)",
-        true,
+        "cancel",
     ),
     b(
         &[ch('/')],
         A::Filter,
         C::People,
         "filter by address, as you type",
-        true,
+        "filter",
     ),
     b(
         &[ch('s')],
         A::Sort,
         C::People,
         "sort by address, status, expiry",
-        true,
+        "sort",
     ),
     b(
         &[code(KeyCode::Enter)],
         A::Open,
         C::People,
         "read the person's certificates",
-        true,
+        "certificates",
     ),
     b(
         &[ch('r')],
         A::Refresh,
         C::People,
         "reload people from the store",
-        false,
+        "",
     ),
     b(
         &[ch(' ')],
         A::Toggle,
         C::Plan,
         "approve or skip the change",
-        true,
+        "approve/skip",
     ),
     b(
         &[ch('A')],
         A::ApproveAll,
         C::Plan,
         "approve every change",
-        false,
+        "",
     ),
-    b(&[ch('S')], A::SkipAll, C::Plan, "skip every change", false),
+    b(&[ch('S')], A::SkipAll, C::Plan, "skip every change", ""),
     b(
         &[ch('a')],
         A::Apply,
         C::Plan,
         "apply the approved changes (--write)",
-        true,
+        "apply",
     ),
     b(
         &[ch('r')],
         A::Refresh,
         C::Plan,
         "plan again from the deploy file",
-        true,
+        "re-plan",
     ),
-    b(&[ch('k'), code(KeyCode::Up)], A::Up, C::Global, "up", false),
+    b(&[ch('k'), code(KeyCode::Up)], A::Up, C::Global, "up", ""),
     b(
         &[ch('j'), code(KeyCode::Down)],
         A::Down,
         C::Global,
         "down",
-        false,
+        "",
     ),
     b(
         &[ctrl('u'), code(KeyCode::PageUp)],
         A::PageUp,
         C::Global,
         "page up",
-        false,
+        "",
     ),
     b(
         &[ctrl('d'), code(KeyCode::PageDown)],
         A::PageDown,
         C::Global,
         "page down",
-        false,
+        "",
     ),
     b(
         &[ch('g'), code(KeyCode::Home)],
         A::Top,
         C::Global,
         "first row",
-        false,
+        "",
     ),
     b(
         &[ch('G'), code(KeyCode::End)],
         A::Bottom,
         C::Global,
         "last row",
-        false,
+        "",
     ),
     b(
         &[code(KeyCode::Tab), ch('l'), code(KeyCode::Right)],
         A::NextScreen,
         C::Global,
         "next screen",
-        true,
+        "screens",
     ),
     b(
         &[code(KeyCode::BackTab), ch('h'), code(KeyCode::Left)],
         A::PrevScreen,
         C::Global,
         "previous screen",
-        false,
+        "",
     ),
-    b(&[ch('1')], A::Screen(0), C::Global, "People", false),
-    b(&[ch('2')], A::Screen(1), C::Global, "Plan", false),
-    b(&[ch(':')], A::Palette, C::Global, "command palette", false),
-    b(&[ch('?')], A::Help, C::Global, "help", true),
-    b(&[ch('q'), ctrl('c')], A::Quit, C::Global, "quit", true),
+    b(&[ch('1')], A::Screen(0), C::Global, "People", ""),
+    b(&[ch('2')], A::Screen(1), C::Global, "Plan", ""),
+    b(&[ch(':')], A::Palette, C::Global, "command palette", ""),
+    b(&[ch('?')], A::Help, C::Global, "help", "help"),
+    b(&[ch('q'), ctrl('c')], A::Quit, C::Global, "quit", "quit"),
 ];
 
 /// The action for a key in a context, or `None` (then the caller tries the next context).
@@ -362,15 +362,15 @@ pub fn action(context: Context, key: Key) -> Option<Action> {
 pub fn hints(context: Context) -> Vec<(String, &'static str)> {
     let mut out: Vec<_> = KEYMAP
         .iter()
-        .filter(|b| b.status && b.context == context)
-        .map(|b| (b.keys[0].name(), b.help))
+        .filter(|b| !b.status.is_empty() && b.context == context)
+        .map(|b| (b.keys[0].name(), b.status))
         .collect();
     if !matches!(context, C::Confirm | C::Message | C::Help | C::Filter) {
         out.extend(
             KEYMAP
                 .iter()
-                .filter(|b| b.status && b.context == C::Global)
-                .map(|b| (b.keys[0].name(), b.help)),
+                .filter(|b| !b.status.is_empty() && b.context == C::Global)
+                .map(|b| (b.keys[0].name(), b.status)),
         );
     }
     out

@@ -100,19 +100,9 @@ fn draw_status(f: &mut Frame<'_>, area: Rect, app: &App) {
             key,
             style(app, Style::new().fg(Color::Yellow)).add_modifier(Modifier::BOLD),
         ));
-        spans.push(Span::raw(format!(" {}  ", short(help))));
+        spans.push(Span::raw(format!(" {help}  ")));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
-}
-
-/// The first words of a help text, for the status bar.
-fn short(help: &str) -> &str {
-    let end = help
-        .char_indices()
-        .filter(|(_, c)| *c == ' ' || *c == ',')
-        .nth(1)
-        .map_or(help.len(), |(i, _)| i);
-    &help[..end]
 }
 
 fn kind(k: Option<RecipientKind>) -> &'static str {
@@ -514,7 +504,13 @@ fn draw_results(
     app: &mut App,
     report: &smimekit_service::deploy::ApplyReport,
 ) {
-    let [info, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
+    let detail_h = if area.height >= 14 { 6 } else { 0 };
+    let [info, list, detail] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(detail_h),
+    ])
+    .areas(area);
     f.render_widget(
         Paragraph::new(format!(
             " applied: {} done · {} unchanged · {} failed · {} not attempted · r: plan again",
@@ -560,6 +556,30 @@ fn draw_results(
         Constraint::Min(10),
     ];
     f.render_widget(Table::new(rows, widths), list);
+    if detail_h > 0
+        && let Some(s) = report.steps.get(app.plan.selected)
+    {
+        // The selected step in full: the directory's own words when it failed.
+        let mut lines = vec![format!(
+            "{} {} in {}: {}",
+            s.operation, s.target, s.directory, s.status
+        )];
+        if let Some(e) = &s.error {
+            lines.push(e.clone());
+        }
+        if !s.added.is_empty() {
+            lines.push(format!("added {}", s.added.join(", ")));
+        }
+        if !s.removed.is_empty() {
+            lines.push(format!("removed {}", s.removed.join(", ")));
+        }
+        f.render_widget(
+            Paragraph::new(lines.into_iter().map(Line::raw).collect::<Vec<_>>())
+                .block(Block::new().borders(Borders::TOP).title(" step "))
+                .wrap(Wrap { trim: false }),
+            detail,
+        );
+    }
 }
 
 fn draw_help(f: &mut Frame<'_>, area: Rect, app: &App, scroll: usize) {

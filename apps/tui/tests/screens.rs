@@ -1,0 +1,404 @@
+//! Every screen drawn on ratatui's `TestBackend` at 80×24 and snapshotted (insta), driven by
+//! keys through the keymap, with the service's results posted as the runner would.
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use smimekit_service::deploy::plan::ChangeAction;
+use smimekit_service::deploy::{ApplyReport, ApplyStep, Plan};
+use smimekit_service::{JobEvent, PersonRow, PersonStatus, RecipientKind};
+use smimekit_tui::app::{App, Msg, Screen, Task};
+use smimekit_tui::ui;
+
+fn person(address: &str, status: PersonStatus, expiry: Option<(&str, i64)>) -> PersonRow {
+    PersonRow {
+        address: address.into(),
+        kind: Some(RecipientKind::Mailbox),
+        directories: vec!["local".into()],
+        certificates: usize::from(expiry.is_some()),
+        status,
+        earliest_expiry: expiry.map(|(s, _)| s.to_string()),
+        earliest_expiry_unix: expiry.map(|(_, u)| u),
+    }
+}
+
+fn people() -> Vec<PersonRow> {
+    vec![
+        person(
+            "carol@example.org",
+            PersonStatus::Expiring,
+            Some(("2027-01-10T00:00:00Z", 1_799_539_200)),
+        ),
+        person(
+            "alice@example.org",
+            PersonStatus::Ready,
+            Some(("2045-01-01T00:00:00Z", 2_366_841_600)),
+        ),
+        person("bob@example.org", PersonStatus::NotReady, None),
+    ]
+}
+
+fn cert(cn: &str, serial: &str, thumb: &str) -> serde_json::Value {
+    serde_json::json!({
+        "subject": format!("O=smimekit Test PKI,CN={cn}"),
+        "serial": serial,
+        "not_after": "2045-01-01T00:00:00Z",
+        "thumbprint": thumb,
+    })
+}
+
+fn plan() -> Plan {
+    let person = |address: &str, changes: serde_json::Value| {
+        serde_json::json!({
+            "address": address, "kind": "mailbox", "create_contact": false,
+            "changes": changes, "ready": { "encryptable": true },
+        })
+    };
+    serde_json::from_value(serde_json::json!({
+        "format": 1,
+        "file": "deploy.toml",
+        "created": "2026-12-03T08:00:00Z",
+        "at": 1_796_284_800,
+        "issue": [],
+        "summary": { "add": 2, "remove": 1, "contacts": 0, "issue": 0, "renew": 0,
+                     "unmanaged_kept": 0, "trust_updates": 0, "not_ready": 0, "unchanged": 0 },
+        "directories": [{
+            "name": "local",
+            "unchanged": 3,
+            "read": {},
+            "people": [
+                person("alice@example.org", serde_json::json!([
+                    { "action": "add", "certificate": cert("Alice Example", "3001", "E123BD87387F9982ED528EBE40BC7906A5A96E94") },
+                    { "action": "remove", "reason": "expired", "certificate": cert("Alice Old", "2001", "00112233445566778899AABBCCDDEEFF00112233") },
+                ])),
+                person("bob@example.org", serde_json::json!([
+                    { "action": "add", "certificate": cert("Bob Example", "3002", "EB6B5EE7F9B3074F8FF25EAC86B6597F7100EB01") },
+                ])),
+            ],
+        }],
+    }))
+    .expect("the test plan is a plan")
+}
+
+fn key(c: KeyCode) -> KeyEvent {
+    KeyEvent::new(c, KeyModifiers::NONE)
+}
+
+/// Presses keys, given as a string (one char each) or named.
+fn press(app: &mut App, keys: &str) -> Vec<Task> {
+    let mut tasks = Vec::new();
+    for c in keys.chars() {
+        tasks.extend(app.key(key(KeyCode::Char(c))));
+    }
+    tasks
+}
+
+/// The screen as text, one line per row, trailing blanks cut.
+fn screen(app: &mut App) -> String {
+    let mut t = Terminal::new(TestBackend::new(80, 24)).expect("a test terminal");
+    t.draw(|f| ui::draw(f, app)).expect("drawn");
+    let buf = t.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let mut line = String::new();
+        for x in 0..buf.area.width {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Thumbprints and times are filtered: the snapshot shows the layout.
+fn snap(name: &str, text: &str) {
+    insta::with_settings!({filters => vec![
+        (r"\b[0-9A-F]{40}\b", "[SHA1]"),
+        (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "[TIME]"),
+    ]}, {
+        insta::assert_snapshot!(name, text);
+    });
+}
+
+fn loaded(write: bool) -> App {
+    let mut app = App::new(write, false, true);
+    app.message(Msg::People(Ok(people())));
+    app.message(Msg::Plan(Ok(Box::new(plan()))));
+    app
+}
+
+#[test]
+fn people_screen_lists_sorted_by_address_with_the_detail_pane() {
+    let mut app = loaded(false);
+    let s = screen(&mut app);
+    assert!(s.contains("read-only"), "{s}");
+    snap("people", &s);
+}
+
+#[test]
+fn filter_narrows_as_you_type_and_esc_clears_it() {
+    let mut app = loaded(false);
+    press(&mut app, "/bo");
+    let s = screen(&mut app);
+    assert!(
+        s.contains("bob@example.org") && !s.contains("alice@example.org"),
+        "{s}"
+    );
+    snap("people_filtered", &s);
+    // Backspace widens it again.
+    app.key(key(KeyCode::Backspace));
+    assert_eq!(app.people.shown.len(), 1, "'b' matches only bob");
+    app.key(key(KeyCode::Esc));
+    assert_eq!(app.people.shown.len(), 3);
+    assert!(app.people.filter.is_empty() && !app.people.typing);
+    // While typing, q is a letter, not quit.
+    press(&mut app, "/q");
+    assert!(!app.quit);
+    assert_eq!(app.people.filter, "q");
+}
+
+#[test]
+fn sort_cycles_address_status_expiry() {
+    let mut app = loaded(false);
+    let order = |app: &App| -> Vec<String> {
+        app.people
+            .shown
+            .iter()
+            .map(|i| app.people.rows[*i].address.clone())
+            .collect()
+    };
+    assert_eq!(
+        order(&app),
+        ["alice@example.org", "bob@example.org", "carol@example.org"]
+    );
+    press(&mut app, "s");
+    assert_eq!(
+        order(&app),
+        ["bob@example.org", "carol@example.org", "alice@example.org"]
+    );
+    press(&mut app, "s");
+    assert_eq!(
+        order(&app),
+        ["carol@example.org", "alice@example.org", "bob@example.org"]
+    );
+}
+
+#[test]
+fn enter_reads_the_selected_persons_certificates() {
+    let mut app = loaded(false);
+    press(&mut app, "j");
+    let tasks = app.key(key(KeyCode::Enter));
+    match tasks.as_slice() {
+        [
+            Task::Lookup {
+                address,
+                directories,
+            },
+        ] => {
+            assert_eq!(address, "bob@example.org");
+            assert_eq!(directories, &["local"]);
+        }
+        other => panic!("expected one lookup, got {other:?}"),
+    }
+    assert!(screen(&mut app).contains("reading certificates"));
+}
+
+#[test]
+fn plan_screen_reviews_each_change() {
+    let mut app = loaded(false);
+    app.key(key(KeyCode::Tab));
+    assert_eq!(app.screen, Screen::Plan);
+    let s = screen(&mut app);
+    snap("plan", &s);
+}
+
+#[test]
+fn read_only_refuses_apply_and_says_how_to_enable_it() {
+    let mut app = loaded(false);
+    press(&mut app, "2");
+    let tasks = press(&mut app, "a");
+    assert!(tasks.is_empty());
+    let s = screen(&mut app);
+    assert!(s.contains("--write"), "{s}");
+    app.key(key(KeyCode::Esc));
+    assert!(app.message.is_none());
+}
+
+#[test]
+fn skipped_change_is_left_out_of_the_applied_plan() {
+    let mut app = loaded(true);
+    press(&mut app, "2");
+    // Skip alice's removal (the second item), keep the two adds.
+    press(&mut app, "j ");
+    press(&mut app, "a");
+    let s = screen(&mut app);
+    assert!(
+        s.contains("Apply 2 approved changes (1 skipped) to local?"),
+        "{s}"
+    );
+    snap("plan_confirm", &s);
+    let tasks = press(&mut app, "y");
+    let [Task::Apply(applied)] = tasks.as_slice() else {
+        panic!("expected an apply, got {tasks:?}");
+    };
+    let people = &applied.directories[0].people;
+    assert_eq!(people.len(), 2);
+    assert!(matches!(
+        people[0].changes.as_slice(),
+        [ChangeAction::Add { .. }]
+    ));
+    assert_eq!(people[1].changes.len(), 1);
+}
+
+#[test]
+fn skipping_every_change_of_a_person_leaves_the_person_out() {
+    let mut app = loaded(true);
+    press(&mut app, "2");
+    press(&mut app, "jj ");
+    let p = app.approved_plan().expect("a plan");
+    let people: Vec<&str> = p.directories[0]
+        .people
+        .iter()
+        .map(|p| p.address.as_str())
+        .collect();
+    assert_eq!(people, ["alice@example.org"]);
+    // Nothing approved: nothing to apply, and it says so.
+    press(&mut app, "S");
+    assert!(press(&mut app, "a").is_empty());
+    assert!(
+        app.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("No change is approved")
+    );
+}
+
+#[test]
+fn apply_shows_progress_then_results_and_cancel_is_a_key() {
+    let mut app = loaded(true);
+    press(&mut app, "2a");
+    assert!(matches!(press(&mut app, "y").as_slice(), [Task::Apply(_)]));
+    app.message(Msg::Progress(JobEvent {
+        what: "apply".into(),
+        done: 1,
+        total: 2,
+        current_item: Some("local alice@example.org".into()),
+    }));
+    let s = screen(&mut app);
+    assert!(
+        s.contains("applying: 1 of 2 done") && s.contains("finished local alice@example.org"),
+        "{s}"
+    );
+    snap("plan_applying", &s);
+    assert!(matches!(
+        press(&mut app, "c").as_slice(),
+        [Task::CancelApply]
+    ));
+    let step = |target: &str, status: &'static str, error: Option<&str>| ApplyStep {
+        directory: "local".into(),
+        target: target.into(),
+        operation: "publish".into(),
+        status,
+        added: Vec::new(),
+        removed: Vec::new(),
+        error: error.map(str::to_string),
+        attempts: 1,
+        out_of_time: false,
+        delivered: None,
+    };
+    app.message(Msg::Applied(Ok(ApplyReport {
+        run: "run-1".into(),
+        file: "deploy.toml".into(),
+        done: 1,
+        unchanged: 0,
+        failed: 1,
+        not_attempted: 1,
+        interrupted_before: 0,
+        requeued: 0,
+        seconds: 0.5,
+        steps: vec![
+            step("alice@example.org", "done", None),
+            step(
+                "bob@example.org",
+                "failed",
+                Some("the directory said: insufficient access"),
+            ),
+            step("carol@example.org", "not-attempted", None),
+        ],
+    })));
+    let s = screen(&mut app);
+    assert!(
+        s.contains("insufficient access") && s.contains("not-attempted"),
+        "{s}"
+    );
+    snap("plan_results", &s);
+}
+
+#[test]
+fn help_is_generated_from_the_keymap() {
+    let mut app = loaded(false);
+    press(&mut app, "?");
+    let s = screen(&mut app);
+    for b in smimekit_tui::keymap::KEYMAP
+        .iter()
+        .filter(|b| b.context == smimekit_tui::keymap::Context::Global)
+    {
+        assert!(
+            s.contains(b.help) || b.help.len() > 40,
+            "help lacks {:?}:\n{s}",
+            b.help
+        );
+    }
+    snap("help", &s);
+    press(&mut app, "?");
+    assert!(app.help.is_none());
+}
+
+#[test]
+fn errors_are_a_dismissible_message_not_a_crash() {
+    let mut app = App::new(false, false, true);
+    app.message(Msg::Plan(Err(smimekit_service::ServiceError::new(
+        smimekit_service::ErrorKind::Unavailable,
+        "directory exo: the service is throttling (Retry-After 30 s)",
+    ))));
+    let s = screen(&mut app);
+    assert!(s.contains("throttling"), "{s}");
+    // Keys other than the message's own do nothing while it shows; Ctrl-C still quits.
+    press(&mut app, "q");
+    assert!(!app.quit && app.message.is_some());
+    app.key(key(KeyCode::Enter));
+    assert!(app.message.is_none());
+    app.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert!(app.quit);
+}
+
+#[test]
+fn palette_runs_commands() {
+    let mut app = loaded(false);
+    press(&mut app, ":sort status");
+    app.key(key(KeyCode::Enter));
+    assert_eq!(app.people.sort, smimekit_tui::app::Sort::Status);
+    press(&mut app, ":plan");
+    app.key(key(KeyCode::Enter));
+    assert_eq!(app.screen, Screen::Plan);
+    press(&mut app, ":frobnicate");
+    app.key(key(KeyCode::Enter));
+    assert!(
+        app.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("not a command")
+    );
+}
+
+#[test]
+fn fits_small_terminals_without_panicking() {
+    let mut app = loaded(true);
+    for (w, h) in [(80, 24), (40, 10), (20, 5), (1, 1)] {
+        for k in ["", "2", "?", "a"] {
+            press(&mut app, k);
+            let mut t = Terminal::new(TestBackend::new(w, h)).expect("a test terminal");
+            t.draw(|f| ui::draw(f, &mut app)).expect("drawn");
+        }
+    }
+}
