@@ -257,6 +257,12 @@ pub fn mail_addresses(info: &CertInfo) -> &[String] {
 }
 
 /// Parses the facts of a certificate.
+/// The SHA-1 thumbprint of a certificate's bytes, uppercase hex (Exchange's `Thumbprint`),
+/// without parsing it: what [`CertInfo::sha1_thumbprint`] holds.
+pub fn sha1_thumbprint(der: &[u8]) -> String {
+    hex::encode_upper(Sha1::digest(der))
+}
+
 pub fn parse(cert: &CertDer) -> Result<CertInfo, PkiError> {
     let der = cert.as_bytes();
     let raw = split(der)?;

@@ -71,17 +71,8 @@ impl CertRef {
 
 /// The SHA-1 thumbprint of a certificate, even an unreadable one.
 pub(crate) fn thumbprint(cert: &CertDer) -> String {
-    certinfo::parse(cert)
-        .map(|i| i.sha1_thumbprint)
-        .unwrap_or_else(|_| {
-            use std::fmt::Write as _;
-            // Not a certificate we can read: name it by its length and first bytes.
-            let mut s = format!("UNREADABLE-{}-", cert.as_bytes().len());
-            for b in cert.as_bytes().iter().take(8) {
-                let _ = write!(s, "{b:02X}");
-            }
-            s
-        })
+    // The SHA-1 of the bytes, as the certificate's own thumbprint is: no parse needed.
+    certinfo::sha1_thumbprint(cert.as_bytes())
 }
 
 /// Why a certificate is to be removed.
@@ -714,6 +705,7 @@ impl Service {
             } else {
                 trust.clone()
             };
+            let anchors_key = trust_key(&anchors);
             let mut plans = Vec::new();
             let mut unchanged = 0;
             for p in &people {
@@ -736,7 +728,7 @@ impl Service {
                 let ready = {
                     let mut thumbs: Vec<String> = plan.after.iter().map(thumbprint).collect();
                     thumbs.sort();
-                    let key = (p.address.key(), thumbs.join(","), trust_key(&anchors));
+                    let key = (p.address.key(), thumbs.join(","), anchors_key.clone());
                     match ready_cache.get(&key) {
                         Some(r) => r.clone(),
                         None => {
