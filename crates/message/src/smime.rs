@@ -163,11 +163,6 @@ async fn peel(
                 return cms_layer(engine, &der, keys, ctx, detached).await.map(Some);
             }
             if first {
-                return Err(match parsed {
-                    Err(e) => MessageError::Mime(e),
-                    Ok(_) => MessageError::Malformed("not a MIME entity nor CMS".into()),
-                });
-            }
                 // Bytes that start as DER does but do not parse (cut short, nested too deep):
                 // the reason is the ASN.1 one, not "not MIME".
                 let trimmed = data.trim_ascii_start();
@@ -176,6 +171,11 @@ async fn peel(
                 {
                     return Err(e.into());
                 }
+                return Err(match parsed {
+                    Err(e) => MessageError::Mime(e),
+                    Ok(_) => MessageError::Malformed("not a MIME entity nor CMS".into()),
+                });
+            }
             return Ok(None);
         }
     };
