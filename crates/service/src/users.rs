@@ -271,6 +271,17 @@ fn info(u: &WebUser) -> Result<WebUserInfo, ServiceError> {
 }
 
 impl Service {
+    /// The same service acting as another user (the web: one per signed-in user), for the
+    /// audit log; it shares the store, the sessions and the plugins.
+    pub fn acting_as(&self, user: impl Into<String>, frontend: impl Into<String>) -> Service {
+        let mut s = self.clone();
+        s.actor = std::sync::Arc::new(crate::store::Actor {
+            user: user.into(),
+            frontend: frontend.into(),
+        });
+        s
+    }
+
     /// `smimekit-web user add`: a new user; `Conflict` when the name is taken.
     pub async fn user_add(
         &self,
