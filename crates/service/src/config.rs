@@ -557,9 +557,9 @@ mod tests {
         let cwd = std::env::current_dir().unwrap();
         assert_eq!(c.plugin_paths, [cwd.join("libv.so")]);
         assert_eq!(c.plugin_call_timeout, DEFAULT_PLUGIN_CALL_TIMEOUT);
-        let c =
+        let seven =
             Config::from_toml("[plugins]\ncall_timeout_secs = 7\n", Path::new("c.toml")).unwrap();
-        assert_eq!(c.plugin_call_timeout, std::time::Duration::from_secs(7));
+        assert_eq!(seven.plugin_call_timeout, std::time::Duration::from_secs(7));
         for bad in ["0", "\"7s\"", "1.5"] {
             let e = Config::from_toml(
                 &format!("[plugins]\ncall_timeout_secs = {bad}\n"),
