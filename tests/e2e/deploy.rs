@@ -1369,8 +1369,27 @@ fn kill_9_at_many_points_of_a_300_person_apply_then_a_rerun_converges() {
             };
             // Stopped outside a store write: a writer stopped inside one would hold SQLite's
             // lock, and the second apply would wait for the store instead of being refused.
+            // Stopped for sure: every thread of the process in state T (a signal is delivered
+            // asynchronously, and a process still running could take the lock after the check).
+            let stopped = || {
+                let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                    return false;
+                };
+                tasks.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat"))
+                        .ok()
+                        .and_then(|st| {
+                            st.rsplit_once(") ")
+                                .map(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+                        })
+                        .unwrap_or(false)
+                })
+            };
             loop {
                 signal("-STOP");
+                while !stopped() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 let free = rusqlite::Connection::open(&w.store).and_then(|db| {
                     db.busy_timeout(Duration::ZERO)?;
                     db.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
