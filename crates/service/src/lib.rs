@@ -57,8 +57,8 @@ pub use directory::{
 };
 pub use error::{ErrorKind, ServiceError};
 pub use exchange::{
-    BulkItem, BulkList, BulkPublishRequest, BulkReport, EmitResult, LoginResult,
-    OrgSettingsResult, ProbeLine, ProbeResult, bulk_items,
+    BulkItem, BulkList, BulkPublishRequest, BulkReport, EmitResult, LoginResult, OrgSettingsResult,
+    ProbeLine, ProbeResult, bulk_items,
 };
 pub use inventory::{InventoryItem, InventoryRequest, InventoryResult};
 pub use jobs::{Job, JobCanceller, JobEvent, JobRecord, JobResult};
@@ -87,9 +87,7 @@ pub use smimekit_message::report::{Layer, LayerKind, OpenReport, SignerReport, S
 pub use smimekit_pki::ca::RevocationReason;
 pub use store::{DirectoryExport, DirectoryImportRequest, DirectoryImportResult, os_user};
 pub use token::{TokenEnrollRequest, TokenEnrollResult, TokenImportRequest};
-pub use users::{
-    Role, SessionPolicy, SignIn, SignInRequest, WebSessionInfo, WebUserInfo,
-};
+pub use users::{Role, SessionPolicy, SignIn, SignInRequest, WebSessionInfo, WebUserInfo};
 
 /// Where the current time comes from (pinned in tests).
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;

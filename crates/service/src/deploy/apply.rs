@@ -1089,11 +1089,7 @@ impl Service {
             pkcs12,
             password,
         });
-        let replaced: Vec<String> = step
-            .replaces
-            .iter()
-            .map(|c| c.thumbprint.clone())
-            .collect();
+        let replaced: Vec<String> = step.replaces.iter().map(|c| c.thumbprint.clone()).collect();
         self.audit_change(
             &format!("apply-{}", step.action),
             "",
