@@ -855,15 +855,9 @@ impl Service {
         .await
         .map_err(ServiceError::from);
         let change = Change::new("apply", &directory, address, &before);
-        if let Err(e) = written {
-            self.record_write(
-                &change,
-                None,
-                None,
-                &Err(ServiceError::new(e.kind.clone(), e.message.clone())),
-            )
-            .await?;
-            return Err(e);
+        if written.is_err() {
+            self.record_write(&change, None, None, &written).await?;
+            written?;
         }
         let back = dir.recipient(address).await?;
         let (after_kind, after) = match back {
