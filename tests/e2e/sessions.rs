@@ -431,15 +431,24 @@ fn mailboxes(n: usize) -> Vec<String> {
 }
 
 /// The app's side of a bulk run held in memory (as a web upload would be): the files a list
-/// names, no path on disk; it counts the certificates read.
+/// names, no path on disk; it counts the certificates read. With a gate, each read first takes
+/// a token the test hands out, so a test can hold the run at a read.
 #[derive(Default)]
 struct MemFiles {
     files: HashMap<PathBuf, Vec<u8>>,
     reads: AtomicU64,
+    gate: Option<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>,
 }
 
 impl DeploySource for MemFiles {
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        if let Some(gate) = &self.gate {
+            // Only a read the test never allows waits this long (the run read ahead).
+            gate.lock()
+                .unwrap()
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .map_err(|_| std::io::Error::other("read before its turn: no token"))?;
+        }
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.files
             .get(path)
@@ -565,7 +574,9 @@ fn bulk_publish_is_a_job_with_ordered_events_and_a_record() {
 /// Issue 12 §1: a bulk request carries its list as data and reads each certificate through the
 /// app's reader when its item is tried (one at a time here: never more than the items done and
 /// the one in flight), so a run of 10,000 items holds no more; a file the reader lacks fails its
-/// item, named as the reader names it.
+/// item, named as the reader names it. The reader allows one read, then one more after each
+/// event the test has seen: a run that read ahead would wait for a token that never comes and
+/// fail its items (events lag the run, so counting reads at an event alone would race).
 #[test]
 fn bulk_publish_reads_each_certificate_through_the_apps_reader_when_tried() {
     let rt = current_thread();
@@ -576,16 +587,24 @@ fn bulk_publish_reads_each_certificate_through_the_apps_reader_when_tried() {
         let svc = service(dir.path(), &exo_toml(&emu, ""));
         let (list, mut files) = bulk_list(&addrs);
         let missing = PathBuf::from(format!("certs/{}.pem", addrs[5]));
-        Arc::get_mut(&mut files).unwrap().files.remove(&missing);
+        let (tokens, gate) = std::sync::mpsc::channel();
+        let mem = Arc::get_mut(&mut files).unwrap();
+        mem.files.remove(&missing);
+        mem.gate = Some(std::sync::Mutex::new(gate));
+        tokens.send(()).unwrap();
         let reader: Arc<dyn DeploySource> = files.clone();
         let mut job = svc.bulk_publish(BulkPublishRequest {
             directory: Some("exo".into()),
             force: true,
             ..BulkPublishRequest::new(list, reader)
         });
+        let mut seen = 0;
         while let Some(e) = job.next_event().await {
+            seen += 1;
+            assert_eq!(e.done, seen, "{e:?}");
             let reads = files.reads.load(Ordering::SeqCst);
-            assert!(reads <= e.done as u64 + 1, "{reads} read at {e:?}");
+            assert!(reads <= e.done as u64, "{reads} read at {e:?}");
+            let _ = tokens.send(());
         }
         let report = job.await.unwrap();
         assert_eq!(files.reads.load(Ordering::SeqCst), addrs.len() as u64);
