@@ -7,6 +7,7 @@
 //! talk to plugins or the store: only the service.
 
 pub mod app;
+pub mod cli;
 pub mod keymap;
 pub mod runner;
 pub mod ui;

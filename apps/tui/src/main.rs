@@ -3,7 +3,6 @@
 //! on every way out: `q`, Ctrl-C (a key in raw mode), SIGINT/SIGTERM, an error or a panic
 //! (ratatui's hook).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -11,24 +10,10 @@ use clap::Parser;
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use smimekit_service::Service;
 use smimekit_tui::app::{App, Msg};
+use smimekit_tui::cli::Args;
 use smimekit_tui::runner::Runner;
 use smimekit_tui::ui;
 use tokio::sync::mpsc;
-
-/// The smimekit console: people, the deploy plan and its apply, in a terminal.
-#[derive(Debug, Parser)]
-#[command(name = "smimekit-tui", version)]
-struct Args {
-    /// The configuration file (default: as `smimekit` finds it).
-    #[arg(long, value_name = "F")]
-    config: Option<PathBuf>,
-    /// Allow changes (apply); without it the console only reads.
-    #[arg(long)]
-    write: bool,
-    /// The deploy file whose plan the Plan screen shows.
-    #[arg(long, value_name = "deploy.toml")]
-    file: Option<PathBuf>,
-}
 
 enum Input {
     Event(Event),

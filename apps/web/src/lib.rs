@@ -6,6 +6,8 @@
 //! session; every state-changing request but the login carries the session's CSRF token in
 //! `X-CSRF-Token`. It deliberately does not render HTML pages yet, nor serve TLS itself.
 
+pub mod cli;
+
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;

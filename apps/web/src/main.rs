@@ -4,57 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use smimekit_service::{Config, Role, Secret, Service, ServiceBuilder, SessionPolicy};
+use smimekit_web::cli::{Cli, Command, UserCommand};
 use smimekit_web::{AppState, router};
-
-#[derive(Parser)]
-#[command(name = "smimekit-web", version, about = "The smimekit web admin")]
-struct Cli {
-    /// The configuration file (default: the usual places, else the embedded default).
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the web admin (plain HTTP on a loopback address only, unless --insecure-http).
-    Serve {
-        #[arg(long, default_value = "127.0.0.1:8480")]
-        listen: SocketAddr,
-        /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
-        #[arg(long)]
-        insecure_http: bool,
-    },
-    /// Manage the web admin's users.
-    #[command(subcommand)]
-    User(UserCommand),
-}
-
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Add a user.
-    Add {
-        name: String,
-        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
-        role: String,
-        /// Read the password from the first line of this file (else ask on the terminal).
-        #[arg(long)]
-        password_file: Option<PathBuf>,
-    },
-    /// List the users.
-    List,
-    /// Remove a user and their sessions.
-    Remove { name: String },
-    /// Change a user's password (also lifts a lockout).
-    Passwd {
-        name: String,
-        #[arg(long)]
-        password_file: Option<PathBuf>,
-    },
-}
 
 fn password(file: Option<&PathBuf>) -> anyhow::Result<Secret> {
     let text = match file {
