@@ -20,6 +20,11 @@
 //! one. A serial number is recorded in `state.json` *before* its certificate is signed and
 //! returned, so a crash can lose a certificate but never reuse a serial; the cRLNumber is
 //! advanced the same way.
+//!
+//! Off the runtime: every read and write of the CA directory (the lock file, `ca.json`,
+//! `state.json` and its serial/cRLNumber updates, the certificates, `issued/`) runs on the
+//! blocking pool ([`on_disk`]), never inline in an async call; only the key operations
+//! (through their own ports and lanes) and the encoding run on the caller's task.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -186,10 +191,10 @@ fn write_atomic_with(path: &Path, data: &[u8], owner_only: bool) -> Result<(), S
     result.map_err(|e| ServiceError::io(path, e))
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ServiceError> {
-    let text = serde_json::to_vec_pretty(value)
-        .map_err(|e| ServiceError::new(ErrorKind::Io, format!("{}: {e}", path.display())))?;
-    write_atomic(path, &text)
+/// The JSON text of a CA file (`path` names it in an error).
+fn json_bytes(path: &Path, value: &impl Serialize) -> Result<Vec<u8>, ServiceError> {
+    serde_json::to_vec_pretty(value)
+        .map_err(|e| ServiceError::new(ErrorKind::Io, format!("{}: {e}", path.display())))
 }
 
 /// Held while a CA command runs; removes `ca.lock` when dropped.
@@ -261,8 +266,17 @@ impl CaDir {
         })
     }
 
-    fn save_state(&self) -> Result<(), ServiceError> {
-        write_json(&self.dir.join(STATE), &self.state)
+    /// Writes `state.json` (serialised here, written and fsynced on the blocking pool).
+    async fn save_state(&self) -> Result<(), ServiceError> {
+        let path = self.dir.join(STATE);
+        let text = json_bytes(&path, &self.state)?;
+        on_disk(move || write_atomic(&path, &text)).await
+    }
+
+    /// Releases the lock (removes `ca.lock`) on the blocking pool. An error path that drops a
+    /// `CaDir` instead removes the file where it is dropped.
+    async fn close(self) {
+        let _ = crate::keys::blocking(move || drop(self)).await;
     }
 
     fn key_reference(&self, reference: &str) -> String {
@@ -273,7 +287,15 @@ impl CaDir {
 /// [`CaDir::open`] (the lock file and the state files) on the blocking pool.
 async fn open_ca(dir: &Path) -> Result<CaDir, ServiceError> {
     let dir = dir.to_path_buf();
-    crate::keys::blocking(move || CaDir::open(&dir)).await?
+    on_disk(move || CaDir::open(&dir)).await
+}
+
+/// Runs file work of the CA directory on the blocking pool (file I/O and fsync must not hold
+/// a runtime thread: a current-thread runtime would stop every other task meanwhile).
+async fn on_disk<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    crate::keys::blocking(work).await?
 }
 
 fn resolve_ref(dir: &Path, reference: &str) -> String {
@@ -538,22 +560,27 @@ impl Service {
                 None => Ok(file.to_string_lossy().into_owned()),
             }
         };
-        if dir.join(CONFIG).exists() {
-            return Err(ServiceError::new(
-                ErrorKind::Invalid,
-                format!("{}: a CA already exists here", dir.display()),
-            ));
-        }
-        if req.name.trim().is_empty() {
-            return Err(ServiceError::new(
-                ErrorKind::Invalid,
-                "the CA name is empty",
-            ));
-        }
-        std::fs::create_dir_all(dir.join("issued")).map_err(|e| ServiceError::io(dir, e))?;
-        let _lock = {
+        let name_empty = req.name.trim().is_empty();
+        let lock = {
             let dir = dir.to_path_buf();
-            crate::keys::blocking(move || CaLock::acquire(&dir)).await??
+            on_disk(move || {
+                if dir.join(CONFIG).exists() {
+                    return Err(ServiceError::new(
+                        ErrorKind::Invalid,
+                        format!("{}: a CA already exists here", dir.display()),
+                    ));
+                }
+                if name_empty {
+                    return Err(ServiceError::new(
+                        ErrorKind::Invalid,
+                        "the CA name is empty",
+                    ));
+                }
+                std::fs::create_dir_all(dir.join("issued"))
+                    .map_err(|e| ServiceError::io(&dir, e))?;
+                CaLock::acquire(&dir)
+            })
+            .await?
         };
         let now = self.now();
         let prim = self.engine().primitives;
@@ -625,6 +652,9 @@ impl Service {
         let root_stored = root_key.store_certificate(&root, &[])?;
         let issuing_stored =
             issuing_key.store_certificate(&issuing, std::slice::from_ref(&root))?;
+        // What goes to the CA directory, in the order it is written (`ca.json` last: its
+        // presence marks a complete CA); `true` marks a secret (0600).
+        let mut files: Vec<(PathBuf, Vec<u8>, bool)> = Vec::new();
         if root_stored.is_none() {
             let root_p12 = root_key.export_pkcs12(
                 &format!("{} S/MIME Root CA", req.name),
@@ -633,7 +663,7 @@ impl Service {
                 &req.secret,
                 false,
             )?;
-            write_atomic_with(&root_key_path, &root_p12, true)?;
+            files.push((root_key_path, root_p12, true));
         }
         if issuing_stored.is_none() {
             let issuing_p12 = issuing_key.export_pkcs12(
@@ -643,27 +673,24 @@ impl Service {
                 &req.secret,
                 false,
             )?;
-            write_atomic_with(&issuing_key_path, &issuing_p12, true)?;
+            files.push((issuing_key_path, issuing_p12, true));
         }
-        write_atomic(
-            &dir.join("root.pem"),
-            write_pem(std::slice::from_ref(&root)).as_bytes(),
-        )?;
-        write_atomic(
-            &dir.join("issuing.pem"),
-            write_pem(std::slice::from_ref(&issuing)).as_bytes(),
-        )?;
-        write_atomic(
-            &dir.join("chain.pem"),
-            write_pem(&[issuing.clone(), root.clone()]).as_bytes(),
-        )?;
+        for (name, certs) in [
+            ("root.pem", vec![root.clone()]),
+            ("issuing.pem", vec![issuing.clone()]),
+            ("chain.pem", vec![issuing.clone(), root.clone()]),
+        ] {
+            files.push((dir.join(name), write_pem(&certs).into_bytes(), false));
+        }
         let mut state = CaState {
             version: 1,
             ..CaState::default()
         };
         state.serials.insert(hex::encode_upper(&root_serial));
         state.serials.insert(hex::encode_upper(&issuing_serial));
-        write_json(&dir.join(STATE), &state)?;
+        let state_path = dir.join(STATE);
+        let state_text = json_bytes(&state_path, &state)?;
+        files.push((state_path, state_text, false));
         let config = CaConfig {
             version: 1,
             name: req.name.clone(),
@@ -680,8 +707,18 @@ impl Service {
                 cert: "issuing.pem".into(),
             },
         };
-        // ca.json last: its presence marks a complete CA.
-        write_json(&dir.join(CONFIG), &config)?;
+        let config_path = dir.join(CONFIG);
+        let config_text = json_bytes(&config_path, &config)?;
+        files.push((config_path, config_text, false));
+        on_disk(move || {
+            for (path, data, owner_only) in files {
+                write_atomic_with(&path, &data, owner_only)?;
+            }
+            // The lock goes once everything is written.
+            drop(lock);
+            Ok(())
+        })
+        .await?;
         let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
         Ok(CaInitResult {
             dir: dir.to_string_lossy().into_owned(),
@@ -810,7 +847,7 @@ impl Service {
         };
         let serial_hex = hex::encode_upper(&serial);
         ca.state.serials.insert(serial_hex.clone());
-        ca.save_state()?;
+        ca.save_state().await?;
 
         let subject = Name::new().common_name(&email).email(&email).to_der();
         let not_after = now + i64::from(req.days) * DAY;
@@ -844,8 +881,6 @@ impl Service {
                 .cloned(),
         );
         let ca_copy = ca.dir.join("issued").join(format!("{serial_hex}.pem"));
-        std::fs::create_dir_all(ca.dir.join("issued")).map_err(|e| ServiceError::io(&ca.dir, e))?;
-        write_atomic(&ca_copy, write_pem(std::slice::from_ref(&cert)).as_bytes())?;
         let pkcs12 = match (&req.source, generated) {
             (IssueSource::Csr { .. }, _) => None,
             (
@@ -871,7 +906,23 @@ impl Service {
             revoked_at: None,
             reason: None,
         });
-        ca.save_state()?;
+        // The CA's copy of the certificate, then the record of it.
+        let state_path = ca.dir.join(STATE);
+        let state_text = json_bytes(&state_path, &ca.state)?;
+        let copy_text = write_pem(std::slice::from_ref(&cert)).into_bytes();
+        {
+            let ca_copy = ca_copy.clone();
+            on_disk(move || {
+                if let Some(issued) = ca_copy.parent() {
+                    std::fs::create_dir_all(issued).map_err(|e| ServiceError::io(issued, e))?;
+                }
+                write_atomic(&ca_copy, &copy_text)?;
+                write_atomic(&state_path, &state_text)?;
+                drop(ca);
+                Ok(())
+            })
+            .await?;
+        }
         Ok(CaIssueResult {
             email,
             serial: serial_hex,
@@ -916,8 +967,8 @@ impl Service {
     }
 
     /// Marks a certificate revoked (it appears in the next CRL).
-    pub fn ca_revoke(&self, req: &CaRevokeRequest) -> Result<CaRevokeResult, ServiceError> {
-        let mut ca = CaDir::open(&req.dir)?;
+    pub async fn ca_revoke(&self, req: &CaRevokeRequest) -> Result<CaRevokeResult, ServiceError> {
+        let mut ca = open_ca(&req.dir).await?;
         let serial = match &req.target {
             RevokeTarget::Serial(s) => normalize_serial(s),
             RevokeTarget::Certificate(input) => {
@@ -960,7 +1011,8 @@ impl Service {
             revoked_at: rfc3339(now),
             reason: req.reason,
         };
-        ca.save_state()?;
+        ca.save_state().await?;
+        ca.close().await;
         Ok(result)
     }
 
@@ -981,7 +1033,7 @@ impl Service {
         // Advance the cRLNumber durably first: it must never repeat.
         ca.state.crl_number += 1;
         let number = ca.state.crl_number;
-        ca.save_state()?;
+        ca.save_state().await?;
         let mut revoked = Vec::new();
         let mut serials = Vec::new();
         for r in &ca.state.issued {
@@ -1012,6 +1064,7 @@ impl Service {
         })?;
         let crl =
             pkica::sign_tbs(&tbs, scheme, &alg, key.as_ref(), self.engine().primitives).await?;
+        ca.close().await;
         Ok(CaCrlResult {
             pem: pem_block("X509 CRL", &crl),
             crl_number: number,
@@ -1022,9 +1075,11 @@ impl Service {
     }
 
     /// The issued-certificate records of a CA (for listings and tests).
-    pub fn ca_issued(&self, dir: &Path) -> Result<Vec<IssuedRecord>, ServiceError> {
-        let ca = CaDir::open(dir)?;
-        Ok(ca.state.issued.clone())
+    pub async fn ca_issued(&self, dir: &Path) -> Result<Vec<IssuedRecord>, ServiceError> {
+        let ca = open_ca(dir).await?;
+        let issued = ca.state.issued.clone();
+        ca.close().await;
+        Ok(issued)
     }
 }
 
@@ -1123,7 +1178,7 @@ mod tests {
         let mut bad = issue("c@example.org", 30, false);
         bad.ca_secret = Some(Secret::from("nope"));
         assert_eq!(s.ca_issue(&bad).await.unwrap_err().kind, ErrorKind::Key);
-        assert_eq!(s.ca_issued(&dir).unwrap().len(), 1);
+        assert_eq!(s.ca_issued(&dir).await.unwrap().len(), 1);
 
         let rev = s
             .ca_revoke(&CaRevokeRequest {
@@ -1131,6 +1186,7 @@ mod tests {
                 target: RevokeTarget::Serial(r.serial.to_ascii_lowercase()),
                 reason: RevocationReason::Superseded,
             })
+            .await
             .unwrap();
         assert_eq!(rev.revoked_at, smimekit_testkit::PINNED_AT);
         let crl = s
@@ -1163,6 +1219,92 @@ mod tests {
         s.ca_issue(&issue("a@example.org", 30, false))
             .await
             .unwrap();
+        assert!(!dir.join(LOCK).exists());
+    }
+
+    /// The CA's state is read and written on the blocking pool, not on the runtime's thread:
+    /// `state.json` is made a FIFO whose writer (a plain thread) feeds it only once a task of
+    /// the same current-thread runtime has run. Were `ca revoke` to read it inline, that task
+    /// could not run until the read ended: the writer gives up waiting and the test fails.
+    #[cfg(unix)]
+    #[tokio::test(flavor = "current_thread")]
+    async fn ca_revoke_leaves_the_runtime_free_while_it_reads_its_state() {
+        let s = service();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        let secret = Secret::from("pw");
+        s.ca_init(&CaInitRequest {
+            dir: dir.clone(),
+            name: "Test Org".into(),
+            key_type: CaKeyType::P256,
+            secret: secret.clone(),
+            crl_url: None,
+        })
+        .await
+        .unwrap();
+        let issued = s
+            .ca_issue(&CaIssueRequest {
+                dir: dir.clone(),
+                ca_secret: Some(secret.clone()),
+                source: IssueSource::Generate {
+                    email: "a@example.org".into(),
+                    key_type: CaKeyType::P256,
+                    p12_name: "a.p12".into(),
+                    p12_secret: secret.clone(),
+                    legacy: false,
+                },
+                days: 30,
+                renew: false,
+            })
+            .await
+            .unwrap();
+
+        let state_path = dir.join(STATE);
+        let state = std::fs::read(&state_path).unwrap();
+        std::fs::remove_file(&state_path).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&state_path)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo {}", state_path.display());
+
+        let (ran_tx, ran_rx) = std::sync::mpsc::channel::<()>();
+        let fifo = state_path.clone();
+        let writer = std::thread::spawn(move || {
+            // Only the failing case waits this long: a free runtime answers at once.
+            let runtime_ran = ran_rx
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .is_ok();
+            // Either way the reader gets its state, so that the test ends.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifo)
+                .and_then(|mut f| f.write_all(&state))
+                .unwrap();
+            runtime_ran
+        });
+        // Queued before the revoke is first polled: it runs only when the revoke yields.
+        let ticker = tokio::spawn(async move {
+            let _ = ran_tx.send(());
+        });
+        let rev = s
+            .ca_revoke(&CaRevokeRequest {
+                dir: dir.clone(),
+                target: RevokeTarget::Serial(issued.serial.clone()),
+                reason: RevocationReason::KeyCompromise,
+            })
+            .await
+            .unwrap();
+        ticker.await.unwrap();
+        assert!(
+            writer.join().unwrap(),
+            "the runtime's only thread was held while the CA state was read"
+        );
+        assert_eq!(rev.serial, issued.serial);
+        // The write replaced the FIFO with the state, revocation recorded; the lock is gone.
+        let records = s.ca_issued(&dir).await.unwrap();
+        assert!(records[0].revoked_at.is_some());
+        assert!(std::fs::metadata(&state_path).unwrap().is_file());
         assert!(!dir.join(LOCK).exists());
     }
 

@@ -188,7 +188,8 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
                 dir,
                 target,
                 reason,
-            })?;
+            })
+            .await?;
             if json {
                 print_json(&r)?;
             } else {

@@ -568,7 +568,7 @@ impl Service {
             if let Some(ca) = &p.issue {
                 if !ca_records.contains_key(ca) {
                     let mut by_address: HashMap<String, Vec<crate::IssuedRecord>> = HashMap::new();
-                    for r in self.ca_issued(ca)? {
+                    for r in self.ca_issued(ca).await? {
                         by_address
                             .entry(r.email.to_ascii_lowercase())
                             .or_default()
