@@ -18,13 +18,20 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the web admin (plain HTTP on a loopback address only, unless --insecure-http).
+    /// Serve the web admin: HTTPS with --tls-cert/--tls-key, else plain HTTP on a loopback
+    /// address only (unless --insecure-http, behind a TLS-terminating proxy).
     Serve {
         #[arg(long, default_value = "127.0.0.1:8480")]
         listen: SocketAddr,
         /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "tls_cert")]
         insecure_http: bool,
+        /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Manage the web admin's users.
     #[command(subcommand)]

@@ -4,10 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use axum::serve::ListenerExt as _;
 use clap::Parser;
-use smimekit_service::{Config, Role, Secret, Service, ServiceBuilder, SessionPolicy};
+use smimekit_service::{Config, Role, Secret, Service, ServiceBuilder};
 use smimekit_web::cli::{Cli, Command, UserCommand};
-use smimekit_web::{AppState, router};
+use smimekit_web::{AppState, IpNet, router};
 
 fn password(file: Option<&PathBuf>) -> anyhow::Result<Secret> {
     let text = match file {
@@ -20,10 +21,9 @@ fn password(file: Option<&PathBuf>) -> anyhow::Result<Secret> {
     ))
 }
 
-fn service(config: Option<&PathBuf>) -> anyhow::Result<Service> {
-    let config = Config::load(config.map(PathBuf::as_path))?;
+fn service(config: &Config) -> anyhow::Result<Service> {
     Ok(ServiceBuilder::default()
-        .config(config)
+        .config(config.clone())
         .actor(smimekit_service::os_user(), "web")
         .build()?)
 }
@@ -31,34 +31,65 @@ fn service(config: Option<&PathBuf>) -> anyhow::Result<Service> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let svc = service(cli.config.as_ref())?;
+    let config = Config::load(cli.config.as_deref())?;
+    let svc = service(&config)?;
     match cli.command {
         Command::Serve {
             listen,
             insecure_http,
+            tls_cert,
+            tls_key,
         } => {
-            if !listen.ip().is_loopback() && !insecure_http {
+            let tls = match (&tls_cert, &tls_key) {
+                (Some(c), Some(k)) => Some(smimekit_web::tls::server_config(c, k)?),
+                _ => None,
+            };
+            if tls.is_none() && !listen.ip().is_loopback() && !insecure_http {
                 bail!(
-                    "--listen {listen}: plain HTTP is served on a loopback address only (give --insecure-http behind a TLS proxy)"
+                    "--listen {listen}: plain HTTP is served on a loopback address only (give --tls-cert and --tls-key, or --insecure-http behind a TLS proxy)"
                 );
             }
-            let app = router(AppState {
-                service: svc,
-                policy: SessionPolicy::default(),
-                tls: false,
-            });
+            let mut state = AppState::new(svc);
+            state.tls = tls.is_some();
+            state.trusted_proxies = config
+                .web
+                .trusted_proxies
+                .iter()
+                .map(|p| {
+                    IpNet::parse(p).with_context(|| {
+                        format!("[web] trusted_proxies: {p:?} is not an address or network")
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let app = router(state);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("--listen {listen}"))?;
-            println!("smimekit-web: listening on http://{listen}");
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async {
+            let bound = listener.local_addr()?;
+            let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+            };
+            match tls {
+                Some(tls) => {
+                    let listener = smimekit_web::tls::TlsListener::new(listener, tls)?;
+                    println!("smimekit-web: listening on https://{bound}");
+                    axum::serve(
+                        listener.tap_io(|_| {}),
+                        app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(shutdown)
+                    .await?;
+                }
+                None => {
+                    println!("smimekit-web: listening on http://{bound}");
+                    axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(shutdown)
+                    .await?;
+                }
+            }
         }
         Command::User(u) => match u {
             UserCommand::Add {

@@ -44,16 +44,14 @@ async fn fixture() -> Fixture {
             .await
             .unwrap();
     }
-    let app = router(AppState {
-        service: service.clone(),
-        policy: SessionPolicy {
-            idle: 600,
-            absolute: 3600,
-            max_failures: 3,
-            lockout: 900,
-        },
-        tls: false,
-    });
+    let mut state = AppState::new(service.clone());
+    state.policy = SessionPolicy {
+        idle: 600,
+        absolute: 3600,
+        max_failures: 3,
+        lockout: 900,
+    };
+    let app = router(state);
     Fixture {
         app,
         now,

@@ -65,6 +65,57 @@ pub struct Config {
     /// The store's URL (`[store] url`, else the default above); `None` when no data folder
     /// is known.
     pub store_url: Option<String>,
+    /// `[web]`: the web admin's settings.
+    pub web: WebConfig,
+}
+
+/// The `[web]` table (read by `smimekit-web`):
+///
+/// ```toml
+/// [web]
+/// trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]
+/// ```
+///
+/// `trusted_proxies`: reverse proxies whose `X-Forwarded-For` names the client (for the audit
+/// log and the sign-in rate limit); addresses or networks, checked by the web app.
+#[derive(Debug, Clone, Default)]
+pub struct WebConfig {
+    pub trusted_proxies: Vec<String>,
+}
+
+fn web_config(table: &toml::Table, file: &str) -> Result<WebConfig, ServiceError> {
+    let Some(web) = table.get("web") else {
+        return Ok(WebConfig::default());
+    };
+    let web = web
+        .as_table()
+        .ok_or_else(|| usage(format!("config file {file}: `web` must be a table ([web])")))?;
+    let mut out = WebConfig::default();
+    for (key, value) in web {
+        match key.as_str() {
+            "trusted_proxies" => {
+                let list = value.as_array().ok_or_else(|| {
+                    usage(format!(
+                        "config file {file}: [web] trusted_proxies must be a list of strings"
+                    ))
+                })?;
+                for v in list {
+                    let s = v.as_str().ok_or_else(|| {
+                        usage(format!(
+                            "config file {file}: [web] trusted_proxies must be a list of strings (not {v})"
+                        ))
+                    })?;
+                    out.trusted_proxies.push(s.to_string());
+                }
+            }
+            other => {
+                return Err(usage(format!(
+                    "config file {file}: [web] unknown key {other:?} (known: trusted_proxies)"
+                )));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// One `[keystore.NAME]` table:
@@ -86,7 +137,7 @@ pub struct KeyStoreConfig {
 }
 
 /// The top-level keys a config file may have.
-const KNOWN_KEYS: &[&str] = &["directory", "keystore", "plugins", "store"];
+const KNOWN_KEYS: &[&str] = &["directory", "keystore", "plugins", "store", "web"];
 
 fn usage(msg: impl Into<String>) -> ServiceError {
     ServiceError::new(ErrorKind::Invalid, msg)
@@ -148,6 +199,7 @@ impl Config {
             plugin_paths: Vec::new(),
             plugin_call_timeout: DEFAULT_PLUGIN_CALL_TIMEOUT,
             store_url: Self::default_store_path().map(|p| format!("sqlite:{}", p.display())),
+            web: WebConfig::default(),
         }
     }
 
@@ -271,6 +323,7 @@ impl Config {
         let plugin_paths = plugin_paths(&table, &file.to_string(), base)?;
         let plugin_call_timeout = plugin_call_timeout(&table, &file.to_string())?;
         let store = store_url(&table, &file.to_string(), base)?;
+        let web = web_config(&table, &file.to_string())?;
         if directories.is_empty() {
             let mut d = Self::embedded_default();
             d.source = Some(source.to_path_buf());
@@ -278,6 +331,7 @@ impl Config {
             d.plugin_paths = plugin_paths;
             d.plugin_call_timeout = plugin_call_timeout;
             d.store_url = store.or(d.store_url);
+            d.web = web;
             return Ok(d);
         }
         let store_url = store
@@ -290,6 +344,7 @@ impl Config {
             plugin_paths,
             plugin_call_timeout,
             store_url,
+            web,
         })
     }
 

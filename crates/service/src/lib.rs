@@ -50,7 +50,7 @@ pub use ca::{
     RevokeTarget,
 };
 pub use certs::{CertSummary, ExportFormat, crls_from_bytes};
-pub use config::{Config, DirectoryConfig, KeyStoreConfig};
+pub use config::{Config, DirectoryConfig, KeyStoreConfig, WebConfig};
 pub use directory::{
     DirectoryCert, LookupRequest, LookupResult, PublishRequest, PublishResult, TrustPushRequest,
     TrustResult, UnpublishRequest,
@@ -68,7 +68,10 @@ pub use mail::{
     DecryptRequest, EncryptRequest, EncryptTo, OpenRequest, OpenResult, SignRequest, SignResult,
 };
 pub use named::Named;
-pub use people::{MAX_PAGE_SIZE, PeoplePage, PeopleQuery, PeopleSort, PersonRow, PersonStatus};
+pub use people::{
+    MAX_PAGE_SIZE, PeoplePage, PeopleQuery, PeopleSort, PersonCert, PersonDetail, PersonDirectory,
+    PersonRow, PersonStatus,
+};
 pub use pki_ops::{
     ChainBuildReport, ChainBuildRequest, ExtractedCert, PathCert, PathSummary, ProblemSummary,
     StoreEntry, StoreFormat, StoreListing, StoreProperty,

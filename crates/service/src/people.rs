@@ -224,6 +224,149 @@ impl Service {
     }
 }
 
+/// `GET /api/v1/people/{address}`: a person as every configured directory holds them, each
+/// certificate linted (the OWA profile, against that directory's trust chain when it keeps one),
+/// and the audit log's rows for the address. Asks the directories (each answer is recorded in
+/// the inventory, as a lookup's is); a directory that fails is reported in its entry, not as the
+/// request's failure.
+#[derive(Clone, Debug, Serialize)]
+pub struct PersonDetail {
+    pub address: String,
+    pub directories: Vec<PersonDirectory>,
+    /// Outlook / OWA can encrypt to them through at least one directory.
+    pub can_encrypt: bool,
+    /// The audit log's rows for this address, oldest first.
+    pub history: Vec<crate::AuditLogRow>,
+}
+
+/// One directory's entry for a person.
+#[derive(Clone, Debug, Serialize)]
+pub struct PersonDirectory {
+    pub directory: String,
+    /// `None`: no entry in this directory (or it could not be read).
+    pub kind: Option<RecipientKind>,
+    pub certificates: Vec<PersonCert>,
+    /// A certificate here is usable for encryption and has no lint error.
+    pub can_encrypt: bool,
+    /// Why this directory could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A certificate of a person, with its lint findings and its PEM (public data).
+#[derive(Clone, Debug, Serialize)]
+pub struct PersonCert {
+    #[serde(flatten)]
+    pub cert: crate::DirectoryCert,
+    pub findings: Vec<crate::Finding>,
+    pub pem: String,
+}
+
+impl Service {
+    /// See [`PersonDetail`]; `Invalid` when `address` is not an address.
+    pub async fn person(&self, address: &str) -> Result<PersonDetail, ServiceError> {
+        let mailbox = crate::directory::parse_address(address)?;
+        let now = self.now();
+        let mut directories = Vec::new();
+        for name in self.directory_names() {
+            directories.push(match self.person_in(&name, &mailbox, now).await {
+                Ok(d) => d,
+                Err(e) => PersonDirectory {
+                    directory: name,
+                    kind: None,
+                    certificates: Vec::new(),
+                    can_encrypt: false,
+                    error: Some(e.to_string()),
+                },
+            });
+        }
+        let history = match self.store {
+            Some(_) => {
+                self.audit_log(&crate::AuditLogRequest {
+                    address: Some(mailbox.to_string()),
+                    ..crate::AuditLogRequest::default()
+                })
+                .await?
+                .rows
+            }
+            None => Vec::new(),
+        };
+        Ok(PersonDetail {
+            address: mailbox.to_string(),
+            can_encrypt: directories.iter().any(|d| d.can_encrypt),
+            directories,
+            history,
+        })
+    }
+
+    async fn person_in(
+        &self,
+        name: &str,
+        mailbox: &smimekit_core::Mailbox,
+        now: i64,
+    ) -> Result<PersonDirectory, ServiceError> {
+        let dir = self.open_directory(name).await?;
+        let Some(r) = dir.recipient(mailbox).await? else {
+            return Ok(PersonDirectory {
+                directory: name.to_string(),
+                kind: None,
+                certificates: Vec::new(),
+                can_encrypt: false,
+                error: None,
+            });
+        };
+        if self.store.is_some() {
+            self.record_sighting(name, mailbox, Some(r.kind), &r.certificates, None)
+                .await?;
+        }
+        let trust_store = match dir.trust_chain().await {
+            Ok(c) if !c.is_empty() => Some(c),
+            _ => None,
+        };
+        let report = smimekit_pki::lint::lint(
+            self.engine().verifier,
+            &r.certificates,
+            &smimekit_pki::lint::LintOptions {
+                profile: crate::Profile::Owa,
+                at: now,
+                expiring_days: 30,
+                address: Some(mailbox.to_string()),
+                trust_store,
+            },
+        );
+        let mut findings: Vec<Vec<crate::Finding>> = report
+            .certificates
+            .into_iter()
+            .map(|c| c.findings)
+            .collect();
+        findings.resize(r.certificates.len(), Vec::new());
+        let certificates: Vec<PersonCert> = r
+            .certificates
+            .iter()
+            .zip(findings)
+            .map(|(c, findings)| PersonCert {
+                cert: self.directory_cert(c),
+                findings,
+                pem: smimekit_pki::container::write_pem(std::slice::from_ref(c)),
+            })
+            .collect();
+        let can_encrypt = certificates.iter().any(|c| {
+            c.cert.usable_for_encryption
+                && !c
+                    .findings
+                    .iter()
+                    .any(|f| f.severity == crate::Severity::Error)
+        });
+        Ok(PersonDirectory {
+            directory: name.to_string(),
+            kind: Some(r.kind),
+            certificates,
+            can_encrypt,
+            error: None,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

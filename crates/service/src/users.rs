@@ -413,29 +413,97 @@ impl Service {
             user.locked_until = None;
             store.user_put(&user).await.map_err(store_error)?;
         }
+        let signed = self.new_session(user.name, role).await?;
+        self.sign_in_audit(&req.name, "sign-in", format!("ok (client {})", req.client))
+            .await?;
+        Ok(signed)
+    }
+
+    /// A new session for a user whose password was just checked.
+    async fn new_session(&self, user: String, role: Role) -> Result<SignIn, ServiceError> {
+        let store = self.store().await?;
+        let now = self.now();
         let token = random_hex(32)?;
         let csrf = random_hex(32)?;
         store
             .session_put(&WebSession {
                 id: session_id(&token),
-                user: user.name.clone(),
+                user: user.clone(),
                 csrf: csrf.to_string(),
                 created: now,
                 last_seen: now,
             })
             .await
             .map_err(store_error)?;
-        self.sign_in_audit(&req.name, "sign-in", format!("ok (client {})", req.client))
-            .await?;
         Ok(SignIn {
             token,
             session: WebSessionInfo {
-                user: user.name,
+                user,
                 role,
                 csrf: csrf.to_string(),
                 created: now,
             },
         })
+    }
+
+    /// Re-authentication before a destructive action: the signed-in user gives their password
+    /// again and gets a new session (new token and CSRF token, created now) in place of the
+    /// old one, so that "authenticated within N seconds" is the session's age. A wrong
+    /// password counts towards the lockout like a failed sign-in, and leaves the session as
+    /// it was; both are in the audit log with the client's address.
+    pub async fn reauthenticate(
+        &self,
+        token: &str,
+        password: &Secret,
+        client: &str,
+        policy: &SessionPolicy,
+    ) -> Result<SignIn, ServiceError> {
+        let live = self.web_session(token, policy).await?;
+        let store = self.store().await?;
+        let now = self.now();
+        let Some(mut user) = store.user_get(&live.user).await.map_err(store_error)? else {
+            return Err(expired());
+        };
+        let locked = user.locked_until.is_some_and(|t| t > now);
+        if locked || !verify_password(password, user.password_hash.clone()).await {
+            let mut what = "refused: locked out";
+            if !locked {
+                user.failures = user.failures.saturating_add(1);
+                what = "refused: wrong password";
+                if user.failures >= policy.max_failures {
+                    user.locked_until = Some(now + policy.lockout);
+                    user.failures = 0;
+                    what = "refused: wrong password, locked out";
+                }
+                store.user_put(&user).await.map_err(store_error)?;
+            }
+            self.sign_in_audit(&live.user, "re-auth", format!("{what} (client {client})"))
+                .await?;
+            return Err(refused());
+        }
+        if user.failures != 0 {
+            user.failures = 0;
+            store.user_put(&user).await.map_err(store_error)?;
+        }
+        store
+            .session_remove(&session_id(token))
+            .await
+            .map_err(store_error)?;
+        let signed = self.new_session(live.user.clone(), live.role).await?;
+        self.sign_in_audit(&live.user, "re-auth", format!("ok (client {client})"))
+            .await?;
+        Ok(signed)
+    }
+
+    /// Records a sign-in refused before any password check because its client sent too many
+    /// attempts (the web app's per-address rate limit).
+    pub async fn sign_in_throttled(&self, name: &str, client: &str) -> Result<(), ServiceError> {
+        self.sign_in_audit(
+            name,
+            "sign-in",
+            format!("refused: too many attempts from this address (client {client})"),
+        )
+        .await
     }
 
     /// The live session a cookie's token names, its last use now; `PermissionDenied` when
