@@ -238,7 +238,17 @@ impl LdapDirectory {
                  password_env/password_file",
                 self.s.bind_dn.as_deref().unwrap_or("")
             )),
-            rc::BUSY | rc::UNAVAILABLE => DirectoryError::Unavailable(m),
+            // RFC 4511 §A.2: busy (51) is a server too busy to service the operation, and
+            // unavailable (52) one shutting down or missing a subsystem the operation needs
+            // (slapd's back-ldap proxy says 52 when its remote is down). Either way the
+            // operation was not done and may succeed later: the host's bulk runs put the item
+            // back in their queue. unwillingToPerform (53) is a refusal (read-only replica,
+            // password or naming policy, AD's administrative limits), not load: it stays an
+            // error, as do the rest.
+            rc::BUSY | rc::UNAVAILABLE => DirectoryError::Busy {
+                detail: m,
+                retry_after: None,
+            },
             rc::NO_SUCH_OBJECT => DirectoryError::Config(m),
             rc::NO_SUCH_ATTRIBUTE
             | rc::UNDEFINED_ATTRIBUTE_TYPE
@@ -1115,3 +1125,50 @@ inventory::submit! {
 
 /// Referenced by `smimekit-builtins` so that the linker keeps the registration.
 pub fn link() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory(extra: &str) -> LdapDirectory {
+        LdapDirectory::from_config(
+            "corp",
+            &format!(
+                "kind = \"ldap\"\nurl = \"ldap://127.0.0.1:1\"\nbase_dn = \"dc=example,dc=org\"\n{extra}"
+            ),
+        )
+        .unwrap()
+    }
+
+    /// A server too busy, or a subsystem it needs offline, is "not now" (the host retries);
+    /// a refusal is not.
+    #[test]
+    fn busy_and_unavailable_results_are_busy() {
+        let d = directory("");
+        for code in [rc::BUSY, rc::UNAVAILABLE] {
+            match d.result_err("search (mail=a@example.org)", code, "try later") {
+                DirectoryError::Busy {
+                    detail,
+                    retry_after,
+                } => {
+                    assert!(detail.contains("directory corp"), "{detail}");
+                    assert!(
+                        detail.contains(&format!("LDAP result {code}: try later")),
+                        "{detail}"
+                    );
+                    assert_eq!(retry_after, None);
+                }
+                other => panic!("LDAP {code}: {other:?}"),
+            }
+        }
+        // unwillingToPerform (53), e.g. a read-only replica: an error, not a retry.
+        assert!(matches!(
+            d.result_err("modify", 53, "operation restricted"),
+            DirectoryError::Other(_)
+        ));
+        assert!(matches!(
+            d.result_err("modify", rc::INSUFFICIENT_ACCESS, ""),
+            DirectoryError::Rejected(_)
+        ));
+    }
+}

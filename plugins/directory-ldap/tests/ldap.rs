@@ -795,3 +795,36 @@ async fn unreadable_smime_values_are_kept_and_reported() {
         "{notices:?}"
     );
 }
+
+/// A server that cannot serve now (slapd proxying to an upstream that is down answers
+/// `unavailable`, 52) is "busy" to the host, which retries the item later; the bind says
+/// so too. Busy (51) itself has no reliable trigger in slapd: a unit test pins it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_server_is_busy_not_failed() {
+    // A loopback port nothing listens on once the listener is dropped.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let s = Slapd::start(&Options {
+        proxy_to: Some(format!("ldap://127.0.0.1:{upstream}/")),
+        ..Options::default()
+    });
+    let anonymous = format!(
+        "kind = \"ldap\"\nurl = \"{}\"\nbase_dn = \"{BASE}\"\n",
+        s.url()
+    );
+    for (what, cfg) in [("search", anonymous), ("bind", config(&s, ""))] {
+        let e = open("corp", &cfg)
+            .lookup(&mb("alice@example.org"))
+            .await
+            .unwrap_err();
+        match e {
+            DirectoryError::Busy { detail, .. } => {
+                assert!(detail.contains("LDAP result 52"), "{what}: {detail}");
+                assert!(detail.contains("directory corp"), "{what}: {detail}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}

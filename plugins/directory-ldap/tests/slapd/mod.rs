@@ -25,6 +25,10 @@ pub struct Options {
     pub tls_san: Option<String>,
     /// Extra LDIF loaded before start (after the base entries).
     pub seed: String,
+    /// Serve the base DN through slapd's `back-ldap` proxy to this LDAP URL instead of a
+    /// database (nothing is loaded): with nothing listening there, every operation is
+    /// answered `unavailable` (52), as a proxy or a replica whose upstream is down answers.
+    pub proxy_to: Option<String>,
 }
 
 #[derive(Debug)]
@@ -157,10 +161,16 @@ impl Slapd {
                 key.display()
             ));
         }
-        conf.push_str(&format!(
-            "database mdb\nmaxsize 268435456\nsuffix \"{BASE}\"\nrootdn \"{ADMIN}\"\nrootpw {PASSWORD}\ndirectory {}\nindex objectClass eq\nindex mail eq\n",
-            db.display()
-        ));
+        if let Some(upstream) = &opts.proxy_to {
+            conf.push_str(&format!(
+                "moduleload back_ldap\ndatabase ldap\nsuffix \"{BASE}\"\nuri \"{upstream}\"\n"
+            ));
+        } else {
+            conf.push_str(&format!(
+                "database mdb\nmaxsize 268435456\nsuffix \"{BASE}\"\nrootdn \"{ADMIN}\"\nrootpw {PASSWORD}\ndirectory {}\nindex objectClass eq\nindex mail eq\n",
+                db.display()
+            ));
+        }
         if opts.ad_schema {
             conf.push_str("index proxyAddresses eq\n");
         }
@@ -168,12 +178,14 @@ impl Slapd {
         std::fs::write(&conf_path, conf).expect("write slapd.conf");
         let ldif = dir.path().join("seed.ldif");
         std::fs::write(&ldif, format!("{}{}", base_ldif(opts.ad_schema), opts.seed)).expect("seed");
-        run(Command::new("/usr/sbin/slapadd")
-            .arg("-q")
-            .arg("-f")
-            .arg(&conf_path)
-            .arg("-l")
-            .arg(&ldif));
+        if opts.proxy_to.is_none() {
+            run(Command::new("/usr/sbin/slapadd")
+                .arg("-q")
+                .arg("-f")
+                .arg(&conf_path)
+                .arg("-l")
+                .arg(&ldif));
+        }
         for _attempt in 0..5 {
             let port = free_port();
             let tls_port = tls.as_ref().map(|_| free_port());
