@@ -389,3 +389,59 @@ fn decrypted_output_is_owner_only_and_never_written_through_a_planted_link() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Issue 18: `--version` and `-V` print `smimekit X.Y.Z`, the git revision it was built from
+/// (this checkout's HEAD, or `unknown` without one) and the OpenSSL it runs with, which is the
+/// `openssl` command's library here.
+#[test]
+fn version_names_the_revision_and_the_openssl_in_use() {
+    let openssl = crate::common::openssl_ok(&["version"]);
+    let openssl = String::from_utf8_lossy(&openssl.stdout);
+    // "OpenSSL 3.0.19 27 Jan 2026 (Library: OpenSSL 3.0.19 27 Jan 2026)": the library part.
+    let library = openssl
+        .split("(Library: ")
+        .nth(1)
+        .map_or(openssl.trim(), |l| l.trim().trim_end_matches(')'));
+    for flag in ["--version", "-V"] {
+        let out = smimekit(&[flag], &[]);
+        assert!(out.status.success(), "{}", show(flag, &out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.first().copied(),
+            Some(concat!("smimekit ", env!("CARGO_PKG_VERSION"))),
+            "{text}"
+        );
+        let rev = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("revision: "))
+            .unwrap_or_else(|| panic!("{text}"));
+        let head = std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(crate::common::workspace())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        match head {
+            // The binary may be a few commits behind a tree others commit to while it runs;
+            // it is a commit of this repository all the same.
+            Some(_) => {
+                let known = std::process::Command::new("git")
+                    .args(["cat-file", "-e", &format!("{rev}^{{commit}}")])
+                    .current_dir(crate::common::workspace())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(
+                    known,
+                    "revision {rev} is no commit of this checkout: {text}"
+                );
+            }
+            None => assert_eq!(rev, "unknown", "{text}"),
+        }
+        assert!(
+            lines.contains(&format!("OpenSSL: {library}").as_str()),
+            "{text}\nopenssl: {openssl}"
+        );
+    }
+}

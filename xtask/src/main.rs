@@ -22,6 +22,8 @@
 //!     the throttle budget apply uses, nothing lost or twice, peak RSS.
 //! * `cargo xtask fuzz`: the coverage-guided fuzz targets of `fuzz/` ([`fuzz`]): `--list`,
 //!   `TARGET [--time S]`, `all`, and `smoke` (part of `test`).
+//! * `cargo xtask man`: `docs/man/`, the manual pages rendered from the clap definitions
+//!   ([`man`]; a test keeps them in step).
 //! * `cargo xtask windows-test`: the Windows certificate-store plugin cross-built for
 //!   x86_64-pc-windows-gnu and tested under Wine 8 ([`windows_test`]).
 
@@ -38,6 +40,7 @@ mod bench_plugins;
 mod bench_store;
 mod demo;
 mod fuzz;
+mod man;
 mod samples;
 mod setup;
 mod windows_test;
@@ -74,9 +77,10 @@ fn main() -> Result<()> {
         Some("build-samples") => samples::run_task(&args[1..]),
         Some("windows-test") => windows_test::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("man") => man::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|demo|fuzz|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|bench-store|bench-adversarial|bench-deploy|build-samples|windows-test>"
+                "usage: cargo xtask <test|demo|fuzz|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|bench-store|bench-adversarial|bench-deploy|build-samples|windows-test|man|dist>"
             );
             bail!("unknown or missing task")
         }

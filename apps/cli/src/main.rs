@@ -3,16 +3,21 @@
 
 #[macro_use]
 mod io;
-mod cli;
 mod commands;
 mod logging;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+// `crate::cli` for the command bodies: the definitions live in the library (xtask renders them).
+use smimekit_cli::cli;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    // --version and -V: the version, the git revision and the OpenSSL in use (run time).
+    let matches = cli::Cli::command()
+        .version(smimekit_cli::version())
+        .get_matches();
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let json = cli.json;
     logging::init(cli.verbose);
     // One command, one thread: a worker pool would only add start-up cost to every run.
