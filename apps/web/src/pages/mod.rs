@@ -258,7 +258,9 @@ async fn form_csrf(req: Request, next: Next) -> Response {
         .into_response();
     };
     let copy = || {
+        // A POST: for a GET, the form extractor would read the query string.
         Request::builder()
+            .method(Method::POST)
             .header(header::CONTENT_TYPE, content_type.as_str())
             .body(Body::from(bytes.clone()))
     };

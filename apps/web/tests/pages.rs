@@ -1,0 +1,724 @@
+//! The HTML pages through the router with `tower::ServiceExt::oneshot`, on a real SQLite store
+//! and a local directory in a temp folder: anonymous requests refused (but the sign-in page and
+//! its assets), the sign-in form, forms carrying the CSRF token in a field (and refused
+//! without it, changing nothing), roles, the people list and its CSV, a person's publish and
+//! unpublish, and no inline script or style anywhere (the CSP forbids them).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use axum::response::Response;
+use smimekit_service::{Config, Named, PublishRequest, Role, Secret, ServiceBuilder};
+use smimekit_web::{AppState, router};
+use tower::ServiceExt;
+
+/// 2027-01-15: the committed test PKI is valid then (2025 to 2045).
+const T0: i64 = 1_800_000_000;
+
+struct Fixture {
+    app: axum::Router,
+    now: Arc<AtomicI64>,
+    service: smimekit_service::Service,
+    _tmp: tempfile::TempDir,
+}
+
+fn pki(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/pki")
+            .join(name),
+    )
+    .unwrap()
+}
+
+async fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = Config::from_toml(
+        "[store]\nurl = \"sqlite:s.db\"\n[directory.local]\nkind = \"local\"\npath = \"local.json\"\n[directory.other]\nkind = \"local\"\npath = \"other.json\"\n",
+        &tmp.path().join("config.toml"),
+    )
+    .unwrap();
+    let now = Arc::new(AtomicI64::new(T0));
+    let clock = now.clone();
+    let service = ServiceBuilder::default()
+        .config(config)
+        .clock(Arc::new(move || clock.load(Ordering::SeqCst)))
+        .actor("test", "web")
+        .build()
+        .unwrap();
+    for (name, role) in [
+        ("vic", Role::Viewer),
+        ("otto", Role::Operator),
+        ("ada", Role::Admin),
+    ] {
+        service
+            .user_add(name, role, &Secret::new(b"correct horse".to_vec()))
+            .await
+            .unwrap();
+    }
+    let app = router(AppState::new(service.clone()));
+    Fixture {
+        app,
+        now,
+        service,
+        _tmp: tmp,
+    }
+}
+
+async fn send(f: &Fixture, req: Request<Body>) -> Response {
+    f.app.clone().oneshot(req).await.unwrap()
+}
+
+async fn text(res: Response) -> String {
+    let bytes = axum::body::to_bytes(res.into_body(), 8 << 20)
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn form(body: &str) -> Body {
+    Body::from(body.to_string())
+}
+
+/// A signed-in browser: its cookie and the CSRF token its pages carry.
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+impl Browser {
+    fn get(&self, uri: &str) -> Request<Body> {
+        Request::get(uri)
+            .header(header::COOKIE, &self.cookie)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    /// A form post, with the page's CSRF field unless `csrf` is false.
+    fn post(&self, uri: &str, fields: &str, csrf: bool) -> Request<Body> {
+        let body = if csrf {
+            format!("csrf={}&{fields}", self.csrf)
+        } else {
+            fields.to_string()
+        };
+        Request::post(uri)
+            .header(header::COOKIE, &self.cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form(&body))
+            .unwrap()
+    }
+
+    fn multipart(
+        &self,
+        uri: &str,
+        parts: &[(&str, Option<&str>, &[u8])],
+        csrf: bool,
+    ) -> Request<Body> {
+        let boundary = "XsmimekitX";
+        let mut body = Vec::new();
+        let mut all: Vec<(&str, Option<&str>, &[u8])> = Vec::new();
+        if csrf {
+            all.push(("csrf", None, self.csrf.as_bytes()));
+        }
+        all.extend_from_slice(parts);
+        for (name, file, data) in all {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            match file {
+                Some(f) => body.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+                ),
+                None => body.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+                ),
+            }
+            body.extend_from_slice(data);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        Request::post(uri)
+            .header(header::COOKIE, &self.cookie)
+            .header(
+                header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(Body::from(body))
+            .unwrap()
+    }
+}
+
+/// Signs in through the sign-in form and reads the CSRF token from the page it leads to.
+async fn sign_in(f: &Fixture, name: &str) -> Browser {
+    let res = send(
+        f,
+        Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form(&format!("name={name}&password=correct+horse")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[header::LOCATION], "/");
+    let set = res.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    let page = text(
+        send(
+            f,
+            Request::get("/")
+                .header(header::COOKIE, &cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await,
+    )
+    .await;
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the page's forms carry the CSRF token")
+        .to_string();
+    Browser { cookie, csrf }
+}
+
+/// Every page route, with a method.
+const PAGES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/dashboard/health"),
+    ("GET", "/people"),
+    ("GET", "/people.csv"),
+    ("GET", "/people/alice@example.org"),
+    ("POST", "/people/alice@example.org/publish"),
+    (
+        "GET",
+        "/people/alice@example.org/unpublish?directory=local&thumbprint=00",
+    ),
+    ("POST", "/people/alice@example.org/unpublish"),
+    ("GET", "/deploy"),
+    ("POST", "/deploy/plan"),
+    ("POST", "/deploy/apply"),
+    ("GET", "/deploy/jobs/w1"),
+    ("GET", "/deploy/jobs/w1/events"),
+    ("POST", "/deploy/jobs/w1/cancel"),
+    ("GET", "/audit"),
+    ("GET", "/audit.csv"),
+    ("GET", "/trust"),
+    ("POST", "/trust/preview"),
+    ("POST", "/trust/push"),
+    ("GET", "/ca"),
+    ("GET", "/users"),
+    ("POST", "/users"),
+    ("POST", "/users/vic/remove"),
+    ("GET", "/settings"),
+    ("POST", "/logout"),
+];
+
+#[tokio::test]
+async fn anonymous_requests_get_the_sign_in_page_and_its_assets_only() {
+    let f = fixture().await;
+    f.service
+        .publish(&PublishRequest {
+            address: "alice@example.org".into(),
+            certificate: Named::new("alice.pem", pki("alice.pem")),
+            directory: Some("local".into()),
+            ..PublishRequest::default()
+        })
+        .await
+        .unwrap();
+    for (method, uri) in PAGES {
+        let res = send(
+            &f,
+            Request::builder()
+                .method(*method)
+                .uri(*uri)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{method} {uri}");
+        // The browser is sent on to the sign-in page; nothing of the data is in the answer.
+        assert_eq!(res.headers()[header::REFRESH], "0; url=/login", "{uri}");
+        let body = text(res).await;
+        assert!(!body.contains("alice@example.org"), "{uri} leaked: {body}");
+    }
+    let res = send(&f, Request::get("/login").body(Body::empty()).unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let csp = res.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    let page = text(res).await;
+    assert!(page.contains("action=\"/login\""));
+    for (asset, kind) in [
+        ("htmx.min.js", "text/javascript"),
+        ("sse.min.js", "text/javascript"),
+        ("app.css", "text/css"),
+    ] {
+        let uri = format!("/static/{asset}");
+        assert!(page.contains(&uri), "the sign-in page links {uri}");
+        let res = send(&f, Request::get(&uri).body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::OK, "{uri}");
+        assert!(
+            res.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+        assert!(!text(res).await.is_empty());
+    }
+    let res = send(
+        &f,
+        Request::get("/static/secret.txt")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_sign_in_form_refuses_a_wrong_password_and_sign_out_ends_the_session() {
+    let f = fixture().await;
+    let res = send(
+        &f,
+        Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form("name=vic&password=wrong"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().get(header::SET_COOKIE).is_none());
+    let page = text(res).await;
+    assert!(page.contains("role=\"alert\""), "{page}");
+    assert!(page.contains("value=\"vic\""), "the name is kept: {page}");
+
+    let b = sign_in(&f, "vic").await;
+    assert_eq!(send(&f, b.get("/people")).await.status(), StatusCode::OK);
+    // Sign-out without the form's token is refused and the session lives on.
+    let res = send(&f, b.post("/logout", "", false)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(send(&f, b.get("/people")).await.status(), StatusCode::OK);
+    let res = send(&f, b.post("/logout", "", true)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(
+        res.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(
+        send(&f, b.get("/people")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn every_page_renders_without_inline_script_or_style() {
+    let f = fixture().await;
+    f.service
+        .publish(&PublishRequest {
+            address: "alice@example.org".into(),
+            certificate: Named::new("alice.pem", pki("alice.pem")),
+            directory: Some("local".into()),
+            ..PublishRequest::default()
+        })
+        .await
+        .unwrap();
+    let b = sign_in(&f, "ada").await;
+    for uri in [
+        "/",
+        "/dashboard/health",
+        "/people",
+        "/people?query=ali&status=ready&directory=local&sort=expiry&expiring=60",
+        "/people/alice@example.org",
+        "/deploy",
+        "/audit",
+        "/trust",
+        "/ca",
+        "/users",
+        "/settings",
+    ] {
+        let res = send(&f, b.get(uri)).await;
+        assert_eq!(res.status(), StatusCode::OK, "{uri}");
+        assert!(
+            res.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{uri}"
+        );
+        let page = text(res).await;
+        for bad in [
+            "<script>",
+            " style=",
+            "<style",
+            " onclick=",
+            " onload=",
+            "javascript:",
+        ] {
+            assert!(!page.contains(bad), "{uri} has {bad:?}");
+        }
+        // Every script is an embedded asset.
+        for src in page.split("<script src=\"").skip(1) {
+            assert!(src.starts_with("/static/"), "{uri}: {src}");
+        }
+        // Every form that changes something carries the CSRF token.
+        for form in page.split("<form").skip(1) {
+            let head = form.split('>').next().unwrap();
+            if head.contains("method=\"post\"") {
+                let body = form.split("</form>").next().unwrap();
+                assert!(
+                    body.contains(&format!("value=\"{}\"", b.csrf)),
+                    "{uri}: {head}"
+                );
+            }
+        }
+    }
+    let page = text(send(&f, b.get("/people")).await).await;
+    assert!(
+        page.contains("href=\"/people/alice@example.org\""),
+        "{page}"
+    );
+    let page = text(send(&f, b.get("/people/alice@example.org")).await).await;
+    assert!(page.contains("Alice Example"), "{page}");
+    assert!(page.contains("can encrypt"), "{page}");
+}
+
+#[tokio::test]
+async fn the_people_list_filters_pages_and_exports_csv() {
+    let f = fixture().await;
+    for (address, file, dir) in [
+        ("alice@example.org", "alice.pem", "local"),
+        ("bob@example.org", "bob.pem", "other"),
+    ] {
+        f.service
+            .publish(&PublishRequest {
+                address: address.into(),
+                certificate: Named::new(file, pki(file)),
+                directory: Some(dir.into()),
+                ..PublishRequest::default()
+            })
+            .await
+            .unwrap();
+    }
+    let b = sign_in(&f, "vic").await;
+    let page = text(send(&f, b.get("/people?directory=other")).await).await;
+    assert!(
+        page.contains("bob@example.org") && !page.contains("alice@example.org"),
+        "{page}"
+    );
+    let page = text(send(&f, b.get("/people?query=ALI")).await).await;
+    assert!(
+        page.contains("alice@example.org") && !page.contains("bob@example.org"),
+        "{page}"
+    );
+    let page = text(send(&f, b.get("/people?status=not-ready")).await).await;
+    assert!(!page.contains("href=\"/people/alice"), "{page}");
+    let res = send(&f, b.get("/people?status=bogus")).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // htmx asks for the same page; the filters' results carry the id it selects.
+    let res = send(
+        &f,
+        Request::get("/people?query=bob")
+            .header(header::COOKIE, &b.cookie)
+            .header("hx-request", "true")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(text(res).await.contains("id=\"people-results\""));
+
+    let res = send(&f, b.get("/people.csv?directory=local")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = text(res).await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "address,kind,directories,certificates,status,earliest_expiry"
+    );
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[1].starts_with("alice@example.org,mailbox,local,1,ready,2045-01-01"),
+        "{csv}"
+    );
+}
+
+#[tokio::test]
+async fn a_form_without_its_csrf_field_is_refused_and_changes_nothing() {
+    let f = fixture().await;
+    let b = sign_in(&f, "ada").await;
+    let res = send(
+        &f,
+        b.post(
+            "/users",
+            "name=eve&role=viewer&password=long+enough+pw",
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(
+        !f.service
+            .user_list()
+            .await
+            .unwrap()
+            .iter()
+            .any(|u| u.name == "eve")
+    );
+    // A wrong token is no better.
+    let res = send(
+        &f,
+        Request::post("/users")
+            .header(header::COOKIE, &b.cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form("csrf=00&name=eve&role=viewer&password=long+enough+pw"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(
+        !f.service
+            .user_list()
+            .await
+            .unwrap()
+            .iter()
+            .any(|u| u.name == "eve")
+    );
+    // A multipart form without it: the upload is refused and nothing is published.
+    let res = send(
+        &f,
+        b.multipart(
+            "/people/alice@example.org/publish",
+            &[
+                ("certificate", Some("alice.pem"), &pki("alice.pem")),
+                ("directory", None, b"local"),
+            ],
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(f.service.people_all(30).await.unwrap().len(), 0);
+    // With it, the same requests work.
+    let res = send(
+        &f,
+        b.post(
+            "/users",
+            "name=eve&role=viewer&password=long+enough+pw",
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(
+        f.service
+            .user_list()
+            .await
+            .unwrap()
+            .iter()
+            .any(|u| u.name == "eve" && u.role == Role::Viewer)
+    );
+}
+
+#[tokio::test]
+async fn a_viewer_cannot_write_and_an_operator_cannot_manage_users() {
+    let f = fixture().await;
+    let vic = sign_in(&f, "vic").await;
+    let res = send(
+        &f,
+        vic.multipart(
+            "/people/alice@example.org/publish",
+            &[
+                ("certificate", Some("alice.pem"), &pki("alice.pem")),
+                ("directory", None, b"local"),
+            ],
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(f.service.people_all(30).await.unwrap().len(), 0);
+    // The viewer's person page offers no publish form.
+    let page = text(send(&f, vic.get("/people/alice@example.org")).await).await;
+    assert!(!page.contains("id=\"publish\""), "{page}");
+    assert_eq!(
+        send(&f, vic.get("/users")).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let otto = sign_in(&f, "otto").await;
+    assert_eq!(
+        send(&f, otto.get("/users")).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let res = send(&f, otto.post("/users/vic/remove", "", true)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(f.service.user_list().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn an_operator_publishes_an_upload_and_unpublishes_after_confirming() {
+    let f = fixture().await;
+    let otto = sign_in(&f, "otto").await;
+    // A private key is not a certificate: refused, nothing published.
+    let res = send(
+        &f,
+        otto.multipart(
+            "/people/alice@example.org/publish",
+            &[
+                ("certificate", Some("alice.key"), &pki("alice.key")),
+                ("directory", None, b"local"),
+            ],
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text(res).await.contains("private key"));
+    let res = send(
+        &f,
+        otto.multipart(
+            "/people/alice@example.org/publish",
+            &[
+                ("certificate", Some("alice.pem"), &pki("alice.pem")),
+                ("directory", None, b"other"),
+            ],
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let to = res.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(to, "/people/alice@example.org?ok=published&dir=other");
+    let page = text(send(&f, otto.get(&to)).await).await;
+    assert!(page.contains("Published to other."), "{page}");
+    let thumb = f
+        .service
+        .person("alice@example.org")
+        .await
+        .unwrap()
+        .directories[1]
+        .certificates[0]
+        .cert
+        .cert
+        .sha1_thumbprint
+        .clone();
+    // The person page links the confirmation; it names the certificate.
+    assert!(
+        page.contains(&format!(
+            "/people/alice@example.org/unpublish?directory=other&amp;thumbprint={thumb}"
+        )),
+        "{page}"
+    );
+    let confirm = text(
+        send(
+            &f,
+            otto.get(&format!(
+                "/people/alice@example.org/unpublish?directory=other&thumbprint={thumb}"
+            )),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        confirm.contains(&thumb) && confirm.contains("id=\"unpublish\""),
+        "{confirm}"
+    );
+    // Signed in just now: no password asked.
+    assert!(!confirm.contains("name=\"password\""), "{confirm}");
+    // Eleven minutes later, the password is asked again, and a wrong one changes nothing.
+    f.now.store(T0 + 660, Ordering::SeqCst);
+    let confirm = text(
+        send(
+            &f,
+            otto.get(&format!(
+                "/people/alice@example.org/unpublish?directory=other&thumbprint={thumb}"
+            )),
+        )
+        .await,
+    )
+    .await;
+    assert!(confirm.contains("name=\"password\""), "{confirm}");
+    let fields = format!("directory=other&thumbprint={thumb}");
+    let res = send(
+        &f,
+        otto.post("/people/alice@example.org/unpublish", &fields, true),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = send(
+        &f,
+        otto.post(
+            "/people/alice@example.org/unpublish",
+            &format!("{fields}&password=wrong"),
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        f.service
+            .person("alice@example.org")
+            .await
+            .unwrap()
+            .directories[1]
+            .certificates
+            .len(),
+        1
+    );
+    let res = send(
+        &f,
+        otto.post(
+            "/people/alice@example.org/unpublish",
+            &format!("{fields}&password=correct+horse"),
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{}", text(res).await);
+    // Re-authentication replaced the session: a new cookie comes with the answer.
+    let renewed = res.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(!renewed.starts_with(&otto.cookie));
+    assert!(
+        f.service
+            .person("alice@example.org")
+            .await
+            .unwrap()
+            .directories[1]
+            .certificates
+            .is_empty()
+    );
+    let history: Vec<String> = f
+        .service
+        .person("alice@example.org")
+        .await
+        .unwrap()
+        .history
+        .iter()
+        .map(|r| r.operation.clone())
+        .collect();
+    assert_eq!(history, ["publish", "unpublish"]);
+}
