@@ -3,9 +3,13 @@
 //! which the runner spawns against the service, posting results back as [`Msg`]s.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
-use smimekit_service::deploy::plan::ChangeAction;
+use smimekit_service::deploy::plan::{CertRef, ChangeAction};
 use smimekit_service::deploy::{ApplyReport, Plan};
-use smimekit_service::{JobEvent, LookupResult, PersonRow, PersonStatus, ServiceError};
+use smimekit_service::{
+    AuditLogResult, AuditLogRow, CertSummary, ErrorKind, JobEvent, KeySummary, LookupResult,
+    PersonRow, PersonStatus, Secret, ServiceError,
+};
+use zeroize::Zeroizing;
 
 use crate::keymap::{self, Action, Context, Key};
 
@@ -14,15 +18,27 @@ use crate::keymap::{self, Action, Context, Key};
 pub enum Screen {
     People,
     Plan,
+    Trust,
+    Keys,
+    Audit,
 }
 
-pub const SCREENS: [Screen; 2] = [Screen::People, Screen::Plan];
+pub const SCREENS: [Screen; 5] = [
+    Screen::People,
+    Screen::Plan,
+    Screen::Trust,
+    Screen::Keys,
+    Screen::Audit,
+];
 
 impl Screen {
     pub fn title(self) -> &'static str {
         match self {
             Self::People => "People",
             Self::Plan => "Plan",
+            Self::Trust => "Trust",
+            Self::Keys => "Keys",
+            Self::Audit => "Audit",
         }
     }
 }
@@ -42,6 +58,16 @@ pub enum Task {
     LoadPlan,
     Apply(Box<Plan>),
     CancelApply,
+    /// Every configured directory's trust chain.
+    LoadTrust,
+    LoadAudit,
+    /// The keys of a key store (`store`: its row on the Keys screen), with the PIN the
+    /// dialog took when it was locked.
+    ListKeys {
+        store: usize,
+        reference: String,
+        secret: Option<Secret>,
+    },
 }
 
 /// What comes back.
@@ -55,6 +81,13 @@ pub enum Msg {
     Plan(Result<Box<Plan>, ServiceError>),
     Progress(JobEvent),
     Applied(Result<ApplyReport, ServiceError>),
+    /// Each configured directory, in search order, with its trust chain.
+    Trust(Vec<(String, Result<Vec<CertSummary>, ServiceError>)>),
+    Audit(Result<AuditLogResult, ServiceError>),
+    Keys {
+        store: usize,
+        result: Result<Vec<KeySummary>, ServiceError>,
+    },
 }
 
 /// How the People list is sorted.
@@ -145,6 +178,169 @@ pub struct PlanScreen {
     pub offset: usize,
 }
 
+/// Whether a screen's data was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    NotYet,
+    Loading,
+    Loaded,
+}
+
+/// What a directory holds as its trust chain.
+#[derive(Debug)]
+pub enum Held {
+    Chain(Vec<CertSummary>),
+    /// The directory keeps no trust chain (its own words).
+    NotKept(String),
+    /// Reading it failed (the directory's words).
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub struct TrustDir {
+    pub name: String,
+    pub held: Held,
+}
+
+#[derive(Debug)]
+pub struct TrustScreen {
+    pub load: Load,
+    pub dirs: Vec<TrustDir>,
+    pub selected: usize,
+    pub offset: usize,
+}
+
+/// One line of the Trust screen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrustRow {
+    Directory(usize),
+    Held {
+        dir: usize,
+        cert: usize,
+    },
+    /// In the organisation's chain (the deploy file's), missing from the directory.
+    Missing {
+        dir: usize,
+        cert: CertRef,
+    },
+}
+
+/// How a directory's trust chain compares with the organisation's (the deploy file's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Against {
+    /// No deploy file, or its plan is not read yet.
+    NoPlan,
+    /// The deploy file names no trust chain for this directory.
+    NotManaged,
+    Matches,
+    Differs {
+        add: Vec<CertRef>,
+        remove: Vec<String>,
+    },
+    /// The plan's note (the directory keeps none).
+    Note(String),
+}
+
+#[derive(Debug)]
+pub struct AuditScreen {
+    pub load: Load,
+    pub store: String,
+    /// Newest first.
+    pub rows: Vec<AuditLogRow>,
+    /// Indices into `rows` that match the filter.
+    pub shown: Vec<usize>,
+    pub filter: String,
+    pub typing: bool,
+    pub selected: usize,
+    pub offset: usize,
+}
+
+/// A key store as the Keys screen lists it.
+#[derive(Debug)]
+pub struct KeyStoreRow {
+    /// The configuration's name (`[keystore.NAME]`), or the KEYREF opened with `:open`.
+    pub name: String,
+    pub reference: String,
+    pub state: KeysState,
+}
+
+#[derive(Debug)]
+pub enum KeysState {
+    NotOpened,
+    Opening,
+    /// Locked and the PIN dialog was cancelled.
+    Locked(String),
+    Listed(Vec<KeySummary>),
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub struct KeysScreen {
+    pub stores: Vec<KeyStoreRow>,
+    pub selected: usize,
+    pub offset: usize,
+}
+
+/// The most a PIN may hold: the buffer is allocated once at this size, so typing never
+/// moves it (a moved buffer would leave a copy behind that nothing wipes).
+pub const PIN_MAX: usize = 256;
+
+/// The PIN dialog: what is typed goes into a zeroized buffer, is never drawn (not even as a
+/// count) and leaves only as a [`Secret`] moved into the unlock request.
+pub struct PinDialog {
+    pub store: usize,
+    /// The service's question (`PIN of token "alice" for pkcs11:…`).
+    pub object: String,
+    pub hint: String,
+    pub tries_left: Option<u32>,
+    pin: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for PinDialog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinDialog")
+            .field("store", &self.store)
+            .field("object", &self.object)
+            .field("pin", &"<redacted>")
+            .finish()
+    }
+}
+
+impl PinDialog {
+    fn new(store: usize, object: String, hint: String, tries_left: Option<u32>) -> Self {
+        Self {
+            store,
+            object,
+            hint,
+            tries_left,
+            pin: Zeroizing::new(Vec::with_capacity(PIN_MAX)),
+        }
+    }
+
+    fn push(&mut self, c: char) {
+        let mut b = [0u8; 4];
+        let bytes = c.encode_utf8(&mut b).as_bytes();
+        if self.pin.len() + bytes.len() <= PIN_MAX {
+            self.pin.extend_from_slice(bytes);
+        }
+        b.iter_mut().for_each(|x| *x = 0);
+    }
+
+    /// Removes the last character (all its UTF-8 bytes).
+    fn pop(&mut self) {
+        while let Some(b) = self.pin.pop() {
+            if b & 0xC0 != 0x80 {
+                break;
+            }
+        }
+    }
+
+    /// The PIN, moved out (not copied) into a [`Secret`].
+    fn take(&mut self) -> Secret {
+        Secret::new(std::mem::take(&mut *self.pin))
+    }
+}
+
 /// A question before a write.
 #[derive(Debug)]
 pub struct Confirm {
@@ -160,6 +356,11 @@ pub struct App {
     pub color: bool,
     pub people: People,
     pub plan: PlanScreen,
+    pub trust: TrustScreen,
+    pub keys: KeysScreen,
+    pub audit: AuditScreen,
+    /// The PIN dialog, while open.
+    pub pin: Option<PinDialog>,
     pub help: Option<usize>,
     /// A message over the screen (errors in the directory's words), dismissed with Esc.
     pub message: Option<String>,
@@ -201,6 +402,28 @@ impl App {
                 selected: 0,
                 offset: 0,
             },
+            trust: TrustScreen {
+                load: Load::NotYet,
+                dirs: Vec::new(),
+                selected: 0,
+                offset: 0,
+            },
+            keys: KeysScreen {
+                stores: Vec::new(),
+                selected: 0,
+                offset: 0,
+            },
+            audit: AuditScreen {
+                load: Load::NotYet,
+                store: String::new(),
+                rows: Vec::new(),
+                shown: Vec::new(),
+                filter: String::new(),
+                typing: false,
+                selected: 0,
+                offset: 0,
+            },
+            pin: None,
             help: None,
             message: None,
             confirm: None,
@@ -209,6 +432,19 @@ impl App {
             page: 10,
             quit: false,
         }
+    }
+
+    /// The key stores the Keys screen lists: `(name, KEYREF)`, from the configuration.
+    pub fn with_key_stores(mut self, stores: Vec<(String, String)>) -> Self {
+        self.keys.stores = stores
+            .into_iter()
+            .map(|(name, reference)| KeyStoreRow {
+                name,
+                reference,
+                state: KeysState::NotOpened,
+            })
+            .collect();
+        self
     }
 
     /// The tasks to start with.
@@ -223,13 +459,24 @@ impl App {
     /// Whether anything is pending (the spinner turns).
     pub fn busy(&self) -> Option<&'static str> {
         if self.people.loading {
-            Some("loading people")
+            Some("people…")
         } else if matches!(self.people.detail, Some((_, Detail::Loading))) {
-            Some("reading certificates")
+            Some("certificates…")
         } else if matches!(self.plan.view, PlanView::Loading) {
-            Some("planning")
+            Some("planning…")
         } else if matches!(self.plan.view, PlanView::Applying { .. }) {
-            Some("applying")
+            Some("applying…")
+        } else if self.trust.load == Load::Loading {
+            Some("trust chains…")
+        } else if self.audit.load == Load::Loading {
+            Some("audit log…")
+        } else if self
+            .keys
+            .stores
+            .iter()
+            .any(|s| matches!(s.state, KeysState::Opening))
+        {
+            Some("key store…")
         } else {
             None
         }
@@ -239,6 +486,8 @@ impl App {
     pub fn context(&self) -> Context {
         if self.message.is_some() {
             Context::Message
+        } else if self.pin.is_some() {
+            Context::Pin
         } else if self.confirm.is_some() {
             Context::Confirm
         } else if self.help.is_some() {
@@ -251,6 +500,10 @@ impl App {
                     Context::Applying
                 }
                 Screen::Plan => Context::Plan,
+                Screen::Trust => Context::Trust,
+                Screen::Keys => Context::Keys,
+                Screen::Audit if self.audit.typing => Context::Filter,
+                Screen::Audit => Context::Audit,
             }
         }
     }
@@ -277,7 +530,11 @@ impl App {
         let context = self.context();
         let found = keymap::action(context, key).or(match context {
             // Overlays own the keys: only their own bindings and Ctrl-C work.
-            Context::Message | Context::Confirm | Context::Help | Context::Filter => {
+            Context::Message
+            | Context::Confirm
+            | Context::Help
+            | Context::Filter
+            | Context::Pin => {
                 keymap::action(Context::Global, key).filter(|a| *a == Action::Quit && key.ctrl)
             }
             _ => keymap::action(Context::Global, key),
@@ -285,8 +542,10 @@ impl App {
         match found {
             Some(a) => self.act(a),
             None => {
-                if context == Context::Filter {
-                    self.filter_key(key);
+                match context {
+                    Context::Filter => self.filter_key(key),
+                    Context::Pin => self.pin_key(key),
+                    _ => {}
                 }
                 Vec::new()
             }
@@ -294,15 +553,36 @@ impl App {
     }
 
     fn filter_key(&mut self, key: Key) {
+        let audit = self.screen == Screen::Audit;
         match key.code {
             KeyCode::Backspace => {
-                self.people.filter.pop();
-                self.refilter(false);
+                if audit {
+                    self.audit.filter.pop();
+                    self.refilter_audit(false);
+                } else {
+                    self.people.filter.pop();
+                    self.refilter(false);
+                }
             }
             KeyCode::Char(c) if !key.ctrl => {
-                self.people.filter.push(c);
-                self.refilter(true);
+                if audit {
+                    self.audit.filter.push(c);
+                    self.refilter_audit(true);
+                } else {
+                    self.people.filter.push(c);
+                    self.refilter(true);
+                }
             }
+            _ => {}
+        }
+    }
+
+    /// A key typed into the PIN dialog: kept, never shown.
+    fn pin_key(&mut self, key: Key) {
+        let Some(pin) = &mut self.pin else { return };
+        match key.code {
+            KeyCode::Backspace => pin.pop(),
+            KeyCode::Char(c) if !key.ctrl => pin.push(c),
             _ => {}
         }
     }
@@ -313,6 +593,10 @@ impl App {
         match words.as_slice() {
             ["people"] | ["1"] => self.act(Action::Screen(0)),
             ["plan"] | ["2"] => self.act(Action::Screen(1)),
+            ["trust"] | ["3"] => self.act(Action::Screen(2)),
+            ["keys"] | ["4"] => self.act(Action::Screen(3)),
+            ["audit"] | ["5"] => self.act(Action::Screen(4)),
+            ["open", reference] => self.open_reference(reference),
             ["apply"] => self.act(Action::Apply),
             ["help"] => self.act(Action::Help),
             ["q"] | ["quit"] => self.act(Action::Quit),
@@ -332,9 +616,7 @@ impl App {
             }
             [] => Vec::new(),
             _ => {
-                self.message = Some(format!(
-                    "{line}: not a command (people, plan, sort address|status|expiry, apply, help, quit)"
-                ));
+                self.message = Some(format!("{line}: not a command ({})", keymap::COMMANDS));
                 Vec::new()
             }
         }
@@ -361,11 +643,11 @@ impl App {
                 } else {
                     (i + n - 1) % n
                 };
-                self.screen = SCREENS[next];
+                return self.show(SCREENS[next]);
             }
             Action::Screen(i) => {
                 if let Some(s) = SCREENS.get(i) {
-                    self.screen = *s;
+                    return self.show(*s);
                 }
             }
             Action::Up => self.move_by(-1),
@@ -374,13 +656,26 @@ impl App {
             Action::PageDown => self.move_by(self.page.max(1) as isize),
             Action::Top => self.move_by(isize::MIN / 2),
             Action::Bottom => self.move_by(isize::MAX / 2),
-            Action::Filter => self.people.typing = true,
-            Action::FilterDone => self.people.typing = false,
-            Action::FilterClear => {
-                self.people.typing = false;
-                self.people.filter.clear();
-                self.refilter(false);
-            }
+            Action::Filter => match self.screen {
+                Screen::Audit => self.audit.typing = true,
+                _ => self.people.typing = true,
+            },
+            Action::FilterDone => match self.screen {
+                Screen::Audit => self.audit.typing = false,
+                _ => self.people.typing = false,
+            },
+            Action::FilterClear => match self.screen {
+                Screen::Audit => {
+                    self.audit.typing = false;
+                    self.audit.filter.clear();
+                    self.refilter_audit(false);
+                }
+                _ => {
+                    self.people.typing = false;
+                    self.people.filter.clear();
+                    self.refilter(false);
+                }
+            },
             Action::Sort => {
                 let next = match self.people.sort {
                     Sort::Address => Sort::Status,
@@ -388,6 +683,9 @@ impl App {
                     Sort::Expiry => Sort::Address,
                 };
                 self.set_sort(next);
+            }
+            Action::Open if self.screen == Screen::Keys => {
+                return self.list_keys(self.keys.selected, None);
             }
             Action::Open => {
                 if let Some(row) = self.selected_person() {
@@ -413,7 +711,31 @@ impl App {
                         return vec![Task::LoadPlan];
                     }
                 }
+                Screen::Trust => {
+                    self.trust.load = Load::Loading;
+                    return vec![Task::LoadTrust];
+                }
+                Screen::Audit => {
+                    self.audit.load = Load::Loading;
+                    return vec![Task::LoadAudit];
+                }
+                Screen::Keys => return self.list_keys(self.keys.selected, None),
             },
+            Action::OpenReference => self.palette = Some("open ".into()),
+            Action::Unlock => {
+                if let Some(mut pin) = self.pin.take() {
+                    let secret = pin.take();
+                    return self.list_keys(pin.store, Some(secret));
+                }
+            }
+            Action::CancelPin => {
+                if let Some(pin) = self.pin.take() {
+                    // Dropping the dialog wipes what was typed.
+                    if let Some(s) = self.keys.stores.get_mut(pin.store) {
+                        s.state = KeysState::Locked(pin.hint.clone());
+                    }
+                }
+            }
             Action::Toggle => {
                 if matches!(self.plan.view, PlanView::Review)
                     && let Some(item) = self.plan.items.get_mut(self.plan.selected)
@@ -450,6 +772,62 @@ impl App {
             }
         }
         Vec::new()
+    }
+
+    /// Switches screens; a screen's data is read the first time it shows.
+    fn show(&mut self, screen: Screen) -> Vec<Task> {
+        self.screen = screen;
+        match screen {
+            Screen::Trust if self.trust.load == Load::NotYet => {
+                self.trust.load = Load::Loading;
+                vec![Task::LoadTrust]
+            }
+            Screen::Audit if self.audit.load == Load::NotYet => {
+                self.audit.load = Load::Loading;
+                vec![Task::LoadAudit]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Lists a key store's keys (the PIN, when the dialog took one).
+    fn list_keys(&mut self, store: usize, secret: Option<Secret>) -> Vec<Task> {
+        let Some(row) = self.keys.stores.get_mut(store) else {
+            self.message = Some(NO_KEY_STORE.into());
+            return Vec::new();
+        };
+        if matches!(row.state, KeysState::Opening) {
+            return Vec::new();
+        }
+        row.state = KeysState::Opening;
+        vec![Task::ListKeys {
+            store,
+            reference: row.reference.clone(),
+            secret,
+        }]
+    }
+
+    /// `:open KEYREF`: a key store the configuration does not name.
+    fn open_reference(&mut self, reference: &str) -> Vec<Task> {
+        let store = match self
+            .keys
+            .stores
+            .iter()
+            .position(|s| s.reference == reference)
+        {
+            Some(i) => i,
+            None => {
+                self.keys.stores.push(KeyStoreRow {
+                    name: "(opened)".into(),
+                    reference: reference.to_string(),
+                    state: KeysState::NotOpened,
+                });
+                self.keys.stores.len() - 1
+            }
+        };
+        self.screen = Screen::Keys;
+        self.keys.selected = store;
+        self.list_keys(store, None)
     }
 
     fn ask_apply(&mut self) {
@@ -598,8 +976,140 @@ impl App {
                 self.plan.view = PlanView::Review;
                 self.message = Some(format!("Apply: {}", e.message));
             }
+            Msg::Trust(dirs) => {
+                self.trust.load = Load::Loaded;
+                self.trust.dirs = dirs
+                    .into_iter()
+                    .map(|(name, r)| {
+                        let held = match r {
+                            Ok(chain) => Held::Chain(chain),
+                            Err(e) if e.kind == ErrorKind::Unsupported => Held::NotKept(e.message),
+                            Err(e) => Held::Failed(e.message),
+                        };
+                        TrustDir { name, held }
+                    })
+                    .collect();
+                let len = self.trust_rows().len();
+                self.trust.selected = self.trust.selected.min(len.saturating_sub(1));
+            }
+            Msg::Audit(Ok(r)) => {
+                self.audit.load = Load::Loaded;
+                self.audit.store = r.store;
+                self.audit.rows = r.rows;
+                // The service gives the oldest first; the screen shows the newest first.
+                self.audit.rows.reverse();
+                self.refilter_audit(false);
+            }
+            Msg::Audit(Err(e)) => {
+                self.audit.load = Load::Loaded;
+                self.message = Some(format!("Reading the audit log: {}", e.message));
+            }
+            Msg::Keys { store, result } => {
+                let Some(row) = self.keys.stores.get_mut(store) else {
+                    return Vec::new();
+                };
+                match result {
+                    Ok(keys) => row.state = KeysState::Listed(keys),
+                    Err(e) => match e.kind {
+                        ErrorKind::Locked {
+                            object,
+                            hint,
+                            tries_left,
+                        } => {
+                            row.state = KeysState::Locked(hint.clone());
+                            self.pin = Some(PinDialog::new(store, object, hint, tries_left));
+                        }
+                        _ => {
+                            row.state = KeysState::Failed(e.message.clone());
+                            self.message = Some(format!("Key store {}: {}", row.name, e.message));
+                        }
+                    },
+                }
+            }
         }
         Vec::new()
+    }
+
+    /// The Trust screen's lines: each directory, what it holds, what it lacks.
+    pub fn trust_rows(&self) -> Vec<TrustRow> {
+        let mut out = Vec::new();
+        for (d, dir) in self.trust.dirs.iter().enumerate() {
+            out.push(TrustRow::Directory(d));
+            if let Held::Chain(chain) = &dir.held {
+                out.extend((0..chain.len()).map(|c| TrustRow::Held { dir: d, cert: c }));
+            }
+            if let Against::Differs { add, .. } = self.against(&dir.name) {
+                out.extend(
+                    add.into_iter()
+                        .map(|cert| TrustRow::Missing { dir: d, cert }),
+                );
+            }
+        }
+        out
+    }
+
+    /// A directory's trust chain against the organisation's, as the plan read it.
+    pub fn against(&self, directory: &str) -> Against {
+        let Some(plan) = &self.plan.plan else {
+            return Against::NoPlan;
+        };
+        let Some(d) = plan.directories.iter().find(|d| d.name == directory) else {
+            return Against::NotManaged;
+        };
+        if let Some(t) = &d.trust {
+            return Against::Differs {
+                add: t.add.clone(),
+                remove: t.remove.iter().map(|c| c.thumbprint.clone()).collect(),
+            };
+        }
+        if let Some(note) = &d.trust_note {
+            return Against::Note(note.clone());
+        }
+        // The plan records the chain it read only where the deploy file manages one.
+        if d.read.contains_key("#trust") {
+            Against::Matches
+        } else {
+            Against::NotManaged
+        }
+    }
+
+    pub fn selected_audit(&self) -> Option<&AuditLogRow> {
+        self.audit
+            .shown
+            .get(self.audit.selected)
+            .and_then(|i| self.audit.rows.get(*i))
+    }
+
+    /// Recomputes the audit rows shown (as [`App::refilter`] does for people).
+    fn refilter_audit(&mut self, narrowed: bool) {
+        let a = &mut self.audit;
+        let needle = a.filter.to_lowercase();
+        let matches = |r: &AuditLogRow| {
+            needle.is_empty()
+                || [
+                    &r.address,
+                    &r.directory,
+                    &r.operation,
+                    &r.actor,
+                    &r.frontend,
+                    &r.result,
+                    &r.time,
+                ]
+                .iter()
+                .any(|f| contains_lower(f, &needle))
+        };
+        if narrowed {
+            let rows = &a.rows;
+            a.shown.retain(|i| matches(&rows[*i]));
+        } else {
+            a.shown = (0..a.rows.len()).filter(|i| matches(&a.rows[*i])).collect();
+        }
+        if narrowed || a.filter.is_empty() {
+            a.selected = 0;
+            a.offset = 0;
+        }
+        a.selected = a.selected.min(a.shown.len().saturating_sub(1));
+        a.offset = a.offset.min(a.selected);
     }
 
     pub fn selected_person(&self) -> Option<&PersonRow> {
@@ -680,6 +1190,20 @@ impl App {
                 };
                 (&mut self.plan.selected, &mut self.plan.offset, len)
             }
+            Screen::Trust => {
+                let len = self.trust_rows().len();
+                (&mut self.trust.selected, &mut self.trust.offset, len)
+            }
+            Screen::Keys => (
+                &mut self.keys.selected,
+                &mut self.keys.offset,
+                self.keys.stores.len(),
+            ),
+            Screen::Audit => (
+                &mut self.audit.selected,
+                &mut self.audit.offset,
+                self.audit.shown.len(),
+            ),
         };
         if self.help.is_some() {
             let h = self.help.get_or_insert(0);
@@ -701,6 +1225,8 @@ impl App {
         }
     }
 }
+
+const NO_KEY_STORE: &str = "No key store is configured: add [keystore.NAME] to the configuration, or open one with :open KEYREF (a .p12 file, a pkcs11: URI).";
 
 const NO_FILE: &str =
     "No deploy file: start smimekit-tui with --file deploy.toml to review a plan.";

@@ -12,8 +12,13 @@ pub enum Context {
     Plan,
     /// The Plan screen while an apply runs.
     Applying,
-    /// Typing a filter on the People screen.
+    Trust,
+    Keys,
+    Audit,
+    /// Typing a filter (People, Audit).
     Filter,
+    /// The PIN dialog: what is typed is kept, never shown.
+    Pin,
     /// A yes/no question.
     Confirm,
     /// A message shown over the screen.
@@ -28,7 +33,11 @@ impl Context {
             Self::People => "People",
             Self::Plan => "Plan",
             Self::Applying => "Plan, applying",
+            Self::Trust => "Trust",
+            Self::Keys => "Keys",
+            Self::Audit => "Audit",
             Self::Filter => "filter line",
+            Self::Pin => "PIN dialog",
             Self::Confirm => "confirmation",
             Self::Message => "message",
             Self::Help => "help",
@@ -68,6 +77,12 @@ pub enum Action {
     Yes,
     No,
     Dismiss,
+    /// Open a key store by KEYREF (the palette's `open`).
+    OpenReference,
+    /// Unlock with the PIN typed.
+    Unlock,
+    /// Close the PIN dialog, forgetting what was typed.
+    CancelPin,
 }
 
 /// A key: a code and whether Ctrl is held (Shift is in the character itself).
@@ -203,6 +218,20 @@ pub const KEYMAP: &[Binding] = &[
     ),
     b(
         &[code(KeyCode::Enter)],
+        A::Unlock,
+        C::Pin,
+        "unlock with the PIN typed",
+        "unlock",
+    ),
+    b(
+        &[code(KeyCode::Esc)],
+        A::CancelPin,
+        C::Pin,
+        "cancel; what was typed is wiped",
+        "cancel",
+    ),
+    b(
+        &[code(KeyCode::Enter)],
         A::FilterDone,
         C::Filter,
         "keep the filter",
@@ -242,6 +271,41 @@ pub const KEYMAP: &[Binding] = &[
         C::People,
         "filter by address, as you type",
         "filter",
+    ),
+    b(
+        &[ch('/')],
+        A::Filter,
+        C::Audit,
+        "filter by address, directory, operation, actor, result",
+        "filter",
+    ),
+    b(
+        &[ch('r')],
+        A::Refresh,
+        C::Audit,
+        "read the audit log again",
+        "reload",
+    ),
+    b(
+        &[ch('r')],
+        A::Refresh,
+        C::Trust,
+        "read the directories' trust chains again",
+        "reload",
+    ),
+    b(
+        &[code(KeyCode::Enter), ch('r')],
+        A::Open,
+        C::Keys,
+        "list the store's keys (asks for the PIN when locked)",
+        "list keys",
+    ),
+    b(
+        &[ch('o')],
+        A::OpenReference,
+        C::Keys,
+        "open another key store by KEYREF",
+        "open",
     ),
     b(
         &[ch('s')],
@@ -345,6 +409,9 @@ pub const KEYMAP: &[Binding] = &[
     ),
     b(&[ch('1')], A::Screen(0), C::Global, "People", ""),
     b(&[ch('2')], A::Screen(1), C::Global, "Plan", ""),
+    b(&[ch('3')], A::Screen(2), C::Global, "Trust chain", ""),
+    b(&[ch('4')], A::Screen(3), C::Global, "Keys", ""),
+    b(&[ch('5')], A::Screen(4), C::Global, "Audit log", ""),
     b(&[ch(':')], A::Palette, C::Global, "command palette", ""),
     b(&[ch('?')], A::Help, C::Global, "help", "help"),
     b(&[ch('q'), ctrl('c')], A::Quit, C::Global, "quit", "quit"),
@@ -365,7 +432,10 @@ pub fn hints(context: Context) -> Vec<(String, &'static str)> {
         .filter(|b| !b.status.is_empty() && b.context == context)
         .map(|b| (b.keys[0].name(), b.status))
         .collect();
-    if !matches!(context, C::Confirm | C::Message | C::Help | C::Filter) {
+    if !matches!(
+        context,
+        C::Confirm | C::Message | C::Help | C::Filter | C::Pin
+    ) {
         out.extend(
             KEYMAP
                 .iter()
@@ -385,6 +455,10 @@ pub fn help_lines() -> Vec<String> {
         C::Filter,
         C::Plan,
         C::Applying,
+        C::Trust,
+        C::Keys,
+        C::Pin,
+        C::Audit,
         C::Confirm,
         C::Message,
         C::Help,
@@ -397,9 +471,13 @@ pub fn help_lines() -> Vec<String> {
         }
     }
     lines.push(String::new());
-    lines.push(": commands: people, plan, sort address|status|expiry, apply, help, quit".into());
+    lines.push(format!(": commands: {COMMANDS}"));
     lines
 }
+
+/// The command palette's commands, as help and its error message name them.
+pub const COMMANDS: &str =
+    "people, plan, trust, keys, audit, open KEYREF, sort address|status|expiry, apply, help, quit";
 
 #[cfg(test)]
 mod tests {

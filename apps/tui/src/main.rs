@@ -40,13 +40,19 @@ fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> Result<()> {
     let config = smimekit_service::Config::load(args.config.as_deref())?;
+    // The Keys screen lists the configured key stores; a PKCS#11 table is its module's token.
+    let key_stores: Vec<(String, String)> = config
+        .keystores
+        .iter()
+        .map(|k| (k.name.clone(), format!("pkcs11:?module-name={}", k.name)))
+        .collect();
     let service = Service::builder()
         .config(config)
         .plugin_path_env(std::env::var_os("SMIMEKIT_PLUGIN_PATH"))
         .actor(smimekit_service::os_user(), "tui")
         .build()?;
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let mut app = App::new(args.write, color, args.file.is_some());
+    let mut app = App::new(args.write, color, args.file.is_some()).with_key_stores(key_stores);
 
     let (tx, mut results) = mpsc::unbounded_channel();
     let mut runner = Runner::new(service, args.file.clone(), tx);

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use smimekit_service::deploy::{self, ApplyRequest, FsDeploySource, PlanRequest};
-use smimekit_service::{ErrorKind, JobCanceller, LookupRequest, Service, ServiceError};
+use smimekit_service::{
+    AuditLogRequest, ErrorKind, JobCanceller, KeyRequest, LookupRequest, Service, ServiceError,
+};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
@@ -100,6 +102,42 @@ impl Runner {
                 if let Some((c, _)) = &self.apply {
                     c.cancel();
                 }
+            }
+            Task::LoadTrust => {
+                tokio::spawn(async move {
+                    let mut dirs = Vec::new();
+                    for name in service.directory_names() {
+                        let r = service
+                            .trust_show(Some(&name))
+                            .await
+                            .map(|t| t.certificates);
+                        dirs.push((name, r));
+                    }
+                    let _ = tx.send(Msg::Trust(dirs));
+                });
+            }
+            Task::LoadAudit => {
+                tokio::spawn(async move {
+                    let r = service.audit_log(&AuditLogRequest::default()).await;
+                    let _ = tx.send(Msg::Audit(r));
+                });
+            }
+            Task::ListKeys {
+                store,
+                reference,
+                secret,
+            } => {
+                tokio::spawn(async move {
+                    // The PIN moves into the request and is wiped when the request is dropped.
+                    let req = KeyRequest {
+                        reference,
+                        secret,
+                        ..KeyRequest::default()
+                    };
+                    let result = service.list_keys(&req).await;
+                    drop(req);
+                    let _ = tx.send(Msg::Keys { store, result });
+                });
             }
         }
     }

@@ -10,7 +10,10 @@ use smimekit_service::deploy::Plan;
 use smimekit_service::deploy::plan::{CertRef, ChangeAction, RemoveReason};
 use smimekit_service::{PersonStatus, RecipientKind};
 
-use crate::app::{App, Detail, ItemRef, PlanView, SCREENS, Screen, item_text};
+use crate::app::{
+    Against, App, Detail, Held, ItemRef, KeysState, Load, PlanView, SCREENS, Screen, TrustRow,
+    item_text,
+};
 use crate::keymap;
 
 const SPINNER: [&str; 4] = ["|", "/", "-", "\\"];
@@ -27,6 +30,9 @@ pub fn draw(f: &mut Frame<'_>, app: &mut App) {
     match app.screen {
         Screen::People => draw_people(f, body, app),
         Screen::Plan => draw_plan(f, body, app),
+        Screen::Trust => draw_trust(f, body, app),
+        Screen::Keys => draw_keys(f, body, app),
+        Screen::Audit => draw_audit(f, body, app),
     }
     draw_status(f, status, app);
     if let Some(scroll) = app.help {
@@ -39,6 +45,23 @@ pub fn draw(f: &mut Frame<'_>, app: &mut App) {
             app,
             "Confirm",
             &format!("{}\n\ny: yes   n: no", c.question),
+        );
+    }
+    if let Some(pin) = &app.pin {
+        // Nothing of what is typed is drawn, not even its length.
+        let tries = pin
+            .tries_left
+            .map(|t| format!(" · {t} tries left"))
+            .unwrap_or_default();
+        popup(
+            f,
+            body,
+            app,
+            "PIN",
+            &format!(
+                "{}\n({}{tries})\n\nType the PIN (it is not shown).\nEnter: unlock   Esc: cancel",
+                pin.object, pin.hint
+            ),
         );
     }
     if let Some(m) = &app.message {
@@ -57,18 +80,18 @@ fn style(app: &App, s: Style) -> Style {
 
 fn draw_header(f: &mut Frame<'_>, area: Rect, app: &App) {
     let mut spans = vec![Span::styled(
-        " smimekit-tui ",
+        " smimekit ",
         style(app, Style::new().fg(Color::Black).bg(Color::Cyan)).add_modifier(Modifier::BOLD),
     )];
     for (i, s) in SCREENS.iter().enumerate() {
-        let text = format!(" {} {} ", i + 1, s.title());
+        let text = format!(" {}:{}", i + 1, s.title());
         spans.push(if *s == app.screen {
             Span::styled(text, Style::new().add_modifier(Modifier::REVERSED))
         } else {
             Span::raw(text)
         });
     }
-    spans.push(Span::raw(" "));
+    spans.push(Span::raw("  "));
     if app.write {
         spans.push(Span::styled(
             "WRITE",
@@ -580,6 +603,380 @@ fn draw_results(
             detail,
         );
     }
+}
+
+/// A list with a detail pane below it when the terminal is tall enough.
+fn list_and_detail(area: Rect, detail: u16) -> [Rect; 3] {
+    let detail_h = if area.height >= 18 { detail } else { 0 };
+    Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(2),
+        Constraint::Length(detail_h),
+    ])
+    .areas(area)
+}
+
+fn detail_pane(f: &mut Frame<'_>, area: Rect, title: &str, lines: Vec<String>) {
+    if area.height == 0 {
+        return;
+    }
+    f.render_widget(
+        Paragraph::new(lines.into_iter().map(Line::raw).collect::<Vec<_>>())
+            .block(
+                Block::new()
+                    .borders(Borders::TOP)
+                    .title(format!(" {title} ")),
+            )
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
+fn validity_style(app: &App, validity: &str) -> Style {
+    style(
+        app,
+        match validity {
+            "valid" => Style::new().fg(Color::Green),
+            _ => Style::new().fg(Color::Red),
+        },
+    )
+}
+
+fn draw_trust(f: &mut Frame<'_>, area: Rect, app: &mut App) {
+    let [info, list, detail] = list_and_detail(area, 7);
+    let line = match app.trust.load {
+        Load::Loaded => {
+            let against = if app.plan.plan.is_some() {
+                "against the organisation's chain (the deploy file's)"
+            } else {
+                "no deploy file: nothing to compare with (--file)"
+            };
+            format!(" {} directories · {against}", app.trust.dirs.len())
+        }
+        _ => format!(
+            " {} reading each directory's trust chain…",
+            SPINNER[app.tick % SPINNER.len()]
+        ),
+    };
+    f.render_widget(Paragraph::new(line), info);
+    let rows = app.trust_rows();
+    let page = list.height as usize;
+    app.page = page.max(1);
+    scroll(app.trust.selected, &mut app.trust.offset, page);
+    let table: Vec<Row<'_>> = rows
+        .iter()
+        .enumerate()
+        .skip(app.trust.offset)
+        .take(page)
+        .map(|(n, r)| {
+            let mut row = match r {
+                TrustRow::Directory(d) => {
+                    let dir = &app.trust.dirs[*d];
+                    let (what, color) = match (&dir.held, app.against(&dir.name)) {
+                        (Held::NotKept(_), _) => ("keeps no trust chain".to_string(), None),
+                        (Held::Failed(e), _) => (format!("unreadable: {e}"), Some(Color::Red)),
+                        (Held::Chain(c), a) => {
+                            let n = format!(
+                                "{} certificate{}",
+                                c.len(),
+                                if c.len() == 1 { "" } else { "s" }
+                            );
+                            match a {
+                                Against::NoPlan => (n, None),
+                                Against::NotManaged => (format!("{n} · not managed"), None),
+                                Against::Matches => {
+                                    (format!("{n} · as the organisation's"), Some(Color::Green))
+                                }
+                                Against::Differs { add, remove } => (
+                                    format!(
+                                        "{n} · differs: {} missing, {} not the organisation's",
+                                        add.len(),
+                                        remove.len()
+                                    ),
+                                    Some(Color::Yellow),
+                                ),
+                                Against::Note(note) => (format!("{n} · {note}"), None),
+                            }
+                        }
+                    };
+                    let s = color.map_or(Style::new(), |c| style(app, Style::new().fg(c)));
+                    Row::new(vec![
+                        Span::styled(dir.name.clone(), Style::new().add_modifier(Modifier::BOLD)),
+                        Span::styled(what, s),
+                    ])
+                }
+                TrustRow::Held { dir, cert } => {
+                    let d = &app.trust.dirs[*dir];
+                    let Held::Chain(chain) = &d.held else {
+                        return Row::new(Vec::<Span<'_>>::new());
+                    };
+                    let c = &chain[*cert];
+                    let foreign = matches!(
+                        app.against(&d.name),
+                        Against::Differs { remove, .. } if remove.contains(&c.sha1_thumbprint)
+                    );
+                    Row::new(vec![
+                        Span::raw(if foreign { "  ! held" } else { "    held" }),
+                        Span::raw(format!(
+                            "{} · {} · until {}",
+                            c.subject,
+                            c.validity,
+                            c.not_after.get(..10).unwrap_or(&c.not_after)
+                        )),
+                    ])
+                    .style(if foreign {
+                        style(app, Style::new().fg(Color::Yellow))
+                    } else {
+                        validity_style(app, c.validity)
+                    })
+                }
+                TrustRow::Missing { cert, .. } => Row::new(vec![
+                    Span::raw("  + missing"),
+                    Span::raw(cert.subject.clone()),
+                ])
+                .style(style(app, Style::new().fg(Color::Yellow))),
+            };
+            if n == app.trust.selected {
+                row = row.style(Style::new().add_modifier(Modifier::REVERSED));
+            }
+            row
+        })
+        .collect();
+    let widths = [Constraint::Length(12), Constraint::Min(20)];
+    f.render_widget(Table::new(table, widths), list);
+    let lines = match rows.get(app.trust.selected) {
+        None => vec!["No directory is configured.".to_string()],
+        Some(TrustRow::Directory(d)) => {
+            let dir = &app.trust.dirs[*d];
+            let mut l = vec![format!("directory {}", dir.name)];
+            match &dir.held {
+                Held::NotKept(why) => l.push(why.clone()),
+                Held::Failed(e) => l.push(e.clone()),
+                Held::Chain(_) => {}
+            }
+            l.push(match app.against(&dir.name) {
+                Against::NoPlan => {
+                    "Start with --file deploy.toml to compare with the organisation's chain."
+                        .into()
+                }
+                Against::NotManaged => "The deploy file does not manage its trust chain.".into(),
+                Against::Matches => "Holds exactly the organisation's chain.".into(),
+                Against::Differs { add, remove } => format!(
+                    "The plan uploads the organisation's chain: {} to add, {} to remove (Plan screen).",
+                    add.len(),
+                    remove.len()
+                ),
+                Against::Note(n) => n,
+            });
+            l
+        }
+        Some(TrustRow::Held { dir, cert }) => match &app.trust.dirs[*dir].held {
+            Held::Chain(chain) => {
+                let c = &chain[*cert];
+                vec![
+                    c.subject.clone(),
+                    format!("issuer {}", c.issuer),
+                    format!("serial {} · {} .. {}", c.serial, c.not_before, c.not_after),
+                    format!("{}{}", c.validity, if c.is_ca { " · CA" } else { "" }),
+                    format!("SHA-1 {}", c.sha1_thumbprint),
+                ]
+            }
+            _ => Vec::new(),
+        },
+        Some(TrustRow::Missing { dir, cert }) => vec![
+            format!(
+                "In the organisation's chain, not in {}:",
+                app.trust.dirs[*dir].name
+            ),
+            cert.subject.clone(),
+            format!("serial {} · not after {}", cert.serial, cert.not_after),
+            format!("SHA-1 {}", cert.thumbprint),
+        ],
+    };
+    detail_pane(f, detail, "certificate", lines);
+}
+
+fn draw_keys(f: &mut Frame<'_>, area: Rect, app: &mut App) {
+    let [info, list, detail] = list_and_detail(area, 9);
+    f.render_widget(
+        Paragraph::new(format!(
+            " {} key store{} · Enter lists the keys · o opens another by KEYREF",
+            app.keys.stores.len(),
+            if app.keys.stores.len() == 1 { "" } else { "s" }
+        )),
+        info,
+    );
+    let page = list.height.saturating_sub(1) as usize;
+    app.page = page.max(1);
+    scroll(app.keys.selected, &mut app.keys.offset, page);
+    let rows: Vec<Row<'_>> = app
+        .keys
+        .stores
+        .iter()
+        .enumerate()
+        .skip(app.keys.offset)
+        .take(page)
+        .map(|(n, s)| {
+            let (state, color) = match &s.state {
+                KeysState::NotOpened => ("not opened".to_string(), None),
+                KeysState::Opening => (
+                    format!("{} opening", SPINNER[app.tick % SPINNER.len()]),
+                    None,
+                ),
+                KeysState::Locked(_) => ("locked".to_string(), Some(Color::Yellow)),
+                KeysState::Listed(k) => (
+                    format!("{} key{}", k.len(), if k.len() == 1 { "" } else { "s" }),
+                    Some(Color::Green),
+                ),
+                KeysState::Failed(_) => ("failed".to_string(), Some(Color::Red)),
+            };
+            let st = color.map_or(Style::new(), |c| style(app, Style::new().fg(c)));
+            let mut row = Row::new(vec![
+                Span::raw(s.name.clone()),
+                Span::raw(s.reference.clone()),
+                Span::styled(state, st),
+            ]);
+            if n == app.keys.selected {
+                row = row.style(Style::new().add_modifier(Modifier::REVERSED));
+            }
+            row
+        })
+        .collect();
+    let header =
+        Row::new(["store", "KEYREF", "state"]).style(Style::new().add_modifier(Modifier::BOLD));
+    let widths = [
+        Constraint::Length(12),
+        Constraint::Min(30),
+        Constraint::Length(12),
+    ];
+    f.render_widget(Table::new(rows, widths).header(header), list);
+    let lines = match app.keys.stores.get(app.keys.selected) {
+        None => vec![
+            "No key store is configured ([keystore.NAME] kind = \"pkcs11\").".to_string(),
+            "o opens one by KEYREF: a .p12 file or a pkcs11: URI.".to_string(),
+        ],
+        Some(s) => match &s.state {
+            KeysState::NotOpened | KeysState::Opening => vec![format!(
+                "{}: Enter lists its keys; a locked token asks for its PIN.",
+                s.reference
+            )],
+            KeysState::Locked(hint) => vec![
+                format!("{}: locked ({hint})", s.reference),
+                "Enter asks for the PIN again.".to_string(),
+            ],
+            KeysState::Failed(e) => vec![e.clone()],
+            KeysState::Listed(keys) if keys.is_empty() => vec!["No keys in this store.".into()],
+            KeysState::Listed(keys) => {
+                let mut l = Vec::new();
+                for k in keys {
+                    l.push(format!(
+                        // The kind as `keys list` prints it.
+                        "{} {} {:?}{}",
+                        k.store,
+                        k.selector,
+                        k.kind,
+                        k.label
+                            .as_deref()
+                            .map(|x| format!(" \"{x}\""))
+                            .unwrap_or_default()
+                    ));
+                    if let Some(c) = &k.certificate {
+                        l.push(format!("  {} · {}", c.subject, c.validity));
+                        l.push(format!(
+                            "  not after {} · SHA-1 {}",
+                            c.not_after, c.sha1_thumbprint
+                        ));
+                    }
+                    if !k.chain.is_empty() {
+                        l.push(format!("  {} issuer certificate(s)", k.chain.len()));
+                    }
+                }
+                l
+            }
+        },
+    };
+    detail_pane(f, detail, "keys", lines);
+}
+
+fn draw_audit(f: &mut Frame<'_>, area: Rect, app: &mut App) {
+    let [info, list, detail] = list_and_detail(area, 7);
+    let a = &app.audit;
+    let line = match a.load {
+        Load::Loaded if a.typing || !a.filter.is_empty() => format!(
+            " /{}{}  {} of {} · newest first",
+            a.filter,
+            if a.typing { "_" } else { "" },
+            a.shown.len(),
+            a.rows.len()
+        ),
+        Load::Loaded => format!(" {} changes · newest first · {}", a.rows.len(), a.store),
+        _ => format!(
+            " {} reading the audit log…",
+            SPINNER[app.tick % SPINNER.len()]
+        ),
+    };
+    f.render_widget(Paragraph::new(line), info);
+    let page = list.height.saturating_sub(1) as usize;
+    app.page = page.max(1);
+    let a = &mut app.audit;
+    scroll(a.selected, &mut a.offset, page);
+    let a = &app.audit;
+    let rows: Vec<Row<'_>> = a
+        .shown
+        .iter()
+        .enumerate()
+        .skip(a.offset)
+        .take(page)
+        .map(|(n, i)| {
+            let r = &a.rows[*i];
+            let ok = r.result == "ok";
+            let mut row = Row::new(vec![
+                Span::raw(r.time.get(..16).unwrap_or(&r.time).replace('T', " ")),
+                Span::raw(r.operation.clone()),
+                Span::raw(r.directory.clone()),
+                Span::raw(r.address.clone()),
+                Span::styled(
+                    r.result.clone(),
+                    style(
+                        app,
+                        Style::new().fg(if ok { Color::Green } else { Color::Red }),
+                    ),
+                ),
+            ]);
+            if n == a.selected {
+                row = row.style(Style::new().add_modifier(Modifier::REVERSED));
+            }
+            row
+        })
+        .collect();
+    let header = Row::new(["time", "operation", "directory", "address", "result"])
+        .style(Style::new().add_modifier(Modifier::BOLD));
+    let widths = [
+        Constraint::Length(16),
+        Constraint::Length(10),
+        Constraint::Length(10),
+        Constraint::Length(24),
+        Constraint::Min(10),
+    ];
+    f.render_widget(Table::new(rows, widths).header(header), list);
+    let lines = match app.selected_audit() {
+        None if app.audit.rows.is_empty() && app.audit.load == Load::Loaded => {
+            vec!["No change recorded yet: publishes and applies are recorded here.".into()]
+        }
+        None if app.audit.load == Load::Loaded => vec!["Nothing matches the filter.".into()],
+        None => Vec::new(),
+        Some(r) => vec![
+            format!(
+                "#{} {} {} {} in {}: {}",
+                r.seq, r.time, r.operation, r.address, r.directory, r.result
+            ),
+            format!("by {} ({})", r.actor, r.frontend),
+            format!("before: {}", r.before.join(", ")),
+            format!("after:  {}", r.after.join(", ")),
+            format!("hash {}", r.hash),
+        ],
+    };
+    detail_pane(f, detail, "change", lines);
 }
 
 fn draw_help(f: &mut Frame<'_>, area: Rect, app: &App, scroll: usize) {

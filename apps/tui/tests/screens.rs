@@ -6,7 +6,10 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use smimekit_service::deploy::plan::ChangeAction;
 use smimekit_service::deploy::{ApplyReport, ApplyStep, Plan};
-use smimekit_service::{JobEvent, PersonRow, PersonStatus, RecipientKind};
+use smimekit_service::{
+    AuditLogResult, AuditLogRow, CertSummary, ErrorKind, JobEvent, PersonRow, PersonStatus,
+    RecipientKind, ServiceError,
+};
 use smimekit_tui::app::{App, Msg, Screen, Task};
 use smimekit_tui::ui;
 
@@ -401,4 +404,286 @@ fn fits_small_terminals_without_panicking() {
             t.draw(|f| ui::draw(f, &mut app)).expect("drawn");
         }
     }
+}
+
+fn audit_row(seq: i64, time: &str, operation: &str, address: &str, result: &str) -> AuditLogRow {
+    AuditLogRow {
+        seq,
+        time: time.into(),
+        actor: "admin".into(),
+        frontend: "cli".into(),
+        operation: operation.into(),
+        directory: "local".into(),
+        address: address.into(),
+        before: Vec::new(),
+        after: vec!["E123BD87387F9982ED528EBE40BC7906A5A96E94".into()],
+        result: result.into(),
+        hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+    }
+}
+
+#[test]
+fn audit_log_is_read_on_first_visit_newest_first_and_filters_as_you_type() {
+    let mut app = loaded(false);
+    assert!(matches!(press(&mut app, "5").as_slice(), [Task::LoadAudit]));
+    assert_eq!(app.screen, Screen::Audit);
+    assert!(screen(&mut app).contains("reading the audit log"));
+    // The service gives the oldest first.
+    app.message(Msg::Audit(Ok(AuditLogResult {
+        store: "sqlite:/data/smimekit.db".into(),
+        rows: vec![
+            audit_row(
+                1,
+                "2026-12-01T09:00:00Z",
+                "publish",
+                "alice@example.org",
+                "ok",
+            ),
+            audit_row(
+                2,
+                "2026-12-02T10:00:00Z",
+                "unpublish",
+                "bob@example.org",
+                "ok",
+            ),
+            audit_row(
+                3,
+                "2026-12-03T11:00:00Z",
+                "publish",
+                "carol@example.org",
+                "failed: insufficient access",
+            ),
+        ],
+    })));
+    let s = screen(&mut app);
+    let carol = s.find("carol@example.org").expect("carol shown");
+    let alice = s.find("alice@example.org").expect("alice shown");
+    assert!(carol < alice, "newest first:\n{s}");
+    snap("audit", &s);
+    // A second visit reads nothing again; r does.
+    assert!(press(&mut app, "15").is_empty());
+    assert!(matches!(press(&mut app, "r").as_slice(), [Task::LoadAudit]));
+    app.message(Msg::Audit(Ok(AuditLogResult {
+        store: "s".into(),
+        rows: vec![
+            audit_row(
+                1,
+                "2026-12-01T09:00:00Z",
+                "publish",
+                "alice@example.org",
+                "ok",
+            ),
+            audit_row(
+                2,
+                "2026-12-02T10:00:00Z",
+                "unpublish",
+                "bob@example.org",
+                "ok",
+            ),
+        ],
+    })));
+    // The filter matches the operation too, and q is a letter while typing.
+    press(&mut app, "/unpub");
+    assert!(!app.quit);
+    let s = screen(&mut app);
+    assert!(
+        s.contains("bob@example.org") && !s.contains("alice@"),
+        "{s}"
+    );
+    assert_eq!(
+        app.selected_audit().map(|r| r.seq),
+        Some(2),
+        "the match is selected"
+    );
+    app.key(key(KeyCode::Esc));
+    assert_eq!(app.audit.shown.len(), 2);
+    // Scrolling moves the selection down the list.
+    press(&mut app, "j");
+    assert_eq!(app.selected_audit().map(|r| r.seq), Some(1));
+}
+
+fn summary(subject: &str, thumb: &str, validity: &'static str) -> CertSummary {
+    CertSummary {
+        subject: subject.into(),
+        issuer: "O=smimekit Test PKI,CN=Root".into(),
+        serial: "01".into(),
+        emails: Vec::new(),
+        not_before: "2025-01-01T00:00:00Z".into(),
+        not_after: "2045-01-01T00:00:00Z".into(),
+        validity,
+        sha1_thumbprint: thumb.into(),
+        sha256_fingerprint: String::new(),
+        is_ca: true,
+    }
+}
+
+#[test]
+fn trust_screen_shows_each_directory_against_the_organisations_chain() {
+    let mut app = App::new(false, false, true);
+    // The plan: local holds an old CA the deploy file's chain does not have, and lacks its
+    // issuing CA.
+    let mut p = plan();
+    p.directories[0].trust = Some(
+        serde_json::from_value(serde_json::json!({
+            "add": [cert("Deploy Test Issuing CA", "02", "1111111111111111111111111111111111111111")],
+            "remove": [cert("Old CA", "09", "2222222222222222222222222222222222222222")],
+            "chain": ["1111111111111111111111111111111111111111", "3333333333333333333333333333333333333333"],
+        }))
+        .expect("a trust plan"),
+    );
+    app.message(Msg::Plan(Ok(Box::new(p))));
+    assert!(matches!(press(&mut app, "3").as_slice(), [Task::LoadTrust]));
+    app.message(Msg::Trust(vec![
+        (
+            "local".into(),
+            Ok(vec![
+                summary(
+                    "CN=Deploy Test Root",
+                    "3333333333333333333333333333333333333333",
+                    "valid",
+                ),
+                summary(
+                    "CN=Old CA",
+                    "2222222222222222222222222222222222222222",
+                    "expired",
+                ),
+            ]),
+        ),
+        (
+            "corp".into(),
+            Err(ServiceError::new(
+                ErrorKind::Unsupported,
+                "directory corp keeps no trust chain",
+            )),
+        ),
+        (
+            "exo".into(),
+            Err(ServiceError::new(
+                ErrorKind::Unavailable,
+                "directory exo: the service is throttling (Retry-After 30 s)",
+            )),
+        ),
+    ]));
+    let s = screen(&mut app);
+    assert!(
+        s.contains("differs: 1 missing, 1 not the organisation's"),
+        "{s}"
+    );
+    assert!(s.contains("! held") && s.contains("+ missing"), "{s}");
+    assert!(
+        s.contains("keeps no trust chain") && s.contains("throttling"),
+        "{s}"
+    );
+    snap("trust", &s);
+    // The rows: local, its two certificates, the missing one, corp, exo.
+    assert_eq!(app.trust_rows().len(), 6);
+    press(&mut app, "jjj");
+    let s = screen(&mut app);
+    assert!(
+        s.contains("In the organisation's chain, not in local"),
+        "{s}"
+    );
+}
+
+#[test]
+fn pin_dialog_never_shows_the_pin_and_hands_it_over_once() {
+    let mut app = App::new(false, false, false)
+        .with_key_stores(vec![("hsm".into(), "pkcs11:?module-name=hsm".into())]);
+    press(&mut app, "4");
+    let tasks = app.key(key(KeyCode::Enter));
+    let [
+        Task::ListKeys {
+            store: 0,
+            reference,
+            secret: None,
+        },
+    ] = tasks.as_slice()
+    else {
+        panic!("expected a listing, got {tasks:?}");
+    };
+    assert_eq!(reference, "pkcs11:?module-name=hsm");
+    app.message(Msg::Keys {
+        store: 0,
+        result: Err(ServiceError::new(
+            ErrorKind::Locked {
+                object: "PIN of token \"alice\" for pkcs11:?module-name=hsm".into(),
+                hint: "not found in SMIMEKIT_PIN, SMIMEKIT_PASSWORD".into(),
+                tries_left: Some(3),
+            },
+            "locked",
+        )),
+    });
+    assert!(app.pin.is_some());
+    // Every key is the PIN's while the dialog is open: q and digits alike.
+    press(&mut app, "q4x");
+    app.key(key(KeyCode::Backspace));
+    press(&mut app, "72é");
+    assert!(!app.quit && app.screen == Screen::Keys);
+    let s = screen(&mut app);
+    assert!(
+        s.contains("PIN of token") && s.contains("3 tries left"),
+        "{s}"
+    );
+    for shown in ["q472", "q4", "*", "•", "é"] {
+        assert!(!s.contains(shown), "{shown:?} on screen:\n{s}");
+    }
+    snap("keys_pin", &s);
+    assert!(!format!("{app:?}").contains("q472"), "Debug shows the PIN");
+    let tasks = app.key(key(KeyCode::Enter));
+    let [
+        Task::ListKeys {
+            store: 0,
+            secret: Some(secret),
+            ..
+        },
+    ] = tasks.as_slice()
+    else {
+        panic!("expected a listing with the PIN, got {tasks:?}");
+    };
+    assert_eq!(secret.expose(), "q472é".as_bytes());
+    assert!(!format!("{tasks:?}").contains("q472"));
+    assert!(app.pin.is_none());
+    // A wrong PIN: locked again, the dialog asks again; Esc cancels and the store says locked.
+    app.message(Msg::Keys {
+        store: 0,
+        result: Err(ServiceError::new(
+            ErrorKind::Locked {
+                object: "PIN of token \"alice\"".into(),
+                hint: "wrong PIN".into(),
+                tries_left: Some(2),
+            },
+            "locked",
+        )),
+    });
+    press(&mut app, "99");
+    app.key(key(KeyCode::Esc));
+    assert!(app.pin.is_none());
+    assert!(screen(&mut app).contains("locked (wrong PIN)"));
+    // Another error is a message, not a dialog.
+    press(&mut app, "r");
+    app.message(Msg::Keys {
+        store: 0,
+        result: Err(ServiceError::new(
+            ErrorKind::NotFound,
+            "pkcs11:?module-name=hsm: several tokens match: add token=… or serial=…",
+        )),
+    });
+    assert!(app.pin.is_none());
+    assert!(screen(&mut app).contains("several tokens match"));
+}
+
+#[test]
+fn palette_opens_a_key_store_by_keyref() {
+    let mut app = App::new(false, false, false);
+    press(&mut app, "4");
+    assert!(screen(&mut app).contains("No key store is configured"));
+    press(&mut app, "o");
+    assert_eq!(app.palette.as_deref(), Some("open "));
+    press(&mut app, "alice.p12");
+    let tasks = app.key(key(KeyCode::Enter));
+    assert!(
+        matches!(tasks.as_slice(), [Task::ListKeys { store: 0, reference, .. }] if reference == "alice.p12"),
+        "{tasks:?}"
+    );
+    assert_eq!(app.keys.stores.len(), 1);
 }
