@@ -221,6 +221,72 @@ fn the_sender_must_be_the_signer() {
     }
 }
 
+/// `verify` vouches for the content: it writes it (to --out or standard output) only when the
+/// verdict is valid; an invalid or unsigned message writes nothing, an existing --out file
+/// stays as it was. `open` gives the content with whatever verdict.
+#[test]
+fn verify_writes_the_content_only_when_it_is_valid() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let body = "Subject: test\r\nContent-Type: text/plain\r\n\r\nPlease wire the money.\r\n";
+    let own = sign_as_alice(
+        w,
+        "own",
+        &format!("From: Alice <alice@example.org>\r\n{body}"),
+    );
+    let forged = sign_as_alice(
+        w,
+        "ceo",
+        &format!("From: The CEO <ceo@example.org>\r\n{body}"),
+    );
+    let plain = write(
+        w,
+        "plain.eml",
+        format!("From: Alice <alice@example.org>\r\n{body}").as_bytes(),
+    );
+    let has_body = |data: &[u8]| {
+        data.windows(b"wire the money".len())
+            .any(|x| x == b"wire the money")
+    };
+
+    let out_file = w.join("own.out");
+    let out = verify(&own, &["--out", &p(&out_file)]);
+    assert_eq!(out.status.code(), Some(0), "{}", show("verify", &out));
+    assert!(has_body(&std::fs::read(&out_file).unwrap()));
+    let out = verify(&own, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show("verify", &out));
+    assert!(has_body(&out.stdout), "{}", show("verify", &out));
+
+    for (file, why) in [(&forged, "content not written"), (&plain, "not signed")] {
+        let out_file = w.join("invalid.out");
+        let out = verify(file, &["--out", &p(&out_file)]);
+        assert_eq!(out.status.code(), Some(1), "{}", show("verify", &out));
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
+        assert!(
+            !out_file.exists(),
+            "{} written for {}",
+            p(&out_file),
+            p(file)
+        );
+        // Nor on standard output, nor over an existing file.
+        let out = verify(file, &[]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(out.stdout.is_empty(), "{}", show("verify", &out));
+        std::fs::write(&out_file, b"before").unwrap();
+        let out = verify(file, &["--out", &p(&out_file), "--json"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert_ne!(json(&out)["valid"], true);
+        assert_eq!(std::fs::read(&out_file).unwrap(), b"before");
+        std::fs::remove_file(&out_file).unwrap();
+    }
+
+    // open was asked to open: the content comes with its verdict.
+    let out_file = w.join("opened.out");
+    let out = smimekit(&["open", "--in", &p(&forged), "--out", &p(&out_file)], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show("open", &out));
+    assert!(has_body(&std::fs::read(&out_file).unwrap()));
+}
+
 #[test]
 fn sha1_and_md5_signatures_are_invalid() {
     let work = tempfile::tempdir().unwrap();

@@ -96,14 +96,25 @@ fn encrypt_to(arg: &str) -> Result<EncryptTo> {
 pub async fn verify(service: &Service, a: VerifyArgs, json: bool) -> Result<u8> {
     let req = open_request(&a.trust, io::read_input(a.io.input.as_deref())?, Vec::new())?;
     let result = service.open(req).await?;
-    let unsigned = result.report.valid.is_none();
-    let code = finish(result, a.io.output.as_deref(), json)?;
-    if unsigned {
+    let verdict = result.report.valid;
+    // `verify` vouches for the content: it hands it out (to --out or standard output) only
+    // with a valid verdict. An invalid or unsigned message writes nothing (the report still
+    // says why), so that no script can take content whose exit code it did not check.
+    let code = finish(result, a.io.output.as_deref(), json, verdict == Some(true))?;
+    match verdict {
         // Nothing unsigned is valid: verify's question has no "yes" to give.
-        eprintln!("smimekit: not signed: no layer of the message holds a signature");
-        return Ok(EXIT_INVALID);
+        None => {
+            eprintln!(
+                "smimekit: not signed: no layer of the message holds a signature (content not written)"
+            );
+            Ok(EXIT_INVALID)
+        }
+        Some(false) => {
+            eprintln!("smimekit: content not written: the message is not validly signed");
+            Ok(code)
+        }
+        Some(true) => Ok(code),
     }
-    Ok(code)
 }
 
 pub async fn decrypt(service: &Service, a: DecryptArgs, json: bool) -> Result<u8> {
@@ -142,7 +153,8 @@ pub async fn open(service: &Service, a: OpenArgs, json: bool) -> Result<u8> {
     }
     let req = open_request(&a.trust, io::read_input(a.io.input.as_deref())?, keys)?;
     let result = service.open(req).await?;
-    finish(result, a.io.output.as_deref(), json)
+    // `open` was asked to open, not to vouch: the content comes with the report's verdict.
+    finish(result, a.io.output.as_deref(), json, true)
 }
 
 fn open_request(t: &TrustArgs, message: Vec<u8>, keys: Vec<DecryptionKey>) -> Result<OpenRequest> {
@@ -178,7 +190,13 @@ fn parse_time(s: &str) -> Result<i64> {
 }
 
 /// Writes the content, prints the report, and turns the verdict into the exit code.
-fn finish(result: OpenResult, out: Option<&std::path::Path>, json: bool) -> Result<u8> {
+/// Writes the content (when `give_content`) and the report; the exit code of the verdict.
+fn finish(
+    result: OpenResult,
+    out: Option<&std::path::Path>,
+    json: bool,
+    give_content: bool,
+) -> Result<u8> {
     let OpenResult { report, content } = result;
     // What a layer was decrypted from is secret: written owner-only.
     let write_output = if report.layers.iter().any(|l| l.recipient.is_some()) {
@@ -189,11 +207,13 @@ fn finish(result: OpenResult, out: Option<&std::path::Path>, json: bool) -> Resu
     if json {
         print_json(&report)?;
         // With --json, standard output carries the report; the content goes to --out only.
-        if out.is_some() {
+        if out.is_some() && give_content {
             write_output(out, &content)?;
         }
     } else {
-        write_output(out, &content)?;
+        if give_content {
+            write_output(out, &content)?;
+        }
         for (i, layer) in report.layers.iter().enumerate() {
             let kind = serde_json::to_value(layer.kind).unwrap_or_default();
             let kind = kind.as_str().unwrap_or("layer");
