@@ -30,3 +30,4 @@ mod softhsm;
 mod store;
 mod tidy;
 mod verdicts;
+mod web_api;

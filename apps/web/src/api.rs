@@ -237,10 +237,8 @@ pub fn certificates_only(service: &Service, upload: &Named<Vec<u8>>) -> Result<(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("{}: no certificate in it", upload.name),
         )),
-        Err(e) => Err(AppError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{}: not a certificate: {}", upload.name, e.message),
-        )),
+        // The service's message names the upload and why it is not a certificate.
+        Err(e) => Err(AppError::new(StatusCode::UNPROCESSABLE_ENTITY, e.message)),
     }
 }
 
