@@ -31,3 +31,4 @@ mod store;
 mod tidy;
 mod verdicts;
 mod web_api;
+mod web_pages;

@@ -123,7 +123,7 @@ fn cargo() -> Command {
 /// Builds every binary (the e2e tests run `smimekit`), then runs all tests with one cargo
 /// command line so features unify once.
 fn test(extra: &[String]) -> Result<()> {
-    setup::ensure_test_packages()?;
+    setup::ensure_test_packages(&target_dir())?;
     run(cargo().args(["build", "--workspace", "--bins"]))?;
     // The e2e plugin tests load the sample vendor plugins from <target>/plugins.
     samples::build(false)?;

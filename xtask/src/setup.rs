@@ -3,8 +3,9 @@
 //! `cargo xtask test` calls this first, so the README's test command works on a fresh machine:
 //! openssl and libssl-dev (the engine), gpgsm (interop), SoftHSM2 and OpenSC (PKCS#11),
 //! slapd and ldap-utils (LDAP), Samba's AD DC (the active-directory flavour), PostgreSQL (the
-//! store's second backend). The Windows/Wine
-//! packages are `windows-test`'s own business.
+//! store's second backend), Chromium and Node with playwright-core (the web admin's browser
+//! test; playwright-core goes into `target/web-e2e/`, never into the repository or the product).
+//! The Windows/Wine packages are `windows-test`'s own business.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -32,7 +33,14 @@ const NEEDS: &[(Probe, &str)] = &[
     // The store's tests start throwaway PostgreSQL clusters (initdb + pg_ctl as the postgres
     // user); the package starts no server here.
     (Probe::Package("postgresql"), "postgresql"),
+    // The web admin's browser test: headless Chromium driven by playwright-core under Node.
+    (Probe::Command("chromium"), "chromium"),
+    (Probe::Command("node"), "nodejs"),
+    (Probe::Command("npm"), "npm"),
 ];
+
+/// The playwright-core the browser test drives Chromium with (one package, no dependencies).
+const PLAYWRIGHT_CORE: &str = "playwright-core@1.65.1";
 
 enum Probe {
     Command(&'static str),
@@ -57,8 +65,39 @@ fn quiet(cmd: &mut Command) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Installs whatever is missing; does nothing (and needs no root) when all is there.
-pub fn ensure_test_packages() -> Result<()> {
+/// Installs whatever is missing (system packages, then playwright-core into
+/// `target/web-e2e/`); does nothing (and needs no root) when all is there.
+pub fn ensure_test_packages(target: &Path) -> Result<()> {
+    ensure_system_packages()?;
+    ensure_playwright(target)
+}
+
+/// `npm install playwright-core` into `<target>/web-e2e/` unless that version is there.
+fn ensure_playwright(target: &Path) -> Result<()> {
+    let dir = target.join("web-e2e");
+    let installed = dir.join("node_modules/playwright-core/package.json");
+    let version = PLAYWRIGHT_CORE.rsplit('@').next().unwrap_or_default();
+    if std::fs::read_to_string(&installed)
+        .is_ok_and(|t| t.contains(&format!("\"version\": \"{version}\"")))
+    {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    eprintln!("test: installing {PLAYWRIGHT_CORE} into {}", dir.display());
+    let status = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .arg(PLAYWRIGHT_CORE)
+        .status()
+        .context("running npm install")?;
+    if !status.success() {
+        bail!("npm install {PLAYWRIGHT_CORE} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Installs the missing system packages.
+fn ensure_system_packages() -> Result<()> {
     let missing: Vec<&str> = NEEDS
         .iter()
         .filter(|(probe, _)| !probe.present())

@@ -158,9 +158,9 @@ fn cert_rows(certs: &[CertSummary], mark: &dyn Fn(&CertSummary) -> &'static str)
                 @for c in certs {
                     tr {
                         td { (c.subject) }
-                        td { (super::people::day(&c.not_after)) " " span.badge class=(c.validity) { (c.validity) } }
+                        td { (super::people::day(&c.not_after)) " " span class={"badge " (c.validity)} { (c.validity) } }
                         td.mono.small { (c.sha1_thumbprint) }
-                        td { @let m = mark(c); @if !m.is_empty() { span.badge class=(if m == "added" { "ok" } else if m == "removed" { "failed" } else { "info" }) { (m) } } }
+                        td { @let m = mark(c); @if !m.is_empty() { span class={"badge " (if m == "added" { "ok" } else if m == "removed" { "failed" } else { "info" })} { (m) } } }
                     }
                 }
             }

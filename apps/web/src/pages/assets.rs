@@ -20,6 +20,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../assets/sse.min.js"),
     ),
     (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../../assets/favicon.svg"),
+    ),
+    (
         "app.css",
         "text/css; charset=utf-8",
         include_bytes!("../../assets/app.css"),

@@ -83,7 +83,7 @@ fn outcome_badge(outcome: &str) -> Markup {
         o if o.starts_with("cancel") => "warning",
         _ => "failed",
     };
-    html! { span.badge class=(class) { (outcome) } }
+    html! { span class={"badge " (class)} { (outcome) } }
 }
 
 pub(crate) async fn page(page: Page<ViewerRole>) -> PageResult {
@@ -155,10 +155,10 @@ fn plan_markup(who: &Who, answer: &PlanAnswer, ask_password: bool) -> Markup {
             h2 { "Plan " span.muted.small { (answer.plan.file) " · " (answer.plan.created) } }
             p {
                 span.badge.ok { (s.add) " to add" } " "
-                span.badge class=(if s.remove > 0 { "failed" } else { "info" }) { (s.remove) " to remove" } " "
+                span class={"badge " (if s.remove > 0 { "failed" } else { "info" })} { (s.remove) " to remove" } " "
                 span.badge.info { (s.contacts) " contacts to create" } " "
                 span.badge.info { (s.trust_updates) " trust chains to update" } " "
-                span.badge class=(if s.not_ready > 0 { "warning" } else { "info" }) { (s.not_ready) " not ready" }
+                span class={"badge " (if s.not_ready > 0 { "warning" } else { "info" })} { (s.not_ready) " not ready" }
             }
             pre #plan-text { (answer.rendered) }
             @if !answer.has_changes {
@@ -292,7 +292,7 @@ fn report_markup(report: &serde_json::Value) -> Markup {
                     @for st in &steps {
                         tr {
                             td { (s(st, "directory")) } td { (s(st, "target")) } td { (s(st, "operation")) }
-                            td { span.badge class=(s(st, "status")) { (s(st, "status")) } }
+                            td { span class={"badge " (s(st, "status"))} { (s(st, "status")) } }
                             td.small { (s(st, "error")) }
                         }
                     }

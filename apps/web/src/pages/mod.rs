@@ -177,6 +177,7 @@ fn head_tags(title: &str) -> Markup {
         // htmx must neither inject a style element nor evaluate code: the CSP allows neither.
         meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,"historyCacheSize":0}"#;
         title { (title) " · smimekit" }
+        link rel="icon" type="image/svg+xml" href=(assets::href("favicon.svg"));
         link rel="stylesheet" href=(assets::href("app.css"));
         script src=(assets::href("htmx.min.js")) defer {}
         script src=(assets::href("sse.min.js")) defer {}
@@ -426,8 +427,8 @@ pub(crate) fn time(unix: i64) -> String {
 pub(crate) fn stat(label: &str, value: usize, class: &str, href: Option<&str>) -> Markup {
     html! {
         @match href {
-            Some(h) => a.stat class=(class) href=(h) { span.value { (value) } span.label { (label) } },
-            None => div.stat class=(class) { span.value { (value) } span.label { (label) } },
+            Some(h) => a class={"stat " (class)} href=(h) { span.value { (value) } span.label { (label) } },
+            None => div class={"stat " (class)} { span.value { (value) } span.label { (label) } },
         }
     }
 }

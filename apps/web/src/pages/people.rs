@@ -49,7 +49,7 @@ pub(crate) fn status_badge(s: PersonStatus) -> Markup {
         PersonStatus::Expiring => "expiring",
         PersonStatus::NotReady => "not ready",
     };
-    html! { span.badge class=(s.name()) { (label) } }
+    html! { span class={"badge " (s.name())} { (label) } }
 }
 
 fn kind_name(k: Option<RecipientKind>) -> &'static str {
@@ -128,7 +128,7 @@ pub(crate) async fn dashboard(page: Page<ViewerRole>) -> PageResult {
                         dt { "By" } dd { (j.actor) " (" (j.frontend) ")" }
                         dt { "Outcome" } dd {
                             @match &j.outcome {
-                                Some(o) => span.badge class=(if o == "ok" { "ok" } else { "failed" }) { (o) },
+                                Some(o) => span class={"badge " (if o == "ok" { "ok" } else { "failed" })} { (o) },
                                 None => span.badge.running { "running" },
                             }
                         }
@@ -413,7 +413,7 @@ fn can_encrypt(c: &PersonCert) -> bool {
 }
 
 fn yes_no(b: bool, yes: &str, no: &str) -> Markup {
-    html! { span.badge class=(if b { "yes" } else { "no" }) { (if b { yes } else { no }) } }
+    html! { span class={"badge " (if b { "yes" } else { "no" })} { (if b { yes } else { no }) } }
 }
 
 fn person_markup(
@@ -455,7 +455,7 @@ fn person_markup(
                                     }
                                     td {
                                         (day(&c.cert.cert.not_after)) " "
-                                        span.badge class=(c.cert.cert.validity) { (c.cert.cert.validity) }
+                                        span class={"badge " (c.cert.cert.validity)} { (c.cert.cert.validity) }
                                     }
                                     td {
                                         (yes_no(can_encrypt(c), "can encrypt", "cannot encrypt"))
