@@ -1511,3 +1511,7 @@ fn kill_9_at_many_points_of_a_300_person_apply_then_a_rerun_converges() {
         text(&out.stdout)
     );
 }
+
+/// The console (`smimekit-tui`) in tmux over this module's world.
+#[path = "tui.rs"]
+mod tui;

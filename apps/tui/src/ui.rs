@@ -59,7 +59,7 @@ pub fn draw(f: &mut Frame<'_>, app: &mut App) {
             app,
             "PIN",
             &format!(
-                "{}\n({}{tries})\n\nType the PIN (it is not shown).\nEnter: unlock   Esc: cancel",
+                "{}\n({}{tries})\n\nType it: nothing is shown as you type.\nEnter: unlock   Esc: cancel",
                 pin.object, pin.hint
             ),
         );
