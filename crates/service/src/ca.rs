@@ -22,9 +22,10 @@
 //! advanced the same way.
 //!
 //! Off the runtime: every read and write of the CA directory (the lock file, `ca.json`,
-//! `state.json` and its serial/cRLNumber updates, the certificates, `issued/`) runs on the
-//! blocking pool ([`on_disk`]), never inline in an async call; only the key operations
-//! (through their own ports and lanes) and the encoding run on the caller's task.
+//! `state.json` and its serial/cRLNumber updates, the certificates, `issued/`) and the
+//! generated keys' synchronous calls (PKCS#12 export, storing a certificate on a token) run on
+//! the blocking pool ([`off_runtime`]), never inline in an async call; signing goes through
+//! the async [`PrivateKey`] port (the key store's own lanes), encoding on the caller's task.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -270,7 +271,7 @@ impl CaDir {
     async fn save_state(&self) -> Result<(), ServiceError> {
         let path = self.dir.join(STATE);
         let text = json_bytes(&path, &self.state)?;
-        on_disk(move || write_atomic(&path, &text)).await
+        off_runtime(move || write_atomic(&path, &text)).await
     }
 
     /// Releases the lock (removes `ca.lock`) on the blocking pool. An error path that drops a
@@ -287,12 +288,13 @@ impl CaDir {
 /// [`CaDir::open`] (the lock file and the state files) on the blocking pool.
 async fn open_ca(dir: &Path) -> Result<CaDir, ServiceError> {
     let dir = dir.to_path_buf();
-    on_disk(move || CaDir::open(&dir)).await
+    off_runtime(move || CaDir::open(&dir)).await
 }
 
-/// Runs file work of the CA directory on the blocking pool (file I/O and fsync must not hold
-/// a runtime thread: a current-thread runtime would stop every other task meanwhile).
-async fn on_disk<T: Send + 'static>(
+/// Runs synchronous work on the blocking pool: the CA directory's files (I/O and fsync) and
+/// the generated keys' synchronous calls (PKCS#12 export, a token's certificate write). None
+/// may hold a runtime thread: a current-thread runtime would stop every other task meanwhile.
+async fn off_runtime<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ServiceError> {
     crate::keys::blocking(work).await?
@@ -563,7 +565,7 @@ impl Service {
         let name_empty = req.name.trim().is_empty();
         let lock = {
             let dir = dir.to_path_buf();
-            on_disk(move || {
+            off_runtime(move || {
                 if dir.join(CONFIG).exists() {
                     return Err(ServiceError::new(
                         ErrorKind::Invalid,
@@ -619,7 +621,7 @@ impl Service {
         root_key.set_certificate(root.clone());
 
         // Issuing CA, signed by the root.
-        let mut issuing_key = self
+        let issuing_key = self
             .generate_key(
                 &key_ref(&issuing_key_path, format!("{} Issuing CA", req.name))?,
                 req.key_type.spec(),
@@ -647,34 +649,44 @@ impl Service {
         .await?;
         check_signed_by(self, &issuing, &root_spki)?;
 
-        // Keys that live in a store (tokens) keep their certificates there; soft keys go to
-        // PKCS#12 files.
-        let root_stored = root_key.store_certificate(&root, &[])?;
-        let issuing_stored =
-            issuing_key.store_certificate(&issuing, std::slice::from_ref(&root))?;
+        // Keys that live in a store (tokens) keep their certificates there (a write that waits
+        // for the token's lane); soft keys go to PKCS#12 files (key derivation, encryption).
+        // Both are synchronous key-store calls: on the blocking pool.
         // What goes to the CA directory, in the order it is written (`ca.json` last: its
         // presence marks a complete CA); `true` marks a secret (0600).
-        let mut files: Vec<(PathBuf, Vec<u8>, bool)> = Vec::new();
-        if root_stored.is_none() {
-            let root_p12 = root_key.export_pkcs12(
-                &format!("{} S/MIME Root CA", req.name),
-                &root,
-                &[],
-                &req.secret,
-                false,
-            )?;
-            files.push((root_key_path, root_p12, true));
-        }
-        if issuing_stored.is_none() {
-            let issuing_p12 = issuing_key.export_pkcs12(
-                &format!("{} S/MIME Issuing CA", req.name),
-                &issuing,
-                std::slice::from_ref(&root),
-                &req.secret,
-                false,
-            )?;
-            files.push((issuing_key_path, issuing_p12, true));
-        }
+        let (root_stored, issuing_stored, mut files) = {
+            let (root, issuing) = (root.clone(), issuing.clone());
+            let (name, secret) = (req.name.clone(), req.secret.clone());
+            off_runtime(move || {
+                let (mut root_key, mut issuing_key) = (root_key, issuing_key);
+                let root_stored = root_key.store_certificate(&root, &[])?;
+                let issuing_stored =
+                    issuing_key.store_certificate(&issuing, std::slice::from_ref(&root))?;
+                let mut files: Vec<(PathBuf, Vec<u8>, bool)> = Vec::new();
+                if root_stored.is_none() {
+                    let root_p12 = root_key.export_pkcs12(
+                        &format!("{name} S/MIME Root CA"),
+                        &root,
+                        &[],
+                        &secret,
+                        false,
+                    )?;
+                    files.push((root_key_path, root_p12, true));
+                }
+                if issuing_stored.is_none() {
+                    let issuing_p12 = issuing_key.export_pkcs12(
+                        &format!("{name} S/MIME Issuing CA"),
+                        &issuing,
+                        std::slice::from_ref(&root),
+                        &secret,
+                        false,
+                    )?;
+                    files.push((issuing_key_path, issuing_p12, true));
+                }
+                Ok((root_stored, issuing_stored, files))
+            })
+            .await?
+        };
         for (name, certs) in [
             ("root.pem", vec![root.clone()]),
             ("issuing.pem", vec![issuing.clone()]),
@@ -710,7 +722,7 @@ impl Service {
         let config_path = dir.join(CONFIG);
         let config_text = json_bytes(&config_path, &config)?;
         files.push((config_path, config_text, false));
-        on_disk(move || {
+        off_runtime(move || {
             for (path, data, owner_only) in files {
                 write_atomic_with(&path, &data, owner_only)?;
             }
@@ -888,7 +900,17 @@ impl Service {
                     p12_secret, legacy, ..
                 },
                 Some(gk),
-            ) => Some(gk.export_pkcs12(&email, &cert, &chain, p12_secret, *legacy)?),
+            ) => {
+                // Key derivation and encryption: a synchronous key-store call, off the runtime.
+                let (email, cert, chain) = (email.clone(), cert.clone(), chain.clone());
+                let (secret, legacy) = (p12_secret.clone(), *legacy);
+                Some(
+                    off_runtime(move || {
+                        Ok(gk.export_pkcs12(&email, &cert, &chain, &secret, legacy)?)
+                    })
+                    .await?,
+                )
+            }
             (IssueSource::Generate { .. }, None) => {
                 return Err(ServiceError::new(
                     ErrorKind::Internal,
@@ -912,7 +934,7 @@ impl Service {
         let copy_text = write_pem(std::slice::from_ref(&cert)).into_bytes();
         {
             let ca_copy = ca_copy.clone();
-            on_disk(move || {
+            off_runtime(move || {
                 if let Some(issued) = ca_copy.parent() {
                     std::fs::create_dir_all(issued).map_err(|e| ServiceError::io(issued, e))?;
                 }

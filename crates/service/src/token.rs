@@ -187,11 +187,19 @@ impl Service {
                 .await?;
             let cert: CertDer = issued.der;
             // The chain the CA hands out (issuing CA, then root), as `ca init` wrote it.
-            let chain = std::fs::read(dir.join("chain.pem"))
+            let chain_path = dir.join("chain.pem");
+            // The CA's file, read on the blocking pool like the rest of the CA's state.
+            let chain = crate::keys::blocking(move || std::fs::read(chain_path))
+                .await?
                 .ok()
                 .and_then(|pem| self.certificates(&Named::new("chain.pem", pem)).ok())
                 .unwrap_or_default();
-            if let Some(stored) = key.store_certificate(&cert, &chain)? {
+            // A synchronous write to the token (it waits for the token's lane): off the runtime.
+            let stored = {
+                let cert = cert.clone();
+                crate::keys::blocking(move || key.store_certificate(&cert, &chain)).await??
+            };
+            if let Some(stored) = stored {
                 result.key = stored;
             }
             result.certificate = Some(summarize(&cert, self.now()));
