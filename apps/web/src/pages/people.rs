@@ -65,6 +65,11 @@ pub(crate) fn day(t: &str) -> &str {
     t.get(..10).unwrap_or(t)
 }
 
+/// A count's colour only when there is something to look at.
+fn warn_if(n: usize, class: &'static str) -> &'static str {
+    if n > 0 { class } else { "" }
+}
+
 pub(crate) async fn dashboard(page: Page<ViewerRole>) -> PageResult {
     let svc = page.service();
     let now30 = svc.people_all(30).await?;
@@ -102,10 +107,10 @@ pub(crate) async fn dashboard(page: Page<ViewerRole>) -> PageResult {
         div.grid {
             (stat("people", now30.len(), "", Some("/people")))
             (stat("ready", count(PersonStatus::Ready), "ready", Some("/people?status=ready")))
-            (stat("not ready", count(PersonStatus::NotReady), "not-ready", Some("/people?status=not-ready")))
-            (stat("expiring in 30 days", count(PersonStatus::Expiring), "expiring", Some("/people?status=expiring&expiring=30")))
-            (stat("expiring in 60 days", e60, "expiring", Some("/people?status=expiring&expiring=60")))
-            (stat("expiring in 90 days", e90, "expiring", Some("/people?status=expiring&expiring=90")))
+            (stat("not ready", count(PersonStatus::NotReady), warn_if(count(PersonStatus::NotReady), "not-ready"), Some("/people?status=not-ready")))
+            (stat("expiring in 30 days", count(PersonStatus::Expiring), warn_if(count(PersonStatus::Expiring), "expiring"), Some("/people?status=expiring&expiring=30")))
+            (stat("expiring in 60 days", e60, warn_if(e60, "expiring"), Some("/people?status=expiring&expiring=60")))
+            (stat("expiring in 90 days", e90, warn_if(e90, "expiring"), Some("/people?status=expiring&expiring=90")))
         }
         h2 { "Per directory" }
         table {
