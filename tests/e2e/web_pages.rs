@@ -156,15 +156,21 @@ fn an_admin_publishes_plans_and_applies_in_a_real_browser() {
         assert!(out.status.success(), "{}", show(&format!("{args:?}"), &out));
         out
     };
-    // Alice is in the inventory (so the people list finds her): published to the local one.
-    cli(&[
-        "publish",
-        "alice@example.org",
-        "--cert",
-        &pki("alice.pem"),
-        "--directory",
-        "local",
-    ]);
+    // Alice and Bob are in the inventory (so the people list has them to search): published to
+    // the local one.
+    for (address, cert) in [
+        ("alice@example.org", "alice.pem"),
+        ("bob@example.org", "bob.pem"),
+    ] {
+        cli(&[
+            "publish",
+            address,
+            "--cert",
+            &pki(cert),
+            "--directory",
+            "local",
+        ]);
+    }
     // The first admin, as the README says.
     let password = world.path().join("password");
     std::fs::write(&password, "correct horse battery\n").unwrap();
@@ -219,6 +225,7 @@ fn an_admin_publishes_plans_and_applies_in_a_real_browser() {
         .unwrap_or_else(|e| panic!("{e}: {stdout}"));
 
     // What the browser saw.
+    assert_eq!(seen["people_before_search"], 2, "{seen}");
     assert_eq!(seen["people_rows"], 1, "{seen}");
     assert_eq!(seen["can_encrypt"], 1, "{seen}");
     let plan = seen["plan"].as_str().unwrap();

@@ -80,10 +80,18 @@ async function main() {
     await page.click('nav >> text=People');
     await page.waitForURL(/\/people$/);
     await htmxReady();
+    seen.people_before_search = await page.locator('#people tbody tr').count();
     await page.fill('#query', PERSON.split('@')[0]);
-    const personLink = page.locator(`#people a[href="/people/${PERSON}"]`);
-    await personLink.waitFor();
+    // The swap is done when the URL carries the query and only the matching rows are left.
     await page.waitForFunction(() => window.location.search.includes('query='));
+    await page.waitForFunction(
+      (person) => {
+        const rows = [...document.querySelectorAll('#people tbody tr')];
+        return rows.length > 0 && rows.every((r) => r.textContent.includes(person));
+      },
+      PERSON,
+    );
+    const personLink = page.locator(`#people a[href="/people/${PERSON}"]`);
     seen.people_rows = await page.locator('#people tbody tr').count();
     await shot('03-people');
     await personLink.click();

@@ -722,3 +722,109 @@ async fn an_operator_publishes_an_upload_and_unpublishes_after_confirming() {
         .collect();
     assert_eq!(history, ["publish", "unpublish"]);
 }
+
+#[tokio::test]
+async fn an_admin_previews_a_trust_chain_before_pushing_it() {
+    let f = fixture().await;
+    let ada = sign_in(&f, "ada").await;
+    let chain = pki("chain.pem");
+    // An operator may not.
+    let otto = sign_in(&f, "otto").await;
+    let res = send(
+        &f,
+        otto.multipart(
+            "/trust/preview",
+            &[
+                ("chain", Some("chain.pem"), &chain),
+                ("directory", None, b"local"),
+            ],
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = send(
+        &f,
+        ada.multipart(
+            "/trust/preview",
+            &[
+                ("chain", Some("chain.pem"), &chain),
+                ("directory", None, b"local"),
+            ],
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = text(res).await;
+    // Both CA certificates are new; nothing is pushed by the preview.
+    assert_eq!(page.matches(">added<").count(), 2, "{page}");
+    assert!(
+        f.service
+            .trust_show(Some("local"))
+            .await
+            .unwrap()
+            .certificates
+            .is_empty()
+    );
+    let b64 = page
+        .split("name=\"chain_b64\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let res = send(
+        &f,
+        ada.multipart(
+            "/trust/push",
+            &[
+                ("chain_b64", None, b64.as_bytes()),
+                ("name", None, b"chain.pem"),
+                ("directory", None, b"local"),
+            ],
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        f.service
+            .trust_show(Some("local"))
+            .await
+            .unwrap()
+            .certificates
+            .len(),
+        2
+    );
+    let page = text(send(&f, ada.get("/trust")).await).await;
+    assert!(page.contains("smimekit Test Intermediate CA"), "{page}");
+    // The same chain again: every certificate kept.
+    let res = send(
+        &f,
+        ada.multipart(
+            "/trust/preview",
+            &[
+                ("chain", Some("chain.pem"), &chain),
+                ("directory", None, b"local"),
+            ],
+            true,
+        ),
+    )
+    .await;
+    let page = text(res).await;
+    assert_eq!(page.matches(">kept<").count(), 2, "{page}");
+    // A leaf is not a trust chain.
+    let res = send(
+        &f,
+        ada.multipart(
+            "/trust/preview",
+            &[
+                ("chain", Some("alice.pem"), &pki("alice.pem")),
+                ("directory", None, b"local"),
+            ],
+            true,
+        ),
+    )
+    .await;
+    assert!(text(res).await.contains("holds no CA certificate"));
+}
