@@ -61,6 +61,12 @@ async fn main() -> anyhow::Result<()> {
                     })
                 })
                 .collect::<anyhow::Result<_>>()?;
+            if let Some(n) = config.web.sign_in_per_minute {
+                state.login_limit = smimekit_web::LoginLimit {
+                    attempts: n,
+                    window: 60,
+                };
+            }
             let app = router(state);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await

@@ -78,9 +78,13 @@ pub struct Config {
 ///
 /// `trusted_proxies`: reverse proxies whose `X-Forwarded-For` names the client (for the audit
 /// log and the sign-in rate limit); addresses or networks, checked by the web app.
+/// `sign_in_per_minute = N`: the sign-in rate limit per client address (default 10).
 #[derive(Debug, Clone, Default)]
 pub struct WebConfig {
     pub trusted_proxies: Vec<String>,
+    /// `sign_in_per_minute`: sign-in attempts allowed per client address and minute (the web
+    /// app's default when unset).
+    pub sign_in_per_minute: Option<u32>,
 }
 
 fn web_config(table: &toml::Table, file: &str) -> Result<WebConfig, ServiceError> {
@@ -108,9 +112,17 @@ fn web_config(table: &toml::Table, file: &str) -> Result<WebConfig, ServiceError
                     out.trusted_proxies.push(s.to_string());
                 }
             }
+            "sign_in_per_minute" => match value.as_integer() {
+                Some(n @ 1..=1_000_000) => out.sign_in_per_minute = Some(n as u32),
+                _ => {
+                    return Err(usage(format!(
+                        "config file {file}: [web] sign_in_per_minute must be a whole number from 1 to 1000000 (not {value})"
+                    )));
+                }
+            },
             other => {
                 return Err(usage(format!(
-                    "config file {file}: [web] unknown key {other:?} (known: trusted_proxies)"
+                    "config file {file}: [web] unknown key {other:?} (known: trusted_proxies, sign_in_per_minute)"
                 )));
             }
         }
