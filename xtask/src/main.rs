@@ -26,6 +26,10 @@
 //!   `TARGET [--time S]`, `all`, and `smoke` (part of `test`).
 //! * `cargo xtask man`: `docs/man/`, the manual pages rendered from the clap definitions
 //!   ([`man`]; a test keeps them in step).
+//! * `cargo xtask dist [--dev] [--out DIR]`: release binaries and the Debian package
+//!   `smimekit_VERSION_ARCH.deb` ([`dist`]); `cargo xtask package-test` builds it from the debug
+//!   binaries, installs it into a throwaway root, checks, runs, removes and purges it
+//!   ([`package_test`], part of `test`).
 //! * `cargo xtask windows-test`: the Windows certificate-store plugin cross-built for
 //!   x86_64-pc-windows-gnu and tested under Wine 8 ([`windows_test`]).
 
@@ -42,8 +46,10 @@ mod bench_plugins;
 mod bench_store;
 mod bench_web;
 mod demo;
+mod dist;
 mod fuzz;
 mod man;
+mod package_test;
 mod samples;
 mod setup;
 mod windows_test;
@@ -82,9 +88,11 @@ fn main() -> Result<()> {
         Some("windows-test") => windows_test::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("man") => man::run(&args[1..]),
+        Some("dist") => dist::run(&args[1..]),
+        Some("package-test") => package_test::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|demo|fuzz|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|bench-store|bench-adversarial|bench-deploy|build-samples|windows-test|man|dist>"
+                "usage: cargo xtask <test|demo|fuzz|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|bench-store|bench-adversarial|bench-deploy|build-samples|windows-test|man|dist|package-test>"
             );
             bail!("unknown or missing task")
         }
@@ -132,6 +140,9 @@ fn test(extra: &[String]) -> Result<()> {
     // The e2e plugin tests load the sample vendor plugins from <target>/plugins.
     samples::build(false)?;
     let (passed, failed) = cargo_test(extra)?;
+    // The Debian package from the debug binaries just built: installed into a throwaway root,
+    // run, removed and purged.
+    package_test::run(&[])?;
     // Every fuzz target on its seeds and a few thousand mutations (skipped, saying so, only
     // when this machine cannot build libFuzzer targets).
     fuzz::smoke(10_000)?;

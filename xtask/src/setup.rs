@@ -37,6 +37,13 @@ const NEEDS: &[(Probe, &str)] = &[
     (Probe::Command("chromium"), "chromium"),
     (Probe::Command("node"), "nodejs"),
     (Probe::Command("npm"), "npm"),
+    // The Debian package's test (issue 18): dpkg-shlibdeps finds the binaries' library
+    // dependencies, strip takes the debug symbols out, systemd-analyze verifies the units,
+    // man renders the pages.
+    (Probe::Command("dpkg-shlibdeps"), "dpkg-dev"),
+    (Probe::Command("strip"), "binutils"),
+    (Probe::Command("systemd-analyze"), "systemd"),
+    (Probe::Command("man"), "man-db"),
 ];
 
 /// The playwright-core the browser test drives Chromium with (one package, no dependencies).
