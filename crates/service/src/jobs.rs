@@ -173,6 +173,22 @@ impl JobContext {
     }
 }
 
+#[cfg(test)]
+impl JobContext {
+    /// A context nobody listens to, and its canceller, for tests of job bodies.
+    pub(crate) fn detached() -> (Self, CancellationToken) {
+        let (events, _) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        (
+            Self {
+                events,
+                cancel: cancel.clone(),
+            },
+            cancel,
+        )
+    }
+}
+
 impl Service {
     /// Starts `body` as a job of `kind` on the caller's runtime; records it in the store.
     pub(crate) fn spawn_job<T, F, Fut>(&self, kind: &'static str, body: F) -> Job<T>

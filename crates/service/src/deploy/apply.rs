@@ -35,7 +35,8 @@ pub const APPLY_LOCK: &str = "apply";
 pub const LOCK_LEASE_SECS: i64 = 120;
 /// How often a running apply renews its lock.
 const HEARTBEAT: Duration = Duration::from_secs(20);
-/// Steps in flight.
+/// Steps in flight per directory (each directory has its own: a throttled one's waits hold
+/// back no other).
 const PARALLEL: usize = 16;
 /// The default time budget of a run.
 const DEFAULT_BUDGET: Duration = Duration::from_secs(3600);
@@ -170,6 +171,12 @@ impl Work {
                 directory, address, ..
             } => format!("{run}/{directory}/{}", address.key()),
             Work::Trust { directory, .. } => format!("{run}/{directory}/{TRUST_READ}"),
+        }
+    }
+
+    fn directory(&self) -> &str {
+        match self {
+            Work::Person { directory, .. } | Work::Trust { directory, .. } => directory,
         }
     }
 
@@ -537,10 +544,13 @@ impl Service {
         let run_id = run.to_string();
         let outcome = runner::run(
             work.clone(),
-            PARALLEL,
-            budget,
-            "apply",
+            runner::Schedule {
+                parallel: PARALLEL,
+                budget,
+                what: "apply",
+            },
             ctx,
+            |w| w.directory().to_string(),
             Work::label,
             |w| {
                 let svc = self.clone();
