@@ -747,6 +747,42 @@ mod tests {
     }
 
     #[test]
+    fn the_web_table_names_trusted_proxies_and_the_sign_in_limit() {
+        let c = Config::from_toml(
+            "[web]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\nsign_in_per_minute = 30\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.web.trusted_proxies, ["127.0.0.1", "10.0.0.0/8"]);
+        assert_eq!(c.web.sign_in_per_minute, Some(30));
+        let c = Config::from_toml("[store]\nurl = \"sqlite:s.db\"\n", Path::new("c.toml")).unwrap();
+        assert!(c.web.trusted_proxies.is_empty() && c.web.sign_in_per_minute.is_none());
+        for (bad, says) in [
+            (
+                "[web]\ntrusted_proxy = []\n",
+                "unknown key \"trusted_proxy\"",
+            ),
+            (
+                "[web]\ntrusted_proxies = \"10.0.0.1\"\n",
+                "trusted_proxies must be a list",
+            ),
+            ("[web]\ntrusted_proxies = [1]\n", "list of strings"),
+            (
+                "[web]\nsign_in_per_minute = 0\n",
+                "sign_in_per_minute must be",
+            ),
+            ("web = 1\n", "`web` must be a table"),
+        ] {
+            let e = Config::from_toml(bad, Path::new("c.toml")).unwrap_err();
+            assert!(
+                e.message.contains("c.toml") && e.message.contains(says),
+                "{bad}: {}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
     fn keystore_tables_name_pkcs11_modules() {
         let c = Config::from_toml(
             "[keystore.hsm]\nkind = \"pkcs11\"\nmodule = \"lib/p11.so\"\n[keystore.card]\nkind = \"pkcs11\"\nmodule = \"/usr/lib/opensc-pkcs11.so\"\n",
