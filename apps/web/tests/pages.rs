@@ -216,6 +216,9 @@ const PAGES: &[(&str, &str)] = &[
     ("POST", "/trust/preview"),
     ("POST", "/trust/push"),
     ("GET", "/ca"),
+    ("POST", "/ca/revoke"),
+    ("POST", "/ca/issue"),
+    ("POST", "/ca/crl"),
     ("GET", "/users"),
     ("POST", "/users"),
     ("POST", "/users/vic/remove"),
@@ -827,4 +830,136 @@ async fn an_admin_previews_a_trust_chain_before_pushing_it() {
     )
     .await;
     assert!(text(res).await.contains("holds no CA certificate"));
+}
+
+#[tokio::test]
+async fn an_admin_issues_for_a_request_revokes_and_signs_a_crl() {
+    let f = fixture().await;
+    // The CA key's password is the server's own (its password file), never the browser's.
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = tmp.path().join("ca.pass");
+    std::fs::write(&pw, "ca password\n").unwrap();
+    let config = Config::from_toml(
+        &format!(
+            "[store]\nurl = \"sqlite:{}\"\n[directory.local]\nkind = \"local\"\npath = \"local.json\"\n",
+            f._tmp.path().join("s.db").display()
+        ),
+        &tmp.path().join("config.toml"),
+    )
+    .unwrap();
+    let clock = f.now.clone();
+    let service = ServiceBuilder::default()
+        .config(config)
+        .clock(Arc::new(move || clock.load(Ordering::SeqCst)))
+        .password_file(Some(pw))
+        .build()
+        .unwrap();
+    let dir = tmp.path().join("ca");
+    service
+        .ca_init(&smimekit_service::CaInitRequest {
+            dir: dir.clone(),
+            name: "Web Test".into(),
+            key_type: smimekit_service::CaKeyType::P256,
+            secret: Secret::new(b"ca password".to_vec()),
+            crl_url: None,
+        })
+        .await
+        .unwrap();
+    let f = Fixture {
+        app: router(AppState::new(service.clone())),
+        now: f.now.clone(),
+        service,
+        _tmp: f._tmp,
+    };
+    let ada = sign_in(&f, "ada").await;
+    let d = dir.display().to_string();
+    let ca_page = format!("/ca?dir={}", d.replace('/', "%2F"));
+    let page = text(send(&f, ada.get(&ca_page)).await).await;
+    assert!(page.contains("Nothing issued yet."), "{page}");
+
+    let csr = tmp.path().join("alice.csr");
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-new", "-key"])
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures/pki/alice.key"),
+        )
+        .args([
+            "-subj",
+            "/CN=Alice",
+            "-addext",
+            "subjectAltName=email:alice@example.org",
+            "-out",
+        ])
+        .arg(&csr)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res = send(
+        &f,
+        ada.multipart(
+            "/ca/issue",
+            &[
+                ("dir", None, d.as_bytes()),
+                ("csr", Some("alice.csr"), &std::fs::read(&csr).unwrap()),
+                ("days", None, b"30"),
+            ],
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("alice@example.org.pem")
+    );
+    let pem = text(res).await;
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    let issued = f.service.ca_issued(&dir).await.unwrap();
+    assert_eq!(issued.len(), 1);
+    let serial = issued[0].serial.clone();
+    let page = text(send(&f, ada.get(&ca_page)).await).await;
+    assert!(page.contains(&serial), "{page}");
+
+    // An operator may do none of it.
+    let otto = sign_in(&f, "otto").await;
+    let res = send(&f, otto.post("/ca/crl", &format!("dir={d}&days=7"), true)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    // Revoke: a confirmation first, then the revocation.
+    let fields = format!("dir={d}&serial={serial}");
+    let res = send(&f, ada.post("/ca/revoke", &fields, true)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(text(res).await.contains("id=\"ca-revoke\""));
+    assert!(
+        f.service.ca_issued(&dir).await.unwrap()[0]
+            .revoked_at
+            .is_none()
+    );
+    let res = send(
+        &f,
+        ada.post(
+            "/ca/revoke",
+            &format!("{fields}&confirm=1&reason=key-compromise"),
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(
+        f.service.ca_issued(&dir).await.unwrap()[0]
+            .revoked_at
+            .is_some()
+    );
+
+    let res = send(&f, ada.post("/ca/crl", &format!("dir={d}&days=7"), true)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let crl = text(res).await;
+    assert!(crl.starts_with("-----BEGIN X509 CRL-----"), "{crl}");
 }

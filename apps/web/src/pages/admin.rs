@@ -15,7 +15,7 @@ use smimekit_service::{CertSummary, Named, Role, Secret, TrustPushRequest};
 use super::{Page, PageError, PageResult, Who, frame, notice, time};
 use crate::api::{self, AuditParams};
 use crate::auth::{AdminRole, ViewerRole};
-use crate::{AppError, AppState};
+use crate::{AppError, AppState, ClientAddr};
 
 #[derive(Deserialize, Default)]
 pub(crate) struct AuditForm {
@@ -308,40 +308,95 @@ pub(crate) async fn trust_push(page: Page<AdminRole>, form: Multipart) -> PageRe
 pub(crate) struct CaParams {
     #[serde(default)]
     dir: String,
+    /// A fixed notice after a change (`revoked`).
+    #[serde(default)]
+    ok: String,
 }
 
-/// The CA: what a smimekit CA folder on this server has issued. Issuing, revoking and CRLs
-/// need the CA's key, which stays in its key store: the CLI does them.
-pub(crate) async fn ca(page: Page<ViewerRole>, Query(p): Query<CaParams>) -> PageResult {
-    let who = page.who();
-    let issued = if p.dir.is_empty() || !who.may(Role::Admin) {
-        None
-    } else {
-        Some(page.service().ca_issued(std::path::Path::new(&p.dir)).await)
-    };
-    let content = html! {
+fn ca_link(dir: &str) -> String {
+    format!("/ca?dir={}", super::people::q(dir))
+}
+
+/// A CA refusal as the page says it: a locked key means its password belongs on the server.
+fn ca_error(e: smimekit_service::ServiceError) -> AppError {
+    if matches!(e.kind, smimekit_service::ErrorKind::Locked { .. }) {
+        return AppError::new(
+            StatusCode::CONFLICT,
+            "the CA key is locked: its password is configured on the server (SMIMEKIT_PASSWORD or the key store's own source), never sent from the browser",
+        );
+    }
+    AppError::from(e)
+}
+
+fn ca_markup(
+    who: &Who,
+    dir: &str,
+    issued: Option<Result<Vec<smimekit_service::IssuedRecord>, AppError>>,
+    top: Option<Markup>,
+) -> Markup {
+    html! {
         h1 { "CA" }
-        p.muted { "A smimekit CA's key stays in its key store (file, token or Windows store): issuing, revoking and CRLs are " code { "smimekit ca issue|revoke|crl" } " where the key is. Here: what a CA folder on this server has issued." }
+        p.muted { "A smimekit CA folder on this server: what it issued, revocation, CRLs, and certificates for uploaded requests (CSR). The CA's key stays in its key store; a password it needs comes from the server's own sources, never from the browser." }
+        @if let Some(t) = top { (t) }
         @if who.may(Role::Admin) {
             form.card.row method="get" action="/ca" {
-                label { "CA folder on the server" input name="dir" value=(p.dir) placeholder="/srv/smimekit/ca"; }
+                label { "CA folder on the server" input name="dir" value=(dir) placeholder="/srv/smimekit/ca"; }
                 button type="submit" { "Show" }
             }
-        } @else { p.muted { "Reading a CA folder needs the admin role." } }
+        } @else { p.muted { "The CA needs the admin role." } }
         @match issued {
             Some(Ok(list)) => {
-                table #ca-issued {
-                    thead { tr { th { "Serial" } th { "Address" } th { "Issued" } th { "Not after" } th { "State" } } }
-                    tbody {
-                        @for r in &list {
-                            @let v = serde_json::to_value(r).unwrap_or_default();
-                            tr {
-                                td.mono.small { (v["serial"].as_str().unwrap_or("")) }
-                                td { (v["email"].as_str().or(v["address"].as_str()).unwrap_or("")) }
-                                td { (v["issued"].as_str().map(str::to_string).or(v["issued"].as_i64().map(time)).unwrap_or_default()) }
-                                td { (v["not_after"].as_str().map(str::to_string).or(v["not_after"].as_i64().map(time)).unwrap_or_default()) }
-                                td { @if v["revoked"].is_null() || v["revoked"] == false { span.badge.ok { "valid" } } @else { span.badge.failed { "revoked" } } }
+                h2 { "Issued" }
+                @if list.is_empty() { p.muted { "Nothing issued yet." } }
+                @else {
+                    table #ca-issued {
+                        thead { tr { th { "Serial" } th { "Address" } th { "Valid" } th { "State" } th {} } }
+                        tbody {
+                            @for r in &list {
+                                tr {
+                                    td.mono.small { (r.serial) }
+                                    td { (r.email) }
+                                    td.small { (time(r.not_before)) " – " (time(r.not_after)) }
+                                    td {
+                                        @match r.revoked_at {
+                                            Some(t) => span.badge.failed { "revoked " (time(t)) },
+                                            None => span.badge.ok { "issued" },
+                                        }
+                                    }
+                                    td {
+                                        @if r.revoked_at.is_none() {
+                                            form.inline method="post" action="/ca/revoke" {
+                                                (who.csrf_field())
+                                                input type="hidden" name="dir" value=(dir);
+                                                input type="hidden" name="serial" value=(r.serial);
+                                                button.secondary type="submit" { "Revoke…" }
+                                            }
+                                        }
+                                    }
+                                }
                             }
+                        }
+                    }
+                }
+                div.grid {
+                    section.card {
+                        h2 { "Issue for a request (CSR)" }
+                        form #ca-issue method="post" action="/ca/issue" enctype="multipart/form-data" {
+                            (who.csrf_field())
+                            input type="hidden" name="dir" value=(dir);
+                            label { "Request (PKCS#10, PEM or DER)" input type="file" name="csr" required; }
+                            label { "Address (when the request names none)" input name="email" type="email"; }
+                            label { "Days" input name="days" type="number" min="1" max="825" value="365"; }
+                            button type="submit" { "Issue and download" }
+                        }
+                    }
+                    section.card {
+                        h2 { "CRL" }
+                        form #ca-crl method="post" action="/ca/crl" {
+                            (who.csrf_field())
+                            input type="hidden" name="dir" value=(dir);
+                            label { "Valid for (days)" input name="days" type="number" min="1" max="366" value="7"; }
+                            button type="submit" { "Sign and download the CRL" }
                         }
                     }
                 }
@@ -349,8 +404,216 @@ pub(crate) async fn ca(page: Page<ViewerRole>, Query(p): Query<CaParams>) -> Pag
             Some(Err(e)) => (notice("error", &e.message)),
             None => {},
         }
+    }
+}
+
+async fn ca_issued(
+    page: &Page<impl crate::auth::MinRole>,
+    dir: &str,
+) -> Option<Result<Vec<smimekit_service::IssuedRecord>, AppError>> {
+    if dir.is_empty() || !page.who().may(Role::Admin) {
+        return None;
+    }
+    Some(
+        page.service()
+            .ca_issued(std::path::Path::new(dir))
+            .await
+            .map_err(ca_error),
+    )
+}
+
+pub(crate) async fn ca(page: Page<ViewerRole>, Query(p): Query<CaParams>) -> PageResult {
+    let who = page.who();
+    let issued = ca_issued(&page, &p.dir).await;
+    let top = (p.ok == "revoked")
+        .then(|| notice("ok", "Revoked. Sign a new CRL so that clients learn of it."));
+    Ok(frame(&who, "CA", "/ca", ca_markup(&who, &p.dir, issued, top)).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RevokeForm {
+    dir: String,
+    serial: String,
+    /// Set on the confirmation page; the first post only asks.
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    confirm: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Revoke: a confirmation page first (reason, and the password again when the sign-in is not
+/// recent), then the revocation.
+pub(crate) async fn ca_revoke(
+    State(state): State<Arc<AppState>>,
+    page: Page<AdminRole>,
+    ClientAddr(peer): ClientAddr,
+    axum::Form(f): axum::Form<RevokeForm>,
+) -> PageResult {
+    let confirm = |who: &Who, ask: bool, error: Option<&str>| {
+        html! {
+            p.small { a href=(ca_link(&f.dir)) { "← CA" } }
+            h1 { "Revoke " span.mono { (f.serial) } "?" }
+            @if let Some(e) = error { (notice("error", e)) }
+            form.card #ca-revoke method="post" action="/ca/revoke" {
+                (who.csrf_field())
+                input type="hidden" name="dir" value=(f.dir);
+                input type="hidden" name="serial" value=(f.serial);
+                input type="hidden" name="confirm" value="1";
+                label { "Reason"
+                    select name="reason" {
+                        @for r in ["unspecified", "key-compromise", "affiliation-changed", "superseded", "cessation-of-operation"] {
+                            option value=(r) selected[r == f.reason] { (r) }
+                        }
+                    }
+                }
+                @if ask {
+                    label { "Your password (you signed in more than 10 minutes ago)"
+                        input type="password" name="password" autocomplete="current-password" required;
+                    }
+                }
+                div.row {
+                    button.danger type="submit" { "Revoke" }
+                    a.button.secondary href=(ca_link(&f.dir)) { "Cancel" }
+                }
+            }
+        }
     };
-    Ok(frame(&who, "CA", "/ca", content).into_response())
+    let who = page.who();
+    if f.confirm.is_empty() {
+        let body = confirm(&who, page.needs_reauth(), None);
+        return Ok(frame(&who, "Revoke", "/ca", body).into_response());
+    }
+    let svc = page.service().clone();
+    let (_page, cookie) = match super::recent_auth(&state, page, &peer, f.password.clone()).await {
+        Ok(ok) => ok,
+        Err(PageError(e)) => {
+            let body = confirm(&who, true, Some(&e.message));
+            return Ok((e.status, frame(&who, "Revoke", "/ca", body)).into_response());
+        }
+    };
+    let reason = smimekit_service::RevocationReason::from_name(&f.reason).ok_or_else(|| {
+        AppError::bad_request(format!("reason {:?}: not a revocation reason", f.reason))
+    })?;
+    svc.ca_revoke(&smimekit_service::CaRevokeRequest {
+        dir: f.dir.clone().into(),
+        target: smimekit_service::RevokeTarget::Serial(f.serial.clone()),
+        reason,
+    })
+    .await
+    .map_err(ca_error)?;
+    let mut res = Redirect::to(&format!("{}&ok=revoked", ca_link(&f.dir))).into_response();
+    if let Some(c) = cookie {
+        res.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    Ok(res)
+}
+
+fn download(name: &str, content_type: &'static str, bytes: Vec<u8>) -> PageResult {
+    let disposition = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}\"",
+        name.replace(
+            |c: char| !c.is_ascii_alphanumeric() && !"@.-_".contains(c),
+            "_"
+        )
+    ))
+    .map_err(|_| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "file name"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// Issues a certificate for an uploaded PKCS#10 request; the answer is the certificate (PEM).
+pub(crate) async fn ca_issue(page: Page<AdminRole>, mut form: Multipart) -> PageResult {
+    let (mut dir, mut csr, mut email, mut days) = (String::new(), None, None, 365u32);
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| AppError::bad_request(format!("the form: {e}")))?
+    {
+        match field.name().unwrap_or("") {
+            "dir" => dir = field.text().await.unwrap_or_default(),
+            "csr" => {
+                let name = field.file_name().unwrap_or("request.csr").to_string();
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| AppError::bad_request(format!("csr: {e}")))?;
+                csr = Some(Named::new(name, bytes.to_vec())).filter(|c| !c.data.is_empty());
+            }
+            "email" => email = field.text().await.ok().filter(|s| !s.trim().is_empty()),
+            "days" => {
+                let t = field.text().await.unwrap_or_default();
+                days = t
+                    .trim()
+                    .parse()
+                    .map_err(|_| AppError::bad_request(format!("days {t:?}: a whole number")))?;
+            }
+            _ => {}
+        }
+    }
+    let csr = csr.ok_or_else(|| AppError::bad_request("choose the request (CSR) file"))?;
+    if csr
+        .data
+        .windows(11)
+        .any(|w| w.eq_ignore_ascii_case(b"PRIVATE KEY"))
+    {
+        return Err(PageError(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "{}: holds a private key; upload the request only (keys never go to the server)",
+                csr.name
+            ),
+        )));
+    }
+    let issued = page
+        .service()
+        .ca_issue(&smimekit_service::CaIssueRequest {
+            dir: dir.into(),
+            ca_secret: None,
+            source: smimekit_service::IssueSource::Csr { csr, email },
+            days,
+            renew: false,
+        })
+        .await;
+    match issued {
+        Ok(r) => download(
+            &format!("{}.pem", r.email),
+            "application/x-pem-file",
+            r.pem.into_bytes(),
+        ),
+        Err(e) => Err(PageError(ca_error(e))),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CrlForm {
+    dir: String,
+    #[serde(default)]
+    days: Option<u32>,
+}
+
+/// Signs a CRL with the CA's key (on the server); the answer is the CRL (PEM).
+pub(crate) async fn ca_crl(
+    page: Page<AdminRole>,
+    axum::Form(f): axum::Form<CrlForm>,
+) -> PageResult {
+    let crl = page
+        .service()
+        .ca_crl(&smimekit_service::CaCrlRequest {
+            dir: f.dir.into(),
+            ca_secret: None,
+            days: f.days.unwrap_or(7),
+        })
+        .await
+        .map_err(ca_error)?;
+    download("ca.crl.pem", "application/x-pem-file", crl.pem.into_bytes())
 }
 
 fn users_markup(who: &Who, users: &[smimekit_service::WebUserInfo], top: Option<Markup>) -> Markup {
