@@ -475,6 +475,27 @@ pub fn help_lines() -> Vec<String> {
     lines
 }
 
+/// The keymap as a Markdown table (key, action, where), for README's section on the console;
+/// a test keeps README equal to it.
+pub fn markdown() -> String {
+    let mut out = String::from("| keys | action | where |\n|---|---|---|\n");
+    for b in KEYMAP {
+        let keys: Vec<String> = b
+            .keys
+            .iter()
+            .map(|k| format!("`{}`", k.name().replace('|', "\\|")))
+            .collect();
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            keys.join(" "),
+            b.help,
+            b.context.name()
+        ));
+    }
+    out.push_str(&format!("\nThe command palette (`:`): {COMMANDS}.\n"));
+    out
+}
+
 /// The command palette's commands, as help and its error message name them.
 pub const COMMANDS: &str =
     "people, plan, trust, keys, audit, open KEYREF, sort address|status|expiry, apply, help, quit";
@@ -498,6 +519,35 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// README's keys table is [`markdown`]; `SMIMEKIT_BLESS=1` rewrites it.
+    #[test]
+    fn readme_shows_the_keymap() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let (begin, end) = (
+            "<!-- keymap:begin (generated from apps/tui/src/keymap.rs; SMIMEKIT_BLESS=1 cargo test -p smimekit-tui keymap) -->\n",
+            "<!-- keymap:end -->",
+        );
+        let generated = markdown();
+        let at = text.find(begin).map(|b| b + begin.len());
+        let current = at.and_then(|a| text[a..].find(end).map(|e| &text[a..a + e]));
+        if current == Some(generated.as_str()) {
+            return;
+        }
+        match (at, std::env::var_os("SMIMEKIT_BLESS")) {
+            (Some(a), Some(_)) => {
+                let Some(e) = text[a..].find(end) else {
+                    panic!("README.md: {begin:?} without {end:?}");
+                };
+                let new = format!("{}{generated}{}", &text[..a], &text[a + e..]);
+                std::fs::write(path, new).expect("README.md written");
+            }
+            _ => panic!(
+                "README.md's keys of smimekit-tui are out of date with KEYMAP: run SMIMEKIT_BLESS=1 cargo test -p smimekit-tui keymap"
+            ),
         }
     }
 
