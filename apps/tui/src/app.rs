@@ -6,7 +6,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use smimekit_service::deploy::plan::{CertRef, ChangeAction};
 use smimekit_service::deploy::{ApplyReport, Plan};
 use smimekit_service::{
-    AuditLogResult, AuditLogRow, CertSummary, ErrorKind, JobEvent, KeySummary, LookupResult,
+    AuditLogResult, AuditLogRow, CertSummary, ErrorKind, JobEvent, KeySummary, PersonDetail,
     PersonRow, PersonStatus, Secret, ServiceError,
 };
 use zeroize::Zeroizing;
@@ -50,10 +50,10 @@ pub const EXPIRING_DAYS: u32 = 30;
 #[derive(Debug, Clone)]
 pub enum Task {
     LoadPeople,
-    /// A person's certificates, in each of these directories.
+    /// A person's entry and certificates in every configured directory, with lint findings
+    /// (the web's person page reads the same).
     Lookup {
         address: String,
-        directories: Vec<String>,
     },
     LoadPlan,
     Apply(Box<Plan>),
@@ -76,7 +76,7 @@ pub enum Msg {
     People(Result<Vec<PersonRow>, ServiceError>),
     Lookup {
         address: String,
-        result: Result<Vec<LookupResult>, ServiceError>,
+        result: Result<Box<PersonDetail>, ServiceError>,
     },
     Plan(Result<Box<Plan>, ServiceError>),
     Progress(JobEvent),
@@ -112,7 +112,7 @@ impl Sort {
 #[derive(Debug)]
 pub enum Detail {
     Loading,
-    Loaded(Vec<LookupResult>),
+    Loaded(Box<PersonDetail>),
 }
 
 #[derive(Debug)]
@@ -690,12 +690,8 @@ impl App {
             Action::Open => {
                 if let Some(row) = self.selected_person() {
                     let address = row.address.clone();
-                    let directories = row.directories.clone();
                     self.people.detail = Some((address.clone(), Detail::Loading));
-                    return vec![Task::Lookup {
-                        address,
-                        directories,
-                    }];
+                    return vec![Task::Lookup { address }];
                 }
             }
             Action::Refresh => match self.screen {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use smimekit_service::deploy::{self, ApplyRequest, FsDeploySource, PlanRequest};
 use smimekit_service::{
-    AuditLogRequest, ErrorKind, JobCanceller, KeyRequest, LookupRequest, Service, ServiceError,
+    AuditLogRequest, ErrorKind, JobCanceller, KeyRequest, Service, ServiceError,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
@@ -41,36 +41,10 @@ impl Runner {
                     let _ = tx.send(Msg::People(r));
                 });
             }
-            Task::Lookup {
-                address,
-                directories,
-            } => {
+            Task::Lookup { address } => {
                 tokio::spawn(async move {
-                    let mut found = Vec::new();
-                    let mut result = Ok(());
-                    // Each directory the inventory saw them in; else the configured search.
-                    let asks: Vec<Option<String>> = if directories.is_empty() {
-                        vec![None]
-                    } else {
-                        directories.into_iter().map(Some).collect()
-                    };
-                    for directory in asks {
-                        let req = LookupRequest {
-                            address: address.clone(),
-                            directory,
-                        };
-                        match service.lookup(&req).await {
-                            Ok(r) => found.push(r),
-                            Err(e) => {
-                                result = Err(e);
-                                break;
-                            }
-                        }
-                    }
-                    let _ = tx.send(Msg::Lookup {
-                        address,
-                        result: result.map(|()| found),
-                    });
+                    let result = service.person(&address).await.map(Box::new);
+                    let _ = tx.send(Msg::Lookup { address, result });
                 });
             }
             Task::LoadPlan => {

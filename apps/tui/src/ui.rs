@@ -266,28 +266,67 @@ fn draw_person_detail(f: &mut Frame<'_>, area: Rect, app: &App) {
                     )));
                 }
                 Some((a, Detail::Loaded(found))) if *a == r.address => {
-                    for l in found {
-                        if l.certificates.is_empty() {
-                            lines.push(Line::raw(format!("{}: no certificate", l.directory)));
+                    for d in &found.directories {
+                        if let Some(e) = &d.error {
+                            lines.push(Line::styled(
+                                format!("{}: unreadable: {e}", d.directory),
+                                style(app, Style::new().fg(Color::Red)),
+                            ));
+                            continue;
                         }
-                        for c in &l.certificates {
+                        if d.certificates.is_empty() {
+                            lines.push(Line::raw(format!(
+                                "{}: {}",
+                                d.directory,
+                                if d.kind.is_some() {
+                                    "no certificate"
+                                } else {
+                                    "no entry"
+                                }
+                            )));
+                        }
+                        for c in &d.certificates {
+                            let cert = &c.cert.cert;
                             lines.push(Line::raw(format!(
                                 "{}: {} serial {} not after {}",
-                                l.directory, c.cert.subject, c.cert.serial, c.cert.not_after
+                                d.directory, cert.subject, cert.serial, cert.not_after
                             )));
-                            lines.push(Line::raw(format!("  SHA-1 {}", c.cert.sha1_thumbprint)));
-                            lines.push(match (&c.usable_for_encryption, &c.unusable_reason) {
-                                (true, _) => Line::styled(
-                                    "  Outlook/OWA can encrypt to them: yes",
-                                    style(app, Style::new().fg(Color::Green)),
-                                ),
-                                (false, reason) => Line::styled(
+                            lines.push(Line::raw(format!("  SHA-1 {}", cert.sha1_thumbprint)));
+                            for f in &c.findings {
+                                lines.push(Line::styled(
+                                    format!("  {} {}: {}", f.severity.name(), f.rule, f.title),
+                                    style(
+                                        app,
+                                        Style::new().fg(match f.severity.name() {
+                                            "error" => Color::Red,
+                                            "warning" => Color::Yellow,
+                                            _ => Color::Reset,
+                                        }),
+                                    ),
+                                ));
+                            }
+                            if !c.cert.usable_for_encryption {
+                                lines.push(Line::styled(
                                     format!(
-                                        "  Outlook/OWA can encrypt to them: no ({})",
-                                        reason.as_deref().unwrap_or("not usable")
+                                        "  not usable: {}",
+                                        c.cert.unusable_reason.as_deref().unwrap_or("unknown")
                                     ),
                                     style(app, Style::new().fg(Color::Red)),
-                                ),
+                                ));
+                            }
+                        }
+                        if !d.certificates.is_empty() {
+                            // Usable and no lint error against the directory's trust chain.
+                            lines.push(if d.can_encrypt {
+                                Line::styled(
+                                    "  Outlook/OWA can encrypt to them: yes",
+                                    style(app, Style::new().fg(Color::Green)),
+                                )
+                            } else {
+                                Line::styled(
+                                    "  Outlook/OWA can encrypt to them: no",
+                                    style(app, Style::new().fg(Color::Red)),
+                                )
                             });
                         }
                     }

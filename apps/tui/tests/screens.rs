@@ -192,15 +192,7 @@ fn enter_reads_the_selected_persons_certificates() {
     press(&mut app, "j");
     let tasks = app.key(key(KeyCode::Enter));
     match tasks.as_slice() {
-        [
-            Task::Lookup {
-                address,
-                directories,
-            },
-        ] => {
-            assert_eq!(address, "bob@example.org");
-            assert_eq!(directories, &["local"]);
-        }
+        [Task::Lookup { address }] => assert_eq!(address, "bob@example.org"),
         other => panic!("expected one lookup, got {other:?}"),
     }
     assert!(screen(&mut app).contains("reading certificates"));
@@ -686,4 +678,70 @@ fn palette_opens_a_key_store_by_keyref() {
         "{tasks:?}"
     );
     assert_eq!(app.keys.stores.len(), 1);
+}
+
+#[test]
+fn person_detail_shows_certificates_lint_findings_and_whether_outlook_can_encrypt() {
+    use smimekit_service::{
+        DirectoryCert, Finding, PersonCert, PersonDetail, PersonDirectory, Severity,
+    };
+    let mut app = loaded(false);
+    assert!(matches!(
+        app.key(key(KeyCode::Enter)).as_slice(),
+        [Task::Lookup { .. }]
+    ));
+    let mut c = summary(
+        "CN=alice@example.org",
+        "E123BD87387F9982ED528EBE40BC7906A5A96E94",
+        "valid",
+    );
+    c.is_ca = false;
+    app.message(Msg::Lookup {
+        address: "alice@example.org".into(),
+        result: Ok(Box::new(PersonDetail {
+            address: "alice@example.org".into(),
+            directories: vec![
+                PersonDirectory {
+                    directory: "local".into(),
+                    kind: Some(RecipientKind::Mailbox),
+                    certificates: vec![PersonCert {
+                        cert: DirectoryCert {
+                            cert: c,
+                            address: "alice@example.org".into(),
+                            usable_for_encryption: true,
+                            unusable_reason: None,
+                        },
+                        findings: vec![Finding {
+                            rule: "e_sha1_signature",
+                            severity: Severity::Error,
+                            title: "signed with SHA-1",
+                            detail: String::new(),
+                            explanation: "",
+                            fix: "",
+                        }],
+                        pem: String::new(),
+                    }],
+                    can_encrypt: false,
+                    error: None,
+                },
+                PersonDirectory {
+                    directory: "exo".into(),
+                    kind: None,
+                    certificates: Vec::new(),
+                    can_encrypt: false,
+                    error: Some("directory exo: throttled".into()),
+                },
+            ],
+            can_encrypt: false,
+            history: Vec::new(),
+        })),
+    });
+    let s = screen(&mut app);
+    assert!(
+        s.contains("error e_sha1_signature: signed with SHA-1")
+            && s.contains("can encrypt to them: no")
+            && s.contains("exo: unreadable: directory exo: throttled"),
+        "{s}"
+    );
+    snap("people_detail", &s);
 }
