@@ -13,12 +13,15 @@
 //! since, naming what changed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use smimekit_core::store::ManagedCert;
-use smimekit_core::{CertDer, Directory, DirectoryError, Mailbox, Recipient, RecipientKind};
+use smimekit_core::{
+    CertDer, Directory, DirectoryError, EngineError, Mailbox, PublicKeyInfo, Recipient,
+    RecipientKind, SignatureScheme, SignatureVerifier,
+};
 use smimekit_pki::certinfo::{self, CertInfo};
 use smimekit_pki::lint::{self, LintOptions, Profile, Severity};
 
@@ -505,6 +508,55 @@ pub(crate) async fn read_trust(
     }
 }
 
+/// The engine's signature verifier, remembering its answers for the length of one plan or
+/// status: the CA certificates above thousands of people are verified once, not once per
+/// person's lint. An answer is remembered by the SHA-256 of the key, message and signature.
+#[derive(Debug)]
+pub(crate) struct Remembering {
+    inner: &'static dyn SignatureVerifier,
+    seen: Mutex<HashMap<([u8; 32], SignatureScheme), bool>>,
+}
+
+impl Remembering {
+    pub(crate) fn new(inner: &'static dyn SignatureVerifier) -> Self {
+        Self {
+            inner,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl SignatureVerifier for Remembering {
+    fn verify(
+        &self,
+        spki_der: &[u8],
+        scheme: SignatureScheme,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, EngineError> {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        for part in [spki_der, message, signature] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        let key = (<[u8; 32]>::from(h.finalize()), scheme);
+        // A poisoned map (a panic while inserting) is only a cache: verify again.
+        if let Some(known) = self.seen.lock().ok().and_then(|s| s.get(&key).copied()) {
+            return Ok(known);
+        }
+        let answer = self.inner.verify(spki_der, scheme, message, signature)?;
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(key, answer);
+        }
+        Ok(answer)
+    }
+
+    fn public_key_info(&self, spki_der: &[u8]) -> Result<PublicKeyInfo, EngineError> {
+        self.inner.public_key_info(spki_der)
+    }
+}
+
 /// A certificate issued by a CA folder for a person, as plan needs it.
 struct Issued {
     cert: CertDer,
@@ -630,7 +682,9 @@ impl Service {
                 known.insert(m.thumbprint.clone(), m.certificate.clone());
             }
         }
-        // A person in several directories holding the same certificates is judged once.
+        // A person in several directories holding the same certificates is judged once, and
+        // the CA certificates above them all are verified once.
+        let verifier = Remembering::new(self.engine().verifier);
         let mut ready_cache: HashMap<(String, String, String), Readiness> = HashMap::new();
         let mut directories = Vec::new();
         let mut summary = PlanSummary {
@@ -732,7 +786,8 @@ impl Service {
                     match ready_cache.get(&key) {
                         Some(r) => r.clone(),
                         None => {
-                            let r = self.readiness(&p.address, &plan.after, &anchors, now);
+                            let r =
+                                self.readiness(&verifier, &p.address, &plan.after, &anchors, now);
                             ready_cache.insert(key, r.clone());
                             r
                         }
@@ -989,9 +1044,11 @@ impl Service {
     }
 
     /// Whether Outlook/OWA can encrypt to `address` holding `certs`: one certificate usable
-    /// for encryption, with no lint error for OWA against the trust chain.
+    /// for encryption, with no lint error for OWA against the trust chain. `verifier`: the
+    /// engine's, or a [`Remembering`] one shared by the people of a plan.
     pub(crate) fn readiness(
         &self,
+        verifier: &dyn SignatureVerifier,
         address: &Mailbox,
         certs: &[CertDer],
         anchors: &[CertDer],
@@ -1010,7 +1067,7 @@ impl Service {
             address: Some(address.to_string()),
             trust_store: (!anchors.is_empty()).then(|| anchors.to_vec()),
         };
-        let report = lint::lint(self.engine().verifier, certs, &opts);
+        let report = lint::lint(verifier, certs, &opts);
         let mut reasons = Vec::new();
         for c in &report.certificates {
             let errors: Vec<String> = c
@@ -1212,5 +1269,51 @@ fn person_plan(i: PersonInput<'_>) -> PersonOutput {
             },
         },
         after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A verifier that counts its calls and accepts a signature equal to the message.
+    #[derive(Debug, Default)]
+    struct Counting(AtomicUsize);
+
+    impl SignatureVerifier for Counting {
+        fn verify(
+            &self,
+            _spki: &[u8],
+            _scheme: SignatureScheme,
+            message: &[u8],
+            signature: &[u8],
+        ) -> Result<bool, EngineError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(message == signature)
+        }
+
+        fn public_key_info(&self, _spki: &[u8]) -> Result<PublicKeyInfo, EngineError> {
+            Err(EngineError::Unsupported("test".into()))
+        }
+    }
+
+    /// The same key, message and signature are verified once; any other is verified, and
+    /// every answer is the engine's.
+    #[test]
+    fn remembering_verifies_each_signature_once() {
+        let inner: &'static Counting = Box::leak(Box::default());
+        let v = Remembering::new(inner);
+        let scheme = SignatureScheme::Ecdsa(smimekit_core::DigestAlg::Sha256);
+        for _ in 0..3 {
+            assert!(v.verify(b"ca key", scheme, b"tbs", b"tbs").unwrap());
+        }
+        assert_eq!(inner.0.load(Ordering::SeqCst), 1);
+        assert!(!v.verify(b"ca key", scheme, b"tbs", b"other").unwrap());
+        assert!(!v.verify(b"ca key", scheme, b"tbs", b"other").unwrap());
+        // The parts are length-prefixed: moving a byte from one to the next is another input.
+        assert!(v.verify(b"ca ke", scheme, b"ytbs", b"ytbs").unwrap());
+        assert_eq!(inner.0.load(Ordering::SeqCst), 3);
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use smimekit_core::{CertDer, Directory, Mailbox, RecipientKind};
 use smimekit_pki::certinfo;
 
-use super::plan::{CertRef, Readiness, read_entries, read_trust};
+use super::plan::{CertRef, Readiness, Remembering, read_entries, read_trust};
 use super::spec::Desired;
 use crate::certs::rfc3339;
 use crate::store::store_error;
@@ -79,6 +79,8 @@ impl Service {
             .map(|t| t.certificates.clone())
             .unwrap_or_default();
         let store = self.store().await?;
+        // The CA certificates above everyone are verified once.
+        let verifier = Remembering::new(self.engine().verifier);
         let mut entries = Vec::new();
         for name in names {
             let dir: Arc<dyn Directory> = self.open_directory(&name).await?;
@@ -118,7 +120,7 @@ impl Service {
                 let Readiness {
                     encryptable,
                     reasons,
-                } = self.readiness(a, &certs, &anchors, now);
+                } = self.readiness(&verifier, a, &certs, &anchors, now);
                 let reasons = if r.is_none() {
                     vec!["no entry in the directory".into()]
                 } else {
