@@ -224,6 +224,9 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("\nPlan and apply (local directory + Exchange emulator + slapd, one deploy file):");
     crate::bench_deploy::run(&pki_args)?;
 
+    println!("\nConsole (smimekit-tui, 100,000 people: first frame, filter keystrokes, RSS):");
+    crate::bench_tui::run(&pki_args)?;
+
     println!("\nWeb admin (people list, 100,000 people, 50 signed-in clients):");
     crate::bench_web::run(&pki_args)?;
 

@@ -20,6 +20,8 @@
 //!   * `bench-deploy`: plan and apply of 10,000 people across the local directory, the Exchange
 //!     emulator (throttling) and slapd: plan against just reading them, with a fresh inventory,
 //!     the throttle budget apply uses, nothing lost or twice, peak RSS.
+//!   * `bench-tui`: the console with 100,000 people: start to first frame, filter keystroke to
+//!     frame (in-process and through tmux), peak RSS.
 //!   * `bench-web`: the web admin's people list (JSON and HTML) with 100,000 people, 50
 //!     concurrent signed-in clients: p50/p99 latency, requests/s, server peak RSS.
 //! * `cargo xtask fuzz`: the coverage-guided fuzz targets of `fuzz/` ([`fuzz`]): `--list`,
@@ -44,6 +46,7 @@ mod bench_pki;
 mod bench_pki_ops;
 mod bench_plugins;
 mod bench_store;
+mod bench_tui;
 mod bench_web;
 mod demo;
 mod dist;
@@ -83,6 +86,7 @@ fn main() -> Result<()> {
         Some("bench-store") => bench_store::run(&args[1..]),
         Some("bench-adversarial") => bench_adversarial::run(&args[1..]),
         Some("bench-deploy") => bench_deploy::run(&args[1..]),
+        Some("bench-tui") => bench_tui::run(&args[1..]),
         Some("bench-web") => bench_web::run(&args[1..]),
         Some("build-samples") => samples::run_task(&args[1..]),
         Some("windows-test") => windows_test::run(&args[1..]),

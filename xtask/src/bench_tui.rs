@@ -1,0 +1,363 @@
+//! `cargo xtask bench-tui [--quick]` (also run at the end of `cargo xtask bench`): the console
+//! with 100,000 people in the store (10,000 with `--quick`), issue 15's benchmark.
+//!
+//! The store (SQLite) is filled through the `Store` port's inventory, as lookups and publishes
+//! fill it (one certificate per person; ready, expiring and not ready). Two measurements:
+//!
+//! * Through a real terminal: the release `smimekit-tui` started in a detached tmux session at
+//!   80×24 (a private server), the time from starting it to the first full frame (the pane
+//!   shows "N people"), then filter keystrokes sent with `send-keys`, each timed until the
+//!   pane shows the new filter line; and the process's peak RSS (`VmHWM`). These include
+//!   tmux's own work (starting its server, a `tmux` process per key and per poll of
+//!   `capture-pane`), so they are upper bounds.
+//! * In-process (`apps/tui/examples/bench_frames.rs`, release): reading everyone through the
+//!   service, the first frame on an 80×24 `TestBackend`, and 200 filter keystrokes (typing an
+//!   address prefix, then Backspace, which rescans everyone), each with its full frame.
+//!
+//! Goals from issue 15: first frame ≤ 300 ms; keystroke to frame p99 ≤ 16 ms. Prints a table
+//! and writes `<target dir>/bench-tui.json`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use smimekit_core::store::{CertFacts, LazyStore, Sighting};
+use smimekit_core::{Mailbox, RecipientKind};
+
+const GOAL_FIRST_MS: f64 = 300.0;
+const GOAL_KEY_P99_MS: f64 = 16.0;
+const KEYSTROKES: usize = 200;
+/// Keystrokes through tmux per start (each one spawns tmux processes: fewer).
+const TMUX_KEYSTROKES: usize = 40;
+const STARTS: usize = 3;
+const DAY: i64 = 86_400;
+
+pub fn run(args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let people: usize = if quick { 10_000 } else { 100_000 };
+    if Command::new("tmux").arg("-V").output().is_err() {
+        bail!("bench-tui needs tmux (cargo xtask setup installs it)");
+    }
+    eprintln!("bench-tui: building the release smimekit-tui and its frame benchmark");
+    crate::run(crate::cargo().args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "smimekit-tui",
+        "--bin",
+        "smimekit-tui",
+        "--example",
+        "bench_frames",
+    ]))?;
+    let release = crate::target_dir().join("release");
+    let tui = release.join("smimekit-tui");
+    let frames = release.join("examples").join("bench_frames");
+
+    let tmp = tempfile::tempdir()?;
+    let db = tmp.path().join("smimekit.db");
+    let config = tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite:{}\"\n[directory.local]\nkind = \"local\"\npath = \"local.json\"\n",
+            db.display()
+        ),
+    )?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let t = Instant::now();
+    rt.block_on(seed(&format!("sqlite:{}", db.display()), people))?;
+    drop(rt);
+    eprintln!(
+        "bench-tui: {people} people in the store in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // In-process.
+    let out = Command::new(&frames)
+        .arg(&config)
+        .arg(KEYSTROKES.to_string())
+        .output()
+        .context("running bench_frames")?;
+    if !out.status.success() {
+        bail!(
+            "bench_frames failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let inproc: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    if inproc["people"].as_u64() != Some(people as u64) {
+        bail!(
+            "bench_frames read {} people, not {people}",
+            inproc["people"]
+        );
+    }
+
+    // Through tmux.
+    let mut firsts = Vec::new();
+    let mut keys = Vec::new();
+    let mut peak = 0u64;
+    for run in 0..STARTS {
+        let (first, lat, rss) = tmux_run(&tui, &config, tmp.path(), people, run)?;
+        firsts.push(first);
+        keys.extend(lat);
+        peak = peak.max(rss);
+    }
+    firsts.sort_by(f64::total_cmp);
+    keys.sort_by(f64::total_cmp);
+    let q = |v: &[f64], p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    let first_med = q(&firsts, 0.5);
+    let (key_p50, key_p99) = (q(&keys, 0.5), q(&keys, 0.99));
+    let f = |k: &str| inproc[k].as_f64().unwrap_or(f64::NAN);
+
+    println!(
+        "\n{:<44} {:>10} {:>10} {:>8}",
+        "measure", "figure", "goal", ""
+    );
+    let line = |what: &str, v: f64, goal: f64| {
+        println!(
+            "{what:<44} {:>10} {:>10} {:>8}",
+            format!("{v:.1} ms"),
+            format!("≤ {goal:.0} ms"),
+            if v <= goal { "met" } else { "missed" }
+        );
+    };
+    line(
+        &format!("first frame, tmux (median of {STARTS} starts)"),
+        first_med,
+        GOAL_FIRST_MS,
+    );
+    line(
+        "first frame, in-process",
+        f("first_frame_ms"),
+        GOAL_FIRST_MS,
+    );
+    line(
+        &format!("keystroke to frame p99, in-process ({KEYSTROKES})"),
+        f("keystroke_p99_ms"),
+        GOAL_KEY_P99_MS,
+    );
+    println!(
+        "{:<44} {:>10}",
+        "keystroke to frame p50, in-process",
+        format!("{:.2} ms", f("keystroke_p50_ms"))
+    );
+    println!(
+        "{:<44} {:>10}",
+        format!("keystroke to screen, tmux ({} keys) p50/p99", keys.len()),
+        format!("{key_p50:.1}/{key_p99:.1} ms")
+    );
+    println!(
+        "{:<44} {:>10}",
+        "reading everyone from the store",
+        format!("{:.1} ms", f("read_people_ms"))
+    );
+    println!(
+        "{:<44} {:>10}",
+        "peak RSS of smimekit-tui",
+        format!("{:.1} MiB", peak as f64 / 1_048_576.0)
+    );
+    let report = json!({
+        "people": people,
+        "tmux": {
+            "first_frame_ms": firsts, "first_frame_median_ms": first_med,
+            "keystrokes": keys.len(), "keystroke_p50_ms": key_p50, "keystroke_p99_ms": key_p99,
+            "peak_rss_bytes": peak,
+        },
+        "in_process": inproc,
+        "goals": { "first_frame_ms": GOAL_FIRST_MS, "keystroke_p99_ms": GOAL_KEY_P99_MS },
+    });
+    let file = crate::target_dir().join("bench-tui.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&report)?)?;
+    println!("wrote {}", file.display());
+    Ok(())
+}
+
+/// A tmux server of its own, killed when dropped.
+struct Tmux(String);
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> Result<std::process::Output> {
+        Command::new("tmux")
+            .args(["-L", &self.0])
+            .args(args)
+            .output()
+            .context("running tmux")
+    }
+
+    fn capture(&self) -> Result<String> {
+        Ok(
+            String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "b"])?.stdout)
+                .into_owned(),
+        )
+    }
+
+    /// Polls the pane until `ok`; the time it took from `since`.
+    fn until(&self, since: Instant, what: &str, ok: impl Fn(&str) -> bool) -> Result<f64> {
+        let deadline = since + Duration::from_secs(60);
+        loop {
+            let s = self.capture()?;
+            if ok(&s) {
+                return Ok(since.elapsed().as_secs_f64() * 1000.0);
+            }
+            if Instant::now() > deadline {
+                bail!("smimekit-tui did not show {what}; the pane:\n{s}");
+            }
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+/// One start of the console in tmux: the first frame, filter keystrokes, the peak RSS.
+fn tmux_run(
+    tui: &Path,
+    config: &Path,
+    dir: &Path,
+    people: usize,
+    run: usize,
+) -> Result<(f64, Vec<f64>, u64)> {
+    let t = Tmux(format!("bench-tui-{}-{run}", std::process::id()));
+    let want = format!(" {people} people");
+    let start = Instant::now();
+    // The binary is the pane's process (no shell), so the pane's pid is its pid.
+    let out = Command::new("tmux")
+        .args([
+            "-L",
+            &t.0,
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "b",
+        ])
+        .args(["-x", "80", "-y", "24", "-c", &dir.display().to_string()])
+        .arg(tui)
+        .arg("--config")
+        .arg(config)
+        .output()?;
+    if !out.status.success() {
+        bail!("tmux: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let first = t.until(start, &want, |s| s.contains(&want))?;
+    t.cmd(&["set-option", "-s", "escape-time", "0"])?;
+    let pid: u32 = String::from_utf8_lossy(
+        &t.cmd(&["list-panes", "-t", "b", "-F", "#{pane_pid}"])?
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .context("the pane's pid")?;
+    t.cmd(&["send-keys", "-t", "b", "/"])?;
+    t.until(Instant::now(), "the filter line", |s| s.contains(" /_ "))?;
+    let mut lat = Vec::new();
+    let mut filter = String::new();
+    let prefix = format!("user0{:04}", run * 1_237 % 10_000);
+    for i in 0..TMUX_KEYSTROKES {
+        // Type the prefix, then erase it, over and over.
+        let pos = i % (2 * prefix.len());
+        let t0 = Instant::now();
+        if pos < prefix.len() {
+            let c = &prefix[pos..pos + 1];
+            filter.push_str(c);
+            t.cmd(&["send-keys", "-t", "b", "-l", c])?;
+        } else {
+            filter.pop();
+            t.cmd(&["send-keys", "-t", "b", "BSpace"])?;
+        }
+        let line = format!(" /{filter}_ ");
+        lat.push(t.until(t0, &line, |s| s.contains(&line))?);
+    }
+    let rss = peak_rss(pid)?;
+    t.cmd(&["send-keys", "-t", "b", "Escape"])?;
+    t.until(Instant::now(), "the cleared filter", |s| s.contains(&want))?;
+    t.cmd(&["send-keys", "-t", "b", "q"])?;
+    // The session ends with the console.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while t.cmd(&["has-session", "-t", "b"])?.status.success() {
+        if Instant::now() > deadline {
+            bail!("smimekit-tui did not quit on q");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok((first, lat, rss))
+}
+
+/// The peak resident set of a process (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM")?;
+    Ok(kib * 1024)
+}
+
+/// `people` people, one certificate each, in batches through the inventory: 10% expired (not
+/// ready), 10% expiring within 30 days, the rest ready.
+async fn seed(url: &str, people: usize) -> Result<()> {
+    smimekit_store_sql::link();
+    let store = LazyStore::new(url.to_string())
+        .get()
+        .await
+        .map_err(|e| anyhow::anyhow!("store {url}: {e}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let mut start = 0;
+    while start < people {
+        let end = (start + 2_000).min(people);
+        let rows: Vec<(Mailbox, Vec<CertFacts>)> = (start..end)
+            .map(|i| {
+                let not_after = match i % 10 {
+                    0 => now - 10 * DAY,
+                    1 => now + 10 * DAY,
+                    _ => now + 365 * DAY,
+                };
+                let mailbox = Mailbox::parse(&format!("user{i:06}@bench.example"))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let facts = CertFacts {
+                    sha1: format!("{i:040X}"),
+                    sha256: format!("{i:064x}"),
+                    subject: format!("CN=User {i}"),
+                    issuer: "CN=Bench CA".into(),
+                    serial: format!("{i:x}"),
+                    not_before: now - 400 * DAY,
+                    not_after,
+                    key_type: "p256".into(),
+                    source_attribute: None,
+                };
+                anyhow::Ok((mailbox, vec![facts]))
+            })
+            .collect::<Result<_>>()?;
+        let sightings: Vec<Sighting<'_>> = rows
+            .iter()
+            .map(|(m, f)| Sighting {
+                directory: "local",
+                address: m,
+                kind: Some(RecipientKind::Mailbox),
+                certificates: f,
+                time: now,
+                published: false,
+                complete: true,
+            })
+            .collect();
+        store
+            .inventory_record(&sightings)
+            .await
+            .map_err(|e| anyhow::anyhow!("inventory: {e}"))?;
+        start = end;
+    }
+    Ok(())
+}
