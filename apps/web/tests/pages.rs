@@ -963,3 +963,103 @@ async fn an_admin_issues_for_a_request_revokes_and_signs_a_crl() {
     let crl = text(res).await;
     assert!(crl.starts_with("-----BEGIN X509 CRL-----"), "{crl}");
 }
+
+#[tokio::test]
+async fn an_operator_plans_an_uploaded_deploy_file_and_watches_the_apply() {
+    let f = fixture().await;
+    let otto = sign_in(&f, "otto").await;
+    let deploy = b"directories = [\"local\"]\n\n[[people]]\naddress = \"bob@example.org\"\ncertificates = [\"bob.pem\"]\n";
+    // A file the deploy file names but that was not uploaded: the problem with its line.
+    let res = send(
+        &f,
+        otto.multipart("/deploy/plan", &[("deploy", None, deploy)], true),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let page = text(res).await;
+    assert!(
+        page.contains("deploy.toml:5: bob.pem: cannot read"),
+        "{page}"
+    );
+    let res = send(
+        &f,
+        otto.multipart(
+            "/deploy/plan",
+            &[
+                ("deploy", None, deploy),
+                ("files", Some("bob.pem"), &pki("bob.pem")),
+            ],
+            true,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = text(res).await;
+    // The plan as the CLI renders it.
+    assert!(
+        page.contains("directory local") && page.contains("Plan: 1 to add"),
+        "{page}"
+    );
+    let plan_id = page
+        .split("name=\"plan_id\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    // A viewer sees no apply and may not apply.
+    let vic = sign_in(&f, "vic").await;
+    let res = send(
+        &f,
+        vic.post("/deploy/apply", &format!("plan_id={plan_id}"), true),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = send(
+        &f,
+        otto.post("/deploy/apply", &format!("plan_id={plan_id}"), true),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let job = res.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(job.starts_with("/deploy/jobs/w"), "{job}");
+    // The live view: HTML fragments over server-sent events, ending with `end` (the stream
+    // closes then, so reading it to its end waits for the job, however long it takes).
+    let res = send(&f, otto.get(&format!("{job}/events"))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let events = text(res).await;
+    assert!(events.contains("event: end"), "{events}");
+    let end = events.rsplit("event: end").next().unwrap();
+    assert!(
+        end.contains("id=\"job-state\"") && end.contains(">ok<"),
+        "{end}"
+    );
+    assert!(
+        end.contains("id=\"job-steps\"") && end.contains("bob@example.org"),
+        "{end}"
+    );
+    // The job page, now ended, has no live connection and shows the same end.
+    let page = text(send(&f, otto.get(&job)).await).await;
+    assert!(
+        !page.contains("sse-connect") && page.contains(">ok<"),
+        "{page}"
+    );
+    assert_eq!(
+        f.service
+            .person("bob@example.org")
+            .await
+            .unwrap()
+            .directories[0]
+            .certificates
+            .len(),
+        1
+    );
+}
