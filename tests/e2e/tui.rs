@@ -168,7 +168,7 @@ fn console_filters_reads_a_certificate_skips_one_change_and_applies_the_rest() {
             "publish",
             a,
             "--cert",
-            &p(&w.path(&f)),
+            &p(&w.path(f)),
             "--directory",
             "local",
         ]);
