@@ -1,4 +1,5 @@
-//! `cargo xtask dist`: release binaries and the Debian package `smimekit_VERSION_ARCH.deb`;
+//! `cargo xtask dist [--dev] [--no-build] [--out DIR]`: release binaries (or the debug ones, or
+//! those already built) and the Debian package `smimekit_VERSION_ARCH.deb`;
 //! `cargo xtask package-test`: that package built from the debug binaries, installed into a
 //! throwaway root, checked, run, removed and purged (part of `cargo xtask test`).
 //!
@@ -55,20 +56,22 @@ impl Profile {
 /// `cargo xtask dist [--dev] [--out DIR]`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut profile = Profile::Release;
+    let mut build_first = true;
     let mut out = crate::target_dir().join("dist");
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--dev" => profile = Profile::Dev,
+            "--no-build" => build_first = false,
             "--out" => {
                 out = PathBuf::from(it.next().context("--out needs a folder")?);
             }
             other => bail!(
-                "dist: unknown argument {other:?} (usage: cargo xtask dist [--dev] [--out DIR])"
+                "dist: unknown argument {other:?} (usage: cargo xtask dist [--dev] [--no-build] [--out DIR])"
             ),
         }
     }
-    let deb = build(profile, &out, Compression::Xz)?;
+    let deb = build(profile, &out, Compression::Xz, build_first)?;
     let size = std::fs::metadata(&deb)?.len();
     println!("dist: {} ({} KiB)", deb.display(), size.div_ceil(1024));
     if have("lintian") {
@@ -100,16 +103,24 @@ pub enum Compression {
 }
 
 /// Builds the binaries of `profile`, stages the package tree and builds the `.deb` into `out`.
-pub fn build(profile: Profile, out: &Path, compression: Compression) -> Result<PathBuf> {
-    let mut cargo = crate::cargo();
-    cargo.args(["build", "--quiet"]);
-    if profile == Profile::Release {
-        cargo.arg("--release");
+/// `build_first: false` packages the binaries already in the target folder.
+pub fn build(
+    profile: Profile,
+    out: &Path,
+    compression: Compression,
+    build_first: bool,
+) -> Result<PathBuf> {
+    if build_first {
+        let mut cargo = crate::cargo();
+        cargo.args(["build", "--quiet"]);
+        if profile == Profile::Release {
+            cargo.arg("--release");
+        }
+        for p in ["smimekit-cli", "smimekit-web", "smimekit-tui"] {
+            cargo.args(["-p", p]);
+        }
+        crate::run(cargo.arg("--bins"))?;
     }
-    for p in ["smimekit-cli", "smimekit-web", "smimekit-tui"] {
-        cargo.args(["-p", p]);
-    }
-    crate::run(cargo.arg("--bins"))?;
 
     let version = env!("CARGO_PKG_VERSION");
     let arch = output(Command::new("dpkg").arg("--print-architecture"))?;
@@ -216,6 +227,13 @@ fn stage_tree(profile: Profile, stage: &Path) -> Result<()> {
         b"/etc/smimekit/config.toml\n",
         0o644,
     )?;
+    // The configuration is 0640 in the package already (the mode, with no moment of
+    // being world-readable on install or upgrade); postinst gives it the smimekit group.
+    write(
+        &stage.join("usr/share/lintian/overrides/smimekit"),
+        b"smimekit: non-standard-file-perm 0640 != 0644 [etc/smimekit/config.toml]\n",
+        0o644,
+    )?;
     // Folders 0755 whatever the umask (lintian: non-standard-dir-perm).
     set_dir_modes(stage)?;
     Ok(())
@@ -248,7 +266,8 @@ smimekit signs, verifies, encrypts, decrypts and opens S/MIME mail with keys\n \
 from files, PKCS#11 tokens and system stores; runs a private CA; writes the\n \
 trust chain as the .sst Exchange Online takes; lints certificates for Outlook\n \
 and OWA; publishes certificates to the local directory, LDAP, Active Directory\n \
-and Exchange Online, and keeps them as a deploy file says (plan, apply, status).\n \
+and Exchange Online, and keeps them as a deploy file says (plan, apply,\n \
+status).\n \
 .\n \
 This package installs the smimekit command, the smimekit-web admin (a systemd\n \
 service on loopback), the smimekit-tui console, a daily status timer, manual\n \

@@ -9,7 +9,7 @@
 //!    root:smimekit;
 //! 3. the units checked with `systemd-analyze verify` (when installed), the manual pages
 //!    rendered with `man` (when installed), `smimekit --version` and `smimekit demo` run from
-//!    the installed binary;
+//!    the installed binary, the installed `smimekit-web` serving `/healthz` on loopback;
 //! 4. removed (nothing of the package left but the conffile) and purged (nothing left at all).
 //!
 //! Every failure names what was expected and what was found; everything happens under a
@@ -32,7 +32,12 @@ pub fn run(args: &[String]) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("smimekit-package-test")
         .tempdir()?;
-    let deb = dist::build(Profile::Dev, &tmp.path().join("out"), Compression::None)?;
+    let deb = dist::build(
+        Profile::Dev,
+        &tmp.path().join("out"),
+        Compression::None,
+        true,
+    )?;
     let built = started.elapsed();
     check_metadata(&deb)?;
     let root = tmp.path().join("root");
@@ -420,6 +425,7 @@ fn run_installed(root: &Path, tmp: &Path) -> Result<()> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    serve_installed_web(root, tmp)?;
     for b in ["smimekit-web", "smimekit-tui"] {
         let help = output(Command::new(root.join("usr/bin").join(b)).arg("--help"))?;
         ensure!(help.contains("Usage"), "installed {b} --help: {help}");
@@ -435,6 +441,56 @@ fn expect_left(root: &Path, after: &str, expected: &[&str]) -> Result<()> {
         "after {after}: expected only {expected:?} left, found {left:?}"
     );
     Ok(())
+}
+
+/// The installed web admin serves on loopback with the packaged configuration (its paths moved
+/// into `tmp`): `/healthz` answers 200.
+fn serve_installed_web(root: &Path, tmp: &Path) -> Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let state = tmp.join("web-state");
+    std::fs::create_dir_all(&state)?;
+    let config = std::fs::read_to_string(root.join("etc/smimekit/config.toml"))?
+        .replace("/var/lib/smimekit", &state.display().to_string());
+    let config_file = tmp.join("web-config.toml");
+    std::fs::write(&config_file, config)?;
+    let mut child = Command::new(root.join("usr/bin/smimekit-web"))
+        .arg("--config")
+        .arg(&config_file)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting the installed smimekit-web")?;
+    let checked = (|| -> Result<()> {
+        let stdout = child.stdout.take().context("smimekit-web's stdout")?;
+        // "smimekit-web: listening on http://127.0.0.1:PORT", printed once it is bound.
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .filter(|a| line.contains("http://") && !a.is_empty())
+            .with_context(|| format!("smimekit-web printed no address: {line:?}"))?
+            .to_string();
+        let mut conn = std::net::TcpStream::connect(&addr)
+            .with_context(|| format!("connecting to smimekit-web on {addr}"))?;
+        conn.write_all(
+            format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )?;
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer)?;
+        ensure!(
+            answer.starts_with("HTTP/1.1 200"),
+            "installed smimekit-web: GET /healthz answered {answer:?}"
+        );
+        Ok(())
+    })();
+    // Our own child, ended by its handle.
+    let _ = child.kill();
+    let _ = child.wait();
+    checked
 }
 
 /// Files and links below `root` that are not dpkg's database or the account files the
