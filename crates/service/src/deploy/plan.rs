@@ -612,6 +612,7 @@ impl Service {
         let mut issue = Vec::new();
         let mut wanted: HashMap<String, Vec<CertDer>> = HashMap::new();
         let mut successors: HashMap<String, Vec<CertDer>> = HashMap::new();
+        let mut newest_wanted: HashMap<String, Option<i64>> = HashMap::new();
         let mut ca_records: HashMap<std::path::PathBuf, HashMap<String, Vec<crate::IssuedRecord>>> =
             HashMap::new();
         let empty_records = HashMap::new();
@@ -660,9 +661,22 @@ impl Service {
                     issued.iter().map(|i| i.cert.clone()).collect(),
                 );
             }
-            if policy.remove_expired {
-                certs.retain(|c| certinfo::parse(c).is_ok_and(|i| i.not_after >= now));
+            // Each wanted certificate is parsed once per plan, not once per directory: its
+            // not-before decides what it supersedes everywhere.
+            let mut newest: Option<i64> = None;
+            let mut kept = Vec::with_capacity(certs.len());
+            for c in certs {
+                let info = certinfo::parse(&c).ok();
+                if policy.remove_expired && info.as_ref().is_none_or(|i| i.not_after < now) {
+                    continue;
+                }
+                if let Some(i) = &info {
+                    newest = newest.max(Some(i.not_before));
+                }
+                kept.push(c);
             }
+            let certs = kept;
+            newest_wanted.insert(p.address.key(), newest);
             for c in &certs {
                 carry(c);
             }
@@ -685,6 +699,7 @@ impl Service {
         // A person in several directories holding the same certificates is judged once, and
         // the CA certificates above them all are verified once.
         let verifier = Remembering::new(self.engine().verifier);
+        let renewing: HashSet<&str> = issue.iter().map(|s| s.address.as_str()).collect();
         let mut ready_cache: HashMap<(String, String, String), Readiness> = HashMap::new();
         let mut directories = Vec::new();
         let mut summary = PlanSummary {
@@ -777,7 +792,8 @@ impl Service {
                     replace: replace.contains(&key),
                     now,
                     departed: false,
-                    renewing: issue.iter().any(|s| s.address == p.address.as_str()),
+                    newest_wanted: newest_wanted.get(&key).copied().flatten(),
+                    renewing: renewing.contains(p.address.as_str()),
                 });
                 let ready = {
                     let mut thumbs: Vec<String> = plan.after.iter().map(thumbprint).collect();
@@ -820,6 +836,7 @@ impl Service {
                     replace: false,
                     now,
                     departed: true,
+                    newest_wanted: None,
                     renewing: false,
                 })
                 .plan;
@@ -1146,6 +1163,9 @@ struct PersonInput<'a> {
     departed: bool,
     /// A renewal is planned: the current certificate stays until its successor is out.
     renewing: bool,
+    /// The newest wanted certificate's not-before: what an older managed one is superseded
+    /// at (computed once per person).
+    newest_wanted: Option<i64>,
 }
 
 struct PersonOutput {
@@ -1177,13 +1197,7 @@ fn person_plan(i: PersonInput<'_>) -> PersonOutput {
         }
         after.push(c.clone());
     }
-    // The newest wanted certificate's not-before: what an older managed one is superseded at.
-    let newest_wanted = i
-        .wanted
-        .iter()
-        .filter_map(|c| certinfo::parse(c).ok())
-        .map(|info| info.not_before)
-        .max();
+    let newest_wanted = i.newest_wanted;
     for c in current {
         if i.wanted.contains(c) {
             continue;
