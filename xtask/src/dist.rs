@@ -113,11 +113,19 @@ pub fn build(
     if build_first {
         let mut cargo = crate::cargo();
         cargo.args(["build", "--quiet"]);
-        if profile == Profile::Release {
-            cargo.arg("--release");
-        }
-        for p in ["smimekit-cli", "smimekit-web", "smimekit-tui"] {
-            cargo.args(["-p", p]);
+        match profile {
+            Profile::Release => {
+                cargo.arg("--release");
+                for p in ["smimekit-cli", "smimekit-web", "smimekit-tui"] {
+                    cargo.args(["-p", p]);
+                }
+            }
+            // What `cargo xtask test` builds, with the same features unified: nothing to do
+            // there, where a build of three packages alone could pick other features and
+            // rebuild their dependencies.
+            Profile::Dev => {
+                cargo.arg("--workspace");
+            }
         }
         crate::run(cargo.arg("--bins"))?;
     }
