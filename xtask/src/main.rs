@@ -96,7 +96,7 @@ fn main() -> Result<()> {
         Some("package-test") => package_test::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|demo|fuzz|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|bench-store|bench-adversarial|bench-deploy|build-samples|windows-test|man|dist|package-test>"
+                "usage: cargo xtask <test|demo|fuzz|bench|bench-pki|bench-pkcs11|bench-ldap|bench-exchange|bench-p12|bench-plugins|bench-store|bench-adversarial|bench-deploy|bench-web|bench-tui|build-samples|windows-test|man|dist|package-test>"
             );
             bail!("unknown or missing task")
         }
