@@ -76,7 +76,10 @@ fn see_also(cmd: &clap::Command) -> String {
     refs.dedup();
     refs.push("\\fBsmimekit\\-config\\fR(5)".to_string());
     refs.push("\\fBsmimekit\\-deploy\\fR(5)".to_string());
-    format!(".SH \"SEE ALSO\"\n{}\n", refs.join(", ").replace("smimekit-", "smimekit\\-"))
+    format!(
+        ".SH \"SEE ALSO\"\n{}\n",
+        refs.join(", ").replace("smimekit-", "smimekit\\-")
+    )
 }
 
 /// `cargo xtask man`: writes every generated page to `docs/man/`, removes generated pages of
@@ -149,7 +152,10 @@ pub fn completions() -> BTreeMap<PathBuf, Vec<u8>> {
                 Shell::Bash,
                 format!("usr/share/bash-completion/completions/{bin}"),
             ),
-            (Shell::Zsh, format!("usr/share/zsh/vendor-completions/_{bin}")),
+            (
+                Shell::Zsh,
+                format!("usr/share/zsh/vendor-completions/_{bin}"),
+            ),
             (
                 Shell::Fish,
                 format!("usr/share/fish/vendor_completions.d/{bin}.fish"),
@@ -302,9 +308,9 @@ mod tests {
     fn completions_for_three_shells_of_each_binary() {
         let c = completions();
         assert_eq!(c.len(), 9);
-        let bash = String::from_utf8_lossy(&c[Path::new(
-            "usr/share/bash-completion/completions/smimekit",
-        )]);
+        let bash = String::from_utf8_lossy(
+            &c[Path::new("usr/share/bash-completion/completions/smimekit")],
+        );
         assert!(bash.contains("publish"), "{bash}");
         assert!(c.contains_key(Path::new("usr/share/zsh/vendor-completions/_smimekit-web")));
         assert!(c.contains_key(Path::new(

@@ -184,12 +184,13 @@ pub async fn run(service: &Service, c: CaCommand, json: bool) -> Result<u8> {
                 (None, Some(cert)) => RevokeTarget::Certificate(io::read_named(&cert)?),
                 (None, None) => return Err(super::usage("ca revoke needs --serial or --cert")),
             };
-            let r = service.ca_revoke(&CaRevokeRequest {
-                dir,
-                target,
-                reason,
-            })
-            .await?;
+            let r = service
+                .ca_revoke(&CaRevokeRequest {
+                    dir,
+                    target,
+                    reason,
+                })
+                .await?;
             if json {
                 print_json(&r)?;
             } else {

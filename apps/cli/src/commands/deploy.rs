@@ -146,15 +146,14 @@ pub async fn apply(service: &Service, a: ApplyArgs, json: bool) -> Result<u8> {
         }
         (None, Some(file)) => {
             let desired = load(service, file)?;
-            let plan = service
+            service
                 .plan(&PlanRequest {
                     desired,
                     replace_unmanaged: a.replace_unmanaged.clone(),
                     // The writer reads every directory: what it changes must be what is there.
                     inventory_max_age: None,
                 })
-                .await?;
-            plan
+                .await?
         }
         _ => {
             return Err(usage(
