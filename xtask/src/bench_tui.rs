@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use smimekit_core::store::{CertFacts, LazyStore, Sighting};
-use smimekit_core::{Mailbox, RecipientKind};
+
+use crate::bench_web::{peak_rss, seed};
 
 const GOAL_FIRST_MS: f64 = 300.0;
 const GOAL_KEY_P99_MS: f64 = 16.0;
@@ -32,7 +32,6 @@ const KEYSTROKES: usize = 200;
 /// Keystrokes through tmux per start (each one spawns tmux processes: fewer).
 const TMUX_KEYSTROKES: usize = 40;
 const STARTS: usize = 3;
-const DAY: i64 = 86_400;
 
 pub fn run(args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
@@ -291,73 +290,4 @@ fn tmux_run(
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok((first, lat, rss))
-}
-
-/// The peak resident set of a process (`VmHWM`), in bytes.
-fn peak_rss(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM")?;
-    Ok(kib * 1024)
-}
-
-/// `people` people, one certificate each, in batches through the inventory: 10% expired (not
-/// ready), 10% expiring within 30 days, the rest ready.
-async fn seed(url: &str, people: usize) -> Result<()> {
-    smimekit_store_sql::link();
-    let store = LazyStore::new(url.to_string())
-        .get()
-        .await
-        .map_err(|e| anyhow::anyhow!("store {url}: {e}"))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
-    let mut start = 0;
-    while start < people {
-        let end = (start + 2_000).min(people);
-        let rows: Vec<(Mailbox, Vec<CertFacts>)> = (start..end)
-            .map(|i| {
-                let not_after = match i % 10 {
-                    0 => now - 10 * DAY,
-                    1 => now + 10 * DAY,
-                    _ => now + 365 * DAY,
-                };
-                let mailbox = Mailbox::parse(&format!("user{i:06}@bench.example"))
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let facts = CertFacts {
-                    sha1: format!("{i:040X}"),
-                    sha256: format!("{i:064x}"),
-                    subject: format!("CN=User {i}"),
-                    issuer: "CN=Bench CA".into(),
-                    serial: format!("{i:x}"),
-                    not_before: now - 400 * DAY,
-                    not_after,
-                    key_type: "p256".into(),
-                    source_attribute: None,
-                };
-                anyhow::Ok((mailbox, vec![facts]))
-            })
-            .collect::<Result<_>>()?;
-        let sightings: Vec<Sighting<'_>> = rows
-            .iter()
-            .map(|(m, f)| Sighting {
-                directory: "local",
-                address: m,
-                kind: Some(RecipientKind::Mailbox),
-                certificates: f,
-                time: now,
-                published: false,
-                complete: true,
-            })
-            .collect();
-        store
-            .inventory_record(&sightings)
-            .await
-            .map_err(|e| anyhow::anyhow!("inventory: {e}"))?;
-        start = end;
-    }
-    Ok(())
 }

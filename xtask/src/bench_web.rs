@@ -162,8 +162,9 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `people` people, one certificate each, in batches through the inventory.
-async fn seed(url: &str, people: usize) -> Result<()> {
+/// `people` people, one certificate each, in batches through the inventory: 10% expired (not
+/// ready), 10% expiring within 30 days, the rest ready (also bench-tui's store).
+pub(crate) async fn seed(url: &str, people: usize) -> Result<()> {
     smimekit_store_sql::link();
     let store = LazyStore::new(url.to_string())
         .get()
@@ -269,8 +270,8 @@ async fn load(
     Ok((all, start.elapsed()))
 }
 
-/// The peak resident set of a process (`VmHWM`), in bytes.
-fn peak_rss(pid: u32) -> Result<u64> {
+/// The peak resident set of a process (`VmHWM`), in bytes (also bench-tui's).
+pub(crate) fn peak_rss(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: u64 = status
         .lines()
