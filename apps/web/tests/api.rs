@@ -4,36 +4,21 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
-use smimekit_service::{Config, Role, Secret, Service, ServiceBuilder, SessionPolicy};
+use smimekit_service::{Config, SessionPolicy};
 use smimekit_web::{AppState, CSRF_HEADER, IpNet, LoginLimit, router};
 use tower::ServiceExt;
 
-const T0: i64 = 1_800_000_000;
+mod common;
+use common::{Fixture, T0, pki, service_with_users};
+
 const PEER: &str = "192.0.2.10:50000";
-
-struct Fixture {
-    app: axum::Router,
-    now: Arc<AtomicI64>,
-    service: Service,
-    _tmp: tempfile::TempDir,
-}
-
-fn pki(name: &str) -> Vec<u8> {
-    std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/pki")
-            .join(name),
-    )
-    .unwrap()
-}
 
 async fn fixture_with(tune: impl FnOnce(&mut AppState)) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
@@ -42,24 +27,7 @@ async fn fixture_with(tune: impl FnOnce(&mut AppState)) -> Fixture {
         &tmp.path().join("config.toml"),
     )
     .unwrap();
-    let now = Arc::new(AtomicI64::new(T0));
-    let clock = now.clone();
-    let service = ServiceBuilder::default()
-        .config(config)
-        .clock(Arc::new(move || clock.load(Ordering::SeqCst)))
-        .actor("test", "web")
-        .build()
-        .unwrap();
-    for (name, role) in [
-        ("vic", Role::Viewer),
-        ("otto", Role::Operator),
-        ("ada", Role::Admin),
-    ] {
-        service
-            .user_add(name, role, &Secret::new(b"correct horse".to_vec()))
-            .await
-            .unwrap();
-    }
+    let (service, now) = service_with_users(config).await;
     let mut state = AppState::new(service.clone());
     state.policy = SessionPolicy {
         idle: 3600,

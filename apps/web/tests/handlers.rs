@@ -3,47 +3,23 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum::response::Response;
-use smimekit_service::{Config, Role, Secret, ServiceBuilder, SessionPolicy};
+use smimekit_service::{Config, SessionPolicy};
 use smimekit_web::{AppState, CSRF_HEADER, router};
 use tower::ServiceExt;
 
-const T0: i64 = 1_800_000_000;
-
-struct Fixture {
-    app: axum::Router,
-    now: Arc<AtomicI64>,
-    service: smimekit_service::Service,
-    _tmp: tempfile::TempDir,
-}
+mod common;
+use common::{Fixture, T0, service_with_users};
 
 async fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let mut config = Config::embedded_default();
     config.store_url = Some(format!("sqlite:{}", tmp.path().join("s.db").display()));
-    let now = Arc::new(AtomicI64::new(T0));
-    let clock = now.clone();
-    let service = ServiceBuilder::default()
-        .config(config)
-        .clock(Arc::new(move || clock.load(Ordering::SeqCst)))
-        .actor("test", "web")
-        .build()
-        .unwrap();
-    for (name, role) in [
-        ("vic", Role::Viewer),
-        ("otto", Role::Operator),
-        ("ada", Role::Admin),
-    ] {
-        service
-            .user_add(name, role, &Secret::new(b"correct horse".to_vec()))
-            .await
-            .unwrap();
-    }
+    let (service, now) = service_with_users(config).await;
     let mut state = AppState::new(service.clone());
     state.policy = SessionPolicy {
         idle: 600,

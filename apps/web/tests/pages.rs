@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -16,24 +16,8 @@ use smimekit_service::{Config, Named, PublishRequest, Role, Secret, ServiceBuild
 use smimekit_web::{AppState, router};
 use tower::ServiceExt;
 
-/// 2027-01-15: the committed test PKI is valid then (2025 to 2045).
-const T0: i64 = 1_800_000_000;
-
-struct Fixture {
-    app: axum::Router,
-    now: Arc<AtomicI64>,
-    service: smimekit_service::Service,
-    _tmp: tempfile::TempDir,
-}
-
-fn pki(name: &str) -> Vec<u8> {
-    std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/pki")
-            .join(name),
-    )
-    .unwrap()
-}
+mod common;
+use common::{Fixture, T0, pki, service_with_users};
 
 async fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
@@ -42,24 +26,7 @@ async fn fixture() -> Fixture {
         &tmp.path().join("config.toml"),
     )
     .unwrap();
-    let now = Arc::new(AtomicI64::new(T0));
-    let clock = now.clone();
-    let service = ServiceBuilder::default()
-        .config(config)
-        .clock(Arc::new(move || clock.load(Ordering::SeqCst)))
-        .actor("test", "web")
-        .build()
-        .unwrap();
-    for (name, role) in [
-        ("vic", Role::Viewer),
-        ("otto", Role::Operator),
-        ("ada", Role::Admin),
-    ] {
-        service
-            .user_add(name, role, &Secret::new(b"correct horse".to_vec()))
-            .await
-            .unwrap();
-    }
+    let (service, now) = service_with_users(config).await;
     let app = router(AppState::new(service.clone()));
     Fixture {
         app,
