@@ -169,6 +169,18 @@ impl Service {
             .collect())
     }
 
+    /// The first `count` people by address, as [`Service::people_all`] would list them: what a
+    /// frontend shows before the whole list is in (the TUI's first frame).
+    pub async fn people_first(
+        &self,
+        count: usize,
+        expiring_days: u32,
+    ) -> Result<Vec<PersonRow>, ServiceError> {
+        let mut all = self.people_all(expiring_days).await?;
+        all.truncate(count);
+        Ok(all)
+    }
+
     /// One page of [`Service::people_all`], filtered and sorted.
     pub async fn people(&self, q: &PeopleQuery) -> Result<PeoplePage, ServiceError> {
         let page_size = q.page_size.unwrap_or(50);
