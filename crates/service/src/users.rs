@@ -85,6 +85,14 @@ pub struct SessionPolicy {
     pub lockout: i64,
 }
 
+impl SessionPolicy {
+    /// How stale a session's recorded last use may get before a request writes it anew: a
+    /// thirtieth of the idle timeout, from 1 s to 60 s (one minute of the default 30).
+    pub fn touch_interval(&self) -> i64 {
+        (self.idle / 30).clamp(1, 60)
+    }
+}
+
 impl Default for SessionPolicy {
     fn default() -> Self {
         Self {
@@ -506,9 +514,12 @@ impl Service {
         .await
     }
 
-    /// The live session a cookie's token names, its last use now; `PermissionDenied` when
-    /// there is none or it timed out (a timed-out session is removed). The role is read from
-    /// the user each time, so a change applies at once.
+    /// The live session a cookie's token names; `PermissionDenied` when there is none or it
+    /// timed out (a timed-out session is removed). The role is read from the user each time,
+    /// so a change applies at once. The session's recorded last use becomes now only when it
+    /// is at least [`SessionPolicy::touch_interval`] old, so that a session in use is not
+    /// written on every request: the idle timeout counts from the recorded use, and a session
+    /// may end up to that interval before `idle` has passed since its very last request.
     pub async fn web_session(
         &self,
         token: &str,
@@ -528,7 +539,10 @@ impl Service {
             store.session_remove(&id).await.map_err(store_error)?;
             return Err(expired());
         };
-        if now != s.last_seen {
+        // Recording every use would be a write transaction per request; the last use is only
+        // moved on once it is `touch_interval` old, so a busy session is written at most once
+        // per interval and still times out within `idle` of its recorded use.
+        if now - s.last_seen >= policy.touch_interval() {
             store.session_touch(&id, now).await.map_err(store_error)?;
         }
         Ok(WebSessionInfo {
@@ -748,6 +762,64 @@ mod tests {
         s.sign_out(&c.token, "192.0.2.7").await.unwrap();
         assert!(s.web_session(&c.token, &p).await.is_err());
         assert!(s.web_session("not-a-token", &p).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_in_use_is_written_once_per_interval_and_still_times_out() {
+        let f = fixture();
+        let s = &f.svc;
+        let p = SessionPolicy {
+            idle: 300,
+            absolute: 3600,
+            ..SessionPolicy::default()
+        };
+        assert_eq!(p.touch_interval(), 10);
+        assert_eq!(SessionPolicy::default().touch_interval(), 60);
+        assert_eq!(SessionPolicy { idle: 20, ..p }.touch_interval(), 1);
+        s.user_add("ann", Role::Viewer, &pw("correct horse"))
+            .await
+            .unwrap();
+        let a = s
+            .sign_in(&attempt("ann", "correct horse"), &p)
+            .await
+            .unwrap();
+        let store = s.store().await.unwrap();
+        let last_seen = || async {
+            store
+                .session_get(&session_id(&a.token))
+                .await
+                .unwrap()
+                .unwrap()
+                .last_seen
+        };
+        // Requests within the interval leave the stored session as it was.
+        for t in 1..10 {
+            f.now.store(T0 + t, Ordering::SeqCst);
+            s.web_session(&a.token, &p).await.unwrap();
+            assert_eq!(last_seen().await, T0, "written at +{t} s");
+        }
+        // The first request an interval after the recorded use records it.
+        f.now.store(T0 + 10, Ordering::SeqCst);
+        s.web_session(&a.token, &p).await.unwrap();
+        assert_eq!(last_seen().await, T0 + 10);
+        f.now.store(T0 + 19, Ordering::SeqCst);
+        s.web_session(&a.token, &p).await.unwrap();
+        assert_eq!(last_seen().await, T0 + 10);
+        // The idle timeout counts from the recorded use (T0 + 10): over at T0 + 311, though
+        // the last request (T0 + 19, not recorded) is 292 s ago, less than `idle`.
+        f.now.store(T0 + 10 + 301, Ordering::SeqCst);
+        assert_eq!(
+            s.web_session(&a.token, &p).await.unwrap_err().kind,
+            ErrorKind::PermissionDenied
+        );
+        assert!(
+            store
+                .session_get(&session_id(&a.token))
+                .await
+                .unwrap()
+                .is_none(),
+            "a timed-out session is removed"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
