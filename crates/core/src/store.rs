@@ -451,6 +451,18 @@ pub trait Store: Debug + Send + Sync {
     /// Inventory rows matching the query, by `not_after` then directory and address.
     async fn inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryCert>, StoreError>;
 
+    /// The present rows of the first `count` addresses (by lowercased address) that have one,
+    /// by address then directory: a list's first page without reading the whole inventory.
+    async fn inventory_first_addresses(
+        &self,
+        count: usize,
+    ) -> Result<Vec<InventoryCert>, StoreError>;
+
+    /// A number that changes with every inventory write (this process's or another's): a view
+    /// built from the inventory is still true while it has not changed. Read it before
+    /// reading the rows the view is built from.
+    async fn inventory_version(&self) -> Result<i64, StoreError>;
+
     // The audit log.
 
     /// Appends a row (numbered and hashed inside the transaction); returns it.

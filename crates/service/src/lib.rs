@@ -113,6 +113,8 @@ pub struct Service {
     sessions: Arc<session::Sessions>,
     /// Interactive sign-ins for the frontends to show ([`Service::sign_in_challenges`]).
     sign_in: Arc<session::SignIns>,
+    /// The people list between calls ([`Service::people`]).
+    people_cache: Arc<people::PeopleCache>,
 }
 
 impl std::fmt::Debug for Service {
@@ -239,6 +241,7 @@ impl ServiceBuilder {
             actor: Arc::new(self.actor.unwrap_or_default()),
             sessions: Arc::default(),
             sign_in: Arc::default(),
+            people_cache: Arc::default(),
         })
     }
 }

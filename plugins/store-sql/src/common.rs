@@ -334,11 +334,7 @@ pub(crate) enum Param {
 /// through [`sqlite_placeholders`]. Only the filters given appear, so both planners use the
 /// `not_after` indexes.
 pub(crate) fn inventory_sql(q: &InventoryQuery) -> (String, Vec<Param>) {
-    let mut sql = String::from(
-        "SELECT directory, address, recipient_kind, sha1, sha256, subject, issuer, serial, \
-         not_before, not_after, key_type, source_attribute, first_seen, last_seen, published, \
-         present FROM inventory WHERE 1 = 1",
-    );
+    let mut sql = format!("SELECT {INVENTORY_COLUMNS} FROM inventory WHERE 1 = 1");
     let mut params = Vec::new();
     let mut push = |sql: &mut String, clause: &str, p: Param| {
         params.push(p);
@@ -358,6 +354,22 @@ pub(crate) fn inventory_sql(q: &InventoryQuery) -> (String, Vec<Param>) {
     }
     sql.push_str(" ORDER BY not_after, directory, address_key, sha256");
     (sql, params)
+}
+
+/// The columns of an inventory row, in [`InventoryRow`]'s order.
+const INVENTORY_COLUMNS: &str = "directory, address, recipient_kind, sha1, sha256, subject, \
+     issuer, serial, not_before, not_after, key_type, source_attribute, first_seen, last_seen, \
+     published, present";
+
+/// `Store::inventory_first_addresses`: the present rows of the first `$1` addresses (by
+/// address key) that have one, by address key then directory (the `inventory_address` index
+/// finds them without reading the rest).
+pub(crate) fn inventory_first_sql() -> String {
+    format!(
+        "SELECT {INVENTORY_COLUMNS} FROM inventory WHERE present = 1 AND address_key IN \
+         (SELECT DISTINCT address_key FROM inventory WHERE present = 1 \
+         ORDER BY address_key LIMIT $1) ORDER BY address_key, directory, sha256"
+    )
 }
 
 /// `$1` → `?1`: SQLite's numbered parameters (its `$NAME` form would number by first use).

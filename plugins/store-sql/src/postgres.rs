@@ -198,6 +198,45 @@ impl PostgresStore {
         }
     }
 
+    /// Inventory rows of a query whose columns are `common::inventory_sql`'s.
+    async fn inventory_rows(
+        &self,
+        text: &str,
+        params: &[Param],
+    ) -> Result<Vec<InventoryCert>, StoreError> {
+        let r: Result<_, Fail> = async {
+            let c = self.client().await?;
+            let stmt = c.prepare_cached(text).await?;
+            let rows = c.query(&stmt, &binds(params)).await?;
+            rows.iter()
+                .map(|r| {
+                    InventoryRow {
+                        directory: r.try_get(0)?,
+                        address: r.try_get(1)?,
+                        recipient_kind: r.try_get(2)?,
+                        sha1: r.try_get(3)?,
+                        sha256: r.try_get(4)?,
+                        subject: r.try_get(5)?,
+                        issuer: r.try_get(6)?,
+                        serial: r.try_get(7)?,
+                        not_before: r.try_get(8)?,
+                        not_after: r.try_get(9)?,
+                        key_type: r.try_get(10)?,
+                        source_attribute: r.try_get(11)?,
+                        first_seen: r.try_get(12)?,
+                        last_seen: r.try_get(13)?,
+                        published: r.try_get(14)?,
+                        present: r.try_get(15)?,
+                    }
+                    .into_cert(&self.name)
+                    .map_err(Fail::from)
+                })
+                .collect()
+        }
+        .await;
+        r.map_err(|f| self.fail(f))
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, Fail> {
         Ok(self.pool.get().await?)
     }
@@ -615,39 +654,31 @@ impl Store for PostgresStore {
                     }
                 }
             }
+            // Last: the counter's row lock is held only for the commit.
+            let bump = tx.prepare_cached(sql::INVENTORY_BUMP).await?;
+            tx.execute(&bump, &[]).await?;
         })
     }
 
     async fn inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryCert>, StoreError> {
         let (text, params) = common::inventory_sql(query);
-        let r: Result<_, Fail> = async {
+        self.inventory_rows(&text, &params).await
+    }
+
+    async fn inventory_first_addresses(
+        &self,
+        count: usize,
+    ) -> Result<Vec<InventoryCert>, StoreError> {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        self.inventory_rows(&common::inventory_first_sql(), &[Param::Int(count)])
+            .await
+    }
+
+    async fn inventory_version(&self) -> Result<i64, StoreError> {
+        let r: Result<i64, Fail> = async {
             let c = self.client().await?;
-            let stmt = c.prepare_cached(&text).await?;
-            let rows = c.query(&stmt, &binds(&params)).await?;
-            rows.iter()
-                .map(|r| {
-                    InventoryRow {
-                        directory: r.try_get(0)?,
-                        address: r.try_get(1)?,
-                        recipient_kind: r.try_get(2)?,
-                        sha1: r.try_get(3)?,
-                        sha256: r.try_get(4)?,
-                        subject: r.try_get(5)?,
-                        issuer: r.try_get(6)?,
-                        serial: r.try_get(7)?,
-                        not_before: r.try_get(8)?,
-                        not_after: r.try_get(9)?,
-                        key_type: r.try_get(10)?,
-                        source_attribute: r.try_get(11)?,
-                        first_seen: r.try_get(12)?,
-                        last_seen: r.try_get(13)?,
-                        published: r.try_get(14)?,
-                        present: r.try_get(15)?,
-                    }
-                    .into_cert(&self.name)
-                    .map_err(Fail::from)
-                })
-                .collect()
+            let stmt = c.prepare_cached(sql::INVENTORY_VERSION).await?;
+            Ok(c.query_one(&stmt, &[]).await?.try_get(0)?)
         }
         .await;
         r.map_err(|f| self.fail(f))

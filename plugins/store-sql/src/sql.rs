@@ -67,6 +67,12 @@ pub(crate) const INVENTORY_PRESENT: &str = "SELECT sha256 FROM inventory \
 pub(crate) const INVENTORY_GONE: &str = "UPDATE inventory SET present = 0 \
      WHERE directory = $1 AND address_key = $2 AND sha256 = $3";
 
+/// Bumped by every inventory write, last in its transaction (`Store::inventory_version`).
+pub(crate) const INVENTORY_BUMP: &str =
+    "UPDATE inventory_version SET version = version + 1 WHERE id = 1";
+
+pub(crate) const INVENTORY_VERSION: &str = "SELECT version FROM inventory_version WHERE id = 1";
+
 pub(crate) const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
 
 pub(crate) const AUDIT_INSERT: &str = "INSERT INTO audit_log (seq, time, actor, frontend, \

@@ -212,6 +212,43 @@ impl SqliteStore {
     }
 
     /// Runs `f` on a reader connection, inline (see the module docs).
+    /// Inventory rows of a query whose columns are `common::inventory_sql`'s.
+    fn inventory_rows(
+        &self,
+        text: &str,
+        params: &[common::Param],
+    ) -> Result<Vec<InventoryCert>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(text)?;
+            let binds: Vec<&dyn rusqlite::ToSql> = params.iter().map(to_sql).collect();
+            let rows = stmt
+                .query_map(binds.as_slice(), |r| {
+                    Ok(common::InventoryRow {
+                        directory: r.get(0)?,
+                        address: r.get(1)?,
+                        recipient_kind: r.get(2)?,
+                        sha1: r.get(3)?,
+                        sha256: r.get(4)?,
+                        subject: r.get(5)?,
+                        issuer: r.get(6)?,
+                        serial: r.get(7)?,
+                        not_before: r.get(8)?,
+                        not_after: r.get(9)?,
+                        key_type: r.get(10)?,
+                        source_attribute: r.get(11)?,
+                        first_seen: r.get(12)?,
+                        last_seen: r.get(13)?,
+                        published: r.get(14)?,
+                        present: r.get(15)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|r| r.into_cert(&self.place.name).map_err(Fail::from))
+                .collect()
+        })
+    }
+
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Fail>) -> Result<T, StoreError> {
         let conn = match self.readers.lock().ok().and_then(|mut r| r.pop()) {
             Some(c) => c,
@@ -645,6 +682,7 @@ impl Store for SqliteStore {
                     }
                 }
             }
+            tx.prepare_cached(sql::INVENTORY_BUMP)?.execute([])?;
             Ok(())
         })
         .await
@@ -652,35 +690,24 @@ impl Store for SqliteStore {
 
     async fn inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryCert>, StoreError> {
         let (text, params) = common::inventory_sql(query);
-        let text = sqlite_placeholders(&text);
+        self.inventory_rows(&sqlite_placeholders(&text), &params)
+    }
+
+    async fn inventory_first_addresses(
+        &self,
+        count: usize,
+    ) -> Result<Vec<InventoryCert>, StoreError> {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        self.inventory_rows(
+            q!(&common::inventory_first_sql()),
+            &[common::Param::Int(count)],
+        )
+    }
+
+    async fn inventory_version(&self) -> Result<i64, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(&text)?;
-            let binds: Vec<&dyn rusqlite::ToSql> = params.iter().map(to_sql).collect();
-            let rows = stmt
-                .query_map(binds.as_slice(), |r| {
-                    Ok(common::InventoryRow {
-                        directory: r.get(0)?,
-                        address: r.get(1)?,
-                        recipient_kind: r.get(2)?,
-                        sha1: r.get(3)?,
-                        sha256: r.get(4)?,
-                        subject: r.get(5)?,
-                        issuer: r.get(6)?,
-                        serial: r.get(7)?,
-                        not_before: r.get(8)?,
-                        not_after: r.get(9)?,
-                        key_type: r.get(10)?,
-                        source_attribute: r.get(11)?,
-                        first_seen: r.get(12)?,
-                        last_seen: r.get(13)?,
-                        published: r.get(14)?,
-                        present: r.get(15)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows.into_iter()
-                .map(|r| r.into_cert(&self.place.name).map_err(Fail::from))
-                .collect()
+            Ok(c.prepare_cached(sql::INVENTORY_VERSION)?
+                .query_row([], |r| r.get(0))?)
         })
     }
 

@@ -153,6 +153,7 @@ both_backends!(
     sixteen_concurrent_writers_lose_no_update,
     export_import_round_trip_and_first_use_record,
     inventory_records_sightings_and_finds_what_expires,
+    inventory_version_moves_with_every_write_and_first_addresses_page,
     audit_chain_detects_a_changed_and_a_removed_row,
     job_records_start_finish_and_list,
     reopening_keeps_the_data_and_the_schema,
@@ -572,6 +573,76 @@ async fn inventory_records_sightings_and_finds_what_expires(b: Backend) {
             .filter(|r| r.facts.sha256 == soon.sha256 || r.facts.sha256 == expired.sha256)
             .all(|r| !r.present)
     );
+}
+
+async fn inventory_version_moves_with_every_write_and_first_addresses_page(b: Backend) {
+    let f = Fixture::new(b, "inventory_version").await;
+    let s = f.store.as_ref();
+    let v0 = s.inventory_version().await.unwrap();
+    assert!(s.inventory_first_addresses(10).await.unwrap().is_empty());
+    // Five people, given out of order and in mixed case; carol's only certificate goes.
+    let people = [
+        "Erin@x.org",
+        "bob@x.org",
+        "Alice@x.org",
+        "dave@x.org",
+        "carol@x.org",
+    ];
+    let mut last = v0;
+    for (n, p) in people.iter().enumerate() {
+        let m = mbox(p);
+        let certs = [facts(n as u32, 10), facts(100 + n as u32, 20)];
+        for directory in ["one", "two"] {
+            s.inventory_record(&[Sighting {
+                directory,
+                address: &m,
+                kind: Some(RecipientKind::Mailbox),
+                certificates: &certs,
+                time: 1,
+                published: false,
+                complete: true,
+            }])
+            .await
+            .unwrap();
+            let v = s.inventory_version().await.unwrap();
+            assert!(v > last, "a write moves the version: {last} then {v}");
+            last = v;
+        }
+    }
+    // What another connection (another process) reads is the same number.
+    let again = f.reopen(b).await;
+    assert_eq!(again.inventory_version().await.unwrap(), last);
+    for directory in ["one", "two"] {
+        s.inventory_record(&[Sighting {
+            directory,
+            address: &mbox("carol@x.org"),
+            kind: Some(RecipientKind::Mailbox),
+            certificates: &[],
+            time: 2,
+            published: false,
+            complete: true,
+        }])
+        .await
+        .unwrap();
+    }
+    assert!(again.inventory_version().await.unwrap() > last);
+    let first = s.inventory_first_addresses(3).await.unwrap();
+    let seen: Vec<(String, String)> = first
+        .iter()
+        .map(|r| (r.address.to_ascii_lowercase(), r.directory.clone()))
+        .collect();
+    let mut want = Vec::new();
+    for a in ["alice@x.org", "bob@x.org", "dave@x.org"] {
+        for d in ["one", "one", "two", "two"] {
+            want.push((a.to_string(), d.to_string()));
+        }
+    }
+    assert_eq!(
+        seen, want,
+        "the first three addresses with a present row, all their rows"
+    );
+    assert!(first.iter().all(|r| r.present));
+    assert_eq!(s.inventory_first_addresses(100).await.unwrap().len(), 16);
 }
 
 fn entry(n: i64, address: &str) -> AuditEntry {
