@@ -235,8 +235,12 @@ async fn anonymous_requests_get_the_sign_in_page_and_its_assets_only() {
         ("sse.min.js", "text/javascript"),
         ("app.css", "text/css"),
     ] {
-        let uri = format!("/static/{asset}");
-        assert!(page.contains(&uri), "the sign-in page links {uri}");
+        // The page links the asset with its content hash: kept by the browser for a year.
+        let prefix = format!("/static/{asset}?v=");
+        let at = page
+            .find(&prefix)
+            .unwrap_or_else(|| panic!("the sign-in page links {prefix}: {page}"));
+        let uri = page[at..].split('"').next().unwrap().to_string();
         let res = send(&f, Request::get(&uri).body(Body::empty()).unwrap()).await;
         assert_eq!(res.status(), StatusCode::OK, "{uri}");
         assert!(
@@ -245,8 +249,39 @@ async fn anonymous_requests_get_the_sign_in_page_and_its_assets_only() {
                 .unwrap()
                 .starts_with(kind)
         );
+        assert_eq!(
+            res.headers()[header::CACHE_CONTROL],
+            "public, max-age=31536000, immutable",
+            "{uri}"
+        );
+        let etag = res.headers()[header::ETAG].to_str().unwrap().to_string();
+        assert!(uri.ends_with(etag.trim_matches('"')), "{uri} {etag}");
         assert!(!text(res).await.is_empty());
+        // Asked again with its ETag: not modified, no body.
+        let res = send(
+            &f,
+            Request::get(&uri)
+                .header(header::IF_NONE_MATCH, &etag)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::NOT_MODIFIED, "{uri}");
+        assert!(text(res).await.is_empty());
+        // Without the hash (or with another build's): served, to be revalidated each time.
+        for other in [
+            format!("/static/{asset}"),
+            format!("/static/{asset}?v=0000000000000000"),
+        ] {
+            let res = send(&f, Request::get(&other).body(Body::empty()).unwrap()).await;
+            assert_eq!(res.status(), StatusCode::OK, "{other}");
+            assert_eq!(res.headers()[header::CACHE_CONTROL], "no-cache", "{other}");
+            assert_eq!(res.headers()[header::ETAG], etag.as_str(), "{other}");
+        }
     }
+    // The pages themselves are never cached.
+    let res = send(&f, Request::get("/login").body(Body::empty()).unwrap()).await;
+    assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
     let res = send(
         &f,
         Request::get("/static/secret.txt")
@@ -364,6 +399,87 @@ async fn every_page_renders_without_inline_script_or_style() {
     let page = text(send(&f, b.get("/people/alice@example.org")).await).await;
     assert!(page.contains("Alice Example"), "{page}");
     assert!(page.contains("can encrypt"), "{page}");
+}
+
+/// The dashboard's count with this label.
+fn dashboard_stat(page: &str, label: &str) -> usize {
+    let end = format!("</span><span class=\"label\">{label}</span>");
+    let at = page
+        .find(&end)
+        .unwrap_or_else(|| panic!("no {label:?} on the dashboard: {page}"));
+    let start = page[..at].rfind('>').unwrap() + 1;
+    page[start..at].parse().unwrap()
+}
+
+/// The dashboard's per-directory row: ready, expiring, not ready.
+fn dashboard_row(page: &str, directory: &str) -> Vec<usize> {
+    let start = format!(">{directory}</a></td>");
+    let at = page
+        .find(&start)
+        .unwrap_or_else(|| panic!("no row {directory:?}: {page}"));
+    let row = page[at..].split("</tr>").next().unwrap();
+    row.split("<td class=\"num\">")
+        .skip(1)
+        .map(|c| c.split('<').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_dashboard_counts_people_per_expiry_window_and_directory() {
+    let f = fixture().await;
+    for (address, file, dir) in [
+        ("alice@example.org", "alice.pem", "local"),
+        ("bob@example.org", "bob.pem", "other"),
+        ("carol@example.org", "carol.pem", "local"),
+    ] {
+        f.service
+            .publish(&PublishRequest {
+                address: address.into(),
+                certificate: Named::new(file, pki(file)),
+                directory: Some(dir.into()),
+                ..PublishRequest::default()
+            })
+            .await
+            .unwrap();
+    }
+    let b = sign_in(&f, "vic").await;
+    let page = text(send(&f, b.get("/")).await).await;
+    assert_eq!(dashboard_stat(&page, "people"), 3);
+    assert_eq!(dashboard_stat(&page, "ready"), 3);
+    assert_eq!(dashboard_stat(&page, "not ready"), 0);
+    for window in [30, 60, 90] {
+        assert_eq!(
+            dashboard_stat(&page, &format!("expiring in {window} days")),
+            0
+        );
+    }
+    assert_eq!(dashboard_row(&page, "local"), [2, 0, 0]);
+    assert_eq!(dashboard_row(&page, "other"), [1, 0, 0]);
+    // 45 days before the three certificates end (2045-01-01): expiring within 60 and 90
+    // days, not within 30.
+    f.now.store(2_366_841_600 - 45 * 86_400, Ordering::SeqCst);
+    let b = sign_in(&f, "vic").await;
+    let page = text(send(&f, b.get("/")).await).await;
+    assert_eq!(dashboard_stat(&page, "people"), 3);
+    assert_eq!(dashboard_stat(&page, "ready"), 3);
+    assert_eq!(dashboard_stat(&page, "expiring in 30 days"), 0);
+    assert_eq!(dashboard_stat(&page, "expiring in 60 days"), 3);
+    assert_eq!(dashboard_stat(&page, "expiring in 90 days"), 3);
+    assert_eq!(dashboard_row(&page, "local"), [2, 0, 0]);
+    // 10 days before: expiring in every window; 2 days after: nobody is ready.
+    f.now.store(2_366_841_600 - 10 * 86_400, Ordering::SeqCst);
+    let b = sign_in(&f, "vic").await;
+    let page = text(send(&f, b.get("/")).await).await;
+    assert_eq!(dashboard_stat(&page, "expiring in 30 days"), 3);
+    assert_eq!(dashboard_stat(&page, "ready"), 0);
+    assert_eq!(dashboard_row(&page, "local"), [0, 2, 0]);
+    assert_eq!(dashboard_row(&page, "other"), [0, 1, 0]);
+    f.now.store(2_366_841_600 + 2 * 86_400, Ordering::SeqCst);
+    let b = sign_in(&f, "vic").await;
+    let page = text(send(&f, b.get("/")).await).await;
+    assert_eq!(dashboard_stat(&page, "not ready"), 3);
+    assert_eq!(dashboard_stat(&page, "people"), 3);
+    assert_eq!(dashboard_row(&page, "local"), [0, 0, 2]);
 }
 
 #[tokio::test]

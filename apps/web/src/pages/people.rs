@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect};
 use maud::{Markup, html};
 use serde::Deserialize;
 use smimekit_service::{
-    Named, PersonCert, PersonDetail, PersonRow, PersonStatus, RecipientKind, Role, Severity,
+    Named, PersonCert, PersonDetail, PersonStatus, RecipientKind, Role, Severity,
 };
 
 use super::{Page, PageError, PageResult, Who, frame, is_htmx, notice, recent_auth, stat};
@@ -70,45 +70,48 @@ fn warn_if(n: usize, class: &'static str) -> &'static str {
     if n > 0 { class } else { "" }
 }
 
+/// The counts of everyone matching `directory` (all: `None`) with `expiring_days` as the
+/// expiry window: a one-person page of the people list, whose counts are over everyone.
+async fn counts(
+    svc: &smimekit_service::Service,
+    directory: Option<&str>,
+    expiring_days: u32,
+) -> Result<smimekit_service::PeoplePage, PageError> {
+    Ok(api::people_page(
+        svc,
+        &api::PeopleParams {
+            directory: directory.map(str::to_string),
+            expiring_days: Some(expiring_days),
+            page_size: Some(1),
+            ..api::PeopleParams::default()
+        },
+    )
+    .await?)
+}
+
 pub(crate) async fn dashboard(page: Page<ViewerRole>) -> PageResult {
     let svc = page.service();
-    let now30 = svc.people_all(30).await?;
-    let within = |rows: &[PersonRow]| {
-        rows.iter()
-            .filter(|p| p.status == PersonStatus::Expiring)
-            .count()
-    };
+    let now30 = counts(svc, None, 30).await?;
     let (e60, e90) = (
-        within(&svc.people_all(60).await?),
-        within(&svc.people_all(90).await?),
+        counts(svc, None, 60).await?.expiring,
+        counts(svc, None, 90).await?.expiring,
     );
-    let count = |s: PersonStatus| now30.iter().filter(|p| p.status == s).count();
     let directories = svc.directory_names();
-    let per_dir: Vec<(String, usize, usize, usize)> = directories
-        .iter()
-        .map(|d| {
-            let here = now30.iter().filter(|p| p.directories.contains(d));
-            let (mut r, mut e, mut n) = (0, 0, 0);
-            for p in here {
-                match p.status {
-                    PersonStatus::Ready => r += 1,
-                    PersonStatus::Expiring => e += 1,
-                    PersonStatus::NotReady => n += 1,
-                }
-            }
-            (d.clone(), r, e, n)
-        })
-        .collect();
+    let mut per_dir: Vec<(String, usize, usize, usize)> = Vec::new();
+    for d in &directories {
+        let c = counts(svc, Some(d), 30).await?;
+        per_dir.push((d.clone(), c.ready, c.expiring, c.not_ready));
+    }
     let jobs = svc.jobs(50).await?;
     let last_apply = jobs.iter().find(|j| j.kind == "apply");
     let who = page.who();
     let content = html! {
         h1 { "Dashboard" }
         div.grid {
-            (stat("people", now30.len(), "", Some("/people")))
-            (stat("ready", count(PersonStatus::Ready), "ready", Some("/people?status=ready")))
-            (stat("not ready", count(PersonStatus::NotReady), warn_if(count(PersonStatus::NotReady), "not-ready"), Some("/people?status=not-ready")))
-            (stat("expiring in 30 days", count(PersonStatus::Expiring), warn_if(count(PersonStatus::Expiring), "expiring"), Some("/people?status=expiring&expiring=30")))
+            (stat("people", now30.total, "", Some("/people")))
+            (stat("ready", now30.ready, "ready", Some("/people?status=ready")))
+            (stat("not ready", now30.not_ready, warn_if(now30.not_ready, "not-ready"), Some("/people?status=not-ready")))
+            (stat("expiring in 30 days", now30.expiring, warn_if(now30.expiring, "expiring"), Some("/people?status=expiring&expiring=30")))
             (stat("expiring in 60 days", e60, warn_if(e60, "expiring"), Some("/people?status=expiring&expiring=60")))
             (stat("expiring in 90 days", e90, warn_if(e90, "expiring"), Some("/people?status=expiring&expiring=90")))
         }
