@@ -46,10 +46,18 @@ impl Screen {
 /// Days before expiry that make a person "expiring".
 pub const EXPIRING_DAYS: u32 = 30;
 
+/// How many people (the first by address) are read and drawn before the whole list: a few
+/// screenfuls of a tall terminal, read at a cost that does not grow with the store.
+pub const FIRST_PEOPLE: usize = 200;
+
 /// Work for the service, spawned by the runner.
 #[derive(Debug, Clone)]
 pub enum Task {
-    LoadPeople,
+    /// Everyone; with `first`, the first that many by address are read and posted first
+    /// ([`Msg::PeopleFirst`]), so the list shows before the whole of it is in.
+    LoadPeople {
+        first: Option<usize>,
+    },
     /// A person's entry and certificates in every configured directory, with lint findings
     /// (the web's person page reads the same).
     Lookup {
@@ -73,6 +81,9 @@ pub enum Task {
 /// What comes back.
 #[derive(Debug)]
 pub enum Msg {
+    /// The first people by address, while the whole list is still loading.
+    PeopleFirst(Vec<PersonRow>),
+    /// Everyone.
     People(Result<Vec<PersonRow>, ServiceError>),
     Lookup {
         address: String,
@@ -115,10 +126,23 @@ pub enum Detail {
     Loaded(Box<PersonDetail>),
 }
 
+/// How much of the People list is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extent {
+    /// Nothing read yet.
+    Nothing,
+    /// The first people by address ([`FIRST_PEOPLE`]); the rest is loading, or failed.
+    First,
+    /// Everyone.
+    All,
+}
+
 #[derive(Debug)]
 pub struct People {
+    /// A read is under way.
     pub loading: bool,
-    /// Every person, in the current sort order.
+    pub extent: Extent,
+    /// The people read (everyone once `extent` is [`Extent::All`]), in the current sort order.
     pub rows: Vec<PersonRow>,
     /// Indices into `rows` that match the filter.
     pub shown: Vec<usize>,
@@ -382,6 +406,7 @@ impl App {
             color,
             people: People {
                 loading: true,
+                extent: Extent::Nothing,
                 rows: Vec::new(),
                 shown: Vec::new(),
                 filter: String::new(),
@@ -449,7 +474,9 @@ impl App {
 
     /// The tasks to start with.
     pub fn start(&self) -> Vec<Task> {
-        let mut t = vec![Task::LoadPeople];
+        let mut t = vec![Task::LoadPeople {
+            first: Some(FIRST_PEOPLE),
+        }];
         if matches!(self.plan.view, PlanView::Loading) {
             t.push(Task::LoadPlan);
         }
@@ -697,7 +724,9 @@ impl App {
             Action::Refresh => match self.screen {
                 Screen::People => {
                     self.people.loading = true;
-                    return vec![Task::LoadPeople];
+                    // A whole list stays on screen while it is read again.
+                    let first = (self.people.extent != Extent::All).then_some(FIRST_PEOPLE);
+                    return vec![Task::LoadPeople { first }];
                 }
                 Screen::Plan => {
                     if matches!(self.plan.view, PlanView::NoFile) {
@@ -911,11 +940,16 @@ impl App {
     /// A result from the service.
     pub fn message(&mut self, msg: Msg) -> Vec<Task> {
         match msg {
+            // Late for a whole list already in (a refresh's first part): dropped.
+            Msg::PeopleFirst(_) if self.people.extent == Extent::All => {}
+            Msg::PeopleFirst(rows) => {
+                self.people.extent = Extent::First;
+                self.replace_people(rows);
+            }
             Msg::People(Ok(rows)) => {
                 self.people.loading = false;
-                self.people.rows = rows;
-                self.sort_rows();
-                self.refilter(false);
+                self.people.extent = Extent::All;
+                self.replace_people(rows);
             }
             Msg::People(Err(e)) => {
                 self.people.loading = false;
@@ -1129,6 +1163,26 @@ impl App {
         {
             self.people.selected = pos;
             self.people.offset = pos.saturating_sub(self.page / 2);
+        }
+    }
+
+    /// Puts `rows` in the list, sorted and filtered as the list is now; the selected person
+    /// stays selected (and on the same line of the screen) when the new rows hold them.
+    fn replace_people(&mut self, rows: Vec<PersonRow>) {
+        let keep = self.selected_person().map(|r| r.address.clone());
+        let line = self.people.selected.saturating_sub(self.people.offset);
+        self.people.rows = rows;
+        self.sort_rows();
+        self.refilter(false);
+        if let Some(a) = keep
+            && let Some(pos) = self
+                .people
+                .shown
+                .iter()
+                .position(|i| self.people.rows[*i].address == a)
+        {
+            self.people.selected = pos;
+            self.people.offset = pos.saturating_sub(line);
         }
     }
 

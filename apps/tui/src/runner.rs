@@ -35,8 +35,24 @@ impl Runner {
         let service = self.service.clone();
         let tx = self.tx.clone();
         match task {
-            Task::LoadPeople => {
+            Task::LoadPeople { first } => {
                 tokio::spawn(async move {
+                    if let Some(n) = first {
+                        match service.people_first(n, EXPIRING_DAYS).await {
+                            // Fewer than asked for: that is everyone.
+                            Ok(rows) if rows.len() < n => {
+                                let _ = tx.send(Msg::People(Ok(rows)));
+                                return;
+                            }
+                            Ok(rows) => {
+                                let _ = tx.send(Msg::PeopleFirst(rows));
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Msg::People(Err(e)));
+                                return;
+                            }
+                        }
+                    }
                     let r = service.people_all(EXPIRING_DAYS).await;
                     let _ = tx.send(Msg::People(r));
                 });

@@ -11,8 +11,8 @@ use smimekit_service::deploy::plan::{CertRef, ChangeAction, RemoveReason};
 use smimekit_service::{PersonStatus, RecipientKind};
 
 use crate::app::{
-    Against, App, Detail, Held, ItemRef, KeysState, Load, PlanView, SCREENS, Screen, TrustRow,
-    item_text,
+    Against, App, Detail, Extent, Held, ItemRef, KeysState, Load, PlanView, SCREENS, Screen,
+    TrustRow, item_text,
 };
 use crate::keymap;
 
@@ -165,21 +165,38 @@ fn draw_people(f: &mut Frame<'_>, area: Rect, app: &mut App) {
     ])
     .areas(area);
     let p = &app.people;
-    let mut line = if p.typing || !p.filter.is_empty() {
+    let first = p.extent == Extent::First;
+    // While only the first people are in, the count says so: "of ?" until everyone is.
+    let of = match (first, p.loading) {
+        (false, _) => p.rows.len().to_string(),
+        (true, true) => format!("{} loaded, loading…", p.rows.len()),
+        (true, false) => format!("{} (the first; r reads everyone)", p.rows.len()),
+    };
+    let line = if p.extent == Extent::Nothing && p.loading {
+        " loading people from the store…".to_string()
+    } else if p.typing || !p.filter.is_empty() {
         format!(
-            " /{}{}  {} of {} · sort: {}",
+            " /{}{}  {} of {of} · sort: {}",
             p.filter,
             if p.typing { "_" } else { "" },
             p.shown.len(),
+            p.sort.name()
+        )
+    } else if first && p.loading {
+        format!(
+            " loading… {} of ? people · sort: {}",
+            p.rows.len(),
+            p.sort.name()
+        )
+    } else if first {
+        format!(
+            " the first {} people (reading the rest failed: r retries) · sort: {}",
             p.rows.len(),
             p.sort.name()
         )
     } else {
         format!(" {} people · sort: {}", p.rows.len(), p.sort.name())
     };
-    if p.loading && p.rows.is_empty() {
-        line = " loading people from the store…".into();
-    }
     f.render_widget(Paragraph::new(line), info);
 
     let page = list.height.saturating_sub(1) as usize;
@@ -223,6 +240,27 @@ fn draw_people(f: &mut Frame<'_>, area: Rect, app: &mut App) {
             row
         })
         .collect();
+    // Past the people read so far the list goes on: a line says so under the last row.
+    let end = (rows.len() < page && p.extent == Extent::First).then(|| {
+        let what = if p.loading {
+            format!(
+                "{} loading the rest of the list…",
+                SPINNER[app.tick % SPINNER.len()]
+            )
+        } else {
+            "… the rest could not be read (r retries)".to_string()
+        };
+        // Below the header and the rows drawn.
+        let y = list.y + 1 + rows.len() as u16;
+        (
+            what,
+            Rect {
+                y,
+                height: 1,
+                ..list
+            },
+        )
+    });
     let widths = [
         Constraint::Min(20),
         Constraint::Length(7),
@@ -232,6 +270,12 @@ fn draw_people(f: &mut Frame<'_>, area: Rect, app: &mut App) {
         Constraint::Length(10),
     ];
     f.render_widget(Table::new(rows, widths).header(header), list);
+    if let Some((what, at)) = end {
+        f.render_widget(
+            Paragraph::new(what).style(Style::new().add_modifier(Modifier::DIM)),
+            at,
+        );
+    }
     if detail_h > 0 {
         draw_person_detail(f, detail, app);
     }
@@ -241,10 +285,17 @@ fn draw_person_detail(f: &mut Frame<'_>, area: Rect, app: &App) {
     let block = Block::new().borders(Borders::TOP).title(" detail ");
     let mut lines: Vec<Line<'_>> = Vec::new();
     match app.selected_person() {
-        None => lines.push(Line::raw(if app.people.rows.is_empty() {
-            "Nobody in the inventory yet: lookups and publishes fill it."
-        } else {
-            "Nobody matches the filter."
+        None => lines.push(Line::raw(match app.people.extent {
+            Extent::Nothing if app.people.loading => "Reading the people from the store…",
+            Extent::Nothing => "The people could not be read: r tries again.",
+            Extent::First if app.people.loading => {
+                "Nobody matches the filter among the people read so far; the rest are loading."
+            }
+            Extent::First => "Nobody matches the filter among the people read.",
+            Extent::All if app.people.rows.is_empty() => {
+                "Nobody in the inventory yet: lookups and publishes fill it."
+            }
+            Extent::All => "Nobody matches the filter.",
         })),
         Some(r) => {
             lines.push(Line::from(vec![

@@ -186,6 +186,171 @@ fn sort_cycles_address_status_expiry() {
     );
 }
 
+/// The first people by address, as `people_first` gives them while the whole list loads.
+fn first_part(n: usize) -> Vec<PersonRow> {
+    let mut all = people();
+    all.sort_by(|a, b| a.address.cmp(&b.address));
+    all.truncate(n);
+    all
+}
+
+/// Everyone, with two people the first part did not reach (after "bob" by address).
+fn everyone() -> Vec<PersonRow> {
+    let mut all = people();
+    all.push(person("bea@example.org", PersonStatus::NotReady, None));
+    all.push(person("dave@example.org", PersonStatus::NotReady, None));
+    all.sort_by(|a, b| a.address.cmp(&b.address));
+    all
+}
+
+#[test]
+fn the_first_people_show_while_the_whole_list_loads() {
+    let mut app = App::new(false, false, true);
+    assert!(matches!(
+        app.start().first(),
+        Some(Task::LoadPeople { first: Some(n) }) if *n > 0
+    ));
+    // Before anything is read: loading, and nobody is said to be missing.
+    let s = screen(&mut app);
+    assert!(s.contains("loading people from the store"), "{s}");
+    assert!(!s.contains("Nobody"), "{s}");
+
+    app.message(Msg::PeopleFirst(first_part(2)));
+    let s = screen(&mut app);
+    assert!(
+        s.contains("loading… 2 of ? people") && s.contains("loading the rest of the list"),
+        "{s}"
+    );
+    assert!(
+        s.contains("people…"),
+        "the header's spinner still turns: {s}"
+    );
+    snap("people_first", &s);
+
+    // Down past the people read so far: the last of them stays selected, and the list says
+    // the rest is coming, not that there is nobody more.
+    press(&mut app, "jjjG");
+    assert_eq!(
+        app.selected_person().map(|r| r.address.as_str()),
+        Some("bob@example.org")
+    );
+    let s = screen(&mut app);
+    assert!(s.contains("loading the rest of the list"), "{s}");
+    assert!(!s.contains("Nobody"), "{s}");
+
+    // Everyone arrives: the count is the whole list's, bob is still the one selected.
+    app.message(Msg::People(Ok(everyone())));
+    assert_eq!(
+        app.selected_person().map(|r| r.address.as_str()),
+        Some("bob@example.org")
+    );
+    let s = screen(&mut app);
+    assert!(s.contains(" 5 people · sort: address"), "{s}");
+    assert!(!s.contains("loading"), "{s}");
+    assert!(s.contains("dave@example.org"), "{s}");
+}
+
+#[test]
+fn a_filter_typed_before_the_whole_list_applies_again_when_it_arrives() {
+    let mut app = App::new(false, false, false);
+    app.message(Msg::PeopleFirst(first_part(2)));
+    press(&mut app, "/b");
+    // Among the first two, only bob.
+    let s = screen(&mut app);
+    assert!(s.contains("/b_  1 of 2 loaded, loading…"), "{s}");
+    assert!(s.contains("bob@example.org"), "{s}");
+    snap("people_first_filtered", &s);
+    // A filter that matches nobody yet says the rest is still coming.
+    press(&mut app, "e");
+    let s = screen(&mut app);
+    assert!(s.contains("/be_  0 of 2"), "{s}");
+    assert!(
+        s.contains("the rest are loading") && !s.contains("Nobody matches the filter."),
+        "{s}"
+    );
+    // Everyone arrives while typing: the filter applies to everyone, the line keeps the keys.
+    app.message(Msg::People(Ok(everyone())));
+    assert!(app.people.typing);
+    assert_eq!(app.people.filter, "be");
+    let shown: Vec<&str> = app
+        .people
+        .shown
+        .iter()
+        .map(|i| app.people.rows[*i].address.as_str())
+        .collect();
+    assert_eq!(shown, ["bea@example.org"]);
+    let s = screen(&mut app);
+    assert!(s.contains("/be_  1 of 5 · sort: address"), "{s}");
+    // Backspace widens over everyone.
+    app.key(key(KeyCode::Backspace));
+    assert_eq!(app.people.shown.len(), 2, "'b' matches bea and bob: {s}");
+}
+
+#[test]
+fn sorting_before_the_whole_list_sorts_what_is_there_and_everyone_after() {
+    let mut app = App::new(false, false, false);
+    app.message(Msg::PeopleFirst(first_part(2)));
+    press(&mut app, "s");
+    let order = |app: &App| -> Vec<String> {
+        app.people
+            .shown
+            .iter()
+            .map(|i| app.people.rows[*i].address.clone())
+            .collect()
+    };
+    // By status: not ready first.
+    assert_eq!(order(&app), ["bob@example.org", "alice@example.org"]);
+    app.message(Msg::People(Ok(everyone())));
+    assert_eq!(
+        order(&app),
+        [
+            "bea@example.org",
+            "bob@example.org",
+            "dave@example.org",
+            "carol@example.org",
+            "alice@example.org"
+        ]
+    );
+}
+
+#[test]
+fn a_late_first_part_does_not_replace_the_whole_list_and_refresh_keeps_it_on_screen() {
+    let mut app = loaded(false);
+    app.message(Msg::PeopleFirst(first_part(1)));
+    assert_eq!(app.people.rows.len(), 3);
+    let tasks = press(&mut app, "r");
+    assert!(
+        matches!(tasks.as_slice(), [Task::LoadPeople { first: None }]),
+        "{tasks:?}"
+    );
+    let s = screen(&mut app);
+    assert!(s.contains(" 3 people"), "{s}");
+}
+
+#[test]
+fn the_rest_failing_keeps_the_first_people_and_says_so() {
+    let mut app = App::new(false, false, false);
+    app.message(Msg::PeopleFirst(first_part(2)));
+    app.message(Msg::People(Err(ServiceError::new(
+        ErrorKind::Unavailable,
+        "the store is locked",
+    ))));
+    let s = screen(&mut app);
+    assert!(s.contains("the store is locked"), "{s}");
+    app.key(key(KeyCode::Esc));
+    let s = screen(&mut app);
+    assert!(
+        s.contains("the first 2 people (reading the rest failed: r retries)")
+            && s.contains("the rest could not be read"),
+        "{s}"
+    );
+    // r reads the first part and everyone again.
+    assert!(matches!(
+        press(&mut app, "r").as_slice(),
+        [Task::LoadPeople { first: Some(_) }]
+    ));
+}
+
 #[test]
 fn enter_reads_the_selected_persons_certificates() {
     let mut app = loaded(false);
