@@ -17,15 +17,16 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use smimekit_service::deploy::{self, ApplyRequest, DeploySource, Plan, PlanRequest};
 use smimekit_service::{
-    AuditLogRequest, AuditLogRow, ErrorKind, Named, PeoplePage, PeopleQuery, PeopleSort,
-    PersonDetail, PersonStatus, PublishRequest, PublishResult, Service, ServiceError, TrustResult,
-    UnpublishRequest,
+    AuditLogRequest, AuditLogRow, CaRevokeRequest, CaRevokeResult, CertSummary, ErrorKind,
+    IssuedRecord, Named, PeoplePage, PeopleQuery, PeopleSort, PersonDetail, PersonStatus,
+    PublishRequest, PublishResult, RevocationReason, RevokeTarget, Service, ServiceError,
+    TrustPushRequest, TrustResult, UnpublishRequest,
 };
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{self, Operator, Viewer};
+use crate::auth::{self, Admin, Operator, Viewer};
 use crate::jobs::{JobEnd, WebJob};
 use crate::{AppError, AppState};
 
@@ -47,7 +48,9 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(person))
         .routes(routes!(publish_certificate))
         .routes(routes!(unpublish_certificate))
-        .routes(routes!(trust))
+        .routes(routes!(trust, trust_push))
+        .routes(routes!(ca_issued))
+        .routes(routes!(ca_revoke))
         .routes(routes!(job))
         .routes(routes!(job_events))
         .routes(routes!(job_cancel))
@@ -438,6 +441,197 @@ pub async fn trust(
         trust_chains(
             &user.service,
             p.directory.as_deref().filter(|s| !s.is_empty()),
+        )
+        .await?,
+    ))
+}
+
+/// Where to push a trust chain, and whether only to preview it.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrustPushParams {
+    /// The directory (default: the first configured).
+    pub directory: Option<String>,
+    /// Only say what the push would change (nothing is written).
+    #[serde(default)]
+    pub preview: bool,
+}
+
+/// A trust push (or its preview): the chain before → after, and whether it was written.
+#[derive(Debug, Serialize)]
+pub struct TrustPushAnswer {
+    pub pushed: bool,
+    #[serde(flatten)]
+    pub change: TrustResult,
+}
+
+/// Data function: what pushing `upload` as `directory`'s trust chain would change (every
+/// certificate in it must be a CA certificate; a private key is refused).
+pub async fn trust_change(
+    service: &Service,
+    directory: Option<&str>,
+    upload: &Named<Vec<u8>>,
+) -> Result<TrustResult, AppError> {
+    certificates_only(service, upload)?;
+    let mut new: Vec<CertSummary> = Vec::new();
+    for c in service.certificates(upload)? {
+        let c = service.summarize(&c);
+        if !c.is_ca {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{}: {} is not a CA certificate; the trust chain holds roots and intermediates",
+                    upload.name, c.subject
+                ),
+            ));
+        }
+        if !new.iter().any(|n| n.sha1_thumbprint == c.sha1_thumbprint) {
+            new.push(c);
+        }
+    }
+    let current = service.trust_show(directory).await?;
+    let old = current.certificates;
+    let has = |v: &[CertSummary], c: &CertSummary| {
+        v.iter().any(|o| o.sha1_thumbprint == c.sha1_thumbprint)
+    };
+    Ok(TrustResult {
+        directory: current.directory,
+        added: new.iter().filter(|c| !has(&old, c)).cloned().collect(),
+        kept: new.iter().filter(|c| has(&old, c)).cloned().collect(),
+        removed: old.iter().filter(|c| !has(&new, c)).cloned().collect(),
+        certificates: new,
+    })
+}
+
+/// Replace a directory's trust chain with the uploaded CA certificates (multipart field
+/// `certificate`: PEM, DER, PKCS#7 or `.sst`; or JSON `{"pem": …}`), checked by reading back;
+/// `preview=true` only says what would change. Admin; a push that removes certificates from
+/// the chain needs a sign-in or re-authentication within the last 10 minutes.
+#[utoipa::path(post, path = "/api/v1/trust", tag = "trust", params(TrustPushParams),
+    request_body(content = PemUpload, description = "JSON {\"pem\"}, or multipart/form-data with a `certificate` field (PEM, DER, PKCS#7 or .sst)"),
+    responses((status = 200, description = "pushed, and the chain's change: added, kept, removed, certificates (TrustResult)", body = Object),
+        (status = 403, description = "Not an admin, no CSRF token, or re-authentication needed (code `reauth`)"),
+        (status = 422, description = "Not certificates, a private key, or a certificate that is not a CA")))]
+pub async fn trust_push(
+    user: Admin,
+    Query(p): Query<TrustPushParams>,
+    CertUpload(upload): CertUpload,
+) -> Result<Json<TrustPushAnswer>, AppError> {
+    let directory = p.directory.filter(|s| !s.is_empty());
+    let change = trust_change(&user.service, directory.as_deref(), &upload).await?;
+    if p.preview {
+        return Ok(Json(TrustPushAnswer {
+            pushed: false,
+            change,
+        }));
+    }
+    if !change.removed.is_empty() {
+        user.require_recent_auth()?;
+    }
+    let change = user
+        .service
+        .trust_push(&TrustPushRequest {
+            files: vec![upload],
+            directory,
+        })
+        .await?;
+    Ok(Json(TrustPushAnswer {
+        pushed: true,
+        change,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// CA
+
+/// A smimekit CA folder on the server.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CaDirParam {
+    /// The CA folder (as `smimekit ca init --dir` made it).
+    pub dir: String,
+}
+
+/// A CA refusal as the web says it: a locked key means its password belongs on the server.
+pub(crate) fn ca_error(e: ServiceError) -> AppError {
+    if matches!(e.kind, ErrorKind::Locked { .. }) {
+        return AppError::new(
+            StatusCode::CONFLICT,
+            "the CA key is locked: its password is configured on the server (SMIMEKIT_PASSWORD or the key store's own source), never sent from the browser",
+        );
+    }
+    AppError::from(e)
+}
+
+/// Data function: what a CA issued, revoked or not.
+pub async fn issued_by(service: &Service, dir: &str) -> Result<Vec<IssuedRecord>, AppError> {
+    service.ca_issued(Path::new(dir)).await.map_err(ca_error)
+}
+
+/// The certificates a CA issued (serial, address, validity, revocation). Admin.
+#[utoipa::path(get, path = "/api/v1/ca/issued", tag = "ca", params(CaDirParam),
+    responses((status = 200, description = "The issued records (IssuedRecord), oldest first", body = Object),
+        (status = 403, description = "Not an admin")))]
+pub async fn ca_issued(
+    user: Admin,
+    Query(p): Query<CaDirParam>,
+) -> Result<Json<Vec<IssuedRecord>>, AppError> {
+    Ok(Json(issued_by(&user.service, &p.dir).await?))
+}
+
+/// A revocation.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RevokeBody {
+    /// The CA folder on the server.
+    pub dir: String,
+    /// The serial in hex (colons and case ignored), as `GET /api/v1/ca/issued` lists it.
+    pub serial: String,
+    /// `unspecified` (default), `key-compromise`, `affiliation-changed`, `superseded` or
+    /// `cessation-of-operation`.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Data function: revokes a certificate this CA issued (it is in the next CRL).
+pub async fn revoke_serial(
+    service: &Service,
+    dir: &str,
+    serial: &str,
+    reason: &str,
+) -> Result<CaRevokeResult, AppError> {
+    let reason = match reason {
+        "" => RevocationReason::Unspecified,
+        r => RevocationReason::from_name(r).ok_or_else(|| {
+            AppError::bad_request(format!("reason {r:?}: not a revocation reason"))
+        })?,
+    };
+    service
+        .ca_revoke(&CaRevokeRequest {
+            dir: dir.into(),
+            target: RevokeTarget::Serial(serial.to_string()),
+            reason,
+        })
+        .await
+        .map_err(ca_error)
+}
+
+/// Revoke a certificate the CA issued, by serial; sign a new CRL (the CA page) so that
+/// clients learn of it. Admin; needs a sign-in or re-authentication within the last 10 minutes.
+#[utoipa::path(post, path = "/api/v1/ca/revoke", tag = "ca", request_body = RevokeBody,
+    responses((status = 200, description = "Revoked (CaRevokeResult: serial, email, revoked_at, reason)", body = Object),
+        (status = 400, description = "Not a serial this CA issued, already revoked, or not a reason"),
+        (status = 403, description = "Not an admin, no CSRF token, or re-authentication needed (code `reauth`)")))]
+pub async fn ca_revoke(
+    user: Admin,
+    Json(body): Json<RevokeBody>,
+) -> Result<Json<CaRevokeResult>, AppError> {
+    user.require_recent_auth()?;
+    Ok(Json(
+        revoke_serial(
+            &user.service,
+            &body.dir,
+            &body.serial,
+            body.reason.as_deref().unwrap_or(""),
         )
         .await?,
     ))

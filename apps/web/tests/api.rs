@@ -208,6 +208,9 @@ async fn the_openapi_document_names_every_route_of_the_api() {
             "/api/v1/people/{address}/certificates/{thumbprint}",
         ),
         ("get", "/api/v1/trust"),
+        ("post", "/api/v1/trust"),
+        ("get", "/api/v1/ca/issued"),
+        ("post", "/api/v1/ca/revoke"),
         ("post", "/api/v1/plan"),
         ("post", "/api/v1/apply"),
         ("get", "/api/v1/jobs/{id}"),
@@ -220,7 +223,7 @@ async fn the_openapi_document_names_every_route_of_the_api() {
             "{method} {path} is not in the OpenAPI document"
         );
     }
-    assert_eq!(have.len(), 15, "{have:?}");
+    assert_eq!(have.len(), 18, "{have:?}");
     // Every documented route is served (an anonymous request is refused, not 404/405), and
     // the document served is the one built from the routes.
     for (method, path) in &have {
@@ -270,7 +273,7 @@ async fn every_route_but_healthz_and_login_refuses_an_anonymous_request() {
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
         checked += 1;
     }
-    assert_eq!(checked, 15);
+    assert_eq!(checked, 18);
     let res = send(&f, req(Method::GET, "/healthz", None, false, None)).await;
     assert_eq!(res.status(), StatusCode::OK);
 }
@@ -882,4 +885,340 @@ async fn an_uploaded_deploy_file_is_planned_and_applied_as_a_watched_job() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// A CA in a temp folder (its key's password given here, as the server's own source would)
+/// that issued a certificate for alice@example.org: the folder and the serial.
+async fn ca_with_one_issued(f: &Fixture) -> (String, String) {
+    let dir = f._tmp.path().join("ca");
+    let secret = || smimekit_service::Secret::new(b"ca password".to_vec());
+    f.service
+        .ca_init(&smimekit_service::CaInitRequest {
+            dir: dir.clone(),
+            name: "Web API Test".into(),
+            key_type: smimekit_service::CaKeyType::P256,
+            secret: secret(),
+            crl_url: None,
+        })
+        .await
+        .unwrap();
+    f.service
+        .ca_issue(&smimekit_service::CaIssueRequest {
+            dir: dir.clone(),
+            ca_secret: Some(secret()),
+            source: smimekit_service::IssueSource::Generate {
+                email: "alice@example.org".into(),
+                key_type: smimekit_service::CaKeyType::P256,
+                p12_name: "alice.p12".into(),
+                p12_secret: smimekit_service::Secret::new(b"p12 password".to_vec()),
+                legacy: false,
+            },
+            days: 365,
+            renew: false,
+        })
+        .await
+        .unwrap();
+    let issued = f.service.ca_issued(&dir).await.unwrap();
+    (dir.display().to_string(), issued[0].serial.clone())
+}
+
+async fn revoked_at(f: &Fixture, dir: &str) -> Option<i64> {
+    f.service
+        .ca_issued(std::path::Path::new(dir))
+        .await
+        .unwrap()[0]
+        .revoked_at
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_revokes_what_the_ca_issued_after_reauthenticating() {
+    let f = fixture().await;
+    let (dir, serial) = ca_with_one_issued(&f).await;
+    let issued = format!("/api/v1/ca/issued?dir={}", dir.replace('/', "%2F"));
+    let revoke =
+        |reason: &str| serde_json::json!({ "dir": dir, "serial": serial, "reason": reason });
+    // A viewer and an operator may neither list nor revoke.
+    for name in ["vic", "otto"] {
+        let who = sign_in(&f, name).await;
+        let res = send(&f, req(Method::GET, &issued, Some(&who), false, None)).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{name}");
+        let res = send(
+            &f,
+            req(
+                Method::POST,
+                "/api/v1/ca/revoke",
+                Some(&who),
+                true,
+                Some(revoke("key-compromise")),
+            ),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{name}");
+        assert_eq!(body_json(res).await["error"], "this needs the admin role");
+    }
+    let ada = sign_in(&f, "ada").await;
+    let res = send(&f, req(Method::GET, &issued, Some(&ada), false, None)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let list = body_json(res).await;
+    assert_eq!(list[0]["serial"], serial.as_str(), "{list}");
+    assert_eq!(list[0]["email"], "alice@example.org", "{list}");
+    assert!(list[0]["revoked_at"].is_null(), "{list}");
+    // Without the CSRF token: refused.
+    let res = send(
+        &f,
+        req(
+            Method::POST,
+            "/api/v1/ca/revoke",
+            Some(&ada),
+            false,
+            Some(revoke("key-compromise")),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(revoked_at(&f, &dir).await, None);
+    // More than 10 minutes after signing in: re-authentication first.
+    f.now.store(T0 + 601, Ordering::SeqCst);
+    let res = send(
+        &f,
+        req(
+            Method::POST,
+            "/api/v1/ca/revoke",
+            Some(&ada),
+            true,
+            Some(revoke("key-compromise")),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(body_json(res).await["code"], "reauth");
+    assert_eq!(revoked_at(&f, &dir).await, None);
+    let res = send(
+        &f,
+        req(
+            Method::POST,
+            "/api/v1/reauth",
+            Some(&ada),
+            true,
+            Some(serde_json::json!({ "password": "correct horse" })),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (res, body) = body_json_keep(res).await;
+    let fresh = who_from(&res, &body);
+    // Not a reason: refused, nothing revoked.
+    let res = send(
+        &f,
+        req(
+            Method::POST,
+            "/api/v1/ca/revoke",
+            Some(&fresh),
+            true,
+            Some(revoke("boredom")),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(revoked_at(&f, &dir).await, None);
+    let res = send(
+        &f,
+        req(
+            Method::POST,
+            "/api/v1/ca/revoke",
+            Some(&fresh),
+            true,
+            Some(revoke("key-compromise")),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let r = body_json(res).await;
+    assert_eq!(r["serial"], serial.as_str(), "{r}");
+    assert_eq!(r["reason"], "key-compromise", "{r}");
+    assert_eq!(revoked_at(&f, &dir).await, Some(T0 + 601));
+    // Twice, or a serial it never issued: refused.
+    for s in [serial.as_str(), "0BADC0DE"] {
+        let res = send(
+            &f,
+            req(
+                Method::POST,
+                "/api/v1/ca/revoke",
+                Some(&fresh),
+                true,
+                Some(serde_json::json!({ "dir": dir, "serial": s })),
+            ),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{s}");
+    }
+    let rows: Vec<_> = audit_rows(&f)
+        .await
+        .into_iter()
+        .filter(|r| r.operation == "ca-revoke")
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].actor.as_str(), rows[0].address.as_str()),
+        ("ada", "alice@example.org")
+    );
+    assert!(rows[0].result.contains(&serial), "{:?}", rows[0]);
+}
+
+async fn trust_len(f: &Fixture) -> usize {
+    f.service
+        .trust_show(Some("local"))
+        .await
+        .unwrap()
+        .certificates
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_pushes_a_trust_chain_and_a_removal_needs_reauthentication() {
+    let f = fixture().await;
+    let chain = pki("chain.pem");
+    let otto = sign_in(&f, "otto").await;
+    let res = send(
+        &f,
+        multipart("/api/v1/trust", &otto, "certificate", "chain.pem", &chain),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let ada = sign_in(&f, "ada").await;
+    // The preview writes nothing.
+    let res = send(
+        &f,
+        multipart(
+            "/api/v1/trust?directory=local&preview=true",
+            &ada,
+            "certificate",
+            "chain.pem",
+            &chain,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let p = body_json(res).await;
+    assert_eq!(
+        (p["pushed"].as_bool(), p["added"].as_array().map(Vec::len)),
+        (Some(false), Some(2)),
+        "{p}"
+    );
+    assert_eq!(trust_len(&f).await, 0);
+    // Without the CSRF token: refused.
+    let mut r = multipart(
+        "/api/v1/trust?directory=local",
+        &ada,
+        "certificate",
+        "chain.pem",
+        &chain,
+    );
+    r.headers_mut().remove(CSRF_HEADER);
+    assert_eq!(send(&f, r).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(trust_len(&f).await, 0);
+    let res = send(
+        &f,
+        multipart(
+            "/api/v1/trust?directory=local",
+            &ada,
+            "certificate",
+            "chain.pem",
+            &chain,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let p = body_json(res).await;
+    assert_eq!(p["pushed"], true, "{p}");
+    assert_eq!(p["directory"], "local", "{p}");
+    assert_eq!(trust_len(&f).await, 2);
+    // A leaf is not a trust chain; a private key never goes to the server.
+    let alice = String::from_utf8(pki("alice.pem")).unwrap();
+    let key = String::from_utf8(pki("alice.key")).unwrap();
+    for pem in [alice, key] {
+        let res = send(
+            &f,
+            req(
+                Method::POST,
+                "/api/v1/trust?directory=local",
+                Some(&ada),
+                true,
+                Some(serde_json::json!({ "pem": pem })),
+            ),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    assert_eq!(trust_len(&f).await, 2);
+    // Later than 10 minutes: the same chain again removes nothing and needs no password; the
+    // root alone removes the intermediate and does.
+    f.now.store(T0 + 601, Ordering::SeqCst);
+    let res = send(
+        &f,
+        multipart(
+            "/api/v1/trust?directory=local",
+            &ada,
+            "certificate",
+            "chain.pem",
+            &chain,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        body_json(res).await["kept"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let root = pki("root.pem");
+    let res = send(
+        &f,
+        multipart(
+            "/api/v1/trust?directory=local",
+            &ada,
+            "certificate",
+            "root.pem",
+            &root,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(body_json(res).await["code"], "reauth");
+    assert_eq!(trust_len(&f).await, 2);
+    let res = send(
+        &f,
+        req(
+            Method::POST,
+            "/api/v1/reauth",
+            Some(&ada),
+            true,
+            Some(serde_json::json!({ "password": "correct horse" })),
+        ),
+    )
+    .await;
+    let (res, body) = body_json_keep(res).await;
+    let fresh = who_from(&res, &body);
+    let res = send(
+        &f,
+        multipart(
+            "/api/v1/trust?directory=local",
+            &fresh,
+            "certificate",
+            "root.pem",
+            &root,
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let p = body_json(res).await;
+    assert_eq!(p["removed"].as_array().map(Vec::len), Some(1), "{p}");
+    assert_eq!(trust_len(&f).await, 1);
+    assert_eq!(
+        audit_rows(&f)
+            .await
+            .iter()
+            .filter(|r| r.operation == "trust-push" && r.actor == "ada")
+            .count(),
+        3
+    );
 }

@@ -1033,8 +1033,25 @@ impl Service {
             revoked_at: rfc3339(now),
             reason: req.reason,
         };
+        let thumbprint = record.sha1_thumbprint.clone();
         ca.save_state().await?;
         ca.close().await;
+        // The audit row: the CA (its folder) as the directory, the certificate as `before`.
+        self.audit_change(
+            "ca-revoke",
+            &format!("ca:{}", req.dir.display()),
+            &result.email,
+            vec![thumbprint],
+            Vec::new(),
+            format!("ok (serial {}, reason {:?})", result.serial, req.reason),
+        )
+        .await
+        .map_err(|e| {
+            e.context(format!(
+                "serial {} revoked, but recording it in the audit log",
+                result.serial
+            ))
+        })?;
         Ok(result)
     }
 

@@ -208,9 +208,17 @@ pub(crate) async fn trust(page: Page<ViewerRole>) -> PageResult {
     Ok(frame(&who, "Trust", "/trust", content).into_response())
 }
 
-/// Reads the trust form: the chain's file (name, bytes) and the directory.
-async fn trust_form(mut form: Multipart) -> Result<(Named<Vec<u8>>, String), AppError> {
-    let (mut file, mut directory) = (None, String::new());
+/// The trust form: the chain's file (name, bytes), the directory, and the password when the
+/// push removes certificates and the sign-in is not recent.
+struct TrustForm {
+    file: Named<Vec<u8>>,
+    directory: String,
+    password: String,
+}
+
+/// Reads the trust form.
+async fn trust_form(mut form: Multipart) -> Result<TrustForm, AppError> {
+    let (mut file, mut directory, mut password) = (None, String::new(), String::new());
     while let Some(field) = form
         .next_field()
         .await
@@ -239,18 +247,25 @@ async fn trust_form(mut form: Multipart) -> Result<(Named<Vec<u8>>, String), App
                 }
             }
             "directory" => directory = field.text().await.unwrap_or_default(),
+            "password" => password = field.text().await.unwrap_or_default(),
             _ => {}
         }
     }
     let file = file
         .filter(|f| !f.data.is_empty())
         .ok_or_else(|| AppError::bad_request("choose the chain's file"))?;
-    Ok((file, directory))
+    Ok(TrustForm {
+        file,
+        directory,
+        password,
+    })
 }
 
 /// What pushing the uploaded chain would change (before → after), with a form to confirm.
 pub(crate) async fn trust_preview(page: Page<AdminRole>, form: Multipart) -> PageResult {
-    let (file, directory) = trust_form(form).await?;
+    let TrustForm {
+        file, directory, ..
+    } = trust_form(form).await?;
     api::certificates_only(page.service(), &file)?;
     let svc = page.service();
     let new: Vec<CertSummary> = svc
@@ -282,6 +297,11 @@ pub(crate) async fn trust_preview(page: Page<AdminRole>, form: Multipart) -> Pag
                 input type="hidden" name="chain_b64" value=(base64::engine::general_purpose::STANDARD.encode(&file.data));
                 input type="hidden" name="name" value=(file.name);
                 input type="hidden" name="directory" value=(directory);
+                @if old.iter().any(|c| !in_new(c)) && page.needs_reauth() {
+                    label { "Your password (this removes certificates, and you signed in more than 10 minutes ago)"
+                        input type="password" name="password" autocomplete="current-password" required;
+                    }
+                }
                 div.row {
                     button type="submit" { "Push this chain" }
                     a.button.secondary href="/trust" { "Cancel" }
@@ -292,16 +312,37 @@ pub(crate) async fn trust_preview(page: Page<AdminRole>, form: Multipart) -> Pag
     Ok(frame(&who, "Trust preview", "/trust", content).into_response())
 }
 
-pub(crate) async fn trust_push(page: Page<AdminRole>, form: Multipart) -> PageResult {
-    let (file, directory) = trust_form(form).await?;
-    api::certificates_only(page.service(), &file)?;
+/// Pushes the previewed chain; one that removes certificates asks for a recent sign-in (or the
+/// password, given on the preview) first, as the JSON route does.
+pub(crate) async fn trust_push(
+    State(state): State<Arc<AppState>>,
+    page: Page<AdminRole>,
+    ClientAddr(peer): ClientAddr,
+    form: Multipart,
+) -> PageResult {
+    let TrustForm {
+        file,
+        directory,
+        password,
+    } = trust_form(form).await?;
+    let directory = Some(directory).filter(|d| !d.is_empty());
+    let change = api::trust_change(page.service(), directory.as_deref(), &file).await?;
+    let (page, cookie) = if change.removed.is_empty() {
+        (page, None)
+    } else {
+        super::recent_auth(&state, page, &peer, password).await?
+    };
     page.service()
         .trust_push(&TrustPushRequest {
             files: vec![file],
-            directory: Some(directory).filter(|d| !d.is_empty()),
+            directory,
         })
         .await?;
-    Ok(Redirect::to("/trust").into_response())
+    let mut res = Redirect::to("/trust").into_response();
+    if let Some(c) = cookie {
+        res.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    Ok(res)
 }
 
 #[derive(Deserialize, Default)]
@@ -315,17 +356,6 @@ pub(crate) struct CaParams {
 
 fn ca_link(dir: &str) -> String {
     format!("/ca?dir={}", super::people::q(dir))
-}
-
-/// A CA refusal as the page says it: a locked key means its password belongs on the server.
-fn ca_error(e: smimekit_service::ServiceError) -> AppError {
-    if matches!(e.kind, smimekit_service::ErrorKind::Locked { .. }) {
-        return AppError::new(
-            StatusCode::CONFLICT,
-            "the CA key is locked: its password is configured on the server (SMIMEKIT_PASSWORD or the key store's own source), never sent from the browser",
-        );
-    }
-    AppError::from(e)
 }
 
 fn ca_markup(
@@ -414,12 +444,7 @@ async fn ca_issued(
     if dir.is_empty() || !page.who().may(Role::Admin) {
         return None;
     }
-    Some(
-        page.service()
-            .ca_issued(std::path::Path::new(dir))
-            .await
-            .map_err(ca_error),
-    )
+    Some(api::issued_by(page.service(), dir).await)
 }
 
 pub(crate) async fn ca(page: Page<ViewerRole>, Query(p): Query<CaParams>) -> PageResult {
@@ -493,16 +518,7 @@ pub(crate) async fn ca_revoke(
             return Ok((e.status, frame(&who, "Revoke", "/ca", body)).into_response());
         }
     };
-    let reason = smimekit_service::RevocationReason::from_name(&f.reason).ok_or_else(|| {
-        AppError::bad_request(format!("reason {:?}: not a revocation reason", f.reason))
-    })?;
-    svc.ca_revoke(&smimekit_service::CaRevokeRequest {
-        dir: f.dir.clone().into(),
-        target: smimekit_service::RevokeTarget::Serial(f.serial.clone()),
-        reason,
-    })
-    .await
-    .map_err(ca_error)?;
+    api::revoke_serial(&svc, &f.dir, &f.serial, &f.reason).await?;
     let mut res = Redirect::to(&format!("{}&ok=revoked", ca_link(&f.dir))).into_response();
     if let Some(c) = cookie {
         res.headers_mut().insert(header::SET_COOKIE, c);
@@ -588,7 +604,7 @@ pub(crate) async fn ca_issue(page: Page<AdminRole>, mut form: Multipart) -> Page
             "application/x-pem-file",
             r.pem.into_bytes(),
         ),
-        Err(e) => Err(PageError(ca_error(e))),
+        Err(e) => Err(PageError(api::ca_error(e))),
     }
 }
 
@@ -612,7 +628,7 @@ pub(crate) async fn ca_crl(
             days: f.days.unwrap_or(7),
         })
         .await
-        .map_err(ca_error)?;
+        .map_err(api::ca_error)?;
     download("ca.crl.pem", "application/x-pem-file", crl.pem.into_bytes())
 }
 
