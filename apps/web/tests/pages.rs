@@ -913,6 +913,66 @@ async fn an_admin_previews_a_trust_chain_before_pushing_it() {
     )
     .await;
     assert!(text(res).await.contains("holds no CA certificate"));
+    // Later than 10 minutes after signing in, a push that removes a certificate (the root
+    // alone: the intermediate goes) asks for the password on the preview and checks it.
+    f.now.store(T0 + 601, Ordering::SeqCst);
+    let root = pki("root.pem");
+    let res = send(
+        &f,
+        ada.multipart(
+            "/trust/preview",
+            &[
+                ("chain", Some("root.pem"), &root),
+                ("directory", None, b"local"),
+            ],
+            true,
+        ),
+    )
+    .await;
+    let page = text(res).await;
+    assert_eq!(page.matches(">removed<").count(), 1, "{page}");
+    assert!(page.contains("name=\"password\""), "{page}");
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &root);
+    let push = |password: &'static [u8]| {
+        ada.multipart(
+            "/trust/push",
+            &[
+                ("chain_b64", None, b64.as_bytes()),
+                ("name", None, b"root.pem"),
+                ("directory", None, b"local"),
+                ("password", None, password),
+            ],
+            true,
+        )
+    };
+    for (password, status) in [
+        (&b""[..], StatusCode::FORBIDDEN),
+        (b"wrong guess", StatusCode::FORBIDDEN),
+    ] {
+        let res = send(&f, push(password)).await;
+        assert_eq!(res.status(), status);
+        assert_eq!(
+            f.service
+                .trust_show(Some("local"))
+                .await
+                .unwrap()
+                .certificates
+                .len(),
+            2
+        );
+    }
+    let res = send(&f, push(b"correct horse")).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{}", text(res).await);
+    assert!(res.headers().contains_key(header::SET_COOKIE));
+    assert_eq!(
+        f.service
+            .trust_show(Some("local"))
+            .await
+            .unwrap()
+            .certificates
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
