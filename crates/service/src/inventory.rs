@@ -7,10 +7,11 @@
 //! `userSMIMECertificate`); `smimekit inventory` queries the store only, never the directories.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use serde::Serialize;
 use smimekit_core::store::{CertFacts, InventoryQuery, Sighting};
-use smimekit_core::{CertDer, Mailbox, RecipientKind, RecipientValues};
+use smimekit_core::{CertDer, Mailbox, RecipientKind, RecipientValues, SignatureVerifier};
 use smimekit_pki::certinfo;
 
 use crate::certs::rfc3339;
@@ -119,26 +120,7 @@ impl Service {
     /// The inventory's facts of a certificate; `None` for one that cannot be read (the
     /// inventory lists certificates, and an unreadable value has no facts to list).
     pub(crate) fn cert_facts(&self, cert: &CertDer, attribute: Option<&str>) -> Option<CertFacts> {
-        let info = certinfo::parse(cert).ok()?;
-        let key_type = certinfo::spki_der(cert)
-            .ok()
-            .and_then(|spki| self.engine().verifier.public_key_info(&spki).ok())
-            .map(|k| match (k.algorithm.as_str(), k.curve) {
-                (_, Some(curve)) => curve.replace('-', "").to_ascii_lowercase(),
-                (alg, None) => format!("{alg}{}", k.bits),
-            })
-            .unwrap_or_else(|| info.public_key_algorithm.clone());
-        Some(CertFacts {
-            sha1: info.sha1_thumbprint,
-            sha256: info.sha256_fingerprint,
-            subject: info.subject,
-            issuer: info.issuer,
-            serial: info.serial_hex,
-            not_before: info.not_before,
-            not_after: info.not_after,
-            key_type,
-            source_attribute: attribute.map(String::from),
-        })
+        cert_facts(self.engine().verifier, cert, attribute)
     }
 
     /// Records what a directory holds for an address (all of it: others are marked gone);
@@ -299,5 +281,59 @@ impl Service {
             .inventory_record(&sightings)
             .await
             .map_err(store_error)
+    }
+}
+
+/// The inventory's facts of a certificate (see [`Service::cert_facts`]).
+fn cert_facts(
+    verifier: &dyn SignatureVerifier,
+    cert: &CertDer,
+    attribute: Option<&str>,
+) -> Option<CertFacts> {
+    let info = certinfo::parse(cert).ok()?;
+    let key_type = certinfo::spki_der(cert)
+        .ok()
+        .and_then(|spki| verifier.public_key_info(&spki).ok())
+        .map(|k| match (k.algorithm.as_str(), k.curve) {
+            (_, Some(curve)) => curve.replace('-', "").to_ascii_lowercase(),
+            (alg, None) => format!("{alg}{}", k.bits),
+        })
+        .unwrap_or_else(|| info.public_key_algorithm.clone());
+    Some(CertFacts {
+        sha1: info.sha1_thumbprint,
+        sha256: info.sha256_fingerprint,
+        subject: info.subject,
+        issuer: info.issuer,
+        serial: info.serial_hex,
+        not_before: info.not_before,
+        not_after: info.not_after,
+        key_type,
+        source_attribute: attribute.map(String::from),
+    })
+}
+
+/// The inventory's facts of certificates, each distinct certificate parsed once: a plan
+/// records listings of several directories holding the same certificates.
+#[derive(Debug, Default)]
+pub(crate) struct FactsCache {
+    seen: Mutex<HashMap<CertDer, Option<CertFacts>>>,
+}
+
+impl FactsCache {
+    /// The facts of `cert` (no source attribute), as [`Service::cert_facts`] gives them.
+    pub(crate) fn facts(
+        &self,
+        verifier: &dyn SignatureVerifier,
+        cert: &CertDer,
+    ) -> Option<CertFacts> {
+        // A poisoned map (a panic while inserting) is only a cache: compute again.
+        if let Some(known) = self.seen.lock().ok().and_then(|s| s.get(cert).cloned()) {
+            return known;
+        }
+        let facts = cert_facts(verifier, cert, None);
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(cert.clone(), facts.clone());
+        }
+        facts
     }
 }

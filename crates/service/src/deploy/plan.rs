@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use smimekit_core::store::ManagedCert;
+use smimekit_core::store::{CertFacts, ManagedCert, Sighting};
 use smimekit_core::{
     CertDer, Directory, DirectoryError, EngineError, Mailbox, PublicKeyInfo, Recipient,
     RecipientKind, SignatureScheme, SignatureVerifier,
@@ -27,6 +27,7 @@ use smimekit_pki::lint::{self, LintOptions, Profile, Severity};
 
 use super::spec::{Desired, Person, Unmanaged};
 use crate::certs::rfc3339;
+use crate::inventory::FactsCache;
 use crate::store::store_error;
 use crate::{ErrorKind, Service, ServiceError};
 
@@ -696,38 +697,71 @@ impl Service {
                 known.insert(m.thumbprint.clone(), m.certificate.clone());
             }
         }
-        // A person in several directories holding the same certificates is judged once, and
-        // the CA certificates above them all are verified once.
-        let verifier = Remembering::new(self.engine().verifier);
+        // Readiness (lint and chain checks, CPU work for thousands of people) runs on the
+        // blocking pool while the directories are read. What each person is to hold is judged
+        // against the organisation's chain before any directory answers: it is what a
+        // converged directory leaves them with, and any other holding is judged once read. A
+        // person in several directories holding the same certificates is judged once, and the
+        // CA certificates above them all are verified once.
+        let verifier = Arc::new(Remembering::new(self.engine().verifier));
+        let mut asked: HashSet<ReadyKey> = HashSet::new();
+        let mut early = Vec::new();
+        if !trust.is_empty() {
+            let anchors = Arc::new(trust.clone());
+            let anchors_key = trust_key(&trust);
+            let jobs: Vec<ReadyJob> = desired
+                .people
+                .iter()
+                .filter_map(|p| {
+                    let certs = wanted.get(&p.address.key())?;
+                    let key = ready_key(&p.address, certs, &anchors_key);
+                    asked.insert(key.clone()).then(|| ReadyJob {
+                        key,
+                        address: p.address.clone(),
+                        certs: certs.clone(),
+                        anchors: anchors.clone(),
+                    })
+                })
+                .collect();
+            early = spawn_readiness(verifier.clone(), jobs, now);
+        }
+        // The directories are read one after another; what a listing held is recorded in the
+        // inventory meanwhile (each distinct certificate's facts computed once).
+        let facts = Arc::new(FactsCache::default());
+        let mut recording = Vec::new();
+        let reads = self
+            .read_for_plan_all(req, &managed_by, &known, &replace, &facts, &mut recording)
+            .await;
+        // A plan that failed still leaves what it read in the inventory.
+        for r in recording {
+            // A record task that panicked only lost a cache update.
+            if let Err(e) = r.await {
+                tracing::warn!(error = %e, "plan: the inventory was not updated");
+            }
+        }
+        let reads = reads?;
+
         let renewing: HashSet<&str> = issue.iter().map(|s| s.address.as_str()).collect();
-        let mut ready_cache: HashMap<(String, String, String), Readiness> = HashMap::new();
+        let mut ready_cache: HashMap<ReadyKey, Readiness> = HashMap::new();
+        for answers in early {
+            ready_cache.extend(joined(answers).await?);
+        }
         let mut directories = Vec::new();
         let mut summary = PlanSummary {
             issue: issue.iter().filter(|s| s.action == "issue").count(),
             renew: issue.iter().filter(|s| s.action == "renew").count(),
             ..PlanSummary::default()
         };
-        for name in self.deploy_directories(desired)? {
-            let dir = self.open_directory(&name).await?;
-            let people: Vec<&Person> = desired
-                .people
-                .iter()
-                .filter(|p| p.directories.contains(&name))
-                .collect();
-            let in_file: HashSet<String> = people.iter().map(|p| p.address.key()).collect();
-            // People smimekit published to here who are no longer in the file.
-            let mut departed: Vec<Mailbox> = managed_by
-                .keys()
-                .filter(|(d, a)| d == &name && !in_file.contains(a))
-                .filter_map(|(_, a)| Mailbox::parse(a).ok())
-                .collect();
-            departed.sort_by_key(Mailbox::key);
-            let mut addresses: Vec<Mailbox> = people.iter().map(|p| p.address.clone()).collect();
-            addresses.extend(departed.iter().cloned());
-            let force: HashSet<String> = replace.clone();
-            let entries = self
-                .read_for_plan(&dir, &addresses, &known, &force, req.inventory_max_age)
-                .await?;
+        for DirectoryRead {
+            name,
+            people,
+            departed,
+            addresses,
+            entries,
+            held,
+        } in reads
+        {
+            let people: Vec<&Person> = people.iter().map(|i| &desired.people[*i]).collect();
             let mut read = BTreeMap::new();
             for a in &addresses {
                 read.insert(
@@ -737,9 +771,6 @@ impl Service {
             }
             // The trust chain.
             let (mut trust_plan, mut trust_note) = (None, None);
-            let held = read_trust(dir.as_ref())
-                .await
-                .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?;
             match (&held, desired.trust.is_some()) {
                 (Some(held), true) => {
                     read.insert(TRUST_READ.into(), trust_key(held));
@@ -769,47 +800,65 @@ impl Service {
             }
             // The chain Outlook/OWA checks against: the organisation's, else what the
             // directory holds.
-            let anchors: Vec<CertDer> = if trust.is_empty() {
+            let anchors: Arc<Vec<CertDer>> = Arc::new(if trust.is_empty() {
                 held.clone().unwrap_or_default()
             } else {
                 trust.clone()
-            };
+            });
             let anchors_key = trust_key(&anchors);
+            let outputs: Vec<(PersonOutput, ReadyKey)> = people
+                .iter()
+                .map(|p| {
+                    let key = p.address.key();
+                    let output = person_plan(PersonInput {
+                        address: &p.address,
+                        kind: p.kind,
+                        current: entries.get(&key).and_then(Option::as_ref),
+                        wanted: wanted.get(&key).map(Vec::as_slice).unwrap_or_default(),
+                        issued: successors.get(&key).map(Vec::as_slice).unwrap_or_default(),
+                        managed: managed_by
+                            .get(&(name.clone(), key.clone()))
+                            .map(Vec::as_slice)
+                            .unwrap_or_default(),
+                        policy,
+                        replace: replace.contains(&key),
+                        now,
+                        departed: false,
+                        newest_wanted: newest_wanted.get(&key).copied().flatten(),
+                        renewing: renewing.contains(p.address.as_str()),
+                    });
+                    let ready = ready_key(&p.address, &output.after, &anchors_key);
+                    (output, ready)
+                })
+                .collect();
+            // Whoever will hold something not judged yet is judged now, on every core.
+            let jobs: Vec<ReadyJob> = people
+                .iter()
+                .zip(&outputs)
+                .filter(|(_, (_, key))| !ready_cache.contains_key(key) && asked.insert(key.clone()))
+                .map(|(p, (output, key))| ReadyJob {
+                    key: key.clone(),
+                    address: p.address.clone(),
+                    certs: output.after.clone(),
+                    anchors: anchors.clone(),
+                })
+                .collect();
+            for answers in spawn_readiness(verifier.clone(), jobs, now) {
+                ready_cache.extend(joined(answers).await?);
+            }
             let mut plans = Vec::new();
             let mut unchanged = 0;
-            for p in &people {
-                let key = p.address.key();
-                let current = entries.get(&key).and_then(Option::as_ref);
-                let mine = managed_by.get(&(name.clone(), key.clone()));
-                let plan = person_plan(PersonInput {
-                    address: &p.address,
-                    kind: p.kind,
-                    current,
-                    wanted: wanted.get(&key).map(Vec::as_slice).unwrap_or_default(),
-                    issued: successors.get(&key).map(Vec::as_slice).unwrap_or_default(),
-                    managed: mine.map(Vec::as_slice).unwrap_or_default(),
-                    policy,
-                    replace: replace.contains(&key),
-                    now,
-                    departed: false,
-                    newest_wanted: newest_wanted.get(&key).copied().flatten(),
-                    renewing: renewing.contains(p.address.as_str()),
-                });
-                let ready = {
-                    let mut thumbs: Vec<String> = plan.after.iter().map(thumbprint).collect();
-                    thumbs.sort();
-                    let key = (p.address.key(), thumbs.join(","), anchors_key.clone());
-                    match ready_cache.get(&key) {
-                        Some(r) => r.clone(),
-                        None => {
-                            let r =
-                                self.readiness(&verifier, &p.address, &plan.after, &anchors, now);
-                            ready_cache.insert(key, r.clone());
-                            r
-                        }
-                    }
+            for (p, (output, key)) in people.iter().zip(outputs) {
+                let ready = match ready_cache.get(&key) {
+                    Some(r) => r.clone(),
+                    // Every key was asked above; answered here should it not have been.
+                    None => readiness(verifier.as_ref(), &p.address, &output.after, &anchors, now),
                 };
-                let plan = PersonPlan { ready, ..plan.plan };
+                let plan = PersonPlan {
+                    ready,
+                    ..output.plan
+                };
+                let current = entries.get(&p.address.key()).and_then(Option::as_ref);
                 carry_removed(&mut certificates, current, &plan);
                 summary.count(&plan);
                 if plan.has_changes()
@@ -884,9 +933,75 @@ impl Service {
         })
     }
 
+    /// Reads every directory the deploy file targets, one after another as the configuration
+    /// orders them: each person's entry (see [`Service::read_for_plan`]) and the trust chain.
+    /// What a listing held is recorded in the inventory by the tasks pushed to `recording`.
+    async fn read_for_plan_all(
+        &self,
+        req: &PlanRequest,
+        managed_by: &HashMap<(String, String), Vec<ManagedCert>>,
+        known: &HashMap<String, CertDer>,
+        force: &HashSet<String>,
+        facts: &Arc<FactsCache>,
+        recording: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> Result<Vec<DirectoryRead>, ServiceError> {
+        let desired = &req.desired;
+        let mut reads = Vec::new();
+        for name in self.deploy_directories(desired)? {
+            let dir = self.open_directory(&name).await?;
+            let people: Vec<usize> = desired
+                .people
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.directories.contains(&name))
+                .map(|(i, _)| i)
+                .collect();
+            let in_file: HashSet<String> = people
+                .iter()
+                .map(|i| desired.people[*i].address.key())
+                .collect();
+            // People smimekit published to here who are no longer in the file.
+            let mut departed: Vec<Mailbox> = managed_by
+                .keys()
+                .filter(|(d, a)| d == &name && !in_file.contains(a))
+                .filter_map(|(_, a)| Mailbox::parse(a).ok())
+                .collect();
+            departed.sort_by_key(Mailbox::key);
+            let mut addresses: Vec<Mailbox> = people
+                .iter()
+                .map(|i| desired.people[*i].address.clone())
+                .collect();
+            addresses.extend(departed.iter().cloned());
+            let entries = self
+                .read_for_plan(
+                    &dir,
+                    &addresses,
+                    known,
+                    force,
+                    req.inventory_max_age,
+                    facts,
+                    recording,
+                )
+                .await?;
+            let held = read_trust(dir.as_ref())
+                .await
+                .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?;
+            reads.push(DirectoryRead {
+                name,
+                people,
+                departed,
+                addresses,
+                entries,
+                held,
+            });
+        }
+        Ok(reads)
+    }
+
     /// The entries of `addresses` in `dir`: from the inventory where it is fresh (every
     /// certificate seen within `max_age` and known by its bytes), else read from the directory
-    /// (and recorded in the inventory).
+    /// (and recorded in the inventory by a task pushed to `recording`).
+    #[allow(clippy::too_many_arguments)]
     async fn read_for_plan(
         &self,
         dir: &Arc<dyn Directory>,
@@ -894,6 +1009,8 @@ impl Service {
         known: &HashMap<String, CertDer>,
         force: &HashSet<String>,
         max_age: Option<i64>,
+        facts: &Arc<FactsCache>,
+        recording: &mut Vec<tokio::task::JoinHandle<()>>,
     ) -> Result<HashMap<String, Option<Recipient>>, ServiceError> {
         let name = dir.name().to_string();
         let mut out: HashMap<String, Option<Recipient>> = HashMap::new();
@@ -950,48 +1067,68 @@ impl Service {
         let read = read_entries(dir, &to_read)
             .await
             .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?;
-        self.record_read(&name, &read).await;
+        let present: Vec<Recipient> = read.values().flatten().cloned().collect();
+        recording.push(self.spawn_record(name, present, facts.clone()));
         out.extend(read);
         Ok(out)
     }
 
-    /// Records what a plan read in the inventory, in one transaction (a cache: a store that
-    /// refuses it is logged, never the plan's failure).
-    async fn record_read(&self, directory: &str, read: &HashMap<String, Option<Recipient>>) {
-        let present: Vec<&Recipient> = read.values().flatten().collect();
-        let facts: Vec<Vec<smimekit_core::store::CertFacts>> = present
-            .iter()
-            .map(|r| {
-                r.certificates
+    /// Records what a plan read in the inventory, in one transaction, on a task of its own
+    /// (the next directory is read meanwhile). The inventory is a cache: a store that refuses
+    /// it is logged, never the plan's failure.
+    fn spawn_record(
+        &self,
+        directory: String,
+        present: Vec<Recipient>,
+        facts: Arc<FactsCache>,
+    ) -> tokio::task::JoinHandle<()> {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let verifier = service.engine().verifier;
+            // Parsing thousands of certificates is CPU work: the blocking pool does it.
+            let computed = crate::keys::blocking(move || {
+                let f: Vec<Vec<CertFacts>> = present
                     .iter()
-                    .filter_map(|c| self.cert_facts(c, None))
-                    .collect()
+                    .map(|r| {
+                        r.certificates
+                            .iter()
+                            .filter_map(|c| facts.facts(verifier, c))
+                            .collect()
+                    })
+                    .collect();
+                (present, f)
             })
-            .collect();
-        let now = self.now();
-        let sightings: Vec<smimekit_core::store::Sighting<'_>> = present
-            .iter()
-            .zip(&facts)
-            .map(|(r, f)| smimekit_core::store::Sighting {
-                directory,
-                address: &r.address,
-                kind: Some(r.kind),
-                certificates: f,
-                time: now,
-                published: false,
-                complete: true,
-            })
-            .collect();
-        let recorded = match self.store().await {
-            Ok(store) => store
-                .inventory_record(&sightings)
-                .await
-                .map_err(store_error),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = recorded {
-            tracing::warn!(error = %e, directory, "plan: the inventory was not updated");
-        }
+            .await;
+            let recorded = match computed {
+                Ok((present, f)) => {
+                    let now = service.now();
+                    let sightings: Vec<Sighting<'_>> = present
+                        .iter()
+                        .zip(&f)
+                        .map(|(r, f)| Sighting {
+                            directory: &directory,
+                            address: &r.address,
+                            kind: Some(r.kind),
+                            certificates: f,
+                            time: now,
+                            published: false,
+                            complete: true,
+                        })
+                        .collect();
+                    match service.store().await {
+                        Ok(store) => store
+                            .inventory_record(&sightings)
+                            .await
+                            .map_err(store_error),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, directory, "plan: the inventory was not updated");
+            }
+        })
     }
 
     /// The directories a deploy file targets, in the configuration's order; an unknown one is
@@ -1060,9 +1197,7 @@ impl Service {
         Ok(out)
     }
 
-    /// Whether Outlook/OWA can encrypt to `address` holding `certs`: one certificate usable
-    /// for encryption, with no lint error for OWA against the trust chain. `verifier`: the
-    /// engine's, or a [`Remembering`] one shared by the people of a plan.
+    /// Whether Outlook/OWA can encrypt to `address` holding `certs` (see [`readiness`]).
     pub(crate) fn readiness(
         &self,
         verifier: &dyn SignatureVerifier,
@@ -1071,41 +1206,132 @@ impl Service {
         anchors: &[CertDer],
         now: i64,
     ) -> Readiness {
-        if certs.is_empty() {
+        readiness(verifier, address, certs, anchors, now)
+    }
+}
+
+/// Whether Outlook/OWA can encrypt to `address` holding `certs`: one certificate usable for
+/// encryption, with no lint error for OWA against the trust chain. `verifier`: the engine's, or
+/// a [`Remembering`] one shared by the people of a plan.
+fn readiness(
+    verifier: &dyn SignatureVerifier,
+    address: &Mailbox,
+    certs: &[CertDer],
+    anchors: &[CertDer],
+    now: i64,
+) -> Readiness {
+    if certs.is_empty() {
+        return Readiness {
+            encryptable: false,
+            reasons: vec!["no certificate".into()],
+        };
+    }
+    let opts = LintOptions {
+        profile: Profile::Owa,
+        at: now,
+        expiring_days: 0,
+        address: Some(address.to_string()),
+        trust_store: (!anchors.is_empty()).then(|| anchors.to_vec()),
+    };
+    let report = lint::lint(verifier, certs, &opts);
+    let mut reasons = Vec::new();
+    for c in &report.certificates {
+        let errors: Vec<String> = c
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| f.detail.clone())
+            .collect();
+        if errors.is_empty() {
             return Readiness {
-                encryptable: false,
-                reasons: vec!["no certificate".into()],
+                encryptable: true,
+                reasons: Vec::new(),
             };
         }
-        let opts = LintOptions {
-            profile: Profile::Owa,
-            at: now,
-            expiring_days: 0,
-            address: Some(address.to_string()),
-            trust_store: (!anchors.is_empty()).then(|| anchors.to_vec()),
-        };
-        let report = lint::lint(verifier, certs, &opts);
-        let mut reasons = Vec::new();
-        for c in &report.certificates {
-            let errors: Vec<String> = c
-                .findings
-                .iter()
-                .filter(|f| f.severity == Severity::Error)
-                .map(|f| f.detail.clone())
-                .collect();
-            if errors.is_empty() {
-                return Readiness {
-                    encryptable: true,
-                    reasons: Vec::new(),
-                };
-            }
-            reasons.push(format!("{}: {}", c.sha1_thumbprint, errors.join(", ")));
-        }
-        Readiness {
-            encryptable: false,
-            reasons,
-        }
+        reasons.push(format!("{}: {}", c.sha1_thumbprint, errors.join(", ")));
     }
+    Readiness {
+        encryptable: false,
+        reasons,
+    }
+}
+
+/// What one directory held for a plan, read before anything is computed from it.
+struct DirectoryRead {
+    name: String,
+    /// The deploy file's people targeting the directory, by index in `Desired::people`.
+    people: Vec<usize>,
+    /// People smimekit published to here who are no longer in the file.
+    departed: Vec<Mailbox>,
+    /// The people's addresses, then the departed.
+    addresses: Vec<Mailbox>,
+    entries: HashMap<String, Option<Recipient>>,
+    /// The trust chain, when the directory keeps one.
+    held: Option<Vec<CertDer>>,
+}
+
+/// A readiness question as it is remembered: who, holding which certificates (thumbprints,
+/// sorted), against which chain (thumbprints, sorted).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ReadyKey {
+    address: String,
+    held: String,
+    anchors: String,
+}
+
+fn ready_key(address: &Mailbox, certs: &[CertDer], anchors_key: &str) -> ReadyKey {
+    let mut thumbs: Vec<String> = certs.iter().map(thumbprint).collect();
+    thumbs.sort();
+    ReadyKey {
+        address: address.key(),
+        held: thumbs.join(","),
+        anchors: anchors_key.to_string(),
+    }
+}
+
+/// One readiness question to answer off the async threads.
+struct ReadyJob {
+    key: ReadyKey,
+    address: Mailbox,
+    certs: Vec<CertDer>,
+    anchors: Arc<Vec<CertDer>>,
+}
+
+/// Fewer questions than this are not split between threads.
+const READY_CHUNK: usize = 64;
+
+type ReadyAnswers = tokio::task::JoinHandle<Vec<(ReadyKey, Readiness)>>;
+
+/// Answers readiness questions on the blocking pool, in one chunk per core: lint and chain
+/// checks are CPU work, thousands of them in a plan.
+fn spawn_readiness(verifier: Arc<Remembering>, jobs: Vec<ReadyJob>, now: i64) -> Vec<ReadyAnswers> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let size = jobs.len().div_ceil(cores).max(READY_CHUNK);
+    let mut jobs = jobs.into_iter();
+    let mut handles = Vec::new();
+    loop {
+        let chunk: Vec<ReadyJob> = jobs.by_ref().take(size).collect();
+        if chunk.is_empty() {
+            return handles;
+        }
+        let verifier = verifier.clone();
+        handles.push(tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .map(|j| {
+                    let r = readiness(verifier.as_ref(), &j.address, &j.certs, &j.anchors, now);
+                    (j.key, r)
+                })
+                .collect()
+        }));
+    }
+}
+
+/// The answers of a [`spawn_readiness`] chunk.
+async fn joined(answers: ReadyAnswers) -> Result<Vec<(ReadyKey, Readiness)>, ServiceError> {
+    answers
+        .await
+        .map_err(|e| ServiceError::new(ErrorKind::Internal, format!("plan: readiness task: {e}")))
 }
 
 impl PlanSummary {
