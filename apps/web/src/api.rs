@@ -104,22 +104,9 @@ pub async fn people_page(service: &Service, p: &PeopleParams) -> Result<PeoplePa
         sort,
         expiring_days: p.expiring_days,
     };
-    // A page is computed from the whole inventory (CPU and memory in proportion to it): as many
-    // at once as there are cores, the others wait their turn rather than each holding a copy.
-    let _turn = people_turns().acquire().await.map_err(|_| {
-        AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is shutting down",
-        )
-    })?;
+    // The service keeps one people index for every caller (rebuilt when the inventory
+    // changes), so a page is a walk over it, not a copy: no need to queue the callers.
     Ok(service.people(&q).await?)
-}
-
-fn people_turns() -> &'static tokio::sync::Semaphore {
-    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    TURNS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
-    })
 }
 
 /// People from the inventory, filtered and paged, with counts by status.
