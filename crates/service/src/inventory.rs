@@ -337,3 +337,69 @@ impl FactsCache {
         facts
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use smimekit_core::{EngineError, PublicKeyInfo, SignatureScheme};
+
+    use super::*;
+
+    /// The engine's verifier, counting the key inspections asked of it.
+    #[derive(Debug)]
+    struct Counting {
+        inner: &'static dyn SignatureVerifier,
+        keys: AtomicUsize,
+    }
+
+    impl SignatureVerifier for Counting {
+        fn verify(
+            &self,
+            spki_der: &[u8],
+            scheme: SignatureScheme,
+            message: &[u8],
+            signature: &[u8],
+        ) -> Result<bool, EngineError> {
+            self.inner.verify(spki_der, scheme, message, signature)
+        }
+
+        fn public_key_info(&self, spki_der: &[u8]) -> Result<PublicKeyInfo, EngineError> {
+            self.keys.fetch_add(1, Ordering::SeqCst);
+            self.inner.public_key_info(spki_der)
+        }
+    }
+
+    fn fixture(name: &str) -> CertDer {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/pki")
+            .join(name);
+        smimekit_pki::load_certificates(&std::fs::read(path).unwrap(), name)
+            .unwrap()
+            .remove(0)
+    }
+
+    /// Each distinct certificate is inspected once, and its facts are the service's.
+    #[test]
+    fn facts_cache_computes_each_certificate_once() {
+        let service = Service::builder().build().unwrap();
+        let verifier = Counting {
+            inner: service.engine().verifier,
+            keys: AtomicUsize::new(0),
+        };
+        let cache = FactsCache::default();
+        let (alice, bob) = (fixture("alice.pem"), fixture("bob.pem"));
+        for _ in 0..3 {
+            for c in [&alice, &bob] {
+                assert_eq!(cache.facts(&verifier, c), service.cert_facts(c, None));
+            }
+        }
+        assert_eq!(verifier.keys.load(Ordering::SeqCst), 2);
+        let alice_facts = cache.facts(&verifier, &alice).unwrap();
+        assert_eq!(alice_facts.key_type, "rsa2048", "{alice_facts:?}");
+        // An unreadable value has no facts, remembered as such.
+        let junk = CertDer::new(b"not a certificate".to_vec());
+        assert_eq!(cache.facts(&verifier, &junk), None);
+        assert_eq!(cache.facts(&verifier, &junk), None);
+    }
+}

@@ -1556,4 +1556,77 @@ mod tests {
         assert!(v.verify(b"ca ke", scheme, b"ytbs", b"ytbs").unwrap());
         assert_eq!(inner.0.load(Ordering::SeqCst), 3);
     }
+
+    fn fixture(name: &str) -> Vec<CertDer> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/pki")
+            .join(name);
+        smimekit_pki::load_certificates(&std::fs::read(path).unwrap(), name).unwrap()
+    }
+
+    /// Readiness answered on the blocking pool, in chunks, is what lint says for each question
+    /// one by one: each answer under its own question, ready or not, none lost.
+    #[tokio::test(flavor = "current_thread")]
+    async fn readiness_in_chunks_answers_each_question_as_one_by_one() {
+        let service = Service::builder()
+            .clock(smimekit_testkit::pinned_clock())
+            .build()
+            .unwrap();
+        let now = smimekit_testkit::PINNED_NOW;
+        let anchors = Arc::new([fixture("root.pem"), fixture("intermediate.pem")].concat());
+        let names = ["alice", "bob", "carol"];
+        let certs = names.map(|n| fixture(&format!("{n}.pem")));
+        // Everyone's certificate under everyone's address (only their own is ready), and
+        // under one chain or none, above one chunk's worth.
+        let mut jobs = Vec::new();
+        for i in 0..(READY_CHUNK * 3 + 7) {
+            let address = Mailbox::parse(&format!("{}@example.org", names[i % 3])).unwrap();
+            let held = certs[(i / 3) % 3].clone();
+            let anchors = if i % 5 == 0 {
+                Arc::new(Vec::new())
+            } else {
+                anchors.clone()
+            };
+            let key = ReadyKey {
+                address: format!("{i}"),
+                held: String::new(),
+                anchors: String::new(),
+            };
+            jobs.push(ReadyJob {
+                key,
+                address,
+                certs: held,
+                anchors,
+            });
+        }
+        let verifier = Arc::new(Remembering::new(service.engine().verifier));
+        let want: HashMap<ReadyKey, Readiness> = jobs
+            .iter()
+            .map(|j| {
+                let r = service.readiness(
+                    service.engine().verifier,
+                    &j.address,
+                    &j.certs,
+                    &j.anchors,
+                    now,
+                );
+                (j.key.clone(), r)
+            })
+            .collect();
+        let handles = spawn_readiness(verifier, jobs, now);
+        if std::thread::available_parallelism().map_or(1, std::num::NonZero::get) > 1 {
+            assert!(handles.len() > 1, "{} chunks", handles.len());
+        }
+        let mut got = HashMap::new();
+        for h in handles {
+            got.extend(joined(h).await.unwrap());
+        }
+        assert_eq!(got, want);
+        let ready = got.values().filter(|r| r.encryptable).count();
+        assert!(
+            ready > 0 && ready < got.len(),
+            "{ready} of {} ready",
+            got.len()
+        );
+    }
 }
