@@ -218,6 +218,7 @@ pub fn load(
         errors: Vec::new(),
         default_directories_failed: false,
         listings: HashMap::new(),
+        loaded: HashMap::new(),
     };
     let desired = cx.document(doc.get_ref());
     if cx.errors.is_empty() {
@@ -303,7 +304,43 @@ struct Loader<'a> {
     /// Certificate folders listed so far: lowercase file name → file name.
     /// Shared, as thousands of people may name the same folder.
     listings: HashMap<PathBuf, Result<Arc<HashMap<String, String>>, String>>,
+    /// Certificate files read and parsed ahead, on every core (see [`Loader::prefetch`]).
+    loaded: HashMap<PathBuf, Loaded>,
 }
+
+/// A certificate file as read and parsed ahead of [`Loader::cert_file`], which reports on it.
+enum Loaded {
+    Unreadable(String),
+    NotCertificates(String),
+    /// Each certificate and whether it is a CA's (or why it is not a certificate).
+    Certificates(Vec<(CertDer, Result<bool, String>)>),
+}
+
+impl Loaded {
+    fn of(source: &dyn DeploySource, path: &Path) -> Self {
+        let bytes = match source.read(path) {
+            Ok(b) => b,
+            Err(e) => return Self::Unreadable(e.to_string()),
+        };
+        match container::load_certificates(&bytes, &path.display().to_string()) {
+            Ok(certs) => Self::Certificates(
+                certs
+                    .into_iter()
+                    .map(|c| {
+                        let is_ca = certinfo::parse(&c)
+                            .map(|i| i.is_ca)
+                            .map_err(|e| e.to_string());
+                        (c, is_ca)
+                    })
+                    .collect(),
+            ),
+            Err(e) => Self::NotCertificates(e.to_string()),
+        }
+    }
+}
+
+/// Fewer certificate files than this per thread are read one after another.
+const PREFETCH_PER_THREAD: usize = 64;
 
 impl Loader<'_> {
     fn at(&self, span: &Range<usize>) -> At {
@@ -805,7 +842,10 @@ impl Loader<'_> {
     fn person_certs(&mut self, at: &At, address: &Mailbox, path: &Path) -> Vec<CertDer> {
         let listing = match self.listings.get(path) {
             Some(listing) => listing.clone(),
-            None if !self.source.is_dir(path) => return self.cert_file(at, path, true),
+            // A file read ahead is no folder.
+            None if self.loaded.contains_key(path) || !self.source.is_dir(path) => {
+                return self.cert_file(at, path, true);
+            }
             None => {
                 let listing = self
                     .source
@@ -859,24 +899,25 @@ impl Loader<'_> {
     /// are skipped and at least one other is required.
     fn cert_file(&mut self, at: &At, path: &Path, end_entity: bool) -> Vec<CertDer> {
         let shown = path.display().to_string();
-        let bytes = match self.source.read(path) {
-            Ok(b) => b,
-            Err(e) => {
+        let loaded = self
+            .loaded
+            .remove(path)
+            .unwrap_or_else(|| Loaded::of(self.source, path));
+        let certs = match loaded {
+            Loaded::Certificates(c) => c,
+            Loaded::Unreadable(e) => {
                 self.error(at, format!("{shown}: cannot read: {e}"));
                 return Vec::new();
             }
-        };
-        let certs = match container::load_certificates(&bytes, &shown) {
-            Ok(c) => c,
-            Err(e) => {
+            Loaded::NotCertificates(e) => {
                 self.error(at, format!("not a certificate file: {e}"));
                 return Vec::new();
             }
         };
         let mut out = Vec::new();
-        for (i, c) in certs.into_iter().enumerate() {
-            match certinfo::parse(&c) {
-                Ok(info) if end_entity && info.is_ca => {}
+        for (i, (c, is_ca)) in certs.into_iter().enumerate() {
+            match is_ca {
+                Ok(true) if end_entity => {}
                 Ok(_) => out.push(c),
                 Err(e) => self.error(
                     at,
@@ -893,6 +934,61 @@ impl Loader<'_> {
             self.error(at, format!("{shown}: {what} in the file"));
         }
         out
+    }
+
+    /// Reads and parses certificate files ahead, in one chunk per core: a CSV names thousands,
+    /// and [`Loader::cert_file`] then reports on each in the file's order, as if read there.
+    fn prefetch(&mut self, paths: Vec<PathBuf>) {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let threads = cores.min(paths.len() / PREFETCH_PER_THREAD);
+        if threads < 2 {
+            return;
+        }
+        let source = self.source;
+        let size = paths.len().div_ceil(threads);
+        let loaded = &mut self.loaded;
+        std::thread::scope(|scope| {
+            let chunks: Vec<_> = paths
+                .chunks(size)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|p| (p.clone(), Loaded::of(source, p)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for chunk in chunks {
+                // A chunk that panicked is read again where it is named.
+                if let Ok(files) = chunk.join() {
+                    loaded.extend(files);
+                }
+            }
+        });
+    }
+
+    /// The certificate files a CSV's `certificate` column names (not folders), to prefetch.
+    fn csv_files(&self, bytes: &[u8], column: usize, folder: &Path) -> Vec<PathBuf> {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .comment(Some(b'#'))
+            .from_reader(bytes);
+        let mut files = Vec::new();
+        for record in reader.records().flatten() {
+            let Some(cell) = record.get(column) else {
+                continue;
+            };
+            for path in cell.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                let path = folder.join(path);
+                if !self.loaded.contains_key(&path) && !self.source.is_dir(&path) {
+                    files.push(path);
+                }
+            }
+        }
+        files.sort();
+        files.dedup();
+        files
     }
 
     fn people_from(
@@ -989,6 +1085,10 @@ impl Loader<'_> {
         }
         if !header_ok {
             return;
+        }
+        if let Some(column) = columns.get("certificate") {
+            let files = self.csv_files(&bytes, *column, &folder);
+            self.prefetch(files);
         }
         for record in reader.records() {
             let record = match record {
@@ -1237,7 +1337,7 @@ mod tests {
     }
 
     /// Files in memory; folders are the prefixes of their paths.
-    #[derive(Default)]
+    #[derive(Clone, Default)]
     struct Mem {
         files: BTreeMap<PathBuf, Vec<u8>>,
     }
@@ -1665,6 +1765,56 @@ csv = "people.csv"
             "deploy.toml:2",
             "not a valid TOML file",
         );
+    }
+
+    /// A CSV naming hundreds of files (read ahead, on every core) is loaded as one naming a
+    /// few: every person with their certificate, and each bad file reported at its line, in
+    /// the file's order.
+    #[test]
+    fn a_long_csv_is_read_ahead_and_reported_in_order() {
+        let n = 300;
+        let mut csv = String::from("address,kind,certificate\n");
+        let mut m = Mem::default().with_ca("ca");
+        for i in 0..n {
+            csv.push_str(&format!("p{i}@contoso.com,mailbox,certs/p{i}.pem\n"));
+            match i {
+                17 => {}
+                150 => {
+                    m = m.with(
+                        &format!("certs/p{i}.pem"),
+                        vec![0x30, 0x03, 0x02, 0x01, 0x01],
+                    )
+                }
+                299 => m = m.with(&format!("certs/p{i}.pem"), ca_file("root.pem")),
+                _ => m = m.with(&format!("certs/p{i}.pem"), leaf("alice@contoso.com")),
+            }
+        }
+        let text = "directories = [\"exo\"]\n[[people_from]]\ncsv = \"people.csv\"\n";
+        let e = errors(text, &m.clone().with("people.csv", csv.clone()));
+        assert_eq!(e.len(), 3, "{e:#?}");
+        assert!(
+            e[0].starts_with("people.csv:19: certs/p17.pem: cannot read"),
+            "{e:#?}"
+        );
+        assert!(
+            e[1].starts_with("people.csv:152: not a certificate file"),
+            "{e:#?}"
+        );
+        assert_eq!(
+            e[2],
+            "people.csv:301: certs/p299.pem: no end-entity certificate in the file"
+        );
+        // Without the bad rows, everyone with the certificate of their file.
+        let good: String = csv
+            .lines()
+            .filter(|l| !["p17@", "p150@", "p299@"].iter().any(|p| l.starts_with(p)))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let d = ok(text, &m.with("people.csv", good));
+        assert_eq!(d.people.len(), n - 3);
+        let alice = thumb(&leaf("alice@contoso.com"));
+        assert!(d.people.iter().all(|p| p.certificates.len() == 1
+            && certinfo::parse(&p.certificates[0]).unwrap().sha1_thumbprint == alice));
     }
 
     #[test]
