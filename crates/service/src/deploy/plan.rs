@@ -614,27 +614,11 @@ impl Service {
         let mut wanted: HashMap<String, Vec<CertDer>> = HashMap::new();
         let mut successors: HashMap<String, Vec<CertDer>> = HashMap::new();
         let mut newest_wanted: HashMap<String, Option<i64>> = HashMap::new();
-        let mut ca_records: HashMap<std::path::PathBuf, HashMap<String, Vec<crate::IssuedRecord>>> =
-            HashMap::new();
-        let empty_records = HashMap::new();
+        let mut issued_by = self.issued_all(desired, now).await?;
         for p in &desired.people {
             let mut certs: Vec<CertDer> = p.certificates.clone();
             if let Some(ca) = &p.issue {
-                if !ca_records.contains_key(ca) {
-                    let mut by_address: HashMap<String, Vec<crate::IssuedRecord>> = HashMap::new();
-                    for r in self.ca_issued(ca).await? {
-                        by_address
-                            .entry(r.email.to_ascii_lowercase())
-                            .or_default()
-                            .push(r);
-                    }
-                    ca_records.insert(ca.clone(), by_address);
-                }
-                let records = ca_records
-                    .get(ca)
-                    .map(|r| r as &_)
-                    .unwrap_or(&empty_records);
-                let issued = self.issued_for(ca, records, &p.address, now)?;
+                let issued = issued_by.remove(&p.address.key()).unwrap_or_default();
                 let renew_at = now + i64::from(policy.renew_before_days) * DAY;
                 match issued.last() {
                     None => issue.push(IssueStep {
@@ -1161,40 +1145,83 @@ impl Service {
             .collect())
     }
 
-    /// The valid certificates a CA folder issued for `address`, oldest first (by not-before).
-    /// `records`: the CA's issued records by lowercase address (read once per plan).
-    fn issued_for(
+    /// The valid certificates each CA folder issued for its people (`issue = `), oldest first,
+    /// by address key. The CA's records are read once per plan; the certificate files are read
+    /// and parsed on the blocking pool, one chunk per core. The first problem in the order of
+    /// the people is the error.
+    async fn issued_all(
         &self,
-        ca: &std::path::Path,
-        records: &HashMap<String, Vec<crate::IssuedRecord>>,
-        address: &Mailbox,
+        desired: &Desired,
         now: i64,
-    ) -> Result<Vec<Issued>, ServiceError> {
-        let mut out = Vec::new();
-        for r in records
-            .get(&address.as_str().to_ascii_lowercase())
-            .into_iter()
-            .flatten()
-        {
-            if !r.email.eq_ignore_ascii_case(address.as_str())
-                || r.revoked_at.is_some()
-                || r.not_after < now
-            {
-                continue;
+    ) -> Result<HashMap<String, Vec<Issued>>, ServiceError> {
+        let mut ca_records: HashMap<
+            std::path::PathBuf,
+            Arc<HashMap<String, Vec<crate::IssuedRecord>>>,
+        > = HashMap::new();
+        let mut jobs = Vec::new();
+        // A CA whose records cannot be read is the error, unless a person before it fails.
+        let mut unread = None;
+        for p in &desired.people {
+            let Some(ca) = &p.issue else { continue };
+            if !ca_records.contains_key(ca) {
+                let records = match self.ca_issued(ca).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        unread = Some(e);
+                        break;
+                    }
+                };
+                let mut by_address: HashMap<String, Vec<crate::IssuedRecord>> = HashMap::new();
+                for r in records {
+                    by_address
+                        .entry(r.email.to_ascii_lowercase())
+                        .or_default()
+                        .push(r);
+                }
+                ca_records.insert(ca.clone(), Arc::new(by_address));
             }
-            let file = ca.join("issued").join(format!("{}.pem", r.serial));
-            let bytes = std::fs::read(&file).map_err(|e| ServiceError::io(&file, e))?;
-            let certs =
-                smimekit_pki::container::load_certificates(&bytes, &file.display().to_string())
-                    .map_err(|e| ServiceError::new(ErrorKind::Malformed, e.to_string()))?;
-            for cert in certs {
-                if let Ok(info) = certinfo::parse(&cert) {
-                    out.push(Issued { cert, info });
+            if let Some(records) = ca_records.get(ca) {
+                jobs.push((p.address.clone(), ca.clone(), records.clone()));
+            }
+        }
+        let mut out = HashMap::new();
+        if !jobs.is_empty() {
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+            let size = jobs.len().div_ceil(cores).max(READY_CHUNK);
+            let mut chunks = Vec::new();
+            let mut jobs = jobs.into_iter();
+            loop {
+                let chunk: Vec<_> = jobs.by_ref().take(size).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                chunks.push(tokio::task::spawn_blocking(move || {
+                    let mut done = Vec::new();
+                    for (address, ca, records) in chunk {
+                        // A chunk stops at its first problem: only the first one is told.
+                        let issued = issued_for(&ca, &records, &address, now);
+                        let failed = issued.is_err();
+                        done.push((address.key(), issued));
+                        if failed {
+                            break;
+                        }
+                    }
+                    done
+                }));
+            }
+            for chunk in chunks {
+                let done = chunk.await.map_err(|e| {
+                    ServiceError::new(ErrorKind::Internal, format!("plan: issued task: {e}"))
+                })?;
+                for (key, issued) in done {
+                    out.insert(key, issued?);
                 }
             }
         }
-        out.sort_by_key(|i| i.info.not_before);
-        Ok(out)
+        match unread {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     /// Whether Outlook/OWA can encrypt to `address` holding `certs` (see [`readiness`]).
@@ -1254,6 +1281,40 @@ fn readiness(
         encryptable: false,
         reasons,
     }
+}
+
+/// The valid certificates a CA folder issued for `address`, oldest first (by not-before).
+/// `records`: the CA's issued records by lowercase address (read once per plan).
+fn issued_for(
+    ca: &std::path::Path,
+    records: &HashMap<String, Vec<crate::IssuedRecord>>,
+    address: &Mailbox,
+    now: i64,
+) -> Result<Vec<Issued>, ServiceError> {
+    let mut out = Vec::new();
+    for r in records
+        .get(&address.as_str().to_ascii_lowercase())
+        .into_iter()
+        .flatten()
+    {
+        if !r.email.eq_ignore_ascii_case(address.as_str())
+            || r.revoked_at.is_some()
+            || r.not_after < now
+        {
+            continue;
+        }
+        let file = ca.join("issued").join(format!("{}.pem", r.serial));
+        let bytes = std::fs::read(&file).map_err(|e| ServiceError::io(&file, e))?;
+        let certs = smimekit_pki::container::load_certificates(&bytes, &file.display().to_string())
+            .map_err(|e| ServiceError::new(ErrorKind::Malformed, e.to_string()))?;
+        for cert in certs {
+            if let Ok(info) = certinfo::parse(&cert) {
+                out.push(Issued { cert, info });
+            }
+        }
+    }
+    out.sort_by_key(|i| i.info.not_before);
+    Ok(out)
 }
 
 /// What one directory held for a plan, read before anything is computed from it.
