@@ -516,6 +516,9 @@ pub(crate) async fn read_trust(
 pub(crate) struct Remembering {
     inner: &'static dyn SignatureVerifier,
     seen: Mutex<HashMap<([u8; 32], SignatureScheme), bool>>,
+    /// What each public key (SubjectPublicKeyInfo DER) is: decoding one takes the engine
+    /// longer than a signature check, and lint asks for every certificate.
+    keys: Mutex<HashMap<Vec<u8>, PublicKeyInfo>>,
 }
 
 impl Remembering {
@@ -523,6 +526,7 @@ impl Remembering {
         Self {
             inner,
             seen: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -554,7 +558,15 @@ impl SignatureVerifier for Remembering {
     }
 
     fn public_key_info(&self, spki_der: &[u8]) -> Result<PublicKeyInfo, EngineError> {
-        self.inner.public_key_info(spki_der)
+        if let Some(known) = self.keys.lock().ok().and_then(|k| k.get(spki_der).cloned()) {
+            return Ok(known);
+        }
+        // A key the engine refuses is asked again: its error is the engine's to give.
+        let info = self.inner.public_key_info(spki_der)?;
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.insert(spki_der.to_vec(), info.clone());
+        }
+        Ok(info)
     }
 }
 
@@ -1595,9 +1607,32 @@ mod tests {
             Ok(message == signature)
         }
 
-        fn public_key_info(&self, _spki: &[u8]) -> Result<PublicKeyInfo, EngineError> {
-            Err(EngineError::Unsupported("test".into()))
+        fn public_key_info(&self, spki: &[u8]) -> Result<PublicKeyInfo, EngineError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            match spki {
+                b"bad key" => Err(EngineError::Unsupported("test".into())),
+                _ => Ok(PublicKeyInfo {
+                    algorithm: "ec".into(),
+                    bits: spki.len() as u32,
+                    curve: None,
+                }),
+            }
         }
+    }
+
+    /// Each public key is inspected once; one the engine refuses is asked again.
+    #[test]
+    fn remembering_inspects_each_key_once() {
+        let inner: &'static Counting = Box::leak(Box::default());
+        let v = Remembering::new(inner);
+        for _ in 0..3 {
+            assert_eq!(v.public_key_info(b"key a").unwrap().bits, 5);
+            assert_eq!(v.public_key_info(b"key bb").unwrap().bits, 6);
+        }
+        assert_eq!(inner.0.load(Ordering::SeqCst), 2);
+        assert!(v.public_key_info(b"bad key").is_err());
+        assert!(v.public_key_info(b"bad key").is_err());
+        assert_eq!(inner.0.load(Ordering::SeqCst), 4);
     }
 
     /// The same key, message and signature are verified once; any other is verified, and
