@@ -10,7 +10,10 @@
 //! afresh and writes only what is still missing or still there. So a run killed at any
 //! moment, re-run, converges: nothing done twice (a contact is created once: the step finds
 //! it), nothing lost. A step that fails does not stop the others; a busy directory's steps go
-//! back to the end of the queue until the run's time budget is spent.
+//! back to the end of the queue until the run's time budget is spent. A step's place among
+//! its directory's steps in flight is given to the next one as soon as its write is read back:
+//! the store's records of it (audit, inventory, ownership confirmed, the journal's `done`) are
+//! written beside the next steps, and the report waits for them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -195,6 +198,111 @@ impl Work {
 struct Did {
     added: Vec<String>,
     removed: Vec<String>,
+}
+
+/// How a step's work ended: finished, or its write done and read back with the store's
+/// records of it still being written.
+#[derive(Debug)]
+enum Finish {
+    Now(Did),
+    Later(tokio::task::JoinHandle<Result<Did, ServiceError>>),
+}
+
+impl Finish {
+    /// The step's outcome once its records are written (a failure to record fails the step,
+    /// as when it was recorded before the step ended).
+    async fn outcome(self) -> Result<Did, String> {
+        match self {
+            Finish::Now(did) => Ok(did),
+            Finish::Later(records) => match records.await {
+                Ok(Ok(did)) => Ok(did),
+                Ok(Err(e)) => Err(e.message),
+                Err(e) => Err(format!("its task ended abnormally: {e}")),
+            },
+        }
+    }
+}
+
+/// What is left of a person's step once its write was read back as intended: the store's
+/// records (the audit row and inventory, the ownership confirmed, removed values forgotten,
+/// the journal's `done`), in that order.
+struct Record {
+    svc: Service,
+    store: Arc<dyn Store>,
+    run: String,
+    step: String,
+    directory: String,
+    address: Mailbox,
+    before: Vec<CertDer>,
+    after_kind: Option<RecipientKind>,
+    after: Vec<CertDer>,
+    added: Vec<CertDer>,
+    removed: Vec<CertDer>,
+    owned: Vec<ManagedCert>,
+}
+
+impl Record {
+    async fn finish(self) -> Result<Did, ServiceError> {
+        let recorded = self.write().await;
+        if let Err(e) = &recorded {
+            let journal = self
+                .svc
+                .journal(
+                    &self.store,
+                    &self.run,
+                    &self.step,
+                    "failed",
+                    e.message.clone(),
+                )
+                .await;
+            if let Err(je) = journal {
+                tracing::warn!(error = %je, "journal");
+            }
+        }
+        recorded
+    }
+
+    async fn write(&self) -> Result<Did, ServiceError> {
+        let change = Change::new("apply", &self.directory, &self.address, &self.before);
+        self.svc
+            .record_write(
+                &change,
+                Some((self.after_kind, self.after.as_slice())),
+                self.added.first(),
+                &Ok(()),
+            )
+            .await?;
+        // The rows kept before the write, confirmed (no other writer records this address's
+        // rows while the apply lock is held, so they need not be read again).
+        let confirmed: Vec<ManagedCert> = self
+            .owned
+            .iter()
+            .map(|m| ManagedCert {
+                confirmed: true,
+                ..m.clone()
+            })
+            .collect();
+        if !confirmed.is_empty() {
+            self.store
+                .managed_put(&confirmed)
+                .await
+                .map_err(store_error)?;
+        }
+        let key = self.address.key();
+        for c in &self.removed {
+            self.store
+                .managed_forget(&self.directory, &key, &thumbprint(c))
+                .await
+                .map_err(store_error)?;
+        }
+        self.svc
+            .journal(&self.store, &self.run, &self.step, "done", String::new())
+            .await?;
+        Ok(Did {
+            added: self.added.iter().map(thumbprint).collect(),
+            removed: self.removed.iter().map(thumbprint).collect(),
+        })
+    }
 }
 
 /// The host name, for lock holders.
@@ -422,12 +530,24 @@ impl Service {
                 ),
             ));
         }
-        // Refuse a plan that no longer matches the directories.
+        // Refuse a plan that no longer matches the directories. They are opened and read all
+        // at once (the wait is the slowest one's, not the sum); the first stale or failing one
+        // in the plan's order is the one named, as when they were read one after another.
+        let checks = plan
+            .directories
+            .iter()
+            .map(|d| {
+                Box::pin(async move {
+                    let dir = self.open_directory(&d.name).await?;
+                    self.check_fresh(&dir, d).await?;
+                    Ok::<_, ServiceError>((d.name.clone(), dir))
+                }) as Pending<'_, _>
+            })
+            .collect();
         let mut dirs: BTreeMap<String, Arc<dyn Directory>> = BTreeMap::new();
-        for d in &plan.directories {
-            let dir = self.open_directory(&d.name).await?;
-            self.check_fresh(&dir, d).await?;
-            dirs.insert(d.name.clone(), dir);
+        for checked in join_all(checks).await {
+            let (name, dir) = checked?;
+            dirs.insert(name, dir);
         }
         self.confirm_read_back(store, plan).await?;
         let interrupted = store.journal_interrupted().await.map_err(store_error)?;
@@ -540,6 +660,13 @@ impl Service {
         }
 
         let budget = req.time_budget.unwrap_or(DEFAULT_BUDGET);
+        // Each directory's steps whose records are still being written: as many as its steps
+        // in flight, so a fast directory's records cannot pile up in the store's queue.
+        let records: Arc<BTreeMap<String, Arc<tokio::sync::Semaphore>>> = Arc::new(
+            dirs.keys()
+                .map(|d| (d.clone(), Arc::new(tokio::sync::Semaphore::new(PARALLEL))))
+                .collect(),
+        );
         let dirs = Arc::new(dirs);
         let run_id = run.to_string();
         let outcome = runner::run(
@@ -555,13 +682,31 @@ impl Service {
             |w| {
                 let svc = self.clone();
                 let dirs = dirs.clone();
+                let records = records.clone();
                 let store = store.clone();
                 let run = run_id.clone();
-                async move { svc.apply_step(&store, &dirs, &run, w).await }
+                async move { svc.apply_step(&store, &dirs, &records, &run, w).await }
             },
         )
         .await;
         for (w, ended) in work.iter().zip(outcome.ended) {
+            // A step whose write was done waits here for the store's records of it.
+            let ended = match ended {
+                Ended::Done { result, attempts } => match result.outcome().await {
+                    Ok(result) => Ended::Done { result, attempts },
+                    Err(error) => Ended::Failed { error, attempts },
+                },
+                Ended::Failed { error, attempts } => Ended::Failed { error, attempts },
+                Ended::NotAttempted {
+                    reason,
+                    attempts,
+                    out_of_time,
+                } => Ended::NotAttempted {
+                    reason,
+                    attempts,
+                    out_of_time,
+                },
+            };
             let (directory, target, operation) = match w {
                 Work::Person {
                     directory, address, ..
@@ -710,13 +855,14 @@ impl Service {
         &self,
         store: &Arc<dyn Store>,
         dirs: &BTreeMap<String, Arc<dyn Directory>>,
+        records: &BTreeMap<String, Arc<tokio::sync::Semaphore>>,
         run: &str,
         w: Work,
-    ) -> Try<Did> {
+    ) -> Try<Finish> {
         let dir_name = match &w {
             Work::Person { directory, .. } | Work::Trust { directory, .. } => directory.clone(),
         };
-        let Some(dir) = dirs.get(&dir_name) else {
+        let (Some(dir), Some(records)) = (dirs.get(&dir_name), records.get(&dir_name)) else {
             return Try::Failed(format!("directory {dir_name} is not open"));
         };
         let step = w.step(run);
@@ -728,13 +874,23 @@ impl Service {
                 remove,
                 ..
             } => {
-                self.apply_person(store, dir.as_ref(), run, &step, address, *kind, add, remove)
-                    .await
+                self.apply_person(
+                    store,
+                    dir.as_ref(),
+                    records,
+                    run,
+                    &step,
+                    address,
+                    *kind,
+                    add,
+                    remove,
+                )
+                .await
             }
-            Work::Trust { chain, .. } => {
-                self.apply_trust(store, dir.as_ref(), run, &step, chain)
-                    .await
-            }
+            Work::Trust { chain, .. } => self
+                .apply_trust(store, dir.as_ref(), run, &step, chain)
+                .await
+                .map(Finish::Now),
         };
         match result {
             Ok(did) => Try::Done(did),
@@ -785,13 +941,14 @@ impl Service {
         &self,
         store: &Arc<dyn Store>,
         dir: &dyn Directory,
+        records: &Arc<tokio::sync::Semaphore>,
         run: &str,
         step: &str,
         address: &Mailbox,
         kind: RecipientKind,
         add: &[CertDer],
         remove: &[CertDer],
-    ) -> Result<Did, ServiceError> {
+    ) -> Result<Finish, ServiceError> {
         // Read afresh: an earlier (killed) run, or another writer, may have done part of it.
         let current = dir.recipient(address).await?;
         let before: Vec<CertDer> = current
@@ -825,18 +982,24 @@ impl Service {
             if !owned.is_empty() {
                 self.keep_managed(store, &owned).await?;
             }
-            return Ok(Did {
+            return Ok(Finish::Now(Did {
                 added: Vec::new(),
                 removed: Vec::new(),
-            });
+            }));
         }
         let detail = serde_json::json!({
             "add": to_add.iter().map(|c| thumbprint(c)).collect::<Vec<_>>(),
             "remove": to_remove.iter().map(thumbprint).collect::<Vec<_>>(),
         })
         .to_string();
-        self.journal(store, run, step, "start", detail).await?;
-        self.keep_managed(store, &owned).await?;
+        // Both before the write, in either order: a run killed between them leaves a step open
+        // in the journal, or an unconfirmed ownership row, and a re-run handles either.
+        let (started, owned) = tokio::join!(
+            self.journal(store, run, step, "start", detail),
+            self.keep_managed(store, &owned)
+        );
+        started?;
+        let owned = owned?;
         let mut intended: Vec<CertDer> = before
             .iter()
             .filter(|c| !to_remove.contains(c))
@@ -905,46 +1068,55 @@ impl Service {
                 ),
             ))
         };
-        self.record_write(
-            &change,
-            Some((after_kind, after.as_slice())),
-            to_add.first().copied(),
-            &checked,
-        )
-        .await?;
-        checked?;
-        let confirmed: Vec<ManagedCert> = owned
-            .into_iter()
-            .map(|m| ManagedCert {
-                confirmed: true,
-                ..m
-            })
-            .collect();
-        self.keep_managed(store, &confirmed).await?;
-        for c in &to_remove {
-            store
-                .managed_forget(&directory, &key, &thumbprint(c))
-                .await
-                .map_err(store_error)?;
-        }
-        let did = Did {
-            added: to_add.iter().map(|c| thumbprint(c)).collect(),
-            removed: to_remove.iter().map(thumbprint).collect(),
-        };
-        self.journal(store, run, step, "done", String::new())
+        if checked.is_err() {
+            self.record_write(
+                &change,
+                Some((after_kind, after.as_slice())),
+                to_add.first().copied(),
+                &checked,
+            )
             .await?;
-        Ok(did)
+            checked?;
+        }
+        // The write is done and read back: what is left is the store's record of it (audit,
+        // inventory, ownership confirmed, the journal's `done`), which waits for no directory.
+        // It goes on beside the next steps, so this directory's place is free for the next
+        // one at once (a killed run may lose these rows as it could before: the step stays
+        // open in the journal and the next run re-reads and confirms it).
+        let record = Record {
+            svc: self.clone(),
+            store: store.clone(),
+            run: run.to_string(),
+            step: step.to_string(),
+            directory,
+            address: address.clone(),
+            before,
+            after_kind,
+            after,
+            added: to_add.into_iter().cloned().collect(),
+            removed: to_remove,
+            owned,
+        };
+        match records.clone().acquire_owned().await {
+            Ok(place) => Ok(Finish::Later(tokio::spawn(async move {
+                let recorded = record.finish().await;
+                drop(place);
+                recorded
+            }))),
+            // The semaphore is never closed; were it, the records are written here.
+            Err(_) => Ok(Finish::Now(record.finish().await?)),
+        }
     }
 
     /// Records ownership (rows of one directory and address), keeping the first publication
-    /// time of values already recorded.
+    /// time of values already recorded; returns the rows as recorded.
     async fn keep_managed(
         &self,
         store: &Arc<dyn Store>,
         rows: &[ManagedCert],
-    ) -> Result<(), ServiceError> {
+    ) -> Result<Vec<ManagedCert>, ServiceError> {
         let Some(first) = rows.first() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let known = store
             .managed_for(&first.directory, &first.address)
@@ -967,7 +1139,8 @@ impl Service {
                 }
             })
             .collect();
-        store.managed_put(&rows).await.map_err(store_error)
+        store.managed_put(&rows).await.map_err(store_error)?;
+        Ok(rows)
     }
 
     async fn apply_trust(
@@ -1117,6 +1290,32 @@ impl Service {
         })?;
         Ok((result.der, delivered))
     }
+}
+
+/// A future of [`join_all`].
+type Pending<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Runs `futures` together on the calling task; their outputs in their order.
+async fn join_all<T>(futures: Vec<Pending<'_, T>>) -> Vec<T> {
+    let mut pending: Vec<Option<Pending<'_, T>>> = futures.into_iter().map(Some).collect();
+    let mut done: Vec<Option<T>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (slot, out) in pending.iter_mut().zip(done.iter_mut()) {
+            if let Some(f) = slot
+                && let std::task::Poll::Ready(v) = f.as_mut().poll(cx)
+            {
+                *out = Some(v);
+                *slot = None;
+            }
+        }
+        if pending.iter().all(Option::is_none) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
 }
 
 /// A plan written as scripts for an administrator to run (`apply --emit-powershell`).
