@@ -726,7 +726,14 @@ impl Service {
         let facts = Arc::new(FactsCache::default());
         let mut recording = Vec::new();
         let reads = self
-            .read_for_plan_all(req, &managed_by, &known, &replace, &facts, &mut recording)
+            .read_for_plan_all(
+                req,
+                &managed_by,
+                &known,
+                &replace,
+                (&facts, &verifier),
+                &mut recording,
+            )
             .await;
         // A plan that failed still leaves what it read in the inventory.
         for r in recording {
@@ -938,7 +945,7 @@ impl Service {
         managed_by: &HashMap<(String, String), Vec<ManagedCert>>,
         known: &HashMap<String, CertDer>,
         force: &HashSet<String>,
-        facts: &Arc<FactsCache>,
+        facts: (&Arc<FactsCache>, &Arc<Remembering>),
         recording: &mut Vec<tokio::task::JoinHandle<()>>,
     ) -> Result<Vec<DirectoryRead>, ServiceError> {
         let desired = &req.desired;
@@ -1005,7 +1012,7 @@ impl Service {
         known: &HashMap<String, CertDer>,
         force: &HashSet<String>,
         max_age: Option<i64>,
-        facts: &Arc<FactsCache>,
+        facts: (&Arc<FactsCache>, &Arc<Remembering>),
         recording: &mut Vec<tokio::task::JoinHandle<()>>,
     ) -> Result<HashMap<String, Option<Recipient>>, ServiceError> {
         let name = dir.name().to_string();
@@ -1064,23 +1071,24 @@ impl Service {
             .await
             .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?;
         let present: Vec<Recipient> = read.values().flatten().cloned().collect();
-        recording.push(self.spawn_record(name, present, facts.clone()));
+        recording.push(self.spawn_record(name, present, facts.0.clone(), facts.1.clone()));
         out.extend(read);
         Ok(out)
     }
 
     /// Records what a plan read in the inventory, in one transaction, on a task of its own
-    /// (the next directory is read meanwhile). The inventory is a cache: a store that refuses
-    /// it is logged, never the plan's failure.
+    /// (the next directory is read meanwhile). `verifier`: the plan's, which readiness shares
+    /// (each public key decoded once). The inventory is a cache: a store that refuses it is
+    /// logged, never the plan's failure.
     fn spawn_record(
         &self,
         directory: String,
         present: Vec<Recipient>,
         facts: Arc<FactsCache>,
+        verifier: Arc<Remembering>,
     ) -> tokio::task::JoinHandle<()> {
         let service = self.clone();
         tokio::spawn(async move {
-            let verifier = service.engine().verifier;
             // Parsing thousands of certificates is CPU work: the blocking pool does it.
             let computed = crate::keys::blocking(move || {
                 let f: Vec<Vec<CertFacts>> = present
@@ -1088,7 +1096,7 @@ impl Service {
                     .map(|r| {
                         r.certificates
                             .iter()
-                            .filter_map(|c| facts.facts(verifier, c))
+                            .filter_map(|c| facts.facts(verifier.as_ref(), c))
                             .collect()
                     })
                     .collect();
