@@ -183,11 +183,39 @@ impl Service {
         let skip = q.page.saturating_mul(page_size);
         let mut total = 0;
         let mut people = Vec::with_capacity(page_size.min(n));
-        for i in order.filter(|&i| keep(i)) {
-            if total >= skip && people.len() < page_size {
-                people.push(snap.row(&view, i));
+        // Everyone, or everyone of one status in address or status order (a run of
+        // `by_status`, by address within): the page is a slice, the total a count.
+        let run: Option<&[u32]> = match (&member, q.status, q.sort) {
+            (None, None, PeopleSort::Status) => Some(&view.by_status),
+            (None, None, PeopleSort::Expiry) => Some(&snap.by_expiry),
+            (None, Some(st), PeopleSort::Address | PeopleSort::Status) => {
+                let from: usize = view.counts[..st as usize].iter().sum();
+                Some(&view.by_status[from..from + view.counts[st as usize]])
             }
-            total += 1;
+            _ => None,
+        };
+        match (run, &member, q.status) {
+            (Some(run), _, _) => {
+                total = run.len();
+                people.extend(
+                    run.iter()
+                        .skip(skip)
+                        .take(page_size)
+                        .map(|&i| snap.row(&view, i as usize)),
+                );
+            }
+            (None, None, None) => {
+                total = n;
+                people.extend((skip..n).take(page_size).map(|i| snap.row(&view, i)));
+            }
+            _ => {
+                for i in order.filter(|&i| keep(i)) {
+                    if total >= skip && people.len() < page_size {
+                        people.push(snap.row(&view, i));
+                    }
+                    total += 1;
+                }
+            }
         }
         Ok(PeoplePage {
             total,
