@@ -149,74 +149,88 @@ impl Service {
         }
         let (snap, view) = self.people_view(q.expiring_days.unwrap_or(30)).await?;
         let n = snap.base.people.len();
-        // Who matches the query and the directory (`None`: everyone).
+        // Who matches the query and the directory, by address (`None`: everyone).
         let needle = q
             .query
             .as_deref()
             .map(str::to_ascii_lowercase)
             .filter(|n| !n.is_empty());
-        let mut member: Option<Vec<bool>> = needle.as_deref().map(|n| snap.base.matching(n));
+        let mut matched: Option<Vec<u32>> = needle.as_deref().map(|n| snap.base.matching(n));
         if let Some(d) = q.directory.as_deref() {
-            let m = member.get_or_insert_with(|| vec![true; n]);
-            for (i, p) in snap.base.people.iter().enumerate() {
-                m[i] = m[i] && p.directories.iter().any(|x| x == d);
+            let here = |i: &u32| {
+                snap.base.people[*i as usize]
+                    .directories
+                    .iter()
+                    .any(|x| x == d)
+            };
+            match &mut matched {
+                Some(m) => m.retain(here),
+                None => matched = Some((0..n as u32).filter(here).collect()),
             }
         }
-        let [not_ready, expiring, ready] = match &member {
+        let status = |i: u32| view.status[i as usize];
+        let [not_ready, expiring, ready] = match &matched {
             None => view.counts,
             Some(m) => {
                 let mut c = [0; 3];
-                for (i, _) in m.iter().enumerate().filter(|(_, m)| **m) {
-                    c[view.status[i] as usize] += 1;
+                for &i in m {
+                    c[status(i) as usize] += 1;
                 }
                 c
             }
         };
-        let keep = |i: usize| {
-            member.as_ref().is_none_or(|m| m[i]) && q.status.is_none_or(|s| view.status[i] == s)
-        };
-        let order: Box<dyn Iterator<Item = usize> + '_> = match q.sort {
-            PeopleSort::Address => Box::new(0..n),
-            PeopleSort::Status => Box::new(view.by_status.iter().map(|&i| i as usize)),
-            PeopleSort::Expiry => Box::new(snap.by_expiry.iter().map(|&i| i as usize)),
-        };
         let skip = q.page.saturating_mul(page_size);
-        let mut total = 0;
-        let mut people = Vec::with_capacity(page_size.min(n));
-        // Everyone, or everyone of one status in address or status order (a run of
-        // `by_status`, by address within): the page is a slice, the total a count.
-        let run: Option<&[u32]> = match (&member, q.status, q.sort) {
-            (None, None, PeopleSort::Status) => Some(&view.by_status),
-            (None, None, PeopleSort::Expiry) => Some(&snap.by_expiry),
-            (None, Some(st), PeopleSort::Address | PeopleSort::Status) => {
-                let from: usize = view.counts[..st as usize].iter().sum();
-                Some(&view.by_status[from..from + view.counts[st as usize]])
-            }
-            _ => None,
+        let page = |order: &[u32]| -> Vec<PersonRow> {
+            order
+                .iter()
+                .skip(skip)
+                .take(page_size)
+                .map(|&i| snap.row(&view, i as usize))
+                .collect()
         };
-        match (run, &member, q.status) {
-            (Some(run), _, _) => {
-                total = run.len();
-                people.extend(
-                    run.iter()
-                        .skip(skip)
+        let (total, people) = match matched {
+            // Everyone: the kept orders; one status is a run of `by_status` (by address
+            // within), so the page is a slice and the total a count.
+            None => match (q.status, q.sort) {
+                (None, PeopleSort::Address) => (
+                    n,
+                    (skip..n)
                         .take(page_size)
-                        .map(|&i| snap.row(&view, i as usize)),
-                );
-            }
-            (None, None, None) => {
-                total = n;
-                people.extend((skip..n).take(page_size).map(|i| snap.row(&view, i)));
-            }
-            _ => {
-                for i in order.filter(|&i| keep(i)) {
-                    if total >= skip && people.len() < page_size {
-                        people.push(snap.row(&view, i));
-                    }
-                    total += 1;
+                        .map(|i| snap.row(&view, i))
+                        .collect(),
+                ),
+                (None, PeopleSort::Status) => (n, page(&view.by_status)),
+                (None, PeopleSort::Expiry) => (n, page(&snap.by_expiry)),
+                (Some(st), PeopleSort::Address | PeopleSort::Status) => {
+                    let from: usize = view.counts[..st as usize].iter().sum();
+                    let run = &view.by_status[from..from + view.counts[st as usize]];
+                    (run.len(), page(run))
                 }
+                (Some(st), PeopleSort::Expiry) => {
+                    let run: Vec<u32> = snap
+                        .by_expiry
+                        .iter()
+                        .copied()
+                        .filter(|&i| status(i) == st)
+                        .collect();
+                    (run.len(), page(&run))
+                }
+            },
+            // Some: sorted stably from address order, as the kept orders were.
+            Some(mut m) => {
+                if let Some(st) = q.status {
+                    m.retain(|&i| status(i) == st);
+                }
+                match q.sort {
+                    PeopleSort::Address => {}
+                    PeopleSort::Status => m.sort_by_key(|&i| status(i)),
+                    PeopleSort::Expiry => {
+                        m.sort_by_key(|&i| snap.earliest[i as usize].unwrap_or(i64::MAX))
+                    }
+                }
+                (m.len(), page(&m))
             }
-        }
+        };
         Ok(PeoplePage {
             total,
             page: q.page,
@@ -371,16 +385,18 @@ impl BaseIndex {
         }
     }
 
-    /// Who has `needle` (lowercase, not empty) in their address.
-    fn matching(&self, needle: &str) -> Vec<bool> {
-        let mut m = vec![false; self.people.len()];
+    /// Who has `needle` (lowercase, not empty) in their address, by address.
+    fn matching(&self, needle: &str) -> Vec<u32> {
+        let mut m: Vec<u32> = Vec::new();
         if needle.contains('\n') {
             return m;
         }
         for at in memchr::memmem::find_iter(&self.haystack, needle.as_bytes()) {
             // A match holds no `\n`, so it lies inside the address starting last before it.
-            let i = self.starts.partition_point(|&s| s <= at) - 1;
-            m[i] = true;
+            let i = (self.starts.partition_point(|&s| s <= at) - 1) as u32;
+            if m.last() != Some(&i) {
+                m.push(i);
+            }
         }
         m
     }
