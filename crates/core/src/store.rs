@@ -463,6 +463,23 @@ pub trait Store: Debug + Send + Sync {
     /// reading the rows the view is built from.
     async fn inventory_version(&self) -> Result<i64, StoreError>;
 
+    // Signature checks that succeeded.
+
+    /// The digests of the signature checks recorded as succeeded: lowercase hex SHA-256 of
+    /// what was checked (key, scheme, signed bytes, signature). A check is a pure function of
+    /// those, so a caller that checks the same signatures again and again (plan's readiness)
+    /// asks the engine only for new ones.
+    async fn signature_checks(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Records `digests` as checks that succeeded at `at` (again: the time moves), in one
+    /// transaction, and forgets the ones recorded before `forget_before`.
+    async fn signature_checks_record(
+        &self,
+        digests: &[String],
+        at: i64,
+        forget_before: i64,
+    ) -> Result<(), StoreError>;
+
     // The audit log.
 
     /// Appends a row (numbered and hashed inside the transaction); returns it.

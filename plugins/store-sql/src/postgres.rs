@@ -684,6 +684,36 @@ impl Store for PostgresStore {
         r.map_err(|f| self.fail(f))
     }
 
+    async fn signature_checks(&self) -> Result<Vec<String>, StoreError> {
+        let r: Result<Vec<String>, Fail> = async {
+            let c = self.client().await?;
+            let stmt = c.prepare_cached(sql::SIGNATURE_CHECKS).await?;
+            c.query(&stmt, &[])
+                .await?
+                .iter()
+                .map(|r| Ok(r.try_get(0)?))
+                .collect()
+        }
+        .await;
+        r.map_err(|f| self.fail(f))
+    }
+
+    async fn signature_checks_record(
+        &self,
+        digests: &[String],
+        at: i64,
+        forget_before: i64,
+    ) -> Result<(), StoreError> {
+        write_tx!(self, |tx| {
+            let put = tx.prepare_cached(sql::SIGNATURE_CHECK_PUT).await?;
+            for d in digests {
+                tx.execute(&put, &[d, &at]).await?;
+            }
+            let forget = tx.prepare_cached(sql::SIGNATURE_CHECK_FORGET).await?;
+            tx.execute(&forget, &[&forget_before]).await?;
+        })
+    }
+
     async fn audit_append(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
         write_tx!(self, |tx| {
             let head = tx

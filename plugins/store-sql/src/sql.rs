@@ -209,3 +209,9 @@ pub(crate) const SESSION_GET: &str =
 pub(crate) const SESSION_TOUCH: &str = "UPDATE web_session SET last_seen = $2 WHERE id = $1";
 
 pub(crate) const SESSION_REMOVE: &str = "DELETE FROM web_session WHERE id = $1";
+
+/// Signature checks that succeeded (`Store::signature_checks`).
+pub(crate) const SIGNATURE_CHECKS: &str = "SELECT digest FROM signature_check";
+pub(crate) const SIGNATURE_CHECK_PUT: &str = "INSERT INTO signature_check (digest, checked_at) \
+     VALUES ($1, $2) ON CONFLICT (digest) DO UPDATE SET checked_at = excluded.checked_at";
+pub(crate) const SIGNATURE_CHECK_FORGET: &str = "DELETE FROM signature_check WHERE checked_at < $1";

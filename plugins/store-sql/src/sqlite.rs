@@ -711,6 +711,33 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn signature_checks(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(sql::SIGNATURE_CHECKS)?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+    }
+
+    async fn signature_checks_record(
+        &self,
+        digests: &[String],
+        at: i64,
+        forget_before: i64,
+    ) -> Result<(), StoreError> {
+        let digests = digests.to_vec();
+        self.write(move |tx| {
+            let mut put = tx.prepare_cached(q!(sql::SIGNATURE_CHECK_PUT))?;
+            for d in &digests {
+                put.execute(params![d, at])?;
+            }
+            tx.prepare_cached(q!(sql::SIGNATURE_CHECK_FORGET))?
+                .execute(params![forget_before])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn audit_append(&self, entry: &AuditEntry) -> Result<AuditRecord, StoreError> {
         let entry = entry.clone();
         self.write(move |tx| {

@@ -154,6 +154,7 @@ both_backends!(
     export_import_round_trip_and_first_use_record,
     inventory_records_sightings_and_finds_what_expires,
     inventory_version_moves_with_every_write_and_first_addresses_page,
+    signature_checks_are_kept_refreshed_and_forgotten,
     audit_chain_detects_a_changed_and_a_removed_row,
     job_records_start_finish_and_list,
     reopening_keeps_the_data_and_the_schema,
@@ -573,6 +574,31 @@ async fn inventory_records_sightings_and_finds_what_expires(b: Backend) {
             .filter(|r| r.facts.sha256 == soon.sha256 || r.facts.sha256 == expired.sha256)
             .all(|r| !r.present)
     );
+}
+
+async fn signature_checks_are_kept_refreshed_and_forgotten(b: Backend) {
+    let f = Fixture::new(b, "signature_checks").await;
+    let s = f.store.as_ref();
+    assert!(s.signature_checks().await.unwrap().is_empty());
+    let d = |n: u32| format!("{n:064x}");
+    s.signature_checks_record(&[d(1), d(2)], 100, 0)
+        .await
+        .unwrap();
+    // Recorded again later: kept once, with the newer time.
+    s.signature_checks_record(&[d(2), d(3)], 200, 50)
+        .await
+        .unwrap();
+    let mut got = s.signature_checks().await.unwrap();
+    got.sort();
+    assert_eq!(got, [d(1), d(2), d(3)]);
+    // What was recorded before the horizon is forgotten; d(2) was recorded again at 200.
+    s.signature_checks_record(&[d(4)], 300, 150).await.unwrap();
+    let mut got = s.signature_checks().await.unwrap();
+    got.sort();
+    assert_eq!(got, [d(2), d(3), d(4)]);
+    // Nothing to record still forgets.
+    s.signature_checks_record(&[], 400, 250).await.unwrap();
+    assert_eq!(s.signature_checks().await.unwrap(), [d(4)]);
 }
 
 async fn inventory_version_moves_with_every_write_and_first_addresses_page(b: Backend) {

@@ -512,6 +512,12 @@ pub(crate) async fn read_trust(
 /// The engine's signature verifier, remembering its answers for the length of one plan or
 /// status: the CA certificates above thousands of people are verified once, not once per
 /// person's lint. An answer is remembered by the SHA-256 of the key, message and signature.
+///
+/// It can also start from the checks that succeeded in earlier plans ([`Self::with_known`],
+/// the store's `signature_checks`): a check is a pure function of what it checks, so
+/// plan after plan over the same 10,000 certificates asks the engine only for new
+/// signatures. [`Self::learned`] gives the checks that succeeded here and were not known.
+/// A failed check is never carried over.
 #[derive(Debug)]
 pub(crate) struct Remembering {
     inner: &'static dyn SignatureVerifier,
@@ -519,15 +525,66 @@ pub(crate) struct Remembering {
     /// What each public key (SubjectPublicKeyInfo DER) is: decoding one takes the engine
     /// longer than a signature check, and lint asks for every certificate.
     keys: Mutex<HashMap<Vec<u8>, PublicKeyInfo>>,
+    /// Digests ([`check_digest`]) of checks that succeeded before this plan.
+    known: HashSet<String>,
+    /// Digests of checks that succeeded here and were not in `known`.
+    learned: Mutex<Vec<String>>,
+}
+
+/// Days a recorded signature check is taken as made (then it is made again).
+const CHECKS_KEPT_DAYS: i64 = 90;
+
+/// What the digest of a signature check covers besides its inputs: bumped when what the
+/// engine accepts changes (key sizes, schemes), so that no earlier answer stands for a newer
+/// rule.
+const CHECK_DOMAIN: &[u8] = b"smimekit signature check 1";
+
+/// The lowercase hex SHA-256 that names a signature check: a domain string, the scheme, the
+/// key, the signed bytes and the signature, each with its length.
+fn check_digest(
+    spki_der: &[u8],
+    scheme: SignatureScheme,
+    message: &[u8],
+    signature: &[u8],
+) -> [u8; 32] {
+    use sha2::Digest as _;
+    let scheme = format!("{scheme:?}");
+    let mut h = sha2::Sha256::new();
+    for part in [
+        CHECK_DOMAIN,
+        scheme.as_bytes(),
+        spki_der,
+        message,
+        signature,
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().into()
 }
 
 impl Remembering {
     pub(crate) fn new(inner: &'static dyn SignatureVerifier) -> Self {
+        Self::with_known(inner, HashSet::new())
+    }
+
+    /// A verifier that takes the checks named by `known` as succeeded.
+    pub(crate) fn with_known(
+        inner: &'static dyn SignatureVerifier,
+        known: HashSet<String>,
+    ) -> Self {
         Self {
             inner,
             seen: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
+            known,
+            learned: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The checks that succeeded here and were not known before.
+    pub(crate) fn learned(&self) -> Vec<String> {
+        self.learned.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }
 
@@ -539,20 +596,29 @@ impl SignatureVerifier for Remembering {
         message: &[u8],
         signature: &[u8],
     ) -> Result<bool, EngineError> {
-        use sha2::Digest as _;
-        let mut h = sha2::Sha256::new();
-        for part in [spki_der, message, signature] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part);
-        }
-        let key = (<[u8; 32]>::from(h.finalize()), scheme);
+        let digest = check_digest(spki_der, scheme, message, signature);
+        let key = (digest, scheme);
         // A poisoned map (a panic while inserting) is only a cache: verify again.
         if let Some(known) = self.seen.lock().ok().and_then(|s| s.get(&key).copied()) {
             return Ok(known);
         }
+        let hex = hex::encode(digest);
+        if self.known.contains(&hex) {
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.insert(key, true);
+            }
+            return Ok(true);
+        }
         let answer = self.inner.verify(spki_der, scheme, message, signature)?;
         if let Ok(mut seen) = self.seen.lock() {
-            seen.insert(key, answer);
+            // Two threads may check the same signature at once: it is learned once.
+            let first = seen.insert(key, answer).is_none();
+            if answer
+                && first
+                && let Ok(mut learned) = self.learned.lock()
+            {
+                learned.push(hex);
+            }
         }
         Ok(answer)
     }
@@ -699,7 +765,19 @@ impl Service {
         // converged directory leaves them with, and any other holding is judged once read. A
         // person in several directories holding the same certificates is judged once, and the
         // CA certificates above them all are verified once.
-        let verifier = Arc::new(Remembering::new(self.engine().verifier));
+        // The signature checks earlier plans made (a cache: a store that cannot give them
+        // only costs the checks).
+        let known_checks = match store.signature_checks().await {
+            Ok(k) => k.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "plan: earlier signature checks not read");
+                HashSet::new()
+            }
+        };
+        let verifier = Arc::new(Remembering::with_known(
+            self.engine().verifier,
+            known_checks,
+        ));
         let mut asked: HashSet<ReadyKey> = HashSet::new();
         let mut early = Vec::new();
         if !trust.is_empty() {
@@ -923,6 +1001,14 @@ impl Service {
             })
             .collect();
         certificates.retain(|t, _| named.contains(t));
+        let learned = verifier.learned();
+        if !learned.is_empty()
+            && let Err(e) = store
+                .signature_checks_record(&learned, now, now - CHECKS_KEPT_DAYS * DAY)
+                .await
+        {
+            tracing::warn!(error = %e, "plan: the signature checks made were not recorded");
+        }
         Ok(Plan {
             format: PLAN_FORMAT,
             file: desired.file.clone(),
@@ -1659,6 +1745,36 @@ mod tests {
         // The parts are length-prefixed: moving a byte from one to the next is another input.
         assert!(v.verify(b"ca ke", scheme, b"ytbs", b"ytbs").unwrap());
         assert_eq!(inner.0.load(Ordering::SeqCst), 3);
+    }
+
+    /// Checks that succeeded in an earlier plan are not made again; the ones made here that
+    /// succeeded are learned once each, and a failed one is never learned.
+    #[test]
+    fn remembering_starts_from_known_checks_and_learns_new_ones() {
+        let inner: &'static Counting = Box::leak(Box::default());
+        let scheme = SignatureScheme::Ecdsa(smimekit_core::DigestAlg::Sha256);
+        let first = Remembering::new(inner);
+        assert!(first.verify(b"ca key", scheme, b"tbs", b"tbs").unwrap());
+        assert!(first.verify(b"ca key", scheme, b"tbs", b"tbs").unwrap());
+        assert!(!first.verify(b"ca key", scheme, b"tbs", b"bad").unwrap());
+        let learned = first.learned();
+        assert_eq!(learned.len(), 1, "{learned:?}");
+        assert_eq!(inner.0.load(Ordering::SeqCst), 2);
+
+        let next = Remembering::with_known(inner, learned.iter().cloned().collect());
+        assert!(next.verify(b"ca key", scheme, b"tbs", b"tbs").unwrap());
+        assert_eq!(
+            inner.0.load(Ordering::SeqCst),
+            2,
+            "a known check is not made again"
+        );
+        // Another scheme over the same bytes is another check.
+        let pss = SignatureScheme::RsaPss(smimekit_core::DigestAlg::Sha256);
+        assert!(next.verify(b"ca key", pss, b"tbs", b"tbs").unwrap());
+        assert!(!next.verify(b"ca key", scheme, b"tbs", b"bad").unwrap());
+        assert_eq!(inner.0.load(Ordering::SeqCst), 4);
+        assert_eq!(next.learned().len(), 1);
+        assert!(!learned.contains(&next.learned()[0]));
     }
 
     fn fixture(name: &str) -> Vec<CertDer> {
