@@ -1,4 +1,4 @@
-//! `cargo xtask bench-deploy [--quick]` (also run at the end of `cargo xtask bench`): plan and
+//! `cargo xtask bench-deploy [--quick] [--perf DIR]` (also run at the end of `cargo xtask bench`): plan and
 //! apply (issue 13) for 10,000 people (1,000 with `--quick`) across three directories at once,
 //! all started here: the local directory (in the SQLite store), the Exchange Online emulator
 //! (tests/exchange-emulator, answering 429 + Retry-After to every 20th request) and slapd
@@ -75,6 +75,12 @@ struct Person {
 
 pub fn run(args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
+    let perf_dir = args
+        .iter()
+        .position(|a| a == "--perf")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
+    let perf_dir = perf_dir.as_deref();
     let n: usize = if quick { 1_000 } else { 10_000 };
     let runs: usize = if quick { 3 } else { 5 };
     let root = crate::root();
@@ -308,6 +314,37 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let check = check.context("no read")?;
     let (lost, duplicated, wrong_kind) = compare(&people, &check);
+    // `--perf DIR`: one more run of each plan under `perf record` (call graphs from DWARF),
+    // for `perf report -i DIR/plan-refresh.data`.
+    if let Some(dir) = perf_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, refresh) in [("plan-refresh", true), ("plan-fresh", false)] {
+            let data = dir.join(format!("{name}.data"));
+            let mut c = Command::new("perf");
+            c.args([
+                "record",
+                "-q",
+                "-F",
+                "499",
+                "--call-graph",
+                "dwarf,32768",
+                "-o",
+            ])
+            .arg(&data)
+            .arg("--")
+            .arg(&smimekit)
+            .args(["plan", "--file", &deploy, "--detailed-exitcode", "--config"])
+            .arg(&config);
+            if refresh {
+                c.arg("--refresh");
+            }
+            let status = c
+                .stdout(Stdio::null())
+                .status()
+                .context("running perf record")?;
+            eprintln!("bench-deploy: {} ({status})", data.display());
+        }
+    }
 
     let read_med = median(&mut read_s);
     let refresh_med = median(&mut refresh_s);

@@ -65,6 +65,11 @@ use anyhow::{Context, Result, bail};
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let task = args.first().map(String::as_str).unwrap_or_default();
+    if task.starts_with("bench") {
+        // The benchmarks start slapd, PostgreSQL, tmux and the rest as the tests do: on a
+        // fresh machine they are installed first.
+        setup::ensure_test_packages(&target_dir())?;
+    }
     if task.starts_with("bench") && cfg!(debug_assertions) {
         // `cargo xtask` builds xtask without optimizations; in-process figures need the
         // release build of the libraries, so run the task again from a release build.
