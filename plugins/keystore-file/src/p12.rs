@@ -287,25 +287,44 @@ struct ClassicMac<'a> {
 /// The key derivations of one reading of a file, against [`LIMITS`]: each at most
 /// `pkcs12_iterations`, all together at most `pkcs12_total_iterations`, so a hostile file
 /// costs bounded work before any derivation starts.
-#[derive(Default)]
-struct Budget {
+pub(crate) struct Budget {
     spent: Cell<u64>,
+    /// Iterations of one derivation.
+    each: u64,
+    /// Iterations of all derivations of the file.
+    total: u64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget::new(LIMITS.pkcs12_iterations, LIMITS.pkcs12_total_iterations)
+    }
 }
 
 impl Budget {
+    /// A budget with other caps than [`LIMITS`]' (the fuzz target's smaller ones: at the
+    /// product's caps one mutated iteration count costs a second).
+    pub(crate) fn new(each: u64, total: u64) -> Self {
+        Budget {
+            spent: Cell::new(0),
+            each,
+            total,
+        }
+    }
+
     /// Books a derivation of `iterations` (`what` names it in errors), or refuses it.
     fn spend(&self, what: &str, iterations: u64) -> Result<(), String> {
-        if iterations > LIMITS.pkcs12_iterations {
+        if iterations > self.each {
             return Err(format!(
                 "{what}: {iterations} iterations, more than the {} allowed for one key derivation (a limit on input)",
-                LIMITS.pkcs12_iterations
+                self.each
             ));
         }
         let total = self.spent.get().saturating_add(iterations);
-        if total > LIMITS.pkcs12_total_iterations {
+        if total > self.total {
             return Err(format!(
                 "{what}: more than {} iterations of key derivation in one file (a limit on input)",
-                LIMITS.pkcs12_total_iterations
+                self.total
             ));
         }
         self.spent.set(total);
@@ -1023,6 +1042,16 @@ pub(crate) fn read(
     data: &[u8],
     password: Option<&Secret>,
 ) -> Result<Bundle, KeyStoreError> {
+    read_within(id, data, password, &Budget::default())
+}
+
+/// [`read`] with the key derivations counted against `budget`.
+pub(crate) fn read_within(
+    id: &str,
+    data: &[u8],
+    password: Option<&Secret>,
+    budget: &Budget,
+) -> Result<Bundle, KeyStoreError> {
     let given = password.is_some();
     let pass: &str = match password {
         None => "",
@@ -1045,7 +1074,6 @@ pub(crate) fn read(
     // The password the bags are encrypted with, once the MAC (if any) has accepted it. As in
     // OpenSSL's PKCS12_parse, an empty password may be the absent or the empty one; without a
     // MAC it is the absent one, and a wrong password shows up as a decryption failure.
-    let budget = Budget::default();
     let bag_pass: Option<&str> = match &pfx.mac_data {
         Some(mac_data) => match mac_params(mac_data).map_err(|e| malformed(id, &e))? {
             Mac::Pbmac1(p) => match budget
@@ -1090,7 +1118,7 @@ pub(crate) fn read(
         certs: Vec::new(),
         key_bags: 0,
         bags_seen: 0,
-        budget: &budget,
+        budget,
     };
     let safe_err = |e: String| malformed(id, &format!("AuthenticatedSafe: {e}"));
     let safes = first(&pfx.auth_safe_data).map_err(safe_err)?;
