@@ -1,4 +1,4 @@
-//! `cargo xtask bench-deploy [--quick] [--perf DIR]` (also run at the end of `cargo xtask bench`): plan and
+//! `cargo xtask bench-deploy [--quick] [--perf DIR] [--hold]` (also run at the end of `cargo xtask bench`): plan and
 //! apply (issue 13) for 10,000 people (1,000 with `--quick`) across three directories at once,
 //! all started here: the local directory (in the SQLite store), the Exchange Online emulator
 //! (tests/exchange-emulator, answering 429 + Retry-After to every 20th request) and slapd
@@ -314,6 +314,16 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let check = check.context("no read")?;
     let (lost, duplicated, wrong_kind) = compare(&people, &check);
+    // `--hold`: the directories stay up until a line (or the end) on standard input, for
+    // running smimekit by hand against them.
+    if args.iter().any(|a| a == "--hold") {
+        eprintln!(
+            "bench-deploy: holding; try `{} plan --file {deploy} --config {} --refresh`, then press Enter",
+            smimekit.display(),
+            config.display()
+        );
+        let _ = std::io::stdin().read_line(&mut String::new());
+    }
     // `--perf DIR`: one more run of each plan under `perf record` (call graphs from DWARF),
     // for `perf report -i DIR/plan-refresh.data`.
     if let Some(dir) = perf_dir {

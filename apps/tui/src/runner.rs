@@ -78,6 +78,7 @@ impl Runner {
                     deliver: None,
                     ca_secret: None,
                     time_budget: None,
+                    just_planned: false,
                 });
                 let canceller = job.canceller();
                 let handle = tokio::spawn(async move {

@@ -866,6 +866,7 @@ pub fn start_apply(
         deliver: None,
         ca_secret: None,
         time_budget: None,
+        just_planned: false,
     });
     Ok(state.jobs.watch(&user.session.user, job, |r| {
         (

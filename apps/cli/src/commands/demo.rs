@@ -351,6 +351,7 @@ async fn demo_steps(dir: &Path, steps: &mut Vec<DemoStep>) -> Result<(), Halt> {
             deliver: None,
             ca_secret: None,
             time_budget: None,
+            just_planned: false,
         })
         .await
         .map_err(at(name))?;

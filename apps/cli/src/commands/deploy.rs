@@ -208,6 +208,9 @@ pub async fn apply(service: &Service, a: ApplyArgs, json: bool) -> Result<u8> {
             deliver,
             ca_secret: None,
             time_budget: a.time_budget,
+            // Planned a moment ago in this process with nobody reviewing it: no up-front
+            // re-read (each step re-reads its entry). A saved or confirmed plan is checked.
+            just_planned: a.file.is_some() && a.auto_approve,
         }),
         "steps",
     )

@@ -78,6 +78,11 @@ pub struct ApplyRequest {
     pub ca_secret: Option<smimekit_core::Secret>,
     /// Default: 1 h.
     pub time_budget: Option<Duration>,
+    /// The plan was made by this caller just now, nobody reviewing it in between
+    /// (`apply --file F --auto-approve`): the up-front re-read of every directory that refuses a
+    /// stale plan is skipped. Each step still re-reads its own entry before it writes, so a
+    /// value that appeared meanwhile is kept. A saved or reviewed plan leaves this `false`.
+    pub just_planned: bool,
 }
 
 impl std::fmt::Debug for ApplyRequest {
@@ -536,13 +541,16 @@ impl Service {
         // Refuse a plan that no longer matches the directories. They are opened and read all
         // at once (the wait is the slowest one's, not the sum); the first stale or failing one
         // in the plan's order is the one named, as when they were read one after another.
+        let fresh = req.just_planned;
         let checks = plan
             .directories
             .iter()
             .map(|d| {
                 Box::pin(async move {
                     let dir = self.open_directory(&d.name).await?;
-                    self.check_fresh(&dir, d).await?;
+                    if !fresh {
+                        self.check_fresh(&dir, d).await?;
+                    }
                     Ok::<_, ServiceError>((d.name.clone(), dir))
                 }) as Pending<'_, _>
             })

@@ -645,6 +645,7 @@ struct Issued {
 impl Service {
     /// `smimekit plan`: reads every target directory and the store; writes nothing.
     pub async fn plan(&self, req: &PlanRequest) -> Result<Plan, ServiceError> {
+        tracing::debug!(people = req.desired.people.len(), "plan: start");
         let desired = &req.desired;
         let now = self.now();
         let policy = &desired.policy;
@@ -665,6 +666,7 @@ impl Service {
         }
         let store = self.store().await?;
         let managed = store.managed(None).await.map_err(store_error)?;
+        tracing::debug!(rows = managed.len(), "plan: managed certificates read");
         let mut managed_by: HashMap<(String, String), Vec<ManagedCert>> = HashMap::new();
         for m in managed {
             managed_by
@@ -693,6 +695,10 @@ impl Service {
         let mut successors: HashMap<String, Vec<CertDer>> = HashMap::new();
         let mut newest_wanted: HashMap<String, Option<i64>> = HashMap::new();
         let mut issued_by = self.issued_all(desired, now).await?;
+        tracing::debug!(
+            people = issued_by.len(),
+            "plan: CA-issued certificates read"
+        );
         for p in &desired.people {
             let mut certs: Vec<CertDer> = p.certificates.clone();
             if let Some(ca) = &p.issue {
@@ -798,6 +804,7 @@ impl Service {
                 })
                 .collect();
             early = spawn_readiness(verifier.clone(), jobs, now);
+            tracing::debug!(people = asked.len(), "plan: readiness started");
         }
         // The directories are read one after another; what a listing held is recorded in the
         // inventory meanwhile (each distinct certificate's facts computed once).
@@ -813,20 +820,23 @@ impl Service {
                 &mut recording,
             )
             .await;
-        // A plan that failed still leaves what it read in the inventory.
-        for r in recording {
-            // A record task that panicked only lost a cache update.
-            if let Err(e) = r.await {
-                tracing::warn!(error = %e, "plan: the inventory was not updated");
+        // What was read is recorded in the inventory while the plan is assembled; a plan
+        // that failed still leaves it there.
+        let reads = match reads {
+            Ok(reads) => reads,
+            Err(e) => {
+                recorded(recording).await;
+                return Err(e);
             }
-        }
-        let reads = reads?;
+        };
+        tracing::debug!("plan: directories read");
 
         let renewing: HashSet<&str> = issue.iter().map(|s| s.address.as_str()).collect();
         let mut ready_cache: HashMap<ReadyKey, Readiness> = HashMap::new();
         for answers in early {
             ready_cache.extend(joined(answers).await?);
         }
+        tracing::debug!("plan: readiness of what each person is to hold known");
         let mut directories = Vec::new();
         let mut summary = PlanSummary {
             issue: issue.iter().filter(|s| s.action == "issue").count(),
@@ -1001,6 +1011,9 @@ impl Service {
             })
             .collect();
         certificates.retain(|t, _| named.contains(t));
+        tracing::debug!("plan: every directory planned");
+        recorded(recording).await;
+        tracing::debug!("plan: inventory recorded");
         let learned = verifier.learned();
         if !learned.is_empty()
             && let Err(e) = store
@@ -1038,6 +1051,7 @@ impl Service {
         let mut reads = Vec::new();
         for name in self.deploy_directories(desired)? {
             let dir = self.open_directory(&name).await?;
+            tracing::debug!(directory = name, "plan: directory open");
             let people: Vec<usize> = desired
                 .people
                 .iter()
@@ -1072,9 +1086,11 @@ impl Service {
                     recording,
                 )
                 .await?;
+            tracing::debug!(directory = name, "plan: entries read");
             let held = read_trust(dir.as_ref())
                 .await
                 .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?;
+            tracing::debug!(directory = name, "plan: trust chain read");
             reads.push(DirectoryRead {
                 name,
                 people,
@@ -1162,10 +1178,12 @@ impl Service {
         Ok(out)
     }
 
-    /// Records what a plan read in the inventory, in one transaction, on a task of its own
-    /// (the next directory is read meanwhile). `verifier`: the plan's, which readiness shares
-    /// (each public key decoded once). The inventory is a cache: a store that refuses it is
-    /// logged, never the plan's failure.
+    /// Records what a plan read in the inventory, in one transaction, on the blocking pool
+    /// (the next directory is read and the plan assembled meanwhile: the certificates' facts
+    /// and the store's write both run there, so a runtime thread busy assembling the plan does
+    /// not hold the write back). `verifier`: the plan's, which readiness shares (each public
+    /// key decoded once). The inventory is a cache: a store that refuses it is logged, never
+    /// the plan's failure.
     fn spawn_record(
         &self,
         directory: String,
@@ -1174,47 +1192,40 @@ impl Service {
         verifier: Arc<Remembering>,
     ) -> tokio::task::JoinHandle<()> {
         let service = self.clone();
-        tokio::spawn(async move {
-            // Parsing thousands of certificates is CPU work: the blocking pool does it.
-            let computed = crate::keys::blocking(move || {
-                let f: Vec<Vec<CertFacts>> = present
-                    .iter()
-                    .map(|r| {
-                        r.certificates
-                            .iter()
-                            .filter_map(|c| facts.facts(verifier.as_ref(), c))
-                            .collect()
-                    })
-                    .collect();
-                (present, f)
-            })
-            .await;
-            let recorded = match computed {
-                Ok((present, f)) => {
-                    let now = service.now();
-                    let sightings: Vec<Sighting<'_>> = present
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            // Parsing thousands of certificates is CPU work.
+            let f: Vec<Vec<CertFacts>> = present
+                .iter()
+                .map(|r| {
+                    r.certificates
                         .iter()
-                        .zip(&f)
-                        .map(|(r, f)| Sighting {
-                            directory: &directory,
-                            address: &r.address,
-                            kind: Some(r.kind),
-                            certificates: f,
-                            time: now,
-                            published: false,
-                            complete: true,
-                        })
-                        .collect();
-                    match service.store().await {
-                        Ok(store) => store
-                            .inventory_record(&sightings)
-                            .await
-                            .map_err(store_error),
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => Err(e),
-            };
+                        .filter_map(|c| facts.facts(verifier.as_ref(), c))
+                        .collect()
+                })
+                .collect();
+            let now = service.now();
+            let sightings: Vec<Sighting<'_>> = present
+                .iter()
+                .zip(&f)
+                .map(|(r, f)| Sighting {
+                    directory: &directory,
+                    address: &r.address,
+                    kind: Some(r.kind),
+                    certificates: f,
+                    time: now,
+                    published: false,
+                    complete: true,
+                })
+                .collect();
+            // A blocking-pool thread may wait on the runtime's futures.
+            let recorded = runtime.block_on(async {
+                let store = service.store().await?;
+                store
+                    .inventory_record(&sightings)
+                    .await
+                    .map_err(store_error)
+            });
             if let Err(e) = recorded {
                 tracing::warn!(error = %e, directory, "plan: the inventory was not updated");
             }
@@ -1491,6 +1502,16 @@ fn spawn_readiness(verifier: Arc<Remembering>, jobs: Vec<ReadyJob>, now: i64) ->
                 })
                 .collect()
         }));
+    }
+}
+
+/// Waits for the inventory records of a plan's listings ([`Service::spawn_record`]).
+async fn recorded(recording: Vec<tokio::task::JoinHandle<()>>) {
+    for r in recording {
+        // A record task that panicked only lost a cache update.
+        if let Err(e) = r.await {
+            tracing::warn!(error = %e, "plan: the inventory was not updated");
+        }
     }
 }
 

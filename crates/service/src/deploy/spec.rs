@@ -221,6 +221,12 @@ pub fn load(
         loaded: HashMap::new(),
     };
     let desired = cx.document(doc.get_ref());
+    tracing::debug!(
+        file = file_name,
+        people = desired.people.len(),
+        errors = cx.errors.len(),
+        "deploy file loaded"
+    );
     if cx.errors.is_empty() {
         Ok(desired)
     } else {
