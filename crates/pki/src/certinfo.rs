@@ -228,6 +228,18 @@ pub fn issuer_and_serial(cert: &CertDer) -> Result<(Vec<u8>, Vec<u8>), PkiError>
     Ok((raw.issuer.raw.to_vec(), raw.serial.content.to_vec()))
 }
 
+/// The validity period (notBefore, notAfter; Unix seconds) alone: what [`parse`] gives in
+/// `not_before`/`not_after`, without formatting names or reading extensions (plan asks it of
+/// every wanted certificate).
+pub fn validity(cert: &CertDer) -> Result<(i64, i64), PkiError> {
+    let raw = split(cert.as_bytes())?;
+    let not_before =
+        parse_time(raw.not_before).map_err(|r| PkiError::Certificate(format!("notBefore: {r}")))?;
+    let not_after =
+        parse_time(raw.not_after).map_err(|r| PkiError::Certificate(format!("notAfter: {r}")))?;
+    Ok((not_before, not_after))
+}
+
 /// The subjectPublicKeyInfo, complete DER exactly as in the certificate.
 pub fn spki_der(cert: &CertDer) -> Result<Vec<u8>, PkiError> {
     Ok(split(cert.as_bytes())?.spki.raw.to_vec())
@@ -762,6 +774,27 @@ mod tests {
         }
         assert!(time(0x18, "2000").is_err());
         assert!(time(0x18, "20000101000000é").is_err());
+    }
+
+    /// The validity alone is what the full parse says, and a broken certificate is an error.
+    #[test]
+    fn validity_is_the_parse_s() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pki");
+        let mut seen = 0;
+        for name in ["alice.pem", "bob.pem", "carol.pem", "chain.pem"] {
+            let pem = std::fs::read(dir.join(name)).unwrap();
+            for cert in crate::load_certificates(&pem, name).unwrap() {
+                let info = parse(&cert).unwrap();
+                assert_eq!(
+                    validity(&cert).unwrap(),
+                    (info.not_before, info.not_after),
+                    "{name}"
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 4);
+        assert!(validity(&CertDer::new(vec![0x30, 0x03, 0x02, 0x01, 0x00])).is_err());
     }
 
     #[test]
