@@ -303,18 +303,26 @@ struct Outcome {
     log: PathBuf,
 }
 
-/// Runs one target on `corpus` (seeded first) and reads its figures.
+/// Runs one target on `corpus` (seeded first) and reads its figures. Its log is
+/// `fuzz/logs/NAME.log`, or `NAME.smoke.log` for a smoke run (`smoke`): a smoke run beside a
+/// long one (`cargo xtask test` while a campaign runs) must not truncate the long one's log,
+/// whose last lines are its figures.
 fn run_target(
     name: &str,
     corpus: &Path,
     libfuzzer_args: &[String],
     sanitizer: Option<&str>,
+    smoke: bool,
 ) -> Result<Outcome> {
     let artifacts = fuzz_dir().join("artifacts").join(name);
     std::fs::create_dir_all(&artifacts)?;
     let logs = fuzz_dir().join("logs");
     std::fs::create_dir_all(&logs)?;
-    let log = logs.join(format!("{name}.log"));
+    let log = logs.join(if smoke {
+        format!("{name}.smoke.log")
+    } else {
+        format!("{name}.log")
+    });
     let log_file =
         std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     let mut c = Command::new(binary(name, sanitizer));
@@ -386,7 +394,7 @@ fn fuzz(name: &str, time: u64, runs: Option<u64>, sanitizer: Option<&str>) -> Re
         "fuzz: {name} for {time} s ({seeded} seeds added to {})",
         corpus.display()
     );
-    let o = run_target(name, &corpus, &args, sanitizer)?;
+    let o = run_target(name, &corpus, &args, sanitizer, false)?;
     record(name, &o)?;
     if o.crashed {
         bail!("{}", crash_report(name, &o));
@@ -412,7 +420,7 @@ pub fn smoke(mutations: u64) -> Result<usize> {
             // A guard, not a figure: the runs above end far sooner.
             "-max_total_time=120".to_string(),
         ];
-        let o = run_target(name, dir.path(), &args, None)?;
+        let o = run_target(name, dir.path(), &args, None, true)?;
         if o.crashed {
             eprintln!("{}", crash_report(name, &o));
             failed.push(*name);
