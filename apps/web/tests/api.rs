@@ -1063,6 +1063,37 @@ async fn an_admin_revokes_what_the_ca_issued_after_reauthenticating() {
         ("ada", "alice@example.org")
     );
     assert!(rows[0].result.contains(&serial), "{:?}", rows[0]);
+    // The issue before, and a CRL after, are in the audit log too.
+    let crl = f
+        .service
+        .ca_crl(&smimekit_service::CaCrlRequest {
+            dir: dir.clone().into(),
+            ca_secret: Some(smimekit_service::Secret::new(b"ca password".to_vec())),
+            days: 7,
+        })
+        .await
+        .unwrap();
+    assert_eq!(crl.revoked, [serial.clone()]);
+    let rows = audit_rows(&f).await;
+    let of = |op: &str| {
+        rows.iter()
+            .filter(|r| r.operation == op)
+            .collect::<Vec<_>>()
+    };
+    let issued = of("ca-issue");
+    assert_eq!(issued.len(), 1, "{rows:?}");
+    assert_eq!(issued[0].address, "alice@example.org");
+    assert!(issued[0].result.contains(&serial), "{:?}", issued[0]);
+    assert_eq!(issued[0].directory, format!("ca:{dir}"));
+    let crls = of("ca-crl");
+    assert_eq!(crls.len(), 1, "{rows:?}");
+    assert!(
+        crls[0]
+            .result
+            .contains(&format!("cRLNumber {}, 1 revoked", crl.crl_number)),
+        "{:?}",
+        crls[0]
+    );
 }
 
 async fn trust_len(f: &Fixture) -> usize {

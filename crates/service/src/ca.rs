@@ -945,6 +945,23 @@ impl Service {
             })
             .await?;
         }
+        // The audit row, as for a revocation: the CA (its folder) as the directory, the new
+        // certificate as `after`.
+        self.audit_change(
+            "ca-issue",
+            &format!("ca:{}", req.dir.display()),
+            &email,
+            Vec::new(),
+            vec![info.sha1_thumbprint.clone()],
+            format!("ok (serial {serial_hex}, until {})", rfc3339(not_after)),
+        )
+        .await
+        .map_err(|e| {
+            e.context(format!(
+                "serial {serial_hex} issued (in {}), but recording it in the audit log",
+                ca_copy.display()
+            ))
+        })?;
         Ok(CaIssueResult {
             email,
             serial: serial_hex,
@@ -1104,6 +1121,24 @@ impl Service {
         let crl =
             pkica::sign_tbs(&tbs, scheme, &alg, key.as_ref(), self.engine().primitives).await?;
         ca.close().await;
+        self.audit_change(
+            "ca-crl",
+            &format!("ca:{}", req.dir.display()),
+            "",
+            Vec::new(),
+            Vec::new(),
+            format!(
+                "ok (cRLNumber {number}, {} revoked, next update {})",
+                serials.len(),
+                rfc3339(next)
+            ),
+        )
+        .await
+        .map_err(|e| {
+            e.context(format!(
+                "CRL {number} signed, but recording it in the audit log"
+            ))
+        })?;
         Ok(CaCrlResult {
             pem: pem_block("X509 CRL", &crl),
             crl_number: number,
