@@ -1073,7 +1073,7 @@ async fn an_admin_revokes_what_the_ca_issued_after_reauthenticating() {
         })
         .await
         .unwrap();
-    assert_eq!(crl.revoked, [serial.clone()]);
+    assert_eq!(crl.revoked, std::slice::from_ref(&serial));
     let rows = audit_rows(&f).await;
     let of = |op: &str| {
         rows.iter()
