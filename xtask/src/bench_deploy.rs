@@ -26,6 +26,8 @@
 //!    reads the store, lints, and records the inventory), and `smimekit plan` with the
 //!    inventory fresh (the directories are not listed; only the trust chains are read). Each
 //!    plan must exit 0: nothing to do after the apply. Median of several runs, interleaved.
+//!    The emulator stops throttling for this part (the issue asks for throttling in apply's
+//!    benchmark; here a 1-second 429 fell on the reader or on a plan by the request count).
 //!
 //! Prints a table and writes `<target dir>/bench-deploy.json`. Targets from issue 13: plan
 //! ≤ 1.2× the reading, ≤ 2 s with a fresh inventory, ≥ 90% of the throttle budget used.
@@ -269,7 +271,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let emu_contacts = emu_recipients.iter().filter(|(_, c)| *c).count();
     let contacts_created = emu.counters.contacts_created.load(Relaxed);
 
-    // 2. Plan: the reader, plan --refresh, plan on the fresh inventory; interleaved.
+    // 2. Plan: the reader, plan --refresh, plan on the fresh inventory; interleaved. Without
+    // 429s: a plan makes a dozen Exchange requests, so a 429 every 20th (1 s each) fell on the
+    // reader in one run and on a plan in the next, and the medians compared that luck.
+    emu.throttle_every(0);
     eprintln!("bench-deploy: plan, {runs} runs each (reader, plan --refresh, plan)");
     let reader_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -397,7 +402,7 @@ pub fn run(args: &[String]) -> Result<()> {
         n - emu_lost,
         if correct { "OK" } else { "WRONG" }
     );
-    println!("  plan against the converged directories (median of {runs}):");
+    println!("  plan against the converged directories (median of {runs}; no 429s here):");
     println!("    {:<58} {:>8}", "", "seconds");
     println!(
         "    {:<58} {:>8.2}",

@@ -60,7 +60,12 @@ pub struct ChainCert {
 impl ChainCert {
     /// Parses a certificate for path building.
     pub fn parse(der: &CertDer) -> Result<Self, PkiError> {
-        let info = certinfo::parse(der)?;
+        Self::with_info(der, certinfo::parse(der)?)
+    }
+
+    /// [`Self::parse`] for a certificate whose facts were parsed already (`info` must be
+    /// `certinfo::parse(der)`).
+    pub fn with_info(der: &CertDer, info: CertInfo) -> Result<Self, PkiError> {
         let bad = |what: &str, e: asn1::Asn1Error| PkiError::Certificate(format!("{what}: {e}"));
         let outer = asn1::parse_single(der.as_bytes()).map_err(|e| bad("certificate", e))?;
         let mut top = outer.children();
@@ -393,6 +398,8 @@ pub struct ChainBuilder<'e> {
     /// (anchor subject DER, SPKI DER) of every anchor.
     anchor_keys: HashSet<(Vec<u8>, Vec<u8>)>,
     sig_cache: Mutex<HashMap<(usize, usize), Result<bool, String>>>,
+    /// Each certificate's index in `certs`, by its bytes.
+    by_der: HashMap<CertDer, usize>,
     /// Certificates of the pool that could not be parsed: `(index in input, reason)`.
     pub skipped: Vec<(usize, String)>,
 }
@@ -413,7 +420,52 @@ impl<'e> ChainBuilder<'e> {
         pool: &[CertDer],
         anchors: &[CertDer],
     ) -> Result<Self, PkiError> {
-        let mut b = ChainBuilder {
+        let mut b = Self::empty(verifier);
+        for a in anchors {
+            if b.find(a).is_none() {
+                let c = ChainCert::parse(a)
+                    .map_err(|e| PkiError::Certificate(format!("trust anchor: {e}")))?;
+                b.add_anchor(c);
+            }
+            b.mark_anchor(a);
+        }
+        for (n, p) in pool.iter().enumerate() {
+            if b.find(p).is_some() {
+                continue;
+            }
+            match ChainCert::parse(p) {
+                Ok(c) => b.add_pool(c),
+                Err(e) => b.skipped.push((n, e.to_string())),
+            }
+        }
+        Ok(b)
+    }
+
+    /// [`Self::new`] from certificates parsed already (a trust store parsed once and
+    /// linted against many times): the same anchors and pool, nothing skipped.
+    pub fn from_parsed(
+        verifier: &'e dyn SignatureVerifier,
+        pool: impl IntoIterator<Item = ChainCert>,
+        anchors: impl IntoIterator<Item = ChainCert>,
+    ) -> Self {
+        let mut b = Self::empty(verifier);
+        for a in anchors {
+            let der = a.der.clone();
+            if b.find(&der).is_none() {
+                b.add_anchor(a);
+            }
+            b.mark_anchor(&der);
+        }
+        for p in pool {
+            if b.find(&p.der).is_none() {
+                b.add_pool(p);
+            }
+        }
+        b
+    }
+
+    fn empty(verifier: &'e dyn SignatureVerifier) -> Self {
+        ChainBuilder {
             verifier,
             certs: Vec::new(),
             anchor: Vec::new(),
@@ -421,39 +473,43 @@ impl<'e> ChainBuilder<'e> {
             by_subject_text: HashMap::new(),
             anchor_keys: HashSet::new(),
             sig_cache: Mutex::new(HashMap::new()),
+            by_der: HashMap::new(),
             skipped: Vec::new(),
-        };
-        let mut seen: HashMap<CertDer, usize> = HashMap::new();
-        for a in anchors {
-            if let Some(&i) = seen.get(a) {
-                b.anchor[i] = true;
-                continue;
-            }
-            let c = ChainCert::parse(a)
-                .map_err(|e| PkiError::Certificate(format!("trust anchor: {e}")))?;
-            b.anchor_keys
-                .insert((c.subject_raw.clone(), c.spki.clone()));
-            seen.insert(a.clone(), b.push(c, true));
         }
-        for (n, p) in pool.iter().enumerate() {
-            if seen.contains_key(p) {
-                continue;
-            }
-            match ChainCert::parse(p) {
-                Ok(c) => {
-                    let anchored = b
-                        .anchor_keys
-                        .contains(&(c.subject_raw.clone(), c.spki.clone()));
-                    seen.insert(p.clone(), b.push(c, anchored));
-                }
-                Err(e) => b.skipped.push((n, e.to_string())),
-            }
+    }
+
+    fn add_anchor(&mut self, c: ChainCert) {
+        self.anchor_keys
+            .insert((c.subject_raw.clone(), c.spki.clone()));
+        self.push(c, true);
+    }
+
+    /// A certificate given as an anchor that is indexed already (it was also in the pool).
+    fn mark_anchor(&mut self, der: &CertDer) {
+        if let Some(i) = self.index_of(der) {
+            self.anchor[i] = true;
         }
-        Ok(b)
+    }
+
+    fn add_pool(&mut self, c: ChainCert) {
+        let anchored = self
+            .anchor_keys
+            .contains(&(c.subject_raw.clone(), c.spki.clone()));
+        self.push(c, anchored);
+    }
+
+    fn index_of(&self, der: &CertDer) -> Option<usize> {
+        self.by_der.get(der).copied()
+    }
+
+    /// The indexed certificate with these bytes (pool or anchor).
+    pub fn find(&self, der: &CertDer) -> Option<&ChainCert> {
+        self.index_of(der).map(|i| &self.certs[i])
     }
 
     fn push(&mut self, c: ChainCert, anchor: bool) -> usize {
         let i = self.certs.len();
+        self.by_der.insert(c.der.clone(), i);
         self.by_subject
             .entry(c.subject_raw.clone())
             .or_default()

@@ -490,28 +490,85 @@ impl Ctx<'_> {
     }
 }
 
+/// A trust store parsed once, to lint many certificates against it ([`lint_with_store`]):
+/// thousands of people's certificates checked against one organisation's chain parse the
+/// chain once, not once each.
+#[derive(Debug, Clone)]
+pub struct PreparedStore {
+    store: Vec<CertDer>,
+    /// The chain builder's anchors (the store's roots; all of it when it holds no root), or
+    /// why the store cannot anchor anything.
+    anchors: Result<Vec<ChainCert>, String>,
+    /// The store's certificates that parse: the chain builder's pool.
+    pool: Vec<ChainCert>,
+}
+
+impl PreparedStore {
+    pub fn new(store: Vec<CertDer>) -> Self {
+        let parsed: Vec<Result<ChainCert, String>> = store
+            .iter()
+            .map(|c| ChainCert::parse(c).map_err(|e| e.to_string()))
+            .collect();
+        let roots: Vec<ChainCert> = parsed
+            .iter()
+            .flatten()
+            .filter(|c| c.info.self_signed)
+            .cloned()
+            .collect();
+        let anchors = if roots.is_empty() {
+            parsed
+                .iter()
+                .cloned()
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| crate::PkiError::Certificate(format!("trust anchor: {e}")).to_string())
+        } else {
+            Ok(roots)
+        };
+        Self {
+            store,
+            anchors,
+            pool: parsed.into_iter().flatten().collect(),
+        }
+    }
+
+    /// The store's certificates, as given.
+    pub fn certificates(&self) -> &[CertDer] {
+        &self.store
+    }
+}
+
 /// Lints every certificate in `certs` as an end-entity S/MIME certificate.
 pub fn lint(verifier: &dyn SignatureVerifier, certs: &[CertDer], opts: &LintOptions) -> LintReport {
+    let store = opts.trust_store.clone().map(PreparedStore::new);
+    lint_with_store(verifier, certs, opts, store.as_ref())
+}
+
+/// [`lint`] against a trust store prepared once (`opts.trust_store` is not read).
+pub fn lint_with_store(
+    verifier: &dyn SignatureVerifier,
+    certs: &[CertDer],
+    opts: &LintOptions,
+    store: Option<&PreparedStore>,
+) -> LintReport {
     let infos: Vec<Result<CertInfo, String>> = certs
         .iter()
         .map(|c| certinfo::parse(c).map_err(|e| e.to_string()))
         .collect();
     // Chain building: anchors are the store's roots (all of it when it holds no root); the
     // pool is the store plus every given certificate.
-    let chain = opts.trust_store.as_ref().map(|store| {
-        let roots: Vec<CertDer> = store
-            .iter()
-            .filter(|c| certinfo::parse(c).is_ok_and(|i| i.self_signed))
-            .cloned()
-            .collect();
-        let anchors = if roots.is_empty() {
-            store.clone()
-        } else {
-            roots
-        };
-        let mut pool = store.clone();
-        pool.extend(certs.iter().cloned());
-        (ChainBuilder::new(verifier, &pool, &anchors), store)
+    let chain = store.map(|store| {
+        let builder = store.anchors.as_ref().map_err(|e| e.clone()).map(|anchors| {
+            let given = certs
+                .iter()
+                .zip(&infos)
+                .filter_map(|(c, i)| ChainCert::with_info(c, i.as_ref().ok()?.clone()).ok());
+            ChainBuilder::from_parsed(
+                verifier,
+                store.pool.iter().cloned().chain(given),
+                anchors.iter().cloned(),
+            )
+        });
+        (builder, store.store.as_slice())
     });
 
     let mut out = Vec::new();
@@ -814,7 +871,7 @@ fn addresses_equal(a: &str, b: &str) -> bool {
 
 fn check_chain(
     ctx: &mut Ctx<'_>,
-    builder: &Result<ChainBuilder<'_>, crate::PkiError>,
+    builder: &Result<ChainBuilder<'_>, String>,
     store: &[CertDer],
     cert: &CertDer,
     at: i64,
@@ -829,10 +886,18 @@ fn check_chain(
             return;
         }
     };
-    let Ok(parsed) = ChainCert::parse(cert) else {
+    // Every given certificate that parses is in the builder's pool.
+    let Some(parsed) = builder.find(cert) else {
         return;
     };
-    let report = match builder.build_parsed(&parsed, at) {
+    // The facts of a certificate on a path (all in the builder).
+    let info = |c: &CertDer| {
+        builder
+            .find(c)
+            .map(|c| c.info.clone())
+            .or_else(|| certinfo::parse(c).ok())
+    };
+    let report = match builder.build_parsed(parsed, at) {
         Ok(r) => r,
         Err(e) => {
             ctx.hit("chain-incomplete", e.to_string());
@@ -856,11 +921,11 @@ fn check_chain(
         let top_is_root = best
             .certificates
             .last()
-            .and_then(|c| certinfo::parse(c).ok())
+            .and_then(info)
             .is_some_and(|i| i.self_signed);
         if !top_is_root {
             if let (Some(subject), Some(top)) = (best.subjects.last(), best.certificates.last()) {
-                let issuer = certinfo::parse(top).map(|i| i.issuer).unwrap_or_default();
+                let issuer = info(top).map(|i| i.issuer).unwrap_or_default();
                 ctx.hit(
                     "chain-incomplete",
                     format!("the store holds {subject:?} but not its root {issuer:?}"),
@@ -1279,6 +1344,56 @@ mod tests {
             ..Spec::ca("Int", "Root", Some(0))
         });
         assert_eq!(with(vec![root, old_int]), vec!["chain-invalid"]);
+    }
+
+    /// A store prepared once and linted against many times reports what `lint` reports
+    /// each time, findings and details alike: good chains, missing roots or intermediates,
+    /// an expired intermediate, and a store holding something unreadable.
+    #[test]
+    fn a_prepared_store_lints_as_the_store_given_each_time() {
+        let leaf = make(&good());
+        let other = make(&Spec {
+            serial: 7,
+            ..good()
+        });
+        let root = make(&Spec::ca("Root", "Root", None));
+        let int = make(&Spec::ca("Int", "Root", Some(0)));
+        let old_int = make(&Spec {
+            not_after: "260101000000Z",
+            not_before: "200101000000Z",
+            ..Spec::ca("Int", "Root", Some(0))
+        });
+        let junk = CertDer::new(vec![0x30, 0x03, 0x02, 0x01, 0x01]);
+        let findings = |r: &LintReport| -> Vec<Vec<(&'static str, String)>> {
+            r.certificates
+                .iter()
+                .map(|c| c.findings.iter().map(|f| (f.rule, f.detail.clone())).collect())
+                .collect()
+        };
+        for store in [
+            vec![root.clone(), int.clone()],
+            vec![root.clone()],
+            vec![int.clone()],
+            vec![root.clone(), old_int],
+            vec![junk.clone()],
+            vec![root.clone(), int.clone(), junk],
+        ] {
+            let o = LintOptions {
+                address: Some("alice@example.org".into()),
+                trust_store: Some(store.clone()),
+                ..opts()
+            };
+            let prepared = PreparedStore::new(store);
+            for certs in [vec![leaf.clone()], vec![other.clone(), leaf.clone(), int.clone()]] {
+                let once = lint(&FakeVerifier, &certs, &o);
+                let again = lint_with_store(&FakeVerifier, &certs, &o, Some(&prepared));
+                assert_eq!(findings(&once), findings(&again));
+                assert_eq!(
+                    (once.errors, once.warnings, once.infos),
+                    (again.errors, again.warnings, again.infos)
+                );
+            }
+        }
     }
 
     #[test]

@@ -218,6 +218,8 @@ struct Inner {
     counters: Arc<Counters>,
     /// [`EmulatorConfig::throttle_from`], changeable while running (`u64::MAX`: off).
     throttle_from: AtomicU64,
+    /// [`EmulatorConfig::throttle_every`], changeable while running (0: off).
+    throttle_every: AtomicU64,
 }
 
 /// A running emulator.
@@ -279,6 +281,7 @@ impl Emulator {
         };
         let inner = Arc::new(Inner {
             throttle_from: AtomicU64::new(cfg.throttle_from.unwrap_or(u64::MAX)),
+            throttle_every: AtomicU64::new(cfg.throttle_every),
             cfg,
             base: base.clone(),
             regional: regional.clone(),
@@ -343,6 +346,12 @@ impl Emulator {
             .0
             .throttle_from
             .store(n.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Answers 429 to every `k`-th InvokeCommand request from now on (0: never), as
+    /// [`EmulatorConfig::throttle_every`] does from the start.
+    pub fn throttle_every(&self, k: u64) {
+        self.state.0.throttle_every.store(k, Ordering::Relaxed);
     }
 
     /// The stored SMIMECertificateIssuingCA blob.
@@ -1141,7 +1150,8 @@ async fn invoke(
     let in_burst = cfg
         .throttle_burst
         .is_some_and(|(from, len)| n >= from && n < from.saturating_add(len));
-    if (cfg.throttle_every > 0 && n % cfg.throttle_every == 0)
+    let every = s.throttle_every.load(Ordering::Relaxed);
+    if (every > 0 && n % every == 0)
         || in_burst
         || n >= s.throttle_from.load(Ordering::Relaxed)
     {
@@ -1586,6 +1596,7 @@ mod tests {
         );
         let inner = Arc::new(Inner {
             throttle_from: AtomicU64::new(u64::MAX),
+            throttle_every: AtomicU64::new(0),
             cfg,
             base: "http://127.0.0.1:1".into(),
             regional: None,

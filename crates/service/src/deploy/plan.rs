@@ -23,7 +23,8 @@ use smimekit_core::{
     RecipientKind, SignatureScheme, SignatureVerifier,
 };
 use smimekit_pki::certinfo::{self, CertInfo};
-use smimekit_pki::lint::{self, LintOptions, Profile, Severity};
+use smimekit_pki::lint::{self, LintOptions, PreparedStore, Profile, Severity};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::spec::{Desired, Person, Unmanaged};
 use crate::certs::rfc3339;
@@ -665,7 +666,21 @@ impl Service {
             .for_field("replace_unmanaged"));
         }
         let store = self.store().await?;
-        let managed = store.managed(None).await.map_err(store_error)?;
+        // Every target directory is opened at once, on the blocking pool (a plugin's open may
+        // build an HTTPS client or bind), while the store is read; they are read one after
+        // another below.
+        let names = self.deploy_directories(desired)?;
+        let opening: Vec<Opening> = names
+            .iter()
+            .map(|name| {
+                let (svc, name) = (self.clone(), name.clone());
+                AbortOnDropHandle::new(tokio::spawn(
+                    async move { svc.open_directory(&name).await },
+                ))
+            })
+            .collect();
+        let (managed, known_checks) = tokio::join!(store.managed(None), store.signature_checks());
+        let managed = managed.map_err(store_error)?;
         tracing::debug!(rows = managed.len(), "plan: managed certificates read");
         let mut managed_by: HashMap<(String, String), Vec<ManagedCert>> = HashMap::new();
         for m in managed {
@@ -674,6 +689,45 @@ impl Service {
                 .or_default()
                 .push(m);
         }
+        // The signature checks earlier plans made (a cache: a store that cannot give them
+        // only costs the checks).
+        let known_checks = match known_checks {
+            Ok(k) => k.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "plan: earlier signature checks not read");
+                HashSet::new()
+            }
+        };
+        let verifier = Arc::new(Remembering::with_known(
+            self.engine().verifier,
+            known_checks,
+        ));
+        // The directories are read on a task of their own, one after another, while the rest
+        // of the plan is prepared and each directory read is planned; what a listing held is
+        // recorded in the inventory meanwhile (each distinct certificate's facts computed
+        // once). The certificates plan knows by thumbprint follow when computed (only a read
+        // from the inventory needs them).
+        let targets: Vec<ReadTarget> = names
+            .into_iter()
+            .map(|name| ReadTarget::new(desired, &managed_by, name))
+            .collect();
+        let (known_tx, known_rx) = tokio::sync::oneshot::channel();
+        let (reads_tx, mut reads_rx) = tokio::sync::mpsc::channel(targets.len().max(1));
+        let reader = AbortOnDropHandle::new(tokio::spawn(read_directories(
+            Reader {
+                svc: self.clone(),
+                known: KnownLater::Waiting(known_rx),
+                force: replace.clone(),
+                max_age: req.inventory_max_age,
+                facts: Arc::new(FactsCache::default()),
+                verifier: verifier.clone(),
+            },
+            opening
+                .into_iter()
+                .zip(targets.iter().map(|t| t.addresses.clone()))
+                .collect(),
+            reads_tx,
+        )));
         let trust = desired
             .trust
             .as_ref()
@@ -767,6 +821,8 @@ impl Service {
                 known.insert(m.thumbprint.clone(), m.certificate.clone());
             }
         }
+        // The reader may go on to the inventory now (nobody waits when none is read).
+        let _ = known_tx.send(Arc::new(known));
         // Readiness (lint and chain checks, CPU work for thousands of people) runs on the
         // blocking pool while the directories are read. What each person is to hold is judged
         // against the organisation's chain before any directory answers: it is what a
@@ -775,21 +831,10 @@ impl Service {
         // CA certificates above them all are verified once.
         // The signature checks earlier plans made (a cache: a store that cannot give them
         // only costs the checks).
-        let known_checks = match store.signature_checks().await {
-            Ok(k) => k.into_iter().collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "plan: earlier signature checks not read");
-                HashSet::new()
-            }
-        };
-        let verifier = Arc::new(Remembering::with_known(
-            self.engine().verifier,
-            known_checks,
-        ));
         let mut asked: HashSet<ReadyKey> = HashSet::new();
         let mut early = Vec::new();
         if !trust.is_empty() {
-            let anchors = Arc::new(trust.clone());
+            let anchors = prepared(&trust);
             let anchors_key = trust_key(&trust);
             let jobs: Vec<ReadyJob> = desired
                 .people
@@ -808,31 +853,6 @@ impl Service {
             early = spawn_readiness(verifier.clone(), jobs, now);
             tracing::debug!(people = asked.len(), "plan: readiness started");
         }
-        // The directories are read one after another; what a listing held is recorded in the
-        // inventory meanwhile (each distinct certificate's facts computed once).
-        let facts = Arc::new(FactsCache::default());
-        let mut recording = Vec::new();
-        let reads = self
-            .read_for_plan_all(
-                req,
-                &managed_by,
-                &known,
-                &replace,
-                (&facts, &verifier),
-                &mut recording,
-            )
-            .await;
-        // What was read is recorded in the inventory while the plan is assembled; a plan
-        // that failed still leaves it there.
-        let reads = match reads {
-            Ok(reads) => reads,
-            Err(e) => {
-                recorded(recording).await;
-                return Err(e);
-            }
-        };
-        tracing::debug!("plan: directories read");
-
         let renewing: HashSet<&str> = issue.iter().map(|s| s.address.as_str()).collect();
         let mut ready_cache: HashMap<ReadyKey, Readiness> = HashMap::new();
         for answers in early {
@@ -845,15 +865,29 @@ impl Service {
             renew: issue.iter().filter(|s| s.action == "renew").count(),
             ..PlanSummary::default()
         };
-        for DirectoryRead {
+        for ReadTarget {
             name,
             people,
             departed,
             addresses,
-            entries,
-            held,
-        } in reads
+        } in targets
         {
+            // What was read is recorded in the inventory while the plan is assembled; a plan
+            // that failed still leaves it there.
+            let read = match reads_rx.recv().await {
+                Some(read) => read,
+                None => Err(ServiceError::new(
+                    ErrorKind::Internal,
+                    format!("plan: directory {name}: the reader ended early"),
+                )),
+            };
+            let (entries, held) = match read {
+                Ok(read) => read,
+                Err(e) => {
+                    recorded(finished(reader).await).await;
+                    return Err(e);
+                }
+            };
             let people: Vec<&Person> = people.iter().map(|i| &desired.people[*i]).collect();
             let mut read = BTreeMap::new();
             for a in &addresses {
@@ -893,12 +927,15 @@ impl Service {
             }
             // The chain Outlook/OWA checks against: the organisation's, else what the
             // directory holds.
-            let anchors: Arc<Vec<CertDer>> = Arc::new(if trust.is_empty() {
+            let chain = if trust.is_empty() {
                 held.clone().unwrap_or_default()
             } else {
                 trust.clone()
-            });
-            let anchors_key = trust_key(&anchors);
+            };
+            let anchors_key = trust_key(&chain);
+            // Parsed once for the directory (the organisation's chain, parsed again for the
+            // few people whose holding was not judged before the reads).
+            let anchors = prepared(&chain);
             // Each person's plan is a pure function of what was read: thousands of them are
             // computed on every core (scoped threads borrowing the plan's tables).
             let plan_one = |p: &&Person| {
@@ -945,7 +982,13 @@ impl Service {
                 let ready = match ready_cache.get(&key) {
                     Some(r) => r.clone(),
                     // Every key was asked above; answered here should it not have been.
-                    None => readiness(verifier.as_ref(), &p.address, &output.after, &anchors, now),
+                    None => readiness(
+                        verifier.as_ref(),
+                        &p.address,
+                        &output.after,
+                        anchors.as_deref(),
+                        now,
+                    ),
                 };
                 let plan = PersonPlan {
                     ready,
@@ -1014,7 +1057,7 @@ impl Service {
             .collect();
         certificates.retain(|t, _| named.contains(t));
         tracing::debug!("plan: every directory planned");
-        recorded(recording).await;
+        recorded(finished(reader).await).await;
         tracing::debug!("plan: inventory recorded");
         let learned = verifier.learned();
         if !learned.is_empty()
@@ -1037,74 +1080,6 @@ impl Service {
         })
     }
 
-    /// Reads every directory the deploy file targets, one after another as the configuration
-    /// orders them: each person's entry (see [`Service::read_for_plan`]) and the trust chain.
-    /// What a listing held is recorded in the inventory by the tasks pushed to `recording`.
-    async fn read_for_plan_all(
-        &self,
-        req: &PlanRequest,
-        managed_by: &HashMap<(String, String), Vec<ManagedCert>>,
-        known: &HashMap<String, CertDer>,
-        force: &HashSet<String>,
-        facts: (&Arc<FactsCache>, &Arc<Remembering>),
-        recording: &mut Vec<tokio::task::JoinHandle<()>>,
-    ) -> Result<Vec<DirectoryRead>, ServiceError> {
-        let desired = &req.desired;
-        let mut reads = Vec::new();
-        for name in self.deploy_directories(desired)? {
-            let dir = self.open_directory(&name).await?;
-            tracing::debug!(directory = name, "plan: directory open");
-            let people: Vec<usize> = desired
-                .people
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.directories.contains(&name))
-                .map(|(i, _)| i)
-                .collect();
-            let in_file: HashSet<String> = people
-                .iter()
-                .map(|i| desired.people[*i].address.key())
-                .collect();
-            // People smimekit published to here who are no longer in the file.
-            let mut departed: Vec<Mailbox> = managed_by
-                .keys()
-                .filter(|(d, a)| d == &name && !in_file.contains(a))
-                .filter_map(|(_, a)| Mailbox::parse(a).ok())
-                .collect();
-            departed.sort_by_key(Mailbox::key);
-            let mut addresses: Vec<Mailbox> = people
-                .iter()
-                .map(|i| desired.people[*i].address.clone())
-                .collect();
-            addresses.extend(departed.iter().cloned());
-            let entries = self
-                .read_for_plan(
-                    &dir,
-                    &addresses,
-                    known,
-                    force,
-                    req.inventory_max_age,
-                    facts,
-                    recording,
-                )
-                .await?;
-            tracing::debug!(directory = name, "plan: entries read");
-            let held = read_trust(dir.as_ref())
-                .await
-                .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?;
-            tracing::debug!(directory = name, "plan: trust chain read");
-            reads.push(DirectoryRead {
-                name,
-                people,
-                departed,
-                addresses,
-                entries,
-                held,
-            });
-        }
-        Ok(reads)
-    }
-
     /// The entries of `addresses` in `dir`: from the inventory where it is fresh (every
     /// certificate seen within `max_age` and known by its bytes), else read from the directory
     /// (and recorded in the inventory by a task pushed to `recording`).
@@ -1113,7 +1088,7 @@ impl Service {
         &self,
         dir: &Arc<dyn Directory>,
         addresses: &[Mailbox],
-        known: &HashMap<String, CertDer>,
+        known: &mut KnownLater,
         force: &HashSet<String>,
         max_age: Option<i64>,
         facts: (&Arc<FactsCache>, &Arc<Remembering>),
@@ -1123,6 +1098,7 @@ impl Service {
         let mut out: HashMap<String, Option<Recipient>> = HashMap::new();
         let mut to_read: Vec<Mailbox> = addresses.to_vec();
         if let Some(max_age) = max_age {
+            let known = known.get().await?;
             let store = self.store().await?;
             let rows = store
                 .inventory(&smimekit_core::store::InventoryQuery {
@@ -1349,7 +1325,7 @@ impl Service {
         verifier: &dyn SignatureVerifier,
         address: &Mailbox,
         certs: &[CertDer],
-        anchors: &[CertDer],
+        anchors: Option<&PreparedStore>,
         now: i64,
     ) -> Readiness {
         readiness(verifier, address, certs, anchors, now)
@@ -1363,7 +1339,7 @@ fn readiness(
     verifier: &dyn SignatureVerifier,
     address: &Mailbox,
     certs: &[CertDer],
-    anchors: &[CertDer],
+    anchors: Option<&PreparedStore>,
     now: i64,
 ) -> Readiness {
     if certs.is_empty() {
@@ -1377,9 +1353,9 @@ fn readiness(
         at: now,
         expiring_days: 0,
         address: Some(address.to_string()),
-        trust_store: (!anchors.is_empty()).then(|| anchors.to_vec()),
+        trust_store: None,
     };
-    let report = lint::lint(verifier, certs, &opts);
+    let report = lint::lint_with_store(verifier, certs, &opts, anchors);
     let mut reasons = Vec::new();
     for c in &report.certificates {
         let errors: Vec<String> = c
@@ -1436,8 +1412,8 @@ fn issued_for(
     Ok(out)
 }
 
-/// What one directory held for a plan, read before anything is computed from it.
-struct DirectoryRead {
+/// A directory a plan reads, and whom it reads there.
+struct ReadTarget {
     name: String,
     /// The deploy file's people targeting the directory, by index in `Desired::people`.
     people: Vec<usize>,
@@ -1445,9 +1421,136 @@ struct DirectoryRead {
     departed: Vec<Mailbox>,
     /// The people's addresses, then the departed.
     addresses: Vec<Mailbox>,
-    entries: HashMap<String, Option<Recipient>>,
-    /// The trust chain, when the directory keeps one.
-    held: Option<Vec<CertDer>>,
+}
+
+impl ReadTarget {
+    fn new(
+        desired: &Desired,
+        managed_by: &HashMap<(String, String), Vec<ManagedCert>>,
+        name: String,
+    ) -> Self {
+        let people: Vec<usize> = desired
+            .people
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.directories.contains(&name))
+            .map(|(i, _)| i)
+            .collect();
+        let in_file: HashSet<String> = people
+            .iter()
+            .map(|i| desired.people[*i].address.key())
+            .collect();
+        let mut departed: Vec<Mailbox> = managed_by
+            .keys()
+            .filter(|(d, a)| d == &name && !in_file.contains(a))
+            .filter_map(|(_, a)| Mailbox::parse(a).ok())
+            .collect();
+        departed.sort_by_key(Mailbox::key);
+        let mut addresses: Vec<Mailbox> = people
+            .iter()
+            .map(|i| desired.people[*i].address.clone())
+            .collect();
+        addresses.extend(departed.iter().cloned());
+        Self {
+            name,
+            people,
+            departed,
+            addresses,
+        }
+    }
+}
+
+/// A directory being opened for a plan.
+type Opening = AbortOnDropHandle<Result<Arc<dyn Directory>, ServiceError>>;
+
+/// What one directory held for a plan: each address's entry, and the trust chain when the
+/// directory keeps one.
+type DirectoryRead = (HashMap<String, Option<Recipient>>, Option<Vec<CertDer>>);
+
+/// The certificates a plan knows by their thumbprint (what the inventory's thumbprints can
+/// stand for), sent to the reader once computed.
+enum KnownLater {
+    Waiting(tokio::sync::oneshot::Receiver<Arc<HashMap<String, CertDer>>>),
+    Ready(Arc<HashMap<String, CertDer>>),
+}
+
+impl KnownLater {
+    async fn get(&mut self) -> Result<&HashMap<String, CertDer>, ServiceError> {
+        let ended = || ServiceError::new(ErrorKind::Internal, "plan: ended before reading");
+        if let Self::Waiting(rx) = self {
+            *self = Self::Ready(rx.await.map_err(|_| ended())?);
+        }
+        match self {
+            Self::Ready(known) => Ok(known),
+            Self::Waiting(_) => Err(ended()),
+        }
+    }
+}
+
+/// What a plan's reader works with besides the directories.
+struct Reader {
+    svc: Service,
+    known: KnownLater,
+    /// Addresses read from the directory even where the inventory is fresh.
+    force: HashSet<String>,
+    max_age: Option<i64>,
+    facts: Arc<FactsCache>,
+    verifier: Arc<Remembering>,
+}
+
+/// Reads the directories of a plan one after another, in the configuration's order: each
+/// person's entry (see [`Service::read_for_plan`]) and the trust chain, sent as each
+/// directory is done; stops at the first failure (sent too). Returns the inventory records of
+/// its listings ([`Service::spawn_record`]).
+async fn read_directories(
+    mut r: Reader,
+    directories: Vec<(Opening, Vec<Mailbox>)>,
+    reads: tokio::sync::mpsc::Sender<Result<DirectoryRead, ServiceError>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut recording = Vec::new();
+    for (opening, addresses) in directories {
+        let read = async {
+            let dir = opening.await.map_err(|e| {
+                ServiceError::new(ErrorKind::Internal, format!("opening a directory: {e}"))
+            })??;
+            let name = dir.name().to_string();
+            tracing::debug!(directory = name, "plan: directory open");
+            let entries = r
+                .svc
+                .read_for_plan(
+                    &dir,
+                    &addresses,
+                    &mut r.known,
+                    &r.force,
+                    r.max_age,
+                    (&r.facts, &r.verifier),
+                    &mut recording,
+                )
+                .await?;
+            tracing::debug!(directory = name, "plan: entries read");
+            let held = read_trust(dir.as_ref())
+                .await
+                .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?;
+            tracing::debug!(directory = name, "plan: trust chain read");
+            Ok((entries, held))
+        }
+        .await;
+        let failed = read.is_err();
+        if reads.send(read).await.is_err() || failed {
+            break;
+        }
+    }
+    recording
+}
+
+/// The inventory records of a plan's reader, once it has ended.
+async fn finished(
+    reader: AbortOnDropHandle<Vec<tokio::task::JoinHandle<()>>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    reader.await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "plan: the reader failed");
+        Vec::new()
+    })
 }
 
 /// A readiness question as it is remembered: who, holding which certificates (thumbprints,
@@ -1474,7 +1577,15 @@ struct ReadyJob {
     key: ReadyKey,
     address: Mailbox,
     certs: Vec<CertDer>,
-    anchors: Arc<Vec<CertDer>>,
+    anchors: Anchors,
+}
+
+/// The chain readiness is judged against, parsed once and shared by everyone judged
+/// against it; `None`: no chain.
+pub(crate) type Anchors = Option<Arc<PreparedStore>>;
+
+pub(crate) fn prepared(chain: &[CertDer]) -> Anchors {
+    (!chain.is_empty()).then(|| Arc::new(PreparedStore::new(chain.to_vec())))
 }
 
 /// Fewer questions than this are not split between threads.
@@ -1499,7 +1610,13 @@ fn spawn_readiness(verifier: Arc<Remembering>, jobs: Vec<ReadyJob>, now: i64) ->
             chunk
                 .into_iter()
                 .map(|j| {
-                    let r = readiness(verifier.as_ref(), &j.address, &j.certs, &j.anchors, now);
+                    let r = readiness(
+                        verifier.as_ref(),
+                        &j.address,
+                        &j.certs,
+                        j.anchors.as_deref(),
+                        now,
+                    );
                     (j.key, r)
                 })
                 .collect()
@@ -1841,7 +1958,7 @@ mod tests {
             .build()
             .unwrap();
         let now = smimekit_testkit::PINNED_NOW;
-        let anchors = Arc::new([fixture("root.pem"), fixture("intermediate.pem")].concat());
+        let anchors = prepared(&[fixture("root.pem"), fixture("intermediate.pem")].concat());
         let names = ["alice", "bob", "carol"];
         let certs = names.map(|n| fixture(&format!("{n}.pem")));
         // Everyone's certificate under everyone's address (only their own is ready), and
@@ -1851,7 +1968,7 @@ mod tests {
             let address = Mailbox::parse(&format!("{}@example.org", names[i % 3])).unwrap();
             let held = certs[(i / 3) % 3].clone();
             let anchors = if i % 5 == 0 {
-                Arc::new(Vec::new())
+                None
             } else {
                 anchors.clone()
             };
@@ -1875,7 +1992,7 @@ mod tests {
                     service.engine().verifier,
                     &j.address,
                     &j.certs,
-                    &j.anchors,
+                    j.anchors.as_deref(),
                     now,
                 );
                 (j.key.clone(), r)

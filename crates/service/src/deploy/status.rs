@@ -9,7 +9,7 @@ use serde::Serialize;
 use smimekit_core::{CertDer, Directory, Mailbox, RecipientKind};
 use smimekit_pki::certinfo;
 
-use super::plan::{CertRef, Readiness, Remembering, read_entries, read_trust};
+use super::plan::{CertRef, Readiness, Remembering, prepared, read_entries, read_trust};
 use super::spec::Desired;
 use crate::certs::rfc3339;
 use crate::store::store_error;
@@ -114,13 +114,14 @@ impl Service {
             } else {
                 trust.clone()
             };
+            let anchors = prepared(&anchors);
             for a in &addresses {
                 let r = read.get(&a.key()).and_then(Option::as_ref);
                 let certs: Vec<CertDer> = r.map(|r| r.certificates.clone()).unwrap_or_default();
                 let Readiness {
                     encryptable,
                     reasons,
-                } = self.readiness(&verifier, a, &certs, &anchors, now);
+                } = self.readiness(&verifier, a, &certs, anchors.as_deref(), now);
                 let reasons = if r.is_none() {
                     vec!["no entry in the directory".into()]
                 } else {
