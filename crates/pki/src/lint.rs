@@ -557,17 +557,21 @@ pub fn lint_with_store(
     // Chain building: anchors are the store's roots (all of it when it holds no root); the
     // pool is the store plus every given certificate.
     let chain = store.map(|store| {
-        let builder = store.anchors.as_ref().map_err(|e| e.clone()).map(|anchors| {
-            let given = certs
-                .iter()
-                .zip(&infos)
-                .filter_map(|(c, i)| ChainCert::with_info(c, i.as_ref().ok()?.clone()).ok());
-            ChainBuilder::from_parsed(
-                verifier,
-                store.pool.iter().cloned().chain(given),
-                anchors.iter().cloned(),
-            )
-        });
+        let builder = store
+            .anchors
+            .as_ref()
+            .map_err(|e| e.clone())
+            .map(|anchors| {
+                let given = certs
+                    .iter()
+                    .zip(&infos)
+                    .filter_map(|(c, i)| ChainCert::with_info(c, i.as_ref().ok()?.clone()).ok());
+                ChainBuilder::from_parsed(
+                    verifier,
+                    store.pool.iter().cloned().chain(given),
+                    anchors.iter().cloned(),
+                )
+            });
         (builder, store.store.as_slice())
     });
 
@@ -1367,7 +1371,12 @@ mod tests {
         let findings = |r: &LintReport| -> Vec<Vec<(&'static str, String)>> {
             r.certificates
                 .iter()
-                .map(|c| c.findings.iter().map(|f| (f.rule, f.detail.clone())).collect())
+                .map(|c| {
+                    c.findings
+                        .iter()
+                        .map(|f| (f.rule, f.detail.clone()))
+                        .collect()
+                })
                 .collect()
         };
         for store in [
@@ -1384,7 +1393,10 @@ mod tests {
                 ..opts()
             };
             let prepared = PreparedStore::new(store);
-            for certs in [vec![leaf.clone()], vec![other.clone(), leaf.clone(), int.clone()]] {
+            for certs in [
+                vec![leaf.clone()],
+                vec![other.clone(), leaf.clone(), int.clone()],
+            ] {
                 let once = lint(&FakeVerifier, &certs, &o);
                 let again = lint_with_store(&FakeVerifier, &certs, &o, Some(&prepared));
                 assert_eq!(findings(&once), findings(&again));

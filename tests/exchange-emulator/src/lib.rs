@@ -1151,10 +1151,7 @@ async fn invoke(
         .throttle_burst
         .is_some_and(|(from, len)| n >= from && n < from.saturating_add(len));
     let every = s.throttle_every.load(Ordering::Relaxed);
-    if (every > 0 && n % every == 0)
-        || in_burst
-        || n >= s.throttle_from.load(Ordering::Relaxed)
-    {
+    if (every > 0 && n % every == 0) || in_burst || n >= s.throttle_from.load(Ordering::Relaxed) {
         s.counters.throttled.fetch_add(1, Ordering::Relaxed);
         return (
             StatusCode::TOO_MANY_REQUESTS,

@@ -674,9 +674,7 @@ impl Service {
             .iter()
             .map(|name| {
                 let (svc, name) = (self.clone(), name.clone());
-                AbortOnDropHandle::new(tokio::spawn(
-                    async move { svc.open_directory(&name).await },
-                ))
+                AbortOnDropHandle::new(tokio::spawn(async move { svc.open_directory(&name).await }))
             })
             .collect();
         let (managed, known_checks) = tokio::join!(store.managed(None), store.signature_checks());
@@ -1967,11 +1965,7 @@ mod tests {
         for i in 0..(READY_CHUNK * 3 + 7) {
             let address = Mailbox::parse(&format!("{}@example.org", names[i % 3])).unwrap();
             let held = certs[(i / 3) % 3].clone();
-            let anchors = if i % 5 == 0 {
-                None
-            } else {
-                anchors.clone()
-            };
+            let anchors = if i % 5 == 0 { None } else { anchors.clone() };
             let key = ReadyKey {
                 address: format!("{i}"),
                 held: String::new(),
