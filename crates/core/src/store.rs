@@ -156,6 +156,15 @@ pub struct Sighting<'a> {
     pub complete: bool,
 }
 
+/// What a complete read of one address found, by its certificates' SHA-256 (lowercase hex):
+/// see [`Store::inventory_touch`].
+#[derive(Debug, Clone)]
+pub struct Seen<'a> {
+    pub address: &'a Mailbox,
+    pub kind: RecipientKind,
+    pub sha256: Vec<String>,
+}
+
 /// One inventory row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InventoryCert {
@@ -447,6 +456,18 @@ pub trait Store: Debug + Send + Sync {
     /// Records sightings (one transaction for all): new certificates are added, known ones
     /// get `last_seen`, the published flag is kept once set.
     async fn inventory_record(&self, sightings: &[Sighting<'_>]) -> Result<(), StoreError>;
+
+    /// Records `time` as the last sighting of each of `seen` whose present rows in
+    /// `directory` are exactly what was seen (the same certificates, address and kind): a
+    /// complete read that changes nothing else, recorded without its certificates' facts, in
+    /// one transaction. Returns, in `seen`'s order, whether each was recorded so; the others
+    /// go to [`Self::inventory_record`].
+    async fn inventory_touch(
+        &self,
+        directory: &str,
+        seen: &[Seen<'_>],
+        time: i64,
+    ) -> Result<Vec<bool>, StoreError>;
 
     /// Inventory rows matching the query, by `not_after` then directory and address.
     async fn inventory(&self, query: &InventoryQuery) -> Result<Vec<InventoryCert>, StoreError>;

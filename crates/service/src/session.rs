@@ -45,6 +45,9 @@ pub(crate) const PLUGIN_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration
 #[derive(Default)]
 pub(crate) struct Sessions {
     directories: Mutex<HashMap<String, Arc<SessionDirectory>>>,
+    /// One opening at a time per directory name: a second caller waits for the first's
+    /// directory instead of opening (signing in, binding) once more.
+    opening: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     key_stores: Mutex<HashMap<StoreKey, Arc<SessionKeyStore>>>,
 }
 
@@ -180,6 +183,25 @@ impl Service {
     /// The directory `name`, open from an earlier call or opened now and kept (see the
     /// module documentation).
     pub async fn open_directory(&self, name: &str) -> Result<Arc<dyn Directory>, ServiceError> {
+        if let Some(d) = self.sessions.directory(name) {
+            return Ok(d);
+        }
+        // (Only configured names get a turn: any other fails to open below.)
+        let turn = self
+            .config
+            .directories
+            .iter()
+            .any(|d| d.name == name)
+            .then(|| {
+                lock(&self.sessions.opening)
+                    .entry(name.to_string())
+                    .or_default()
+                    .clone()
+            });
+        let _turn = match &turn {
+            Some(t) => Some(t.lock().await),
+            None => None,
+        };
         if let Some(d) = self.sessions.directory(name) {
             return Ok(d);
         }

@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 use smimekit_core::store::{
     AuditEntry, AuditProblem, AuditRecord, AuditVerdict, CertFacts, InventoryCert, InventoryQuery,
-    ManagedCert, Publish, Sighting, StoreError,
+    ManagedCert, Publish, Seen, Sighting, StoreError,
 };
 use smimekit_core::{CertDer, Mailbox, PublishMode, Recipient, RecipientKind};
 
@@ -272,6 +272,52 @@ impl From<&Sighting<'_>> for OwnedSighting {
             complete: s.complete,
         }
     }
+}
+
+/// A [`Seen`] as the backends compare it.
+pub(crate) struct OwnedSeen {
+    pub key: String,
+    pub address: String,
+    pub kind: &'static str,
+    pub sha256: std::collections::BTreeSet<String>,
+}
+
+impl From<&Seen<'_>> for OwnedSeen {
+    fn from(s: &Seen<'_>) -> Self {
+        Self {
+            key: s.address.key(),
+            address: s.address.as_str().to_string(),
+            kind: kind_text(s.kind),
+            sha256: s.sha256.iter().cloned().collect(),
+        }
+    }
+}
+
+/// A present inventory row ([`crate::sql::INVENTORY_PRESENT_ALL`]): address key, SHA-256,
+/// address as written, kind.
+pub(crate) type PresentRow = (String, String, String, Option<String>);
+
+/// Which of `seen` a directory's present `rows` hold exactly: the same set of certificates,
+/// each row under the same address and kind (what recording the sighting in full would leave
+/// unchanged but for `last_seen`).
+pub(crate) fn unchanged(rows: Vec<PresentRow>, seen: &[OwnedSeen]) -> Vec<bool> {
+    let mut by_key: std::collections::HashMap<String, Vec<(String, String, Option<String>)>> =
+        std::collections::HashMap::new();
+    for (key, sha, address, kind) in rows {
+        by_key.entry(key).or_default().push((sha, address, kind));
+    }
+    seen.iter()
+        .map(|s| {
+            by_key.get(&s.key).is_some_and(|rows| {
+                rows.len() == s.sha256.len()
+                    && rows.iter().all(|(sha, address, kind)| {
+                        s.sha256.contains(sha)
+                            && *address == s.address
+                            && kind.as_deref() == Some(s.kind)
+                    })
+            })
+        })
+        .collect()
 }
 
 /// An inventory row as both backends read it.

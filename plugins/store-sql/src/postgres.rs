@@ -19,7 +19,7 @@ use postgres_native_tls::MakeTlsConnector;
 use smimekit_core::store::{
     AuditEntry, AuditFilter, AuditRecord, AuditVerdict, DirectoryData, ImportMode, ImportOutcome,
     ImportSource, InventoryCert, InventoryQuery, JobRecord, JournalEntry, LockInfo, ManagedCert,
-    Publish, Sighting, Store, StoreError, WebSession, WebUser, redact_url,
+    Publish, Seen, Sighting, Store, StoreError, WebSession, WebUser, redact_url,
 };
 use smimekit_core::{CertDer, Mailbox, PublishMode, Recipient};
 use tokio_postgres::error::SqlState;
@@ -657,6 +657,37 @@ impl Store for PostgresStore {
             // Last: the counter's row lock is held only for the commit.
             let bump = tx.prepare_cached(sql::INVENTORY_BUMP).await?;
             tx.execute(&bump, &[]).await?;
+        })
+    }
+
+    async fn inventory_touch(
+        &self,
+        directory: &str,
+        seen: &[Seen<'_>],
+        time: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let owned: Vec<common::OwnedSeen> = seen.iter().map(common::OwnedSeen::from).collect();
+        write_tx!(self, |tx| {
+            let present = tx.prepare_cached(sql::INVENTORY_PRESENT_ALL).await?;
+            let mut rows: Vec<common::PresentRow> = Vec::new();
+            for r in tx.query(&present, &[&directory]).await? {
+                rows.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
+            }
+            let unchanged = common::unchanged(rows, &owned);
+            let keys: Vec<&str> = owned
+                .iter()
+                .zip(&unchanged)
+                .filter(|(_, u)| **u)
+                .map(|(s, _)| s.key.as_str())
+                .collect();
+            if !keys.is_empty() {
+                let touch = tx.prepare_cached(sql::INVENTORY_TOUCH_ANY).await?;
+                if tx.execute(&touch, &[&time, &directory, &keys]).await? > 0 {
+                    let bump = tx.prepare_cached(sql::INVENTORY_BUMP).await?;
+                    tx.execute(&bump, &[]).await?;
+                }
+            }
+            unchanged
         })
     }
 

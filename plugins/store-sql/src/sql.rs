@@ -64,6 +64,17 @@ pub(crate) const INVENTORY_UPSERT: &str = "INSERT INTO inventory (directory, add
 pub(crate) const INVENTORY_PRESENT: &str = "SELECT sha256 FROM inventory \
      WHERE directory = $1 AND address_key = $2 AND present = 1";
 
+/// The present rows of one directory, as [`crate::common::unchanged`] compares them.
+pub(crate) const INVENTORY_PRESENT_ALL: &str = "SELECT address_key, sha256, address, \
+     recipient_kind FROM inventory WHERE directory = $1 AND present = 1";
+
+pub(crate) const INVENTORY_TOUCH: &str = "UPDATE inventory SET last_seen = $1 \
+     WHERE directory = $2 AND address_key = $3 AND present = 1 AND last_seen < $1";
+
+/// [`INVENTORY_TOUCH`] for many addresses at once (PostgreSQL: a text array).
+pub(crate) const INVENTORY_TOUCH_ANY: &str = "UPDATE inventory SET last_seen = $1 \
+     WHERE directory = $2 AND address_key = ANY($3) AND present = 1 AND last_seen < $1";
+
 pub(crate) const INVENTORY_GONE: &str = "UPDATE inventory SET present = 0 \
      WHERE directory = $1 AND address_key = $2 AND sha256 = $3";
 

@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use smimekit_core::store::{
     AuditEntry, AuditFilter, AuditRecord, AuditVerdict, DirectoryData, ImportMode, ImportOutcome,
     ImportSource, InventoryCert, InventoryQuery, JobRecord, JournalEntry, LockInfo, ManagedCert,
-    Publish, Sighting, Store, StoreError, WebSession, WebUser,
+    Publish, Seen, Sighting, Store, StoreError, WebSession, WebUser,
 };
 use smimekit_core::{CertDer, Mailbox, PublishMode, Recipient};
 
@@ -684,6 +684,35 @@ impl Store for SqliteStore {
             }
             tx.prepare_cached(sql::INVENTORY_BUMP)?.execute([])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn inventory_touch(
+        &self,
+        directory: &str,
+        seen: &[Seen<'_>],
+        time: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let owned: Vec<common::OwnedSeen> = seen.iter().map(common::OwnedSeen::from).collect();
+        let directory = directory.to_string();
+        self.write(move |tx| {
+            let rows = tx
+                .prepare_cached(q!(sql::INVENTORY_PRESENT_ALL))?
+                .query_map(params![directory], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<Result<Vec<common::PresentRow>, _>>()?;
+            let unchanged = common::unchanged(rows, &owned);
+            let mut touch = tx.prepare_cached(q!(sql::INVENTORY_TOUCH))?;
+            let mut touched = 0;
+            for (s, _) in owned.iter().zip(&unchanged).filter(|(_, u)| **u) {
+                touched += touch.execute(params![time, directory, s.key])?;
+            }
+            if touched > 0 {
+                tx.prepare_cached(sql::INVENTORY_BUMP)?.execute([])?;
+            }
+            Ok(unchanged)
         })
         .await
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use smimekit_core::store::{
     AuditEntry, AuditFilter, AuditProblem, AuditVerdict, CertFacts, DirectoryData, ImportMode,
     ImportOutcome, ImportSource, InventoryQuery, JournalEntry, LockInfo, ManagedCert, Publish,
-    Sighting, Store, StoreError, WebSession, WebUser,
+    Seen, Sighting, Store, StoreError, WebSession, WebUser,
 };
 use smimekit_core::{CertDer, Mailbox, PublishMode, Recipient, RecipientKind};
 use smimekit_store_sql::{PostgresStore, SqliteStore};
@@ -153,6 +153,7 @@ both_backends!(
     sixteen_concurrent_writers_lose_no_update,
     export_import_round_trip_and_first_use_record,
     inventory_records_sightings_and_finds_what_expires,
+    inventory_touch_records_only_what_changes_nothing,
     inventory_version_moves_with_every_write_and_first_addresses_page,
     signature_checks_are_kept_refreshed_and_forgotten,
     audit_chain_detects_a_changed_and_a_removed_row,
@@ -574,6 +575,120 @@ async fn inventory_records_sightings_and_finds_what_expires(b: Backend) {
             .filter(|r| r.facts.sha256 == soon.sha256 || r.facts.sha256 == expired.sha256)
             .all(|r| !r.present)
     );
+}
+
+/// `inventory_touch` moves `last_seen` for a complete read that finds exactly what the
+/// inventory holds (certificates, address as written, kind), and leaves every other case
+/// (another certificate, one fewer, another kind or spelling, an unknown address, a gone
+/// row) untouched for `inventory_record`; the version moves only when a row moved.
+async fn inventory_touch_records_only_what_changes_nothing(b: Backend) {
+    const DAY: i64 = 86_400;
+    let now = smimekit_testkit::PINNED_NOW;
+    let f = Fixture::new(b, "inventory_touch").await;
+    let s = f.store.as_ref();
+    let people: Vec<Mailbox> = (0..6).map(|n| mbox(&format!("p{n}@example.org"))).collect();
+    let held: Vec<Vec<CertFacts>> = (0..6u32)
+        .map(|n| vec![facts(10 * n + 1, now + 90 * DAY), facts(10 * n + 2, now + 90 * DAY)])
+        .collect();
+    let sightings: Vec<Sighting<'_>> = people
+        .iter()
+        .zip(&held)
+        .map(|(address, certificates)| Sighting {
+            directory: "corp",
+            address,
+            kind: Some(RecipientKind::Mailbox),
+            certificates,
+            time: now - DAY,
+            published: false,
+            complete: true,
+        })
+        .collect();
+    s.inventory_record(&sightings).await.unwrap();
+    // p5 lost its second certificate since: that row is gone.
+    s.inventory_record(&[Sighting {
+        certificates: &held[5][..1],
+        ..sightings[5].clone()
+    }])
+    .await
+    .unwrap();
+    let shas = |n: usize, k: usize| -> Vec<String> {
+        held[n][..k].iter().map(|c| c.sha256.clone()).collect()
+    };
+    let upper = mbox("P3@example.org");
+    let stranger = mbox("nobody@example.org");
+    let seen = [
+        // The same, in another order: touched.
+        Seen {
+            address: &people[0],
+            kind: RecipientKind::Mailbox,
+            sha256: shas(0, 2).into_iter().rev().collect(),
+        },
+        // One certificate fewer.
+        Seen {
+            address: &people[1],
+            kind: RecipientKind::Mailbox,
+            sha256: shas(1, 1),
+        },
+        // Another certificate besides.
+        Seen {
+            address: &people[2],
+            kind: RecipientKind::Mailbox,
+            sha256: [shas(2, 2), vec![format!("{:064x}", 999)]].concat(),
+        },
+        // Written another way.
+        Seen {
+            address: &upper,
+            kind: RecipientKind::Mailbox,
+            sha256: shas(3, 2),
+        },
+        // Another kind.
+        Seen {
+            address: &people[4],
+            kind: RecipientKind::Contact,
+            sha256: shas(4, 2),
+        },
+        // Exactly what is present (the gone row does not count).
+        Seen {
+            address: &people[5],
+            kind: RecipientKind::Mailbox,
+            sha256: shas(5, 1),
+        },
+        Seen {
+            address: &stranger,
+            kind: RecipientKind::Mailbox,
+            sha256: shas(0, 1),
+        },
+    ];
+    let version = s.inventory_version().await.unwrap();
+    let touched = s.inventory_touch("corp", &seen, now).await.unwrap();
+    assert_eq!(touched, [true, false, false, false, false, true, false]);
+    assert_ne!(s.inventory_version().await.unwrap(), version);
+    // Another directory holds none of them.
+    let version = s.inventory_version().await.unwrap();
+    let elsewhere = s.inventory_touch("local", &seen, now).await.unwrap();
+    assert!(elsewhere.iter().all(|t| !t));
+    assert_eq!(s.inventory_version().await.unwrap(), version);
+
+    let rows = s
+        .inventory(&InventoryQuery {
+            include_gone: true,
+            ..InventoryQuery::default()
+        })
+        .await
+        .unwrap();
+    for r in &rows {
+        let n: usize = r.address[1..2].parse().unwrap();
+        let moved = (n == 0 || n == 5) && r.present;
+        assert_eq!(
+            r.last_seen,
+            if moved { now } else { now - DAY },
+            "{} {}",
+            r.address,
+            r.facts.sha256
+        );
+        assert_eq!(r.first_seen, now - DAY);
+    }
+    assert_eq!(rows.iter().filter(|r| !r.present).count(), 1, "p5's gone row stays gone");
 }
 
 async fn signature_checks_are_kept_refreshed_and_forgotten(b: Backend) {

@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use smimekit_core::store::{CertFacts, ManagedCert, Sighting};
+use sha2::{Digest as _, Sha256};
+use smimekit_core::store::{CertFacts, ManagedCert, Seen, Sighting};
 use smimekit_core::{
     CertDer, Directory, DirectoryError, EngineError, Mailbox, PublicKeyInfo, Recipient,
     RecipientKind, SignatureScheme, SignatureVerifier,
@@ -1154,10 +1155,11 @@ impl Service {
         Ok(out)
     }
 
-    /// Records what a plan read in the inventory, in one transaction, on the blocking pool
-    /// (the next directory is read and the plan assembled meanwhile: the certificates' facts
-    /// and the store's write both run there, so a runtime thread busy assembling the plan does
-    /// not hold the write back). `verifier`: the plan's, which readiness shares (each public
+    /// Records what a plan read in the inventory, on the blocking pool (the next directory is
+    /// read and the plan assembled meanwhile: the certificates' facts and the store's writes
+    /// run there, so a runtime thread busy assembling the plan does not hold them back). What
+    /// the inventory holds already is only marked seen ([`Store::inventory_touch`], one
+    /// transaction, no certificate parsed); the rest is recorded in full (a second one). `verifier`: the plan's, which readiness shares (each public
     /// key decoded once). The inventory is a cache: a store that refuses it is logged, never
     /// the plan's failure.
     fn spawn_record(
@@ -1170,33 +1172,60 @@ impl Service {
         let service = self.clone();
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            // Parsing thousands of certificates is CPU work.
-            let f: Vec<Vec<CertFacts>> = present
-                .iter()
-                .map(|r| {
-                    r.certificates
-                        .iter()
-                        .filter_map(|c| facts.facts(verifier.as_ref(), c))
-                        .collect()
-                })
-                .collect();
             let now = service.now();
-            let sightings: Vec<Sighting<'_>> = present
+            // What the inventory holds already is only seen again (no facts needed): a
+            // listing of a converged directory is mostly that.
+            let seen: Vec<Seen<'_>> = present
                 .iter()
-                .zip(&f)
-                .map(|(r, f)| Sighting {
-                    directory: &directory,
+                .map(|r| Seen {
                     address: &r.address,
-                    kind: Some(r.kind),
-                    certificates: f,
-                    time: now,
-                    published: false,
-                    complete: true,
+                    kind: r.kind,
+                    sha256: r
+                        .certificates
+                        .iter()
+                        .map(|c| hex::encode(Sha256::digest(c.as_bytes())))
+                        .collect(),
                 })
                 .collect();
             // A blocking-pool thread may wait on the runtime's futures.
             let recorded = runtime.block_on(async {
                 let store = service.store().await?;
+                let touched = store
+                    .inventory_touch(&directory, &seen, now)
+                    .await
+                    .map_err(store_error)?;
+                let changed: Vec<&Recipient> = present
+                    .iter()
+                    .zip(&touched)
+                    .filter(|(_, t)| !**t)
+                    .map(|(r, _)| r)
+                    .collect();
+                if changed.is_empty() {
+                    return Ok(());
+                }
+                // Parsing thousands of certificates is CPU work (on this blocking thread).
+                let f: Vec<Vec<CertFacts>> = changed
+                    .iter()
+                    .map(|r| {
+                        r.certificates
+                            .iter()
+                            .filter_map(|c| facts.facts(verifier.as_ref(), c))
+                            .collect()
+                    })
+                    .collect();
+                let sightings: Vec<Sighting<'_>> = changed
+                    .iter()
+                    .zip(&f)
+                    .map(|(r, f)| Sighting {
+                        directory: &directory,
+                        address: &r.address,
+                        kind: Some(r.kind),
+                        certificates: f,
+                        time: now,
+                        published: false,
+                        complete: true,
+                    })
+                    .collect();
                 store
                     .inventory_record(&sightings)
                     .await
