@@ -20,8 +20,12 @@ fn main() -> ExitCode {
     let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let json = cli.json;
     logging::init(cli.verbose);
-    // One command, one thread: a worker pool would only add start-up cost to every run.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // The command runs on this thread; what it spawns runs on a worker per core (at most
+    // four), beside it: `plan` reads the directories on a task of its own while the command
+    // prepares the rest on CPU, and a one-thread runtime would wait for each CPU stretch.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
     {

@@ -68,10 +68,13 @@ pub(crate) const INVENTORY_PRESENT: &str = "SELECT sha256 FROM inventory \
 pub(crate) const INVENTORY_PRESENT_ALL: &str = "SELECT address_key, sha256, address, \
      recipient_kind FROM inventory WHERE directory = $1 AND present = 1";
 
-pub(crate) const INVENTORY_TOUCH: &str = "UPDATE inventory SET last_seen = $1 \
-     WHERE directory = $2 AND address_key = $3 AND present = 1 AND last_seen < $1";
+/// Moves `last_seen` of the present rows of many addresses of one directory (SQLite: a JSON
+/// array of address keys; one statement, not one per address).
+pub(crate) const INVENTORY_TOUCH_JSON: &str = "UPDATE inventory SET last_seen = $1 \
+     WHERE directory = $2 AND present = 1 AND last_seen < $1 \
+     AND address_key IN (SELECT value FROM json_each($3))";
 
-/// [`INVENTORY_TOUCH`] for many addresses at once (PostgreSQL: a text array).
+/// [`INVENTORY_TOUCH_JSON`] for PostgreSQL (a text array).
 pub(crate) const INVENTORY_TOUCH_ANY: &str = "UPDATE inventory SET last_seen = $1 \
      WHERE directory = $2 AND address_key = ANY($3) AND present = 1 AND last_seen < $1";
 

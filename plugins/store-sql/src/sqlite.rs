@@ -704,11 +704,17 @@ impl Store for SqliteStore {
                 })?
                 .collect::<Result<Vec<common::PresentRow>, _>>()?;
             let unchanged = common::unchanged(rows, &owned);
-            let mut touch = tx.prepare_cached(q!(sql::INVENTORY_TOUCH))?;
-            let mut touched = 0;
-            for (s, _) in owned.iter().zip(&unchanged).filter(|(_, u)| **u) {
-                touched += touch.execute(params![time, directory, s.key])?;
-            }
+            let keys: Vec<&str> = owned
+                .iter()
+                .zip(&unchanged)
+                .filter(|(_, u)| **u)
+                .map(|(s, _)| s.key.as_str())
+                .collect();
+            // A list of strings always serialises.
+            let keys = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".into());
+            let touched = tx
+                .prepare_cached(q!(sql::INVENTORY_TOUCH_JSON))?
+                .execute(params![time, directory, keys])?;
             if touched > 0 {
                 tx.prepare_cached(sql::INVENTORY_BUMP)?.execute([])?;
             }

@@ -588,7 +588,12 @@ async fn inventory_touch_records_only_what_changes_nothing(b: Backend) {
     let s = f.store.as_ref();
     let people: Vec<Mailbox> = (0..6).map(|n| mbox(&format!("p{n}@example.org"))).collect();
     let held: Vec<Vec<CertFacts>> = (0..6u32)
-        .map(|n| vec![facts(10 * n + 1, now + 90 * DAY), facts(10 * n + 2, now + 90 * DAY)])
+        .map(|n| {
+            vec![
+                facts(10 * n + 1, now + 90 * DAY),
+                facts(10 * n + 2, now + 90 * DAY),
+            ]
+        })
         .collect();
     let sightings: Vec<Sighting<'_>> = people
         .iter()
@@ -688,7 +693,11 @@ async fn inventory_touch_records_only_what_changes_nothing(b: Backend) {
         );
         assert_eq!(r.first_seen, now - DAY);
     }
-    assert_eq!(rows.iter().filter(|r| !r.present).count(), 1, "p5's gone row stays gone");
+    assert_eq!(
+        rows.iter().filter(|r| !r.present).count(),
+        1,
+        "p5's gone row stays gone"
+    );
 }
 
 async fn signature_checks_are_kept_refreshed_and_forgotten(b: Backend) {
