@@ -467,14 +467,7 @@ pub(crate) async fn read_entries(
     let mut out = HashMap::new();
     if addresses.len() > LIST_THRESHOLD {
         match dir.recipients().await {
-            Ok(all) => {
-                let mut by_key: HashMap<String, Recipient> =
-                    all.into_iter().map(|r| (r.address.key(), r)).collect();
-                for a in addresses {
-                    out.insert(a.key(), by_key.remove(&a.key()));
-                }
-                return Ok(out);
-            }
+            Ok(all) => return Ok(listing_entries(all, addresses)),
             // A directory that cannot list (a vendor plugin without it) is asked per person.
             Err(DirectoryError::Unsupported(_)) => {}
             Err(e) => return Err(e),
@@ -498,6 +491,19 @@ pub(crate) async fn read_entries(
         out.insert(a.key(), r?);
     }
     Ok(out)
+}
+
+/// Each address's entry in a directory's listing (`None`: not listed).
+fn listing_entries(
+    all: Vec<Recipient>,
+    addresses: &[Mailbox],
+) -> HashMap<String, Option<Recipient>> {
+    let mut by_key: HashMap<String, Recipient> =
+        all.into_iter().map(|r| (r.address.key(), r)).collect();
+    addresses
+        .iter()
+        .map(|a| (a.key(), by_key.remove(&a.key())))
+        .collect()
 }
 
 /// Whether the directory keeps a trust chain; its chain when it does.
@@ -678,6 +684,38 @@ impl Service {
                 AbortOnDropHandle::new(tokio::spawn(async move { svc.open_directory(&name).await }))
             })
             .collect();
+        // The directories are read on a task of their own, one after another, while the rest
+        // of the plan is prepared and each directory read is planned: a directory with many
+        // of the file's people is listed as soon as it is open (the addresses and the verifier
+        // follow when the store is read); what a read found is recorded in the inventory
+        // meanwhile. The certificates plan knows by thumbprint follow when computed (only a
+        // read from the inventory needs them).
+        let many: Vec<bool> = names
+            .iter()
+            .map(|name| {
+                desired
+                    .people
+                    .iter()
+                    .filter(|p| p.directories.contains(name))
+                    .count()
+                    > LIST_THRESHOLD
+            })
+            .collect();
+        let (prep_tx, prep_rx) = tokio::sync::oneshot::channel();
+        let (known_tx, known_rx) = tokio::sync::oneshot::channel();
+        let (reads_tx, mut reads_rx) = tokio::sync::mpsc::channel(names.len().max(1));
+        let reader = AbortOnDropHandle::new(tokio::spawn(read_directories(
+            Reader {
+                svc: self.clone(),
+                prep: Later::Waiting(prep_rx),
+                known: Later::Waiting(known_rx),
+                force: replace.clone(),
+                max_age: req.inventory_max_age,
+                facts: Arc::new(FactsCache::default()),
+            },
+            opening.into_iter().zip(many).collect(),
+            reads_tx,
+        )));
         let (managed, known_checks) = tokio::join!(store.managed(None), store.signature_checks());
         let managed = managed.map_err(store_error)?;
         tracing::debug!(rows = managed.len(), "plan: managed certificates read");
@@ -701,32 +739,14 @@ impl Service {
             self.engine().verifier,
             known_checks,
         ));
-        // The directories are read on a task of their own, one after another, while the rest
-        // of the plan is prepared and each directory read is planned; what a listing held is
-        // recorded in the inventory meanwhile (each distinct certificate's facts computed
-        // once). The certificates plan knows by thumbprint follow when computed (only a read
-        // from the inventory needs them).
         let targets: Vec<ReadTarget> = names
             .into_iter()
             .map(|name| ReadTarget::new(desired, &managed_by, name))
             .collect();
-        let (known_tx, known_rx) = tokio::sync::oneshot::channel();
-        let (reads_tx, mut reads_rx) = tokio::sync::mpsc::channel(targets.len().max(1));
-        let reader = AbortOnDropHandle::new(tokio::spawn(read_directories(
-            Reader {
-                svc: self.clone(),
-                known: KnownLater::Waiting(known_rx),
-                force: replace.clone(),
-                max_age: req.inventory_max_age,
-                facts: Arc::new(FactsCache::default()),
-                verifier: verifier.clone(),
-            },
-            opening
-                .into_iter()
-                .zip(targets.iter().map(|t| t.addresses.clone()))
-                .collect(),
-            reads_tx,
-        )));
+        let _ = prep_tx.send(Arc::new(Prepared {
+            addresses: targets.iter().map(|t| t.addresses.clone()).collect(),
+            verifier: verifier.clone(),
+        }));
         let trust = desired
             .trust
             .as_ref()
@@ -1087,7 +1107,7 @@ impl Service {
         &self,
         dir: &Arc<dyn Directory>,
         addresses: &[Mailbox],
-        known: &mut KnownLater,
+        known: &mut Later<HashMap<String, CertDer>>,
         force: &HashSet<String>,
         max_age: Option<i64>,
         facts: (&Arc<FactsCache>, &Arc<Remembering>),
@@ -1494,70 +1514,115 @@ type Opening = AbortOnDropHandle<Result<Arc<dyn Directory>, ServiceError>>;
 /// directory keeps one.
 type DirectoryRead = (HashMap<String, Option<Recipient>>, Option<Vec<CertDer>>);
 
-/// The certificates a plan knows by their thumbprint (what the inventory's thumbprints can
-/// stand for), sent to the reader once computed.
-enum KnownLater {
-    Waiting(tokio::sync::oneshot::Receiver<Arc<HashMap<String, CertDer>>>),
-    Ready(Arc<HashMap<String, CertDer>>),
+/// What a plan's reader is sent once it is computed (each directory's addresses, the
+/// certificates known by thumbprint): awaited only where a read needs it.
+enum Later<T> {
+    Waiting(tokio::sync::oneshot::Receiver<Arc<T>>),
+    Ready(Arc<T>),
 }
 
-impl KnownLater {
-    async fn get(&mut self) -> Result<&HashMap<String, CertDer>, ServiceError> {
-        let ended = || ServiceError::new(ErrorKind::Internal, "plan: ended before reading");
+impl<T> Later<T> {
+    async fn get(&mut self) -> Result<Arc<T>, ServiceError> {
         if let Self::Waiting(rx) = self {
-            *self = Self::Ready(rx.await.map_err(|_| ended())?);
+            let got = rx.await.map_err(|_| {
+                ServiceError::new(ErrorKind::Internal, "plan: ended before reading")
+            })?;
+            *self = Self::Ready(got);
         }
         match self {
-            Self::Ready(known) => Ok(known),
-            Self::Waiting(_) => Err(ended()),
+            Self::Ready(v) => Ok(v.clone()),
+            Self::Waiting(_) => Err(ServiceError::new(
+                ErrorKind::Internal,
+                "plan: ended before reading",
+            )),
         }
     }
+}
+
+/// What the reader is sent once the store is read.
+struct Prepared {
+    /// Each directory's addresses ([`ReadTarget::addresses`]), in the reader's order.
+    addresses: Vec<Vec<Mailbox>>,
+    /// The plan's verifier, which readiness shares (each public key decoded once).
+    verifier: Arc<Remembering>,
 }
 
 /// What a plan's reader works with besides the directories.
 struct Reader {
     svc: Service,
-    known: KnownLater,
+    prep: Later<Prepared>,
+    /// The certificates the plan knows by thumbprint (what the inventory's thumbprints can
+    /// stand for).
+    known: Later<HashMap<String, CertDer>>,
     /// Addresses read from the directory even where the inventory is fresh.
     force: HashSet<String>,
     max_age: Option<i64>,
     facts: Arc<FactsCache>,
-    verifier: Arc<Remembering>,
 }
 
 /// Reads the directories of a plan one after another, in the configuration's order: each
-/// person's entry (see [`Service::read_for_plan`]) and the trust chain, sent as each
-/// directory is done; stops at the first failure (sent too). Returns the inventory records of
-/// its listings ([`Service::spawn_record`]).
+/// person's entry (see [`Service::read_for_plan`]; a directory with `many` of the file's
+/// people is listed as soon as it is open, when the inventory is not asked) and the trust
+/// chain, sent as each directory is done; stops at the first failure (sent too). Returns the
+/// inventory records of its listings ([`Service::spawn_record`]).
 async fn read_directories(
     mut r: Reader,
-    directories: Vec<(Opening, Vec<Mailbox>)>,
+    directories: Vec<(Opening, bool)>,
     reads: tokio::sync::mpsc::Sender<Result<DirectoryRead, ServiceError>>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut recording = Vec::new();
-    for (opening, addresses) in directories {
+    for (i, (opening, many)) in directories.into_iter().enumerate() {
         let read = async {
             let dir = opening.await.map_err(|e| {
                 ServiceError::new(ErrorKind::Internal, format!("opening a directory: {e}"))
             })??;
             let name = dir.name().to_string();
+            let in_name = |e: DirectoryError| {
+                ServiceError::from(e).context(format!("plan: directory {name}"))
+            };
             tracing::debug!(directory = name, "plan: directory open");
-            let entries = r
-                .svc
-                .read_for_plan(
-                    &dir,
-                    &addresses,
-                    &mut r.known,
-                    &r.force,
-                    r.max_age,
-                    (&r.facts, &r.verifier),
-                    &mut recording,
-                )
-                .await?;
+            let listed = if many && r.max_age.is_none() {
+                match dir.recipients().await {
+                    Ok(all) => Some(all),
+                    // A directory that cannot list (a vendor plugin without it) is asked
+                    // per person.
+                    Err(DirectoryError::Unsupported(_)) => None,
+                    Err(e) => return Err(in_name(e)),
+                }
+            } else {
+                None
+            };
+            let prep = r.prep.get().await?;
+            let addresses = prep.addresses.get(i).map(Vec::as_slice).unwrap_or_default();
+            let facts = (&r.facts, &prep.verifier);
+            let entries = match listed {
+                Some(all) => {
+                    let entries = listing_entries(all, addresses);
+                    let present: Vec<Recipient> = entries.values().flatten().cloned().collect();
+                    recording.push(r.svc.spawn_record(
+                        name.clone(),
+                        present,
+                        facts.0.clone(),
+                        facts.1.clone(),
+                    ));
+                    entries
+                }
+                None => {
+                    r.svc
+                        .read_for_plan(
+                            &dir,
+                            addresses,
+                            &mut r.known,
+                            &r.force,
+                            r.max_age,
+                            facts,
+                            &mut recording,
+                        )
+                        .await?
+                }
+            };
             tracing::debug!(directory = name, "plan: entries read");
-            let held = read_trust(dir.as_ref())
-                .await
-                .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?;
+            let held = read_trust(dir.as_ref()).await.map_err(in_name)?;
             tracing::debug!(directory = name, "plan: trust chain read");
             Ok((entries, held))
         }
