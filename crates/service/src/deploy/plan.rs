@@ -672,10 +672,9 @@ impl Service {
             )
             .for_field("replace_unmanaged"));
         }
-        let store = self.store().await?;
         // Every target directory is opened at once, on the blocking pool (a plugin's open may
-        // build an HTTPS client or bind), while the store is read; they are read one after
-        // another below.
+        // build an HTTPS client or bind), while the store is opened and read; they are read one
+        // after another below.
         let names = self.deploy_directories(desired)?;
         let opening: Vec<Opening> = names
             .iter()
@@ -716,6 +715,7 @@ impl Service {
             opening.into_iter().zip(many).collect(),
             reads_tx,
         )));
+        let store = self.store().await?;
         let (managed, known_checks) = tokio::join!(store.managed(None), store.signature_checks());
         let managed = managed.map_err(store_error)?;
         tracing::debug!(rows = managed.len(), "plan: managed certificates read");
