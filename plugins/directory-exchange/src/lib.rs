@@ -84,7 +84,7 @@ pub struct ExchangeDirectory {
     /// store), so a later process starts with what worked.
     wire: std::sync::Mutex<Wire>,
     /// Whether what the host remembered has been read into `wire` (on the first write).
-    wire_loaded: std::sync::atomic::AtomicBool,
+    wire_loaded: tokio::sync::OnceCell<()>,
     /// Whether `@{Add=…}` showed in a read-back (`None`: not tried yet); once it did not,
     /// every write sets the full list.
     add_works: std::sync::Mutex<Option<bool>>,
@@ -154,7 +154,7 @@ impl ExchangeDirectory {
             client,
             fresh: std::sync::Mutex::new(std::collections::HashMap::new()),
             wire: std::sync::Mutex::new(wire),
-            wire_loaded: std::sync::atomic::AtomicBool::new(false),
+            wire_loaded: tokio::sync::OnceCell::new(),
             add_works: std::sync::Mutex::new(None),
         })
     }
@@ -279,12 +279,13 @@ impl ExchangeDirectory {
     }
 
     /// Reads, once, the wire the host remembered for this directory from an earlier run, for
-    /// the switches that are not set (a set switch is used as it is).
+    /// the switches that are not set (a set switch is used as it is). Callers meanwhile wait
+    /// for it: a request sent before it is read would try the wire already refused.
     async fn load_wire(&self) {
-        use std::sync::atomic::Ordering;
-        if self.wire_loaded.swap(true, Ordering::AcqRel) {
-            return;
-        }
+        self.wire_loaded.get_or_init(|| self.read_wire()).await;
+    }
+
+    async fn read_wire(&self) {
         let p = &self.client.settings.protocol;
         let keys = self.client.keys();
         let encoding = match p.byte_encoding {
