@@ -530,11 +530,6 @@ impl PreparedStore {
             pool: parsed.into_iter().flatten().collect(),
         }
     }
-
-    /// The store's certificates, as given.
-    pub fn certificates(&self) -> &[CertDer] {
-        &self.store
-    }
 }
 
 /// Lints every certificate in `certs` as an end-entity S/MIME certificate.
@@ -1350,9 +1345,11 @@ mod tests {
         assert_eq!(with(vec![root, old_int]), vec!["chain-invalid"]);
     }
 
-    /// A store prepared once and linted against many times reports what `lint` reports
-    /// each time, findings and details alike: good chains, missing roots or intermediates,
-    /// an expired intermediate, and a store holding something unreadable.
+    /// A store prepared once and linted against many times (as plan's readiness does)
+    /// reports what `lint` reports with the store given each time, findings and details
+    /// alike: good chains, missing roots or intermediates, an expired intermediate, and a
+    /// store holding something unreadable. (`address_duplicates_and_chain` pins the chain
+    /// rules' outcomes themselves.)
     #[test]
     fn a_prepared_store_lints_as_the_store_given_each_time() {
         let leaf = make(&good());

@@ -320,6 +320,15 @@ pub(crate) fn unchanged(rows: Vec<PresentRow>, seen: &[OwnedSeen]) -> Vec<bool> 
         .collect()
 }
 
+/// The address keys of the `seen` that [`unchanged`] found unchanged: the rows to touch.
+pub(crate) fn unchanged_keys<'a>(seen: &'a [OwnedSeen], unchanged: &[bool]) -> Vec<&'a str> {
+    seen.iter()
+        .zip(unchanged)
+        .filter(|(_, u)| **u)
+        .map(|(s, _)| s.key.as_str())
+        .collect()
+}
+
 /// An inventory row as both backends read it.
 #[derive(Debug)]
 pub(crate) struct InventoryRow {

@@ -674,12 +674,7 @@ impl Store for PostgresStore {
                 rows.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
             }
             let unchanged = common::unchanged(rows, &owned);
-            let keys: Vec<&str> = owned
-                .iter()
-                .zip(&unchanged)
-                .filter(|(_, u)| **u)
-                .map(|(s, _)| s.key.as_str())
-                .collect();
+            let keys = common::unchanged_keys(&owned, &unchanged);
             if !keys.is_empty() {
                 let touch = tx.prepare_cached(sql::INVENTORY_TOUCH_ANY).await?;
                 if tx.execute(&touch, &[&time, &directory, &keys]).await? > 0 {

@@ -704,12 +704,7 @@ impl Store for SqliteStore {
                 })?
                 .collect::<Result<Vec<common::PresentRow>, _>>()?;
             let unchanged = common::unchanged(rows, &owned);
-            let keys: Vec<&str> = owned
-                .iter()
-                .zip(&unchanged)
-                .filter(|(_, u)| **u)
-                .map(|(s, _)| s.key.as_str())
-                .collect();
+            let keys = common::unchanged_keys(&owned, &unchanged);
             // A list of strings always serialises.
             let keys = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".into());
             let touched = tx

@@ -689,17 +689,16 @@ impl Service {
         // follow when the store is read); what a read found is recorded in the inventory
         // meanwhile. The certificates plan knows by thumbprint follow when computed (only a
         // read from the inventory needs them).
-        let many: Vec<bool> = names
+        let people_in: Vec<Vec<usize>> = names
             .iter()
             .map(|name| {
-                desired
-                    .people
-                    .iter()
-                    .filter(|p| p.directories.contains(name))
-                    .count()
-                    > LIST_THRESHOLD
+                (desired.people.iter().enumerate())
+                    .filter(|(_, p)| p.directories.contains(name))
+                    .map(|(i, _)| i)
+                    .collect()
             })
             .collect();
+        let many = people_in.iter().map(|p| p.len() > LIST_THRESHOLD);
         let (prep_tx, prep_rx) = tokio::sync::oneshot::channel();
         let (known_tx, known_rx) = tokio::sync::oneshot::channel();
         let (reads_tx, mut reads_rx) = tokio::sync::mpsc::channel(names.len().max(1));
@@ -741,9 +740,10 @@ impl Service {
         ));
         let targets: Vec<ReadTarget> = names
             .into_iter()
-            .map(|name| ReadTarget::new(desired, &managed_by, name))
+            .zip(people_in)
+            .map(|(name, people)| ReadTarget::new(desired, &managed_by, name, people))
             .collect();
-        let _ = prep_tx.send(Arc::new(Prepared {
+        let _ = prep_tx.send(Arc::new(FromStore {
             addresses: targets.iter().map(|t| t.addresses.clone()).collect(),
             verifier: verifier.clone(),
         }));
@@ -848,8 +848,6 @@ impl Service {
         // converged directory leaves them with, and any other holding is judged once read. A
         // person in several directories holding the same certificates is judged once, and the
         // CA certificates above them all are verified once.
-        // The signature checks earlier plans made (a cache: a store that cannot give them
-        // only costs the checks).
         let mut asked: HashSet<ReadyKey> = HashSet::new();
         let mut early = Vec::new();
         if !trust.is_empty() {
@@ -1100,13 +1098,15 @@ impl Service {
     }
 
     /// The entries of `addresses` in `dir`: from the inventory where it is fresh (every
-    /// certificate seen within `max_age` and known by its bytes), else read from the directory
-    /// (and recorded in the inventory by a task pushed to `recording`).
+    /// certificate seen within `max_age` and known by its bytes), else read from the directory,
+    /// or taken from its listing when `listed` already holds it (and recorded in the inventory
+    /// by a task pushed to `recording`).
     #[allow(clippy::too_many_arguments)]
     async fn read_for_plan(
         &self,
         dir: &Arc<dyn Directory>,
         addresses: &[Mailbox],
+        listed: Option<Vec<Recipient>>,
         known: &mut Later<HashMap<String, CertDer>>,
         force: &HashSet<String>,
         max_age: Option<i64>,
@@ -1166,9 +1166,12 @@ impl Service {
         if to_read.is_empty() {
             return Ok(out);
         }
-        let read = read_entries(dir, &to_read)
-            .await
-            .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?;
+        let read = match listed {
+            Some(all) => listing_entries(all, &to_read),
+            None => read_entries(dir, &to_read)
+                .await
+                .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?,
+        };
         let present: Vec<Recipient> = read.values().flatten().cloned().collect();
         recording.push(self.spawn_record(name, present, facts.0.clone(), facts.1.clone()));
         out.extend(read);
@@ -1179,9 +1182,9 @@ impl Service {
     /// read and the plan assembled meanwhile: the certificates' facts and the store's writes
     /// run there, so a runtime thread busy assembling the plan does not hold them back). What
     /// the inventory holds already is only marked seen ([`Store::inventory_touch`], one
-    /// transaction, no certificate parsed); the rest is recorded in full (a second one). `verifier`: the plan's, which readiness shares (each public
-    /// key decoded once). The inventory is a cache: a store that refuses it is logged, never
-    /// the plan's failure.
+    /// transaction, no certificate parsed); the rest is recorded in full (a second one).
+    /// `verifier`: the plan's, which readiness shares (each public key decoded once). The
+    /// inventory is a cache: a store that refuses it is logged, never the plan's failure.
     fn spawn_record(
         &self,
         directory: String,
@@ -1459,7 +1462,8 @@ fn issued_for(
     Ok(out)
 }
 
-/// A directory a plan reads, and whom it reads there.
+/// A directory a plan reads, and whom it reads there (`people`: those of the file targeting
+/// it, by index in `Desired::people`).
 struct ReadTarget {
     name: String,
     /// The deploy file's people targeting the directory, by index in `Desired::people`.
@@ -1475,14 +1479,8 @@ impl ReadTarget {
         desired: &Desired,
         managed_by: &HashMap<(String, String), Vec<ManagedCert>>,
         name: String,
+        people: Vec<usize>,
     ) -> Self {
-        let people: Vec<usize> = desired
-            .people
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.directories.contains(&name))
-            .map(|(i, _)| i)
-            .collect();
         let in_file: HashSet<String> = people
             .iter()
             .map(|i| desired.people[*i].address.key())
@@ -1523,24 +1521,19 @@ enum Later<T> {
 
 impl<T> Later<T> {
     async fn get(&mut self) -> Result<Arc<T>, ServiceError> {
+        let ended = || ServiceError::new(ErrorKind::Internal, "plan: ended before reading");
         if let Self::Waiting(rx) = self {
-            let got = rx.await.map_err(|_| {
-                ServiceError::new(ErrorKind::Internal, "plan: ended before reading")
-            })?;
-            *self = Self::Ready(got);
+            *self = Self::Ready(rx.await.map_err(|_| ended())?);
         }
         match self {
             Self::Ready(v) => Ok(v.clone()),
-            Self::Waiting(_) => Err(ServiceError::new(
-                ErrorKind::Internal,
-                "plan: ended before reading",
-            )),
+            Self::Waiting(_) => Err(ended()),
         }
     }
 }
 
 /// What the reader is sent once the store is read.
-struct Prepared {
+struct FromStore {
     /// Each directory's addresses ([`ReadTarget::addresses`]), in the reader's order.
     addresses: Vec<Vec<Mailbox>>,
     /// The plan's verifier, which readiness shares (each public key decoded once).
@@ -1550,7 +1543,7 @@ struct Prepared {
 /// What a plan's reader works with besides the directories.
 struct Reader {
     svc: Service,
-    prep: Later<Prepared>,
+    prep: Later<FromStore>,
     /// The certificates the plan knows by thumbprint (what the inventory's thumbprints can
     /// stand for).
     known: Later<HashMap<String, CertDer>>,
@@ -1594,33 +1587,19 @@ async fn read_directories(
             };
             let prep = r.prep.get().await?;
             let addresses = prep.addresses.get(i).map(Vec::as_slice).unwrap_or_default();
-            let facts = (&r.facts, &prep.verifier);
-            let entries = match listed {
-                Some(all) => {
-                    let entries = listing_entries(all, addresses);
-                    let present: Vec<Recipient> = entries.values().flatten().cloned().collect();
-                    recording.push(r.svc.spawn_record(
-                        name.clone(),
-                        present,
-                        facts.0.clone(),
-                        facts.1.clone(),
-                    ));
-                    entries
-                }
-                None => {
-                    r.svc
-                        .read_for_plan(
-                            &dir,
-                            addresses,
-                            &mut r.known,
-                            &r.force,
-                            r.max_age,
-                            facts,
-                            &mut recording,
-                        )
-                        .await?
-                }
-            };
+            let entries = r
+                .svc
+                .read_for_plan(
+                    &dir,
+                    addresses,
+                    listed,
+                    &mut r.known,
+                    &r.force,
+                    r.max_age,
+                    (&r.facts, &prep.verifier),
+                    &mut recording,
+                )
+                .await?;
             tracing::debug!(directory = name, "plan: entries read");
             let held = read_trust(dir.as_ref()).await.map_err(in_name)?;
             tracing::debug!(directory = name, "plan: trust chain read");
