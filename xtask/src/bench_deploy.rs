@@ -279,55 +279,78 @@ pub fn run(args: &[String]) -> Result<()> {
     let reader_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut read_s = Vec::new();
-    let mut refresh_s = Vec::new();
-    let mut fresh_s = Vec::new();
-    let mut check = None;
-    for run in 0..runs {
-        // A new service each time: the reader signs in and binds as a plan process does.
-        let service = Service::builder()
-            .config(Config::load(Some(&config)).map_err(|e| anyhow::anyhow!("{e}"))?)
-            .build()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let (took, read) = reader_rt.block_on(read_all(&service))?;
-        read_s.push(took);
-        if run == 0 {
-            check = Some(read);
+    let measure = || -> Result<PlanTimes> {
+        let mut t = PlanTimes::default();
+        for run in 0..runs {
+            // A new service each time: the reader signs in and binds as a plan process does.
+            let service = Service::builder()
+                .config(Config::load(Some(&config)).map_err(|e| anyhow::anyhow!("{e}"))?)
+                .build()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (took, read) = reader_rt.block_on(read_all(&service))?;
+            t.read.push(took);
+            if run == 0 {
+                t.check = Some(read);
+            }
+            drop(service);
+            let plan = |refresh: bool| -> Result<f64> {
+                let mut a = vec!["plan", "--file", &deploy, "--detailed-exitcode"];
+                if refresh {
+                    a.push("--refresh");
+                }
+                let t = Instant::now();
+                let out = smimekit_run(&a)?;
+                let took = t.elapsed().as_secs_f64();
+                if out.status.code() != Some(0) {
+                    bail!(
+                        "smimekit {} exited {:?} (0 = nothing to do after apply): {}\n{}",
+                        a.join(" "),
+                        out.status.code(),
+                        String::from_utf8_lossy(&out.stderr).trim(),
+                        tail(&String::from_utf8_lossy(&out.stdout), 20)
+                    );
+                }
+                Ok(took)
+            };
+            t.refresh.push(plan(true)?);
+            t.fresh.push(plan(false)?);
         }
-        drop(service);
-        let plan = |refresh: bool| -> Result<f64> {
-            let mut a = vec!["plan", "--file", &deploy, "--detailed-exitcode"];
-            if refresh {
-                a.push("--refresh");
-            }
-            let t = Instant::now();
-            let out = smimekit_run(&a)?;
-            let took = t.elapsed().as_secs_f64();
-            if out.status.code() != Some(0) {
-                bail!(
-                    "smimekit {} exited {:?} (0 = nothing to do after apply): {}\n{}",
-                    a.join(" "),
-                    out.status.code(),
-                    String::from_utf8_lossy(&out.stderr).trim(),
-                    tail(&String::from_utf8_lossy(&out.stdout), 20)
-                );
-            }
-            Ok(took)
-        };
-        refresh_s.push(plan(true)?);
-        fresh_s.push(plan(false)?);
-    }
+        Ok(t)
+    };
+    let PlanTimes {
+        read: mut read_s,
+        refresh: mut refresh_s,
+        fresh: mut fresh_s,
+        check,
+    } = measure()?;
     let check = check.context("no read")?;
     let (lost, duplicated, wrong_kind) = compare(&people, &check);
-    // `--hold`: the directories stay up until a line (or the end) on standard input, for
-    // running smimekit by hand against them.
+    // `--hold`: the directories stay up until the end of standard input, for running smimekit
+    // by hand against them; each line read measures the plans again (with the release
+    // smimekit binary as it is then: rebuild it meanwhile to compare a change).
     if args.iter().any(|a| a == "--hold") {
         eprintln!(
-            "bench-deploy: holding; try `{} plan --file {deploy} --config {} --refresh`, then press Enter",
+            "bench-deploy: holding; try `{} plan --file {deploy} --config {} --refresh`; a line measures again, end of input goes on",
             smimekit.display(),
             config.display()
         );
-        let _ = std::io::stdin().read_line(&mut String::new());
+        let mut line = String::new();
+        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+            line.clear();
+            let mut t = measure()?;
+            let (r, p, f) = (
+                median(&mut t.read),
+                median(&mut t.refresh),
+                median(&mut t.fresh),
+            );
+            eprintln!(
+                "bench-deploy: reading {r:.2} s, plan --refresh {p:.2} s ({:.2}x), plan {f:.2} s; runs {:.2?} {:.2?} {:.2?}",
+                p / r,
+                t.read,
+                t.refresh,
+                t.fresh
+            );
+        }
     }
     // `--perf DIR`: one more run of each plan under `perf record` (call graphs from DWARF),
     // for `perf report -i DIR/plan-refresh.data`.
@@ -537,6 +560,15 @@ async fn issue_all(
 }
 
 /// What a directory listing holds per address: (kind, certificates, entries for it).
+/// One measurement of the plan part: each run's seconds, and the first run's listings.
+#[derive(Default)]
+struct PlanTimes {
+    read: Vec<f64>,
+    refresh: Vec<f64>,
+    fresh: Vec<f64>,
+    check: Option<Vec<(String, Listing)>>,
+}
+
 type Listing = HashMap<String, (RecipientKind, Vec<CertDer>, usize)>;
 
 /// The baseline: opens each directory and reads what plan reads (the listing and the trust
