@@ -152,6 +152,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
     // Interactive sign-ins (a device code), shown on standard error while the command runs.
     let _sign_ins = directory::show_sign_ins(&service);
     let code = dispatch(&service, cli.command, json).await;
+    tracing::debug!("command done");
     // What plugins asked to tell the user (fallbacks they took), after the result.
     for n in service.take_notices() {
         eprintln!("note: {n}");
@@ -159,7 +160,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
     // The orderly end, whatever the outcome: every directory, key store and plugin handle
     // closed once and every plugin thread joined before the process exits (and before
     // libcrypto's exit-time cleanup runs). A plugin still running is an error of its own.
-    match (code, service.shutdown().await) {
+    let shutdown = service.shutdown().await;
+    tracing::debug!("service shut down");
+    match (code, shutdown) {
         (code, Ok(())) => code,
         (Ok(_), Err(e)) => Err(e.into()),
         (Err(first), Err(e)) => {

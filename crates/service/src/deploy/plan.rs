@@ -571,6 +571,69 @@ fn check_digest(
     h.finalize().into()
 }
 
+/// What a readiness digest covers besides its question ([`ready_digest`]): bumped when what
+/// readiness judges changes (the crate's version is covered too: lint's rules come with it).
+const READY_DOMAIN: &[u8] = b"smimekit readiness 1";
+
+/// A chain as [`ready_digest`] covers it: its certificates' bytes, sorted; `None` when one of
+/// them is not valid at `now` (an answer judged against it could change with time alone).
+fn digest_chain(chain: &[CertDer], now: i64) -> Option<Vec<&[u8]>> {
+    valid_throughout(chain, now).then(|| sorted_bytes(chain))
+}
+
+/// Every certificate strictly inside its validity at `now`.
+fn valid_throughout(certs: &[CertDer], now: i64) -> bool {
+    certs.iter().all(|c| {
+        certinfo::validity(c).is_ok_and(|(not_before, not_after)| not_before < now && now < not_after)
+    })
+}
+
+fn sorted_bytes(certs: &[CertDer]) -> Vec<&[u8]> {
+    let mut v: Vec<&[u8]> = certs.iter().map(CertDer::as_bytes).collect();
+    v.sort_unstable();
+    v
+}
+
+/// The lowercase hex SHA-256 naming the answer "Outlook/OWA can encrypt to `address` holding
+/// `certs`, judged against `chain`" ([`digest_chain`]), remembered beside the signature checks
+/// ([`Remembering`]) so that plan after plan over the same people lints only what changed.
+/// Readiness depends on time only through the validity of what it judges: an answer given
+/// while every certificate held and in the chain was valid is the same at any time they all
+/// still are, so a digest exists only then (`None` otherwise: judged every time). Only
+/// encryptable answers are remembered.
+fn ready_digest(address: &Mailbox, certs: &[CertDer], chain: &[&[u8]], now: i64) -> Option<String> {
+    if certs.is_empty() || !valid_throughout(certs, now) {
+        return None;
+    }
+    let held = sorted_bytes(certs);
+    let key = address.key();
+    let counts = [held.len() as u64, chain.len() as u64].map(u64::to_be_bytes);
+    let mut h = Sha256::new();
+    let parts = [
+        READY_DOMAIN,
+        env!("CARGO_PKG_VERSION").as_bytes(),
+        key.as_bytes(),
+        &counts[0],
+    ]
+    .into_iter()
+    .chain(held)
+    .chain([&counts[1][..]])
+    .chain(chain.iter().copied());
+    for part in parts {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    Some(hex::encode(h.finalize()))
+}
+
+/// The answer a remembered readiness digest stands for.
+fn encryptable() -> Readiness {
+    Readiness {
+        encryptable: true,
+        reasons: Vec::new(),
+    }
+}
+
 impl Remembering {
     pub(crate) fn new(inner: &'static dyn SignatureVerifier) -> Self {
         Self::with_known(inner, HashSet::new())
@@ -587,6 +650,18 @@ impl Remembering {
             keys: Mutex::new(HashMap::new()),
             known,
             learned: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether an answer named by `digest` ([`ready_digest`]) was given by an earlier plan.
+    fn knows(&self, digest: &str) -> bool {
+        self.known.contains(digest)
+    }
+
+    /// Remembers an answer named by `digest` ([`ready_digest`]) for later plans.
+    fn learn(&self, digest: String) {
+        if let Ok(mut learned) = self.learned.lock() {
+            learned.push(digest);
         }
     }
 
@@ -683,11 +758,11 @@ impl Service {
                 AbortOnDropHandle::new(tokio::spawn(async move { svc.open_directory(&name).await }))
             })
             .collect();
-        // The directories are read on a task of their own, one after another, while the rest
+        // The directories are read on tasks of their own, one after another, while the rest
         // of the plan is prepared and each directory read is planned: a directory with many
-        // of the file's people is listed as soon as it is open (the addresses and the verifier
-        // follow when the store is read); what a read found is recorded in the inventory
-        // meanwhile. The certificates plan knows by thumbprint follow when computed (only a
+        // of the file's people is listed as soon as it is open, and the next one read without
+        // waiting for the store (the addresses and the verifier follow when it is read); what
+        // a read found is recorded in the inventory meanwhile. The certificates plan knows by thumbprint follow when computed (only a
         // read from the inventory needs them).
         let people_in: Vec<Vec<usize>> = names
             .iter()
@@ -848,30 +923,46 @@ impl Service {
         // converged directory leaves them with, and any other holding is judged once read. A
         // person in several directories holding the same certificates is judged once, and the
         // CA certificates above them all are verified once.
+        // An answer an earlier plan gave and remembered (see [`ready_digest`]) is taken as given.
         let mut asked: HashSet<ReadyKey> = HashSet::new();
+        let mut ready_cache: HashMap<ReadyKey, Readiness> = HashMap::new();
         let mut early = Vec::new();
         if !trust.is_empty() {
             let anchors = prepared(&trust);
             let anchors_key = trust_key(&trust);
+            let chain = digest_chain(&trust, now);
             let jobs: Vec<ReadyJob> = desired
                 .people
                 .iter()
                 .filter_map(|p| {
                     let certs = wanted.get(&p.address.key())?;
                     let key = ready_key(&p.address, certs, &anchors_key);
-                    asked.insert(key.clone()).then(|| ReadyJob {
+                    if !asked.insert(key.clone()) {
+                        return None;
+                    }
+                    let digest = (chain.as_deref())
+                        .and_then(|chain| ready_digest(&p.address, certs, chain, now));
+                    if digest.as_deref().is_some_and(|d| verifier.knows(d)) {
+                        ready_cache.insert(key, encryptable());
+                        return None;
+                    }
+                    Some(ReadyJob {
                         key,
                         address: p.address.clone(),
                         certs: certs.clone(),
                         anchors: anchors.clone(),
+                        digest,
                     })
                 })
                 .collect();
+            tracing::debug!(
+                people = asked.len(),
+                remembered = ready_cache.len(),
+                "plan: readiness started"
+            );
             early = spawn_readiness(verifier.clone(), jobs, now);
-            tracing::debug!(people = asked.len(), "plan: readiness started");
         }
         let renewing: HashSet<&str> = issue.iter().map(|s| s.address.as_str()).collect();
-        let mut ready_cache: HashMap<ReadyKey, Readiness> = HashMap::new();
         for answers in early {
             ready_cache.extend(joined(answers).await?);
         }
@@ -978,18 +1069,28 @@ impl Service {
                 (output, ready)
             };
             let outputs: Vec<(PersonOutput, ReadyKey)> = on_every_core(&people, plan_one);
-            // Whoever will hold something not judged yet is judged now, on every core.
-            let jobs: Vec<ReadyJob> = people
-                .iter()
-                .zip(&outputs)
-                .filter(|(_, (_, key))| !ready_cache.contains_key(key) && asked.insert(key.clone()))
-                .map(|(p, (output, key))| ReadyJob {
+            // Whoever will hold something not judged yet is judged now, on every core (unless
+            // an earlier plan remembered the answer).
+            let digest_chain = digest_chain(&chain, now);
+            let mut jobs: Vec<ReadyJob> = Vec::new();
+            for (p, (output, key)) in people.iter().zip(&outputs) {
+                if ready_cache.contains_key(key) || !asked.insert(key.clone()) {
+                    continue;
+                }
+                let digest = (digest_chain.as_deref())
+                    .and_then(|chain| ready_digest(&p.address, &output.after, chain, now));
+                if digest.as_deref().is_some_and(|d| verifier.knows(d)) {
+                    ready_cache.insert(key.clone(), encryptable());
+                    continue;
+                }
+                jobs.push(ReadyJob {
                     key: key.clone(),
                     address: p.address.clone(),
                     certs: output.after.clone(),
                     anchors: anchors.clone(),
-                })
-                .collect();
+                    digest,
+                });
+            }
             for answers in spawn_readiness(verifier.clone(), jobs, now) {
                 ready_cache.extend(joined(answers).await?);
             }
@@ -1553,38 +1654,37 @@ struct Reader {
     facts: Arc<FactsCache>,
 }
 
-/// Reads the directories of a plan one after another, in the configuration's order: each
-/// person's entry (see [`Service::read_for_plan`]; a directory with `many` of the file's
-/// people is listed as soon as it is open, when the inventory is not asked) and the trust
-/// chain, sent as each directory is done; stops at the first failure (sent too). Returns the
-/// inventory records of its listings ([`Service::spawn_record`]).
+/// What a plan's lister read of one directory: the directory, its listing when it was listed
+/// early, and its trust chain when it keeps one.
+struct Listed {
+    dir: Arc<dyn Directory>,
+    listed: Option<Vec<Recipient>>,
+    held: Option<Vec<CertDer>>,
+}
+
+/// Reads the directories of a plan: a lister ([`list_directories`]) opens and reads them one
+/// after another, in the configuration's order, without waiting for the store (a directory
+/// with `many` of the file's people is listed as soon as it is open, when the inventory is
+/// not asked); here each directory's entries are taken from its listing, the inventory or
+/// lookups ([`Service::read_for_plan`], once the store is read) while the lister reads the
+/// next, and sent in the same order. Stops at the first failure (sent too). Returns the
+/// inventory records of what was read ([`Service::spawn_record`]).
 async fn read_directories(
     mut r: Reader,
     directories: Vec<(Opening, bool)>,
     reads: tokio::sync::mpsc::Sender<Result<DirectoryRead, ServiceError>>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    let (listed_tx, mut listed_rx) = tokio::sync::mpsc::channel(directories.len().max(1));
+    let _lister = AbortOnDropHandle::new(tokio::spawn(list_directories(
+        directories,
+        r.max_age.is_none(),
+        listed_tx,
+    )));
     let mut recording = Vec::new();
-    for (i, (opening, many)) in directories.into_iter().enumerate() {
+    let mut i = 0;
+    while let Some(listed) = listed_rx.recv().await {
         let read = async {
-            let dir = opening.await.map_err(|e| {
-                ServiceError::new(ErrorKind::Internal, format!("opening a directory: {e}"))
-            })??;
-            let name = dir.name().to_string();
-            let in_name = |e: DirectoryError| {
-                ServiceError::from(e).context(format!("plan: directory {name}"))
-            };
-            tracing::debug!(directory = name, "plan: directory open");
-            let listed = if many && r.max_age.is_none() {
-                match dir.recipients().await {
-                    Ok(all) => Some(all),
-                    // A directory that cannot list (a vendor plugin without it) is asked
-                    // per person.
-                    Err(DirectoryError::Unsupported(_)) => None,
-                    Err(e) => return Err(in_name(e)),
-                }
-            } else {
-                None
-            };
+            let Listed { dir, listed, held } = listed?;
             let prep = r.prep.get().await?;
             let addresses = prep.addresses.get(i).map(Vec::as_slice).unwrap_or_default();
             let entries = r
@@ -1600,18 +1700,58 @@ async fn read_directories(
                     &mut recording,
                 )
                 .await?;
-            tracing::debug!(directory = name, "plan: entries read");
-            let held = read_trust(dir.as_ref()).await.map_err(in_name)?;
-            tracing::debug!(directory = name, "plan: trust chain read");
+            tracing::debug!(directory = dir.name(), "plan: entries read");
             Ok((entries, held))
         }
         .await;
+        i += 1;
         let failed = read.is_err();
         if reads.send(read).await.is_err() || failed {
             break;
         }
     }
     recording
+}
+
+/// Opens and reads the directories of a plan one after another: each one's listing when it
+/// has `many` of the file's people and `list` (no inventory asked), and its trust chain.
+/// Stops at the first failure (sent too).
+async fn list_directories(
+    directories: Vec<(Opening, bool)>,
+    list: bool,
+    out: tokio::sync::mpsc::Sender<Result<Listed, ServiceError>>,
+) {
+    for (opening, many) in directories {
+        let got = async {
+            let dir = opening.await.map_err(|e| {
+                ServiceError::new(ErrorKind::Internal, format!("opening a directory: {e}"))
+            })??;
+            let name = dir.name().to_string();
+            let in_name = |e: DirectoryError| {
+                ServiceError::from(e).context(format!("plan: directory {name}"))
+            };
+            tracing::debug!(directory = name, "plan: directory open");
+            let listed = if many && list {
+                match dir.recipients().await {
+                    Ok(all) => Some(all),
+                    // A directory that cannot list (a vendor plugin without it) is asked
+                    // per person.
+                    Err(DirectoryError::Unsupported(_)) => None,
+                    Err(e) => return Err(in_name(e)),
+                }
+            } else {
+                None
+            };
+            let held = read_trust(dir.as_ref()).await.map_err(in_name)?;
+            tracing::debug!(directory = name, "plan: trust chain read");
+            Ok(Listed { dir, listed, held })
+        }
+        .await;
+        let failed = got.is_err();
+        if out.send(got).await.is_err() || failed {
+            break;
+        }
+    }
 }
 
 /// The inventory records of a plan's reader, once it has ended.
@@ -1649,6 +1789,8 @@ struct ReadyJob {
     address: Mailbox,
     certs: Vec<CertDer>,
     anchors: Anchors,
+    /// Names an encryptable answer for later plans ([`ready_digest`]).
+    digest: Option<String>,
 }
 
 /// The chain readiness is judged against, parsed once and shared by everyone judged
@@ -1688,6 +1830,9 @@ fn spawn_readiness(verifier: Arc<Remembering>, jobs: Vec<ReadyJob>, now: i64) ->
                         j.anchors.as_deref(),
                         now,
                     );
+                    if let Some(d) = j.digest.filter(|_| r.encryptable) {
+                        verifier.learn(d);
+                    }
                     (j.key, r)
                 })
                 .collect()
@@ -2044,11 +2189,13 @@ mod tests {
                 held: String::new(),
                 anchors: String::new(),
             };
+            let digest = anchors.is_some().then(|| format!("digest {i}"));
             jobs.push(ReadyJob {
                 key,
                 address,
                 certs: held,
                 anchors,
+                digest,
             });
         }
         let verifier = Arc::new(Remembering::new(service.engine().verifier));
@@ -2065,7 +2212,13 @@ mod tests {
                 (j.key.clone(), r)
             })
             .collect();
-        let handles = spawn_readiness(verifier, jobs, now);
+        // The encryptable answers with a digest are learned, and only they.
+        let mut want_learned: Vec<String> = jobs
+            .iter()
+            .filter(|j| want[&j.key].encryptable)
+            .filter_map(|j| j.digest.clone())
+            .collect();
+        let handles = spawn_readiness(verifier.clone(), jobs, now);
         if std::thread::available_parallelism().map_or(1, std::num::NonZero::get) > 1 {
             assert!(handles.len() > 1, "{} chunks", handles.len());
         }
@@ -2080,5 +2233,63 @@ mod tests {
             "{ready} of {} ready",
             got.len()
         );
+        // (Beside the signature checks it made.)
+        let mut learned = verifier.learned();
+        learned.retain(|d| d.starts_with("digest "));
+        learned.sort();
+        want_learned.sort();
+        assert!(!want_learned.is_empty());
+        assert_eq!(learned, want_learned);
+    }
+
+    /// A readiness digest names exactly its question (who, holding what, against which
+    /// chain, in any order) and exists only while every certificate in it is valid.
+    #[test]
+    fn a_readiness_digest_names_its_question_and_only_while_all_is_valid() {
+        let now = smimekit_testkit::PINNED_NOW;
+        let chain = [fixture("root.pem"), fixture("intermediate.pem")].concat();
+        let reversed: Vec<CertDer> = chain.iter().rev().cloned().collect();
+        let (alice, bob) = (fixture("alice.pem"), fixture("bob.pem"));
+        let at = |a: &str| Mailbox::parse(a).unwrap();
+        let digest = |address: &str, certs: &[CertDer], chain: &[CertDer], now: i64| {
+            let chain = digest_chain(chain, now)?;
+            ready_digest(&at(address), certs, &chain, now)
+        };
+        let base = digest("alice@example.org", &alice, &chain, now).expect("all valid now");
+        // The same question, asked in another order or spelling of the address.
+        assert_eq!(
+            digest("Alice@example.org", &alice, &reversed, now).as_ref(),
+            Some(&base)
+        );
+        let both = [alice.clone(), bob.clone()].concat();
+        let both_rev = [bob.clone(), alice.clone()].concat();
+        assert_eq!(
+            digest("alice@example.org", &both, &chain, now),
+            digest("alice@example.org", &both_rev, &chain, now)
+        );
+        // Another question each time.
+        for other in [
+            digest("bob@example.org", &alice, &chain, now),
+            digest("alice@example.org", &bob, &chain, now),
+            digest("alice@example.org", &both, &chain, now),
+            digest("alice@example.org", &alice, &chain[..1], now),
+        ] {
+            assert_ne!(other.as_ref(), Some(&base));
+        }
+        // Nothing is named for no certificate, or when a certificate held or in the chain is
+        // not valid at the time.
+        assert_eq!(digest("alice@example.org", &[], &chain, now), None);
+        let (_, alice_ends) = certinfo::validity(&alice[0]).unwrap();
+        assert_eq!(digest("alice@example.org", &alice, &chain, alice_ends), None);
+        let (alice_starts, _) = certinfo::validity(&alice[0]).unwrap();
+        assert_eq!(
+            digest("alice@example.org", &alice, &chain, alice_starts - 1),
+            None
+        );
+        let (_, chain_ends) = certinfo::validity(&chain[1]).unwrap();
+        if chain_ends < alice_ends {
+            assert_eq!(digest("alice@example.org", &alice, &chain, chain_ends), None);
+        }
+        assert!(digest_chain(&chain, now).is_some());
     }
 }

@@ -317,6 +317,8 @@ struct Loader<'a> {
 /// A certificate file as read and parsed ahead of [`Loader::cert_file`], which reports on it.
 enum Loaded {
     Unreadable(String),
+    /// A folder (with the error reading it as a file gave).
+    Folder(String),
     NotCertificates(String),
     /// Each certificate and whether it is a CA's (or why it is not a certificate).
     Certificates(Vec<(CertDer, Result<bool, String>)>),
@@ -326,6 +328,7 @@ impl Loaded {
     fn of(source: &dyn DeploySource, path: &Path) -> Self {
         let bytes = match source.read(path) {
             Ok(b) => b,
+            Err(e) if source.is_dir(path) => return Self::Folder(e.to_string()),
             Err(e) => return Self::Unreadable(e.to_string()),
         };
         match container::load_certificates(&bytes, &path.display().to_string()) {
@@ -347,6 +350,9 @@ impl Loaded {
 
 /// Fewer certificate files than this per thread are read one after another.
 const PREFETCH_PER_THREAD: usize = 64;
+/// Threads reading certificate files ahead, per core: reading them is mostly waiting for the
+/// disk (files not in the page cache), which several requests in flight shorten.
+const PREFETCH_THREADS_PER_CORE: usize = 4;
 
 impl Loader<'_> {
     fn at(&self, span: &Range<usize>) -> At {
@@ -848,11 +854,17 @@ impl Loader<'_> {
     fn person_certs(&mut self, at: &At, address: &Mailbox, path: &Path) -> Vec<CertDer> {
         let listing = match self.listings.get(path) {
             Some(listing) => listing.clone(),
-            // A file read ahead is no folder.
-            None if self.loaded.contains_key(path) || !self.source.is_dir(path) => {
-                return self.cert_file(at, path, true);
-            }
             None => {
+                // What was read ahead says whether it is a folder.
+                let folder = match self.loaded.get(path) {
+                    Some(Loaded::Folder(_)) => true,
+                    Some(_) => false,
+                    None => self.source.is_dir(path),
+                };
+                if !folder {
+                    return self.cert_file(at, path, true);
+                }
+                self.loaded.remove(path);
                 let listing = self
                     .source
                     .list(path)
@@ -911,7 +923,7 @@ impl Loader<'_> {
             .unwrap_or_else(|| Loaded::of(self.source, path));
         let certs = match loaded {
             Loaded::Certificates(c) => c,
-            Loaded::Unreadable(e) => {
+            Loaded::Unreadable(e) | Loaded::Folder(e) => {
                 self.error(at, format!("{shown}: cannot read: {e}"));
                 return Vec::new();
             }
@@ -942,11 +954,13 @@ impl Loader<'_> {
         out
     }
 
-    /// Reads and parses certificate files ahead, in one chunk per core: a CSV names thousands,
-    /// and [`Loader::cert_file`] then reports on each in the file's order, as if read there.
+    /// Reads and parses certificate files ahead, in chunks on several threads per core (see
+    /// [`PREFETCH_THREADS_PER_CORE`]): a CSV names thousands, and [`Loader::cert_file`] then
+    /// reports on each in the file's order, as if read there. A path that is a folder is
+    /// remembered as one.
     fn prefetch(&mut self, paths: Vec<PathBuf>) {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let threads = cores.min(paths.len() / PREFETCH_PER_THREAD);
+        let threads = (cores * PREFETCH_THREADS_PER_CORE).min(paths.len() / PREFETCH_PER_THREAD);
         if threads < 2 {
             return;
         }
@@ -987,7 +1001,8 @@ impl Loader<'_> {
             };
             for path in cell.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 let path = folder.join(path);
-                if !self.loaded.contains_key(&path) && !self.source.is_dir(&path) {
+                // Folders too: reading one ahead finds it is one (on the prefetch threads).
+                if !self.loaded.contains_key(&path) {
                     files.push(path);
                 }
             }
