@@ -80,7 +80,7 @@ pub use plugin_check::{
     CheckedItem, CheckedPlugin, PluginCheckReport, PluginCheckRequest, check_plugin,
 };
 pub use secrets::Prompt;
-pub use session::OpenSessions;
+pub use session::{OpenSessions, OpeningAhead};
 pub use signer_chain::SignerChain;
 pub use smimekit_core::{
     CertDer, ContentCipher, DecryptionKey, DigestAlg, PrivateKey, RecipientKind, Secret,

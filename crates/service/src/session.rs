@@ -210,6 +210,29 @@ impl Service {
         Ok(self.sessions.keep_directory(name, opened))
     }
 
+    /// Starts opening the configured directories among `names`, for a command about to use
+    /// them (a plan opens those its deploy file names while the file's certificates are
+    /// read). Each is kept as [`Service::open_directory`] keeps it: the command's own open
+    /// finds it open, or waits for it. A failure is not reported here: the command's own open
+    /// tries again and reports it. What is still opening when the guard is dropped is given up.
+    pub fn open_ahead(&self, names: &[String]) -> OpeningAhead {
+        let configured = self.directory_names();
+        OpeningAhead {
+            _opening: names
+                .iter()
+                .filter(|n| configured.contains(n))
+                .map(|name| {
+                    let (svc, name) = (self.clone(), name.clone());
+                    tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+                        if let Err(e) = svc.open_directory(&name).await {
+                            tracing::debug!(directory = name, error = %e, "opening ahead failed");
+                        }
+                    }))
+                })
+                .collect(),
+        }
+    }
+
     /// Opens a directory afresh, not kept, on the blocking pool: a plugin's open is
     /// synchronous and may read files, ask for a bind password or load a TLS trust store.
     pub(crate) async fn open_directory_fresh(
@@ -599,4 +622,12 @@ mod tests {
             methods(keystore, "pub trait KeyStore"),
         );
     }
+}
+
+/// Directories being opened ahead ([`Service::open_ahead`]); dropping it gives up what is
+/// still opening.
+#[must_use = "dropping it gives up the directories still opening"]
+#[derive(Debug)]
+pub struct OpeningAhead {
+    _opening: Vec<tokio_util::task::AbortOnDropHandle<()>>,
 }

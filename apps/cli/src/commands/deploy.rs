@@ -18,6 +18,17 @@ use crate::io;
 
 /// Reads a deploy file and everything it names (relative to its folder).
 fn load(service: &Service, file: &Path) -> Result<deploy::Desired> {
+    Ok(load_opening(service, file, false)?.0)
+}
+
+/// [`load`], for a plan: with `open`, the directories the file names start opening while
+/// the certificate files it names are read (see [`Service::open_ahead`]); keep the guard
+/// until the plan is made.
+fn load_opening(
+    service: &Service,
+    file: &Path,
+    open: bool,
+) -> Result<(deploy::Desired, Option<smimekit_service::OpeningAhead>)> {
     let text = std::fs::read(file).map_err(|e| io_err(file, e))?;
     let text = String::from_utf8(text).map_err(|_| {
         ServiceError::new(
@@ -32,8 +43,10 @@ fn load(service: &Service, file: &Path) -> Result<deploy::Desired> {
         .unwrap_or_else(|| PathBuf::from("."));
     let source = FsDeploySource { base };
     let name = file.display().to_string();
-    deploy::load(&name, &text, &source, &service.directory_names())
-        .map_err(|errors| ServiceError::from(errors).into())
+    let opening = open.then(|| service.open_ahead(&deploy::named_directories(&text)));
+    let desired = deploy::load(&name, &text, &source, &service.directory_names())
+        .map_err(ServiceError::from)?;
+    Ok((desired, opening))
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> anyhow::Error {
@@ -58,7 +71,7 @@ pub async fn plan(service: &Service, a: PlanArgs, json: bool) -> Result<u8> {
 }
 
 async fn plan_inner(service: &Service, a: PlanArgs, json: bool) -> Result<u8> {
-    let desired = load(service, &a.file)?;
+    let (desired, _opening) = load_opening(service, &a.file, true)?;
     let plan = service
         .plan(&PlanRequest {
             desired,
@@ -145,7 +158,7 @@ pub async fn apply(service: &Service, a: ApplyArgs, json: bool) -> Result<u8> {
             plan
         }
         (None, Some(file)) => {
-            let desired = load(service, file)?;
+            let (desired, _opening) = load_opening(service, file, true)?;
             service
                 .plan(&PlanRequest {
                     desired,

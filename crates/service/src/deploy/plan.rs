@@ -1175,6 +1175,11 @@ impl Service {
             .collect();
         certificates.retain(|t, _| named.contains(t));
         tracing::debug!("plan: every directory planned");
+        // Tens of thousands of rows are freed on the blocking pool, while the inventory is
+        // recorded and the plan shown.
+        drop(tokio::task::spawn_blocking(move || {
+            drop((managed_by, wanted, successors, newest_wanted, ready_cache, asked));
+        }));
         recorded(finished(reader).await).await;
         tracing::debug!("plan: inventory recorded");
         let learned = verifier.learned();
@@ -1213,7 +1218,7 @@ impl Service {
         max_age: Option<i64>,
         facts: (&Arc<FactsCache>, &Arc<Remembering>),
         recording: &mut Vec<tokio::task::JoinHandle<()>>,
-    ) -> Result<HashMap<String, Option<Recipient>>, ServiceError> {
+    ) -> Result<Arc<Entries>, ServiceError> {
         let name = dir.name().to_string();
         let mut out: HashMap<String, Option<Recipient>> = HashMap::new();
         let mut to_read: Vec<Mailbox> = addresses.to_vec();
@@ -1265,7 +1270,7 @@ impl Service {
             }
         }
         if to_read.is_empty() {
-            return Ok(out);
+            return Ok(Arc::new(out));
         }
         let read = match listed {
             Some(all) => listing_entries(all, &to_read),
@@ -1273,10 +1278,14 @@ impl Service {
                 .await
                 .map_err(|e| ServiceError::from(e).context(format!("plan: directory {name}")))?,
         };
-        let present: Vec<Recipient> = read.values().flatten().cloned().collect();
-        recording.push(self.spawn_record(name, present, facts.0.clone(), facts.1.clone()));
-        out.extend(read);
-        Ok(out)
+        // The record shares what was read (thousands of entries, not copied).
+        let read = Arc::new(read);
+        recording.push(self.spawn_record(name, read.clone(), facts.0.clone(), facts.1.clone()));
+        if out.is_empty() {
+            return Ok(read);
+        }
+        out.extend(read.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(Arc::new(out))
     }
 
     /// Records what a plan read in the inventory, on the blocking pool (the next directory is
@@ -1289,7 +1298,7 @@ impl Service {
     fn spawn_record(
         &self,
         directory: String,
-        present: Vec<Recipient>,
+        read: Arc<Entries>,
         facts: Arc<FactsCache>,
         verifier: Arc<Remembering>,
     ) -> tokio::task::JoinHandle<()> {
@@ -1297,6 +1306,7 @@ impl Service {
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let now = service.now();
+            let present: Vec<&Recipient> = read.values().flatten().collect();
             // What the inventory holds already is only seen again (no facts needed): a
             // listing of a converged directory is mostly that.
             let seen: Vec<Seen<'_>> = present
@@ -1322,7 +1332,7 @@ impl Service {
                     .iter()
                     .zip(&touched)
                     .filter(|(_, t)| !**t)
-                    .map(|(r, _)| r)
+                    .map(|(r, _)| *r)
                     .collect();
                 if changed.is_empty() {
                     return Ok(());
@@ -1609,9 +1619,12 @@ impl ReadTarget {
 /// A directory being opened for a plan.
 type Opening = AbortOnDropHandle<Result<Arc<dyn Directory>, ServiceError>>;
 
+/// Each address's entry in a directory (`None`: it has none), by [`Mailbox::key`].
+type Entries = HashMap<String, Option<Recipient>>;
+
 /// What one directory held for a plan: each address's entry, and the trust chain when the
 /// directory keeps one.
-type DirectoryRead = (HashMap<String, Option<Recipient>>, Option<Vec<CertDer>>);
+type DirectoryRead = (Arc<Entries>, Option<Vec<CertDer>>);
 
 /// What a plan's reader is sent once it is computed (each directory's addresses, the
 /// certificates known by thumbprint): awaited only where a read needs it.

@@ -6,7 +6,7 @@
 //! target directories. Every problem found is reported, each with the file and line it is on;
 //! nothing is read from a directory and nothing is written.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -232,6 +232,33 @@ pub fn load(
     } else {
         Err(cx.errors)
     }
+}
+
+/// The directories a deploy file's text names (the top-level `directories` and each
+/// `[[people]]`'s), found without reading anything it names or checking it: what a command may
+/// start opening while [`load`] reads the rest (a CSV's rows may name others, opened when
+/// planned). Empty when the text is not valid TOML.
+pub fn named_directories(text: &str) -> Vec<String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let Ok(doc) = DeTable::parse(text) else {
+        return Vec::new();
+    };
+    let doc = doc.get_ref();
+    let strings = |v: &Spanned<DeValue<'_>>| -> Vec<String> {
+        (v.get_ref().as_array().into_iter().flatten())
+            .filter_map(|s| s.get_ref().as_str().map(str::to_string))
+            .collect()
+    };
+    let mut names = doc.get("directories").map(strings).unwrap_or_default();
+    let people = doc.get("people").and_then(|v| v.get_ref().as_array());
+    for person in people.into_iter().flatten() {
+        if let Some(d) = person.get_ref().as_table().and_then(|t| t.get("directories")) {
+            names.extend(strings(d));
+        }
+    }
+    let mut seen = HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
 }
 
 const TOP_KEYS: &[&str] = &["directories", "trust", "policy", "people", "people_from"];
