@@ -16,6 +16,7 @@
 //!   transactions; when two processes create the same file at once, the loser's attempt fails
 //!   on the history table and is simply run again (the statements are idempotent).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -913,6 +914,8 @@ impl Store for SqliteStore {
 
     async fn managed(&self, directory: Option<&str>) -> Result<Vec<ManagedCert>, StoreError> {
         self.read(|c| {
+            let mut shared = HashMap::new();
+            let mut row = |r: &rusqlite::Row<'_>| managed_row_sharing(r, &mut shared);
             let rows = match directory {
                 Some(d) => {
                     let mut stmt = c.prepare_cached(q!(&format!(
@@ -920,7 +923,7 @@ impl Store for SqliteStore {
                         sql::MANAGED_COLUMNS,
                         sql::MANAGED_ORDER
                     )))?;
-                    stmt.query_map(params![d], managed_row)?
+                    stmt.query_map(params![d], &mut row)?
                         .collect::<Result<Vec<_>, _>>()?
                 }
                 None => {
@@ -929,7 +932,7 @@ impl Store for SqliteStore {
                         sql::MANAGED_COLUMNS,
                         sql::MANAGED_ORDER
                     )))?;
-                    stmt.query_map([], managed_row)?
+                    stmt.query_map([], &mut row)?
                         .collect::<Result<Vec<_>, _>>()?
                 }
             };
@@ -1261,11 +1264,34 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebUser> {
 }
 
 fn managed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ManagedCert> {
+    managed_row_sharing(r, &mut HashMap::new())
+}
+
+/// [`managed_row`], sharing the bytes of a certificate already read in `shared` (by
+/// thumbprint, the bytes compared): the same certificate is published to several
+/// directories, and a plan reads every row.
+fn managed_row_sharing(
+    r: &rusqlite::Row<'_>,
+    shared: &mut HashMap<String, CertDer>,
+) -> rusqlite::Result<ManagedCert> {
+    let thumbprint: String = r.get(2)?;
+    let der = r.get_ref(3)?;
+    let der = der.as_blob().map_err(|_| {
+        rusqlite::Error::InvalidColumnType(3, "certificate".into(), der.data_type())
+    })?;
+    let certificate = match shared.get(&thumbprint) {
+        Some(c) if c.as_bytes() == der => c.clone(),
+        _ => {
+            let c = CertDer::new(der.to_vec());
+            shared.insert(thumbprint.clone(), c.clone());
+            c
+        }
+    };
     Ok(ManagedCert {
         directory: r.get(0)?,
         address: r.get(1)?,
-        thumbprint: r.get(2)?,
-        certificate: CertDer::new(r.get::<_, Vec<u8>>(3)?),
+        thumbprint,
+        certificate,
         published: r.get(4)?,
         confirmed: r.get::<_, i64>(5)? != 0,
         superseded: r.get(6)?,

@@ -160,6 +160,7 @@ both_backends!(
     job_records_start_finish_and_list,
     reopening_keeps_the_data_and_the_schema,
     managed_certificates_round_trip_normalised_and_forgotten,
+    managed_certificates_read_back_their_own_bytes,
     sixteen_concurrent_acquirers_one_lock_holder,
     a_lock_is_taken_over_only_from_the_named_holder,
     only_the_holder_beats_and_releases,
@@ -975,6 +976,44 @@ fn managed(directory: &str, address: &str, n: u32, published: i64) -> ManagedCer
         published,
         confirmed: false,
         superseded: None,
+    }
+}
+
+/// A certificate published to several directories reads back the same everywhere, and a
+/// row whose thumbprint names other bytes (a caller's mistake) still reads back its own.
+async fn managed_certificates_read_back_their_own_bytes(b: Backend) {
+    let f = Fixture::new(b, "managed-bytes").await;
+    let s = f.store.as_ref();
+    let mut odd = managed("ldap", "carol@contoso.com", 0x07, 30);
+    odd.certificate = cert("other bytes");
+    let rows = vec![
+        managed("corp", "carol@contoso.com", 0x07, 10),
+        managed("exo", "carol@contoso.com", 0x07, 20),
+        odd.clone(),
+        managed("exo", "dave@contoso.com", 0x08, 40),
+    ];
+    s.managed_put(&rows).await.unwrap();
+    for all in [s.managed(None).await.unwrap(), {
+        let mut v = Vec::new();
+        for d in ["corp", "exo", "ldap"] {
+            v.extend(s.managed(Some(d)).await.unwrap());
+        }
+        v
+    }] {
+        let bytes: Vec<(&str, &str, &CertDer)> = all
+            .iter()
+            .map(|m| (m.directory.as_str(), m.address.as_str(), &m.certificate))
+            .collect();
+        let (m7, m8) = (cert("m7"), cert("m8"));
+        assert_eq!(
+            bytes,
+            [
+                ("corp", "carol@contoso.com", &m7),
+                ("exo", "carol@contoso.com", &m7),
+                ("exo", "dave@contoso.com", &m8),
+                ("ldap", "carol@contoso.com", &odd.certificate),
+            ]
+        );
     }
 }
 
