@@ -23,7 +23,8 @@
 //!    (`Directory::recipients`, the listing plan itself uses above 200 people) plus its trust
 //!    chain, directory after directory as plan goes. Against it, `smimekit plan --refresh
 //!    --detailed-exitcode` as a process (which also loads the deploy file and 10,000 PEM files,
-//!    reads the store, lints, and records the inventory), and `smimekit plan` with the
+//!    reads the store, judges readiness — linting what no earlier plan remembered — and records
+//!    the inventory), and `smimekit plan` with the
 //!    inventory fresh (the directories are not listed; only the trust chains are read). Each
 //!    plan must exit 0: nothing to do after the apply. Median of several runs, interleaved.
 //!    The emulator stops throttling for this part (the issue asks for throttling in apply's

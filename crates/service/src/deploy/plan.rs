@@ -584,7 +584,8 @@ fn digest_chain(chain: &[CertDer], now: i64) -> Option<Vec<&[u8]>> {
 /// Every certificate strictly inside its validity at `now`.
 fn valid_throughout(certs: &[CertDer], now: i64) -> bool {
     certs.iter().all(|c| {
-        certinfo::validity(c).is_ok_and(|(not_before, not_after)| not_before < now && now < not_after)
+        certinfo::validity(c)
+            .is_ok_and(|(not_before, not_after)| not_before < now && now < not_after)
     })
 }
 
@@ -1178,7 +1179,14 @@ impl Service {
         // Tens of thousands of rows are freed on the blocking pool, while the inventory is
         // recorded and the plan shown.
         drop(tokio::task::spawn_blocking(move || {
-            drop((managed_by, wanted, successors, newest_wanted, ready_cache, asked));
+            drop((
+                managed_by,
+                wanted,
+                successors,
+                newest_wanted,
+                ready_cache,
+                asked,
+            ));
         }));
         recorded(finished(reader).await).await;
         tracing::debug!("plan: inventory recorded");
@@ -2293,7 +2301,10 @@ mod tests {
         // not valid at the time.
         assert_eq!(digest("alice@example.org", &[], &chain, now), None);
         let (_, alice_ends) = certinfo::validity(&alice[0]).unwrap();
-        assert_eq!(digest("alice@example.org", &alice, &chain, alice_ends), None);
+        assert_eq!(
+            digest("alice@example.org", &alice, &chain, alice_ends),
+            None
+        );
         let (alice_starts, _) = certinfo::validity(&alice[0]).unwrap();
         assert_eq!(
             digest("alice@example.org", &alice, &chain, alice_starts - 1),
@@ -2301,7 +2312,10 @@ mod tests {
         );
         let (_, chain_ends) = certinfo::validity(&chain[1]).unwrap();
         if chain_ends < alice_ends {
-            assert_eq!(digest("alice@example.org", &alice, &chain, chain_ends), None);
+            assert_eq!(
+                digest("alice@example.org", &alice, &chain, chain_ends),
+                None
+            );
         }
         assert!(digest_chain(&chain, now).is_some());
     }

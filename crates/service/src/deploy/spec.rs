@@ -252,7 +252,11 @@ pub fn named_directories(text: &str) -> Vec<String> {
     let mut names = doc.get("directories").map(strings).unwrap_or_default();
     let people = doc.get("people").and_then(|v| v.get_ref().as_array());
     for person in people.into_iter().flatten() {
-        if let Some(d) = person.get_ref().as_table().and_then(|t| t.get("directories")) {
+        if let Some(d) = person
+            .get_ref()
+            .as_table()
+            .and_then(|t| t.get("directories"))
+        {
             names.extend(strings(d));
         }
     }
