@@ -300,24 +300,35 @@ pub(crate) type PresentRow = (String, String, String, Option<String>);
 /// Which of `seen` a directory's present `rows` hold exactly: the same set of certificates,
 /// each row under the same address and kind (what recording the sighting in full would leave
 /// unchanged but for `last_seen`).
-pub(crate) fn unchanged(rows: Vec<PresentRow>, seen: &[OwnedSeen]) -> Vec<bool> {
-    let mut by_key: std::collections::HashMap<String, Vec<(String, String, Option<String>)>> =
+pub(crate) fn unchanged(rows: &[PresentRow], seen: &[OwnedSeen]) -> Vec<bool> {
+    let mut by_key: std::collections::HashMap<&str, Vec<(&str, &str, Option<&str>)>> =
         std::collections::HashMap::new();
     for (key, sha, address, kind) in rows {
-        by_key.entry(key).or_default().push((sha, address, kind));
+        by_key
+            .entry(key)
+            .or_default()
+            .push((sha, address, kind.as_deref()));
     }
     seen.iter()
         .map(|s| {
-            by_key.get(&s.key).is_some_and(|rows| {
+            by_key.get(s.key.as_str()).is_some_and(|rows| {
                 rows.len() == s.sha256.len()
                     && rows.iter().all(|(sha, address, kind)| {
-                        s.sha256.contains(sha)
+                        s.sha256.iter().any(|x| x == sha)
                             && *address == s.address
-                            && kind.as_deref() == Some(s.kind)
+                            && *kind == Some(s.kind)
                     })
             })
         })
         .collect()
+}
+
+/// Whether the unchanged address `keys` hold every present row of the directory (`rows`):
+/// then a touch marks the directory seen once ([`crate::sql::INVENTORY_SEEN_PUT`]) instead of
+/// writing each row.
+pub(crate) fn covers_all(rows: &[PresentRow], keys: &[&str]) -> bool {
+    let keys: std::collections::HashSet<&str> = keys.iter().copied().collect();
+    !rows.is_empty() && rows.iter().all(|(key, ..)| keys.contains(key.as_str()))
 }
 
 /// The address keys of the `seen` that [`unchanged`] found unchanged: the rows to touch.
@@ -411,9 +422,14 @@ pub(crate) fn inventory_sql(q: &InventoryQuery) -> (String, Vec<Param>) {
     (sql, params)
 }
 
-/// The columns of an inventory row, in [`InventoryRow`]'s order.
+/// The columns of an inventory row, in [`InventoryRow`]'s order. A present row was last seen
+/// at the later of its own `last_seen` and its directory's mark (`inventory_seen`, migration V8).
 const INVENTORY_COLUMNS: &str = "directory, address, recipient_kind, sha1, sha256, subject, \
-     issuer, serial, not_before, not_after, key_type, source_attribute, first_seen, last_seen, \
+     issuer, serial, not_before, not_after, key_type, source_attribute, first_seen, \
+     CASE WHEN present = 1 AND last_seen < COALESCE((SELECT seen FROM inventory_seen s \
+         WHERE s.directory = inventory.directory), 0) \
+         THEN (SELECT seen FROM inventory_seen s WHERE s.directory = inventory.directory) \
+         ELSE last_seen END, \
      published, present";
 
 /// `Store::inventory_first_addresses`: the present rows of the first `$1` addresses (by

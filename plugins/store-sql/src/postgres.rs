@@ -673,14 +673,20 @@ impl Store for PostgresStore {
             for r in tx.query(&present, &[&directory]).await? {
                 rows.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
             }
-            let unchanged = common::unchanged(rows, &owned);
+            let unchanged = common::unchanged(&rows, &owned);
             let keys = common::unchanged_keys(&owned, &unchanged);
-            if !keys.is_empty() {
+            let touched = if common::covers_all(&rows, &keys) {
+                let mark = tx.prepare_cached(sql::INVENTORY_SEEN_PUT).await?;
+                tx.execute(&mark, &[&directory, &time]).await?
+            } else if !keys.is_empty() {
                 let touch = tx.prepare_cached(sql::INVENTORY_TOUCH_ANY).await?;
-                if tx.execute(&touch, &[&time, &directory, &keys]).await? > 0 {
-                    let bump = tx.prepare_cached(sql::INVENTORY_BUMP).await?;
-                    tx.execute(&bump, &[]).await?;
-                }
+                tx.execute(&touch, &[&time, &directory, &keys]).await?
+            } else {
+                0
+            };
+            if touched > 0 {
+                let bump = tx.prepare_cached(sql::INVENTORY_BUMP).await?;
+                tx.execute(&bump, &[]).await?;
             }
             unchanged
         })

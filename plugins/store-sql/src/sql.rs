@@ -78,8 +78,18 @@ pub(crate) const INVENTORY_TOUCH_JSON: &str = "UPDATE inventory SET last_seen = 
 pub(crate) const INVENTORY_TOUCH_ANY: &str = "UPDATE inventory SET last_seen = $1 \
      WHERE directory = $2 AND address_key = ANY($3) AND present = 1 AND last_seen < $1";
 
-pub(crate) const INVENTORY_GONE: &str = "UPDATE inventory SET present = 0 \
+pub(crate) const INVENTORY_GONE: &str = "UPDATE inventory SET present = 0, \
+     last_seen = CASE WHEN present = 1 AND last_seen < COALESCE((SELECT seen FROM inventory_seen s \
+         WHERE s.directory = inventory.directory), 0) \
+         THEN (SELECT seen FROM inventory_seen s WHERE s.directory = inventory.directory) \
+         ELSE last_seen END \
      WHERE directory = $1 AND address_key = $2 AND sha256 = $3";
+
+/// Marks every present row of directory `$1` seen at `$2` (migration V8), when that is later
+/// than its mark; no row changed when it is not.
+pub(crate) const INVENTORY_SEEN_PUT: &str = "INSERT INTO inventory_seen (directory, seen) \
+     VALUES ($1, $2) ON CONFLICT (directory) DO UPDATE SET seen = excluded.seen \
+     WHERE inventory_seen.seen < excluded.seen";
 
 /// Bumped by every inventory write, last in its transaction (`Store::inventory_version`).
 pub(crate) const INVENTORY_BUMP: &str =

@@ -704,13 +704,17 @@ impl Store for SqliteStore {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })?
                 .collect::<Result<Vec<common::PresentRow>, _>>()?;
-            let unchanged = common::unchanged(rows, &owned);
+            let unchanged = common::unchanged(&rows, &owned);
             let keys = common::unchanged_keys(&owned, &unchanged);
-            // A list of strings always serialises.
-            let keys = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".into());
-            let touched = tx
-                .prepare_cached(q!(sql::INVENTORY_TOUCH_JSON))?
-                .execute(params![time, directory, keys])?;
+            let touched = if common::covers_all(&rows, &keys) {
+                tx.prepare_cached(q!(sql::INVENTORY_SEEN_PUT))?
+                    .execute(params![directory, time])?
+            } else {
+                // A list of strings always serialises.
+                let keys = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".into());
+                tx.prepare_cached(q!(sql::INVENTORY_TOUCH_JSON))?
+                    .execute(params![time, directory, keys])?
+            };
             if touched > 0 {
                 tx.prepare_cached(sql::INVENTORY_BUMP)?.execute([])?;
             }

@@ -699,6 +699,65 @@ async fn inventory_touch_records_only_what_changes_nothing(b: Backend) {
         1,
         "p5's gone row stays gone"
     );
+
+    // Every present row of the directory found unchanged at once (a plan's listing of a
+    // converged directory): the directory is marked seen; every present row reads as seen
+    // then, the gone row as before.
+    let all: Vec<Seen<'_>> = (0..6)
+        .map(|n| Seen {
+            address: &people[n],
+            kind: RecipientKind::Mailbox,
+            sha256: shas(n, if n == 5 { 1 } else { 2 }),
+        })
+        .collect();
+    let later = now + 60;
+    let version = s.inventory_version().await.unwrap();
+    let touched = s.inventory_touch("corp", &all, later).await.unwrap();
+    assert!(touched.iter().all(|t| *t), "{touched:?}");
+    assert_ne!(s.inventory_version().await.unwrap(), version);
+    let version = s.inventory_version().await.unwrap();
+    let again = s.inventory_touch("corp", &all, later).await.unwrap();
+    assert!(again.iter().all(|t| *t));
+    assert_eq!(
+        s.inventory_version().await.unwrap(),
+        version,
+        "nothing moved the second time"
+    );
+    let everything = InventoryQuery {
+        include_gone: true,
+        ..InventoryQuery::default()
+    };
+    for r in s.inventory(&everything).await.unwrap() {
+        let want = if r.present { later } else { now - DAY };
+        assert_eq!(r.last_seen, want, "{} {}", r.address, r.facts.sha256);
+    }
+    // p1 loses a certificate afterwards: the gone row keeps the time it was last seen (the
+    // directory's mark), the row still there the new sighting's.
+    s.inventory_record(&[Sighting {
+        certificates: &held[1][..1],
+        time: later + 60,
+        ..sightings[1].clone()
+    }])
+    .await
+    .unwrap();
+    for r in s.inventory(&everything).await.unwrap() {
+        let p1 = r.address == people[1].to_string();
+        let want = match (r.present, p1) {
+            (true, true) => later + 60,
+            (true, false) => later,
+            (false, true) => later,
+            (false, false) => now - DAY,
+        };
+        assert_eq!(r.last_seen, want, "{} {}", r.address, r.facts.sha256);
+    }
+    // The first page of addresses reads the same times.
+    let first = s.inventory_first_addresses(2).await.unwrap();
+    assert_eq!(first.len(), 3, "p0's two rows and p1's");
+    for r in first {
+        let p1 = r.address == people[1].to_string();
+        let want = if p1 { later + 60 } else { later };
+        assert_eq!(r.last_seen, want, "{}", r.address);
+    }
 }
 
 async fn signature_checks_are_kept_refreshed_and_forgotten(b: Backend) {
