@@ -8,11 +8,6 @@ mod logging;
 
 use std::process::ExitCode;
 
-// A plan holds tens of thousands of small allocations (certificates, addresses, rows) and
-// frees them all at its end; mimalloc does both in about half the time glibc's malloc takes.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{CommandFactory, FromArgMatches};
 // `crate::cli` for the command bodies: the definitions live in the library (xtask renders them).
 use smimekit_cli::cli;
