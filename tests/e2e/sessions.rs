@@ -238,6 +238,47 @@ fn ldap_connection_is_reused_and_reopened_after_it_fails() {
     });
 }
 
+/// Directories opened ahead (as `plan` does while its deploy file's certificates are read)
+/// are the ones the command then gets: one handle, one connection; a name not configured is
+/// left alone; giving up the guard keeps what was opened.
+#[test]
+fn a_directory_opened_ahead_is_the_one_the_command_gets() {
+    let bob = der("bob.pem");
+    let s = Slapd::start(&slapd::Options {
+        seed: format!(
+            "dn: uid=bob,ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: bob\ncn: Bob\nsn: B\n\
+             mail: bob@example.org\nuserCertificate;binary:: {}\n\n",
+            slapd::b64(bob.as_bytes())
+        ),
+        ..slapd::Options::default()
+    });
+    let rt = current_thread();
+    rt.block_on(async {
+        let proxy = Proxy::start(s.port).await;
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(
+            dir.path(),
+            &format!(
+                "[directory.corp]\nkind = \"ldap\"\nurl = \"ldap://127.0.0.1:{}\"\nbase_dn = \"{BASE}\"\n\
+                 bind_dn = \"{ADMIN}\"\nallow_cleartext_bind = true\npassword_file = \"{}\"\n",
+                proxy.port,
+                s.password_file().display()
+            ),
+        );
+        let ahead = svc.open_ahead(&["nowhere".to_string(), "corp".to_string()]);
+        let first = svc.open_directory("corp").await.unwrap();
+        drop(ahead);
+        let again = svc.open_directory("corp").await.unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "one handle");
+        let r = svc.lookup(&lookup("bob@example.org", "corp")).await.unwrap();
+        assert_eq!(r.certificates.len(), 1);
+        assert_eq!(count(&proxy.accepted), 1, "one connection");
+        assert_eq!(svc.open_sessions().directories, ["corp"]);
+        // An unknown name is still an error when the command opens it.
+        assert!(svc.open_directory("nowhere").await.is_err());
+    });
+}
+
 #[test]
 fn an_unlocked_key_store_is_kept_until_closed() {
     let rt = current_thread();
