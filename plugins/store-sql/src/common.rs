@@ -301,7 +301,9 @@ pub(crate) type PresentRow = (String, String, String, Option<String>);
 /// each row under the same address and kind (what recording the sighting in full would leave
 /// unchanged but for `last_seen`).
 pub(crate) fn unchanged(rows: &[PresentRow], seen: &[OwnedSeen]) -> Vec<bool> {
-    let mut by_key: std::collections::HashMap<&str, Vec<(&str, &str, Option<&str>)>> =
+    /// A present row by its address key: its SHA-256, address and kind.
+    type Held<'r> = (&'r str, &'r str, Option<&'r str>);
+    let mut by_key: std::collections::HashMap<&str, Vec<Held<'_>>> =
         std::collections::HashMap::new();
     for (key, sha, address, kind) in rows {
         by_key
