@@ -184,35 +184,49 @@ impl Proxy {
     }
 }
 
-#[test]
-fn ldap_connection_is_reused_and_reopened_after_it_fails() {
+/// slapd holding bob and his certificate.
+fn bob_slapd() -> Slapd {
     let bob = der("bob.pem");
-    let s = Slapd::start(&slapd::Options {
+    Slapd::start(&slapd::Options {
         seed: format!(
             "dn: uid=bob,ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: bob\ncn: Bob\nsn: B\n\
              mail: bob@example.org\nuserCertificate;binary:: {}\n\n",
             slapd::b64(bob.as_bytes())
         ),
         ..slapd::Options::default()
-    });
+    })
+}
+
+/// `[directory.corp]` on `slapd` through `proxy`.
+fn corp_through(proxy: &Proxy, slapd: &Slapd) -> String {
+    format!(
+        "[directory.corp]\nkind = \"ldap\"\nurl = \"ldap://127.0.0.1:{}\"\nbase_dn = \"{BASE}\"\n\
+         bind_dn = \"{ADMIN}\"\nallow_cleartext_bind = true\npassword_file = \"{}\"\n",
+        proxy.port,
+        slapd.password_file().display()
+    )
+}
+
+#[test]
+fn ldap_connection_is_reused_and_reopened_after_it_fails() {
+    let s = bob_slapd();
     let rt = current_thread();
     rt.block_on(async {
         let proxy = Proxy::start(s.port).await;
         let dir = tempfile::tempdir().unwrap();
-        let svc = service(
-            dir.path(),
-            &format!(
-                "[directory.corp]\nkind = \"ldap\"\nurl = \"ldap://127.0.0.1:{}\"\nbase_dn = \"{BASE}\"\n\
-                 bind_dn = \"{ADMIN}\"\nallow_cleartext_bind = true\npassword_file = \"{}\"\n",
-                proxy.port,
-                s.password_file().display()
-            ),
-        );
+        let svc = service(dir.path(), &corp_through(&proxy, &s));
         for _ in 0..3 {
-            let r = svc.lookup(&lookup("bob@example.org", "corp")).await.unwrap();
+            let r = svc
+                .lookup(&lookup("bob@example.org", "corp"))
+                .await
+                .unwrap();
             assert_eq!(r.certificates.len(), 1);
         }
-        assert_eq!(count(&proxy.accepted), 1, "one connection (and bind) for every call");
+        assert_eq!(
+            count(&proxy.accepted),
+            1,
+            "one connection (and bind) for every call"
+        );
 
         // The server goes away: the call fails, and the handle that failed is dropped.
         let before = svc.open_directory("corp").await.unwrap();
@@ -224,16 +238,25 @@ fn ldap_connection_is_reused_and_reopened_after_it_fails() {
         assert!(e.message.contains("corp"), "{e}");
         proxy.refuse.store(false, Ordering::Relaxed);
         let after = svc.open_directory("corp").await.unwrap();
-        assert!(!Arc::ptr_eq(&before, &after), "a new handle after the failure");
+        assert!(
+            !Arc::ptr_eq(&before, &after),
+            "a new handle after the failure"
+        );
         drop((before, after));
         let connections = count(&proxy.accepted);
-        svc.lookup(&lookup("bob@example.org", "corp")).await.unwrap();
-        svc.lookup(&lookup("bob@example.org", "corp")).await.unwrap();
+        svc.lookup(&lookup("bob@example.org", "corp"))
+            .await
+            .unwrap();
+        svc.lookup(&lookup("bob@example.org", "corp"))
+            .await
+            .unwrap();
         assert_eq!(count(&proxy.accepted), connections + 1, "reconnected once");
 
         // Closing unbinds; the next call connects again.
         assert!(svc.close_directory("corp").await.unwrap());
-        svc.lookup(&lookup("bob@example.org", "corp")).await.unwrap();
+        svc.lookup(&lookup("bob@example.org", "corp"))
+            .await
+            .unwrap();
         assert_eq!(count(&proxy.accepted), connections + 2);
     });
 }
@@ -243,34 +266,21 @@ fn ldap_connection_is_reused_and_reopened_after_it_fails() {
 /// left alone; giving up the guard keeps what was opened.
 #[test]
 fn a_directory_opened_ahead_is_the_one_the_command_gets() {
-    let bob = der("bob.pem");
-    let s = Slapd::start(&slapd::Options {
-        seed: format!(
-            "dn: uid=bob,ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: bob\ncn: Bob\nsn: B\n\
-             mail: bob@example.org\nuserCertificate;binary:: {}\n\n",
-            slapd::b64(bob.as_bytes())
-        ),
-        ..slapd::Options::default()
-    });
+    let s = bob_slapd();
     let rt = current_thread();
     rt.block_on(async {
         let proxy = Proxy::start(s.port).await;
         let dir = tempfile::tempdir().unwrap();
-        let svc = service(
-            dir.path(),
-            &format!(
-                "[directory.corp]\nkind = \"ldap\"\nurl = \"ldap://127.0.0.1:{}\"\nbase_dn = \"{BASE}\"\n\
-                 bind_dn = \"{ADMIN}\"\nallow_cleartext_bind = true\npassword_file = \"{}\"\n",
-                proxy.port,
-                s.password_file().display()
-            ),
-        );
+        let svc = service(dir.path(), &corp_through(&proxy, &s));
         let ahead = svc.open_ahead(&["nowhere".to_string(), "corp".to_string()]);
         let first = svc.open_directory("corp").await.unwrap();
         drop(ahead);
         let again = svc.open_directory("corp").await.unwrap();
         assert!(Arc::ptr_eq(&first, &again), "one handle");
-        let r = svc.lookup(&lookup("bob@example.org", "corp")).await.unwrap();
+        let r = svc
+            .lookup(&lookup("bob@example.org", "corp"))
+            .await
+            .unwrap();
         assert_eq!(r.certificates.len(), 1);
         assert_eq!(count(&proxy.accepted), 1, "one connection");
         assert_eq!(svc.open_sessions().directories, ["corp"]);
