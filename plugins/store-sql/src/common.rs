@@ -426,13 +426,12 @@ pub(crate) fn inventory_sql(q: &InventoryQuery) -> (String, Vec<Param>) {
 
 /// The columns of an inventory row, in [`InventoryRow`]'s order. A present row was last seen
 /// at the later of its own `last_seen` and its directory's mark (`inventory_seen`, migration V8).
-const INVENTORY_COLUMNS: &str = "directory, address, recipient_kind, sha1, sha256, subject, \
-     issuer, serial, not_before, not_after, key_type, source_attribute, first_seen, \
-     CASE WHEN present = 1 AND last_seen < COALESCE((SELECT seen FROM inventory_seen s \
-         WHERE s.directory = inventory.directory), 0) \
-         THEN (SELECT seen FROM inventory_seen s WHERE s.directory = inventory.directory) \
-         ELSE last_seen END, \
-     published, present";
+const INVENTORY_COLUMNS: &str = concat!(
+    "directory, address, recipient_kind, sha1, sha256, subject, issuer, serial, not_before, \
+     not_after, key_type, source_attribute, first_seen, ",
+    crate::sql::seen_at!(),
+    ", published, present"
+);
 
 /// `Store::inventory_first_addresses`: the present rows of the first `$1` addresses (by
 /// address key) that have one, by address key then directory (the `inventory_address` index

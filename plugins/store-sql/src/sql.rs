@@ -78,12 +78,24 @@ pub(crate) const INVENTORY_TOUCH_JSON: &str = "UPDATE inventory SET last_seen = 
 pub(crate) const INVENTORY_TOUCH_ANY: &str = "UPDATE inventory SET last_seen = $1 \
      WHERE directory = $2 AND address_key = ANY($3) AND present = 1 AND last_seen < $1";
 
-pub(crate) const INVENTORY_GONE: &str = "UPDATE inventory SET present = 0, \
-     last_seen = CASE WHEN present = 1 AND last_seen < COALESCE((SELECT seen FROM inventory_seen s \
+/// When an inventory row was last seen: the later of its own `last_seen` and, while present,
+/// its directory's mark (`inventory_seen`, migration V8).
+macro_rules! seen_at {
+    () => {
+        "CASE WHEN present = 1 AND last_seen < COALESCE((SELECT seen FROM inventory_seen s \
          WHERE s.directory = inventory.directory), 0) \
          THEN (SELECT seen FROM inventory_seen s WHERE s.directory = inventory.directory) \
-         ELSE last_seen END \
-     WHERE directory = $1 AND address_key = $2 AND sha256 = $3";
+         ELSE last_seen END"
+    };
+}
+pub(crate) use seen_at;
+
+/// A row no longer present keeps the time it was last seen ([`seen_at`]).
+pub(crate) const INVENTORY_GONE: &str = concat!(
+    "UPDATE inventory SET present = 0, last_seen = ",
+    seen_at!(),
+    " WHERE directory = $1 AND address_key = $2 AND sha256 = $3"
+);
 
 /// Marks every present row of directory `$1` seen at `$2` (migration V8), when that is later
 /// than its mark; no row changed when it is not.

@@ -627,12 +627,33 @@ fn ready_digest(address: &Mailbox, certs: &[CertDer], chain: &[&[u8]], now: i64)
     Some(hex::encode(h.finalize()))
 }
 
-/// The answer a remembered readiness digest stands for.
-fn encryptable() -> Readiness {
-    Readiness {
-        encryptable: true,
-        reasons: Vec::new(),
+/// The job that answers `key` (who, holding what, against which anchors), or `None` when an
+/// earlier plan remembered the answer ([`ready_digest`] against `chain`): then it is put in
+/// `cache` as given.
+fn ready_job(
+    verifier: &Remembering,
+    cache: &mut HashMap<ReadyKey, Readiness>,
+    chain: Option<&[&[u8]]>,
+    key: ReadyKey,
+    (address, certs, anchors): (&Mailbox, &[CertDer], &Anchors),
+    now: i64,
+) -> Option<ReadyJob> {
+    let digest = chain.and_then(|chain| ready_digest(address, certs, chain, now));
+    if digest.as_deref().is_some_and(|d| verifier.knows(d)) {
+        let remembered = Readiness {
+            encryptable: true,
+            reasons: Vec::new(),
+        };
+        cache.insert(key, remembered);
+        return None;
     }
+    Some(ReadyJob {
+        key,
+        address: address.clone(),
+        certs: certs.to_vec(),
+        anchors: anchors.clone(),
+        digest,
+    })
 }
 
 impl Remembering {
@@ -941,19 +962,15 @@ impl Service {
                     if !asked.insert(key.clone()) {
                         return None;
                     }
-                    let digest = (chain.as_deref())
-                        .and_then(|chain| ready_digest(&p.address, certs, chain, now));
-                    if digest.as_deref().is_some_and(|d| verifier.knows(d)) {
-                        ready_cache.insert(key, encryptable());
-                        return None;
-                    }
-                    Some(ReadyJob {
+                    let question = (&p.address, certs.as_slice(), &anchors);
+                    ready_job(
+                        &verifier,
+                        &mut ready_cache,
+                        chain.as_deref(),
                         key,
-                        address: p.address.clone(),
-                        certs: certs.clone(),
-                        anchors: anchors.clone(),
-                        digest,
-                    })
+                        question,
+                        now,
+                    )
                 })
                 .collect();
             tracing::debug!(
@@ -1072,25 +1089,21 @@ impl Service {
             let outputs: Vec<(PersonOutput, ReadyKey)> = on_every_core(&people, plan_one);
             // Whoever will hold something not judged yet is judged now, on every core (unless
             // an earlier plan remembered the answer).
-            let digest_chain = digest_chain(&chain, now);
+            let chain_digested = digest_chain(&chain, now);
             let mut jobs: Vec<ReadyJob> = Vec::new();
             for (p, (output, key)) in people.iter().zip(&outputs) {
                 if ready_cache.contains_key(key) || !asked.insert(key.clone()) {
                     continue;
                 }
-                let digest = (digest_chain.as_deref())
-                    .and_then(|chain| ready_digest(&p.address, &output.after, chain, now));
-                if digest.as_deref().is_some_and(|d| verifier.knows(d)) {
-                    ready_cache.insert(key.clone(), encryptable());
-                    continue;
-                }
-                jobs.push(ReadyJob {
-                    key: key.clone(),
-                    address: p.address.clone(),
-                    certs: output.after.clone(),
-                    anchors: anchors.clone(),
-                    digest,
-                });
+                let question = (&p.address, output.after.as_slice(), &anchors);
+                jobs.extend(ready_job(
+                    &verifier,
+                    &mut ready_cache,
+                    chain_digested.as_deref(),
+                    key.clone(),
+                    question,
+                    now,
+                ));
             }
             for answers in spawn_readiness(verifier.clone(), jobs, now) {
                 ready_cache.extend(joined(answers).await?);
