@@ -272,7 +272,7 @@ fn a_directory_opened_ahead_is_the_one_the_command_gets() {
         let proxy = Proxy::start(s.port).await;
         let dir = tempfile::tempdir().unwrap();
         let svc = service(dir.path(), &corp_through(&proxy, &s));
-        let ahead = svc.open_ahead(&["nowhere".to_string(), "corp".to_string()]);
+        let ahead = svc.open_ahead(&["nowhere".to_string(), "corp".to_string()], &[]);
         let first = svc.open_directory("corp").await.unwrap();
         drop(ahead);
         let again = svc.open_directory("corp").await.unwrap();

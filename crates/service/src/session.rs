@@ -49,7 +49,13 @@ pub(crate) struct Sessions {
     /// directory instead of opening (signing in, binding) once more.
     opening: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     key_stores: Mutex<HashMap<StoreKey, Arc<SessionKeyStore>>>,
+    /// Listings started ahead of a plan ([`Service::open_ahead`]), each taken once.
+    listing_ahead: Mutex<HashMap<String, ListingAhead>>,
 }
+
+/// A directory's listing as it will arrive (see [`Service::open_ahead`]).
+pub(crate) type ListingAhead =
+    tokio::sync::oneshot::Receiver<Result<Vec<Recipient>, DirectoryError>>;
 
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -212,25 +218,68 @@ impl Service {
 
     /// Starts opening the configured directories among `names`, for a command about to use
     /// them (a plan opens those its deploy file names while the file's certificates are
-    /// read). Each is kept as [`Service::open_directory`] keeps it: the command's own open
-    /// finds it open, or waits for it. A failure is not reported here: the command's own open
-    /// tries again and reports it. What is still opening when the guard is dropped is given up.
-    pub fn open_ahead(&self, names: &[String]) -> OpeningAhead {
+    /// read), and listing those among `list`, one after another in the configuration's order
+    /// (a plan's), each once open (a plan that lists them takes the listing: [`Service::take_listing_ahead`]).
+    /// Each directory is kept as [`Service::open_directory`] keeps it: the command's own open
+    /// finds it open, or waits for it. A failure to open is not reported here: the command's
+    /// own open tries again and reports it; a listing's failure is the listing's result. What
+    /// is still opening or listing when the guard is dropped is given up, and a listing
+    /// nobody took is forgotten.
+    pub fn open_ahead(&self, names: &[String], list: &[String]) -> OpeningAhead {
         let configured = self.directory_names();
-        OpeningAhead {
-            _opening: names
-                .iter()
-                .filter(|n| configured.contains(n))
-                .map(|name| {
-                    let (svc, name) = (self.clone(), name.clone());
-                    tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
-                        if let Err(e) = svc.open_directory(&name).await {
-                            tracing::debug!(directory = name, error = %e, "opening ahead failed");
-                        }
-                    }))
-                })
-                .collect(),
+        let names: Vec<&String> = names.iter().filter(|n| configured.contains(n)).collect();
+        let mut tasks: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let (svc, name) = (self.clone(), name.to_string());
+                tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+                    if let Err(e) = svc.open_directory(&name).await {
+                        tracing::debug!(directory = name, error = %e, "opening ahead failed");
+                    }
+                }))
+            })
+            .collect();
+        let list: Vec<String> = (configured.iter())
+            .filter(|n| list.contains(n) && names.contains(n))
+            .cloned()
+            .collect();
+        let mut senders = Vec::new();
+        {
+            let mut ahead = lock(&self.sessions.listing_ahead);
+            for name in &list {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                ahead.insert(name.clone(), rx);
+                senders.push((name.clone(), tx));
+            }
         }
+        if !senders.is_empty() {
+            let svc = self.clone();
+            tasks.push(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+                async move {
+                    for (name, tx) in senders {
+                        // An open that fails leaves the listing to the command (its own open
+                        // reports the failure).
+                        let Ok(dir) = svc.open_directory(&name).await else {
+                            return;
+                        };
+                        tracing::debug!(directory = name, "listing ahead");
+                        if tx.send(dir.recipients().await).is_err() {
+                            return;
+                        }
+                    }
+                },
+            )));
+        }
+        OpeningAhead {
+            sessions: self.sessions.clone(),
+            listing: list,
+            _tasks: tasks,
+        }
+    }
+
+    /// The listing of `name` started ahead ([`Service::open_ahead`]), once.
+    pub(crate) fn take_listing_ahead(&self, name: &str) -> Option<ListingAhead> {
+        lock(&self.sessions.listing_ahead).remove(name)
     }
 
     /// Opens a directory afresh, not kept, on the blocking pool: a plugin's open is
@@ -624,10 +673,21 @@ mod tests {
     }
 }
 
-/// Directories being opened ahead ([`Service::open_ahead`]); dropping it gives up what is
-/// still opening.
+/// Directories being opened and listed ahead ([`Service::open_ahead`]); dropping it gives up
+/// what is still opening or listing and forgets the listings nobody took.
 #[must_use = "dropping it gives up the directories still opening"]
 #[derive(Debug)]
 pub struct OpeningAhead {
-    _opening: Vec<tokio_util::task::AbortOnDropHandle<()>>,
+    sessions: Arc<Sessions>,
+    listing: Vec<String>,
+    _tasks: Vec<tokio_util::task::AbortOnDropHandle<()>>,
+}
+
+impl Drop for OpeningAhead {
+    fn drop(&mut self) {
+        let mut ahead = lock(&self.sessions.listing_ahead);
+        for name in &self.listing {
+            ahead.remove(name);
+        }
+    }
 }

@@ -18,16 +18,16 @@ use crate::io;
 
 /// Reads a deploy file and everything it names (relative to its folder).
 fn load(service: &Service, file: &Path) -> Result<deploy::Desired> {
-    Ok(load_opening(service, file, false)?.0)
+    Ok(load_opening(service, file, None)?.0)
 }
 
-/// [`load`], for a plan: with `open`, the directories the file names start opening while
-/// the certificate files it names are read (see [`Service::open_ahead`]); keep the guard
-/// until the plan is made.
+/// [`load`], for a plan: with `ahead`, what the plan will read starts while the certificate
+/// files the deploy file names are read: its directories are opened, and listed with
+/// `Some(true)` (see [`Service::plan_ahead`]); keep the guard until the plan is made.
 fn load_opening(
     service: &Service,
     file: &Path,
-    open: bool,
+    ahead: Option<bool>,
 ) -> Result<(deploy::Desired, Option<smimekit_service::OpeningAhead>)> {
     let text = std::fs::read(file).map_err(|e| io_err(file, e))?;
     let text = String::from_utf8(text).map_err(|_| {
@@ -43,7 +43,7 @@ fn load_opening(
         .unwrap_or_else(|| PathBuf::from("."));
     let source = FsDeploySource { base };
     let name = file.display().to_string();
-    let opening = open.then(|| service.open_ahead(&deploy::named_directories(&text)));
+    let opening = ahead.map(|list| service.plan_ahead(&text, &source, list));
     let desired = deploy::load(&name, &text, &source, &service.directory_names())
         .map_err(ServiceError::from)?;
     Ok((desired, opening))
@@ -71,7 +71,7 @@ pub async fn plan(service: &Service, a: PlanArgs, json: bool) -> Result<u8> {
 }
 
 async fn plan_inner(service: &Service, a: PlanArgs, json: bool) -> Result<u8> {
-    let (desired, _opening) = load_opening(service, &a.file, true)?;
+    let (desired, _opening) = load_opening(service, &a.file, Some(a.refresh))?;
     let plan = service
         .plan(&PlanRequest {
             desired,
@@ -158,7 +158,8 @@ pub async fn apply(service: &Service, a: ApplyArgs, json: bool) -> Result<u8> {
             plan
         }
         (None, Some(file)) => {
-            let (desired, _opening) = load_opening(service, file, true)?;
+            // Apply's plan lists every directory (see below).
+            let (desired, _opening) = load_opening(service, file, Some(true))?;
             service
                 .plan(&PlanRequest {
                     desired,

@@ -14,6 +14,6 @@ pub use apply::{ApplyEmit, ApplyReport, ApplyRequest, ApplyStep, Deliver, Delive
 pub use plan::{DEFAULT_INVENTORY_MAX_AGE, Plan, PlanRequest, PlanSummary};
 pub use spec::{
     DeployError, DeploySource, Desired, FsDeploySource, Origin, Person, Policy, TrustSpec,
-    Unmanaged, load, named_directories,
+    Unmanaged, load,
 };
 pub use status::{StatusEntry, StatusReport, StatusRequest};

@@ -27,11 +27,11 @@ use smimekit_pki::certinfo::{self, CertInfo};
 use smimekit_pki::lint::{self, LintOptions, PreparedStore, Profile, Severity};
 use tokio_util::task::AbortOnDropHandle;
 
-use super::spec::{Desired, Person, Unmanaged};
+use super::spec::{self, DeploySource, Desired, Person, Unmanaged};
 use crate::certs::rfc3339;
 use crate::inventory::FactsCache;
 use crate::store::store_error;
-use crate::{ErrorKind, Service, ServiceError};
+use crate::{ErrorKind, OpeningAhead, Service, ServiceError};
 
 const DAY: i64 = 86_400;
 /// Above this many people in one directory, the plan lists the directory once instead of
@@ -1392,6 +1392,24 @@ impl Service {
         })
     }
 
+    /// Starts what a plan of the deploy file `text` (its files read through `source`) will
+    /// read, for a command about to load the file and plan: every directory it names is
+    /// opened and, with `list` (a plan that reads every directory afresh: `--refresh`, and
+    /// apply's), each one with more than [`LIST_THRESHOLD`] of the file's people is listed,
+    /// one after another as the plan lists them ([`Service::open_ahead`]). The plan takes
+    /// those listings instead of listing again; loading the file's certificates (thousands
+    /// of files) overlaps them. Nothing is checked here: the file's problems are
+    /// [`load`](super::load)'s to report, a directory that fails to open the plan's.
+    pub fn plan_ahead(&self, text: &str, source: &dyn DeploySource, list: bool) -> OpeningAhead {
+        let people = spec::people_per_directory(text, source);
+        let names: Vec<String> = people.iter().map(|(n, _)| n.clone()).collect();
+        let many: Vec<String> = (people.iter())
+            .filter(|(_, n)| list && *n > LIST_THRESHOLD)
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.open_ahead(&names, &many)
+    }
+
     /// The directories a deploy file targets, in the configuration's order; an unknown one is
     /// an error (the parser checks too, against the same configuration).
     pub(crate) fn deploy_directories(
@@ -1710,6 +1728,7 @@ async fn read_directories(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let (listed_tx, mut listed_rx) = tokio::sync::mpsc::channel(directories.len().max(1));
     let _lister = AbortOnDropHandle::new(tokio::spawn(list_directories(
+        r.svc.clone(),
         directories,
         r.max_age.is_none(),
         listed_tx,
@@ -1748,9 +1767,11 @@ async fn read_directories(
 }
 
 /// Opens and reads the directories of a plan one after another: each one's listing when it
-/// has `many` of the file's people and `list` (no inventory asked), and its trust chain.
-/// Stops at the first failure (sent too).
+/// has `many` of the file's people and `list` (no inventory asked; the listing started ahead
+/// when there is one, see [`Service::plan_ahead`]), and its trust chain. Stops at the first
+/// failure (sent too).
 async fn list_directories(
+    svc: Service,
     directories: Vec<(Opening, bool)>,
     list: bool,
     out: tokio::sync::mpsc::Sender<Result<Listed, ServiceError>>,
@@ -1766,7 +1787,15 @@ async fn list_directories(
             };
             tracing::debug!(directory = name, "plan: directory open");
             let listed = if many && list {
-                match dir.recipients().await {
+                let ahead = match svc.take_listing_ahead(&name) {
+                    Some(listing) => listing.await.ok(),
+                    None => None,
+                };
+                let listing = match ahead {
+                    Some(listing) => listing,
+                    None => dir.recipients().await,
+                };
+                match listing {
                     Ok(all) => Some(all),
                     // A directory that cannot list (a vendor plugin without it) is asked
                     // per person.

@@ -6,7 +6,7 @@
 //! target directories. Every problem found is reported, each with the file and line it is on;
 //! nothing is read from a directory and nothing is written.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -234,11 +234,13 @@ pub fn load(
     }
 }
 
-/// The directories a deploy file's text names (the top-level `directories` and each
-/// `[[people]]`'s), found without reading anything it names or checking it: what a command may
-/// start opening while [`load`] reads the rest (a CSV's rows may name others, opened when
-/// planned). Empty when the text is not valid TOML.
-pub fn named_directories(text: &str) -> Vec<String> {
+/// How many of a deploy file's people each directory it names has, in the order the file
+/// names them (the top-level `directories`, each `[[people]]`'s, a CSV's `directories`
+/// column), found from the deploy file's text and its CSV files without reading a
+/// certificate or checking anything: what a command may start opening and reading while
+/// [`load`] reads the rest. A person's own `directories` replace the file's, as in [`load`];
+/// a person declared twice counts twice. Empty when the text is not valid TOML.
+pub(crate) fn people_per_directory(text: &str, source: &dyn DeploySource) -> Vec<(String, usize)> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let Ok(doc) = DeTable::parse(text) else {
         return Vec::new();
@@ -249,20 +251,64 @@ pub fn named_directories(text: &str) -> Vec<String> {
             .filter_map(|s| s.get_ref().as_str().map(str::to_string))
             .collect()
     };
-    let mut names = doc.get("directories").map(strings).unwrap_or_default();
-    let people = doc.get("people").and_then(|v| v.get_ref().as_array());
-    for person in people.into_iter().flatten() {
-        if let Some(d) = person
-            .get_ref()
-            .as_table()
-            .and_then(|t| t.get("directories"))
-        {
-            names.extend(strings(d));
+    let default = doc.get("directories").map(strings).unwrap_or_default();
+    let mut counts: Vec<(String, usize)> = default.iter().map(|n| (n.clone(), 0)).collect();
+    let mut count = |names: &[String]| {
+        for name in names {
+            match counts.iter_mut().find(|(n, _)| n == name) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((name.clone(), 1)),
+            }
+        }
+    };
+    let tables = |key: &str| -> Vec<&DeTable<'_>> {
+        (doc.get(key).and_then(|v| v.get_ref().as_array()).into_iter().flatten())
+            .filter_map(|t| t.get_ref().as_table())
+            .collect()
+    };
+    for person in tables("people") {
+        match person.get("directories") {
+            Some(d) => count(&strings(d)),
+            None => count(&default),
         }
     }
-    let mut seen = HashSet::new();
-    names.retain(|n| seen.insert(n.clone()));
-    names
+    for from in tables("people_from") {
+        let Some(bytes) = (from.get("csv").and_then(|v| v.get_ref().as_str()))
+            .and_then(|name| source.read(Path::new(name)).ok())
+        else {
+            continue;
+        };
+        let mut reader = csv_reader(csv_text(&bytes));
+        let column = reader.headers().ok().and_then(|h| {
+            h.iter()
+                .position(|name| name.eq_ignore_ascii_case("directories"))
+        });
+        for record in reader.records().flatten() {
+            match column.and_then(|i| record.get(i)).filter(|s| !s.is_empty()) {
+                Some(cell) => count(&csv_list(cell).map(str::to_string).collect::<Vec<_>>()),
+                None => count(&default),
+            }
+        }
+    }
+    counts
+}
+
+/// A CSV file's bytes without the byte-order mark Excel's "CSV UTF-8" starts with.
+fn csv_text(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes)
+}
+
+/// A reader of a `[[people_from]]` CSV: a header row, cells trimmed, `#` lines skipped.
+fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(bytes)
+}
+
+/// The items of a CSV cell that lists several (`;`-separated), trimmed, empty ones skipped.
+fn csv_list(cell: &str) -> impl Iterator<Item = &str> {
+    cell.split(';').map(str::trim).filter(|s| !s.is_empty())
 }
 
 const TOP_KEYS: &[&str] = &["directories", "trust", "policy", "people", "people_from"];
@@ -1021,16 +1067,13 @@ impl Loader<'_> {
 
     /// The certificate files a CSV's `certificate` column names (not folders), to prefetch.
     fn csv_files(&self, bytes: &[u8], column: usize, folder: &Path) -> Vec<PathBuf> {
-        let mut reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .comment(Some(b'#'))
-            .from_reader(bytes);
+        let mut reader = csv_reader(bytes);
         let mut files = Vec::new();
         for record in reader.records().flatten() {
             let Some(cell) = record.get(column) else {
                 continue;
             };
-            for path in cell.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            for path in csv_list(cell) {
                 let path = folder.join(path);
                 // Folders too: reading one ahead finds it is one (on the prefetch threads).
                 if !self.loaded.contains_key(&path) {
@@ -1060,27 +1103,21 @@ impl Loader<'_> {
         };
         let at = self.at(&v.span());
         let csv_path = PathBuf::from(csv_name);
-        let mut bytes = match self.source.read(&csv_path) {
+        let read = match self.source.read(&csv_path) {
             Ok(b) => b,
             Err(e) => {
                 self.error(&at, format!("{csv_name}: cannot read: {e}"));
                 return;
             }
         };
-        // Excel's "CSV UTF-8" starts with a byte-order mark.
-        if bytes.starts_with(b"\xef\xbb\xbf") {
-            bytes.drain(..3);
-        }
+        let bytes = csv_text(&read);
         // Certificate paths in the CSV are relative to the CSV's folder.
         let folder = csv_path.parent().map(Path::to_path_buf).unwrap_or_default();
         let file = csv_name.to_string();
-        let mut reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .comment(Some(b'#'))
-            .from_reader(bytes.as_slice());
+        let mut reader = csv_reader(bytes);
         let lines = CsvLines {
-            bytes: &bytes,
-            lines: Lines::of_bytes(&bytes),
+            bytes,
+            lines: Lines::of_bytes(bytes),
         };
         let headers = match reader.headers() {
             Ok(h) => h.clone(),
@@ -1139,7 +1176,7 @@ impl Loader<'_> {
             return;
         }
         if let Some(column) = columns.get("certificate") {
-            let files = self.csv_files(&bytes, *column, &folder);
+            let files = self.csv_files(bytes, *column, &folder);
             self.prefetch(files);
         }
         for record in reader.records() {
@@ -1174,7 +1211,7 @@ impl Loader<'_> {
             let mut certificates = Vec::new();
             let cert_cell = cell("certificate");
             if let (Some(cell), Some(a)) = (cert_cell, &address) {
-                for path in cell.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                for path in csv_list(cell) {
                     let path = folder.join(path);
                     certificates.extend(self.person_certs(&at, a, &path));
                 }
@@ -1184,10 +1221,7 @@ impl Loader<'_> {
             let before = self.errors.len();
             let (directories, directories_failed) = match cell("directories") {
                 Some(s) => {
-                    let names = s
-                        .split(';')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
+                    let names = csv_list(s)
                         .map(|n| (n.to_string(), at.clone()))
                         .collect();
                     (self.check_directories(names), self.errors.len() > before)
