@@ -637,6 +637,134 @@ impl KeyStore for SessionKeyStore {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use super::*;
+    use crate::Config;
+    use crate::deploy::{self, FsDeploySource, PlanRequest};
+
+    /// A service with the local directory `l` (and `m`, configured after it) and a deploy
+    /// file of `people` contacts in `l`, all holding alice's certificate (a CSV); the file's
+    /// text and its source.
+    fn with_people(dir: &std::path::Path, people: usize) -> (Service, String, FsDeploySource) {
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\nurl = \"sqlite:{}\"\n\n[directory.l]\nkind = \"local\"\npath = \"l.json\"\n\n\
+                 [directory.m]\nkind = \"local\"\npath = \"m.json\"\n",
+                dir.join("store.db").display()
+            ),
+        )
+        .unwrap();
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures/pki/alice.pem"),
+            dir.join("alice.pem"),
+        )
+        .unwrap();
+        let mut csv = String::from("address,kind,certificate\n");
+        for i in 0..people {
+            csv.push_str(&format!("p{i}@example.org,contact,alice.pem\n"));
+        }
+        std::fs::write(dir.join("people.csv"), csv).unwrap();
+        let svc = Service::builder()
+            .config(Config::load(Some(&config)).unwrap())
+            .clock(smimekit_testkit::pinned_clock())
+            .build()
+            .unwrap();
+        let text = "directories = [\"l\"]\n\n[[people_from]]\ncsv = \"people.csv\"\n".to_string();
+        let source = FsDeploySource {
+            base: dir.to_path_buf(),
+        };
+        (svc, text, source)
+    }
+
+    fn waiting(svc: &Service) -> Vec<String> {
+        let mut names: Vec<String> = lock(&svc.sessions.listing_ahead).keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// A listing started ahead is the directory's listing, taken once; only what is opened
+    /// ahead is listed; dropping the guard forgets what nobody took.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_listing_started_ahead_is_taken_once_and_forgotten_with_its_guard() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (svc, _, _) = with_people(tmp.path(), 0);
+        let l = svc.open_directory("l").await.unwrap();
+        let alice = smimekit_pki::load_certificates(
+            &std::fs::read(tmp.path().join("alice.pem")).unwrap(),
+            "alice.pem",
+        )
+        .unwrap()
+        .remove(0);
+        let who = Mailbox::parse("alice@example.org").unwrap();
+        l.publish(&who, RecipientKind::Mailbox, &alice, PublishMode::Merge)
+            .await
+            .unwrap();
+
+        let names = ["l".to_string(), "m".to_string(), "nowhere".to_string()];
+        let ahead = svc.open_ahead(
+            &names,
+            &["m".to_string(), "l".to_string(), "nowhere".to_string()],
+        );
+        assert_eq!(waiting(&svc), ["l", "m"]);
+        let listed = svc.take_listing_ahead("l").unwrap().await.unwrap().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].address, who);
+        assert_eq!(listed[0].certificates, [alice]);
+        assert!(svc.take_listing_ahead("l").is_none(), "taken once");
+        drop(ahead);
+        assert!(waiting(&svc).is_empty(), "m, never taken, is forgotten");
+        assert!(svc.take_listing_ahead("m").is_none());
+
+        // Listed only when opened ahead too.
+        let ahead = svc.open_ahead(&["m".to_string()], &["l".to_string()]);
+        assert!(waiting(&svc).is_empty());
+        drop(ahead);
+    }
+
+    /// `plan_ahead` lists a directory with more than 200 of the file's people, when the plan
+    /// is to list; the plan takes that listing and is the plan made without it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plan_takes_what_was_listed_ahead_for_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (svc, text, source) = with_people(tmp.path(), 201);
+        let desired = deploy::load("deploy.toml", &text, &source, &svc.directory_names()).unwrap();
+        let request = PlanRequest {
+            desired,
+            replace_unmanaged: Vec::new(),
+            inventory_max_age: None,
+        };
+        let alone = svc.plan(&request).await.unwrap();
+        assert_eq!(alone.summary.add, 201, "{}", alone.summary.line());
+
+        let ahead = svc.plan_ahead(&text, &source, false);
+        assert!(
+            waiting(&svc).is_empty(),
+            "a plan from the inventory lists nothing ahead"
+        );
+        drop(ahead);
+
+        let ahead = svc.plan_ahead(&text, &source, true);
+        assert_eq!(waiting(&svc), ["l"]);
+        let plan = svc.plan(&request).await.unwrap();
+        assert!(waiting(&svc).is_empty(), "the plan took the listing");
+        drop(ahead);
+        assert_eq!(plan.render(), alone.render());
+
+        let tmp = tempfile::tempdir().unwrap();
+        let (svc, text, source) = with_people(tmp.path(), 200);
+        assert_eq!(
+            crate::deploy::spec::people_per_directory(&text, &source),
+            [("l".to_string(), 200)]
+        );
+        let _ahead = svc.plan_ahead(&text, &source, true);
+        assert!(
+            waiting(&svc).is_empty(),
+            "200 people are looked up, not listed"
+        );
+    }
+
     /// The `fn` names of the block that starts at `start` (up to its closing brace at column 0).
     fn methods(source: &str, start: &str) -> Vec<String> {
         let at = source.find(start).expect("the block");

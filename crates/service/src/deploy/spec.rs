@@ -262,9 +262,12 @@ pub(crate) fn people_per_directory(text: &str, source: &dyn DeploySource) -> Vec
         }
     };
     let tables = |key: &str| -> Vec<&DeTable<'_>> {
-        (doc.get(key).and_then(|v| v.get_ref().as_array()).into_iter().flatten())
-            .filter_map(|t| t.get_ref().as_table())
-            .collect()
+        (doc.get(key)
+            .and_then(|v| v.get_ref().as_array())
+            .into_iter()
+            .flatten())
+        .filter_map(|t| t.get_ref().as_table())
+        .collect()
     };
     for person in tables("people") {
         match person.get("directories") {
@@ -1221,9 +1224,7 @@ impl Loader<'_> {
             let before = self.errors.len();
             let (directories, directories_failed) = match cell("directories") {
                 Some(s) => {
-                    let names = csv_list(s)
-                        .map(|n| (n.to_string(), at.clone()))
-                        .collect();
+                    let names = csv_list(s).map(|n| (n.to_string(), at.clone())).collect();
                     (self.check_directories(names), self.errors.len() > before)
                 }
                 None => (
@@ -1517,6 +1518,62 @@ mod tests {
             "expected {at}: …{needle}…, got {:?}",
             e[0]
         );
+    }
+
+    /// The people each directory has, counted from the text and its CSV files, are those
+    /// [`load`] gives each (defaults, a person's own list, a CSV's column, a byte-order mark,
+    /// comments), in the order the file names the directories.
+    #[test]
+    fn people_per_directory_counts_what_load_gives_each() {
+        let mem = Mem::default()
+            .people()
+            .with(
+                "more/people.csv",
+                "\u{feff}Address,kind,certificate,Directories\n\
+                 # a comment\n\
+                 dan@contoso.com,mailbox,../certs/alice@contoso.com.pem,\n\
+                 erin@contoso.com,mailbox,../certs/alice@contoso.com.pem, local ; corp \n\
+                 fay@contoso.com,mailbox,../certs/alice@contoso.com.pem,local\n",
+            )
+            .with(
+                "few.csv",
+                "address,kind,certificate\ngus@contoso.com,mailbox,certs/bob@contoso.com.pem\n",
+            );
+        let text = r#"directories = ["exo"]
+[[people]]
+address = "alice@contoso.com"
+kind = "mailbox"
+certificates = ["certs/alice@contoso.com.pem"]
+[[people]]
+address = "bob@contoso.com"
+kind = "mailbox"
+certificates = ["certs/bob@contoso.com.pem"]
+directories = ["corp", "exo"]
+[[people_from]]
+csv = "more/people.csv"
+[[people_from]]
+csv = "few.csv"
+"#;
+        let desired = ok(text, &mem);
+        let mut expected: Vec<(String, usize)> = Vec::new();
+        for name in ["exo", "corp", "local"] {
+            let n = (desired.people.iter())
+                .filter(|p| p.directories.iter().any(|d| d == name))
+                .count();
+            expected.push((name.to_string(), n));
+        }
+        assert_eq!(
+            expected,
+            [("exo".into(), 4), ("corp".into(), 2), ("local".into(), 2)]
+        );
+        assert_eq!(people_per_directory(text, &mem), expected);
+        // A CSV that cannot be read counts nobody; a text that is not TOML names nothing.
+        let missing = text.replace("few.csv", "gone.csv");
+        assert_eq!(
+            people_per_directory(&missing, &mem),
+            [("exo".into(), 3), ("corp".into(), 2), ("local".into(), 2)]
+        );
+        assert!(people_per_directory("directories = [", &mem).is_empty());
     }
 
     /// The README's example, in full.
