@@ -361,8 +361,8 @@ fn read_extensions(exts: Tlv<'_>, info: &mut CertInfo) -> Result<(), PkiError> {
         }
         seen.push(oid.content);
         let value = next.content;
-        let what = oid_to_string(oid.content);
-        let ve = |x| bad(&format!("extension {what}"), x);
+        // The extension's name is only formatted for an error.
+        let ve = |x| bad(&format!("extension {}", oid_to_string(oid.content)), x);
         match oid.content {
             OID_SKI => {
                 let t = asn1::parse_definite(value).map_err(ve)?;

@@ -849,11 +849,13 @@ impl Service {
             .as_ref()
             .map(|t| t.certificates.clone())
             .unwrap_or_default();
-        let mut certificates: BTreeMap<String, String> = BTreeMap::new();
+        // Every certificate the plan may name, by thumbprint (those the changes name travel
+        // with the plan, encoded at the end).
+        let mut certificates: HashMap<String, CertDer> = HashMap::new();
         let mut carry = |c: &CertDer| {
             certificates
                 .entry(thumbprint(c))
-                .or_insert_with(|| base64::engine::general_purpose::STANDARD.encode(c.as_bytes()));
+                .or_insert_with(|| c.clone());
         };
         for c in &trust {
             carry(c);
@@ -925,13 +927,9 @@ impl Service {
         }
 
         // Every certificate whose bytes plan knows, by thumbprint: what the inventory's
-        // thumbprints can stand for.
-        let mut known: HashMap<String, CertDer> = HashMap::new();
-        for certs in wanted.values() {
-            for c in certs {
-                known.insert(thumbprint(c), c.clone());
-            }
-        }
+        // thumbprints can stand for (the chain's and what each person is to hold, carried
+        // above, and what smimekit published).
+        let mut known: HashMap<String, CertDer> = certificates.clone();
         for rows in managed_by.values() {
             for m in rows {
                 known.insert(m.thumbprint.clone(), m.certificate.clone());
@@ -1015,13 +1013,15 @@ impl Service {
                 }
             };
             let people: Vec<&Person> = people.iter().map(|i| &desired.people[*i]).collect();
-            let mut read = BTreeMap::new();
-            for a in &addresses {
-                read.insert(
-                    a.key(),
-                    read_key(entries.get(&a.key()).and_then(Option::as_ref)),
-                );
-            }
+            // What was read, as the saved plan compares it (a thumbprint of every certificate
+            // held: on every core).
+            let mut read: BTreeMap<String, String> = on_every_core(&addresses, |a| {
+                let key = a.key();
+                let held = read_key(entries.get(&key).and_then(Option::as_ref));
+                (key, held)
+            })
+            .into_iter()
+            .collect();
             // The trust chain.
             let (mut trust_plan, mut trust_note) = (None, None);
             match (&held, desired.trust.is_some()) {
@@ -1188,6 +1188,14 @@ impl Service {
             })
             .collect();
         certificates.retain(|t, _| named.contains(t));
+        let certificates: BTreeMap<String, String> = (certificates.into_iter())
+            .map(|(t, c)| {
+                (
+                    t,
+                    base64::engine::general_purpose::STANDARD.encode(c.as_bytes()),
+                )
+            })
+            .collect();
         tracing::debug!("plan: every directory planned");
         // Tens of thousands of rows are freed on the blocking pool, while the inventory is
         // recorded and the plan shown.
@@ -1966,7 +1974,7 @@ impl PlanSummary {
 /// A saved plan carries the certificates it removes too (they come from the directory, not
 /// the deploy file): apply needs their bytes to remove them.
 fn carry_removed(
-    certificates: &mut BTreeMap<String, String>,
+    certificates: &mut HashMap<String, CertDer>,
     current: Option<&Recipient>,
     plan: &PersonPlan,
 ) {
@@ -1980,7 +1988,7 @@ fn carry_removed(
         {
             certificates
                 .entry(certificate.thumbprint.clone())
-                .or_insert_with(|| base64::engine::general_purpose::STANDARD.encode(c.as_bytes()));
+                .or_insert_with(|| c.clone());
         }
     }
 }
