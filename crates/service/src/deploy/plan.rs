@@ -439,14 +439,27 @@ pub const DEFAULT_INVENTORY_MAX_AGE: i64 = 300;
 
 /// `kind:THUMB,THUMB` (sorted), or `-` when the directory has no entry: what a plan read.
 pub(crate) fn read_key(r: Option<&Recipient>) -> String {
-    match r {
+    read_key_of(r.map(|r| {
+        (
+            r.kind,
+            held_key(r.certificates.iter().map(thumbprint).collect()),
+        )
+    }))
+}
+
+/// [`read_key`] of an entry of this kind holding certificates of this [`held_key`].
+fn read_key_of(entry: Option<(RecipientKind, String)>) -> String {
+    match entry {
         None => "-".into(),
-        Some(r) => {
-            let mut t: Vec<String> = r.certificates.iter().map(thumbprint).collect();
-            t.sort();
-            format!("{}:{}", kind(r.kind), t.join(","))
-        }
+        Some((k, held)) => format!("{}:{held}", kind(k)),
     }
+}
+
+/// Certificates as a plan names what someone holds: their thumbprints, sorted, joined by
+/// commas.
+fn held_key(mut thumbs: Vec<String>) -> String {
+    thumbs.sort();
+    thumbs.join(",")
 }
 
 pub(crate) fn trust_key(chain: &[CertDer]) -> String {
@@ -628,17 +641,15 @@ fn ready_digest(address: &Mailbox, certs: &[CertDer], chain: &[&[u8]], now: i64)
 }
 
 /// The job that answers `key` (who, holding what, against which anchors), or `None` when an
-/// earlier plan remembered the answer ([`ready_digest`] against `chain`): then it is put in
+/// earlier plan remembered the answer named by `digest` ([`ready_digest`]): then it is put in
 /// `cache` as given.
 fn ready_job(
     verifier: &Remembering,
     cache: &mut HashMap<ReadyKey, Readiness>,
-    chain: Option<&[&[u8]]>,
     key: ReadyKey,
+    digest: Option<String>,
     (address, certs, anchors): (&Mailbox, &[CertDer], &Anchors),
-    now: i64,
 ) -> Option<ReadyJob> {
-    let digest = chain.and_then(|chain| ready_digest(address, certs, chain, now));
     if digest.as_deref().is_some_and(|d| verifier.knows(d)) {
         let remembered = Readiness {
             encryptable: true,
@@ -852,13 +863,10 @@ impl Service {
         // Every certificate the plan may name, by thumbprint (those the changes name travel
         // with the plan, encoded at the end).
         let mut certificates: HashMap<String, CertDer> = HashMap::new();
-        let mut carry = |c: &CertDer| {
+        for c in &trust {
             certificates
                 .entry(thumbprint(c))
                 .or_insert_with(|| c.clone());
-        };
-        for c in &trust {
-            carry(c);
         }
 
         // Certificates a CA is to issue or renew; what each person should hold.
@@ -920,11 +928,34 @@ impl Service {
             }
             let certs = kept;
             newest_wanted.insert(p.address.key(), newest);
-            for c in &certs {
-                carry(c);
-            }
             wanted.insert(p.address.key(), certs);
         }
+        // What each person is to hold, by thumbprint (on every core): carried, and the
+        // holding readiness and a saved plan name (see [`held_key`]).
+        let wanted_thumbs: Vec<(String, Vec<String>)> = on_every_core(&desired.people, |p| {
+            let key = p.address.key();
+            let thumbs = (wanted.get(&key).into_iter().flatten())
+                .map(thumbprint)
+                .collect();
+            (key, thumbs)
+        });
+        let mut wanted_held: HashMap<String, String> = HashMap::new();
+        for (key, thumbs) in wanted_thumbs {
+            for (c, t) in wanted.get(&key).into_iter().flatten().zip(&thumbs) {
+                certificates.entry(t.clone()).or_insert_with(|| c.clone());
+            }
+            wanted_held.insert(key, held_key(thumbs));
+        }
+        // `certs`' sorted thumbprints ([`held_key`]), computed once when they are what the
+        // person `key` is to hold.
+        let held_of = |key: &str, certs: &[CertDer]| -> String {
+            match wanted_held.get(key) {
+                Some(held) if wanted.get(key).is_some_and(|w| w.as_slice() == certs) => {
+                    held.clone()
+                }
+                _ => held_key(certs.iter().map(thumbprint).collect()),
+            }
+        };
 
         // Every certificate whose bytes plan knows, by thumbprint: what the inventory's
         // thumbprints can stand for (the chain's and what each person is to hold, carried
@@ -951,26 +982,29 @@ impl Service {
             let anchors = prepared(&trust);
             let anchors_key = trust_key(&trust);
             let chain = digest_chain(&trust, now);
-            let jobs: Vec<ReadyJob> = desired
-                .people
-                .iter()
-                .filter_map(|p| {
-                    let certs = wanted.get(&p.address.key())?;
-                    let key = ready_key(&p.address, certs, &anchors_key);
-                    if !asked.insert(key.clone()) {
-                        return None;
-                    }
-                    let question = (&p.address, certs.as_slice(), &anchors);
-                    ready_job(
-                        &verifier,
-                        &mut ready_cache,
-                        chain.as_deref(),
-                        key,
-                        question,
-                        now,
-                    )
-                })
-                .collect();
+            // Each question's key and digest (hashing every certificate held) on every core.
+            let questions = on_every_core(&desired.people, |p| {
+                let key = p.address.key();
+                let certs = wanted.get(&key).map(Vec::as_slice).unwrap_or_default();
+                let digest = (chain.as_deref())
+                    .and_then(|chain| ready_digest(&p.address, certs, chain, now));
+                let held = held_of(&key, certs);
+                (ReadyKey::new(key, held, &anchors_key), certs, digest)
+            });
+            let mut jobs: Vec<ReadyJob> = Vec::new();
+            for (p, (key, certs, digest)) in desired.people.iter().zip(questions) {
+                if !asked.insert(key.clone()) {
+                    continue;
+                }
+                let question = (&p.address, certs, &anchors);
+                jobs.extend(ready_job(
+                    &verifier,
+                    &mut ready_cache,
+                    key,
+                    digest,
+                    question,
+                ));
+            }
             tracing::debug!(
                 people = asked.len(),
                 remembered = ready_cache.len(),
@@ -993,7 +1027,7 @@ impl Service {
             name,
             people,
             departed,
-            addresses,
+            addresses: _,
         } in targets
         {
             // What was read is recorded in the inventory while the plan is assembled; a plan
@@ -1013,15 +1047,15 @@ impl Service {
                 }
             };
             let people: Vec<&Person> = people.iter().map(|i| &desired.people[*i]).collect();
-            // What was read, as the saved plan compares it (a thumbprint of every certificate
-            // held: on every core).
-            let mut read: BTreeMap<String, String> = on_every_core(&addresses, |a| {
-                let key = a.key();
-                let held = read_key(entries.get(&key).and_then(Option::as_ref));
-                (key, held)
-            })
-            .into_iter()
-            .collect();
+            // What was read, as the saved plan compares it: the people's below, with their
+            // plans; those who left the file's here.
+            let mut read: BTreeMap<String, String> = BTreeMap::new();
+            for a in &departed {
+                read.insert(
+                    a.key(),
+                    read_key(entries.get(&a.key()).and_then(Option::as_ref)),
+                );
+            }
             // The trust chain.
             let (mut trust_plan, mut trust_note) = (None, None);
             match (&held, desired.trust.is_some()) {
@@ -1083,26 +1117,30 @@ impl Service {
                     newest_wanted: newest_wanted.get(&key).copied().flatten(),
                     renewing: renewing.contains(p.address.as_str()),
                 });
-                let ready = ready_key(&p.address, &output.after, &anchors_key);
-                (output, ready)
+                let current = entries.get(&key).and_then(Option::as_ref);
+                let held = current.map(|r| (r.kind, held_of(&key, &r.certificates)));
+                let ready =
+                    ReadyKey::new(key, held_of(&p.address.key(), &output.after), &anchors_key);
+                (output, ready, read_key_of(held))
             };
-            let outputs: Vec<(PersonOutput, ReadyKey)> = on_every_core(&people, plan_one);
+            let outputs: Vec<(PersonOutput, ReadyKey, String)> = on_every_core(&people, plan_one);
             // Whoever will hold something not judged yet is judged now, on every core (unless
             // an earlier plan remembered the answer).
             let chain_digested = digest_chain(&chain, now);
             let mut jobs: Vec<ReadyJob> = Vec::new();
-            for (p, (output, key)) in people.iter().zip(&outputs) {
+            for (p, (output, key, _)) in people.iter().zip(&outputs) {
                 if ready_cache.contains_key(key) || !asked.insert(key.clone()) {
                     continue;
                 }
+                let digest = (chain_digested.as_deref())
+                    .and_then(|chain| ready_digest(&p.address, &output.after, chain, now));
                 let question = (&p.address, output.after.as_slice(), &anchors);
                 jobs.extend(ready_job(
                     &verifier,
                     &mut ready_cache,
-                    chain_digested.as_deref(),
                     key.clone(),
+                    digest,
                     question,
-                    now,
                 ));
             }
             for answers in spawn_readiness(verifier.clone(), jobs, now) {
@@ -1110,7 +1148,8 @@ impl Service {
             }
             let mut plans = Vec::new();
             let mut unchanged = 0;
-            for (p, (output, key)) in people.iter().zip(outputs) {
+            for (p, (output, key, held)) in people.iter().zip(outputs) {
+                read.insert(p.address.key(), held);
                 let ready = match ready_cache.get(&key) {
                     Some(r) => r.clone(),
                     // Every key was asked above; answered here should it not have been.
@@ -1172,6 +1211,9 @@ impl Service {
                 unchanged,
                 read,
             });
+            // Its last reference, often (the inventory's record may still hold it): thousands
+            // of entries are freed on the blocking pool.
+            drop(tokio::task::spawn_blocking(move || drop(entries)));
         }
         // Only the certificates the changes name travel with the plan.
         let named: HashSet<String> = directories
@@ -1187,13 +1229,13 @@ impl Service {
                     .chain(d.trust.iter().flat_map(|t| t.chain.iter().cloned()))
             })
             .collect();
-        certificates.retain(|t, _| named.contains(t));
-        let certificates: BTreeMap<String, String> = (certificates.into_iter())
-            .map(|(t, c)| {
-                (
+        let carried: BTreeMap<String, String> = (named.into_iter())
+            .filter_map(|t| {
+                let der = certificates.get(&t)?;
+                Some((
                     t,
-                    base64::engine::general_purpose::STANDARD.encode(c.as_bytes()),
-                )
+                    base64::engine::general_purpose::STANDARD.encode(der.as_bytes()),
+                ))
             })
             .collect();
         tracing::debug!("plan: every directory planned");
@@ -1201,6 +1243,7 @@ impl Service {
         // recorded and the plan shown.
         drop(tokio::task::spawn_blocking(move || {
             drop((
+                certificates,
                 managed_by,
                 wanted,
                 successors,
@@ -1228,7 +1271,7 @@ impl Service {
             issue,
             summary,
             replace_unmanaged: req.replace_unmanaged.clone(),
-            certificates,
+            certificates: carried,
         })
     }
 
@@ -1844,13 +1887,15 @@ struct ReadyKey {
     anchors: String,
 }
 
-fn ready_key(address: &Mailbox, certs: &[CertDer], anchors_key: &str) -> ReadyKey {
-    let mut thumbs: Vec<String> = certs.iter().map(thumbprint).collect();
-    thumbs.sort();
-    ReadyKey {
-        address: address.key(),
-        held: thumbs.join(","),
-        anchors: anchors_key.to_string(),
+impl ReadyKey {
+    /// The question about the address of key `address` holding certificates of this
+    /// [`held_key`], against the chain of this [`trust_key`].
+    fn new(address: String, held: String, anchors_key: &str) -> Self {
+        Self {
+            address,
+            held,
+            anchors: anchors_key.to_string(),
+        }
     }
 }
 
