@@ -1118,10 +1118,9 @@ impl Service {
                     renewing: renewing.contains(p.address.as_str()),
                 });
                 let current = entries.get(&key).and_then(Option::as_ref);
-                let held = current.map(|r| (r.kind, held_of(&key, &r.certificates)));
-                let ready =
-                    ReadyKey::new(key, held_of(&p.address.key(), &output.after), &anchors_key);
-                (output, ready, read_key_of(held))
+                let found = read_key_of(current.map(|r| (r.kind, held_of(&key, &r.certificates))));
+                let after = held_of(&key, &output.after);
+                (output, ReadyKey::new(key, after, &anchors_key), found)
             };
             let outputs: Vec<(PersonOutput, ReadyKey, String)> = on_every_core(&people, plan_one);
             // Whoever will hold something not judged yet is judged now, on every core (unless
