@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -49,8 +49,11 @@ pub(crate) struct Sessions {
     /// directory instead of opening (signing in, binding) once more.
     opening: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     key_stores: Mutex<HashMap<StoreKey, Arc<SessionKeyStore>>>,
-    /// Listings started ahead of a plan ([`Service::open_ahead`]), each taken once.
-    listing_ahead: Mutex<HashMap<String, ListingAhead>>,
+    /// Listings started ahead of a plan ([`Service::open_ahead`]), each taken once, with the
+    /// number of the guard that started them.
+    listing_ahead: Mutex<HashMap<String, (u64, ListingAhead)>>,
+    /// The last [`OpeningAhead`]'s number.
+    aheads: AtomicU64,
 }
 
 /// A directory's listing as it will arrive (see [`Service::open_ahead`]).
@@ -219,12 +222,13 @@ impl Service {
     /// Starts opening the configured directories among `names`, for a command about to use
     /// them (a plan opens those its deploy file names while the file's certificates are
     /// read), and listing those among `list`, one after another in the configuration's order
-    /// (a plan's), each once open (a plan that lists them takes the listing: [`Service::take_listing_ahead`]).
-    /// Each directory is kept as [`Service::open_directory`] keeps it: the command's own open
-    /// finds it open, or waits for it. A failure to open is not reported here: the command's
-    /// own open tries again and reports it; a listing's failure is the listing's result. What
-    /// is still opening or listing when the guard is dropped is given up, and a listing
-    /// nobody took is forgotten.
+    /// (a plan's), each once open (a plan that lists them takes the listing:
+    /// [`Service::take_listing_ahead`]). Each directory is kept as [`Service::open_directory`]
+    /// keeps it: the command's own open finds it open, or waits for it. A failure to open is
+    /// not reported here: the command's own open tries again and reports it; a listing's
+    /// failure is the listing's result. What is still opening or listing when the guard is
+    /// dropped is given up, and a listing it started that nobody took is forgotten (a later
+    /// guard's listing of the same directory replaces it).
     pub fn open_ahead(&self, names: &[String], list: &[String]) -> OpeningAhead {
         let configured = self.directory_names();
         let names: Vec<&String> = names.iter().filter(|n| configured.contains(n)).collect();
@@ -244,11 +248,12 @@ impl Service {
             .cloned()
             .collect();
         let mut senders = Vec::new();
+        let number = self.sessions.aheads.fetch_add(1, Ordering::Relaxed) + 1;
         {
             let mut ahead = lock(&self.sessions.listing_ahead);
             for name in &list {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                ahead.insert(name.clone(), rx);
+                ahead.insert(name.clone(), (number, rx));
                 senders.push((name.clone(), tx));
             }
         }
@@ -272,6 +277,7 @@ impl Service {
         }
         OpeningAhead {
             sessions: self.sessions.clone(),
+            number,
             listing: list,
             _tasks: tasks,
         }
@@ -279,7 +285,9 @@ impl Service {
 
     /// The listing of `name` started ahead ([`Service::open_ahead`]), once.
     pub(crate) fn take_listing_ahead(&self, name: &str) -> Option<ListingAhead> {
-        lock(&self.sessions.listing_ahead).remove(name)
+        lock(&self.sessions.listing_ahead)
+            .remove(name)
+            .map(|(_, listing)| listing)
     }
 
     /// Opens a directory afresh, not kept, on the blocking pool: a plugin's open is
@@ -717,6 +725,14 @@ mod tests {
         assert!(waiting(&svc).is_empty(), "m, never taken, is forgotten");
         assert!(svc.take_listing_ahead("m").is_none());
 
+        // A guard forgets only its own listings: a later one's survives it.
+        let first = svc.open_ahead(&names, &["l".to_string()]);
+        let second = svc.open_ahead(&names, &["l".to_string()]);
+        drop(first);
+        assert_eq!(waiting(&svc), ["l"]);
+        drop(second);
+        assert!(waiting(&svc).is_empty());
+
         // Listed only when opened ahead too.
         let ahead = svc.open_ahead(&["m".to_string()], &["l".to_string()]);
         assert!(waiting(&svc).is_empty());
@@ -807,6 +823,7 @@ mod tests {
 #[derive(Debug)]
 pub struct OpeningAhead {
     sessions: Arc<Sessions>,
+    number: u64,
     listing: Vec<String>,
     _tasks: Vec<tokio_util::task::AbortOnDropHandle<()>>,
 }
@@ -815,7 +832,10 @@ impl Drop for OpeningAhead {
     fn drop(&mut self) {
         let mut ahead = lock(&self.sessions.listing_ahead);
         for name in &self.listing {
-            ahead.remove(name);
+            // Unless a later guard started that directory's listing again.
+            if ahead.get(name).is_some_and(|(n, _)| *n == self.number) {
+                ahead.remove(name);
+            }
         }
     }
 }
