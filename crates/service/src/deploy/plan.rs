@@ -462,10 +462,9 @@ fn held_key(mut thumbs: Vec<String>) -> String {
     thumbs.join(",")
 }
 
+/// A trust chain as a plan names it ([`held_key`] of its certificates).
 pub(crate) fn trust_key(chain: &[CertDer]) -> String {
-    let mut t: Vec<String> = chain.iter().map(thumbprint).collect();
-    t.sort();
-    t.join(",")
+    held_key(chain.iter().map(thumbprint).collect())
 }
 
 /// The key of the trust chain in [`DirectoryPlan::read`].
